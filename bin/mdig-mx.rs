@@ -1,0 +1,6 @@
+//! `mdig-mx`: see `man mdig-mx`. All logic lives in the mailkit library.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    mailkit::cli::main::<mailkit::cli::mdig_mx::Args>()
+}

@@ -1,0 +1,6 @@
+//! `mfetch`: see `man mfetch`. All logic lives in the mailkit library.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    mailkit::cli::main::<mailkit::cli::mfetch::Args>()
+}

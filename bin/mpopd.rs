@@ -1,0 +1,6 @@
+//! `mpopd`: see `man mpopd`. All logic lives in the mailkit library.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    mailkit::cli::main::<mailkit::cli::mpopd::Args>()
+}

@@ -1,0 +1,23 @@
+//! `mdeliver`: Delivery agent: one message on stdin into a Maildir, safely. Not built yet; its issue replaces this placeholder.
+
+use std::ffi::OsString;
+
+/// Command line of `mdeliver` (placeholder until its issue builds it).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "mdeliver",
+    version,
+    about = "Delivery agent: one message on stdin into a Maildir, safely. (not implemented yet)"
+)]
+pub struct Args {
+    /// Arguments, ignored until the program is built.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
+}
+
+impl super::Tool for Args {
+    const NAME: &'static str = "mdeliver";
+    fn run(self) -> anyhow::Result<u8> {
+        super::not_implemented(Self::NAME)
+    }
+}

@@ -1,0 +1,23 @@
+//! `mdig-mx`: MX, SMTP and TLS diagnostics for a domain. Not built yet; its issue replaces this placeholder.
+
+use std::ffi::OsString;
+
+/// Command line of `mdig-mx` (placeholder until its issue builds it).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "mdig-mx",
+    version,
+    about = "MX, SMTP and TLS diagnostics for a domain. (not implemented yet)"
+)]
+pub struct Args {
+    /// Arguments, ignored until the program is built.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
+}
+
+impl super::Tool for Args {
+    const NAME: &'static str = "mdig-mx";
+    fn run(self) -> anyhow::Result<u8> {
+        super::not_implemented(Self::NAME)
+    }
+}

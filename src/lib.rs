@@ -1,0 +1,30 @@
+//! mailkit: small, composable unix mail programs sharing one core.
+//!
+//! # Layout
+//! - [`cli`]: each program's command line (clap) and its `run` function; `bin/*.rs` only call these.
+//! - [`exit`]: sysexits.h codes and the one place errors become exit codes and stderr lines.
+//! - [`config`]: the one TOML config loader (`/etc/mailkit/mailkit.toml`, `-c`, `MAILKIT_CONFIG`).
+//! - [`auth`]: users from a Dovecot-compatible passwd-file, password schemes, the one password check.
+//! - [`maildir`]: the one Maildir writer and reader (delivery, listing, flags, Maildir++ folders).
+//! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
+//! - [`server`]: the only code that touches listening sockets: listeners, inetd, socket activation,
+//!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop. Every daemon reuses it.
+//! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots or a CA file).
+//! - [`dns`]: MX routing with hickory-resolver, shared by msend `--direct`, mrelayd and mdig-mx.
+//! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines) and the shared SMTP client.
+//! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
+//! - [`msend`]: the submission client: accounts, message preparation, spool.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod exit;
+pub mod maildir;
+pub mod mda;
+pub mod msend;
+pub mod pop3;
+pub mod server;
+pub mod smtp;
+pub mod tls;
