@@ -13,6 +13,8 @@
 //! - [`dns`]: MX routing with hickory-resolver, shared by msend `--direct`, mrelayd and mdig-mx.
 //! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines) and the shared SMTP client.
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
+//! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
+//! - [`relay`]: mrelayd's routing and local delivery (users, aliases, subaddressing).
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,8 @@ pub mod maildir;
 pub mod mda;
 pub mod msend;
 pub mod pop3;
+pub mod queue;
+pub mod relay;
 pub mod server;
 pub mod smtp;
 pub mod tls;
