@@ -26,6 +26,72 @@ fn expected_files() -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// Renders a man page: clap_mangen's standard sections, then the sections written in the
+/// command's `after_long_help` (or `after_help`) as `TITLE:` lines in capitals (EXIT STATUS,
+/// FILES, ENVIRONMENT, EXAMPLES, ...), each followed by its text.
+fn render_man(cmd: clap::Command) -> Vec<u8> {
+    let mut cmd = cmd;
+    cmd.build();
+    let after = cmd
+        .get_after_long_help()
+        .or_else(|| cmd.get_after_help())
+        .map(|s| s.to_string());
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out).expect("title");
+    man.render_name_section(&mut out).expect("name");
+    man.render_synopsis_section(&mut out).expect("synopsis");
+    man.render_description_section(&mut out).expect("description");
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut out).expect("options");
+    }
+    if cmd.get_subcommands().any(|c| !c.is_hide_set()) {
+        man.render_subcommands_section(&mut out).expect("subcommands");
+    }
+    if let Some(text) = after {
+        out.extend_from_slice(after_help_sections(&text).as_bytes());
+    }
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut out).expect("version");
+    }
+    out
+}
+
+/// `TITLE:` lines (capitals and spaces) start a man section; the text below is kept as laid out.
+fn after_help_sections(text: &str) -> String {
+    let mut roff = String::new();
+    let mut open = false;
+    for line in text.lines() {
+        let t = line.trim_end();
+        let is_title = t.ends_with(':')
+            && t.len() > 1
+            && t[..t.len() - 1].chars().all(|c| c.is_ascii_uppercase() || c == ' ')
+            && !t.starts_with(' ');
+        if is_title {
+            if open {
+                roff.push_str(".fi\n");
+            }
+            roff.push_str(&format!(".SH {}\n.nf\n", &t[..t.len() - 1]));
+            open = true;
+            continue;
+        }
+        if !open {
+            roff.push_str(".SH NOTES\n.nf\n");
+            open = true;
+        }
+        let escaped = t.replace('\\', "\\e");
+        if escaped.starts_with('.') || escaped.starts_with('\'') {
+            roff.push_str("\\&");
+        }
+        roff.push_str(&escaped);
+        roff.push('\n');
+    }
+    if open {
+        roff.push_str(".fi\n");
+    }
+    roff
+}
+
 #[test]
 fn man_pages_and_completions_are_current() {
     let update = std::env::var_os("MAILKIT_UPDATE_DOCS").is_some_and(|v| v == "1");
