@@ -1,1 +1,458 @@
-//! TODO: filled by its issue.
+//! The one configuration loader: a single TOML file for the whole system.
+//!
+//! # Where the file comes from
+//! 1. the `-c/--config FILE` a program was given (passed in as `explicit` to [`Config::load`]);
+//! 2. else the environment variable `MAILKIT_CONFIG` (when set and not empty);
+//! 3. else [`DEFAULT_PATH`] (`/etc/mailkit/mailkit.toml`) when it exists;
+//! 4. else the built-in defaults below (no file at all is a valid configuration).
+//!
+//! A file named by `-c` or `MAILKIT_CONFIG` must exist. Every error (unreadable file, TOML syntax,
+//! unknown key, bad value) exits 78 (`EX_CONFIG`) with one line naming the file, the line and the
+//! key: `mailkit.toml:12: key `users.domains`: invalid type: string "x", expected a sequence`.
+//!
+//! # Shared keys (validated by [`Config::load`]; unknown keys are errors)
+//! ```toml
+//! hostname  = "mail.example.org"      # default: the system host name
+//! state_dir = "/var/lib/mailkit"      # default: /var/lib/mailkit (queue, locks, caches)
+//!
+//! [tls]
+//! cert = "/etc/mailkit/cert.pem"      # PEM certificate chain; no default (TLS off)
+//! key  = "/etc/mailkit/key.pem"       # PEM private key
+//!
+//! [users]
+//! passwd_file   = "/etc/mailkit/passwd"   # Dovecot-compatible passwd-file (default shown)
+//! mail_location = "%h/Maildir"            # or "/var/mail/%d/%n"; %u user, %n local part,
+//!                                         # %d domain, %h home, %% a percent sign
+//! domains       = ["example.org"]         # local domains (default: none)
+//!
+//! [auth]
+//! checkpassword = ["/usr/local/bin/checkpassword"]  # optional qmail-style backend (argv)
+//! failure_delay_ms = 2000     # first failed login's delay; doubles per failure
+//! max_delay_ms     = 15000    # cap of that delay
+//! max_failures     = 10       # failures per IP before it is locked out
+//! lockout_secs     = 300      # how long a lockout (and a failure count) lasts
+//! max_tracked_ips  = 10000    # memory bound of the failure table
+//!
+//! [run_as]                    # privilege drop after binding (daemons started as root)
+//! user  = "mail"
+//! group = "mail"              # default: the user's primary group
+//! ```
+//! Relative paths in the shared keys are relative to the config file's directory, so a config
+//! directory (such as the one `mrelayd quickstart` writes) can be moved as a whole. Programs can do
+//! the same for their own paths with [`Config::resolve`].
+//!
+//! # Program sections
+//! One table per program: `[msend]`, `[mrelayd]`, `[mdeliver]`, `[mpopd]`, `[mimapd]`, `[mfetch]`,
+//! `[mdig-mx]` ([`SECTIONS`]). This module does not know their types (each program owns its own);
+//! a program reads its section with [`Config::section`], which reports unknown keys and bad
+//! values inside it with file, line and key as above. A missing section is `T::default()`.
+//! Section types should use `#[serde(deny_unknown_fields, default)]`.
+//!
+//! # Command-line flags override the file
+//! Each program declares its overridable flags as `Option<T>` in clap and merges them over its
+//! section after loading: `let port = args.port.unwrap_or(section.port);`. The file overrides the
+//! built-in defaults (via `Default` of the section type), flags override the file.
+//!
+//! Standalone per-user files (for example `~/.config/mailkit/msend.toml`) are read with
+//! [`load_file`], with the same error reporting.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::exit;
+
+/// The system-wide configuration file, used when neither `-c` nor `MAILKIT_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/mailkit/mailkit.toml";
+/// The environment variable naming the configuration file (overridden by `-c`).
+pub const ENV_VAR: &str = "MAILKIT_CONFIG";
+/// Default [`Config::state_dir`].
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/mailkit";
+/// Default [`UsersConfig::passwd_file`].
+pub const DEFAULT_PASSWD_FILE: &str = "/etc/mailkit/passwd";
+/// Default [`UsersConfig::mail_location`]: a Maildir in the user's home, as Dovecot and MDAs do.
+pub const DEFAULT_MAIL_LOCATION: &str = "%h/Maildir";
+/// A config file larger than this is refused (it is hand-written text; this bounds memory).
+pub const MAX_CONFIG_SIZE: u64 = 4 * 1024 * 1024;
+/// The program sections a config file may contain, one per program.
+pub const SECTIONS: [&str; 7] = [
+    "msend", "mrelayd", "mdeliver", "mpopd", "mimapd", "mfetch", "mdig-mx",
+];
+
+/// The loaded configuration: shared keys, checked, plus the source text for program sections.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; `None` when the built-in defaults apply.
+    pub path: Option<PathBuf>,
+    /// This host's name (HELO/EHLO, greetings, `Received:`, Maildir file names).
+    pub hostname: String,
+    /// Directory for persistent state (queue, locks, caches).
+    pub state_dir: PathBuf,
+    /// TLS certificate and key.
+    pub tls: TlsConfig,
+    /// Where users and their mail are.
+    pub users: UsersConfig,
+    /// Authentication backend and failed-login throttling.
+    pub auth: AuthConfig,
+    /// The unprivileged user a daemon started as root switches to after binding.
+    pub run_as: Option<RunAs>,
+    /// The file's text, kept so sections can be deserialized with line numbers.
+    source: String,
+}
+
+/// `[tls]`: one certificate and key for every server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `[users]`: the passwd-file, the mailbox location template and the local domains.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersConfig {
+    /// Dovecot-compatible passwd-file (see [`crate::auth`]).
+    pub passwd_file: PathBuf,
+    /// Mailbox location template (see [`crate::auth::User::mail_location`]).
+    pub mail_location: String,
+    /// Domains this system receives mail for.
+    pub domains: Vec<String>,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            passwd_file: PathBuf::from(DEFAULT_PASSWD_FILE),
+            mail_location: DEFAULT_MAIL_LOCATION.to_string(),
+            domains: Vec::new(),
+        }
+    }
+}
+
+/// `[auth]`: optional checkpassword backend and the failed-login throttle.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A qmail-style checkpassword program and its arguments; when set it checks passwords
+    /// instead of the passwd-file (which still serves lookups when present).
+    pub checkpassword: Option<Vec<String>>,
+    /// Delay before answering the first failed login, in milliseconds; doubles per failure.
+    pub failure_delay_ms: u64,
+    /// Upper bound of that delay, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Failed logins from one IP (IPv6: one /64) before it is locked out.
+    pub max_failures: u32,
+    /// Seconds a lockout lasts, and how long failures are remembered.
+    pub lockout_secs: u64,
+    /// At most this many IPs are tracked (memory bound; oldest forgotten first).
+    pub max_tracked_ips: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            checkpassword: None,
+            failure_delay_ms: 2000,
+            max_delay_ms: 15_000,
+            max_failures: 10,
+            lockout_secs: 300,
+            max_tracked_ips: 10_000,
+        }
+    }
+}
+
+/// `[run_as]`: privilege drop target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAs {
+    /// User name (or numeric uid).
+    pub user: String,
+    /// Group name (or numeric gid); default: the user's primary group.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The top level of the file as serde sees it: shared keys checked, program sections only
+/// checked to be tables (their owners check their contents).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    hostname: Option<String>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    tls: TlsConfig,
+    #[serde(default)]
+    users: UsersConfig,
+    #[serde(default)]
+    auth: AuthConfig,
+    run_as: Option<RunAs>,
+    // Program sections: only their type (a table) is checked here; `section` reads them.
+    #[allow(dead_code)]
+    msend: Option<toml::Table>,
+    #[allow(dead_code)]
+    mrelayd: Option<toml::Table>,
+    #[allow(dead_code)]
+    mdeliver: Option<toml::Table>,
+    #[allow(dead_code)]
+    mpopd: Option<toml::Table>,
+    #[allow(dead_code)]
+    mimapd: Option<toml::Table>,
+    #[allow(dead_code)]
+    mfetch: Option<toml::Table>,
+    #[allow(dead_code)]
+    #[serde(rename = "mdig-mx")]
+    mdig_mx: Option<toml::Table>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(Raw::default(), None, String::new())
+    }
+}
+
+impl Config {
+    /// Loads the configuration: `explicit` (from `-c`), else `$MAILKIT_CONFIG`, else
+    /// [`DEFAULT_PATH`] if it exists, else built-in defaults. Errors carry exit code 78.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty());
+        let path = match (explicit, env) {
+            (Some(p), _) => p.to_path_buf(),
+            (None, Some(p)) => PathBuf::from(p),
+            (None, None) => {
+                let p = Path::new(DEFAULT_PATH);
+                if !p.exists() {
+                    return Ok(Config::default());
+                }
+                p.to_path_buf()
+            }
+        };
+        let text = read_text(&path)?;
+        Config::parse(&text, Some(&path))
+    }
+
+    /// Parses config text; `path` names it in errors and anchors relative paths (none: the
+    /// current directory). Errors carry exit code 78.
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Config> {
+        let raw: Raw = deserialize_doc(text, path)?;
+        let config = Config::from_raw(raw, path.map(Path::to_path_buf), text.to_string());
+        if let Some(argv) = &config.auth.checkpassword {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(config_error(
+                    path,
+                    text,
+                    key_line(text, &["auth", "checkpassword"]),
+                    "auth.checkpassword",
+                    "needs at least the program",
+                ));
+            }
+        }
+        if config.hostname.is_empty() {
+            return Err(config_error(
+                path,
+                text,
+                key_line(text, &["hostname"]),
+                "hostname",
+                "must not be empty",
+            ));
+        }
+        Ok(config)
+    }
+
+    fn from_raw(raw: Raw, path: Option<PathBuf>, source: String) -> Config {
+        let mut c = Config {
+            path,
+            hostname: raw.hostname.unwrap_or_else(system_hostname),
+            state_dir: raw
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            tls: raw.tls,
+            users: raw.users,
+            auth: raw.auth,
+            run_as: raw.run_as,
+            source,
+        };
+        c.state_dir = c.resolve(&c.state_dir);
+        c.users.passwd_file = c.resolve(&c.users.passwd_file);
+        c.tls.cert = c.tls.cert.as_deref().map(|p| c.resolve(p));
+        c.tls.key = c.tls.key.as_deref().map(|p| c.resolve(p));
+        c
+    }
+
+    /// A path from the config made absolute against the config file's directory (unchanged
+    /// when already absolute or when no file was loaded).
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match self.path.as_deref().and_then(Path::parent) {
+            Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// Deserializes the program section `name` (e.g. `"mpopd"`); an absent section is
+    /// `T::default()`. Unknown keys and bad values are reported as `FILE:LINE: key `x`: why`
+    /// (exit code 78).
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+        if !SECTIONS.contains(&name) {
+            return Err(exit::fail(
+                exit::SOFTWARE,
+                format!("config: no such program section [{name}]"),
+            ));
+        }
+        let path = self.path.as_deref();
+        let doc = toml::de::DeTable::parse(&self.source)
+            .map_err(|e| toml_error(path, &self.source, &e))?;
+        let Some(value) = doc.get_ref().get(name) else {
+            return Ok(T::default());
+        };
+        let value = value.clone();
+        let de = toml::de::ValueDeserializer::from(value);
+        T::deserialize(de).map_err(|e| toml_error(path, &self.source, &e))
+    }
+
+    /// The source text of the loaded file (empty for built-in defaults).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// Reads a standalone TOML file (such as `~/.config/mailkit/msend.toml`) into `T`, with the same
+/// `FILE:LINE: key `x`: why` errors (exit code 78) as [`Config::section`].
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = read_text(path)?;
+    deserialize_doc(&text, Some(path))
+}
+
+/// Parses TOML text into `T` with file/line/key error reporting.
+pub fn parse_str<T: DeserializeOwned>(text: &str, path: Option<&Path>) -> Result<T> {
+    deserialize_doc(text, path)
+}
+
+fn deserialize_doc<T: DeserializeOwned>(text: &str, path: Option<&Path>) -> Result<T> {
+    toml::from_str(text).map_err(|e| toml_error(path, text, &e))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: {e}")))?;
+    if meta.len() > MAX_CONFIG_SIZE {
+        return Err(exit::fail(
+            exit::CONFIG,
+            format!("config {shown}: larger than {MAX_CONFIG_SIZE} bytes"),
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: {e}")))?;
+    String::from_utf8(bytes)
+        .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: not UTF-8: {e}")))
+}
+
+/// The system host name, or `localhost` when it cannot be read.
+pub fn system_hostname() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Turns a toml error into `FILE:LINE: key `a.b`: why` with exit code 78.
+fn toml_error(path: Option<&Path>, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let why = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let key = key_at(text, &span);
+            let line = line_of(text, span.start);
+            config_error(path, text, Some(line), key.as_deref().unwrap_or(""), &why)
+        }
+        None => config_error(path, text, None, "", &why),
+    }
+}
+
+fn config_error(
+    path: Option<&Path>,
+    _text: &str,
+    line: Option<usize>,
+    key: &str,
+    why: &str,
+) -> anyhow::Error {
+    let file = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<config>".to_string());
+    let at = match line {
+        Some(l) => format!("{file}:{l}"),
+        None => file,
+    };
+    let msg = if key.is_empty() {
+        format!("{at}: {why}")
+    } else {
+        format!("{at}: key `{key}`: {why}")
+    };
+    exit::fail(exit::CONFIG, msg)
+}
+
+/// The dotted key whose name or value contains the error span (innermost wins).
+fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_key(doc.get_ref(), span.start, &mut path);
+    if path.is_empty() {
+        None
+    } else {
+        Some(path.join("."))
+    }
+}
+
+/// Depth-first search for the innermost key whose name or value span contains `pos`. Table
+/// headers (`[a.b]`, `[[a]]`) are not inside their value's span, so every branch is searched.
+fn find_key(table: &toml::de::DeTable<'_>, pos: usize, path: &mut Vec<String>) -> bool {
+    for (k, v) in table.iter() {
+        path.push(k.get_ref().to_string());
+        if descend(v.get_ref(), pos, path) {
+            return true;
+        }
+        if k.span().contains(&pos) || v.span().contains(&pos) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn descend(value: &toml::de::DeValue<'_>, pos: usize, path: &mut Vec<String>) -> bool {
+    match value {
+        toml::de::DeValue::Table(t) => find_key(t, pos, path),
+        toml::de::DeValue::Array(a) => a.iter().any(|item| descend(item.get_ref(), pos, path)),
+        _ => false,
+    }
+}
+
+/// Line of a dotted key (for checks done after deserializing).
+fn key_line(text: &str, keys: &[&str]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut found = None;
+    for (i, key) in keys.iter().enumerate() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref() == key)?;
+        found = Some(line_of(text, k.span().start));
+        if i + 1 < keys.len() {
+            table = v.get_ref().as_table()?;
+        }
+    }
+    found
+}

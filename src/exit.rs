@@ -98,6 +98,10 @@ pub fn io_is_temporary(e: &io::Error) -> bool {
 /// The exit code for an error: the first [`Failure`] in its chain, else classified from an I/O
 /// cause (temporary → 75, other I/O → 74), else 70.
 pub fn code_of(err: &anyhow::Error) -> u8 {
+    // anyhow's downcast sees through `.context(Failure)` layers, which `chain()` does not.
+    if let Some(f) = err.downcast_ref::<Failure>() {
+        return f.code;
+    }
     for cause in err.chain() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return f.code;
@@ -121,7 +125,7 @@ pub fn run_main(prog: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCo
                 .chain()
                 .filter_map(|c| c.downcast_ref::<io::Error>())
                 .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
-                && err.chain().all(|c| c.downcast_ref::<Failure>().is_none())
+                && err.downcast_ref::<Failure>().is_none()
             {
                 return ExitCode::from(OK);
             }

@@ -11,12 +11,13 @@
 //!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop. Every daemon reuses it.
 //! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots or a CA file).
 //! - [`dns`]: MX routing with hickory-resolver, shared by msend `--direct`, mrelayd and mdig-mx.
+//! - [`mdig`]: mdig-mx's report: route, addresses, SPF/DMARC/MTA-STS, SMTP/TLS probes.
 //! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines) and the shared SMTP client.
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`relay`]: mrelayd's routing and local delivery (users, aliases, subaddressing).
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod dns;
 pub mod exit;
 pub mod maildir;
 pub mod mda;
+pub mod mdig;
 pub mod msend;
 pub mod pop3;
 pub mod queue;

@@ -1,1 +1,402 @@
-//! TODO: filled by its issue.
+//! The one rustls setup of mailkit: server configs from PEM files, client configs against the
+//! webpki roots or one CA file, a no-verify client for opportunistic STARTTLS, a throwaway CA and
+//! server certificate for the quickstart and tests, and a one-line description of a session's TLS
+//! parameters for `Received:` headers and logs.
+//!
+//! Every config uses the ring provider explicitly (`rustls::crypto::ring::default_provider()`), so
+//! the process never depends on a global default provider being installed.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+/// The crypto provider every mailkit config is built with.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate from a PEM file (leaf first, then intermediates).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("reading certificates from {}", path.display()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("parsing certificates in {}", path.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("no PEM certificate found"))
+            .with_context(|| format!("reading certificates from {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key (PKCS#8, PKCS#1 or SEC1) from a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("reading private key from {}", path.display()))
+}
+
+/// A server config from a PEM certificate chain and a PEM private key.
+pub fn server_config(cert_pem_path: &Path, key_pem_path: &Path) -> Result<Arc<ServerConfig>> {
+    let certs = load_certs(cert_pem_path)?;
+    let key = load_key(key_pem_path)?;
+    server_config_from(certs, key).with_context(|| {
+        format!(
+            "setting up TLS with {} and {}",
+            cert_pem_path.display(),
+            key_pem_path.display()
+        )
+    })
+}
+
+/// A server config from an in-memory PEM certificate chain and key (as [`self_signed`] returns).
+pub fn server_config_from_pem(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("parsing certificate PEM: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| anyhow!("parsing private key PEM: {e}"))?;
+    server_config_from(certs, key)
+}
+
+fn server_config_from(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("choosing TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not form a usable pair")?;
+    Ok(Arc::new(config))
+}
+
+/// The roots a client trusts: only the certificates in `ca_file` when given, else webpki-roots.
+pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in load_certs(path)? {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("adding a CA certificate from {}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(roots)
+}
+
+/// A verifying client config: the server's certificate must chain to the webpki roots, or to the
+/// certificates in `ca_file` only when one is given.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    let roots = root_store(ca_file)?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("choosing TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A client config that accepts any server certificate, for opportunistic STARTTLS (RFC 7435:
+/// encryption without authentication beats plaintext) and diagnostics. Signatures are still
+/// checked, so the peer must hold the key of the certificate it shows. The certificate itself is
+/// available after the handshake (`peer_certificates()`) and can be judged with [`check_chain`].
+pub fn client_config_no_verify() -> Arc<ClientConfig> {
+    let provider = provider();
+    let verifier = Arc::new(AcceptAnyCert {
+        provider: provider.clone(),
+    });
+    // The safe default versions always exist for the ring provider; fall back to the plain
+    // builder's defaults if that ever changes rather than panicking.
+    let builder =
+        match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            Ok(b) => b,
+            Err(_) => ClientConfig::builder(),
+        };
+    Arc::new(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    )
+}
+
+/// Whether `chain` (leaf first, as `peer_certificates()` returns it) is valid for `server_name`
+/// against the webpki roots or `ca_file`. Used to report "verified"/"not verified" after an
+/// opportunistic handshake made with [`client_config_no_verify`].
+pub fn check_chain(
+    chain: &[CertificateDer<'static>],
+    server_name: &str,
+    ca_file: Option<&Path>,
+) -> Result<()> {
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| anyhow!("the server sent no certificate"))?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(ca_file)?), provider())
+            .build()
+            .context("building the certificate verifier")?;
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| anyhow!("bad server name {server_name:?}: {e}"))?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+        .map_err(|e| anyhow!("certificate not valid for {server_name}: {e}"))?;
+    Ok(())
+}
+
+/// The verifier behind [`client_config_no_verify`].
+#[derive(Debug)]
+struct AcceptAnyCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A throwaway certificate authority and one server certificate it signed, all PEM.
+///
+/// rustls (webpki) refuses a CA certificate used as the server's own certificate, so a plain
+/// self-signed leaf could never be trusted by a rustls client; a tiny CA that clients trust
+/// (`ca_pem` as their CA file) and a leaf signed by it works with every client.
+#[derive(Debug, Clone)]
+pub struct SelfSigned {
+    /// The CA certificate: give this to clients as their trusted CA file.
+    pub ca_pem: String,
+    /// The server certificate (leaf only), for the server's cert file.
+    pub cert_pem: String,
+    /// The server's private key (PKCS#8), for the server's key file. Keep it 0600.
+    pub key_pem: String,
+}
+
+/// Creates a new CA and a server certificate for `names` (DNS names or IP addresses, e.g.
+/// `["localhost", "127.0.0.1"]`), for the quickstart and tests.
+pub fn self_signed(names: &[String]) -> Result<SelfSigned> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let leaf_cn = names.first().cloned().unwrap_or_else(|| "localhost".into());
+
+    let ca_key = KeyPair::generate().context("generating the CA key")?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("mailkit CA for {leaf_cn}"));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).context("signing the CA")?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().context("generating the server key")?;
+    let mut params = CertificateParams::new(names.to_vec())
+        .with_context(|| format!("certificate names {names:?}"))?;
+    params.distinguished_name.push(DnType::CommonName, leaf_cn);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("signing the server certificate")?;
+    Ok(SelfSigned {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Writes [`self_signed`] output into `dir` as `ca.pem`, `cert.pem` and `key.pem` (0600) and
+/// returns their paths in that order. Existing files are replaced.
+pub fn write_self_signed(
+    dir: &Path,
+    names: &[String],
+) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let s = self_signed(names)?;
+    let ca = dir.join("ca.pem");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&ca, &s.ca_pem).with_context(|| format!("writing {}", ca.display()))?;
+    std::fs::write(&cert, &s.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    let _ = std::fs::remove_file(&key);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .with_context(|| format!("creating {}", key.display()))?;
+    f.write_all(s.key_pem.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", key.display()))?;
+    Ok((ca, cert, key))
+}
+
+/// The negotiated TLS parameters of one session, for `Received:` headers (RFC 5321 §4.4, as
+/// Postfix writes "using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384") and log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. `TLSv1.3`.
+    pub version: String,
+    /// IANA cipher suite name, e.g. `TLS_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+impl TlsInfo {
+    /// Reads the parameters of a finished handshake (server or client side).
+    pub fn from_state(state: &rustls::CommonState) -> TlsInfo {
+        let version = match state.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            Some(other) => format!("{other:?}"),
+            None => "unknown".to_string(),
+        };
+        let cipher = match state.negotiated_cipher_suite() {
+            Some(suite) => iana_suite_name(suite.suite()),
+            None => "unknown".to_string(),
+        };
+        TlsInfo { version, cipher }
+    }
+}
+
+/// rustls names TLS 1.3 suites `TLS13_*`; the IANA registry (and OpenSSL, Postfix) says `TLS_*`.
+fn iana_suite_name(suite: rustls::CipherSuite) -> String {
+    let name = suite
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{suite:?}"));
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+impl fmt::Display for TlsInfo {
+    /// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384`, the wording Postfix uses in `Received:`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} with cipher {}", self.version, self.cipher)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_pair_loads_as_server_config() {
+        let s = self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        assert!(s.ca_pem.contains("BEGIN CERTIFICATE"));
+        assert!(s.key_pem.contains("PRIVATE KEY"));
+        server_config_from_pem(&s.cert_pem, &s.key_pem).unwrap();
+    }
+
+    #[test]
+    fn chain_checks_against_its_ca_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, _key) = write_self_signed(dir.path(), &["localhost".into()]).unwrap();
+        let chain = load_certs(&cert).unwrap();
+        check_chain(&chain, "localhost", Some(&ca)).unwrap();
+        assert!(check_chain(&chain, "other.example", Some(&ca)).is_err());
+        // Not trusted by the public roots.
+        assert!(check_chain(&chain, "localhost", None).is_err());
+        assert!(check_chain(&[], "localhost", Some(&ca)).is_err());
+    }
+
+    #[test]
+    fn missing_or_bad_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a pem file\n").unwrap();
+        assert!(server_config(&junk, &junk).is_err());
+        assert!(server_config(&dir.path().join("none"), &junk).is_err());
+        assert!(client_config(Some(&junk)).is_err());
+        let err = format!("{:#}", load_certs(&junk).unwrap_err());
+        assert!(err.contains("junk.pem"), "{err}");
+    }
+
+    #[test]
+    fn client_configs_build() {
+        client_config(None).unwrap();
+        let _ = client_config_no_verify();
+    }
+
+    #[test]
+    fn suite_names_are_iana() {
+        assert_eq!(
+            iana_suite_name(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+            "TLS_AES_256_GCM_SHA384"
+        );
+        assert_eq!(
+            iana_suite_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+        let info = TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_128_GCM_SHA256".into(),
+        };
+        assert_eq!(
+            info.to_string(),
+            "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256"
+        );
+    }
+}

@@ -8,10 +8,7 @@ fn expected_files() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     for mut cmd in mailkit::cli::commands() {
         let name = cmd.get_name().to_string();
-        let mut man = Vec::new();
-        clap_mangen::Man::new(cmd.clone())
-            .render(&mut man)
-            .expect("render man page");
+        let man = render_man(cmd.clone());
         files.push((root.join("man").join(format!("{name}.1")), man));
         for (shell, file) in [
             (clap_complete::Shell::Bash, format!("{name}.bash")),
@@ -27,7 +24,7 @@ fn expected_files() -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Renders a man page: clap_mangen's standard sections, then the sections written in the
-/// command's `after_long_help` (or `after_help`) as `TITLE:` lines in capitals (EXIT STATUS,
+/// command's `after_long_help` (or `after_help`) as `TITLE` or `TITLE:` lines in capitals (EXIT STATUS,
 /// FILES, ENVIRONMENT, EXAMPLES, ...), each followed by its text.
 fn render_man(cmd: clap::Command) -> Vec<u8> {
     let mut cmd = cmd;
@@ -41,12 +38,14 @@ fn render_man(cmd: clap::Command) -> Vec<u8> {
     man.render_title(&mut out).expect("title");
     man.render_name_section(&mut out).expect("name");
     man.render_synopsis_section(&mut out).expect("synopsis");
-    man.render_description_section(&mut out).expect("description");
+    man.render_description_section(&mut out)
+        .expect("description");
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut out).expect("options");
     }
     if cmd.get_subcommands().any(|c| !c.is_hide_set()) {
-        man.render_subcommands_section(&mut out).expect("subcommands");
+        man.render_subcommands_section(&mut out)
+            .expect("subcommands");
     }
     if let Some(text) = after {
         out.extend_from_slice(after_help_sections(&text).as_bytes());
@@ -63,15 +62,19 @@ fn after_help_sections(text: &str) -> String {
     let mut open = false;
     for line in text.lines() {
         let t = line.trim_end();
-        let is_title = t.ends_with(':')
-            && t.len() > 1
-            && t[..t.len() - 1].chars().all(|c| c.is_ascii_uppercase() || c == ' ')
-            && !t.starts_with(' ');
+        // A title is an unindented line of capitals and spaces, with or without a colon.
+        let name = t.strip_suffix(':').unwrap_or(t);
+        let is_title = name.len() > 2
+            && !t.starts_with(' ')
+            && name.chars().any(|c| c.is_ascii_uppercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == ' ' || c == '-');
         if is_title {
             if open {
                 roff.push_str(".fi\n");
             }
-            roff.push_str(&format!(".SH {}\n.nf\n", &t[..t.len() - 1]));
+            roff.push_str(&format!(".SH {name}\n.nf\n"));
             open = true;
             continue;
         }

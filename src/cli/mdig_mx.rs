@@ -1,23 +1,187 @@
-//! `mdig-mx`: MX, SMTP and TLS diagnostics for a domain. Not built yet; its issue replaces this placeholder.
+//! `mdig-mx`: a domain's mail route as mrelayd uses it, its SPF/DMARC/MTA-STS records, and an
+//! optional SMTP/TLS probe of every MX address. The logic lives in [`crate::mdig`].
 
-use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Command line of `mdig-mx` (placeholder until its issue builds it).
+use anyhow::Context;
+
+use crate::mdig::{self, probe::ProbeSettings};
+
+/// Default per-step time limit of `--probe` (connect, each reply, the TLS handshake).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// Largest `--timeout` accepted.
+pub const MAX_TIMEOUT_SECS: u64 = 600;
+
+const AFTER_HELP: &str = "\
+OUTPUT:
+  For each domain: the route (MX records by preference with TTL, or
+  what applies when there are none: implicit MX, null MX, NXDOMAIN),
+  each MX host's A and AAAA records with TTL, flags for an MX that is
+  a CNAME (RFC 2181 10.3) or an IP literal (RFC 5321 5.1), the SPF
+  (v=spf1 TXT), DMARC (_dmarc TXT) and MTA-STS (_mta-sts TXT) records,
+  the probe results with --probe, and the problems found, listed
+  plainly at the end. A spinner runs on stderr while stdout is a
+  terminal (never with --json).
+
+JSON FIELDS:
+  --json prints one document, {\"domains\": [...], \"exit\": N}.
+  These field names are stable. Each element of domains:
+    domain       the domain asked for
+    route        mx, implicit_mx, null_mx, nxdomain, no_address,
+                 temporary_failure or bad_name
+    error        why there is no route (string), or null
+    mx           list, by preference: preference, host, ttl (null
+                 for the implicit MX), cname (alias target or null),
+                 ip_literal (bool), addresses (list of ip,
+                 family \"ipv4\"/\"ipv6\", ttl)
+    spf, dmarc, mta_sts
+                 lists of TXT strings (v=spf1, v=DMARC1, v=STSv1)
+    probes       list (empty without --probe): host, ip, port,
+                 connect_ms (null if no connection), banner
+                 (\"CODE text\"), ehlo_name, extensions (EHLO lines
+                 before STARTTLS), starttls (bool), tls (null, or:
+                 version, cipher, certificate (null, or: subject,
+                 sans, issuer, not_before, not_after as RFC 3339
+                 UTC, not_after_unix), verified (bool), verify_error,
+                 extensions after STARTTLS), problems
+    problems     list of plain sentences
+    exit         this domain's exit status
+
+EXIT STATUS:
+  0   every domain has a working route (and with --probe every MX
+      address was fine)
+  1   problems found (listed at the end), but mail can be routed
+  64  bad usage (unknown option, invalid domain name)
+  66  the --ca-file cannot be read
+  68  no mail route (NXDOMAIN, null MX, no addresses)
+  75  temporary DNS failure; try again later
+  With several domains the most serious applies: 75, 68, 64, then 1.
+
+ENVIRONMENT:
+  Without --resolver the system resolver configuration
+  (/etc/resolv.conf) is used.";
+
+/// Command line of `mdig-mx`.
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "mdig-mx",
     version,
-    about = "MX, SMTP and TLS diagnostics for a domain. (not implemented yet)"
+    about = "Show a domain's mail route (MX, addresses, SPF, DMARC, MTA-STS) and probe its SMTP servers",
+    long_about = "Show the mail route of each DOMAIN the way mrelayd uses it: MX records by \
+preference with TTL, each host's A and AAAA records, and what applies when there are none \
+(implicit MX, null MX, NXDOMAIN). Also the domain's SPF, DMARC and MTA-STS records. With --probe, \
+connect to every MX address in parallel and report connect time, banner, EHLO name and \
+extensions, STARTTLS with TLS version, cipher and certificate, and whether the certificate \
+verifies for the MX name.",
+    after_long_help = AFTER_HELP
 )]
 pub struct Args {
-    /// Arguments, ignored until the program is built.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<OsString>,
+    /// DNS server to ask instead of the system resolver: IP or IP:PORT ([v6]:PORT).
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_resolver)]
+    pub resolver: Option<std::net::SocketAddr>,
+    /// Connect to every MX address and check SMTP and STARTTLS.
+    #[arg(long)]
+    pub probe: bool,
+    /// SMTP port to probe.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub port: u16,
+    /// Name to send in EHLO when probing (default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    pub ehlo: Option<String>,
+    /// Verify server certificates against this PEM CA file instead of the webpki roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Time limit in seconds of each probe step (connect, each reply, TLS handshake).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub timeout: u64,
+    /// Print one JSON document (field names under JSON FIELDS in the manual).
+    #[arg(long)]
+    pub json: bool,
+    /// Domains to look up.
+    #[arg(value_name = "DOMAIN", required = true)]
+    pub domains: Vec<String>,
+}
+
+fn parse_resolver(s: &str) -> Result<std::net::SocketAddr, String> {
+    crate::dns::parse_server(s)
 }
 
 impl super::Tool for Args {
     const NAME: &'static str = "mdig-mx";
     fn run(self) -> anyhow::Result<u8> {
-        super::not_implemented(Self::NAME)
+        if let Some(ca) = &self.ca_file {
+            // Fail early and plainly rather than once per probe.
+            crate::tls::root_store(Some(ca)).map_err(|e| {
+                crate::exit::fail(crate::exit::NOINPUT, format!("--ca-file: {e:#}"))
+            })?;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let report = rt.block_on(self.collect())?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
+            out.write_all(b"\n").context("writing output")?;
+        } else {
+            for (i, d) in report.domains.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b"\n").context("writing output")?;
+                }
+                out.write_all(mdig::render_text(d).as_bytes())
+                    .context("writing output")?;
+            }
+        }
+        out.flush().context("writing output")?;
+        Ok(report.exit)
+    }
+}
+
+impl Args {
+    async fn collect(&self) -> anyhow::Result<mdig::Report> {
+        let resolver = crate::dns::MxResolver::new(self.resolver)
+            .map_err(|e| crate::exit::fail(crate::exit::TEMPFAIL, e))?;
+        let spinner = (std::io::stdout().is_terminal() && !self.json).then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.enable_steady_tick(Duration::from_millis(100));
+            s
+        });
+        let settings = Arc::new(ProbeSettings {
+            port: self.port,
+            ehlo: self
+                .ehlo
+                .clone()
+                .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
+            ca_file: self.ca_file.clone(),
+            timeout: Duration::from_secs(self.timeout),
+        });
+        let mut domains = Vec::new();
+        for d in &self.domains {
+            if let Some(s) = &spinner {
+                s.set_message(format!("looking up {d}"));
+            }
+            let mut r = mdig::lookup_domain(&resolver, d).await;
+            if self.probe && !r.mx.is_empty() {
+                if let Some(s) = &spinner {
+                    s.set_message(format!("probing the MX hosts of {d}"));
+                }
+                mdig::probe_domain(&mut r, settings.clone()).await;
+            }
+            domains.push(r);
+        }
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        let codes: Vec<u8> = domains.iter().map(|d| d.exit).collect();
+        Ok(mdig::Report {
+            exit: mdig::overall_exit(&codes),
+            domains,
+        })
     }
 }

@@ -1,23 +1,169 @@
-//! `mpopd`: POP3 server over Maildir. Not built yet; its issue replaces this placeholder.
+//! `mpopd`: POP3 server over Maildir (RFC 1939 with CAPA, STLS, AUTH PLAIN, APOP).
 
-use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Command line of `mpopd` (placeholder until its issue builds it).
+use anyhow::{Context as _, Result};
+
+use crate::config::Config;
+use crate::exit;
+use crate::pop3::config::Role;
+use crate::pop3::driver::{self, Context};
+use crate::pop3::login::Backend;
+use crate::pop3::Pop3Config;
+use crate::server::{self, Connection, ListenerSpec, Listeners, Settings};
+
+const AFTER_HELP: &str = "\
+EXIT STATUS
+  0   serve: stopped by SIGTERM/SIGINT; inetd: the session ended
+  64  usage error
+  71  cannot bind or cannot drop privileges
+  75  temporary failure (address in use, I/O error)
+  78  configuration error (bad [mpopd] section, missing certificate)
+
+FILES
+  /etc/mailkit/mailkit.toml
+      [mpopd]: listen (address, role plain|implicit-tls),
+      allow_plaintext_auth (never|loopback|always), apop,
+      idle_timeout_secs, max_connections, max_per_ip, max_errors,
+      max_auth_failures; shared: [users] passwd_file, mail_location,
+      [auth] checkpassword and throttle, [tls] cert, key, [run_as]
+  MAILDIR/mpopd.lock
+      flock held by the session that has the maildrop open
+
+ENVIRONMENT
+  MAILKIT_CONFIG      configuration file when -c is not given
+  TCPREMOTEIP, TCPREMOTEPORT
+                      client address in inetd mode (tcpserver)
+  LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
+                      systemd socket activation (names pop3, pop3s)";
+
+/// Command line of `mpopd`.
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "mpopd",
     version,
-    about = "POP3 server over Maildir. (not implemented yet)"
+    about = "POP3 server over Maildir",
+    long_about = "POP3 server over Maildir: RFC 1939 (USER/PASS, APOP, TOP, UIDL), RFC 2449 CAPA, \
+RFC 2595 STLS, RFC 5034 AUTH PLAIN. Users come from a Dovecot-compatible passwd-file or a \
+checkpassword program; each session locks the user's maildrop, moves new mail to cur/, and \
+deletes only at QUIT.",
+    after_help = AFTER_HELP
 )]
 pub struct Args {
-    /// Arguments, ignored until the program is built.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<OsString>,
+    /// Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// How mpopd runs.
+#[derive(clap::Subcommand, Debug, Clone, Copy)]
+pub enum Mode {
+    /// Listen on the configured addresses and serve until SIGTERM/SIGINT.
+    Serve,
+    /// Serve one session on stdin/stdout (inetd, tcpserver, systemd Accept=yes).
+    Inetd {
+        /// The connection is already TLS from the first byte (a POP3S inetd entry).
+        #[arg(long)]
+        implicit_tls: bool,
+    },
 }
 
 impl super::Tool for Args {
     const NAME: &'static str = "mpopd";
-    fn run(self) -> anyhow::Result<u8> {
-        super::not_implemented(Self::NAME)
+    fn run(self) -> Result<u8> {
+        server::log::set_program(Self::NAME);
+        let config = Config::load(self.config.as_deref())?;
+        let pop: Pop3Config = config.section("mpopd")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let result = rt.block_on(run(config, pop, self.mode));
+        // inetd on a pipe: a pending stdin read cannot be cancelled; do not wait for it.
+        rt.shutdown_background();
+        result.map(|()| exit::OK)
     }
+}
+
+async fn run(config: Config, pop: Pop3Config, mode: Mode) -> Result<()> {
+    let settings = settings(&config, &pop)?;
+    let ctx = Arc::new(Context {
+        hostname: config.hostname.clone(),
+        auth: Backend::from_config(&config)?,
+        config: pop.clone(),
+    });
+    let handler = server::handler(move |mut conn: Connection| {
+        let ctx = ctx.clone();
+        async move {
+            driver::run(&mut conn, ctx).await?;
+            Ok(())
+        }
+    });
+    match mode {
+        Mode::Inetd { implicit_tls } => {
+            let role = if implicit_tls {
+                Role::ImplicitTls
+            } else {
+                Role::Plain
+            };
+            server::inetd(role.name(), implicit_tls, settings, handler).await
+        }
+        Mode::Serve => {
+            let shutdown = server::shutdown_signal()?;
+            let specs = listener_specs(&pop)?;
+            let listeners = Listeners::bind(&specs)?;
+            server::serve(listeners, settings, handler, shutdown).await
+        }
+    }
+}
+
+/// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mpopd]` limits.
+fn settings(config: &Config, pop: &Pop3Config) -> Result<Settings> {
+    let tls = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let sc = crate::tls::server_config(&config.resolve(cert), &config.resolve(key))
+                .map_err(|e| exit::fail(exit::CONFIG, format!("TLS certificate: {e:#}")))?;
+            Some(tokio_rustls::TlsAcceptor::from(sc))
+        }
+        (None, None) => None,
+        _ => return Err(exit::fail(exit::CONFIG, "[tls] needs both cert and key")),
+    };
+    let limits = server::Limits {
+        max_connections: pop.max_connections.max(1),
+        max_per_ip: pop.max_per_ip.max(1),
+        idle_timeout: Duration::from_secs(pop.idle_timeout_secs.max(1)),
+        ..server::Limits::default()
+    };
+    let run_as = config.run_as.as_ref().map(|r| server::RunAs {
+        user: r.user.clone(),
+        group: r.group.clone(),
+    });
+    Ok(Settings {
+        tls,
+        limits,
+        run_as,
+    })
+}
+
+fn listener_specs(pop: &Pop3Config) -> Result<Vec<ListenerSpec>> {
+    pop.listen
+        .iter()
+        .map(|l| {
+            let addr: SocketAddr = l.address.parse().map_err(|e| {
+                exit::fail(
+                    exit::CONFIG,
+                    format!("[mpopd] listen address {:?}: {e}", l.address),
+                )
+            })?;
+            Ok(ListenerSpec::new(addr, l.role.name())
+                .implicit_tls(l.role == Role::ImplicitTls)
+                .busy_reply(b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n"))
+        })
+        .collect()
 }

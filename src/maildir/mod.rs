@@ -1,1 +1,688 @@
-//! TODO: filled by its issue.
+//! The one Maildir writer and reader of mailkit (mdeliver, mrelayd, mpopd, mimapd all use this).
+//!
+//! Format: <https://cr.yp.to/proto/maildir.html>, Maildir++ folders as Courier and Dovecot use
+//! them (<https://www.courier-mta.org/imap/README.maildirquota.html>), flags in the `:2,` info suffix
+//! as Dovecot and mutt write them (sorted ASCII, no duplicates).
+//!
+//! # API
+//! - [`Maildir::open`] an existing Maildir (`tmp/`, `new/`, `cur/` must exist);
+//!   [`Maildir::create`] it when missing (directories mode 0700, parents as needed, fsynced).
+//! - [`Maildir::folder`] a Maildir++ subfolder (`Sent`, `Lists/Rust` or `Lists.Rust` →
+//!   `.Lists.Rust/`), created when missing with an empty `maildirfolder` file as Dovecot does.
+//!   Non-ASCII names are stored in IMAP modified UTF-7 ([`folder_dir_name`]).
+//! - [`Maildir::deliver`] / [`Maildir::deliver_from`] store one message durably and return
+//!   [`Delivered`] (path, unique name, size). Steps: unique name ([`unique_base`]), write into
+//!   `tmp/`, fdatasync, `renameat2(RENAME_NOREPLACE)` into `new/` (or `link()`+`unlink()` where the
+//!   filesystem lacks it) so an existing file is never replaced, fsync `new/`; on any failure the
+//!   tmp file (and a half-acknowledged `new/` file) is removed. File names are
+//!   `<unique>,S=<size>,W=<size with CRLF line ends>` (Dovecot's fields: `S=` is the byte size on
+//!   disk, `W=` the RFC 822 size that POP3 and IMAP report).
+//! - [`Maildir::list`] one of `new/`/`cur/`, [`Maildir::list_all`] both (new first, deduplicated):
+//!   [`Entry`] carries the unique name (stable, for UIDL), flags, size (from `,S=` or stat),
+//!   RFC 822 size when known, path and mtime. Dot files are skipped as the spec requires.
+//! - [`Maildir::move_to_cur`], [`Maildir::set_flags`] (renames, never replacing; a rename keeps
+//!   the mtime, which is the arrival time / IMAP INTERNALDATE and is never changed),
+//!   [`Maildir::delete`], and [`Maildir::sync`] to fsync `new/` and `cur/` after a batch of
+//!   those (they do not fsync on their own, so a POP3 session can expunge many messages cheaply).
+//!
+//! Errors are plain `std::io::Error`s; callers attach context and exit codes
+//! (`crate::exit::io_is_temporary` tells disk full from permanent failures).
+
+use std::ffi::OsStr;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Mode of every directory we create (Maildir spec: private to the user).
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every message file we create.
+pub const FILE_MODE: u32 = 0o600;
+/// How many fresh unique names delivery tries when a name is already taken in `tmp/` or `new/`
+/// (names are unique by construction, so more than one attempt means a broken clock or a clash).
+pub const MAX_NAME_ATTEMPTS: u32 = 8;
+/// The Maildir++ marker file Dovecot and Courier put into every subfolder.
+pub const FOLDER_MARKER: &str = "maildirfolder";
+/// Longest folder name accepted (bytes, before encoding): keeps the directory name below
+/// NAME_MAX (255) even after modified UTF-7 growth.
+pub const MAX_FOLDER_NAME: usize = 160;
+/// Buffer size for copying a message from a reader into `tmp/`.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Which subdirectory of a Maildir a message is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sub {
+    /// `new/`: delivered, not yet seen by any reader; names carry no info suffix.
+    New,
+    /// `cur/`: seen by a reader; names carry `:2,<flags>`.
+    Cur,
+}
+
+impl Sub {
+    /// The directory name (`new` or `cur`).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Sub::New => "new",
+            Sub::Cur => "cur",
+        }
+    }
+}
+
+/// Message flags of the `:2,` info suffix: sorted ASCII letters without duplicates, the way
+/// Dovecot and mutt write them. Standard flags are upper case (D draft, F flagged, P passed,
+/// R replied, S seen, T trashed); Dovecot uses lower case letters for keywords.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Flags(String);
+
+impl Flags {
+    /// Draft.
+    pub const DRAFT: char = 'D';
+    /// Flagged.
+    pub const FLAGGED: char = 'F';
+    /// Passed (resent/forwarded).
+    pub const PASSED: char = 'P';
+    /// Replied.
+    pub const REPLIED: char = 'R';
+    /// Seen.
+    pub const SEEN: char = 'S';
+    /// Trashed (deleted, to be expunged).
+    pub const TRASHED: char = 'T';
+
+    /// No flags.
+    pub fn empty() -> Flags {
+        Flags(String::new())
+    }
+
+    /// Flags from the characters after `:2,`. Only ASCII letters count (Maildir spec: other
+    /// characters are reserved); they are sorted and deduplicated.
+    pub fn parse(s: &str) -> Flags {
+        let mut v: Vec<u8> = s.bytes().filter(u8::is_ascii_alphabetic).collect();
+        v.sort_unstable();
+        v.dedup();
+        Flags(v.into_iter().map(char::from).collect())
+    }
+
+    /// Whether `flag` is set.
+    pub fn contains(&self, flag: char) -> bool {
+        self.0.contains(flag)
+    }
+
+    /// These flags plus `flag` (ignored unless an ASCII letter).
+    pub fn with(&self, flag: char) -> Flags {
+        let mut s = self.0.clone();
+        s.push(flag);
+        Flags::parse(&s)
+    }
+
+    /// These flags without `flag`.
+    pub fn without(&self, flag: char) -> Flags {
+        Flags(self.0.chars().filter(|&c| c != flag).collect())
+    }
+
+    /// The flags as written after `:2,`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message that [`Maildir::deliver`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Full path of the file in `new/`.
+    pub path: PathBuf,
+    /// The unique name (the file name; in `new/` there is no info suffix).
+    pub unique: String,
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// One message file found by [`Maildir::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Where it is.
+    pub sub: Sub,
+    /// The whole file name.
+    pub name: String,
+    /// The unique name: the file name up to the info separator `:`. Stable across moves and
+    /// flag changes, so it serves as the POP3 UIDL.
+    pub unique: String,
+    /// The info suffix after `:` (`2,FS`), if any.
+    pub info: Option<String>,
+    /// Flags from a `2,` info suffix (empty otherwise).
+    pub flags: Flags,
+    /// Size in bytes on disk: from `,S=` in the name, else from stat.
+    pub size: u64,
+    /// RFC 822 size (line ends counted as CRLF) from `,W=` in the name, when present.
+    pub rfc822_size: Option<u64>,
+    /// Full path.
+    pub path: PathBuf,
+    /// Modification time: the arrival time (IMAP INTERNALDATE).
+    pub mtime: SystemTime,
+}
+
+impl Entry {
+    /// Opens the message for reading (NotFound if another process moved or deleted it).
+    pub fn open(&self) -> io::Result<File> {
+        File::open(&self.path)
+    }
+}
+
+/// The parts of a Maildir file name: (unique, info, flags, `S=` size, `W=` size).
+pub fn parse_name(name: &str) -> (String, Option<String>, Flags, Option<u64>, Option<u64>) {
+    let (unique, info) = match name.split_once(':') {
+        Some((u, i)) => (u, Some(i.to_string())),
+        None => (name, None),
+    };
+    let flags = match info.as_deref().and_then(|i| i.strip_prefix("2,")) {
+        Some(f) => Flags::parse(f),
+        None => Flags::empty(),
+    };
+    let mut size = None;
+    let mut vsize = None;
+    for field in unique.split(',').skip(1) {
+        if let Some(v) = field.strip_prefix("S=") {
+            size = v.parse().ok();
+        } else if let Some(v) = field.strip_prefix("W=") {
+            vsize = v.parse().ok();
+        }
+    }
+    (unique.to_string(), info, flags, size, vsize)
+}
+
+/// A Maildir on disk (the INBOX, or a Maildir++ subfolder from [`Maildir::folder`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maildir {
+    path: PathBuf,
+}
+
+impl Maildir {
+    /// An existing Maildir: `tmp/`, `new/` and `cur/` must be directories.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Maildir> {
+        let path = path.as_ref().to_path_buf();
+        for d in ["tmp", "new", "cur"] {
+            let p = path.join(d);
+            let md = fs::metadata(&p)?;
+            if !md.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", p.display()),
+                ));
+            }
+        }
+        Ok(Maildir { path })
+    }
+
+    /// Opens the Maildir, creating it (and missing parents) with mode 0700 when missing. Each
+    /// directory created is made durable by fsyncing its parent.
+    pub fn create(path: impl AsRef<Path>) -> io::Result<Maildir> {
+        let path = path.as_ref().to_path_buf();
+        if let Ok(md) = Maildir::open(&path) {
+            return Ok(md);
+        }
+        create_dir_durable(&path)?;
+        for d in ["tmp", "new", "cur"] {
+            create_dir_durable(&path.join(d))?;
+        }
+        Maildir::open(&path)
+    }
+
+    /// The Maildir's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The Maildir++ subfolder `name` of this (INBOX) Maildir, created when missing (with the
+    /// `maildirfolder` marker file). `INBOX` (any case) is this Maildir itself; see
+    /// [`folder_dir_name`] for the name rules.
+    pub fn folder(&self, name: &str) -> io::Result<Maildir> {
+        let Some(dir) = folder_dir_name(name)? else {
+            return Ok(self.clone());
+        };
+        let path = self.path.join(dir);
+        if let Ok(md) = Maildir::open(&path) {
+            return Ok(md);
+        }
+        create_dir_durable(&path)?;
+        for d in ["tmp", "new", "cur"] {
+            create_dir_durable(&path.join(d))?;
+        }
+        let marker = path.join(FOLDER_MARKER);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&marker)
+        {
+            Ok(f) => f.sync_all()?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        fsync_dir(&path)?;
+        Maildir::open(&path)
+    }
+
+    /// Stores `data` as a new message (see the module doc for the steps).
+    pub fn deliver(&self, data: &[u8]) -> io::Result<Delivered> {
+        self.deliver_from(data)
+    }
+
+    /// Stores the bytes read from `reader` as a new message. Returns only once the file and
+    /// `new/` are fsynced; on any error nothing is left in `tmp/` or `new/`.
+    pub fn deliver_from<R: Read>(&self, mut reader: R) -> io::Result<Delivered> {
+        let tmp_dir = self.path.join("tmp");
+        let new_dir = self.path.join("new");
+        let (base, tmp_path, mut file) = open_tmp(&tmp_dir)?;
+        let written = write_all_from(&mut file, &mut reader).and_then(|n| {
+            file.sync_data()?;
+            Ok(n)
+        });
+        drop(file);
+        let (size, rfc822) = match written {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        let mut base = base;
+        let mut attempt = 0;
+        let unique = loop {
+            let unique = format!("{base},S={size},W={rfc822}");
+            match rename_noreplace(&tmp_path, &new_dir.join(&unique)) {
+                Ok(()) => break unique,
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && attempt + 1 < MAX_NAME_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    base = unique_base();
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp_path);
+                    return Err(e);
+                }
+            }
+        };
+        let path = new_dir.join(&unique);
+        if let Err(e) = fsync_dir(&new_dir) {
+            // Not durable, so not delivered: take it back out of new/.
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Delivered { path, unique, size })
+    }
+
+    /// The messages in `new/` or `cur/`, oldest first (by mtime, then name). Files that vanish
+    /// while listing (moved by another reader) are skipped; an unreadable directory is an error.
+    pub fn list(&self, sub: Sub) -> io::Result<Vec<Entry>> {
+        let dir = self.path.join(sub.dir_name());
+        let mut out = Vec::new();
+        for de in fs::read_dir(&dir)? {
+            let de = de?;
+            let os_name = de.file_name();
+            let name = os_name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let meta = match de.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let (unique, info, flags, size, rfc822_size) = parse_name(&name);
+            out.push(Entry {
+                sub,
+                name: name.into_owned(),
+                unique,
+                info,
+                flags,
+                size: size.unwrap_or(meta.len()),
+                rfc822_size,
+                path: de.path(),
+                mtime: meta.modified()?,
+            });
+        }
+        out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// The entry for file `name` in `sub` (one stat; NotFound if it is not there).
+    pub fn entry(&self, sub: Sub, name: &str) -> io::Result<Entry> {
+        let path = self.path.join(sub.dir_name()).join(name);
+        let meta = fs::metadata(&path)?;
+        let (unique, info, flags, size, rfc822_size) = parse_name(name);
+        Ok(Entry {
+            sub,
+            name: name.to_string(),
+            unique,
+            info,
+            flags,
+            size: size.unwrap_or(meta.len()),
+            rfc822_size,
+            path,
+            mtime: meta.modified()?,
+        })
+    }
+
+    /// All messages: `new/` listed first, then `cur/`, so one moved in between is still seen;
+    /// a unique name seen twice is reported once (its `cur/` entry). Oldest first.
+    pub fn list_all(&self) -> io::Result<Vec<Entry>> {
+        let new = self.list(Sub::New)?;
+        let cur = self.list(Sub::Cur)?;
+        let in_cur: std::collections::HashSet<&str> =
+            cur.iter().map(|e| e.unique.as_str()).collect();
+        let mut all: Vec<Entry> = new
+            .iter()
+            .filter(|e| !in_cur.contains(e.unique.as_str()))
+            .cloned()
+            .collect();
+        all.extend(cur.iter().cloned());
+        all.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+        Ok(all)
+    }
+
+    /// Moves a message into `cur/` with `flags` (from `new/`, or renames it within `cur/`),
+    /// never replacing an existing file. The mtime is kept (a rename does not touch it).
+    /// Not fsynced: call [`Maildir::sync`] after a batch.
+    pub fn move_to_cur(&self, entry: &Entry, flags: &Flags) -> io::Result<Entry> {
+        let name = format!("{}:2,{}", entry.unique, flags.as_str());
+        let dest = self.path.join("cur").join(&name);
+        if dest == entry.path {
+            return Ok(entry.clone());
+        }
+        rename_noreplace(&entry.path, &dest)?;
+        let (unique, info, flags, _, _) = parse_name(&name);
+        Ok(Entry {
+            sub: Sub::Cur,
+            name,
+            unique,
+            info,
+            flags,
+            path: dest,
+            ..entry.clone()
+        })
+    }
+
+    /// Sets a message's flags (moving it into `cur/` if it is in `new/`). Same as
+    /// [`Maildir::move_to_cur`].
+    pub fn set_flags(&self, entry: &Entry, flags: &Flags) -> io::Result<Entry> {
+        self.move_to_cur(entry, flags)
+    }
+
+    /// Deletes a message. Returns false when it was already gone (another session expunged it).
+    /// Not fsynced: call [`Maildir::sync`] after a batch.
+    pub fn delete(&self, entry: &Entry) -> io::Result<bool> {
+        match fs::remove_file(&entry.path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes earlier moves, flag changes and deletions durable (fsyncs `new/` and `cur/`).
+    pub fn sync(&self) -> io::Result<()> {
+        fsync_dir(&self.path.join("new"))?;
+        fsync_dir(&self.path.join("cur"))
+    }
+}
+
+/// The directory name of Maildir++ folder `name` (`None` for INBOX itself).
+///
+/// `/` and `.` both separate levels (`Lists/Rust` and `Lists.Rust` are `.Lists.Rust`); a leading
+/// `INBOX/` or `INBOX.` is dropped as Courier-style clients send it. Names are encoded in IMAP
+/// modified UTF-7 (RFC 3501 section 5.1.3) as Dovecot stores them. Empty levels, `..`, control
+/// characters and names longer than [`MAX_FOLDER_NAME`] are refused (InvalidInput), so a name can
+/// never leave the Maildir.
+pub fn folder_dir_name(name: &str) -> io::Result<Option<String>> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad folder name {name:?}: {why}"),
+        )
+    };
+    if name.len() > MAX_FOLDER_NAME {
+        return Err(bad("too long"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("control character"));
+    }
+    let mut rest = name;
+    if rest.eq_ignore_ascii_case("INBOX") {
+        return Ok(None);
+    }
+    let b = rest.as_bytes();
+    if b.len() > 6 && b[..5].eq_ignore_ascii_case(b"INBOX") && matches!(b[5], b'/' | b'.') {
+        // bytes 0..6 are ASCII, so 6 is a char boundary
+        rest = rest.get(6..).unwrap_or_default();
+    }
+    let mut dir = String::new();
+    for level in rest.split(['/', '.']) {
+        if level.is_empty() {
+            return Err(bad("empty level"));
+        }
+        dir.push('.');
+        dir.push_str(&mutf7_encode(level));
+    }
+    if dir.is_empty() {
+        return Err(bad("empty"));
+    }
+    Ok(Some(dir))
+}
+
+/// IMAP modified UTF-7 (RFC 3501 section 5.1.3): printable ASCII as is (`&` as `&-`), anything
+/// else as `&<modified base64 of UTF-16>-`.
+pub fn mutf7_encode(s: &str) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    let mut out = String::new();
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |pending: &mut Vec<u16>, out: &mut String| {
+        if pending.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out.push('-');
+        pending.clear();
+    };
+    for c in s.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut pending, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            pending.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// This host's name for unique names, with `/` as `\057` and `:` as `\072` (Maildir spec), and
+/// `,` as `\054` so it cannot be mistaken for a `,S=` field.
+pub fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| sanitize_hostname(&gethostname::gethostname()))
+}
+
+/// See [`hostname`].
+pub fn sanitize_hostname(raw: &OsStr) -> String {
+    let raw = raw.to_string_lossy();
+    let mut out = String::new();
+    for c in raw.chars() {
+        match c {
+            '/' => out.push_str("\\057"),
+            ':' => out.push_str("\\072"),
+            ',' => out.push_str("\\054"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("localhost");
+    }
+    out
+}
+
+/// A fresh unique name without size fields:
+/// `<secs>.M<usecs>P<pid>Q<counter>R<random>.<hostname>` (Maildir spec: time, microseconds,
+/// process id, per-process delivery counter, random bits, host).
+pub fn unique_base() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let r: u64 = rand::random();
+    format!(
+        "{}.M{}P{}Q{}R{:016x}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n,
+        r,
+        hostname()
+    )
+}
+
+/// Creates a fresh file in `tmp/` (never reusing a name): (base name, path, file).
+fn open_tmp(tmp_dir: &Path) -> io::Result<(String, PathBuf, File)> {
+    let mut attempt = 0;
+    loop {
+        let base = unique_base();
+        let path = tmp_dir.join(&base);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&path)
+        {
+            Ok(f) => return Ok((base, path, f)),
+            Err(e)
+                if e.kind() == io::ErrorKind::AlreadyExists && attempt + 1 < MAX_NAME_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Copies `reader` into `file`; returns (bytes, bytes counting each bare LF as CRLF).
+fn write_all_from<R: Read>(file: &mut File, reader: &mut R) -> io::Result<(u64, u64)> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut size = 0u64;
+    let mut bare_lf = 0u64;
+    let mut prev_cr = false;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        for &b in chunk {
+            if b == b'\n' && !prev_cr {
+                bare_lf += 1;
+            }
+            prev_cr = b == b'\r';
+        }
+        file.write_all(chunk)?;
+        size += n as u64;
+    }
+    Ok((size, size + bare_lf))
+}
+
+/// Renames `from` to `to` unless `to` exists (AlreadyExists then). Uses
+/// `renameat2(RENAME_NOREPLACE)`; where the filesystem does not support it, `link()` + `unlink()`
+/// (both refuse to replace; the Maildir spec's original method).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            fs::hard_link(from, to)?;
+            if let Err(e) = fs::remove_file(from) {
+                let _ = fs::remove_file(to);
+                return Err(e);
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// fsync a directory so the names in it survive a crash.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (mode 0700) and missing parents, fsyncing each parent we added an entry to.
+/// An existing directory is fine; an existing non-directory is an error.
+fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return if fs::metadata(dir)?.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} exists and is not a directory", dir.display()),
+                ))
+            };
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .ok_or(e)?;
+            create_dir_durable(parent)?;
+            match DirBuilder::new().mode(DIR_MODE).create(dir) {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists && fs::metadata(dir)?.is_dir() =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => fsync_dir(parent),
+        None => fsync_dir(Path::new(".")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

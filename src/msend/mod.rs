@@ -1,1 +1,93 @@
-//! TODO: filled by its issue.
+//! msend, the submission client: accounts and configuration, message preparation, delivery to a
+//! smarthost or directly by MX, the `--queue` spool, compose mode and `-bs`.
+//!
+//! # Configuration
+//! An `[msend]` section in the mailkit config, or the same keys at the top level of
+//! `~/.config/mailkit/msend.toml` (which wins when it exists and no `--config` is given):
+//! ```toml
+//! default = "work"                 # account used without -a
+//! queue = "/home/me/.msend-queue"  # spool for temporary failures (optional)
+//! [accounts.work]                  # in mailkit.toml: [msend.accounts.work]
+//! server = "smtp.example.org"
+//! port = 587                       # default 587 (starttls/none) or 465 (tls)
+//! tls = "starttls"                 # starttls (default) | tls | none
+//! user = "me"
+//! password_command = "pass show mail/work"   # run with sh -c; first line of stdout
+//! from = "me@example.org"          # envelope sender and From: when missing
+//! ca_file = "/etc/ssl/my-ca.pem"   # instead of the webpki roots
+//! queue = "/home/me/.msend-queue"  # overrides the global queue
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub mod bs;
+pub mod compose;
+pub mod deliver;
+pub mod message;
+pub mod spool;
+
+/// TLS mode of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsSetting {
+    /// STARTTLS required (port 587).
+    Starttls,
+    /// Implicit TLS (port 465, RFC 8314).
+    Tls,
+    /// No TLS at all (AUTH is then refused).
+    None,
+}
+
+/// One named account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Account {
+    /// Smarthost name or IP.
+    pub server: Option<String>,
+    /// Port (default by TLS mode).
+    pub port: Option<u16>,
+    /// TLS mode.
+    pub tls: Option<TlsSetting>,
+    /// AUTH user.
+    pub user: Option<String>,
+    /// Command printing the password (run with `sh -c`).
+    pub password_command: Option<String>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// CA file instead of the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// Spool directory for temporary failures.
+    pub queue: Option<PathBuf>,
+    /// EHLO name (default: the host name).
+    pub ehlo: Option<String>,
+    /// Time limit in seconds for connect and each reply.
+    pub timeout: Option<u64>,
+}
+
+/// The `[msend]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MsendConfig {
+    /// Account used without `-a`.
+    pub default: Option<String>,
+    /// Global spool directory.
+    pub queue: Option<PathBuf>,
+    /// Named accounts.
+    pub accounts: BTreeMap<String, Account>,
+}
+
+/// `~/.config/mailkit/msend.toml` (from `$XDG_CONFIG_HOME` or `$HOME`).
+pub fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("mailkit").join("msend.toml"))
+}

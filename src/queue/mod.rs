@@ -1,1 +1,733 @@
-//! TODO: filled by its issue.
+//! mrelayd's durable mail queue: a crash-proof state machine made of files and renames.
+//!
+//! # Layout (under `<state_dir>/queue/`)
+//! ```text
+//! tmp/ID       a message being received (envelope line + message). Never acknowledged.
+//! msg/ID       an accepted message: envelope (one JSON line) then the message, as it will be
+//!              delivered (our Received: header first, CRLF line ends). Never modified.
+//! hold/ID      an accepted message set aside by `mrelayd queue hold ID`; not delivered.
+//! state/ID     delivery progress of msg/ID or hold/ID: per-recipient result, attempts, next
+//!              retry, last error. Replaced atomically (write tmp/ID.state, fsync, rename).
+//! flush        a trigger file: `mrelayd flush` creates it, the running daemon retries now.
+//! ```
+//! An ID is 23 upper-case hex digits (time, microseconds, pid, counter): unique across the
+//! processes sharing the queue (`serve` and any number of `inetd` sessions), sortable by age, and
+//! safe as a file name.
+//!
+//! # Transitions (each is one atomic rename or unlink, made durable before it is relied on)
+//! 1. **receive**: create `tmp/ID` (O_EXCL), write envelope and message, `fsync` it.
+//!    A crash here leaves `tmp/ID`, which [`Queue::recover`] deletes: the client got no 250, so
+//!    the message must not be delivered, and is not.
+//! 2. **commit**: rename `tmp/ID` → `msg/ID`, `fsync` the `msg/` directory, *then* reply 250.
+//!    A crash after the rename but before the client read the 250 delivers the message and the
+//!    client may send it again: the unavoidable duplicate of RFC 1047, never a loss.
+//!    Any error before this point (ENOSPC, EIO, ...) removes `tmp/ID` and the client gets
+//!    `452 4.3.1`: nothing half-written is ever in `msg/`.
+//! 3. **deliver**: a delivery holds an exclusive lock on `msg/ID` (so `serve` and `inetd`
+//!    processes never deliver the same message twice at once) and delivers each recipient not yet
+//!    done. When some recipients remain to retry, `state/ID` records who is done (written in
+//!    `tmp/`, fsynced, renamed over `state/ID`, directory fsynced). A crash between a delivery
+//!    and that record repeats that recipient's delivery: the only window for duplicates, counted
+//!    by the crash test.
+//! 4. **done**: when every recipient is delivered or failed permanently: unlink `msg/ID`,
+//!    fsync `msg/`, then unlink `state/ID`. A crash between the two leaves a `state/ID` without a
+//!    message, which [`Queue::recover`] deletes.
+//! 5. **hold / release**: rename `msg/ID` ↔ `hold/ID`, fsync both directories.
+//!
+//! So after a crash at any instant: `tmp/*` is garbage (never acknowledged), every `msg/ID` is a
+//! complete message that was or may have been acknowledged and will be delivered, and a
+//! recipient recorded as delivered in `state/ID` is never delivered again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::maildir::fsync_dir;
+use crate::smtp::command::{Body, Notify, Ret};
+
+/// First retry after a temporary failure; doubled per attempt up to [`MAX_RETRY_INTERVAL`].
+pub const FIRST_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest interval between two attempts.
+pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(3600);
+/// Give up after a message has been queued this long (RFC 5321 §4.5.4.1: 4-5 days).
+pub const MAX_QUEUE_LIFETIME: Duration = Duration::from_secs(5 * 24 * 3600);
+/// Longest envelope line read back (a bound on memory when reading a damaged file).
+pub const MAX_ENVELOPE_LINE: usize = 16 * 1024 * 1024;
+/// Length of a queue id.
+pub const ID_LEN: usize = 23;
+
+/// One recipient with its DSN parameters (RFC 3461), kept for part 2's bounces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The address as given in RCPT TO (`local@domain`).
+    pub address: String,
+    /// NOTIFY=, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+    /// ORCPT= as `type;address`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+}
+
+/// Everything known about a message besides its content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Reverse path; empty for the null sender `<>`.
+    pub sender: String,
+    /// Recipients in RCPT order.
+    pub recipients: Vec<Recipient>,
+    /// Seconds since the epoch when the message was accepted.
+    pub time: u64,
+    /// Client IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// EHLO/HELO name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo: Option<String>,
+    /// Authenticated user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_user: Option<String>,
+    /// DSN RET=.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<Ret>,
+    /// DSN ENVID=.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// BODY=.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
+    /// SMTPUTF8 was declared.
+    #[serde(default)]
+    pub smtputf8: bool,
+}
+
+/// Delivery result of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RcptState {
+    /// Not delivered yet.
+    Pending,
+    /// Delivered.
+    Delivered,
+    /// Failed permanently, with the reason.
+    Failed(String),
+}
+
+/// The contents of `state/ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// One entry per recipient, same order as the envelope.
+    pub rcpts: Vec<RcptState>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Seconds since the epoch before which no retry is made.
+    pub next_try: u64,
+    /// Last temporary error, for `mrelayd queue`.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Status {
+    /// Fresh status: everybody pending.
+    pub fn new(n: usize) -> Status {
+        Status {
+            rcpts: vec![RcptState::Pending; n],
+            attempts: 0,
+            next_try: 0,
+            last_error: None,
+        }
+    }
+
+    /// Whether no recipient is pending any more.
+    pub fn finished(&self) -> bool {
+        !self.rcpts.contains(&RcptState::Pending)
+    }
+
+    /// Schedules the next attempt after a temporary failure (exponential back-off).
+    pub fn defer(&mut self, now: u64, error: String) {
+        self.attempts = self.attempts.saturating_add(1);
+        let shift = self.attempts.saturating_sub(1).min(16);
+        let wait = FIRST_RETRY_INTERVAL
+            .as_secs()
+            .saturating_mul(1u64 << shift)
+            .min(MAX_RETRY_INTERVAL.as_secs());
+        self.next_try = now.saturating_add(wait);
+        self.last_error = Some(error);
+    }
+}
+
+/// Where a message sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `msg/`: will be delivered.
+    Active,
+    /// `hold/`: set aside.
+    Held,
+}
+
+/// One line of `mrelayd queue`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Queue id.
+    pub id: String,
+    /// Active or held.
+    pub place: Place,
+    /// File size in octets (envelope included).
+    pub size: u64,
+    /// The envelope.
+    pub envelope: Envelope,
+    /// Delivery progress (fresh when no `state/ID` exists yet).
+    pub status: Status,
+}
+
+/// A queue directory.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    root: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether `id` has the shape of a queue id (so it is safe to use as a file name).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+}
+
+/// A new queue id: seconds (8 hex), microseconds (5), pid (6), counter (4).
+pub fn new_id() -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFFF;
+    format!(
+        "{:08X}{:05X}{:06X}{:04X}",
+        t.as_secs() & 0xFFFF_FFFF,
+        t.subsec_micros(),
+        std::process::id() & 0xFF_FFFF,
+        n
+    )
+}
+
+fn not_found(id: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no queue entry {id}"))
+}
+
+fn bad_id(id: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{id:?} is not a queue id"),
+    )
+}
+
+impl Queue {
+    /// Opens the queue at `root`, creating its directories as needed. Does not clean up: see
+    /// [`recover`](Self::recover).
+    pub fn open(root: impl AsRef<Path>) -> io::Result<Queue> {
+        let q = Queue::open_existing(root)?;
+        for d in ["tmp", "msg", "hold", "state"] {
+            fs::create_dir_all(q.root.join(d))?;
+        }
+        Ok(q)
+    }
+
+    /// Opens the queue without creating or cleaning anything (for `mrelayd queue`).
+    pub fn open_existing(root: impl AsRef<Path>) -> io::Result<Queue> {
+        Ok(Queue {
+            root: root.as_ref().to_path_buf(),
+        })
+    }
+
+    /// The queue directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, dir: &str, id: &str) -> PathBuf {
+        self.root.join(dir).join(id)
+    }
+
+    /// Deletes crash leftovers (see the module doc): files in `tmp/` older than `grace` and
+    /// `state/` files without a message. A message lives in `tmp/` only while it is written and
+    /// fsynced (the session has it in memory already), so a `grace` of a minute never touches a
+    /// live one, even with `inetd` sessions running next to `serve`; and deleting a live one
+    /// would only make its client get 452, never lose an acknowledged message.
+    pub fn recover(&self, grace: Duration) -> io::Result<usize> {
+        let mut removed = 0;
+        let now = SystemTime::now();
+        for e in fs::read_dir(self.root.join("tmp"))? {
+            let e = e?;
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= grace)
+                .unwrap_or(false);
+            if old && fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        for e in fs::read_dir(self.root.join("state"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !self.path("msg", &name).exists()
+                && !self.path("hold", &name).exists()
+                && fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes a message durably and returns its id (transitions 1 and 2 of the module doc).
+    /// `header` (our Received: line) goes before `data`. On any error nothing is left behind.
+    pub fn enqueue(&self, envelope: &Envelope, header: &[u8], data: &[u8]) -> io::Result<String> {
+        for _ in 0..100 {
+            let id = new_id();
+            match self.enqueue_with_id(&id, envelope, header, data) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                other => return other.map(|()| id),
+            }
+        }
+        Err(io::Error::other("could not find a free queue id"))
+    }
+
+    /// [`enqueue`](Self::enqueue) under an id chosen in advance (from [`new_id`], so it can go
+    /// into the Received: header). `AlreadyExists` if the id is taken.
+    pub fn enqueue_with_id(
+        &self,
+        id: &str,
+        envelope: &Envelope,
+        header: &[u8],
+        data: &[u8],
+    ) -> io::Result<()> {
+        if !valid_id(id) {
+            return Err(bad_id(id));
+        }
+        let mut json = serde_json::to_vec(envelope).map_err(io::Error::other)?;
+        json.push(b'\n');
+        let tmp = self.path("tmp", id);
+        let dest = self.path("msg", id);
+        if dest.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("queue id {id} taken"),
+            ));
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let written = (|| -> io::Result<()> {
+            let mut w = io::BufWriter::with_capacity(64 * 1024, &file);
+            w.write_all(&json)?;
+            w.write_all(header)?;
+            w.write_all(data)?;
+            w.flush()?;
+            drop(w);
+            file.sync_all()?;
+            fs::rename(&tmp, &dest)?;
+            fsync_dir(&self.root.join("msg"))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            // The rename may have happened before the directory sync failed: undo it, since
+            // the client will be told 452 and must not see the message delivered.
+            let _ = fs::remove_file(&dest);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Where `id` is, if anywhere.
+    pub fn place(&self, id: &str) -> io::Result<Place> {
+        if !valid_id(id) {
+            return Err(bad_id(id));
+        }
+        if self.path("msg", id).exists() {
+            Ok(Place::Active)
+        } else if self.path("hold", id).exists() {
+            Ok(Place::Held)
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    fn file_of(&self, id: &str) -> io::Result<PathBuf> {
+        Ok(match self.place(id)? {
+            Place::Active => self.path("msg", id),
+            Place::Held => self.path("hold", id),
+        })
+    }
+
+    /// Reads the envelope of `id` and returns it with a reader positioned at the message.
+    pub fn open_message(&self, id: &str) -> io::Result<(Envelope, BufReader<File>)> {
+        let file = File::open(self.file_of(id)?)?;
+        read_envelope(file)
+    }
+
+    /// Opens `msg/ID` and takes an exclusive lock on it, so only one process delivers it.
+    /// `Ok(None)`: someone else holds it, or it is gone.
+    pub fn lock(&self, id: &str) -> io::Result<Option<Locked>> {
+        if !valid_id(id) {
+            return Err(bad_id(id));
+        }
+        let file = match File::open(self.path("msg", id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        // It may have been completed and unlinked between open and lock.
+        if !self.path("msg", id).exists() {
+            return Ok(None);
+        }
+        let (envelope, reader) = read_envelope(file)?;
+        let status = self
+            .status(id)?
+            .unwrap_or_else(|| Status::new(envelope.recipients.len()));
+        if status.rcpts.len() != envelope.recipients.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{id}: state file does not match the envelope"),
+            ));
+        }
+        Ok(Some(Locked {
+            id: id.to_string(),
+            envelope,
+            status,
+            reader,
+        }))
+    }
+
+    /// Reads `state/ID`, if it exists.
+    pub fn status(&self, id: &str) -> io::Result<Option<Status>> {
+        match fs::read(self.path("state", id)) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("state/{id}: {e}"))
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces `state/ID` atomically and durably.
+    pub fn write_status(&self, id: &str, status: &Status) -> io::Result<()> {
+        let tmp = self.root.join("tmp").join(format!("{id}.state"));
+        let json = serde_json::to_vec(status).map_err(io::Error::other)?;
+        let res = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            fs::rename(&tmp, self.path("state", id))?;
+            fsync_dir(&self.root.join("state"))
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Removes a finished message (transition 4).
+    pub fn complete(&self, id: &str) -> io::Result<()> {
+        fs::remove_file(self.path("msg", id))?;
+        fsync_dir(&self.root.join("msg"))?;
+        match fs::remove_file(self.path("state", id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// `mrelayd queue remove ID`: deletes the message wherever it is.
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        let file = self.file_of(id)?;
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        fs::remove_file(&file)?;
+        fsync_dir(&dir)?;
+        match fs::remove_file(self.path("state", id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// `mrelayd queue hold ID`.
+    pub fn hold(&self, id: &str) -> io::Result<()> {
+        self.move_between(id, "msg", "hold")
+    }
+
+    /// `mrelayd queue release ID`: back to `msg/`, due at once.
+    pub fn release(&self, id: &str) -> io::Result<()> {
+        self.move_between(id, "hold", "msg")?;
+        if let Some(mut st) = self.status(id)? {
+            st.next_try = 0;
+            self.write_status(id, &st)?;
+        }
+        Ok(())
+    }
+
+    fn move_between(&self, id: &str, from: &str, to: &str) -> io::Result<()> {
+        if !valid_id(id) {
+            return Err(bad_id(id));
+        }
+        let src = self.path(from, id);
+        if !src.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no queue entry {id} in {from}/"),
+            ));
+        }
+        fs::rename(&src, self.path(to, id))?;
+        fsync_dir(&self.root.join(to))?;
+        fsync_dir(&self.root.join(from))
+    }
+
+    /// Ids in `msg/` (active), oldest first.
+    pub fn active_ids(&self) -> io::Result<Vec<String>> {
+        self.ids("msg")
+    }
+
+    fn ids(&self, dir: &str) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let rd = match fs::read_dir(self.root.join(dir)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if valid_id(&name) {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every message, active and held, oldest first (for `mrelayd queue`).
+    pub fn list(&self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for (dir, place) in [("msg", Place::Active), ("hold", Place::Held)] {
+            for id in self.ids(dir)? {
+                match self.entry_in(&id, dir, place) {
+                    Ok(e) => out.push(e),
+                    // Delivered and removed while we were listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// One entry (for `mrelayd queue show ID`).
+    pub fn entry(&self, id: &str) -> io::Result<Entry> {
+        match self.place(id)? {
+            Place::Active => self.entry_in(id, "msg", Place::Active),
+            Place::Held => self.entry_in(id, "hold", Place::Held),
+        }
+    }
+
+    fn entry_in(&self, id: &str, dir: &str, place: Place) -> io::Result<Entry> {
+        let file = File::open(self.path(dir, id))?;
+        let size = file.metadata()?.len();
+        let (envelope, _) = read_envelope(file)?;
+        let status = self
+            .status(id)?
+            .unwrap_or_else(|| Status::new(envelope.recipients.len()));
+        Ok(Entry {
+            id: id.to_string(),
+            place,
+            size,
+            envelope,
+            status,
+        })
+    }
+
+    /// Asks a running daemon to retry everything now (it watches for this file).
+    pub fn request_flush(&self) -> io::Result<()> {
+        File::create(self.root.join("flush")).map(|_| ())
+    }
+
+    /// Consumes a flush request, if one was made.
+    pub fn take_flush_request(&self) -> bool {
+        fs::remove_file(self.root.join("flush")).is_ok()
+    }
+}
+
+fn read_envelope(file: File) -> io::Result<(Envelope, BufReader<File>)> {
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut line = Vec::new();
+    (&mut reader)
+        .take(MAX_ENVELOPE_LINE as u64)
+        .read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "queue file without an envelope line",
+        ));
+    }
+    let envelope = serde_json::from_slice(&line)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad envelope: {e}")))?;
+    Ok((envelope, reader))
+}
+
+/// A message locked for delivery (the lock is released when this is dropped).
+#[derive(Debug)]
+pub struct Locked {
+    /// Queue id.
+    pub id: String,
+    /// Its envelope.
+    pub envelope: Envelope,
+    /// Delivery progress so far.
+    pub status: Status,
+    /// Reader positioned at the start of the message (holds the lock).
+    pub reader: BufReader<File>,
+}
+
+impl Locked {
+    /// Reads the whole message.
+    pub fn read_message(&mut self) -> io::Result<Vec<u8>> {
+        let mut data = Vec::new();
+        self.reader.read_to_end(&mut data)?;
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(n: usize) -> Envelope {
+        Envelope {
+            sender: "a@b.test".into(),
+            recipients: (0..n)
+                .map(|i| Recipient {
+                    address: format!("r{i}@c.test"),
+                    notify: None,
+                    orcpt: None,
+                })
+                .collect(),
+            time: 1,
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_valid() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = new_id();
+            assert!(valid_id(&id), "{id}");
+            assert!(seen.insert(id));
+        }
+        assert!(!valid_id("../../etc/passwd"));
+        assert!(!valid_id("abc"));
+    }
+
+    #[test]
+    fn lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let id = q
+            .enqueue(&env(2), b"Received: x\r\n", b"Subject: s\r\n\r\nbody\r\n")
+            .unwrap();
+        assert!(dir.path().join("msg").join(&id).exists());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let list = q.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].envelope, env(2));
+        let mut l = q.lock(&id).unwrap().unwrap();
+        // A second locker (another process or thread) is refused while we hold it.
+        assert!(q.lock(&id).unwrap().is_none());
+        assert_eq!(
+            l.read_message().unwrap(),
+            b"Received: x\r\nSubject: s\r\n\r\nbody\r\n"
+        );
+        l.status.rcpts[0] = RcptState::Delivered;
+        l.status.defer(100, "mailbox busy".into());
+        assert_eq!(l.status.next_try, 160);
+        q.write_status(&id, &l.status).unwrap();
+        drop(l);
+        let l = q.lock(&id).unwrap().unwrap();
+        assert_eq!(l.status.rcpts[0], RcptState::Delivered);
+        assert_eq!(l.status.last_error.as_deref(), Some("mailbox busy"));
+        drop(l);
+        q.hold(&id).unwrap();
+        assert_eq!(q.place(&id).unwrap(), Place::Held);
+        assert!(
+            q.lock(&id).unwrap().is_none(),
+            "held messages are not delivered"
+        );
+        q.release(&id).unwrap();
+        assert_eq!(q.status(&id).unwrap().unwrap().next_try, 0);
+        q.complete(&id).unwrap();
+        assert!(q.list().unwrap().is_empty());
+        assert!(q.remove(&id).is_err());
+        assert!(q.remove("../x").is_err());
+    }
+
+    #[test]
+    fn recovery_cleans_crash_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let keep = q.enqueue(&env(1), b"", b"x\r\n").unwrap();
+        q.write_status(&keep, &Status::new(1)).unwrap();
+        // A half-received message and an orphaned state file.
+        fs::write(dir.path().join("tmp").join(new_id()), b"{\"partial").unwrap();
+        fs::write(dir.path().join("state").join(new_id()), b"{}").unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        assert_eq!(
+            q.recover(Duration::from_secs(60)).unwrap(),
+            1,
+            "young tmp files stay"
+        );
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+        assert_eq!(q.recover(Duration::ZERO).unwrap(), 1);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path().join("state")).unwrap().count(), 1);
+        assert_eq!(q.active_ids().unwrap(), vec![keep]);
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let mut s = Status::new(1);
+        for _ in 0..40 {
+            s.defer(0, "x".into());
+        }
+        assert_eq!(s.next_try, MAX_RETRY_INTERVAL.as_secs());
+    }
+
+    #[test]
+    fn damaged_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let id = new_id();
+        fs::write(dir.path().join("msg").join(&id), b"no newline").unwrap();
+        assert!(q.lock(&id).is_err());
+        assert!(q.list().is_err());
+        fs::write(dir.path().join("msg").join(&id), b"{bad json}\nx").unwrap();
+        assert!(q.entry(&id).is_err());
+    }
+}

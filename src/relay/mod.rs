@@ -1,1 +1,883 @@
-//! TODO: filled by its issue.
+//! mrelayd's routing: the `[mrelayd]` config section, relay control, and recipient resolution
+//! through the users passwd-file ([`crate::auth`]) and an [`aliases`] file; [`local`] carries out
+//! local deliveries from the queue.
+//!
+//! # Config
+//! ```toml
+//! [users]
+//! domains = ["example.org"]          # local domains (shared key)
+//!
+//! [mrelayd]
+//! listen = [
+//!   { address = "0.0.0.0:25",  role = "smtp" },         # MX: local mail; relay for trusted/AUTH
+//!   { address = "0.0.0.0:587", role = "submission" },   # AUTH required, after STARTTLS
+//!   { address = "0.0.0.0:465", role = "submissions" },  # implicit TLS, AUTH required
+//! ]
+//! queue_dir = "/var/lib/mailkit/queue"   # default: <state_dir>/queue
+//! aliases = "/etc/mailkit/aliases"       # optional, see relay::aliases
+//! catch_all = "postmaster"               # optional: unknown local users go here instead of 550
+//! recipient_delimiter = "+"              # user+tag@domain → user, EXT=tag ("" turns it off)
+//! trusted_networks = ["127.0.0.0/8", "::1/128"]  # may relay without AUTH (smtp role)
+//! any_sender = false                     # AUTH users may send as any address
+//! max_message_size = 36700160            # SIZE, octets
+//! max_recipients = 100                   # per transaction (452 4.5.3 beyond)
+//! max_errors = 10                        # bad commands before 421 and disconnect
+//! greet_pause_ms = 0                     # smtp role: wait this long for early talkers
+//! idle_timeout_secs = 300                # RFC 5321 §4.5.3.2.7
+//! max_connections = 200
+//! max_per_ip = 20
+//! delivery_workers = 4                   # parallel local deliveries
+//! pipe_timeout_secs = 600                # a |command delivery is killed after this long
+//! ```
+
+pub mod aliases;
+pub mod local;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::auth::Authenticator;
+use crate::smtp::command::Mailbox;
+use crate::smtp::reply::Reply;
+use aliases::{AliasTarget, Aliases};
+
+/// Deepest alias expansion before it is called a loop.
+pub const MAX_ALIAS_DEPTH: usize = 20;
+/// Most delivery targets one recipient may expand to (a bound on alias fan-out).
+pub const MAX_TARGETS: usize = 1000;
+/// Default listener of `serve`.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:25";
+/// Default number of parallel delivery workers.
+pub const DEFAULT_DELIVERY_WORKERS: usize = 4;
+/// Default pipe delivery timeout (seconds).
+pub const DEFAULT_PIPE_TIMEOUT_SECS: u64 = 600;
+
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Port 25: mail for local domains; relaying only for trusted networks or AUTH users.
+    #[default]
+    Smtp,
+    /// Port 587 (RFC 6409): AUTH required, and STARTTLS before AUTH.
+    Submission,
+    /// Port 465 (RFC 8314): implicit TLS, AUTH required.
+    Submissions,
+}
+
+impl Role {
+    /// The role name (also the systemd `FileDescriptorName=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Smtp => "smtp",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        match name {
+            "smtp" => Some(Role::Smtp),
+            "submission" => Some(Role::Submission),
+            "submissions" => Some(Role::Submissions),
+            _ => None,
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `IP:PORT`.
+    pub address: String,
+    /// What it is for.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// The `[mrelayd]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Listening sockets.
+    pub listen: Vec<Listener>,
+    /// Queue directory (default `<state_dir>/queue`).
+    pub queue_dir: Option<PathBuf>,
+    /// Aliases file.
+    pub aliases: Option<PathBuf>,
+    /// Where unknown local recipients go (a local name or address); unset: 550 5.1.1.
+    pub catch_all: Option<String>,
+    /// Subaddress delimiter (`user+tag`); empty: none.
+    pub recipient_delimiter: String,
+    /// Networks that may relay without AUTH on the smtp role (CIDR).
+    pub trusted_networks: Vec<String>,
+    /// Authenticated users may use any envelope sender.
+    pub any_sender: bool,
+    /// Largest message (SIZE).
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// Bad commands before disconnect.
+    pub max_errors: u32,
+    /// smtp role: wait this long before the greeting and refuse clients that talk first.
+    pub greet_pause_ms: u64,
+    /// Idle timeout per read/write.
+    pub idle_timeout_secs: u64,
+    /// Concurrent sessions.
+    pub max_connections: usize,
+    /// Concurrent sessions per IP.
+    pub max_per_ip: usize,
+    /// Parallel local deliveries.
+    pub delivery_workers: usize,
+    /// Pipe delivery timeout.
+    pub pipe_timeout_secs: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            listen: vec![Listener {
+                address: DEFAULT_LISTEN.into(),
+                role: Role::Smtp,
+            }],
+            queue_dir: None,
+            aliases: None,
+            catch_all: None,
+            recipient_delimiter: "+".into(),
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            any_sender: false,
+            max_message_size: crate::smtp::server::DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: crate::smtp::server::DEFAULT_MAX_RECIPIENTS,
+            max_errors: crate::smtp::server::DEFAULT_MAX_ERRORS,
+            greet_pause_ms: 0,
+            idle_timeout_secs: crate::smtp::server::COMMAND_TIMEOUT_SECS,
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: crate::server::DEFAULT_MAX_PER_IP,
+            delivery_workers: DEFAULT_DELIVERY_WORKERS,
+            pipe_timeout_secs: DEFAULT_PIPE_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// A network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `1.2.3.0/24`, `::1/128` or a bare address.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Where one recipient's copy goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    /// A Maildir (a user's, or a path from the aliases file).
+    Maildir {
+        /// The Maildir.
+        path: PathBuf,
+        /// The user it belongs to, if any.
+        user: Option<String>,
+    },
+    /// A command run with the message on stdin.
+    Pipe {
+        /// Shell command.
+        command: String,
+        /// Subaddress extension (`EXT`).
+        ext: Option<String>,
+    },
+    /// Not a local domain: remote delivery (part 2).
+    Remote(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Maildir {
+                path,
+                user: Some(u),
+            } => {
+                write!(f, "maildir {} (user {u})", path.display())
+            }
+            Target::Maildir { path, user: None } => write!(f, "maildir {}", path.display()),
+            Target::Pipe { command, .. } => write!(f, "pipe |{command}"),
+            Target::Remote(a) => write!(f, "remote <{a}>"),
+        }
+    }
+}
+
+/// The result of resolving one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Deliver to these targets; `trace` says how (for logs and `explain`).
+    Targets {
+        /// Where the copies go.
+        targets: Vec<Target>,
+        /// Steps taken (`alias team (aliases line 3)`, `user alice`, ...).
+        trace: Vec<String>,
+    },
+    /// No such local user (550 5.1.1).
+    Unknown(String),
+    /// Alias loop or over-deep expansion.
+    Loop(String),
+    /// A lookup failed (passwd-file, mail location): temporary (451 4.3.0).
+    Error(String),
+}
+
+/// Who is asking (for relay control).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The client's IP, when known.
+    pub ip: Option<IpAddr>,
+    /// Authenticated user.
+    pub user: Option<String>,
+    /// The listener's role.
+    pub role: Role,
+}
+
+/// A policy answer: the reply (None = accept) and why.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// `None` to accept, else the refusal.
+    pub refusal: Option<Reply>,
+    /// Why, in words (logs and `explain`).
+    pub reason: String,
+    /// For an accepted recipient, where it goes.
+    pub resolution: Option<Resolution>,
+}
+
+/// Routing and policy, shared by all sessions and the delivery workers.
+#[derive(Debug)]
+pub struct Router {
+    /// Local domains (lower case).
+    pub domains: Vec<String>,
+    /// Our host name (`Postmaster` without a domain is `postmaster@hostname`'s local user).
+    pub hostname: String,
+    auth: Arc<Authenticator>,
+    aliases: Aliases,
+    aliases_path: Option<PathBuf>,
+    catch_all: Option<String>,
+    delimiter: String,
+    trusted: Vec<Cidr>,
+    any_sender: bool,
+}
+
+fn split(addr: &str) -> (&str, &str) {
+    match addr.rfind('@') {
+        Some(i) => (&addr[..i], &addr[i + 1..]),
+        None => (addr, ""),
+    }
+}
+
+impl Router {
+    /// Builds the router; bad trusted networks or an unreadable aliases file are config errors.
+    pub fn new(
+        config: &crate::config::Config,
+        relay: &RelayConfig,
+        auth: Arc<Authenticator>,
+    ) -> anyhow::Result<Router> {
+        let mut trusted = Vec::new();
+        for n in &relay.trusted_networks {
+            trusted.push(Cidr::parse(n).ok_or_else(|| {
+                crate::exit::fail(
+                    crate::exit::CONFIG,
+                    format!("mrelayd.trusted_networks: {n:?} is not a network (CIDR)"),
+                )
+            })?);
+        }
+        let aliases_path = relay.aliases.as_ref().map(|p| config.resolve(p));
+        let aliases = match &aliases_path {
+            Some(p) => Aliases::load(p)?,
+            None => Aliases::default(),
+        };
+        let mut domains: Vec<String> = config
+            .users
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        if domains.is_empty() {
+            domains.push(config.hostname.to_ascii_lowercase());
+        }
+        Ok(Router {
+            domains,
+            hostname: config.hostname.clone(),
+            auth,
+            aliases,
+            aliases_path,
+            catch_all: relay.catch_all.clone(),
+            delimiter: relay.recipient_delimiter.clone(),
+            trusted,
+            any_sender: relay.any_sender,
+        })
+    }
+
+    /// The aliases file in use.
+    pub fn aliases_path(&self) -> Option<&std::path::Path> {
+        self.aliases_path.as_deref()
+    }
+
+    /// Whether `domain` is one of ours (address literals of our own addresses are not handled).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.');
+        self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
+    }
+
+    /// The trusted network containing `ip`, if any.
+    pub fn trusted_network(&self, ip: Option<IpAddr>) -> Option<Cidr> {
+        let ip = ip?;
+        self.trusted.iter().copied().find(|n| n.contains(ip))
+    }
+
+    /// Resolves a recipient address (`local@domain`) to its delivery targets.
+    pub fn resolve(&self, address: &str) -> Resolution {
+        let (local, domain) = split(address);
+        let domain = if domain.is_empty() {
+            self.domains.first().cloned().unwrap_or_default()
+        } else {
+            domain.to_ascii_lowercase()
+        };
+        if !self.is_local_domain(&domain) {
+            return Resolution::Targets {
+                targets: vec![Target::Remote(format!("{local}@{domain}"))],
+                trace: vec![format!("{domain} is not a local domain: remote delivery")],
+            };
+        }
+        let mut st = Expansion::default();
+        match self.expand(local, &domain, None, &mut st, 0) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Unknown user: the catch-all, if any, takes it.
+                match &self.catch_all {
+                    Some(c) => {
+                        st.trace
+                            .push(format!("{local}@{domain} unknown: catch-all {c}"));
+                        let (cl, cd) = split(c);
+                        let cd = if cd.is_empty() {
+                            domain.clone()
+                        } else {
+                            cd.to_ascii_lowercase()
+                        };
+                        match self.expand(cl, &cd, None, &mut st, 1) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                return Resolution::Unknown(format!(
+                                    "no such user {local}@{domain} (catch-all {c} is unknown too)"
+                                ))
+                            }
+                            Err(e) => return e,
+                        }
+                    }
+                    None => return Resolution::Unknown(format!("no such user {local}@{domain}")),
+                }
+            }
+            Err(e) => return e,
+        }
+        Resolution::Targets {
+            targets: st.targets.into_iter().collect(),
+            trace: st.trace,
+        }
+    }
+
+    /// Expands one name; Ok(false) when it names nobody.
+    fn expand(
+        &self,
+        local: &str,
+        domain: &str,
+        ext: Option<&str>,
+        st: &mut Expansion,
+        depth: usize,
+    ) -> Result<bool, Resolution> {
+        if depth > MAX_ALIAS_DEPTH {
+            return Err(Resolution::Loop(format!(
+                "alias expansion deeper than {MAX_ALIAS_DEPTH} at {local}@{domain}"
+            )));
+        }
+        if st.targets.len() > MAX_TARGETS {
+            return Err(Resolution::Loop(format!("more than {MAX_TARGETS} targets")));
+        }
+        let full = format!("{local}@{domain}").to_lowercase();
+        let in_chain = st.chain.contains(&full);
+        if !in_chain {
+            let alias = self
+                .aliases
+                .get(&full)
+                .map(|a| (a, full.clone()))
+                .or_else(|| self.aliases.get(local).map(|a| (a, local.to_lowercase())));
+            if let Some(((targets, line), key)) = alias {
+                st.trace.push(format!("alias {key} (aliases line {line})"));
+                st.chain.push(full.clone());
+                for t in targets {
+                    match t {
+                        AliasTarget::Pipe(c) => {
+                            st.targets.insert(Target::Pipe {
+                                command: c.clone(),
+                                ext: ext.map(str::to_string),
+                            });
+                        }
+                        AliasTarget::Maildir(p) => {
+                            st.targets.insert(Target::Maildir {
+                                path: p.clone(),
+                                user: None,
+                            });
+                        }
+                        AliasTarget::Address(a) => {
+                            let (l, d) = split(a);
+                            let d = if d.is_empty() {
+                                domain.to_string()
+                            } else {
+                                d.to_ascii_lowercase()
+                            };
+                            if !self.is_local_domain(&d) {
+                                st.trace.push(format!("{a}: remote"));
+                                st.targets.insert(Target::Remote(format!("{l}@{d}")));
+                                continue;
+                            }
+                            if !self.expand(l, &d, ext, st, depth + 1)? {
+                                return Err(Resolution::Unknown(format!(
+                                    "alias {key} (aliases line {line}) names unknown user {l}@{d}"
+                                )));
+                            }
+                        }
+                    }
+                }
+                st.chain.pop();
+                return Ok(true);
+            }
+        }
+        // A user in the passwd-file.
+        let users = self.auth.users();
+        // Local parts are matched without case, as Postfix and Dovecot do for local users.
+        let found = users
+            .lookup_address(&format!("{local}@{domain}"), &self.domains)
+            .or_else(|| {
+                users.lookup_address(&format!("{}@{domain}", local.to_lowercase()), &self.domains)
+            });
+        if let Some(user) = found {
+            let path = match self.auth.mailbox(user) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(Resolution::Error(format!(
+                        "mail location of {}: {e:#}",
+                        user.name
+                    )))
+                }
+            };
+            st.trace.push(format!(
+                "user {} (passwd-file line {})",
+                user.name, user.line
+            ));
+            st.targets.insert(Target::Maildir {
+                path,
+                user: Some(user.name.clone()),
+            });
+            return Ok(true);
+        }
+        if in_chain {
+            return Err(Resolution::Loop(format!(
+                "alias loop: {full} expands to itself and is no user"
+            )));
+        }
+        // Subaddress: user+tag → user with EXT=tag.
+        if !self.delimiter.is_empty() && ext.is_none() {
+            if let Some((base, tag)) = local.split_once(self.delimiter.as_str()) {
+                if !base.is_empty() {
+                    st.trace
+                        .push(format!("subaddress {local}: user {base}, extension {tag}"));
+                    return self.expand(base, domain, Some(tag), st, depth + 1);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// MAIL FROM policy: an authenticated user may only use their own addresses unless
+    /// `any_sender` is set (the null sender is always allowed).
+    pub fn check_sender(&self, client: &Client, from: Option<&Mailbox>) -> Verdict {
+        let accept = |reason: String| Verdict {
+            refusal: None,
+            reason,
+            resolution: None,
+        };
+        let (Some(user), Some(from)) = (&client.user, from) else {
+            return accept("no authenticated user: any sender".into());
+        };
+        if self.any_sender {
+            return accept("any_sender = true".into());
+        }
+        let addr = format!("{}@{}", from.local_unquoted(), from.domain);
+        if self.owns(user, &addr) {
+            return accept(format!("{addr} belongs to {user}"));
+        }
+        Verdict {
+            refusal: Some(Reply::new(
+                553,
+                Some((5, 7, 1)),
+                format!("Sender address rejected: not owned by user {user}"),
+            )),
+            reason: format!("{addr} is not an address of authenticated user {user}"),
+            resolution: None,
+        }
+    }
+
+    /// Whether authenticated `user` may send as `addr`: the address is the user's login name, or
+    /// the user's name at a local domain, or resolves (through aliases) to the user's mailbox.
+    pub fn owns(&self, user: &str, addr: &str) -> bool {
+        if addr.eq_ignore_ascii_case(user) {
+            return true;
+        }
+        let (local, domain) = split(addr);
+        if !self.is_local_domain(domain) {
+            return false;
+        }
+        let (ulocal, udomain) = split(user);
+        if udomain.is_empty() && local.eq_ignore_ascii_case(ulocal) {
+            return true;
+        }
+        match self.resolve(addr) {
+            Resolution::Targets { targets, .. } => targets.iter().any(|t| {
+                matches!(t, Target::Maildir { user: Some(u), .. } if u.eq_ignore_ascii_case(user))
+            }),
+            _ => false,
+        }
+    }
+
+    /// RCPT TO policy (RFC 5321 §3.6.2 relay control; RFC 5321 §3.2 and §7.9: unknown users are
+    /// refused at RCPT time, never bounced later).
+    pub fn check_rcpt(&self, client: &Client, to: &Mailbox) -> Verdict {
+        let addr = if to.is_bare_postmaster() {
+            format!(
+                "postmaster@{}",
+                self.domains
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("localhost")
+            )
+        } else {
+            format!("{}@{}", to.local_unquoted(), to.domain)
+        };
+        let domain = split(&addr).1.to_string();
+        if !self.is_local_domain(&domain) {
+            let why = if let Some(u) = &client.user {
+                Some(format!("authenticated as {u}"))
+            } else if client.role == Role::Smtp {
+                self.trusted_network(client.ip)
+                    .map(|n| format!("client in trusted network {n}"))
+            } else {
+                None
+            };
+            return match why {
+                Some(why) => Verdict {
+                    refusal: None,
+                    reason: format!("{domain} is not local; relaying allowed: {why}"),
+                    resolution: Some(self.resolve(&addr)),
+                },
+                None => Verdict {
+                    refusal: Some(Reply::new(
+                        554,
+                        Some((5, 7, 1)),
+                        format!("<{addr}>: Relay access denied"),
+                    )),
+                    reason: format!(
+                        "{domain} is not a local domain ({}), the client is not authenticated{}",
+                        self.domains.join(", "),
+                        if client.role == Role::Smtp {
+                            " and not in trusted_networks"
+                        } else {
+                            ""
+                        }
+                    ),
+                    resolution: None,
+                },
+            };
+        }
+        let res = self.resolve(&addr);
+        match &res {
+            Resolution::Targets { trace, .. } => Verdict {
+                refusal: None,
+                reason: format!("local domain {domain}: {}", trace.join(", ")),
+                resolution: Some(res),
+            },
+            Resolution::Unknown(why) => Verdict {
+                refusal: Some(Reply::new(
+                    550,
+                    Some((5, 1, 1)),
+                    format!("<{addr}>: Recipient address rejected: User unknown"),
+                )),
+                reason: why.clone(),
+                resolution: Some(res),
+            },
+            Resolution::Loop(why) => Verdict {
+                refusal: Some(Reply::new(
+                    550,
+                    Some((5, 4, 6)),
+                    format!("<{addr}>: Recipient address rejected: alias loop"),
+                )),
+                reason: why.clone(),
+                resolution: Some(res),
+            },
+            Resolution::Error(why) => Verdict {
+                refusal: Some(Reply::new(
+                    451,
+                    Some((4, 3, 0)),
+                    format!("<{addr}>: Temporary lookup failure"),
+                )),
+                reason: why.clone(),
+                resolution: Some(res),
+            },
+        }
+    }
+}
+
+#[derive(Default)]
+struct Expansion {
+    targets: BTreeSet<Target>,
+    trace: Vec<String>,
+    chain: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr() {
+        let n = Cidr::parse("127.0.0.0/8").unwrap();
+        assert!(n.contains("127.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!n.contains("128.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("1.2.3.4/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+
+    fn router(aliases: &str, catch_all: Option<&str>) -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            "alice:{PLAIN}pw::::/home/alice\nbob:{PLAIN}pw::::/home/bob\ncarol@other.test:{PLAIN}pw::::/home/carol\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("aliases"), aliases).unwrap();
+        let cfg = crate::config::Config::parse(
+            &format!(
+                "hostname = \"mx.test\"\n[users]\npasswd_file = \"{}\"\nmail_location = \"/mail/%n\"\ndomains = [\"example.test\", \"other.test\"]\n",
+                passwd.display()
+            ),
+            None,
+        )
+        .unwrap();
+        let relay = RelayConfig {
+            aliases: Some(dir.path().join("aliases")),
+            catch_all: catch_all.map(str::to_string),
+            ..RelayConfig::default()
+        };
+        let auth = Arc::new(Authenticator::from_config(&cfg).unwrap());
+        let r = Router::new(&cfg, &relay, auth).unwrap();
+        (dir, r)
+    }
+
+    fn targets(r: &Router, a: &str) -> Vec<String> {
+        match r.resolve(a) {
+            Resolution::Targets { targets, .. } => targets.iter().map(|t| t.to_string()).collect(),
+            other => vec![format!("{other:?}")],
+        }
+    }
+
+    #[test]
+    fn resolution() {
+        let (_d, r) = router(
+            "postmaster: alice\nteam: alice, bob, |/bin/cat, /srv/team/, x@remote.test\nloop1: loop2\nloop2: loop1\nbob: bob, |/bin/archive\nghost: nobody\n",
+            None,
+        );
+        assert_eq!(
+            targets(&r, "alice@example.test"),
+            ["maildir /mail/alice (user alice)"]
+        );
+        assert_eq!(
+            targets(&r, "ALICE@Example.Test"),
+            ["maildir /mail/alice (user alice)"]
+        );
+        assert_eq!(
+            targets(&r, "postmaster@other.test"),
+            ["maildir /mail/alice (user alice)"]
+        );
+        let t = targets(&r, "team@example.test");
+        assert_eq!(t.len(), 6, "{t:?}");
+        assert!(t.contains(&"remote <x@remote.test>".to_string()));
+        assert!(t.contains(&"maildir /srv/team/".to_string()));
+        // A name naming itself is its mailbox.
+        assert_eq!(
+            targets(&r, "bob@example.test"),
+            ["maildir /mail/bob (user bob)", "pipe |/bin/archive"]
+        );
+        assert!(matches!(
+            r.resolve("loop1@example.test"),
+            Resolution::Loop(_)
+        ));
+        assert!(matches!(
+            r.resolve("ghost@example.test"),
+            Resolution::Unknown(_)
+        ));
+        assert!(matches!(
+            r.resolve("nobody@example.test"),
+            Resolution::Unknown(_)
+        ));
+        // Virtual user only in its domain.
+        assert_eq!(
+            targets(&r, "carol@other.test"),
+            ["maildir /mail/carol (user carol@other.test)"]
+        );
+        assert!(matches!(
+            r.resolve("carol@example.test"),
+            Resolution::Unknown(_)
+        ));
+        // Subaddress.
+        assert_eq!(
+            targets(&r, "alice+lists@example.test"),
+            ["maildir /mail/alice (user alice)"]
+        );
+        match r.resolve("bob+x@example.test") {
+            Resolution::Targets { targets, .. } => assert!(targets.contains(&Target::Pipe {
+                command: "/bin/archive".into(),
+                ext: Some("x".into())
+            })),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(
+            targets(&r, "someone@remote.test"),
+            ["remote <someone@remote.test>"]
+        );
+    }
+
+    #[test]
+    fn catch_all() {
+        let (_d, r) = router("", Some("bob"));
+        assert_eq!(
+            targets(&r, "whoever@example.test"),
+            ["maildir /mail/bob (user bob)"]
+        );
+        let (_d, r) = router("", Some("nobody"));
+        assert!(matches!(
+            r.resolve("whoever@example.test"),
+            Resolution::Unknown(_)
+        ));
+    }
+
+    fn mb(s: &str) -> Mailbox {
+        let (l, d) = split(s);
+        Mailbox {
+            local: l.into(),
+            domain: d.into(),
+        }
+    }
+
+    #[test]
+    fn relay_control() {
+        let (_d, r) = router("", None);
+        let stranger = Client {
+            ip: Some("192.0.2.7".parse().unwrap()),
+            user: None,
+            role: Role::Smtp,
+        };
+        let v = r.check_rcpt(&stranger, &mb("x@remote.test"));
+        assert_eq!(v.refusal.unwrap().code, 554);
+        let v = r.check_rcpt(&stranger, &mb("nobody@example.test"));
+        assert_eq!(v.refusal.as_ref().unwrap().enhanced, Some((5, 1, 1)));
+        assert!(r
+            .check_rcpt(&stranger, &mb("alice@example.test"))
+            .refusal
+            .is_none());
+        let local = Client {
+            ip: Some("127.0.0.1".parse().unwrap()),
+            ..stranger.clone()
+        };
+        let v = r.check_rcpt(&local, &mb("x@remote.test"));
+        assert!(
+            v.refusal.is_none() && v.reason.contains("127.0.0.0/8"),
+            "{}",
+            v.reason
+        );
+        // Trusted networks do not count on submission.
+        let sub = Client {
+            role: Role::Submission,
+            ..local.clone()
+        };
+        assert!(r.check_rcpt(&sub, &mb("x@remote.test")).refusal.is_some());
+        let authed = Client {
+            user: Some("bob".into()),
+            ..stranger
+        };
+        assert!(r
+            .check_rcpt(&authed, &mb("x@remote.test"))
+            .refusal
+            .is_none());
+        // Sender ownership.
+        assert!(r
+            .check_sender(&authed, Some(&mb("bob@example.test")))
+            .refusal
+            .is_none());
+        assert!(r
+            .check_sender(&authed, Some(&mb("bob@other.test")))
+            .refusal
+            .is_none());
+        assert!(r
+            .check_sender(&authed, Some(&mb("alice@example.test")))
+            .refusal
+            .is_some());
+        assert!(r
+            .check_sender(&authed, Some(&mb("bob@remote.test")))
+            .refusal
+            .is_some());
+        assert!(r.check_sender(&authed, None).refusal.is_none());
+    }
+}

@@ -1,1 +1,882 @@
-//! TODO: filled by its issue.
+//! The server layer: the only code in mailkit that touches listening sockets. Every daemon
+//! (mrelayd, mpopd, mimapd) runs its sessions through it, so they all get the same listeners,
+//! TLS, limits, timeouts, shutdown and privilege handling.
+//!
+//! # How a daemon uses it
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use mailkit::server::{self, Connection, Line, ListenerSpec, Listeners, Settings};
+//! let specs = vec![ListenerSpec::new("127.0.0.1:2525".parse()?, "smtp")
+//!     .busy_reply(b"421 4.7.0 too many connections, try later\r\n")];
+//! let listeners = Listeners::bind(&specs)?;        // or socket activation, when LISTEN_FDS says so
+//! let settings = Settings::default();              // tls acceptor, limits, run_as (privilege drop)
+//! let handler = server::handler(|mut conn: Connection| async move {
+//!     conn.write_all(b"220 hello\r\n").await?;
+//!     while let Line::Complete { text, .. } = conn.read_line(512).await? {
+//!         if text.eq_ignore_ascii_case(b"STARTTLS") && conn.can_starttls() {
+//!             conn.write_all(b"220 go ahead\r\n").await?;
+//!             conn.starttls().await?;              // discards plaintext sent after the command
+//!         }
+//!     }
+//!     Ok(())
+//! });
+//! let shutdown = server::shutdown_signal()?;       // SIGTERM or SIGINT
+//! server::serve(listeners, settings, handler, shutdown).await
+//! # }
+//! ```
+//! `mrelayd inetd` calls [`inetd`] instead of [`serve`]: one session on stdin/stdout, same
+//! handler. Protocol code sees only a [`Connection`], whatever the transport.
+//!
+//! # Behaviour
+//! - [`Listeners::bind`] binds every [`ListenerSpec`], unless systemd socket activation applies
+//!   (`LISTEN_PID` is our pid, `LISTEN_FDS` = n): then fds 3..3+n are used, matched to specs by
+//!   `LISTEN_FDNAMES` = role (systemd `FileDescriptorName=`), else by position.
+//! - [`serve`] prints `<prog>: listening on ADDR (role)` for each listener (tests bind port 0
+//!   and read the port from there), drops root to [`Settings::run_as`], and accepts until the
+//!   shutdown future resolves. Then it stops accepting at once, tells sessions
+//!   ([`Connection::shutdown_requested`]), waits up to [`Limits::shutdown_grace`] for them and
+//!   aborts the rest.
+//! - Over [`Limits::max_connections`] in total or [`Limits::max_per_ip`] from one address, a
+//!   connection gets the listener's busy reply (plaintext listeners only) and is closed.
+//! - Implicit-TLS listeners complete the handshake before the handler runs; STARTTLS is
+//!   [`Connection::starttls`]. Every read and write is bounded by the idle timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, RawFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::exit;
+
+mod conn;
+pub mod log;
+// The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.
+#[allow(unsafe_code)]
+pub mod sys;
+
+pub use conn::{Connection, Framed, Line, LineEnd, LineFramer, Stream, MAX_DISCARD};
+
+/// Default idle timeout: RFC 5321 §4.5.3.2.7 gives the server 5 minutes waiting for a command.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default cap on concurrent sessions over all listeners.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
+/// Default cap on concurrent sessions from one IP address.
+pub const DEFAULT_MAX_PER_IP: usize = 20;
+/// Default time sessions get to finish after shutdown is requested.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long sending the busy reply to an over-limit connection may take.
+pub const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most fds accepted from socket activation (a sanity bound on `LISTEN_FDS`).
+pub const MAX_LISTEN_FDS: usize = 64;
+/// Pause after a failed accept (EMFILE, ENFILE) so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// A boxed, sendable future, as a [`Handler`] returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A protocol session: takes the connection, runs to its end. An `Err` is logged with the
+/// peer's address; the connection is closed either way.
+pub type Handler = Arc<dyn Fn(Connection) -> BoxFuture<Result<()>> + Send + Sync>;
+
+/// Makes a [`Handler`] from an async closure or function.
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Connection) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    Arc::new(move |conn| Box::pin(f(conn)))
+}
+
+/// One address to listen on and what runs there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Address and port (port 0: any free port, reported on stderr).
+    pub addr: SocketAddr,
+    /// TLS from the first byte (SMTPS 465, POP3S 995, IMAPS 993; RFC 8314).
+    pub implicit_tls: bool,
+    /// The protocol role passed to the handler via [`Connection::role`] (`smtp`, `submission`,
+    /// `submissions`, `pop3`, `pop3s`, ...); also the systemd `FileDescriptorName=` to match.
+    pub role: String,
+    /// Sent to a plaintext connection refused by the connection limits before it is closed,
+    /// e.g. `421 4.7.0 Too many connections\r\n` (SMTP) or `-ERR [SYS/TEMP] busy\r\n` (POP3).
+    pub busy_reply: Option<Vec<u8>>,
+}
+
+impl ListenerSpec {
+    /// A plaintext listener for `role` on `addr`, without busy reply.
+    pub fn new(addr: SocketAddr, role: &str) -> ListenerSpec {
+        ListenerSpec {
+            addr,
+            implicit_tls: false,
+            role: role.to_string(),
+            busy_reply: None,
+        }
+    }
+
+    /// Sets implicit TLS.
+    pub fn implicit_tls(mut self, on: bool) -> ListenerSpec {
+        self.implicit_tls = on;
+        self
+    }
+
+    /// Sets the busy reply.
+    pub fn busy_reply(mut self, reply: &[u8]) -> ListenerSpec {
+        self.busy_reply = Some(reply.to_vec());
+        self
+    }
+}
+
+/// Connection limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent sessions over all listeners.
+    pub max_connections: usize,
+    /// Concurrent sessions from one IP address (IPv4-mapped IPv6 counts as IPv4).
+    pub max_per_ip: usize,
+    /// Each read or write fails after this long without progress (also bounds TLS handshakes).
+    pub idle_timeout: Duration,
+    /// After shutdown is requested, how long running sessions may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// The unprivileged user (and group) to switch to after binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// User name from the passwd database.
+    pub user: String,
+    /// Group name; default: the user's primary group.
+    pub group: Option<String>,
+}
+
+/// Everything [`serve`] and [`inetd`] need besides listeners and handler.
+#[derive(Clone, Default)]
+pub struct Settings {
+    /// Server TLS for implicit-TLS listeners and STARTTLS (from [`crate::tls::server_config`]:
+    /// `TlsAcceptor::from(config)`). Without it, STARTTLS is not offered.
+    pub tls: Option<TlsAcceptor>,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Switch to this user after binding (when running as root).
+    pub run_as: Option<RunAs>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("tls", &self.tls.is_some())
+            .field("limits", &self.limits)
+            .field("run_as", &self.run_as)
+            .finish()
+    }
+}
+
+/// Bound listening sockets, ready for [`serve`]. Binding is separate from serving so a daemon
+/// can bind (as root, to low ports), then drop privileges, then start.
+#[derive(Debug)]
+pub struct Listeners {
+    bound: Vec<(ListenerSpec, std::net::TcpListener)>,
+    activated: bool,
+}
+
+impl Listeners {
+    /// Uses socket activation when `LISTEN_PID`/`LISTEN_FDS` are set for this process, else binds
+    /// every spec's address.
+    pub fn bind(specs: &[ListenerSpec]) -> Result<Listeners> {
+        match Listeners::from_activation(specs)? {
+            Some(l) => Ok(l),
+            None => Listeners::bind_addresses(specs),
+        }
+    }
+
+    /// Binds every spec's address (never socket activation).
+    pub fn bind_addresses(specs: &[ListenerSpec]) -> Result<Listeners> {
+        if specs.is_empty() {
+            return Err(exit::fail(exit::CONFIG, "no listen address configured"));
+        }
+        let mut bound = Vec::new();
+        for spec in specs {
+            // std sets SO_REUSEADDR on Unix, so a restart does not wait for TIME_WAIT.
+            let l = std::net::TcpListener::bind(spec.addr).map_err(|e| {
+                let code = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    exit::TEMPFAIL
+                } else {
+                    exit::OSERR
+                };
+                exit::fail(
+                    code,
+                    format!("listening on {} ({}): {e}", spec.addr, spec.role),
+                )
+            })?;
+            l.set_nonblocking(true)
+                .with_context(|| format!("setting up {}", spec.addr))?;
+            bound.push((spec.clone(), l));
+        }
+        Ok(Listeners {
+            bound,
+            activated: false,
+        })
+    }
+
+    /// The listeners passed by systemd socket activation, or `None` when the environment does
+    /// not name this process. Each fd is matched to the spec whose role equals its
+    /// `LISTEN_FDNAMES` entry, else to the spec at the same position, else (one spec) to it.
+    pub fn from_activation(specs: &[ListenerSpec]) -> Result<Option<Listeners>> {
+        let env = |k: &str| std::env::var(k).ok();
+        let fds = parse_activation(
+            std::process::id(),
+            env("LISTEN_PID").as_deref(),
+            env("LISTEN_FDS").as_deref(),
+            env("LISTEN_FDNAMES").as_deref(),
+        )
+        .map_err(|e| exit::fail(exit::CONFIG, format!("socket activation: {e}")))?;
+        if fds.is_empty() {
+            return Ok(None);
+        }
+        let mut bound = Vec::new();
+        for (i, fd) in fds.iter().enumerate() {
+            let spec = match_spec(specs, i, fd.name.as_deref()).ok_or_else(|| {
+                exit::fail(
+                    exit::CONFIG,
+                    format!(
+                        "socket activation: fd {} ({}) matches no configured listener role",
+                        fd.fd,
+                        fd.name.as_deref().unwrap_or("unnamed")
+                    ),
+                )
+            })?;
+            let l = sys::take_listen_fd(fd.fd).map_err(|e| {
+                exit::fail(exit::OSERR, format!("socket activation fd {}: {e}", fd.fd))
+            })?;
+            let mut spec = spec;
+            if let Ok(addr) = l.local_addr() {
+                spec.addr = addr;
+            }
+            bound.push((spec, l));
+        }
+        Ok(Some(Listeners {
+            bound,
+            activated: true,
+        }))
+    }
+
+    /// The actual bound addresses (port 0 resolved) with their roles.
+    pub fn addrs(&self) -> Vec<(SocketAddr, String)> {
+        self.bound
+            .iter()
+            .map(|(spec, l)| (l.local_addr().unwrap_or(spec.addr), spec.role.clone()))
+            .collect()
+    }
+
+    /// Whether the sockets came from systemd socket activation.
+    pub fn is_activated(&self) -> bool {
+        self.activated
+    }
+}
+
+/// Picks the spec for activated fd number `index` named `name` (see [`Listeners::from_activation`]).
+fn match_spec(specs: &[ListenerSpec], index: usize, name: Option<&str>) -> Option<ListenerSpec> {
+    if let Some(name) = name {
+        if let Some(s) = specs.iter().find(|s| s.role == name) {
+            return Some(s.clone());
+        }
+    }
+    if let Some(s) = specs.get(index) {
+        return Some(s.clone());
+    }
+    if specs.len() == 1 {
+        return specs.first().cloned();
+    }
+    None
+}
+
+/// One fd from socket activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivatedFd {
+    /// The fd number (3, 4, ...).
+    pub fd: RawFd,
+    /// Its `LISTEN_FDNAMES` entry, if any.
+    pub name: Option<String>,
+}
+
+/// Reads the socket-activation environment (sd_listen_fds(3)): empty when `LISTEN_PID` is unset
+/// or names another process (the variables were inherited, not meant for us); an error for a
+/// malformed `LISTEN_FDS`, more than [`MAX_LISTEN_FDS`], or a `LISTEN_FDNAMES` whose count
+/// differs.
+pub fn parse_activation(
+    our_pid: u32,
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    fd_names: Option<&str>,
+) -> std::result::Result<Vec<ActivatedFd>, String> {
+    let Some(pid) = listen_pid else {
+        return Ok(Vec::new());
+    };
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_PID={pid:?} is not a process id"))?;
+    if pid != our_pid {
+        return Ok(Vec::new());
+    }
+    let Some(n) = listen_fds else {
+        return Ok(Vec::new());
+    };
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_FDS={n:?} is not a number"))?;
+    if n > MAX_LISTEN_FDS {
+        return Err(format!("LISTEN_FDS={n} is more than {MAX_LISTEN_FDS}"));
+    }
+    let names: Vec<Option<String>> = match fd_names {
+        Some(list) if n > 0 => {
+            let parts: Vec<&str> = list.split(':').collect();
+            if parts.len() != n {
+                return Err(format!(
+                    "LISTEN_FDNAMES has {} names for {n} fds",
+                    parts.len()
+                ));
+            }
+            parts
+                .into_iter()
+                .map(|p| (!p.is_empty()).then(|| p.to_string()))
+                .collect()
+        }
+        _ => vec![None; n],
+    };
+    Ok(names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| ActivatedFd {
+            fd: sys::LISTEN_FDS_START + i as RawFd,
+            name,
+        })
+        .collect())
+}
+
+/// Switches to `run_as` when running as root. Not root: fine if we already are that user, else
+/// an error (asked to run as someone we cannot become). Any failure is fatal: the caller must
+/// not keep serving as root.
+pub fn drop_privileges(run_as: &RunAs) -> Result<()> {
+    let euid = sys::euid();
+    if euid != 0 {
+        let target = sys::lookup_user(&run_as.user)
+            .with_context(|| format!("looking up user {}", run_as.user))?;
+        return match target {
+            Some((uid, _)) if uid == euid => Ok(()),
+            _ => Err(exit::fail(
+                exit::OSERR,
+                format!(
+                    "switching to user {}: not running as root (uid {euid})",
+                    run_as.user
+                ),
+            )),
+        };
+    }
+    match sys::drop_privileges(&run_as.user, run_as.group.as_deref()) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(exit::fail(
+            exit::CONFIG,
+            format!("switching to user {}: {e}", run_as.user),
+        )),
+        Err(e) => Err(exit::fail(
+            exit::OSERR,
+            format!("switching to user {}: {e}", run_as.user),
+        )),
+    }
+}
+
+/// A future that resolves on SIGTERM or SIGINT (and logs which). Create it early (inside the
+/// runtime, before binding) so a signal that arrives during startup is not lost.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        log::line(format_args!("{name} received, shutting down"));
+    })
+}
+
+/// Concurrent session counts, shared by the accept loop and the sessions' [`Slot`]s.
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted session; gives its place back when dropped (however the session ends).
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Admits a session from `ip` or says which limit it hits.
+fn admit(
+    counts: &Arc<Mutex<Counts>>,
+    ip: IpAddr,
+    limits: &Limits,
+) -> std::result::Result<Slot, &'static str> {
+    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+    if c.total >= limits.max_connections {
+        return Err("too many connections");
+    }
+    let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+    if from_ip >= limits.max_per_ip {
+        return Err("too many connections from this address");
+    }
+    c.total += 1;
+    c.per_ip.insert(ip, from_ip + 1);
+    Ok(Slot {
+        counts: counts.clone(),
+        ip,
+    })
+}
+
+/// Runs one session: the implicit-TLS handshake when asked, then the handler.
+pub async fn run_session(
+    mut conn: Connection,
+    implicit_tls: bool,
+    handler: &Handler,
+) -> Result<()> {
+    if implicit_tls {
+        let acceptor = conn_acceptor(&conn)?;
+        conn.accept_tls(&acceptor)
+            .await
+            .context("TLS handshake failed")?;
+    }
+    handler(conn).await
+}
+
+fn conn_acceptor(conn: &Connection) -> Result<TlsAcceptor> {
+    conn.acceptor()
+        .ok_or_else(|| exit::fail(exit::CONFIG, "implicit TLS listener without a certificate"))
+}
+
+/// Serves the listeners until `shutdown` resolves (see the module docs for the whole behaviour).
+/// Returns after every session has ended or been aborted.
+pub async fn serve<F>(
+    listeners: Listeners,
+    settings: Settings,
+    handler: Handler,
+    shutdown: F,
+) -> Result<()>
+where
+    F: Future + Send,
+{
+    if settings.tls.is_none() {
+        if let Some((spec, _)) = listeners.bound.iter().find(|(s, _)| s.implicit_tls) {
+            return Err(exit::fail(
+                exit::CONFIG,
+                format!(
+                    "listener {} ({}) needs TLS but no certificate is configured",
+                    spec.addr, spec.role
+                ),
+            ));
+        }
+    }
+    let mut specs = Vec::new();
+    let mut accept_tasks = Vec::new();
+    let (tx, mut rx) = mpsc::channel::<(tokio::net::TcpStream, SocketAddr, usize)>(64);
+    for (index, (spec, std_listener)) in listeners.bound.into_iter().enumerate() {
+        let addr = std_listener.local_addr().unwrap_or(spec.addr);
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .with_context(|| format!("listening on {addr}"))?;
+        log::line(format_args!("listening on {addr} ({})", spec.role));
+        specs.push(spec);
+        let tx = tx.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        if tx.send((stream, peer, index)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        log::line(format_args!("accepting on {addr}: {e}"));
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+
+    if let Some(run_as) = &settings.run_as {
+        if let Err(e) = drop_privileges(run_as) {
+            for task in &accept_tasks {
+                task.abort();
+            }
+            return Err(e);
+        }
+    }
+
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sessions: JoinSet<()> = JoinSet::new();
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = rx.recv() => {
+                let Some((stream, peer, index)) = accepted else { break };
+                let Some(spec) = specs.get(index) else { continue };
+                let ip = peer.ip().to_canonical();
+                match admit(&counts, ip, &settings.limits) {
+                    Ok(slot) => {
+                        let _ = stream.set_nodelay(true);
+                        let local = stream.local_addr().ok();
+                        let conn = Connection::new(stream, &spec.role)
+                            .with_peer(Some(peer))
+                            .with_local(local)
+                            .with_tls_acceptor(settings.tls.clone())
+                            .with_idle_timeout(settings.limits.idle_timeout)
+                            .with_shutdown(stop_rx.clone());
+                        let handler = handler.clone();
+                        let implicit_tls = spec.implicit_tls;
+                        let role = spec.role.clone();
+                        sessions.spawn(async move {
+                            let _slot = slot;
+                            if let Err(e) = run_session(conn, implicit_tls, &handler).await {
+                                log::line(format_args!("{peer} ({role}): {e:#}"));
+                            }
+                        });
+                    }
+                    Err(why) => {
+                        log::line(format_args!("refused {peer} ({}): {why}", spec.role));
+                        if let (Some(reply), false) = (spec.busy_reply.clone(), spec.implicit_tls) {
+                            let mut stream = stream;
+                            sessions.spawn(async move {
+                                let _ = tokio::time::timeout(BUSY_REPLY_TIMEOUT, async {
+                                    let _ = stream.write_all(&reply).await;
+                                    let _ = stream.shutdown().await;
+                                })
+                                .await;
+                            });
+                        }
+                    }
+                }
+            }
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        log::line(format_args!("a session panicked: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    // Stop accepting first: the listening sockets close when their tasks end.
+    for task in &accept_tasks {
+        task.abort();
+    }
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    drop(rx);
+    let _ = stop_tx.send(true);
+    if !sessions.is_empty() {
+        log::line(format_args!(
+            "waiting up to {}s for {} session(s) to finish",
+            settings.limits.shutdown_grace.as_secs(),
+            sessions.len()
+        ));
+        let drained = tokio::time::timeout(settings.limits.shutdown_grace, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            log::line(format_args!("closing {} session(s)", sessions.len()));
+            sessions.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+/// The client address in inetd mode from tcpserver's `TCPREMOTEIP`/`TCPREMOTEPORT` (also
+/// `TCPLOCALIP`/`TCPLOCALPORT` for the local side). A missing or bad port counts as 0; a bad IP
+/// gives `None`.
+pub fn addr_from_env(ip: Option<&str>, port: Option<&str>) -> Option<SocketAddr> {
+    let ip: IpAddr = ip?.trim().parse().ok()?;
+    let port: u16 = port.and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+    Some(SocketAddr::new(ip.to_canonical(), port))
+}
+
+/// The inetd session stream with its peer and local address (when stdin is a socket).
+type StdioParts = (Box<dyn Stream>, Option<SocketAddr>, Option<SocketAddr>);
+
+/// stdin/stdout as one stream (inetd mode on pipes or files).
+struct StdioStream {
+    reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+}
+
+impl tokio::io::AsyncRead for StdioStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StdioStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.writer).poll_shutdown(cx)
+    }
+}
+
+/// The session stream in inetd mode: the socket on stdin when it is a TCP socket (inetd,
+/// tcpserver, systemd `Accept=yes`), else stdin and stdout (pipes, FIFOs, files).
+/// Returns the stream and, for a socket, its peer and local address.
+fn stdio_stream() -> Result<StdioParts> {
+    use tokio::net::unix::pipe;
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stdin")?;
+    let sock = std::net::TcpStream::from(fd);
+    if let Ok(local) = sock.local_addr() {
+        let peer = sock.peer_addr().ok();
+        sock.set_nonblocking(true).context("setting up stdin")?;
+        let stream = tokio::net::TcpStream::from_std(sock).context("setting up stdin")?;
+        return Ok((Box::new(stream), peer, Some(local)));
+    }
+    let fd = std::os::fd::OwnedFd::from(sock);
+    // FIFOs can be polled; anything else (a file, a tty) falls back to tokio's blocking stdin.
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> =
+        match pipe::Receiver::from_owned_fd(fd) {
+            Ok(r) => Box::new(r),
+            Err(_) => Box::new(tokio::io::stdin()),
+        };
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stdout")?;
+    let writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send> =
+        match pipe::Sender::from_owned_fd(out) {
+            Ok(w) => Box::new(w),
+            Err(_) => Box::new(tokio::io::stdout()),
+        };
+    Ok((Box::new(StdioStream { reader, writer }), None, None))
+}
+
+/// Runs one session on stdin/stdout (inetd, tcpserver, systemd `Accept=yes`). The peer comes
+/// from `TCPREMOTEIP`/`TCPREMOTEPORT` when set, else from the socket on stdin. Root is dropped
+/// to `settings.run_as` first. When stdin is not a socket or FIFO, a pending read cannot be
+/// cancelled, so the caller should exit the process when this returns rather than wait for the
+/// runtime to wind down.
+pub async fn inetd(
+    role: &str,
+    implicit_tls: bool,
+    settings: Settings,
+    handler: Handler,
+) -> Result<()> {
+    if let Some(run_as) = &settings.run_as {
+        drop_privileges(run_as)?;
+    }
+    let (stream, sock_peer, sock_local) = stdio_stream()?;
+    let env = |k: &str| std::env::var(k).ok();
+    let peer = addr_from_env(
+        env("TCPREMOTEIP").as_deref(),
+        env("TCPREMOTEPORT").as_deref(),
+    )
+    .or(sock_peer);
+    let local =
+        addr_from_env(env("TCPLOCALIP").as_deref(), env("TCPLOCALPORT").as_deref()).or(sock_local);
+    let conn = Connection::new(stream, role)
+        .with_peer(peer)
+        .with_local(local)
+        .with_tls_acceptor(settings.tls.clone())
+        .with_idle_timeout(settings.limits.idle_timeout);
+    let result = run_session(conn, implicit_tls, &handler).await;
+    result.map_err(|e| {
+        let who = peer
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "stdin".into());
+        anyhow!("session with {who} ({role}): {e:#}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_env_for_us_only() {
+        let none = parse_activation(42, None, Some("2"), None).unwrap();
+        assert!(none.is_empty());
+        let other = parse_activation(42, Some("41"), Some("2"), None).unwrap();
+        assert!(other.is_empty());
+        let two = parse_activation(42, Some("42"), Some("2"), None).unwrap();
+        assert_eq!(
+            two,
+            vec![
+                ActivatedFd { fd: 3, name: None },
+                ActivatedFd { fd: 4, name: None }
+            ]
+        );
+        let named = parse_activation(42, Some("42"), Some("2"), Some("smtp:submission")).unwrap();
+        assert_eq!(named[0].name.as_deref(), Some("smtp"));
+        assert_eq!(named[1].name.as_deref(), Some("submission"));
+        assert_eq!(named[1].fd, 4);
+        assert!(parse_activation(42, Some("42"), Some("0"), Some(""))
+            .unwrap()
+            .is_empty());
+        assert!(parse_activation(42, Some("42"), None, None)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_activation_env_is_an_error() {
+        assert!(parse_activation(42, Some("x"), Some("1"), None).is_err());
+        assert!(parse_activation(42, Some("42"), Some("-1"), None).is_err());
+        assert!(parse_activation(42, Some("42"), Some("one"), None).is_err());
+        let too_many = (MAX_LISTEN_FDS + 1).to_string();
+        assert!(parse_activation(42, Some("42"), Some(&too_many), None).is_err());
+        assert!(parse_activation(42, Some("42"), Some("2"), Some("smtp")).is_err());
+        let max = MAX_LISTEN_FDS.to_string();
+        assert_eq!(
+            parse_activation(42, Some("42"), Some(&max), None)
+                .unwrap()
+                .len(),
+            MAX_LISTEN_FDS
+        );
+    }
+
+    #[test]
+    fn activated_fds_match_roles_then_positions() {
+        let a: SocketAddr = "127.0.0.1:25".parse().unwrap();
+        let specs = vec![
+            ListenerSpec::new(a, "smtp"),
+            ListenerSpec::new(a, "submission"),
+        ];
+        assert_eq!(
+            match_spec(&specs, 0, Some("submission")).unwrap().role,
+            "submission"
+        );
+        assert_eq!(
+            match_spec(&specs, 0, Some("mrelayd.socket")).unwrap().role,
+            "smtp"
+        );
+        assert_eq!(match_spec(&specs, 1, None).unwrap().role, "submission");
+        assert!(match_spec(&specs, 2, None).is_none());
+        let one = vec![ListenerSpec::new(a, "pop3")];
+        assert_eq!(match_spec(&one, 3, None).unwrap().role, "pop3");
+    }
+
+    #[test]
+    fn tcpserver_env_addresses() {
+        assert_eq!(
+            addr_from_env(Some("192.0.2.7"), Some("4711")),
+            Some("192.0.2.7:4711".parse().unwrap())
+        );
+        assert_eq!(
+            addr_from_env(Some("::1"), Some("25")),
+            Some("[::1]:25".parse().unwrap())
+        );
+        assert_eq!(
+            addr_from_env(Some("::ffff:192.0.2.7"), None),
+            Some("192.0.2.7:0".parse().unwrap())
+        );
+        assert_eq!(
+            addr_from_env(Some("10.0.0.1"), Some("bad")),
+            Some("10.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(addr_from_env(Some("not-an-ip"), Some("25")), None);
+        assert_eq!(addr_from_env(None, Some("25")), None);
+    }
+
+    #[test]
+    fn limits_count_total_and_per_ip() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let limits = Limits {
+            max_connections: 3,
+            max_per_ip: 2,
+            ..Limits::default()
+        };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = admit(&counts, a, &limits).unwrap();
+        let _a2 = admit(&counts, a, &limits).unwrap();
+        assert!(admit(&counts, a, &limits).is_err());
+        let _b1 = admit(&counts, b, &limits).unwrap();
+        assert_eq!(
+            admit(&counts, b, &limits).err(),
+            Some("too many connections")
+        );
+        drop(a1);
+        let _a3 = admit(&counts, a, &limits).unwrap();
+        drop(_a3);
+        drop(_a2);
+        assert!(!counts.lock().unwrap().per_ip.contains_key(&a));
+    }
+
+    #[test]
+    fn default_limits_are_the_named_constants() {
+        let l = Limits::default();
+        assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(l.max_per_ip, DEFAULT_MAX_PER_IP);
+        assert_eq!(l.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(l.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    }
+}

@@ -1,1 +1,924 @@
-//! TODO: filled by its issue.
+//! SMTP client commands as a server reads them (RFC 5321 §4.1), sans-IO.
+//!
+//! [`parse`] takes one command line without its CRLF and returns a [`Command`] or a [`ParseError`]
+//! that already knows its reply code (500 unknown, 501 syntax, 555 unknown parameter). Paths are
+//! parsed to RFC 5321 §4.1.2 (`<local@domain>`, the null path `<>`, source routes accepted and
+//! ignored per §4.1.1.3 and Appendix C), with the size limits of §4.5.3.1 as named constants below.
+//! ESMTP parameters: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT
+//! (RFC 3461), AUTH= (RFC 4954, accepted and kept). UTF-8 in addresses is parsed here and flagged;
+//! the session refuses it unless the transaction declared SMTPUTF8.
+
+use std::fmt;
+
+/// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4).
+pub const MAX_COMMAND_LINE: usize = 512;
+/// Longest text line in DATA, CRLF included (RFC 5321 §4.5.3.1.6).
+pub const MAX_TEXT_LINE: usize = 1000;
+/// Longest local part (RFC 5321 §4.5.3.1.1).
+pub const MAX_LOCAL_PART: usize = 64;
+/// Longest domain (RFC 5321 §4.5.3.1.2).
+pub const MAX_DOMAIN: usize = 255;
+/// Longest path including the angle brackets (RFC 5321 §4.5.3.1.3).
+pub const MAX_PATH: usize = 256;
+/// Recipients a server must accept at least, per transaction (RFC 5321 §4.5.3.1.8).
+pub const MIN_RECIPIENTS: usize = 100;
+/// Longest ENVID value, xtext-decoded (RFC 3461 §4.4).
+pub const MAX_ENVID: usize = 100;
+/// Longest ORCPT value, xtext-decoded (RFC 3461 §4.2: original-recipient limited to 500).
+pub const MAX_ORCPT: usize = 500;
+
+/// A mailbox `local@domain` from a path. `local` is kept as written (a dot-string, or a quoted
+/// string with its quotes); `domain` is a host name or an address literal `[...]`. A bare
+/// `Postmaster` recipient (RFC 5321 §4.1.1.3) has an empty domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mailbox {
+    /// Local part as written.
+    pub local: String,
+    /// Domain or address literal; empty only for the bare `<Postmaster>` recipient.
+    pub domain: String,
+}
+
+impl Mailbox {
+    /// Whether the address contains non-ASCII characters (needs SMTPUTF8, RFC 6531 §3.4).
+    pub fn is_utf8(&self) -> bool {
+        !self.local.is_ascii() || !self.domain.is_ascii()
+    }
+
+    /// The local part with quoting removed (`"a b"` → `a b`, `"a\"b"` → `a"b`).
+    pub fn local_unquoted(&self) -> String {
+        match self
+            .local
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+        {
+            Some(inner) => {
+                let mut out = String::with_capacity(inner.len());
+                let mut esc = false;
+                for c in inner.chars() {
+                    if esc {
+                        out.push(c);
+                        esc = false;
+                    } else if c == '\\' {
+                        esc = true;
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+            None => self.local.clone(),
+        }
+    }
+
+    /// Whether this is the bare `<Postmaster>` recipient without a domain.
+    pub fn is_bare_postmaster(&self) -> bool {
+        self.domain.is_empty() && self.local.eq_ignore_ascii_case("postmaster")
+    }
+}
+
+impl fmt::Display for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.domain.is_empty() {
+            f.write_str(&self.local)
+        } else {
+            write!(f, "{}@{}", self.local, self.domain)
+        }
+    }
+}
+
+/// BODY= values (RFC 6152; BINARYMIME is not offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Body {
+    /// `BODY=7BIT`.
+    SevenBit,
+    /// `BODY=8BITMIME`.
+    EightBitMime,
+}
+
+/// RET= values (RFC 3461 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Ret {
+    /// Return the full message in a bounce.
+    Full,
+    /// Return headers only.
+    Hdrs,
+}
+
+/// Parameters of MAIL FROM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    /// Declared message size (RFC 1870).
+    pub size: Option<u64>,
+    /// Declared body type (RFC 6152).
+    pub body: Option<Body>,
+    /// SMTPUTF8 was given (RFC 6531).
+    pub smtputf8: bool,
+    /// DSN RET (RFC 3461).
+    pub ret: Option<Ret>,
+    /// DSN ENVID, xtext-decoded (RFC 3461).
+    pub envid: Option<String>,
+    /// AUTH= parameter as given, xtext-decoded (RFC 4954 §5); `<>` when unknown.
+    pub auth: Option<String>,
+}
+
+/// NOTIFY= of RCPT TO (RFC 3461 §4.1): NEVER, or any of SUCCESS, FAILURE, DELAY.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notify {
+    /// NOTIFY=NEVER.
+    pub never: bool,
+    /// SUCCESS requested.
+    pub success: bool,
+    /// FAILURE requested.
+    pub failure: bool,
+    /// DELAY requested.
+    pub delay: bool,
+}
+
+impl fmt::Display for Notify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.never {
+            return f.write_str("NEVER");
+        }
+        let mut parts = Vec::new();
+        if self.success {
+            parts.push("SUCCESS");
+        }
+        if self.failure {
+            parts.push("FAILURE");
+        }
+        if self.delay {
+            parts.push("DELAY");
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// Parameters of RCPT TO.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    /// DSN NOTIFY (RFC 3461).
+    pub notify: Option<Notify>,
+    /// DSN ORCPT as `addr-type;address`, xtext-decoded (RFC 3461 §4.2).
+    pub orcpt: Option<String>,
+}
+
+/// One parsed client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `EHLO domain` (RFC 5321 §4.1.1.1).
+    Ehlo(String),
+    /// `HELO domain`.
+    Helo(String),
+    /// `MAIL FROM:<path> [params]`; `from` is `None` for the null path `<>`.
+    Mail {
+        /// Reverse path; `None` is the null sender.
+        from: Option<Mailbox>,
+        /// ESMTP parameters.
+        params: MailParams,
+    },
+    /// `RCPT TO:<path> [params]`.
+    Rcpt {
+        /// Forward path.
+        to: Mailbox,
+        /// ESMTP parameters.
+        params: RcptParams,
+    },
+    /// `DATA`.
+    Data,
+    /// `BDAT size [LAST]` (RFC 3030).
+    Bdat {
+        /// Chunk size in octets.
+        size: u64,
+        /// This is the last chunk.
+        last: bool,
+    },
+    /// `RSET`.
+    Rset,
+    /// `NOOP [string]`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+    /// `VRFY string`.
+    Vrfy(String),
+    /// `HELP [topic]`.
+    Help,
+    /// `STARTTLS` (RFC 3207).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    Auth {
+        /// Mechanism name, upper-cased.
+        mechanism: String,
+        /// Initial response (base64 or `=`), if given.
+        initial: Option<String>,
+    },
+}
+
+/// Why a command line was refused; [`ParseError::code`] is the reply to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a command we know (500 5.5.1).
+    Unknown,
+    /// Known command, bad arguments (501 5.5.4 / 5.1.7 / 5.1.3).
+    Syntax(&'static str),
+    /// A bad address in a path (501 5.1.7 for the sender, 5.1.3 for a recipient).
+    Address(&'static str),
+    /// An ESMTP parameter we do not know or support (555 5.5.4, RFC 5321 §4.1.1.11).
+    Parameter(String),
+    /// A path or part of it over the §4.5.3.1 limits (501 5.5.2 / 553 5.1.x).
+    TooLong(&'static str),
+}
+
+impl ParseError {
+    /// The reply code for this error.
+    pub fn code(&self) -> u16 {
+        match self {
+            ParseError::Unknown => 500,
+            ParseError::Syntax(_) | ParseError::Address(_) => 501,
+            ParseError::Parameter(_) => 555,
+            ParseError::TooLong(_) => 501,
+        }
+    }
+
+    /// The enhanced status code (RFC 3463) for this error.
+    pub fn enhanced(&self) -> (u8, u16, u16) {
+        match self {
+            ParseError::Unknown => (5, 5, 1),
+            ParseError::Syntax(_) => (5, 5, 4),
+            ParseError::Address(_) => (5, 1, 7),
+            ParseError::Parameter(_) => (5, 5, 4),
+            ParseError::TooLong(_) => (5, 5, 2),
+        }
+    }
+
+    /// The complete reply for this error.
+    pub fn to_reply(&self) -> super::reply::Reply {
+        super::reply::Reply::new(self.code(), Some(self.enhanced()), self.text())
+    }
+
+    /// Human-readable text for the reply.
+    pub fn text(&self) -> String {
+        match self {
+            ParseError::Unknown => "Error: command not recognized".into(),
+            ParseError::Syntax(s) => format!("Syntax error: {s}"),
+            ParseError::Address(s) => format!("Bad address syntax: {s}"),
+            ParseError::Parameter(p) => format!("Unsupported parameter: {p}"),
+            ParseError::TooLong(s) => format!("Too long: {s}"),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+/// Parses one command line (without CRLF). Verbs are case-insensitive (RFC 5321 §2.4).
+pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    let line = std::str::from_utf8(line).map_err(|_| {
+        // Non-UTF-8 bytes can still be a known verb with garbage arguments.
+        ParseError::Syntax("invalid UTF-8")
+    })?;
+    if line.contains(['\r', '\n', '\0']) {
+        return Err(ParseError::Syntax("control character in command"));
+    }
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    };
+    if verb.len() > 8 {
+        return Err(ParseError::Unknown);
+    }
+    let verb = verb.to_ascii_uppercase();
+    match verb.as_str() {
+        "EHLO" | "HELO" => {
+            let arg = rest.trim();
+            if arg.is_empty() || arg.contains(char::is_whitespace) {
+                return Err(ParseError::Syntax(
+                    "EHLO/HELO needs exactly one domain or address",
+                ));
+            }
+            if arg.len() > MAX_DOMAIN + 2 {
+                return Err(ParseError::TooLong("domain"));
+            }
+            Ok(if verb == "EHLO" {
+                Command::Ehlo(arg.to_string())
+            } else {
+                Command::Helo(arg.to_string())
+            })
+        }
+        "MAIL" => parse_mail(rest),
+        "RCPT" => parse_rcpt(rest),
+        "DATA" => no_args(rest, Command::Data),
+        "RSET" => no_args(rest, Command::Rset),
+        "QUIT" => no_args(rest, Command::Quit),
+        "STARTTLS" => no_args(rest, Command::StartTls),
+        "NOOP" => Ok(Command::Noop),
+        "HELP" => Ok(Command::Help),
+        "VRFY" => {
+            let arg = rest.trim();
+            if arg.is_empty() {
+                return Err(ParseError::Syntax("VRFY needs an argument"));
+            }
+            Ok(Command::Vrfy(arg.to_string()))
+        }
+        "BDAT" => parse_bdat(rest),
+        "AUTH" => parse_auth(rest),
+        _ => Err(ParseError::Unknown),
+    }
+}
+
+fn no_args(rest: &str, cmd: Command) -> Result<Command, ParseError> {
+    if rest.trim().is_empty() {
+        Ok(cmd)
+    } else {
+        Err(ParseError::Syntax("no arguments allowed"))
+    }
+}
+
+fn parse_bdat(rest: &str) -> Result<Command, ParseError> {
+    let mut words = rest.split_ascii_whitespace();
+    let size = words
+        .next()
+        .filter(|w| !w.is_empty() && w.len() <= 20 && w.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|w| w.parse::<u64>().ok())
+        .ok_or(ParseError::Syntax("BDAT needs a chunk size"))?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(ParseError::Syntax("BDAT size [LAST]")),
+    };
+    if words.next().is_some() {
+        return Err(ParseError::Syntax("BDAT size [LAST]"));
+    }
+    Ok(Command::Bdat { size, last })
+}
+
+fn parse_auth(rest: &str) -> Result<Command, ParseError> {
+    let mut words = rest.split_ascii_whitespace();
+    let mechanism = words
+        .next()
+        .filter(|m| {
+            m.len() <= 20
+                && m.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .ok_or(ParseError::Syntax("AUTH mechanism [initial-response]"))?
+        .to_ascii_uppercase();
+    let initial = words.next().map(str::to_string);
+    if words.next().is_some() {
+        return Err(ParseError::Syntax("AUTH mechanism [initial-response]"));
+    }
+    Ok(Command::Auth { mechanism, initial })
+}
+
+/// Splits `FROM:<path> params` after the verb; tolerates a space after the colon, as common
+/// clients send it and Postfix accepts it.
+fn split_path<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), ParseError> {
+    let kw_len = keyword.len();
+    if rest.len() < kw_len || !rest[..kw_len].eq_ignore_ascii_case(keyword) {
+        return Err(ParseError::Syntax(if keyword == "FROM:" {
+            "use MAIL FROM:<address>"
+        } else {
+            "use RCPT TO:<address>"
+        }));
+    }
+    let after = rest[kw_len..].trim_start_matches(' ');
+    if !after.starts_with('<') {
+        return Err(ParseError::Syntax("address must be in angle brackets"));
+    }
+    // Find the closing '>' honouring quoted strings in the local part.
+    let bytes = after.as_bytes();
+    let mut i = 1;
+    let mut in_quote = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_quote => i += 1,
+            b'"' => in_quote = !in_quote,
+            b'>' if !in_quote => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    if i >= bytes.len() {
+        return Err(ParseError::Syntax("missing '>'"));
+    }
+    let path = &after[..=i];
+    let params = &after[i + 1..];
+    if !params.is_empty() && !params.starts_with(' ') {
+        return Err(ParseError::Syntax("junk after address"));
+    }
+    if path.len() > MAX_PATH {
+        return Err(ParseError::TooLong("path over 256 octets"));
+    }
+    Ok((path, params.trim()))
+}
+
+fn parse_mail(rest: &str) -> Result<Command, ParseError> {
+    let (path, params) = split_path(rest, "FROM:")?;
+    let from = if path == "<>" {
+        None
+    } else {
+        Some(parse_path(path, false)?)
+    };
+    let mut p = MailParams::default();
+    let mut seen = Vec::new();
+    for param in params.split_ascii_whitespace() {
+        let (key, value) = split_param(param);
+        let key = key.to_ascii_uppercase();
+        if seen.contains(&key) {
+            return Err(ParseError::Syntax("duplicate parameter"));
+        }
+        seen.push(key.clone());
+        match (key.as_str(), value) {
+            ("SIZE", Some(v)) => {
+                if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(ParseError::Syntax("SIZE=number"));
+                }
+                p.size = Some(v.parse().unwrap_or(u64::MAX));
+            }
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => p.body = Some(Body::SevenBit),
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
+                p.body = Some(Body::EightBitMime)
+            }
+            ("BODY", Some(_)) => return Err(ParseError::Parameter(param.to_string())),
+            ("SMTPUTF8", None) => p.smtputf8 = true,
+            ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") => p.ret = Some(Ret::Full),
+            ("RET", Some(v)) if v.eq_ignore_ascii_case("HDRS") => p.ret = Some(Ret::Hdrs),
+            ("RET", _) => return Err(ParseError::Syntax("RET=FULL or RET=HDRS")),
+            ("ENVID", Some(v)) => {
+                let d = xtext_decode(v).ok_or(ParseError::Syntax("ENVID must be xtext"))?;
+                if d.is_empty() || d.len() > MAX_ENVID {
+                    return Err(ParseError::Syntax("ENVID length"));
+                }
+                p.envid = Some(d);
+            }
+            ("AUTH", Some(v)) => {
+                p.auth = Some(xtext_decode(v).ok_or(ParseError::Syntax("AUTH= must be xtext"))?)
+            }
+            _ => return Err(ParseError::Parameter(param.to_string())),
+        }
+    }
+    Ok(Command::Mail { from, params: p })
+}
+
+fn parse_rcpt(rest: &str) -> Result<Command, ParseError> {
+    let (path, params) = split_path(rest, "TO:")?;
+    if path == "<>" {
+        return Err(ParseError::Address("null recipient"));
+    }
+    let to = parse_path(path, true)?;
+    let mut p = RcptParams::default();
+    let mut seen = Vec::new();
+    for param in params.split_ascii_whitespace() {
+        let (key, value) = split_param(param);
+        let key = key.to_ascii_uppercase();
+        if seen.contains(&key) {
+            return Err(ParseError::Syntax("duplicate parameter"));
+        }
+        seen.push(key.clone());
+        match (key.as_str(), value) {
+            ("NOTIFY", Some(v)) => p.notify = Some(parse_notify(v)?),
+            ("ORCPT", Some(v)) => {
+                let (kind, addr) = v
+                    .split_once(';')
+                    .ok_or(ParseError::Syntax("ORCPT=addr-type;xtext"))?;
+                if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(ParseError::Syntax("ORCPT addr-type"));
+                }
+                let addr = xtext_decode(addr).ok_or(ParseError::Syntax("ORCPT must be xtext"))?;
+                if addr.is_empty() || addr.len() > MAX_ORCPT {
+                    return Err(ParseError::Syntax("ORCPT length"));
+                }
+                p.orcpt = Some(format!("{};{}", kind.to_ascii_lowercase(), addr));
+            }
+            _ => return Err(ParseError::Parameter(param.to_string())),
+        }
+    }
+    Ok(Command::Rcpt { to, params: p })
+}
+
+fn parse_notify(v: &str) -> Result<Notify, ParseError> {
+    let mut n = Notify::default();
+    for word in v.split(',') {
+        match word.to_ascii_uppercase().as_str() {
+            "NEVER" => n.never = true,
+            "SUCCESS" => n.success = true,
+            "FAILURE" => n.failure = true,
+            "DELAY" => n.delay = true,
+            _ => return Err(ParseError::Syntax("NOTIFY=NEVER or SUCCESS,FAILURE,DELAY")),
+        }
+    }
+    // RFC 3461 §4.1: NEVER must appear alone.
+    if n.never && (n.success || n.failure || n.delay) {
+        return Err(ParseError::Syntax("NOTIFY=NEVER must be alone"));
+    }
+    Ok(n)
+}
+
+fn split_param(p: &str) -> (&str, Option<&str>) {
+    match p.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (p, None),
+    }
+}
+
+/// Decodes RFC 3461 §4 xtext (`+XX` hex escapes; printable ASCII except `+` and `=`).
+/// UTF-8 is let through as well, since SMTPUTF8 clients send it (RFC 6533 utf-8-addr-xtext).
+pub fn xtext_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                let hex = s.get(i + 1..i + 3)?;
+                if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'=' => return None,
+            b if b < 0x21 || b == 0x7f => return None,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Encodes a string as RFC 3461 xtext.
+pub fn xtext_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Parses `<[@route,...:]local@domain>` (RFC 5321 §4.1.2). A recipient may be the bare
+/// `<Postmaster>` (§4.1.1.3).
+fn parse_path(path: &str, rcpt: bool) -> Result<Mailbox, ParseError> {
+    let err = ParseError::Address;
+    let inner = path
+        .strip_prefix('<')
+        .and_then(|p| p.strip_suffix('>'))
+        .ok_or(err("missing angle brackets"))?;
+    // Source route: accepted and ignored (RFC 5321 §3.6.1, Appendix C).
+    let inner = if inner.starts_with('@') {
+        let (route, rest) = inner.split_once(':').ok_or(err("bad source route"))?;
+        for hop in route.split(',') {
+            let d = hop.strip_prefix('@').ok_or(err("bad source route"))?;
+            check_domain(d).map_err(err)?;
+        }
+        rest
+    } else {
+        inner
+    };
+    if rcpt && inner.eq_ignore_ascii_case("postmaster") {
+        return Ok(Mailbox {
+            local: inner.to_string(),
+            domain: String::new(),
+        });
+    }
+    let at = inner.rfind('@').ok_or(err("address needs a domain"))?;
+    let (local, domain) = (&inner[..at], &inner[at + 1..]);
+    if local.is_empty() {
+        return Err(err("empty local part"));
+    }
+    if local.len() > MAX_LOCAL_PART {
+        return Err(ParseError::TooLong("local part over 64 octets"));
+    }
+    if domain.len() > MAX_DOMAIN {
+        return Err(ParseError::TooLong("domain over 255 octets"));
+    }
+    check_local(local).map_err(err)?;
+    check_domain(domain).map_err(err)?;
+    Ok(Mailbox {
+        local: local.to_string(),
+        domain: domain.to_string(),
+    })
+}
+
+/// atext of RFC 5322 §3.2.3, plus any non-ASCII character (RFC 6531 §3.3).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn check_local(local: &str) -> Result<(), &'static str> {
+    if let Some(q) = local.strip_prefix('"') {
+        let q = q.strip_suffix('"').ok_or("unterminated quoted string")?;
+        let mut esc = false;
+        for c in q.chars() {
+            if esc {
+                if !(' '..='~').contains(&c) {
+                    return Err("bad quoted pair");
+                }
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else if c == '"' || (c.is_ascii() && !(' '..='~').contains(&c)) {
+                return Err("bad character in quoted string");
+            }
+        }
+        if esc {
+            return Err("bad quoted pair");
+        }
+        return Ok(());
+    }
+    for atom in local.split('.') {
+        if atom.is_empty() || !atom.chars().all(is_atext) {
+            return Err("bad local part");
+        }
+    }
+    Ok(())
+}
+
+fn check_domain(domain: &str) -> Result<(), &'static str> {
+    if domain.is_empty() {
+        return Err("empty domain");
+    }
+    if let Some(lit) = domain.strip_prefix('[') {
+        let lit = lit.strip_suffix(']').ok_or("bad address literal")?;
+        if let Some(v6) = lit
+            .strip_prefix("IPv6:")
+            .or_else(|| lit.strip_prefix("ipv6:"))
+        {
+            return v6
+                .parse::<std::net::Ipv6Addr>()
+                .map(|_| ())
+                .map_err(|_| "bad IPv6 literal");
+        }
+        return lit
+            .parse::<std::net::Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| "bad address literal");
+    }
+    for label in domain.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("bad domain");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("bad domain");
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        {
+            return Err("bad domain");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, ParseError> {
+        parse(s.as_bytes())
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(
+            p("ehlo client.example").unwrap(),
+            Command::Ehlo("client.example".into())
+        );
+        assert_eq!(p("HeLo x").unwrap(), Command::Helo("x".into()));
+        assert_eq!(p("data").unwrap(), Command::Data);
+        assert_eq!(p("QUIT").unwrap(), Command::Quit);
+        assert_eq!(p("noop hello").unwrap(), Command::Noop);
+        assert_eq!(p("help me").unwrap(), Command::Help);
+        assert_eq!(p("StartTLS").unwrap(), Command::StartTls);
+        assert_eq!(p("RSET").unwrap(), Command::Rset);
+    }
+
+    #[test]
+    fn unknown_and_syntax() {
+        assert_eq!(p("FOO").unwrap_err().code(), 500);
+        assert_eq!(p("").unwrap_err().code(), 500);
+        assert_eq!(p("EHLO").unwrap_err().code(), 501);
+        assert_eq!(p("EHLO a b").unwrap_err().code(), 501);
+        assert_eq!(p("DATA x").unwrap_err().code(), 501);
+        assert_eq!(p("QUIT now").unwrap_err().code(), 501);
+        assert_eq!(p("VRFY").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL <a@b>").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:a@b").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b>x").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<a>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<a@>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<@b>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<a..b@c>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<a@b..c>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<a@-b.c>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT TO:<a b@c>").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b>\r").unwrap_err().code(), 501);
+    }
+
+    #[test]
+    fn paths() {
+        let Command::Mail { from, params } = p("MAIL FROM:<>").unwrap() else {
+            panic!()
+        };
+        assert_eq!(from, None);
+        assert_eq!(params, MailParams::default());
+        let Command::Mail { from, .. } = p("mail from: <bob@example.test>").unwrap() else {
+            panic!()
+        };
+        assert_eq!(from.unwrap().to_string(), "bob@example.test");
+        let Command::Rcpt { to, .. } = p("RCPT TO:<@relay.a,@relay.b:u@d.test>").unwrap() else {
+            panic!()
+        };
+        assert_eq!(to.to_string(), "u@d.test");
+        let Command::Rcpt { to, .. } = p("RCPT TO:<Postmaster>").unwrap() else {
+            panic!()
+        };
+        assert!(to.is_bare_postmaster());
+        let Command::Rcpt { to, .. } = p(r#"RCPT TO:<"a b\"c>"@d.test>"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!(to.local_unquoted(), "a b\"c>");
+        let Command::Rcpt { to, .. } = p("RCPT TO:<u@[127.0.0.1]>").unwrap() else {
+            panic!()
+        };
+        assert_eq!(to.domain, "[127.0.0.1]");
+        assert!(p("RCPT TO:<u@[IPv6:::1]>").is_ok());
+        assert!(p("RCPT TO:<u@[999.0.0.1]>").is_err());
+        let Command::Rcpt { to, .. } = p("RCPT TO:<jösé@exämple.test>").unwrap() else {
+            panic!()
+        };
+        assert!(to.is_utf8());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let local = "a".repeat(MAX_LOCAL_PART);
+        assert!(p(&format!("RCPT TO:<{local}@d.test>")).is_ok());
+        let local = "a".repeat(MAX_LOCAL_PART + 1);
+        assert!(matches!(
+            p(&format!("RCPT TO:<{local}@d.test>")),
+            Err(ParseError::TooLong(_))
+        ));
+        // A path of exactly MAX_PATH octets is fine, one more is not.
+        let dom = |n: usize| {
+            let mut labels = Vec::new();
+            let mut left = n;
+            while left > 0 {
+                let take = left.min(63);
+                labels.push("d".repeat(take));
+                left -= take;
+                if left > 0 {
+                    left -= 1; // the dot
+                    if left == 0 {
+                        labels.push("e".into());
+                    }
+                }
+            }
+            labels.join(".")
+        };
+        let d = dom(MAX_PATH - 4); // "<a@" + ">" = 4
+        assert_eq!(format!("<a@{d}>").len(), MAX_PATH);
+        assert!(p(&format!("RCPT TO:<a@{d}>")).is_ok());
+        let d = dom(MAX_PATH - 3);
+        assert!(matches!(
+            p(&format!("RCPT TO:<a@{d}>")),
+            Err(ParseError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn mail_params() {
+        let Command::Mail { params, .. } = p(
+            "MAIL FROM:<a@b.test> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=abc+2Bdef AUTH=<>",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(params.size, Some(1000));
+        assert_eq!(params.body, Some(Body::EightBitMime));
+        assert!(params.smtputf8);
+        assert_eq!(params.ret, Some(Ret::Hdrs));
+        assert_eq!(params.envid.as_deref(), Some("abc+def"));
+        assert_eq!(params.auth.as_deref(), Some("<>"));
+        assert_eq!(p("MAIL FROM:<a@b> FOO=1").unwrap_err().code(), 555);
+        assert_eq!(
+            p("MAIL FROM:<a@b> BODY=BINARYMIME").unwrap_err().code(),
+            555
+        );
+        assert_eq!(p("MAIL FROM:<a@b> SIZE=x").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b> SIZE=1 SIZE=2").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b> RET=X").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b> ENVID=a=b").unwrap_err().code(), 501);
+        assert_eq!(p("MAIL FROM:<a@b> ENVID=+zz").unwrap_err().code(), 501);
+        let Command::Mail { params, .. } = p("MAIL FROM:<a@b> SIZE=99999999999999999999").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(params.size, Some(u64::MAX));
+    }
+
+    #[test]
+    fn rcpt_params() {
+        let Command::Rcpt { params, .. } =
+            p("RCPT TO:<a@b.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+40b.test").unwrap()
+        else {
+            panic!()
+        };
+        let n = params.notify.unwrap();
+        assert!(n.success && n.delay && !n.failure && !n.never);
+        assert_eq!(n.to_string(), "SUCCESS,DELAY");
+        assert_eq!(params.orcpt.as_deref(), Some("rfc822;a@b.test"));
+        assert_eq!(
+            p("RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS").unwrap_err().code(),
+            501
+        );
+        assert_eq!(p("RCPT TO:<a@b> NOTIFY=SOMETIMES").unwrap_err().code(), 501);
+        assert_eq!(
+            p("RCPT TO:<a@b> ORCPT=nosemicolon").unwrap_err().code(),
+            501
+        );
+        assert_eq!(p("RCPT TO:<a@b> SIZE=1").unwrap_err().code(), 555);
+    }
+
+    #[test]
+    fn bdat_and_auth() {
+        assert_eq!(
+            p("BDAT 100 LAST").unwrap(),
+            Command::Bdat {
+                size: 100,
+                last: true
+            }
+        );
+        assert_eq!(
+            p("bdat 0").unwrap(),
+            Command::Bdat {
+                size: 0,
+                last: false
+            }
+        );
+        assert_eq!(p("BDAT").unwrap_err().code(), 501);
+        assert_eq!(p("BDAT -1").unwrap_err().code(), 501);
+        assert_eq!(p("BDAT 1 FIRST").unwrap_err().code(), 501);
+        assert_eq!(p("BDAT 99999999999999999999999").unwrap_err().code(), 501);
+        assert_eq!(
+            p("auth plain AGJvYgBwYXNzd29yZA==").unwrap(),
+            Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGJvYgBwYXNzd29yZA==".into())
+            }
+        );
+        assert_eq!(p("AUTH").unwrap_err().code(), 501);
+        assert_eq!(p("AUTH PLAIN a b").unwrap_err().code(), 501);
+    }
+
+    #[test]
+    fn xtext_round_trip() {
+        for s in ["plain", "a+b=c d", "ünï", "+++"] {
+            assert_eq!(xtext_decode(&xtext_encode(s)).as_deref(), Some(s));
+        }
+        assert_eq!(xtext_decode("+4"), None);
+        assert_eq!(xtext_decode("+4g"), None);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let samples: &[&[u8]] = &[
+            b"\xff\xfe",
+            b"MAIL FROM:<\xff@x>",
+            b"MAIL FROM:<\"",
+            b"MAIL FROM:<\"\\",
+            b"RCPT TO:<@",
+            b"RCPT TO:<@a:",
+            b"RCPT TO:<@a,b:c@d>",
+            b"MAIL FROM:<a@[>",
+            b"MAIL FROM:<a@b> ENVID=+",
+            b"RCPT TO:<a@b> ORCPT=;",
+            b"MAIL FROM:<a@b> =",
+            b"MAIL",
+            b"RCPT",
+            b"MAIL FROM:",
+            b"\0",
+        ];
+        for s in samples {
+            let _ = parse(s);
+        }
+        // Every prefix of a long valid command parses or fails cleanly.
+        let full = "MAIL FROM:<\"q\\\"x\"@[IPv6:::1]> SIZE=5 BODY=7BIT RET=FULL ENVID=x+2B";
+        for i in 0..=full.len() {
+            if full.is_char_boundary(i) {
+                let _ = p(&full[..i]);
+            }
+        }
+    }
+}

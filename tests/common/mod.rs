@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 
 /// The peers' environment (`PEER_*` from `$MAILKIT_PEERS_ENV`, written by tests/peers/start.sh).
 /// Panics (fails the test) when the peers are not running: a missing peer is a failure, not a skip.
@@ -18,8 +18,12 @@ pub fn peers() -> HashMap<String, String> {
     let mut vars = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix("export ") else { continue };
-        let Some((key, value)) = rest.split_once('=') else { continue };
+        let Some(rest) = line.strip_prefix("export ") else {
+            continue;
+        };
+        let Some((key, value)) = rest.split_once('=') else {
+            continue;
+        };
         let value = value.split(" #").next().unwrap_or("").trim();
         let value = value.trim_matches('"').trim_matches('\'');
         vars.insert(key.to_string(), value.to_string());
@@ -29,7 +33,10 @@ pub fn peers() -> HashMap<String, String> {
 
 /// One peer variable, e.g. `peer("PEER_IMAP_PORT")`.
 pub fn peer(name: &str) -> String {
-    peers().get(name).cloned().unwrap_or_else(|| panic!("{name} missing from the peers env"))
+    peers()
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} missing from the peers env"))
 }
 
 /// Path of one of our built binaries (`msend`, `mdeliver`, ...).
@@ -45,7 +52,10 @@ pub fn bin(name: &str) -> PathBuf {
 /// A scratch directory under /tmp, world-searchable (0755) so peers running as other users
 /// (dovecot, nobody) can reach what tests put there. Removed on drop.
 pub fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("mk").tempdir_in("/tmp").expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("mk")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir

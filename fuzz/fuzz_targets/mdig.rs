@@ -1,0 +1,20 @@
+//! Fuzz what mdig-mx reads from the network: certificate DER (x509-parser behind
+//! `mdig::cert::parse`), TXT strings (SPF/DMARC/MTA-STS selection), domain names and the EHLO
+//! replies taken from a session transcript.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mailkit::mdig;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(info) = mdig::cert::parse(data) {
+        assert!(info.not_after.ends_with('Z'));
+    }
+    let text = String::from_utf8_lossy(data);
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let spf = mdig::lookup::select(&lines, "v=spf1");
+    assert!(spf.len() <= lines.len());
+    let _ = mdig::valid_domain(&text);
+    let (plain, tls) = mdig::probe::ehlo_replies(&lines);
+    assert!(plain.len() + tls.len() <= lines.len());
+});

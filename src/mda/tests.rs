@@ -1,0 +1,379 @@
+//! Unit tests for message preparation and delivery.
+
+use super::*;
+use crate::maildir::Sub;
+
+fn env(sender: Option<&str>, rcpt: Option<&str>) -> Envelope {
+    Envelope {
+        sender: sender.map(str::to_string),
+        recipient: rcpt.map(str::to_string),
+    }
+}
+
+fn code(e: &anyhow::Error) -> u8 {
+    exit::code_of(e)
+}
+
+#[test]
+fn prepends_headers_and_converts_crlf() {
+    let out = prepare(
+        b"Subject: x\r\n\r\nbody\r\n",
+        &env(Some("a@x"), Some("b@y")),
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        b"Return-Path: <a@x>\nDelivered-To: b@y\nSubject: x\n\nbody\n"
+    );
+}
+
+#[test]
+fn no_envelope_means_bytes_unchanged() {
+    let raw = b"X: 1\n\nbin\x00ary\rcr\xff\n";
+    assert_eq!(prepare(raw, &env(None, None)).unwrap(), raw);
+}
+
+#[test]
+fn null_and_bracketed_senders() {
+    assert!(prepare(b"x\n", &env(Some(""), None))
+        .unwrap()
+        .starts_with(b"Return-Path: <>\n"));
+    assert!(prepare(b"x\n", &env(Some("<a@b>"), None))
+        .unwrap()
+        .starts_with(b"Return-Path: <a@b>\n"));
+}
+
+#[test]
+fn empty_recipient_means_none() {
+    assert_eq!(prepare(b"x\n", &env(None, Some(" "))).unwrap(), b"x\n");
+    assert_eq!(
+        prepare(b"Delivered-To: \n\nx\n", &env(None, Some(""))).unwrap(),
+        b"Delivered-To: \n\nx\n"
+    );
+}
+
+#[test]
+fn header_injection_refused() {
+    for bad in ["a@b\nX-Evil: 1", "a@b\r", "a\0b"] {
+        let e = prepare(b"x\n", &env(Some(bad), None)).unwrap_err();
+        assert_eq!(code(&e), exit::USAGE);
+        let e = prepare(b"x\n", &env(None, Some(bad))).unwrap_err();
+        assert_eq!(code(&e), exit::USAGE);
+    }
+}
+
+#[test]
+fn crlf_conversion_keeps_lone_cr() {
+    let mut out = Vec::new();
+    crlf_to_lf(b"a\r\nb\rc\r\r\nd\r", &mut out);
+    assert_eq!(out, b"a\nb\rc\r\nd\r");
+}
+
+#[test]
+fn mail_loop_detected() {
+    let raw = b"Delivered-To: Bob@Example.test\nSubject: x\n\nhi\n";
+    let e = prepare(raw, &env(None, Some("bob@example.test"))).unwrap_err();
+    assert_eq!(code(&e), exit::DATAERR);
+    assert!(e.to_string().contains("mail loop"), "{e}");
+    // another recipient is fine
+    assert!(prepare(raw, &env(None, Some("alice@example.test"))).is_ok());
+    // folded and bracketed, CRLF
+    let raw = b"Received: x\r\nDelivered-To:\r\n  <bob@example.test>\r\n\r\n";
+    assert!(prepare(raw, &env(None, Some("bob@example.test"))).is_err());
+}
+
+#[test]
+fn delivered_to_in_body_is_not_a_loop() {
+    let raw = b"Subject: x\n\nDelivered-To: bob@example.test\n";
+    assert!(prepare(raw, &env(None, Some("bob@example.test"))).is_ok());
+    // nor after a non-header line that ends a header block without a blank line
+    let raw = b"Subject: x\nnot a header\nDelivered-To: bob@example.test\n";
+    assert!(prepare(raw, &env(None, Some("bob@example.test"))).is_ok());
+}
+
+#[test]
+fn delivered_to_adversarial_inputs() {
+    for raw in [
+        &b""[..],
+        b"\n",
+        b":",
+        b" continuation first\n",
+        b"Delivered-To",
+        b"Delivered-To:",
+        b"\xff\xfe:\xff\n",
+        b"Delivered-To: \xff\n\tx\n",
+    ] {
+        let _ = delivered_to(raw);
+    }
+    assert_eq!(
+        delivered_to(b"delivered-to: a\n\tb\nDELIVERED-TO :c\n"),
+        vec!["a b", "c"]
+    );
+    // scanning stops at MAX_HEADER_SCAN
+    let mut big = vec![b'X'; MAX_HEADER_SCAN];
+    big.extend_from_slice(b"\nDelivered-To: a\n");
+    assert!(delivered_to(&big).is_empty());
+}
+
+#[test]
+fn read_message_limits() {
+    assert_eq!(read_message(&b"abc"[..], 3).unwrap(), b"abc");
+    let e = read_message(&b"abcd"[..], 3).unwrap_err();
+    assert_eq!(code(&e), exit::DATAERR);
+    assert!(e.to_string().contains("too big"));
+    let e = read_message(&b""[..], 3).unwrap_err();
+    assert_eq!(code(&e), exit::DATAERR);
+    // the default cap is what mdeliver uses without --max-size
+    assert_eq!(DEFAULT_MAX_SIZE, 256 * 1024 * 1024);
+}
+
+#[test]
+fn io_errors_map_to_exit_codes() {
+    let c = |errno| {
+        code(&exit_io(
+            io::Error::from_raw_os_error(errno),
+            exit::TEMPFAIL,
+        ))
+    };
+    assert_eq!(c(libc::ENOSPC), exit::TEMPFAIL);
+    assert_eq!(c(libc::EIO), exit::TEMPFAIL);
+    assert_eq!(c(libc::EACCES), exit::CANTCREAT);
+    assert_eq!(c(libc::EROFS), exit::CANTCREAT);
+    assert_eq!(c(libc::ENOTDIR), exit::CANTCREAT);
+    assert_eq!(c(libc::EBADF), exit::TEMPFAIL);
+}
+
+fn count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn deliver_into_folder_and_inbox() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("Maildir");
+    let r = deliver(&root, b"a\r\n", &env(None, None), &Options::default()).unwrap();
+    assert_eq!(r.stored.len(), 1);
+    assert_eq!(std::fs::read(&r.stored[0].path).unwrap(), b"a\n");
+    let opts = Options {
+        folder: Some("Work".into()),
+        sieve: None,
+    };
+    let r = deliver(&root, b"b\n", &env(None, None), &opts).unwrap();
+    assert!(r.stored[0].path.starts_with(root.join(".Work/new")));
+    let opts = Options {
+        folder: Some("../../etc".into()),
+        sieve: None,
+    };
+    let e = deliver(&root, b"b\n", &env(None, None), &opts).unwrap_err();
+    assert_eq!(code(&e), exit::USAGE);
+}
+
+#[test]
+fn uncreatable_maildir_is_73() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("f"), b"").unwrap();
+    let e = deliver(
+        &t.path().join("f/Maildir"),
+        b"x\n",
+        &env(None, None),
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(code(&e), exit::CANTCREAT, "{e:#}");
+}
+
+fn sieve_opts(script: &str) -> Options {
+    Options {
+        folder: None,
+        sieve: Some(sieve::Script::compile(script.as_bytes())),
+    }
+}
+
+const MSG: &[u8] = b"From: Boss <boss@work.test>\nTo: me@home.test\nSubject: Report due\nList-Id: <dev.lists.test>\n\nPlease send it.\n";
+
+#[test]
+fn sieve_fileinto_keep_discard() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let e = env(Some("boss@work.test"), Some("me@home.test"));
+    // header + fileinto: only the folder gets it (implicit keep cancelled)
+    let r = deliver(
+        &root,
+        MSG,
+        &e,
+        &sieve_opts("require \"fileinto\";\nif header :contains \"subject\" \"report\" { fileinto \"Work\"; }"),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    assert_eq!(r.stored[0].folder.as_deref(), Some("Work"));
+    assert_eq!(count(&root.join("new")), 0);
+    assert_eq!(count(&root.join(".Work/new")), 1);
+    // address + envelope + size tests, fileinto and explicit keep: two copies
+    let script = "require [\"fileinto\", \"envelope\"];\n\
+        if allof (address :domain \"from\" \"work.test\", envelope :is \"to\" \"me@home.test\", size :under 10K) {\n\
+          fileinto \"Lists/Dev\"; keep;\n}";
+    let r = deliver(&root, MSG, &e, &sieve_opts(script)).unwrap();
+    assert_eq!(r.stored.len(), 2, "{r:?}");
+    assert_eq!(count(&root.join(".Lists.Dev/new")), 1);
+    assert_eq!(count(&root.join("new")), 1);
+    // discard: nothing stored, no warning
+    let r = deliver(&root, MSG, &e, &sieve_opts("discard;")).unwrap();
+    assert!(r.stored.is_empty() && r.warnings.is_empty(), "{r:?}");
+    // no match: implicit keep into INBOX
+    let r = deliver(&root, MSG, &e, &sieve_opts("if size :over 1M { discard; }")).unwrap();
+    assert_eq!(r.stored.len(), 1);
+    assert_eq!(r.stored[0].folder, None);
+    assert_eq!(count(&root.join("new")), 2);
+}
+
+#[test]
+fn sieve_flags_put_message_in_cur() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let r = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts("require [\"imap4flags\"];\nkeep :flags [\"\\\\Seen\", \"\\\\Flagged\"];"),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 1);
+    assert!(
+        r.stored[0].path.to_string_lossy().ends_with(":2,FS"),
+        "{r:?}"
+    );
+    let md = Maildir::open(&root).unwrap();
+    assert_eq!(md.list(Sub::Cur).unwrap().len(), 1);
+    assert!(md.list(Sub::New).unwrap().is_empty());
+}
+
+#[test]
+fn sieve_error_reports_line_and_keeps() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let opts = sieve_opts("require \"fileinto\";\n\nif header :bogus \"x\" { fileinto \"A\"; }\n");
+    match &opts.sieve {
+        Some(Err(e)) => assert_eq!(e.line, 3, "{e}"),
+        other => panic!("compiled: {other:?}"),
+    }
+    let r = deliver(&root, MSG, &env(None, None), &opts).unwrap();
+    assert_eq!(r.stored.len(), 1);
+    assert_eq!(r.stored[0].folder, None);
+    assert!(r.warnings[0].contains("line 3"), "{:?}", r.warnings);
+    // a script that cannot be read at all is an error too, message still delivered
+    let opts = Options {
+        folder: None,
+        sieve: Some(sieve::Script::load(&t.path().join("missing.sieve"))),
+    };
+    let r = deliver(&root, MSG, &env(None, None), &opts).unwrap();
+    assert_eq!(r.stored.len(), 1);
+    assert!(r.warnings[0].contains("missing.sieve"), "{:?}", r.warnings);
+}
+
+#[test]
+fn sieve_unsupported_actions_keep() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let r = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts("redirect \"x@y.test\";"),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    assert!(!r.warnings.is_empty());
+    let r = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts("require \"reject\";\nreject \"no\";"),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    // a bad folder name from a script is kept in INBOX, not an error
+    let r = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts("require \"fileinto\";\nfileinto \"../../x\";"),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 1);
+    assert_eq!(r.stored[0].folder, None);
+}
+
+#[test]
+fn sieve_duplicate_fileinto_stores_once() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let r = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts(
+            "require \"fileinto\";\nfileinto \"A\"; fileinto \"A\"; fileinto \"INBOX\"; keep;",
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 2, "{r:?}");
+}
+
+#[test]
+fn failed_copy_rolls_back_earlier_copies() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    Maildir::create(&root).unwrap();
+    // the folder path is taken by a file: the folder copy fails after the INBOX copy
+    std::fs::write(root.join(".B"), b"").unwrap();
+    let e = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts("require \"fileinto\";\nkeep; fileinto \"B\";"),
+    )
+    .unwrap_err();
+    assert_eq!(code(&e), exit::CANTCREAT, "{e:#}");
+    for d in ["tmp", "new", "cur"] {
+        assert_eq!(count(&root.join(d)), 0, "{d}");
+    }
+}
+
+#[test]
+fn sieve_limits() {
+    // scripts over MAX_SCRIPT_SIZE are refused before compiling
+    let big = vec![b'#'; sieve::MAX_SCRIPT_SIZE + 1];
+    let e = sieve::Script::compile(&big).unwrap_err();
+    assert!(e.message.contains("larger"), "{e}");
+    // a script that runs past CPU_LIMIT instructions stops with a warning, and the message is kept
+    let script = "if true { }\n".repeat(sieve::CPU_LIMIT / 2 + 1000);
+    assert!(script.len() < sieve::MAX_SCRIPT_SIZE);
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let r = deliver(
+        &root,
+        MSG,
+        &env(None, None),
+        &sieve_opts(&format!("{script}discard;\n")),
+    )
+    .unwrap();
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("runtime error")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
+fn sieve_runtime_error_after_fileinto_still_keeps() {
+    let script = format!(
+        "require \"fileinto\";\nfileinto \"A\";\n{}",
+        "if true { }\n".repeat(sieve::CPU_LIMIT / 2 + 1000)
+    );
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let r = deliver(&root, MSG, &env(None, None), &sieve_opts(&script)).unwrap();
+    let folders: Vec<_> = r.stored.iter().map(|s| s.folder.clone()).collect();
+    assert_eq!(folders, vec![Some("A".to_string()), None], "{r:?}");
+}

@@ -1,0 +1,191 @@
+//! The `[mpopd]` section of the mailkit config file.
+//!
+//! ```toml
+//! [mpopd]
+//! # Listeners: "plain" offers STLS when [tls] has a certificate (port 110 style),
+//! # "implicit-tls" starts TLS at connect (port 995 style, RFC 8314).
+//! listen = [
+//!   { address = "0.0.0.0:110", role = "plain" },
+//!   { address = "0.0.0.0:995", role = "implicit-tls" },
+//! ]
+//! allow_plaintext_auth = "loopback"  # "never" | "loopback" | "always": logins before TLS
+//! apop = true                  # offer APOP (only users with a {PLAIN} password can use it)
+//! idle_timeout_secs = 600      # RFC 1939 §3: the autologout timer is at least 10 minutes
+//! max_connections = 200        # concurrent sessions (serve mode)
+//! max_per_ip = 20              # concurrent sessions from one IP address (serve mode)
+//! max_errors = 10              # bad commands in one session before hanging up
+//! max_auth_failures = 3        # failed logins in one session before hanging up
+//! ```
+//! Users, their Maildirs (`[users] passwd_file`, `mail_location`), the checkpassword program and
+//! the failed-login throttle (`[auth]`), TLS files (`[tls]`) and the privilege drop (`[run_as]`)
+//! are the shared keys of [`crate::config`].
+
+use serde::Deserialize;
+
+use super::session::{DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_ERRORS};
+
+/// Default listener address (all IPv4 interfaces, the POP3 port).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:110";
+/// Default idle timeout: RFC 1939 §3 requires at least 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+/// Default limit of concurrent sessions in serve mode.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
+/// Default limit of concurrent sessions from one IP address (fetchmail and phones use one or
+/// two; a NAT of a small office a few more).
+pub const DEFAULT_MAX_PER_IP: usize = 20;
+
+/// How a listener starts TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Plain TCP; STLS (RFC 2595) is offered when a certificate is configured.
+    #[default]
+    Plain,
+    /// TLS from the first byte (RFC 8314 §3.3, port 995).
+    ImplicitTls,
+}
+
+impl Role {
+    /// The role name the server layer and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Plain => "pop3",
+            Role::ImplicitTls => "pop3s",
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `IP:PORT` to bind.
+    pub address: String,
+    /// How TLS starts on it.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// When USER/PASS, APOP and AUTH PLAIN are accepted on an unencrypted connection
+/// (RFC 2595 §2.2: servers should refuse plaintext logins before TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlaintextAuth {
+    /// Only after STLS or on implicit TLS.
+    Never,
+    /// Also from loopback clients (local fetchmail, tests, an stunnel in front).
+    #[default]
+    Loopback,
+    /// From anywhere (only behind a trusted network).
+    Always,
+}
+
+impl PlaintextAuth {
+    /// Whether a client at `peer` may log in without TLS. An unknown peer (inetd on a pipe, as
+    /// behind ssh or a local tunnel) counts as local.
+    pub fn allows(self, peer: Option<std::net::IpAddr>) -> bool {
+        match self {
+            PlaintextAuth::Never => false,
+            PlaintextAuth::Always => true,
+            PlaintextAuth::Loopback => peer.is_none_or(|ip| ip.is_loopback()),
+        }
+    }
+}
+
+/// `[mpopd]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Config {
+    /// Listening sockets for `mpopd serve`.
+    pub listen: Vec<Listener>,
+    /// Plaintext logins before TLS.
+    pub allow_plaintext_auth: PlaintextAuth,
+    /// Offer APOP (RFC 1939 §7) for users whose password is stored in plaintext.
+    pub apop: bool,
+    /// Seconds without client activity before the session is closed.
+    pub idle_timeout_secs: u64,
+    /// Concurrent sessions in serve mode.
+    pub max_connections: usize,
+    /// Concurrent sessions from one IP address in serve mode.
+    pub max_per_ip: usize,
+    /// Bad commands before hanging up.
+    pub max_errors: u32,
+    /// Failed logins in one session before hanging up.
+    pub max_auth_failures: u32,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            listen: vec![Listener {
+                address: DEFAULT_LISTEN.to_string(),
+                role: Role::Plain,
+            }],
+            allow_plaintext_auth: PlaintextAuth::Loopback,
+            apop: true,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+            max_errors: DEFAULT_MAX_ERRORS,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_section_and_defaults() {
+        let text = r#"
+[mpopd]
+listen = [ { address = "127.0.0.1:1110" }, { address = "127.0.0.1:1995", role = "implicit-tls" } ]
+allow_plaintext_auth = "never"
+apop = false
+idle_timeout_secs = 60
+max_connections = 5
+max_per_ip = 3
+max_errors = 4
+max_auth_failures = 2
+"#;
+        let cfg = crate::config::Config::parse(text, None).unwrap();
+        let p: Pop3Config = cfg.section("mpopd").unwrap();
+        assert_eq!(p.listen.len(), 2);
+        assert_eq!(p.listen[0].role, Role::Plain);
+        assert_eq!(p.listen[1].role, Role::ImplicitTls);
+        assert_eq!(p.allow_plaintext_auth, PlaintextAuth::Never);
+        assert!(!p.apop);
+        assert_eq!(
+            (p.max_errors, p.max_auth_failures, p.max_connections),
+            (4, 2, 5)
+        );
+        assert_eq!(p.max_per_ip, 3);
+        let d: Pop3Config = crate::config::Config::parse("", None)
+            .unwrap()
+            .section("mpopd")
+            .unwrap();
+        assert_eq!(d, Pop3Config::default());
+        assert_eq!(d.idle_timeout_secs, 600);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let cfg = crate::config::Config::parse("[mpopd]\nlisten_on = 1\n", None).unwrap();
+        assert!(cfg.section::<Pop3Config>("mpopd").is_err());
+        let cfg = crate::config::Config::parse("[mpopd]\nallow_plaintext_auth = \"yes\"\n", None)
+            .unwrap();
+        assert!(cfg.section::<Pop3Config>("mpopd").is_err());
+    }
+
+    #[test]
+    fn plaintext_policy() {
+        let lo = Some("127.0.0.1".parse().unwrap());
+        let far = Some("192.0.2.1".parse().unwrap());
+        assert!(PlaintextAuth::Loopback.allows(lo));
+        assert!(PlaintextAuth::Loopback.allows(None));
+        assert!(!PlaintextAuth::Loopback.allows(far));
+        assert!(PlaintextAuth::Always.allows(far));
+        assert!(!PlaintextAuth::Never.allows(lo));
+    }
+}

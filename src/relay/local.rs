@@ -1,0 +1,414 @@
+//! Local delivery of queued messages: each pending recipient is resolved through the
+//! [`Router`](super::Router) and every target gets its copy, through the one Maildir writer
+//! ([`crate::mda::deliver`], the same code as mdeliver) or by piping into a command.
+//!
+//! Pipe commands run under `/bin/sh -c` with the message on stdin (LF line ends, `Return-Path:`
+//! and `Delivered-To:` first, as Postfix's local(8) does) and `SENDER`, `RECIPIENT`, `USER`,
+//! `EXTENSION`/`EXT`, `LOCAL` and `DOMAIN` in the environment. Exit 0 is delivered, 75
+//! (EX_TEMPFAIL) is "retry later", any other status is a permanent failure; a command killed by a
+//! signal or by the timeout is retried.
+//!
+//! Results go into the queue's `state/ID` (see [`crate::queue`]); permanent failures are logged
+//! and kept there (bounces are remote delivery's job, part 2). Remote recipients are deferred.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Resolution, Router, Target};
+use crate::exit;
+use crate::queue::{self, Queue, RcptState};
+
+/// How often a running pipe command is checked for completion.
+const PIPE_POLL: Duration = Duration::from_millis(5);
+/// Most bytes of a pipe command's output kept for the error message.
+pub const MAX_PIPE_OUTPUT: u64 = 4096;
+
+/// A delivery failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Worth retrying.
+    pub temporary: bool,
+    /// Why.
+    pub message: String,
+}
+
+impl Failure {
+    fn temp(message: impl Into<String>) -> Failure {
+        Failure {
+            temporary: true,
+            message: message.into(),
+        }
+    }
+    fn perm(message: impl Into<String>) -> Failure {
+        Failure {
+            temporary: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// What happened to a queue entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every recipient is done (delivered or failed for good); the entry is gone.
+    Done,
+    /// Some recipients wait for a retry.
+    Deferred,
+    /// Another process or thread is delivering it, or it was removed/held.
+    Busy,
+    /// Not due yet.
+    NotDue,
+}
+
+/// Delivers queue entries.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    /// Routing.
+    pub router: Arc<Router>,
+    /// The queue.
+    pub queue: Queue,
+    /// Pipe command timeout.
+    pub pipe_timeout: Duration,
+}
+
+fn log(id: &str, msg: impl std::fmt::Display) {
+    crate::server::log::line(format_args!("{id}: {msg}"));
+}
+
+impl Deliverer {
+    /// Delivers the pending recipients of `id`. `force` ignores the retry time.
+    pub fn deliver(&self, id: &str, force: bool) -> io::Result<Outcome> {
+        let Some(mut locked) = self.queue.lock(id)? else {
+            return Ok(Outcome::Busy);
+        };
+        let now = queue::now();
+        if !force && locked.status.next_try > now {
+            return Ok(Outcome::NotDue);
+        }
+        let message = locked.read_message()?;
+        let env = locked.envelope.clone();
+        let mut status = locked.status.clone();
+        let mut temp_errors = Vec::new();
+        for (i, rcpt) in env.recipients.iter().enumerate() {
+            if status.rcpts[i] != RcptState::Pending {
+                continue;
+            }
+            match self.deliver_rcpt(&env.sender, &rcpt.address, &message) {
+                Ok(how) => {
+                    log(
+                        id,
+                        format_args!("to=<{}> status=sent ({how})", rcpt.address),
+                    );
+                    status.rcpts[i] = RcptState::Delivered;
+                }
+                Err(f) if f.temporary => {
+                    log(
+                        id,
+                        format_args!("to=<{}> status=deferred ({})", rcpt.address, f.message),
+                    );
+                    temp_errors.push(format!("<{}>: {}", rcpt.address, f.message));
+                }
+                Err(f) => {
+                    log(
+                        id,
+                        format_args!("to=<{}> status=bounced ({})", rcpt.address, f.message),
+                    );
+                    status.rcpts[i] = RcptState::Failed(f.message);
+                }
+            }
+        }
+        if !temp_errors.is_empty()
+            && now.saturating_sub(env.time) > queue::MAX_QUEUE_LIFETIME.as_secs()
+        {
+            for st in status.rcpts.iter_mut() {
+                if *st == RcptState::Pending {
+                    *st = RcptState::Failed(format!(
+                        "gave up after {} days in the queue: {}",
+                        queue::MAX_QUEUE_LIFETIME.as_secs() / 86400,
+                        temp_errors.join("; ")
+                    ));
+                }
+            }
+            log(id, "expired: too long in the queue");
+        }
+        if status.finished() {
+            self.queue.complete(id)?;
+            log(id, "removed");
+            drop(locked);
+            return Ok(Outcome::Done);
+        }
+        status.defer(now, temp_errors.join("; "));
+        self.queue.write_status(id, &status)?;
+        locked.status = status;
+        Ok(Outcome::Deferred)
+    }
+
+    /// Delivers one recipient to all its targets; returns a description of where it went.
+    pub fn deliver_rcpt(
+        &self,
+        sender: &str,
+        rcpt: &str,
+        message: &[u8],
+    ) -> Result<String, Failure> {
+        let targets = match self.router.resolve(rcpt) {
+            Resolution::Targets { targets, .. } => targets,
+            Resolution::Unknown(why) => return Err(Failure::perm(why)),
+            Resolution::Loop(why) => return Err(Failure::perm(why)),
+            Resolution::Error(why) => return Err(Failure::temp(why)),
+        };
+        let mut done = Vec::new();
+        for t in &targets {
+            deliver_target(t, sender, rcpt, message, self.pipe_timeout)?;
+            done.push(t.to_string());
+        }
+        Ok(done.join(", "))
+    }
+}
+
+/// Delivers one copy.
+pub fn deliver_target(
+    target: &Target,
+    sender: &str,
+    rcpt: &str,
+    message: &[u8],
+    pipe_timeout: Duration,
+) -> Result<(), Failure> {
+    let env = crate::mda::Envelope {
+        sender: Some(sender.to_string()),
+        recipient: Some(rcpt.to_string()),
+    };
+    match target {
+        Target::Maildir { path, .. } => maildir(path, message, &env),
+        Target::Pipe { command, ext } => pipe(
+            command,
+            ext.as_deref(),
+            sender,
+            rcpt,
+            message,
+            &env,
+            pipe_timeout,
+        ),
+        Target::Remote(a) => Err(Failure::temp(format!(
+            "remote delivery to {} is not available yet",
+            a.rsplit('@').next().unwrap_or(a)
+        ))),
+    }
+}
+
+fn maildir(path: &Path, message: &[u8], env: &crate::mda::Envelope) -> Result<(), Failure> {
+    match crate::mda::deliver(path, message, env, &crate::mda::Options::default()) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let code = exit::code_of(&e);
+            let msg = format!("{e:#}");
+            // A mail loop or a bad envelope will not get better; anything else (disk full,
+            // permissions an admin can fix) is retried.
+            if matches!(code, exit::DATAERR | exit::USAGE) {
+                Err(Failure::perm(msg))
+            } else {
+                Err(Failure::temp(msg))
+            }
+        }
+    }
+}
+
+fn pipe(
+    command: &str,
+    ext: Option<&str>,
+    sender: &str,
+    rcpt: &str,
+    message: &[u8],
+    env: &crate::mda::Envelope,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let data = crate::mda::prepare(message, env).map_err(|e| {
+        if exit::code_of(&e) == exit::TEMPFAIL {
+            Failure::temp(format!("{e:#}"))
+        } else {
+            Failure::perm(format!("{e:#}"))
+        }
+    })?;
+    let (local, domain) = match rcpt.rfind('@') {
+        Some(i) => (&rcpt[..i], &rcpt[i + 1..]),
+        None => (rcpt, ""),
+    };
+    let user = local.split('+').next().unwrap_or(local);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("SENDER", sender)
+        .env("RECIPIENT", rcpt)
+        .env("LOCAL", local)
+        .env("DOMAIN", domain)
+        .env("USER", user)
+        .env("EXTENSION", ext.unwrap_or(""))
+        .env("EXT", ext.unwrap_or(""))
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::temp(format!("|{command}: cannot start: {e}")))?;
+    let mut stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            // A command that does not read all of its input is its own business (EPIPE).
+            let _ = s.write_all(&data);
+        }
+    });
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.take(MAX_PIPE_OUTPUT).read_to_end(&mut text);
+            let _ = io::copy(o, &mut io::sink());
+        }
+        if let Some(e) = err.as_mut() {
+            let _ = e.take(MAX_PIPE_OUTPUT).read_to_end(&mut text);
+            let _ = io::copy(e, &mut io::sink());
+        }
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() >= deadline => {
+                // The whole process group: the shell's children hold our pipes too.
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg("--")
+                    .arg(format!("-{}", child.id()))
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(PIPE_POLL),
+            Err(e) => return Err(Failure::temp(format!("|{command}: {e}"))),
+        }
+    };
+    let Some(status) = status else {
+        // Do not wait for the reader: a grandchild that escaped the kill may hold the pipe.
+        return Err(Failure::temp(format!(
+            "|{command}: killed after {}s timeout",
+            timeout.as_secs()
+        )));
+    };
+    let _ = writer.join();
+    let output = reader.join().unwrap_or_default();
+    let output = String::from_utf8_lossy(&output);
+    let output = output.split_whitespace().collect::<Vec<_>>().join(" ");
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(c) if c == i32::from(exit::TEMPFAIL) => Err(Failure::temp(format!(
+            "|{command}: exit {c} (try again later) {output}"
+        ))),
+        Some(c) => Err(Failure::perm(format!("|{command}: exit {c} {output}"))),
+        None => Err(Failure::temp(format!(
+            "|{command}: killed by a signal {output}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_exit_codes_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let t = Target::Pipe {
+            command: format!(
+                "cat > {0}; echo \"$SENDER|$RECIPIENT|$EXT|$LOCAL|$DOMAIN\" >> {0}",
+                out.display()
+            ),
+            ext: Some("tag".into()),
+        };
+        deliver_target(
+            &t,
+            "s@x.test",
+            "u+tag@y.test",
+            b"Subject: a\r\n\r\nb\r\n",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            got,
+            "Return-Path: <s@x.test>\nDelivered-To: u+tag@y.test\nSubject: a\n\nb\ns@x.test|u+tag@y.test|tag|u+tag|y.test\n"
+        );
+        let run = |c: &str| {
+            deliver_target(
+                &Target::Pipe {
+                    command: c.into(),
+                    ext: None,
+                },
+                "",
+                "u@y",
+                b"x\r\n",
+                Duration::from_secs(1),
+            )
+        };
+        assert!(run("exit 75").unwrap_err().temporary);
+        let e = run("echo no such user >&2; exit 67").unwrap_err();
+        assert!(!e.temporary && e.message.contains("no such user"), "{e:?}");
+        assert!(run("kill -9 $$").unwrap_err().temporary);
+        let e = run("sleep 5").unwrap_err();
+        assert!(e.temporary && e.message.contains("timeout"));
+        // A command that ignores its input is fine.
+        run("true").unwrap();
+    }
+
+    #[test]
+    fn maildir_delivery_uses_the_shared_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        let t = Target::Maildir {
+            path: md.clone(),
+            user: None,
+        };
+        deliver_target(
+            &t,
+            "s@x.test",
+            "u@y.test",
+            b"Subject: a\r\n\r\nb\r\n",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let files: Vec<_> = std::fs::read_dir(md.join("new")).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let body = std::fs::read(files[0].as_ref().unwrap().path()).unwrap();
+        assert_eq!(
+            body,
+            b"Return-Path: <s@x.test>\nDelivered-To: u@y.test\nSubject: a\n\nb\n"
+        );
+        // Delivering it again with its own Delivered-To is a loop: permanent.
+        let e = deliver_target(
+            &t,
+            "s@x.test",
+            "u@y.test",
+            b"Delivered-To: u@y.test\r\n\r\nb\r\n",
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(!e.temporary, "{e:?}");
+        let e = deliver_target(
+            &Target::Remote("a@b".into()),
+            "",
+            "a@b",
+            b"x",
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(e.temporary);
+    }
+}

@@ -1,0 +1,253 @@
+//! The only unsafe code in mailkit: the few libc calls the server layer needs and std does not
+//! wrap. Each function is small, checks its inputs, and states why its unsafe blocks are sound.
+//!
+//! - [`take_listen_fd`]: adopt a listening socket inherited through systemd socket activation
+//!   (`sd_listen_fds(3)`: fds 3, 4, ... are ours once `LISTEN_PID` names us).
+//! - [`drop_privileges`]: after binding, switch from root to the configured user and group
+//!   (setgroups, setgid, setuid, in that order, and verify it cannot be undone).
+//! - [`lookup_user`], [`lookup_group`]: the reentrant passwd/group lookups behind it.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+/// Fds already adopted by [`take_listen_fd`], so no fd is ever owned twice.
+static TAKEN: Mutex<Option<HashSet<RawFd>>> = Mutex::new(None);
+
+/// First fd systemd passes (`SD_LISTEN_FDS_START`).
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// Adopts inherited fd `fd` (≥ 3) as a listening TCP socket, marks it close-on-exec (so pipe
+/// children such as mdeliver do not inherit it) and non-blocking. Fails when the fd is not open,
+/// not a socket, not listening, or was already taken.
+pub fn take_listen_fd(fd: RawFd) -> io::Result<std::net::TcpListener> {
+    if fd < LISTEN_FDS_START {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a socket-activation fd"),
+        ));
+    }
+    // SAFETY: fcntl on an arbitrary integer is sound: an fd that is not open gives EBADF and
+    // touches nothing.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut accepting: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `accepting` and `len` are valid, writable and sized for an int option; a non-socket
+    // fd gives ENOTSOCK.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut accepting as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if accepting == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a listening socket"),
+        ));
+    }
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = taken.get_or_insert_with(HashSet::new);
+    if taken.contains(&fd) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("fd {fd} was already taken"),
+        ));
+    }
+    // SAFETY: setting FD_CLOEXEC on an fd we just checked is open only changes its flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (F_GETFD succeeded), is a socket, and by the socket-activation
+    // protocol belongs to this process and nothing else in it: the TAKEN set guarantees we
+    // create at most one owner for it, so it is closed exactly once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    taken.insert(fd);
+    let listener = std::net::TcpListener::from(owned);
+    // An AF_UNIX socket would fail here: mailkit only serves TCP.
+    listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A user from the passwd database: (uid, primary gid).
+pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
+    let cname = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in user name"))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: zeroed is a valid value for the plain-C passwd struct.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: all pointers are valid for the call; `buf` outlives it and its length is
+        // passed; on success `result` points at `pwd`, whose strings point into `buf`.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
+    }
+}
+
+/// A group's gid from the group database.
+pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
+    let cname = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in group name"))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: zeroed is a valid value for the plain-C group struct.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in lookup_user: valid pointers, `buf` outlives the call, length passed.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        return Ok(Some(grp.gr_gid));
+    }
+}
+
+/// Switches the whole process (all threads: glibc broadcasts set*id) to `user` and `group`
+/// (default: the user's primary group), supplementary groups reduced to that one group.
+/// Order matters: groups first, uid last, because after setuid we may no longer change groups.
+/// Afterwards verifies that real and effective ids are the target and, unless the target is
+/// root, that regaining root fails. Any failure is an error: the caller must not go on serving.
+pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)> {
+    let (uid, primary_gid) = lookup_user(user)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user {user:?}")))?;
+    let gid = match group {
+        Some(g) => lookup_group(g)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no such group {g:?}"))
+        })?,
+        None => primary_gid,
+    };
+    let groups = [gid as libc::gid_t];
+    // SAFETY: `groups` is a valid array of the given length for the duration of the call.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: setgid/setuid take plain integers and report failure through the return value.
+    if unsafe { libc::setgid(gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setuid(uid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the get*id calls have no preconditions and cannot fail.
+    let (ruid, euid, rgid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
+    if ruid != uid || euid != uid || rgid != gid || egid != gid {
+        return Err(io::Error::other(format!(
+            "ids after the switch are uid {ruid}/{euid} gid {rgid}/{egid}, not {uid}/{gid}"
+        )));
+    }
+    // SAFETY: as above; this call is expected to fail with EPERM.
+    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other(
+            "could regain root after dropping privileges",
+        ));
+    }
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_and_closed_fds_are_refused() {
+        assert!(take_listen_fd(0).is_err());
+        assert!(take_listen_fd(2).is_err());
+        // Far above anything open in the test process.
+        assert!(take_listen_fd(1_000_000).is_err());
+    }
+
+    #[test]
+    fn non_listening_socket_is_refused() {
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let e = take_listen_fd(s.as_raw_fd()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // A regular file is not a socket either.
+        let f = tempfile::tempfile().unwrap();
+        assert!(take_listen_fd(f.as_raw_fd()).is_err());
+    }
+
+    #[test]
+    fn adopting_a_listener_twice_is_refused() {
+        use std::os::fd::IntoRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let fd = l.into_raw_fd();
+        let adopted = take_listen_fd(fd).unwrap();
+        assert_eq!(adopted.local_addr().unwrap(), addr);
+        assert_eq!(
+            take_listen_fd(fd).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+    }
+
+    #[test]
+    fn users_and_groups_are_looked_up() {
+        assert_eq!(lookup_user("root").unwrap(), Some((0, 0)));
+        assert_eq!(lookup_user("no-such-user-mailkit").unwrap(), None);
+        assert_eq!(lookup_group("root").unwrap(), Some(0));
+        assert_eq!(lookup_group("no-such-group-mailkit").unwrap(), None);
+        assert!(lookup_user("a\0b").is_err());
+    }
+}

@@ -1,0 +1,391 @@
+//! The config loader: file selection (`-c`, `MAILKIT_CONFIG`, defaults), shared keys, program
+//! sections, and errors that name the file, the line and the key (exit code 78).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use mailkit::config::{self, Config};
+use mailkit::exit;
+use serde::Deserialize;
+
+/// Tests that touch `MAILKIT_CONFIG` run one at a time (the environment is process-wide).
+static ENV_LOCK: Mutex<()> = Mutex::new(());
+
+/// A program section as a program would define it.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct PopSection {
+    listen: Vec<String>,
+    max_errors: u32,
+    allow_plaintext: bool,
+    tls: Option<PopTls>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct PopTls {
+    implicit: bool,
+}
+
+impl Default for PopSection {
+    fn default() -> Self {
+        PopSection {
+            listen: vec!["127.0.0.1:110".into()],
+            max_errors: 10,
+            allow_plaintext: false,
+            tls: None,
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn err_text(r: anyhow::Result<impl std::fmt::Debug>) -> (String, u8) {
+    let e = r.expect_err("expected a config error");
+    (format!("{e:#}"), exit::code_of(&e))
+}
+
+const GOOD: &str = r#"# a full config
+hostname = "mx.example.test"
+state_dir = "state"
+
+[tls]
+cert = "/etc/ssl/c.pem"
+key = "k.pem"
+
+[users]
+passwd_file = "passwd"
+mail_location = "/var/mail/%d/%n"
+domains = ["example.test", "example.org"]
+
+[auth]
+checkpassword = ["/usr/bin/checkpw", "-x"]
+max_failures = 3
+
+[run_as]
+user = "mail"
+
+[mpopd]
+listen = ["127.0.0.1:1110", "[::1]:1110"]
+max_errors = 5
+
+[mpopd.tls]
+implicit = true
+
+[mdig-mx]
+anything = "is checked by mdig-mx, not here"
+"#;
+
+#[test]
+fn full_file_loads_and_resolves_relative_paths() {
+    let dir = common::scratch();
+    let p = write(dir.path(), "mailkit.toml", GOOD);
+    let c = Config::load(Some(&p)).unwrap();
+    assert_eq!(c.path.as_deref(), Some(p.as_path()));
+    assert_eq!(c.hostname, "mx.example.test");
+    assert_eq!(c.state_dir, dir.path().join("state"));
+    assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/etc/ssl/c.pem")));
+    assert_eq!(c.tls.key, Some(dir.path().join("k.pem")));
+    assert_eq!(c.users.passwd_file, dir.path().join("passwd"));
+    assert_eq!(c.users.mail_location, "/var/mail/%d/%n");
+    assert_eq!(c.users.domains, vec!["example.test", "example.org"]);
+    assert_eq!(
+        c.auth.checkpassword,
+        Some(vec!["/usr/bin/checkpw".to_string(), "-x".to_string()])
+    );
+    assert_eq!(c.auth.max_failures, 3);
+    assert_eq!(
+        c.auth.lockout_secs,
+        config::AuthConfig::default().lockout_secs
+    );
+    let run_as = c.run_as.clone().unwrap();
+    assert_eq!(run_as.user, "mail");
+    assert_eq!(run_as.group, None);
+
+    let pop: PopSection = c.section("mpopd").unwrap();
+    assert_eq!(pop.listen, vec!["127.0.0.1:1110", "[::1]:1110"]);
+    assert_eq!(pop.max_errors, 5);
+    assert!(!pop.allow_plaintext, "absent key keeps the section default");
+    assert_eq!(pop.tls, Some(PopTls { implicit: true }));
+}
+
+#[test]
+fn absent_section_is_default() {
+    let c = Config::parse("hostname = \"h\"\n", None).unwrap();
+    let pop: PopSection = c.section("mpopd").unwrap();
+    assert_eq!(pop, PopSection::default());
+}
+
+#[test]
+fn unknown_section_name_is_a_program_bug() {
+    let c = Config::parse("", None).unwrap();
+    let r: anyhow::Result<PopSection> = c.section("mpop");
+    let (msg, _) = err_text(r);
+    assert!(msg.contains("mpop"), "{msg}");
+}
+
+#[test]
+fn unknown_key_in_section_names_file_line_key() {
+    let dir = common::scratch();
+    let text = "hostname = \"h\"\n\n[mpopd]\nmax_errors = 5\nmax_eror = 6\n";
+    let p = write(dir.path(), "m.toml", text);
+    let c = Config::load(Some(&p)).unwrap();
+    let (msg, code) = err_text(c.section::<PopSection>("mpopd"));
+    assert_eq!(code, exit::CONFIG);
+    let want = format!("{}:5: key `mpopd.max_eror`:", p.display());
+    assert!(msg.starts_with(&want), "{msg}\nwant prefix {want}");
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn bad_value_in_section_names_file_line_key() {
+    let dir = common::scratch();
+    let text = "[mpopd]\nlisten = [\"a\"]\n\n\nmax_errors = \"many\"\n";
+    let p = write(dir.path(), "m.toml", text);
+    let c = Config::load(Some(&p)).unwrap();
+    let (msg, code) = err_text(c.section::<PopSection>("mpopd"));
+    assert_eq!(code, exit::CONFIG);
+    let want = format!("{}:5: key `mpopd.max_errors`:", p.display());
+    assert!(msg.starts_with(&want), "{msg}\nwant prefix {want}");
+    assert!(msg.contains("invalid type"), "{msg}");
+}
+
+#[test]
+fn bad_value_in_nested_table_and_array() {
+    let text = "[mpopd]\nlisten = [\"a\",\n  7]\n[mpopd.tls]\nimplicit = \"yes\"\n";
+    let c = Config::parse(text, Some(Path::new("x.toml"))).unwrap();
+    let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
+    // The first error serde meets is the array element on line 3.
+    assert!(msg.starts_with("x.toml:3: key `mpopd.listen`:"), "{msg}");
+    let text = "[mpopd]\n[mpopd.tls]\nimplicit = \"yes\"\n";
+    let c = Config::parse(text, Some(Path::new("x.toml"))).unwrap();
+    let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
+    assert!(
+        msg.starts_with("x.toml:3: key `mpopd.tls.implicit`:"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn dotted_and_inline_section_keys_report_lines() {
+    let text = "hostname = \"h\"\nmpopd.max_errors = 1\nmpopd.bogus = 2\n";
+    let c = Config::parse(text, Some(Path::new("d.toml"))).unwrap();
+    let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
+    assert!(msg.starts_with("d.toml:3: key `mpopd.bogus`:"), "{msg}");
+    let text = "\nmpopd = { max_errors = 1,\n bogus = 2 }\n";
+    let c = Config::parse(text, Some(Path::new("d.toml"))).unwrap();
+    let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
+    assert!(msg.starts_with("d.toml:3: key `mpopd.bogus`:"), "{msg}");
+}
+
+#[test]
+fn unknown_shared_key_names_file_line_key() {
+    let text = "hostname = \"h\"\n[users]\npasswd_file = \"p\"\npasswdfile = \"q\"\n";
+    let (msg, code) = err_text(Config::parse(text, Some(Path::new("/etc/x.toml"))));
+    assert_eq!(code, exit::CONFIG);
+    assert!(
+        msg.starts_with("/etc/x.toml:4: key `users.passwdfile`:"),
+        "{msg}"
+    );
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn unknown_top_level_key_or_table_is_an_error() {
+    let (msg, code) = err_text(Config::parse(
+        "\nhostnme = \"h\"\n",
+        Some(Path::new("t.toml")),
+    ));
+    assert_eq!(code, exit::CONFIG);
+    assert!(msg.starts_with("t.toml:2: key `hostnme`:"), "{msg}");
+    let (msg, _) = err_text(Config::parse("[mpop]\nx = 1\n", Some(Path::new("t.toml"))));
+    assert!(msg.starts_with("t.toml:1: key `mpop`:"), "{msg}");
+}
+
+#[test]
+fn bad_shared_values_name_the_key() {
+    let (msg, _) = err_text(Config::parse(
+        "[users]\ndomains = \"example.test\"\n",
+        Some(Path::new("t.toml")),
+    ));
+    assert!(msg.starts_with("t.toml:2: key `users.domains`:"), "{msg}");
+    let (msg, _) = err_text(Config::parse(
+        "[auth]\nmax_failures = -1\n",
+        Some(Path::new("t.toml")),
+    ));
+    assert!(
+        msg.starts_with("t.toml:2: key `auth.max_failures`:"),
+        "{msg}"
+    );
+    let (msg, _) = err_text(Config::parse("mpopd = 3\n", Some(Path::new("t.toml"))));
+    assert!(msg.starts_with("t.toml:1: key `mpopd`:"), "{msg}");
+    let (msg, _) = err_text(Config::parse(
+        "\n[auth]\ncheckpassword = []\n",
+        Some(Path::new("t.toml")),
+    ));
+    assert!(
+        msg.starts_with("t.toml:3: key `auth.checkpassword`:"),
+        "{msg}"
+    );
+    let (msg, _) = err_text(Config::parse(
+        "hostname = \"\"\n",
+        Some(Path::new("t.toml")),
+    ));
+    assert!(msg.starts_with("t.toml:1: key `hostname`:"), "{msg}");
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let (msg, code) = err_text(Config::parse(
+        "hostname = \"h\"\n\n[users\n",
+        Some(Path::new("s.toml")),
+    ));
+    assert_eq!(code, exit::CONFIG);
+    assert!(msg.starts_with("s.toml:3:"), "{msg}");
+}
+
+#[test]
+fn missing_or_unreadable_explicit_file_is_a_config_error() {
+    let dir = common::scratch();
+    let p = dir.path().join("nope.toml");
+    let (msg, code) = err_text(Config::load(Some(&p)));
+    assert_eq!(code, exit::CONFIG);
+    assert!(msg.contains("nope.toml"), "{msg}");
+    let p = write(dir.path(), "bin.toml", "");
+    std::fs::write(&p, b"hostname = \"\xff\"\n").unwrap();
+    let (msg, code) = err_text(Config::load(Some(&p)));
+    assert_eq!(code, exit::CONFIG);
+    assert!(msg.contains("UTF-8"), "{msg}");
+}
+
+#[test]
+fn oversized_file_is_refused() {
+    let dir = common::scratch();
+    let p = dir.path().join("big.toml");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(config::MAX_CONFIG_SIZE + 1).unwrap();
+    let (msg, code) = err_text(Config::load(Some(&p)));
+    assert_eq!(code, exit::CONFIG);
+    assert!(msg.contains("larger than"), "{msg}");
+}
+
+#[test]
+fn env_var_selects_file_and_flag_wins() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let env_file = write(dir.path(), "env.toml", "hostname = \"from-env\"\n");
+    let flag_file = write(dir.path(), "flag.toml", "hostname = \"from-flag\"\n");
+    std::env::set_var(config::ENV_VAR, &env_file);
+    let from_env = Config::load(None);
+    let from_flag = Config::load(Some(&flag_file));
+    std::env::set_var(config::ENV_VAR, dir.path().join("missing.toml"));
+    let missing = Config::load(None);
+    std::env::remove_var(config::ENV_VAR);
+    assert_eq!(from_env.unwrap().hostname, "from-env");
+    assert_eq!(from_flag.unwrap().hostname, "from-flag");
+    let (msg, code) = err_text(missing);
+    assert_eq!(code, exit::CONFIG);
+    assert!(msg.contains("missing.toml"), "{msg}");
+}
+
+#[test]
+fn defaults_apply_without_a_file() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::remove_var(config::ENV_VAR);
+    let c = Config::load(None).unwrap();
+    if Path::new(config::DEFAULT_PATH).exists() {
+        assert_eq!(c.path.as_deref(), Some(Path::new(config::DEFAULT_PATH)));
+        return;
+    }
+    assert_eq!(c.path, None);
+    assert_eq!(c.hostname, config::system_hostname());
+    assert!(!c.hostname.is_empty());
+    assert_eq!(c.state_dir, Path::new(config::DEFAULT_STATE_DIR));
+    assert_eq!(c.users.passwd_file, Path::new(config::DEFAULT_PASSWD_FILE));
+    assert_eq!(c.users.mail_location, config::DEFAULT_MAIL_LOCATION);
+    assert!(c.users.domains.is_empty());
+    assert_eq!(c.tls, config::TlsConfig::default());
+    assert_eq!(c.auth, config::AuthConfig::default());
+    assert!(c.run_as.is_none());
+    let pop: PopSection = c.section("mpopd").unwrap();
+    assert_eq!(pop, PopSection::default());
+    // An empty file means the same defaults.
+    let e = Config::parse("", None).unwrap();
+    assert_eq!(e.users, c.users);
+    assert_eq!(e.hostname, c.hostname);
+}
+
+#[test]
+fn every_program_section_is_accepted() {
+    let mut text = String::new();
+    for s in config::SECTIONS {
+        text.push_str(&format!("[{s}]\nmax_errors = 1\n"));
+    }
+    let c = Config::parse(&text, None).unwrap();
+    for s in config::SECTIONS {
+        let sec: PopSection = c.section(s).unwrap();
+        assert_eq!(sec.max_errors, 1, "{s}");
+    }
+}
+
+#[test]
+fn standalone_file_loads_with_the_same_errors() {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Accounts {
+        #[allow(dead_code)]
+        account: Vec<Account>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Account {
+        name: String,
+        port: u16,
+    }
+    let dir = common::scratch();
+    let good = write(
+        dir.path(),
+        "msend.toml",
+        "[[account]]\nname = \"a\"\nport = 587\n[[account]]\nname = \"b\"\nport = 465\n",
+    );
+    let a: Accounts = config::load_file(&good).unwrap();
+    assert_eq!(a.account.len(), 2);
+    assert_eq!(a.account[1].name, "b");
+    assert_eq!(a.account[1].port, 465);
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[account]]\nname = \"a\"\nport = 587\n[[account]]\nname = \"b\"\nport = 70000\n",
+    );
+    let (msg, code) = err_text(config::load_file::<Accounts>(&bad));
+    assert_eq!(code, exit::CONFIG);
+    let want = format!("{}:6: key `account.port`:", bad.display());
+    assert!(msg.starts_with(&want), "{msg}\nwant prefix {want}");
+}
+
+#[test]
+fn adversarial_inputs_are_errors_not_panics() {
+    let cases: Vec<String> = vec![
+        "[".into(),
+        "a = ".into(),
+        "\"".repeat(3),
+        "[[mpopd]]\nx = 1\n".into(),
+        "hostname = 1979-05-27T07:32:00Z\n".into(),
+        format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+        format!("mpopd = {}{}", "{a=".repeat(100), "}".repeat(100)),
+        "hostname = \"h\"\nhostname = \"i\"\n".into(),
+        "\u{feff}hostname = \"h\"\n".into(),
+        "hostname = \"a\u{0}b\"\n".into(),
+    ];
+    for text in cases {
+        if let Ok(c) = Config::parse(&text, Some(Path::new("f.toml"))) {
+            let _ = c.section::<PopSection>("mpopd");
+        }
+    }
+}

@@ -1,0 +1,1149 @@
+//! mrelayd against real clients and peers: swaks, python3 smtplib and raw sockets, Postfix's
+//! smtp-source, Dovecot reading what we delivered, plus a kill -9 crash test and ENOSPC.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PY: &str = "/usr/bin/python3";
+const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
+
+/// A running `mrelayd serve` with its own config, users, aliases and Maildirs.
+struct Mrelayd {
+    dir: PathBuf,
+    config: PathBuf,
+    smtp: u16,
+    submission: u16,
+    submissions: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Drop for Mrelayd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Test users: alice, bob (password `password`) in a scratch passwd-file.
+const PASSWD: &str = "alice:{PLAIN}password::::::\nbob:{PLAIN}password::::::\n";
+
+impl Mrelayd {
+    /// Writes the config into `dir` (extra TOML appended to [mrelayd]) and starts the daemon.
+    fn start(dir: &Path, mrelayd_extra: &str, top_extra: &str) -> Mrelayd {
+        let (smtp, submission, submissions) = (
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+        );
+        let passwd = dir.join("passwd");
+        if !passwd.exists() {
+            std::fs::write(&passwd, PASSWD).unwrap();
+        }
+        let aliases = dir.join("aliases");
+        if !aliases.exists() {
+            std::fs::write(&aliases, "postmaster: alice\n").unwrap();
+        }
+        let config = dir.join("mailkit.toml");
+        let text = format!(
+            "hostname = \"mx.example.test\"\nstate_dir = \"{state}\"\n{top_extra}\n\
+[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+[users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"example.test\"]\n\
+[mrelayd]\ntrusted_networks = []\naliases = \"{aliases}\"\n\
+listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }}, {{ address = \"127.0.0.1:{submissions}\", role = \"submissions\" }} ]\n{mrelayd_extra}\n",
+            state = dir.join("state").display(),
+            cert = common::peer("PEER_CERT_FILE"),
+            key = common::peer("PEER_KEY_FILE"),
+            passwd = passwd.display(),
+            mail = dir.join("mail").display(),
+            aliases = aliases.display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut m = Mrelayd {
+            dir: dir.to_path_buf(),
+            config,
+            smtp,
+            submission,
+            submissions,
+            child: None,
+            log: dir.join("mrelayd.log"),
+        };
+        m.restart();
+        m
+    }
+
+    fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&self.config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Ready when all three listeners accept.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [self.smtp, self.submission, self.submissions] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "mrelayd did not start: {}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("mail").join(user)
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.dir.join("state").join("queue")
+    }
+
+    /// Runs `mrelayd -c CONFIG args...`.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Files in `<maildir>/new` and `cur`, waiting up to 20 s until there are at least `n`.
+fn wait_messages(maildir: &Path, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
+                for e in rd.flatten() {
+                    if let Ok(b) = std::fs::read(e.path()) {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+        if out.len() >= n || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}
+
+fn swaks(args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--timeout", "15", "--hide-informational"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn python(script: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(PY)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A raw SMTP conversation: sends `input` in one write (pipelined), returns everything read until
+/// the server closes or goes quiet for `quiet`.
+fn raw(port: u16, input: &[u8], quiet: Duration) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut greeting = [0u8; 512];
+    let n = s.read(&mut greeting).unwrap_or(0);
+    let mut out = String::from_utf8_lossy(&greeting[..n]).into_owned();
+    s.write_all(input).unwrap();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    out
+}
+
+fn codes(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+        .map(|l| l[..3].to_string())
+        .collect()
+}
+
+fn queued_id(text: &str) -> String {
+    let i = text.find("queued as ").expect("queued as") + "queued as ".len();
+    text[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+#[test]
+fn swaks_smtp_pipelining_and_received_header() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let port = m.smtp.to_string();
+    let (ok, out) = swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--pipeline",
+        "--from",
+        "sender@remote.test",
+        "--to",
+        "alice@example.test",
+        "--header",
+        "Subject: pipelined hello",
+        "--body",
+        "line one\n.leading dot\n",
+    ]);
+    assert!(ok, "{out}");
+    let id = queued_id(&out);
+    let msgs = wait_messages(&m.maildir("alice"), 1);
+    assert_eq!(msgs.len(), 1);
+    let text = String::from_utf8_lossy(&msgs[0]);
+    assert!(
+        text.starts_with(
+            "Return-Path: <sender@remote.test>\nDelivered-To: alice@example.test\nReceived: from "
+        ),
+        "{text}"
+    );
+    assert!(text.contains(&format!("with ESMTP id {id}")), "{text}");
+    assert!(
+        text.contains("Subject: pipelined hello") && text.contains("\n.leading dot\n"),
+        "{text}"
+    );
+    assert!(!text.contains('\r'), "Maildir files use LF");
+    // Every log line of this message carries its id (delivery is logged, and the queue entry
+    // removed, just after the Maildir file appears: wait for it).
+    let want = [
+        format!("{id}: from=<sender@remote.test>"),
+        format!("{id}: to=<alice@example.test> status=sent"),
+        format!("{id}: removed"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !want.iter().all(|w| m.log_text().contains(w.as_str())) {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The queue is empty afterwards.
+    let q = m.cli(&["queue"]);
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("Mail queue is empty"),
+        "{q:?}"
+    );
+}
+
+#[test]
+fn submission_needs_starttls_then_auth_and_own_sender() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let port = m.submission.to_string();
+    let ca = common::peer("PEER_CA_FILE");
+    // No AUTH before TLS (not even advertised).
+    let (ok, out) = swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "bob",
+        "--auth-password",
+        "password",
+        "--from",
+        "bob@example.test",
+        "--to",
+        "alice@example.test",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(!out.contains("250-AUTH"), "{out}");
+    // MAIL without AUTH on submission: 530.
+    let out = raw(
+        m.submission,
+        b"EHLO c\r\nMAIL FROM:<bob@example.test>\r\nQUIT\r\n",
+        Duration::from_secs(2),
+    );
+    assert!(out.contains("530 5.7.0"), "{out}");
+    // STARTTLS + AUTH PLAIN, relaying to a remote domain is allowed once authenticated.
+    let (ok, out) = swaks(&[
+        "--server",
+        "localhost",
+        "--port",
+        &port,
+        "--tls",
+        "--tls-verify",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "bob",
+        "--auth-password",
+        "password",
+        "--from",
+        "bob@example.test",
+        "--to",
+        "someone@remote.test,alice@example.test",
+    ]);
+    assert!(ok, "{out}");
+    let id = queued_id(&out);
+    let msgs = wait_messages(&m.maildir("alice"), 1);
+    let text = String::from_utf8_lossy(&msgs[0]);
+    assert!(
+        text.contains("(Authenticated sender: bob)") && text.contains("with ESMTPSA id"),
+        "{text}"
+    );
+    assert!(text.contains("TLSv1."), "{text}");
+    // The remote recipient waits in the queue (remote delivery is part 2).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let show = m.cli(&["queue", "show", &id]);
+        let s = String::from_utf8_lossy(&show.stdout).into_owned();
+        if s.contains("<someone@remote.test> (pending)")
+            && s.contains("<alice@example.test> (delivered)")
+        {
+            assert!(s.contains("auth: bob"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // AUTH LOGIN with a wrong password: 535; someone else's sender address: 553 5.7.1.
+    let (ok, out) = swaks(&[
+        "--server",
+        "localhost",
+        "--port",
+        &port,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        "bob",
+        "--auth-password",
+        "wrong",
+        "--from",
+        "bob@example.test",
+        "--to",
+        "alice@example.test",
+    ]);
+    assert!(!ok && out.contains("535 5.7.8"), "{out}");
+    let (ok, out) = swaks(&[
+        "--server",
+        "localhost",
+        "--port",
+        &port,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        "bob",
+        "--auth-password",
+        "password",
+        "--from",
+        "alice@example.test",
+        "--to",
+        "alice@example.test",
+    ]);
+    assert!(!ok && out.contains("553 5.7.1"), "{out}");
+    // submissions: implicit TLS.
+    let sport = m.submissions.to_string();
+    let (ok, out) = swaks(&[
+        "--server",
+        "localhost",
+        "--port",
+        &sport,
+        "--tlsc",
+        "--tls-verify",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice",
+        "--auth-password",
+        "password",
+        "--from",
+        "alice@example.test",
+        "--to",
+        "bob@example.test",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(wait_messages(&m.maildir("bob"), 1).len(), 1);
+}
+
+/// python3 smtplib: EHLO keywords, STARTTLS, AUTH, SMTPUTF8, DSN parameters, and BDAT.
+const PY_FEATURES: &str = r#"
+import smtplib, ssl, sys, socket
+port, subport, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+s = smtplib.SMTP("127.0.0.1", port, timeout=15)
+s.ehlo("py.test")
+for ext in ["pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "starttls", "chunking", "dsn"]:
+    assert s.has_extn(ext), ext
+assert not s.has_extn("auth"), "AUTH before TLS"
+s.starttls(context=ssl.create_default_context(cafile=ca))
+s.ehlo("py.test")
+assert s.has_extn("auth") and not s.has_extn("starttls")
+# SMTPUTF8 with non-ASCII local parts (alias in the aliases file).
+s.sendmail("sénder@remote.test", ["jösé@example.test"], "Subject: utf8\r\n\r\nhéllo\r\n".encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+# Without SMTPUTF8 the same address is refused.
+code, _ = s.docmd("MAIL FROM:<x@remote.test>")
+assert code == 250, code
+code, msg = s.docmd("RCPT TO:<jösé@example.test>")
+assert code == 553, (code, msg)
+s.rset()
+# BDAT (RFC 3030) by hand: two chunks.
+body1 = b"Subject: chunked\r\n\r\npart one\r\n"
+body2 = b"part two\r\n"
+code, _ = s.docmd("MAIL FROM:<c@remote.test>"); assert code == 250
+code, _ = s.docmd("RCPT TO:<bob@example.test>"); assert code == 250
+s.send(b"BDAT %d\r\n" % len(body1) + body1)
+code, msg = s.getreply(); assert code == 250, (code, msg)
+s.send(b"BDAT %d LAST\r\n" % len(body2) + body2)
+code, msg = s.getreply(); assert code == 250 and b"queued as" in msg, (code, msg)
+s.quit()
+# Submission with AUTH and DSN parameters to a remote recipient (stays queued).
+s = smtplib.SMTP("localhost", subport, timeout=15)
+s.starttls(context=ssl.create_default_context(cafile=ca))
+s.login("alice", "password")
+code, _ = s.docmd("MAIL FROM:<alice@example.test> RET=HDRS ENVID=env+2Bid SIZE=100")
+assert code == 250
+code, _ = s.docmd("RCPT TO:<far@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;far+40remote.test")
+assert code == 250
+code, _ = s.docmd("DATA"); assert code == 354
+s.send(b"Subject: dsn\r\n\r\nx\r\n.\r\n")
+code, msg = s.getreply(); assert code == 250, (code, msg)
+print("QUEUED", msg.decode().split()[-1])
+s.quit()
+"#;
+
+#[test]
+fn python_smtplib_starttls_auth_smtputf8_bdat_dsn() {
+    let dir = common::scratch();
+    std::fs::write(dir.path().join("aliases"), "jösé: alice\n").unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let (ok, out) = python(
+        PY_FEATURES,
+        &[
+            &m.smtp.to_string(),
+            &m.submission.to_string(),
+            &common::peer("PEER_CA_FILE"),
+        ],
+    );
+    assert!(ok, "{out}");
+    let utf8 = wait_messages(&m.maildir("alice"), 1);
+    let text = String::from_utf8_lossy(&utf8[0]);
+    assert!(
+        text.contains("Return-Path: <sénder@remote.test>") && text.contains("héllo"),
+        "{text}"
+    );
+    let chunked = wait_messages(&m.maildir("bob"), 1);
+    assert!(
+        String::from_utf8_lossy(&chunked[0]).ends_with("Subject: chunked\n\npart one\npart two\n")
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("QUEUED "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let show = String::from_utf8_lossy(&m.cli(&["queue", "show", &id]).stdout).into_owned();
+    assert!(show.contains("envid: env+id"), "{show}");
+    assert!(show.contains("ret: Hdrs"), "{show}");
+    assert!(
+        show.contains("<far@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;far@remote.test"),
+        "{show}"
+    );
+}
+
+#[test]
+fn every_rejection_and_nothing_queued() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        "max_recipients = 3\nmax_message_size = 2000\nmax_errors = 5",
+        "",
+    );
+    let q = Duration::from_secs(2);
+    let tx = "EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n";
+    // Unknown local user (at RCPT time, no backscatter) and relaying for strangers.
+    let out = raw(m.smtp, b"EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<x@remote.test>\r\nDATA\r\nQUIT\r\n", q);
+    assert_eq!(
+        codes(&out),
+        ["220", "250", "250", "550", "554", "554", "221"],
+        "{out}"
+    );
+    assert!(
+        out.contains("550 5.1.1") && out.contains("554 5.7.1"),
+        "{out}"
+    );
+    // Syntax 501, order 503, unknown 500, parameter 555.
+    let out = raw(m.smtp, b"EHLO c\r\nRCPT TO:<alice@example.test>\r\nMAIL FROM:alice\r\nMAIL FROM:<a@b> FOO=1\r\nXYZZY\r\nQUIT\r\n", q);
+    assert_eq!(
+        codes(&out),
+        ["220", "250", "503", "501", "555", "500", "221"],
+        "{out}"
+    );
+    // Command line over 512 octets: 500 5.5.2; the session goes on.
+    let long = format!("NOOP {}\r\nNOOP\r\nQUIT\r\n", "x".repeat(600));
+    let out = raw(m.smtp, long.as_bytes(), q);
+    assert_eq!(codes(&out), ["220", "500", "250", "221"], "{out}");
+    assert!(out.contains("500 5.5.2"));
+    // Text line over 1000 octets: 500 5.5.2, message refused.
+    let out = raw(
+        m.smtp,
+        format!("{tx}{}\r\n.\r\nQUIT\r\n", "y".repeat(1200)).as_bytes(),
+        q,
+    );
+    assert!(out.contains("500 5.5.2"), "{out}");
+    // SIZE: declared and actual.
+    let out = raw(
+        m.smtp,
+        b"EHLO c\r\nMAIL FROM:<s@remote.test> SIZE=5000\r\nQUIT\r\n",
+        q,
+    );
+    assert!(out.contains("552 5.3.4"), "{out}");
+    let body = format!("{}\r\n", "z".repeat(68)).repeat(40);
+    let out = raw(m.smtp, format!("{tx}{body}.\r\nQUIT\r\n").as_bytes(), q);
+    assert!(out.contains("552 5.3.4"), "{out}");
+    // Too many recipients: 452 4.5.3.
+    let out = raw(m.smtp, b"EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<postmaster@example.test>\r\nRCPT TO:<Postmaster>\r\nQUIT\r\n", q);
+    assert!(out.contains("452 4.5.3"), "{out}");
+    // SMTP smuggling: a bare-LF "end of data" is not one; the whole message is refused.
+    let smuggle = format!("{tx}Subject: a\r\n\r\nhello\n.\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n");
+    let out = raw(m.smtp, smuggle.as_bytes(), q);
+    assert_eq!(
+        codes(&out),
+        ["220", "250", "250", "250", "354", "554", "221"],
+        "{out}"
+    );
+    // Too many errors: 421 and the server hangs up.
+    let out = raw(m.smtp, b"A\r\nB\r\nC\r\nD\r\nE\r\nNOOP\r\n", q);
+    assert_eq!(
+        codes(&out),
+        ["220", "500", "500", "500", "500", "500", "421"],
+        "{out}"
+    );
+    // Nothing of the above was queued or delivered.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count_files(&m.queue_dir().join("msg")), 0);
+    assert_eq!(count_files(&m.queue_dir().join("tmp")), 0);
+    assert_eq!(wait_messages(&m.maildir("alice"), 0).len(), 0);
+    assert_eq!(wait_messages(&m.maildir("bob"), 0).len(), 0);
+}
+
+#[test]
+fn early_talker_is_rejected() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "greet_pause_ms = 1500", "");
+    let mut s = TcpStream::connect(("127.0.0.1", m.smtp)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"EHLO spambot\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("554 5.5.0"), "{out}");
+    // A patient client is served.
+    let out = raw(m.smtp, b"QUIT\r\n", Duration::from_secs(5));
+    assert!(out.starts_with("220 "), "{out}");
+}
+
+#[test]
+fn aliases_pipes_subaddress_and_queue_cli() {
+    let dir = common::scratch();
+    let flag = dir.path().join("pipe-ok");
+    let pipe_out = dir.path().join("pipe-out");
+    let archive = dir.path().join("archive/");
+    std::fs::write(
+        dir.path().join("aliases"),
+        format!(
+            "team: alice, bob, |cat > {out}.$$; echo $SENDER $RECIPIENT x$EXT >> {out}.env, {archive}\n\
+             flaky: \"|test -f {flag} || exit 75; cat >> {out}.flaky\"\nbroken: \"|exit 67\"\nloop1: loop2\nloop2: loop1\n",
+            out = pipe_out.display(),
+            archive = archive.display(),
+            flag = flag.display()
+        ),
+    )
+    .unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let port = m.smtp.to_string();
+    let send = |to: &str| {
+        swaks(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "s@remote.test",
+            "--to",
+            to,
+        ])
+    };
+    assert!(send("team@example.test").0);
+    assert_eq!(wait_messages(&m.maildir("alice"), 1).len(), 1);
+    assert_eq!(wait_messages(&m.maildir("bob"), 1).len(), 1);
+    assert_eq!(wait_messages(&archive, 1).len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let env_file = PathBuf::from(format!("{}.env", pipe_out.display()));
+    while !env_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        "s@remote.test team@example.test x\n"
+    );
+    // Subaddress: alice+lists goes to alice.
+    assert!(send("alice+lists@example.test").0);
+    assert_eq!(wait_messages(&m.maildir("alice"), 2).len(), 2);
+    // Alias loop: refused at RCPT.
+    let (ok, out) = send("loop1@example.test");
+    assert!(!ok && out.contains("5.4.6"), "{out}");
+    // Exit 75: deferred, stays in the queue with its error.
+    let (ok, out) = send("flaky@example.test");
+    assert!(ok, "{out}");
+    let id = queued_id(&out);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listing = loop {
+        let l = String::from_utf8_lossy(&m.cli(&["queue"]).stdout).into_owned();
+        if l.contains("exit 75") {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        listing.contains(&id)
+            && listing.contains("<s@remote.test>")
+            && listing.contains("<flaky@example.test>"),
+        "{listing}"
+    );
+    // hold / release / flush.
+    assert!(m.cli(&["queue", "hold", &id]).status.success());
+    assert!(String::from_utf8_lossy(&m.cli(&["queue"]).stdout).contains(&format!("{id}!")));
+    assert!(m.cli(&["queue", "release", &id]).status.success());
+    std::fs::write(&flag, "").unwrap();
+    let f = m.cli(&["flush"]);
+    assert!(f.status.success(), "{f:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let flaky = PathBuf::from(format!("{}.flaky", pipe_out.display()));
+    while !flaky.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "flush did not deliver: {}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&flaky)
+        .unwrap()
+        .contains("Delivered-To: flaky@example.test"));
+    // A permanent pipe failure is recorded, and remove works on an entry.
+    let (ok, out) = send("broken@example.test");
+    assert!(ok, "{out}");
+    let log_deadline = Instant::now() + Duration::from_secs(10);
+    while !m
+        .log_text()
+        .contains("to=<broken@example.test> status=bounced")
+    {
+        assert!(Instant::now() < log_deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!m
+        .cli(&["queue", "show", "00000000000000000000000"])
+        .status
+        .success());
+    assert_eq!(
+        m.cli(&["queue", "remove", "../../etc"]).status.code(),
+        Some(67)
+    );
+}
+
+#[test]
+fn inetd_session_on_stdin() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let out = common::run_with_input(
+        Command::new(common::bin("mrelayd")).arg("-c").arg(&m.config).arg("inetd"),
+        b"EHLO pipe\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: via inetd\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        codes(&text),
+        ["220", "250", "250", "250", "354", "250", "221"],
+        "{text}"
+    );
+    // Delivered by the inetd process itself before it exits.
+    let msgs = wait_messages(&m.maildir("bob"), 1);
+    assert!(String::from_utf8_lossy(&msgs[0]).contains("Subject: via inetd"));
+}
+
+#[test]
+fn disk_full_gives_452_and_leaves_nothing() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    // Put the queue on a tiny tmpfs (we run as root in the test environment).
+    let qdir = m.queue_dir();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&qdir)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "cannot mount a tmpfs for the disk-full test"
+    );
+    for d in ["tmp", "msg", "hold", "state"] {
+        std::fs::create_dir(qdir.join(d)).unwrap();
+    }
+    let big = format!("{}\r\n", "b".repeat(900)).repeat(200);
+    let input = format!("EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n{big}.\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n");
+    let out = raw(m.smtp, input.as_bytes(), Duration::from_secs(5));
+    let tmp_left = count_files(&qdir.join("tmp"));
+    let msg_left = count_files(&qdir.join("msg"));
+    let small = wait_messages(&m.maildir("alice"), 1);
+    drop(m);
+    let _ = Command::new("umount").arg(&qdir).status();
+    assert!(out.contains("452 4.3.1"), "{out}");
+    assert_eq!(tmp_left, 0, "half-written file left in tmp/");
+    assert_eq!(
+        codes(&out).iter().filter(|c| *c == "250").count(),
+        6,
+        "{out}"
+    );
+    assert!(msg_left <= 1);
+    assert_eq!(small.len(), 1);
+    assert!(String::from_utf8_lossy(&small[0]).ends_with("\nsmall\n"));
+}
+
+/// smtp-source: 2,000 messages over 20 sessions into a Maildir Dovecot serves; every one lands,
+/// byte-exact, and Dovecot sees them all.
+#[test]
+fn smtp_source_2000_messages_land_in_dovecot() {
+    let dir = common::scratch();
+    let mail_dir = common::peer("PEER_MAIL_DIR");
+    // Deliver into the peer Maildirs as their owner (nobody), so Dovecot can read them.
+    let marker = format!("mk{}", std::process::id());
+    let from = format!("{marker}@remote.test");
+    // Into a folder of carol's that Dovecot serves (Maildir++ `.mrtestPID`), not her INBOX, so
+    // tests sharing the peers are not disturbed.
+    let user = "carol";
+    let folder = format!("mrtest{}", std::process::id());
+    let maildir = Path::new(&mail_dir).join(user).join(format!(".{folder}"));
+    std::fs::write(
+        dir.path().join("aliases"),
+        format!("load: {}/\n", maildir.display()),
+    )
+    .unwrap();
+    let m = Mrelayd::start(
+        dir.path(),
+        "delivery_workers = 4\nmax_per_ip = 100",
+        "[run_as]\nuser = \"nobody\"\n",
+    );
+    let out = Command::new(SMTP_SOURCE)
+        .args([
+            "-s",
+            "20",
+            "-m",
+            "2000",
+            "-l",
+            "4096",
+            "-f",
+            &from,
+            "-t",
+            "load@example.test",
+        ])
+        .arg(format!("127.0.0.1:{}", m.smtp))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", m.log_text());
+    // Every message delivered (others' tests may add to carol's Maildir: count ours).
+    let ours = |p: &Path| -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            for e in std::fs::read_dir(p.join(sub)).unwrap().flatten() {
+                if let Ok(b) = std::fs::read(e.path()) {
+                    if b.starts_with(format!("Return-Path: <{from}>").as_bytes()) {
+                        v.push(b);
+                    }
+                }
+            }
+        }
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let msgs = loop {
+        let v = ours(&maildir);
+        if v.len() >= 2000 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        msgs.len(),
+        2000,
+        "{}",
+        m.log_text()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Byte-exact: our three headers, then exactly what smtp-source sent (CRLF stored as LF).
+    let body: String = {
+        // smtp-source's body: numbered 'X' lines filling -l 4096 bytes (see postfix smtp-source.c).
+        let first = String::from_utf8_lossy(&msgs[0]).into_owned();
+        first.split_once("\n\n").unwrap().1.to_string()
+    };
+    assert!(body.len() >= 4000 && body.starts_with("1XXXX"), "{body}");
+    let mut ids = std::collections::HashSet::new();
+    for msg in &msgs {
+        let text = String::from_utf8_lossy(msg);
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), format!("Return-Path: <{from}>"));
+        assert_eq!(lines.next().unwrap(), "Delivered-To: load@example.test");
+        assert!(lines.next().unwrap().starts_with("Received: from "));
+        let (head, b) = text.split_once("\n\n").unwrap();
+        assert_eq!(b, body, "bodies differ");
+        assert!(
+            head.contains(&format!(
+                "\nFrom: <{from}>\nTo: <load@example.test>\nDate: "
+            )),
+            "{head}"
+        );
+        let qid = head
+            .split("with SMTP id ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        assert!(ids.insert(qid.to_string()), "duplicate queue id");
+    }
+    // Dovecot serves them: IMAP SEARCH finds all 2000 and FETCH of one matches the file.
+    let script = r#"
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+m.login(sys.argv[2], "password")
+typ, _ = m.select(sys.argv[4], readonly=True)
+assert typ == "OK", typ
+typ, data = m.search(None, "FROM", sys.argv[3])
+nums = data[0].split()
+print("COUNT", len(nums))
+typ, msg = m.fetch(nums[0], "(BODY.PEEK[TEXT])")
+sys.stdout.write("BODYLEN %d\n" % len(msg[0][1].replace(b"\r\n", b"\n")))
+m.logout()
+"#;
+    let (ok, out) = python(
+        script,
+        &[&common::peer("PEER_IMAP_PORT"), user, &from, &folder],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("COUNT 2000"), "{out}");
+    assert!(out.contains(&format!("BODYLEN {}", body.len())), "{out}");
+    // Clean up: the folder is ours alone.
+    let _ = std::fs::remove_dir_all(&maildir);
+}
+
+/// Sends numbered messages over `sessions` connections and records which ones got 250.
+const PY_TRACKED: &str = r#"
+import socket, sys, threading, time
+port, sessions, per, tag = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+lock = threading.Lock()
+def log(line):
+    with lock:
+        sys.stdout.write(line + "\n"); sys.stdout.flush()
+def reply(f):
+    while True:
+        l = f.readline()
+        if not l: raise EOFError
+        if l[3:4] != b"-": return l
+def worker(w):
+    n = 0
+    while n < per:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            f = s.makefile("rb")
+            reply(f); s.sendall(b"HELO t\r\n"); reply(f)
+            while n < per:
+                mid = "%s-%d-%d" % (tag, w, n)
+                s.sendall(b"MAIL FROM:<t@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+                for _ in range(3):
+                    if not reply(f).startswith((b"250", b"354")): raise EOFError
+                log("SENT " + mid)
+                s.sendall(("Subject: %s\r\n\r\nbody %s\r\n.\r\n" % (mid, mid)).encode())
+                r = reply(f)
+                if r.startswith(b"250"): log("ACK " + mid)
+                n += 1
+        except (OSError, EOFError):
+            time.sleep(0.2)
+            n += 1  # that message may or may not have been accepted; move on
+ts = [threading.Thread(target=worker, args=(w,)) for w in range(sessions)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"#;
+
+/// kill -9 in the middle of an smtp-source run (plus a tracked client), restart: every message
+/// that got 250 is delivered; nothing that was never fully sent is; duplicates are counted.
+#[test]
+fn crash_kill9_mid_run_loses_nothing_acknowledged() {
+    let dir = common::scratch();
+    let mut m = Mrelayd::start(dir.path(), "", "");
+    let tag = format!("crash{}", std::process::id());
+    let load = Command::new(SMTP_SOURCE)
+        .args([
+            "-s",
+            "10",
+            "-m",
+            "3000",
+            "-l",
+            "2048",
+            "-f",
+            "load@remote.test",
+            "-t",
+            "bob@example.test",
+        ])
+        .arg(format!("127.0.0.1:{}", m.smtp))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tracked = Command::new(PY)
+        .arg("-c")
+        .arg(PY_TRACKED)
+        .args([&m.smtp.to_string(), "8", "60", &tag])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let both get going, then kill -9 while they are mid-flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wait_messages(&m.maildir("alice"), 0).len() < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    m.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    m.restart();
+    let out = tracked.wait_with_output().unwrap();
+    let mut load = load;
+    let _ = load.kill();
+    let _ = load.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acked: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ACK "))
+        .collect();
+    let sent: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("SENT "))
+        .collect();
+    assert!(
+        acked.len() > 40,
+        "too few acknowledged messages to mean anything: {}",
+        acked.len()
+    );
+    // Wait for the restarted daemon to deliver what the crash left in the queue.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_files(&m.queue_dir().join("msg")) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut delivered: std::collections::HashMap<String, usize> = Default::default();
+    for msg in wait_messages(&m.maildir("alice"), 0) {
+        let t = String::from_utf8_lossy(&msg).into_owned();
+        let subject = t
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or("")
+            .to_string();
+        *delivered.entry(subject).or_default() += 1;
+    }
+    let lost: Vec<&&str> = acked
+        .iter()
+        .filter(|a| !delivered.contains_key(**a))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not delivered: {lost:?}");
+    for subject in delivered.keys() {
+        assert!(
+            sent.contains(subject.as_str()),
+            "delivered but never sent: {subject}"
+        );
+    }
+    let dups: usize = delivered.values().map(|n| n - 1).sum();
+    eprintln!(
+        "crash test: {} acknowledged, {} delivered, {} duplicates",
+        acked.len(),
+        delivered.len(),
+        dups
+    );
+    assert!(
+        m.log_text().matches("listening on").count() >= 6,
+        "restarted"
+    );
+}
+
+#[test]
+fn explain_says_which_rule_decided() {
+    let dir = common::scratch();
+    std::fs::write(dir.path().join("aliases"), "team: alice, bob\n").unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let out = m.cli(&[
+        "explain",
+        "--client",
+        "192.0.2.9",
+        "--from",
+        "x@remote.test",
+        "team@example.test",
+        "nobody@example.test",
+        "far@remote.test",
+        "alice+tag@example.test",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("RCPT TO:<team@example.test>: 250 2.1.5 (local domain example.test: alias team (aliases line 1)"), "{text}");
+    assert!(
+        text.contains("delivers to maildir") && text.contains("(user bob)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RCPT TO:<nobody@example.test>: 550 5.1.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RCPT TO:<far@remote.test>: 554 5.7.1")
+            && text.contains("not in trusted_networks"),
+        "{text}"
+    );
+    assert!(
+        text.contains("subaddress alice+tag: user alice, extension tag"),
+        "{text}"
+    );
+    // Authenticated: relaying allowed, and the sender must be the user's own.
+    let out = m.cli(&[
+        "explain",
+        "--client",
+        "192.0.2.9",
+        "--auth",
+        "bob",
+        "--role",
+        "submission",
+        "--from",
+        "alice@example.test",
+        "far@remote.test",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("MAIL FROM:<alice@example.test>: 553 5.7.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RCPT TO:<far@remote.test>: 250 2.1.5")
+            && text.contains("authenticated as bob"),
+        "{text}"
+    );
+}
+
+#[test]
+fn quickstart_creates_a_working_config_and_reuses_it() {
+    let dir = common::scratch();
+    let demo = dir.path().join("demo");
+    let run = || {
+        Command::new(common::bin("mrelayd"))
+            .arg("quickstart")
+            .arg(&demo)
+            .arg("--no-run")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let password = std::fs::read_to_string(demo.join("demo-password"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(password.len(), 16);
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains(&password)
+            && text.contains("swaks")
+            && text.contains("2525")
+            && text.contains("2587"),
+        "{text}"
+    );
+    // Rerun reuses the directory and the password.
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("(reused)"));
+    assert_eq!(
+        std::fs::read_to_string(demo.join("demo-password"))
+            .unwrap()
+            .trim(),
+        password
+    );
+    // The config loads and routes demo@localhost to its Maildir; nothing is trusted.
+    let out = Command::new(common::bin("mrelayd"))
+        .arg("-c")
+        .arg(demo.join("mailkit.toml"))
+        .args([
+            "explain",
+            "--client",
+            "127.0.0.1",
+            "--from",
+            "a@b.test",
+            "demo@localhost",
+            "x@remote.test",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("RCPT TO:<demo@localhost>: 250") && text.contains("mail/demo/Maildir"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RCPT TO:<x@remote.test>: 554 5.7.1"),
+        "{text}"
+    );
+    assert!(demo.join("mail/demo/Maildir/new").is_dir() && demo.join("cert.pem").exists());
+}

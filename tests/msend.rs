@@ -1,0 +1,1132 @@
+//! msend against real peers: aiosmtpd capture (byte-exact), smtp-sink, Postfix submission and
+//! submissions with Dovecot SASL, dnsmasq MX records, and small scripted SMTP servers on
+//! loopback sockets for replies at each stage.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Every child gets at most this long.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+fn msend(home: &Path) -> Command {
+    let mut c = Command::new(common::bin("msend"));
+    c.env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("MSEND_PASSWORD")
+        .env_remove("MAILKIT_CONFIG")
+        .env("USER", "tester")
+        .arg("--timeout")
+        .arg("10");
+    c
+}
+
+/// Runs with `input` on stdin, killing the child after [`CHILD_LIMIT`].
+fn run(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > CHILD_LIMIT {
+            let _ = child.kill();
+            panic!("msend did not finish within {CHILD_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn token() -> String {
+    format!("tok{}x{}", std::process::id(), rand_u64() % 1_000_000_007)
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// The capture peer's stored message containing `token`, with its envelope line.
+fn captured(dir: &Path, token: &str) -> Option<(Vec<u8>, serde_json::Value)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("envelopes.jsonl")) {
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let Some(file) = v["file"].as_str() else {
+                    continue;
+                };
+                if let Ok(bytes) = std::fs::read(dir.join(file)) {
+                    if String::from_utf8_lossy(&bytes).contains(token) {
+                        return Some((bytes, v));
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn capture_dir() -> PathBuf {
+    PathBuf::from(common::peer("PEER_CAPTURE_DIR"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted SMTP server: real socket, fixed replies per command, records what it received.
+
+#[derive(Clone)]
+struct Script {
+    greeting: &'static str,
+    ehlo: &'static str,
+    helo: &'static str,
+    mail: &'static str,
+    rcpt: &'static str,
+    data: &'static str,
+    end: &'static str,
+    starttls: &'static str,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            greeting: "220 scripted ESMTP\r\n",
+            ehlo: "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            helo: "250 scripted\r\n",
+            mail: "250 2.1.0 ok\r\n",
+            rcpt: "250 2.1.5 ok\r\n",
+            data: "354 go\r\n",
+            end: "250 2.0.0 queued\r\n",
+            starttls: "220 2.0.0 go ahead\r\n",
+        }
+    }
+}
+
+/// Starts a one-connection scripted server on `ip`; returns its port and a receiver for the
+/// bytes it received.
+fn scripted_on(ip: &str, script: Script) -> (u16, mpsc::Receiver<Vec<u8>>) {
+    scripted_multi(ip, script, 1)
+}
+
+/// Like [`scripted_on`] for `conns` connections one after the other (bytes of all of them).
+fn scripted_multi(ip: &str, script: Script, conns: usize) -> (u16, mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..conns {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            serve_one(stream, &script, &mut seen);
+        }
+        let _ = tx.send(seen);
+    });
+    (port, rx)
+}
+
+fn serve_one(stream: TcpStream, script: &Script, seen: &mut Vec<u8>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let _ = w.write_all(script.greeting.as_bytes());
+    if !script.greeting.starts_with("220") {
+        // Wait for QUIT (or the close) after a refusing greeting.
+        let mut line = Vec::new();
+        let _ = r.read_until(b'\n', &mut line);
+        seen.extend_from_slice(&line);
+        let _ = w.write_all(b"221 bye\r\n");
+        return;
+    }
+    loop {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        seen.extend_from_slice(&line);
+        let upper = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") {
+            script.ehlo
+        } else if upper.starts_with("HELO") {
+            script.helo
+        } else if upper.starts_with("MAIL") {
+            script.mail
+        } else if upper.starts_with("RCPT") {
+            script.rcpt
+        } else if upper.starts_with("DATA") {
+            script.data
+        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+            "250 ok\r\n"
+        } else if upper.starts_with("QUIT") {
+            let _ = w.write_all(b"221 bye\r\n");
+            break;
+        } else if upper.starts_with("STARTTLS") {
+            let _ = w.write_all(script.starttls.as_bytes());
+            // Whatever comes now must be a TLS handshake, never SMTP in clear.
+            let mut rest = vec![0u8; 4096];
+            if let Ok(n) = r.read(&mut rest) {
+                seen.extend_from_slice(&rest[..n]);
+            }
+            break;
+        } else {
+            "500 what\r\n"
+        };
+        let _ = w.write_all(reply.as_bytes());
+        if upper.starts_with("DATA") && reply.starts_with("354") {
+            loop {
+                let mut l = Vec::new();
+                match r.read_until(b'\n', &mut l) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                seen.extend_from_slice(&l);
+                if l == b".\r\n" {
+                    break;
+                }
+            }
+            let _ = w.write_all(script.end.as_bytes());
+        }
+    }
+}
+
+fn scripted(script: Script) -> (u16, mpsc::Receiver<Vec<u8>>) {
+    scripted_on("127.0.0.1", script)
+}
+
+const SIMPLE: &[u8] = b"From: a@example.test\nTo: b@example.test\nSubject: hi\n\nhello\n";
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn capture_receives_byte_exact_with_bcc_removed_and_dots_intact() {
+    let home = common::scratch();
+    let tok = token();
+    let input = format!(
+        "From: Alice <alice@example.test>\n\
+         To: Bob <bob@example.test>, carol@example.test\n\
+         Cc: dave@example.test\n\
+         Bcc: secret@example.test\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\n\
+         Message-ID: <{tok}@example.test>\n\
+         Subject: {tok}\n\
+         \n\
+         .leading dot\n\
+         ..two dots\n\
+         .\n\
+         last line without newline"
+    );
+    let o = run(
+        msend(home.path())
+            .args(["-t", "-i", "-oem", "-odi", "-f", "alice@example.test"])
+            .args(["--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"))),
+        input.as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (bytes, env) = captured(&capture_dir(), &tok).expect("message captured");
+    let expected = format!(
+        "From: Alice <alice@example.test>\r\n\
+         To: Bob <bob@example.test>, carol@example.test\r\n\
+         Cc: dave@example.test\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <{tok}@example.test>\r\n\
+         Subject: {tok}\r\n\
+         \r\n\
+         .leading dot\r\n\
+         ..two dots\r\n\
+         .\r\n\
+         last line without newline\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&bytes), expected);
+    assert_eq!(env["mail_from"], "alice@example.test");
+    let rcpts: Vec<&str> = env["rcpt_tos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rcpts,
+        [
+            "bob@example.test",
+            "carol@example.test",
+            "dave@example.test",
+            "secret@example.test"
+        ]
+    );
+}
+
+#[test]
+fn lone_dot_ends_input_without_i_and_headers_are_added() {
+    let home = common::scratch();
+    let tok = token();
+    let input = format!("Subject: {tok}\n\nfirst\n.\nnot sent\n");
+    let o = run(
+        msend(home.path())
+            .args(["-F", "Test User", "-f", "sender@example.test", "--no-tls"])
+            .arg("--server")
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT")))
+            .arg("rcpt@example.test"),
+        input.as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (bytes, env) = captured(&capture_dir(), &tok).expect("captured");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("From: Test User <sender@example.test>\r\nDate: "),
+        "{text}"
+    );
+    assert!(text.contains("\r\nMessage-ID: <"), "{text}");
+    assert!(text.ends_with("\r\n\r\nfirst\r\n"), "{text}");
+    assert!(!text.contains("not sent"));
+    assert_eq!(env["rcpt_tos"][0], "rcpt@example.test");
+}
+
+#[test]
+fn smtp_sink_accepts() {
+    let home = common::scratch();
+    let o = run(
+        msend(home.path())
+            .args(["-oi", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_SINK_PORT")))
+            .args(["-f", "a@example.test", "x@example.test,y@example.test"]),
+        SIMPLE,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn starttls_submission_with_auth_delivers_and_transcript_redacts_password() {
+    let home = common::scratch();
+    let tok = token();
+    let msg = format!("Subject: {tok}\n\nvia submission\n");
+    let o = run(
+        msend(home.path())
+            .env("MSEND_PASSWORD", "password")
+            .args(["-v", "--user", "alice", "-f", "alice@example.test"])
+            .arg("--ca-file")
+            .arg(common::peer("PEER_CA_FILE"))
+            .arg("--server")
+            .arg(format!(
+                "localhost:{}",
+                common::peer("PEER_SUBMISSION_PORT")
+            ))
+            .arg("bob@example.test"),
+        msg.as_bytes(),
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(err.contains("-> STARTTLS"), "{err}");
+    assert!(err.contains("AUTH PLAIN <redacted>"), "{err}");
+    assert!(
+        !err.contains("AGFsaWNlAHBhc3N3b3Jk"),
+        "password leaked: {err}"
+    );
+    // Postfix delivers to bob's Maildir; wait for it.
+    let maildir = PathBuf::from(common::peer("PEER_MAIL_DIR"))
+        .join("bob")
+        .join("new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = std::fs::read_dir(&maildir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&tok)));
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "message not delivered to bob");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn implicit_tls_auth_and_wrong_password() {
+    let home = common::scratch();
+    let server = format!("localhost:{}", common::peer("PEER_SUBMISSIONS_PORT"));
+    let base = |pw: &str| {
+        let mut c = msend(home.path());
+        c.env("MSEND_PASSWORD", pw)
+            .args(["--tls", "--user", "alice", "-f", "alice@example.test"])
+            .arg("--ca-file")
+            .arg(common::peer("PEER_CA_FILE"))
+            .arg("--server")
+            .arg(&server)
+            .arg("carol@example.test");
+        c
+    };
+    let o = run(&mut base("password"), SIMPLE);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&mut base("wrong"), SIMPLE);
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(stderr(&o).contains("535"), "{}", stderr(&o));
+    // ... or from ~/.netrc.
+    std::fs::write(
+        home.path().join(".netrc"),
+        "machine other.test login x password y\nmachine localhost login alice password password\n",
+    )
+    .unwrap();
+    let mut c = base("unused");
+    c.env_remove("MSEND_PASSWORD");
+    let o = run(&mut c, SIMPLE);
+    assert_eq!(code(&o), 0, "netrc: {}", stderr(&o));
+    // The password may also come from --password-command.
+    let mut c = base("wrong");
+    c.env_remove("MSEND_PASSWORD")
+        .args(["--password-command", "echo password"]);
+    let o = run(&mut c, SIMPLE);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn untrusted_certificate_fails_and_nothing_goes_in_clear() {
+    let home = common::scratch();
+    // The scripted server offers STARTTLS; its "TLS" is whatever it receives next. The peers'
+    // CA is not among the webpki roots, and the scripted server has no certificate at all.
+    let script = Script {
+        ehlo: "250-scripted\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n",
+        ..Script::default()
+    };
+    let (port, rx) = scripted(script);
+    let o = run(
+        msend(home.path())
+            .env("MSEND_PASSWORD", "topsecret")
+            .args(["--user", "alice", "-f", "a@example.test", "--server"])
+            .arg(format!("localhost:{port}"))
+            .arg("b@example.test"),
+        SIMPLE,
+    );
+    let c = code(&o);
+    assert!(c == 75 || c == 69, "exit {c}: {}", stderr(&o));
+    assert!(stderr(&o).contains("TLS"), "{}", stderr(&o));
+    let seen = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(!seen.contains("AUTH"), "{seen}");
+    assert!(!seen.contains("MAIL FROM"), "{seen}");
+    assert!(!seen.contains("hello"), "{seen}");
+
+    // A real TLS server (capture, certificate from the peers' CA) against the webpki roots.
+    let o = run(
+        msend(home.path())
+            .args(["-f", "a@example.test", "--server"])
+            .arg(format!("localhost:{}", common::peer("PEER_CAPTURE_PORT")))
+            .arg("b@example.test"),
+        b"Subject: must-not-arrive-untrusted\n\nx\n",
+    );
+    let c = code(&o);
+    assert!(c == 75 || c == 69, "exit {c}: {}", stderr(&o));
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+}
+
+#[test]
+fn auth_refused_without_tls() {
+    let home = common::scratch();
+    let o = run(
+        msend(home.path()).env("MSEND_PASSWORD", "x").args([
+            "--no-tls",
+            "--user",
+            "alice",
+            "--server",
+            "127.0.0.1:1",
+            "b@x.test",
+        ]),
+        SIMPLE,
+    );
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+}
+
+/// The first free port on 127.0.0.2 that nothing listens on at 127.0.0.1.
+fn port_down_on_mx1() -> (TcpListener, u16) {
+    for _ in 0..50 {
+        let l = TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if TcpStream::connect_timeout(
+            &format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_millis(300),
+        )
+        .is_err()
+        {
+            return (l, port);
+        }
+    }
+    panic!("no port free on both addresses");
+}
+
+#[test]
+fn direct_delivery_falls_back_to_second_mx_with_starttls() {
+    let home = common::scratch();
+    let dir = common::scratch();
+    let cap = dir.path().join("cap");
+    std::fs::create_dir(&cap).unwrap();
+    let (probe, port) = port_down_on_mx1();
+    drop(probe);
+    // capture.py binds, then drops to nobody: its directory must be nobody's.
+    Command::new("chown")
+        .args(["65534:65534"])
+        .arg(&cap)
+        .status()
+        .unwrap();
+    let mut server = Command::new("/usr/bin/python3")
+        .arg(PathBuf::from(common::peer("PEER_BIN_DIR")).join("capture.py"))
+        .args(["127.0.0.2", &port.to_string()])
+        .arg(&cap)
+        .arg(common::peer("PEER_CERT_FILE"))
+        .arg(common::peer("PEER_KEY_FILE"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.2", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "capture on 127.0.0.2 did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tok = token();
+    let o = run(
+        msend(home.path())
+            .args(["-v", "--direct", "--resolver"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_DNS_PORT")))
+            .args(["--smtp-port", &port.to_string(), "-f", "bob@other.test"])
+            .arg("alice@example.test"),
+        format!("Subject: {tok}\n\ndirect\n").as_bytes(),
+    );
+    let found = captured(&cap, &tok);
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(err.contains("mx1.example.test[127.0.0.1]"), "{err}");
+    assert!(
+        err.contains("Connected to mx2.example.test[127.0.0.2]"),
+        "{err}"
+    );
+    let (bytes, env) = found.expect("captured on mx2");
+    assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\ndirect\r\n"));
+    assert_eq!(env["tls"], true, "opportunistic STARTTLS used");
+    assert_eq!(env["rcpt_tos"][0], "alice@example.test");
+}
+
+#[test]
+fn direct_null_mx_and_nxdomain_are_permanent() {
+    let home = common::scratch();
+    for (rcpt, what) in [
+        ("x@nullmx.test", "null MX"),
+        ("x@nonexistent-domain.test", "NXDOMAIN"),
+    ] {
+        let o = run(
+            msend(home.path())
+                .args(["--direct", "--resolver"])
+                .arg(format!("127.0.0.1:{}", common::peer("PEER_DNS_PORT")))
+                .args(["--smtp-port", "9", "-f", "a@example.test", rcpt]),
+            SIMPLE,
+        );
+        assert_eq!(code(&o), 69, "{rcpt}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(rcpt) && err.contains(what), "{err}");
+    }
+}
+
+#[test]
+fn replies_at_each_stage_give_the_documented_exit_codes() {
+    let cases: Vec<(Script, i32, &str)> = vec![
+        (
+            Script {
+                greeting: "421 busy\r\n",
+                ..Script::default()
+            },
+            75,
+            "421",
+        ),
+        (
+            Script {
+                greeting: "554 go away\r\n",
+                ..Script::default()
+            },
+            69,
+            "554",
+        ),
+        (
+            Script {
+                mail: "451 4.3.0 try later\r\n",
+                ..Script::default()
+            },
+            75,
+            "451",
+        ),
+        (
+            Script {
+                mail: "553 5.7.1 sender refused\r\n",
+                ..Script::default()
+            },
+            69,
+            "553",
+        ),
+        (
+            Script {
+                rcpt: "550 5.1.1 no such user\r\n",
+                ..Script::default()
+            },
+            67,
+            "550 5.1.1",
+        ),
+        (
+            Script {
+                rcpt: "452 4.2.2 mailbox full\r\n",
+                ..Script::default()
+            },
+            75,
+            "452",
+        ),
+        (
+            Script {
+                data: "554 5.5.1 no data\r\n",
+                ..Script::default()
+            },
+            69,
+            "554",
+        ),
+        (
+            Script {
+                end: "451 4.3.0 local error\r\n",
+                ..Script::default()
+            },
+            75,
+            "451",
+        ),
+        (
+            Script {
+                end: "552 5.3.4 too big\r\n",
+                ..Script::default()
+            },
+            69,
+            "552",
+        ),
+        // EHLO refused: HELO fallback, then success.
+        (
+            Script {
+                ehlo: "502 no ehlo\r\n",
+                ..Script::default()
+            },
+            0,
+            "",
+        ),
+    ];
+    for (script, want, text) in cases {
+        let home = common::scratch();
+        let (port, rx) = scripted(script);
+        let o = run(
+            msend(home.path())
+                .args(["--no-tls", "-f", "a@example.test", "--server"])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("b@example.test"),
+            SIMPLE,
+        );
+        let err = stderr(&o);
+        assert_eq!(code(&o), want, "{text}: {err}");
+        if want != 0 {
+            assert!(
+                err.contains(text) && err.contains("b@example.test"),
+                "{err}"
+            );
+            assert_eq!(err.lines().count(), 1, "one line per failure: {err}");
+        } else {
+            let seen = String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(20)).unwrap())
+                .into_owned();
+            assert!(seen.contains("HELO "), "{seen}");
+        }
+    }
+}
+
+#[test]
+fn temporary_failure_is_spooled_then_flushed() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    let tok = token();
+    let msg = format!("From: a@example.test\nSubject: {tok}\n\nspooled body\n.dot\n");
+    let (port, _rx) = scripted(Script {
+        rcpt: "451 4.7.1 greylisted\r\n",
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["-i", "--no-tls", "-f", "a@example.test", "--queue"])
+            .arg(&q)
+            .arg("--server")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("spooled@example.test"),
+        msg.as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("greylisted"), "{}", stderr(&o));
+    let o = run(msend(home.path()).arg("--queue").arg(&q).arg("--list"), b"");
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(listing.contains("spooled@example.test"), "{listing}");
+    assert!(listing.contains("greylisted"), "{listing}");
+    // Flush while the server still fails: stays queued, exit 75.
+    let o = run(
+        msend(home.path())
+            .args(["--flush", "--no-tls", "--server", "127.0.0.1:1", "--queue"])
+            .arg(&q),
+        b"",
+    );
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(&q)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
+            .count(),
+        1
+    );
+    // Flush to capture: delivered byte-exact, then removed from the spool.
+    let o = run(
+        msend(home.path())
+            .args(["--flush", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT")))
+            .arg("--queue")
+            .arg(&q),
+        b"",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (bytes, env) = captured(&capture_dir(), &tok).expect("flushed message captured");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.ends_with("\r\n\r\nspooled body\r\n.dot\r\n"), "{text}");
+    assert_eq!(env["rcpt_tos"][0], "spooled@example.test");
+    assert_eq!(env["mail_from"], "a@example.test");
+    let o = run(msend(home.path()).arg("--queue").arg(&q).arg("--list"), b"");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("empty"));
+}
+
+#[test]
+fn flush_moves_permanent_failures_to_failed() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    let (port, _rx) = scripted(Script {
+        greeting: "421 down\r\n",
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "-f", "a@example.test", "--queue"])
+            .arg(&q)
+            .arg("--server")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("gone@example.test"),
+        SIMPLE,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (port, _rx) = scripted(Script {
+        rcpt: "550 5.1.1 unknown user\r\n",
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["--flush", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--queue")
+            .arg(&q),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_ne!(code(&o), 0, "{err}");
+    assert!(
+        err.contains("550 5.1.1") && err.contains("gone@example.test"),
+        "{err}"
+    );
+    let failed: Vec<_> = std::fs::read_dir(q.join("failed"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(failed.len(), 1);
+    let o = run(msend(home.path()).arg("--queue").arg(&q).arg("--list"), b"");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("empty"));
+}
+
+#[test]
+fn recipients_missing_and_bad_usage() {
+    let home = common::scratch();
+    let o = run(
+        msend(home.path()).args(["-t", "--no-tls", "--server", "127.0.0.1:1"]),
+        b"Subject: none\n\nx\n",
+    );
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let o = run(
+        msend(home.path()).args(["--no-tls", "--server", "127.0.0.1:1"]),
+        b"Subject: none\n\nx\n",
+    );
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    let o = run(
+        msend(home.path()).args(["-t", "--no-tls", "--server", "127.0.0.1:1"]),
+        b"To: a@x.test\nthis is not a header\n\nx\n",
+    );
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let o = run(msend(home.path()).args(["--bogus-flag"]), b"");
+    assert_eq!(code(&o), 64);
+    let o = run(msend(home.path()).arg("a@x.test"), SIMPLE);
+    assert_eq!(code(&o), 78, "no server configured: {}", stderr(&o));
+}
+
+#[test]
+fn accounts_from_user_config() {
+    let home = common::scratch();
+    let cfgdir = home.path().join(".config/mailkit");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!(
+            "default = \"cap\"\n[accounts.cap]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"acct@example.test\"\n[accounts.sub]\nserver = \"localhost\"\nport = {}\nuser = \"alice\"\npassword_command = \"echo password\"\nca_file = \"{}\"\n",
+            common::peer("PEER_CAPTURE_PORT"),
+            common::peer("PEER_SUBMISSION_PORT"),
+            common::peer("PEER_CA_FILE")
+        ),
+    )
+    .unwrap();
+    let tok = token();
+    let o = run(
+        msend(home.path()).arg("x@example.test"),
+        format!("Subject: {tok}\n\nacct\n").as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (_, env) = captured(&capture_dir(), &tok).unwrap();
+    assert_eq!(env["mail_from"], "acct@example.test");
+    let o = run(
+        msend(home.path()).args(["-a", "sub", "--quit-after", "auth", "-v"]),
+        b"",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("235"), "{}", stderr(&o));
+    let o = run(msend(home.path()).args(["-a", "nope", "x@y.test"]), SIMPLE);
+    assert_eq!(code(&o), 78);
+    std::fs::write(cfgdir.join("msend.toml"), "bogus_key = 1\n").unwrap();
+    let o = run(msend(home.path()).arg("x@y.test"), SIMPLE);
+    assert_eq!(code(&o), 78);
+    assert!(stderr(&o).contains("bogus_key"), "{}", stderr(&o));
+}
+
+#[test]
+fn quit_after_stops_without_sending() {
+    let home = common::scratch();
+    for stage in ["connect", "banner", "ehlo", "mail", "rcpt"] {
+        let (port, rx) = scripted(Script::default());
+        let o = run(
+            msend(home.path())
+                .args([
+                    "--no-tls",
+                    "--quit-after",
+                    stage,
+                    "-f",
+                    "a@example.test",
+                    "--server",
+                ])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("b@example.test"),
+            b"",
+        );
+        assert_eq!(code(&o), 0, "{stage}: {}", stderr(&o));
+        let seen = String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(20)).unwrap())
+            .into_owned();
+        assert!(!seen.contains("DATA"), "{stage}: {seen}");
+        assert!(seen.contains("QUIT"), "{stage}: {seen}");
+        assert_eq!(
+            seen.contains("MAIL"),
+            stage == "mail" || stage == "rcpt",
+            "{stage}: {seen}"
+        );
+        assert_eq!(seen.contains("RCPT"), stage == "rcpt", "{stage}: {seen}");
+    }
+}
+
+#[test]
+fn compose_dry_run_is_valid_mime() {
+    let home = common::scratch();
+    let att = home.path().join("report.pdf");
+    std::fs::write(&att, b"%PDF-1.4 fake\x00\x01\x02").unwrap();
+    let o = run(
+        msend(home.path())
+            .args([
+                "--dry-run",
+                "--from",
+                "Jörg <joerg@example.test>",
+                "--to",
+                "a@example.test",
+            ])
+            .args(["--cc", "c@example.test", "--bcc", "hidden@example.test"])
+            .args(["--subject", "Grüße aus Köln"])
+            .arg("--attach")
+            .arg(&att),
+        "Hallo Welt — ünïcödé body\n".as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dir = common::scratch();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, &o.stdout).unwrap();
+    let script = r#"
+import sys, email, email.policy
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+print(m['subject'])
+print(m['from'])
+print(m['to'])
+print(m['cc'])
+print(m['bcc'])
+print(m.get_content_type())
+body = m.get_body(preferencelist=('plain',))
+print(body.get_content().strip())
+atts = list(m.iter_attachments())
+print(len(atts), atts[0].get_filename(), atts[0].get_content_type(), atts[0].get_content() == open(sys.argv[2], 'rb').read())
+print(bool(m['date']), bool(m['message-id']))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&eml)
+        .arg(&att)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "Grüße aus Köln");
+    assert_eq!(lines[1], "Jörg <joerg@example.test>");
+    assert_eq!(lines[2], "a@example.test");
+    assert_eq!(lines[3], "c@example.test");
+    assert_eq!(lines[4], "None");
+    assert_eq!(lines[5], "multipart/mixed");
+    assert_eq!(lines[6], "Hallo Welt — ünïcödé body");
+    assert_eq!(lines[7], "1 report.pdf application/pdf True");
+    assert_eq!(lines[8], "True True");
+}
+
+#[test]
+fn compose_sends_to_all_recipients_without_bcc_header() {
+    let home = common::scratch();
+    let tok = token();
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT")))
+            .args([
+                "--from",
+                "me@example.test",
+                "--to",
+                "a@example.test",
+                "--bcc",
+                "b@example.test",
+            ])
+            .args(["--subject", &tok]),
+        b"body\n",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (bytes, env) = captured(&capture_dir(), &tok).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("b@example.test"));
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!(["a@example.test", "b@example.test"])
+    );
+    assert_eq!(env["mail_from"], "me@example.test");
+}
+
+#[test]
+fn bs_mode_relays_an_smtp_session() {
+    let home = common::scratch();
+    let tok = token();
+    let session = format!(
+        "EHLO php.example\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\nSubject: {tok}\r\n\r\n..dotted\r\n.\r\nQUIT\r\n"
+    );
+    let o = run(
+        msend(home.path())
+            .args(["-bs", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"))),
+        session.as_bytes(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(out.starts_with("220 "), "{out}");
+    assert!(out.contains("\r\n354 "), "{out}");
+    assert!(out.contains("\r\n250 2.0.0"), "{out}");
+    assert!(out.contains("\r\n221 "), "{out}");
+    let (bytes, env) = captured(&capture_dir(), &tok).unwrap();
+    assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\n.dotted\r\n"));
+    assert_eq!(env["mail_from"], "app@example.test");
+}
+
+#[test]
+fn eight_bit_body_needs_8bitmime() {
+    let home = common::scratch();
+    let (port, rx) = scripted(Script {
+        ehlo: "250-scripted\r\n250 PIPELINING\r\n",
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "-f", "a@example.test", "--server"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("b@example.test"),
+        "Subject: x\n\nkäse\n".as_bytes(),
+    );
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+    assert!(stderr(&o).contains("8BITMIME"), "{}", stderr(&o));
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).into_owned();
+    assert!(!seen.contains("MAIL"), "{seen}");
+    // With 8BITMIME offered, BODY=8BITMIME is declared.
+    let (port, rx) = scripted(Script::default());
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "-f", "a@example.test", "--server"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("b@example.test"),
+        "Subject: x\n\nkäse\n".as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).into_owned();
+    assert!(
+        seen.contains("MAIL FROM:<a@example.test> BODY=8BITMIME"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn reply_injected_before_tls_is_refused() {
+    let home = common::scratch();
+    // A man in the middle appends a reply after the 220 to STARTTLS (RFC 3207 §5).
+    let (port, rx) = scripted(Script {
+        ehlo: "250-scripted\r\n250 STARTTLS\r\n",
+        starttls: "220 go\r\n250-fake\r\n250 AUTH PLAIN\r\n",
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["-f", "a@example.test", "--server"])
+            .arg(format!("localhost:{port}"))
+            .arg("b@example.test"),
+        SIMPLE,
+    );
+    let c = code(&o);
+    assert!(c == 75 || c == 69, "exit {c}: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("after the STARTTLS reply"),
+        "{}",
+        stderr(&o)
+    );
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).into_owned();
+    assert!(!seen.contains("MAIL"), "{seen}");
+}
+
+#[test]
+fn direct_implicit_mx_and_clear_fallback_when_opportunistic_tls_fails() {
+    let home = common::scratch();
+    // aonly.test has no MX, only A 127.0.0.3. Its server offers STARTTLS but cannot do TLS:
+    // msend must retry the same host in clear.
+    let (port, rx) = scripted_multi(
+        "127.0.0.3",
+        Script {
+            ehlo: "250-scripted\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+            ..Script::default()
+        },
+        2,
+    );
+    let o = run(
+        msend(home.path())
+            .args(["-v", "--direct", "--resolver"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_DNS_PORT")))
+            .args(["--smtp-port", &port.to_string(), "-f", "a@example.test"])
+            .arg("user@aonly.test"),
+        SIMPLE,
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(err.contains("implicit MX aonly.test"), "{err}");
+    assert!(err.contains("retrying without TLS"), "{err}");
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).into_owned();
+    assert!(seen.contains("RCPT TO:<user@aonly.test>"), "{seen}");
+    assert!(seen.contains("\r\nhello\r\n.\r\n"), "{seen}");
+}
+
+#[test]
+fn dns_server_down_is_temporary() {
+    let home = common::scratch();
+    // A UDP port nobody serves: queries fail or time out, which is worth retrying.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = run(
+        msend(home.path())
+            .args(["--direct", "--resolver"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-f", "a@example.test", "x@example.test"]),
+        SIMPLE,
+    );
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(stderr(&o).contains("x@example.test"), "{}", stderr(&o));
+}
