@@ -481,29 +481,6 @@ fn lookup_id_by_name(table: &str, name: &str) -> Option<u32> {
         .next()
 }
 
-/// Resolves a user name or numeric uid to (uid, primary gid, home) from `/etc/passwd`, for the
-/// privilege drop (`[run_as]`) without libc's unsafe getpwnam.
-pub fn system_user(name: &str) -> Option<(u32, u32, PathBuf)> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        if f.len() < 6 {
-            return None;
-        }
-        let uid: u32 = f[2].parse().ok()?;
-        let gid: u32 = f[3].parse().ok()?;
-        (f[0] == name || f[2] == name).then(|| (uid, gid, PathBuf::from(f[5])))
-    })
-}
-
-/// Resolves a group name or numeric gid from `/etc/group`.
-pub fn system_group(name: &str) -> Option<u32> {
-    if let Ok(n) = name.parse() {
-        return Some(n);
-    }
-    lookup_id_by_name("/etc/group", name)
-}
-
 /// The result of a login attempt.
 #[derive(Debug, Clone)]
 pub enum AuthResult {

@@ -1,6 +1,5 @@
 //! `mpopd`: POP3 server over Maildir (RFC 1939 with CAPA, STLS, AUTH PLAIN, APOP).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,10 +139,7 @@ fn settings(config: &Config, pop: &Pop3Config) -> Result<Settings> {
         idle_timeout: Duration::from_secs(pop.idle_timeout_secs.max(1)),
         ..server::Limits::default()
     };
-    let run_as = config.run_as.as_ref().map(|r| server::RunAs {
-        user: r.user.clone(),
-        group: r.group.clone(),
-    });
+    let run_as = server::RunAs::from_config(config);
     Ok(Settings {
         tls,
         limits,
@@ -155,15 +151,13 @@ fn listener_specs(pop: &Pop3Config) -> Result<Vec<ListenerSpec>> {
     pop.listen
         .iter()
         .map(|l| {
-            let addr: SocketAddr = l.address.parse().map_err(|e| {
-                exit::fail(
-                    exit::CONFIG,
-                    format!("[mpopd] listen address {:?}: {e}", l.address),
-                )
-            })?;
-            Ok(ListenerSpec::new(addr, l.role.name())
-                .implicit_tls(l.role == Role::ImplicitTls)
-                .busy_reply(b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n"))
+            server::listener_from_config(
+                "mpopd.listen",
+                &l.address,
+                l.role.name(),
+                l.role == Role::ImplicitTls,
+                b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
+            )
         })
         .collect()
 }

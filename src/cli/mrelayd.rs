@@ -6,7 +6,7 @@
 //! policy, passwords, queueing).
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -259,10 +259,7 @@ fn settings(config: &Config, relay: &RelayConfig) -> Result<Settings> {
             idle_timeout: Duration::from_secs(relay.idle_timeout_secs.max(1)),
             ..server::Limits::default()
         },
-        run_as: config.run_as.as_ref().map(|r| server::RunAs {
-            user: r.user.clone(),
-            group: r.group.clone(),
-        }),
+        run_as: server::RunAs::from_config(config),
     })
 }
 
@@ -272,37 +269,17 @@ fn chown_queue(config: &Config, queue: &Queue) -> Result<()> {
     let Some(run_as) = &config.run_as else {
         return Ok(());
     };
-    if !is_root() {
+    if server::sys::euid() != 0 {
         return Ok(());
     }
-    let (uid, gid, _) = crate::auth::system_user(&run_as.user).ok_or_else(|| {
-        exit::fail(
-            exit::CONFIG,
-            format!("run_as: no such user {}", run_as.user),
-        )
-    })?;
-    let gid = match &run_as.group {
-        Some(g) => crate::auth::system_group(g)
-            .ok_or_else(|| exit::fail(exit::CONFIG, format!("run_as: no such group {g}")))?,
-        None => gid,
-    };
+    let (uid, gid) = server::sys::resolve_ids(&run_as.user, run_as.group.as_deref())
+        .map_err(|e| exit::fail(exit::CONFIG, format!("run_as: {e}")))?;
     for d in ["", "tmp", "msg", "hold", "state"] {
         let p = queue.root().join(d);
         std::os::unix::fs::chown(&p, Some(uid), Some(gid))
             .with_context(|| format!("chown {}", p.display()))?;
     }
     Ok(())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn run_daemon(config: Config, relay: RelayConfig, inetd_role: Option<String>) -> Result<u8> {
@@ -399,15 +376,13 @@ fn listener_specs(relay: &RelayConfig) -> Result<Vec<ListenerSpec>> {
         .listen
         .iter()
         .map(|l| {
-            let addr: SocketAddr = l.address.parse().map_err(|_| {
-                exit::fail(
-                    exit::CONFIG,
-                    format!("mrelayd.listen: {:?} is not IP:PORT", l.address),
-                )
-            })?;
-            Ok(ListenerSpec::new(addr, l.role.name())
-                .implicit_tls(l.role == Role::Submissions)
-                .busy_reply(b"421 4.7.0 Too many connections, try again later\r\n"))
+            server::listener_from_config(
+                "mrelayd.listen",
+                &l.address,
+                l.role.name(),
+                l.role == Role::Submissions,
+                b"421 4.7.0 Too many connections, try again later\r\n",
+            )
         })
         .collect()
 }

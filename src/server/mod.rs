@@ -168,6 +168,36 @@ pub struct RunAs {
     pub group: Option<String>,
 }
 
+impl RunAs {
+    /// The shared config's `[run_as]`, the one place daemons take their privilege drop from.
+    pub fn from_config(config: &crate::config::Config) -> Option<RunAs> {
+        config.run_as.as_ref().map(|r| RunAs {
+            user: r.user.clone(),
+            group: r.group.clone(),
+        })
+    }
+}
+
+/// A listener from a config `address` (`IP:PORT`); a bad address is a config error (exit 78)
+/// naming `key`. Over-limit connections get `busy_reply`.
+pub fn listener_from_config(
+    key: &str,
+    address: &str,
+    role: &str,
+    implicit_tls: bool,
+    busy_reply: &'static [u8],
+) -> Result<ListenerSpec> {
+    let addr: SocketAddr = address.parse().map_err(|e| {
+        exit::fail(
+            exit::CONFIG,
+            format!("{key}: {address:?} is not IP:PORT: {e}"),
+        )
+    })?;
+    Ok(ListenerSpec::new(addr, role)
+        .implicit_tls(implicit_tls)
+        .busy_reply(busy_reply))
+}
+
 /// Everything [`serve`] and [`inetd`] need besides listeners and handler.
 #[derive(Clone, Default)]
 pub struct Settings {

@@ -5,7 +5,7 @@
 //!   (`sd_listen_fds(3)`: fds 3, 4, ... are ours once `LISTEN_PID` names us).
 //! - [`drop_privileges`]: after binding, switch from root to the configured user and group
 //!   (setgroups, setgid, setuid, in that order, and verify it cannot be undone).
-//! - [`lookup_user`], [`lookup_group`]: the reentrant passwd/group lookups behind it.
+//! - [`resolve_ids`], [`lookup_user`], [`lookup_group`]: the reentrant passwd/group lookups behind it.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -154,12 +154,9 @@ pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
     }
 }
 
-/// Switches the whole process (all threads: glibc broadcasts set*id) to `user` and `group`
-/// (default: the user's primary group), supplementary groups reduced to that one group.
-/// Order matters: groups first, uid last, because after setuid we may no longer change groups.
-/// Afterwards verifies that real and effective ids are the target and, unless the target is
-/// root, that regaining root fails. Any failure is an error: the caller must not go on serving.
-pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)> {
+/// The (uid, gid) a `[run_as]` user and optional group name stand for (default group: the
+/// user's primary group); NotFound when either does not exist.
+pub fn resolve_ids(user: &str, group: Option<&str>) -> io::Result<(u32, u32)> {
     let (uid, primary_gid) = lookup_user(user)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user {user:?}")))?;
     let gid = match group {
@@ -168,6 +165,16 @@ pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)
         })?,
         None => primary_gid,
     };
+    Ok((uid, gid))
+}
+
+/// Switches the whole process (all threads: glibc broadcasts set*id) to `user` and `group`
+/// (default: the user's primary group), supplementary groups reduced to that one group.
+/// Order matters: groups first, uid last, because after setuid we may no longer change groups.
+/// Afterwards verifies that real and effective ids are the target and, unless the target is
+/// root, that regaining root fails. Any failure is an error: the caller must not go on serving.
+pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)> {
+    let (uid, gid) = resolve_ids(user, group)?;
     let groups = [gid as libc::gid_t];
     // SAFETY: `groups` is a valid array of the given length for the duration of the call.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
