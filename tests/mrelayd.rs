@@ -598,13 +598,15 @@ fn aliases_pipes_subaddress_and_queue_cli() {
     let flag = dir.path().join("pipe-ok");
     let pipe_out = dir.path().join("pipe-out");
     let archive = dir.path().join("archive/");
+    let flaky_box = dir.path().join("flakybox/");
     std::fs::write(
         dir.path().join("aliases"),
         format!(
             "team: alice, bob, |cat > {out}.$$; echo $SENDER $RECIPIENT x$EXT >> {out}.env, {archive}\n\
-             flaky: \"|test -f {flag} || exit 75; cat >> {out}.flaky\"\nbroken: \"|exit 67\"\nloop1: loop2\nloop2: loop1\n",
+             flaky: {flaky_box}, \"|test -f {flag} || exit 75; cat >> {out}.flaky\"\nbroken: \"|exit 67\"\nloop1: loop2\nloop2: loop1\n",
             out = pipe_out.display(),
             archive = archive.display(),
+            flaky_box = flaky_box.display(),
             flag = flag.display()
         ),
     )
@@ -681,6 +683,8 @@ fn aliases_pipes_subaddress_and_queue_cli() {
     assert!(std::fs::read_to_string(&flaky)
         .unwrap()
         .contains("Delivered-To: flaky@example.test"));
+    // The Maildir target succeeded on the first attempt: the retry must not deliver it again.
+    assert_eq!(wait_messages(&flaky_box, 1).len(), 1, "{}", m.log_text());
     // A permanent pipe failure is recorded, and remove works on an entry.
     let (ok, out) = send("broken@example.test");
     assert!(ok, "{out}");

@@ -38,6 +38,7 @@
 //! complete message that was or may have been acknowledged and will be delivered, and a
 //! recipient recorded as delivered in `state/ID` is never delivered again.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -129,6 +130,11 @@ pub struct Status {
     /// Last temporary error, for `mrelayd queue`.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Per pending recipient (by index), the targets of its expansion (aliases, several
+    /// Maildirs or commands) already delivered, so a retry after a partial failure does not
+    /// deliver them again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delivered_targets: BTreeMap<usize, Vec<String>>,
 }
 
 impl Status {
@@ -139,6 +145,7 @@ impl Status {
             attempts: 0,
             next_try: 0,
             last_error: None,
+            delivered_targets: BTreeMap::new(),
         }
     }
 

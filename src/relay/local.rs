@@ -94,10 +94,19 @@ impl Deliverer {
         let mut status = locked.status.clone();
         let mut temp_errors = Vec::new();
         for (i, rcpt) in env.recipients.iter().enumerate() {
+            // A status file shorter than the envelope (damaged) leaves the rest pending.
+            if status.rcpts.len() <= i {
+                status.rcpts.resize(i + 1, RcptState::Pending);
+            }
             if status.rcpts[i] != RcptState::Pending {
                 continue;
             }
-            match self.deliver_rcpt(&env.sender, &rcpt.address, &message) {
+            let done = status.delivered_targets.entry(i).or_default();
+            let result = self.deliver_rcpt(&env.sender, &rcpt.address, &message, done);
+            if result.is_ok() || done.is_empty() {
+                status.delivered_targets.remove(&i);
+            }
+            match result {
                 Ok(how) => {
                     log(
                         id,
@@ -147,12 +156,14 @@ impl Deliverer {
         Ok(Outcome::Deferred)
     }
 
-    /// Delivers one recipient to all its targets; returns a description of where it went.
+    /// Delivers one recipient to all its targets but those in `done` (delivered by an earlier
+    /// attempt), adding each success to `done`; returns a description of where it went.
     pub fn deliver_rcpt(
         &self,
         sender: &str,
         rcpt: &str,
         message: &[u8],
+        done: &mut Vec<String>,
     ) -> Result<String, Failure> {
         let targets = match self.router.resolve(rcpt) {
             Resolution::Targets { targets, .. } => targets,
@@ -160,10 +171,13 @@ impl Deliverer {
             Resolution::Loop(why) => return Err(Failure::perm(why)),
             Resolution::Error(why) => return Err(Failure::temp(why)),
         };
-        let mut done = Vec::new();
         for t in &targets {
+            let name = t.to_string();
+            if done.contains(&name) {
+                continue;
+            }
             deliver_target(t, sender, rcpt, message, self.pipe_timeout)?;
-            done.push(t.to_string());
+            done.push(name);
         }
         Ok(done.join(", "))
     }
