@@ -1,10 +1,20 @@
-//! MX routing with hickory-resolver, shared by msend `--direct`, mrelayd's remote delivery and
-//! mdig-mx: one implementation of RFC 5321 §5.1.
+//! All DNS look-ups of mailkit, with hickory-resolver behind one [`MxResolver`] (one resolver
+//! setup, one error classification), shared by msend `--direct`, mrelayd's remote delivery and
+//! mdig-mx.
 //!
-//! - MX hosts in preference order, hosts of equal preference shuffled (§5.1: "randomize").
-//! - No MX records but the domain exists: the implicit MX, the domain itself (A/AAAA).
-//! - Null MX (RFC 7505: one MX `0 .`): the domain accepts no mail, a permanent failure.
-//! - NXDOMAIN: permanent. SERVFAIL, REFUSED, timeouts and network errors: temporary.
+//! What lives here:
+//! - MX routing, one implementation of RFC 5321 §5.1 ([`MxResolver::route`]):
+//!   - MX hosts in preference order, hosts of equal preference shuffled (§5.1: "randomize").
+//!   - No MX records but the domain exists: the implicit MX, the domain itself (A/AAAA).
+//!   - Null MX (RFC 7505: one MX `0 .`): the domain accepts no mail, a permanent failure.
+//!   - NXDOMAIN: permanent. SERVFAIL, REFUSED, timeouts and network errors: temporary.
+//! - Address records of a host: [`MxResolver::host_records`] (A and AAAA with TTLs, CNAME,
+//!   partial failures, for reports) and [`MxResolver::addresses`] on top of it (addresses to
+//!   connect to).
+//! - TXT records ([`MxResolver::txt`]) and picking SPF/DMARC/MTA-STS records out of them by
+//!   their version tag ([`records_with_tag`]).
+//!
+//! mdig-mx's report building stays in [`crate::mdig`]; it only calls these.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -80,6 +90,47 @@ pub struct Route {
     pub hosts: Vec<MxHost>,
     /// True when the domain has no MX and its own address is used (RFC 5321 §5.1).
     pub implicit: bool,
+}
+
+/// One A or AAAA record of a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressRecord {
+    /// The address (IPv4 from an A record, IPv6 from an AAAA record).
+    pub ip: IpAddr,
+    /// TTL of the record in seconds (0 for an address literal, nothing was looked up).
+    pub ttl: u32,
+}
+
+/// Everything the A and AAAA look-ups of one host name said, including partial failures: one
+/// family can answer while the other times out, and a report wants to show both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostRecords {
+    /// A records first, then AAAA, each in answer order.
+    pub addresses: Vec<AddressRecord>,
+    /// The canonical name when the host is an alias (a CNAME; RFC 2181 §10.3 forbids that at an
+    /// MX target). Of a chain, the last target.
+    pub cname: Option<String>,
+    /// The name does not exist (NXDOMAIN).
+    pub nxdomain: bool,
+    /// A temporary failure (`<name>: <why>`), when one of the look-ups had one.
+    pub temporary: Option<String>,
+}
+
+impl HostRecords {
+    /// The addresses, or why there are none: a temporary failure first (a retry may find
+    /// them), then NXDOMAIN, else "no address record". Addresses found win over a failure of
+    /// the other family.
+    pub fn to_result(&self, host: &str) -> Result<&[AddressRecord], DnsError> {
+        if !self.addresses.is_empty() {
+            Ok(&self.addresses)
+        } else if let Some(t) = &self.temporary {
+            Err(DnsError::Temporary(t.clone()))
+        } else if self.nxdomain {
+            Err(DnsError::NxDomain(host.to_string()))
+        } else {
+            Err(DnsError::NoAddress(host.to_string()))
+        }
+    }
 }
 
 /// Parses `IP` or `IP:PORT` (`[v6]:PORT` for IPv6 with a port) as a DNS server address.
@@ -190,40 +241,102 @@ impl MxResolver {
         route_from_records(domain, records, self).await
     }
 
-    /// IPv4 and IPv6 addresses of `host` (A and AAAA; hickory's default strategy).
+    /// The addresses to connect to for `host`: IPv6 first, then IPv4 (the RFC 6724 §10.3
+    /// default preference, and hickory's default order). An address literal is returned as is.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![ip]);
-        }
-        match self.resolver.lookup_ip(fqdn(host)).await {
-            Ok(l) => {
-                let v: Vec<IpAddr> = l.iter().collect();
-                if v.is_empty() {
-                    Err(DnsError::NoAddress(host.to_string()))
-                } else {
-                    Ok(v)
-                }
-            }
-            Err(e) => Err(classify(host, &e)),
-        }
+        let records = self.host_records(host).await;
+        let found = records.to_result(host)?;
+        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
+            found.iter().map(|a| a.ip).partition(IpAddr::is_ipv4);
+        Ok(v6.into_iter().chain(v4).collect())
     }
 
-    /// Whether `name` has any A or AAAA record (for the implicit MX).
-    async fn has_address(&self, name: &str) -> Result<u32, DnsError> {
-        for rt in [RecordType::A, RecordType::AAAA] {
-            match self.resolver.lookup(fqdn(name), rt).await {
-                Ok(l) if !l.answers().is_empty() => {
-                    return Ok(l.answers().first().map(|r| r.ttl).unwrap_or(0));
+    /// The A and AAAA records of `host` (queried at the same time), with TTLs, the CNAME they
+    /// came through and any failure; never an error itself, see [`HostRecords::to_result`]. An
+    /// address literal gives itself with TTL 0.
+    pub async fn host_records(&self, host: &str) -> HostRecords {
+        let mut out = HostRecords::default();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            out.addresses.push(AddressRecord { ip, ttl: 0 });
+            return out;
+        }
+        let name = fqdn(host);
+        let (a, aaaa) = tokio::join!(
+            self.resolver.lookup(name.clone(), RecordType::A),
+            self.resolver.lookup(name, RecordType::AAAA)
+        );
+        // Results in the order A, AAAA: addresses A first, and of two failures or CNAMEs the
+        // AAAA one is kept.
+        for result in [a, aaaa] {
+            match result {
+                Ok(lookup) => {
+                    for rec in lookup.answers() {
+                        match &rec.data {
+                            RData::A(a) => out.addresses.push(AddressRecord {
+                                ip: IpAddr::V4(a.0),
+                                ttl: rec.ttl,
+                            }),
+                            RData::AAAA(a) => out.addresses.push(AddressRecord {
+                                ip: IpAddr::V6(a.0),
+                                ttl: rec.ttl,
+                            }),
+                            RData::CNAME(c) => {
+                                out.cname = Some(c.0.to_utf8().trim_end_matches('.').to_string());
+                            }
+                            _ => {}
+                        }
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => match classify(name, &e) {
-                    DnsError::NoAddress(_) => {}
-                    other => return Err(other),
+                Err(e) => match classify(host, &e) {
+                    DnsError::NxDomain(_) => out.nxdomain = true,
+                    DnsError::Temporary(t) => out.temporary = Some(t),
+                    _ => {}
                 },
             }
         }
-        Err(DnsError::NoAddress(name.to_string()))
+        out
     }
+
+    /// All TXT strings of `name`, each record's character-strings joined without separator
+    /// (RFC 7208 §3.3). NXDOMAIN and "no records" give an empty list; only temporary failures
+    /// are errors.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        match self.resolver.lookup(fqdn(name), RecordType::TXT).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|rec| match &rec.data {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => match classify(name, &e) {
+                DnsError::Temporary(t) => Err(DnsError::Temporary(t)),
+                _ => Ok(Vec::new()),
+            },
+        }
+    }
+}
+
+/// The records among `txt` that start with the version tag `tag` (`v=spf1`, RFC 7208 §4.5;
+/// `v=DMARC1`, RFC 7489 §6.6.3; `v=STSv1`, RFC 8461 §3.1): the tag compared case-insensitively
+/// and followed by the end, a space, a tab or `;`.
+pub fn records_with_tag(txt: &[String], tag: &str) -> Vec<String> {
+    txt.iter()
+        .filter(|t| {
+            let t = t.trim_start();
+            t.len() >= tag.len()
+                && t.is_char_boundary(tag.len())
+                && t[..tag.len()].eq_ignore_ascii_case(tag)
+                && matches!(t[tag.len()..].chars().next(), None | Some(' ' | ';' | '\t'))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Orders MX records: by preference, shuffling hosts of equal preference (RFC 5321 §5.1).
@@ -250,12 +363,16 @@ async fn route_from_records(
     // A null MX next to real ones is a misconfiguration; use the real ones.
     let records: Vec<MxHost> = records.into_iter().filter(|h| !h.name.is_empty()).collect();
     if records.is_empty() {
-        let ttl = resolver.has_address(domain).await.map_err(|e| match e {
-            DnsError::NoAddress(_) => {
-                DnsError::NoAddress(format!("{domain} (no MX and no A/AAAA)"))
+        let addresses = resolver.host_records(domain).await;
+        let ttl = match addresses.to_result(domain) {
+            Ok(found) => found.first().map(|a| a.ttl).unwrap_or(0),
+            Err(DnsError::NoAddress(_)) => {
+                return Err(DnsError::NoAddress(format!(
+                    "{domain} (no MX and no A/AAAA)"
+                )))
             }
-            other => other,
-        })?;
+            Err(other) => return Err(other),
+        };
         return Ok(Route {
             domain: domain.to_string(),
             hosts: vec![MxHost {
@@ -302,6 +419,228 @@ mod tests {
         assert!(is_null_mx(&[h("", 0)]));
         assert!(!is_null_mx(&[h("", 0), h("mx", 10)]));
         assert!(!is_null_mx(&[]));
+    }
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn selects_txt_by_version_tag() {
+        let t = v(&[
+            "v=spf1 -all",
+            "V=SPF1 mx -all",
+            "v=spf10 -all",
+            "google-site-verification=x",
+            "v=spf1",
+            "",
+            "v=spf",
+            "é",
+        ]);
+        assert_eq!(
+            records_with_tag(&t, "v=spf1"),
+            v(&["v=spf1 -all", "V=SPF1 mx -all", "v=spf1"])
+        );
+        assert_eq!(
+            records_with_tag(&v(&["v=DMARC1; p=none", "v=DMARC1p"]), "v=DMARC1"),
+            v(&["v=DMARC1; p=none"])
+        );
+        assert!(records_with_tag(&v(&["ééééééé"]), "v=spf1").is_empty());
+    }
+
+    fn rec(ip: &str) -> AddressRecord {
+        AddressRecord {
+            ip: ip.parse().unwrap(),
+            ttl: 60,
+        }
+    }
+
+    #[test]
+    fn host_records_outcome() {
+        let host = "mx.example";
+        let found = HostRecords {
+            addresses: vec![rec("192.0.2.1")],
+            temporary: Some("mx.example: timed out".into()),
+            ..HostRecords::default()
+        };
+        assert_eq!(found.to_result(host).unwrap(), &[rec("192.0.2.1")]);
+        let temp = HostRecords {
+            nxdomain: true,
+            temporary: Some("mx.example: timed out".into()),
+            ..HostRecords::default()
+        };
+        assert!(temp.to_result(host).unwrap_err().is_temporary());
+        let nx = HostRecords {
+            nxdomain: true,
+            ..HostRecords::default()
+        };
+        assert_eq!(
+            nx.to_result(host).unwrap_err(),
+            DnsError::NxDomain(host.into())
+        );
+        assert_eq!(
+            HostRecords::default().to_result(host).unwrap_err(),
+            DnsError::NoAddress(host.into())
+        );
+    }
+
+    /// A private dnsmasq (the real resolver-facing peer) serving `zone` on a free loopback
+    /// port; killed on drop.
+    struct Dnsmasq {
+        child: std::process::Child,
+        addr: SocketAddr,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Dnsmasq {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn dnsmasq(zone: &str) -> Dnsmasq {
+        use std::time::Instant;
+        for _ in 0..10 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            let conf = dir.path().join("dnsmasq.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\n\
+                     no-hosts\nno-poll\nno-negcache\nlocal=/test/\n{zone}"
+                ),
+            )
+            .unwrap();
+            let mut child = std::process::Command::new("dnsmasq")
+                .arg("-k")
+                .arg("-C")
+                .arg(&conf)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("dnsmasq (dnsmasq-base) must be installed");
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                    return Dnsmasq {
+                        child,
+                        addr,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start dnsmasq");
+    }
+
+    #[tokio::test]
+    async fn look_ups_against_real_dns() {
+        let dns = dnsmasq(
+            "host-record=dual.test,192.0.2.1,2001:db8::1,600\n\
+             host-record=v4.test,192.0.2.2,300\n\
+             cname=alias.test,dual.test\n\
+             host-record=implicit.test,192.0.2.3,900\n\
+             txt-record=txt.test,\"v=spf1 \",\"-all\"\n\
+             txt-record=txt.test,\"other\"\n",
+        );
+        let r = MxResolver::new(Some(dns.addr)).unwrap();
+
+        let rec = r.host_records("dual.test").await;
+        let ips: Vec<String> = rec.addresses.iter().map(|a| a.ip.to_string()).collect();
+        assert_eq!(ips, ["192.0.2.1", "2001:db8::1"], "A first: {rec:?}");
+        assert!(rec.addresses.iter().all(|a| a.ttl == 600), "{rec:?}");
+        assert_eq!(
+            (rec.cname, rec.nxdomain, rec.temporary),
+            (None, false, None)
+        );
+        // Addresses to connect to: IPv6 first, as hickory's own dual-stack look-up orders them.
+        let hickory: Vec<IpAddr> = r
+            .inner()
+            .lookup_ip("dual.test.")
+            .await
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(r.addresses("dual.test").await.unwrap(), hickory);
+        assert_eq!(
+            r.addresses("dual.test").await.unwrap(),
+            [
+                "2001:db8::1".parse::<IpAddr>().unwrap(),
+                "192.0.2.1".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            r.addresses("v4.test").await.unwrap(),
+            ["192.0.2.2".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            r.addresses("192.0.2.9").await.unwrap(),
+            ["192.0.2.9".parse::<IpAddr>().unwrap()]
+        );
+
+        let alias = r.host_records("alias.test").await;
+        assert_eq!(alias.cname.as_deref(), Some("dual.test"), "{alias:?}");
+        assert_eq!(alias.addresses.len(), 2, "{alias:?}");
+
+        let missing = r.host_records("missing.test").await;
+        assert!(
+            missing.nxdomain && missing.addresses.is_empty(),
+            "{missing:?}"
+        );
+        assert_eq!(
+            r.addresses("missing.test").await.unwrap_err(),
+            DnsError::NxDomain("missing.test".into())
+        );
+
+        // Character-strings of one record are joined (RFC 7208 §3.3).
+        let mut txt = r.txt("txt.test").await.unwrap();
+        txt.sort();
+        assert_eq!(txt, ["other", "v=spf1 -all"]);
+        assert_eq!(records_with_tag(&txt, "v=spf1"), ["v=spf1 -all"]);
+        assert!(r.txt("missing.test").await.unwrap().is_empty());
+
+        let route = r.route("implicit.test").await.unwrap();
+        assert!(route.implicit);
+        assert_eq!(
+            route.hosts,
+            [h("implicit.test", 0)].map(|h| MxHost { ttl: 900, ..h })
+        );
+        assert_eq!(
+            r.route("missing.test").await.unwrap_err(),
+            DnsError::NxDomain("missing.test".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_is_temporary_for_every_look_up() {
+        // dnsmasq without upstream servers answers REFUSED outside its local zone: a server
+        // failure, not an answer about the name.
+        let dns = dnsmasq("");
+        let r = MxResolver::new(Some(dns.addr)).unwrap();
+        let rec = r.host_records("host.example").await;
+        assert!(rec.temporary.is_some() && !rec.nxdomain, "{rec:?}");
+        assert!(rec.addresses.is_empty(), "{rec:?}");
+        assert!(r
+            .addresses("host.example")
+            .await
+            .unwrap_err()
+            .is_temporary());
+        assert!(r.txt("host.example").await.unwrap_err().is_temporary());
+        assert!(r.route("host.example").await.unwrap_err().is_temporary());
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! The one rustls setup of mailkit: server configs from PEM files, client configs against the
-//! webpki roots or one CA file, a no-verify client for opportunistic STARTTLS, a throwaway CA and
-//! server certificate for the quickstart and tests, and a one-line description of a session's TLS
-//! parameters for `Received:` headers and logs.
+//! The one rustls setup of mailkit, and the one place certificates are read.
+//!
+//! What lives here:
+//! - Configs: server configs from PEM files, client configs against the webpki roots or one CA
+//!   file, a no-verify client for opportunistic STARTTLS.
+//! - Judging a server after the handshake: the certificate chain it sent ([`peer_chain`]),
+//!   whether that chain is valid for a name ([`check_chain`]), and what the leaf says (subject,
+//!   SANs, issuer, validity: [`parse_certificate`], [`CertInfo`]), as mdig-mx's probe reports it.
+//! - A throwaway CA and server certificate for the quickstart and tests.
+//! - A one-line description of a session's TLS parameters ([`TlsInfo`]) for `Received:` headers
+//!   and logs.
 //!
 //! Every config uses the ring provider explicitly (`rustls::crypto::ring::default_provider()`), so
 //! the process never depends on a global default provider being installed.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +25,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use serde::Serialize;
 
 /// The crypto provider every mailkit config is built with.
 fn provider() -> Arc<CryptoProvider> {
@@ -154,6 +163,94 @@ pub fn check_chain(
         .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
         .map_err(|e| anyhow!("certificate not valid for {server_name}: {e}"))?;
     Ok(())
+}
+
+/// The certificate chain the peer sent (leaf first), owned, for [`check_chain`] and
+/// [`parse_certificate`]; empty before the handshake or when the peer sent none.
+pub fn peer_chain(state: &rustls::CommonState) -> Vec<CertificateDer<'static>> {
+    state
+        .peer_certificates()
+        .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// What a certificate says about itself (not whether to trust it: that is [`check_chain`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    /// Subject distinguished name (RFC 4514 form).
+    pub subject: String,
+    /// Subject alternative names: DNS names and IP addresses (RFC 5280 §4.2.1.6).
+    pub sans: Vec<String>,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Start of validity, RFC 3339 UTC.
+    pub not_before: String,
+    /// End of validity, RFC 3339 UTC.
+    pub not_after: String,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after_unix: i64,
+}
+
+/// Reads a DER certificate (as [`peer_chain`] or [`load_certs`] give) with x509-parser. The
+/// bytes come from the network: anything unparsable is an error, never a panic.
+pub fn parse_certificate(der: &[u8]) -> Result<CertInfo> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| anyhow!("unparsable certificate: {e}"))?;
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => sans.push(d.to_string()),
+                GeneralName::IPAddress(b) => {
+                    if let Some(ip) = ip_from_bytes(b) {
+                        sans.push(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let validity = cert.validity();
+    Ok(CertInfo {
+        subject: cert.subject().to_string(),
+        sans,
+        issuer: cert.issuer().to_string(),
+        not_before: rfc3339(validity.not_before.timestamp()),
+        not_after: rfc3339(validity.not_after.timestamp()),
+        not_after_unix: validity.not_after.timestamp(),
+    })
+}
+
+/// An iPAddress SAN: 4 octets IPv4, 16 octets IPv6 (RFC 5280 §4.2.1.6); other lengths are
+/// malformed and skipped.
+fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (days-to-civil, H. Hinnant's algorithm).
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The verifier behind [`client_config_no_verify`].
@@ -378,6 +475,52 @@ mod tests {
     fn client_configs_build() {
         client_config(None).unwrap();
         let _ = client_config_no_verify();
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn parses_a_generated_certificate() {
+        let s = self_signed(&["mx.example".into(), "127.0.0.1".into()]).unwrap();
+        let der = CertificateDer::from_pem_slice(s.cert_pem.as_bytes()).unwrap();
+        let info = parse_certificate(&der).unwrap();
+        assert_eq!(info.sans, vec!["mx.example", "127.0.0.1"]);
+        assert!(info.subject.contains("mx.example"), "{}", info.subject);
+        assert!(info.issuer.contains("mailkit CA"), "{}", info.issuer);
+        assert!(info.not_before < info.not_after, "{info:?}");
+        assert!(info.not_after.ends_with('Z'), "{info:?}");
+    }
+
+    #[test]
+    fn garbage_certificates_are_errors() {
+        assert!(parse_certificate(b"").is_err());
+        assert!(parse_certificate(&[0x30, 0x82, 0xff, 0xff, 0]).is_err());
+        assert!(parse_certificate(&[0u8; 64]).is_err());
+        let s = self_signed(&["mx.example".into()]).unwrap();
+        let der = CertificateDer::from_pem_slice(s.cert_pem.as_bytes()).unwrap();
+        // Every truncation of a valid certificate is refused, none panics.
+        for len in 0..der.len() {
+            assert!(parse_certificate(&der[..len]).is_err(), "{len}");
+        }
+    }
+
+    #[test]
+    fn san_addresses() {
+        assert_eq!(
+            ip_from_bytes(&[127, 0, 0, 1]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(ip_from_bytes(&v6), Some("::1".parse().unwrap()));
+        assert_eq!(ip_from_bytes(&[1, 2, 3]), None);
+        assert_eq!(ip_from_bytes(&[]), None);
     }
 
     #[test]

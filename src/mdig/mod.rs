@@ -1,12 +1,13 @@
-//! mdig-mx: a domain's mail route as mrelayd sees it ([`crate::dns`]), the SPF/DMARC/MTA-STS
-//! records next to it, and optionally an SMTP/TLS probe of every MX address.
+//! mdig-mx: a domain's mail route as mrelayd sees it, the SPF/DMARC/MTA-STS records next to it,
+//! and optionally an SMTP/TLS probe of every MX address.
 //!
-//! The route itself always comes from [`MxResolver::route`], so what mdig-mx prints is what
-//! mrelayd and `msend --direct` do. [`lookup`] adds what the report shows beyond that (TTLs per
-//! address, CNAMEs, TXT), [`probe`] the SMTP sessions, [`cert`] certificate details.
+//! What lives where: every DNS look-up is in [`crate::dns`] (the route from
+//! [`MxResolver::route`], so what mdig-mx prints is what mrelayd and `msend --direct` do; address
+//! records with TTLs and CNAMEs from [`MxResolver::host_records`]; TXT records), every certificate
+//! check and parse in [`crate::tls`], the SMTP session in [`crate::smtp::client`]. This module only
+//! builds the report from them ([`lookup_domain`], [`probe_domain`]) and formats it
+//! ([`render_text`]; `--json` serializes [`Report`]); [`probe`] runs the probe sessions.
 
-pub mod cert;
-pub mod lookup;
 pub mod probe;
 
 use std::fmt::Write as _;
@@ -15,11 +16,32 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::dns::{DnsError, MxResolver};
+use crate::dns::{records_with_tag, AddressRecord, DnsError, MxResolver};
 use crate::exit;
 
 /// Exit status when problems were found but mail can be routed.
 pub const EXIT_PROBLEMS: u8 = 1;
+
+/// One address of an MX host in the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Address {
+    /// The address, textual.
+    pub ip: String,
+    /// `ipv4` (A) or `ipv6` (AAAA).
+    pub family: &'static str,
+    /// TTL of the record in seconds.
+    pub ttl: u32,
+}
+
+impl From<AddressRecord> for Address {
+    fn from(a: AddressRecord) -> Address {
+        Address {
+            ip: a.ip.to_string(),
+            family: if a.ip.is_ipv4() { "ipv4" } else { "ipv6" },
+            ttl: a.ttl,
+        }
+    }
+}
 
 /// One MX host of the report, with its addresses.
 #[derive(Clone, Debug, Serialize)]
@@ -36,7 +58,7 @@ pub struct MxEntry {
     /// requires a domain name).
     pub ip_literal: bool,
     /// A then AAAA records.
-    pub addresses: Vec<lookup::Address>,
+    pub addresses: Vec<Address>,
 }
 
 /// Everything found about one domain.
@@ -139,11 +161,8 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
                 if ip_literal {
                     // dns.rs uses the literal as the address; say it is not allowed.
                     if let Ok(ip) = h.name.parse::<IpAddr>() {
-                        e.addresses.push(lookup::Address {
-                            ip: ip.to_string(),
-                            family: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
-                            ttl: h.ttl,
-                        });
+                        e.addresses
+                            .push(Address::from(AddressRecord { ip, ttl: h.ttl }));
                     }
                     r.problems.push(format!(
                         "MX {} is an IP address, not a host name (RFC 5321 §5.1, RFC 1035 §3.3.9): \
@@ -151,8 +170,8 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
                         h.name
                     ));
                 } else {
-                    let a = lookup::host_addresses(resolver, &h.name).await;
-                    e.addresses = a.addresses;
+                    let a = resolver.host_records(&h.name).await;
+                    e.addresses = a.addresses.into_iter().map(Address::from).collect();
                     e.cname = a.cname;
                     if let Some(c) = &e.cname {
                         if !route.implicit {
@@ -200,9 +219,9 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
             (format!("_dmarc.{domain}"), "v=DMARC1", 1),
             (format!("_mta-sts.{domain}"), "v=STSv1", 2),
         ] {
-            match lookup::txt(resolver, &name).await {
+            match resolver.txt(&name).await {
                 Ok(t) => {
-                    let sel = lookup::select(&t, tag);
+                    let sel = records_with_tag(&t, tag);
                     match slot {
                         0 => r.spf = sel,
                         1 => r.dmarc = sel,

@@ -1,7 +1,8 @@
 //! `--probe`: one SMTP session per MX address with the shared client
 //! ([`crate::smtp::client::transport`]): TCP connect time, greeting, EHLO, STARTTLS with a
 //! certificate-recording (non-verifying) TLS config, then the certificate judged separately
-//! against webpki-roots or `--ca-file` ([`crate::tls::check_chain`]).
+//! against webpki-roots or `--ca-file` ([`crate::tls::check_chain`]) and described
+//! ([`crate::tls::parse_certificate`]). Only the orchestration and the probe's report are here.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 
-use super::cert::{self, CertInfo};
 use crate::smtp::client::transport::{connect_tcp, Connection, DriverError, Timeouts, Transcript};
 use crate::smtp::client::{Settings, TlsMode};
+use crate::tls::{self, CertInfo, TlsInfo};
 
 /// A probe may take at most this many `--timeout`s in all (connect, greeting, EHLO, STARTTLS,
 /// handshake, EHLO again, QUIT), so a server that trickles replies cannot hold it longer.
@@ -165,7 +166,7 @@ async fn session(p: &mut Probe, ip: IpAddr, s: &ProbeSettings) {
     let mut conn = Connection::new(
         stream,
         settings,
-        Some((crate::tls::client_config_no_verify(), server_name)),
+        Some((tls::client_config_no_verify(), server_name)),
         Timeouts::uniform(s.timeout),
         Some(transcript),
     );
@@ -192,12 +193,9 @@ async fn session(p: &mut Probe, ip: IpAddr, s: &ProbeSettings) {
         .any(|e| e.trim().eq_ignore_ascii_case("STARTTLS"));
 
     if let Some(tc) = conn.tls_connection() {
-        let info = crate::tls::TlsInfo::from_state(tc);
-        let chain: Vec<_> = tc
-            .peer_certificates()
-            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-            .unwrap_or_default();
-        let certificate = match chain.first().map(|c| cert::parse(c)) {
+        let info = TlsInfo::from_state(tc);
+        let chain = tls::peer_chain(tc);
+        let certificate = match chain.first().map(|c| tls::parse_certificate(c)) {
             Some(Ok(ci)) => Some(ci),
             Some(Err(e)) => {
                 p.problems.push(format!("{where_}: {e}"));
@@ -205,11 +203,11 @@ async fn session(p: &mut Probe, ip: IpAddr, s: &ProbeSettings) {
             }
             None => None,
         };
-        let (verified, verify_error) =
-            match crate::tls::check_chain(&chain, &p.host, s.ca_file.as_deref()) {
-                Ok(()) => (true, None),
-                Err(e) => (false, Some(format!("{e:#}"))),
-            };
+        let (verified, verify_error) = match tls::check_chain(&chain, &p.host, s.ca_file.as_deref())
+        {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(format!("{e:#}"))),
+        };
         if let Some(e) = &verify_error {
             p.problems.push(format!("{where_}: {e}"));
         }
