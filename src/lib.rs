@@ -9,8 +9,10 @@
 //! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
 //! - [`server`]: the only code that touches listening sockets: listeners, inetd, socket activation,
 //!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop. Every daemon reuses it.
-//! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots or a CA file).
-//! - [`dns`]: MX routing with hickory-resolver, shared by msend `--direct`, mrelayd and mdig-mx.
+//! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots or a CA file),
+//!   certificate checks and parsing.
+//! - [`dns`]: every DNS lookup (MX routing, A/AAAA with TTLs, TXT) with hickory-resolver, shared by
+//!   msend `--direct`, mrelayd and mdig-mx.
 //! - [`mdig`]: mdig-mx's report: route, addresses, SPF/DMARC/MTA-STS, SMTP/TLS probes.
 //! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines) and the shared SMTP client.
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.

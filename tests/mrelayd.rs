@@ -53,7 +53,8 @@ impl Mrelayd {
 [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"example.test\"]\n\
 [mrelayd]\ntrusted_networks = []\naliases = \"{aliases}\"\n\
-listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }}, {{ address = \"127.0.0.1:{submissions}\", role = \"submissions\" }} ]\n{mrelayd_extra}\n",
+listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }}, {{ address = \"127.0.0.1:{submissions}\", role = \"submissions\" }} ]\n{mrelayd_extra}\n\
+[mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             state = dir.join("state").display(),
             cert = common::peer("PEER_CERT_FILE"),
             key = common::peer("PEER_KEY_FILE"),
@@ -336,12 +337,12 @@ fn submission_needs_starttls_then_auth_and_own_sender() {
         "{text}"
     );
     assert!(text.contains("TLSv1."), "{text}");
-    // The remote recipient waits in the queue (remote delivery is part 2).
+    // The remote recipient waits in the queue (its relayhost, port 1, refuses connections).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let show = m.cli(&["queue", "show", &id]);
         let s = String::from_utf8_lossy(&show.stdout).into_owned();
-        if s.contains("<someone@remote.test> (pending)")
+        if s.contains("<someone@remote.test> (pending: ")
             && s.contains("<alice@example.test> (delivered)")
         {
             assert!(s.contains("auth: bob"), "{s}");

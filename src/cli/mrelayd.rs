@@ -17,7 +17,8 @@ use crate::auth::{AuthResult, Authenticator};
 use crate::config::Config;
 use crate::exit;
 use crate::queue::{self, Queue, Recipient};
-use crate::relay::local::{Deliverer, Outcome};
+use crate::relay::deliver::{Deliverer, Outcome};
+use crate::relay::remote::{NextHop, Remote};
 use crate::relay::{Client, RelayConfig, Resolution, Role, Router};
 use crate::server::{self, log, Connection, ListenerSpec, Listeners, Settings};
 use crate::smtp::reply::Reply;
@@ -28,7 +29,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How often the queue runner looks for a flush request and due retries.
 const RUNNER_TICK: Duration = Duration::from_secs(1);
 /// How often the queue runner rescans the whole queue (new entries from inetd sessions,
-/// retries that came due).
+/// retries that came due), at most; a shorter first retry interval rescans as often.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 /// `tmp/` files older than this are crash leftovers (see [`Queue::recover`]).
 const TMP_GRACE: Duration = Duration::from_secs(60);
@@ -55,6 +56,13 @@ EXIT STATUS:
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd] listen, queue_dir, aliases, catch_all,
                               recipient_delimiter, trusted_networks, any_sender, limits;
+                              [mrelayd.remote] resolver, port, helo_name, tls (none, may,
+                              encrypt, verify), ca_file, relayhost, relayhost_tls,
+                              relayhost_user, relayhost_password_command,
+                              retry_initial_secs, retry_max_secs, max_lifetime_secs,
+                              delay_warning_secs, concurrency, destination_concurrency,
+                              timeouts, connection_idle_secs, max_messages_per_connection;
+                              [mrelayd.remote.domains.\"DOMAIN\"] relayhost, tls, ...;
                               shared [users] (passwd_file, mail_location, domains), [tls],
                               [auth], [run_as]
   <state_dir>/queue/          the queue: tmp/, msg/, hold/, state/ (see the queue module docs)
@@ -71,13 +79,17 @@ ENVIRONMENT:
 #[command(
     name = "mrelayd",
     version,
-    about = "SMTP server and MTA: accepts, queues durably, delivers locally",
+    about = "SMTP server and MTA: accepts, queues durably, delivers locally or relays by MX",
     long_about = "SMTP server and MTA (RFC 5321 with PIPELINING, SIZE, 8BITMIME, SMTPUTF8, \
 ENHANCEDSTATUSCODES, STARTTLS, AUTH PLAIN LOGIN, CHUNKING, DSN). Listener roles: smtp (mail for \
 local domains, relaying for trusted networks and authenticated users), submission (AUTH after \
 STARTTLS required) and submissions (implicit TLS). Every accepted message is fsynced into the \
 queue before the 250 reply and delivered to Maildirs or commands through the users passwd-file \
-and an aliases file.",
+and an aliases file. Other domains are relayed to their MX hosts (or a relayhost) with \
+opportunistic or required STARTTLS, cached connections and concurrency limits; temporary failures \
+are retried with exponential back-off (5 minutes doubling to 1 hour, for 5 days by default), \
+permanent ones and expired messages bounce to the sender as RFC 3464 DSNs honouring NOTIFY, RET \
+and ENVID, and a delay warning goes out after 4 hours.",
     after_help = AFTER_HELP
 )]
 pub struct Args {
@@ -296,11 +308,7 @@ fn run_daemon(config: Config, relay: RelayConfig, inetd_role: Option<String>) ->
         accepted: Mutex::new(Vec::new()),
         collect_accepted: inetd_role.is_some(),
     });
-    let deliverer = Deliverer {
-        router,
-        queue: queue.clone(),
-        pipe_timeout: Duration::from_secs(relay.pipe_timeout_secs.max(1)),
-    };
+    let deliverer = deliverer(&config, &relay, router, &queue)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -328,6 +336,7 @@ fn run_daemon(config: Config, relay: RelayConfig, inetd_role: Option<String>) ->
                     log::line(format_args!("{id}: delivery: {e}"));
                 }
             }
+            deliverer.close();
             r
         }
         None => {
@@ -354,7 +363,11 @@ fn run_daemon(config: Config, relay: RelayConfig, inetd_role: Option<String>) ->
                 log::line(format_args!("queue cleanup: {e}"));
             }
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let runner = start_runner(deliverer, relay.delivery_workers.max(1), stop.clone());
+            let runner = start_runner(
+                deliverer.clone(),
+                relay.delivery_workers.max(1),
+                stop.clone(),
+            );
             *daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.tx.clone());
             let r = rt.block_on(async {
                 let shutdown = server::shutdown_signal()?;
@@ -365,10 +378,28 @@ fn run_daemon(config: Config, relay: RelayConfig, inetd_role: Option<String>) ->
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             *daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = None;
             runner.join();
+            deliverer.close();
             r
         }
     };
     result.map(|()| exit::OK)
+}
+
+/// The queue deliverer of this config (local and remote delivery, bounces).
+fn deliverer(
+    config: &Config,
+    relay: &RelayConfig,
+    router: Arc<Router>,
+    queue: &Queue,
+) -> Result<Deliverer> {
+    Deliverer::new(
+        router,
+        queue.clone(),
+        Duration::from_secs(relay.pipe_timeout_secs.max(1)),
+        &config.hostname,
+        relay.remote.clone(),
+    )
+    .context("setting up delivery")
 }
 
 fn listener_specs(relay: &RelayConfig) -> Result<Vec<ListenerSpec>> {
@@ -409,10 +440,13 @@ fn start_runner(
 ) -> Runner {
     let (tx, rx) = mpsc::channel::<String>();
     let rx = Arc::new(Mutex::new(rx));
+    // Bounces queued by the workers go through the same door as new mail.
+    *deliverer.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut threads = Vec::new();
     // Workers take ids from the channel; an id is in `in_flight` while queued or being delivered.
-    let (work_tx, work_rx) = mpsc::channel::<String>();
+    // `true`: a flush, deliver even when the retry time has not come.
+    let (work_tx, work_rx) = mpsc::channel::<(String, bool)>();
     let work_rx = Arc::new(Mutex::new(work_rx));
     for _ in 0..workers {
         let work_rx = work_rx.clone();
@@ -420,8 +454,8 @@ fn start_runner(
         let in_flight = in_flight.clone();
         threads.push(std::thread::spawn(move || loop {
             let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            let Ok(id) = next else { break };
-            match deliverer.deliver(&id, false) {
+            let Ok((id, force)) = next else { break };
+            match deliverer.deliver(&id, force) {
                 Ok(Outcome::Done | Outcome::Deferred | Outcome::Busy | Outcome::NotDue) => {}
                 Err(e) => log::line(format_args!("{id}: delivery failed: {e}")),
             }
@@ -433,19 +467,15 @@ fn start_runner(
     }
     // The runner: new ids from sessions, plus periodic scans and flush requests.
     let queue = deliverer.queue.clone();
+    let rescan = RESCAN_INTERVAL.min(Duration::from_secs(
+        deliverer.remote.config().retry().initial,
+    ));
     threads.push(std::thread::spawn(move || {
         let mut last_scan: Option<std::time::Instant> = None;
         let dispatch = |id: String, force: bool| {
             let mut f = in_flight.lock().unwrap_or_else(|e| e.into_inner());
             if f.insert(id.clone()) {
-                if force {
-                    // A flush makes everything due now.
-                    if let Ok(Some(mut st)) = queue.status(&id) {
-                        st.next_try = 0;
-                        let _ = queue.write_status(&id, &st);
-                    }
-                }
-                let _ = work_tx.send(id);
+                let _ = work_tx.send((id, force));
             }
         };
         loop {
@@ -465,7 +495,7 @@ fn start_runner(
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             let flush = queue.take_flush_request();
-            if flush || last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
+            if flush || last_scan.is_none_or(|t| t.elapsed() >= rescan) {
                 if flush {
                     log::line("flush requested: retrying the whole queue");
                 }
@@ -817,12 +847,23 @@ fn queue_cmd(config: &Config, relay: &RelayConfig, action: Option<QueueCmd>) -> 
                     fmt_age(now.saturating_sub(e.envelope.time)),
                     e.envelope.sender
                 );
-                if let Some(err) = &e.status.last_error {
-                    println!("{:45}({err})", "");
-                }
-                for (r, st) in e.envelope.recipients.iter().zip(&e.status.rcpts) {
+                let next = if e.status.next_try > now {
+                    format!("next try in {}", fmt_age(e.status.next_try - now))
+                } else {
+                    "next try now".to_string()
+                };
+                for (i, (r, st)) in e
+                    .envelope
+                    .recipients
+                    .iter()
+                    .zip(&e.status.rcpts)
+                    .enumerate()
+                {
                     if *st == queue::RcptState::Pending {
                         println!("{:45}<{}>", "", r.address);
+                        if let Some(err) = e.status.rcpt_errors.get(&i) {
+                            println!("{:47}({err}; {next})", "");
+                        }
                     }
                 }
             }
@@ -857,7 +898,13 @@ fn queue_cmd(config: &Config, relay: &RelayConfig, action: Option<QueueCmd>) -> 
             if let Some(r) = &e.envelope.ret {
                 println!("ret: {r:?}");
             }
-            for (r, st) in e.envelope.recipients.iter().zip(&e.status.rcpts) {
+            for (i, (r, st)) in e
+                .envelope
+                .recipients
+                .iter()
+                .zip(&e.status.rcpts)
+                .enumerate()
+            {
                 let mut extra = String::new();
                 if let Some(n) = &r.notify {
                     extra.push_str(&format!(" NOTIFY={n}"));
@@ -866,7 +913,10 @@ fn queue_cmd(config: &Config, relay: &RelayConfig, action: Option<QueueCmd>) -> 
                     extra.push_str(&format!(" ORCPT={o}"));
                 }
                 let st = match st {
-                    queue::RcptState::Pending => "pending".to_string(),
+                    queue::RcptState::Pending => match e.status.rcpt_errors.get(&i) {
+                        Some(err) => format!("pending: {err}"),
+                        None => "pending".to_string(),
+                    },
                     queue::RcptState::Delivered => "delivered".to_string(),
                     queue::RcptState::Failed(why) => format!("failed: {why}"),
                 };
@@ -911,22 +961,26 @@ fn flush(config: Config, relay: RelayConfig) -> Result<u8> {
         println!("mrelayd: flush requested from the running daemon");
         return Ok(exit::OK);
     }
-    let deliverer = Deliverer {
-        router,
-        queue: queue.clone(),
-        pipe_timeout: Duration::from_secs(relay.pipe_timeout_secs.max(1)),
-    };
+    let deliverer = deliverer(&config, &relay, router, &queue)?;
+    let (tx, rx) = mpsc::channel::<String>();
+    *deliverer.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     let mut left = 0;
-    for id in queue.active_ids().context("reading the queue")? {
-        match deliverer.deliver(&id, true) {
-            Ok(Outcome::Done) => {}
-            Ok(_) => left += 1,
-            Err(e) => {
-                left += 1;
-                log::line(format_args!("{id}: delivery failed: {e}"));
+    let mut todo = queue.active_ids().context("reading the queue")?;
+    // Bounces this run queues are delivered in the same run.
+    while !todo.is_empty() {
+        for id in std::mem::take(&mut todo) {
+            match deliverer.deliver(&id, true) {
+                Ok(Outcome::Done) => {}
+                Ok(_) => left += 1,
+                Err(e) => {
+                    left += 1;
+                    log::line(format_args!("{id}: delivery failed: {e}"));
+                }
             }
         }
+        todo.extend(rx.try_iter());
     }
+    deliverer.close();
     println!("mrelayd: queue run done, {left} message(s) left in the queue");
     Ok(exit::OK)
 }
@@ -945,6 +999,8 @@ fn explain(
     let role = role_of(role)?;
     let auth_db = Arc::new(Authenticator::from_config(&config)?);
     let router = Router::new(&config, &relay, auth_db.clone())?;
+    let remote =
+        Remote::new(relay.remote.clone(), &config.hostname).context("remote delivery settings")?;
     println!(
         "config: {}",
         config
@@ -1027,7 +1083,18 @@ fn explain(
         if let Some(Resolution::Targets { targets, .. }) = &v.resolution {
             if v.refusal.is_none() {
                 for t in targets {
-                    println!("    delivers to {t}");
+                    match t {
+                        crate::relay::Target::Remote(a) => {
+                            let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                            let hop = remote.next_hop(domain);
+                            let tls = match &hop {
+                                NextHop::Mx { tls, .. } => format!("tls {tls:?}"),
+                                NextHop::Relayhost { tls, .. } => format!("tls {tls:?}"),
+                            };
+                            println!("    delivers to {t} via {hop} ({})", tls.to_lowercase());
+                        }
+                        _ => println!("    delivers to {t}"),
+                    }
                 }
             }
         }

@@ -1,18 +1,19 @@
 //! Sending one prepared message: to a smarthost (submission, RFC 6409) or directly to each
 //! recipient domain's MX hosts (RFC 5321 §5.1), with per-recipient results mapped to the
-//! sysexits codes cron and scripts rely on.
+//! sysexits codes cron and scripts rely on. The sending itself is mrelayd's
+//! ([`crate::relay::remote`]), so msend and mrelayd walk MX hosts and speak SMTP the same way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls_pki_types::ServerName;
-
-use crate::dns::{DnsError, MxResolver};
 use crate::exit;
-use crate::smtp::client::transport::{self, Connection, DriverError, Progress, Timeouts};
-use crate::smtp::client::{Credentials, Envelope, Error as SmtpError, Settings, Stage, TlsMode};
+use crate::relay::remote::{
+    ClientOptions, NextHop, RelayhostTls, Remote, RemoteConfig, RemoteRcpt, TlsPolicy,
+};
+use crate::relay::Failure;
+use crate::smtp::client::transport::Timeouts;
+use crate::smtp::client::{Credentials, Stage, TlsMode};
 
 /// Where the message goes.
 #[derive(Clone, Debug)]
@@ -127,37 +128,17 @@ impl Report {
     }
 }
 
-/// Status for a session-level failure.
-fn status_of(e: &DriverError) -> Status {
-    if let DriverError::Smtp(SmtpError::Rejected {
-        stage: Stage::Auth,
-        reply,
-    }) = e
-    {
-        if reply.is_permanent() {
-            return Status::AuthFailed;
-        }
-    }
-    if e.is_temporary() {
-        Status::Temporary
-    } else {
-        Status::Permanent
-    }
-}
-
-fn transcript(verbose: bool) -> Option<transport::Transcript> {
-    if !verbose {
-        return None;
-    }
-    let lock = Arc::new(Mutex::new(()));
-    Some(Box::new(move |line: &str| {
-        let _g = lock.lock();
-        eprintln!("{line}");
-    }))
-}
-
-/// Sends `message` from `from` to `rcpts` as `opts` says.
+/// Sends `message` from `from` to `rcpts` as `opts` says, through mrelayd's remote delivery
+/// engine ([`crate::relay::remote`]): the one SMTP client, MX walk and TLS handling.
 pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) -> Report {
+    let mut report = Report::default();
+    let mut config = RemoteConfig {
+        helo_name: Some(opts.ehlo_name.clone()),
+        // One message, one session: nothing to keep open.
+        connection_idle_secs: 0,
+        ..RemoteConfig::default()
+    };
+    let mut credentials = None;
     match &opts.route {
         Route::Server {
             host,
@@ -166,329 +147,127 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
             ca_file,
             auth,
         } => {
-            let config = match *tls {
-                TlsMode::Off => None,
-                _ => match crate::tls::client_config(ca_file.as_deref()) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        let mut r = Report::default();
-                        r.fail_all(rcpts, Status::Permanent, &format!("{host}: {e:#}"));
-                        return r;
-                    }
-                },
+            config.relayhost = Some(format!("[{host}]:{port}"));
+            config.relayhost_tls = match tls {
+                TlsMode::Implicit => RelayhostTls::Tls,
+                TlsMode::Required => RelayhostTls::Starttls,
+                TlsMode::Opportunistic => RelayhostTls::May,
+                TlsMode::Off => RelayhostTls::None,
             };
-            let addrs = match tokio::net::lookup_host((host.as_str(), *port)).await {
-                Ok(a) => a.collect::<Vec<_>>(),
-                Err(e) => {
-                    let mut r = Report::default();
-                    r.fail_all(
-                        rcpts,
-                        Status::Temporary,
-                        &format!("{host}:{port}: cannot resolve: {e}"),
-                    );
-                    return r;
-                }
-            };
-            let settings = Settings {
-                ehlo_name: opts.ehlo_name.clone(),
-                tls: *tls,
-                auth: auth.clone(),
-                quit_after: opts.quit_after,
-            };
-            send_to_host(
-                opts, host, *port, &addrs, settings, config, from, rcpts, message,
-            )
-            .await
-            .unwrap_or_else(|(r, _)| r)
+            config.ca_file = ca_file.clone();
+            credentials = auth.clone();
         }
         Route::Direct { resolver, port } => {
-            send_direct(opts, *resolver, *port, from, rcpts, message).await
+            config.resolver = resolver.map(|r| r.to_string());
+            config.port = *port;
+            config.tls = TlsPolicy::May;
         }
     }
-}
-
-/// Tries `addrs` in order; the first that answers decides. `Err((report, retry_next_host))`
-/// when no address gave a decision for the recipients (all refused, timeouts, 4xx greeting).
-#[allow(clippy::too_many_arguments)]
-async fn send_to_host(
-    opts: &Options,
-    host: &str,
-    port: u16,
-    addrs: &[SocketAddr],
-    settings: Settings,
-    config: Option<Arc<rustls::ClientConfig>>,
-    from: &str,
-    rcpts: &[String],
-    message: &[u8],
-) -> Result<Report, (Report, bool)> {
-    let mut last = Report::default();
-    if addrs.is_empty() {
-        last.fail_all(rcpts, Status::Temporary, &format!("{host}: no address"));
-        return Err((last, true));
-    }
-    let server_name = ServerName::try_from(host.to_string()).ok();
-    'addrs: for addr in addrs {
-        let where_ = format!("{host}[{}]:{port}", addr.ip());
-        let mut settings_now = settings.clone();
-        let (mut conn, opened) = loop {
-            let stream = match transport::connect_tcp(*addr, opts.timeouts.connect).await {
-                Ok(s) => s,
-                Err(e) => {
-                    if opts.verbose {
-                        eprintln!("=== {where_}: {e}");
-                    }
-                    last = Report::default();
-                    last.fail_all(rcpts, Status::Temporary, &format!("{where_}: connect: {e}"));
-                    continue 'addrs;
-                }
-            };
-            if opts.verbose {
-                eprintln!("=== Connected to {where_}");
-            }
-            let tls = match (&config, &server_name) {
-                (Some(c), Some(n)) => Some((c.clone(), n.clone())),
-                _ => None,
-            };
-            let mut conn = Connection::new(
-                stream,
-                settings_now.clone(),
-                tls,
-                opts.timeouts,
-                transcript(opts.verbose),
-            );
-            let opened = conn.open().await;
-            // Opportunistic TLS that fails to handshake: the same host in clear beats no
-            // delivery (RFC 7435 §3; what Postfix does with `may`).
-            if settings_now.tls == TlsMode::Opportunistic
-                && matches!(opened, Err(DriverError::Tls(_)))
-            {
-                if opts.verbose {
-                    if let Err(e) = &opened {
-                        eprintln!("=== {where_}: {e}; retrying without TLS");
-                    }
-                }
-                settings_now.tls = TlsMode::Off;
-                continue;
-            }
-            break (conn, opened);
-        };
-        let mut report = Report::default();
-        match opened {
-            Ok(Progress::Ready) => {}
-            Ok(Progress::Stopped(s)) => {
-                report.stopped = Some(s);
-                return Ok(report);
-            }
-            Ok(Progress::Done(_)) => {}
-            Err(e) => {
-                let status = status_of(&e);
-                report.fail_all(rcpts, status.clone(), &format!("{where_}: {e}"));
-                if status == Status::Temporary {
-                    // 4xx greeting, refused TLS, timeouts: the next address or MX may do.
-                    last = report;
-                    continue;
-                }
-                return Ok(report);
-            }
-        }
-        let env = Envelope {
-            from: from.to_string(),
-            rcpts: rcpts.to_vec(),
-            mail_params: Vec::new(),
-            rcpt_params: Vec::new(),
-        };
-        match conn.send(env, message).await {
-            Ok(Progress::Done(outcome)) => {
-                for r in outcome.rcpts {
-                    let status = if r.accepted() {
-                        Status::Sent
-                    } else if r.reply.is_transient() || !r.reply.is_permanent() {
-                        Status::Temporary
-                    } else if r.stage == Stage::Rcpt {
-                        Status::RcptRejected
-                    } else {
-                        Status::Permanent
-                    };
-                    let detail = if status == Status::Sent {
-                        String::new()
-                    } else {
-                        format!("{}: {where_}: {} rejected: {}", r.rcpt, r.stage, r.reply)
-                    };
-                    report.rcpts.push(RcptReport {
-                        rcpt: r.rcpt,
-                        status,
-                        detail,
-                    });
-                }
-                conn.quit().await;
-                return Ok(report);
-            }
-            Ok(Progress::Stopped(s)) => {
-                report.stopped = Some(s);
-                return Ok(report);
-            }
-            Ok(Progress::Ready) => {
-                report.fail_all(rcpts, Status::Temporary, &format!("{where_}: no outcome"));
-                return Ok(report);
-            }
-            Err(e) => {
-                // A failure after MAIL was sent: the server may have seen part of the
-                // transaction; report it, don't retry elsewhere now (the queue will).
-                report.fail_all(rcpts, status_of(&e), &format!("{where_}: {e}"));
-                return Ok(report);
-            }
-        }
-    }
-    Err((last, true))
-}
-
-/// Direct delivery: recipients grouped by domain, domains in parallel, each domain's MX hosts
-/// in order, all addresses of a host before the next host.
-async fn send_direct(
-    opts: &Options,
-    resolver: Option<SocketAddr>,
-    port: u16,
-    from: &str,
-    rcpts: &[String],
-    message: &[u8],
-) -> Report {
-    let mut report = Report::default();
-    let dns = match MxResolver::new(resolver) {
-        Ok(d) => d,
+    let options = ClientOptions {
+        verbose: opts.verbose,
+        quit_after: opts.quit_after,
+        credentials,
+        timeouts: Some(opts.timeouts),
+    };
+    let remote = match Remote::with_options(config, &opts.ehlo_name, options) {
+        Ok(r) => r,
         Err(e) => {
-            report.fail_all(rcpts, Status::Temporary, &e);
+            report.fail_all(rcpts, Status::Permanent, &format!("{e:#}"));
             return report;
         }
     };
-    let mut by_domain: Vec<(String, Vec<String>)> = Vec::new();
+    // Recipients grouped by next hop (one smarthost, or one MX route per domain).
+    let mut groups: Vec<(NextHop, Vec<String>)> = Vec::new();
     for r in rcpts {
-        let domain = r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-        let Some(domain) = domain.filter(|d| !d.is_empty()) else {
-            report.fail_all(
-                std::slice::from_ref(r),
-                Status::Permanent,
-                "no domain in address (direct delivery needs user@domain)",
-            );
-            continue;
+        let hop = match (&opts.route, r.rsplit_once('@')) {
+            (Route::Server { .. }, _) => remote.next_hop(""),
+            (Route::Direct { .. }, Some((_, d))) if !d.is_empty() => remote.next_hop(d),
+            (Route::Direct { .. }, _) => {
+                report.fail_all(
+                    std::slice::from_ref(r),
+                    Status::Permanent,
+                    "no domain in address (direct delivery needs user@domain)",
+                );
+                continue;
+            }
         };
-        match by_domain.iter_mut().find(|(d, _)| *d == domain) {
+        match groups.iter_mut().find(|(h, _)| *h == hop) {
             Some((_, v)) => v.push(r.clone()),
-            None => by_domain.push((domain, vec![r.clone()])),
+            None => groups.push((hop, vec![r.clone()])),
         }
     }
-    let config = crate::tls::client_config_no_verify();
-    let message: Arc<[u8]> = Arc::from(message);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (domain, rs) in by_domain {
-        let dns = dns.clone();
-        let opts = opts.clone();
-        let config = config.clone();
-        let message = message.clone();
-        let from = from.to_string();
-        tasks.spawn(async move {
-            send_domain(&opts, &dns, &domain, port, config, &from, &rs, &message).await
-        });
+    if groups.is_empty() && matches!(opts.route, Route::Server { .. }) && opts.quit_after.is_some()
+    {
+        // `--quit-after` with no recipients: a session to test the server only.
+        groups.push((remote.next_hop(""), Vec::new()));
     }
-    while let Some(res) = tasks.join_next().await {
-        match res {
-            Ok(r) => {
-                report.stopped = report.stopped.or(r.stopped);
-                report.rcpts.extend(r.rcpts);
+    // Domains in parallel.
+    let remote = std::sync::Arc::new(remote);
+    let message: std::sync::Arc<[u8]> = std::sync::Arc::from(message);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, (hop, rs)) in groups.iter().enumerate() {
+        let list: Vec<RemoteRcpt> = rs
+            .iter()
+            .map(|r| RemoteRcpt {
+                address: r.clone(),
+                params: Vec::new(),
+            })
+            .collect();
+        let (remote, hop, message, from) = (
+            remote.clone(),
+            hop.clone(),
+            message.clone(),
+            from.to_string(),
+        );
+        tasks.spawn(async move { (n, remote.deliver(&hop, &from, &[], &list, &message).await) });
+    }
+    let mut results = vec![None; groups.len()];
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((n, d)) = done {
+            results[n] = Some(d);
+        }
+    }
+    let results = results.into_iter().map(|d| {
+        d.unwrap_or_else(|| crate::relay::remote::Delivery {
+            rcpts: Vec::new(),
+            stopped: None,
+        })
+    });
+    for ((_, rs), d) in groups.iter().zip(results) {
+        report.stopped = report.stopped.or(d.stopped);
+        let mut outcomes = d.rcpts.into_iter();
+        for r in rs {
+            if d.stopped.is_some() {
+                break;
             }
-            Err(e) => report.rcpts.push(RcptReport {
-                rcpt: String::new(),
-                status: Status::Temporary,
-                detail: format!("delivery task failed: {e}"),
-            }),
+            let outcome = outcomes
+                .next()
+                .unwrap_or_else(|| Err(Failure::temp("delivery task failed")));
+            let (status, detail) = match outcome {
+                Ok(_) => (Status::Sent, String::new()),
+                Err(f) => (status_of(&f), format!("{r}: {}", f.message)),
+            };
+            report.rcpts.push(RcptReport {
+                rcpt: r.clone(),
+                status,
+                detail,
+            });
         }
     }
     report
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn send_domain(
-    opts: &Options,
-    dns: &MxResolver,
-    domain: &str,
-    port: u16,
-    config: Arc<rustls::ClientConfig>,
-    from: &str,
-    rcpts: &[String],
-    message: &[u8],
-) -> Report {
-    let mut report = Report::default();
-    let route = match dns.route(domain).await {
-        Ok(r) => r,
-        Err(e) => {
-            let status = if e.is_temporary() {
-                Status::Temporary
-            } else {
-                Status::Permanent
-            };
-            report.fail_all(rcpts, status, &e.to_string());
-            return report;
-        }
-    };
-    if opts.verbose {
-        let hosts: Vec<String> = route
-            .hosts
-            .iter()
-            .map(|h| format!("{} ({})", h.name, h.preference))
-            .collect();
-        let kind = if route.implicit { "implicit MX" } else { "MX" };
-        eprintln!("=== {domain}: {kind} {}", hosts.join(", "));
-    }
-    let settings = Settings {
-        ehlo_name: opts.ehlo_name.clone(),
-        tls: TlsMode::Opportunistic,
-        auth: None,
-        quit_after: opts.quit_after,
-    };
-    let mut last: Option<Report> = None;
-    for host in &route.hosts {
-        let addrs = match dns.addresses(&host.name).await {
-            Ok(a) => a,
-            Err(e) => {
-                let mut r = Report::default();
-                let status = match e {
-                    DnsError::Temporary(_) => Status::Temporary,
-                    _ => Status::Temporary, // one bad MX host: others may work; retry later
-                };
-                r.fail_all(rcpts, status, &format!("MX {}: {e}", host.name));
-                last = Some(r);
-                continue;
-            }
-        };
-        let addrs: Vec<SocketAddr> = addrs
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
-        match send_to_host(
-            opts,
-            &host.name,
-            port,
-            &addrs,
-            settings.clone(),
-            Some(config.clone()),
-            from,
-            rcpts,
-            message,
-        )
-        .await
-        {
-            Ok(r) => return r,
-            Err((r, _)) => last = Some(r),
+/// msend's status for a delivery failure.
+fn status_of(f: &Failure) -> Status {
+    if f.temporary {
+        Status::Temporary
+    } else {
+        match f.stage {
+            Some(Stage::Auth) => Status::AuthFailed,
+            Some(Stage::Rcpt) => Status::RcptRejected,
+            _ => Status::Permanent,
         }
     }
-    last.unwrap_or_else(|| {
-        let mut r = Report::default();
-        r.fail_all(
-            rcpts,
-            Status::Temporary,
-            &format!("{domain}: no MX host reachable"),
-        );
-        r
-    })
 }
 
 /// A default timeout for interactive use (`--timeout`).

@@ -52,7 +52,7 @@ use crate::maildir::fsync_dir;
 use crate::smtp::command::{Body, Notify, Ret};
 
 /// First retry after a temporary failure; doubled per attempt up to [`MAX_RETRY_INTERVAL`].
-pub const FIRST_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+pub const FIRST_RETRY_INTERVAL: Duration = Duration::from_secs(300);
 /// Longest interval between two attempts.
 pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(3600);
 /// Give up after a message has been queued this long (RFC 5321 §4.5.4.1: 4-5 days).
@@ -135,6 +135,31 @@ pub struct Status {
     /// deliver them again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub delivered_targets: BTreeMap<usize, Vec<String>>,
+    /// Per pending recipient (by index), its last temporary error, for `mrelayd queue`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rcpt_errors: BTreeMap<usize, String>,
+    /// A delay warning (DSN Action: delayed) went out already.
+    #[serde(default)]
+    pub delay_warned: bool,
+}
+
+/// The retry schedule: `initial` seconds after the first temporary failure, doubling per
+/// attempt up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// First wait (seconds).
+    pub initial: u64,
+    /// Longest wait (seconds).
+    pub max: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            initial: FIRST_RETRY_INTERVAL.as_secs(),
+            max: MAX_RETRY_INTERVAL.as_secs(),
+        }
+    }
 }
 
 impl Status {
@@ -146,6 +171,8 @@ impl Status {
             next_try: 0,
             last_error: None,
             delivered_targets: BTreeMap::new(),
+            rcpt_errors: BTreeMap::new(),
+            delay_warned: false,
         }
     }
 
@@ -155,13 +182,13 @@ impl Status {
     }
 
     /// Schedules the next attempt after a temporary failure (exponential back-off).
-    pub fn defer(&mut self, now: u64, error: String) {
+    pub fn defer(&mut self, now: u64, error: String, retry: Retry) {
         self.attempts = self.attempts.saturating_add(1);
         let shift = self.attempts.saturating_sub(1).min(16);
-        let wait = FIRST_RETRY_INTERVAL
-            .as_secs()
+        let wait = retry
+            .initial
             .saturating_mul(1u64 << shift)
-            .min(MAX_RETRY_INTERVAL.as_secs());
+            .min(retry.max.max(retry.initial));
         self.next_try = now.saturating_add(wait);
         self.last_error = Some(error);
     }
@@ -673,8 +700,8 @@ mod tests {
             b"Received: x\r\nSubject: s\r\n\r\nbody\r\n"
         );
         l.status.rcpts[0] = RcptState::Delivered;
-        l.status.defer(100, "mailbox busy".into());
-        assert_eq!(l.status.next_try, 160);
+        l.status.defer(100, "mailbox busy".into(), Retry::default());
+        assert_eq!(l.status.next_try, 100 + FIRST_RETRY_INTERVAL.as_secs());
         q.write_status(&id, &l.status).unwrap();
         drop(l);
         let l = q.lock(&id).unwrap().unwrap();
@@ -721,7 +748,7 @@ mod tests {
     fn backoff_is_bounded() {
         let mut s = Status::new(1);
         for _ in 0..40 {
-            s.defer(0, "x".into());
+            s.defer(0, "x".into(), Retry::default());
         }
         assert_eq!(s.next_try, MAX_RETRY_INTERVAL.as_secs());
     }

@@ -1,5 +1,4 @@
-//! Local delivery of queued messages: each pending recipient is resolved through the
-//! [`Router`](super::Router) and every target gets its copy, through the one Maildir writer
+//! Local delivery of one copy: into a Maildir through the one Maildir writer
 //! ([`crate::mda::deliver`], the same code as mdeliver) or by piping into a command.
 //!
 //! Pipe commands run under `/bin/sh -c` with the message on stdin (LF line ends, `Return-Path:`
@@ -8,180 +7,21 @@
 //! (EX_TEMPFAIL) is "retry later", any other status is a permanent failure; a command killed by a
 //! signal or by the timeout is retried.
 //!
-//! Results go into the queue's `state/ID` (see [`crate::queue`]); permanent failures are logged
-//! and kept there (bounces are remote delivery's job, part 2). Remote recipients are deferred.
+//! Queue entries are processed by [`super::deliver`]; remote targets go to [`super::remote`].
 
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Resolution, Router, Target};
+use super::{Failure, Target};
 use crate::exit;
-use crate::queue::{self, Queue, RcptState};
 
 /// How often a running pipe command is checked for completion.
 const PIPE_POLL: Duration = Duration::from_millis(5);
 /// Most bytes of a pipe command's output kept for the error message.
 pub const MAX_PIPE_OUTPUT: u64 = 4096;
-
-/// A delivery failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// Worth retrying.
-    pub temporary: bool,
-    /// Why.
-    pub message: String,
-}
-
-impl Failure {
-    fn temp(message: impl Into<String>) -> Failure {
-        Failure {
-            temporary: true,
-            message: message.into(),
-        }
-    }
-    fn perm(message: impl Into<String>) -> Failure {
-        Failure {
-            temporary: false,
-            message: message.into(),
-        }
-    }
-}
-
-/// What happened to a queue entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every recipient is done (delivered or failed for good); the entry is gone.
-    Done,
-    /// Some recipients wait for a retry.
-    Deferred,
-    /// Another process or thread is delivering it, or it was removed/held.
-    Busy,
-    /// Not due yet.
-    NotDue,
-}
-
-/// Delivers queue entries.
-#[derive(Debug, Clone)]
-pub struct Deliverer {
-    /// Routing.
-    pub router: Arc<Router>,
-    /// The queue.
-    pub queue: Queue,
-    /// Pipe command timeout.
-    pub pipe_timeout: Duration,
-}
-
-fn log(id: &str, msg: impl std::fmt::Display) {
-    crate::server::log::line(format_args!("{id}: {msg}"));
-}
-
-impl Deliverer {
-    /// Delivers the pending recipients of `id`. `force` ignores the retry time.
-    pub fn deliver(&self, id: &str, force: bool) -> io::Result<Outcome> {
-        let Some(mut locked) = self.queue.lock(id)? else {
-            return Ok(Outcome::Busy);
-        };
-        let now = queue::now();
-        if !force && locked.status.next_try > now {
-            return Ok(Outcome::NotDue);
-        }
-        let message = locked.read_message()?;
-        let env = locked.envelope.clone();
-        let mut status = locked.status.clone();
-        let mut temp_errors = Vec::new();
-        for (i, rcpt) in env.recipients.iter().enumerate() {
-            // A status file shorter than the envelope (damaged) leaves the rest pending.
-            if status.rcpts.len() <= i {
-                status.rcpts.resize(i + 1, RcptState::Pending);
-            }
-            if status.rcpts[i] != RcptState::Pending {
-                continue;
-            }
-            let done = status.delivered_targets.entry(i).or_default();
-            let result = self.deliver_rcpt(&env.sender, &rcpt.address, &message, done);
-            if result.is_ok() || done.is_empty() {
-                status.delivered_targets.remove(&i);
-            }
-            match result {
-                Ok(how) => {
-                    log(
-                        id,
-                        format_args!("to=<{}> status=sent ({how})", rcpt.address),
-                    );
-                    status.rcpts[i] = RcptState::Delivered;
-                }
-                Err(f) if f.temporary => {
-                    log(
-                        id,
-                        format_args!("to=<{}> status=deferred ({})", rcpt.address, f.message),
-                    );
-                    temp_errors.push(format!("<{}>: {}", rcpt.address, f.message));
-                }
-                Err(f) => {
-                    log(
-                        id,
-                        format_args!("to=<{}> status=bounced ({})", rcpt.address, f.message),
-                    );
-                    status.rcpts[i] = RcptState::Failed(f.message);
-                }
-            }
-        }
-        if !temp_errors.is_empty()
-            && now.saturating_sub(env.time) > queue::MAX_QUEUE_LIFETIME.as_secs()
-        {
-            for st in status.rcpts.iter_mut() {
-                if *st == RcptState::Pending {
-                    *st = RcptState::Failed(format!(
-                        "gave up after {} days in the queue: {}",
-                        queue::MAX_QUEUE_LIFETIME.as_secs() / 86400,
-                        temp_errors.join("; ")
-                    ));
-                }
-            }
-            log(id, "expired: too long in the queue");
-        }
-        if status.finished() {
-            self.queue.complete(id)?;
-            log(id, "removed");
-            drop(locked);
-            return Ok(Outcome::Done);
-        }
-        status.defer(now, temp_errors.join("; "));
-        self.queue.write_status(id, &status)?;
-        locked.status = status;
-        Ok(Outcome::Deferred)
-    }
-
-    /// Delivers one recipient to all its targets but those in `done` (delivered by an earlier
-    /// attempt), adding each success to `done`; returns a description of where it went.
-    pub fn deliver_rcpt(
-        &self,
-        sender: &str,
-        rcpt: &str,
-        message: &[u8],
-        done: &mut Vec<String>,
-    ) -> Result<String, Failure> {
-        let targets = match self.router.resolve(rcpt) {
-            Resolution::Targets { targets, .. } => targets,
-            Resolution::Unknown(why) => return Err(Failure::perm(why)),
-            Resolution::Loop(why) => return Err(Failure::perm(why)),
-            Resolution::Error(why) => return Err(Failure::temp(why)),
-        };
-        for t in &targets {
-            let name = t.to_string();
-            if done.contains(&name) {
-                continue;
-            }
-            deliver_target(t, sender, rcpt, message, self.pipe_timeout)?;
-            done.push(name);
-        }
-        Ok(done.join(", "))
-    }
-}
 
 /// Delivers one copy.
 pub fn deliver_target(
@@ -206,9 +46,9 @@ pub fn deliver_target(
             &env,
             pipe_timeout,
         ),
+        // Remote targets are batched per destination by the queue runner, never delivered here.
         Target::Remote(a) => Err(Failure::temp(format!(
-            "remote delivery to {} is not available yet",
-            a.rsplit('@').next().unwrap_or(a)
+            "internal: remote target <{a}> handed to local delivery"
         ))),
     }
 }
@@ -325,10 +165,26 @@ fn pipe(
         Some(c) if c == i32::from(exit::TEMPFAIL) => Err(Failure::temp(format!(
             "|{command}: exit {c} (try again later) {output}"
         ))),
-        Some(c) => Err(Failure::perm(format!("|{command}: exit {c} {output}"))),
+        // EX_NOUSER and friends say what went wrong; RFC 3463 codes for the DSN.
+        Some(c) => Err(Failure::new(
+            false,
+            format!("|{command}: exit {c} {output}"),
+            pipe_status(c),
+        )),
         None => Err(Failure::temp(format!(
             "|{command}: killed by a signal {output}"
         ))),
+    }
+}
+
+/// RFC 3463 status for a permanent pipe exit code (sysexits.h).
+fn pipe_status(code: i32) -> &'static str {
+    match u8::try_from(code).unwrap_or(0) {
+        exit::NOUSER => "5.1.1",
+        exit::NOHOST => "5.1.2",
+        exit::DATAERR => "5.6.0",
+        exit::NOPERM => "5.7.1",
+        _ => "5.3.0",
     }
 }
 

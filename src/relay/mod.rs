@@ -26,12 +26,17 @@
 //! idle_timeout_secs = 300                # RFC 5321 §4.5.3.2.7
 //! max_connections = 200
 //! max_per_ip = 20
-//! delivery_workers = 4                   # parallel local deliveries
+//! delivery_workers = 20                  # parallel deliveries (local and remote)
 //! pipe_timeout_secs = 600                # a |command delivery is killed after this long
+//!
+//! [mrelayd.remote]                       # remote delivery, see relay::remote
 //! ```
 
 pub mod aliases;
+pub mod deliver;
+pub mod dsn;
 pub mod local;
+pub mod remote;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -52,7 +57,7 @@ pub const MAX_TARGETS: usize = 1000;
 /// Default listener of `serve`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:25";
 /// Default number of parallel delivery workers.
-pub const DEFAULT_DELIVERY_WORKERS: usize = 4;
+pub const DEFAULT_DELIVERY_WORKERS: usize = 20;
 /// Default pipe delivery timeout (seconds).
 pub const DEFAULT_PIPE_TIMEOUT_SECS: u64 = 600;
 
@@ -137,6 +142,8 @@ pub struct RelayConfig {
     pub delivery_workers: usize,
     /// Pipe delivery timeout.
     pub pipe_timeout_secs: u64,
+    /// Remote delivery (`[mrelayd.remote]`).
+    pub remote: remote::RemoteConfig,
 }
 
 impl Default for RelayConfig {
@@ -161,6 +168,48 @@ impl Default for RelayConfig {
             max_per_ip: crate::server::DEFAULT_MAX_PER_IP,
             delivery_workers: DEFAULT_DELIVERY_WORKERS,
             pipe_timeout_secs: DEFAULT_PIPE_TIMEOUT_SECS,
+            remote: remote::RemoteConfig::default(),
+        }
+    }
+}
+
+/// Why a recipient was not delivered, with what a DSN needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Worth retrying.
+    pub temporary: bool,
+    /// One line for logs and the queue listing.
+    pub message: String,
+    /// RFC 3463 status code (`5.1.1`).
+    pub status: String,
+    /// The remote server's reply, for `Diagnostic-Code: smtp; ...`.
+    pub diagnostic: Option<String>,
+    /// The server that answered, for `Remote-MTA: dns; ...`.
+    pub remote_mta: Option<String>,
+    /// The SMTP stage whose reply decided (RCPT, MAIL, AUTH, ...), when a server answered.
+    pub stage: Option<crate::smtp::client::Stage>,
+}
+
+impl Failure {
+    /// A temporary failure with a generic status.
+    pub fn temp(message: impl Into<String>) -> Failure {
+        Failure::new(true, message, "4.0.0")
+    }
+
+    /// A permanent failure with a generic status.
+    pub fn perm(message: impl Into<String>) -> Failure {
+        Failure::new(false, message, "5.0.0")
+    }
+
+    /// A failure with an explicit RFC 3463 status.
+    pub fn new(temporary: bool, message: impl Into<String>, status: &str) -> Failure {
+        Failure {
+            temporary,
+            message: message.into(),
+            status: status.to_string(),
+            diagnostic: None,
+            remote_mta: None,
+            stage: None,
         }
     }
 }

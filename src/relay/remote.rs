@@ -1,0 +1,1032 @@
+//! Remote delivery: recipients of non-local domains go to the domain's MX hosts (RFC 5321 §5.1)
+//! or to a smarthost, over the one SMTP client ([`crate::smtp::client`]). Also used by
+//! `msend --direct`, so the MX walk exists once.
+//!
+//! - MX hosts in preference order (equal preferences shuffled, [`crate::dns::order_hosts`]),
+//!   the domain's own address when it has no MX, null MX and NXDOMAIN permanent; every address
+//!   of a host is tried before the next host. Connection-level trouble (refused, timeout, 4xx
+//!   greeting, a failed TLS handshake) moves on to the next address; once a transaction started,
+//!   the replies decide.
+//! - TLS per destination: `none`, `may` (opportunistic STARTTLS; a failed handshake is retried in
+//!   clear, RFC 7435 §3), `encrypt` (STARTTLS required) or `verify` (required, and the
+//!   certificate must verify for the MX name against webpki-roots or `ca_file`).
+//! - Connections are cached: after a transaction the session goes back to a per-destination pool
+//!   for `connection_idle_secs`, and the next message for that destination uses it (RSET/MAIL
+//!   again). A cached session the server closed meanwhile is replaced by a fresh one.
+//! - A global and a per-destination limit bound parallel sessions (Postfix's
+//!   `default_process_limit` and `default_destination_concurrency_limit`).
+//!
+//! # Config
+//! ```toml
+//! [mrelayd.remote]
+//! resolver = "127.0.0.1:53"     # DNS server (default: /etc/resolv.conf)
+//! port = 25                     # SMTP port of MX hosts
+//! helo_name = "mx.example.org"  # default: hostname
+//! tls = "may"                   # none | may | encrypt | verify
+//! ca_file = "/etc/ssl/ca.pem"   # trust anchors for verify (default: webpki-roots)
+//! relayhost = "smtp.example.net:587"       # smarthost for everything (optional)
+//! relayhost_tls = "starttls"               # none | may | starttls | tls (implicit)
+//! relayhost_user = "me"                    # AUTH, only over TLS
+//! relayhost_password_command = "cat /etc/mailkit/relay-password"
+//! retry_initial_secs = 300                 # first retry, doubling ...
+//! retry_max_secs = 3600                    # ... up to this
+//! max_lifetime_secs = 432000               # then bounce (5 days)
+//! delay_warning_secs = 14400               # "delayed" DSN after this long (0: never)
+//! concurrency = 100                        # parallel remote sessions
+//! destination_concurrency = 20             # per domain or relayhost
+//! connect_timeout_secs = 30
+//! command_timeout_secs = 300
+//! data_timeout_secs = 600
+//! connection_idle_secs = 5                 # keep a session this long for the next message
+//! max_messages_per_connection = 100
+//!
+//! [mrelayd.remote.domains."example.net"]   # per destination domain
+//! relayhost = "[10.0.0.1]:25"              # route it to a smarthost instead of its MX
+//! tls = "verify"                           # or a stricter TLS policy for its MX
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use super::{dsn, Failure};
+use crate::dns::{DnsError, MxResolver};
+use crate::smtp::client::transport::{self, Connection, DriverError, Progress, Timeouts};
+use crate::smtp::client::{Credentials, Envelope, Error as SmtpError, Settings, Stage, TlsMode};
+use crate::smtp::reply::Reply;
+
+/// Default SMTP port of MX hosts.
+pub const DEFAULT_PORT: u16 = 25;
+/// Default first retry after a temporary failure (about 5 minutes, like Postfix).
+pub const DEFAULT_RETRY_INITIAL_SECS: u64 = crate::queue::FIRST_RETRY_INTERVAL.as_secs();
+/// Default longest wait between retries.
+pub const DEFAULT_RETRY_MAX_SECS: u64 = crate::queue::MAX_RETRY_INTERVAL.as_secs();
+/// Default time a message may stay queued before it bounces (5 days).
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = crate::queue::MAX_QUEUE_LIFETIME.as_secs();
+/// Default age at which a delay warning goes out (4 hours, like sendmail).
+pub const DEFAULT_DELAY_WARNING_SECS: u64 = 4 * 3600;
+/// Default parallel remote sessions.
+pub const DEFAULT_CONCURRENCY: usize = 100;
+/// Default parallel sessions per destination.
+pub const DEFAULT_DESTINATION_CONCURRENCY: usize = 20;
+/// Default time an idle session is kept for the next message.
+pub const DEFAULT_CONNECTION_IDLE_SECS: u64 = 5;
+/// Default transactions per session before it is closed.
+pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+/// How often idle cached sessions are checked for expiry.
+const REAPER_TICK: Duration = Duration::from_millis(500);
+
+/// TLS policy for MX delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered, certificate not checked (RFC 7435 opportunistic security).
+    #[default]
+    May,
+    /// STARTTLS required, certificate not checked.
+    Encrypt,
+    /// STARTTLS required and the certificate must verify for the MX host name.
+    Verify,
+}
+
+/// TLS for a smarthost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayhostTls {
+    /// Plain SMTP.
+    None,
+    /// Opportunistic STARTTLS.
+    May,
+    /// STARTTLS required, certificate verified for the relayhost name.
+    #[default]
+    Starttls,
+    /// Implicit TLS (port 465, RFC 8314), certificate verified.
+    Tls,
+}
+
+/// Per destination domain overrides (`[mrelayd.remote.domains."DOMAIN"]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainPolicy {
+    /// Smarthost for this domain instead of its MX.
+    pub relayhost: Option<String>,
+    /// TLS policy for this domain's MX hosts.
+    pub tls: Option<TlsPolicy>,
+    /// TLS for this domain's relayhost.
+    pub relayhost_tls: Option<RelayhostTls>,
+    /// AUTH user for this domain's relayhost.
+    pub relayhost_user: Option<String>,
+    /// Command printing the AUTH password.
+    pub relayhost_password_command: Option<String>,
+}
+
+/// The `[mrelayd.remote]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// DNS server `IP[:PORT]`; unset: the system's resolver.
+    pub resolver: Option<String>,
+    /// SMTP port of MX hosts.
+    pub port: u16,
+    /// EHLO name (default: the top-level `hostname`).
+    pub helo_name: Option<String>,
+    /// TLS policy for MX delivery.
+    pub tls: TlsPolicy,
+    /// Trust anchors for `verify` and relayhost TLS (default: webpki-roots).
+    pub ca_file: Option<PathBuf>,
+    /// Smarthost for every remote recipient: `host`, `host:port` or `[host]:port`.
+    pub relayhost: Option<String>,
+    /// TLS for the relayhost.
+    pub relayhost_tls: RelayhostTls,
+    /// AUTH user for the relayhost.
+    pub relayhost_user: Option<String>,
+    /// Command whose first output line is the relayhost AUTH password.
+    pub relayhost_password_command: Option<String>,
+    /// First retry after a temporary failure (doubling per attempt).
+    pub retry_initial_secs: u64,
+    /// Longest wait between retries.
+    pub retry_max_secs: u64,
+    /// After this long in the queue a message bounces.
+    pub max_lifetime_secs: u64,
+    /// Age after which a delay DSN goes out; 0: never.
+    pub delay_warning_secs: u64,
+    /// Parallel remote sessions.
+    pub concurrency: usize,
+    /// Parallel sessions per destination.
+    pub destination_concurrency: usize,
+    /// TCP connect timeout.
+    pub connect_timeout_secs: u64,
+    /// Reply timeout per command (RFC 5321 §4.5.3.2: at least 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Timeout for the reply after the message body (RFC 5321: 10 minutes).
+    pub data_timeout_secs: u64,
+    /// How long an idle session is kept for the next message to the same destination.
+    pub connection_idle_secs: u64,
+    /// Transactions per session.
+    pub max_messages_per_connection: u32,
+    /// Per destination domain overrides.
+    pub domains: BTreeMap<String, DomainPolicy>,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            resolver: None,
+            port: DEFAULT_PORT,
+            helo_name: None,
+            tls: TlsPolicy::May,
+            ca_file: None,
+            relayhost: None,
+            relayhost_tls: RelayhostTls::Starttls,
+            relayhost_user: None,
+            relayhost_password_command: None,
+            retry_initial_secs: DEFAULT_RETRY_INITIAL_SECS,
+            retry_max_secs: DEFAULT_RETRY_MAX_SECS,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+            delay_warning_secs: DEFAULT_DELAY_WARNING_SECS,
+            concurrency: DEFAULT_CONCURRENCY,
+            destination_concurrency: DEFAULT_DESTINATION_CONCURRENCY,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            connection_idle_secs: DEFAULT_CONNECTION_IDLE_SECS,
+            max_messages_per_connection: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
+            domains: BTreeMap::new(),
+        }
+    }
+}
+
+impl RemoteConfig {
+    /// The retry schedule of this config.
+    pub fn retry(&self) -> crate::queue::Retry {
+        crate::queue::Retry {
+            initial: self.retry_initial_secs.max(1),
+            max: self.retry_max_secs.max(self.retry_initial_secs).max(1),
+        }
+    }
+
+    /// Checks what can be checked without the network (addresses, relayhost syntax, CA file).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(r) = &self.resolver {
+            crate::dns::parse_server(r).map_err(|e| format!("mrelayd.remote.resolver: {e}"))?;
+        }
+        if let Some(h) = &self.relayhost {
+            parse_relayhost(h).map_err(|e| format!("mrelayd.remote.relayhost: {e}"))?;
+        }
+        for (d, p) in &self.domains {
+            if let Some(h) = &p.relayhost {
+                parse_relayhost(h)
+                    .map_err(|e| format!("mrelayd.remote.domains.{d:?}.relayhost: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `host`, `host:port`, `[host]` or `[host]:port` (brackets: Postfix's "no MX lookup",
+/// which is what a relayhost always means here). Default port 25.
+pub fn parse_relayhost(s: &str) -> Result<(String, u16), String> {
+    let s = s.trim();
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?}: missing ]"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return Err(format!("{s:?}: junk after ]")),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?}: no host"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{s:?}: bad port"))?,
+        None => DEFAULT_PORT,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Where a group of recipients goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NextHop {
+    /// The domain's MX hosts.
+    Mx {
+        /// Recipient domain.
+        domain: String,
+        /// TLS policy.
+        tls: TlsPolicy,
+    },
+    /// A smarthost.
+    Relayhost {
+        /// Host name or IP.
+        host: String,
+        /// Port.
+        port: u16,
+        /// TLS.
+        tls: RelayhostTls,
+        /// AUTH user.
+        user: Option<String>,
+        /// Command printing the password.
+        password_command: Option<String>,
+    },
+}
+
+impl NextHop {
+    /// Key of the connection cache and of the per-destination limit.
+    fn key(&self) -> String {
+        match self {
+            NextHop::Mx { domain, .. } => format!("mx:{domain}"),
+            NextHop::Relayhost { host, port, .. } => format!("relay:{host}:{port}"),
+        }
+    }
+}
+
+impl fmt::Display for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NextHop::Mx { domain, .. } => write!(f, "MX of {domain}"),
+            NextHop::Relayhost { host, port, .. } => write!(f, "relayhost [{host}]:{port}"),
+        }
+    }
+}
+
+/// A failure decided by a server reply.
+fn reply_failure(reply: &Reply, host: &str, where_: &str, stage: Stage) -> Failure {
+    let line = one_line(reply);
+    Failure {
+        temporary: !reply.is_permanent(),
+        message: format!("{where_} said at {stage}: {line}"),
+        // The whole reply: `text()` has the enhanced code taken off.
+        status: dsn::status_of_reply(reply.code, &line),
+        diagnostic: Some(line),
+        remote_mta: Some(host.to_string()),
+        stage: Some(stage),
+    }
+}
+
+/// A reply as one line (`550 5.1.1 no such user`), multi-line replies joined.
+fn one_line(reply: &Reply) -> String {
+    let text = String::from_utf8_lossy(&reply.to_bytes()).into_owned();
+    let parts: Vec<&str> = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|l| l.get(4..).unwrap_or(""))
+        .collect();
+    format!("{} {}", reply.code, parts.join(" "))
+}
+
+/// Delivery of one recipient: where it went, or why not.
+pub type RcptOutcome = Result<String, Failure>;
+
+/// One recipient handed to [`Remote::deliver`].
+#[derive(Debug, Clone)]
+pub struct RemoteRcpt {
+    /// Address (`local@domain`).
+    pub address: String,
+    /// RCPT TO parameters to pass on (`NOTIFY=`, `ORCPT=`) when the server speaks DSN.
+    pub params: Vec<String>,
+}
+
+/// A cached idle session.
+struct Idle {
+    conn: Connection<TcpStream>,
+    /// `host[ip]:port`, for logs.
+    relay: String,
+    /// Host name the session went to, for DSNs.
+    host: String,
+    since: Instant,
+    used: u32,
+}
+
+/// The remote delivery engine: resolver, TLS configs, connection cache and limits.
+pub struct Remote {
+    config: RemoteConfig,
+    ehlo_name: String,
+    dns: MxResolver,
+    tls_verify: Arc<ClientConfig>,
+    tls_any: Arc<ClientConfig>,
+    timeouts: Timeouts,
+    global: Arc<Semaphore>,
+    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+    idle: Arc<Mutex<HashMap<String, Vec<Idle>>>>,
+    /// Sessions opened, for logs and benchmarks.
+    opened: std::sync::atomic::AtomicU64,
+    options: ClientOptions,
+}
+
+/// Session options for interactive use (msend): transcript, `--quit-after`, and credentials
+/// given directly instead of a password command.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Print the dialogue and progress on stderr.
+    pub verbose: bool,
+    /// Stop (QUIT) after this stage.
+    pub quit_after: Option<Stage>,
+    /// AUTH credentials for a relayhost.
+    pub credentials: Option<Credentials>,
+    /// Time limits instead of the config's.
+    pub timeouts: Option<Timeouts>,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("config", &self.config)
+            .field("ehlo_name", &self.ehlo_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// Builds the engine from the config; `hostname` is the default EHLO name.
+    pub fn new(config: RemoteConfig, hostname: &str) -> anyhow::Result<Remote> {
+        Remote::with_options(config, hostname, ClientOptions::default())
+    }
+
+    /// [`new`](Self::new) with interactive session options.
+    pub fn with_options(
+        config: RemoteConfig,
+        hostname: &str,
+        options: ClientOptions,
+    ) -> anyhow::Result<Remote> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let server = match &config.resolver {
+            Some(r) => Some(crate::dns::parse_server(r).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let dns = MxResolver::new(server).map_err(anyhow::Error::msg)?;
+        let tls_verify = crate::tls::client_config(config.ca_file.as_deref())?;
+        let timeouts = options.timeouts.unwrap_or(Timeouts {
+            connect: Duration::from_secs(config.connect_timeout_secs.max(1)),
+            command: Duration::from_secs(config.command_timeout_secs.max(1)),
+            data_end: Duration::from_secs(config.data_timeout_secs.max(1)),
+        });
+        Ok(Remote {
+            ehlo_name: config
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
+            dns,
+            tls_verify,
+            tls_any: crate::tls::client_config_no_verify(),
+            timeouts,
+            global: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            per_destination: Mutex::new(HashMap::new()),
+            idle: Arc::new(Mutex::new(HashMap::new())),
+            opened: std::sync::atomic::AtomicU64::new(0),
+            options,
+            config,
+        })
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &RemoteConfig {
+        &self.config
+    }
+
+    /// Sessions opened so far.
+    pub fn sessions_opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The next hop for recipient domain `domain`: a per-domain relayhost, the global relayhost,
+    /// or the domain's MX with its TLS policy.
+    pub fn next_hop(&self, domain: &str) -> NextHop {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let policy = self.config.domains.get(&domain);
+        let relay = policy
+            .and_then(|p| p.relayhost.as_ref())
+            .or(self.config.relayhost.as_ref());
+        if let Some(r) = relay {
+            if let Ok((host, port)) = parse_relayhost(r) {
+                let per_domain = policy.filter(|p| p.relayhost.is_some());
+                return NextHop::Relayhost {
+                    host,
+                    port,
+                    tls: per_domain
+                        .and_then(|p| p.relayhost_tls)
+                        .unwrap_or(self.config.relayhost_tls),
+                    user: per_domain
+                        .and_then(|p| p.relayhost_user.clone())
+                        .or_else(|| self.config.relayhost_user.clone()),
+                    password_command: per_domain
+                        .and_then(|p| p.relayhost_password_command.clone())
+                        .or_else(|| self.config.relayhost_password_command.clone()),
+                };
+            }
+        }
+        NextHop::Mx {
+            tls: policy.and_then(|p| p.tls).unwrap_or(self.config.tls),
+            domain,
+        }
+    }
+
+    /// Starts the task that closes cached sessions idle for longer than `connection_idle_secs`.
+    /// Call once from inside the runtime.
+    pub fn start_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REAPER_TICK).await;
+                let Some(me) = weak.upgrade() else { break };
+                let max = Duration::from_secs(me.config.connection_idle_secs);
+                let expired: Vec<Idle> = {
+                    let mut idle = me.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut out = Vec::new();
+                    for list in idle.values_mut() {
+                        let (old, keep): (Vec<Idle>, Vec<Idle>) =
+                            list.drain(..).partition(|i| i.since.elapsed() >= max);
+                        *list = keep;
+                        out.extend(old);
+                    }
+                    idle.retain(|_, l| !l.is_empty());
+                    out
+                };
+                for i in expired {
+                    i.conn.quit().await;
+                }
+            }
+        });
+    }
+
+    /// Closes every cached session (at shutdown).
+    pub async fn close_idle(&self) {
+        let all: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.drain().flat_map(|(_, v)| v).collect()
+        };
+        for i in all {
+            i.conn.quit().await;
+        }
+    }
+
+    fn destination_limit(&self, key: &str) -> Arc<Semaphore> {
+        let mut map = self
+            .per_destination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.destination_concurrency.max(1))))
+            .clone()
+    }
+
+    fn take_idle(&self, key: &str) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        let max = Duration::from_secs(self.config.connection_idle_secs);
+        while let Some(i) = list.pop() {
+            if i.since.elapsed() < max {
+                return Some(i);
+            }
+            // Expired: the reaper would close it; dropping closes the socket.
+        }
+        None
+    }
+
+    async fn put_idle(&self, key: &str, mut idle: Idle) {
+        idle.used += 1;
+        let keep = self.config.connection_idle_secs > 0
+            && idle.used < self.config.max_messages_per_connection
+            && idle.conn.client().is_ready();
+        if !keep {
+            idle.conn.quit().await;
+            return;
+        }
+        idle.since = Instant::now();
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .push(idle);
+    }
+
+    /// Delivers `message` from `sender` to `rcpts` (all for `hop`) in one transaction; one
+    /// outcome per recipient, in order. Never fails as a whole: every problem becomes a
+    /// per-recipient [`Failure`].
+    ///
+    /// `mail_params` (RET=, ENVID=) and each recipient's `params` (NOTIFY=, ORCPT=) are sent
+    /// only to a server that announces DSN (RFC 3461 §4).
+    pub async fn deliver(
+        &self,
+        hop: &NextHop,
+        sender: &str,
+        mail_params: &[String],
+        rcpts: &[RemoteRcpt],
+        message: &[u8],
+    ) -> Delivery {
+        let key = hop.key();
+        let Ok(_global) = self.global.clone().acquire_owned().await else {
+            return Delivery::all(rcpts, &Failure::temp("shutting down"));
+        };
+        let Ok(_dest) = self.destination_limit(&key).acquire_owned().await else {
+            return Delivery::all(rcpts, &Failure::temp("shutting down"));
+        };
+        let envelope = |conn: &Connection<TcpStream>| {
+            let dsn = conn.client().extensions().dsn;
+            Envelope {
+                from: sender.to_string(),
+                rcpts: rcpts.iter().map(|r| r.address.clone()).collect(),
+                mail_params: if dsn {
+                    mail_params.to_vec()
+                } else {
+                    Vec::new()
+                },
+                rcpt_params: if dsn {
+                    rcpts.iter().map(|r| r.params.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+            }
+        };
+        // A cached session first; if the server dropped it meanwhile, fall through to a new one.
+        while let Some(mut idle) = self.take_idle(&key) {
+            let env = envelope(&idle.conn);
+            match idle.conn.send(env, message).await {
+                Err(
+                    DriverError::Eof(Stage::Mail)
+                    | DriverError::Io {
+                        stage: Stage::Mail, ..
+                    }
+                    | DriverError::Timeout(Stage::Mail),
+                ) => continue,
+                result => {
+                    let out = finish(result, rcpts, &idle.host, &idle.relay);
+                    self.put_idle(&key, idle).await;
+                    return out;
+                }
+            }
+        }
+        let candidates = match self.candidates(hop).await {
+            Ok(c) => c,
+            Err(f) => return Delivery::all(rcpts, &f),
+        };
+        let mut last = Failure::temp(format!("{hop}: no host reachable"));
+        for (host, port, tls) in candidates {
+            let addrs = match self.dns.addresses(&host).await {
+                Ok(a) => a,
+                Err(e) => {
+                    // One bad MX host: the others may work; the domain is fine (temporary).
+                    self.say(format_args!("{host}: {e}"));
+                    last = Failure::new(true, format!("{host}: {e}"), "4.4.3");
+                    continue;
+                }
+            };
+            for ip in addrs {
+                let addr = SocketAddr::new(ip, port);
+                let relay = format!("{host}[{ip}]:{port}");
+                let conn = match self.open(&host, addr, tls.clone()).await {
+                    Ok(Opened::Ready(c)) => *c,
+                    Ok(Opened::Stopped(stage)) => {
+                        return Delivery {
+                            rcpts: Vec::new(),
+                            stopped: Some(stage),
+                        }
+                    }
+                    Err(f) => {
+                        self.say(format_args!("{}", f.message));
+                        // A permanent answer before any transaction (5xx greeting or EHLO,
+                        // AUTH refused) is the host's word; it still may be one bad MX.
+                        last = f;
+                        continue;
+                    }
+                };
+                let mut idle = Idle {
+                    conn,
+                    relay,
+                    host: host.clone(),
+                    since: Instant::now(),
+                    used: 0,
+                };
+                let env = envelope(&idle.conn);
+                let result = idle.conn.send(env, message).await;
+                let out = finish(result, rcpts, &idle.host, &idle.relay);
+                if out.stopped.is_some() {
+                    return out;
+                }
+                self.put_idle(&key, idle).await;
+                return out;
+            }
+        }
+        Delivery::all(rcpts, &last)
+    }
+
+    /// Verbose progress on stderr (msend `-v`).
+    fn say(&self, line: std::fmt::Arguments<'_>) {
+        if self.options.verbose {
+            eprintln!("=== {line}");
+        }
+    }
+
+    /// Hosts to try for `hop`, in order, with their port and client TLS mode.
+    async fn candidates(&self, hop: &NextHop) -> Result<Vec<(String, u16, TlsChoice)>, Failure> {
+        match hop {
+            NextHop::Relayhost {
+                host,
+                port,
+                tls,
+                user,
+                password_command,
+            } => {
+                let auth = match (user, password_command) {
+                    _ if self.options.credentials.is_some() => self.options.credentials.clone(),
+                    (Some(u), Some(cmd)) => Some(Credentials {
+                        user: u.clone(),
+                        password: run_password_command(cmd).map_err(|e| {
+                            Failure::new(true, format!("relayhost password: {e}"), "4.7.0")
+                        })?,
+                    }),
+                    (Some(u), None) => {
+                        return Err(Failure::new(
+                            true,
+                            format!("relayhost user {u} has no relayhost_password_command"),
+                            "4.7.0",
+                        ))
+                    }
+                    _ => None,
+                };
+                let choice = match tls {
+                    RelayhostTls::None => TlsChoice::new(TlsMode::Off, false, auth),
+                    RelayhostTls::May => TlsChoice::new(TlsMode::Opportunistic, false, auth),
+                    RelayhostTls::Starttls => TlsChoice::new(TlsMode::Required, true, auth),
+                    RelayhostTls::Tls => TlsChoice::new(TlsMode::Implicit, true, auth),
+                };
+                Ok(vec![(host.clone(), *port, choice)])
+            }
+            NextHop::Mx { domain, tls } => {
+                let route = self.dns.route(domain).await.map_err(|e| dns_failure(&e))?;
+                if self.options.verbose {
+                    let hosts: Vec<String> = route
+                        .hosts
+                        .iter()
+                        .map(|h| format!("{} ({})", h.name, h.preference))
+                        .collect();
+                    let kind = if route.implicit { "implicit MX" } else { "MX" };
+                    eprintln!("=== {domain}: {kind} {}", hosts.join(", "));
+                }
+                let choice = match tls {
+                    TlsPolicy::None => TlsChoice::new(TlsMode::Off, false, None),
+                    TlsPolicy::May => TlsChoice::new(TlsMode::Opportunistic, false, None),
+                    TlsPolicy::Encrypt => TlsChoice::new(TlsMode::Required, false, None),
+                    TlsPolicy::Verify => TlsChoice::new(TlsMode::Required, true, None),
+                };
+                Ok(route
+                    .hosts
+                    .into_iter()
+                    .map(|h| (h.name, self.config.port, choice.clone()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Connects and runs the session up to "ready"; opportunistic TLS that fails to handshake
+    /// is retried once in clear.
+    async fn open(&self, host: &str, addr: SocketAddr, tls: TlsChoice) -> Result<Opened, Failure> {
+        let where_ = format!("{host}[{}]:{}", addr.ip(), addr.port());
+        let mut mode = tls.mode;
+        loop {
+            let stream = transport::connect_tcp(addr, self.timeouts.connect)
+                .await
+                .map_err(|e| Failure::new(true, format!("{where_}: connect: {e}"), "4.4.1"))?;
+            self.opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.say(format_args!("Connected to {where_}"));
+            let config = if tls.verify {
+                self.tls_verify.clone()
+            } else {
+                self.tls_any.clone()
+            };
+            // The certificate must match the name we looked up (MX target or relayhost).
+            let name = ServerName::try_from(host.to_string())
+                .or_else(|_| ServerName::try_from("invalid.invalid".to_string()))
+                .map_err(|e| Failure::perm(format!("{host}: {e}")))?;
+            let settings = Settings {
+                ehlo_name: self.ehlo_name.clone(),
+                tls: mode,
+                auth: tls.auth.clone(),
+                quit_after: self.options.quit_after,
+            };
+            let transcript: Option<transport::Transcript> = if self.options.verbose {
+                Some(Box::new(|line: &str| eprintln!("{line}")))
+            } else {
+                None
+            };
+            let mut conn = Connection::new(
+                stream,
+                settings,
+                Some((config, name)),
+                self.timeouts,
+                transcript,
+            );
+            match conn.open().await {
+                Ok(Progress::Ready) => return Ok(Opened::Ready(Box::new(conn))),
+                Ok(Progress::Stopped(stage)) => return Ok(Opened::Stopped(stage)),
+                Ok(other) => {
+                    return Err(Failure::temp(format!(
+                        "{where_}: unexpected session state {other:?}"
+                    )))
+                }
+                Err(DriverError::Tls(e)) if mode == TlsMode::Opportunistic => {
+                    if self.options.verbose {
+                        eprintln!("=== {where_}: TLS handshake failed ({e}); retrying without TLS");
+                    } else {
+                        crate::server::log::line(format_args!(
+                            "{where_}: TLS handshake failed ({e}); retrying without TLS"
+                        ));
+                    }
+                    mode = TlsMode::Off;
+                }
+                Err(e) => return Err(session_failure(&e, host, &where_)),
+            }
+        }
+    }
+}
+
+/// A session ready for a transaction, or stopped by `--quit-after`.
+enum Opened {
+    Ready(Box<Connection<TcpStream>>),
+    Stopped(Stage),
+}
+
+/// What one [`Remote::deliver`] call came to.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// Per recipient, in order (empty when stopped early).
+    pub rcpts: Vec<RcptOutcome>,
+    /// `--quit-after` stopped the session at this stage; nothing was sent.
+    pub stopped: Option<Stage>,
+}
+
+impl Delivery {
+    fn all(rcpts: &[RemoteRcpt], f: &Failure) -> Delivery {
+        Delivery {
+            rcpts: rcpts.iter().map(|_| Err(f.clone())).collect(),
+            stopped: None,
+        }
+    }
+}
+
+/// Maps a transaction result to per-recipient outcomes.
+fn finish(
+    result: Result<Progress, DriverError>,
+    rcpts: &[RemoteRcpt],
+    host: &str,
+    relay: &str,
+) -> Delivery {
+    match result {
+        Ok(Progress::Done(outcome)) => {
+            let mut out: Vec<RcptOutcome> = outcome
+                .rcpts
+                .iter()
+                .map(|r| {
+                    if r.accepted() {
+                        Ok(format!("relay={relay} ({})", one_line(&r.reply)))
+                    } else {
+                        Err(reply_failure(&r.reply, host, relay, r.stage))
+                    }
+                })
+                .collect();
+            // The client answers for every recipient; be safe if it did not.
+            while out.len() < rcpts.len() {
+                out.push(Err(Failure::temp(format!("{relay}: no result"))));
+            }
+            Delivery {
+                rcpts: out,
+                stopped: None,
+            }
+        }
+        Ok(Progress::Stopped(stage)) => Delivery {
+            rcpts: Vec::new(),
+            stopped: Some(stage),
+        },
+        Ok(Progress::Ready) => Delivery::all(rcpts, &Failure::temp(format!("{relay}: no outcome"))),
+        Err(e) => Delivery::all(rcpts, &session_failure(&e, host, relay)),
+    }
+}
+
+/// TLS mode, verification and AUTH for one candidate host.
+#[derive(Clone)]
+struct TlsChoice {
+    mode: TlsMode,
+    verify: bool,
+    auth: Option<Credentials>,
+}
+
+impl TlsChoice {
+    fn new(mode: TlsMode, verify: bool, auth: Option<Credentials>) -> TlsChoice {
+        TlsChoice { mode, verify, auth }
+    }
+}
+
+/// A DNS answer as a delivery failure (RFC 7505 §4.2: null MX is 5.1.10; RFC 3463 5.1.2 for
+/// a destination that does not exist).
+pub fn dns_failure(e: &DnsError) -> Failure {
+    match e {
+        DnsError::NullMx(_) => Failure::new(false, e.to_string(), "5.1.10"),
+        DnsError::NxDomain(_) | DnsError::NoAddress(_) | DnsError::BadName(_) => {
+            Failure::new(false, e.to_string(), "5.1.2")
+        }
+        DnsError::Temporary(_) => Failure::new(true, e.to_string(), "4.4.3"),
+    }
+}
+
+/// A session error as a failure. TLS trouble with a host is temporary for mail (the
+/// certificate or the policy may be fixed; Postfix defers too).
+fn session_failure(e: &DriverError, host: &str, where_: &str) -> Failure {
+    if let DriverError::Smtp(SmtpError::Rejected { stage, reply }) = e {
+        return reply_failure(reply, host, where_, *stage);
+    }
+    let (temporary, status) = match e {
+        DriverError::Tls(_) => (true, "4.7.5"),
+        DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4"),
+        DriverError::Smtp(SmtpError::AuthNotEncrypted | SmtpError::AuthUnsupported(_)) => {
+            (true, "4.7.0")
+        }
+        DriverError::Smtp(SmtpError::Unsupported(_)) => (false, "5.6.3"),
+        DriverError::Timeout(_) => (true, "4.4.2"),
+        DriverError::Eof(_) | DriverError::Io { .. } => (true, "4.4.2"),
+        _ if e.is_temporary() => (true, "4.0.0"),
+        _ => (false, "5.0.0"),
+    };
+    Failure {
+        temporary,
+        message: format!("{where_}: {e}"),
+        status: status.to_string(),
+        diagnostic: None,
+        remote_mta: Some(host.to_string()),
+        stage: None,
+    }
+}
+
+/// Runs `command` under `/bin/sh -c`; the first line of its output is the password.
+fn run_password_command(command: &str) -> Result<String, String> {
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running {command:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{command:?} failed: {}", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayhost_forms() {
+        assert_eq!(parse_relayhost("smtp.x").unwrap(), ("smtp.x".into(), 25));
+        assert_eq!(
+            parse_relayhost("smtp.x:587").unwrap(),
+            ("smtp.x".into(), 587)
+        );
+        assert_eq!(
+            parse_relayhost("[127.0.0.1]:2525").unwrap(),
+            ("127.0.0.1".into(), 2525)
+        );
+        assert_eq!(parse_relayhost("[::1]:26").unwrap(), ("::1".into(), 26));
+        assert_eq!(parse_relayhost("[h]").unwrap(), ("h".into(), 25));
+        assert!(parse_relayhost("").is_err());
+        assert!(parse_relayhost("h:0").is_err());
+        assert!(parse_relayhost("h:x").is_err());
+        assert!(parse_relayhost("[h").is_err());
+        assert!(parse_relayhost("[h]x").is_err());
+    }
+
+    #[test]
+    fn next_hop_prefers_domain_policy() {
+        let mut c = RemoteConfig::default();
+        c.domains.insert(
+            "sec.test".into(),
+            DomainPolicy {
+                tls: Some(TlsPolicy::Verify),
+                ..Default::default()
+            },
+        );
+        c.domains.insert(
+            "via.test".into(),
+            DomainPolicy {
+                relayhost: Some("[127.0.0.1]:2525".into()),
+                relayhost_tls: Some(RelayhostTls::None),
+                ..Default::default()
+            },
+        );
+        let r = Remote::new(c, "mx.test").unwrap();
+        assert_eq!(
+            r.next_hop("Sec.Test."),
+            NextHop::Mx {
+                domain: "sec.test".into(),
+                tls: TlsPolicy::Verify
+            }
+        );
+        assert_eq!(
+            r.next_hop("other.test"),
+            NextHop::Mx {
+                domain: "other.test".into(),
+                tls: TlsPolicy::May
+            }
+        );
+        match r.next_hop("via.test") {
+            NextHop::Relayhost {
+                host, port, tls, ..
+            } => {
+                assert_eq!(
+                    (host.as_str(), port, tls),
+                    ("127.0.0.1", 2525, RelayhostTls::None)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dns_answers_map_to_rfc_statuses() {
+        assert_eq!(dns_failure(&DnsError::NullMx("x".into())).status, "5.1.10");
+        assert!(!dns_failure(&DnsError::NxDomain("x".into())).temporary);
+        assert!(dns_failure(&DnsError::Temporary("x".into())).temporary);
+    }
+
+    #[test]
+    fn reply_failure_keeps_the_enhanced_code() {
+        let r = Reply::new(550, Some((5, 1, 1)), "no such user");
+        let f = reply_failure(&r, "mx.test", "mx.test[127.0.0.1]:25", Stage::Rcpt);
+        assert_eq!(f.status, "5.1.1");
+        assert!(!f.temporary);
+        assert_eq!(f.stage, Some(Stage::Rcpt));
+        assert_eq!(f.diagnostic.as_deref(), Some("550 5.1.1 no such user"));
+        let t = reply_failure(&Reply::new(451, None, "later"), "h", "h", Stage::Rcpt);
+        assert!(t.temporary && t.status == "4.0.0", "{t:?}");
+    }
+
+    #[test]
+    fn multi_line_reply_is_one_line() {
+        let r = Reply::multi(550, Some((5, 1, 1)), vec!["no such".into(), "user".into()]);
+        let l = one_line(&r);
+        assert!(l.starts_with("550 ") && !l.contains('\n'), "{l}");
+    }
+}

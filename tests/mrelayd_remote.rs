@@ -1,0 +1,2417 @@
+//! mrelayd remote delivery (issue 5) end to end, against real peers on loopback: a private
+//! dnsmasq per test with its own zone (MX, implicit MX, null MX, NXDOMAIN), receivers on
+//! 127.55.T.N (python3 aiosmtpd `tests/remote/receiver.py`, Postfix's smtp-sink, a second
+//! mrelayd, the peers' Postfix submission as a smarthost), and DSNs read back from the sender's
+//! Maildir with python3's `email` module (`tests/remote/dsn.py`).
+//!
+//! Every MX receiver of one test listens on the same port (the config's `[mrelayd.remote]
+//! port`) on its own loopback address; each test has its own third octet T in 127.55.T.N
+//! (Linux routes all of 127/8 to lo), so tests running in parallel never meet. 127.55.T.1 is
+//! always left without a listener: connecting to it is refused (the "first MX down" case).
+
+mod common;
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PY: &str = "/usr/bin/python3";
+const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+/// Upper bound for anything a test waits for (a delivery, a retry, a DSN).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A script under tests/remote/.
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/remote")
+        .join(name)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`; `None` on timeout.
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Loopback address 127.55.`test`.`host`: one third octet per test.
+fn ip(test: u8, host: u8) -> String {
+    format!("127.55.{test}.{host}")
+}
+
+/// A TCP port nobody uses on any address (bound on the wildcard address, then released), so
+/// that "nothing listens on 127.55.T.1:PORT" holds and receivers can bind it on their address.
+fn remote_port() -> u16 {
+    for _ in 0..50 {
+        let port = TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn token(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS: a private dnsmasq per test.
+
+/// A private dnsmasq serving one zone on 127.0.0.1:`port` (UDP and TCP); killed on drop.
+struct Dns {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dns {
+    /// Starts dnsmasq with `zone` (dnsmasq `mx-host=`/`host-record=` lines); everything else
+    /// under `.test` is NXDOMAIN.
+    fn start(zone: &str) -> Dns {
+        let dir = common::scratch();
+        let conf = dir.path().join("dnsmasq.conf");
+        let mut last_err = String::new();
+        for _ in 0..10 {
+            let port = common::free_port();
+            if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            std::fs::write(
+                &conf,
+                format!(
+                    "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
+                     no-poll\nno-negcache\nlocal=/test/\nhost-record=ready.test,127.0.0.1\n{zone}\n"
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("dnsmasq")
+                .arg("-k")
+                .arg("-C")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("dnsmasq must be installed");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                let answered = Command::new("dig")
+                    .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p"])
+                    .arg(port.to_string())
+                    .args(["ready.test", "A"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "127.0.0.1")
+                    .unwrap_or(false);
+                if answered {
+                    return Dns {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut last_err);
+            }
+        }
+        panic!("could not start dnsmasq: {last_err}");
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receivers.
+
+/// `tests/remote/receiver.py` (aiosmtpd) on one address: stores messages byte-exact and logs
+/// connections and RCPT replies. Killed on drop.
+struct Receiver {
+    child: Child,
+    dir: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a [`Receiver`] answers.
+#[derive(Default)]
+struct Behaviour {
+    /// Fixed RCPT replies per address (e.g. a 550 5.1.1).
+    rcpt: Vec<(String, String)>,
+    /// Every other recipient gets 451 while this file does not exist.
+    tempfail_until: Option<PathBuf>,
+    /// Greeting 421 (and close) while this file does not exist.
+    greeting_421_until: Option<PathBuf>,
+    /// Advertise DSN and accept its parameters.
+    dsn: bool,
+    /// Refuse EHLO (502): HELO only.
+    no_ehlo: bool,
+    /// Wait this long before answering the message body.
+    data_delay_ms: u64,
+    /// Do not offer SMTPUTF8.
+    no_smtputf8: bool,
+    /// Offer STARTTLS with the peers' certificate.
+    tls: bool,
+}
+
+impl Receiver {
+    fn start(ip: &str, port: u16, b: Behaviour) -> Receiver {
+        Receiver::start_on(&[format!("{ip}:{port}")], b)
+    }
+
+    /// One receiver process listening on several `IP:PORT`s (one shared event log).
+    fn start_on(listen: &[String], b: Behaviour) -> Receiver {
+        let scratch = common::scratch();
+        let dir = scratch.path().join("rx");
+        let mut cmd = Command::new(PY);
+        cmd.arg(script("receiver.py")).arg("--dir").arg(&dir);
+        for l in listen {
+            cmd.arg("--listen").arg(l);
+        }
+        if b.tls {
+            cmd.arg("--cert")
+                .arg(common::peer("PEER_CERT_FILE"))
+                .arg("--key")
+                .arg(common::peer("PEER_KEY_FILE"));
+        }
+        for (addr, reply) in &b.rcpt {
+            cmd.arg("--rcpt").arg(format!("{addr}={reply}"));
+        }
+        if let Some(f) = &b.tempfail_until {
+            cmd.arg("--tempfail-until").arg(f);
+        }
+        if let Some(f) = &b.greeting_421_until {
+            cmd.arg("--greeting-421-until").arg(f);
+        }
+        if b.dsn {
+            cmd.arg("--dsn");
+        }
+        if b.no_ehlo {
+            cmd.arg("--no-ehlo");
+        }
+        if b.no_smtputf8 {
+            cmd.arg("--no-smtputf8");
+        }
+        if b.data_delay_ms > 0 {
+            cmd.arg(format!("--data-delay-ms={}", b.data_delay_ms));
+        }
+        let log = std::fs::File::create(scratch.path().join("receiver.log")).unwrap();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let ready = wait_for(Duration::from_secs(20), || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "receiver on {listen:?} exited ({st}): {}",
+                    std::fs::read_to_string(scratch.path().join("receiver.log"))
+                        .unwrap_or_default()
+                );
+            }
+            dir.join("ready").exists().then_some(())
+        });
+        assert!(ready.is_some(), "receiver on {listen:?} did not start");
+        Receiver {
+            child,
+            dir,
+            _scratch: scratch,
+        }
+    }
+
+    fn jsonl(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// One record per message received.
+    fn envelopes(&self) -> Vec<Value> {
+        self.jsonl("envelopes.jsonl")
+    }
+
+    /// The stored bytes of one message.
+    fn bytes(&self, env: &Value) -> Vec<u8> {
+        std::fs::read(self.dir.join(env["file"].as_str().unwrap())).unwrap()
+    }
+
+    /// Waits until at least `n` messages arrived; returns all records.
+    fn wait_messages(&self, n: usize) -> Vec<Value> {
+        wait_for(WAIT, || {
+            let v = self.envelopes();
+            (v.len() >= n).then_some(v)
+        })
+        .unwrap_or_else(|| self.envelopes())
+    }
+
+    /// TCP connections accepted so far.
+    fn sessions(&self) -> usize {
+        self.jsonl("events.jsonl")
+            .iter()
+            .filter(|e| e["event"] == "connect")
+            .count()
+    }
+
+    /// The most transactions (MAIL accepted .. reply to the body pending) open at once.
+    fn max_in_flight(&self) -> usize {
+        let (mut now, mut max) = (0usize, 0usize);
+        for e in self.jsonl("events.jsonl") {
+            if e["event"] == "mail" {
+                now += 1;
+                max = max.max(now);
+            } else if e["event"] == "data-done" {
+                now = now.saturating_sub(1);
+            }
+        }
+        max
+    }
+
+    /// RCPT commands seen for `addr`.
+    fn rcpt_attempts(&self, addr: &str) -> usize {
+        self.jsonl("events.jsonl")
+            .iter()
+            .filter(|e| e["event"] == "rcpt" && e["address"] == addr)
+            .count()
+    }
+}
+
+/// Postfix's smtp-sink on `ip:port`, dumping every transaction into a file under its dir.
+struct Sink {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    fn start(ip: &str, port: u16) -> Sink {
+        let dir = common::scratch();
+        // smtp-sink drops to nobody after binding: its dump directory must be nobody's.
+        let dumps = dir.path().join("dump");
+        std::fs::create_dir(&dumps).unwrap();
+        Command::new("chown")
+            .arg("65534:65534")
+            .arg(&dumps)
+            .status()
+            .unwrap();
+        let child = Command::new(SMTP_SINK)
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%H%M%S.", dumps.display()))
+            .arg(format!("{ip}:{port}"))
+            .arg("10")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (postfix) must be installed");
+        let up = wait_for(Duration::from_secs(10), || {
+            // A probe connection; smtp-sink dumps nothing for a session without DATA.
+            TcpStream::connect((ip, port)).ok().map(|_| ())
+        });
+        assert!(up.is_some(), "smtp-sink on {ip}:{port} did not start");
+        Sink { child, dir }
+    }
+
+    /// Contents of every dump file.
+    fn dumps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("dump")) {
+            for e in rd.flatten() {
+                if let Ok(b) = std::fs::read(e.path()) {
+                    out.push(String::from_utf8_lossy(&b).into_owned());
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mrelayd under test (adapted from tests/mrelayd.rs: own listen addresses, remote section).
+
+/// Test users of every mrelayd here: alice, bob (password `password`).
+const PASSWD: &str = "alice:{PLAIN}password::::::\nbob:{PLAIN}password::::::\n";
+
+/// What one mrelayd instance looks like.
+struct Setup<'a> {
+    hostname: &'a str,
+    /// Local domain (users alice and bob).
+    domain: &'a str,
+    /// Address of the `smtp` role listener (the submission listener is on 127.0.0.1).
+    smtp_listen: String,
+    trusted_networks: &'a str,
+    /// Extra lines in `[mrelayd]`.
+    mrelayd_extra: &'a str,
+    /// Lines in `[mrelayd.remote]` (and tables after it).
+    remote: String,
+}
+
+impl Setup<'_> {
+    /// mrelayd "A": mx.example.test, local domain example.test, relays for 127.0.0.0/8,
+    /// MX lookups via `dns`, MX port `port`.
+    fn a(dns: &Dns, port: u16, remote_extra: &str) -> Setup<'static> {
+        Setup {
+            hostname: "mx.example.test",
+            domain: "example.test",
+            smtp_listen: format!("127.0.0.1:{}", common::free_port()),
+            trusted_networks: "[\"127.0.0.0/8\"]",
+            mrelayd_extra: "",
+            remote: format!(
+                "resolver = \"{}\"\nport = {port}\n{remote_extra}\n",
+                dns.addr()
+            ),
+        }
+    }
+}
+
+/// A running `mrelayd serve`.
+struct Mrelayd {
+    dir: PathBuf,
+    config: PathBuf,
+    smtp: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Drop for Mrelayd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Mrelayd {
+    fn start(dir: &Path, s: Setup) -> Mrelayd {
+        let submission = common::free_port();
+        let passwd = dir.join("passwd");
+        std::fs::write(&passwd, PASSWD).unwrap();
+        let aliases = dir.join("aliases");
+        std::fs::write(&aliases, "postmaster: alice\nmailer-daemon: alice\n").unwrap();
+        let config = dir.join("mailkit.toml");
+        let text = format!(
+            "hostname = \"{hostname}\"\nstate_dir = \"{state}\"\n\
+[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+[users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"{domain}\"]\n\
+[mrelayd]\ntrusted_networks = {trusted}\naliases = \"{aliases}\"\n\
+listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }} ]\n\
+{mrelayd_extra}\n[mrelayd.remote]\n{remote}\n",
+            hostname = s.hostname,
+            state = dir.join("state").display(),
+            cert = common::peer("PEER_CERT_FILE"),
+            key = common::peer("PEER_KEY_FILE"),
+            passwd = passwd.display(),
+            mail = dir.join("mail").display(),
+            domain = s.domain,
+            trusted = s.trusted_networks,
+            aliases = aliases.display(),
+            smtp = s.smtp_listen,
+            mrelayd_extra = s.mrelayd_extra,
+            remote = s.remote,
+        );
+        std::fs::write(&config, text).unwrap();
+        let log = dir.join("mrelayd.log");
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        let mut m = Mrelayd {
+            dir: dir.to_path_buf(),
+            config,
+            smtp: s.smtp_listen.clone(),
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for addr in [m.smtp.clone(), format!("127.0.0.1:{submission}")] {
+            while TcpStream::connect(addr.as_str()).is_err() {
+                if let Some(Ok(Some(st))) = m.child.as_mut().map(|c| c.try_wait()) {
+                    panic!("mrelayd exited ({st}): {}", m.log_text());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "mrelayd did not start: {}",
+                    m.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        m
+    }
+
+    fn smtp_port(&self) -> u16 {
+        self.smtp.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of the log, for failure messages.
+    fn log_tail(&self) -> String {
+        let t = self.log_text();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("mail").join(user)
+    }
+
+    /// Runs `mrelayd -c CONFIG args...`.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `mrelayd queue` output.
+    fn queue(&self) -> String {
+        let o = self.cli(&["queue"]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    /// Waits until `mrelayd queue` says the queue is empty.
+    fn wait_queue_empty(&self) {
+        let q = wait_for(WAIT, || {
+            let q = self.queue();
+            q.contains("Mail queue is empty").then_some(q)
+        });
+        assert!(
+            q.is_some(),
+            "queue not empty: {}\n{}",
+            self.queue(),
+            self.log_tail()
+        );
+    }
+
+    /// Waits until the log contains `needle`.
+    fn wait_log(&self, needle: &str) -> String {
+        wait_for(WAIT, || {
+            let t = self.log_text();
+            t.contains(needle).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("log never showed {needle:?}:\n{}", self.log_tail()))
+    }
+
+    /// Submits the messages (CRLF bytes) in one SMTP session to the smtp listener with
+    /// python's smtplib; returns the queue ids.
+    fn send(
+        &self,
+        from: &str,
+        rcpts: &[&str],
+        msgs: &[Vec<u8>],
+        mail_opts: &[&str],
+        rcpt_opts: &[&str],
+    ) -> Vec<String> {
+        let tmp = common::scratch();
+        let mut cmd = Command::new(PY);
+        cmd.arg(script("send.py"))
+            .arg(self.smtp_port().to_string())
+            .arg(from)
+            .arg(rcpts.join(","));
+        for (i, m) in msgs.iter().enumerate() {
+            let p = tmp.path().join(format!("m{i}.eml"));
+            std::fs::write(&p, m).unwrap();
+            cmd.arg(p);
+        }
+        for o in mail_opts {
+            cmd.arg(format!("--mail-opt={o}"));
+        }
+        for o in rcpt_opts {
+            cmd.arg(format!("--rcpt-opt={o}"));
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "send.py: {text}\n{}", self.log_tail());
+        text.lines()
+            .filter(|l| l.starts_with("QUEUED "))
+            .map(|l| {
+                let i = l.find("queued as ").expect(l) + "queued as ".len();
+                l[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Files in `<maildir>/new` and `cur`.
+fn maildir_files(maildir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
+            for e in rd.flatten() {
+                if let Ok(b) = std::fs::read(e.path()) {
+                    out.push(b);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every message of a Maildir parsed by python3's email module (`tests/remote/dsn.py`).
+fn parsed(maildir: &Path) -> Vec<Value> {
+    let out = Command::new(PY)
+        .arg(script("dsn.py"))
+        .arg(maildir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dsn.py: {out:?}");
+    match serde_json::from_slice::<Value>(&out.stdout).unwrap() {
+        Value::Array(v) => v,
+        v => panic!("dsn.py: {v}"),
+    }
+}
+
+/// Waits until the Maildir holds at least `n` messages, then returns them parsed.
+fn wait_parsed(m: &Mrelayd, user: &str, n: usize) -> Vec<Value> {
+    let dir = m.maildir(user);
+    wait_for(WAIT, || (maildir_files(&dir).len() >= n).then_some(()));
+    let v = parsed(&dir);
+    assert!(
+        v.len() >= n,
+        "expected {n} message(s) in {user}'s Maildir, found {}\nqueue: {}\nlog:\n{}",
+        v.len(),
+        m.queue(),
+        m.log_tail()
+    );
+    v
+}
+
+/// A small message with `subject`, CRLF line endings.
+fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@sender.test>\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+/// Header field `name` of a parsed message (`dsn.py` "headers"/"per_message"/recipient maps),
+/// case-insensitively.
+fn field<'a>(map: &'a Value, name: &str) -> Option<&'a str> {
+    map.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// `rfc822; x@a.test` and `rfc822;x@a.test` compare equal (RFC 3464 allows the space).
+fn norm(v: &str) -> String {
+    v.split(';')
+        .map(|p| p.trim().to_string())
+        .collect::<Vec<_>>()
+        .join(";")
+        .to_ascii_lowercase()
+}
+
+/// Checks the top of a failure DSN built by mrelayd A for `sender`.
+fn assert_failure_dsn_top(d: &Value, sender: &str) {
+    let h = &d["headers"];
+    assert_eq!(d["content_type"], "multipart/report", "{d:#}");
+    assert_eq!(d["report_type"], "delivery-status", "{d:#}");
+    assert_eq!(
+        field(h, "Subject"),
+        Some("Undelivered Mail Returned to Sender"),
+        "{d:#}"
+    );
+    assert!(
+        field(h, "From")
+            .unwrap_or("")
+            .contains("MAILER-DAEMON@mx.example.test"),
+        "{d:#}"
+    );
+    assert!(field(h, "To").unwrap_or("").contains(sender), "{d:#}");
+    assert_eq!(field(h, "Auto-Submitted"), Some("auto-replied"), "{d:#}");
+    // Delivered locally from the null sender (RFC 3461 §6.2: DSNs are sent with MAIL FROM:<>).
+    assert_eq!(field(h, "Return-Path"), Some("<>"), "{d:#}");
+    let pm = &d["per_message"];
+    assert_eq!(
+        field(pm, "Reporting-MTA").map(norm),
+        Some("dns;mx.example.test".into()),
+        "{d:#}"
+    );
+    assert!(field(pm, "Arrival-Date").is_some(), "{d:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+/// A message relayed for a trusted client arrives at the second MX byte-exact, with only our
+/// Received: field added on top; the first MX (nothing listening) is skipped.
+#[test]
+fn relays_byte_exact_to_second_mx_when_first_refuses() {
+    const T: u8 = 1;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+        ip(T, 1),
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("exact");
+    // Dots at line starts, a 998-octet line, trailing spaces, an empty last line.
+    let original = format!(
+        "From: Alice <alice@example.test>\r\nTo: rcpt@a.test\r\nSubject: {tok}\r\n\
+         Message-ID: <{tok}@example.test>\r\n\r\n.leading dot\r\n..two dots\r\n.\r\n\
+         {}\r\ntrailing spaces   \r\n\r\n",
+        "x".repeat(998)
+    )
+    .into_bytes();
+    let ids = m.send(
+        "alice@example.test",
+        &["rcpt@a.test"],
+        std::slice::from_ref(&original),
+        &[],
+        &[],
+    );
+    assert_eq!(ids.len(), 1);
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "not delivered:\n{}", m.log_tail());
+    let env = &envs[0];
+    assert_eq!(env["mail_from"], "alice@example.test");
+    assert_eq!(env["rcpt_tos"], serde_json::json!(["rcpt@a.test"]));
+    let got = rx.bytes(env);
+    // Exactly one header field (Received:, possibly folded) added in front of the original.
+    assert!(
+        got.starts_with(b"Received: from "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut end = got.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    while got[end] == b' ' || got[end] == b'\t' {
+        end += got[end..].windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    }
+    let received = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert!(received.contains("by mx.example.test"), "{received}");
+    assert!(
+        received.contains(&ids[0]),
+        "queue id in Received: {received}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got[end..]),
+        String::from_utf8_lossy(&original),
+        "body changed in transit"
+    );
+    assert_eq!(&got[end..], &original[..]);
+    // The log names the recipient, the outcome and the MX actually used.
+    let id = &ids[0];
+    let log = m.wait_log(&format!("{id}: to=<rcpt@a.test>"));
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{id}: to=<rcpt@a.test>")) && l.contains("status=sent"))
+        .unwrap_or_else(|| panic!("no status=sent line for {id}:\n{log}"));
+    assert!(
+        line.contains(&format!("relay=mx2.a.test[{}]:{port}", ip(T, 2))),
+        "{line}"
+    );
+    m.wait_queue_empty();
+}
+
+/// mrelayd A relays to mrelayd B, the MX of b.test, which delivers into its Maildir.
+#[test]
+fn relays_to_a_second_mrelayd_into_its_maildir() {
+    const T: u8 = 2;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
+        ip(T, 2)
+    ));
+    let bdir = common::scratch();
+    let b = Mrelayd::start(
+        bdir.path(),
+        Setup {
+            hostname: "mx.b.test",
+            domain: "b.test",
+            smtp_listen: format!("{}:{port}", ip(T, 2)),
+            trusted_networks: "[]",
+            mrelayd_extra: "",
+            remote: format!("resolver = \"{}\"\n", dns.addr()),
+        },
+    );
+    let adir = common::scratch();
+    let a = Mrelayd::start(adir.path(), Setup::a(&dns, port, ""));
+    let tok = token("a2b");
+    let msg = message("alice@example.test", "bob@b.test", &tok, "hello b\r\n");
+    let ids = a.send("alice@example.test", &["bob@b.test"], &[msg], &[], &[]);
+    assert_eq!(ids.len(), 1);
+    let got = wait_for(WAIT, || maildir_files(&b.maildir("bob")).pop()).unwrap_or_else(|| {
+        panic!(
+            "not in B's Maildir\nA queue: {}\nA log:\n{}\nB log:\n{}",
+            a.queue(),
+            a.log_tail(),
+            b.log_tail()
+        )
+    });
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        text.starts_with("Return-Path: <alice@example.test>\nDelivered-To: bob@b.test\n"),
+        "{text}"
+    );
+    // B's Received: names A's EHLO; A's own Received: follows.
+    let rec: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Received: "))
+        .collect();
+    assert_eq!(rec.len(), 2, "{text}");
+    assert!(
+        rec[0].starts_with("Received: from mx.example.test"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Subject: {tok}\n")), "{text}");
+    assert!(text.ends_with("\n\nhello b\n"), "{text}");
+    a.wait_queue_empty();
+    drop(b);
+}
+
+/// A receiver answering 451 keeps the recipient queued (with the error and next try shown);
+/// once it accepts, a retry from the short schedule delivers.
+#[test]
+fn temporary_failure_is_retried_until_delivered() {
+    const T: u8 = 3;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let dir = common::scratch();
+    let flag = dir.path().join("receiver-good");
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            tempfail_until: Some(flag.clone()),
+            ..Default::default()
+        },
+    );
+    let mdir = dir.path().join("m");
+    std::fs::create_dir(&mdir).unwrap();
+    let m = Mrelayd::start(
+        &mdir,
+        Setup::a(
+            &dns,
+            port,
+            "retry_initial_secs = 1\nretry_max_secs = 2\nconnection_idle_secs = 0",
+        ),
+    );
+    let tok = token("retry");
+    let msg = message("alice@example.test", "later@a.test", &tok, "retry me\r\n");
+    let ids = m.send("alice@example.test", &["later@a.test"], &[msg], &[], &[]);
+    // Deferred: the queue lists the recipient with the 4xx text and a next try.
+    let q = wait_for(WAIT, || {
+        let q = m.queue();
+        q.contains("Try again later").then_some(q)
+    })
+    .unwrap_or_else(|| panic!("no deferral in the queue: {}\n{}", m.queue(), m.log_tail()));
+    assert!(q.contains(&ids[0]), "{q}");
+    assert!(q.contains("<later@a.test>"), "{q}");
+    assert!(q.contains("451") && q.contains("4.3.0"), "{q}");
+    assert!(q.contains("next try"), "{q}");
+    assert!(
+        m.log_text()
+            .contains(&format!("{}: to=<later@a.test>", ids[0]))
+            && m.log_text().contains("status=deferred"),
+        "{}",
+        m.log_tail()
+    );
+    // It is retried on the short schedule (a second RCPT while still failing).
+    assert!(
+        wait_for(WAIT, || (rx.rcpt_attempts("later@a.test") >= 2)
+            .then_some(()))
+        .is_some(),
+        "no retry seen: {}",
+        m.log_tail()
+    );
+    assert!(rx.envelopes().is_empty());
+    std::fs::write(&flag, b"").unwrap();
+    let envs = rx.wait_messages(1);
+    assert_eq!(
+        envs.len(),
+        1,
+        "not delivered after the receiver came up:\n{}",
+        m.log_tail()
+    );
+    assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["later@a.test"]));
+    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    m.wait_queue_empty();
+    // Exactly once.
+    assert_eq!(rx.envelopes().len(), 1);
+}
+
+/// A server greeting with 421 defers the message; with a long retry interval only
+/// `mrelayd flush` makes the retry happen now.
+#[test]
+fn flush_retries_a_deferred_message_at_once() {
+    const T: u8 = 4;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let dir = common::scratch();
+    let flag = dir.path().join("receiver-good");
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            greeting_421_until: Some(flag.clone()),
+            ..Default::default()
+        },
+    );
+    let mdir = dir.path().join("m");
+    std::fs::create_dir(&mdir).unwrap();
+    let m = Mrelayd::start(
+        &mdir,
+        Setup::a(
+            &dns,
+            port,
+            "retry_initial_secs = 3600\nretry_max_secs = 3600",
+        ),
+    );
+    let tok = token("flush");
+    let msg = message("alice@example.test", "later@a.test", &tok, "flush me\r\n");
+    m.send("alice@example.test", &["later@a.test"], &[msg], &[], &[]);
+    let q = wait_for(WAIT, || {
+        let q = m.queue();
+        q.contains("Service not available").then_some(q)
+    })
+    .unwrap_or_else(|| panic!("no deferral in the queue: {}\n{}", m.queue(), m.log_tail()));
+    assert!(q.contains("<later@a.test>") && q.contains("421"), "{q}");
+    // The next try is about an hour away (not "now").
+    assert!(
+        q.contains("next try in 59m") || q.contains("next try in 60m"),
+        "{q}"
+    );
+    assert!(rx.sessions() >= 1);
+    assert!(rx.envelopes().is_empty());
+    std::fs::write(&flag, b"").unwrap();
+    let out = m.cli(&["flush"]);
+    assert!(out.status.success(), "{out:?}");
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "flush did not deliver:\n{}", m.log_tail());
+    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    m.wait_queue_empty();
+}
+
+/// The receiver for 5xx tests: `bad@a.test` is refused with 550 5.1.1.
+const REJECT_550: &str = "550 5.1.1 <bad@a.test>: Recipient address rejected: User unknown";
+
+fn rejecting_setup(t: u8) -> (Dns, Receiver, u16) {
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+        ip(t, 1),
+        ip(t, 2)
+    ));
+    let rx = Receiver::start(
+        &ip(t, 2),
+        port,
+        Behaviour {
+            rcpt: vec![("bad@a.test".into(), REJECT_550.into())],
+            ..Default::default()
+        },
+    );
+    (dns, rx, port)
+}
+
+/// 5xx → exactly one DSN to the local sender, checked field by field: RET=HDRS returns the
+/// headers, RET=FULL the whole message; ENVID and ORCPT come back.
+#[test]
+fn permanent_failure_bounces_one_dsn_with_ret_envid_orcpt() {
+    const T: u8 = 5;
+    let (dns, rx, port) = rejecting_setup(T);
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+
+    // RET=HDRS, ENVID, NOTIFY=FAILURE, ORCPT.
+    let tok = token("hdrs");
+    let msg = message(
+        "alice@example.test",
+        "x@a.test",
+        &tok,
+        "secret body text\r\n",
+    );
+    let ids = m.send(
+        "alice@example.test",
+        &["bad@a.test"],
+        &[msg],
+        &["RET=HDRS", "ENVID=abc"],
+        &["NOTIFY=FAILURE", "ORCPT=rfc822;x@a.test"],
+    );
+    let dsns = wait_parsed(&m, "alice", 1);
+    assert_eq!(dsns.len(), 1, "{dsns:#?}");
+    let d = &dsns[0];
+    assert_failure_dsn_top(d, "alice@example.test");
+    assert_eq!(
+        d["parts"],
+        serde_json::json!([
+            "text/plain",
+            "message/delivery-status",
+            "text/rfc822-headers"
+        ]),
+        "{d:#}"
+    );
+    assert_eq!(
+        field(&d["per_message"], "Original-Envelope-Id"),
+        Some("abc"),
+        "{d:#}"
+    );
+    let rcpts = d["recipients"].as_array().unwrap();
+    assert_eq!(rcpts.len(), 1, "{d:#}");
+    let r = &rcpts[0];
+    assert_eq!(
+        field(r, "Final-Recipient").map(norm),
+        Some("rfc822;bad@a.test".into()),
+        "{d:#}"
+    );
+    assert_eq!(
+        field(r, "Original-Recipient").map(norm),
+        Some("rfc822;x@a.test".into()),
+        "{d:#}"
+    );
+    assert_eq!(field(r, "Action"), Some("failed"), "{d:#}");
+    assert_eq!(field(r, "Status"), Some("5.1.1"), "{d:#}");
+    let diag = field(r, "Diagnostic-Code").unwrap_or("");
+    assert!(norm(diag).starts_with("smtp;550"), "{d:#}");
+    assert!(
+        diag.contains("Recipient address rejected: User unknown"),
+        "{d:#}"
+    );
+    let mta = field(r, "Remote-MTA").map(norm).unwrap_or_default();
+    assert!(mta.starts_with("dns;mx2.a.test"), "{d:#}");
+    assert!(field(r, "Last-Attempt-Date").is_some(), "{d:#}");
+    let ret = &d["returned"];
+    assert_eq!(ret["subject"], tok.as_str(), "{d:#}");
+    assert!(
+        !ret["raw"]
+            .as_str()
+            .unwrap_or("")
+            .contains("secret body text"),
+        "{d:#}"
+    );
+    assert!(
+        d["text"].as_str().unwrap_or("").contains("bad@a.test"),
+        "{d:#}"
+    );
+    // The log says bounced; the message is gone from the queue.
+    m.wait_log(&format!("{}: to=<bad@a.test>", ids[0]));
+    assert!(m.log_text().contains("status=bounced"), "{}", m.log_tail());
+
+    // RET=FULL: the whole message comes back as message/rfc822.
+    let tok2 = token("full");
+    let msg = message(
+        "alice@example.test",
+        "bad@a.test",
+        &tok2,
+        "full body text\r\n",
+    );
+    m.send(
+        "alice@example.test",
+        &["bad@a.test"],
+        &[msg],
+        &["RET=FULL"],
+        &[],
+    );
+    let dsns = wait_parsed(&m, "alice", 2);
+    assert_eq!(dsns.len(), 2);
+    let d = dsns
+        .iter()
+        .find(|d| d["returned"]["subject"] == tok2.as_str())
+        .unwrap_or_else(|| panic!("no DSN returning {tok2}: {dsns:#?}"));
+    assert_failure_dsn_top(d, "alice@example.test");
+    assert_eq!(
+        d["parts"],
+        serde_json::json!(["text/plain", "message/delivery-status", "message/rfc822"]),
+        "{d:#}"
+    );
+    assert!(
+        field(&d["per_message"], "Original-Envelope-Id").is_none(),
+        "{d:#}"
+    );
+    let r = &d["recipients"][0];
+    assert!(
+        field(r, "Original-Recipient").is_none(),
+        "no ORCPT given: {d:#}"
+    );
+    assert_eq!(field(r, "Status"), Some("5.1.1"), "{d:#}");
+    assert!(
+        d["returned"]["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("full body text"),
+        "{d:#}"
+    );
+    // Nothing was delivered to the receiver.
+    assert!(rx.envelopes().is_empty());
+    // Once the queue is empty every DSN has been delivered: still exactly two.
+    m.wait_queue_empty();
+    assert_eq!(parsed(&m.maildir("alice")).len(), 2);
+}
+
+/// Two recipients, one refused: the other is delivered and the DSN lists only the refused one.
+#[test]
+fn partial_success_delivers_the_rest_and_bounces_only_the_failed() {
+    const T: u8 = 6;
+    let (dns, rx, port) = rejecting_setup(T);
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("partial");
+    let msg = message("alice@example.test", "good@a.test", &tok, "partial\r\n");
+    m.send(
+        "alice@example.test",
+        &["good@a.test", "bad@a.test"],
+        &[msg],
+        &[],
+        &[],
+    );
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["good@a.test"]));
+    let dsns = wait_parsed(&m, "alice", 1);
+    assert_eq!(dsns.len(), 1, "{dsns:#?}");
+    let d = &dsns[0];
+    assert_failure_dsn_top(d, "alice@example.test");
+    let rcpts = d["recipients"].as_array().unwrap();
+    assert_eq!(rcpts.len(), 1, "only the failed recipient: {d:#}");
+    assert_eq!(
+        field(&rcpts[0], "Final-Recipient").map(norm),
+        Some("rfc822;bad@a.test".into())
+    );
+    assert_eq!(field(&rcpts[0], "Action"), Some("failed"));
+    // RET absent: the full message is returned for a failure.
+    assert_eq!(d["returned"]["type"], "message/rfc822", "{d:#}");
+    m.wait_queue_empty();
+    assert_eq!(rx.envelopes().len(), 1, "delivered once");
+    assert_eq!(parsed(&m.maildir("alice")).len(), 1, "one DSN per message");
+}
+
+/// Sends a control bounce (alice → bad@a.test, NOTIFY default) and waits for its DSN, so that a
+/// DSN that should NOT exist for an earlier message would have arrived by then as well.
+fn control_bounce(m: &Mrelayd) -> String {
+    let tok = token("control");
+    let msg = message("alice@example.test", "bad@a.test", &tok, "control\r\n");
+    m.send("alice@example.test", &["bad@a.test"], &[msg], &[], &[]);
+    let found = wait_for(WAIT, || {
+        parsed(&m.maildir("alice"))
+            .iter()
+            .any(|d| d["returned"]["subject"] == tok.as_str())
+            .then_some(())
+    });
+    assert!(found.is_some(), "control DSN never came:\n{}", m.log_tail());
+    tok
+}
+
+/// Mail from the null sender is never bounced: no DSN anywhere, queue empty in the end.
+#[test]
+fn null_sender_is_never_bounced() {
+    const T: u8 = 7;
+    let (dns, rx, port) = rejecting_setup(T);
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("nullsender");
+    let msg = message("mailer-daemon@example.test", "bad@a.test", &tok, "x\r\n");
+    // One recipient refused, one accepted: the accepted one is relayed with MAIL FROM:<>.
+    let ids = m.send("<>", &["bad@a.test", "good@a.test"], &[msg], &[], &[]);
+    m.wait_log(&format!("{}: to=<bad@a.test>", ids[0]));
+    m.wait_queue_empty();
+    let ctl = control_bounce(&m);
+    m.wait_queue_empty();
+    // Only the control DSN exists: in alice's Maildir (postmaster, mailer-daemon go there too)
+    // and in bob's.
+    let all = parsed(&m.maildir("alice"));
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["returned"]["subject"], ctl.as_str());
+    assert!(maildir_files(&m.maildir("bob")).is_empty());
+    // The good recipient got it from the null sender; no bounce went out to a remote server.
+    let envs = rx.envelopes();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    // aiosmtpd records the null reverse-path as "<>".
+    assert_eq!(envs[0]["mail_from"], "<>", "{envs:?}");
+    assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["good@a.test"]));
+    let log = m.log_text();
+    let bounced: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&ids[0]) && l.contains("status=bounced"))
+        .collect();
+    assert_eq!(bounced.len(), 1, "{log}");
+}
+
+/// NOTIFY=NEVER: a refused recipient produces no DSN.
+#[test]
+fn notify_never_gives_no_dsn() {
+    const T: u8 = 8;
+    let (dns, _rx, port) = rejecting_setup(T);
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("never");
+    let msg = message("alice@example.test", "bad@a.test", &tok, "x\r\n");
+    let ids = m.send(
+        "alice@example.test",
+        &["bad@a.test"],
+        &[msg],
+        &[],
+        &["NOTIFY=NEVER"],
+    );
+    m.wait_log(&format!("{}: to=<bad@a.test>", ids[0]));
+    m.wait_queue_empty();
+    let ctl = control_bounce(&m);
+    let all = parsed(&m.maildir("alice"));
+    assert_eq!(all.len(), 1, "only the control DSN: {all:#?}");
+    assert_eq!(all[0]["returned"]["subject"], ctl.as_str());
+}
+
+/// A receiver that keeps answering 451 and `delay_warning_secs = 1`: one "delayed" DSN
+/// (headers only), the message stays queued, and no second warning follows on later retries.
+#[test]
+fn delay_warning_is_sent_once_and_message_stays_queued() {
+    const T: u8 = 9;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let dir = common::scratch();
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            tempfail_until: Some(dir.path().join("never-created")),
+            ..Default::default()
+        },
+    );
+    let mdir = dir.path().join("m");
+    std::fs::create_dir(&mdir).unwrap();
+    let m = Mrelayd::start(
+        &mdir,
+        Setup::a(
+            &dns,
+            port,
+            "retry_initial_secs = 1\nretry_max_secs = 1\ndelay_warning_secs = 1",
+        ),
+    );
+    let tok = token("delay");
+    let msg = message("alice@example.test", "slow@a.test", &tok, "delay body\r\n");
+    let ids = m.send(
+        "alice@example.test",
+        &["slow@a.test"],
+        &[msg],
+        &["ENVID=delay-env"],
+        &["NOTIFY=DELAY,FAILURE"],
+    );
+    let dsns = wait_parsed(&m, "alice", 1);
+    let d = &dsns[0];
+    let h = &d["headers"];
+    assert_eq!(d["content_type"], "multipart/report", "{d:#}");
+    assert_eq!(d["report_type"], "delivery-status", "{d:#}");
+    assert!(
+        field(h, "Subject")
+            .unwrap_or("")
+            .starts_with("Delayed Mail"),
+        "{d:#}"
+    );
+    assert_eq!(field(h, "Auto-Submitted"), Some("auto-replied"), "{d:#}");
+    assert_eq!(field(h, "Return-Path"), Some("<>"), "{d:#}");
+    assert_eq!(
+        field(&d["per_message"], "Original-Envelope-Id"),
+        Some("delay-env"),
+        "{d:#}"
+    );
+    let r = &d["recipients"][0];
+    assert_eq!(d["recipients"].as_array().unwrap().len(), 1, "{d:#}");
+    assert_eq!(
+        field(r, "Final-Recipient").map(norm),
+        Some("rfc822;slow@a.test".into())
+    );
+    assert_eq!(field(r, "Action"), Some("delayed"), "{d:#}");
+    assert_eq!(field(r, "Status"), Some("4.3.0"), "{d:#}");
+    assert!(
+        field(r, "Diagnostic-Code")
+            .unwrap_or("")
+            .contains("Try again later"),
+        "{d:#}"
+    );
+    assert!(field(r, "Will-Retry-Until").is_some(), "{d:#}");
+    // Delay warnings carry only the headers (RFC 3461 §6.2 suggests that; REMOTE.md says always).
+    assert_eq!(
+        d["parts"],
+        serde_json::json!([
+            "text/plain",
+            "message/delivery-status",
+            "text/rfc822-headers"
+        ]),
+        "{d:#}"
+    );
+    assert_eq!(d["returned"]["subject"], tok.as_str());
+    // Still queued.
+    let q = m.queue();
+    assert!(q.contains(&ids[0]) && q.contains("<slow@a.test>"), "{q}");
+    // Two more retries after the warning, then everything queued besides our message is gone
+    // (a second warning would have been queued by then): still exactly one DSN.
+    let seen = rx.rcpt_attempts("slow@a.test");
+    assert!(
+        wait_for(WAIT, || (rx.rcpt_attempts("slow@a.test") >= seen + 2)
+            .then_some(()))
+        .is_some(),
+        "no further retries:\n{}",
+        m.log_tail()
+    );
+    let only_ours = wait_for(WAIT, || {
+        let q = m.queue();
+        q.contains("-- 1 message(s)").then_some(q)
+    });
+    assert!(only_ours.is_some(), "{}", m.queue());
+    assert_eq!(
+        parsed(&m.maildir("alice")).len(),
+        1,
+        "more than one delay warning"
+    );
+    assert!(rx.envelopes().is_empty());
+}
+
+/// Null MX (RFC 7505) and NXDOMAIN are permanent: a bounce at once, and the null MX domain's
+/// A record is not used.
+#[test]
+fn null_mx_and_nxdomain_bounce() {
+    const T: u8 = 10;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=nullmx.test,.,0\nhost-record=nullmx.test,{}",
+        ip(T, 4)
+    ));
+    // A receiver on the null MX domain's A address: it must see no connection at all.
+    let rx = Receiver::start(&ip(T, 4), port, Behaviour::default());
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("nullmx");
+    let msg = message("alice@example.test", "x@nullmx.test", &tok, "x\r\n");
+    m.send("alice@example.test", &["x@nullmx.test"], &[msg], &[], &[]);
+    let dsns = wait_parsed(&m, "alice", 1);
+    let d = &dsns[0];
+    assert_failure_dsn_top(d, "alice@example.test");
+    let r = &d["recipients"][0];
+    assert_eq!(
+        field(r, "Final-Recipient").map(norm),
+        Some("rfc822;x@nullmx.test".into())
+    );
+    assert_eq!(field(r, "Action"), Some("failed"), "{d:#}");
+    // RFC 7505 §4.2: a null MX yields 5.1.10 ("Recipient address has null MX", RFC 7505 §5).
+    assert_eq!(field(r, "Status"), Some("5.1.10"), "{d:#}");
+    assert!(
+        field(r, "Remote-MTA").is_none(),
+        "no server answered: {d:#}"
+    );
+    assert_eq!(rx.sessions(), 0, "the null MX domain's A record was used");
+
+    let tok = token("nxdomain");
+    let msg = message("alice@example.test", "x@missing.test", &tok, "x\r\n");
+    m.send("alice@example.test", &["x@missing.test"], &[msg], &[], &[]);
+    let dsns = wait_parsed(&m, "alice", 2);
+    let d = dsns
+        .iter()
+        .find(|d| d["returned"]["subject"] == tok.as_str())
+        .unwrap_or_else(|| panic!("{dsns:#?}"));
+    let r = &d["recipients"][0];
+    assert_eq!(
+        field(r, "Final-Recipient").map(norm),
+        Some("rfc822;x@missing.test".into())
+    );
+    assert_eq!(field(r, "Action"), Some("failed"), "{d:#}");
+    // RFC 3463: 5.1.2 "bad destination system address" (the domain does not exist); 5.4.4
+    // "unable to route" is what Postfix says. Either is correct.
+    let status = field(r, "Status").unwrap_or("");
+    assert!(status == "5.1.2" || status == "5.4.4", "{d:#}");
+    m.wait_queue_empty();
+}
+
+/// A domain without MX is delivered to its own address (implicit MX, RFC 5321 §5.1), here
+/// Postfix's smtp-sink.
+#[test]
+fn implicit_mx_delivers_to_smtp_sink() {
+    const T: u8 = 11;
+    let port = remote_port();
+    let dns = Dns::start(&format!("host-record=implicit.test,{}", ip(T, 3)));
+    let sink = Sink::start(&ip(T, 3), port);
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("implicit");
+    let msg = message(
+        "alice@example.test",
+        "user@implicit.test",
+        &tok,
+        "to the sink\r\n",
+    );
+    let ids = m.send(
+        "alice@example.test",
+        &["user@implicit.test"],
+        &[msg],
+        &[],
+        &[],
+    );
+    let dump = wait_for(WAIT, || sink.dumps().into_iter().find(|d| d.contains(&tok)))
+        .unwrap_or_else(|| panic!("smtp-sink got nothing:\n{}", m.log_tail()));
+    assert!(dump.contains("user@implicit.test"), "{dump}");
+    assert!(dump.contains("alice@example.test"), "{dump}");
+    assert!(dump.contains("to the sink"), "{dump}");
+    let log = m.wait_log(&format!("{}: to=<user@implicit.test>", ids[0]));
+    assert!(
+        log.lines().any(|l| l.contains(&ids[0])
+            && l.contains("status=sent")
+            && l.contains(&format!("[{}]:{port}", ip(T, 3)))),
+        "{log}"
+    );
+    m.wait_queue_empty();
+}
+
+/// `tls = "verify"` with the peers' CA: STARTTLS, certificate verified for the MX name
+/// (mx2.example.test is in the peers' certificate), delivered over TLS. smtp-sink has no
+/// STARTTLS (PEERS.md), so the aiosmtpd receiver with the peers' certificate stands in for it.
+#[test]
+fn tls_verify_with_ca_file_delivers_over_tls() {
+    const T: u8 = 12;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=tls.test,mx2.example.test,10\nhost-record=mx2.example.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            &format!(
+                "tls = \"verify\"\nca_file = \"{}\"",
+                common::peer("PEER_CA_FILE")
+            ),
+        ),
+    );
+    let tok = token("tls");
+    let msg = message("alice@example.test", "user@tls.test", &tok, "secret\r\n");
+    m.send("alice@example.test", &["user@tls.test"], &[msg], &[], &[]);
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}\n{}", m.queue(), m.log_tail());
+    assert_eq!(envs[0]["tls"], true, "delivered without TLS");
+    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    m.wait_queue_empty();
+}
+
+/// `tls = "verify"` without ca_file trusts only webpki-roots: the peers' test CA is unknown, so
+/// the message is deferred with a certificate error and nothing is sent (not even in clear).
+#[test]
+fn tls_verify_against_webpki_roots_defers() {
+    const T: u8 = 13;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=tls.test,mx2.example.test,10\nhost-record=mx2.example.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(&dns, port, "tls = \"verify\"\nretry_initial_secs = 3600"),
+    );
+    let tok = token("untrusted");
+    let msg = message("alice@example.test", "user@tls.test", &tok, "secret\r\n");
+    let ids = m.send("alice@example.test", &["user@tls.test"], &[msg], &[], &[]);
+    let q = wait_for(WAIT, || {
+        let q = m.queue();
+        (q.contains("<user@tls.test>") && q.to_ascii_lowercase().contains("certificate"))
+            .then_some(q)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no certificate error queued: {}\n{}",
+            m.queue(),
+            m.log_tail()
+        )
+    });
+    assert!(q.contains(&ids[0]), "{q}");
+    assert!(m.log_text().contains("status=deferred"), "{}", m.log_tail());
+    // The receiver saw the connection but no transaction.
+    assert!(rx.sessions() >= 1);
+    assert_eq!(
+        rx.rcpt_attempts("user@tls.test"),
+        0,
+        "RCPT sent despite failed verification"
+    );
+    assert!(rx.envelopes().is_empty());
+    assert!(
+        maildir_files(&m.maildir("alice")).is_empty(),
+        "temporary: no bounce"
+    );
+}
+
+/// 20 messages to one domain go over fewer connections than messages (persistent sessions).
+#[test]
+fn persistent_connections_carry_many_messages() {
+    const T: u8 = 14;
+    const N: usize = 20;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            "destination_concurrency = 2\nconnection_idle_secs = 10",
+        ),
+    );
+    let base = token("persist");
+    let msgs: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            message(
+                "alice@example.test",
+                "many@a.test",
+                &format!("{base}-{i}"),
+                "persistent\r\n",
+            )
+        })
+        .collect();
+    let ids = m.send("alice@example.test", &["many@a.test"], &msgs, &[], &[]);
+    assert_eq!(ids.len(), N);
+    let envs = rx.wait_messages(N);
+    assert_eq!(envs.len(), N, "{}", m.log_tail());
+    let mut subjects: Vec<String> = envs
+        .iter()
+        .map(|e| {
+            let t = String::from_utf8_lossy(&rx.bytes(e)).into_owned();
+            t.lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), N, "each message exactly once");
+    let sessions = rx.sessions();
+    eprintln!("persistent connections: {sessions} connection(s) for {N} messages");
+    assert!(
+        sessions * 2 <= N,
+        "{sessions} connections for {N} messages: not reused"
+    );
+    m.wait_queue_empty();
+}
+
+/// A smarthost for everything: the peers' Postfix submission port, STARTTLS verified with the
+/// peers' CA, AUTH alice with a password command; Postfix delivers into carol's Maildir.
+#[test]
+fn relayhost_postfix_submission_with_starttls_and_auth() {
+    let port = remote_port();
+    // The zone knows nothing of example.test: only the relayhost can deliver it.
+    let dns = Dns::start("");
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup {
+            // carol@example.test is remote for this mrelayd (its own domain is local.test).
+            domain: "local.test",
+            ..Setup::a(
+                &dns,
+                port,
+                &format!(
+                    "relayhost = \"[127.0.0.1]:{}\"\nrelayhost_tls = \"starttls\"\n\
+                     ca_file = \"{}\"\nrelayhost_user = \"alice\"\n\
+                     relayhost_password_command = \"echo password\"",
+                    common::peer("PEER_SUBMISSION_PORT"),
+                    common::peer("PEER_CA_FILE")
+                ),
+            )
+        },
+    );
+    let tok = token("smarthost");
+    let msg = message(
+        "alice@example.test",
+        "carol@example.test",
+        &tok,
+        "via postfix\r\n",
+    );
+    let ids = m.send(
+        "alice@example.test",
+        &["carol@example.test"],
+        &[msg],
+        &[],
+        &[],
+    );
+    let carol = PathBuf::from(common::peer("PEER_MAIL_DIR")).join("carol");
+    let got = wait_for(WAIT, || {
+        maildir_files(&carol)
+            .into_iter()
+            .find(|b| String::from_utf8_lossy(b).contains(&tok))
+    })
+    .unwrap_or_else(|| panic!("not in carol's Maildir:\n{}\n{}", m.queue(), m.log_tail()));
+    let text = String::from_utf8_lossy(&got).into_owned();
+    // Postfix's Received: says it got it over TLS from an authenticated client: "ESMTPSA" is
+    // ESMTP with STARTTLS and AUTH (RFC 3848). (Postfix adds "Authenticated sender:" only with
+    // smtpd_sasl_authenticated_header = yes, which the peers do not set.)
+    let postfix_received = text
+        .split("\nReceived: ")
+        .find(|r| r.contains("(Postfix)"))
+        .unwrap_or_else(|| panic!("no Received: by Postfix: {text}"));
+    assert!(postfix_received.contains("with ESMTPSA"), "{text}");
+    assert!(
+        postfix_received.starts_with("from mx.example.test"),
+        "our EHLO name: {text}"
+    );
+    assert!(
+        text.contains("by mx.example.test"),
+        "our Received: kept: {text}"
+    );
+    let log = m.wait_log(&format!("{}: to=<carol@example.test>", ids[0]));
+    assert!(
+        log.lines().any(|l| l.contains(&ids[0])
+            && l.contains("status=sent")
+            && l.contains(&common::peer("PEER_SUBMISSION_PORT"))),
+        "{log}"
+    );
+    m.wait_queue_empty();
+}
+
+/// A per-domain relayhost overrides MX routing for that domain only (x.test has no DNS at all).
+#[test]
+fn per_domain_relayhost() {
+    const T: u8 = 16;
+    let port = remote_port();
+    let relay_port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let mx = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let smarthost = Receiver::start(&ip(T, 9), relay_port, Behaviour::default());
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            &format!(
+                "[mrelayd.remote.domains.\"x.test\"]\nrelayhost = \"[{}]:{relay_port}\"\n\
+                 relayhost_tls = \"none\"",
+                ip(T, 9)
+            ),
+        ),
+    );
+    let tok = token("perdomain");
+    let msg = message("alice@example.test", "u@x.test", &tok, "x\r\n");
+    m.send(
+        "alice@example.test",
+        &["u@x.test", "v@a.test"],
+        &[msg],
+        &[],
+        &[],
+    );
+    let via_relay = smarthost.wait_messages(1);
+    let via_mx = mx.wait_messages(1);
+    assert_eq!(via_relay.len(), 1, "{}", m.log_tail());
+    assert_eq!(via_mx.len(), 1, "{}", m.log_tail());
+    assert_eq!(via_relay[0]["rcpt_tos"], serde_json::json!(["u@x.test"]));
+    assert_eq!(via_mx[0]["rcpt_tos"], serde_json::json!(["v@a.test"]));
+    m.wait_queue_empty();
+}
+
+/// `msend --direct` uses the same MX walk: first MX refused, second MX receives it.
+#[test]
+fn msend_direct_through_the_same_zone() {
+    const T: u8 = 17;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+        ip(T, 1),
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let home = common::scratch();
+    let tok = token("msend");
+    let out = common::run_with_input(
+        Command::new(common::bin("msend"))
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("MAILKIT_CONFIG")
+            .args(["--timeout", "10", "-v", "--direct", "--resolver"])
+            .arg(dns.addr())
+            .args(["--smtp-port", &port.to_string(), "-f", "bob@example.test"])
+            .arg("someone@a.test"),
+        format!("Subject: {tok}\n\ndirect\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{err}");
+    assert_eq!(envs[0]["mail_from"], "bob@example.test");
+    assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["someone@a.test"]));
+    let bytes = rx.bytes(&envs[0]);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains(&format!("Subject: {tok}\r\n")), "{text}");
+    assert!(text.ends_with("\r\n\r\ndirect\r\n"), "{text}");
+    assert!(err.contains(&format!("mx2.a.test[{}]", ip(T, 2))), "{err}");
+}
+
+/// RFC 3461 §5.2: relaying to a server that offers DSN passes RET and ENVID with MAIL and NOTIFY
+/// and ORCPT with RCPT, unchanged.
+#[test]
+fn dsn_parameters_are_passed_on_to_a_dsn_capable_next_hop() {
+    const T: u8 = 18;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            dsn: true,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("dsnparams");
+    let msg = message("alice@example.test", "r@a.test", &tok, "x\r\n");
+    m.send(
+        "alice@example.test",
+        &["r@a.test"],
+        &[msg],
+        &["RET=HDRS", "ENVID=env+2Bid"],
+        &["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;orig@a.test"],
+    );
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    // aiosmtpd upper-cases the parameters it records.
+    let opts = |k: &str| -> Vec<String> {
+        envs[0][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_ascii_uppercase())
+            .collect()
+    };
+    let mail = opts("mail_options");
+    let rcpt = opts("rcpt_options");
+    assert!(mail.contains(&"RET=HDRS".to_string()), "{mail:?}");
+    assert!(mail.contains(&"ENVID=ENV+2BID".to_string()), "{mail:?}");
+    assert!(
+        rcpt.contains(&"NOTIFY=SUCCESS,FAILURE".to_string()),
+        "{rcpt:?}"
+    );
+    assert!(
+        rcpt.contains(&"ORCPT=RFC822;ORIG@A.TEST".to_string()),
+        "{rcpt:?}"
+    );
+    m.wait_queue_empty();
+}
+
+/// A recipient that keeps failing temporarily beyond `max_lifetime_secs` bounces once, with
+/// the last error; the queue is empty afterwards.
+#[test]
+fn lifetime_expiry_bounces_with_the_last_error() {
+    const T: u8 = 19;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let dir = common::scratch();
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            tempfail_until: Some(dir.path().join("never-created")),
+            ..Default::default()
+        },
+    );
+    let mdir = dir.path().join("m");
+    std::fs::create_dir(&mdir).unwrap();
+    let m = Mrelayd::start(
+        &mdir,
+        Setup::a(
+            &dns,
+            port,
+            "retry_initial_secs = 1\nretry_max_secs = 1\nmax_lifetime_secs = 3\n\
+             delay_warning_secs = 0",
+        ),
+    );
+    let tok = token("expire");
+    let msg = message("alice@example.test", "slow@a.test", &tok, "x\r\n");
+    let ids = m.send("alice@example.test", &["slow@a.test"], &[msg], &[], &[]);
+    wait_parsed(&m, "alice", 1);
+    // Once the queue is empty every DSN has been delivered.
+    m.wait_queue_empty();
+    let dsns = parsed(&m.maildir("alice"));
+    assert_eq!(dsns.len(), 1, "exactly one DSN: {dsns:#?}");
+    let d = &dsns[0];
+    assert_failure_dsn_top(d, "alice@example.test");
+    let r = &d["recipients"][0];
+    assert_eq!(field(r, "Action"), Some("failed"), "{d:#}");
+    assert!(
+        field(r, "Diagnostic-Code")
+            .unwrap_or("")
+            .contains("Try again later"),
+        "the last error: {d:#}"
+    );
+    // RFC 3463: the class of the last error (4: persistent transient, e.g. 4.4.7 "delivery time
+    // expired") or 5 are both seen in practice; the field must be a valid status code.
+    let status = field(r, "Status").unwrap_or("");
+    assert!(
+        (status.starts_with("4.") || status.starts_with("5.")) && status.split('.').count() == 3,
+        "{d:#}"
+    );
+    assert!(
+        rx.rcpt_attempts("slow@a.test") >= 2,
+        "retried before expiry"
+    );
+    assert!(m
+        .log_text()
+        .contains(&format!("{}: to=<slow@a.test>", ids[0])));
+    assert!(rx.envelopes().is_empty());
+}
+
+/// A per-domain `tls = "encrypt"` refuses to send to a server without STARTTLS (smtp-sink):
+/// deferred, nothing sent; another domain on the same server is delivered in clear.
+#[test]
+fn per_domain_tls_encrypt_defers_without_starttls() {
+    const T: u8 = 20;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=enc.test,mx.sink.test,10\nmx-host=plain.test,mx.sink.test,10\n\
+         host-record=mx.sink.test,{}",
+        ip(T, 2)
+    ));
+    let sink = Sink::start(&ip(T, 2), port);
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            "retry_initial_secs = 3600\n[mrelayd.remote.domains.\"enc.test\"]\ntls = \"encrypt\"",
+        ),
+    );
+    let tok_enc = token("enc");
+    let tok_plain = token("plain");
+    let ids = m.send(
+        "alice@example.test",
+        &["u@enc.test"],
+        &[message(
+            "alice@example.test",
+            "u@enc.test",
+            &tok_enc,
+            "x\r\n",
+        )],
+        &[],
+        &[],
+    );
+    m.send(
+        "alice@example.test",
+        &["u@plain.test"],
+        &[message(
+            "alice@example.test",
+            "u@plain.test",
+            &tok_plain,
+            "x\r\n",
+        )],
+        &[],
+        &[],
+    );
+    let plain = wait_for(WAIT, || {
+        sink.dumps().into_iter().find(|d| d.contains(&tok_plain))
+    });
+    assert!(
+        plain.is_some(),
+        "plain.test not delivered:\n{}",
+        m.log_tail()
+    );
+    let q = wait_for(WAIT, || {
+        let q = m.queue();
+        (q.contains("<u@enc.test>") && q.to_ascii_lowercase().contains("starttls")).then_some(q)
+    })
+    .unwrap_or_else(|| panic!("no STARTTLS error queued: {}\n{}", m.queue(), m.log_tail()));
+    assert!(q.contains(&ids[0]), "{q}");
+    assert!(!q.contains("<u@plain.test>"), "{q}");
+    assert!(
+        sink.dumps().iter().all(|d| !d.contains(&tok_enc)),
+        "sent in clear despite tls = encrypt"
+    );
+}
+
+/// An 8-bit body goes out with BODY=8BITMIME (the receiver offers it), SIZE is declared, and
+/// SMTPUTF8 is not used for ASCII addresses; the bytes arrive unchanged.
+#[test]
+fn eight_bit_body_is_sent_with_body_8bitmime_and_size() {
+    const T: u8 = 21;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("8bit");
+    let original = format!(
+        "From: <alice@example.test>\r\nSubject: {tok}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         Grüße aus Köln\r\n"
+    )
+    .into_bytes();
+    m.send(
+        "alice@example.test",
+        &["r@a.test"],
+        std::slice::from_ref(&original),
+        &["BODY=8BITMIME"],
+        &[],
+    );
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    let got = rx.bytes(&envs[0]);
+    assert!(
+        got.ends_with(&original),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mail: Vec<String> = envs[0]["mail_options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_ascii_uppercase())
+        .collect();
+    assert!(mail.contains(&"BODY=8BITMIME".to_string()), "{mail:?}");
+    assert!(!mail.contains(&"SMTPUTF8".to_string()), "{mail:?}");
+    let size: usize = mail
+        .iter()
+        .find_map(|o| o.strip_prefix("SIZE="))
+        .unwrap_or_else(|| panic!("no SIZE= (RFC 1870) in {mail:?}"))
+        .parse()
+        .unwrap();
+    // RFC 1870 §6: the declared size is an estimate of the message as sent; it must not be
+    // smaller than what was sent by more than the line-ending difference.
+    assert!(
+        size + 64 >= got.len(),
+        "SIZE={size} for {} octets",
+        got.len()
+    );
+    m.wait_queue_empty();
+}
+
+/// Every address of an MX host is tried before the next host: mx1's first address refuses,
+/// its second accepts, and mx2 never sees a connection.
+#[test]
+fn all_addresses_of_a_host_before_the_next_host() {
+    const T: u8 = 22;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+         host-record=mx1.a.test,{}\nhost-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+        ip(T, 1),
+        ip(T, 2),
+        ip(T, 3)
+    ));
+    let mx1b = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let mx2 = Receiver::start(&ip(T, 3), port, Behaviour::default());
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("addrs");
+    let msg = message("alice@example.test", "r@a.test", &tok, "x\r\n");
+    let ids = m.send("alice@example.test", &["r@a.test"], &[msg], &[], &[]);
+    let envs = mx1b.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    assert_eq!(
+        mx2.sessions(),
+        0,
+        "went to mx2 before trying all of mx1's addresses"
+    );
+    let log = m.wait_log(&format!("{}: to=<r@a.test>", ids[0]));
+    assert!(
+        log.lines().any(|l| l.contains(&ids[0])
+            && l.contains("status=sent")
+            && l.contains(&format!("relay=mx1.a.test[{}]:{port}", ip(T, 2)))),
+        "{log}"
+    );
+    m.wait_queue_empty();
+}
+
+/// A server that refuses EHLO gets HELO (RFC 5321 §4.1.4, §3.2) and then no ESMTP parameters
+/// (aiosmtpd answers 501 to MAIL parameters after HELO, which would bounce the message).
+#[test]
+fn helo_fallback_when_ehlo_is_refused() {
+    const T: u8 = 23;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            no_ehlo: true,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("helo");
+    let msg = message("alice@example.test", "r@a.test", &tok, "x\r\n");
+    m.send("alice@example.test", &["r@a.test"], &[msg], &[], &[]);
+    let envs = rx.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}\n{}", m.queue(), m.log_tail());
+    assert!(
+        rx.jsonl("events.jsonl")
+            .iter()
+            .any(|e| e["event"] == "ehlo-refused"),
+        "EHLO was not even tried"
+    );
+    assert_eq!(envs[0]["helo"], "mx.example.test");
+    assert_eq!(envs[0]["mail_options"], serde_json::json!([]));
+    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    m.wait_queue_empty();
+    assert!(
+        maildir_files(&m.maildir("alice")).is_empty(),
+        "no bounce expected"
+    );
+}
+
+/// `destination_concurrency = 2` with one message per connection: six sessions, never more
+/// than two transactions open at once (the receiver holds each body reply for 300 ms).
+#[test]
+fn destination_concurrency_limit_and_one_message_per_connection() {
+    const T: u8 = 24;
+    const N: usize = 6;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            data_delay_ms: 300,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            "destination_concurrency = 2\nmax_messages_per_connection = 1",
+        ),
+    );
+    let base = token("destconc");
+    let msgs: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            message(
+                "alice@example.test",
+                "r@a.test",
+                &format!("{base}-{i}"),
+                "x\r\n",
+            )
+        })
+        .collect();
+    m.send("alice@example.test", &["r@a.test"], &msgs, &[], &[]);
+    let envs = rx.wait_messages(N);
+    assert_eq!(envs.len(), N, "{}", m.log_tail());
+    assert!(
+        rx.sessions() >= N,
+        "max_messages_per_connection = 1 but {} sessions for {N} messages",
+        rx.sessions()
+    );
+    assert!(
+        rx.max_in_flight() <= 2,
+        "{} transactions at once with destination_concurrency = 2",
+        rx.max_in_flight()
+    );
+    m.wait_queue_empty();
+}
+
+/// `concurrency = 1`: across two destinations (one receiver process on two addresses) never
+/// more than one transaction at once.
+#[test]
+fn global_concurrency_limit_across_destinations() {
+    const T: u8 = 25;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
+         mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
+        ip(T, 2),
+        ip(T, 3)
+    ));
+    let rx = Receiver::start_on(
+        &[
+            format!("{}:{port}", ip(T, 2)),
+            format!("{}:{port}", ip(T, 3)),
+        ],
+        Behaviour {
+            data_delay_ms: 200,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            "concurrency = 1\nmax_messages_per_connection = 1",
+        ),
+    );
+    let base = token("globalconc");
+    for (i, rcpt) in ["r@a.test", "r@b.test", "s@a.test", "s@b.test"]
+        .iter()
+        .enumerate()
+    {
+        let msg = message("alice@example.test", rcpt, &format!("{base}-{i}"), "x\r\n");
+        m.send("alice@example.test", &[rcpt], &[msg], &[], &[]);
+    }
+    let envs = rx.wait_messages(4);
+    assert_eq!(envs.len(), 4, "{}", m.log_tail());
+    assert_eq!(
+        rx.max_in_flight(),
+        1,
+        "more than one remote transaction at once with concurrency = 1"
+    );
+    m.wait_queue_empty();
+}
+
+/// Delay warnings follow NOTIFY: absent NOTIFY means FAILURE,DELAY (RFC 3461 §4.1) and gets a
+/// warning; NOTIFY=FAILURE alone gets none, however often the recipient is retried.
+#[test]
+fn delay_warning_follows_notify() {
+    const T: u8 = 26;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let dir = common::scratch();
+    let rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            tempfail_until: Some(dir.path().join("never-created")),
+            ..Default::default()
+        },
+    );
+    let mdir = dir.path().join("m");
+    std::fs::create_dir(&mdir).unwrap();
+    let m = Mrelayd::start(
+        &mdir,
+        Setup::a(
+            &dns,
+            port,
+            "retry_initial_secs = 1\nretry_max_secs = 1\ndelay_warning_secs = 1",
+        ),
+    );
+    let tok_failure = token("failureonly");
+    let tok_default = token("defaultnotify");
+    m.send(
+        "alice@example.test",
+        &["slow1@a.test"],
+        &[message(
+            "alice@example.test",
+            "slow1@a.test",
+            &tok_failure,
+            "x\r\n",
+        )],
+        &[],
+        &["NOTIFY=FAILURE"],
+    );
+    m.send(
+        "alice@example.test",
+        &["slow2@a.test"],
+        &[message(
+            "alice@example.test",
+            "slow2@a.test",
+            &tok_default,
+            "x\r\n",
+        )],
+        &[],
+        &[],
+    );
+    let warned = wait_for(WAIT, || {
+        parsed(&m.maildir("alice"))
+            .into_iter()
+            .find(|d| d["returned"]["subject"] == tok_default.as_str())
+    })
+    .unwrap_or_else(|| panic!("no delay warning without NOTIFY:\n{}", m.log_tail()));
+    assert_eq!(
+        field(&warned["recipients"][0], "Action"),
+        Some("delayed"),
+        "{warned:#}"
+    );
+    assert_eq!(
+        field(&warned["recipients"][0], "Final-Recipient").map(norm),
+        Some("rfc822;slow2@a.test".into())
+    );
+    // slow1 (older, NOTIFY=FAILURE) keeps being retried; by now it would have had its warning.
+    let seen = rx.rcpt_attempts("slow1@a.test");
+    assert!(
+        wait_for(WAIT, || (rx.rcpt_attempts("slow1@a.test") >= seen + 2)
+            .then_some(()))
+        .is_some(),
+        "slow1 not retried:\n{}",
+        m.log_tail()
+    );
+    let q = wait_for(WAIT, || {
+        let q = m.queue();
+        q.contains("-- 2 message(s)").then_some(q)
+    });
+    assert!(q.is_some(), "{}", m.queue());
+    let all = parsed(&m.maildir("alice"));
+    assert!(
+        all.iter()
+            .all(|d| d["returned"]["subject"] != tok_failure.as_str()),
+        "delay warning despite NOTIFY=FAILURE: {all:#?}"
+    );
+    assert_eq!(all.len(), 1, "{all:#?}");
+}
+
+/// SMTPUTF8 (RFC 6531): a non-ASCII recipient goes out with SMTPUTF8 to a server offering it;
+/// to a server that does not, it cannot be relayed and bounces (status 5.6.x; RFC 6531 §3.2
+/// says such a message must be rejected, X.6.7 names non-ASCII addresses and X.6.3 a
+/// conversion that is not possible, so any 5.6.x detail is accepted).
+#[test]
+fn smtputf8_is_used_when_needed_and_bounces_when_not_offered() {
+    const T: u8 = 27;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
+         mx-host=c.test,mx.c.test,10\nhost-record=mx.c.test,{}",
+        ip(T, 2),
+        ip(T, 3)
+    ));
+    let utf8 = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let ascii = Receiver::start(
+        &ip(T, 3),
+        port,
+        Behaviour {
+            no_smtputf8: true,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let tok = token("utf8");
+    m.send(
+        "alice@example.test",
+        &["jösé@a.test"],
+        &[message("alice@example.test", "jösé@a.test", &tok, "x\r\n")],
+        &["SMTPUTF8"],
+        &[],
+    );
+    let envs = utf8.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["jösé@a.test"]));
+    let mail: Vec<String> = envs[0]["mail_options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_ascii_uppercase())
+        .collect();
+    assert!(mail.contains(&"SMTPUTF8".to_string()), "{mail:?}");
+
+    let tok2 = token("utf8bounce");
+    m.send(
+        "alice@example.test",
+        &["jösé@c.test"],
+        &[message("alice@example.test", "jösé@c.test", &tok2, "x\r\n")],
+        &["SMTPUTF8"],
+        &[],
+    );
+    let dsns = wait_parsed(&m, "alice", 1);
+    assert_eq!(dsns.len(), 1, "{dsns:#?}");
+    let d = &dsns[0];
+    let r = &d["recipients"][0];
+    assert!(
+        field(r, "Final-Recipient").unwrap_or("").contains("c.test"),
+        "{d:#}"
+    );
+    assert_eq!(field(r, "Action"), Some("failed"), "{d:#}");
+    assert!(
+        field(r, "Status").unwrap_or("").starts_with("5.6."),
+        "{d:#}"
+    );
+    assert!(ascii.envelopes().is_empty(), "{:?}", ascii.envelopes());
+    m.wait_queue_empty();
+}
+
+/// An MX that greets with 421 is connection-level trouble: the next MX is used at once.
+#[test]
+fn first_mx_greeting_421_falls_through_to_second_mx() {
+    const T: u8 = 28;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+        ip(T, 2),
+        ip(T, 3)
+    ));
+    let dir = common::scratch();
+    let busy = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            greeting_421_until: Some(dir.path().join("never-created")),
+            ..Default::default()
+        },
+    );
+    let good = Receiver::start(&ip(T, 3), port, Behaviour::default());
+    let mdir = dir.path().join("m");
+    std::fs::create_dir(&mdir).unwrap();
+    let m = Mrelayd::start(&mdir, Setup::a(&dns, port, "retry_initial_secs = 3600"));
+    let tok = token("greet421");
+    let ids = m.send(
+        "alice@example.test",
+        &["r@a.test"],
+        &[message("alice@example.test", "r@a.test", &tok, "x\r\n")],
+        &[],
+        &[],
+    );
+    let envs = good.wait_messages(1);
+    assert_eq!(envs.len(), 1, "{}\n{}", m.queue(), m.log_tail());
+    assert!(busy.sessions() >= 1, "mx1 was not tried first");
+    let log = m.wait_log(&format!("{}: to=<r@a.test>", ids[0]));
+    assert!(
+        log.lines().any(|l| l.contains(&ids[0])
+            && l.contains("status=sent")
+            && l.contains(&format!("relay=mx2.a.test[{}]:{port}", ip(T, 3)))),
+        "{log}"
+    );
+    m.wait_queue_empty();
+}
+
+/// No reply to the message body within `data_timeout_secs`: a temporary failure, queued with
+/// a timeout error (RFC 5321 §4.5.3.2.6), not a bounce.
+#[test]
+fn data_timeout_defers() {
+    const T: u8 = 29;
+    let port = remote_port();
+    let dns = Dns::start(&format!(
+        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+        ip(T, 2)
+    ));
+    let _rx = Receiver::start(
+        &ip(T, 2),
+        port,
+        Behaviour {
+            data_delay_ms: 8000,
+            ..Default::default()
+        },
+    );
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        Setup::a(
+            &dns,
+            port,
+            "data_timeout_secs = 1\nretry_initial_secs = 3600",
+        ),
+    );
+    let tok = token("timeout");
+    let ids = m.send(
+        "alice@example.test",
+        &["r@a.test"],
+        &[message("alice@example.test", "r@a.test", &tok, "x\r\n")],
+        &[],
+        &[],
+    );
+    let q = wait_for(WAIT, || {
+        let q = m.queue();
+        let l = q.to_ascii_lowercase();
+        (q.contains("<r@a.test>") && (l.contains("timeout") || l.contains("timed out")))
+            .then_some(q)
+    })
+    .unwrap_or_else(|| panic!("no timeout queued: {}\n{}", m.queue(), m.log_tail()));
+    assert!(q.contains(&ids[0]), "{q}");
+    assert!(m.log_text().contains("status=deferred"), "{}", m.log_tail());
+    assert!(maildir_files(&m.maildir("alice")).is_empty(), "no bounce");
+}
