@@ -274,21 +274,8 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
 
 /// Runs `sh -c cmd` and returns the first line of its output.
 fn password_from_command(cmd: &str) -> Result<String> {
-    let out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| bad_config(format!("password command: {e}")))?;
-    if !out.status.success() {
-        return Err(bad_config(format!(
-            "password command failed: {}",
-            out.status
-        )));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or("").to_string())
+    crate::relay::remote::password_from_command(cmd)
+        .map_err(|e| bad_config(format!("password command: {e}")))
 }
 
 /// The password for `user` at `host` in `~/.netrc` (`machine`/`default` entries).

@@ -82,6 +82,8 @@ pub const DEFAULT_DESTINATION_CONCURRENCY: usize = 20;
 pub const DEFAULT_CONNECTION_IDLE_SECS: u64 = 5;
 /// Default transactions per session before it is closed.
 pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+/// Destinations whose concurrency limit is remembered before idle ones are forgotten.
+const MAX_TRACKED_DESTINATIONS: usize = 10_000;
 /// How often idle cached sessions are checked for expiry.
 const REAPER_TICK: Duration = Duration::from_millis(500);
 
@@ -526,6 +528,11 @@ impl Remote {
             .per_destination
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let max = self.config.destination_concurrency.max(1);
+        if map.len() >= MAX_TRACKED_DESTINATIONS && !map.contains_key(key) {
+            // Forget destinations nobody is sending to, so the map stays bounded.
+            map.retain(|_, s| s.available_permits() < max);
+        }
         map.entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.destination_concurrency.max(1))))
             .clone()
@@ -693,7 +700,7 @@ impl Remote {
                     _ if self.options.credentials.is_some() => self.options.credentials.clone(),
                     (Some(u), Some(cmd)) => Some(Credentials {
                         user: u.clone(),
-                        password: run_password_command(cmd).map_err(|e| {
+                        password: password_from_command(cmd).map_err(|e| {
                             Failure::new(true, format!("relayhost password: {e}"), "4.7.0")
                         })?,
                     }),
@@ -919,12 +926,15 @@ fn session_failure(e: &DriverError, host: &str, where_: &str) -> Failure {
     }
 }
 
-/// Runs `command` under `/bin/sh -c`; the first line of its output is the password.
-fn run_password_command(command: &str) -> Result<String, String> {
+/// Runs `command` under `/bin/sh -c`; the first line of its output is the password (msend's
+/// `--password-command` and mrelayd's `relayhost_password_command`). Its stderr is ours, so a
+/// prompt or an error of e.g. `pass` or `gpg` is seen.
+pub fn password_from_command(command: &str) -> Result<String, String> {
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("running {command:?}: {e}"))?;
     if !out.status.success() {

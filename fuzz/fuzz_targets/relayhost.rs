@@ -1,0 +1,14 @@
+//! Fuzz the `relayhost = "..."` parser of mrelayd and msend's smarthost routes: any string
+//! gives a host and a non-zero port or an error, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mailkit::relay::remote::parse_relayhost;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    if let Ok((host, port)) = parse_relayhost(&text) {
+        assert!(!host.is_empty());
+        assert!(port > 0);
+    }
+});
