@@ -1,12 +1,12 @@
 //! mdig-mx against real DNS and real SMTP servers on loopback: a private dnsmasq per test
-//! (started here with its own zone, so the records are known), the peers' aiosmtpd capture
+//! (`common::Dns`, started with this file's zone, so the records are known), the peers' aiosmtpd capture
 //! (STARTTLS with the peers' CA), smtp-sink (no STARTTLS), refused ports and a silent listener.
 
 mod common;
 
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,78 +40,9 @@ txt-record=twospf.test,\"v=spf1 -all\"
 txt-record=twospf.test,\"v=spf1 mx -all\"
 ";
 
-/// A private dnsmasq serving [`ZONE`] on a free loopback port; killed on drop.
-struct Dns {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn udp_port_free(port: u16) -> bool {
-    UdpSocket::bind(("127.0.0.1", port)).is_ok()
-}
-
-fn start_dns() -> Dns {
-    let dir = common::scratch();
-    let conf = dir.path().join("dnsmasq.conf");
-    let mut last_err = String::new();
-    for _ in 0..10 {
-        let port = common::free_port();
-        if !udp_port_free(port) {
-            continue;
-        }
-        std::fs::write(
-            &conf,
-            format!(
-                "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-                 no-poll\nno-negcache\nlocal=/test/\n{ZONE}"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dnsmasq")
-            .arg("-k")
-            .arg("-C")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dnsmasq (dnsmasq-base) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // port taken meanwhile: try another
-            }
-            let answered = Command::new("dig")
-                .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .args(["two.test", "MX"])
-                .output()
-                .map(|o| !o.stdout.is_empty())
-                .unwrap_or(false);
-            if answered {
-                return Dns {
-                    child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut last_err);
-        }
-    }
-    panic!("could not start dnsmasq: {last_err}");
+/// A private dnsmasq (tests/common) serving [`ZONE`]; killed on drop.
+fn start_dns() -> common::Dns {
+    common::Dns::start(ZONE)
 }
 
 struct Out {
@@ -167,8 +98,8 @@ fn mdig(args: &[&str]) -> Out {
     }
 }
 
-fn resolver(dns: &Dns) -> String {
-    format!("127.0.0.1:{}", dns.port)
+fn resolver(dns: &common::Dns) -> String {
+    dns.addr()
 }
 
 fn domain(doc: &Value, i: usize) -> &Value {

@@ -77,21 +77,7 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
     }
 
     fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(common::bin("mrelayd"))
-            .arg("-c")
-            .arg(&self.config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.child = Some(common::spawn_mrelayd(&self.config, &self.log));
         // Ready when all three listeners accept.
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.smtp, self.submission, self.submissions] {
@@ -127,12 +113,7 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
 
     /// Runs `mrelayd -c CONFIG args...`.
     fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(common::bin("mrelayd"))
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap()
+        common::mrelayd_cli(&self.config, args)
     }
 }
 

@@ -73,88 +73,6 @@ fn token(tag: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// DNS: a private dnsmasq per test.
-
-/// A private dnsmasq serving one zone on 127.0.0.1:`port` (UDP and TCP); killed on drop.
-struct Dns {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Dns {
-    /// Starts dnsmasq with `zone` (dnsmasq `mx-host=`/`host-record=` lines); everything else
-    /// under `.test` is NXDOMAIN.
-    fn start(zone: &str) -> Dns {
-        let dir = common::scratch();
-        let conf = dir.path().join("dnsmasq.conf");
-        let mut last_err = String::new();
-        for _ in 0..10 {
-            let port = common::free_port();
-            if UdpSocket::bind(("127.0.0.1", port)).is_err() {
-                continue;
-            }
-            std::fs::write(
-                &conf,
-                format!(
-                    "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-                     no-poll\nno-negcache\nlocal=/test/\nhost-record=ready.test,127.0.0.1\n{zone}\n"
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new("dnsmasq")
-                .arg("-k")
-                .arg("-C")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("dnsmasq must be installed");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
-                }
-                let answered = Command::new("dig")
-                    .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p"])
-                    .arg(port.to_string())
-                    .args(["ready.test", "A"])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "127.0.0.1")
-                    .unwrap_or(false);
-                if answered {
-                    return Dns {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut last_err);
-            }
-        }
-        panic!("could not start dnsmasq: {last_err}");
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Receivers.
 
 /// `tests/remote/receiver.py` (aiosmtpd) on one address: stores messages byte-exact and logs
@@ -191,6 +109,15 @@ struct Behaviour {
     no_smtputf8: bool,
     /// Offer STARTTLS with the peers' certificate.
     tls: bool,
+}
+
+impl Behaviour {
+    /// The default behaviour changed by `f`, e.g. `Behaviour::with(|b| b.tls = true)`.
+    fn with(f: impl FnOnce(&mut Behaviour)) -> Behaviour {
+        let mut b = Behaviour::default();
+        f(&mut b);
+        b
+    }
 }
 
 impl Receiver {
@@ -277,6 +204,11 @@ impl Receiver {
         std::fs::read(self.dir.join(env["file"].as_str().unwrap())).unwrap()
     }
 
+    /// The stored bytes of one message as (lossy) text.
+    fn text(&self, env: &Value) -> String {
+        String::from_utf8_lossy(&self.bytes(env)).into_owned()
+    }
+
     /// Waits until at least `n` messages arrived; returns all records.
     fn wait_messages(&self, n: usize) -> Vec<Value> {
         wait_for(WAIT, || {
@@ -284,6 +216,20 @@ impl Receiver {
             (v.len() >= n).then_some(v)
         })
         .unwrap_or_else(|| self.envelopes())
+    }
+
+    /// Waits until `n` messages arrived and asserts that exactly `n` did; the failure message
+    /// shows `m`'s queue and log.
+    fn expect_messages(&self, n: usize, m: &Mrelayd) -> Vec<Value> {
+        let envs = self.wait_messages(n);
+        assert_eq!(
+            envs.len(),
+            n,
+            "expected {n} message(s) at the receiver\nqueue: {}\nlog:\n{}",
+            m.queue(),
+            m.log_tail()
+        );
+        envs
     }
 
     /// TCP connections accepted so far.
@@ -314,6 +260,11 @@ impl Receiver {
             .iter()
             .filter(|e| e["event"] == "rcpt" && e["address"] == addr)
             .count()
+    }
+
+    /// Waits until at least `n` RCPT commands for `addr` were seen; false on timeout.
+    fn wait_rcpt_attempts(&self, addr: &str, n: usize) -> bool {
+        wait_for(WAIT, || (self.rcpt_attempts(addr) >= n).then_some(())).is_some()
     }
 }
 
@@ -379,6 +330,9 @@ impl Sink {
 /// Test users of every mrelayd here: alice, bob (password `password`).
 const PASSWD: &str = "alice:{PLAIN}password::::::\nbob:{PLAIN}password::::::\n";
 
+/// The sender of every test message and the user whose Maildir gets the DSNs.
+const ALICE: &str = "alice@example.test";
+
 /// What one mrelayd instance looks like.
 struct Setup<'a> {
     hostname: &'a str,
@@ -387,8 +341,6 @@ struct Setup<'a> {
     /// Address of the `smtp` role listener (the submission listener is on 127.0.0.1).
     smtp_listen: String,
     trusted_networks: &'a str,
-    /// Extra lines in `[mrelayd]`.
-    mrelayd_extra: &'a str,
     /// Lines in `[mrelayd.remote]` (and tables after it).
     remote: String,
 }
@@ -396,13 +348,12 @@ struct Setup<'a> {
 impl Setup<'_> {
     /// mrelayd "A": mx.example.test, local domain example.test, relays for 127.0.0.0/8,
     /// MX lookups via `dns`, MX port `port`.
-    fn a(dns: &Dns, port: u16, remote_extra: &str) -> Setup<'static> {
+    fn a(dns: &common::Dns, port: u16, remote_extra: &str) -> Setup<'static> {
         Setup {
             hostname: "mx.example.test",
             domain: "example.test",
             smtp_listen: format!("127.0.0.1:{}", common::free_port()),
             trusted_networks: "[\"127.0.0.0/8\"]",
-            mrelayd_extra: "",
             remote: format!(
                 "resolver = \"{}\"\nport = {port}\n{remote_extra}\n",
                 dns.addr()
@@ -443,7 +394,7 @@ impl Mrelayd {
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"{domain}\"]\n\
 [mrelayd]\ntrusted_networks = {trusted}\naliases = \"{aliases}\"\n\
 listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }} ]\n\
-{mrelayd_extra}\n[mrelayd.remote]\n{remote}\n",
+\n[mrelayd.remote]\n{remote}\n",
             hostname = s.hostname,
             state = dir.join("state").display(),
             cert = common::peer("PEER_CERT_FILE"),
@@ -454,21 +405,11 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
             trusted = s.trusted_networks,
             aliases = aliases.display(),
             smtp = s.smtp_listen,
-            mrelayd_extra = s.mrelayd_extra,
             remote = s.remote,
         );
         std::fs::write(&config, text).unwrap();
         let log = dir.join("mrelayd.log");
-        let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(common::bin("mrelayd"))
-            .arg("-c")
-            .arg(&config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
+        let child = common::spawn_mrelayd(&config, &log);
         let mut m = Mrelayd {
             dir: dir.to_path_buf(),
             config,
@@ -508,18 +449,18 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Asserts that the log (as it is now) contains `needle`.
+    fn assert_logged(&self, needle: &str) {
+        assert!(self.log_text().contains(needle), "{}", self.log_tail());
+    }
+
     fn maildir(&self, user: &str) -> PathBuf {
         self.dir.join("mail").join(user)
     }
 
     /// Runs `mrelayd -c CONFIG args...`.
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(common::bin("mrelayd"))
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap()
+        common::mrelayd_cli(&self.config, args)
     }
 
     /// `mrelayd queue` output.
@@ -542,6 +483,15 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
         );
     }
 
+    /// Waits until `mrelayd queue` output satisfies `ok`; returns it, or fails with `what`.
+    fn wait_queue(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        wait_for(WAIT, || {
+            let q = self.queue();
+            ok(&q).then_some(q)
+        })
+        .unwrap_or_else(|| panic!("{what}: {}\n{}", self.queue(), self.log_tail()))
+    }
+
     /// Waits until the log contains `needle`.
     fn wait_log(&self, needle: &str) -> String {
         wait_for(WAIT, || {
@@ -549,6 +499,32 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
             t.contains(needle).then_some(t)
         })
         .unwrap_or_else(|| panic!("log never showed {needle:?}:\n{}", self.log_tail()))
+    }
+
+    /// Waits for the log line of queue id `id` and recipient `rcpt`, and asserts that it says
+    /// `status=sent` and contains `relay` (the MX or relayhost actually used).
+    fn assert_sent_via(&self, id: &str, rcpt: &str, relay: &str) {
+        let to = format!("{id}: to=<{rcpt}>");
+        let log = self.wait_log(&to);
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&to) && l.contains("status=sent") && l.contains(relay)),
+            "no status=sent line for {to} with {relay}:\n{log}"
+        );
+    }
+
+    /// Starts a submission from alice to `rcpts` (see [`Submission`]).
+    fn mail<'a>(&'a self, rcpts: &[&'a str]) -> Submission<'a> {
+        Submission {
+            m: self,
+            from: ALICE,
+            header_from: None,
+            rcpts: rcpts.to_vec(),
+            to: None,
+            body: "x\r\n",
+            mail_opts: Vec::new(),
+            rcpt_opts: Vec::new(),
+        }
     }
 
     /// Submits the messages (CRLF bytes) in one SMTP session to the smtp listener with
@@ -593,7 +569,245 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
             })
             .collect()
     }
+
+    /// Every message in alice's Maildir (the DSNs: postmaster and mailer-daemon go there too),
+    /// parsed.
+    fn dsns(&self) -> Vec<Value> {
+        parsed(&self.maildir("alice"))
+    }
+
+    /// Waits until alice's Maildir holds at least `n` messages, then returns them parsed.
+    fn wait_dsns(&self, n: usize) -> Vec<Value> {
+        let dir = self.maildir("alice");
+        wait_for(WAIT, || (maildir_files(&dir).len() >= n).then_some(()));
+        let v = parsed(&dir);
+        assert!(
+            v.len() >= n,
+            "expected {n} message(s) in alice's Maildir, found {}\nqueue: {}\nlog:\n{}",
+            v.len(),
+            self.queue(),
+            self.log_tail()
+        );
+        v
+    }
+
+    /// Waits until a DSN returning the message with subject `tok` is in alice's Maildir.
+    fn wait_dsn_for(&self, tok: &str) -> Value {
+        wait_for(WAIT, || {
+            self.dsns()
+                .into_iter()
+                .find(|d| d["returned"]["subject"] == tok)
+        })
+        .unwrap_or_else(|| panic!("no DSN returning {tok}:\n{}", self.log_tail()))
+    }
+
+    /// Asserts that alice's Maildir is empty: no DSN (`why` says why none is expected).
+    fn assert_no_dsn(&self, why: &str) {
+        assert!(maildir_files(&self.maildir("alice")).is_empty(), "{why}");
+    }
 }
+
+/// One SMTP session to mrelayd's smtp listener, built up by a test: alice sends one small
+/// message (subject: a fresh token) unless told otherwise.
+struct Submission<'a> {
+    m: &'a Mrelayd,
+    /// Envelope sender (`<>` for the null sender).
+    from: &'a str,
+    /// The message's From: (default: the envelope sender).
+    header_from: Option<&'a str>,
+    rcpts: Vec<&'a str>,
+    /// The message's To: (default: the first recipient).
+    to: Option<&'a str>,
+    body: &'a str,
+    mail_opts: Vec<&'a str>,
+    rcpt_opts: Vec<&'a str>,
+}
+
+/// What a [`Submission`] sent: the subject token and the queue ids.
+struct Sent {
+    tok: String,
+    ids: Vec<String>,
+}
+
+impl Sent {
+    /// The queue id of the (first) message.
+    fn id(&self) -> &str {
+        &self.ids[0]
+    }
+}
+
+impl<'a> Submission<'a> {
+    fn from(mut self, from: &'a str, header_from: &'a str) -> Self {
+        self.from = from;
+        self.header_from = Some(header_from);
+        self
+    }
+
+    fn to(mut self, to: &'a str) -> Self {
+        self.to = Some(to);
+        self
+    }
+
+    fn body(mut self, body: &'a str) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// ESMTP parameters of MAIL FROM.
+    fn mail_opts(mut self, opts: &[&'a str]) -> Self {
+        self.mail_opts = opts.to_vec();
+        self
+    }
+
+    /// ESMTP parameters of every RCPT TO.
+    fn rcpt_opts(mut self, opts: &[&'a str]) -> Self {
+        self.rcpt_opts = opts.to_vec();
+        self
+    }
+
+    fn message(&self, subject: &str) -> Vec<u8> {
+        message(
+            self.header_from.unwrap_or(self.from),
+            self.to.unwrap_or(self.rcpts[0]),
+            subject,
+            self.body,
+        )
+    }
+
+    /// Sends one message with subject `token(tag)`.
+    fn send(self, tag: &str) -> Sent {
+        let tok = token(tag);
+        let ids = self.send_bytes(&[self.message(&tok)]);
+        Sent { tok, ids }
+    }
+
+    /// Sends `n` messages with subjects `TOKEN-0` .. in one session; `tok` is `TOKEN`.
+    fn send_many(self, tag: &str, n: usize) -> Sent {
+        let tok = token(tag);
+        let msgs: Vec<Vec<u8>> = (0..n)
+            .map(|i| self.message(&format!("{tok}-{i}")))
+            .collect();
+        let ids = self.send_bytes(&msgs);
+        Sent { tok, ids }
+    }
+
+    /// Sends `msgs` as they are; returns the queue ids.
+    fn send_bytes(&self, msgs: &[Vec<u8>]) -> Vec<String> {
+        self.m.send(
+            self.from,
+            &self.rcpts,
+            msgs,
+            &self.mail_opts,
+            &self.rcpt_opts,
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test's world.
+
+/// What every test starts from: its third octet `t` (addresses 127.55.t.N), the MX port all
+/// its receivers listen on, a private dnsmasq with its zone, and a scratch dir for flag files
+/// and the mrelayd instances. Receivers and mrelayds are started from it and dropped before it.
+struct World {
+    t: u8,
+    port: u16,
+    dns: common::Dns,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A world whose DNS serves `zone` (dnsmasq lines, built with [`ip`]`(T, n)`).
+    fn new(t: u8, zone: &str) -> World {
+        let port = remote_port();
+        World {
+            t,
+            port,
+            dns: common::Dns::start(zone),
+            dir: common::scratch(),
+        }
+    }
+
+    /// a.test has one MX, mx.a.test at 127.55.t.2.
+    fn one_mx(t: u8) -> World {
+        World::new(
+            t,
+            &format!(
+                "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
+                ip(t, 2)
+            ),
+        )
+    }
+
+    /// a.test has two MXs: mx1.a.test (preference 10) at 127.55.t.`h1` and mx2.a.test (20) at
+    /// 127.55.t.`h2`.
+    fn two_mx(t: u8, h1: u8, h2: u8) -> World {
+        World::new(
+            t,
+            &format!(
+                "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+                 host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+                ip(t, h1),
+                ip(t, h2)
+            ),
+        )
+    }
+
+    fn ip(&self, host: u8) -> String {
+        ip(self.t, host)
+    }
+
+    /// `127.55.t.host:PORT`.
+    fn addr(&self, host: u8) -> String {
+        format!("{}:{}", self.ip(host), self.port)
+    }
+
+    /// `[127.55.t.host]:PORT`, as the log names a relay.
+    fn at(&self, host: u8) -> String {
+        format!("[{}]:{}", self.ip(host), self.port)
+    }
+
+    /// A receiver on 127.55.t.`host`, the MX port.
+    fn receiver(&self, host: u8, b: Behaviour) -> Receiver {
+        Receiver::start(&self.ip(host), self.port, b)
+    }
+
+    /// A receiver on 127.55.t.`host` that answers 451 to every recipient, for ever.
+    fn tempfailing_receiver(&self, host: u8) -> Receiver {
+        let never = self.flag("never-created");
+        self.receiver(host, Behaviour::with(|b| b.tempfail_until = Some(never)))
+    }
+
+    /// smtp-sink on 127.55.t.`host`, the MX port.
+    fn sink(&self, host: u8) -> Sink {
+        Sink::start(&self.ip(host), self.port)
+    }
+
+    /// A path in the scratch dir that does not exist until the test creates it.
+    fn flag(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// [`Setup::a`] with this world's DNS and MX port.
+    fn setup_a(&self, remote_extra: &str) -> Setup<'static> {
+        Setup::a(&self.dns, self.port, remote_extra)
+    }
+
+    /// mrelayd A with `remote_extra` in `[mrelayd.remote]`.
+    fn mrelayd(&self, remote_extra: &str) -> Mrelayd {
+        self.start("m", self.setup_a(remote_extra))
+    }
+
+    /// An mrelayd as `s` says, in its own directory `name` of the scratch dir.
+    fn start(&self, name: &str, s: Setup) -> Mrelayd {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        Mrelayd::start(&dir, s)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading what arrived.
 
 /// Files in `<maildir>/new` and `cur`.
 fn maildir_files(maildir: &Path) -> Vec<Vec<u8>> {
@@ -624,19 +838,11 @@ fn parsed(maildir: &Path) -> Vec<Value> {
     }
 }
 
-/// Waits until the Maildir holds at least `n` messages, then returns them parsed.
-fn wait_parsed(m: &Mrelayd, user: &str, n: usize) -> Vec<Value> {
-    let dir = m.maildir(user);
-    wait_for(WAIT, || (maildir_files(&dir).len() >= n).then_some(()));
-    let v = parsed(&dir);
-    assert!(
-        v.len() >= n,
-        "expected {n} message(s) in {user}'s Maildir, found {}\nqueue: {}\nlog:\n{}",
-        v.len(),
-        m.queue(),
-        m.log_tail()
-    );
-    v
+/// The DSN among `dsns` that returns the message with subject `tok`.
+fn dsn_for<'a>(dsns: &'a [Value], tok: &str) -> &'a Value {
+    dsns.iter()
+        .find(|d| d["returned"]["subject"] == tok)
+        .unwrap_or_else(|| panic!("no DSN returning {tok}: {dsns:#?}"))
 }
 
 /// A small message with `subject`, CRLF line endings.
@@ -645,6 +851,17 @@ fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@sender.test>\r\n\r\n{body}"
     )
     .into_bytes()
+}
+
+/// A receiver record's ESMTP parameters (`mail_options`/`rcpt_options`), upper-cased
+/// (aiosmtpd upper-cases some of the parameters it records).
+fn options(env: &Value, key: &str) -> Vec<String> {
+    env[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_ascii_uppercase())
+        .collect()
 }
 
 /// Header field `name` of a parsed message (`dsn.py` "headers"/"per_message"/recipient maps),
@@ -663,6 +880,11 @@ fn norm(v: &str) -> String {
         .collect::<Vec<_>>()
         .join(";")
         .to_ascii_lowercase()
+}
+
+/// Asserts the MIME types of a parsed DSN's parts, in order.
+fn assert_parts(d: &Value, parts: &[&str]) {
+    assert_eq!(d["parts"], serde_json::json!(parts), "{d:#}");
 }
 
 /// Checks the top of a failure DSN built by mrelayd A for `sender`.
@@ -702,16 +924,9 @@ fn assert_failure_dsn_top(d: &Value, sender: &str) {
 #[test]
 fn relays_byte_exact_to_second_mx_when_first_refuses() {
     const T: u8 = 1;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
-         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
-        ip(T, 1),
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let w = World::two_mx(T, 1, 2);
+    let rx = w.receiver(2, Behaviour::default());
+    let m = w.mrelayd("");
     let tok = token("exact");
     // Dots at line starts, a 998-octet line, trailing spaces, an empty last line.
     let original = format!(
@@ -721,18 +936,13 @@ fn relays_byte_exact_to_second_mx_when_first_refuses() {
         "x".repeat(998)
     )
     .into_bytes();
-    let ids = m.send(
-        "alice@example.test",
-        &["rcpt@a.test"],
-        std::slice::from_ref(&original),
-        &[],
-        &[],
-    );
+    let ids = m
+        .mail(&["rcpt@a.test"])
+        .send_bytes(std::slice::from_ref(&original));
     assert_eq!(ids.len(), 1);
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "not delivered:\n{}", m.log_tail());
+    let envs = rx.expect_messages(1, &m);
     let env = &envs[0];
-    assert_eq!(env["mail_from"], "alice@example.test");
+    assert_eq!(env["mail_from"], ALICE);
     assert_eq!(env["rcpt_tos"], serde_json::json!(["rcpt@a.test"]));
     let got = rx.bytes(env);
     // Exactly one header field (Received:, possibly folded) added in front of the original.
@@ -758,15 +968,10 @@ fn relays_byte_exact_to_second_mx_when_first_refuses() {
     );
     assert_eq!(&got[end..], &original[..]);
     // The log names the recipient, the outcome and the MX actually used.
-    let id = &ids[0];
-    let log = m.wait_log(&format!("{id}: to=<rcpt@a.test>"));
-    let line = log
-        .lines()
-        .find(|l| l.contains(&format!("{id}: to=<rcpt@a.test>")) && l.contains("status=sent"))
-        .unwrap_or_else(|| panic!("no status=sent line for {id}:\n{log}"));
-    assert!(
-        line.contains(&format!("relay=mx2.a.test[{}]:{port}", ip(T, 2))),
-        "{line}"
+    m.assert_sent_via(
+        &ids[0],
+        "rcpt@a.test",
+        &format!("relay=mx2.a.test{}", w.at(2)),
     );
     m.wait_queue_empty();
 }
@@ -775,29 +980,26 @@ fn relays_byte_exact_to_second_mx_when_first_refuses() {
 #[test]
 fn relays_to_a_second_mrelayd_into_its_maildir() {
     const T: u8 = 2;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
-        ip(T, 2)
-    ));
-    let bdir = common::scratch();
-    let b = Mrelayd::start(
-        bdir.path(),
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
+            ip(T, 2)
+        ),
+    );
+    let b = w.start(
+        "b",
         Setup {
             hostname: "mx.b.test",
             domain: "b.test",
-            smtp_listen: format!("{}:{port}", ip(T, 2)),
+            smtp_listen: w.addr(2),
             trusted_networks: "[]",
-            mrelayd_extra: "",
-            remote: format!("resolver = \"{}\"\n", dns.addr()),
+            remote: format!("resolver = \"{}\"\n", w.dns.addr()),
         },
     );
-    let adir = common::scratch();
-    let a = Mrelayd::start(adir.path(), Setup::a(&dns, port, ""));
-    let tok = token("a2b");
-    let msg = message("alice@example.test", "bob@b.test", &tok, "hello b\r\n");
-    let ids = a.send("alice@example.test", &["bob@b.test"], &[msg], &[], &[]);
-    assert_eq!(ids.len(), 1);
+    let a = w.mrelayd("");
+    let sent = a.mail(&["bob@b.test"]).body("hello b\r\n").send("a2b");
+    assert_eq!(sent.ids.len(), 1);
     let got = wait_for(WAIT, || maildir_files(&b.maildir("bob")).pop()).unwrap_or_else(|| {
         panic!(
             "not in B's Maildir\nA queue: {}\nA log:\n{}\nB log:\n{}",
@@ -821,7 +1023,7 @@ fn relays_to_a_second_mrelayd_into_its_maildir() {
         rec[0].starts_with("Received: from mx.example.test"),
         "{text}"
     );
-    assert!(text.contains(&format!("Subject: {tok}\n")), "{text}");
+    assert!(text.contains(&format!("Subject: {}\n", sent.tok)), "{text}");
     assert!(text.ends_with("\n\nhello b\n"), "{text}");
     a.wait_queue_empty();
     drop(b);
@@ -832,70 +1034,40 @@ fn relays_to_a_second_mrelayd_into_its_maildir() {
 #[test]
 fn temporary_failure_is_retried_until_delivered() {
     const T: u8 = 3;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let dir = common::scratch();
-    let flag = dir.path().join("receiver-good");
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            tempfail_until: Some(flag.clone()),
-            ..Default::default()
-        },
+    let w = World::one_mx(T);
+    let flag = w.flag("receiver-good");
+    let rx = w.receiver(
+        2,
+        Behaviour::with(|b| b.tempfail_until = Some(flag.clone())),
     );
-    let mdir = dir.path().join("m");
-    std::fs::create_dir(&mdir).unwrap();
-    let m = Mrelayd::start(
-        &mdir,
-        Setup::a(
-            &dns,
-            port,
-            "retry_initial_secs = 1\nretry_max_secs = 2\nconnection_idle_secs = 0",
-        ),
-    );
-    let tok = token("retry");
-    let msg = message("alice@example.test", "later@a.test", &tok, "retry me\r\n");
-    let ids = m.send("alice@example.test", &["later@a.test"], &[msg], &[], &[]);
+    let m = w.mrelayd("retry_initial_secs = 1\nretry_max_secs = 2\nconnection_idle_secs = 0");
+    let sent = m.mail(&["later@a.test"]).body("retry me\r\n").send("retry");
     // Deferred: the queue lists the recipient with the 4xx text and a next try.
-    let q = wait_for(WAIT, || {
-        let q = m.queue();
-        q.contains("Try again later").then_some(q)
-    })
-    .unwrap_or_else(|| panic!("no deferral in the queue: {}\n{}", m.queue(), m.log_tail()));
-    assert!(q.contains(&ids[0]), "{q}");
+    let q = m.wait_queue("no deferral in the queue", |q| {
+        q.contains("Try again later")
+    });
+    assert!(q.contains(sent.id()), "{q}");
     assert!(q.contains("<later@a.test>"), "{q}");
     assert!(q.contains("451") && q.contains("4.3.0"), "{q}");
     assert!(q.contains("next try"), "{q}");
     assert!(
         m.log_text()
-            .contains(&format!("{}: to=<later@a.test>", ids[0]))
+            .contains(&format!("{}: to=<later@a.test>", sent.id()))
             && m.log_text().contains("status=deferred"),
         "{}",
         m.log_tail()
     );
     // It is retried on the short schedule (a second RCPT while still failing).
     assert!(
-        wait_for(WAIT, || (rx.rcpt_attempts("later@a.test") >= 2)
-            .then_some(()))
-        .is_some(),
+        rx.wait_rcpt_attempts("later@a.test", 2),
         "no retry seen: {}",
         m.log_tail()
     );
     assert!(rx.envelopes().is_empty());
     std::fs::write(&flag, b"").unwrap();
-    let envs = rx.wait_messages(1);
-    assert_eq!(
-        envs.len(),
-        1,
-        "not delivered after the receiver came up:\n{}",
-        m.log_tail()
-    );
+    let envs = rx.expect_messages(1, &m);
     assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["later@a.test"]));
-    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    assert!(rx.text(&envs[0]).contains(&sent.tok));
     m.wait_queue_empty();
     // Exactly once.
     assert_eq!(rx.envelopes().len(), 1);
@@ -906,39 +1078,17 @@ fn temporary_failure_is_retried_until_delivered() {
 #[test]
 fn flush_retries_a_deferred_message_at_once() {
     const T: u8 = 4;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let dir = common::scratch();
-    let flag = dir.path().join("receiver-good");
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            greeting_421_until: Some(flag.clone()),
-            ..Default::default()
-        },
+    let w = World::one_mx(T);
+    let flag = w.flag("receiver-good");
+    let rx = w.receiver(
+        2,
+        Behaviour::with(|b| b.greeting_421_until = Some(flag.clone())),
     );
-    let mdir = dir.path().join("m");
-    std::fs::create_dir(&mdir).unwrap();
-    let m = Mrelayd::start(
-        &mdir,
-        Setup::a(
-            &dns,
-            port,
-            "retry_initial_secs = 3600\nretry_max_secs = 3600",
-        ),
-    );
-    let tok = token("flush");
-    let msg = message("alice@example.test", "later@a.test", &tok, "flush me\r\n");
-    m.send("alice@example.test", &["later@a.test"], &[msg], &[], &[]);
-    let q = wait_for(WAIT, || {
-        let q = m.queue();
-        q.contains("Service not available").then_some(q)
-    })
-    .unwrap_or_else(|| panic!("no deferral in the queue: {}\n{}", m.queue(), m.log_tail()));
+    let m = w.mrelayd("retry_initial_secs = 3600\nretry_max_secs = 3600");
+    let sent = m.mail(&["later@a.test"]).body("flush me\r\n").send("flush");
+    let q = m.wait_queue("no deferral in the queue", |q| {
+        q.contains("Service not available")
+    });
     assert!(q.contains("<later@a.test>") && q.contains("421"), "{q}");
     // The next try is about an hour away (not "now").
     assert!(
@@ -950,32 +1100,22 @@ fn flush_retries_a_deferred_message_at_once() {
     std::fs::write(&flag, b"").unwrap();
     let out = m.cli(&["flush"]);
     assert!(out.status.success(), "{out:?}");
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "flush did not deliver:\n{}", m.log_tail());
-    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    let envs = rx.expect_messages(1, &m);
+    assert!(rx.text(&envs[0]).contains(&sent.tok));
     m.wait_queue_empty();
 }
 
 /// The receiver for 5xx tests: `bad@a.test` is refused with 550 5.1.1.
 const REJECT_550: &str = "550 5.1.1 <bad@a.test>: Recipient address rejected: User unknown";
 
-fn rejecting_setup(t: u8) -> (Dns, Receiver, u16) {
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
-         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
-        ip(t, 1),
-        ip(t, 2)
-    ));
-    let rx = Receiver::start(
-        &ip(t, 2),
-        port,
-        Behaviour {
-            rcpt: vec![("bad@a.test".into(), REJECT_550.into())],
-            ..Default::default()
-        },
+/// a.test's first MX refuses connections; the second (127.55.t.2) refuses `bad@a.test`.
+fn rejecting_world(t: u8) -> (World, Receiver) {
+    let w = World::two_mx(t, 1, 2);
+    let rx = w.receiver(
+        2,
+        Behaviour::with(|b| b.rcpt = vec![("bad@a.test".into(), REJECT_550.into())]),
     );
-    (dns, rx, port)
+    (w, rx)
 }
 
 /// 5xx → exactly one DSN to the local sender, checked field by field: RET=HDRS returns the
@@ -983,37 +1123,28 @@ fn rejecting_setup(t: u8) -> (Dns, Receiver, u16) {
 #[test]
 fn permanent_failure_bounces_one_dsn_with_ret_envid_orcpt() {
     const T: u8 = 5;
-    let (dns, rx, port) = rejecting_setup(T);
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let (w, rx) = rejecting_world(T);
+    let m = w.mrelayd("");
 
     // RET=HDRS, ENVID, NOTIFY=FAILURE, ORCPT.
-    let tok = token("hdrs");
-    let msg = message(
-        "alice@example.test",
-        "x@a.test",
-        &tok,
-        "secret body text\r\n",
-    );
-    let ids = m.send(
-        "alice@example.test",
-        &["bad@a.test"],
-        &[msg],
-        &["RET=HDRS", "ENVID=abc"],
-        &["NOTIFY=FAILURE", "ORCPT=rfc822;x@a.test"],
-    );
-    let dsns = wait_parsed(&m, "alice", 1);
+    let sent = m
+        .mail(&["bad@a.test"])
+        .to("x@a.test")
+        .body("secret body text\r\n")
+        .mail_opts(&["RET=HDRS", "ENVID=abc"])
+        .rcpt_opts(&["NOTIFY=FAILURE", "ORCPT=rfc822;x@a.test"])
+        .send("hdrs");
+    let dsns = m.wait_dsns(1);
     assert_eq!(dsns.len(), 1, "{dsns:#?}");
     let d = &dsns[0];
-    assert_failure_dsn_top(d, "alice@example.test");
-    assert_eq!(
-        d["parts"],
-        serde_json::json!([
+    assert_failure_dsn_top(d, ALICE);
+    assert_parts(
+        d,
+        &[
             "text/plain",
             "message/delivery-status",
-            "text/rfc822-headers"
-        ]),
-        "{d:#}"
+            "text/rfc822-headers",
+        ],
     );
     assert_eq!(
         field(&d["per_message"], "Original-Envelope-Id"),
@@ -1045,7 +1176,7 @@ fn permanent_failure_bounces_one_dsn_with_ret_envid_orcpt() {
     assert!(mta.starts_with("dns;mx2.a.test"), "{d:#}");
     assert!(field(r, "Last-Attempt-Date").is_some(), "{d:#}");
     let ret = &d["returned"];
-    assert_eq!(ret["subject"], tok.as_str(), "{d:#}");
+    assert_eq!(ret["subject"], sent.tok.as_str(), "{d:#}");
     assert!(
         !ret["raw"]
             .as_str()
@@ -1058,35 +1189,22 @@ fn permanent_failure_bounces_one_dsn_with_ret_envid_orcpt() {
         "{d:#}"
     );
     // The log says bounced; the message is gone from the queue.
-    m.wait_log(&format!("{}: to=<bad@a.test>", ids[0]));
-    assert!(m.log_text().contains("status=bounced"), "{}", m.log_tail());
+    m.wait_log(&format!("{}: to=<bad@a.test>", sent.id()));
+    m.assert_logged("status=bounced");
 
     // RET=FULL: the whole message comes back as message/rfc822.
-    let tok2 = token("full");
-    let msg = message(
-        "alice@example.test",
-        "bad@a.test",
-        &tok2,
-        "full body text\r\n",
-    );
-    m.send(
-        "alice@example.test",
-        &["bad@a.test"],
-        &[msg],
-        &["RET=FULL"],
-        &[],
-    );
-    let dsns = wait_parsed(&m, "alice", 2);
+    let full = m
+        .mail(&["bad@a.test"])
+        .body("full body text\r\n")
+        .mail_opts(&["RET=FULL"])
+        .send("full");
+    let dsns = m.wait_dsns(2);
     assert_eq!(dsns.len(), 2);
-    let d = dsns
-        .iter()
-        .find(|d| d["returned"]["subject"] == tok2.as_str())
-        .unwrap_or_else(|| panic!("no DSN returning {tok2}: {dsns:#?}"));
-    assert_failure_dsn_top(d, "alice@example.test");
-    assert_eq!(
-        d["parts"],
-        serde_json::json!(["text/plain", "message/delivery-status", "message/rfc822"]),
-        "{d:#}"
+    let d = dsn_for(&dsns, &full.tok);
+    assert_failure_dsn_top(d, ALICE);
+    assert_parts(
+        d,
+        &["text/plain", "message/delivery-status", "message/rfc822"],
     );
     assert!(
         field(&d["per_message"], "Original-Envelope-Id").is_none(),
@@ -1109,32 +1227,24 @@ fn permanent_failure_bounces_one_dsn_with_ret_envid_orcpt() {
     assert!(rx.envelopes().is_empty());
     // Once the queue is empty every DSN has been delivered: still exactly two.
     m.wait_queue_empty();
-    assert_eq!(parsed(&m.maildir("alice")).len(), 2);
+    assert_eq!(m.dsns().len(), 2);
 }
 
 /// Two recipients, one refused: the other is delivered and the DSN lists only the refused one.
 #[test]
 fn partial_success_delivers_the_rest_and_bounces_only_the_failed() {
     const T: u8 = 6;
-    let (dns, rx, port) = rejecting_setup(T);
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("partial");
-    let msg = message("alice@example.test", "good@a.test", &tok, "partial\r\n");
-    m.send(
-        "alice@example.test",
-        &["good@a.test", "bad@a.test"],
-        &[msg],
-        &[],
-        &[],
-    );
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    let (w, rx) = rejecting_world(T);
+    let m = w.mrelayd("");
+    m.mail(&["good@a.test", "bad@a.test"])
+        .body("partial\r\n")
+        .send("partial");
+    let envs = rx.expect_messages(1, &m);
     assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["good@a.test"]));
-    let dsns = wait_parsed(&m, "alice", 1);
+    let dsns = m.wait_dsns(1);
     assert_eq!(dsns.len(), 1, "{dsns:#?}");
     let d = &dsns[0];
-    assert_failure_dsn_top(d, "alice@example.test");
+    assert_failure_dsn_top(d, ALICE);
     let rcpts = d["recipients"].as_array().unwrap();
     assert_eq!(rcpts.len(), 1, "only the failed recipient: {d:#}");
     assert_eq!(
@@ -1146,43 +1256,41 @@ fn partial_success_delivers_the_rest_and_bounces_only_the_failed() {
     assert_eq!(d["returned"]["type"], "message/rfc822", "{d:#}");
     m.wait_queue_empty();
     assert_eq!(rx.envelopes().len(), 1, "delivered once");
-    assert_eq!(parsed(&m.maildir("alice")).len(), 1, "one DSN per message");
+    assert_eq!(m.dsns().len(), 1, "one DSN per message");
 }
 
 /// Sends a control bounce (alice → bad@a.test, NOTIFY default) and waits for its DSN, so that a
 /// DSN that should NOT exist for an earlier message would have arrived by then as well.
 fn control_bounce(m: &Mrelayd) -> String {
-    let tok = token("control");
-    let msg = message("alice@example.test", "bad@a.test", &tok, "control\r\n");
-    m.send("alice@example.test", &["bad@a.test"], &[msg], &[], &[]);
+    let sent = m.mail(&["bad@a.test"]).body("control\r\n").send("control");
     let found = wait_for(WAIT, || {
-        parsed(&m.maildir("alice"))
+        m.dsns()
             .iter()
-            .any(|d| d["returned"]["subject"] == tok.as_str())
+            .any(|d| d["returned"]["subject"] == sent.tok.as_str())
             .then_some(())
     });
     assert!(found.is_some(), "control DSN never came:\n{}", m.log_tail());
-    tok
+    sent.tok
 }
 
 /// Mail from the null sender is never bounced: no DSN anywhere, queue empty in the end.
 #[test]
 fn null_sender_is_never_bounced() {
     const T: u8 = 7;
-    let (dns, rx, port) = rejecting_setup(T);
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("nullsender");
-    let msg = message("mailer-daemon@example.test", "bad@a.test", &tok, "x\r\n");
+    let (w, rx) = rejecting_world(T);
+    let m = w.mrelayd("");
     // One recipient refused, one accepted: the accepted one is relayed with MAIL FROM:<>.
-    let ids = m.send("<>", &["bad@a.test", "good@a.test"], &[msg], &[], &[]);
-    m.wait_log(&format!("{}: to=<bad@a.test>", ids[0]));
+    let sent = m
+        .mail(&["bad@a.test", "good@a.test"])
+        .from("<>", "mailer-daemon@example.test")
+        .send("nullsender");
+    m.wait_log(&format!("{}: to=<bad@a.test>", sent.id()));
     m.wait_queue_empty();
     let ctl = control_bounce(&m);
     m.wait_queue_empty();
     // Only the control DSN exists: in alice's Maildir (postmaster, mailer-daemon go there too)
     // and in bob's.
-    let all = parsed(&m.maildir("alice"));
+    let all = m.dsns();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["returned"]["subject"], ctl.as_str());
     assert!(maildir_files(&m.maildir("bob")).is_empty());
@@ -1195,7 +1303,7 @@ fn null_sender_is_never_bounced() {
     let log = m.log_text();
     let bounced: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains(&ids[0]) && l.contains("status=bounced"))
+        .filter(|l| l.contains(sent.id()) && l.contains("status=bounced"))
         .collect();
     assert_eq!(bounced.len(), 1, "{log}");
 }
@@ -1204,22 +1312,16 @@ fn null_sender_is_never_bounced() {
 #[test]
 fn notify_never_gives_no_dsn() {
     const T: u8 = 8;
-    let (dns, _rx, port) = rejecting_setup(T);
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("never");
-    let msg = message("alice@example.test", "bad@a.test", &tok, "x\r\n");
-    let ids = m.send(
-        "alice@example.test",
-        &["bad@a.test"],
-        &[msg],
-        &[],
-        &["NOTIFY=NEVER"],
-    );
-    m.wait_log(&format!("{}: to=<bad@a.test>", ids[0]));
+    let (w, _rx) = rejecting_world(T);
+    let m = w.mrelayd("");
+    let sent = m
+        .mail(&["bad@a.test"])
+        .rcpt_opts(&["NOTIFY=NEVER"])
+        .send("never");
+    m.wait_log(&format!("{}: to=<bad@a.test>", sent.id()));
     m.wait_queue_empty();
     let ctl = control_bounce(&m);
-    let all = parsed(&m.maildir("alice"));
+    let all = m.dsns();
     assert_eq!(all.len(), 1, "only the control DSN: {all:#?}");
     assert_eq!(all[0]["returned"]["subject"], ctl.as_str());
 }
@@ -1229,40 +1331,16 @@ fn notify_never_gives_no_dsn() {
 #[test]
 fn delay_warning_is_sent_once_and_message_stays_queued() {
     const T: u8 = 9;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let dir = common::scratch();
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            tempfail_until: Some(dir.path().join("never-created")),
-            ..Default::default()
-        },
-    );
-    let mdir = dir.path().join("m");
-    std::fs::create_dir(&mdir).unwrap();
-    let m = Mrelayd::start(
-        &mdir,
-        Setup::a(
-            &dns,
-            port,
-            "retry_initial_secs = 1\nretry_max_secs = 1\ndelay_warning_secs = 1",
-        ),
-    );
-    let tok = token("delay");
-    let msg = message("alice@example.test", "slow@a.test", &tok, "delay body\r\n");
-    let ids = m.send(
-        "alice@example.test",
-        &["slow@a.test"],
-        &[msg],
-        &["ENVID=delay-env"],
-        &["NOTIFY=DELAY,FAILURE"],
-    );
-    let dsns = wait_parsed(&m, "alice", 1);
+    let w = World::one_mx(T);
+    let rx = w.tempfailing_receiver(2);
+    let m = w.mrelayd("retry_initial_secs = 1\nretry_max_secs = 1\ndelay_warning_secs = 1");
+    let sent = m
+        .mail(&["slow@a.test"])
+        .body("delay body\r\n")
+        .mail_opts(&["ENVID=delay-env"])
+        .rcpt_opts(&["NOTIFY=DELAY,FAILURE"])
+        .send("delay");
+    let dsns = m.wait_dsns(1);
     let d = &dsns[0];
     let h = &d["headers"];
     assert_eq!(d["content_type"], "multipart/report", "{d:#}");
@@ -1296,39 +1374,30 @@ fn delay_warning_is_sent_once_and_message_stays_queued() {
     );
     assert!(field(r, "Will-Retry-Until").is_some(), "{d:#}");
     // Delay warnings carry only the headers (RFC 3461 §6.2 suggests that; REMOTE.md says always).
-    assert_eq!(
-        d["parts"],
-        serde_json::json!([
+    assert_parts(
+        d,
+        &[
             "text/plain",
             "message/delivery-status",
-            "text/rfc822-headers"
-        ]),
-        "{d:#}"
+            "text/rfc822-headers",
+        ],
     );
-    assert_eq!(d["returned"]["subject"], tok.as_str());
+    assert_eq!(d["returned"]["subject"], sent.tok.as_str());
     // Still queued.
     let q = m.queue();
-    assert!(q.contains(&ids[0]) && q.contains("<slow@a.test>"), "{q}");
+    assert!(q.contains(sent.id()) && q.contains("<slow@a.test>"), "{q}");
     // Two more retries after the warning, then everything queued besides our message is gone
     // (a second warning would have been queued by then): still exactly one DSN.
     let seen = rx.rcpt_attempts("slow@a.test");
     assert!(
-        wait_for(WAIT, || (rx.rcpt_attempts("slow@a.test") >= seen + 2)
-            .then_some(()))
-        .is_some(),
+        rx.wait_rcpt_attempts("slow@a.test", seen + 2),
         "no further retries:\n{}",
         m.log_tail()
     );
-    let only_ours = wait_for(WAIT, || {
-        let q = m.queue();
-        q.contains("-- 1 message(s)").then_some(q)
+    m.wait_queue("not only our message queued", |q| {
+        q.contains("-- 1 message(s)")
     });
-    assert!(only_ours.is_some(), "{}", m.queue());
-    assert_eq!(
-        parsed(&m.maildir("alice")).len(),
-        1,
-        "more than one delay warning"
-    );
+    assert_eq!(m.dsns().len(), 1, "more than one delay warning");
     assert!(rx.envelopes().is_empty());
 }
 
@@ -1337,21 +1406,20 @@ fn delay_warning_is_sent_once_and_message_stays_queued() {
 #[test]
 fn null_mx_and_nxdomain_bounce() {
     const T: u8 = 10;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=nullmx.test,.,0\nhost-record=nullmx.test,{}",
-        ip(T, 4)
-    ));
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=nullmx.test,.,0\nhost-record=nullmx.test,{}",
+            ip(T, 4)
+        ),
+    );
     // A receiver on the null MX domain's A address: it must see no connection at all.
-    let rx = Receiver::start(&ip(T, 4), port, Behaviour::default());
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("nullmx");
-    let msg = message("alice@example.test", "x@nullmx.test", &tok, "x\r\n");
-    m.send("alice@example.test", &["x@nullmx.test"], &[msg], &[], &[]);
-    let dsns = wait_parsed(&m, "alice", 1);
+    let rx = w.receiver(4, Behaviour::default());
+    let m = w.mrelayd("");
+    m.mail(&["x@nullmx.test"]).send("nullmx");
+    let dsns = m.wait_dsns(1);
     let d = &dsns[0];
-    assert_failure_dsn_top(d, "alice@example.test");
+    assert_failure_dsn_top(d, ALICE);
     let r = &d["recipients"][0];
     assert_eq!(
         field(r, "Final-Recipient").map(norm),
@@ -1366,14 +1434,9 @@ fn null_mx_and_nxdomain_bounce() {
     );
     assert_eq!(rx.sessions(), 0, "the null MX domain's A record was used");
 
-    let tok = token("nxdomain");
-    let msg = message("alice@example.test", "x@missing.test", &tok, "x\r\n");
-    m.send("alice@example.test", &["x@missing.test"], &[msg], &[], &[]);
-    let dsns = wait_parsed(&m, "alice", 2);
-    let d = dsns
-        .iter()
-        .find(|d| d["returned"]["subject"] == tok.as_str())
-        .unwrap_or_else(|| panic!("{dsns:#?}"));
+    let sent = m.mail(&["x@missing.test"]).send("nxdomain");
+    let dsns = m.wait_dsns(2);
+    let d = dsn_for(&dsns, &sent.tok);
     let r = &d["recipients"][0];
     assert_eq!(
         field(r, "Final-Recipient").map(norm),
@@ -1392,38 +1455,33 @@ fn null_mx_and_nxdomain_bounce() {
 #[test]
 fn implicit_mx_delivers_to_smtp_sink() {
     const T: u8 = 11;
-    let port = remote_port();
-    let dns = Dns::start(&format!("host-record=implicit.test,{}", ip(T, 3)));
-    let sink = Sink::start(&ip(T, 3), port);
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("implicit");
-    let msg = message(
-        "alice@example.test",
-        "user@implicit.test",
-        &tok,
-        "to the sink\r\n",
-    );
-    let ids = m.send(
-        "alice@example.test",
-        &["user@implicit.test"],
-        &[msg],
-        &[],
-        &[],
-    );
-    let dump = wait_for(WAIT, || sink.dumps().into_iter().find(|d| d.contains(&tok)))
-        .unwrap_or_else(|| panic!("smtp-sink got nothing:\n{}", m.log_tail()));
+    let w = World::new(T, &format!("host-record=implicit.test,{}", ip(T, 3)));
+    let sink = w.sink(3);
+    let m = w.mrelayd("");
+    let sent = m
+        .mail(&["user@implicit.test"])
+        .body("to the sink\r\n")
+        .send("implicit");
+    let dump = wait_for(WAIT, || {
+        sink.dumps().into_iter().find(|d| d.contains(&sent.tok))
+    })
+    .unwrap_or_else(|| panic!("smtp-sink got nothing:\n{}", m.log_tail()));
     assert!(dump.contains("user@implicit.test"), "{dump}");
-    assert!(dump.contains("alice@example.test"), "{dump}");
+    assert!(dump.contains(ALICE), "{dump}");
     assert!(dump.contains("to the sink"), "{dump}");
-    let log = m.wait_log(&format!("{}: to=<user@implicit.test>", ids[0]));
-    assert!(
-        log.lines().any(|l| l.contains(&ids[0])
-            && l.contains("status=sent")
-            && l.contains(&format!("[{}]:{port}", ip(T, 3)))),
-        "{log}"
-    );
+    m.assert_sent_via(sent.id(), "user@implicit.test", &w.at(3));
     m.wait_queue_empty();
+}
+
+/// tls.test's MX is mx2.example.test (a name in the peers' certificate) at 127.55.t.2.
+fn tls_world(t: u8) -> World {
+    World::new(
+        t,
+        &format!(
+            "mx-host=tls.test,mx2.example.test,10\nhost-record=mx2.example.test,{}",
+            ip(t, 2)
+        ),
+    )
 }
 
 /// `tls = "verify"` with the peers' CA: STARTTLS, certificate verified for the MX name
@@ -1432,38 +1490,16 @@ fn implicit_mx_delivers_to_smtp_sink() {
 #[test]
 fn tls_verify_with_ca_file_delivers_over_tls() {
     const T: u8 = 12;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=tls.test,mx2.example.test,10\nhost-record=mx2.example.test,{}",
-        ip(T, 2)
+    let w = tls_world(T);
+    let rx = w.receiver(2, Behaviour::with(|b| b.tls = true));
+    let m = w.mrelayd(&format!(
+        "tls = \"verify\"\nca_file = \"{}\"",
+        common::peer("PEER_CA_FILE")
     ));
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            tls: true,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            &format!(
-                "tls = \"verify\"\nca_file = \"{}\"",
-                common::peer("PEER_CA_FILE")
-            ),
-        ),
-    );
-    let tok = token("tls");
-    let msg = message("alice@example.test", "user@tls.test", &tok, "secret\r\n");
-    m.send("alice@example.test", &["user@tls.test"], &[msg], &[], &[]);
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}\n{}", m.queue(), m.log_tail());
+    let sent = m.mail(&["user@tls.test"]).body("secret\r\n").send("tls");
+    let envs = rx.expect_messages(1, &m);
     assert_eq!(envs[0]["tls"], true, "delivered without TLS");
-    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    assert!(rx.text(&envs[0]).contains(&sent.tok));
     m.wait_queue_empty();
 }
 
@@ -1472,41 +1508,18 @@ fn tls_verify_with_ca_file_delivers_over_tls() {
 #[test]
 fn tls_verify_against_webpki_roots_defers() {
     const T: u8 = 13;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=tls.test,mx2.example.test,10\nhost-record=mx2.example.test,{}",
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            tls: true,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(&dns, port, "tls = \"verify\"\nretry_initial_secs = 3600"),
-    );
-    let tok = token("untrusted");
-    let msg = message("alice@example.test", "user@tls.test", &tok, "secret\r\n");
-    let ids = m.send("alice@example.test", &["user@tls.test"], &[msg], &[], &[]);
-    let q = wait_for(WAIT, || {
-        let q = m.queue();
-        (q.contains("<user@tls.test>") && q.to_ascii_lowercase().contains("certificate"))
-            .then_some(q)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no certificate error queued: {}\n{}",
-            m.queue(),
-            m.log_tail()
-        )
+    let w = tls_world(T);
+    let rx = w.receiver(2, Behaviour::with(|b| b.tls = true));
+    let m = w.mrelayd("tls = \"verify\"\nretry_initial_secs = 3600");
+    let sent = m
+        .mail(&["user@tls.test"])
+        .body("secret\r\n")
+        .send("untrusted");
+    let q = m.wait_queue("no certificate error queued", |q| {
+        q.contains("<user@tls.test>") && q.to_ascii_lowercase().contains("certificate")
     });
-    assert!(q.contains(&ids[0]), "{q}");
-    assert!(m.log_text().contains("status=deferred"), "{}", m.log_tail());
+    assert!(q.contains(sent.id()), "{q}");
+    m.assert_logged("status=deferred");
     // The receiver saw the connection but no transaction.
     assert!(rx.sessions() >= 1);
     assert_eq!(
@@ -1515,10 +1528,7 @@ fn tls_verify_against_webpki_roots_defers() {
         "RCPT sent despite failed verification"
     );
     assert!(rx.envelopes().is_empty());
-    assert!(
-        maildir_files(&m.maildir("alice")).is_empty(),
-        "temporary: no bounce"
-    );
+    m.assert_no_dsn("temporary: no bounce");
 }
 
 /// 20 messages to one domain go over fewer connections than messages (persistent sessions).
@@ -1526,41 +1536,20 @@ fn tls_verify_against_webpki_roots_defers() {
 fn persistent_connections_carry_many_messages() {
     const T: u8 = 14;
     const N: usize = 20;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            "destination_concurrency = 2\nconnection_idle_secs = 10",
-        ),
-    );
-    let base = token("persist");
-    let msgs: Vec<Vec<u8>> = (0..N)
-        .map(|i| {
-            message(
-                "alice@example.test",
-                "many@a.test",
-                &format!("{base}-{i}"),
-                "persistent\r\n",
-            )
-        })
-        .collect();
-    let ids = m.send("alice@example.test", &["many@a.test"], &msgs, &[], &[]);
-    assert_eq!(ids.len(), N);
-    let envs = rx.wait_messages(N);
-    assert_eq!(envs.len(), N, "{}", m.log_tail());
+    let w = World::one_mx(T);
+    let rx = w.receiver(2, Behaviour::default());
+    let m = w.mrelayd("destination_concurrency = 2\nconnection_idle_secs = 10");
+    let sent = m
+        .mail(&["many@a.test"])
+        .body("persistent\r\n")
+        .send_many("persist", N);
+    assert_eq!(sent.ids.len(), N);
+    let envs = rx.expect_messages(N, &m);
     let mut subjects: Vec<String> = envs
         .iter()
         .map(|e| {
-            let t = String::from_utf8_lossy(&rx.bytes(e)).into_owned();
-            t.lines()
+            rx.text(e)
+                .lines()
                 .find_map(|l| l.strip_prefix("Subject: "))
                 .unwrap_or("")
                 .to_string()
@@ -1582,47 +1571,32 @@ fn persistent_connections_carry_many_messages() {
 /// peers' CA, AUTH alice with a password command; Postfix delivers into carol's Maildir.
 #[test]
 fn relayhost_postfix_submission_with_starttls_and_auth() {
-    let port = remote_port();
-    // The zone knows nothing of example.test: only the relayhost can deliver it.
-    let dns = Dns::start("");
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
+    // The zone knows nothing of example.test: only the relayhost can deliver it. (No receiver
+    // of its own: 15 is this test's T only nominally.)
+    let w = World::new(15, "");
+    let m = w.start(
+        "m",
         Setup {
             // carol@example.test is remote for this mrelayd (its own domain is local.test).
             domain: "local.test",
-            ..Setup::a(
-                &dns,
-                port,
-                &format!(
-                    "relayhost = \"[127.0.0.1]:{}\"\nrelayhost_tls = \"starttls\"\n\
-                     ca_file = \"{}\"\nrelayhost_user = \"alice\"\n\
-                     relayhost_password_command = \"echo password\"",
-                    common::peer("PEER_SUBMISSION_PORT"),
-                    common::peer("PEER_CA_FILE")
-                ),
-            )
+            ..w.setup_a(&format!(
+                "relayhost = \"[127.0.0.1]:{}\"\nrelayhost_tls = \"starttls\"\n\
+                 ca_file = \"{}\"\nrelayhost_user = \"alice\"\n\
+                 relayhost_password_command = \"echo password\"",
+                common::peer("PEER_SUBMISSION_PORT"),
+                common::peer("PEER_CA_FILE")
+            ))
         },
     );
-    let tok = token("smarthost");
-    let msg = message(
-        "alice@example.test",
-        "carol@example.test",
-        &tok,
-        "via postfix\r\n",
-    );
-    let ids = m.send(
-        "alice@example.test",
-        &["carol@example.test"],
-        &[msg],
-        &[],
-        &[],
-    );
+    let sent = m
+        .mail(&["carol@example.test"])
+        .body("via postfix\r\n")
+        .send("smarthost");
     let carol = PathBuf::from(common::peer("PEER_MAIL_DIR")).join("carol");
     let got = wait_for(WAIT, || {
         maildir_files(&carol)
             .into_iter()
-            .find(|b| String::from_utf8_lossy(b).contains(&tok))
+            .find(|b| String::from_utf8_lossy(b).contains(&sent.tok))
     })
     .unwrap_or_else(|| panic!("not in carol's Maildir:\n{}\n{}", m.queue(), m.log_tail()));
     let text = String::from_utf8_lossy(&got).into_owned();
@@ -1642,12 +1616,10 @@ fn relayhost_postfix_submission_with_starttls_and_auth() {
         text.contains("by mx.example.test"),
         "our Received: kept: {text}"
     );
-    let log = m.wait_log(&format!("{}: to=<carol@example.test>", ids[0]));
-    assert!(
-        log.lines().any(|l| l.contains(&ids[0])
-            && l.contains("status=sent")
-            && l.contains(&common::peer("PEER_SUBMISSION_PORT"))),
-        "{log}"
+    m.assert_sent_via(
+        sent.id(),
+        "carol@example.test",
+        &common::peer("PEER_SUBMISSION_PORT"),
     );
     m.wait_queue_empty();
 }
@@ -1656,40 +1628,18 @@ fn relayhost_postfix_submission_with_starttls_and_auth() {
 #[test]
 fn per_domain_relayhost() {
     const T: u8 = 16;
-    let port = remote_port();
+    let w = World::one_mx(T);
     let relay_port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
+    let mx = w.receiver(2, Behaviour::default());
+    let smarthost = Receiver::start(&w.ip(9), relay_port, Behaviour::default());
+    let m = w.mrelayd(&format!(
+        "[mrelayd.remote.domains.\"x.test\"]\nrelayhost = \"[{}]:{relay_port}\"\n\
+         relayhost_tls = \"none\"",
+        w.ip(9)
     ));
-    let mx = Receiver::start(&ip(T, 2), port, Behaviour::default());
-    let smarthost = Receiver::start(&ip(T, 9), relay_port, Behaviour::default());
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            &format!(
-                "[mrelayd.remote.domains.\"x.test\"]\nrelayhost = \"[{}]:{relay_port}\"\n\
-                 relayhost_tls = \"none\"",
-                ip(T, 9)
-            ),
-        ),
-    );
-    let tok = token("perdomain");
-    let msg = message("alice@example.test", "u@x.test", &tok, "x\r\n");
-    m.send(
-        "alice@example.test",
-        &["u@x.test", "v@a.test"],
-        &[msg],
-        &[],
-        &[],
-    );
-    let via_relay = smarthost.wait_messages(1);
-    let via_mx = mx.wait_messages(1);
-    assert_eq!(via_relay.len(), 1, "{}", m.log_tail());
-    assert_eq!(via_mx.len(), 1, "{}", m.log_tail());
+    m.mail(&["u@x.test", "v@a.test"]).send("perdomain");
+    let via_relay = smarthost.expect_messages(1, &m);
+    let via_mx = mx.expect_messages(1, &m);
     assert_eq!(via_relay[0]["rcpt_tos"], serde_json::json!(["u@x.test"]));
     assert_eq!(via_mx[0]["rcpt_tos"], serde_json::json!(["v@a.test"]));
     m.wait_queue_empty();
@@ -1699,14 +1649,8 @@ fn per_domain_relayhost() {
 #[test]
 fn msend_direct_through_the_same_zone() {
     const T: u8 = 17;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
-         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
-        ip(T, 1),
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
+    let w = World::two_mx(T, 1, 2);
+    let rx = w.receiver(2, Behaviour::default());
     let home = common::scratch();
     let tok = token("msend");
     let out = common::run_with_input(
@@ -1715,8 +1659,8 @@ fn msend_direct_through_the_same_zone() {
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("MAILKIT_CONFIG")
             .args(["--timeout", "10", "-v", "--direct", "--resolver"])
-            .arg(dns.addr())
-            .args(["--smtp-port", &port.to_string(), "-f", "bob@example.test"])
+            .arg(w.dns.addr())
+            .args(["--smtp-port", &w.port.to_string(), "-f", "bob@example.test"])
             .arg("someone@a.test"),
         format!("Subject: {tok}\n\ndirect\n").as_bytes(),
     );
@@ -1726,11 +1670,10 @@ fn msend_direct_through_the_same_zone() {
     assert_eq!(envs.len(), 1, "{err}");
     assert_eq!(envs[0]["mail_from"], "bob@example.test");
     assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["someone@a.test"]));
-    let bytes = rx.bytes(&envs[0]);
-    let text = String::from_utf8_lossy(&bytes);
+    let text = rx.text(&envs[0]);
     assert!(text.contains(&format!("Subject: {tok}\r\n")), "{text}");
     assert!(text.ends_with("\r\n\r\ndirect\r\n"), "{text}");
-    assert!(err.contains(&format!("mx2.a.test[{}]", ip(T, 2))), "{err}");
+    assert!(err.contains(&format!("mx2.a.test[{}]", w.ip(2))), "{err}");
 }
 
 /// RFC 3461 §5.2: relaying to a server that offers DSN passes RET and ENVID with MAIL and NOTIFY
@@ -1738,43 +1681,17 @@ fn msend_direct_through_the_same_zone() {
 #[test]
 fn dsn_parameters_are_passed_on_to_a_dsn_capable_next_hop() {
     const T: u8 = 18;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            dsn: true,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("dsnparams");
-    let msg = message("alice@example.test", "r@a.test", &tok, "x\r\n");
-    m.send(
-        "alice@example.test",
-        &["r@a.test"],
-        &[msg],
-        &["RET=HDRS", "ENVID=env+2Bid"],
-        &["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;orig@a.test"],
-    );
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    let w = World::one_mx(T);
+    let rx = w.receiver(2, Behaviour::with(|b| b.dsn = true));
+    let m = w.mrelayd("");
+    m.mail(&["r@a.test"])
+        .mail_opts(&["RET=HDRS", "ENVID=env+2Bid"])
+        .rcpt_opts(&["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;orig@a.test"])
+        .send("dsnparams");
+    let envs = rx.expect_messages(1, &m);
     // aiosmtpd upper-cases the parameters it records.
-    let opts = |k: &str| -> Vec<String> {
-        envs[0][k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_ascii_uppercase())
-            .collect()
-    };
-    let mail = opts("mail_options");
-    let rcpt = opts("rcpt_options");
+    let mail = options(&envs[0], "mail_options");
+    let rcpt = options(&envs[0], "rcpt_options");
     assert!(mail.contains(&"RET=HDRS".to_string()), "{mail:?}");
     assert!(mail.contains(&"ENVID=ENV+2BID".to_string()), "{mail:?}");
     assert!(
@@ -1793,41 +1710,20 @@ fn dsn_parameters_are_passed_on_to_a_dsn_capable_next_hop() {
 #[test]
 fn lifetime_expiry_bounces_with_the_last_error() {
     const T: u8 = 19;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let dir = common::scratch();
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            tempfail_until: Some(dir.path().join("never-created")),
-            ..Default::default()
-        },
+    let w = World::one_mx(T);
+    let rx = w.tempfailing_receiver(2);
+    let m = w.mrelayd(
+        "retry_initial_secs = 1\nretry_max_secs = 1\nmax_lifetime_secs = 3\n\
+         delay_warning_secs = 0",
     );
-    let mdir = dir.path().join("m");
-    std::fs::create_dir(&mdir).unwrap();
-    let m = Mrelayd::start(
-        &mdir,
-        Setup::a(
-            &dns,
-            port,
-            "retry_initial_secs = 1\nretry_max_secs = 1\nmax_lifetime_secs = 3\n\
-             delay_warning_secs = 0",
-        ),
-    );
-    let tok = token("expire");
-    let msg = message("alice@example.test", "slow@a.test", &tok, "x\r\n");
-    let ids = m.send("alice@example.test", &["slow@a.test"], &[msg], &[], &[]);
-    wait_parsed(&m, "alice", 1);
+    let sent = m.mail(&["slow@a.test"]).send("expire");
+    m.wait_dsns(1);
     // Once the queue is empty every DSN has been delivered.
     m.wait_queue_empty();
-    let dsns = parsed(&m.maildir("alice"));
+    let dsns = m.dsns();
     assert_eq!(dsns.len(), 1, "exactly one DSN: {dsns:#?}");
     let d = &dsns[0];
-    assert_failure_dsn_top(d, "alice@example.test");
+    assert_failure_dsn_top(d, ALICE);
     let r = &d["recipients"][0];
     assert_eq!(field(r, "Action"), Some("failed"), "{d:#}");
     assert!(
@@ -1847,9 +1743,7 @@ fn lifetime_expiry_bounces_with_the_last_error() {
         rx.rcpt_attempts("slow@a.test") >= 2,
         "retried before expiry"
     );
-    assert!(m
-        .log_text()
-        .contains(&format!("{}: to=<slow@a.test>", ids[0])));
+    m.assert_logged(&format!("{}: to=<slow@a.test>", sent.id()));
     assert!(rx.envelopes().is_empty());
 }
 
@@ -1858,65 +1752,35 @@ fn lifetime_expiry_bounces_with_the_last_error() {
 #[test]
 fn per_domain_tls_encrypt_defers_without_starttls() {
     const T: u8 = 20;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=enc.test,mx.sink.test,10\nmx-host=plain.test,mx.sink.test,10\n\
-         host-record=mx.sink.test,{}",
-        ip(T, 2)
-    ));
-    let sink = Sink::start(&ip(T, 2), port);
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            "retry_initial_secs = 3600\n[mrelayd.remote.domains.\"enc.test\"]\ntls = \"encrypt\"",
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=enc.test,mx.sink.test,10\nmx-host=plain.test,mx.sink.test,10\n\
+             host-record=mx.sink.test,{}",
+            ip(T, 2)
         ),
     );
-    let tok_enc = token("enc");
-    let tok_plain = token("plain");
-    let ids = m.send(
-        "alice@example.test",
-        &["u@enc.test"],
-        &[message(
-            "alice@example.test",
-            "u@enc.test",
-            &tok_enc,
-            "x\r\n",
-        )],
-        &[],
-        &[],
+    let sink = w.sink(2);
+    let m = w.mrelayd(
+        "retry_initial_secs = 3600\n[mrelayd.remote.domains.\"enc.test\"]\ntls = \"encrypt\"",
     );
-    m.send(
-        "alice@example.test",
-        &["u@plain.test"],
-        &[message(
-            "alice@example.test",
-            "u@plain.test",
-            &tok_plain,
-            "x\r\n",
-        )],
-        &[],
-        &[],
-    );
-    let plain = wait_for(WAIT, || {
-        sink.dumps().into_iter().find(|d| d.contains(&tok_plain))
+    let enc = m.mail(&["u@enc.test"]).send("enc");
+    let plain = m.mail(&["u@plain.test"]).send("plain");
+    let delivered = wait_for(WAIT, || {
+        sink.dumps().into_iter().find(|d| d.contains(&plain.tok))
     });
     assert!(
-        plain.is_some(),
+        delivered.is_some(),
         "plain.test not delivered:\n{}",
         m.log_tail()
     );
-    let q = wait_for(WAIT, || {
-        let q = m.queue();
-        (q.contains("<u@enc.test>") && q.to_ascii_lowercase().contains("starttls")).then_some(q)
-    })
-    .unwrap_or_else(|| panic!("no STARTTLS error queued: {}\n{}", m.queue(), m.log_tail()));
-    assert!(q.contains(&ids[0]), "{q}");
+    let q = m.wait_queue("no STARTTLS error queued", |q| {
+        q.contains("<u@enc.test>") && q.to_ascii_lowercase().contains("starttls")
+    });
+    assert!(q.contains(enc.id()), "{q}");
     assert!(!q.contains("<u@plain.test>"), "{q}");
     assert!(
-        sink.dumps().iter().all(|d| !d.contains(&tok_enc)),
+        sink.dumps().iter().all(|d| !d.contains(&enc.tok)),
         "sent in clear despite tls = encrypt"
     );
 }
@@ -1926,14 +1790,9 @@ fn per_domain_tls_encrypt_defers_without_starttls() {
 #[test]
 fn eight_bit_body_is_sent_with_body_8bitmime_and_size() {
     const T: u8 = 21;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(&ip(T, 2), port, Behaviour::default());
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
+    let w = World::one_mx(T);
+    let rx = w.receiver(2, Behaviour::default());
+    let m = w.mrelayd("");
     let tok = token("8bit");
     let original = format!(
         "From: <alice@example.test>\r\nSubject: {tok}\r\nMIME-Version: 1.0\r\n\
@@ -1941,27 +1800,17 @@ fn eight_bit_body_is_sent_with_body_8bitmime_and_size() {
          Grüße aus Köln\r\n"
     )
     .into_bytes();
-    m.send(
-        "alice@example.test",
-        &["r@a.test"],
-        std::slice::from_ref(&original),
-        &["BODY=8BITMIME"],
-        &[],
-    );
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    m.mail(&["r@a.test"])
+        .mail_opts(&["BODY=8BITMIME"])
+        .send_bytes(std::slice::from_ref(&original));
+    let envs = rx.expect_messages(1, &m);
     let got = rx.bytes(&envs[0]);
     assert!(
         got.ends_with(&original),
         "{}",
         String::from_utf8_lossy(&got)
     );
-    let mail: Vec<String> = envs[0]["mail_options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_ascii_uppercase())
-        .collect();
+    let mail = options(&envs[0], "mail_options");
     assert!(mail.contains(&"BODY=8BITMIME".to_string()), "{mail:?}");
     assert!(!mail.contains(&"SMTPUTF8".to_string()), "{mail:?}");
     let size: usize = mail
@@ -1985,34 +1834,30 @@ fn eight_bit_body_is_sent_with_body_8bitmime_and_size() {
 #[test]
 fn all_addresses_of_a_host_before_the_next_host() {
     const T: u8 = 22;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
-         host-record=mx1.a.test,{}\nhost-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
-        ip(T, 1),
-        ip(T, 2),
-        ip(T, 3)
-    ));
-    let mx1b = Receiver::start(&ip(T, 2), port, Behaviour::default());
-    let mx2 = Receiver::start(&ip(T, 3), port, Behaviour::default());
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("addrs");
-    let msg = message("alice@example.test", "r@a.test", &tok, "x\r\n");
-    let ids = m.send("alice@example.test", &["r@a.test"], &[msg], &[], &[]);
-    let envs = mx1b.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
+             host-record=mx1.a.test,{}\nhost-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
+            ip(T, 1),
+            ip(T, 2),
+            ip(T, 3)
+        ),
+    );
+    let mx1b = w.receiver(2, Behaviour::default());
+    let mx2 = w.receiver(3, Behaviour::default());
+    let m = w.mrelayd("");
+    let sent = m.mail(&["r@a.test"]).send("addrs");
+    mx1b.expect_messages(1, &m);
     assert_eq!(
         mx2.sessions(),
         0,
         "went to mx2 before trying all of mx1's addresses"
     );
-    let log = m.wait_log(&format!("{}: to=<r@a.test>", ids[0]));
-    assert!(
-        log.lines().any(|l| l.contains(&ids[0])
-            && l.contains("status=sent")
-            && l.contains(&format!("relay=mx1.a.test[{}]:{port}", ip(T, 2)))),
-        "{log}"
+    m.assert_sent_via(
+        sent.id(),
+        "r@a.test",
+        &format!("relay=mx1.a.test{}", w.at(2)),
     );
     m.wait_queue_empty();
 }
@@ -2022,26 +1867,11 @@ fn all_addresses_of_a_host_before_the_next_host() {
 #[test]
 fn helo_fallback_when_ehlo_is_refused() {
     const T: u8 = 23;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            no_ehlo: true,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("helo");
-    let msg = message("alice@example.test", "r@a.test", &tok, "x\r\n");
-    m.send("alice@example.test", &["r@a.test"], &[msg], &[], &[]);
-    let envs = rx.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}\n{}", m.queue(), m.log_tail());
+    let w = World::one_mx(T);
+    let rx = w.receiver(2, Behaviour::with(|b| b.no_ehlo = true));
+    let m = w.mrelayd("");
+    let sent = m.mail(&["r@a.test"]).send("helo");
+    let envs = rx.expect_messages(1, &m);
     assert!(
         rx.jsonl("events.jsonl")
             .iter()
@@ -2050,12 +1880,9 @@ fn helo_fallback_when_ehlo_is_refused() {
     );
     assert_eq!(envs[0]["helo"], "mx.example.test");
     assert_eq!(envs[0]["mail_options"], serde_json::json!([]));
-    assert!(String::from_utf8_lossy(&rx.bytes(&envs[0])).contains(&tok));
+    assert!(rx.text(&envs[0]).contains(&sent.tok));
     m.wait_queue_empty();
-    assert!(
-        maildir_files(&m.maildir("alice")).is_empty(),
-        "no bounce expected"
-    );
+    m.assert_no_dsn("no bounce expected");
 }
 
 /// `destination_concurrency = 2` with one message per connection: six sessions, never more
@@ -2064,42 +1891,11 @@ fn helo_fallback_when_ehlo_is_refused() {
 fn destination_concurrency_limit_and_one_message_per_connection() {
     const T: u8 = 24;
     const N: usize = 6;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            data_delay_ms: 300,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            "destination_concurrency = 2\nmax_messages_per_connection = 1",
-        ),
-    );
-    let base = token("destconc");
-    let msgs: Vec<Vec<u8>> = (0..N)
-        .map(|i| {
-            message(
-                "alice@example.test",
-                "r@a.test",
-                &format!("{base}-{i}"),
-                "x\r\n",
-            )
-        })
-        .collect();
-    m.send("alice@example.test", &["r@a.test"], &msgs, &[], &[]);
-    let envs = rx.wait_messages(N);
-    assert_eq!(envs.len(), N, "{}", m.log_tail());
+    let w = World::one_mx(T);
+    let rx = w.receiver(2, Behaviour::with(|b| b.data_delay_ms = 300));
+    let m = w.mrelayd("destination_concurrency = 2\nmax_messages_per_connection = 1");
+    m.mail(&["r@a.test"]).send_many("destconc", N);
+    rx.expect_messages(N, &m);
     assert!(
         rx.sessions() >= N,
         "max_messages_per_connection = 1 but {} sessions for {N} messages",
@@ -2118,42 +1914,24 @@ fn destination_concurrency_limit_and_one_message_per_connection() {
 #[test]
 fn global_concurrency_limit_across_destinations() {
     const T: u8 = 25;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
-         mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
-        ip(T, 2),
-        ip(T, 3)
-    ));
-    let rx = Receiver::start_on(
-        &[
-            format!("{}:{port}", ip(T, 2)),
-            format!("{}:{port}", ip(T, 3)),
-        ],
-        Behaviour {
-            data_delay_ms: 200,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            "concurrency = 1\nmax_messages_per_connection = 1",
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
+             mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
+            ip(T, 2),
+            ip(T, 3)
         ),
     );
-    let base = token("globalconc");
-    for (i, rcpt) in ["r@a.test", "r@b.test", "s@a.test", "s@b.test"]
-        .iter()
-        .enumerate()
-    {
-        let msg = message("alice@example.test", rcpt, &format!("{base}-{i}"), "x\r\n");
-        m.send("alice@example.test", &[rcpt], &[msg], &[], &[]);
+    let rx = Receiver::start_on(
+        &[w.addr(2), w.addr(3)],
+        Behaviour::with(|b| b.data_delay_ms = 200),
+    );
+    let m = w.mrelayd("concurrency = 1\nmax_messages_per_connection = 1");
+    for rcpt in ["r@a.test", "r@b.test", "s@a.test", "s@b.test"] {
+        m.mail(&[rcpt]).send("globalconc");
     }
-    let envs = rx.wait_messages(4);
-    assert_eq!(envs.len(), 4, "{}", m.log_tail());
+    rx.expect_messages(4, &m);
     assert_eq!(
         rx.max_in_flight(),
         1,
@@ -2167,62 +1945,15 @@ fn global_concurrency_limit_across_destinations() {
 #[test]
 fn delay_warning_follows_notify() {
     const T: u8 = 26;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let dir = common::scratch();
-    let rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            tempfail_until: Some(dir.path().join("never-created")),
-            ..Default::default()
-        },
-    );
-    let mdir = dir.path().join("m");
-    std::fs::create_dir(&mdir).unwrap();
-    let m = Mrelayd::start(
-        &mdir,
-        Setup::a(
-            &dns,
-            port,
-            "retry_initial_secs = 1\nretry_max_secs = 1\ndelay_warning_secs = 1",
-        ),
-    );
-    let tok_failure = token("failureonly");
-    let tok_default = token("defaultnotify");
-    m.send(
-        "alice@example.test",
-        &["slow1@a.test"],
-        &[message(
-            "alice@example.test",
-            "slow1@a.test",
-            &tok_failure,
-            "x\r\n",
-        )],
-        &[],
-        &["NOTIFY=FAILURE"],
-    );
-    m.send(
-        "alice@example.test",
-        &["slow2@a.test"],
-        &[message(
-            "alice@example.test",
-            "slow2@a.test",
-            &tok_default,
-            "x\r\n",
-        )],
-        &[],
-        &[],
-    );
-    let warned = wait_for(WAIT, || {
-        parsed(&m.maildir("alice"))
-            .into_iter()
-            .find(|d| d["returned"]["subject"] == tok_default.as_str())
-    })
-    .unwrap_or_else(|| panic!("no delay warning without NOTIFY:\n{}", m.log_tail()));
+    let w = World::one_mx(T);
+    let rx = w.tempfailing_receiver(2);
+    let m = w.mrelayd("retry_initial_secs = 1\nretry_max_secs = 1\ndelay_warning_secs = 1");
+    let failure_only = m
+        .mail(&["slow1@a.test"])
+        .rcpt_opts(&["NOTIFY=FAILURE"])
+        .send("failureonly");
+    let default_notify = m.mail(&["slow2@a.test"]).send("defaultnotify");
+    let warned = m.wait_dsn_for(&default_notify.tok);
     assert_eq!(
         field(&warned["recipients"][0], "Action"),
         Some("delayed"),
@@ -2235,21 +1966,17 @@ fn delay_warning_follows_notify() {
     // slow1 (older, NOTIFY=FAILURE) keeps being retried; by now it would have had its warning.
     let seen = rx.rcpt_attempts("slow1@a.test");
     assert!(
-        wait_for(WAIT, || (rx.rcpt_attempts("slow1@a.test") >= seen + 2)
-            .then_some(()))
-        .is_some(),
+        rx.wait_rcpt_attempts("slow1@a.test", seen + 2),
         "slow1 not retried:\n{}",
         m.log_tail()
     );
-    let q = wait_for(WAIT, || {
-        let q = m.queue();
-        q.contains("-- 2 message(s)").then_some(q)
+    m.wait_queue("not both messages queued", |q| {
+        q.contains("-- 2 message(s)")
     });
-    assert!(q.is_some(), "{}", m.queue());
-    let all = parsed(&m.maildir("alice"));
+    let all = m.dsns();
     assert!(
         all.iter()
-            .all(|d| d["returned"]["subject"] != tok_failure.as_str()),
+            .all(|d| d["returned"]["subject"] != failure_only.tok.as_str()),
         "delay warning despite NOTIFY=FAILURE: {all:#?}"
     );
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -2262,52 +1989,30 @@ fn delay_warning_follows_notify() {
 #[test]
 fn smtputf8_is_used_when_needed_and_bounces_when_not_offered() {
     const T: u8 = 27;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
-         mx-host=c.test,mx.c.test,10\nhost-record=mx.c.test,{}",
-        ip(T, 2),
-        ip(T, 3)
-    ));
-    let utf8 = Receiver::start(&ip(T, 2), port, Behaviour::default());
-    let ascii = Receiver::start(
-        &ip(T, 3),
-        port,
-        Behaviour {
-            no_smtputf8: true,
-            ..Default::default()
-        },
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
+             mx-host=c.test,mx.c.test,10\nhost-record=mx.c.test,{}",
+            ip(T, 2),
+            ip(T, 3)
+        ),
     );
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), Setup::a(&dns, port, ""));
-    let tok = token("utf8");
-    m.send(
-        "alice@example.test",
-        &["jösé@a.test"],
-        &[message("alice@example.test", "jösé@a.test", &tok, "x\r\n")],
-        &["SMTPUTF8"],
-        &[],
-    );
-    let envs = utf8.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}", m.log_tail());
+    let utf8 = w.receiver(2, Behaviour::default());
+    let ascii = w.receiver(3, Behaviour::with(|b| b.no_smtputf8 = true));
+    let m = w.mrelayd("");
+    m.mail(&["jösé@a.test"])
+        .mail_opts(&["SMTPUTF8"])
+        .send("utf8");
+    let envs = utf8.expect_messages(1, &m);
     assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["jösé@a.test"]));
-    let mail: Vec<String> = envs[0]["mail_options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_ascii_uppercase())
-        .collect();
+    let mail = options(&envs[0], "mail_options");
     assert!(mail.contains(&"SMTPUTF8".to_string()), "{mail:?}");
 
-    let tok2 = token("utf8bounce");
-    m.send(
-        "alice@example.test",
-        &["jösé@c.test"],
-        &[message("alice@example.test", "jösé@c.test", &tok2, "x\r\n")],
-        &["SMTPUTF8"],
-        &[],
-    );
-    let dsns = wait_parsed(&m, "alice", 1);
+    m.mail(&["jösé@c.test"])
+        .mail_opts(&["SMTPUTF8"])
+        .send("utf8bounce");
+    let dsns = m.wait_dsns(1);
     assert_eq!(dsns.len(), 1, "{dsns:#?}");
     let d = &dsns[0];
     let r = &d["recipients"][0];
@@ -2328,43 +2033,20 @@ fn smtputf8_is_used_when_needed_and_bounces_when_not_offered() {
 #[test]
 fn first_mx_greeting_421_falls_through_to_second_mx() {
     const T: u8 = 28;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx1.a.test,10\nmx-host=a.test,mx2.a.test,20\n\
-         host-record=mx1.a.test,{}\nhost-record=mx2.a.test,{}",
-        ip(T, 2),
-        ip(T, 3)
-    ));
-    let dir = common::scratch();
-    let busy = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            greeting_421_until: Some(dir.path().join("never-created")),
-            ..Default::default()
-        },
+    let w = World::two_mx(T, 2, 3);
+    let busy = w.receiver(
+        2,
+        Behaviour::with(|b| b.greeting_421_until = Some(w.flag("never-created"))),
     );
-    let good = Receiver::start(&ip(T, 3), port, Behaviour::default());
-    let mdir = dir.path().join("m");
-    std::fs::create_dir(&mdir).unwrap();
-    let m = Mrelayd::start(&mdir, Setup::a(&dns, port, "retry_initial_secs = 3600"));
-    let tok = token("greet421");
-    let ids = m.send(
-        "alice@example.test",
-        &["r@a.test"],
-        &[message("alice@example.test", "r@a.test", &tok, "x\r\n")],
-        &[],
-        &[],
-    );
-    let envs = good.wait_messages(1);
-    assert_eq!(envs.len(), 1, "{}\n{}", m.queue(), m.log_tail());
+    let good = w.receiver(3, Behaviour::default());
+    let m = w.mrelayd("retry_initial_secs = 3600");
+    let sent = m.mail(&["r@a.test"]).send("greet421");
+    good.expect_messages(1, &m);
     assert!(busy.sessions() >= 1, "mx1 was not tried first");
-    let log = m.wait_log(&format!("{}: to=<r@a.test>", ids[0]));
-    assert!(
-        log.lines().any(|l| l.contains(&ids[0])
-            && l.contains("status=sent")
-            && l.contains(&format!("relay=mx2.a.test[{}]:{port}", ip(T, 3)))),
-        "{log}"
+    m.assert_sent_via(
+        sent.id(),
+        "r@a.test",
+        &format!("relay=mx2.a.test{}", w.at(3)),
     );
     m.wait_queue_empty();
 }
@@ -2374,44 +2056,15 @@ fn first_mx_greeting_421_falls_through_to_second_mx() {
 #[test]
 fn data_timeout_defers() {
     const T: u8 = 29;
-    let port = remote_port();
-    let dns = Dns::start(&format!(
-        "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}",
-        ip(T, 2)
-    ));
-    let _rx = Receiver::start(
-        &ip(T, 2),
-        port,
-        Behaviour {
-            data_delay_ms: 8000,
-            ..Default::default()
-        },
-    );
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        Setup::a(
-            &dns,
-            port,
-            "data_timeout_secs = 1\nretry_initial_secs = 3600",
-        ),
-    );
-    let tok = token("timeout");
-    let ids = m.send(
-        "alice@example.test",
-        &["r@a.test"],
-        &[message("alice@example.test", "r@a.test", &tok, "x\r\n")],
-        &[],
-        &[],
-    );
-    let q = wait_for(WAIT, || {
-        let q = m.queue();
+    let w = World::one_mx(T);
+    let _rx = w.receiver(2, Behaviour::with(|b| b.data_delay_ms = 8000));
+    let m = w.mrelayd("data_timeout_secs = 1\nretry_initial_secs = 3600");
+    let sent = m.mail(&["r@a.test"]).send("timeout");
+    let q = m.wait_queue("no timeout queued", |q| {
         let l = q.to_ascii_lowercase();
-        (q.contains("<r@a.test>") && (l.contains("timeout") || l.contains("timed out")))
-            .then_some(q)
-    })
-    .unwrap_or_else(|| panic!("no timeout queued: {}\n{}", m.queue(), m.log_tail()));
-    assert!(q.contains(&ids[0]), "{q}");
-    assert!(m.log_text().contains("status=deferred"), "{}", m.log_tail());
-    assert!(maildir_files(&m.maildir("alice")).is_empty(), "no bounce");
+        q.contains("<r@a.test>") && (l.contains("timeout") || l.contains("timed out"))
+    });
+    assert!(q.contains(sent.id()), "{q}");
+    m.assert_logged("status=deferred");
+    m.assert_no_dsn("no bounce");
 }

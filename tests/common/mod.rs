@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The peers' environment (`PEER_*` from `$MAILKIT_PEERS_ENV`, written by tests/peers/start.sh).
 /// Panics (fails the test) when the peers are not running: a missing peer is a failure, not a skip.
@@ -85,4 +87,114 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// A private dnsmasq serving one zone on 127.0.0.1:`port` (UDP and TCP); killed on drop.
+/// Used by the tests that need DNS answers they control (MX walks, null MX, NXDOMAIN).
+pub struct Dns {
+    child: Child,
+    /// The port dnsmasq answers on (127.0.0.1).
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dns {
+    /// Starts dnsmasq with `zone` (dnsmasq `mx-host=`/`host-record=`/`txt-record=` lines);
+    /// everything else under `.test` is NXDOMAIN. Ready once `ready.test` (added here) answers.
+    pub fn start(zone: &str) -> Dns {
+        let dir = scratch();
+        let conf = dir.path().join("dnsmasq.conf");
+        let mut last_err = String::new();
+        for _ in 0..10 {
+            let port = free_port();
+            if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            std::fs::write(
+                &conf,
+                format!(
+                    "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
+                     no-poll\nno-negcache\nlocal=/test/\nhost-record=ready.test,127.0.0.1\n{zone}\n"
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("dnsmasq")
+                .arg("-k")
+                .arg("-C")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("dnsmasq (dnsmasq-base) must be installed");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                let answered = Command::new("dig")
+                    .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p"])
+                    .arg(port.to_string())
+                    .args(["ready.test", "A"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "127.0.0.1")
+                    .unwrap_or(false);
+                if answered {
+                    return Dns {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut last_err);
+            }
+        }
+        panic!("could not start dnsmasq: {last_err}");
+    }
+
+    /// `127.0.0.1:PORT`, the form our `resolver` settings and `--resolver` options take.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Spawns `mrelayd -c CONFIG serve` with its stderr appended to `log` (so a restart keeps the
+/// earlier log). The caller waits for its listeners.
+pub fn spawn_mrelayd(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    Command::new(bin("mrelayd"))
+        .arg("-c")
+        .arg(config)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn mrelayd: {e}"))
+}
+
+/// Runs `mrelayd -c CONFIG args...` (the queue commands: `queue`, `flush`, ...) to completion.
+pub fn mrelayd_cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(bin("mrelayd"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run mrelayd {args:?}: {e}"))
 }
