@@ -17,7 +17,8 @@
 //! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines) and the shared SMTP client.
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
-//! - [`relay`]: mrelayd's routing and local delivery (users, aliases, subaddressing).
+//! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
+//!   local and remote delivery (MX, relayhost, TLS policy, connection cache), DSNs, admin commands.
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 #![deny(unsafe_code)]
 

@@ -216,8 +216,8 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertInfo> {
         subject: cert.subject().to_string(),
         sans,
         issuer: cert.issuer().to_string(),
-        not_before: rfc3339(validity.not_before.timestamp()),
-        not_after: rfc3339(validity.not_after.timestamp()),
+        not_before: rfc3339(&validity.not_before),
+        not_after: rfc3339(&validity.not_after),
         not_after_unix: validity.not_after.timestamp(),
     })
 }
@@ -232,24 +232,21 @@ fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (days-to-civil, H. Hinnant's algorithm).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+/// Formats a certificate time in UTC as `YYYY-MM-DDTHH:MM:SSZ`; the calendar arithmetic is the
+/// `time` crate's, which x509-parser already carries.
+fn rfc3339(t: &x509_parser::time::ASN1Time) -> String {
+    let t = t.to_datetime();
+    // A leniently parsed time may carry an offset (RFC 5280 §4.1.2.5 wants Z): say it in UTC
+    // (as written only past year 9999, where UTC cannot go).
+    let t = t.checked_to_utc().map_or(t, Into::into);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
@@ -479,6 +476,7 @@ mod tests {
 
     #[test]
     fn dates() {
+        let rfc3339 = |secs| rfc3339(&x509_parser::time::ASN1Time::from_timestamp(secs).unwrap());
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
@@ -124,27 +123,12 @@ async fn run(config: Config, pop: Pop3Config, mode: Mode) -> Result<()> {
 
 /// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mpopd]` limits.
 fn settings(config: &Config, pop: &Pop3Config) -> Result<Settings> {
-    let tls = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => {
-            let sc = crate::tls::server_config(&config.resolve(cert), &config.resolve(key))
-                .map_err(|e| exit::fail(exit::CONFIG, format!("TLS certificate: {e:#}")))?;
-            Some(tokio_rustls::TlsAcceptor::from(sc))
-        }
-        (None, None) => None,
-        _ => return Err(exit::fail(exit::CONFIG, "[tls] needs both cert and key")),
-    };
-    let limits = server::Limits {
-        max_connections: pop.max_connections.max(1),
-        max_per_ip: pop.max_per_ip.max(1),
-        idle_timeout: Duration::from_secs(pop.idle_timeout_secs.max(1)),
-        ..server::Limits::default()
-    };
-    let run_as = server::RunAs::from_config(config);
-    Ok(Settings {
-        tls,
-        limits,
-        run_as,
-    })
+    Settings::from_config(
+        config,
+        pop.max_connections,
+        pop.max_per_ip,
+        pop.idle_timeout_secs,
+    )
 }
 
 fn listener_specs(pop: &Pop3Config) -> Result<Vec<ListenerSpec>> {

@@ -230,7 +230,10 @@ impl Deliverer {
             if let Some(f) = temp.get(&i) {
                 log(
                     id,
-                    format_args!("to=<{}> status=deferred ({})", rcpt.address, f.message),
+                    format_args!(
+                        "to=<{}> status=deferred dsn={} ({})",
+                        rcpt.address, f.status, f.message
+                    ),
                 );
                 status.rcpt_errors.insert(i, f.message.clone());
                 continue;
@@ -240,7 +243,10 @@ impl Deliverer {
             if let Some((_, f)) = failed.get(&i) {
                 log(
                     id,
-                    format_args!("to=<{}> status=bounced ({})", rcpt.address, f.message),
+                    format_args!(
+                        "to=<{}> status=bounced dsn={} ({})",
+                        rcpt.address, f.status, f.message
+                    ),
                 );
                 status.rcpts[i] = RcptState::Failed(f.message.clone());
             } else {

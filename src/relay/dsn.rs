@@ -698,8 +698,9 @@ fn clamp_date(secs: u64) -> i64 {
     secs.min(LATEST_DATE) as i64
 }
 
-/// RFC 5322 §3.3 date-time in UTC (RFC 3464 §2.2.5 uses it for every date field).
-fn rfc5322_date(secs: u64) -> String {
+/// RFC 5322 §3.3 date-time in UTC (RFC 3464 §2.2.5 uses it for every date field); mrelayd's
+/// one date formatter, also for its Received header and `mrelayd queue show`.
+pub fn rfc5322_date(secs: u64) -> String {
     Date::new(clamp_date(secs)).to_rfc822()
 }
 

@@ -1,6 +1,12 @@
-//! mrelayd's routing: the `[mrelayd]` config section, relay control, and recipient resolution
-//! through the users passwd-file ([`crate::auth`]) and an [`aliases`] file; [`local`] carries out
-//! local deliveries from the queue.
+//! mrelayd, the MTA. This file: the `[mrelayd]` config section, relay control, and recipient
+//! resolution through the users passwd-file ([`crate::auth`]) and an [`aliases`] file. The rest:
+//!
+//! - [`daemon`]: listeners and SMTP sessions (the sans-IO [`crate::smtp::server`] over
+//!   [`crate::server`]), enqueueing; [`runner`]: the queue runner and its delivery workers.
+//! - [`deliver`]: one queue entry: local targets ([`local`]: Maildir, pipe), remote hops
+//!   ([`remote`]: MX or relayhost, TLS policy, cached sessions, limits), retries, and bounces
+//!   and delay warnings ([`dsn`], RFC 3464).
+//! - [`admin`]: `queue`, `flush`, `explain`; [`quickstart`]: the demo mail system.
 //!
 //! # Config
 //! ```toml
@@ -32,11 +38,15 @@
 //! [mrelayd.remote]                       # remote delivery, see relay::remote
 //! ```
 
+pub mod admin;
 pub mod aliases;
+pub mod daemon;
 pub mod deliver;
 pub mod dsn;
 pub mod local;
+pub mod quickstart;
 pub mod remote;
+pub mod runner;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

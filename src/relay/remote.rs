@@ -32,7 +32,7 @@
 //! retry_max_secs = 3600                    # ... up to this
 //! max_lifetime_secs = 432000               # then bounce (5 days)
 //! delay_warning_secs = 14400               # "delayed" DSN after this long (0: never)
-//! concurrency = 100                        # parallel remote sessions
+//! concurrency = 20                         # parallel remote sessions (<= delivery_workers)
 //! destination_concurrency = 20             # per domain or relayhost
 //! connect_timeout_secs = 30
 //! command_timeout_secs = 300
@@ -75,7 +75,7 @@ pub const DEFAULT_MAX_LIFETIME_SECS: u64 = crate::queue::MAX_QUEUE_LIFETIME.as_s
 /// Default age at which a delay warning goes out (4 hours, like sendmail).
 pub const DEFAULT_DELAY_WARNING_SECS: u64 = 4 * 3600;
 /// Default parallel remote sessions.
-pub const DEFAULT_CONCURRENCY: usize = 100;
+pub const DEFAULT_CONCURRENCY: usize = 20;
 /// Default parallel sessions per destination.
 pub const DEFAULT_DESTINATION_CONCURRENCY: usize = 20;
 /// Default time an idle session is kept for the next message.
@@ -84,6 +84,8 @@ pub const DEFAULT_CONNECTION_IDLE_SECS: u64 = 5;
 pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
 /// Destinations whose concurrency limit is remembered before idle ones are forgotten.
 const MAX_TRACKED_DESTINATIONS: usize = 10_000;
+/// Longest time a destination no host of which answered is deferred without a new try.
+const MAX_DEAD_SECS: u64 = 60;
 /// How often idle cached sessions are checked for expiry.
 const REAPER_TICK: Duration = Duration::from_millis(500);
 
@@ -163,7 +165,7 @@ pub struct RemoteConfig {
     pub max_lifetime_secs: u64,
     /// Age after which a delay DSN goes out; 0: never.
     pub delay_warning_secs: u64,
-    /// Parallel remote sessions.
+    /// Parallel remote sessions (within `delivery_workers`, which bounds all deliveries).
     pub concurrency: usize,
     /// Parallel sessions per destination.
     pub destination_concurrency: usize,
@@ -372,6 +374,8 @@ pub struct Remote {
     global: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     idle: Arc<Mutex<HashMap<String, Vec<Idle>>>>,
+    /// Destinations no host of which answered, until when, and why.
+    dead: Mutex<HashMap<String, (Instant, Failure)>>,
     /// Sessions opened, for logs and benchmarks.
     opened: std::sync::atomic::AtomicU64,
     options: ClientOptions,
@@ -436,6 +440,7 @@ impl Remote {
             global: Arc::new(Semaphore::new(config.concurrency.max(1))),
             per_destination: Mutex::new(HashMap::new()),
             idle: Arc::new(Mutex::new(HashMap::new())),
+            dead: Mutex::new(HashMap::new()),
             opened: std::sync::atomic::AtomicU64::new(0),
             options,
             config,
@@ -538,6 +543,46 @@ impl Remote {
             .clone()
     }
 
+    /// Remembers that no host of `key` could be reached, so the next messages for it are
+    /// deferred without each trying again (Postfix's "dead destination"); a host that drops
+    /// packets would otherwise hold a worker for a connect timeout per message.
+    fn mark_dead(&self, key: &str, why: &Failure) {
+        let secs = self.config.retry_initial_secs.clamp(1, MAX_DEAD_SECS);
+        let mut dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        if dead.len() >= MAX_TRACKED_DESTINATIONS {
+            dead.retain(|_, (until, _)| *until > Instant::now());
+        }
+        dead.insert(
+            key.to_string(),
+            (Instant::now() + Duration::from_secs(secs), why.clone()),
+        );
+    }
+
+    /// The failure to report while `key` is marked dead.
+    fn dead_failure(&self, key: &str) -> Option<Failure> {
+        let mut dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        match dead.get(key) {
+            Some((until, why)) if *until > Instant::now() => {
+                let mut f = why.clone();
+                f.message = format!(
+                    "{} (not retried: destination unreachable moments ago)",
+                    why.message
+                );
+                Some(f)
+            }
+            Some(_) => {
+                dead.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets every dead destination (a flush retries everything now).
+    pub fn forget_dead(&self) {
+        self.dead.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn take_idle(&self, key: &str) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
@@ -625,6 +670,9 @@ impl Remote {
                 }
             }
         }
+        if let Some(f) = self.dead_failure(&key) {
+            return Delivery::all(rcpts, &f);
+        }
         let candidates = match self.candidates(hop).await {
             Ok(c) => c,
             Err(f) => return Delivery::all(rcpts, &f),
@@ -675,6 +723,9 @@ impl Remote {
                 self.put_idle(&key, idle).await;
                 return out;
             }
+        }
+        if last.temporary {
+            self.mark_dead(&key, &last);
         }
         Delivery::all(rcpts, &last)
     }
@@ -1012,6 +1063,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn unreachable_destination_is_not_retried_per_message() {
+        // A port nobody listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = RemoteConfig {
+            relayhost: Some(format!("[127.0.0.1]:{port}")),
+            relayhost_tls: RelayhostTls::None,
+            retry_initial_secs: 30,
+            ..RemoteConfig::default()
+        };
+        let r = Remote::new(config, "mx.test").unwrap();
+        let hop = r.next_hop("x.test");
+        let rcpt = [RemoteRcpt {
+            address: "a@x.test".into(),
+            params: Vec::new(),
+        }];
+        let first = r.deliver(&hop, "s@y.test", &[], &rcpt, b"x\r\n").await;
+        let f = first.rcpts[0].clone().unwrap_err();
+        assert!(f.temporary && f.message.contains("connect"), "{f:?}");
+        assert_eq!(r.sessions_opened(), 0);
+        let second = r.deliver(&hop, "s@y.test", &[], &rcpt, b"x\r\n").await;
+        let f = second.rcpts[0].clone().unwrap_err();
+        assert!(f.temporary && f.message.contains("not retried"), "{f:?}");
+        r.forget_dead();
+        let third = r.deliver(&hop, "s@y.test", &[], &rcpt, b"x\r\n").await;
+        let f = third.rcpts[0].clone().unwrap_err();
+        assert!(!f.message.contains("not retried"), "{f:?}");
     }
 
     #[test]

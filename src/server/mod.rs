@@ -210,6 +210,37 @@ pub struct Settings {
     pub run_as: Option<RunAs>,
 }
 
+impl Settings {
+    /// Settings from the shared config (`[tls]` cert and key, `[run_as]`) and a daemon's own
+    /// connection limits: the one way every daemon builds them.
+    pub fn from_config(
+        config: &crate::config::Config,
+        max_connections: usize,
+        max_per_ip: usize,
+        idle_timeout_secs: u64,
+    ) -> Result<Settings> {
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => {
+                let sc = crate::tls::server_config(&config.resolve(cert), &config.resolve(key))
+                    .map_err(|e| exit::fail(exit::CONFIG, format!("TLS certificate: {e:#}")))?;
+                Some(TlsAcceptor::from(sc))
+            }
+            (None, None) => None,
+            _ => return Err(exit::fail(exit::CONFIG, "[tls] needs both cert and key")),
+        };
+        Ok(Settings {
+            tls,
+            limits: Limits {
+                max_connections: max_connections.max(1),
+                max_per_ip: max_per_ip.max(1),
+                idle_timeout: Duration::from_secs(idle_timeout_secs.max(1)),
+                ..Limits::default()
+            },
+            run_as: RunAs::from_config(config),
+        })
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")

@@ -1,0 +1,507 @@
+//! mrelayd's SMTP daemon: `serve` (listeners plus the queue runner, [`super::runner`]) and
+//! `inetd` (one session on stdin/stdout, then delivery of what it accepted).
+//!
+//! The protocol is the sans-IO [`crate::smtp::server::Session`]; this module only moves bytes
+//! between it and a [`Connection`] of the shared server layer and answers its questions: relay
+//! policy ([`Router`]), passwords ([`Authenticator`]) and queueing ([`Queue`]). A message is
+//! acknowledged only after [`Queue::enqueue_with_id`] has fsynced it.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::deliver::Deliverer;
+use super::runner::{self, Runner};
+use super::{Client, RelayConfig, Role, Router};
+use crate::auth::{AuthResult, Authenticator};
+use crate::config::Config;
+use crate::exit;
+use crate::queue::{self, Queue, Recipient};
+use crate::server::{self, log, Connection, Handler, ListenerSpec, Listeners, Settings};
+use crate::smtp::reply::Reply;
+use crate::smtp::server::{self as smtp, Decision, Event, ReceivedInfo, Session, SessionConfig};
+
+/// Largest read handed to the session at once.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// The queue directory from the config: `[mrelayd] queue_dir`, else `<state_dir>/queue`.
+pub fn queue_dir(config: &Config, relay: &RelayConfig) -> PathBuf {
+    match &relay.queue_dir {
+        Some(p) => config.resolve(p),
+        None => config.state_dir.join("queue"),
+    }
+}
+
+/// The listener role named `name`; an unknown one is a usage error (exit 64).
+pub fn role_of(name: &str) -> Result<Role> {
+    Role::from_name(name).ok_or_else(|| {
+        exit::fail(
+            exit::USAGE,
+            format!("unknown role {name:?} (smtp, submission, submissions)"),
+        )
+    })
+}
+
+/// The password check, the router and the queue (created when missing) of this config.
+pub fn open(
+    config: &Config,
+    relay: &RelayConfig,
+) -> Result<(Arc<Authenticator>, Arc<Router>, Queue)> {
+    let auth = Arc::new(Authenticator::from_config(config)?);
+    let router = Arc::new(Router::new(config, relay, auth.clone())?);
+    let dir = queue_dir(config, relay);
+    let queue = Queue::open(&dir).map_err(|e| {
+        exit::fail(
+            exit::CANTCREAT,
+            format!("opening queue {}: {e}", dir.display()),
+        )
+    })?;
+    Ok((auth, router, queue))
+}
+
+/// The queue deliverer of this config (local and remote delivery, bounces).
+pub fn deliverer(
+    config: &Config,
+    relay: &RelayConfig,
+    router: Arc<Router>,
+    queue: &Queue,
+) -> Result<Deliverer> {
+    Deliverer::new(
+        router,
+        queue.clone(),
+        Duration::from_secs(relay.pipe_timeout_secs.max(1)),
+        &config.hostname,
+        relay.remote.clone(),
+    )
+    .context("setting up delivery")
+}
+
+/// Everything sessions and delivery share.
+struct Daemon {
+    hostname: String,
+    relay: RelayConfig,
+    router: Arc<Router>,
+    auth: Arc<Authenticator>,
+    queue: Queue,
+    /// Where `serve`'s runner takes newly queued ids.
+    deliver: Mutex<Option<mpsc::Sender<String>>>,
+    /// Ids accepted in this process, collected only in inetd mode (delivered before exiting).
+    accepted: Mutex<Vec<String>>,
+    /// Whether to collect `accepted` (inetd mode).
+    collect_accepted: bool,
+}
+
+/// What `serve` and `inetd` both set up before taking connections.
+struct Setup {
+    daemon: Arc<Daemon>,
+    queue: Queue,
+    settings: Settings,
+    deliverer: Deliverer,
+    rt: tokio::runtime::Runtime,
+    handler: Handler,
+}
+
+fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
+    let (auth, router, queue) = open(config, relay)?;
+    chown_queue(config, &queue)?;
+    let settings = settings(config, relay)?;
+    let daemon = Arc::new(Daemon {
+        hostname: config.hostname.clone(),
+        relay: relay.clone(),
+        router: router.clone(),
+        auth,
+        queue: queue.clone(),
+        deliver: Mutex::new(None),
+        accepted: Mutex::new(Vec::new()),
+        collect_accepted: inetd,
+    });
+    let deliverer = deliverer(config, relay, router, &queue)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let d = daemon.clone();
+    let handler = server::handler(move |conn: Connection| {
+        let d = d.clone();
+        async move { session(conn, d).await }
+    });
+    Ok(Setup {
+        daemon,
+        queue,
+        settings,
+        deliverer,
+        rt,
+        handler,
+    })
+}
+
+/// `mrelayd inetd`: one SMTP session on stdin/stdout with listener role `role`, then delivery
+/// of what it accepted; anything left is retried by `serve` or `flush`.
+pub fn inetd(config: &Config, relay: &RelayConfig, role: &str) -> Result<()> {
+    let s = setup(config, relay, true)?;
+    let role = role_of(role)?;
+    let r = s.rt.block_on(server::inetd(
+        role.name(),
+        role == Role::Submissions,
+        s.settings,
+        s.handler,
+    ));
+    // On a pipe a pending stdin read cannot be cancelled: do not wait for it.
+    s.rt.shutdown_background();
+    let ids = std::mem::take(&mut *s.daemon.accepted.lock().unwrap_or_else(|e| e.into_inner()));
+    for id in ids {
+        if let Err(e) = s.deliverer.deliver(&id, true) {
+            log::line(format_args!("{id}: delivery: {e}"));
+        }
+    }
+    s.deliverer.close();
+    r
+}
+
+/// `mrelayd serve`: listens on the configured addresses and runs the queue until SIGTERM or
+/// SIGINT. Only one `serve` runs per queue ([`runner::lock_serve`]).
+pub fn serve(config: &Config, relay: &RelayConfig) -> Result<()> {
+    let s = setup(config, relay, false)?;
+    let specs = listener_specs(relay)?;
+    // `flush` and a second `serve` see this lock held while we run.
+    let _lock = runner::lock_serve(&s.queue)?;
+    if let Err(e) = s.queue.recover(Duration::ZERO) {
+        log::line(format_args!("queue cleanup: {e}"));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = Runner::start(
+        s.deliverer.clone(),
+        relay.delivery_workers.max(1),
+        stop.clone(),
+    );
+    *s.daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.sender());
+    let r = s.rt.block_on(async {
+        let shutdown = server::shutdown_signal()?;
+        let listeners = Listeners::bind(&specs)?;
+        server::serve(listeners, s.settings, s.handler, shutdown).await
+    });
+    s.rt.shutdown_timeout(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    *s.daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    runner.join();
+    s.deliverer.close();
+    r
+}
+
+/// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mrelayd]` limits.
+fn settings(config: &Config, relay: &RelayConfig) -> Result<Settings> {
+    Settings::from_config(
+        config,
+        relay.max_connections,
+        relay.max_per_ip,
+        relay.idle_timeout_secs,
+    )
+}
+
+/// Makes the queue directories belong to the `[run_as]` user, so the daemon can still write
+/// them after dropping root.
+fn chown_queue(config: &Config, queue: &Queue) -> Result<()> {
+    let Some(run_as) = &config.run_as else {
+        return Ok(());
+    };
+    if server::sys::euid() != 0 {
+        return Ok(());
+    }
+    let (uid, gid) = server::sys::resolve_ids(&run_as.user, run_as.group.as_deref())
+        .map_err(|e| exit::fail(exit::CONFIG, format!("run_as: {e}")))?;
+    for d in ["", "tmp", "msg", "hold", "state"] {
+        let p = queue.root().join(d);
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn listener_specs(relay: &RelayConfig) -> Result<Vec<ListenerSpec>> {
+    relay
+        .listen
+        .iter()
+        .map(|l| {
+            server::listener_from_config(
+                "mrelayd.listen",
+                &l.address,
+                l.role.name(),
+                l.role == Role::Submissions,
+                b"421 4.7.0 Too many connections, try again later\r\n",
+            )
+        })
+        .collect()
+}
+
+/// One SMTP session on a connection.
+async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
+    let role = Role::from_name(conn.role()).unwrap_or_default();
+    let peer = conn.peer();
+    let ip = peer.map(|p| p.ip().to_canonical());
+    let who = peer
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "stdin".into());
+    let cfg = SessionConfig {
+        hostname: d.hostname.clone(),
+        max_message_size: d.relay.max_message_size,
+        max_recipients: d.relay.max_recipients.max(1),
+        max_errors: d.relay.max_errors.max(1),
+        starttls: conn.can_starttls(),
+        auth: true,
+        auth_requires_tls: true,
+        require_auth: role != Role::Smtp,
+    };
+    let mut s = Session::new(cfg, ip);
+    if let Some(tls) = conn.tls() {
+        s.set_implicit_tls(tls.clone());
+    }
+    let mut client = Client {
+        ip,
+        user: None,
+        role,
+    };
+    if role == Role::Smtp && d.relay.greet_pause_ms > 0 {
+        let pause = Duration::from_millis(d.relay.greet_pause_ms);
+        if conn.input_pending_within(pause).await? {
+            s.reject_early_talker();
+            log::line(format_args!("{who}: early talker rejected"));
+            conn.queue(&s.take_output());
+            let _ = conn.close().await;
+            return Ok(());
+        }
+    }
+    s.greeting();
+    loop {
+        let ev = s.poll();
+        match ev {
+            Event::NeedInput => {
+                conn.queue(&s.take_output());
+                // Flush only when the client has nothing more buffered (RFC 2920 batching).
+                if !conn.has_buffered_input() {
+                    conn.flush().await?;
+                }
+                match conn.read_chunk(READ_CHUNK).await {
+                    Ok(b) if b.is_empty() => break,
+                    Ok(b) => s.feed(&b),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        s.timeout();
+                        conn.queue(&s.take_output());
+                        let _ = conn.close().await;
+                        log::line(format_args!("{who}: timeout"));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Event::Close => {
+                conn.queue(&s.take_output());
+                let _ = conn.close().await;
+                break;
+            }
+            Event::Pending => {
+                return Err(anyhow::anyhow!(
+                    "internal error: session waits for a decision"
+                ));
+            }
+            Event::StartTls => {
+                conn.queue(&s.take_output());
+                conn.starttls().await.context("STARTTLS handshake")?;
+                match conn.tls() {
+                    Some(info) => s.tls_started(info.clone()),
+                    None => return Err(anyhow::anyhow!("STARTTLS did not start TLS")),
+                }
+                client.user = None;
+            }
+            Event::Mail { from, .. } => {
+                let v = d.router.check_sender(&client, from.as_ref());
+                s.decide(match v.refusal {
+                    None => Decision::Accept,
+                    Some(r) => {
+                        log::line(format_args!("{who}: MAIL refused: {} ({})", r, v.reason));
+                        Decision::Reject(r)
+                    }
+                });
+            }
+            Event::Rcpt { to, .. } => {
+                let v = d.router.check_rcpt(&client, &to);
+                s.decide(match v.refusal {
+                    None => Decision::Accept,
+                    Some(r) => {
+                        log::line(format_args!(
+                            "{who}: RCPT <{to}> refused: {} ({})",
+                            r, v.reason
+                        ));
+                        Decision::Reject(r)
+                    }
+                });
+            }
+            Event::Auth { user, password, .. } => {
+                // inetd on a pipe has no peer address: throttle it as a local client.
+                let ip = ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+                let result = d.auth.check_async(&user, password.as_bytes(), ip).await;
+                s.decide(match result {
+                    AuthResult::Ok(u) => {
+                        log::line(format_args!("{who}: authenticated as {}", u.name));
+                        client.user = Some(u.name);
+                        Decision::Accept
+                    }
+                    AuthResult::Failed => {
+                        log::line(format_args!("{who}: authentication failed for {user}"));
+                        Decision::Reject(Reply::new(
+                            535,
+                            Some((5, 7, 8)),
+                            "Authentication credentials invalid",
+                        ))
+                    }
+                    AuthResult::Throttled(_) => Decision::Reject(Reply::new(
+                        454,
+                        Some((4, 7, 0)),
+                        "Too many failed logins, try again later",
+                    )),
+                    AuthResult::TempFail(why) => {
+                        log::line(format_args!("{who}: authentication backend: {why}"));
+                        Decision::Reject(Reply::new(
+                            454,
+                            Some((4, 7, 0)),
+                            "Temporary authentication failure",
+                        ))
+                    }
+                });
+            }
+            Event::Message { envelope, data } => {
+                let decision = enqueue(&d, &s, &who, envelope, data).await;
+                s.decide(decision);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queues one accepted message (fsynced before the reply, see [`Queue::enqueue_with_id`]) with
+/// our Received header, and announces it for delivery. A failure is a temporary reply.
+async fn enqueue(
+    d: &Arc<Daemon>,
+    s: &Session,
+    who: &str,
+    envelope: smtp::Envelope,
+    data: Vec<u8>,
+) -> Decision {
+    let now = queue::now();
+    let sender = envelope
+        .from
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let recipients: Vec<Recipient> = envelope
+        .rcpts
+        .iter()
+        .map(|(m, p)| Recipient {
+            address: if m.is_bare_postmaster() {
+                format!(
+                    "postmaster@{}",
+                    d.router
+                        .domains
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("localhost")
+                )
+            } else {
+                m.to_string()
+            },
+            notify: p.notify,
+            orcpt: p.orcpt.clone(),
+        })
+        .collect();
+    let qenv = queue::Envelope {
+        sender,
+        recipients,
+        time: now,
+        client: s.client_ip().map(|i| i.to_string()),
+        helo: s.helo().map(str::to_string),
+        auth_user: s.user().map(str::to_string),
+        ret: envelope.params.ret,
+        envid: envelope.params.envid.clone(),
+        body: envelope.params.body,
+        smtputf8: envelope.params.smtputf8,
+    };
+    let id = queue::new_id();
+    let single = (qenv.recipients.len() == 1).then(|| qenv.recipients[0].address.clone());
+    let header = smtp::received_header(&ReceivedInfo {
+        hostname: &d.hostname,
+        helo: s.helo(),
+        client_ip: s.client_ip(),
+        client_name: None,
+        protocol: s.protocol(),
+        tls: s.tls(),
+        user: s.user(),
+        queue_id: &id,
+        single_rcpt: single.as_deref(),
+        date: &super::dsn::rfc5322_date(now),
+    });
+    let q = d.queue.clone();
+    let size = data.len();
+    let nrcpt = qenv.recipients.len();
+    let from = qenv.sender.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        q.enqueue_with_id(&id, &qenv, header.as_bytes(), &data)
+            .map(|()| id)
+    })
+    .await;
+    match res {
+        Ok(Ok(id)) => {
+            log::line(format_args!(
+                "{id}: from=<{from}> size={size} nrcpt={nrcpt} client={who} queued"
+            ));
+            if d.collect_accepted {
+                d.accepted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(id.clone());
+            }
+            if let Some(tx) = d.deliver.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = tx.send(id.clone());
+            }
+            Decision::Queued(id)
+        }
+        Ok(Err(e)) => {
+            log::line(format_args!("{who}: queueing a message failed: {e}"));
+            Decision::Reject(Reply::new(
+                452,
+                Some((4, 3, 1)),
+                "Insufficient system storage",
+            ))
+        }
+        Err(e) => {
+            log::line(format_args!("{who}: queueing a message failed: {e}"));
+            Decision::Reject(Reply::new(
+                451,
+                Some((4, 3, 0)),
+                "Local error in processing",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_and_queue_dir() {
+        assert_eq!(role_of("submissions").unwrap(), Role::Submissions);
+        let e = role_of("bogus").unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::USAGE);
+        let config = Config::parse("state_dir = \"/var/lib/mk\"\n", None).unwrap();
+        let mut relay = RelayConfig::default();
+        assert_eq!(
+            queue_dir(&config, &relay),
+            PathBuf::from("/var/lib/mk/queue")
+        );
+        relay.queue_dir = Some("/srv/q".into());
+        assert_eq!(queue_dir(&config, &relay), PathBuf::from("/srv/q"));
+    }
+}

@@ -1,0 +1,244 @@
+//! `mrelayd quickstart`: a demo setup in one directory, run on loopback.
+//!
+//! [`prepare`] writes (once; a rerun reuses the directory and its password) a config with
+//! paths relative to it, a passwd-file with user `demo` and a random password, a self-signed
+//! certificate with its CA, and the demo Maildir. [`Demo::run`] then runs mrelayd `serve` in
+//! this process and supervises `mpopd serve` next to it ([`supervise`]), until Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::RelayConfig;
+use crate::config::Config;
+use crate::exit;
+use crate::server::log;
+
+/// The demo directory when none is given.
+pub const DEFAULT_DIR: &str = "mailkit-demo";
+/// Quickstart SMTP port.
+pub const QUICKSTART_SMTP: u16 = 2525;
+/// Quickstart submission port.
+pub const QUICKSTART_SUBMISSION: u16 = 2587;
+/// Quickstart POP3 port (mpopd).
+pub const QUICKSTART_POP3: u16 = 1110;
+/// Length of the random demo password.
+pub const DEMO_PASSWORD_LEN: usize = 16;
+/// A supervised child that dies is restarted after this pause.
+pub const RESTART_PAUSE: Duration = Duration::from_secs(2);
+/// How long a supervised child may take to exit after Ctrl-C before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A prepared demo directory.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// The directory (absolute).
+    pub dir: PathBuf,
+    /// Its `mailkit.toml`.
+    pub config: PathBuf,
+    /// The demo user's password (or a pointer to the passwd file when unreadable).
+    pub password: String,
+    /// Whether this run created the files (else they were reused).
+    pub fresh: bool,
+}
+
+/// Creates the demo in `dir` (default [`DEFAULT_DIR`]) unless its config exists already.
+pub fn prepare(dir: Option<PathBuf>) -> Result<Demo> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let config_path = dir.join("mailkit.toml");
+    let pw_path = dir.join("demo-password");
+    let fresh = !config_path.exists();
+    if fresh {
+        let password = match std::fs::read_to_string(&pw_path) {
+            Ok(p) if !p.trim().is_empty() => p.trim().to_string(),
+            _ => {
+                let p = random_password();
+                let _ = std::fs::remove_file(&pw_path);
+                write_new(&pw_path, &format!("{p}\n"), 0o600)?;
+                p
+            }
+        };
+        let hash =
+            crate::auth::hash_password(crate::auth::Scheme::Sha512Crypt, password.as_bytes())
+                .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
+        let passwd = dir.join("passwd");
+        let _ = std::fs::remove_file(&passwd);
+        write_new(&passwd, &format!("demo:{hash}\n"), 0o600)?;
+        crate::tls::write_self_signed(&dir, &["localhost".into(), "127.0.0.1".into()])?;
+        let mail = dir.join("mail");
+        crate::maildir::Maildir::create(mail.join("demo").join("Maildir"))
+            .with_context(|| format!("creating the demo Maildir under {}", mail.display()))?;
+        std::fs::create_dir_all(dir.join("state"))?;
+        let config = format!(
+            "# Written by `mrelayd quickstart`. Paths are relative to this file's directory.\n\
+hostname = \"localhost\"\n\
+state_dir = \"state\"\n\
+\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+\n[users]\npasswd_file = \"passwd\"\nmail_location = \"{mail}/%n/Maildir\"\ndomains = [\"localhost\"]\n\
+\n[mrelayd]\n# No network is trusted: relaying needs AUTH on the submission port.\n\
+trusted_networks = []\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\", role = \"smtp\" }},\n  {{ address = \"127.0.0.1:{QUICKSTART_SUBMISSION}\", role = \"submission\" }},\n]\n\
+\n[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{QUICKSTART_POP3}\", role = \"plain\" }} ]\n\
+",
+            mail = mail.display()
+        );
+        write_new(&config_path, &config, 0o644)?;
+    }
+    let password = std::fs::read_to_string(&pw_path)
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|_| "(see the passwd file)".into());
+    Ok(Demo {
+        dir,
+        config: config_path,
+        password,
+        fresh,
+    })
+}
+
+impl Demo {
+    /// What to tell the user: where things are, the ports, and commands to try.
+    pub fn banner(&self) -> String {
+        let password = &self.password;
+        let c = self.config.display();
+        let d = self.dir.display();
+        format!(
+            "mailkit demo in {d} ({})\n\
+\n  user:      demo@localhost\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n\
+\n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n\
+\nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  mrelayd -c {c} queue\n  ls {d}/mail/demo/Maildir/new\n",
+            if self.fresh { "created" } else { "reused" }
+        )
+    }
+
+    /// Runs the demo: mrelayd `serve` here and a supervised `mpopd serve`, until SIGTERM/SIGINT.
+    pub fn run(&self) -> Result<()> {
+        let config = Config::load(Some(&self.config))?;
+        let relay: RelayConfig = config.section("mrelayd")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pop3 = supervise("mpopd", &self.config, stop.clone());
+        let result = super::daemon::serve(&config, &relay);
+        stop.store(true, Ordering::SeqCst);
+        let _ = pop3.join();
+        result
+    }
+}
+
+/// The binary `name` next to this one (else `name`, looked up in `PATH`).
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn random_password() -> String {
+    use rand::Rng as _;
+    // No 0/O, 1/l/I: the password is read off a terminal.
+    const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..DEMO_PASSWORD_LEN)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Creates `path` (it must not exist) with `mode` and fsyncs it.
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `prog -c CONFIG serve` and restarts it when it dies, until `stop`; a program that says
+/// it is not implemented (exit 69) is not restarted.
+pub fn supervise(
+    prog: &'static str,
+    config: &Path,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let config = config.to_path_buf();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let mut child = match std::process::Command::new(sibling(prog))
+                .arg("-c")
+                .arg(&config)
+                .arg("serve")
+                .stdin(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    log::line(format_args!("cannot start {prog}: {e}"));
+                    return;
+                }
+            };
+            let status = loop {
+                if stop.load(Ordering::SeqCst) {
+                    // Ctrl-C reached the whole process group; give it a moment, then kill.
+                    let poll = Duration::from_millis(100);
+                    for _ in 0..STOP_GRACE.as_millis() / poll.as_millis() {
+                        if let Ok(Some(_)) = child.try_wait() {
+                            return;
+                        }
+                        std::thread::sleep(poll);
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                match child.try_wait() {
+                    Ok(Some(st)) => break st,
+                    Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+                    Err(_) => return,
+                }
+            };
+            if status.code() == Some(i32::from(exit::UNAVAILABLE)) {
+                log::line(format_args!(
+                    "{prog} is not available yet; continuing without it"
+                ));
+                return;
+            }
+            log::line(format_args!("{prog} exited ({status}); restarting"));
+            std::thread::sleep(RESTART_PAUSE);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_is_created_once_then_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("demo");
+        let first = prepare(Some(dir.clone())).unwrap();
+        assert!(first.fresh);
+        assert_eq!(first.password.len(), DEMO_PASSWORD_LEN);
+        let banner = first.banner();
+        assert!(banner.contains("(created)") && banner.contains(&first.password));
+        assert!(banner.ends_with("/mail/demo/Maildir/new\n"), "{banner}");
+        let again = prepare(Some(dir.clone())).unwrap();
+        assert!(!again.fresh && again.banner().contains("(reused)"));
+        assert_eq!(again.password, first.password);
+        // The config it wrote loads.
+        let config = Config::load(Some(&again.config)).unwrap();
+        let relay: RelayConfig = config.section("mrelayd").unwrap();
+        assert_eq!(relay.listen.len(), 2);
+        // A second create of an existing file fails instead of overwriting it.
+        assert!(write_new(&again.config, "x", 0o644).is_err());
+    }
+}
