@@ -367,7 +367,9 @@ struct Idle {
 pub struct Remote {
     config: RemoteConfig,
     ehlo_name: String,
-    dns: MxResolver,
+    /// The resolver, or why it could not be set up (a missing /etc/resolv.conf must not stop
+    /// delivery to a relayhost given by IP address).
+    dns: Result<MxResolver, String>,
     tls_verify: Arc<ClientConfig>,
     tls_any: Arc<ClientConfig>,
     timeouts: Timeouts,
@@ -421,7 +423,7 @@ impl Remote {
             Some(r) => Some(crate::dns::parse_server(r).map_err(anyhow::Error::msg)?),
             None => None,
         };
-        let dns = MxResolver::new(server).map_err(anyhow::Error::msg)?;
+        let dns = MxResolver::new(server);
         let tls_verify = crate::tls::client_config(config.ca_file.as_deref())?;
         let timeouts = options.timeouts.unwrap_or(Timeouts {
             connect: Duration::from_secs(config.connect_timeout_secs.max(1)),
@@ -541,6 +543,13 @@ impl Remote {
         map.entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.destination_concurrency.max(1))))
             .clone()
+    }
+
+    /// The resolver, or a temporary failure saying why there is none.
+    fn resolver(&self) -> Result<&MxResolver, Failure> {
+        self.dns
+            .as_ref()
+            .map_err(|e| Failure::new(true, format!("DNS: {e}"), "4.4.3"))
     }
 
     /// Remembers that no host of `key` could be reached, so the next messages for it are
@@ -679,7 +688,15 @@ impl Remote {
         };
         let mut last = Failure::temp(format!("{hop}: no host reachable"));
         for (host, port, tls) in candidates {
-            let addrs = match self.dns.addresses(&host).await {
+            let looked_up = match (host.parse::<std::net::IpAddr>(), self.resolver()) {
+                (Ok(ip), _) => Ok(vec![ip]),
+                (Err(_), Ok(dns)) => dns.addresses(&host).await,
+                (Err(_), Err(f)) => {
+                    last = f;
+                    continue;
+                }
+            };
+            let addrs = match looked_up {
                 Ok(a) => a,
                 Err(e) => {
                     // One bad MX host: the others may work; the domain is fine (temporary).
@@ -773,7 +790,11 @@ impl Remote {
                 Ok(vec![(host.clone(), *port, choice)])
             }
             NextHop::Mx { domain, tls } => {
-                let route = self.dns.route(domain).await.map_err(|e| dns_failure(&e))?;
+                let route = self
+                    .resolver()?
+                    .route(domain)
+                    .await
+                    .map_err(|e| dns_failure(&e))?;
                 if self.options.verbose {
                     let hosts: Vec<String> = route
                         .hosts
