@@ -2068,3 +2068,37 @@ fn data_timeout_defers() {
     m.assert_logged("status=deferred");
     m.assert_no_dsn("no bounce");
 }
+
+/// Many recipients for one destination go in transactions of at most
+/// `max_recipients_per_transaction` (the next ones right away, over the same session), not
+/// one huge transaction a server would cut with 452 and not a retry later.
+#[test]
+fn many_recipients_are_split_into_transactions_over_one_session() {
+    const T: u8 = 30;
+    const N: usize = 100;
+    let w = World::one_mx(T);
+    let rx = w.receiver(2, Behaviour::default());
+    let m = w.mrelayd("max_recipients_per_transaction = 40\nconnection_idle_secs = 10");
+    let rcpts: Vec<String> = (0..N).map(|i| format!("r{i}@a.test")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let sent = m.mail(&refs).body("split\r\n").send("split");
+    assert_eq!(sent.ids.len(), 1);
+    let envs = rx.expect_messages(3, &m);
+    let mut sizes: Vec<usize> = envs
+        .iter()
+        .map(|e| e["rcpt_tos"].as_array().map(Vec::len).unwrap_or(0))
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![20, 40, 40], "recipients per transaction");
+    let mut got: Vec<String> = envs
+        .iter()
+        .flat_map(|e| e["rcpt_tos"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    got.sort();
+    let mut want = rcpts.clone();
+    want.sort();
+    assert_eq!(got, want, "every recipient exactly once");
+    assert_eq!(rx.sessions(), 1, "one session for the three transactions");
+    m.wait_queue_empty();
+}

@@ -134,8 +134,6 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
     let mut report = Report::default();
     let mut config = RemoteConfig {
         helo_name: Some(opts.ehlo_name.clone()),
-        // One message, one session: nothing to keep open.
-        connection_idle_secs: 0,
         ..RemoteConfig::default()
     };
     let mut credentials = None;
@@ -227,6 +225,8 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
             results[n] = Some(d);
         }
     }
+    // Sessions kept between transactions (over 50 recipients) end with QUIT.
+    remote.close_idle().await;
     let results = results.into_iter().map(|d| {
         d.unwrap_or_else(|| crate::relay::remote::Delivery {
             rcpts: Vec::new(),

@@ -39,6 +39,7 @@
 //! data_timeout_secs = 600
 //! connection_idle_secs = 5                 # keep a session this long for the next message
 //! max_messages_per_connection = 100
+//! max_recipients_per_transaction = 50       # more go in further transactions
 //!
 //! [mrelayd.remote.domains."example.net"]   # per destination domain
 //! relayhost = "[10.0.0.1]:25"              # route it to a smarthost instead of its MX
@@ -82,6 +83,8 @@ pub const DEFAULT_DESTINATION_CONCURRENCY: usize = 20;
 pub const DEFAULT_CONNECTION_IDLE_SECS: u64 = 5;
 /// Default transactions per session before it is closed.
 pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+/// Default recipients per transaction (Postfix's `smtp_destination_recipient_limit`).
+pub const DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION: usize = 50;
 /// Destinations whose concurrency limit is remembered before idle ones are forgotten.
 const MAX_TRACKED_DESTINATIONS: usize = 10_000;
 /// Longest time a destination no host of which answered is deferred without a new try.
@@ -179,6 +182,8 @@ pub struct RemoteConfig {
     pub connection_idle_secs: u64,
     /// Transactions per session.
     pub max_messages_per_connection: u32,
+    /// Recipients per transaction; more go in further transactions.
+    pub max_recipients_per_transaction: usize,
     /// Per destination domain overrides.
     pub domains: BTreeMap<String, DomainPolicy>,
 }
@@ -206,6 +211,7 @@ impl Default for RemoteConfig {
             data_timeout_secs: 600,
             connection_idle_secs: DEFAULT_CONNECTION_IDLE_SECS,
             max_messages_per_connection: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
+            max_recipients_per_transaction: DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION,
             domains: BTreeMap::new(),
         }
     }
@@ -623,13 +629,43 @@ impl Remote {
             .push(idle);
     }
 
-    /// Delivers `message` from `sender` to `rcpts` (all for `hop`) in one transaction; one
-    /// outcome per recipient, in order. Never fails as a whole: every problem becomes a
-    /// per-recipient [`Failure`].
+    /// Delivers `message` from `sender` to `rcpts` (all for `hop`); one outcome per recipient,
+    /// in order. Never fails as a whole: every problem becomes a per-recipient [`Failure`].
+    /// At most `max_recipients_per_transaction` recipients go in one transaction (RFC 5321
+    /// §4.5.3.1.8 only promises 100; Postfix sends 50), the next ones in the following
+    /// transactions of the same session.
     ///
     /// `mail_params` (RET=, ENVID=) and each recipient's `params` (NOTIFY=, ORCPT=) are sent
     /// only to a server that announces DSN (RFC 3461 §4).
     pub async fn deliver(
+        &self,
+        hop: &NextHop,
+        sender: &str,
+        mail_params: &[String],
+        rcpts: &[RemoteRcpt],
+        message: &[u8],
+    ) -> Delivery {
+        let limit = self.config.max_recipients_per_transaction.max(1);
+        if rcpts.len() <= limit {
+            return self
+                .transaction(hop, sender, mail_params, rcpts, message)
+                .await;
+        }
+        let mut all = Delivery::default();
+        for chunk in rcpts.chunks(limit) {
+            let d = self
+                .transaction(hop, sender, mail_params, chunk, message)
+                .await;
+            if d.stopped.is_some() {
+                return d;
+            }
+            all.rcpts.extend(d.rcpts);
+        }
+        all
+    }
+
+    /// One transaction for `rcpts`, over a cached session or a new one.
+    async fn transaction(
         &self,
         hop: &NextHop,
         sender: &str,
