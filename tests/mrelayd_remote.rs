@@ -2102,3 +2102,73 @@ fn many_recipients_are_split_into_transactions_over_one_session() {
     assert_eq!(rx.sessions(), 1, "one session for the three transactions");
     m.wait_queue_empty();
 }
+
+/// NOTIFY=SUCCESS (RFC 3461 §6.2.1): a local delivery gets a `delivered` DSN, a relay to a
+/// next hop without DSN a `relayed` one (in one report for the attempt); a next hop that
+/// speaks DSN got NOTIFY along and reports itself, so nothing comes from us.
+#[test]
+fn success_notifications_delivered_relayed_and_passed_on() {
+    const T: u8 = 31;
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=a.test,mx.a.test,10\nhost-record=mx.a.test,{}\n\
+             mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
+            ip(T, 2),
+            ip(T, 3)
+        ),
+    );
+    let plain = w.receiver(2, Behaviour::default());
+    let dsn_hop = w.receiver(3, Behaviour::with(|b| b.dsn = true));
+    let m = w.mrelayd("");
+    // First to the DSN-capable hop: it must not give a report from us.
+    m.mail(&["d@b.test"])
+        .rcpt_opts(&["NOTIFY=SUCCESS"])
+        .send("passed-on");
+    dsn_hop.expect_messages(1, &m);
+    m.wait_queue_empty();
+    m.assert_no_dsn("a DSN-capable next hop reports itself");
+    // Then one local and one relayed recipient, both asking for SUCCESS.
+    let sent = m
+        .mail(&["bob@example.test", "r@a.test"])
+        .rcpt_opts(&["NOTIFY=SUCCESS"])
+        .send("success");
+    plain.expect_messages(1, &m);
+    let dsns = m.wait_dsns(1);
+    m.wait_queue_empty();
+    assert_eq!(dsns.len(), 1, "{dsns:#?}");
+    let d = dsn_for(&dsns, &sent.tok);
+    let mut actions: Vec<(String, String, String)> = d["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                field(r, "Final-Recipient").map(norm).unwrap_or_default(),
+                field(r, "Action").unwrap_or("").to_string(),
+                field(r, "Status").unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        vec![
+            (
+                "rfc822;bob@example.test".into(),
+                "delivered".into(),
+                "2.0.0".into()
+            ),
+            ("rfc822;r@a.test".into(), "relayed".into(), "2.0.0".into()),
+        ],
+        "{d:#}"
+    );
+    assert_eq!(wait_bob(&m), 1, "bob got the message once");
+}
+
+/// Messages in bob's Maildir (waits for the first).
+fn wait_bob(m: &Mrelayd) -> usize {
+    let dir = m.maildir("bob");
+    wait_for(WAIT, || (!maildir_files(&dir).is_empty()).then_some(()));
+    maildir_files(&dir).len()
+}

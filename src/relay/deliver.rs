@@ -128,6 +128,8 @@ impl Deliverer {
         let mut failed: BTreeMap<usize, (String, Failure)> = BTreeMap::new();
         let mut jobs: Vec<RemoteJob> = Vec::new();
         let mut relays: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        // NOTIFY=SUCCESS owed: `delivered` locally or `relayed` to a hop without DSN.
+        let mut success: BTreeMap<usize, (DsnAction, Option<String>)> = BTreeMap::new();
 
         for (i, rcpt) in env.recipients.iter().enumerate() {
             if status.rcpts[i] != RcptState::Pending {
@@ -172,6 +174,7 @@ impl Deliverer {
                     Ok(()) => {
                         relays.entry(i).or_default().push(name.clone());
                         done.push(name);
+                        success.entry(i).or_insert((DsnAction::Delivered, None));
                     }
                     Err(f) if f.temporary => {
                         temp.insert(i, f);
@@ -188,12 +191,15 @@ impl Deliverer {
         for (job, result) in jobs.iter().zip(self.deliver_remote(&env, &jobs, &message)) {
             let done = status.delivered_targets.entry(job.index).or_default();
             match result {
-                Ok(how) => {
+                Ok(sent) => {
                     relays
                         .entry(job.index)
                         .or_default()
-                        .push(format!("<{}> {how}", job.address));
+                        .push(format!("<{}> {}", job.address, sent.how));
                     done.push(job.target.clone());
+                    if !sent.dsn_passed {
+                        success.insert(job.index, (DsnAction::Relayed, Some(sent.host)));
+                    }
                 }
                 Err(f) if f.temporary => {
                     temp.insert(job.index, f);
@@ -262,6 +268,7 @@ impl Deliverer {
         status.delivered_targets.retain(|_, v| !v.is_empty());
 
         self.bounce(id, &env, &message, &failed, now)?;
+        self.success_report(id, &env, &message, &status, &success, now)?;
         let warn_after = self.remote.config().delay_warning_secs;
         if !temp.is_empty() && !status.delay_warned && warn_after > 0 && age >= warn_after {
             self.delay_warning(id, &env, &message, &temp, now)?;
@@ -407,6 +414,58 @@ impl Deliverer {
             _ => DsnReturn::Full,
         };
         self.queue_dsn(id, env, message, rcpts, ret, now, "bounce")
+    }
+
+    /// Queues one success DSN for the recipients delivered in this attempt that asked for it
+    /// with NOTIFY=SUCCESS: `delivered` into a mailbox here, or `relayed` to a next hop that
+    /// does not speak DSN (RFC 3461 §6.2.1.1, §6.2.1.2). A hop that speaks DSN got NOTIFY
+    /// along and reports itself.
+    fn success_report(
+        &self,
+        id: &str,
+        env: &queue::Envelope,
+        message: &[u8],
+        status: &queue::Status,
+        success: &BTreeMap<usize, (DsnAction, Option<String>)>,
+        now: u64,
+    ) -> io::Result<()> {
+        if env.sender.is_empty() {
+            return Ok(());
+        }
+        let rcpts: Vec<DsnRecipient> = success
+            .iter()
+            .filter(|(i, _)| status.rcpts.get(**i) == Some(&RcptState::Delivered))
+            .filter(|(i, _)| {
+                env.recipients[**i]
+                    .notify
+                    .is_some_and(|n| n.success && !n.never)
+            })
+            .map(|(i, (action, host))| {
+                let r = &env.recipients[*i];
+                DsnRecipient {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    action: *action,
+                    status: "2.0.0".into(),
+                    diagnostic: None,
+                    remote_mta: host.clone(),
+                    last_attempt: Some(now),
+                    will_retry_until: None,
+                }
+            })
+            .collect();
+        if rcpts.is_empty() {
+            return Ok(());
+        }
+        self.queue_dsn(
+            id,
+            env,
+            message,
+            rcpts,
+            DsnReturn::Headers,
+            now,
+            "success report",
+        )
     }
 
     /// Queues one delay DSN for the recipients in `temp` whose NOTIFY asks for it.

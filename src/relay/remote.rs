@@ -346,8 +346,20 @@ fn one_line(reply: &Reply) -> String {
     format!("{} {}", reply.code, parts.join(" "))
 }
 
+/// A recipient the next hop accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// `relay=host[ip]:port (250 ...)`, for logs.
+    pub how: String,
+    /// The next hop announced DSN, so NOTIFY/ORCPT went along and it reports from now on; a
+    /// hop without DSN means a `relayed` DSN is owed for NOTIFY=SUCCESS (RFC 3461 §6.2.1.2).
+    pub dsn_passed: bool,
+    /// The host that accepted it (DSN Remote-MTA).
+    pub host: String,
+}
+
 /// Delivery of one recipient: where it went, or why not.
-pub type RcptOutcome = Result<String, Failure>;
+pub type RcptOutcome = Result<Sent, Failure>;
 
 /// One recipient handed to [`Remote::deliver`].
 #[derive(Debug, Clone)]
@@ -700,6 +712,7 @@ impl Remote {
         // A cached session first; if the server dropped it meanwhile, fall through to a new one.
         while let Some(mut idle) = self.take_idle(&key) {
             let env = envelope(&idle.conn);
+            let dsn = idle.conn.client().extensions().dsn;
             match idle.conn.send(env, message).await {
                 Err(
                     DriverError::Eof(Stage::Mail)
@@ -709,7 +722,7 @@ impl Remote {
                     | DriverError::Timeout(Stage::Mail),
                 ) => continue,
                 result => {
-                    let out = finish(result, rcpts, &idle.host, &idle.relay);
+                    let out = finish(result, rcpts, &idle.host, &idle.relay, dsn);
                     self.put_idle(&key, idle).await;
                     return out;
                 }
@@ -768,8 +781,9 @@ impl Remote {
                     used: 0,
                 };
                 let env = envelope(&idle.conn);
+                let dsn = idle.conn.client().extensions().dsn;
                 let result = idle.conn.send(env, message).await;
-                let out = finish(result, rcpts, &idle.host, &idle.relay);
+                let out = finish(result, rcpts, &idle.host, &idle.relay, dsn);
                 if out.stopped.is_some() {
                     return out;
                 }
@@ -948,6 +962,7 @@ fn finish(
     rcpts: &[RemoteRcpt],
     host: &str,
     relay: &str,
+    dsn_passed: bool,
 ) -> Delivery {
     match result {
         Ok(Progress::Done(outcome)) => {
@@ -956,7 +971,11 @@ fn finish(
                 .iter()
                 .map(|r| {
                     if r.accepted() {
-                        Ok(format!("relay={relay} ({})", one_line(&r.reply)))
+                        Ok(Sent {
+                            how: format!("relay={relay} ({})", one_line(&r.reply)),
+                            dsn_passed,
+                            host: host.to_string(),
+                        })
                     } else {
                         Err(reply_failure(&r.reply, host, relay, r.stage))
                     }
