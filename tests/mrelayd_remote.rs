@@ -2172,3 +2172,24 @@ fn wait_bob(m: &Mrelayd) -> usize {
     wait_for(WAIT, || (!maildir_files(&dir).is_empty()).then_some(()));
     maildir_files(&dir).len()
 }
+
+/// An MX with only an AAAA record: delivery over IPv6 loopback.
+#[test]
+fn ipv6_only_mx_is_reached_over_ipv6() {
+    const T: u8 = 32;
+    let w = World::new(
+        T,
+        "mx-host=v6.test,mx.v6.test,10\nhost-record=mx.v6.test,::1",
+    );
+    let rx = Receiver::start("::1", w.port, Behaviour::default());
+    let m = w.mrelayd("");
+    let sent = m.mail(&["six@v6.test"]).send("ipv6");
+    let envs = rx.expect_messages(1, &m);
+    assert_eq!(envs[0]["rcpt_tos"], serde_json::json!(["six@v6.test"]));
+    m.assert_sent_via(
+        sent.id(),
+        "six@v6.test",
+        &format!("mx.v6.test[::1]:{}", w.port),
+    );
+    m.wait_queue_empty();
+}

@@ -306,8 +306,19 @@ impl NextHop {
     /// Key of the connection cache and of the per-destination limit.
     fn key(&self) -> String {
         match self {
-            NextHop::Mx { domain, .. } => format!("mx:{domain}"),
-            NextHop::Relayhost { host, port, .. } => format!("relay:{host}:{port}"),
+            NextHop::Mx { domain, tls } => format!("mx:{domain}/{tls:?}"),
+            // Sessions are authenticated and TLS-set per user and mode: never share them
+            // between domains routed to the same relayhost with other credentials.
+            NextHop::Relayhost {
+                host,
+                port,
+                tls,
+                user,
+                ..
+            } => format!(
+                "relay:{}@[{host}]:{port}/{tls:?}",
+                user.as_deref().unwrap_or("")
+            ),
         }
     }
 }
@@ -1172,6 +1183,22 @@ mod tests {
         let third = r.deliver(&hop, "s@y.test", &[], &rcpt, b"x\r\n").await;
         let f = third.rcpts[0].clone().unwrap_err();
         assert!(!f.message.contains("not retried"), "{f:?}");
+    }
+
+    #[test]
+    fn sessions_are_not_shared_across_credentials_or_tls() {
+        let hop = |user: Option<&str>, tls| NextHop::Relayhost {
+            host: "smtp.x".into(),
+            port: 587,
+            tls,
+            user: user.map(str::to_string),
+            password_command: None,
+        };
+        let a = hop(Some("a"), RelayhostTls::Starttls).key();
+        assert_ne!(a, hop(Some("b"), RelayhostTls::Starttls).key());
+        assert_ne!(a, hop(Some("a"), RelayhostTls::Tls).key());
+        assert_ne!(a, hop(None, RelayhostTls::Starttls).key());
+        assert_eq!(a, hop(Some("a"), RelayhostTls::Starttls).key());
     }
 
     #[test]
