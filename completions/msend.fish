@@ -14,6 +14,7 @@ complete -c msend -l password-command -d 'Command whose first line of output is 
 complete -c msend -l resolver -d 'DNS server for --direct, IP or IP:PORT' -r
 complete -c msend -l smtp-port -d 'SMTP port for --direct (default 25)' -r
 complete -c msend -l queue -d 'Spool directory: a temporary failure stores the message there and exits 0' -r -F
+complete -c msend -s q -d 'sendmail -q: the same as --flush. An attached interval (-q30m) or -qf is ignored: one run, then exit (schedule it with cron)' -r
 complete -c msend -l quit-after -d 'Stop with QUIT after this stage: connect, banner, ehlo, tls, auth, mail, rcpt' -r -f -a "connect\t''
 banner\t''
 ehlo\t''

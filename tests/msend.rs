@@ -523,24 +523,16 @@ fn direct_delivery_falls_back_to_second_mx_with_starttls() {
         .arg(&cap)
         .status()
         .unwrap();
-    let mut server = Command::new("/usr/bin/python3")
-        .arg(PathBuf::from(common::peer("PEER_BIN_DIR")).join("capture.py"))
-        .args(["127.0.0.2", &port.to_string()])
-        .arg(&cap)
-        .arg(common::peer("PEER_CERT_FILE"))
-        .arg(common::peer("PEER_KEY_FILE"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.2", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "capture on 127.0.0.2 did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = Daemon::start(
+        Command::new("/usr/bin/python3")
+            .arg(PathBuf::from(common::peer("PEER_BIN_DIR")).join("capture.py"))
+            .args(["127.0.0.2", &port.to_string()])
+            .arg(&cap)
+            .arg(common::peer("PEER_CERT_FILE"))
+            .arg(common::peer("PEER_KEY_FILE")),
+        "127.0.0.2",
+        port,
+    );
     let tok = token();
     let o = run(
         msend(home.path())
@@ -551,8 +543,7 @@ fn direct_delivery_falls_back_to_second_mx_with_starttls() {
         format!("Subject: {tok}\n\ndirect\n").as_bytes(),
     );
     let found = captured(&cap, &tok);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let err = stderr(&o);
     assert_eq!(code(&o), 0, "{err}");
     assert!(err.contains("mx1.example.test[127.0.0.1]"), "{err}");
@@ -790,7 +781,11 @@ fn flush_moves_permanent_failures_to_failed() {
         b"",
     );
     let err = stderr(&o);
-    assert_ne!(code(&o), 0, "{err}");
+    assert_eq!(
+        code(&o),
+        67,
+        "a rejected recipient, as for a direct send: {err}"
+    );
     assert!(
         err.contains("550 5.1.1") && err.contains("gone@example.test"),
         "{err}"
@@ -1129,4 +1124,221 @@ fn dns_server_down_is_temporary() {
     );
     assert_eq!(code(&o), 75, "{}", stderr(&o));
     assert!(stderr(&o).contains("x@example.test"), "{}", stderr(&o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sendmail -q and the exit code of --flush.
+
+/// Spooled messages waiting in `q` (not those in `q/failed`).
+fn queued(q: &Path) -> usize {
+    std::fs::read_dir(q)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Messages moved to `q/failed`.
+fn failed(q: &Path) -> usize {
+    std::fs::read_dir(q.join("failed"))
+        .map(|rd| rd.flatten().count())
+        .unwrap_or(0)
+}
+
+/// Spools one message for `rcpt` in `q`: the server (port 1 on loopback) refuses the
+/// connection, a temporary failure. `extra` picks e.g. the account it is spooled with.
+fn spool_one(home: &Path, q: &Path, extra: &[&str], rcpt: &str, tok: &str) {
+    let before = queued(q);
+    let o = run(
+        msend(home)
+            .args(extra)
+            .args(["--server", "127.0.0.1:1", "-f", "a@example.test", "--queue"])
+            .arg(q)
+            .arg(rcpt),
+        format!("Subject: {tok}\n\nspooled for a later run\n").as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("spooled"), "{}", stderr(&o));
+    assert_eq!(queued(q), before + 1);
+}
+
+/// A peer started by one test; killed when dropped, so it never outlives a failed assertion.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    /// Starts `cmd` (output discarded) and waits until `ip:port` accepts connections.
+    fn start(cmd: &mut Command, ip: &str, port: u16) -> Daemon {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let daemon = Daemon { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((ip, port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{cmd:?}: not listening on {ip}:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    /// Postfix's smtp-sink answering `cmd` with a hard error (`-f cmd`: 500 5.3.0).
+    fn hard_sink(cmd: &str) -> Daemon {
+        let port = common::free_port();
+        Daemon::start(
+            Command::new("/usr/sbin/smtp-sink")
+                .args(["-u", "nobody", "-f", cmd])
+                .args([format!("127.0.0.1:{port}"), "10".into()]),
+            "127.0.0.1",
+            port,
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sendmail_q_flushes_the_spool() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    let capture = format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"));
+    let flush_to = |args: &[&str]| {
+        run(
+            msend(home.path())
+                .args(args)
+                .args(["--no-tls", "--server", &capture, "--queue"])
+                .arg(&q),
+            b"",
+        )
+    };
+    // `sendmail -q` as cron runs it; an attached interval (daemon period) and -qf change nothing.
+    for flag in ["-q", "-q30m", "-q1h30m", "-qf"] {
+        let tok = token();
+        spool_one(home.path(), &q, &["--no-tls"], "qrun@example.test", &tok);
+        let o = flush_to(&[flag]);
+        assert_eq!(code(&o), 0, "{flag}: {}", stderr(&o));
+        let (bytes, env) = captured(&capture_dir(), &tok).expect("flushed by -q");
+        assert!(
+            String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nspooled for a later run\r\n"),
+            "{flag}"
+        );
+        assert_eq!(env["rcpt_tos"][0], "qrun@example.test");
+        assert_eq!(env["mail_from"], "a@example.test");
+        assert_eq!(queued(&q), 0, "{flag}: delivered message left the spool");
+    }
+    // Selecting messages is refused, not widened to the whole spool; so are recipients.
+    spool_one(
+        home.path(),
+        &q,
+        &["--no-tls"],
+        "qrun@example.test",
+        &token(),
+    );
+    for args in [
+        &["-qRexample.test"][..],
+        &["-qx"],
+        &["-q", "someone@example.test"],
+        &["--flush", "someone@example.test"],
+    ] {
+        let o = flush_to(args);
+        assert_eq!(code(&o), 64, "{args:?}: {}", stderr(&o));
+        assert_eq!(queued(&q), 1, "{args:?}");
+    }
+    // No spool configured: a clear usage error.
+    let o = run(
+        msend(home.path()).args(["-q", "--no-tls", "--server", &capture]),
+        b"",
+    );
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--queue"), "{}", stderr(&o));
+}
+
+#[test]
+fn flush_exit_code_separates_rejected_recipients_from_other_failures() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    // 69: smtp-sink refuses DATA with a hard error.
+    let sink = Daemon::hard_sink("data");
+    // 67: the real Postfix submission service rejects RCPT (554 5.7.1) without AUTH;
+    // 77: its implicit-TLS service refuses a wrong password (535).
+    let cfgdir = home.path().join(".config/mailkit");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!(
+            "default = \"down\"\n\
+             [accounts.down]\nserver = \"127.0.0.1\"\nport = 1\ntls = \"none\"\n\
+             [accounts.data]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             [accounts.rcpt]\nserver = \"localhost\"\nport = {}\nca_file = \"{ca}\"\n\
+             [accounts.badauth]\nserver = \"localhost\"\nport = {}\ntls = \"tls\"\n\
+             user = \"alice\"\npassword_command = \"echo wrong\"\nca_file = \"{ca}\"\n",
+            sink.port,
+            common::peer("PEER_SUBMISSION_PORT"),
+            common::peer("PEER_SUBMISSIONS_PORT"),
+            ca = common::peer("PEER_CA_FILE"),
+        ),
+    )
+    .unwrap();
+    // Each message is spooled with its account (the server is down at that moment) and
+    // flushed with it: `--flush` alone picks every message's own account.
+    let spool_with = |account: &str, rcpt: &str| {
+        let tls = if account == "badauth" {
+            "--tls"
+        } else {
+            "--no-tls"
+        };
+        spool_one(home.path(), &q, &["-a", account, tls], rcpt, &token());
+    };
+    // One `--flush` run: its exit code, words its stderr must contain, and (queued, failed)
+    // counts afterwards.
+    let flush = |want: i32, words: &[&str], counts: (usize, usize)| {
+        let o = run(
+            msend(home.path()).arg("--flush").arg("--queue").arg(&q),
+            b"",
+        );
+        let err = stderr(&o);
+        assert_eq!(code(&o), want, "{err}");
+        for w in words {
+            assert!(err.contains(w), "{w:?} missing: {err}");
+        }
+        assert_eq!((queued(&q), failed(&q)), counts, "{err}");
+    };
+
+    spool_with("rcpt", "rejected@example.test");
+    flush(67, &["rejected@example.test", "554 5.7.1"], (0, 1));
+
+    spool_with("data", "refused-data@example.test");
+    flush(69, &["refused-data@example.test", "5.3.0"], (0, 2));
+
+    // Both in one run: a rejected recipient wins over another permanent failure (67 before
+    // 69, not the larger number nor the last message), both move to failed/.
+    spool_with("rcpt", "rejected@example.test");
+    spool_with("data", "refused-data@example.test");
+    flush(67, &["554 5.7.1", "5.3.0"], (0, 4));
+
+    // A temporary failure wins over both and its message stays queued.
+    spool_with("down", "later@example.test");
+    spool_with("rcpt", "rejected@example.test");
+    spool_with("data", "refused-data@example.test");
+    flush(75, &["later@example.test", "still queued"], (1, 6));
+
+    // A refused login wins over all: the message is fine, so it stays queued too.
+    spool_with("badauth", "authfail@example.test");
+    flush(77, &["535", "authfail@example.test"], (2, 6));
 }

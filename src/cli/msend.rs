@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{self, Config};
 use crate::exit;
-use crate::msend::deliver::{self, Options, Report, Route, Status};
+use crate::msend::deliver::{self, Options, RcptReport, Report, Route, Status};
 use crate::msend::message::{self, Prepare};
 use crate::msend::{compose, spool, Account, MsendConfig, TlsSetting};
 use crate::smtp::client::transport::Timeouts;
@@ -28,6 +28,11 @@ EXIT STATUS
   75  temporary failure (4xx, refused or timed-out connection, DNS trouble): retry later
   77  authentication failed              78  bad configuration
 Each failure prints one line naming the recipient, the server and its reply.
+--flush (and -q) exits by the same rule over all spooled messages together, the first that
+applies: 77 authentication failed (those messages stay queued), 75 a message stays queued (or
+another flush holds the spool), 67 a recipient rejected, 69 another permanent failure, 0 all
+delivered. Permanently failed messages are moved to DIR/failed. 64 without a spool (--queue DIR
+or queue =); 65 when the only problem is an unreadable spool file (left in place).
 
 FILES
   ~/.config/mailkit/msend.toml    accounts (the keys of the [msend] section, at top level)
@@ -42,6 +47,9 @@ ENVIRONMENT
 COMPATIBILITY
   -oi, -oem, -odi, -odb, -oee, -om, -bm, -B TYPE, -N DSN and -O OPTION are accepted and ignored
   (except -oi = -i). -bs runs an SMTP session on stdin/stdout; -bp is --list.
+  -q is --flush: it retries the spool once and exits. An attached interval (-q30m, -q1h) and
+  -qf are accepted and ignored: msend runs no queue daemon, so schedule -q with cron. Selecting
+  messages (-qI, -qR, -qS) is not supported (exit 64).
   With -t, recipients given as arguments are added to those found in the headers.";
 
 /// Command line of `msend`.
@@ -159,6 +167,11 @@ pub struct Args {
     /// List the spool.
     #[arg(long)]
     pub list: bool,
+
+    /// sendmail -q: the same as --flush. An attached interval (-q30m) or -qf is ignored: one
+    /// run, then exit (schedule it with cron).
+    #[arg(short = 'q', value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "")]
+    pub queue_run: Option<String>,
 
     /// Stop with QUIT after this stage: connect, banner, ehlo, tls, auth, mail, rcpt.
     #[arg(long, value_name = "STAGE", value_parser = ["connect", "banner", "ehlo", "tls", "auth", "mail", "rcpt"])]
@@ -512,8 +525,23 @@ fn run(args: Args) -> Result<u8> {
         let r = resolve_queue_only(&args, &cfg)?;
         return list(&r);
     }
+    let flushing = match &args.queue_run {
+        Some(v) => {
+            check_queue_run(v)?;
+            true
+        }
+        None => args.flush,
+    };
+    if flushing && !args.recipients.is_empty() {
+        // As Postfix's sendmail: "flush queue mode requires no recipient".
+        return Err(usage(format!(
+            "{} takes no recipients (got {})",
+            if args.flush { "--flush" } else { "-q" },
+            args.recipients.join(" ")
+        )));
+    }
     let res = resolve(&args, &cfg, hostname.clone(), None)?;
-    if args.flush {
+    if flushing {
         return flush(&args, &cfg, &res);
     }
     if mode == "s" {
@@ -619,6 +647,32 @@ fn run(args: Args) -> Result<u8> {
     finish(&res, &from, &msg, report)
 }
 
+/// Checks the value attached to sendmail's `-q`: nothing, `f` (foreground, which msend always
+/// is) or an interval such as `30m`/`1h30m` (sendmail's daemon period, ignored: one run). Queue
+/// selection (`-qI`, `-qR`, `-qS`) is refused rather than silently widened to the whole spool.
+fn check_queue_run(value: &str) -> Result<()> {
+    let interval = !value.is_empty()
+        && value.starts_with(|c: char| c.is_ascii_digit())
+        && value
+            .split_inclusive(|c: char| "smhdw".contains(c))
+            .all(|part| {
+                let digits = part.trim_end_matches(|c: char| "smhdw".contains(c));
+                !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && part.len() - digits.len() <= 1
+            });
+    if value.is_empty() || value == "f" || interval {
+        return Ok(());
+    }
+    if value.contains('@') {
+        // `-q user@host`: clap took the recipient as -q's value.
+        return Err(usage(format!("-q takes no recipients (got {value})")));
+    }
+    Err(usage(format!(
+        "-q{value} is not supported: use -q (or --flush) to retry the whole spool"
+    )))
+}
+
 /// Prints failures and spools temporary ones when a queue is configured; the exit code.
 fn finish(res: &Resolved, from: &str, msg: &[u8], mut report: Report) -> Result<u8> {
     let temp = report.temporary();
@@ -692,13 +746,18 @@ fn list(dir: &Path) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// `--flush`: every spooled message in order; removed only after the server's 250 for all its
-/// recipients; permanent failures are reported and moved to DIR/failed.
+/// `--flush` (and `-q`): every spooled message in order; removed only after the server's 250
+/// for all its recipients; permanent failures are reported and moved to DIR/failed. The exit
+/// code is [`Report::exit_code`] over all messages together, as for a direct send.
 fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
     let dir = res
         .queue
         .clone()
-        .ok_or_else(|| usage("--flush needs --queue DIR (or queue = in the configuration)"))?;
+        .ok_or_else(|| usage("--flush (-q) needs --queue DIR (or queue = in the configuration)"))?;
+    if res.opts.quit_after.is_some() {
+        // A session stopped early delivers nothing: the spool must not take it for delivered.
+        return Err(usage("--quit-after cannot be used with --flush (-q)"));
+    }
     let Some(_lock) = spool::lock(&dir)? else {
         eprintln!(
             "msend: {} is being flushed by another process",
@@ -706,13 +765,14 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
         );
         return Ok(exit::TEMPFAIL);
     };
-    let mut worst = exit::OK;
+    let mut all = Report::default();
+    let mut unreadable = false;
     for path in spool::list(&dir)? {
         let entry = match spool::read(&path) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("msend: skipping {}: {e:#}", path.display());
-                worst = worst.max(exit::DATAERR);
+                unreadable = true;
                 continue;
             }
         };
@@ -735,11 +795,17 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
             &entry.meta.rcpts,
             &entry.message,
         ))?;
-        let temp = report.temporary();
-        let failed: Vec<_> = report
+        // A refused login says nothing about the message: it stays queued for the next run
+        // (after the credentials are fixed), like a temporary failure.
+        let retry: Vec<&RcptReport> = report
             .rcpts
             .iter()
-            .filter(|r| r.status != Status::Sent && r.status != Status::Temporary)
+            .filter(|r| matches!(r.status, Status::Temporary | Status::AuthFailed))
+            .collect();
+        let failed: Vec<&RcptReport> = report
+            .rcpts
+            .iter()
+            .filter(|r| matches!(r.status, Status::RcptRejected | Status::Permanent))
             .collect();
         for f in &failed {
             eprintln!("msend: {}: permanent failure: {}", entry.id, f.detail);
@@ -750,7 +816,7 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
                 last_error: failed.first().map(|f| f.detail.clone()).unwrap_or_default(),
                 ..entry.meta.clone()
             };
-            if temp.is_empty() {
+            if retry.is_empty() {
                 let dest = spool::move_to_failed(&dir, &entry, &meta)?;
                 eprintln!("msend: {}: moved to {}", entry.id, dest.display());
             } else {
@@ -758,31 +824,27 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
                 let id = spool::put_failed(&dir, &meta, &entry.message)?;
                 eprintln!("msend: {}: failed recipients kept as failed/{id}", entry.id);
             }
-            worst = worst.max(exit::UNAVAILABLE);
         }
-        if !temp.is_empty() {
-            let last = report
-                .rcpts
-                .iter()
-                .find(|r| r.status == Status::Temporary)
-                .map(|r| r.detail.clone())
-                .unwrap_or_default();
-            eprintln!("msend: {}: still queued: {last}", entry.id);
+        if let Some(first) = retry.first() {
+            eprintln!("msend: {}: still queued: {}", entry.id, first.detail);
             let meta = spool::Meta {
-                rcpts: temp,
-                last_error: last,
+                rcpts: retry.iter().map(|r| r.rcpt.clone()).collect(),
+                last_error: first.detail.clone(),
                 ..entry.meta.clone()
             };
             spool::update(&dir, &entry, &meta)?;
-            worst = worst.max(exit::TEMPFAIL);
         } else if failed.is_empty() {
             spool::remove(&entry)?;
             if args.verbose {
                 eprintln!("msend: {}: delivered", entry.id);
             }
         }
+        all.absorb(report);
     }
-    Ok(worst)
+    Ok(match all.exit_code() {
+        exit::OK if unreadable => exit::DATAERR,
+        code => code,
+    })
 }
 
 /// `-bs`: SMTP on stdin/stdout; each message goes onward as configured, then is answered.

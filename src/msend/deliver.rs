@@ -108,6 +108,13 @@ impl Report {
         }
     }
 
+    /// Adds the results of another send, so that [`Report::exit_code`] covers several messages
+    /// (`--flush` exits by the same rule as a direct send).
+    pub fn absorb(&mut self, other: Report) {
+        self.rcpts.extend(other.rcpts);
+        self.stopped = self.stopped.or(other.stopped);
+    }
+
     /// Recipients that failed temporarily (to spool).
     pub fn temporary(&self) -> Vec<String> {
         self.rcpts
@@ -272,3 +279,43 @@ fn status_of(f: &Failure) -> Status {
 
 /// A default timeout for interactive use (`--timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(status: Status) -> Report {
+        Report {
+            rcpts: vec![RcptReport {
+                rcpt: "r@example.test".into(),
+                status,
+                detail: String::new(),
+            }],
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn absorbed_reports_exit_by_the_worst_in_documented_order() {
+        // 77 auth, 75 temporary, 67 recipient rejected, 69 other permanent, 0 sent: the order
+        // is not numeric (67 beats 69).
+        let order = [
+            (Status::AuthFailed, exit::NOPERM),
+            (Status::Temporary, exit::TEMPFAIL),
+            (Status::RcptRejected, exit::NOUSER),
+            (Status::Permanent, exit::UNAVAILABLE),
+            (Status::Sent, exit::OK),
+        ];
+        for (i, (worse, code)) in order.iter().enumerate() {
+            for (better, _) in &order[i..] {
+                for (a, b) in [(worse, better), (better, worse)] {
+                    let mut all = Report::default();
+                    all.absorb(one(a.clone()));
+                    all.absorb(one(b.clone()));
+                    assert_eq!(all.exit_code(), *code, "{a:?} + {b:?}");
+                }
+            }
+        }
+        assert_eq!(Report::default().exit_code(), exit::OK);
+    }
+}
