@@ -34,6 +34,13 @@ const PASSWD: &str = "alice:{PLAIN}password::::::\nbob:{PLAIN}password::::::\n";
 impl Mrelayd {
     /// Writes the config into `dir` (extra TOML appended to [mrelayd]) and starts the daemon.
     fn start(dir: &Path, mrelayd_extra: &str, top_extra: &str) -> Mrelayd {
+        let mut m = Mrelayd::configure(dir, mrelayd_extra, top_extra);
+        m.restart();
+        m
+    }
+
+    /// Writes the config, users and aliases into `dir` without starting anything.
+    fn configure(dir: &Path, mrelayd_extra: &str, top_extra: &str) -> Mrelayd {
         let (smtp, submission, submissions) = (
             common::free_port(),
             common::free_port(),
@@ -63,7 +70,7 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
             aliases = aliases.display(),
         );
         std::fs::write(&config, text).unwrap();
-        let mut m = Mrelayd {
+        Mrelayd {
             dir: dir.to_path_buf(),
             config,
             smtp,
@@ -71,9 +78,7 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
             submissions,
             child: None,
             log: dir.join("mrelayd.log"),
-        };
-        m.restart();
-        m
+        }
     }
 
     fn restart(&mut self) {
@@ -151,6 +156,23 @@ fn swaks(args: &[&str]) -> (bool, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
+}
+
+/// swaks: a plain message from `s@remote.test` to `to` on `port`, plus `extra` swaks options.
+fn send_from_remote(port: u16, to: &str, extra: &[&str]) -> (bool, String) {
+    let port = port.to_string();
+    let mut args = vec![
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--from",
+        "s@remote.test",
+        "--to",
+        to,
+    ];
+    args.extend_from_slice(extra);
+    swaks(&args)
 }
 
 fn python(script: &str, args: &[&str]) -> (bool, String) {
@@ -594,19 +616,7 @@ fn aliases_pipes_subaddress_and_queue_cli() {
     )
     .unwrap();
     let m = Mrelayd::start(dir.path(), "", "");
-    let port = m.smtp.to_string();
-    let send = |to: &str| {
-        swaks(&[
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--from",
-            "s@remote.test",
-            "--to",
-            to,
-        ])
-    };
+    let send = |to: &str| send_from_remote(m.smtp, to, &[]);
     assert!(send("team@example.test").0);
     assert_eq!(wait_messages(&m.maildir("alice"), 1).len(), 1);
     assert_eq!(wait_messages(&m.maildir("bob"), 1).len(), 1);
@@ -1132,4 +1142,187 @@ fn quickstart_creates_a_working_config_and_reuses_it() {
         "{text}"
     );
     assert!(demo.join("mail/demo/Maildir/new").is_dir() && demo.join("cert.pem").exists());
+}
+
+/// Reads one (possibly multi-line) SMTP reply.
+fn reply(r: &mut impl std::io::BufRead) -> String {
+    let mut out = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return out;
+        }
+        out.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] == b' ' {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn command_and_data_phases_have_their_own_timeouts() {
+    let dir = common::scratch();
+    // Both pauses below are 2 s: longer than the command timeout, shorter than the data timeout.
+    let m = Mrelayd::start(
+        dir.path(),
+        "idle_timeout_secs = 1\ndata_timeout_secs = 3",
+        "",
+    );
+    let pause = Duration::from_secs(2);
+    let mut s = TcpStream::connect(("127.0.0.1", m.smtp)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    assert!(reply(&mut r).starts_with("220 "));
+    s.write_all(
+        b"EHLO slow.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
+    )
+    .unwrap();
+    for want in ["250", "250", "250", "354"] {
+        let got = reply(&mut r);
+        assert!(got.starts_with(want), "want {want}, got {got:?}");
+    }
+    // A client that stalls mid-message is waited for (RFC 5321 §4.5.3.2.5)...
+    s.write_all(b"Subject: slow\r\n\r\nfirst half\r\n").unwrap();
+    std::thread::sleep(pause);
+    s.write_all(b"second half\r\n.\r\n").unwrap();
+    let got = reply(&mut r);
+    assert!(got.starts_with("250 "), "{got:?}; log: {}", m.log_text());
+    // ...but an idle one between commands gets 421 and is disconnected.
+    std::thread::sleep(pause);
+    // Had the session still been open, this NOOP would be answered with 250.
+    let _ = s.write_all(b"NOOP\r\n");
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("421 4.4.2 "), "{rest:?}");
+    assert!(!rest.contains("250"), "{rest:?}");
+    let msgs = wait_messages(&m.maildir("alice"), 1);
+    assert_eq!(msgs.len(), 1);
+    // (Maildir files have LF line ends.)
+    let text = String::from_utf8_lossy(&msgs[0]).replace("\r\n", "\n");
+    assert!(text.contains("first half\nsecond half\n"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("timeout waiting for a command") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn aliases_file_changes_apply_without_restart() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let aliases = dir.path().join("aliases");
+    let send = |to: &str| send_from_remote(m.smtp, to, &[]);
+    let (ok, out) = send("helpdesk@example.test");
+    assert!(!ok && out.contains("5.1.1"), "{out}");
+    // A new alias, edited in place: picked up at most a second later, at RCPT time.
+    std::fs::write(&aliases, "postmaster: alice\nhelpdesk: bob\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (ok, out) = send("helpdesk@example.test");
+        if ok {
+            break;
+        }
+        assert!(
+            out.contains("5.1.1") && Instant::now() < deadline,
+            "{out}; log: {}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = wait_messages(&m.maildir("bob"), 1);
+    assert_eq!(got.len(), 1, "{}", m.log_text());
+    assert!(String::from_utf8_lossy(&got[0]).contains("helpdesk@example.test"));
+    assert!(
+        m.log_text().contains("reloaded, 2 aliases"),
+        "{}",
+        m.log_text()
+    );
+    // A broken file: the old rules keep working and the log says why, once.
+    std::fs::write(
+        &aliases,
+        "postmaster: alice\nhelpdesk: bob\nthis line has no colon\n",
+    )
+    .unwrap();
+    let why = format!("aliases {}:3: expected", aliases.display());
+    let mut sent = 1;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !m.log_text().contains(&why) {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        let (ok, out) = send("helpdesk@example.test");
+        assert!(ok, "{out}; log: {}", m.log_text());
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Past another check interval, still served by the old table, and not logged again.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (ok, out) = send("helpdesk@example.test");
+    assert!(ok, "{out}");
+    sent += 1;
+    assert_eq!(wait_messages(&m.maildir("bob"), sent).len(), sent);
+    let log = m.log_text();
+    assert_eq!(log.matches(&why).count(), 1, "{log}");
+    assert!(
+        log.contains("keeping the previous aliases (2 entries)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn serve_under_systemd_socket_activation() {
+    let dir = common::scratch();
+    let mut m = Mrelayd::configure(dir.path(), "", "");
+    // Two sockets in the other order than the config's listeners: matched by name, not place.
+    // The config's own addresses (m.smtp, ...) are not used when sockets are passed.
+    let (sub, smtp) = (common::free_port(), common::free_port());
+    let log = std::fs::File::create(&m.log).unwrap();
+    m.child = Some(
+        Command::new("systemd-socket-activate")
+            .arg(format!("--listen=127.0.0.1:{sub}"))
+            .arg(format!("--listen=127.0.0.1:{smtp}"))
+            .arg("--fdname=submission:smtp")
+            .arg(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&m.config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    // systemd-socket-activate execs mrelayd on the first connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", smtp)).is_err() {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, out) = send_from_remote(
+        smtp,
+        "alice@example.test",
+        &["--header", "Subject: socket activated"],
+    );
+    assert!(ok, "{out}; log: {}", m.log_text());
+    let got = wait_messages(&m.maildir("alice"), 1);
+    assert_eq!(got.len(), 1, "{}", m.log_text());
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: socket activated"));
+    // The other socket has the submission role: no mail without AUTH.
+    let out = raw(
+        sub,
+        b"EHLO c.test\r\nMAIL FROM:<alice@example.test>\r\nQUIT\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(codes(&out), ["220", "250", "530", "221"], "{out}");
+    let log = m.log_text();
+    for l in [
+        format!("listening on 127.0.0.1:{smtp} (smtp)"),
+        format!("listening on 127.0.0.1:{sub} (submission)"),
+    ] {
+        assert!(log.contains(&l), "{l}: {log}");
+    }
+    assert!(
+        !log.contains(&format!("listening on 127.0.0.1:{} ", m.smtp)),
+        "{log}"
+    );
 }

@@ -26,7 +26,9 @@ EXIT STATUS:
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd] listen, queue_dir, aliases, catch_all,
-                              recipient_delimiter, trusted_networks, any_sender, limits;
+                              recipient_delimiter, trusted_networks, any_sender, limits,
+                              idle_timeout_secs (wait for a command, default 300),
+                              data_timeout_secs (each read of DATA, default 600);
                               [mrelayd.remote] resolver, port, helo_name, tls (none, may,
                               encrypt, verify), ca_file, relayhost, relayhost_tls,
                               relayhost_user, relayhost_password_command,
@@ -37,7 +39,8 @@ FILES:
                               shared [users] (passwd_file, mail_location, domains), [tls],
                               [auth], [run_as]
   <state_dir>/queue/          the queue: tmp/, msg/, hold/, state/ (see the queue module docs)
-  aliases file                name: target, target2, |command, /path/to/Maildir/
+  aliases file                name: target, target2, |command, /path/to/Maildir/ (re-read
+                              when it changes; a broken edit is logged, the last good one kept)
 
 ENVIRONMENT:
   MAILKIT_CONFIG   configuration file when -c is not given

@@ -193,6 +193,7 @@ pub fn serve(config: &Config, relay: &RelayConfig) -> Result<()> {
 }
 
 /// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mrelayd]` limits.
+/// The session switches between the command and data timeouts itself ([`session`]).
 fn settings(config: &Config, relay: &RelayConfig) -> Result<Settings> {
     Settings::from_config(
         config,
@@ -264,6 +265,9 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
         user: None,
         role,
     };
+    // RFC 5321 §4.5.3.2: one wait for the next command, another for each piece of content.
+    let command_timeout = Duration::from_secs(d.relay.idle_timeout_secs.max(1));
+    let data_timeout = Duration::from_secs(d.relay.data_timeout_secs.max(1));
     if role == Role::Smtp && d.relay.greet_pause_ms > 0 {
         let pause = Duration::from_millis(d.relay.greet_pause_ms);
         if conn.input_pending_within(pause).await? {
@@ -279,6 +283,12 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
         let ev = s.poll();
         match ev {
             Event::NeedInput => {
+                let in_data = s.in_data();
+                conn.set_idle_timeout(if in_data {
+                    data_timeout
+                } else {
+                    command_timeout
+                });
                 conn.queue(&s.take_output());
                 // Flush only when the client has nothing more buffered (RFC 2920 batching).
                 if !conn.has_buffered_input() {
@@ -291,7 +301,8 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
                         s.timeout();
                         conn.queue(&s.take_output());
                         let _ = conn.close().await;
-                        log::line(format_args!("{who}: timeout"));
+                        let waiting = if in_data { "message data" } else { "a command" };
+                        log::line(format_args!("{who}: timeout waiting for {waiting}"));
                         return Ok(());
                     }
                     Err(e) => return Err(e.into()),

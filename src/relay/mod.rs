@@ -20,7 +20,7 @@
 //!   { address = "0.0.0.0:465", role = "submissions" },  # implicit TLS, AUTH required
 //! ]
 //! queue_dir = "/var/lib/mailkit/queue"   # default: <state_dir>/queue
-//! aliases = "/etc/mailkit/aliases"       # optional, see relay::aliases
+//! aliases = "/etc/mailkit/aliases"       # optional, see relay::aliases; followed while running
 //! catch_all = "postmaster"               # optional: unknown local users go here instead of 550
 //! recipient_delimiter = "+"              # user+tag@domain → user, EXT=tag ("" turns it off)
 //! trusted_networks = ["127.0.0.0/8", "::1/128"]  # may relay without AUTH (smtp role)
@@ -29,7 +29,8 @@
 //! max_recipients = 100                   # per transaction (452 4.5.3 beyond)
 //! max_errors = 10                        # bad commands before 421 and disconnect
 //! greet_pause_ms = 0                     # smtp role: wait this long for early talkers
-//! idle_timeout_secs = 300                # RFC 5321 §4.5.3.2.7
+//! idle_timeout_secs = 300                # wait for a command (RFC 5321 §4.5.3.2.7)
+//! data_timeout_secs = 600                # wait for each read of DATA/BDAT content (§4.5.3.2.5)
 //! max_connections = 200
 //! max_per_ip = 20
 //! delivery_workers = 20                  # parallel deliveries (local and remote)
@@ -58,7 +59,7 @@ use serde::Deserialize;
 use crate::auth::Authenticator;
 use crate::smtp::command::Mailbox;
 use crate::smtp::reply::Reply;
-use aliases::{AliasTarget, Aliases};
+use aliases::{AliasTarget, Aliases, AliasesFile};
 
 /// Deepest alias expansion before it is called a loop.
 pub const MAX_ALIAS_DEPTH: usize = 20;
@@ -142,8 +143,12 @@ pub struct RelayConfig {
     pub max_errors: u32,
     /// smtp role: wait this long before the greeting and refuse clients that talk first.
     pub greet_pause_ms: u64,
-    /// Idle timeout per read/write.
+    /// How long a session waits for the client's next command, and for each write (RFC 5321
+    /// §4.5.3.2.7: at least 5 minutes); then 421 4.4.2 and disconnect.
     pub idle_timeout_secs: u64,
+    /// How long each read may wait while message content (DATA or BDAT) is arriving (RFC 5321
+    /// §4.5.3.2.5); then 421 4.4.2, the partial message is dropped, and disconnect.
+    pub data_timeout_secs: u64,
     /// Concurrent sessions.
     pub max_connections: usize,
     /// Concurrent sessions per IP.
@@ -174,6 +179,7 @@ impl Default for RelayConfig {
             max_errors: crate::smtp::server::DEFAULT_MAX_ERRORS,
             greet_pause_ms: 0,
             idle_timeout_secs: crate::smtp::server::COMMAND_TIMEOUT_SECS,
+            data_timeout_secs: crate::smtp::server::DATA_TIMEOUT_SECS,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             max_per_ip: crate::server::DEFAULT_MAX_PER_IP,
             delivery_workers: DEFAULT_DELIVERY_WORKERS,
@@ -358,8 +364,8 @@ pub struct Router {
     /// Our host name (`Postmaster` without a domain is `postmaster@hostname`'s local user).
     pub hostname: String,
     auth: Arc<Authenticator>,
-    aliases: Aliases,
-    aliases_path: Option<PathBuf>,
+    /// Followed while running: edits apply without a restart.
+    aliases: Option<AliasesFile>,
     catch_all: Option<String>,
     delimiter: String,
     trusted: Vec<Cidr>,
@@ -389,11 +395,11 @@ impl Router {
                 )
             })?);
         }
-        let aliases_path = relay.aliases.as_ref().map(|p| config.resolve(p));
-        let aliases = match &aliases_path {
-            Some(p) => Aliases::load(p)?,
-            None => Aliases::default(),
-        };
+        let aliases = relay
+            .aliases
+            .as_ref()
+            .map(|p| AliasesFile::open(&config.resolve(p)))
+            .transpose()?;
         let mut domains: Vec<String> = config
             .users
             .domains
@@ -408,7 +414,6 @@ impl Router {
             hostname: config.hostname.clone(),
             auth,
             aliases,
-            aliases_path,
             catch_all: relay.catch_all.clone(),
             delimiter: relay.recipient_delimiter.clone(),
             trusted,
@@ -418,7 +423,7 @@ impl Router {
 
     /// The aliases file in use.
     pub fn aliases_path(&self) -> Option<&std::path::Path> {
-        self.aliases_path.as_deref()
+        self.aliases.as_ref().map(AliasesFile::path)
     }
 
     /// Whether `domain` is one of ours (address literals of our own addresses are not handled).
@@ -447,7 +452,15 @@ impl Router {
                 trace: vec![format!("{domain} is not a local domain: remote delivery")],
             };
         }
-        let mut st = Expansion::default();
+        // One table for the whole expansion, even if the file is reloaded meanwhile.
+        let mut st = Expansion {
+            aliases: self
+                .aliases
+                .as_ref()
+                .map(AliasesFile::current)
+                .unwrap_or_default(),
+            ..Expansion::default()
+        };
         match self.expand(local, &domain, None, &mut st, 0) {
             Ok(true) => {}
             Ok(false) => {
@@ -503,11 +516,11 @@ impl Router {
         let full = format!("{local}@{domain}").to_lowercase();
         let in_chain = st.chain.contains(&full);
         if !in_chain {
-            let alias = self
-                .aliases
+            let aliases = st.aliases.clone();
+            let alias = aliases
                 .get(&full)
                 .map(|a| (a, full.clone()))
-                .or_else(|| self.aliases.get(local).map(|a| (a, local.to_lowercase())));
+                .or_else(|| aliases.get(local).map(|a| (a, local.to_lowercase())));
             if let Some(((targets, line), key)) = alias {
                 st.trace.push(format!("alias {key} (aliases line {line})"));
                 st.chain.push(full.clone());
@@ -735,6 +748,7 @@ impl Router {
 
 #[derive(Default)]
 struct Expansion {
+    aliases: Arc<Aliases>,
     targets: BTreeSet<Target>,
     trace: Vec<String>,
     chain: Vec<String>,

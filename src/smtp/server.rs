@@ -34,9 +34,10 @@ pub const DEFAULT_MAX_ERRORS: u32 = 10;
 pub const MAX_AUTH_LINE: usize = 12288;
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
 pub const COMMAND_TIMEOUT_SECS: u64 = 300;
-/// RFC 5321 §4.5.3.2.5-6: data block and DATA termination timeouts (3 and 10 minutes on the
-/// client side); the server applies 5 minutes per read while receiving data.
-pub const DATA_TIMEOUT_SECS: u64 = 300;
+/// Wait for each read while receiving DATA or BDAT content. RFC 5321 §4.5.3.2.5 lets a client
+/// take 3 minutes to send each data block, and §4.5.3.2.7's 5 minutes is for commands only; 10
+/// minutes per read leaves a slow link ample room and still frees a dead session.
+pub const DATA_TIMEOUT_SECS: u64 = 600;
 
 /// What this listener offers and requires.
 #[derive(Debug, Clone)]
