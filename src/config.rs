@@ -320,6 +320,104 @@ impl Config {
     }
 }
 
+/// Identity of a file's version: mtime, size, inode, device (a rename into place is a change).
+type Stamp = Option<(std::time::SystemTime, u64, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino(), m.dev()))
+}
+
+/// A file a running daemon follows (the passwd-file, the aliases file): read at start, re-read
+/// when it changes (looked at no more often than `check_interval`). A version that fails to
+/// load is logged once and ignored, keeping the last good contents: a half-written file must
+/// not lock users out or drop mail.
+pub struct Reloading<T> {
+    path: PathBuf,
+    what: &'static str,
+    load: fn(&Path) -> Result<T>,
+    /// How often the file is looked at, at most.
+    pub check_interval: std::time::Duration,
+    state: std::sync::Mutex<Loaded<T>>,
+}
+
+struct Loaded<T> {
+    /// The version last looked at (loaded, or refused and logged).
+    stamp: Stamp,
+    checked: std::time::Instant,
+    value: std::sync::Arc<T>,
+}
+
+impl<T> std::fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloading")
+            .field("path", &self.path)
+            .field("what", &self.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Reloading<T> {
+    /// Loads `path` with `load`; an error here is the caller's (at start a bad file is a
+    /// configuration error). `what` names the file in log lines.
+    pub fn open(
+        path: &Path,
+        what: &'static str,
+        load: fn(&Path) -> Result<T>,
+        check_interval: std::time::Duration,
+    ) -> Result<Reloading<T>> {
+        // The stamp is taken before reading, so a change during the read is seen next time.
+        let st = stamp(path);
+        let value = load(path)?;
+        Ok(Reloading {
+            path: path.to_path_buf(),
+            what,
+            load,
+            check_interval,
+            state: std::sync::Mutex::new(Loaded {
+                stamp: st,
+                checked: std::time::Instant::now(),
+                value: std::sync::Arc::new(value),
+            }),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The contents in force, after re-reading the file if it changed.
+    pub fn current(&self) -> std::sync::Arc<T> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.checked.elapsed() < self.check_interval {
+            return st.value.clone();
+        }
+        st.checked = std::time::Instant::now();
+        let now = stamp(&self.path);
+        if now == st.stamp {
+            return st.value.clone();
+        }
+        st.stamp = now;
+        match (self.load)(&self.path) {
+            Ok(v) => {
+                crate::server::log::line(format_args!(
+                    "{} {}: reloaded",
+                    self.what,
+                    self.path.display()
+                ));
+                st.value = std::sync::Arc::new(v);
+            }
+            // The load error names the file and line already.
+            Err(e) => {
+                crate::server::log::line(format_args!("{e:#}; keeping the previous {}", self.what))
+            }
+        }
+        st.value.clone()
+    }
+}
+
 /// Reads a standalone TOML file (such as `~/.config/mailkit/msend.toml`) into `T`, with the same
 /// `FILE:LINE: key `x`: why` errors (exit code 78) as [`Config::section`].
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T> {

@@ -1235,7 +1235,8 @@ fn aliases_file_changes_apply_without_restart() {
     assert_eq!(got.len(), 1, "{}", m.log_text());
     assert!(String::from_utf8_lossy(&got[0]).contains("helpdesk@example.test"));
     assert!(
-        m.log_text().contains("reloaded, 2 aliases"),
+        m.log_text()
+            .contains(&format!("aliases {}: reloaded", aliases.display())),
         "{}",
         m.log_text()
     );
@@ -1263,10 +1264,7 @@ fn aliases_file_changes_apply_without_restart() {
     assert_eq!(wait_messages(&m.maildir("bob"), sent).len(), sent);
     let log = m.log_text();
     assert_eq!(log.matches(&why).count(), 1, "{log}");
-    assert!(
-        log.contains("keeping the previous aliases (2 entries)"),
-        "{log}"
-    );
+    assert!(log.contains("; keeping the previous aliases"), "{log}");
 }
 
 #[test]

@@ -28,8 +28,8 @@ pub mod throttle;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
@@ -41,7 +41,7 @@ pub use sasl::{
 pub use scheme::{hash_password, PasswordError, Scheme, StoredPassword};
 pub use throttle::{LoginThrottle, ThrottleConfig};
 
-use crate::config::Config;
+use crate::config::{Config, Reloading};
 use crate::exit;
 
 /// A passwd-file larger than this is refused (bounds memory; a million users fit easily).
@@ -503,50 +503,13 @@ pub struct Verdict {
     pub delay: Duration,
 }
 
-/// File identity used to notice a changed passwd-file.
-type Stamp = Option<(SystemTime, u64, u64)>;
+/// The passwd-file of a running program, re-read when it changes (like Dovecot); a version
+/// that fails to load keeps the last good users (see [`Reloading`]).
+type PasswdFile = Reloading<UserDb>;
 
-fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
-}
-
-#[derive(Debug)]
-struct PasswdFile {
-    path: PathBuf,
-    state: RwLock<(Stamp, Arc<UserDb>)>,
-}
-
-impl PasswdFile {
-    fn open(path: &Path) -> Result<PasswdFile> {
-        let st = stamp(path);
-        let db = UserDb::load(path)?;
-        Ok(PasswdFile {
-            path: path.to_path_buf(),
-            state: RwLock::new((st, Arc::new(db))),
-        })
-    }
-
-    /// The current users, re-read when the file changed. A file that fails to load keeps the
-    /// last good users (a half-written file must not lock everyone out).
-    fn current(&self) -> Arc<UserDb> {
-        let now = stamp(&self.path);
-        {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if state.0 == now || now.is_none() {
-                return state.1.clone();
-            }
-        }
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if state.0 != now {
-            if let Ok(db) = UserDb::load(&self.path) {
-                state.1 = Arc::new(db);
-            }
-            state.0 = now;
-        }
-        state.1.clone()
-    }
+fn open_passwd(path: &Path) -> Result<PasswdFile> {
+    // Looked at on every login: a password change applies to the next one.
+    Reloading::open(path, "passwd-file", UserDb::load, Duration::ZERO)
 }
 
 /// The one login check: a passwd-file and/or a checkpassword program, behind a [`LoginThrottle`].
@@ -568,7 +531,7 @@ impl Authenticator {
         let a = match &config.auth.checkpassword {
             Some(argv) => {
                 let passwd = if path.exists() {
-                    Some(PasswdFile::open(path).map_err(config_fail)?)
+                    Some(open_passwd(path).map_err(config_fail)?)
                 } else {
                     None
                 };
@@ -590,7 +553,7 @@ impl Authenticator {
     /// Passwd-file backend.
     pub fn passwd_file(path: &Path, throttle: ThrottleConfig) -> Result<Authenticator> {
         Ok(Authenticator {
-            passwd: Some(PasswdFile::open(path)?),
+            passwd: Some(open_passwd(path)?),
             checkpassword: None,
             throttle: LoginThrottle::new(throttle),
             mail_location: crate::config::DEFAULT_MAIL_LOCATION.to_string(),
@@ -604,7 +567,7 @@ impl Authenticator {
         throttle: ThrottleConfig,
     ) -> Result<Authenticator> {
         Ok(Authenticator {
-            passwd: passwd.map(PasswdFile::open).transpose()?,
+            passwd: passwd.map(open_passwd).transpose()?,
             checkpassword: Some(program),
             throttle: LoginThrottle::new(throttle),
             mail_location: crate::config::DEFAULT_MAIL_LOCATION.to_string(),

@@ -19,13 +19,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use crate::config::Reloading;
 use crate::exit;
-use crate::server::log;
 
 /// Largest aliases file read (bytes).
 pub const MAX_ALIASES_SIZE: u64 = 16 * 1024 * 1024;
@@ -151,86 +151,14 @@ impl Aliases {
 
 /// Which version of the file was read: modification time, size, inode and device. An edit in
 /// place changes the first two, a `mv` into place the inode.
-type Stamp = Option<(SystemTime, u64, u64, u64)>;
+/// The aliases file of a running daemon: re-read when it changes, at most once per
+/// [`RELOAD_CHECK_INTERVAL`]; a broken edit keeps the previous table (see [`Reloading`]).
+pub type AliasesFile = Reloading<Aliases>;
 
-fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino(), m.dev()))
-}
-
-/// The aliases file of a running daemon, re-read when it changes.
-///
-/// [`current`](Self::current) looks at the file at most once per [`RELOAD_CHECK_INTERVAL`], when
-/// a recipient is resolved. A changed file that cannot be read or does not parse is logged once
-/// (one line saying why) and the previous table stays in force: a typo in the file must never
-/// refuse or bounce mail that the last good version accepted.
-#[derive(Debug)]
-pub struct AliasesFile {
-    path: PathBuf,
-    check_interval: Duration,
-    state: Mutex<Loaded>,
-}
-
-#[derive(Debug)]
-struct Loaded {
-    /// The version last looked at (loaded, or refused and logged).
-    stamp: Stamp,
-    checked: Instant,
-    aliases: Arc<Aliases>,
-}
-
-impl AliasesFile {
-    /// Reads `path`. At start a file that cannot be read or parsed is an error (exit 78 for a
-    /// syntax error): the daemon does not start without its aliases.
-    pub fn open(path: &Path) -> Result<AliasesFile> {
-        // The stamp is taken before reading, so a change during the read is seen next time.
-        let stamp = stamp(path);
-        let aliases = Aliases::load(path)?;
-        Ok(AliasesFile {
-            path: path.to_path_buf(),
-            check_interval: RELOAD_CHECK_INTERVAL,
-            state: Mutex::new(Loaded {
-                stamp,
-                checked: Instant::now(),
-                aliases: Arc::new(aliases),
-            }),
-        })
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The table in force, after re-reading the file if it changed (see the type's docs).
-    pub fn current(&self) -> Arc<Aliases> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.checked.elapsed() < self.check_interval {
-            return st.aliases.clone();
-        }
-        st.checked = Instant::now();
-        let now = stamp(&self.path);
-        if now == st.stamp {
-            return st.aliases.clone();
-        }
-        st.stamp = now;
-        match Aliases::load(&self.path) {
-            Ok(a) => {
-                log::line(format_args!(
-                    "aliases {}: reloaded, {} aliases",
-                    self.path.display(),
-                    a.len()
-                ));
-                st.aliases = Arc::new(a);
-            }
-            Err(e) => log::line(format_args!(
-                "{e:#}; keeping the previous aliases ({} entries)",
-                st.aliases.len()
-            )),
-        }
-        st.aliases.clone()
-    }
+/// Opens the aliases file for a running daemon. At start a file that cannot be read or parsed
+/// is an error (exit 78 for a syntax error): the daemon does not start without its aliases.
+pub fn open(path: &Path) -> Result<AliasesFile> {
+    Reloading::open(path, "aliases", Aliases::load, RELOAD_CHECK_INTERVAL)
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -304,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aliases");
         std::fs::write(&path, "a: alice\n").unwrap();
-        let mut f = AliasesFile::open(&path).unwrap();
+        let mut f = open(&path).unwrap();
         // Within the interval the file is not even looked at.
         std::fs::write(&path, "a: alice\nb: bob\n").unwrap();
         assert!(f.current().get("b").is_none());
@@ -326,7 +254,7 @@ mod tests {
         assert!(a.get("c").is_some() && a.get("a").is_none());
         // At start, a bad file is a config error.
         std::fs::write(&path, "nocolon\n").unwrap();
-        let e = AliasesFile::open(&path).unwrap_err();
+        let e = open(&path).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::CONFIG);
     }
 

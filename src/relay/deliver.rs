@@ -454,9 +454,6 @@ impl Deliverer {
                 }
             })
             .collect();
-        if rcpts.is_empty() {
-            return Ok(());
-        }
         self.queue_dsn(
             id,
             env,
@@ -491,9 +488,6 @@ impl Deliverer {
                 dsn_recipient(r, &r.address, f, DsnAction::Delayed, now, Some(until))
             })
             .collect();
-        if rcpts.is_empty() {
-            return Ok(());
-        }
         self.queue_dsn(
             id,
             env,
@@ -516,6 +510,9 @@ impl Deliverer {
         now: u64,
         what: &str,
     ) -> io::Result<()> {
+        if recipients.is_empty() {
+            return Ok(());
+        }
         let dsn = dsn::build(&DsnInput {
             reporting_mta: &self.hostname,
             envid: env.envid.as_deref(),

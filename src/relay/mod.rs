@@ -398,7 +398,7 @@ impl Router {
         let aliases = relay
             .aliases
             .as_ref()
-            .map(|p| AliasesFile::open(&config.resolve(p)))
+            .map(|p| aliases::open(&config.resolve(p)))
             .transpose()?;
         let mut domains: Vec<String> = config
             .users

@@ -669,11 +669,6 @@ impl Remote {
         message: &[u8],
     ) -> Delivery {
         let limit = self.config.max_recipients_per_transaction.max(1);
-        if rcpts.len() <= limit {
-            return self
-                .transaction(hop, sender, mail_params, rcpts, message)
-                .await;
-        }
         let mut all = Delivery::default();
         for chunk in rcpts.chunks(limit) {
             let d = self
