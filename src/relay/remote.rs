@@ -670,7 +670,13 @@ impl Remote {
     ) -> Delivery {
         let limit = self.config.max_recipients_per_transaction.max(1);
         let mut all = Delivery::default();
-        for chunk in rcpts.chunks(limit) {
+        // No recipients still means one session (msend --quit-after tests a server that way).
+        let chunks: Vec<&[RemoteRcpt]> = if rcpts.is_empty() {
+            vec![rcpts]
+        } else {
+            rcpts.chunks(limit).collect()
+        };
+        for chunk in chunks {
             let d = self
                 .transaction(hop, sender, mail_params, chunk, message)
                 .await;
