@@ -2193,3 +2193,30 @@ fn ipv6_only_mx_is_reached_over_ipv6() {
     );
     m.wait_queue_empty();
 }
+
+/// A relayhost that refuses our login (535) defers the mail with the reason in the queue: a
+/// wrong relay password is the admin's to fix, never a reason to bounce everything.
+#[test]
+fn relayhost_login_refused_defers_instead_of_bouncing() {
+    let w = World::new(33, "");
+    let m = w.start(
+        "m",
+        Setup {
+            domain: "local.test",
+            ..w.setup_a(&format!(
+                "relayhost = \"[127.0.0.1]:{}\"\nrelayhost_tls = \"starttls\"\n\
+                 ca_file = \"{}\"\nrelayhost_user = \"alice\"\n\
+                 relayhost_password_command = \"echo wrong-password\"",
+                common::peer("PEER_SUBMISSION_PORT"),
+                common::peer("PEER_CA_FILE")
+            ))
+        },
+    );
+    let sent = m.mail(&["carol@example.test"]).send("badlogin");
+    let q = m.wait_queue("the 535 in the listing", |q| {
+        q.contains(sent.id()) && q.contains("<carol@example.test>") && q.contains("535")
+    });
+    assert!(q.contains("next try"), "{q}");
+    m.assert_logged("status=deferred dsn=4.7.0");
+    assert!(!m.log_text().contains("status=bounced"), "{}", m.log_text());
+}

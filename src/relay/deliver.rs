@@ -190,6 +190,15 @@ impl Deliverer {
 
         for (job, result) in jobs.iter().zip(self.deliver_remote(&env, &jobs, &message)) {
             let done = status.delivered_targets.entry(job.index).or_default();
+            // A relayhost refusing our login is our configuration's fault, not the mail's:
+            // defer and let the admin fix it (as Postfix does), never bounce everything.
+            let result = result.map_err(|mut f| {
+                if f.stage == Some(crate::smtp::client::Stage::Auth) {
+                    f.temporary = true;
+                    f.status = "4.7.0".into();
+                }
+                f
+            });
             match result {
                 Ok(sent) => {
                     relays
