@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::exit;
 use crate::relay::remote::{
-    ClientOptions, NextHop, RelayhostTls, Remote, RemoteConfig, RemoteRcpt, TlsPolicy,
+    ClientOptions, RelayhostTls, Remote, RemoteConfig, RemoteRcpt, TlsPolicy,
 };
 use crate::relay::Failure;
 use crate::smtp::client::transport::Timeouts;
@@ -181,85 +181,41 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
             return report;
         }
     };
-    // Recipients grouped by next hop (one smarthost, or one MX route per domain).
-    let mut groups: Vec<(NextHop, Vec<String>)> = Vec::new();
-    for r in rcpts {
-        let hop = match (&opts.route, r.rsplit_once('@')) {
-            (Route::Server { .. }, _) => remote.next_hop(""),
-            (Route::Direct { .. }, Some((_, d))) if !d.is_empty() => remote.next_hop(d),
-            (Route::Direct { .. }, _) => {
-                report.fail_all(
-                    std::slice::from_ref(r),
-                    Status::Permanent,
-                    "no domain in address (direct delivery needs user@domain)",
-                );
-                continue;
-            }
-        };
-        match groups.iter_mut().find(|(h, _)| *h == hop) {
-            Some((_, v)) => v.push(r.clone()),
-            None => groups.push((hop, vec![r.clone()])),
-        }
-    }
-    if groups.is_empty() && matches!(opts.route, Route::Server { .. }) && opts.quit_after.is_some()
-    {
-        // `--quit-after` with no recipients: a session to test the server only.
-        groups.push((remote.next_hop(""), Vec::new()));
-    }
-    // Domains in parallel.
     let remote = std::sync::Arc::new(remote);
     let message: std::sync::Arc<[u8]> = std::sync::Arc::from(message);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (n, (hop, rs)) in groups.iter().enumerate() {
-        let list: Vec<RemoteRcpt> = rs
-            .iter()
-            .map(|r| RemoteRcpt {
-                address: r.clone(),
-                params: Vec::new(),
-            })
-            .collect();
-        let (remote, hop, message, from) = (
-            remote.clone(),
-            hop.clone(),
-            message.clone(),
-            from.to_string(),
-        );
-        tasks.spawn(async move { (n, remote.deliver(&hop, &from, &[], &list, &message).await) });
+    if rcpts.is_empty() && matches!(opts.route, Route::Server { .. }) && opts.quit_after.is_some() {
+        // `--quit-after` with no recipients: a session to test the server only.
+        let d = remote
+            .deliver(&remote.next_hop(""), from, &[], &[], &message)
+            .await;
+        report.stopped = d.stopped;
+        remote.close_idle().await;
+        return report;
     }
-    let mut results = vec![None; groups.len()];
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((n, d)) = done {
-            results[n] = Some(d);
-        }
-    }
+    let list: Vec<RemoteRcpt> = rcpts
+        .iter()
+        .map(|r| RemoteRcpt {
+            address: r.clone(),
+            params: Vec::new(),
+        })
+        .collect();
+    // One smarthost, or one MX route per domain, domains in parallel.
+    let done = remote.deliver_all(from, &[], &list, &message).await;
     // Sessions kept between transactions (over 50 recipients) end with QUIT.
     remote.close_idle().await;
-    let results = results.into_iter().map(|d| {
-        d.unwrap_or_else(|| crate::relay::remote::Delivery {
-            rcpts: Vec::new(),
-            stopped: None,
-        })
-    });
-    for ((_, rs), d) in groups.iter().zip(results) {
-        report.stopped = report.stopped.or(d.stopped);
-        let mut outcomes = d.rcpts.into_iter();
-        for r in rs {
-            if d.stopped.is_some() {
-                break;
-            }
-            let outcome = outcomes
-                .next()
-                .unwrap_or_else(|| Err(Failure::temp("delivery task failed")));
-            let (status, detail) = match outcome {
-                Ok(_) => (Status::Sent, String::new()),
-                Err(f) => (status_of(&f), format!("{r}: {}", f.message)),
-            };
-            report.rcpts.push(RcptReport {
-                rcpt: r.clone(),
-                status,
-                detail,
-            });
-        }
+    report.stopped = done.stopped;
+    for (r, outcome) in rcpts.iter().zip(done.rcpts) {
+        // None: its session stopped at --quit-after before any transaction.
+        let Some(outcome) = outcome else { continue };
+        let (status, detail) = match outcome {
+            Ok(_) => (Status::Sent, String::new()),
+            Err(f) => (status_of(&f), format!("{r}: {}", f.message)),
+        };
+        report.rcpts.push(RcptReport {
+            rcpt: r.clone(),
+            status,
+            detail,
+        });
     }
     report
 }

@@ -15,13 +15,13 @@
 //! A bounce is queued (fsynced) before the state that records the failure is written, so a
 //! crash in between can send a bounce twice but never lose one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use super::dsn::{self, DsnAction, DsnInput, DsnRecipient, DsnReturn};
-use super::remote::{NextHop, Remote, RemoteRcpt};
+use super::remote::{Remote, RemoteRcpt};
 use super::{Failure, Resolution, Router, Target};
 use crate::queue::{self, Queue, RcptState, Recipient};
 use crate::smtp::command::{xtext_encode, Ret};
@@ -311,74 +311,21 @@ impl Deliverer {
         if jobs.is_empty() {
             return Vec::new();
         }
-        let mut groups: HashMap<NextHop, Vec<usize>> = HashMap::new();
-        let mut bad: Vec<(usize, Failure)> = Vec::new();
-        for (j, job) in jobs.iter().enumerate() {
-            match job.address.rsplit_once('@') {
-                Some((_, domain)) if !domain.is_empty() => groups
-                    .entry(self.remote.next_hop(domain))
-                    .or_default()
-                    .push(j),
-                _ => bad.push((
-                    j,
-                    Failure::new(false, format!("<{}>: no domain", job.address), "5.1.3"),
-                )),
-            }
-        }
-        let message: Arc<[u8]> = Arc::from(message);
-        let sender = env.sender.clone();
-        let mail_params = Arc::new(dsn_mail_params(env));
-        let remote = self.remote.clone();
-        let batches: Vec<(NextHop, Vec<usize>, Vec<RemoteRcpt>)> = groups
-            .into_iter()
-            .map(|(hop, idx)| {
-                let rcpts = idx
-                    .iter()
-                    .map(|&j| RemoteRcpt {
-                        address: jobs[j].address.clone(),
-                        params: dsn_rcpt_params(env, &jobs[j]),
-                    })
-                    .collect();
-                (hop, idx, rcpts)
+        let rcpts: Vec<RemoteRcpt> = jobs
+            .iter()
+            .map(|job| RemoteRcpt {
+                address: job.address.clone(),
+                params: dsn_rcpt_params(env, job),
             })
             .collect();
-        let results = self.runtime.block_on(async move {
-            let mut set = tokio::task::JoinSet::new();
-            for (n, (hop, _, rcpts)) in batches.iter().enumerate() {
-                let (remote, hop, rcpts) = (remote.clone(), hop.clone(), rcpts.clone());
-                let (sender, message) = (sender.clone(), message.clone());
-                let mail_params = mail_params.clone();
-                set.spawn(async move {
-                    let d = remote.deliver(&hop, &sender, &mail_params, &rcpts, &message);
-                    (n, d.await.rcpts)
-                });
-            }
-            let mut out: Vec<Option<Vec<super::remote::RcptOutcome>>> = vec![None; batches.len()];
-            while let Some(r) = set.join_next().await {
-                if let Ok((n, v)) = r {
-                    if let Some(slot) = out.get_mut(n) {
-                        *slot = Some(v);
-                    }
-                }
-            }
-            (batches, out)
+        let message: Arc<[u8]> = Arc::from(message);
+        let (remote, params) = (self.remote.clone(), dsn_mail_params(env));
+        let done = self.runtime.block_on(async move {
+            remote
+                .deliver_all(&env.sender, &params, &rcpts, &message)
+                .await
         });
-        let (batches, outs) = results;
-        let mut by_job: Vec<Option<super::remote::RcptOutcome>> = vec![None; jobs.len()];
-        for ((_, idx, _), out) in batches.into_iter().zip(outs) {
-            let out = out.unwrap_or_default();
-            for (k, j) in idx.into_iter().enumerate() {
-                by_job[j] = Some(
-                    out.get(k)
-                        .cloned()
-                        .unwrap_or_else(|| Err(Failure::temp("delivery task failed"))),
-                );
-            }
-        }
-        for (j, f) in bad {
-            by_job[j] = Some(Err(f));
-        }
-        by_job
+        done.rcpts
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Failure::temp("not attempted"))))
             .collect()

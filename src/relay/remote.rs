@@ -652,6 +652,73 @@ impl Remote {
             .push(idle);
     }
 
+    /// Delivers `message` from `sender` to recipients of any domains: grouped by next hop (each
+    /// address's domain; a global relayhost takes them all), one [`deliver`](Self::deliver) per
+    /// hop, the hops in parallel. One entry per recipient, in order: `None` for a recipient
+    /// whose session stopped at `--quit-after` before a transaction. An address without a
+    /// domain can only go to a relayhost.
+    pub async fn deliver_all(
+        self: &Arc<Self>,
+        sender: &str,
+        mail_params: &[String],
+        rcpts: &[RemoteRcpt],
+        message: &Arc<[u8]>,
+    ) -> Deliveries {
+        let mut out: Vec<Option<RcptOutcome>> = vec![None; rcpts.len()];
+        let mut groups: Vec<(NextHop, Vec<usize>)> = Vec::new();
+        for (i, r) in rcpts.iter().enumerate() {
+            let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
+            let hop = self.next_hop(domain);
+            if matches!(&hop, NextHop::Mx { domain, .. } if domain.is_empty()) {
+                out[i] = Some(Err(Failure::new(
+                    false,
+                    "no domain in address (direct delivery needs user@domain)",
+                    "5.1.3",
+                )));
+                continue;
+            }
+            match groups.iter_mut().find(|(h, _)| *h == hop) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((hop, vec![i])),
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (hop, idx) in groups {
+            let list: Vec<RemoteRcpt> = idx.iter().map(|&i| rcpts[i].clone()).collect();
+            // A task whose delivery panicked leaves its recipients temporary.
+            for &i in &idx {
+                out[i] = Some(Err(Failure::temp("delivery task failed")));
+            }
+            let (me, sender, params, message) = (
+                self.clone(),
+                sender.to_string(),
+                mail_params.to_vec(),
+                message.clone(),
+            );
+            tasks.spawn(async move {
+                let d = me.deliver(&hop, &sender, &params, &list, &message).await;
+                (idx, d)
+            });
+        }
+        let mut stopped = None;
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((idx, d)) = joined else { continue };
+            if d.stopped.is_some() {
+                stopped = stopped.or(d.stopped);
+                for &i in &idx {
+                    out[i] = None;
+                }
+            }
+            for (i, o) in idx.into_iter().zip(d.rcpts) {
+                out[i] = Some(o);
+            }
+        }
+        Deliveries {
+            rcpts: out,
+            stopped,
+        }
+    }
+
     /// Delivers `message` from `sender` to `rcpts` (all for `hop`); one outcome per recipient,
     /// in order. Never fails as a whole: every problem becomes a per-recipient [`Failure`].
     /// At most `max_recipients_per_transaction` recipients go in one transaction (RFC 5321
@@ -966,6 +1033,15 @@ impl Delivery {
             stopped: None,
         }
     }
+}
+
+/// What one [`Remote::deliver_all`] call came to.
+#[derive(Debug, Clone, Default)]
+pub struct Deliveries {
+    /// Per recipient, in order; `None` when its session stopped at `--quit-after`.
+    pub rcpts: Vec<Option<RcptOutcome>>,
+    /// `--quit-after` stopped a session at this stage.
+    pub stopped: Option<Stage>,
 }
 
 /// Maps a transaction result to per-recipient outcomes.
