@@ -434,18 +434,32 @@ fn deserialize_doc<T: DeserializeOwned>(text: &str, path: Option<&Path>) -> Resu
     toml::from_str(text).map_err(|e| toml_error(path, text, &e))
 }
 
+/// Reads a whole file of at most `max` bytes with one open (size from the open file, so no
+/// second lookup of the path); `Ok(None)` when it is larger. For the files a config names
+/// (config, passwd-file, aliases), which are bounded to bound memory.
+pub fn read_limited(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // Bounded also while reading: a file that grew after the size check is still refused.
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
 fn read_text(path: &Path) -> Result<String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: {e}")))?;
-    if meta.len() > MAX_CONFIG_SIZE {
-        return Err(exit::fail(
-            exit::CONFIG,
-            format!("config {shown}: larger than {MAX_CONFIG_SIZE} bytes"),
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: {e}")))?;
+    let bytes = read_limited(path, MAX_CONFIG_SIZE)
+        .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: {e}")))?
+        .ok_or_else(|| {
+            exit::fail(
+                exit::CONFIG,
+                format!("config {shown}: larger than {MAX_CONFIG_SIZE} bytes"),
+            )
+        })?;
     String::from_utf8(bytes)
         .map_err(|e| exit::fail(exit::CONFIG, format!("config {shown}: not UTF-8: {e}")))
 }
@@ -553,4 +567,23 @@ fn key_line(text: &str, keys: &[&str]) -> Option<usize> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_limited_takes_up_to_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(
+            read_limited(&path, 5).unwrap().as_deref(),
+            Some(&b"12345"[..])
+        );
+        assert_eq!(read_limited(&path, 4).unwrap(), None);
+        let missing = read_limited(&dir.path().join("none"), 5).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
 }

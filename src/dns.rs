@@ -203,11 +203,6 @@ impl MxResolver {
         Ok(MxResolver { resolver })
     }
 
-    /// The underlying hickory resolver (TXT lookups for mdig-mx and the like).
-    pub fn inner(&self) -> &TokioResolver {
-        &self.resolver
-    }
-
     /// The raw MX records of `domain` (preference, exchange without trailing dot, TTL), in
     /// answer order. `Ok(empty)` when the domain exists without MX records.
     pub async fn mx_records(&self, domain: &str) -> Result<Vec<MxHost>, DnsError> {
@@ -569,7 +564,7 @@ mod tests {
         );
         // Addresses to connect to: IPv6 first, as hickory's own dual-stack look-up orders them.
         let hickory: Vec<IpAddr> = r
-            .inner()
+            .resolver
             .lookup_ip("dual.test.")
             .await
             .unwrap()

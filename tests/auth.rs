@@ -7,7 +7,7 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,7 +173,7 @@ fn our_hashes_verify_in_dovecot() {
 /// A private Dovecot (no protocols, only its auth service) reading a passwd-file we write.
 struct Dovecot {
     conf: PathBuf,
-    child: Child,
+    _child: common::KillOnDrop,
     _dir: tempfile::TempDir,
 }
 
@@ -221,7 +221,7 @@ impl Dovecot {
         }
         Dovecot {
             conf,
-            child,
+            _child: common::KillOnDrop(child),
             _dir: dir,
         }
     }
@@ -268,13 +268,6 @@ impl Dovecot {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

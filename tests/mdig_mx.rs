@@ -106,6 +106,14 @@ fn domain(doc: &Value, i: usize) -> &Value {
     &doc["domains"][i]
 }
 
+/// `mdig-mx --resolver <dns> --probe --port <port> <rest>`.
+fn probe(dns: &common::Dns, port: &str, rest: &[&str]) -> Out {
+    let resolver = resolver(dns);
+    let mut args = vec!["--resolver", &resolver, "--probe", "--port", port];
+    args.extend_from_slice(rest);
+    mdig(&args)
+}
+
 #[test]
 fn text_report_matches_the_zone() {
     let dns = start_dns();
@@ -297,21 +305,20 @@ fn probe_starttls_server_with_peers_ca_is_clean() {
     let dns = start_dns();
     let port = common::peer("PEER_CAPTURE_PORT");
     let ca = ca_file();
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
+    let out = probe(
+        &dns,
         &port,
-        "--ca-file",
-        &ca,
-        "--timeout",
-        "10",
-        "--ehlo",
-        "probe.mdig.test",
-        "--json",
-        "tls.test",
-    ]);
+        &[
+            "--ca-file",
+            &ca,
+            "--timeout",
+            "10",
+            "--ehlo",
+            "probe.mdig.test",
+            "--json",
+            "tls.test",
+        ],
+    );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let doc = out.json();
     let d = domain(&doc, 0);
@@ -366,16 +373,7 @@ fn probe_starttls_server_with_peers_ca_is_clean() {
     }
 
     // The same in text form.
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &port,
-        "--ca-file",
-        &ca,
-        "tls.test",
-    ]);
+    let out = probe(&dns, &port, &["--ca-file", &ca, "tls.test"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("STARTTLS: offered"), "{}", out.stdout);
     assert!(out.stdout.contains("verified for mx1.example.test: yes"));
@@ -387,15 +385,7 @@ fn probe_reports_untrusted_and_mismatched_certificates() {
     let dns = start_dns();
     let port = common::peer("PEER_CAPTURE_PORT");
     // Against webpki-roots the peers' test CA is unknown.
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &port,
-        "--json",
-        "tls.test",
-    ]);
+    let out = probe(&dns, &port, &["--json", "tls.test"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let doc = out.json();
     let p = &domain(&doc, 0)["probes"][0];
@@ -405,16 +395,7 @@ fn probe_reports_untrusted_and_mismatched_certificates() {
 
     // Trusted CA, but the certificate does not carry mx.mismatch.test.
     let ca = ca_file();
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &port,
-        "--ca-file",
-        &ca,
-        "mismatch.test",
-    ]);
+    let out = probe(&dns, &port, &["--ca-file", &ca, "mismatch.test"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("verified for mx.mismatch.test: no"));
     let problems = out.stdout.split("problems:").nth(1).expect(&out.stdout);
@@ -425,15 +406,7 @@ fn probe_reports_untrusted_and_mismatched_certificates() {
 fn probe_server_without_starttls_is_a_problem() {
     let dns = start_dns();
     let port = common::peer("PEER_SINK_PORT");
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &port,
-        "--json",
-        "tls.test",
-    ]);
+    let out = probe(&dns, &port, &["--json", "tls.test"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let doc = out.json();
     let d = domain(&doc, 0);
@@ -449,14 +422,7 @@ fn probe_server_without_starttls_is_a_problem() {
             .any(|x| x.as_str().unwrap().contains("no STARTTLS")),
         "{problems:?}"
     );
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &port,
-        "tls.test",
-    ]);
+    let out = probe(&dns, &port, &["tls.test"]);
     assert_eq!(out.code, 1);
     assert!(
         out.stdout.contains("STARTTLS: not offered"),
@@ -469,15 +435,7 @@ fn probe_server_without_starttls_is_a_problem() {
 fn probe_refused_and_silent_servers() {
     let dns = start_dns();
     let refused = common::free_port();
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &refused.to_string(),
-        "--json",
-        "tls.test",
-    ]);
+    let out = probe(&dns, &refused.to_string(), &["--json", "tls.test"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let doc = out.json();
     let d = domain(&doc, 0);
@@ -497,16 +455,7 @@ fn probe_refused_and_silent_servers() {
             drop(s);
         }
     });
-    let out = mdig(&[
-        "--resolver",
-        &resolver(&dns),
-        "--probe",
-        "--port",
-        &port.to_string(),
-        "--timeout",
-        "1",
-        "tls.test",
-    ]);
+    let out = probe(&dns, &port.to_string(), &["--timeout", "1", "tls.test"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("timed out waiting for the greeting"),

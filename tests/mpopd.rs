@@ -750,6 +750,20 @@ fn inetd_mode_over_stdin_stdout() {
     assert_eq!(s.files("alice"), 0);
 }
 
+/// One `mpopd inetd` process (another pid than the server's) fed `input`; its stdout.
+fn inetd_session(s: &Server, input: &[u8]) -> String {
+    let out = common::run_with_input(
+        Command::new("/usr/bin/timeout")
+            .arg("20")
+            .arg(common::bin("mpopd"))
+            .arg("-c")
+            .arg(&s.config)
+            .arg("inetd"),
+        input,
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn maildrop_lock_works_across_processes() {
     let s = Server::start("");
@@ -757,31 +771,13 @@ fn maildrop_lock_works_across_processes() {
     // The serve process holds dave's maildrop; an inetd process (another pid) must see IN-USE.
     let mut a = s.connect();
     a.login("dave");
-    let out = common::run_with_input(
-        Command::new("/usr/bin/timeout")
-            .arg("20")
-            .arg(common::bin("mpopd"))
-            .arg("-c")
-            .arg(&s.config)
-            .arg("inetd"),
-        b"USER dave\r\nPASS password\r\nQUIT\r\n",
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = inetd_session(&s, b"USER dave\r\nPASS password\r\nQUIT\r\n");
     assert!(
         text.contains("-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"),
         "{text}"
     );
     assert!(a.cmd("QUIT").starts_with("+OK"));
-    let out = common::run_with_input(
-        Command::new("/usr/bin/timeout")
-            .arg("20")
-            .arg(common::bin("mpopd"))
-            .arg("-c")
-            .arg(&s.config)
-            .arg("inetd"),
-        b"USER dave\r\nPASS password\r\nSTAT\r\nQUIT\r\n",
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = inetd_session(&s, b"USER dave\r\nPASS password\r\nSTAT\r\nQUIT\r\n");
     assert!(text.contains("+OK 1 "), "{text}");
 }
 

@@ -158,6 +158,32 @@ fn swaks(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// swaks with AUTH `[mechanism, user, password]`, after the TLS options `tls`.
+fn swaks_auth(
+    server: &str,
+    port: &str,
+    tls: &[&str],
+    [mech, user, password]: [&str; 3],
+    from: &str,
+    to: &str,
+) -> (bool, String) {
+    let mut args = vec!["--server", server, "--port", port];
+    args.extend_from_slice(tls);
+    args.extend_from_slice(&[
+        "--auth",
+        mech,
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        from,
+        "--to",
+        to,
+    ]);
+    swaks(&args)
+}
+
 /// swaks: a plain message from `s@remote.test` to `to` on `port`, plus `extra` swaks options.
 fn send_from_remote(port: u16, to: &str, extra: &[&str]) -> (bool, String) {
     let port = port.to_string();
@@ -285,22 +311,14 @@ fn submission_needs_starttls_then_auth_and_own_sender() {
     let port = m.submission.to_string();
     let ca = common::peer("PEER_CA_FILE");
     // No AUTH before TLS (not even advertised).
-    let (ok, out) = swaks(&[
-        "--server",
+    let (ok, out) = swaks_auth(
         "127.0.0.1",
-        "--port",
         &port,
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "bob",
-        "--auth-password",
-        "password",
-        "--from",
+        &[],
+        ["PLAIN", "bob", "password"],
         "bob@example.test",
-        "--to",
         "alice@example.test",
-    ]);
+    );
     assert!(!ok, "{out}");
     assert!(!out.contains("250-AUTH"), "{out}");
     // MAIL without AUTH on submission: 530.
@@ -311,26 +329,14 @@ fn submission_needs_starttls_then_auth_and_own_sender() {
     );
     assert!(out.contains("530 5.7.0"), "{out}");
     // STARTTLS + AUTH PLAIN, relaying to a remote domain is allowed once authenticated.
-    let (ok, out) = swaks(&[
-        "--server",
+    let (ok, out) = swaks_auth(
         "localhost",
-        "--port",
         &port,
-        "--tls",
-        "--tls-verify",
-        "--tls-ca-path",
-        &ca,
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "bob",
-        "--auth-password",
-        "password",
-        "--from",
+        &["--tls", "--tls-verify", "--tls-ca-path", &ca],
+        ["PLAIN", "bob", "password"],
         "bob@example.test",
-        "--to",
         "someone@remote.test,alice@example.test",
-    ]);
+    );
     assert!(ok, "{out}");
     let id = queued_id(&out);
     let msgs = wait_messages(&m.maildir("alice"), 1);
@@ -355,68 +361,34 @@ fn submission_needs_starttls_then_auth_and_own_sender() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // AUTH LOGIN with a wrong password: 535; someone else's sender address: 553 5.7.1.
-    let (ok, out) = swaks(&[
-        "--server",
+    let (ok, out) = swaks_auth(
         "localhost",
-        "--port",
         &port,
-        "--tls",
-        "--tls-ca-path",
-        &ca,
-        "--auth",
-        "LOGIN",
-        "--auth-user",
-        "bob",
-        "--auth-password",
-        "wrong",
-        "--from",
+        &["--tls", "--tls-ca-path", &ca],
+        ["LOGIN", "bob", "wrong"],
         "bob@example.test",
-        "--to",
         "alice@example.test",
-    ]);
+    );
     assert!(!ok && out.contains("535 5.7.8"), "{out}");
-    let (ok, out) = swaks(&[
-        "--server",
+    let (ok, out) = swaks_auth(
         "localhost",
-        "--port",
         &port,
-        "--tls",
-        "--tls-ca-path",
-        &ca,
-        "--auth",
-        "LOGIN",
-        "--auth-user",
-        "bob",
-        "--auth-password",
-        "password",
-        "--from",
+        &["--tls", "--tls-ca-path", &ca],
+        ["LOGIN", "bob", "password"],
         "alice@example.test",
-        "--to",
         "alice@example.test",
-    ]);
+    );
     assert!(!ok && out.contains("553 5.7.1"), "{out}");
     // submissions: implicit TLS.
     let sport = m.submissions.to_string();
-    let (ok, out) = swaks(&[
-        "--server",
+    let (ok, out) = swaks_auth(
         "localhost",
-        "--port",
         &sport,
-        "--tlsc",
-        "--tls-verify",
-        "--tls-ca-path",
-        &ca,
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        "password",
-        "--from",
+        &["--tlsc", "--tls-verify", "--tls-ca-path", &ca],
+        ["PLAIN", "alice", "password"],
         "alice@example.test",
-        "--to",
         "bob@example.test",
-    ]);
+    );
     assert!(ok, "{out}");
     assert_eq!(wait_messages(&m.maildir("bob"), 1).len(), 1);
 }
@@ -664,7 +636,11 @@ fn aliases_pipes_subaddress_and_queue_cli() {
     assert!(f.status.success(), "{f:?}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let flaky = PathBuf::from(format!("{}.flaky", pipe_out.display()));
-    while !flaky.exists() {
+    // `cat >>` creates the file before it writes: wait for the content, not the file.
+    while !std::fs::read_to_string(&flaky)
+        .unwrap_or_default()
+        .contains("Delivered-To: flaky@example.test")
+    {
         assert!(
             Instant::now() < deadline,
             "flush did not deliver: {}",
@@ -672,9 +648,6 @@ fn aliases_pipes_subaddress_and_queue_cli() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(std::fs::read_to_string(&flaky)
-        .unwrap()
-        .contains("Delivered-To: flaky@example.test"));
     // The Maildir target succeeded on the first attempt: the retry must not deliver it again.
     assert_eq!(wait_messages(&flaky_box, 1).len(), 1, "{}", m.log_text());
     // A permanent pipe failure is recorded, and remove works on an entry.

@@ -11,7 +11,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,14 @@ fn certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 fn acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(mailkit::tls::server_config(cert, key).unwrap())
+}
+
+/// Default settings with a TLS acceptor (implicit TLS and STARTTLS available).
+fn tls_settings(cert: &Path, key: &Path) -> Settings {
+    Settings {
+        tls: Some(acceptor(cert, key)),
+        ..Settings::default()
+    }
 }
 
 /// An in-process server on its own runtime thread; dropping `stop` (or sending) shuts it down.
@@ -230,10 +238,7 @@ fn several_listeners_on_port_zero_with_their_roles() {
 fn implicit_tls_is_verified_by_rustls_openssl_and_python() {
     let dir = common::scratch();
     let (ca, cert, key) = certs(dir.path());
-    let settings = Settings {
-        tls: Some(acceptor(&cert, &key)),
-        ..Settings::default()
-    };
+    let settings = tls_settings(&cert, &key);
     let mut srv = InProcess::start(&[plain("secure").implicit_tls(true)], settings);
     let addr = srv.addr("secure");
 
@@ -337,10 +342,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=20) as ra
 fn starttls_discards_plaintext_injected_after_the_command() {
     let dir = common::scratch();
     let (ca, cert, key) = certs(dir.path());
-    let settings = Settings {
-        tls: Some(acceptor(&cert, &key)),
-        ..Settings::default()
-    };
+    let settings = tls_settings(&cert, &key);
     let mut srv = InProcess::start(&[plain("smtp")], settings);
     let addr = srv.addr("smtp");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -401,10 +403,7 @@ fn plaintext_instead_of_a_tls_handshake_ends_only_that_session() {
     // handshake fails, the session ends, the server keeps serving others.
     let dir = common::scratch();
     let (_ca, cert, key) = certs(dir.path());
-    let settings = Settings {
-        tls: Some(acceptor(&cert, &key)),
-        ..Settings::default()
-    };
+    let settings = tls_settings(&cert, &key);
     let mut srv = InProcess::start(&[plain("smtp")], settings);
     let addr = srv.addr("smtp");
     let mut c = Client::connect(addr);
@@ -679,7 +678,7 @@ fn child_command(mode: &str) -> Command {
 
 /// A running child daemon whose stderr is read line by line on a thread.
 struct ChildDaemon {
-    child: Child,
+    child: common::KillOnDrop,
     stderr: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -703,7 +702,7 @@ impl ChildDaemon {
             }
         });
         ChildDaemon {
-            child,
+            child: common::KillOnDrop(child),
             stderr,
             seen: Vec::new(),
         }
@@ -756,13 +755,6 @@ impl ChildDaemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for ChildDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -959,14 +951,9 @@ fn inetd_mode_on_a_socket_from_a_superserver_with_implicit_tls() {
     assert_eq!(lines[2], "BYE");
 }
 
-#[test]
-fn inetd_mode_on_pipes_takes_the_peer_from_tcpremoteip() {
-    let mut cmd = child_command("inetd");
-    cmd.env("MK_CHILD_ROLE", "smtp")
-        .env("TCPREMOTEIP", "192.0.2.9")
-        .env("TCPREMOTEPORT", "4711")
-        .env("TCPLOCALIP", "198.51.100.1")
-        .env("TCPLOCALPORT", "25");
+/// Runs the child `cmd` (under `timeout 20`, so it cannot hang) with `input` on stdin and
+/// asserts it exited 0.
+fn run_on_pipes(cmd: &Command, input: &[u8]) -> std::process::Output {
     let out = common::run_with_input(
         Command::new("timeout")
             .arg("20")
@@ -976,14 +963,27 @@ fn inetd_mode_on_pipes_takes_the_peer_from_tcpremoteip() {
                 cmd.get_envs()
                     .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
             ),
-        b"ECHO over pipes\r\nPEER\r\nQUIT\r\n",
+        input,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout} / {}",
+        "{} / {}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn inetd_mode_on_pipes_takes_the_peer_from_tcpremoteip() {
+    let mut cmd = child_command("inetd");
+    cmd.env("MK_CHILD_ROLE", "smtp")
+        .env("TCPREMOTEIP", "192.0.2.9")
+        .env("TCPREMOTEPORT", "4711")
+        .env("TCPLOCALIP", "198.51.100.1")
+        .env("TCPLOCALPORT", "25");
+    let out = run_on_pipes(&cmd, b"ECHO over pipes\r\nPEER\r\nQUIT\r\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     // The test harness may print its own banner first; the session lines follow in order.
     let session: Vec<&str> = stdout
         .lines()
@@ -1004,23 +1004,8 @@ fn inetd_mode_on_pipes_takes_the_peer_from_tcpremoteip() {
 #[test]
 fn inetd_mode_on_pipes_without_env_has_no_peer_and_ends_at_eof() {
     let cmd = child_command("inetd");
-    let out = common::run_with_input(
-        Command::new("timeout")
-            .arg("20")
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .envs(
-                cmd.get_envs()
-                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
-            ),
-        b"ECHO x\r\n",
-    );
+    let out = run_on_pipes(&cmd, b"ECHO x\r\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} / {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("HELLO inetd none plain\r\nx\r\n"),
         "{stdout:?}"

@@ -250,19 +250,17 @@ impl UserDb {
     /// Reads a passwd-file. A missing or unreadable file is an error; problems on single lines
     /// are [`warnings`](Self::warnings).
     pub fn load(path: &Path) -> Result<UserDb> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("passwd-file {}", path.display()))?;
-        if meta.len() > MAX_PASSWD_FILE_SIZE {
-            return Err(exit::fail(
-                exit::CONFIG,
-                format!(
-                    "passwd-file {}: larger than {MAX_PASSWD_FILE_SIZE} bytes",
-                    path.display()
-                ),
-            ));
-        }
-        let bytes =
-            std::fs::read(path).with_context(|| format!("passwd-file {}", path.display()))?;
+        let bytes = crate::config::read_limited(path, MAX_PASSWD_FILE_SIZE)
+            .with_context(|| format!("passwd-file {}", path.display()))?
+            .ok_or_else(|| {
+                exit::fail(
+                    exit::CONFIG,
+                    format!(
+                        "passwd-file {}: larger than {MAX_PASSWD_FILE_SIZE} bytes",
+                        path.display()
+                    ),
+                )
+            })?;
         let mut db = UserDb::parse(&bytes);
         let shown = path.display().to_string();
         for w in &mut db.warnings {
@@ -530,24 +528,14 @@ impl Authenticator {
         let path = &config.users.passwd_file;
         let a = match &config.auth.checkpassword {
             Some(argv) => {
-                let passwd = if path.exists() {
-                    Some(open_passwd(path).map_err(config_fail)?)
-                } else {
-                    None
-                };
-                Authenticator {
-                    passwd,
-                    checkpassword: Some(Checkpassword::new(argv.clone())),
-                    throttle: LoginThrottle::new(throttle),
-                    mail_location: config.users.mail_location.clone(),
-                }
+                let passwd = path.exists().then_some(path.as_path());
+                let program = Checkpassword::new(argv.clone());
+                Authenticator::checkpassword(program, passwd, throttle)
             }
-            None => Authenticator::passwd_file(path, throttle).map_err(config_fail)?,
+            None => Authenticator::passwd_file(path, throttle),
         };
-        Ok(Authenticator {
-            mail_location: config.users.mail_location.clone(),
-            ..a
-        })
+        Ok(a.map_err(config_fail)?
+            .with_mail_location(&config.users.mail_location))
     }
 
     /// Passwd-file backend.

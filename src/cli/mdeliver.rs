@@ -113,17 +113,17 @@ impl super::Tool for Args {
         let root = self.maildir_path()?;
         let raw = mda::read_message(std::io::stdin().lock(), self.max_size)?;
         let env = mda::Envelope {
-            sender: match &self.sender {
-                Some(s) => Some(s.clone()),
+            sender: match self.sender {
+                Some(s) => Some(s),
                 None => env_var("SENDER")?,
             },
-            recipient: match &self.recipient {
-                Some(r) => Some(r.clone()),
+            recipient: match self.recipient {
+                Some(r) => Some(r),
                 None => env_var("RECIPIENT")?,
             },
         };
         let opts = mda::Options {
-            folder: self.folder.clone(),
+            folder: self.folder,
             sieve: self.sieve.as_deref().map(mda::sieve::Script::load),
         };
         let report = mda::deliver(&root, &raw, &env, &opts)?;

@@ -464,13 +464,6 @@ fn resolve(
     })
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn login_name() -> String {
     ["USER", "LOGNAME"]
         .iter()
@@ -495,12 +488,12 @@ fn read_stdin() -> Result<Vec<u8>> {
     Ok(input)
 }
 
-fn run_async<T>(fut: impl std::future::Future<Output = T>) -> Result<T> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The single-threaded runtime one msend run sends with (one per run, not per message).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    Ok(rt.block_on(fut))
+        .context("starting the async runtime")
 }
 
 /// Prints the failures of a report, one line each.
@@ -608,7 +601,7 @@ fn run(args: Args) -> Result<u8> {
                 .unwrap_or_else(|| user_at_host.clone()),
             full_name: args.full_name.clone(),
             hostname: res.hostname.clone(),
-            now: now_secs() as i64,
+            now: crate::queue::now() as i64,
         };
         let prepared = message::prepare(&input, &p)
             .map_err(|e| exit::fail(exit::DATAERR, format!("bad message: {e}")))?;
@@ -639,7 +632,7 @@ fn run(args: Args) -> Result<u8> {
         });
     }
     let from = envelope_default.or(from_header).unwrap_or(user_at_host);
-    let report = run_async(deliver::send(&res.opts, &from, &rcpts, &msg))?;
+    let report = runtime()?.block_on(deliver::send(&res.opts, &from, &rcpts, &msg));
     if let Some(stage) = report.stopped {
         eprintln!("msend: stopped after {stage} as asked (QUIT sent, nothing delivered)");
         return Ok(exit::OK);
@@ -687,7 +680,7 @@ fn finish(res: &Resolved, from: &str, msg: &[u8], mut report: Report) -> Result<
             from: from.to_string(),
             rcpts: temp.clone(),
             account: res.account_name.clone(),
-            queued_at: now_secs(),
+            queued_at: crate::queue::now(),
             last_error: last_error.clone(),
         };
         let id = spool::put(dir, &meta, msg).map_err(|e| {
@@ -734,7 +727,7 @@ fn list(dir: &Path) -> Result<u8> {
                 "{}  {} bytes  queued {}s ago  from <{}>  to {}\n    last error: {}",
                 e.id,
                 e.message.len(),
-                now_secs().saturating_sub(e.meta.queued_at),
+                crate::queue::now().saturating_sub(e.meta.queued_at),
                 e.meta.from,
                 e.meta.rcpts.join(", "),
                 e.meta.last_error
@@ -765,6 +758,7 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
         );
         return Ok(exit::TEMPFAIL);
     };
+    let rt = runtime()?;
     let mut all = Report::default();
     let mut unreadable = false;
     for path in spool::list(&dir)? {
@@ -789,12 +783,12 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
         } else {
             &res.opts
         };
-        let report = run_async(deliver::send(
+        let report = rt.block_on(deliver::send(
             opts,
             &entry.meta.from,
             &entry.meta.rcpts,
             &entry.message,
-        ))?;
+        ));
         // A refused login says nothing about the message: it stays queued for the next run
         // (after the credentials are fixed), like a temporary failure.
         let retry: Vec<&RcptReport> = report
@@ -849,10 +843,7 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
 
 /// `-bs`: SMTP on stdin/stdout; each message goes onward as configured, then is answered.
 fn smtp_session(res: &Resolved) -> Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = runtime()?;
     let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
         let report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &data));
         let temp = report.temporary();
@@ -861,7 +852,7 @@ fn smtp_session(res: &Resolved) -> Result<u8> {
                 from: from.clone(),
                 rcpts: temp,
                 account: res.account_name.clone(),
-                queued_at: now_secs(),
+                queued_at: crate::queue::now(),
                 last_error: String::new(),
             };
             return match spool::put(dir, &meta, &data) {

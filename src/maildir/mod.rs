@@ -16,12 +16,13 @@
 //!   filesystem lacks it) so an existing file is never replaced, fsync `new/`; on any failure the
 //!   tmp file (and a half-acknowledged `new/` file) is removed. File names are
 //!   `<unique>,S=<size>,W=<size with CRLF line ends>` (Dovecot's fields: `S=` is the byte size on
-//!   disk, `W=` the RFC 822 size that POP3 and IMAP report).
+//!   disk, `W=` the RFC 822 size that POP3 and IMAP report; [`SizeCounter`] counts it).
 //! - [`Maildir::list`] one of `new/`/`cur/`, [`Maildir::list_all`] both (new first, deduplicated):
 //!   [`Entry`] carries the unique name (stable, for UIDL), flags, size (from `,S=` or stat),
 //!   RFC 822 size when known, path and mtime. Dot files are skipped as the spec requires.
-//! - [`Maildir::move_to_cur`], [`Maildir::set_flags`] (renames, never replacing; a rename keeps
-//!   the mtime, which is the arrival time / IMAP INTERNALDATE and is never changed),
+//! - [`Maildir::move_to_cur`], which also sets the flags of a message already in `cur/`
+//!   (renames, never replacing; a rename keeps the mtime, which is the arrival time / IMAP
+//!   INTERNALDATE and is never changed),
 //!   [`Maildir::delete`], and [`Maildir::sync`] to fsync `new/` and `cur/` after a batch of
 //!   those (they do not fsync on their own, so a POP3 session can expunge many messages cheaply).
 //!
@@ -170,6 +171,22 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry for file `name` at `path` in `sub`, with `meta` from its stat.
+    fn new(sub: Sub, name: String, path: PathBuf, meta: &fs::Metadata) -> io::Result<Entry> {
+        let (unique, info, flags, size, rfc822_size) = parse_name(&name);
+        Ok(Entry {
+            sub,
+            unique,
+            info,
+            flags,
+            size: size.unwrap_or(meta.len()),
+            rfc822_size,
+            path,
+            mtime: meta.modified()?,
+            name,
+        })
+    }
+
     /// Opens the message for reading (NotFound if another process moved or deleted it).
     pub fn open(&self) -> io::Result<File> {
         File::open(&self.path)
@@ -228,10 +245,7 @@ impl Maildir {
         if let Ok(md) = Maildir::open(&path) {
             return Ok(md);
         }
-        create_dir_durable(&path)?;
-        for d in ["tmp", "new", "cur"] {
-            create_dir_durable(&path.join(d))?;
-        }
+        create_layout(&path)?;
         Maildir::open(&path)
     }
 
@@ -251,10 +265,7 @@ impl Maildir {
         if let Ok(md) = Maildir::open(&path) {
             return Ok(md);
         }
-        create_dir_durable(&path)?;
-        for d in ["tmp", "new", "cur"] {
-            create_dir_durable(&path.join(d))?;
-        }
+        create_layout(&path)?;
         let marker = path.join(FOLDER_MARKER);
         match OpenOptions::new()
             .write(true)
@@ -341,18 +352,7 @@ impl Maildir {
             if !meta.is_file() {
                 continue;
             }
-            let (unique, info, flags, size, rfc822_size) = parse_name(&name);
-            out.push(Entry {
-                sub,
-                name: name.into_owned(),
-                unique,
-                info,
-                flags,
-                size: size.unwrap_or(meta.len()),
-                rfc822_size,
-                path: de.path(),
-                mtime: meta.modified()?,
-            });
+            out.push(Entry::new(sub, name.into_owned(), de.path(), &meta)?);
         }
         out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
@@ -362,40 +362,25 @@ impl Maildir {
     pub fn entry(&self, sub: Sub, name: &str) -> io::Result<Entry> {
         let path = self.path.join(sub.dir_name()).join(name);
         let meta = fs::metadata(&path)?;
-        let (unique, info, flags, size, rfc822_size) = parse_name(name);
-        Ok(Entry {
-            sub,
-            name: name.to_string(),
-            unique,
-            info,
-            flags,
-            size: size.unwrap_or(meta.len()),
-            rfc822_size,
-            path,
-            mtime: meta.modified()?,
-        })
+        Entry::new(sub, name.to_string(), path, &meta)
     }
 
     /// All messages: `new/` listed first, then `cur/`, so one moved in between is still seen;
     /// a unique name seen twice is reported once (its `cur/` entry). Oldest first.
     pub fn list_all(&self) -> io::Result<Vec<Entry>> {
-        let new = self.list(Sub::New)?;
+        let mut all = self.list(Sub::New)?;
         let cur = self.list(Sub::Cur)?;
         let in_cur: std::collections::HashSet<&str> =
             cur.iter().map(|e| e.unique.as_str()).collect();
-        let mut all: Vec<Entry> = new
-            .iter()
-            .filter(|e| !in_cur.contains(e.unique.as_str()))
-            .cloned()
-            .collect();
-        all.extend(cur.iter().cloned());
+        all.retain(|e| !in_cur.contains(e.unique.as_str()));
+        all.extend(cur);
         all.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
         Ok(all)
     }
 
-    /// Moves a message into `cur/` with `flags` (from `new/`, or renames it within `cur/`),
-    /// never replacing an existing file. The mtime is kept (a rename does not touch it).
-    /// Not fsynced: call [`Maildir::sync`] after a batch.
+    /// Moves a message into `cur/` with `flags` (from `new/`, or renames it within `cur/` to set
+    /// its flags), never replacing an existing file. The mtime is kept (a rename does not touch
+    /// it). Not fsynced: call [`Maildir::sync`] after a batch.
     pub fn move_to_cur(&self, entry: &Entry, flags: &Flags) -> io::Result<Entry> {
         let name = format!("{}:2,{}", entry.unique, flags.as_str());
         let dest = self.path.join("cur").join(&name);
@@ -413,12 +398,6 @@ impl Maildir {
             path: dest,
             ..entry.clone()
         })
-    }
-
-    /// Sets a message's flags (moving it into `cur/` if it is in `new/`). Same as
-    /// [`Maildir::move_to_cur`].
-    pub fn set_flags(&self, entry: &Entry, flags: &Flags) -> io::Result<Entry> {
-        self.move_to_cur(entry, flags)
     }
 
     /// Deletes a message. Returns false when it was already gone (another session expunged it).
@@ -599,8 +578,7 @@ fn open_tmp(tmp_dir: &Path) -> io::Result<(String, PathBuf, File)> {
 fn write_all_from<R: Read>(file: &mut File, reader: &mut R) -> io::Result<(u64, u64)> {
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut size = 0u64;
-    let mut bare_lf = 0u64;
-    let mut prev_cr = false;
+    let mut rfc822 = SizeCounter::default();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -609,16 +587,42 @@ fn write_all_from<R: Read>(file: &mut File, reader: &mut R) -> io::Result<(u64, 
             Err(e) => return Err(e),
         };
         let chunk = &buf[..n];
-        for &b in chunk {
-            if b == b'\n' && !prev_cr {
-                bare_lf += 1;
-            }
-            prev_cr = b == b'\r';
-        }
+        rfc822.push(chunk);
         file.write_all(chunk)?;
         size += n as u64;
     }
-    Ok((size, size + bare_lf))
+    Ok((size, rfc822.size()))
+}
+
+/// Streaming counter of the CRLF size of a file: its length plus one for each bare LF (the
+/// `,W=` size; also what POP3 LIST reports).
+#[derive(Debug, Clone, Default)]
+pub struct SizeCounter {
+    size: u64,
+    prev_cr: bool,
+}
+
+impl SizeCounter {
+    /// Counts `input`.
+    pub fn push(&mut self, input: &[u8]) {
+        let mut bare = 0u64;
+        let mut prev = self.prev_cr;
+        for &b in input {
+            if b == b'\n' && !prev {
+                bare += 1;
+            }
+            prev = b == b'\r';
+        }
+        if let Some(&last) = input.last() {
+            self.prev_cr = last == b'\r';
+        }
+        self.size += input.len() as u64 + bare;
+    }
+
+    /// The CRLF size so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 /// Renames `from` to `to` unless `to` exists (AlreadyExists then). Uses
@@ -643,6 +647,15 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// fsync a directory so the names in it survive a crash.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates the Maildir directory `path` and its `tmp/`, `new/` and `cur/`, durably.
+fn create_layout(path: &Path) -> io::Result<()> {
+    create_dir_durable(path)?;
+    for d in ["tmp", "new", "cur"] {
+        create_dir_durable(&path.join(d))?;
+    }
+    Ok(())
 }
 
 /// Creates `dir` (mode 0700) and missing parents, fsyncing each parent we added an entry to.

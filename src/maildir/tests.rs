@@ -251,7 +251,7 @@ fn moves_and_flags_keep_mtime_and_unique() {
     let e = md.move_to_cur(&e, &Flags::empty()).unwrap();
     assert_eq!(e.sub, Sub::Cur);
     assert_eq!(e.name, format!("{}:2,", d.unique));
-    let e = md.set_flags(&e, &Flags::parse("SR")).unwrap();
+    let e = md.move_to_cur(&e, &Flags::parse("SR")).unwrap();
     assert_eq!(e.name, format!("{}:2,RS", d.unique));
     md.sync().unwrap();
     let listed = md.list_all().unwrap();

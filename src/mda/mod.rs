@@ -135,11 +135,7 @@ pub fn prepare(raw: &[u8], env: &Envelope) -> anyhow::Result<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(raw.len() + 128);
     if let Some(sender) = &env.sender {
-        let s = sender.trim();
-        let s = s
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(s);
+        let s = strip_angles(sender);
         out.extend_from_slice(format!("Return-Path: <{s}>\n").as_bytes());
     }
     if let Some(rcpt) = recipient {
@@ -206,12 +202,15 @@ pub fn delivered_to(raw: &[u8]) -> Vec<String> {
 
 /// Address for loop comparison: trimmed, without angle brackets, lower case.
 fn normalize_addr(a: &str) -> String {
+    strip_angles(a).trim().to_ascii_lowercase()
+}
+
+/// `a` trimmed, without one pair of enclosing angle brackets.
+fn strip_angles(a: &str) -> &str {
     let a = a.trim();
-    let a = a
-        .strip_prefix('<')
+    a.strip_prefix('<')
         .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(a);
-    a.trim().to_ascii_lowercase()
+        .unwrap_or(a)
 }
 
 /// An I/O error with the exit code it deserves: creating or writing refused for permission or

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::maildir::Maildir;
+use crate::maildir::{Flags, Maildir};
 
 /// Longest Sieve script accepted (bytes).
 pub const MAX_SCRIPT_SIZE: usize = 1024 * 1024;
@@ -230,18 +230,18 @@ fn inbox_has_folder(inbox: &Maildir, name: &str) -> bool {
 }
 
 /// Maildir flags for IMAP system flags (RFC 3501 section 2.3.2); keywords are dropped.
-pub fn maildir_flags(imap: &[String]) -> crate::maildir::Flags {
+pub fn maildir_flags(imap: &[String]) -> Flags {
     let mut s = String::new();
     for f in imap {
         let c = match f.to_ascii_lowercase().as_str() {
-            "\\seen" => 'S',
-            "\\answered" => 'R',
-            "\\flagged" => 'F',
-            "\\deleted" => 'T',
-            "\\draft" => 'D',
+            "\\seen" => Flags::SEEN,
+            "\\answered" => Flags::REPLIED,
+            "\\flagged" => Flags::FLAGGED,
+            "\\deleted" => Flags::TRASHED,
+            "\\draft" => Flags::DRAFT,
             _ => continue,
         };
         s.push(c);
     }
-    crate::maildir::Flags::parse(&s)
+    Flags::parse(&s)
 }

@@ -189,6 +189,11 @@ fn sieve_opts(script: &str) -> Options {
     }
 }
 
+/// Delivers [`MSG`] without envelope through `script` (which must succeed).
+fn deliver_sieve(root: &std::path::Path, script: &str) -> Report {
+    deliver(root, MSG, &env(None, None), &sieve_opts(script)).unwrap()
+}
+
 const MSG: &[u8] = b"From: Boss <boss@work.test>\nTo: me@home.test\nSubject: Report due\nList-Id: <dev.lists.test>\n\nPlease send it.\n";
 
 #[test]
@@ -230,13 +235,10 @@ fn sieve_fileinto_keep_discard() {
 fn sieve_flags_put_message_in_cur() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("M");
-    let r = deliver(
+    let r = deliver_sieve(
         &root,
-        MSG,
-        &env(None, None),
-        &sieve_opts("require [\"imap4flags\"];\nkeep :flags [\"\\\\Seen\", \"\\\\Flagged\"];"),
-    )
-    .unwrap();
+        "require [\"imap4flags\"];\nkeep :flags [\"\\\\Seen\", \"\\\\Flagged\"];",
+    );
     assert_eq!(r.stored.len(), 1);
     assert!(
         r.stored[0].path.to_string_lossy().ends_with(":2,FS"),
@@ -274,31 +276,13 @@ fn sieve_error_reports_line_and_keeps() {
 fn sieve_unsupported_actions_keep() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("M");
-    let r = deliver(
-        &root,
-        MSG,
-        &env(None, None),
-        &sieve_opts("redirect \"x@y.test\";"),
-    )
-    .unwrap();
+    let r = deliver_sieve(&root, "redirect \"x@y.test\";");
     assert_eq!(r.stored.len(), 1, "{r:?}");
     assert!(!r.warnings.is_empty());
-    let r = deliver(
-        &root,
-        MSG,
-        &env(None, None),
-        &sieve_opts("require \"reject\";\nreject \"no\";"),
-    )
-    .unwrap();
+    let r = deliver_sieve(&root, "require \"reject\";\nreject \"no\";");
     assert_eq!(r.stored.len(), 1, "{r:?}");
     // a bad folder name from a script is kept in INBOX, not an error
-    let r = deliver(
-        &root,
-        MSG,
-        &env(None, None),
-        &sieve_opts("require \"fileinto\";\nfileinto \"../../x\";"),
-    )
-    .unwrap();
+    let r = deliver_sieve(&root, "require \"fileinto\";\nfileinto \"../../x\";");
     assert_eq!(r.stored.len(), 1);
     assert_eq!(r.stored[0].folder, None);
 }
@@ -307,15 +291,10 @@ fn sieve_unsupported_actions_keep() {
 fn sieve_duplicate_fileinto_stores_once() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("M");
-    let r = deliver(
+    let r = deliver_sieve(
         &root,
-        MSG,
-        &env(None, None),
-        &sieve_opts(
-            "require \"fileinto\";\nfileinto \"A\"; fileinto \"A\"; fileinto \"INBOX\"; keep;",
-        ),
-    )
-    .unwrap();
+        "require \"fileinto\";\nfileinto \"A\"; fileinto \"A\"; fileinto \"INBOX\"; keep;",
+    );
     assert_eq!(r.stored.len(), 2, "{r:?}");
 }
 
@@ -350,13 +329,7 @@ fn sieve_limits() {
     assert!(script.len() < sieve::MAX_SCRIPT_SIZE);
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("M");
-    let r = deliver(
-        &root,
-        MSG,
-        &env(None, None),
-        &sieve_opts(&format!("{script}discard;\n")),
-    )
-    .unwrap();
+    let r = deliver_sieve(&root, &format!("{script}discard;\n"));
     assert_eq!(r.stored.len(), 1, "{r:?}");
     assert!(
         r.warnings.iter().any(|w| w.contains("runtime error")),
@@ -373,7 +346,7 @@ fn sieve_runtime_error_after_fileinto_still_keeps() {
     );
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("M");
-    let r = deliver(&root, MSG, &env(None, None), &sieve_opts(&script)).unwrap();
+    let r = deliver_sieve(&root, &script);
     let folders: Vec<_> = r.stored.iter().map(|s| s.folder.clone()).collect();
     assert_eq!(folders, vec![Some("A".to_string()), None], "{r:?}");
 }

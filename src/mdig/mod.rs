@@ -149,21 +149,19 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
             let mut hosts = route.hosts;
             hosts.sort_by(|a, b| (a.preference, &a.name).cmp(&(b.preference, &b.name)));
             for h in hosts {
-                let ip_literal = h.name.parse::<IpAddr>().is_ok();
+                let literal = h.name.parse::<IpAddr>().ok();
                 let mut e = MxEntry {
                     preference: h.preference,
                     host: h.name.clone(),
                     ttl: (!route.implicit).then_some(h.ttl),
                     cname: None,
-                    ip_literal,
+                    ip_literal: literal.is_some(),
                     addresses: Vec::new(),
                 };
-                if ip_literal {
+                if let Some(ip) = literal {
                     // dns.rs uses the literal as the address; say it is not allowed.
-                    if let Ok(ip) = h.name.parse::<IpAddr>() {
-                        e.addresses
-                            .push(Address::from(AddressRecord { ip, ttl: h.ttl }));
-                    }
+                    e.addresses
+                        .push(Address::from(AddressRecord { ip, ttl: h.ttl }));
                     r.problems.push(format!(
                         "MX {} is an IP address, not a host name (RFC 5321 §5.1, RFC 1035 §3.3.9): \
                          many MTAs will not deliver there",
@@ -215,19 +213,12 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
     }
     if !matches!(r.route, "nxdomain" | "bad_name") && !temporary {
         for (name, tag, slot) in [
-            (domain.clone(), "v=spf1", 0),
-            (format!("_dmarc.{domain}"), "v=DMARC1", 1),
-            (format!("_mta-sts.{domain}"), "v=STSv1", 2),
+            (domain.clone(), "v=spf1", &mut r.spf),
+            (format!("_dmarc.{domain}"), "v=DMARC1", &mut r.dmarc),
+            (format!("_mta-sts.{domain}"), "v=STSv1", &mut r.mta_sts),
         ] {
             match resolver.txt(&name).await {
-                Ok(t) => {
-                    let sel = records_with_tag(&t, tag);
-                    match slot {
-                        0 => r.spf = sel,
-                        1 => r.dmarc = sel,
-                        _ => r.mta_sts = sel,
-                    }
-                }
+                Ok(t) => *slot = records_with_tag(&t, tag),
                 Err(e) => {
                     temporary = true;
                     r.problems

@@ -104,15 +104,12 @@ pub fn build(c: &Compose) -> Result<Vec<u8>> {
             "compose mode needs --to, --cc or --bcc",
         ));
     }
+    let now = crate::queue::now() as i64;
     let mut b = MessageBuilder::new()
         .from(address(std::slice::from_ref(&c.from)))
         .subject(c.subject.clone())
-        .message_id(format!(
-            "{}@{}",
-            super::message::unique_id(now_secs()),
-            c.hostname
-        ))
-        .date(mail_builder::headers::date::Date::new(now_secs()));
+        .message_id(format!("{}@{}", super::message::unique_id(now), c.hostname))
+        .date(mail_builder::headers::date::Date::new(now));
     if !c.to.is_empty() {
         b = b.to(address(&c.to));
     }
@@ -137,13 +134,6 @@ pub fn build(c: &Compose) -> Result<Vec<u8>> {
         b = b.attachment(content_type_for(p), name, data);
     }
     b.write_to_vec().context("building the message")
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Headers are split here (a simple, total function of the bytes); address lists inside them are
 //! parsed with mail-parser (groups, comments, encoded words).
 
-use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use mail_parser::{HeaderValue, MessageParser};
 
 /// Largest message msend reads from stdin.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -159,7 +159,6 @@ pub fn addresses_in(fields: &[&Field]) -> Vec<String> {
             }
         }
     }
-    let _ = HeaderName::To; // the names are matched by our own splitter above
     out
 }
 
@@ -301,11 +300,7 @@ pub fn split_recipient_args(args: &[String]) -> Vec<String> {
                 continue;
             }
             // Accept `Name <addr>` as well as the bare address.
-            let addr = match (part.rfind('<'), part.rfind('>')) {
-                (Some(l), Some(r)) if l < r => &part[l + 1..r],
-                _ => part,
-            };
-            out.push(addr.trim().to_string());
+            out.push(super::compose::split_mailbox(part).1);
         }
     }
     out

@@ -8,12 +8,14 @@
 //! in `DIR` is always complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::maildir::fsync_dir;
 
 /// Suffix of spooled message files.
 pub const SUFFIX: &str = ".msg";
@@ -48,10 +50,6 @@ pub struct Entry {
     pub message: Vec<u8>,
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn ensure_dirs(dir: &Path) -> Result<()> {
     for d in [dir.to_path_buf(), dir.join("tmp"), dir.join("failed")] {
         fs::create_dir_all(&d)
@@ -82,7 +80,7 @@ fn write_durably(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     drop(f);
     fs::rename(&tmp, dest).with_context(|| format!("moving {} into the spool", tmp.display()))?;
     if let Some(parent) = dest.parent() {
-        sync_dir(parent).with_context(|| format!("syncing {}", parent.display()))?;
+        fsync_dir(parent).with_context(|| format!("syncing {}", parent.display()))?;
     }
     Ok(())
 }
@@ -124,13 +122,15 @@ fn put_into(dir: &Path, dest_dir: &Path, meta: &Meta, message: &[u8]) -> Result<
 
 /// Reads one spool file.
 pub fn read(path: &Path) -> Result<Entry> {
-    let len = fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
+    let reading = || format!("reading {}", path.display());
+    // One open: the size check and the read see the same file.
+    let mut f = File::open(path).with_context(reading)?;
+    let len = f.metadata().with_context(reading)?.len();
     if len > MAX_SPOOL_FILE {
         anyhow::bail!("{}: larger than {MAX_SPOOL_FILE} bytes", path.display());
     }
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut bytes).with_context(reading)?;
     let nl = bytes
         .iter()
         .position(|&b| b == b'\n')
@@ -141,11 +141,13 @@ pub fn read(path: &Path) -> Result<Entry> {
         .file_name()
         .map(|n| n.to_string_lossy().trim_end_matches(SUFFIX).to_string())
         .unwrap_or_default();
+    // The message is the rest: drop the envelope line in place rather than copy the message.
+    bytes.drain(..=nl);
     Ok(Entry {
         path: path.to_path_buf(),
         id,
         meta,
-        message: bytes[nl + 1..].to_vec(),
+        message: bytes,
     })
 }
 
@@ -178,7 +180,7 @@ pub fn update(dir: &Path, entry: &Entry, meta: &Meta) -> Result<()> {
 pub fn remove(entry: &Entry) -> Result<()> {
     fs::remove_file(&entry.path).with_context(|| format!("removing {}", entry.path.display()))?;
     if let Some(parent) = entry.path.parent() {
-        sync_dir(parent).with_context(|| format!("syncing {}", parent.display()))?;
+        fsync_dir(parent).with_context(|| format!("syncing {}", parent.display()))?;
     }
     Ok(())
 }

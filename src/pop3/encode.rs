@@ -6,6 +6,9 @@
 //! stuffing) are exactly [`crlf_size`] of the file, the size LIST and STAT report (RFC 1939 §11:
 //! the size is that of the message as transmitted without stuffing and terminator).
 
+// The CRLF size counter is the Maildir writer's: it computes the `,W=` size the same way.
+use crate::maildir::SizeCounter;
+
 /// Streaming encoder of one message body: feed file bytes with [`Encoder::push`], then call
 /// [`Encoder::finish`] for the closing `.` line. Chunk boundaries may fall anywhere.
 #[derive(Debug, Clone)]
@@ -117,36 +120,6 @@ impl Encoder {
             out.push(b'\n');
         }
         out.extend_from_slice(b".\r\n");
-    }
-}
-
-/// Streaming counter of the CRLF size of a file: its length plus one for each bare LF.
-#[derive(Debug, Clone, Default)]
-pub struct SizeCounter {
-    size: u64,
-    prev_cr: bool,
-}
-
-impl SizeCounter {
-    /// Counts `input`.
-    pub fn push(&mut self, input: &[u8]) {
-        let mut bare = 0u64;
-        let mut prev = self.prev_cr;
-        for &b in input {
-            if b == b'\n' && !prev {
-                bare += 1;
-            }
-            prev = b == b'\r';
-        }
-        if let Some(&last) = input.last() {
-            self.prev_cr = last == b'\r';
-        }
-        self.size += input.len() as u64 + bare;
-    }
-
-    /// The CRLF size so far.
-    pub fn size(&self) -> u64 {
-        self.size
     }
 }
 

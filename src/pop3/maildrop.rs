@@ -11,9 +11,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use super::encode::SizeCounter;
 use super::session::{uid_for, MessageInfo};
-use crate::maildir::{Entry, Flags, Maildir, Sub};
+use crate::maildir::{Entry, Flags, Maildir, SizeCounter, Sub};
 
 /// Name of the lock file in the Maildir's top directory.
 pub const LOCK_FILE: &str = "mpopd.lock";

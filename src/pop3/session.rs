@@ -320,7 +320,7 @@ impl Session {
     }
 
     fn plaintext_refused(&mut self) -> Vec<Event> {
-        self.error_with_code(
+        self.error(
             "[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
         )
     }
@@ -404,13 +404,12 @@ impl Session {
             let marked: Vec<usize> = (0..self.messages.len())
                 .filter(|&i| self.deleted[i])
                 .collect();
-            if marked.is_empty() {
-                return vec![Event::Reply(b"+OK Logging out.\r\n".to_vec()), self.close()];
+            if !marked.is_empty() {
+                self.state = State::Update;
+                return vec![Event::Update(marked)];
             }
-            self.state = State::Update;
-            return vec![Event::Update(marked)];
         }
-        // QUIT in AUTHORIZATION: no UPDATE state (RFC 1939 §6).
+        // QUIT in AUTHORIZATION (or with nothing marked): no UPDATE state (RFC 1939 §6).
         vec![Event::Reply(b"+OK Logging out.\r\n".to_vec()), self.close()]
     }
 
@@ -513,10 +512,6 @@ impl Session {
 
     /// A client error: `-ERR text`, counted; too many and we hang up.
     fn error(&mut self, text: &str) -> Vec<Event> {
-        self.error_with_code(text)
-    }
-
-    fn error_with_code(&mut self, text: &str) -> Vec<Event> {
         self.errors += 1;
         if self.errors >= self.policy.max_errors {
             return vec![

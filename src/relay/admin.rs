@@ -352,8 +352,7 @@ pub fn explain(
                 for t in targets {
                     match t {
                         Target::Remote(a) => {
-                            let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-                            let hop = remote.next_hop(domain);
+                            let hop = remote.next_hop(super::split(a).1);
                             let tls = match &hop {
                                 NextHop::Mx { tls, .. } => format!("tls {tls:?}"),
                                 NextHop::Relayhost { tls, .. } => format!("tls {tls:?}"),

@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -149,8 +148,6 @@ impl Aliases {
     }
 }
 
-/// Which version of the file was read: modification time, size, inode and device. An edit in
-/// place changes the first two, a `mv` into place the inode.
 /// The aliases file of a running daemon: re-read when it changes, at most once per
 /// [`RELOAD_CHECK_INTERVAL`]; a broken edit keeps the previous table (see [`Reloading`]).
 pub type AliasesFile = Reloading<Aliases>;

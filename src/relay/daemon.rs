@@ -412,14 +412,7 @@ async fn enqueue(
         .iter()
         .map(|(m, p)| Recipient {
             address: if m.is_bare_postmaster() {
-                format!(
-                    "postmaster@{}",
-                    d.router
-                        .domains
-                        .first()
-                        .map(String::as_str)
-                        .unwrap_or("localhost")
-                )
+                d.router.postmaster()
             } else {
                 m.to_string()
             },

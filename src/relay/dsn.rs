@@ -284,24 +284,13 @@ pub fn status_of_reply(code: u16, text: &str) -> String {
     .to_string()
 }
 
-/// Parses `class.subject.detail` (RFC 3463 §2: class 2, 4 or 5; subject and detail 1-3 digits).
+/// Parses a whole `class.subject.detail` (RFC 3463 §2) with the reply parser's rule, nothing
+/// after it.
 fn parse_enhanced(s: &str) -> Option<(u8, u16, u16)> {
-    let mut it = s.split('.');
-    let (c, sub, det) = (it.next()?, it.next()?, it.next()?);
-    if it.next().is_some() {
-        return None;
+    match crate::smtp::reply::parse_enhanced(s) {
+        Some((code, "")) => Some(code),
+        _ => None,
     }
-    let num = |p: &str, max: usize| -> Option<u16> {
-        if p.is_empty() || p.len() > max || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        p.parse().ok()
-    };
-    let c = num(c, 1)?;
-    if !matches!(c, 2 | 4 | 5) {
-        return None;
-    }
-    Some((c as u8, num(sub, 3)?, num(det, 3)?))
 }
 
 /// The status written for `r`: its own when valid, else the action's generic one.

@@ -86,10 +86,7 @@ fn pipe(
             Failure::perm(format!("{e:#}"))
         }
     })?;
-    let (local, domain) = match rcpt.rfind('@') {
-        Some(i) => (&rcpt[..i], &rcpt[i + 1..]),
-        None => (rcpt, ""),
-    };
+    let (local, domain) = super::split(rcpt);
     let user = local.split('+').next().unwrap_or(local);
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")

@@ -372,10 +372,21 @@ pub struct Router {
     any_sender: bool,
 }
 
-fn split(addr: &str) -> (&str, &str) {
+/// Splits `local@domain` at the last `@`; without one, the whole is the local part and the
+/// domain is empty.
+pub(crate) fn split(addr: &str) -> (&str, &str) {
     match addr.rfind('@') {
         Some(i) => (&addr[..i], &addr[i + 1..]),
         None => (addr, ""),
+    }
+}
+
+/// The domain of an address, lower-cased, or `default` when the address has none.
+fn domain_or(domain: &str, default: &str) -> String {
+    if domain.is_empty() {
+        default.to_string()
+    } else {
+        domain.to_ascii_lowercase()
     }
 }
 
@@ -432,6 +443,18 @@ impl Router {
         self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
     }
 
+    /// The address `RCPT TO:<Postmaster>` (no domain, RFC 5321 §4.5.1) stands for: postmaster
+    /// at our first local domain.
+    pub fn postmaster(&self) -> String {
+        format!(
+            "postmaster@{}",
+            self.domains
+                .first()
+                .map(String::as_str)
+                .unwrap_or("localhost")
+        )
+    }
+
     /// The trusted network containing `ip`, if any.
     pub fn trusted_network(&self, ip: Option<IpAddr>) -> Option<Cidr> {
         let ip = ip?;
@@ -441,11 +464,7 @@ impl Router {
     /// Resolves a recipient address (`local@domain`) to its delivery targets.
     pub fn resolve(&self, address: &str) -> Resolution {
         let (local, domain) = split(address);
-        let domain = if domain.is_empty() {
-            self.domains.first().cloned().unwrap_or_default()
-        } else {
-            domain.to_ascii_lowercase()
-        };
+        let domain = domain_or(domain, self.domains.first().map_or("", String::as_str));
         if !self.is_local_domain(&domain) {
             return Resolution::Targets {
                 targets: vec![Target::Remote(format!("{local}@{domain}"))],
@@ -470,11 +489,7 @@ impl Router {
                         st.trace
                             .push(format!("{local}@{domain} unknown: catch-all {c}"));
                         let (cl, cd) = split(c);
-                        let cd = if cd.is_empty() {
-                            domain.clone()
-                        } else {
-                            cd.to_ascii_lowercase()
-                        };
+                        let cd = domain_or(cd, &domain);
                         match self.expand(cl, &cd, None, &mut st, 1) {
                             Ok(true) => {}
                             Ok(false) => {
@@ -540,11 +555,7 @@ impl Router {
                         }
                         AliasTarget::Address(a) => {
                             let (l, d) = split(a);
-                            let d = if d.is_empty() {
-                                domain.to_string()
-                            } else {
-                                d.to_ascii_lowercase()
-                            };
+                            let d = domain_or(d, domain);
                             if !self.is_local_domain(&d) {
                                 st.trace.push(format!("{a}: remote"));
                                 st.targets.insert(Target::Remote(format!("{l}@{d}")));
@@ -663,13 +674,7 @@ impl Router {
     /// refused at RCPT time, never bounced later).
     pub fn check_rcpt(&self, client: &Client, to: &Mailbox) -> Verdict {
         let addr = if to.is_bare_postmaster() {
-            format!(
-                "postmaster@{}",
-                self.domains
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or("localhost")
-            )
+            self.postmaster()
         } else {
             format!("{}@{}", to.local_unquoted(), to.domain)
         };
@@ -709,39 +714,39 @@ impl Router {
             };
         }
         let res = self.resolve(&addr);
-        match &res {
-            Resolution::Targets { trace, .. } => Verdict {
-                refusal: None,
-                reason: format!("local domain {domain}: {}", trace.join(", ")),
-                resolution: Some(res),
-            },
-            Resolution::Unknown(why) => Verdict {
-                refusal: Some(Reply::new(
+        let (refusal, reason) = match &res {
+            Resolution::Targets { trace, .. } => {
+                (None, format!("local domain {domain}: {}", trace.join(", ")))
+            }
+            Resolution::Unknown(why) => (
+                Some(Reply::new(
                     550,
                     Some((5, 1, 1)),
                     format!("<{addr}>: Recipient address rejected: User unknown"),
                 )),
-                reason: why.clone(),
-                resolution: Some(res),
-            },
-            Resolution::Loop(why) => Verdict {
-                refusal: Some(Reply::new(
+                why.clone(),
+            ),
+            Resolution::Loop(why) => (
+                Some(Reply::new(
                     550,
                     Some((5, 4, 6)),
                     format!("<{addr}>: Recipient address rejected: alias loop"),
                 )),
-                reason: why.clone(),
-                resolution: Some(res),
-            },
-            Resolution::Error(why) => Verdict {
-                refusal: Some(Reply::new(
+                why.clone(),
+            ),
+            Resolution::Error(why) => (
+                Some(Reply::new(
                     451,
                     Some((4, 3, 0)),
                     format!("<{addr}>: Temporary lookup failure"),
                 )),
-                reason: why.clone(),
-                resolution: Some(res),
-            },
+                why.clone(),
+            ),
+        };
+        Verdict {
+            refusal,
+            reason,
+            resolution: Some(res),
         }
     }
 }

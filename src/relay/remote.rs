@@ -667,7 +667,7 @@ impl Remote {
         let mut out: Vec<Option<RcptOutcome>> = vec![None; rcpts.len()];
         let mut groups: Vec<(NextHop, Vec<usize>)> = Vec::new();
         for (i, r) in rcpts.iter().enumerate() {
-            let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
+            let (_, domain) = super::split(&r.address);
             let hop = self.next_hop(domain);
             if matches!(&hop, NextHop::Mx { domain, .. } if domain.is_empty()) {
                 out[i] = Some(Err(Failure::new(

@@ -48,7 +48,6 @@ impl Runner {
     /// (checked each [`RUNNER_TICK`]) and [`Runner::join`] is called.
     pub fn start(deliverer: Deliverer, workers: usize, stop: Arc<AtomicBool>) -> Runner {
         let (tx, rx) = mpsc::channel::<String>();
-        let rx = Arc::new(Mutex::new(rx));
         // Bounces queued by the workers go through the same door as new mail.
         *deliverer.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -93,11 +92,7 @@ impl Runner {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let got = rx
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .recv_timeout(RUNNER_TICK);
-                match got {
+                match rx.recv_timeout(RUNNER_TICK) {
                     Ok(id) => {
                         dispatch(id, false);
                         // A steady stream of new mail must not starve flushes and rescans.

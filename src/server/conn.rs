@@ -142,6 +142,16 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "idle timeout")
 }
 
+/// Runs one I/O step under the idle timeout; running out of time is a `TimedOut` error.
+async fn within<T>(
+    limit: Duration,
+    step: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(limit, step)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
 impl Connection {
     /// A session over `stream` for listener role `role`, with the default idle timeout and no
     /// peer address, TLS acceptor or shutdown signal (set them with the `with_*` methods).
@@ -271,6 +281,14 @@ impl Connection {
         self.buffered() > 0
     }
 
+    /// Drops all buffered input and any half-framed line; returns how many bytes were dropped.
+    fn discard_input(&mut self) -> usize {
+        let n = self.buffered();
+        self.consume(n);
+        self.framer = LineFramer::default();
+        n
+    }
+
     fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start >= self.inbuf.len() {
@@ -281,17 +299,14 @@ impl Connection {
 
     /// Reads more input into the buffer under the idle timeout; returns the number of new bytes
     /// (0 at end of input). Cancel-safe: bytes read are kept in the buffer.
-    async fn fill(&mut self, within: Duration) -> io::Result<usize> {
+    async fn fill(&mut self, limit: Duration) -> io::Result<usize> {
         if self.start > 0 && self.start * 2 >= self.inbuf.len() {
             self.inbuf.drain(..self.start);
             self.start = 0;
         }
         self.inbuf.reserve(READ_CHUNK);
         let stream = self.stream.as_mut().ok_or_else(not_connected)?;
-        match tokio::time::timeout(within, stream.read_buf(&mut self.inbuf)).await {
-            Ok(r) => r,
-            Err(_) => Err(timed_out()),
-        }
+        within(limit, stream.read_buf(&mut self.inbuf)).await
     }
 
     /// Reads one line of at most `max_len` bytes INCLUDING its line end (as the RFCs count:
@@ -314,9 +329,7 @@ impl Connection {
                 None => {}
             }
             if self.fill(self.idle_timeout).await? == 0 {
-                self.framer = LineFramer::default();
-                let n = self.buffered();
-                self.consume(n);
+                self.discard_input();
                 return Ok(Line::Eof);
             }
         }
@@ -388,18 +401,12 @@ impl Connection {
     }
 
     async fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        let within = self.idle_timeout;
+        let limit = self.idle_timeout;
         let stream = self.stream.as_mut().ok_or_else(not_connected)?;
         for piece in data.chunks(WRITE_CHUNK) {
-            match tokio::time::timeout(within, stream.write_all(piece)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(timed_out()),
-            }
+            within(limit, stream.write_all(piece)).await?;
         }
-        match tokio::time::timeout(within, stream.flush()).await {
-            Ok(r) => r,
-            Err(_) => Err(timed_out()),
-        }
+        within(limit, stream.flush()).await
     }
 
     /// Upgrades the session to TLS after the protocol's "go ahead" reply (SMTP `220`, POP3
@@ -416,10 +423,7 @@ impl Connection {
             .clone()
             .ok_or_else(|| io::Error::other("TLS is not configured"))?;
         self.flush().await?;
-        let discarded = self.buffered();
-        self.inbuf.clear();
-        self.start = 0;
-        self.framer = LineFramer::default();
+        let discarded = self.discard_input();
         self.accept_tls(&acceptor).await?;
         Ok(discarded)
     }
@@ -427,10 +431,7 @@ impl Connection {
     /// Runs the server side of a TLS handshake on the raw stream (implicit TLS, or STARTTLS).
     pub(crate) async fn accept_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
         let stream = self.stream.take().ok_or_else(not_connected)?;
-        let tls = match tokio::time::timeout(self.idle_timeout, acceptor.accept(stream)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(timed_out()),
-        };
+        let tls = within(self.idle_timeout, acceptor.accept(stream)).await?;
         self.tls = Some(TlsInfo::from_state(tls.get_ref().1));
         self.stream = Some(Box::new(tls));
         Ok(())

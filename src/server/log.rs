@@ -2,7 +2,7 @@
 //! daemons so logs look alike and `grep` works the same on each. Under systemd or a supervisor
 //! stderr goes to the journal/log; nothing here buffers, so lines survive a crash.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -22,9 +22,9 @@ pub fn program() -> &'static str {
 /// interleave within a line). Control characters from the network are escaped so a peer cannot
 /// forge log lines.
 pub fn line(message: impl fmt::Display) {
-    let text = sanitize(&format!("{}: {message}", program()));
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(format!("{text}\n").as_bytes());
+    let mut text = sanitize(&format!("{}: {message}", program()));
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Escapes control characters (CR, LF, ESC, ...) as `\xNN`; everything else is kept.
@@ -32,7 +32,7 @@ pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() && c != '\t' {
-            out.push_str(&format!("\\x{:02x}", c as u32));
+            let _ = write!(out, "\\x{:02x}", c as u32);
         } else {
             out.push(c);
         }

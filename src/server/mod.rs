@@ -705,46 +705,6 @@ pub fn addr_from_env(ip: Option<&str>, port: Option<&str>) -> Option<SocketAddr>
 /// The inetd session stream with its peer and local address (when stdin is a socket).
 type StdioParts = (Box<dyn Stream>, Option<SocketAddr>, Option<SocketAddr>);
 
-/// stdin/stdout as one stream (inetd mode on pipes or files).
-struct StdioStream {
-    reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-    writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
-}
-
-impl tokio::io::AsyncRead for StdioStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.reader).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for StdioStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.writer).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.writer).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.writer).poll_shutdown(cx)
-    }
-}
-
 /// The session stream in inetd mode: the socket on stdin when it is a TCP socket (inetd,
 /// tcpserver, systemd `Accept=yes`), else stdin and stdout (pipes, FIFOs, files).
 /// Returns the stream and, for a socket, its peer and local address.
@@ -777,7 +737,8 @@ fn stdio_stream() -> Result<StdioParts> {
             Ok(w) => Box::new(w),
             Err(_) => Box::new(tokio::io::stdout()),
         };
-    Ok((Box::new(StdioStream { reader, writer }), None, None))
+    // stdin and stdout as one stream (inetd mode on pipes or files).
+    Ok((Box::new(tokio::io::join(reader, writer)), None, None))
 }
 
 /// Runs one session on stdin/stdout (inetd, tcpserver, systemd `Accept=yes`). The peer comes

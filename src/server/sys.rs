@@ -87,11 +87,16 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// First buffer size for getpwnam_r/getgrnam_r (enough for ordinary entries).
+const NSS_BUF_START: usize = 4096;
+/// The buffer is doubled on ERANGE up to this size (a group with very many members).
+const NSS_BUF_MAX: usize = 1 << 20;
+
 /// A user from the passwd database: (uid, primary gid).
 pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
     let cname = CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in user name"))?;
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; NSS_BUF_START];
     loop {
         // SAFETY: zeroed is a valid value for the plain-C passwd struct.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -107,7 +112,7 @@ pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+        if rc == libc::ERANGE && buf.len() < NSS_BUF_MAX {
             buf.resize(buf.len() * 2, 0);
             continue;
         }
@@ -125,7 +130,7 @@ pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
 pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
     let cname = CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in group name"))?;
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; NSS_BUF_START];
     loop {
         // SAFETY: zeroed is a valid value for the plain-C group struct.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
@@ -140,7 +145,7 @@ pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+        if rc == libc::ERANGE && buf.len() < NSS_BUF_MAX {
             buf.resize(buf.len() * 2, 0);
             continue;
         }

@@ -11,9 +11,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use base64::Engine as _;
-
 use super::reply::Reply;
+use crate::auth::{sasl_login_encode, sasl_plain_encode};
 
 pub mod transport;
 
@@ -159,6 +158,13 @@ pub struct Credentials {
     pub user: String,
     /// Password (never shown in transcripts).
     pub password: String,
+}
+
+impl Credentials {
+    /// The `AUTH PLAIN` response (RFC 4616), without an authorization identity.
+    fn plain(&self) -> String {
+        sasl_plain_encode("", &self.user, &self.password)
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -352,12 +358,6 @@ pub struct Client {
     txn: Option<Txn>,
 }
 
-/// `AUTH PLAIN` initial response (RFC 4616): base64 of `\0user\0password`.
-pub fn auth_plain_response(user: &str, password: &str) -> String {
-    let raw = format!("\0{user}\0{password}");
-    base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
-}
-
 /// The message as DATA content (RFC 5321 §4.5.2): every line ending becomes CRLF (a bare CR or
 /// LF too), a line starting with `.` gets another `.`, the last line is terminated, and the
 /// `.CRLF` end marker is appended.
@@ -439,10 +439,6 @@ fn cmd(text: String) -> Action {
     Action::Send { bytes, shown: None }
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
 impl Client {
     /// A session about to read the server's greeting. With [`TlsMode::Implicit`] the transport
     /// must already be TLS.
@@ -487,11 +483,6 @@ impl Client {
         self.tls_active
     }
 
-    /// Whether AUTH succeeded.
-    pub fn authenticated(&self) -> bool {
-        self.authenticated
-    }
-
     /// Whether the session can take a transaction now.
     pub fn is_ready(&self) -> bool {
         self.ready && !self.closed && self.txn.is_none()
@@ -500,11 +491,6 @@ impl Client {
     /// Whether the session is over (QUIT answered or 421 received).
     pub fn is_closed(&self) -> bool {
         self.closed
-    }
-
-    /// Whether the client waits for a reply.
-    pub fn awaiting_reply(&self) -> bool {
-        !self.expect.is_empty()
     }
 
     /// The stage whose reply the client waits for (for timeouts and error messages).
@@ -618,31 +604,27 @@ impl Client {
             stop,
         };
         self.ready = false;
-        let mut out = vec![cmd(mail)];
+        mail.push_str("\r\n");
         self.expect.push_back(Expect::Mail);
         if pipelined {
+            // Pipelined commands go out in one write (RFC 2920 §3.1).
             for i in 0..n {
-                out.push(Self::rcpt_cmd(&txn, i));
+                mail.push_str(&Self::rcpt_line(&txn, i));
+                mail.push_str("\r\n");
                 self.expect.push_back(Expect::Rcpt(i));
             }
-            out.push(cmd("DATA".into()));
+            mail.push_str("DATA\r\n");
             self.expect.push_back(Expect::Data);
         }
         self.txn = Some(txn);
-        // Pipelined commands go out in one write (RFC 2920 §3.1).
-        if out.len() > 1 {
-            let mut bytes = Vec::new();
-            for a in out {
-                if let Action::Send { bytes: b, .. } = a {
-                    bytes.extend_from_slice(&b);
-                }
-            }
-            return vec![Action::Send { bytes, shown: None }];
-        }
-        out
+        vec![Action::Send {
+            bytes: mail.into_bytes(),
+            shown: None,
+        }]
     }
 
-    fn rcpt_cmd(txn: &Txn, i: usize) -> Action {
+    /// `RCPT TO:<...> [params]` for recipient `i`, without CRLF.
+    fn rcpt_line(txn: &Txn, i: usize) -> String {
         let mut c = format!("RCPT TO:<{}>", txn.env.rcpts[i]);
         if let Some(params) = txn.env.rcpt_params.get(i) {
             for p in params {
@@ -650,7 +632,7 @@ impl Client {
                 c.push_str(p);
             }
         }
-        cmd(c)
+        c
     }
 
     /// Feeds one server reply; returns what to do.
@@ -790,10 +772,8 @@ impl Client {
         if self.settings.quit_after == Some(Stage::Tls) {
             return self.stop(Stage::Tls);
         }
-        if let Some(creds) = self.settings.auth.clone() {
-            if !self.authenticated {
-                return self.start_auth(&creds);
-            }
+        if self.settings.auth.is_some() && !self.authenticated {
+            return self.start_auth();
         }
         self.session_ready()
     }
@@ -821,18 +801,16 @@ impl Client {
         self.after_ehlo()
     }
 
-    fn start_auth(&mut self, creds: &Credentials) -> Vec<Action> {
+    fn start_auth(&mut self) -> Vec<Action> {
         if !self.tls_active {
             return self.fail(Error::AuthNotEncrypted);
         }
+        let Some(creds) = &self.settings.auth else {
+            return self.session_ready(); // not reached: called only with credentials
+        };
         if self.ext.auth.iter().any(|m| m == "PLAIN") {
+            let bytes = format!("AUTH PLAIN {}\r\n", creds.plain()).into_bytes();
             self.expect.push_back(Expect::AuthPlain);
-            let mut bytes = format!(
-                "AUTH PLAIN {}",
-                auth_plain_response(&creds.user, &creds.password)
-            )
-            .into_bytes();
-            bytes.extend_from_slice(b"\r\n");
             return vec![Action::Send {
                 bytes,
                 shown: Some("AUTH PLAIN <redacted>".into()),
@@ -847,24 +825,24 @@ impl Client {
     }
 
     fn on_auth(&mut self, step: Expect, reply: Reply) -> Vec<Action> {
-        let creds = match self.settings.auth.clone() {
-            Some(c) => c,
-            None => return self.fail(Error::Protocol("AUTH reply without credentials".into())),
+        let Some(creds) = &self.settings.auth else {
+            return self.fail(Error::Protocol("AUTH reply without credentials".into()));
         };
         if reply.code == 334 {
             let (next, bytes, shown) = match step {
                 // PLAIN with an empty challenge: the server wants the response now.
                 Expect::AuthPlain => (
                     Expect::AuthLoginDone,
-                    auth_plain_response(&creds.user, &creds.password),
+                    creds.plain(),
                     "<redacted>".to_string(),
                 ),
                 Expect::AuthLoginUser => {
-                    (Expect::AuthLoginPass, b64(&creds.user), b64(&creds.user))
+                    let user = sasl_login_encode(&creds.user);
+                    (Expect::AuthLoginPass, user.clone(), user)
                 }
                 Expect::AuthLoginPass => (
                     Expect::AuthLoginDone,
-                    b64(&creds.password),
+                    sasl_login_encode(&creds.password),
                     "<redacted>".to_string(),
                 ),
                 _ => {
@@ -913,7 +891,7 @@ impl Client {
         if txn.env.rcpts.is_empty() {
             return self.reset();
         }
-        let a = Self::rcpt_cmd(txn, 0);
+        let a = cmd(Self::rcpt_line(txn, 0));
         self.expect.push_back(Expect::Rcpt(0));
         vec![a]
     }
@@ -929,7 +907,7 @@ impl Client {
             return Vec::new();
         }
         if i + 1 < txn.env.rcpts.len() {
-            let a = Self::rcpt_cmd(txn, i + 1);
+            let a = cmd(Self::rcpt_line(txn, i + 1));
             self.expect.push_back(Expect::Rcpt(i + 1));
             return vec![a];
         }
@@ -1138,10 +1116,7 @@ mod tests {
             ],
         );
         let a = c.on_reply(ehlo);
-        assert_eq!(
-            sent(&a),
-            format!("AUTH PLAIN {}\r\n", auth_plain_response("alice", "secret"))
-        );
+        assert_eq!(sent(&a), "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
         assert!(matches!(&a[0], Action::Send { shown: Some(s), .. } if !s.contains("secret")));
         assert_eq!(c.on_reply(r(235, "ok")), vec![Action::Ready]);
         let a = c.transaction(env(&["b@y.test", "c@y.test"]), b"Subject: x\n\nhi\n");

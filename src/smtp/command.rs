@@ -424,13 +424,8 @@ fn parse_mail(rest: &str) -> Result<Command, ParseError> {
     let mut p = MailParams::default();
     let mut seen = Vec::new();
     for param in params.split_ascii_whitespace() {
-        let (key, value) = split_param(param);
-        let key = key.to_ascii_uppercase();
-        if seen.contains(&key) {
-            return Err(ParseError::Syntax("duplicate parameter"));
-        }
-        seen.push(key.clone());
-        match (key.as_str(), value) {
+        let (key, value) = split_param(param, &mut seen)?;
+        match (key, value) {
             ("SIZE", Some(v)) => {
                 if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(ParseError::Syntax("SIZE=number"));
@@ -471,13 +466,8 @@ fn parse_rcpt(rest: &str) -> Result<Command, ParseError> {
     let mut p = RcptParams::default();
     let mut seen = Vec::new();
     for param in params.split_ascii_whitespace() {
-        let (key, value) = split_param(param);
-        let key = key.to_ascii_uppercase();
-        if seen.contains(&key) {
-            return Err(ParseError::Syntax("duplicate parameter"));
-        }
-        seen.push(key.clone());
-        match (key.as_str(), value) {
+        let (key, value) = split_param(param, &mut seen)?;
+        match (key, value) {
             ("NOTIFY", Some(v)) => p.notify = Some(parse_notify(v)?),
             ("ORCPT", Some(v)) => {
                 let (kind, addr) = v
@@ -517,11 +507,22 @@ fn parse_notify(v: &str) -> Result<Notify, ParseError> {
     Ok(n)
 }
 
-fn split_param(p: &str) -> (&str, Option<&str>) {
-    match p.split_once('=') {
+/// Splits one ESMTP parameter into its upper-cased keyword and value, refusing a keyword already
+/// in `seen` (each parameter at most once per command); the keyword returned is `seen`'s last.
+fn split_param<'a, 's>(
+    p: &'a str,
+    seen: &'s mut Vec<String>,
+) -> Result<(&'s str, Option<&'a str>), ParseError> {
+    let (key, value) = match p.split_once('=') {
         Some((k, v)) => (k, Some(v)),
         None => (p, None),
+    };
+    let key = key.to_ascii_uppercase();
+    if seen.contains(&key) {
+        return Err(ParseError::Syntax("duplicate parameter"));
     }
+    seen.push(key);
+    Ok((seen.last().map_or("", String::as_str), value))
 }
 
 /// Decodes RFC 3461 §4 xtext (`+XX` hex escapes; printable ASCII except `+` and `=`).

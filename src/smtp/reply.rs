@@ -198,12 +198,10 @@ impl ReplyParser {
             if nl + 1 > MAX_LINE_LEN {
                 return Err(ReplyError::LineTooLong);
             }
-            let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let (code, last, text) = parse_line(&line)?;
+            let line = &self.buf[..nl];
+            let parsed = parse_line(line.strip_suffix(b"\r").unwrap_or(line));
+            self.buf.drain(..=nl);
+            let (code, last, text) = parsed?;
             if let Some(&(first, _)) = self.pending.first() {
                 if first != code {
                     self.pending.clear();

@@ -211,7 +211,6 @@ pub struct Session {
     errors: u32,
     tx: Option<Transaction>,
     scan: DataScan,
-    messages: u64,
 }
 
 fn r(code: u16, enh: (u8, u16, u16), text: impl AsRef<str>) -> Reply {
@@ -238,7 +237,6 @@ impl Session {
             errors: 0,
             tx: None,
             scan: DataScan::default(),
-            messages: 0,
         }
     }
 
@@ -336,11 +334,6 @@ impl Session {
         }
     }
 
-    /// Messages accepted in this session.
-    pub fn messages(&self) -> u64 {
-        self.messages
-    }
-
     /// Whether the session is over (QUIT, fatal error).
     pub fn is_closed(&self) -> bool {
         self.mode == Mode::Closed
@@ -422,12 +415,10 @@ impl Session {
             }
             (Pending::Message, Decision::Queued(id)) => {
                 self.tx = None;
-                self.messages += 1;
                 self.push(r(250, (2, 0, 0), format!("Ok: queued as {id}")));
             }
             (Pending::Message, Decision::Accept) => {
                 self.tx = None;
-                self.messages += 1;
                 self.push(r(250, (2, 0, 0), "Ok: queued"));
             }
         }

@@ -198,3 +198,27 @@ pub fn mrelayd_cli(config: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("run mrelayd {args:?}: {e}"))
 }
+
+/// A child process that is killed (and reaped) when dropped, so a daemon a test started never
+/// outlives a failed assertion. Derefs to the [`Child`] for `id()`, `try_wait()`, pipes...
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -89,14 +89,6 @@ impl DriverError {
             DriverError::Smtp(e) => e.is_temporary(),
         }
     }
-
-    /// The server reply behind the error, if any.
-    pub fn reply(&self) -> Option<&Reply> {
-        match self {
-            DriverError::Smtp(Error::Rejected { reply, .. }) => Some(reply),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for DriverError {
@@ -245,12 +237,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         matches!(self.stream, Stream::Tls(_))
     }
 
-    async fn write_all(&mut self, bytes: &[u8], stage: Stage) -> Result<(), DriverError> {
-        let timeout = if stage == Stage::Body {
+    /// The time limit for a write or a reply at `stage`: the end of data gets its own.
+    fn timeout_for(&self, stage: Stage) -> Duration {
+        if stage == Stage::Body {
             self.timeouts.data_end
         } else {
             self.timeouts.command
-        };
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8], stage: Stage) -> Result<(), DriverError> {
+        let timeout = self.timeout_for(stage);
         let fut = async {
             match &mut self.stream {
                 Stream::Plain(s) => {
@@ -272,12 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     async fn read_reply(&mut self) -> Result<Reply, DriverError> {
         let stage = self.client.expected_stage().unwrap_or(Stage::Quit);
-        let timeout = if stage == Stage::Body {
-            self.timeouts.data_end
-        } else {
-            self.timeouts.command
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + self.timeout_for(stage);
         let mut buf = [0u8; READ_CHUNK];
         loop {
             if let Some(r) = self.parser.next_reply().map_err(DriverError::Reply)? {
@@ -382,9 +374,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     return Err(e);
                 }
             };
-            let prefix = if self.is_tls() { "<~ " } else { "<- " };
-            let text = String::from_utf8_lossy(&reply.to_bytes()).into_owned();
-            self.log(prefix, &text);
+            // Formatting the reply back to text is for the transcript only (once per reply).
+            if self.transcript.is_some() {
+                let prefix = if self.is_tls() { "<~ " } else { "<- " };
+                let text = String::from_utf8_lossy(&reply.to_bytes()).into_owned();
+                self.log(prefix, &text);
+            }
             pending.extend(self.client.on_reply(reply));
         }
     }
