@@ -3,14 +3,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-/// Longest any single child process may run.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Uid/gid the Dovecot peer reads mail as (nobody:nogroup).
 const MAIL_UID: u32 = 65534;
 
@@ -19,41 +15,12 @@ struct Out {
     stderr: String,
 }
 
-/// Runs `cmd` with `input` on stdin, killing it after [`CHILD_TIMEOUT`].
+/// Runs `cmd` with `input` on stdin, killing it after [`common::CHILD_TIMEOUT`].
 fn run(cmd: &mut Command, input: &[u8]) -> Out {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > CHILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish in {CHILD_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let _ = writer.join();
+    let out = common::run_with_input(cmd, input);
     Out {
-        code: status.code().unwrap_or(-1),
-        stderr: reader.join().unwrap(),
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -1166,7 +1166,7 @@ fn spool_one(home: &Path, q: &Path, extra: &[&str], rcpt: &str, tok: &str) {
 
 /// A peer started by one test; killed when dropped, so it never outlives a failed assertion.
 struct Daemon {
-    child: std::process::Child,
+    _child: common::KillOnDrop,
     port: u16,
 }
 
@@ -1179,7 +1179,10 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let daemon = Daemon { child, port };
+        let daemon = Daemon {
+            _child: common::KillOnDrop(child),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((ip, port)).is_err() {
             assert!(
@@ -1201,13 +1204,6 @@ impl Daemon {
             "127.0.0.1",
             port,
         )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -63,7 +63,11 @@ pub fn scratch() -> tempfile::TempDir {
     dir
 }
 
-/// Runs `cmd` with `input` on stdin and returns its output.
+/// Longest a child run by [`run_with_input`] may take before it is killed and the test fails.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` with `input` on stdin and returns its output; kills it and fails the test after
+/// [`CHILD_TIMEOUT`], so no test hangs on a stuck child.
 pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -76,9 +80,33 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let out = child.wait_with_output().expect("wait");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish in {CHILD_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
     let _ = writer.join();
-    out
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough on a quiet loopback).
