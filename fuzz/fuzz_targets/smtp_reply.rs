@@ -24,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
     for r in replies {
         let mut q = ReplyParser::new();
         q.push(&r.to_bytes());
-        let _ = q.next_reply();
+        match q.next_reply() {
+            Ok(Some(again)) => assert_eq!(again.to_bytes(), r.to_bytes()),
+            other => panic!("{:?} did not re-parse: {other:?}", r.to_bytes()),
+        }
     }
 });
