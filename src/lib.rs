@@ -4,6 +4,8 @@
 //! - [`cli`]: each program's command line (clap) and its `run` function; `bin/*.rs` only call these.
 //! - [`exit`]: sysexits.h codes and the one place errors become exit codes and stderr lines.
 //! - [`config`]: the one TOML config loader (`/etc/mailkit/mailkit.toml`, `-c`, `MAILKIT_CONFIG`).
+//! - [`fsroot`]: directory handles that never follow a symlink below a root (Maildirs, the
+//!   queue): `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, `*at` calls, `O_EXCL` creation.
 //! - [`auth`]: users from a Dovecot-compatible passwd-file, password schemes, the one password check.
 //! - [`maildir`]: the one Maildir writer and reader (delivery, listing, flags, Maildir++ folders).
 //! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod exit;
+pub mod fsroot;
 pub mod maildir;
 pub mod mda;
 pub mod mdig;
