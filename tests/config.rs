@@ -126,8 +126,10 @@ fn absent_section_is_default() {
 fn unknown_section_name_is_a_program_bug() {
     let c = Config::parse("", None).unwrap();
     let r: anyhow::Result<PopSection> = c.section("mpop");
-    let (msg, _) = err_text(r);
+    let (msg, code) = err_text(r);
     assert!(msg.contains("mpop"), "{msg}");
+    assert_eq!(msg, "config: no such program section [mpop]");
+    assert_eq!(code, exit::SOFTWARE);
 }
 
 #[test]
@@ -141,6 +143,10 @@ fn unknown_key_in_section_names_file_line_key() {
     let want = format!("{}:5: key `mpopd.max_eror`:", p.display());
     assert!(msg.starts_with(&want), "{msg}\nwant prefix {want}");
     assert!(msg.contains("unknown field"), "{msg}");
+    assert_eq!(
+        msg,
+        format!("{want} unknown field `max_eror`, expected one of `listen`, `max_errors`, `allow_plaintext`, `tls`")
+    );
 }
 
 #[test]
@@ -154,6 +160,10 @@ fn bad_value_in_section_names_file_line_key() {
     let want = format!("{}:5: key `mpopd.max_errors`:", p.display());
     assert!(msg.starts_with(&want), "{msg}\nwant prefix {want}");
     assert!(msg.contains("invalid type"), "{msg}");
+    assert_eq!(
+        msg,
+        format!("{want} invalid type: string \"many\", expected u32")
+    );
 }
 
 #[test]
@@ -163,12 +173,20 @@ fn bad_value_in_nested_table_and_array() {
     let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
     // The first error serde meets is the array element on line 3.
     assert!(msg.starts_with("x.toml:3: key `mpopd.listen`:"), "{msg}");
+    assert_eq!(
+        msg,
+        "x.toml:3: key `mpopd.listen`: invalid type: integer `7`, expected a string"
+    );
     let text = "[mpopd]\n[mpopd.tls]\nimplicit = \"yes\"\n";
     let c = Config::parse(text, Some(Path::new("x.toml"))).unwrap();
     let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
     assert!(
         msg.starts_with("x.toml:3: key `mpopd.tls.implicit`:"),
         "{msg}"
+    );
+    assert_eq!(
+        msg,
+        "x.toml:3: key `mpopd.tls.implicit`: invalid type: string \"yes\", expected a boolean"
     );
 }
 
@@ -178,10 +196,18 @@ fn dotted_and_inline_section_keys_report_lines() {
     let c = Config::parse(text, Some(Path::new("d.toml"))).unwrap();
     let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
     assert!(msg.starts_with("d.toml:3: key `mpopd.bogus`:"), "{msg}");
+    assert_eq!(
+        msg,
+        "d.toml:3: key `mpopd.bogus`: unknown field `bogus`, expected one of `listen`, `max_errors`, `allow_plaintext`, `tls`"
+    );
     let text = "\nmpopd = { max_errors = 1,\n bogus = 2 }\n";
     let c = Config::parse(text, Some(Path::new("d.toml"))).unwrap();
     let (msg, _) = err_text(c.section::<PopSection>("mpopd"));
     assert!(msg.starts_with("d.toml:3: key `mpopd.bogus`:"), "{msg}");
+    assert_eq!(
+        msg,
+        "d.toml:3: key `mpopd.bogus`: unknown field `bogus`, expected one of `listen`, `max_errors`, `allow_plaintext`, `tls`"
+    );
 }
 
 #[test]
@@ -194,7 +220,15 @@ fn unknown_shared_key_names_file_line_key() {
         "{msg}"
     );
     assert!(msg.contains("unknown field"), "{msg}");
+    assert_eq!(
+        msg,
+        "/etc/x.toml:4: key `users.passwdfile`: unknown field `passwdfile`, expected one of `passwd_file`, `mail_location`, `domains`"
+    );
 }
+
+/// The top-level keys and tables, as an unknown-field error lists them.
+const TOP_LEVEL: &str = "`hostname`, `state_dir`, `tls`, `users`, `auth`, `run_as`, `msend`, \
+                         `mrelayd`, `mdeliver`, `mpopd`, `mimapd`, `mfetch`, `mdig-mx`";
 
 #[test]
 fn unknown_top_level_key_or_table_is_an_error() {
@@ -204,40 +238,48 @@ fn unknown_top_level_key_or_table_is_an_error() {
     ));
     assert_eq!(code, exit::CONFIG);
     assert!(msg.starts_with("t.toml:2: key `hostnme`:"), "{msg}");
-    let (msg, _) = err_text(Config::parse("[mpop]\nx = 1\n", Some(Path::new("t.toml"))));
+    assert_eq!(
+        msg,
+        format!("t.toml:2: key `hostnme`: unknown field `hostnme`, expected one of {TOP_LEVEL}")
+    );
+    let (msg, code) = err_text(Config::parse("[mpop]\nx = 1\n", Some(Path::new("t.toml"))));
     assert!(msg.starts_with("t.toml:1: key `mpop`:"), "{msg}");
+    assert_eq!(
+        msg,
+        format!("t.toml:1: key `mpop`: unknown field `mpop`, expected one of {TOP_LEVEL}")
+    );
+    assert_eq!(code, exit::CONFIG);
 }
 
 #[test]
 fn bad_shared_values_name_the_key() {
-    let (msg, _) = err_text(Config::parse(
-        "[users]\ndomains = \"example.test\"\n",
-        Some(Path::new("t.toml")),
-    ));
-    assert!(msg.starts_with("t.toml:2: key `users.domains`:"), "{msg}");
-    let (msg, _) = err_text(Config::parse(
-        "[auth]\nmax_failures = -1\n",
-        Some(Path::new("t.toml")),
-    ));
-    assert!(
-        msg.starts_with("t.toml:2: key `auth.max_failures`:"),
-        "{msg}"
-    );
-    let (msg, _) = err_text(Config::parse("mpopd = 3\n", Some(Path::new("t.toml"))));
-    assert!(msg.starts_with("t.toml:1: key `mpopd`:"), "{msg}");
-    let (msg, _) = err_text(Config::parse(
-        "\n[auth]\ncheckpassword = []\n",
-        Some(Path::new("t.toml")),
-    ));
-    assert!(
-        msg.starts_with("t.toml:3: key `auth.checkpassword`:"),
-        "{msg}"
-    );
-    let (msg, _) = err_text(Config::parse(
-        "hostname = \"\"\n",
-        Some(Path::new("t.toml")),
-    ));
-    assert!(msg.starts_with("t.toml:1: key `hostname`:"), "{msg}");
+    let cases = [
+        (
+            "[users]\ndomains = \"example.test\"\n",
+            "t.toml:2: key `users.domains`: invalid type: string \"example.test\", expected a sequence",
+        ),
+        (
+            "[auth]\nmax_failures = -1\n",
+            "t.toml:2: key `auth.max_failures`: invalid value: integer `-1`, expected u32",
+        ),
+        (
+            "mpopd = 3\n",
+            "t.toml:1: key `mpopd`: invalid type: integer `3`, expected a map",
+        ),
+        (
+            "\n[auth]\ncheckpassword = []\n",
+            "t.toml:3: key `auth.checkpassword`: needs at least the program",
+        ),
+        (
+            "hostname = \"\"\n",
+            "t.toml:1: key `hostname`: must not be empty",
+        ),
+    ];
+    for (text, want) in cases {
+        let (msg, code) = err_text(Config::parse(text, Some(Path::new("t.toml"))));
+        assert_eq!(msg, want, "{text:?}");
+        assert_eq!(code, exit::CONFIG, "{text:?}");
+    }
 }
 
 #[test]
@@ -248,6 +290,7 @@ fn syntax_error_names_file_and_line() {
     ));
     assert_eq!(code, exit::CONFIG);
     assert!(msg.starts_with("s.toml:3:"), "{msg}");
+    assert_eq!(msg, "s.toml:3: unclosed table, expected `]`");
 }
 
 #[test]
@@ -257,11 +300,25 @@ fn missing_or_unreadable_explicit_file_is_a_config_error() {
     let (msg, code) = err_text(Config::load(Some(&p)));
     assert_eq!(code, exit::CONFIG);
     assert!(msg.contains("nope.toml"), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "config {}: No such file or directory (os error 2)",
+            p.display()
+        )
+    );
     let p = write(dir.path(), "bin.toml", "");
     std::fs::write(&p, b"hostname = \"\xff\"\n").unwrap();
     let (msg, code) = err_text(Config::load(Some(&p)));
     assert_eq!(code, exit::CONFIG);
     assert!(msg.contains("UTF-8"), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "config {}: not UTF-8: invalid utf-8 sequence of 1 bytes from index 12",
+            p.display()
+        )
+    );
 }
 
 #[test]
@@ -273,6 +330,14 @@ fn oversized_file_is_refused() {
     let (msg, code) = err_text(Config::load(Some(&p)));
     assert_eq!(code, exit::CONFIG);
     assert!(msg.contains("larger than"), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "config {}: larger than {} bytes",
+            p.display(),
+            config::MAX_CONFIG_SIZE
+        )
+    );
 }
 
 #[test]
@@ -292,6 +357,13 @@ fn env_var_selects_file_and_flag_wins() {
     let (msg, code) = err_text(missing);
     assert_eq!(code, exit::CONFIG);
     assert!(msg.contains("missing.toml"), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "config {}: No such file or directory (os error 2)",
+            dir.path().join("missing.toml").display()
+        )
+    );
 }
 
 #[test]
@@ -367,25 +439,55 @@ fn standalone_file_loads_with_the_same_errors() {
     assert_eq!(code, exit::CONFIG);
     let want = format!("{}:6: key `account.port`:", bad.display());
     assert!(msg.starts_with(&want), "{msg}\nwant prefix {want}");
+    assert_eq!(
+        msg,
+        format!("{want} invalid value: integer `70000`, expected u16")
+    );
 }
 
 #[test]
 fn adversarial_inputs_are_errors_not_panics() {
-    let cases: Vec<String> = vec![
-        "[".into(),
-        "a = ".into(),
-        "\"".repeat(3),
-        "[[mpopd]]\nx = 1\n".into(),
-        "hostname = 1979-05-27T07:32:00Z\n".into(),
-        format!("{}1{}", "[".repeat(200), "]".repeat(200)),
-        format!("mpopd = {}{}", "{a=".repeat(100), "}".repeat(100)),
-        "hostname = \"h\"\nhostname = \"i\"\n".into(),
-        "\u{feff}hostname = \"h\"\n".into(),
-        "hostname = \"a\u{0}b\"\n".into(),
+    let unquoted_empty =
+        "f.toml:1: unquoted keys cannot be empty, expected letters, numbers, `-`, `_`";
+    let cases: Vec<(String, &str)> = vec![
+        ("[".into(), unquoted_empty),
+        (
+            "a = ".into(),
+            "f.toml:1: string values must be quoted, expected literal string",
+        ),
+        ("\"".repeat(3), "f.toml:1: key with no value, expected `=`"),
+        (
+            "[[mpopd]]\nx = 1\n".into(),
+            "f.toml:1: key `mpopd`: invalid type: sequence, expected a map",
+        ),
+        (
+            // A TOML datetime reaches serde as a map.
+            "hostname = 1979-05-27T07:32:00Z\n".into(),
+            "f.toml:1: key `hostname`: invalid type: map, expected a string",
+        ),
+        (
+            format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            unquoted_empty,
+        ),
+        (
+            format!("mpopd = {}{}", "{a=".repeat(100), "}".repeat(100)),
+            "f.toml:1: cannot recurse further; max recursion depth met",
+        ),
+        (
+            "hostname = \"h\"\nhostname = \"i\"\n".into(),
+            "f.toml:2: duplicate key",
+        ),
+        (
+            "hostname = \"a\u{0}b\"\n".into(),
+            "f.toml:1: invalid basic string, expected non-double-quote visible characters, `\\`",
+        ),
     ];
-    for text in cases {
-        if let Ok(c) = Config::parse(&text, Some(Path::new("f.toml"))) {
-            let _ = c.section::<PopSection>("mpopd");
-        }
+    for (text, want) in cases {
+        let (msg, code) = err_text(Config::parse(&text, Some(Path::new("f.toml"))));
+        assert_eq!(msg, want, "{text:?}");
+        assert_eq!(code, exit::CONFIG, "{text:?}");
     }
+    // A byte order mark is not an error: TOML files may start with one.
+    let c = Config::parse("\u{feff}hostname = \"h\"\n", Some(Path::new("f.toml"))).unwrap();
+    assert_eq!(c.hostname, "h");
 }
