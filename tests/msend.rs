@@ -137,6 +137,9 @@ struct Script {
     data: &'static str,
     end: &'static str,
     starttls: &'static str,
+    /// RCPT replies by recipient: the first entry whose text the RCPT line contains wins over
+    /// `rcpt`.
+    rcpt_to: &'static [(&'static str, &'static str)],
 }
 
 impl Default for Script {
@@ -150,6 +153,7 @@ impl Default for Script {
             data: "354 go\r\n",
             end: "250 2.0.0 queued\r\n",
             starttls: "220 2.0.0 go ahead\r\n",
+            rcpt_to: &[],
         }
     }
 }
@@ -208,7 +212,12 @@ fn serve_one(stream: TcpStream, script: &Script, seen: &mut Vec<u8>) {
         } else if upper.starts_with("MAIL") {
             script.mail
         } else if upper.starts_with("RCPT") {
-            script.rcpt
+            let line = String::from_utf8_lossy(&line);
+            script
+                .rcpt_to
+                .iter()
+                .find(|(who, _)| line.contains(who))
+                .map_or(script.rcpt, |(_, reply)| reply)
         } else if upper.starts_with("DATA") {
             script.data
         } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
@@ -984,6 +993,95 @@ fn compose_sends_to_all_recipients_without_bcc_header() {
         serde_json::json!(["a@example.test", "b@example.test"])
     );
     assert_eq!(env["mail_from"], "me@example.test");
+}
+
+#[test]
+fn recipients_named_twice_get_one_rcpt_and_only_the_domain_is_folded() {
+    // Compose mode: --to a, --cc b, --bcc a (domain in other case), and A as an argument: the
+    // local part may be case-sensitive (RFC 5321 §2.4), so A is another recipient.
+    let home = common::scratch();
+    let tok = token();
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT")))
+            .args(["--from", "me@example.test", "--to", "a@example.test"])
+            .args(["--cc", "b@example.test", "--bcc", "a@EXAMPLE.test"])
+            .args(["--subject", &tok, "A@example.test"]),
+        b"body\n",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (_, env) = captured(&capture_dir(), &tok).unwrap();
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!(["a@example.test", "b@example.test", "A@example.test"])
+    );
+    // -t: To: a, Cc: b, Bcc: a, and a given again as an argument.
+    let tok = token();
+    let input = format!(
+        "From: me@example.test\nTo: a@example.test\nCc: b@example.test\n\
+         Bcc: a@Example.Test\nSubject: {tok}\n\nbody\n"
+    );
+    let o = run(
+        msend(home.path())
+            .args(["-t", "-i", "-f", "me@example.test", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT")))
+            .arg("b@example.test"),
+        input.as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (_, env) = captured(&capture_dir(), &tok).unwrap();
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!(["b@example.test", "a@example.test"])
+    );
+}
+
+#[test]
+fn bs_with_queue_reports_a_permanent_failure_and_spools_the_temporary_one() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    let (port, rx) = scripted(Script {
+        ehlo: "250-scripted\r\n250 8BITMIME\r\n",
+        rcpt_to: &[
+            ("<perm@", "550 5.1.1 no such user here\r\n"),
+            ("<temp@", "451 4.7.1 greylisted\r\n"),
+        ],
+        ..Script::default()
+    });
+    let session = "EHLO php.example\r\nMAIL FROM:<app@example.test>\r\n\
+                   RCPT TO:<perm@example.test>\r\nRCPT TO:<temp@example.test>\r\n\
+                   DATA\r\nSubject: mixed\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+    let o = run(
+        msend(home.path())
+            .args(["-bs", "--no-tls", "--queue"])
+            .arg(&q)
+            .arg("--server")
+            .arg(format!("127.0.0.1:{port}")),
+        session.as_bytes(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).into_owned();
+    assert!(seen.contains("RCPT TO:<perm@example.test>"), "{seen}");
+    // The answer to the message is the permanent failure, not "spooled"; the exit code is
+    // that of a rejected recipient.
+    let reply = out
+        .lines()
+        .find(|l| l.contains("no such user here"))
+        .unwrap_or_else(|| panic!("permanent failure not reported: {out}"));
+    assert!(reply.starts_with("554 5."), "{out}");
+    assert!(reply.contains("spooled"), "{out}");
+    assert!(out.contains("\r\n221 "), "{out}");
+    assert_eq!(code(&o), 67, "{}", stderr(&o));
+    assert!(stderr(&o).contains("perm@example.test"), "{}", stderr(&o));
+    // The temporary one is spooled for the next flush.
+    assert_eq!(queued(&q), 1);
+    let o = run(msend(home.path()).arg("--queue").arg(&q).arg("--list"), b"");
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(listing.contains("temp@example.test"), "{listing}");
+    assert!(!listing.contains("perm@example.test"), "{listing}");
 }
 
 #[test]

@@ -33,6 +33,8 @@ applies: 77 authentication failed (those messages stay queued), 75 a message sta
 another flush holds the spool), 67 a recipient rejected, 69 another permanent failure, 0 all
 delivered. Permanently failed messages are moved to DIR/failed. 64 without a spool (--queue DIR
 or queue =); 65 when the only problem is an unreadable spool file (left in place).
+-bs answers each message with its own reply (a 5xx when a recipient failed permanently, even
+when the others were spooled) and exits with the code of the first message that failed.
 
 FILES
   ~/.config/mailkit/msend.toml    accounts (the keys of the [msend] section, at top level)
@@ -606,14 +608,10 @@ fn run(args: Args) -> Result<u8> {
         let prepared = message::prepare(&input, &p)
             .map_err(|e| exit::fail(exit::DATAERR, format!("bad message: {e}")))?;
         let mut rcpts = message::split_recipient_args(&args.recipients);
-        for r in prepared.header_recipients {
-            if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
-                rcpts.push(r);
-            }
-        }
+        rcpts.extend(prepared.header_recipients);
         (prepared.message, rcpts, prepared.from_header)
     };
-    rcpts.dedup();
+    message::dedup_recipients(&mut rcpts);
     if args.dry_run {
         let mut out = std::io::stdout().lock();
         out.write_all(&msg)
@@ -841,12 +839,16 @@ fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
     })
 }
 
-/// `-bs`: SMTP on stdin/stdout; each message goes onward as configured, then is answered.
+/// `-bs`: SMTP on stdin/stdout; each message goes onward as configured, then is answered. With
+/// a spool the temporarily failed recipients are spooled; a permanent failure is still the
+/// message's reply (5xx) and, as for the first failed message, the exit code.
 fn smtp_session(res: &Resolved) -> Result<u8> {
     let rt = runtime()?;
+    let mut worst = exit::OK;
     let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
-        let report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &data));
+        let mut report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &data));
         let temp = report.temporary();
+        let mut spooled = None;
         if let (Some(dir), false) = (&res.queue, temp.is_empty()) {
             let meta = spool::Meta {
                 from: from.clone(),
@@ -855,21 +857,37 @@ fn smtp_session(res: &Resolved) -> Result<u8> {
                 queued_at: crate::queue::now(),
                 last_error: String::new(),
             };
-            return match spool::put(dir, &meta, &data) {
-                Ok(id) => Reply::new(250, Some((2, 0, 0)), format!("spooled {id}")),
-                Err(e) => Reply::new(451, Some((4, 3, 0)), format!("cannot spool: {e:#}")),
-            };
+            match spool::put(dir, &meta, &data) {
+                Ok(id) => spooled = Some(id),
+                Err(e) => {
+                    if worst == exit::OK {
+                        worst = exit::TEMPFAIL;
+                    }
+                    return Reply::new(451, Some((4, 3, 0)), format!("cannot spool: {e:#}"));
+                }
+            }
+            report.rcpts.retain(|r| r.status != Status::Temporary);
         }
         print_failures(&report);
         let detail = report
             .rcpts
             .iter()
             .find(|r| r.status != Status::Sent)
-            .map(|r| r.detail.clone());
-        match (report.exit_code(), detail) {
-            (exit::OK, _) => Reply::new(250, Some((2, 0, 0)), "sent"),
-            (exit::TEMPFAIL, d) => Reply::new(451, Some((4, 4, 0)), d.unwrap_or_default()),
-            (_, d) => Reply::new(554, Some((5, 0, 0)), d.unwrap_or_default()),
+            .map(|r| r.detail.clone())
+            .unwrap_or_default();
+        let code = report.exit_code();
+        if worst == exit::OK {
+            worst = code;
+        }
+        let also = spooled
+            .as_ref()
+            .map(|id| format!(" (other recipients spooled as {id})"))
+            .unwrap_or_default();
+        match (code, spooled) {
+            (exit::OK, Some(id)) => Reply::new(250, Some((2, 0, 0)), format!("spooled {id}")),
+            (exit::OK, None) => Reply::new(250, Some((2, 0, 0)), "sent"),
+            (exit::TEMPFAIL, _) => Reply::new(451, Some((4, 4, 0)), detail),
+            _ => Reply::new(554, Some((5, 0, 0)), format!("{detail}{also}")),
         }
     };
     let stdin = std::io::stdin();
@@ -880,5 +898,5 @@ fn smtp_session(res: &Resolved) -> Result<u8> {
         &mut stdout.lock(),
         &mut submit,
     )?;
-    Ok(exit::OK)
+    Ok(worst)
 }

@@ -306,9 +306,33 @@ pub fn split_recipient_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// Removes repeated recipients, keeping the first of each in order. Two addresses are the same
+/// when their local parts are equal and their domains equal ignoring case: the local part may
+/// be case-sensitive (RFC 5321 §2.4), the domain never is. A recipient named twice (`-t` with
+/// `To: a, Bcc: a`, or `--to a --bcc a`) gets one RCPT and one copy.
+pub fn dedup_recipients(rcpts: &mut Vec<String>) {
+    let key = |r: &str| match r.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => r.to_string(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    rcpts.retain(|r| seen.insert(key(r)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedup_keeps_the_first_of_each_and_folds_only_the_domain() {
+        let mut r: Vec<String> = [
+            "a@x.test", "b@x.test", "a@X.TEST", "A@x.test", "b@x.test", "c",
+        ]
+        .map(String::from)
+        .to_vec();
+        dedup_recipients(&mut r);
+        assert_eq!(r, ["a@x.test", "b@x.test", "A@x.test", "c"]);
+    }
 
     fn prep(t: bool) -> Prepare {
         Prepare {
