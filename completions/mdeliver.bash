@@ -23,7 +23,7 @@ _mdeliver() {
 
     case "${cmd}" in
         mdeliver)
-            opts="-f -d -h -V --sender --recipient --folder --sieve --max-size --help --version"
+            opts="-f -d -h -V --sender --recipient --folder --sieve --max-size --allow-symlinked-maildir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -693,9 +693,12 @@ fn inetd_session_on_stdin() {
 #[test]
 fn disk_full_gives_452_and_leaves_nothing() {
     let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), "", "");
-    // Put the queue on a tiny tmpfs (we run as root in the test environment).
+    let mut m = Mrelayd::configure(dir.path(), "", "");
+    // Put the queue on a tiny tmpfs (we run as root in the test environment), before the
+    // daemon starts: it holds its queue directories open (issue 10: nothing below the queue
+    // root is resolved by path again), so a mount made later would not be seen.
     let qdir = m.queue_dir();
+    std::fs::create_dir_all(&qdir).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
         .arg(&qdir)
@@ -708,6 +711,7 @@ fn disk_full_gives_452_and_leaves_nothing() {
     for d in ["tmp", "msg", "hold", "state"] {
         std::fs::create_dir(qdir.join(d)).unwrap();
     }
+    m.restart();
     let big = format!("{}\r\n", "b".repeat(900)).repeat(200);
     let input = format!("EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n{big}.\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n");
     let out = raw(m.smtp, input.as_bytes(), Duration::from_secs(5));

@@ -13,8 +13,17 @@ EXIT STATUS
   64  bad usage (unknown option, line break in an address, bad folder name)
   65  empty input, message over --max-size, or a mail loop (Delivered-To: the same recipient)
   73  the Maildir (or a file in it) cannot be created
-  75  temporary failure (disk full, I/O error): the caller should retry
+  75  temporary failure (disk full, I/O error, a symlinked Maildir refused): the caller
+      should retry
 After any failure nothing is in new/ or cur/ and nothing is left in tmp/.
+
+SYMLINKS
+  Nothing below the Maildir is opened through a symlink: a Maildir that is itself a symlink,
+  or whose tmp/, new/, cur/ or folder directories are, is refused with exit 75 and a message
+  naming the path (symlink in path), so whoever owns the Maildir cannot redirect a delivery
+  to a file outside it. --allow-symlinked-maildir follows symlinks at those directories (never
+  at files). Symlinks in the components above the Maildir (/home -> /data/home) are followed:
+  that path is the admin's.
 
 FILES
   ~/Maildir                 default Maildir (tmp/, new/, cur/, created mode 0700 when missing)
@@ -66,6 +75,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = mda::DEFAULT_MAX_SIZE,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_size: u64,
+
+    /// Follow a symlink at the Maildir itself or at its tmp/, new/, cur/ or folder directories
+    /// (refused by default, exit 75); files are never followed
+    #[arg(long)]
+    pub allow_symlinked_maildir: bool,
 
     /// The Maildir (default: $MAILDIR, else ~/Maildir)
     #[arg(value_name = "MAILDIR")]
@@ -125,6 +139,7 @@ impl super::Tool for Args {
         let opts = mda::Options {
             folder: self.folder,
             sieve: self.sieve.as_deref().map(mda::sieve::Script::load),
+            links: crate::maildir::Links::allowing(self.allow_symlinked_maildir),
         };
         let report = mda::deliver(&root, &raw, &env, &opts)?;
         let mut err = std::io::stderr().lock();

@@ -26,7 +26,11 @@ FILES
       [mpopd]: listen (address, role plain|implicit-tls),
       allow_plaintext_auth (never|loopback|always), apop,
       idle_timeout_secs, max_connections, max_per_ip, max_errors,
-      max_auth_failures; shared: [users] passwd_file, mail_location,
+      max_auth_failures, allow_symlinked_maildir (default false: a
+      Maildir that is a symlink or has symlinked tmp/, new/, cur/ gets
+      -ERR [SYS/TEMP] and a log line naming the path; the lock, size
+      cache and messages are never followed); shared: [users]
+      passwd_file, mail_location,
       [auth] checkpassword and throttle, [tls] cert, key, [run_as]
   MAILDIR/mpopd.lock
       flock held by the session that has the maildrop open

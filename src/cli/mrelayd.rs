@@ -28,7 +28,12 @@ FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd] listen, queue_dir, aliases, catch_all,
                               recipient_delimiter, trusted_networks, any_sender, limits,
                               idle_timeout_secs (wait for a command, default 300),
-                              data_timeout_secs (each read of DATA, default 600);
+                              data_timeout_secs (each read of DATA, default 600),
+                              allow_symlinked_maildir (default false: local delivery
+                              to a Maildir that is a symlink or has symlinked tmp/,
+                              new/, cur/ is deferred 4.x with a log line naming the
+                              path; files below a Maildir or the queue are never
+                              followed, components above them are);
                               [mrelayd.remote] resolver, port, helo_name, tls (none, may,
                               encrypt, verify), ca_file, relayhost, relayhost_tls,
                               relayhost_user, relayhost_password_command,

@@ -26,17 +26,32 @@
 //!   [`Maildir::delete`], and [`Maildir::sync`] to fsync `new/` and `cur/` after a batch of
 //!   those (they do not fsync on their own, so a POP3 session can expunge many messages cheaply).
 //!
+//! # Symlinks
+//! A Maildir belongs to its user, who may plant symlinks in it; a process delivering or reading
+//! for that user must never write, read or rename through one. So a [`Maildir`] holds directory
+//! fds ([`crate::fsroot::Dir`]) for its root, `tmp/`, `new/` and `cur/`, opened once without
+//! following symlinks, and every file and folder is opened, created (`O_EXCL`), renamed and
+//! removed relative to them (`*at` calls, `O_NOFOLLOW`). A Maildir whose root or `tmp/`, `new/`,
+//! `cur/` (or a folder's directory) is a symlink is refused with an error saying "symlink in path"
+//! ([`crate::fsroot::is_refusal`]) unless it is opened with [`Links::FollowDirs`] (the admin's
+//! `allow_symlinked_maildir`); message files and the files readers keep (locks, caches) are
+//! never followed. The components *above* the root are the admin's and are followed
+//! (`/home -> /data/home` works). Names that are not UTF-8 are not listed (Maildir names are
+//! ASCII).
+//!
 //! Errors are plain `std::io::Error`s; callers attach context and exit codes
 //! (`crate::exit::io_is_temporary` tells disk full from permanent failures).
 
 use std::ffi::OsStr;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::fsroot::{Dir, Meta};
 
 /// Mode of every directory we create (Maildir spec: private to the user).
 pub const DIR_MODE: u32 = 0o700;
@@ -172,24 +187,19 @@ pub struct Entry {
 
 impl Entry {
     /// The entry for file `name` at `path` in `sub`, with `meta` from its stat.
-    fn new(sub: Sub, name: String, path: PathBuf, meta: &fs::Metadata) -> io::Result<Entry> {
+    fn new(sub: Sub, name: String, path: PathBuf, meta: &Meta) -> Entry {
         let (unique, info, flags, size, rfc822_size) = parse_name(&name);
-        Ok(Entry {
+        Entry {
             sub,
             unique,
             info,
             flags,
-            size: size.unwrap_or(meta.len()),
+            size: size.unwrap_or(meta.len),
             rfc822_size,
             path,
-            mtime: meta.modified()?,
+            mtime: meta.mtime,
             name,
-        })
-    }
-
-    /// Opens the message for reading (NotFound if another process moved or deleted it).
-    pub fn open(&self) -> io::Result<File> {
-        File::open(&self.path)
+        }
     }
 }
 
@@ -215,43 +225,129 @@ pub fn parse_name(name: &str) -> (String, Option<String>, Flags, Option<u64>, Op
     (unique.to_string(), info, flags, size, vsize)
 }
 
-/// A Maildir on disk (the INBOX, or a Maildir++ subfolder from [`Maildir::folder`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether the Maildir's directories may be symlinks (see the module doc). Files below them
+/// are never followed either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Links {
+    /// The root, `tmp/`, `new/`, `cur/` and folder directories must not be symlinks (default).
+    #[default]
+    Refuse,
+    /// Follow a symlink at the root, `tmp/`, `new/`, `cur/` or a folder directory (the admin's
+    /// `allow_symlinked_maildir = true`).
+    FollowDirs,
+}
+
+impl Links {
+    /// The policy of an `allow_symlinked_maildir` setting.
+    pub fn allowing(allow: bool) -> Links {
+        if allow {
+            Links::FollowDirs
+        } else {
+            Links::Refuse
+        }
+    }
+}
+
+/// The directory fds of one Maildir, opened once (see the module doc).
+#[derive(Debug)]
+struct Dirs {
+    root: Dir,
+    tmp: Dir,
+    new: Dir,
+    cur: Dir,
+}
+
+/// A Maildir on disk (the INBOX, or a Maildir++ subfolder from [`Maildir::folder`]). Holds its
+/// directories open; clones share them.
+#[derive(Debug, Clone)]
 pub struct Maildir {
     path: PathBuf,
+    links: Links,
+    dirs: Arc<Dirs>,
+}
+
+impl PartialEq for Maildir {
+    fn eq(&self, other: &Maildir) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for Maildir {}
+
+/// Opens directory `name` in `parent` under the `links` policy.
+fn open_sub(parent: &Dir, name: &str, links: Links) -> io::Result<Dir> {
+    match links {
+        Links::Refuse => parent.open_dir(name),
+        Links::FollowDirs => parent.open_dir_following(name),
+    }
 }
 
 impl Maildir {
-    /// An existing Maildir: `tmp/`, `new/` and `cur/` must be directories.
+    /// An existing Maildir: `tmp/`, `new/` and `cur/` must be directories, and neither they nor
+    /// the root may be symlinks.
     pub fn open(path: impl AsRef<Path>) -> io::Result<Maildir> {
-        let path = path.as_ref().to_path_buf();
-        for d in ["tmp", "new", "cur"] {
-            let p = path.join(d);
-            let md = fs::metadata(&p)?;
-            if !md.is_dir() {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    format!("{} is not a directory", p.display()),
-                ));
-            }
-        }
-        Ok(Maildir { path })
+        Maildir::open_with(path, Links::Refuse)
+    }
+
+    /// [`Maildir::open`] with a symlink policy for its directories.
+    pub fn open_with(path: impl AsRef<Path>, links: Links) -> io::Result<Maildir> {
+        let path = path.as_ref();
+        let root = match links {
+            Links::Refuse => Dir::open_root(path)?,
+            Links::FollowDirs => Dir::open_root_following(path)?,
+        };
+        Maildir::from_root(root, links)
+    }
+
+    fn from_root(root: Dir, links: Links) -> io::Result<Maildir> {
+        let tmp = open_sub(&root, "tmp", links)?;
+        let new = open_sub(&root, "new", links)?;
+        let cur = open_sub(&root, "cur", links)?;
+        Ok(Maildir {
+            path: root.path().to_path_buf(),
+            links,
+            dirs: Arc::new(Dirs {
+                root,
+                tmp,
+                new,
+                cur,
+            }),
+        })
     }
 
     /// Opens the Maildir, creating it (and missing parents) with mode 0700 when missing. Each
     /// directory created is made durable by fsyncing its parent.
     pub fn create(path: impl AsRef<Path>) -> io::Result<Maildir> {
-        let path = path.as_ref().to_path_buf();
-        if let Ok(md) = Maildir::open(&path) {
-            return Ok(md);
+        Maildir::create_with(path, Links::Refuse)
+    }
+
+    /// [`Maildir::create`] with a symlink policy for its directories.
+    pub fn create_with(path: impl AsRef<Path>, links: Links) -> io::Result<Maildir> {
+        let path = path.as_ref();
+        match Maildir::open_with(path, links) {
+            Ok(md) => return Ok(md),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
         }
-        create_layout(&path)?;
-        Maildir::open(&path)
+        create_dir_durable(path)?;
+        let root = match links {
+            Links::Refuse => Dir::open_root(path)?,
+            Links::FollowDirs => Dir::open_root_following(path)?,
+        };
+        create_subdirs(&root)?;
+        Maildir::from_root(root, links)
     }
 
     /// The Maildir's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn sub_dir(&self, sub: Sub) -> &Dir {
+        match sub {
+            Sub::New => &self.dirs.new,
+            Sub::Cur => &self.dirs.cur,
+        }
     }
 
     /// The Maildir++ subfolder `name` of this (INBOX) Maildir, created when missing (with the
@@ -261,24 +357,44 @@ impl Maildir {
         let Some(dir) = folder_dir_name(name)? else {
             return Ok(self.clone());
         };
-        let path = self.path.join(dir);
-        if let Ok(md) = Maildir::open(&path) {
-            return Ok(md);
+        match self.open_folder_dir(&dir) {
+            Ok(md) => return Ok(md),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
         }
-        create_layout(&path)?;
-        let marker = path.join(FOLDER_MARKER);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&marker)
-        {
+        let root = &self.dirs.root;
+        if root.create_dir(&dir, DIR_MODE)? {
+            root.sync()?;
+        }
+        let folder = open_sub(root, &dir, self.links)?;
+        create_subdirs(&folder)?;
+        match folder.create_new(FOLDER_MARKER, FILE_MODE) {
             Ok(f) => f.sync_all()?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        fsync_dir(&path)?;
-        Maildir::open(&path)
+        folder.sync()?;
+        Maildir::from_root(folder, self.links)
+    }
+
+    /// Whether folder `name` exists (INBOX always does); never creates anything.
+    pub fn has_folder(&self, name: &str) -> bool {
+        match folder_dir_name(name) {
+            Ok(None) => true,
+            Ok(Some(dir)) => self.open_folder_dir(&dir).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn open_folder_dir(&self, dir: &str) -> io::Result<Maildir> {
+        let folder = open_sub(&self.dirs.root, dir, self.links)?;
+        Maildir::from_root(folder, self.links)
+    }
+
+    /// Opens the directory of this Maildir for files a reader keeps next to the messages
+    /// (locks, caches): never following a symlink, like everything else here.
+    pub fn root_dir(&self) -> &Dir {
+        &self.dirs.root
     }
 
     /// Stores `data` as a new message (see the module doc for the steps).
@@ -289,9 +405,9 @@ impl Maildir {
     /// Stores the bytes read from `reader` as a new message. Returns only once the file and
     /// `new/` are fsynced; on any error nothing is left in `tmp/` or `new/`.
     pub fn deliver_from<R: Read>(&self, mut reader: R) -> io::Result<Delivered> {
-        let tmp_dir = self.path.join("tmp");
-        let new_dir = self.path.join("new");
-        let (base, tmp_path, mut file) = open_tmp(&tmp_dir)?;
+        let tmp = &self.dirs.tmp;
+        let new = &self.dirs.new;
+        let (tmp_name, mut file) = open_tmp(tmp)?;
         let written = write_all_from(&mut file, &mut reader).and_then(|n| {
             file.sync_data()?;
             Ok(n)
@@ -300,15 +416,15 @@ impl Maildir {
         let (size, rfc822) = match written {
             Ok(n) => n,
             Err(e) => {
-                let _ = fs::remove_file(&tmp_path);
+                let _ = tmp.unlink(&tmp_name);
                 return Err(e);
             }
         };
-        let mut base = base;
+        let mut base = tmp_name.clone();
         let mut attempt = 0;
         let unique = loop {
             let unique = format!("{base},S={size},W={rfc822}");
-            match rename_noreplace(&tmp_path, &new_dir.join(&unique)) {
+            match tmp.rename_noreplace(&tmp_name, new, &unique) {
                 Ok(()) => break unique,
                 Err(e)
                     if e.kind() == io::ErrorKind::AlreadyExists
@@ -318,33 +434,47 @@ impl Maildir {
                     base = unique_base();
                 }
                 Err(e) => {
-                    let _ = fs::remove_file(&tmp_path);
+                    let _ = tmp.unlink(&tmp_name);
                     return Err(e);
                 }
             }
         };
-        let path = new_dir.join(&unique);
-        if let Err(e) = fsync_dir(&new_dir) {
+        if let Err(e) = new.sync() {
             // Not durable, so not delivered: take it back out of new/.
-            let _ = fs::remove_file(&path);
+            let _ = new.unlink(&unique);
             return Err(e);
         }
+        let path = self.path.join("new").join(&unique);
         Ok(Delivered { path, unique, size })
+    }
+
+    /// Removes a message [`Maildir::deliver`] stored (undoing a delivery that cannot be
+    /// completed), made durable.
+    pub fn remove_delivered(&self, d: &Delivered) -> io::Result<()> {
+        self.dirs.new.unlink(&d.unique)?;
+        self.dirs.new.sync()
+    }
+
+    /// Opens a listed message for reading (NotFound if another process moved or deleted it; a
+    /// symlink planted in its place is refused).
+    pub fn open_message(&self, entry: &Entry) -> io::Result<File> {
+        self.sub_dir(entry.sub).open_read(&entry.name)
     }
 
     /// The messages in `new/` or `cur/`, oldest first (by mtime, then name). Files that vanish
     /// while listing (moved by another reader) are skipped; an unreadable directory is an error.
     pub fn list(&self, sub: Sub) -> io::Result<Vec<Entry>> {
-        let dir = self.path.join(sub.dir_name());
+        use rustix::fs::FileType;
+        let dir = self.sub_dir(sub);
         let mut out = Vec::new();
-        for de in fs::read_dir(&dir)? {
-            let de = de?;
-            let os_name = de.file_name();
-            let name = os_name.to_string_lossy();
-            if name.starts_with('.') {
+        for (os_name, kind) in dir.list()? {
+            let Ok(name) = os_name.into_string() else {
+                continue;
+            };
+            if name.starts_with('.') || !matches!(kind, FileType::RegularFile | FileType::Unknown) {
                 continue;
             }
-            let meta = match de.metadata() {
+            let meta = match dir.stat(&name) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
@@ -352,7 +482,8 @@ impl Maildir {
             if !meta.is_file() {
                 continue;
             }
-            out.push(Entry::new(sub, name.into_owned(), de.path(), &meta)?);
+            let path = dir.path().join(&name);
+            out.push(Entry::new(sub, name, path, &meta));
         }
         out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
@@ -360,9 +491,20 @@ impl Maildir {
 
     /// The entry for file `name` in `sub` (one stat; NotFound if it is not there).
     pub fn entry(&self, sub: Sub, name: &str) -> io::Result<Entry> {
-        let path = self.path.join(sub.dir_name()).join(name);
-        let meta = fs::metadata(&path)?;
-        Entry::new(sub, name.to_string(), path, &meta)
+        let dir = self.sub_dir(sub);
+        let meta = dir.stat(name)?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: not a message file", dir.path().join(name).display()),
+            ));
+        }
+        Ok(Entry::new(
+            sub,
+            name.to_string(),
+            dir.path().join(name),
+            &meta,
+        ))
     }
 
     /// All messages: `new/` listed first, then `cur/`, so one moved in between is still seen;
@@ -383,11 +525,13 @@ impl Maildir {
     /// it). Not fsynced: call [`Maildir::sync`] after a batch.
     pub fn move_to_cur(&self, entry: &Entry, flags: &Flags) -> io::Result<Entry> {
         let name = format!("{}:2,{}", entry.unique, flags.as_str());
-        let dest = self.path.join("cur").join(&name);
-        if dest == entry.path {
+        if entry.sub == Sub::Cur && entry.name == name {
             return Ok(entry.clone());
         }
-        rename_noreplace(&entry.path, &dest)?;
+        let cur = &self.dirs.cur;
+        self.sub_dir(entry.sub)
+            .rename_noreplace(&entry.name, cur, &name)?;
+        let dest = cur.path().join(&name);
         let (unique, info, flags, _, _) = parse_name(&name);
         Ok(Entry {
             sub: Sub::Cur,
@@ -403,7 +547,12 @@ impl Maildir {
     /// Deletes a message. Returns false when it was already gone (another session expunged it).
     /// Not fsynced: call [`Maildir::sync`] after a batch.
     pub fn delete(&self, entry: &Entry) -> io::Result<bool> {
-        match fs::remove_file(&entry.path) {
+        self.remove(entry.sub, &entry.name)
+    }
+
+    /// Deletes file `name` in `sub` (false when it was not there). Not fsynced.
+    pub fn remove(&self, sub: Sub, name: &str) -> io::Result<bool> {
+        match self.sub_dir(sub).unlink(name) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -412,8 +561,8 @@ impl Maildir {
 
     /// Makes earlier moves, flag changes and deletions durable (fsyncs `new/` and `cur/`).
     pub fn sync(&self) -> io::Result<()> {
-        fsync_dir(&self.path.join("new"))?;
-        fsync_dir(&self.path.join("cur"))
+        self.dirs.new.sync()?;
+        self.dirs.cur.sync()
     }
 }
 
@@ -551,19 +700,13 @@ pub fn unique_base() -> String {
     )
 }
 
-/// Creates a fresh file in `tmp/` (never reusing a name): (base name, path, file).
-fn open_tmp(tmp_dir: &Path) -> io::Result<(String, PathBuf, File)> {
+/// Creates a fresh file in `tmp/` (never reusing a name, `O_EXCL`): (base name, file).
+fn open_tmp(tmp: &Dir) -> io::Result<(String, File)> {
     let mut attempt = 0;
     loop {
         let base = unique_base();
-        let path = tmp_dir.join(&base);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&path)
-        {
-            Ok(f) => return Ok((base, path, f)),
+        match tmp.create_new(&base, FILE_MODE) {
+            Ok(f) => return Ok((base, f)),
             Err(e)
                 if e.kind() == io::ErrorKind::AlreadyExists && attempt + 1 < MAX_NAME_ATTEMPTS =>
             {
@@ -625,41 +768,28 @@ impl SizeCounter {
     }
 }
 
-/// Renames `from` to `to` unless `to` exists (AlreadyExists then). Uses
-/// `renameat2(RENAME_NOREPLACE)`; where the filesystem does not support it, `link()` + `unlink()`
-/// (both refuse to replace; the Maildir spec's original method).
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
-            fs::hard_link(from, to)?;
-            if let Err(e) = fs::remove_file(from) {
-                let _ = fs::remove_file(to);
-                return Err(e);
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// fsync a directory so the names in it survive a crash.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates the Maildir directory `path` and its `tmp/`, `new/` and `cur/`, durably.
-fn create_layout(path: &Path) -> io::Result<()> {
-    create_dir_durable(path)?;
+/// Creates the missing ones of `tmp/`, `new/` and `cur/` in `root`, durably (never through a
+/// symlink: one there is an error).
+fn create_subdirs(root: &Dir) -> io::Result<()> {
+    let mut created = false;
     for d in ["tmp", "new", "cur"] {
-        create_dir_durable(&path.join(d))?;
+        created |= root.create_dir(d, DIR_MODE)?;
+    }
+    if created {
+        root.sync()?;
     }
     Ok(())
 }
 
 /// Creates `dir` (mode 0700) and missing parents, fsyncing each parent we added an entry to.
-/// An existing directory is fine; an existing non-directory is an error.
+/// An existing directory is fine; an existing non-directory is an error. Path based: used for a
+/// Maildir root and its parents only (the admin's path, see the module doc); what is below a
+/// root is created with [`Dir::create_dir`].
 fn create_dir_durable(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {}

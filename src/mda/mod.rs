@@ -14,7 +14,10 @@
 //! Errors carry sysexits codes (`crate::exit::code_of`): 65 empty/too big/mail loop, 64 bad
 //! envelope (line breaks in an address), 73 the Maildir or a file in it cannot be created
 //! (missing permission, path through a non-directory), 75 anything else worth retrying
-//! (disk full, I/O error).
+//! (disk full, I/O error), and 75 for a Maildir that is a symlink or has symlinked `tmp/`,
+//! `new/`, `cur/` or folder directories, which is refused unless [`Options::links`] allows it
+//! (an admin can fix the Maildir and the mail waits meanwhile; see [`crate::maildir`] for what
+//! is followed: the components above the Maildir are, nothing below it is).
 
 pub mod sieve;
 
@@ -24,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::exit;
-use crate::maildir::{Flags, Maildir};
+use crate::maildir::{Flags, Links, Maildir, Sub};
 
 /// Largest message accepted when the caller sets no `--max-size` (bytes). Messages are held in
 /// memory while being prepared, so there is always a cap.
@@ -50,6 +53,9 @@ pub struct Options {
     /// Sieve script to run. A script that failed to load or compile is passed as `Err`: it is
     /// reported as a warning and the message goes to INBOX.
     pub sieve: Option<Result<sieve::Script, sieve::ScriptError>>,
+    /// Whether the Maildir's directories may be symlinks (`allow_symlinked_maildir`); refused
+    /// by default. Message files are never followed.
+    pub links: Links,
 }
 
 /// One stored copy.
@@ -217,7 +223,7 @@ fn strip_angles(a: &str) -> &str {
 /// a read-only filesystem, or a path through a non-directory, is 73 (cannot create); a
 /// temporary condition is 75; anything else is `otherwise`.
 fn exit_io(e: io::Error, otherwise: u8) -> anyhow::Error {
-    let code = if exit::io_is_temporary(&e) {
+    let code = if exit::io_is_temporary(&e) || crate::fsroot::is_refusal(&e) {
         exit::TEMPFAIL
     } else {
         match e.raw_os_error() {
@@ -247,7 +253,7 @@ struct Target<'a> {
 /// Delivers one message into the Maildir at `root` (created when missing). See the module doc.
 pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyhow::Result<Report> {
     let message = prepare(raw, env)?;
-    let inbox = Maildir::create(root)
+    let inbox = Maildir::create_with(root, opts.links)
         .map_err(|e| exit_io(e, exit::CANTCREAT))
         .with_context(|| format!("creating Maildir {}", root.display()))?;
     let mut report = Report::default();
@@ -325,12 +331,19 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
             unique_targets.push(t);
         }
     }
+    // Each stored copy with the folder it is in, to take it out again through that folder's
+    // directory fds if a later copy fails.
+    let mut undo: Vec<(Maildir, Sub, String)> = Vec::new();
     for t in &unique_targets {
         match store(&inbox, t) {
-            Ok(s) => report.stored.push(s),
+            Ok((s, dir, sub, name)) => {
+                report.stored.push(s);
+                undo.push((dir, sub, name));
+            }
             Err(e) => {
-                for s in &report.stored {
-                    let _ = std::fs::remove_file(&s.path);
+                for (dir, sub, name) in &undo {
+                    let _ = dir.remove(*sub, name);
+                    let _ = dir.sync();
                 }
                 return Err(e);
             }
@@ -339,8 +352,9 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
     Ok(report)
 }
 
-/// Stores one copy (folder created when missing; flags move it into `cur/`).
-fn store(inbox: &Maildir, t: &Target) -> anyhow::Result<Stored> {
+/// Stores one copy (folder created when missing; flags move it into `cur/`): what was stored,
+/// the folder, and where in it the file is (for undoing it).
+fn store(inbox: &Maildir, t: &Target) -> anyhow::Result<(Stored, Maildir, Sub, String)> {
     let name = t.folder.as_deref().unwrap_or("INBOX");
     let dir = match &t.folder {
         None => inbox.clone(),
@@ -364,24 +378,26 @@ fn store(inbox: &Maildir, t: &Target) -> anyhow::Result<Stored> {
         path: d.path.clone(),
         unique: d.unique.clone(),
     };
+    let mut place = (Sub::New, d.unique.clone());
     if !t.flags.as_str().is_empty() {
-        let moved = dir
-            .entry(crate::maildir::Sub::New, &d.unique)
-            .and_then(|e| {
-                let m = dir.move_to_cur(&e, &t.flags)?;
-                dir.sync()?;
-                Ok(m)
-            });
+        let moved = dir.entry(Sub::New, &d.unique).and_then(|e| {
+            let m = dir.move_to_cur(&e, &t.flags)?;
+            dir.sync()?;
+            Ok(m)
+        });
         match moved {
-            Ok(m) => stored.path = m.path,
+            Ok(m) => {
+                stored.path = m.path;
+                place = (Sub::Cur, m.name);
+            }
             Err(e) => {
-                let _ = std::fs::remove_file(&d.path);
+                let _ = dir.remove_delivered(&d);
                 return Err(exit_io(e, exit::TEMPFAIL))
                     .with_context(|| format!("setting flags in {}", dir.path().display()));
             }
         }
     }
-    Ok(stored)
+    Ok((stored, dir, place.0, place.1))
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ impl Script {
                 }
                 sieve::Event::MailboxExists { mailboxes, .. } => {
                     let all = mailboxes.iter().all(|m| match m {
-                        sieve::Mailbox::Name(n) => inbox_has_folder(inbox, n),
+                        sieve::Mailbox::Name(n) => inbox.has_folder(n),
                         sieve::Mailbox::Id(_) => false,
                     });
                     input = all.into();
@@ -217,15 +217,6 @@ impl Script {
             });
         }
         out
-    }
-}
-
-/// Whether folder `name` exists in `inbox` (INBOX always does).
-fn inbox_has_folder(inbox: &Maildir, name: &str) -> bool {
-    match crate::maildir::folder_dir_name(name) {
-        Ok(None) => true,
-        Ok(Some(dir)) => Maildir::open(inbox.path().join(dir)).is_ok(),
-        Err(_) => false,
     }
 }
 

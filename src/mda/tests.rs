@@ -157,12 +157,14 @@ fn deliver_into_folder_and_inbox() {
     let opts = Options {
         folder: Some("Work".into()),
         sieve: None,
+        ..Options::default()
     };
     let r = deliver(&root, b"b\n", &env(None, None), &opts).unwrap();
     assert!(r.stored[0].path.starts_with(root.join(".Work/new")));
     let opts = Options {
         folder: Some("../../etc".into()),
         sieve: None,
+        ..Options::default()
     };
     let e = deliver(&root, b"b\n", &env(None, None), &opts).unwrap_err();
     assert_eq!(code(&e), exit::USAGE);
@@ -186,6 +188,7 @@ fn sieve_opts(script: &str) -> Options {
     Options {
         folder: None,
         sieve: Some(sieve::Script::compile(script.as_bytes())),
+        ..Options::default()
     }
 }
 
@@ -266,6 +269,7 @@ fn sieve_error_reports_line_and_keeps() {
     let opts = Options {
         folder: None,
         sieve: Some(sieve::Script::load(&t.path().join("missing.sieve"))),
+        ..Options::default()
     };
     let r = deliver(&root, MSG, &env(None, None), &opts).unwrap();
     assert_eq!(r.stored.len(), 1);

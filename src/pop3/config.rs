@@ -15,7 +15,13 @@
 //! max_per_ip = 20              # concurrent sessions from one IP address (serve mode)
 //! max_errors = 10              # bad commands in one session before hanging up
 //! max_auth_failures = 3        # failed logins in one session before hanging up
+//! allow_symlinked_maildir = false  # follow a symlink at a Maildir or its tmp/, new/, cur/
 //! ```
+//! A Maildir that is a symlink, or whose `tmp/`, `new/`, `cur/` are, is refused by default (the
+//! login gets `-ERR [SYS/TEMP]` and the log names the path): its owner could point it anywhere.
+//! `allow_symlinked_maildir = true` follows those directories; the lock, the size cache and the
+//! messages are never followed (see [`crate::maildir`]). Symlinks above the Maildir
+//! (`/home -> /data/home`) are always followed.
 //! Users, their Maildirs (`[users] passwd_file`, `mail_location`), the checkpassword program and
 //! the failed-login throttle (`[auth]`), TLS files (`[tls]`) and the privilege drop (`[run_as]`)
 //! are the shared keys of [`crate::config`].
@@ -112,6 +118,8 @@ pub struct Pop3Config {
     pub max_errors: u32,
     /// Failed logins in one session before hanging up.
     pub max_auth_failures: u32,
+    /// Follow a symlink at a Maildir or its `tmp/`, `new/`, `cur/` (refused by default).
+    pub allow_symlinked_maildir: bool,
 }
 
 impl Default for Pop3Config {
@@ -128,6 +136,7 @@ impl Default for Pop3Config {
             max_per_ip: DEFAULT_MAX_PER_IP,
             max_errors: DEFAULT_MAX_ERRORS,
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            allow_symlinked_maildir: false,
         }
     }
 }

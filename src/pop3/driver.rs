@@ -115,7 +115,7 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
                     conn.write_all(&out).await?;
                     out.clear();
                     let next = match ctx.auth.check(&login, peer).await {
-                        Verdict::Ok(account) => match open_maildrop(&account).await {
+                        Verdict::Ok(account) => match open_maildrop(&account, &ctx.config).await {
                             Ok(mut m) => {
                                 let infos = m.take_infos();
                                 log::line(format_args!(
@@ -204,9 +204,10 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
 
 /// Opens (locks, scans) a maildrop off the async threads: scanning reads every file whose
 /// name lacks a `,W=` size.
-async fn open_maildrop(account: &Account) -> Result<Maildrop, OpenError> {
+async fn open_maildrop(account: &Account, config: &Pop3Config) -> Result<Maildrop, OpenError> {
     let path = account.maildir.clone();
-    match tokio::task::spawn_blocking(move || Maildrop::open(&path)).await {
+    let links = crate::maildir::Links::allowing(config.allow_symlinked_maildir);
+    match tokio::task::spawn_blocking(move || Maildrop::open_with(&path, links)).await {
         Ok(r) => r,
         Err(e) => Err(OpenError::Io(io::Error::other(e.to_string()))),
     }

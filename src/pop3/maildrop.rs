@@ -5,14 +5,24 @@
 //! process dies (no stale locks), and two opens conflict even inside one process, so it works
 //! the same for `serve` (many sessions, one process) and `inetd` (one process per session).
 //! All Maildir access goes through [`crate::maildir`]; this module only adds the POP3 view.
+//!
+//! The Maildir belongs to its user, who may plant symlinks in it, so the lock and the size cache
+//! are opened through the Maildir's directory fd without following symlinks
+//! ([`crate::fsroot`]): the lock with `O_CREAT` and no truncation, the cache written to a new
+//! `O_EXCL` file with a random name and renamed over the old one inside that directory. Nothing
+//! is chowned: the process serving a user runs as that user (or as the one mail user of virtual
+//! Maildirs), so what it creates already has the right owner.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use rustix::fs::OFlags;
+
 use super::session::{uid_for, MessageInfo};
-use crate::maildir::{Entry, Flags, Maildir, SizeCounter, Sub};
+use crate::fsroot::Dir;
+use crate::maildir::{Entry, Flags, Links, Maildir, SizeCounter, Sub, FILE_MODE};
 
 /// Name of the lock file in the Maildir's top directory.
 pub const LOCK_FILE: &str = "mpopd.lock";
@@ -52,12 +62,22 @@ impl Maildrop {
     /// Locks the Maildir at `path`, moves new/ messages into cur/ (RFC 1939 leaves "seen" state
     /// to the server; Maildir readers mark what they have shown) and lists the messages in a
     /// stable order (arrival time, then name), with CRLF sizes: `,W=` from the file name when
-    /// present, else from the size cache, else counted from the file (and cached).
+    /// present, else from the size cache, else counted from the file (and cached). A Maildir
+    /// that is a symlink, or whose `tmp/`, `new/`, `cur/` are, is refused (see
+    /// [`Maildrop::open_with`]).
     pub fn open(path: &Path) -> Result<Maildrop, OpenError> {
+        Maildrop::open_with(path, Links::Refuse)
+    }
+
+    /// [`Maildrop::open`] with a symlink policy for the Maildir's directories (the lock, cache
+    /// and message files are never followed).
+    pub fn open_with(path: &Path, links: Links) -> Result<Maildrop, OpenError> {
         // A user who never got mail has no Maildir yet: an empty maildrop, as with Dovecot.
         // Nothing is created (a directory made by a root daemon would lock out the MDA), and
-        // with no messages there is nothing another session could delete under us.
-        if matches!(std::fs::metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        // with no messages there is nothing another session could delete under us. (A dangling
+        // symlink is not "no Maildir": opening it is refused below.)
+        if matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+        {
             return Ok(Maildrop {
                 maildir: None,
                 entries: Vec::new(),
@@ -65,15 +85,11 @@ impl Maildrop {
                 _lock: None,
             });
         }
-        let maildir = Maildir::open(path).map_err(OpenError::Io)?;
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path.join(LOCK_FILE))
+        let maildir = Maildir::open_with(path, links).map_err(OpenError::Io)?;
+        let dir = maildir.root_dir();
+        let lock = dir
+            .open_file(LOCK_FILE, OFlags::RDWR | OFlags::CREATE, FILE_MODE)
             .map_err(OpenError::Io)?;
-        give_to_owner(path, &path.join(LOCK_FILE));
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(OpenError::InUse),
@@ -102,7 +118,7 @@ impl Maildrop {
         }
         let mut kept = Vec::with_capacity(entries.len());
         let mut infos = Vec::with_capacity(entries.len());
-        let cache = SizeCache::load(path);
+        let cache = SizeCache::load(dir);
         let mut fresh = SizeCache::default();
         let mut computed = false;
         for e in entries {
@@ -113,7 +129,7 @@ impl Maildrop {
                         fresh.insert(&e.unique, e.size, s);
                         s
                     }
-                    None => match crlf_size_of(&e) {
+                    None => match crlf_size_of(&maildir, &e) {
                         Ok(s) => {
                             computed = true;
                             fresh.insert(&e.unique, e.size, s);
@@ -133,7 +149,7 @@ impl Maildrop {
         // Rewrite the cache when sizes were computed or entries went away; failing to write
         // it only costs a recount next time.
         if computed || fresh.len() != cache.len() {
-            let _ = fresh.store(path);
+            let _ = fresh.store(dir);
         }
         Ok(Maildrop {
             maildir: Some(maildir),
@@ -156,9 +172,9 @@ impl Maildrop {
 
     /// Opens message `index` for RETR/TOP.
     pub fn open_message(&self, index: usize) -> io::Result<File> {
-        match self.entries.get(index) {
-            Some(e) => e.open(),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such message")),
+        match (self.entries.get(index), &self.maildir) {
+            (Some(e), Some(md)) => md.open_message(e),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such message")),
         }
     }
 
@@ -195,11 +211,15 @@ struct SizeCache {
 }
 
 impl SizeCache {
-    fn load(dir: &Path) -> SizeCache {
+    fn load(dir: &Dir) -> SizeCache {
         let mut map = HashMap::new();
-        let Ok(text) = std::fs::read_to_string(dir.join(SIZE_CACHE_FILE)) else {
+        let mut text = String::new();
+        let read = dir
+            .open_read(SIZE_CACHE_FILE)
+            .and_then(|mut f| f.read_to_string(&mut text));
+        if read.is_err() {
             return SizeCache { map };
-        };
+        }
         for line in text.lines() {
             let mut f = line.split(' ');
             let (Some(u), Some(size), Some(crlf), None) = (f.next(), f.next(), f.next(), f.next())
@@ -233,42 +253,30 @@ impl SizeCache {
         self.map.len()
     }
 
-    /// Writes the cache atomically (temporary file, fsync, rename).
-    fn store(&self, dir: &Path) -> io::Result<()> {
+    /// Writes the cache atomically: a new file (`O_EXCL`, a random name nobody can plant in
+    /// advance), fsync, renamed over the old cache inside the Maildir's directory fd.
+    fn store(&self, dir: &Dir) -> io::Result<()> {
         let mut text = String::with_capacity(self.map.len() * 64);
         for (u, (size, crlf)) in &self.map {
             text.push_str(&format!("{u} {size} {crlf}\n"));
         }
-        let tmp = dir.join(format!("{SIZE_CACHE_FILE}.{}.tmp", std::process::id()));
+        let tmp = format!("{SIZE_CACHE_FILE}.{:016x}.tmp", rand::random::<u64>());
+        let mut f = dir.create_new(&tmp, FILE_MODE)?;
         let result = (|| {
-            let mut f = File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_data()?;
-            give_to_owner(dir, &tmp);
-            std::fs::rename(&tmp, dir.join(SIZE_CACHE_FILE))
+            dir.rename_replace(&tmp, dir, SIZE_CACHE_FILE)
         })();
         if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = dir.unlink(&tmp);
         }
         result
     }
 }
 
-/// Makes a file we created in the Maildir belong to the Maildir's owner, so a daemon running
-/// as root leaves nothing the user's own tools cannot handle. Best effort: without root the
-/// file is ours already, or the chown is refused and harmless.
-fn give_to_owner(maildir: &Path, file: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(dir), Ok(f)) = (std::fs::metadata(maildir), std::fs::metadata(file)) {
-        if (dir.uid(), dir.gid()) != (f.uid(), f.gid()) {
-            let _ = std::os::unix::fs::chown(file, Some(dir.uid()), Some(dir.gid()));
-        }
-    }
-}
-
 /// Counts the CRLF size of a message file.
-fn crlf_size_of(e: &Entry) -> io::Result<u64> {
-    let mut f = e.open()?;
+fn crlf_size_of(maildir: &Maildir, e: &Entry) -> io::Result<u64> {
+    let mut f = maildir.open_message(e)?;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut c = SizeCounter::default();
     loop {
@@ -325,15 +333,22 @@ mod tests {
         let dir = tmp();
         Maildir::create(dir.path()).unwrap();
         std::fs::write(dir.path().join("new/100.M1P1.h"), b"A: 1\n\nx\n").unwrap();
-        // As root (the test machine), a Maildir owned by someone else gets our files chowned.
+        // Nothing is chowned: files belong to the process that serves the user (issue 10).
         let _ = std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534));
         assert_eq!(Maildrop::open(dir.path()).unwrap().infos()[0].size, 11);
         use std::os::unix::fs::MetadataExt;
+        let me = std::fs::metadata(dir.path().join("cur")).unwrap().uid();
         let meta = std::fs::metadata(dir.path().join(SIZE_CACHE_FILE)).unwrap();
-        let owner = std::fs::metadata(dir.path()).unwrap();
-        assert_eq!((meta.uid(), meta.gid()), (owner.uid(), owner.gid()));
+        assert_eq!(meta.uid(), me);
         let lock = std::fs::metadata(dir.path().join(LOCK_FILE)).unwrap();
-        assert_eq!((lock.uid(), lock.gid()), (owner.uid(), owner.gid()));
+        assert_eq!(lock.uid(), me);
+        // no temporary file is left behind
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(SIZE_CACHE_FILE))
+            .collect();
+        assert_eq!(names, vec![SIZE_CACHE_FILE.to_string()]);
         let cache = std::fs::read_to_string(dir.path().join(SIZE_CACHE_FILE)).unwrap();
         assert_eq!(cache, "100.M1P1.h 8 11\n");
         // The cached value is used (proved by planting a different, still plausible one) ...

@@ -34,21 +34,27 @@
 //!    message, which [`Queue::recover`] deletes.
 //! 5. **hold / release**: rename `msg/ID` ↔ `hold/ID`, fsync both directories.
 //!
+//! # Symlinks
+//! The queue root is the admin's (`queue_dir`, which may be a symlink to another disk); every
+//! file and directory below it is opened through directory fds ([`crate::fsroot`]) without
+//! following symlinks, and new files are created with `O_EXCL`, so a link planted in the queue
+//! cannot redirect a write, a rename or a removal.
+//!
 //! So after a crash at any instant: `tmp/*` is garbage (never acknowledged), every `msg/ID` is a
 //! complete message that was or may have been acknowledged and will be delivered, and a
 //! recipient recorded as delivered in `state/ID` is never delivered again.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::maildir::fsync_dir;
+use crate::fsroot::Dir;
 use crate::smtp::command::{Body, Notify, Ret};
 
 /// First retry after a temporary failure; doubled per attempt up to [`MAX_RETRY_INTERVAL`].
@@ -218,11 +224,28 @@ pub struct Entry {
     pub status: Status,
 }
 
-/// A queue directory.
+/// A queue directory. Holds the directory fds of its root and subdirectories, each opened
+/// once on first use (clones share them).
 #[derive(Debug, Clone)]
 pub struct Queue {
     root: PathBuf,
+    dirs: Arc<Dirs>,
 }
+
+/// The subdirectories of a queue, in the order of [`Dirs::sub`].
+const SUBDIRS: [&str; 4] = ["tmp", "msg", "hold", "state"];
+
+/// Lazily opened directory fds (a queue opened by `mrelayd queue` may lack some directories).
+#[derive(Debug, Default)]
+struct Dirs {
+    root: OnceLock<Dir>,
+    sub: [OnceLock<Dir>; 4],
+}
+
+/// Mode of the queue's directories (before the umask, as before: `mkdir -p`).
+const QUEUE_DIR_MODE: u32 = 0o777;
+/// Mode of every queue file.
+const QUEUE_FILE_MODE: u32 = 0o600;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -270,8 +293,14 @@ impl Queue {
     /// [`recover`](Self::recover).
     pub fn open(root: impl AsRef<Path>) -> io::Result<Queue> {
         let q = Queue::open_existing(root)?;
-        for d in ["tmp", "msg", "hold", "state"] {
-            fs::create_dir_all(q.root.join(d))?;
+        fs::create_dir_all(&q.root)?;
+        let root = q.root_dir()?;
+        let mut created = false;
+        for d in SUBDIRS {
+            created |= root.create_dir(d, QUEUE_DIR_MODE)?;
+        }
+        if created {
+            root.sync()?;
         }
         Ok(q)
     }
@@ -280,6 +309,7 @@ impl Queue {
     pub fn open_existing(root: impl AsRef<Path>) -> io::Result<Queue> {
         Ok(Queue {
             root: root.as_ref().to_path_buf(),
+            dirs: Arc::new(Dirs::default()),
         })
     }
 
@@ -288,8 +318,35 @@ impl Queue {
         &self.root
     }
 
-    fn path(&self, dir: &str, id: &str) -> PathBuf {
-        self.root.join(dir).join(id)
+    /// The root's fd (the root itself may be a symlink: it is the admin's path).
+    fn root_dir(&self) -> io::Result<&Dir> {
+        if let Some(d) = self.dirs.root.get() {
+            return Ok(d);
+        }
+        let d = Dir::open_root_following(&self.root)?;
+        Ok(self.dirs.root.get_or_init(|| d))
+    }
+
+    /// The fd of subdirectory `name` (one of [`SUBDIRS`]), never through a symlink.
+    fn dir(&self, name: &str) -> io::Result<&Dir> {
+        let i = SUBDIRS
+            .iter()
+            .position(|d| *d == name)
+            .ok_or_else(|| io::Error::other(format!("internal: no queue directory {name}")))?;
+        if let Some(d) = self.dirs.sub[i].get() {
+            return Ok(d);
+        }
+        let d = self.root_dir()?.open_dir(name)?;
+        Ok(self.dirs.sub[i].get_or_init(|| d))
+    }
+
+    /// Whether `dir/id` exists (a symlink there counts: it is not followed, only seen).
+    fn exists(&self, dir: &str, id: &str) -> io::Result<bool> {
+        match self.dir(dir)?.stat(id) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes crash leftovers (see the module doc): files in `tmp/` older than `grace` and
@@ -300,24 +357,22 @@ impl Queue {
     pub fn recover(&self, grace: Duration) -> io::Result<usize> {
         let mut removed = 0;
         let now = SystemTime::now();
-        for e in fs::read_dir(self.root.join("tmp"))? {
-            let e = e?;
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|t| now.duration_since(t).unwrap_or_default() >= grace)
+        let tmp = self.dir("tmp")?;
+        for (name, _) in tmp.list()? {
+            let old = tmp
+                .stat(&name)
+                .map(|m| now.duration_since(m.mtime).unwrap_or_default() >= grace)
                 .unwrap_or(false);
-            if old && fs::remove_file(e.path()).is_ok() {
+            if old && tmp.unlink(&name).is_ok() {
                 removed += 1;
             }
         }
-        for e in fs::read_dir(self.root.join("state"))? {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !self.path("msg", &name).exists()
-                && !self.path("hold", &name).exists()
-                && fs::remove_file(e.path()).is_ok()
-            {
+        let state = self.dir("state")?;
+        for (name, _) in state.list()? {
+            let Some(id) = name.to_str() else {
+                continue;
+            };
+            if !self.exists("msg", id)? && !self.exists("hold", id)? && state.unlink(id).is_ok() {
                 removed += 1;
             }
         }
@@ -351,19 +406,15 @@ impl Queue {
         }
         let mut json = serde_json::to_vec(envelope).map_err(io::Error::other)?;
         json.push(b'\n');
-        let tmp = self.path("tmp", id);
-        let dest = self.path("msg", id);
-        if dest.exists() {
+        let (tmp, msg) = (self.dir("tmp")?, self.dir("msg")?);
+        if self.exists("msg", id)? {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("queue id {id} taken"),
             ));
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let file = tmp.create_new(id, QUEUE_FILE_MODE)?;
+        let mut renamed = false;
         let written = (|| -> io::Result<()> {
             let mut w = io::BufWriter::with_capacity(64 * 1024, &file);
             w.write_all(&json)?;
@@ -372,14 +423,17 @@ impl Queue {
             w.flush()?;
             drop(w);
             file.sync_all()?;
-            fs::rename(&tmp, &dest)?;
-            fsync_dir(&self.root.join("msg"))
+            tmp.rename_noreplace(id, msg, id)?;
+            renamed = true;
+            msg.sync()
         })();
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = tmp.unlink(id);
             // The rename may have happened before the directory sync failed: undo it, since
             // the client will be told 452 and must not see the message delivered.
-            let _ = fs::remove_file(&dest);
+            if renamed {
+                let _ = msg.unlink(id);
+            }
             return Err(e);
         }
         Ok(())
@@ -390,25 +444,26 @@ impl Queue {
         if !valid_id(id) {
             return Err(bad_id(id));
         }
-        if self.path("msg", id).exists() {
+        if self.exists("msg", id)? {
             Ok(Place::Active)
-        } else if self.path("hold", id).exists() {
+        } else if self.exists("hold", id)? {
             Ok(Place::Held)
         } else {
             Err(not_found(id))
         }
     }
 
-    fn file_of(&self, id: &str) -> io::Result<PathBuf> {
+    /// The directory `id` is in (`msg` or `hold`).
+    fn dir_of(&self, id: &str) -> io::Result<&'static str> {
         Ok(match self.place(id)? {
-            Place::Active => self.path("msg", id),
-            Place::Held => self.path("hold", id),
+            Place::Active => "msg",
+            Place::Held => "hold",
         })
     }
 
     /// Reads the envelope of `id` and returns it with a reader positioned at the message.
     pub fn open_message(&self, id: &str) -> io::Result<(Envelope, BufReader<File>)> {
-        let file = File::open(self.file_of(id)?)?;
+        let file = self.dir(self.dir_of(id)?)?.open_read(id)?;
         read_envelope(file)
     }
 
@@ -418,7 +473,7 @@ impl Queue {
         if !valid_id(id) {
             return Err(bad_id(id));
         }
-        let file = match File::open(self.path("msg", id)) {
+        let file = match self.dir("msg")?.open_read(id) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -429,7 +484,7 @@ impl Queue {
             Err(fs::TryLockError::Error(e)) => return Err(e),
         }
         // It may have been completed and unlinked between open and lock.
-        if !self.path("msg", id).exists() {
+        if !self.exists("msg", id)? {
             return Ok(None);
         }
         let (envelope, reader) = read_envelope(file)?;
@@ -452,7 +507,11 @@ impl Queue {
 
     /// Reads `state/ID`, if it exists.
     pub fn status(&self, id: &str) -> io::Result<Option<Status>> {
-        match fs::read(self.path("state", id)) {
+        let read = self.dir("state")?.open_read(id).and_then(|mut f| {
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).map(|_| b)
+        });
+        match read {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("state/{id}: {e}"))
             }),
@@ -463,31 +522,41 @@ impl Queue {
 
     /// Replaces `state/ID` atomically and durably.
     pub fn write_status(&self, id: &str, status: &Status) -> io::Result<()> {
-        let tmp = self.root.join("tmp").join(format!("{id}.state"));
+        if !valid_id(id) {
+            return Err(bad_id(id));
+        }
+        let (tmp_dir, state) = (self.dir("tmp")?, self.dir("state")?);
+        let tmp = format!("{id}.state");
         let json = serde_json::to_vec(status).map_err(io::Error::other)?;
+        // A leftover of a crashed write is ours to replace; anything new is O_EXCL.
+        let mut f = match tmp_dir.create_new(&tmp, QUEUE_FILE_MODE) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tmp_dir.unlink(&tmp)?;
+                tmp_dir.create_new(&tmp, QUEUE_FILE_MODE)?
+            }
+            r => r?,
+        };
         let res = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
             f.write_all(&json)?;
             f.sync_all()?;
-            fs::rename(&tmp, self.path("state", id))?;
-            fsync_dir(&self.root.join("state"))
+            tmp_dir.rename_replace(&tmp, state, id)?;
+            state.sync()
         })();
         if res.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = tmp_dir.unlink(&tmp);
         }
         res
     }
 
     /// Removes a finished message (transition 4).
     pub fn complete(&self, id: &str) -> io::Result<()> {
-        fs::remove_file(self.path("msg", id))?;
-        fsync_dir(&self.root.join("msg"))?;
-        match fs::remove_file(self.path("state", id)) {
+        if !valid_id(id) {
+            return Err(bad_id(id));
+        }
+        let msg = self.dir("msg")?;
+        msg.unlink(id)?;
+        msg.sync()?;
+        match self.dir("state")?.unlink(id) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -495,11 +564,10 @@ impl Queue {
 
     /// `mrelayd queue remove ID`: deletes the message wherever it is.
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        let file = self.file_of(id)?;
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        fs::remove_file(&file)?;
-        fsync_dir(&dir)?;
-        match fs::remove_file(self.path("state", id)) {
+        let dir = self.dir(self.dir_of(id)?)?;
+        dir.unlink(id)?;
+        dir.sync()?;
+        match self.dir("state")?.unlink(id) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -524,16 +592,16 @@ impl Queue {
         if !valid_id(id) {
             return Err(bad_id(id));
         }
-        let src = self.path(from, id);
-        if !src.exists() {
+        if !self.exists(from, id)? {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no queue entry {id} in {from}/"),
             ));
         }
-        fs::rename(&src, self.path(to, id))?;
-        fsync_dir(&self.root.join(to))?;
-        fsync_dir(&self.root.join(from))
+        let (src, dest) = (self.dir(from)?, self.dir(to)?);
+        src.rename_replace(id, dest, id)?;
+        dest.sync()?;
+        src.sync()
     }
 
     /// Ids in `msg/` (active), oldest first.
@@ -543,13 +611,13 @@ impl Queue {
 
     fn ids(&self, dir: &str) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
-        let rd = match fs::read_dir(self.root.join(dir)) {
-            Ok(rd) => rd,
+        let names = match self.dir(dir).and_then(Dir::list) {
+            Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ids),
             Err(e) => return Err(e),
         };
-        for e in rd {
-            let name = e?.file_name().to_string_lossy().into_owned();
+        for (name, _) in names {
+            let name = name.to_string_lossy().into_owned();
             if valid_id(&name) {
                 ids.push(name);
             }
@@ -584,7 +652,7 @@ impl Queue {
     }
 
     fn entry_in(&self, id: &str, dir: &str, place: Place) -> io::Result<Entry> {
-        let file = File::open(self.path(dir, id))?;
+        let file = self.dir(dir)?.open_read(id)?;
         let size = file.metadata()?.len();
         let (envelope, _) = read_envelope(file)?;
         let status = self
@@ -601,12 +669,16 @@ impl Queue {
 
     /// Asks a running daemon to retry everything now (it watches for this file).
     pub fn request_flush(&self) -> io::Result<()> {
-        File::create(self.root.join("flush")).map(|_| ())
+        use rustix::fs::OFlags;
+        let flags = OFlags::WRONLY | OFlags::CREATE;
+        self.root_dir()?
+            .open_file("flush", flags, QUEUE_FILE_MODE)
+            .map(|_| ())
     }
 
     /// Consumes a flush request, if one was made.
     pub fn take_flush_request(&self) -> bool {
-        fs::remove_file(self.root.join("flush")).is_ok()
+        self.root_dir().and_then(|d| d.unlink("flush")).is_ok()
     }
 }
 
@@ -751,6 +823,36 @@ mod tests {
             s.defer(0, "x".into(), Retry::default());
         }
         assert_eq!(s.next_try, MAX_RETRY_INTERVAL.as_secs());
+    }
+
+    #[test]
+    fn links_planted_in_the_queue_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path().join("q")).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"victim").unwrap();
+        let id = q.enqueue(&env(1), b"", b"x\r\n").unwrap();
+        // a predictable temporary name planted as a link: replaced, not written through
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!("q/tmp/{id}.state"))).unwrap();
+        q.write_status(&id, &Status::new(1)).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"victim");
+        // a directory of the queue replaced by a link: refused (a fresh handle opens it anew)
+        let q2 = Queue::open_existing(dir.path().join("q")).unwrap();
+        fs::rename(dir.path().join("q/state"), dir.path().join("state-moved")).unwrap();
+        fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("q/state"))
+            .unwrap();
+        let e = q2.write_status(&id, &Status::new(1)).unwrap_err();
+        assert!(crate::fsroot::is_refusal(&e), "{e}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("elsewhere")).unwrap().count(),
+            0
+        );
+        // the flush trigger planted as a link
+        std::os::unix::fs::symlink(&victim, dir.path().join("q/flush")).unwrap();
+        assert!(q2.request_flush().is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"victim");
+        assert!(q2.take_flush_request(), "the link itself is removed");
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub fn deliverer(
         &config.hostname,
         relay.remote.clone(),
     )
+    .map(|d| Deliverer {
+        maildir_links: crate::maildir::Links::allowing(relay.allow_symlinked_maildir),
+        ..d
+    })
     .context("setting up delivery")
 }
 

@@ -48,6 +48,8 @@ pub struct Deliverer {
     pub queue: Queue,
     /// Pipe command timeout.
     pub pipe_timeout: Duration,
+    /// Symlink policy for local Maildirs (`allow_symlinked_maildir`; refused by default).
+    pub maildir_links: crate::maildir::Links,
     /// Our host name (DSN Reporting-MTA and From).
     pub hostname: String,
     /// Remote delivery.
@@ -92,6 +94,7 @@ impl Deliverer {
             router,
             queue,
             pipe_timeout,
+            maildir_links: crate::maildir::Links::default(),
             hostname: hostname.to_string(),
             remote,
             runtime: Arc::new(runtime),
@@ -164,12 +167,13 @@ impl Deliverer {
                     });
                     continue;
                 }
-                match super::local::deliver_target(
+                match super::local::deliver_target_with(
                     t,
                     &env.sender,
                     &rcpt.address,
                     &message,
                     self.pipe_timeout,
+                    self.maildir_links,
                 ) {
                     Ok(()) => {
                         relays.entry(i).or_default().push(name.clone());

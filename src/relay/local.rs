@@ -23,7 +23,7 @@ const PIPE_POLL: Duration = Duration::from_millis(5);
 /// Most bytes of a pipe command's output kept for the error message.
 pub const MAX_PIPE_OUTPUT: u64 = 4096;
 
-/// Delivers one copy.
+/// Delivers one copy; a symlinked Maildir is refused ([`deliver_target_with`]).
 pub fn deliver_target(
     target: &Target,
     sender: &str,
@@ -31,12 +31,27 @@ pub fn deliver_target(
     message: &[u8],
     pipe_timeout: Duration,
 ) -> Result<(), Failure> {
+    let links = crate::maildir::Links::Refuse;
+    deliver_target_with(target, sender, rcpt, message, pipe_timeout, links)
+}
+
+/// Delivers one copy, with `links` the symlink policy for Maildirs (`[mrelayd]
+/// allow_symlinked_maildir`): a Maildir that is a symlink or has symlinked `tmp/`, `new/`,
+/// `cur/` is refused by default, a temporary failure naming the path ([`crate::mda`]).
+pub fn deliver_target_with(
+    target: &Target,
+    sender: &str,
+    rcpt: &str,
+    message: &[u8],
+    pipe_timeout: Duration,
+    links: crate::maildir::Links,
+) -> Result<(), Failure> {
     let env = crate::mda::Envelope {
         sender: Some(sender.to_string()),
         recipient: Some(rcpt.to_string()),
     };
     match target {
-        Target::Maildir { path, .. } => maildir(path, message, &env),
+        Target::Maildir { path, .. } => maildir(path, message, &env, links),
         Target::Pipe { command, ext } => pipe(
             command,
             ext.as_deref(),
@@ -53,8 +68,17 @@ pub fn deliver_target(
     }
 }
 
-fn maildir(path: &Path, message: &[u8], env: &crate::mda::Envelope) -> Result<(), Failure> {
-    match crate::mda::deliver(path, message, env, &crate::mda::Options::default()) {
+fn maildir(
+    path: &Path,
+    message: &[u8],
+    env: &crate::mda::Envelope,
+    links: crate::maildir::Links,
+) -> Result<(), Failure> {
+    let opts = crate::mda::Options {
+        links,
+        ..crate::mda::Options::default()
+    };
+    match crate::mda::deliver(path, message, env, &opts) {
         Ok(_) => Ok(()),
         Err(e) => {
             let code = exit::code_of(&e);

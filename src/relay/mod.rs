@@ -35,6 +35,7 @@
 //! max_per_ip = 20
 //! delivery_workers = 20                  # parallel deliveries (local and remote)
 //! pipe_timeout_secs = 600                # a |command delivery is killed after this long
+//! allow_symlinked_maildir = false        # follow a symlink at a Maildir or its tmp/new/cur
 //!
 //! [mrelayd.remote]                       # remote delivery, see relay::remote
 //! ```
@@ -157,6 +158,11 @@ pub struct RelayConfig {
     pub delivery_workers: usize,
     /// Pipe delivery timeout.
     pub pipe_timeout_secs: u64,
+    /// Follow a symlink at a local Maildir or its `tmp/`, `new/`, `cur/` or folder directories.
+    /// Refused by default: the delivery is deferred (4.x) with a log line naming the path, since
+    /// the Maildir's owner could point it anywhere. Files are never followed; symlinks above the
+    /// Maildir (`/home -> /data/home`) always are ([`crate::maildir`]).
+    pub allow_symlinked_maildir: bool,
     /// Remote delivery (`[mrelayd.remote]`).
     pub remote: remote::RemoteConfig,
 }
@@ -184,6 +190,7 @@ impl Default for RelayConfig {
             max_per_ip: crate::server::DEFAULT_MAX_PER_IP,
             delivery_workers: DEFAULT_DELIVERY_WORKERS,
             pipe_timeout_secs: DEFAULT_PIPE_TIMEOUT_SECS,
+            allow_symlinked_maildir: false,
             remote: remote::RemoteConfig::default(),
         }
     }
