@@ -22,6 +22,7 @@
 //! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
 //!   local and remote delivery (MX, relayhost, TLS policy, connection cache), DSNs, admin commands.
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
+//! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod dns;
 pub mod exit;
 pub mod fsroot;
+pub mod fuzz;
 pub mod maildir;
 pub mod mda;
 pub mod mdig;

@@ -1,10 +1,7 @@
-//! Fuzzes the POP3 session (parser and state machine in every state) and the RETR/TOP
-//! encoder; the body lives in `mailkit::pop3::fuzz` so it is compiled and unit-tested with the
-//! crate.
+//! The `pop3` fuzz target; its body is [`mailkit::fuzz::pop3`] so it compiles and is tested
+//! with the crate.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    mailkit::pop3::fuzz::session_and_encoder(data);
-});
+fuzz_target!(|data: &[u8]| mailkit::fuzz::pop3::run(data));

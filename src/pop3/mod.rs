@@ -14,5 +14,4 @@ pub mod maildrop;
 pub mod session;
 
 pub use config::Pop3Config;
-pub mod fuzz;
 pub mod login;

@@ -158,7 +158,8 @@ pub fn open(path: &Path) -> Result<AliasesFile> {
     Reloading::open(path, "aliases", Aliases::load, RELOAD_CHECK_INTERVAL)
 }
 
-fn strip_comment(line: &str) -> &str {
+/// The part of `line` before a `#` that is not inside `"..."`.
+pub(crate) fn strip_comment(line: &str) -> &str {
     let mut in_quote = false;
     for (i, c) in line.char_indices() {
         match c {

@@ -1,13 +1,13 @@
-//! The body of the `pop3` fuzz target (`fuzz/fuzz_targets/pop3.rs`), kept in the library so it
-//! compiles with the crate and runs in unit tests on pseudo-random input too.
+//! The `pop3` fuzz target: the POP3 session (parser and state machine in every state) and the
+//! RETR/TOP encoder.
 
-use super::encode;
-use super::session::{Event, LoginFailure, MessageInfo, Policy, Session};
+use crate::pop3::encode;
+use crate::pop3::session::{Event, LoginFailure, MessageInfo, Policy, Session};
 
 /// Feeds arbitrary client lines through parser and state machine (answering the driver's
 /// events in a way decided by the input), and arbitrary bytes through the RETR/TOP encoder,
 /// whose output must decode back to at least the CRLF size. Panics only on a real bug.
-pub fn session_and_encoder(data: &[u8]) {
+pub fn run(data: &[u8]) {
     let policy = Policy {
         plaintext_allowed: data.first().is_some_and(|b| b & 1 == 1),
         tls_available: true,
@@ -90,7 +90,7 @@ mod tests {
                 data.extend_from_slice(words[(x % 16) as usize]);
                 data.push(if x & 64 == 0 { b'\n' } else { b'.' });
             }
-            super::session_and_encoder(&data);
+            super::run(&data);
         }
     }
 }

@@ -1,0 +1,7 @@
+//! The `smtp_client` fuzz target; its body is [`mailkit::fuzz::smtp_client`] so it compiles and is tested
+//! with the crate.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mailkit::fuzz::smtp_client::run(data));
