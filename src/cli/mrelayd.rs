@@ -29,6 +29,10 @@ FILES:
                               recipient_delimiter, trusted_networks, any_sender, limits,
                               idle_timeout_secs (wait for a command, default 300),
                               data_timeout_secs (each read of DATA, default 600),
+                              max_hops (default 50, Postfix's hopcount_limit: a
+                              message arriving with that many Received: headers gets
+                              554 5.4.6 at the end of DATA/BDAT; a queued one with more
+                              Received: plus Delivered-To: bounces 5.4.6, mail loops),
                               allow_symlinked_maildir (default false: local delivery
                               to a Maildir that is a symlink or has symlinked tmp/,
                               new/, cur/ is deferred 4.x with a log line naming the
