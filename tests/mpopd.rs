@@ -844,3 +844,21 @@ print("\n".join(sorted(out)))
         "mpopd and Dovecot serve the same sizes and bytes"
     );
 }
+
+#[test]
+fn noop_does_not_keep_a_session_past_its_deadline() {
+    let s = Server::start("session_deadline_secs = 2");
+    let mut p = s.connect();
+    p.login("alice");
+    // A NOOP every 200 ms never trips the 10-minute inactivity timer; the deadline does.
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = p.cmd("NOOP");
+        if !last.starts_with("+OK") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last, "-ERR Session deadline exceeded, disconnecting.\r\n");
+    assert!(p.closed());
+}

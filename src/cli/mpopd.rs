@@ -25,7 +25,9 @@ FILES
   /etc/mailkit/mailkit.toml
       [mpopd]: listen (address, role plain|implicit-tls),
       allow_plaintext_auth (never|loopback|always), apop,
-      idle_timeout_secs, max_connections, max_per_ip, max_errors,
+      idle_timeout_secs, session_deadline_secs (no login or message
+      retrieved for this long: -ERR and close, default 1800),
+      max_connections, max_per_ip, max_errors,
       max_auth_failures, allow_symlinked_maildir (default false: a
       Maildir that is a symlink or has symlinked tmp/, new/, cur/ gets
       -ERR [SYS/TEMP] and a log line naming the path; the lock, size

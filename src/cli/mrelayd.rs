@@ -26,13 +26,21 @@ EXIT STATUS:
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd] listen, queue_dir, aliases, catch_all,
-                              recipient_delimiter, trusted_networks, any_sender, limits,
+                              recipient_delimiter, trusted_networks, any_sender, limits
+                              (max_connections, max_per_ip; past 80% of the slots an
+                              address holding its fair share is refused),
                               idle_timeout_secs (wait for a command, default 300),
                               data_timeout_secs (each read of DATA, default 600),
-                              max_hops (default 50, Postfix's hopcount_limit: a
-                              message arriving with that many Received: headers gets
-                              554 5.4.6 at the end of DATA/BDAT; a queued one with more
-                              Received: plus Delivered-To: bounces 5.4.6, mail loops),
+                              session_deadline_secs (no message accepted or refused
+                              for this long: 421 4.4.2, default 1800),
+                              junk_command_limit (NOOP/RSET/VRFY/HELP in a row without
+                              progress, default 100), min_data_rate (DATA/BDAT octets
+                              per second, default 1024, 0 off) per
+                              min_data_rate_window_secs (default 60, the first window
+                              is grace), max_errors (errors incl. refused RCPTs before
+                              421 4.7.0, default 20), soft_error_limit (default 10)
+                              and error_sleep_ms (each error beyond it waits n times
+                              this, default 1000; only that session waits),
                               allow_symlinked_maildir (default false: local delivery
                               to a Maildir that is a symlink or has symlinked tmp/,
                               new/, cur/ is deferred 4.x with a log line naming the

@@ -15,6 +15,7 @@
 //! max_per_ip = 20              # concurrent sessions from one IP address (serve mode)
 //! max_errors = 10              # bad commands in one session before hanging up
 //! max_auth_failures = 3        # failed logins in one session before hanging up
+//! session_deadline_secs = 1800 # no login or message retrieved for this long: -ERR and close
 //! allow_symlinked_maildir = false  # follow a symlink at a Maildir or its tmp/, new/, cur/
 //! ```
 //! A Maildir that is a symlink, or whose `tmp/`, `new/`, `cur/` are, is refused by default (the
@@ -34,6 +35,8 @@ use super::session::{DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_ERRORS};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:110";
 /// Default idle timeout: RFC 1939 §3 requires at least 10 minutes.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+/// Default session deadline without progress: 30 minutes (three RFC 1939 autologout timers).
+pub const DEFAULT_SESSION_DEADLINE_SECS: u64 = 1800;
 /// Default limit of concurrent sessions in serve mode.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
 /// Default limit of concurrent sessions from one IP address (fetchmail and phones use one or
@@ -118,6 +121,10 @@ pub struct Pop3Config {
     pub max_errors: u32,
     /// Failed logins in one session before hanging up.
     pub max_auth_failures: u32,
+    /// A session with no progress (a login, a message sent by RETR or TOP) for this long gets
+    /// `-ERR` and is closed, however often it sends NOOP or STAT: RFC 1939 §3's inactivity
+    /// timer alone lets a client hold its slot forever.
+    pub session_deadline_secs: u64,
     /// Follow a symlink at a Maildir or its `tmp/`, `new/`, `cur/` (refused by default).
     pub allow_symlinked_maildir: bool,
 }
@@ -136,6 +143,7 @@ impl Default for Pop3Config {
             max_per_ip: DEFAULT_MAX_PER_IP,
             max_errors: DEFAULT_MAX_ERRORS,
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            session_deadline_secs: DEFAULT_SESSION_DEADLINE_SECS,
             allow_symlinked_maildir: false,
         }
     }

@@ -6,11 +6,13 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::encode::Encoder;
 use super::maildrop::{Maildrop, OpenError, READ_CHUNK};
 use super::session::{Event, LoginFailure, Policy, Session};
 use super::Pop3Config;
+use crate::server::pace::ProgressDeadline;
 use crate::server::{log, Connection, Line};
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
@@ -81,12 +83,26 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
     let mut buf = vec![0u8; READ_CHUNK];
     let shutdown = conn.shutdown_signal();
     tokio::pin!(shutdown);
+    // Logins and messages sent are progress; NOOP, STAT and the like do not move the deadline.
+    let mut deadline = ProgressDeadline::new(
+        Duration::from_secs(ctx.config.session_deadline_secs.max(1)),
+        Instant::now(),
+    );
+    let mut progress: u64 = 0;
     loop {
         if !conn.has_buffered_input() || out.len() >= FLUSH_AT {
             conn.write_all(&out).await?;
             out.clear();
         }
+        deadline.update(progress, Instant::now());
+        let left = deadline.remaining(Instant::now());
         let line = tokio::select! {
+            _ = tokio::time::sleep(left) => {
+                log::line(format_args!("session deadline exceeded peer={}", show(peer)));
+                out.extend_from_slice(b"-ERR Session deadline exceeded, disconnecting.\r\n");
+                conn.write_all(&out).await?;
+                return conn.close().await;
+            }
             line = conn.read_line(session.line_limit()) => match line {
                 Ok(l) => l,
                 // RFC 1939 §3: the autologout timer; say why before hanging up.
@@ -125,6 +141,7 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
                                     infos.len()
                                 ));
                                 let ev = session.login_done(&account.user, infos);
+                                progress += 1;
                                 maildrop = Some(m);
                                 ev
                             }
@@ -167,6 +184,7 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
                             // The +OK is out: a read error now can only end the session
                             // (the client sees no terminator and retries the message).
                             send_message(conn, f, enc, &mut buf, &mut out).await?;
+                            progress += 1;
                         }
                         Err(e) => {
                             log::line(format_args!("message {}: {e}", index + 1));

@@ -4,17 +4,13 @@
 //! The protocol is the sans-IO [`crate::smtp::server::Session`]; this module only moves bytes
 //! between it and a [`Connection`] of the shared server layer and answers its questions: relay
 //! policy ([`Router`]), passwords ([`Authenticator`]) and queueing ([`Queue`]). A message is
-//! acknowledged only after [`queue::Incoming::commit`] has fsynced it; its content goes to the
-//! queue file as it arrives (a buffer of [`smtp::CONTENT_CHUNK`] octets per session), so
-//! memory does not grow with message size. The writes are plain buffered file writes on the
-//! session's task (page-cache writes of 64 KiB, as Postfix's smtpd writes its queue file); the
-//! fsyncs of the commit run on the blocking pool.
+//! acknowledged only after [`Queue::enqueue_with_id`] has fsynced it.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
@@ -25,6 +21,7 @@ use crate::auth::{AuthResult, Authenticator};
 use crate::config::Config;
 use crate::exit;
 use crate::queue::{self, Queue, Recipient};
+use crate::server::pace::{ProgressDeadline, RateMeter};
 use crate::server::{self, log, Connection, Handler, ListenerSpec, Listeners, Settings};
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{self as smtp, Decision, Event, ReceivedInfo, Session, SessionConfig};
@@ -83,7 +80,6 @@ pub fn deliverer(
     )
     .map(|d| Deliverer {
         maildir_links: crate::maildir::Links::allowing(relay.allow_symlinked_maildir),
-        max_hops: relay.max_hops.max(1),
         ..d
     })
     .context("setting up delivery")
@@ -247,20 +243,43 @@ fn listener_specs(relay: &RelayConfig) -> Result<Vec<ListenerSpec>> {
         .collect()
 }
 
-/// One SMTP session on a connection.
-async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
+/// Refused recipients logged one by one per session; the rest only in the session's summary
+/// (a directory harvest must not write a log line per guess).
+const LOGGED_REFUSALS: u64 = 3;
+
+/// One SMTP session on a connection, then the summary of its refused recipients.
+async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
+    let who = conn
+        .peer()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "stdin".into());
+    let mut refused = 0;
+    let r = session_loop(conn, d, &who, &mut refused).await;
+    if refused > LOGGED_REFUSALS {
+        log::line(format_args!(
+            "{who}: {refused} recipients refused (first {LOGGED_REFUSALS} logged)"
+        ));
+    }
+    r
+}
+
+/// Runs the SMTP session; counts refused recipients in `refused`.
+async fn session_loop(
+    mut conn: Connection,
+    d: Arc<Daemon>,
+    who: &str,
+    refused: &mut u64,
+) -> Result<()> {
     let role = Role::from_name(conn.role()).unwrap_or_default();
     let peer = conn.peer();
     let ip = peer.map(|p| p.ip().to_canonical());
-    let who = peer
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "stdin".into());
     let cfg = SessionConfig {
         hostname: d.hostname.clone(),
         max_message_size: d.relay.max_message_size,
         max_recipients: d.relay.max_recipients.max(1),
-        max_hops: d.relay.max_hops.max(1),
         max_errors: d.relay.max_errors.max(1),
+        soft_error_limit: d.relay.soft_error_limit,
+        junk_command_limit: d.relay.junk_command_limit,
         starttls: conn.can_starttls(),
         auth: true,
         auth_requires_tls: true,
@@ -275,9 +294,6 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
         user: None,
         role,
     };
-    // The message being received, written to the queue as it arrives (bounded memory); `Err`
-    // once the queue failed it (the client gets 452 at the end).
-    let mut receiving: Option<std::result::Result<Receiving, ()>> = None;
     // RFC 5321 §4.5.3.2: one wait for the next command, another for each piece of content.
     let command_timeout = Duration::from_secs(d.relay.idle_timeout_secs.max(1));
     let data_timeout = Duration::from_secs(d.relay.data_timeout_secs.max(1));
@@ -291,25 +307,80 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
             return Ok(());
         }
     }
+    // Slowloris (issue 10 §5): a deadline that only completed transactions move, and a least
+    // rate for message content; the session itself has no clock.
+    let mut deadline = ProgressDeadline::new(
+        Duration::from_secs(d.relay.session_deadline_secs.max(1)),
+        Instant::now(),
+    );
+    let mut rate = RateMeter::new(
+        d.relay.min_data_rate,
+        Duration::from_secs(d.relay.min_data_rate_window_secs.max(1)),
+    );
+    let error_sleep = Duration::from_millis(d.relay.error_sleep_ms);
     s.greeting();
     loop {
+        if let Some(n) = s.take_error_delay() {
+            // Postfix's smtpd_error_sleep_time, growing with each error over the soft limit;
+            // only this session's task waits.
+            tokio::time::sleep(error_sleep.saturating_mul(n)).await;
+            conn.queue(&s.take_output());
+            conn.flush().await?;
+        }
         let ev = s.poll();
         match ev {
             Event::NeedInput => {
                 let in_data = s.in_data();
-                conn.set_idle_timeout(if in_data {
+                let now = Instant::now();
+                deadline.update(s.progress(), now);
+                if in_data {
+                    rate.start(now);
+                } else {
+                    rate.stop();
+                }
+                let base = if in_data {
                     data_timeout
                 } else {
                     command_timeout
-                });
+                };
+                conn.set_idle_timeout(base);
+                if in_data && !rate.check(now) {
+                    s.too_slow();
+                    log::line(format_args!(
+                        "{who}: message content below the minimum rate"
+                    ));
+                    continue;
+                }
+                if !in_data && deadline.expired(now) {
+                    s.deadline_exceeded();
+                    log::line(format_args!("{who}: session deadline exceeded"));
+                    continue;
+                }
                 conn.queue(&s.take_output());
                 // Flush only when the client has nothing more buffered (RFC 2920 batching).
                 if !conn.has_buffered_input() {
                     conn.flush().await?;
                 }
-                match conn.read_chunk(READ_CHUNK).await {
+                // Wake up when the deadline or the rate window is due, even from a silent client.
+                let due = if in_data {
+                    rate.until_check(now)
+                } else {
+                    Some(deadline.remaining(now))
+                };
+                let wait = due.map_or(base, |d| d.min(base));
+                conn.set_idle_timeout(wait.max(Duration::from_millis(1)));
+                let read = conn.read_chunk(READ_CHUNK).await;
+                conn.set_idle_timeout(base);
+                match read {
                     Ok(b) if b.is_empty() => break,
-                    Ok(b) => s.feed(&b),
+                    Ok(b) => {
+                        if in_data {
+                            rate.add(b.len());
+                        }
+                        s.feed(&b)
+                    }
+                    // The deadline or the rate window is due: judged at the top of the loop.
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut && wait < base => {}
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                         s.timeout();
                         conn.queue(&s.take_output());
@@ -355,10 +426,13 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
                 s.decide(match v.refusal {
                     None => Decision::Accept,
                     Some(r) => {
-                        log::line(format_args!(
-                            "{who}: RCPT <{to}> refused: {} ({})",
-                            r, v.reason
-                        ));
+                        *refused += 1;
+                        if *refused <= LOGGED_REFUSALS {
+                            log::line(format_args!(
+                                "{who}: RCPT <{to}> refused: {} ({})",
+                                r, v.reason
+                            ));
+                        }
                         Decision::Reject(r)
                     }
                 });
@@ -396,21 +470,8 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
                     }
                 });
             }
-            Event::DataStart { envelope } => {
-                receiving = Some(begin_message(&d, &s, who, &envelope));
-            }
-            Event::Content(piece) => {
-                if let Some(Ok(r)) = receiving.as_mut() {
-                    if let Err(e) = r.incoming.write(&piece) {
-                        log::line(format_args!("{who}: writing a message to the queue: {e}"));
-                        // Dropping the Incoming removes its tmp file at once.
-                        receiving = Some(Err(()));
-                    }
-                }
-            }
-            Event::DataAbort => receiving = None,
-            Event::Message { .. } => {
-                let decision = commit(&d, who, receiving.take()).await;
+            Event::Message { envelope, data } => {
+                let decision = enqueue(&d, &s, who, envelope, data).await;
                 s.decide(decision);
             }
         }
@@ -418,22 +479,15 @@ async fn session(mut conn: Connection, d: Arc<Daemon>) -> Result<()> {
     Ok(())
 }
 
-/// The message of the transaction in progress, streaming into the queue's `tmp/` file.
-struct Receiving {
-    incoming: queue::Incoming,
-    from: String,
-    nrcpt: usize,
-}
-
-/// Opens the queue file for a message whose content starts now (DATA or the first BDAT), with
-/// the envelope and our Received header first ([`Queue::begin`]). `Err` (logged) when the queue
-/// cannot take it: the message is then refused at its end with a temporary reply.
-fn begin_message(
-    d: &Daemon,
+/// Queues one accepted message (fsynced before the reply, see [`Queue::enqueue_with_id`]) with
+/// our Received header, and announces it for delivery. A failure is a temporary reply.
+async fn enqueue(
+    d: &Arc<Daemon>,
     s: &Session,
     who: &str,
-    envelope: &smtp::Envelope,
-) -> std::result::Result<Receiving, ()> {
+    envelope: smtp::Envelope,
+    data: Vec<u8>,
+) -> Decision {
     let now = queue::now();
     let sender = envelope
         .from
@@ -479,42 +533,17 @@ fn begin_message(
         single_rcpt: single.as_deref(),
         date: &super::dsn::rfc5322_date(now),
     });
-    match d.queue.begin(&id, &qenv, header.as_bytes()) {
-        Ok(incoming) => Ok(Receiving {
-            incoming,
-            from: qenv.sender,
-            nrcpt: qenv.recipients.len(),
-        }),
-        Err(e) => {
-            log::line(format_args!("{who}: queueing a message failed: {e}"));
-            Err(())
-        }
-    }
-}
-
-/// Makes a received message durable (fsync file and directory, [`queue::Incoming::commit`])
-/// before the 250, and announces it for delivery. A failure is a temporary reply.
-async fn commit(
-    d: &Arc<Daemon>,
-    who: &str,
-    receiving: Option<std::result::Result<Receiving, ()>>,
-) -> Decision {
-    let Some(Ok(Receiving {
-        incoming,
-        from,
-        nrcpt,
-    })) = receiving
-    else {
-        return Decision::Reject(Reply::new(
-            452,
-            Some((4, 3, 1)),
-            "Insufficient system storage",
-        ));
-    };
-    let (id, size) = (incoming.id().to_string(), incoming.size());
-    let res = tokio::task::spawn_blocking(move || incoming.commit()).await;
+    let q = d.queue.clone();
+    let size = data.len();
+    let nrcpt = qenv.recipients.len();
+    let from = qenv.sender.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        q.enqueue_with_id(&id, &qenv, header.as_bytes(), &data)
+            .map(|()| id)
+    })
+    .await;
     match res {
-        Ok(Ok(())) => {
+        Ok(Ok(id)) => {
             log::line(format_args!(
                 "{id}: from=<{from}> size={size} nrcpt={nrcpt} client={who} queued"
             ));

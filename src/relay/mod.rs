@@ -27,8 +27,14 @@
 //! any_sender = false                     # AUTH users may send as any address
 //! max_message_size = 36700160            # SIZE, octets
 //! max_recipients = 100                   # per transaction (452 4.5.3 beyond)
+//! max_errors = 20                        # errors (bad commands, refused RCPTs) before 421 4.7.0
 //! max_hops = 50                       # more Received: headers (ours included): 554 5.4.6 loop
-//! max_errors = 10                        # bad commands before 421 and disconnect
+//! soft_error_limit = 10                  # after this many, each error reply is delayed...
+//! error_sleep_ms = 1000                  # ...by this times the errors over the limit (1 s, 2 s, ...)
+//! junk_command_limit = 100               # NOOP/RSET/VRFY/HELP in a row without progress: 421
+//! session_deadline_secs = 1800           # no transaction completed for this long: 421 4.4.2
+//! min_data_rate = 1024                   # DATA/BDAT octets per second over each window (0: off)
+//! min_data_rate_window_secs = 60         # ...measured per window; the first one is the grace
 //! greet_pause_ms = 0                     # smtp role: wait this long for early talkers
 //! idle_timeout_secs = 300                # wait for a command (RFC 5321 §4.5.3.2.7)
 //! data_timeout_secs = 600                # wait for each read of DATA/BDAT content (§4.5.3.2.5)
@@ -119,6 +125,15 @@ pub struct Listener {
     pub role: Role,
 }
 
+/// Default delay per error over the soft error limit (Postfix `smtpd_error_sleep_time`: 1 s).
+pub const DEFAULT_ERROR_SLEEP_MS: u64 = 1000;
+/// Default session deadline without a completed transaction: 30 minutes.
+pub const DEFAULT_SESSION_DEADLINE_SECS: u64 = 1800;
+/// Default least message content rate, octets per second.
+pub const DEFAULT_MIN_DATA_RATE: u64 = 1024;
+/// Default window over which the content rate is averaged.
+pub const DEFAULT_MIN_DATA_RATE_WINDOW_SECS: u64 = 60;
+
 /// The `[mrelayd]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -143,10 +158,6 @@ pub struct RelayConfig {
     pub max_recipients: usize,
     /// Bad commands before disconnect.
     pub max_errors: u32,
-    /// Hop limit (RFC 5321 §6.3, Postfix's `hopcount_limit`): a message arriving with this many
-    /// `Received:` headers is refused at the end of DATA with 554 5.4.6, and one that reaches
-    /// more `Received:` plus `Delivered-To:` headers while queued bounces with 5.4.6.
-    pub max_hops: usize,
     /// smtp role: wait this long before the greeting and refuse clients that talk first.
     pub greet_pause_ms: u64,
     /// How long a session waits for the client's next command, and for each write (RFC 5321
@@ -155,6 +166,23 @@ pub struct RelayConfig {
     /// How long each read may wait while message content (DATA or BDAT) is arriving (RFC 5321
     /// §4.5.3.2.5); then 421 4.4.2, the partial message is dropped, and disconnect.
     pub data_timeout_secs: u64,
+    /// Errors after which each error reply is delayed (Postfix `smtpd_soft_error_limit`).
+    pub soft_error_limit: u32,
+    /// Delay per error over the soft limit, in milliseconds: the n-th error over it waits n
+    /// times this (Postfix `smtpd_error_sleep_time`), in the session's task only.
+    pub error_sleep_ms: u64,
+    /// NOOP, RSET, VRFY and HELP commands in a row without progress before 421 (Postfix
+    /// `smtpd_junk_command_limit`).
+    pub junk_command_limit: u32,
+    /// A session that completes no transaction (a message accepted or refused at its end) for
+    /// this long is closed with 421 4.4.2; the clock restarts with each completed one. Not
+    /// checked while message content arrives ([`Self::min_data_rate`] governs that).
+    pub session_deadline_secs: u64,
+    /// Least DATA/BDAT content octets per second, averaged over each
+    /// [`Self::min_data_rate_window_secs`] of content; slower gets 421 4.4.2. 0 turns it off.
+    pub min_data_rate: u64,
+    /// The window for [`Self::min_data_rate`]; the first window of a message is its grace.
+    pub min_data_rate_window_secs: u64,
     /// Concurrent sessions.
     pub max_connections: usize,
     /// Concurrent sessions per IP.
@@ -188,10 +216,15 @@ impl Default for RelayConfig {
             max_message_size: crate::smtp::server::DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: crate::smtp::server::DEFAULT_MAX_RECIPIENTS,
             max_errors: crate::smtp::server::DEFAULT_MAX_ERRORS,
-            max_hops: crate::smtp::hops::DEFAULT_MAX_HOPS,
             greet_pause_ms: 0,
             idle_timeout_secs: crate::smtp::server::COMMAND_TIMEOUT_SECS,
             data_timeout_secs: crate::smtp::server::DATA_TIMEOUT_SECS,
+            soft_error_limit: crate::smtp::server::DEFAULT_SOFT_ERROR_LIMIT,
+            error_sleep_ms: DEFAULT_ERROR_SLEEP_MS,
+            junk_command_limit: crate::smtp::server::DEFAULT_JUNK_COMMAND_LIMIT,
+            session_deadline_secs: DEFAULT_SESSION_DEADLINE_SECS,
+            min_data_rate: DEFAULT_MIN_DATA_RATE,
+            min_data_rate_window_secs: DEFAULT_MIN_DATA_RATE_WINDOW_SECS,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             max_per_ip: crate::server::DEFAULT_MAX_PER_IP,
             delivery_workers: DEFAULT_DELIVERY_WORKERS,

@@ -37,7 +37,10 @@
 //!   ([`Connection::shutdown_requested`]), waits up to [`Limits::shutdown_grace`] for them and
 //!   aborts the rest.
 //! - Over [`Limits::max_connections`] in total or [`Limits::max_per_ip`] from one address, a
-//!   connection gets the listener's busy reply (plaintext listeners only) and is closed.
+//!   connection gets the listener's busy reply (plaintext listeners only) and is closed. Past
+//!   [`BUSY_PERCENT`] of the slots, an address already holding its fair share is refused the
+//!   same way, so a few flooding addresses cannot lock new ones out. A slot is given back when
+//!   its session ends (socket closed), however it ends.
 //! - Implicit-TLS listeners complete the handshake before the handler runs; STARTTLS is
 //!   [`Connection::starttls`]. Every read and write is bounded by the idle timeout.
 
@@ -59,6 +62,7 @@ use crate::exit;
 
 mod conn;
 pub mod log;
+pub mod pace;
 // The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.
 #[allow(unsafe_code)]
 pub mod sys;
@@ -508,7 +512,20 @@ impl Drop for Slot {
     }
 }
 
-/// Admits a session from `ip` or says which limit it hits.
+/// The share of [`Limits::max_connections`] (in percent) after which the server is "busy" and
+/// admits only addresses below their fair share: the rest of the slots is kept for addresses
+/// that hold few or no connections yet.
+pub const BUSY_PERCENT: usize = 80;
+/// Below this many slots there is no useful share to keep free: [`BUSY_PERCENT`] does not apply.
+pub const MIN_SHARED_SLOTS: usize = 10;
+
+/// Admits a session from `ip` or says which limit it hits. With at least [`MIN_SHARED_SLOTS`]
+/// slots: up to [`BUSY_PERCENT`] of the
+/// slots anyone is admitted (up to `max_per_ip`); beyond, only an address holding fewer than
+/// its fair share of those (the busy mark divided by the number of connected addresses,
+/// counting this one; at least 1). So a few addresses flooding the server fill at most the busy
+/// mark and a client from a new address still gets in (issue 10 §5: 15 addresses used to
+/// take all slots).
 fn admit(
     counts: &Arc<Mutex<Counts>>,
     ip: IpAddr,
@@ -521,6 +538,14 @@ fn admit(
     let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
     if from_ip >= limits.max_per_ip {
         return Err("too many connections from this address");
+    }
+    let busy = limits.max_connections.saturating_mul(BUSY_PERCENT) / 100;
+    if limits.max_connections >= MIN_SHARED_SLOTS && c.total >= busy {
+        let addresses = c.per_ip.len() + usize::from(from_ip == 0);
+        let fair = (busy / addresses.max(1)).max(1);
+        if from_ip >= fair {
+            return Err("busy: this address holds its share of connections");
+        }
     }
     c.total += 1;
     c.per_ip.insert(ip, from_ip + 1);
@@ -891,6 +916,54 @@ mod tests {
         drop(_a3);
         drop(_a2);
         assert!(!counts.lock().unwrap().per_ip.contains_key(&a));
+    }
+
+    #[test]
+    fn busy_server_keeps_slots_for_new_addresses() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let limits = Limits {
+            max_connections: 30,
+            max_per_ip: 20,
+            ..Limits::default()
+        };
+        let ip = |i: u8| IpAddr::from([127, 0, 0, i]);
+        // 15 flooding addresses, round robin, 4 tries each: they get the busy mark (24) only.
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _round in 0..4 {
+            for i in 2..17 {
+                match admit(&counts, ip(i), &limits) {
+                    Ok(s) => held.push(s),
+                    Err(why) => {
+                        assert!(why.starts_with("busy"), "{why}");
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(held.len(), 24);
+        assert_eq!(refused, 36);
+        // New addresses are still served, one each, up to every slot.
+        for i in 99..105 {
+            held.push(admit(&counts, ip(i), &limits).unwrap());
+        }
+        assert_eq!(
+            admit(&counts, ip(200), &limits).err(),
+            Some("too many connections")
+        );
+        // Slots come back exactly when sessions end.
+        held.truncate(10);
+        assert_eq!(counts.lock().unwrap().total, 10);
+        drop(held);
+        let c = counts.lock().unwrap();
+        assert_eq!(c.total, 0);
+        assert!(c.per_ip.is_empty());
+        drop(c);
+        // One address alone may use the busy mark, no more, and then only up to max_per_ip.
+        let one: Vec<_> = (0..30)
+            .map_while(|_| admit(&counts, ip(2), &limits).ok())
+            .collect();
+        assert_eq!(one.len(), 20);
     }
 
     #[test]
