@@ -41,6 +41,10 @@ FILES:
                               421 4.7.0, default 20), soft_error_limit (default 10)
                               and error_sleep_ms (each error beyond it waits n times
                               this, default 1000; only that session waits),
+                              max_hops (default 50, Postfix's hopcount_limit: a
+                              message arriving with that many Received: headers gets
+                              554 5.4.6 at the end of DATA/BDAT; a queued one with more
+                              Received: plus Delivered-To: bounces 5.4.6, mail loops),
                               allow_symlinked_maildir (default false: local delivery
                               to a Maildir that is a symlink or has symlinked tmp/,
                               new/, cur/ is deferred 4.x with a log line naming the

@@ -23,6 +23,8 @@ pub fn run(data: &[u8]) {
     let mut s = Session::new(cfg, None);
     s.greeting();
     let mut chunks = input.chunks(step);
+    // The streamed content of the open transaction (DataStart .. Message/DataAbort).
+    let mut content: Option<Vec<u8>> = None;
     for _ in 0..100_000 {
         match s.poll() {
             Event::NeedInput => match chunks.next() {
@@ -35,7 +37,19 @@ pub fn run(data: &[u8]) {
                 version: "TLSv1.3".into(),
                 cipher: "X".into(),
             }),
-            Event::Message { data, envelope } => {
+            Event::DataStart { .. } => {
+                assert!(content.is_none(), "DataStart while content is open");
+                content = Some(Vec::new());
+            }
+            Event::Content(piece) => match content.as_mut() {
+                Some(c) => c.extend_from_slice(&piece),
+                None => panic!("Content without DataStart"),
+            },
+            Event::DataAbort => assert!(content.take().is_some(), "DataAbort without DataStart"),
+            Event::Message { envelope } => {
+                let Some(data) = content.take() else {
+                    panic!("Message without DataStart");
+                };
                 assert!(!envelope.rcpts.is_empty());
                 assert!(data.len() <= 4096);
                 for (i, &b) in data.iter().enumerate() {

@@ -391,8 +391,8 @@ impl Maildir {
         Maildir::from_root(folder, self.links)
     }
 
-    /// Opens the directory of this Maildir for files a reader keeps next to the messages
-    /// (locks, caches): never following a symlink, like everything else here.
+    /// The Maildir's own directory handle, for files a reader keeps next to the messages
+    /// (locks, caches): opened through it, they are never reached through a symlink either.
     pub fn root_dir(&self) -> &Dir {
         &self.dirs.root
     }

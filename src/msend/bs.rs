@@ -32,6 +32,7 @@ pub fn run(
     let mut session = Session::new(config, None);
     session.greeting();
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut data = Vec::new();
     loop {
         let event = session.poll();
         if session.has_output() {
@@ -55,7 +56,12 @@ pub fn run(
                 Some((5, 5, 1)),
                 "AUTH not available in -bs mode",
             ))),
-            Event::Message { envelope, data } => {
+            // `-bs` hands whole messages to `submit`: collect the streamed content.
+            Event::DataStart { .. } => data.clear(),
+            Event::Content(piece) => data.extend_from_slice(&piece),
+            Event::DataAbort => data = Vec::new(),
+            Event::Message { envelope } => {
+                let data = std::mem::take(&mut data);
                 let from = envelope.from.map(|m| m.to_string()).unwrap_or_default();
                 let rcpts = envelope.rcpts.iter().map(|(m, _)| m.to_string()).collect();
                 let reply = submit(from, rcpts, data);

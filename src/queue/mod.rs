@@ -2,7 +2,9 @@
 //!
 //! # Layout (under `<state_dir>/queue/`)
 //! ```text
-//! tmp/ID       a message being received (envelope line + message). Never acknowledged.
+//! tmp/ID       a message being received: envelope line, our Received: header, then the
+//!              content as it arrives from the client. Never acknowledged; locked (flock) by
+//!              its writer for as long as it is being received.
 //! msg/ID       an accepted message: envelope (one JSON line) then the message, as it will be
 //!              delivered (our Received: header first, CRLF line ends). Never modified.
 //! hold/ID      an accepted message set aside by `mrelayd queue hold ID`; not delivered.
@@ -14,10 +16,18 @@
 //! processes sharing the queue (`serve` and any number of `inetd` sessions), sortable by age, and
 //! safe as a file name.
 //!
+//! The envelope and our Received: header are known when DATA or the first BDAT starts (the
+//! recipients are final then, and the header carries that moment's date, as Postfix's does), so
+//! they are written first and the content streams after them: a session holds no more than a
+//! buffer of the message ([`Queue::begin`], [`Incoming`]), whatever its size, and `msg/ID` keeps
+//! the one format every reader knows.
+//!
 //! # Transitions (each is one atomic rename or unlink, made durable before it is relied on)
-//! 1. **receive**: create `tmp/ID` (O_EXCL), write envelope and message, `fsync` it.
+//! 1. **receive**: create `tmp/ID` (O_EXCL) and lock it, write envelope and header, then the
+//!    content as it arrives (buffered, 64 KiB writes), and at its end `fsync` it.
 //!    A crash here leaves `tmp/ID`, which [`Queue::recover`] deletes: the client got no 250, so
-//!    the message must not be delivered, and is not.
+//!    the message must not be delivered, and is not. A transaction that ends without a message
+//!    (refused at its end, RSET, timeout, lost connection) removes `tmp/ID` at once.
 //! 2. **commit**: rename `tmp/ID` → `msg/ID`, `fsync` the `msg/` directory, *then* reply 250.
 //!    A crash after the rename but before the client read the 250 delivers the message and the
 //!    client may send it again: the unavoidable duplicate of RFC 1047, never a loss.
@@ -349,11 +359,12 @@ impl Queue {
         }
     }
 
-    /// Deletes crash leftovers (see the module doc): files in `tmp/` older than `grace` and
-    /// `state/` files without a message. A message lives in `tmp/` only while it is written and
-    /// fsynced (the session has it in memory already), so a `grace` of a minute never touches a
-    /// live one, even with `inetd` sessions running next to `serve`; and deleting a live one
-    /// would only make its client get 452, never lose an acknowledged message.
+    /// Deletes crash leftovers (see the module doc): files in `tmp/` older than `grace` that no
+    /// live writer holds locked, and `state/` files without a message. A message being
+    /// received stays locked by its session ([`Incoming`]) however slowly it arrives, so no
+    /// `grace` removes a live one, even with `inetd` sessions running next to `serve`; the lock
+    /// dies with its process, so a crashed writer's file goes. Deleting a live `tmp/ID.state`
+    /// would only make that status write fail and be retried.
     pub fn recover(&self, grace: Duration) -> io::Result<usize> {
         let mut removed = 0;
         let now = SystemTime::now();
@@ -363,7 +374,7 @@ impl Queue {
                 .stat(&name)
                 .map(|m| now.duration_since(m.mtime).unwrap_or_default() >= grace)
                 .unwrap_or(false);
-            if old && tmp.unlink(&name).is_ok() {
+            if old && !being_received(tmp, &name) && tmp.unlink(&name).is_ok() {
                 removed += 1;
             }
         }
@@ -401,42 +412,47 @@ impl Queue {
         header: &[u8],
         data: &[u8],
     ) -> io::Result<()> {
+        let mut incoming = self.begin(id, envelope, header)?;
+        incoming.write(data)?;
+        incoming.commit()
+    }
+
+    /// Starts receiving a message under `id` (transition 1): creates and locks `tmp/ID` and
+    /// writes the envelope and `header` (our Received: line) into its buffer; the content
+    /// follows with [`Incoming::write`], and [`Incoming::commit`] makes it an accepted message.
+    /// Dropping the [`Incoming`] uncommitted removes `tmp/ID`. `AlreadyExists` if the id is
+    /// taken.
+    pub fn begin(&self, id: &str, envelope: &Envelope, header: &[u8]) -> io::Result<Incoming> {
         if !valid_id(id) {
             return Err(bad_id(id));
         }
         let mut json = serde_json::to_vec(envelope).map_err(io::Error::other)?;
         json.push(b'\n');
-        let (tmp, msg) = (self.dir("tmp")?, self.dir("msg")?);
+        self.dir("msg")?;
         if self.exists("msg", id)? {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("queue id {id} taken"),
             ));
         }
-        let file = tmp.create_new(id, QUEUE_FILE_MODE)?;
-        let mut renamed = false;
-        let written = (|| -> io::Result<()> {
-            let mut w = io::BufWriter::with_capacity(64 * 1024, &file);
+        let file = self.dir("tmp")?.create_new(id, QUEUE_FILE_MODE)?;
+        let mut incoming = Incoming {
+            id: id.to_string(),
+            queue: self.clone(),
+            writer: Some(io::BufWriter::with_capacity(WRITE_BUFFER, file)),
+            size: 0,
+        };
+        // Marks the file live for recover() in every process; released when the file closes.
+        // A fresh O_EXCL file cannot be locked by anyone else, so only an error can stop this.
+        if let Some(w) = incoming.writer.as_mut() {
+            match w.get_ref().try_lock() {
+                Ok(()) | Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
             w.write_all(&json)?;
             w.write_all(header)?;
-            w.write_all(data)?;
-            w.flush()?;
-            drop(w);
-            file.sync_all()?;
-            tmp.rename_noreplace(id, msg, id)?;
-            renamed = true;
-            msg.sync()
-        })();
-        if let Err(e) = written {
-            let _ = tmp.unlink(id);
-            // The rename may have happened before the directory sync failed: undo it, since
-            // the client will be told 452 and must not see the message delivered.
-            if renamed {
-                let _ = msg.unlink(id);
-            }
-            return Err(e);
         }
-        Ok(())
+        Ok(incoming)
     }
 
     /// Where `id` is, if anywhere.
@@ -721,6 +737,94 @@ impl Locked {
     }
 }
 
+/// Octets buffered before each write to a message being received.
+pub const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Whether a live writer holds `tmp/name` locked ([`Incoming`]). A file that cannot be opened
+/// or locked for another reason is not live.
+fn being_received(tmp: &Dir, name: &std::ffi::OsStr) -> bool {
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+    match tmp.open_file(name, flags, 0) {
+        Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// A message being received into `tmp/ID` ([`Queue::begin`]). Dropped without
+/// [`commit`](Self::commit), its file is removed.
+#[derive(Debug)]
+pub struct Incoming {
+    id: String,
+    queue: Queue,
+    /// `None` once committed.
+    writer: Option<io::BufWriter<File>>,
+    size: u64,
+}
+
+impl Incoming {
+    /// The queue id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Message octets written so far (the envelope and header not counted).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends message content (buffered: one write(2) per [`WRITE_BUFFER`] octets).
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("message already committed"))?;
+        w.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the message durable and accepted (transition 2): flush, `fsync` the file, rename
+    /// `tmp/ID` → `msg/ID`, `fsync` `msg/`. Only after `Ok` may the client get its 250. On any
+    /// error nothing is left behind.
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(w) = self.writer.take() else {
+            return Err(io::Error::other("message already committed"));
+        };
+        let id = self.id.as_str();
+        let (tmp, msg) = (self.queue.dir("tmp")?, self.queue.dir("msg")?);
+        let mut renamed = false;
+        let written = (|| -> io::Result<()> {
+            let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+            file.sync_all()?;
+            tmp.rename_noreplace(id, msg, id)?;
+            renamed = true;
+            msg.sync()
+        })();
+        if let Err(e) = written {
+            let _ = tmp.unlink(id);
+            // The rename may have happened before the directory sync failed: undo it, since
+            // the client will be told 452 and must not see the message delivered.
+            if renamed {
+                let _ = msg.unlink(id);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            // Discard the buffer rather than write it: the file goes away.
+            drop(w.into_parts());
+            if let Ok(tmp) = self.queue.dir("tmp") {
+                let _ = tmp.unlink(&self.id);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -814,6 +918,47 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(dir.path().join("state")).unwrap().count(), 1);
         assert_eq!(q.active_ids().unwrap(), vec![keep]);
+    }
+
+    #[test]
+    fn streamed_message_commit_and_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let tmp_count = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        // Content in many pieces, over several buffer sizes.
+        let id = new_id();
+        let mut m = q.begin(&id, &env(1), b"Received: x\r\n").unwrap();
+        let piece = vec![b'a'; 1000];
+        for _ in 0..300 {
+            m.write(&piece).unwrap();
+        }
+        assert_eq!(m.size(), 300_000);
+        assert_eq!(tmp_count(), 1);
+        // A live message is never recovered away, however old.
+        assert_eq!(q.recover(Duration::ZERO).unwrap(), 0);
+        assert!(
+            q.active_ids().unwrap().is_empty(),
+            "not accepted before commit"
+        );
+        m.commit().unwrap();
+        assert_eq!(tmp_count(), 0);
+        let mut l = q.lock(&id).unwrap().unwrap();
+        let data = l.read_message().unwrap();
+        assert_eq!(data.len(), 13 + 300_000);
+        assert!(data.starts_with(b"Received: x\r\naaa"));
+        drop(l);
+        // Dropped before commit: nothing left, and the id is free again.
+        let id2 = new_id();
+        let mut m = q.begin(&id2, &env(1), b"").unwrap();
+        m.write(&piece).unwrap();
+        drop(m);
+        assert_eq!(tmp_count(), 0);
+        assert_eq!(q.active_ids().unwrap(), vec![id.clone()]);
+        // A taken id is refused.
+        assert_eq!(
+            q.begin(&id, &env(1), b"").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //! The protocol is the sans-IO [`crate::smtp::server::Session`]; this module only moves bytes
 //! between it and a [`Connection`] of the shared server layer and answers its questions: relay
 //! policy ([`Router`]), passwords ([`Authenticator`]) and queueing ([`Queue`]). A message is
-//! acknowledged only after [`Queue::enqueue_with_id`] has fsynced it.
+//! acknowledged only after [`queue::Incoming::commit`] has fsynced it; its content goes to the
+//! queue file as it arrives (a buffer of [`smtp::CONTENT_CHUNK`] octets per session), so
+//! memory does not grow with message size. The writes are plain buffered file writes on the
+//! session's task (page-cache writes of 64 KiB, as Postfix's smtpd writes its queue file); the
+//! fsyncs of the commit run on the blocking pool.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -80,6 +84,7 @@ pub fn deliverer(
     )
     .map(|d| Deliverer {
         maildir_links: crate::maildir::Links::allowing(relay.allow_symlinked_maildir),
+        max_hops: relay.max_hops.max(1),
         ..d
     })
     .context("setting up delivery")
@@ -277,6 +282,7 @@ async fn session_loop(
         hostname: d.hostname.clone(),
         max_message_size: d.relay.max_message_size,
         max_recipients: d.relay.max_recipients.max(1),
+        max_hops: d.relay.max_hops.max(1),
         max_errors: d.relay.max_errors.max(1),
         soft_error_limit: d.relay.soft_error_limit,
         junk_command_limit: d.relay.junk_command_limit,
@@ -294,6 +300,9 @@ async fn session_loop(
         user: None,
         role,
     };
+    // The message being received, written to the queue as it arrives (bounded memory); `Err`
+    // once the queue failed it (the client gets 452 at the end).
+    let mut receiving: Option<std::result::Result<Receiving, ()>> = None;
     // RFC 5321 §4.5.3.2: one wait for the next command, another for each piece of content.
     let command_timeout = Duration::from_secs(d.relay.idle_timeout_secs.max(1));
     let data_timeout = Duration::from_secs(d.relay.data_timeout_secs.max(1));
@@ -470,8 +479,21 @@ async fn session_loop(
                     }
                 });
             }
-            Event::Message { envelope, data } => {
-                let decision = enqueue(&d, &s, who, envelope, data).await;
+            Event::DataStart { envelope } => {
+                receiving = Some(begin_message(&d, &s, who, &envelope));
+            }
+            Event::Content(piece) => {
+                if let Some(Ok(r)) = receiving.as_mut() {
+                    if let Err(e) = r.incoming.write(&piece) {
+                        log::line(format_args!("{who}: writing a message to the queue: {e}"));
+                        // Dropping the Incoming removes its tmp file at once.
+                        receiving = Some(Err(()));
+                    }
+                }
+            }
+            Event::DataAbort => receiving = None,
+            Event::Message { .. } => {
+                let decision = commit(&d, who, receiving.take()).await;
                 s.decide(decision);
             }
         }
@@ -479,15 +501,22 @@ async fn session_loop(
     Ok(())
 }
 
-/// Queues one accepted message (fsynced before the reply, see [`Queue::enqueue_with_id`]) with
-/// our Received header, and announces it for delivery. A failure is a temporary reply.
-async fn enqueue(
-    d: &Arc<Daemon>,
+/// The message of the transaction in progress, streaming into the queue's `tmp/` file.
+struct Receiving {
+    incoming: queue::Incoming,
+    from: String,
+    nrcpt: usize,
+}
+
+/// Opens the queue file for a message whose content starts now (DATA or the first BDAT), with
+/// the envelope and our Received header first ([`Queue::begin`]). `Err` (logged) when the queue
+/// cannot take it: the message is then refused at its end with a temporary reply.
+fn begin_message(
+    d: &Daemon,
     s: &Session,
     who: &str,
-    envelope: smtp::Envelope,
-    data: Vec<u8>,
-) -> Decision {
+    envelope: &smtp::Envelope,
+) -> std::result::Result<Receiving, ()> {
     let now = queue::now();
     let sender = envelope
         .from
@@ -533,17 +562,42 @@ async fn enqueue(
         single_rcpt: single.as_deref(),
         date: &super::dsn::rfc5322_date(now),
     });
-    let q = d.queue.clone();
-    let size = data.len();
-    let nrcpt = qenv.recipients.len();
-    let from = qenv.sender.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        q.enqueue_with_id(&id, &qenv, header.as_bytes(), &data)
-            .map(|()| id)
-    })
-    .await;
+    match d.queue.begin(&id, &qenv, header.as_bytes()) {
+        Ok(incoming) => Ok(Receiving {
+            incoming,
+            from: qenv.sender,
+            nrcpt: qenv.recipients.len(),
+        }),
+        Err(e) => {
+            log::line(format_args!("{who}: queueing a message failed: {e}"));
+            Err(())
+        }
+    }
+}
+
+/// Makes a received message durable (fsync file and directory, [`queue::Incoming::commit`])
+/// before the 250, and announces it for delivery. A failure is a temporary reply.
+async fn commit(
+    d: &Arc<Daemon>,
+    who: &str,
+    receiving: Option<std::result::Result<Receiving, ()>>,
+) -> Decision {
+    let Some(Ok(Receiving {
+        incoming,
+        from,
+        nrcpt,
+    })) = receiving
+    else {
+        return Decision::Reject(Reply::new(
+            452,
+            Some((4, 3, 1)),
+            "Insufficient system storage",
+        ));
+    };
+    let (id, size) = (incoming.id().to_string(), incoming.size());
+    let res = tokio::task::spawn_blocking(move || incoming.commit()).await;
     match res {
-        Ok(Ok(id)) => {
+        Ok(Ok(())) => {
             log::line(format_args!(
                 "{id}: from=<{from}> size={size} nrcpt={nrcpt} client={who} queued"
             ));

@@ -50,6 +50,9 @@ pub struct Deliverer {
     pub pipe_timeout: Duration,
     /// Symlink policy for local Maildirs (`allow_symlinked_maildir`; refused by default).
     pub maildir_links: crate::maildir::Links,
+    /// Hop limit (`[mrelayd] max_hops`): a queued message with more `Received:` plus
+    /// `Delivered-To:` headers is a loop and bounces with 5.4.6 (RFC 5321 §6.3).
+    pub max_hops: usize,
     /// Our host name (DSN Reporting-MTA and From).
     pub hostname: String,
     /// Remote delivery.
@@ -95,6 +98,7 @@ impl Deliverer {
             queue,
             pipe_timeout,
             maildir_links: crate::maildir::Links::default(),
+            max_hops: crate::smtp::hops::DEFAULT_MAX_HOPS,
             hostname: hostname.to_string(),
             remote,
             runtime: Arc::new(runtime),
@@ -133,9 +137,16 @@ impl Deliverer {
         let mut relays: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         // NOTIFY=SUCCESS owed: `delivered` locally or `relayed` to a hop without DSN.
         let mut success: BTreeMap<usize, (DsnAction, Option<String>)> = BTreeMap::new();
+        let looped = self.hop_loop(&message);
 
         for (i, rcpt) in env.recipients.iter().enumerate() {
             if status.rcpts[i] != RcptState::Pending {
+                continue;
+            }
+            if let Some(why) = &looped {
+                // Never delivered, resent or queued again: it bounces (the bounce is a new
+                // message whose header has no hops).
+                failed.insert(i, (rcpt.address.clone(), Failure::new(false, why, "5.4.6")));
                 continue;
             }
             let done = status.delivered_targets.entry(i).or_default();
@@ -302,6 +313,20 @@ impl Deliverer {
         self.queue.write_status(id, &status)?;
         locked.status = status;
         Ok(Outcome::Deferred)
+    }
+
+    /// Why `message` is a mail loop, if it is: more `Received:` plus `Delivered-To:` headers
+    /// than the hop limit (RFC 5321 §6.3). A message can cross the limit while queued: an
+    /// alias expanding back through a relay, or local deliveries adding `Delivered-To:`.
+    fn hop_loop(&self, message: &[u8]) -> Option<String> {
+        let (received, delivered_to) = crate::smtp::hops::count(message);
+        let hops = received + delivered_to;
+        (hops > self.max_hops).then(|| {
+            format!(
+                "Too many hops: {received} Received: and {delivered_to} Delivered-To: headers, the limit is {} (mail loop)",
+                self.max_hops
+            )
+        })
     }
 
     /// Sends the remote jobs, one transaction per next hop, hops in parallel; results in job

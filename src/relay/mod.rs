@@ -158,6 +158,10 @@ pub struct RelayConfig {
     pub max_recipients: usize,
     /// Bad commands before disconnect.
     pub max_errors: u32,
+    /// Hop limit (RFC 5321 §6.3, Postfix's `hopcount_limit`): a message arriving with this many
+    /// `Received:` headers is refused at the end of DATA with 554 5.4.6, and one that reaches
+    /// more `Received:` plus `Delivered-To:` headers while queued bounces with 5.4.6.
+    pub max_hops: usize,
     /// smtp role: wait this long before the greeting and refuse clients that talk first.
     pub greet_pause_ms: u64,
     /// How long a session waits for the client's next command, and for each write (RFC 5321
@@ -216,6 +220,7 @@ impl Default for RelayConfig {
             max_message_size: crate::smtp::server::DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: crate::smtp::server::DEFAULT_MAX_RECIPIENTS,
             max_errors: crate::smtp::server::DEFAULT_MAX_ERRORS,
+            max_hops: crate::smtp::hops::DEFAULT_MAX_HOPS,
             greet_pause_ms: 0,
             idle_timeout_secs: crate::smtp::server::COMMAND_TIMEOUT_SECS,
             data_timeout_secs: crate::smtp::server::DATA_TIMEOUT_SECS,

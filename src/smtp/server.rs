@@ -13,6 +13,14 @@
 //! DATA ends only at CRLF "." CRLF. A bare LF or bare CR anywhere in the data (RFC 5321 §2.3.8)
 //! rejects the whole message with 554 5.6.0 once the real end is seen: treating `LF.LF` or
 //! `LF.CRLF` as the end is what makes SMTP smuggling possible.
+//!
+//! Message content is never held whole: when DATA or BDAT starts the machine returns
+//! [`Event::DataStart`], then the content (dot-unstuffed, as it will be stored) in pieces of
+//! about [`CONTENT_CHUNK`] octets as [`Event::Content`], and at the end [`Event::Message`]; a
+//! transaction that ends without a message (refused at its end, RSET, a framing or size error)
+//! returns [`Event::DataAbort`] instead, as soon as the content is known to be refused. So a
+//! session holds a bounded buffer whatever the message size; the checks (bare CR/LF, line
+//! length, SIZE, hop count) keep their state across reads and are exact at any split.
 
 use std::net::IpAddr;
 
@@ -21,6 +29,7 @@ use crate::auth::{SaslError, SaslServer, SaslStep};
 use super::command::{
     self, Command, MailParams, Mailbox, RcptParams, MAX_COMMAND_LINE, MAX_TEXT_LINE,
 };
+use super::hops::{HopCounter, DEFAULT_MAX_HOPS};
 use super::reply::Reply;
 use crate::tls::TlsInfo;
 
@@ -40,6 +49,9 @@ pub const DEFAULT_JUNK_COMMAND_LIMIT: u32 = 100;
 /// Most octets of one over-long command line thrown away while waiting for its end; a client
 /// sending more without a line end is not speaking SMTP and is disconnected with 421.
 pub const MAX_DISCARD_LINE: usize = 1024 * 1024;
+/// Message content is handed out in pieces of at least this many octets (the last one of a
+/// message may be shorter): the unit the driver writes to disk.
+pub const CONTENT_CHUNK: usize = 64 * 1024;
 /// Most octets of one AUTH response line accepted (RFC 4954 §4 puts no limit; 12288 is Dovecot's).
 pub const MAX_AUTH_LINE: usize = 12288;
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
@@ -58,6 +70,9 @@ pub struct SessionConfig {
     pub max_message_size: u64,
     /// Most recipients per transaction; more get 452 4.5.3.
     pub max_recipients: usize,
+    /// Hop limit: a message arriving with this many `Received:` header fields or more (ours
+    /// would be one more) is refused at its end with 554 5.4.6 (RFC 5321 §6.3 mail loops).
+    pub max_hops: usize,
     /// Errors (bad commands, refused recipients) without a delivered message before 421 and
     /// disconnect (hard error limit).
     pub max_errors: u32,
@@ -81,6 +96,7 @@ impl Default for SessionConfig {
             hostname: "localhost".into(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_hops: DEFAULT_MAX_HOPS,
             max_errors: DEFAULT_MAX_ERRORS,
             soft_error_limit: DEFAULT_SOFT_ERROR_LIMIT,
             junk_command_limit: DEFAULT_JUNK_COMMAND_LIMIT,
@@ -138,12 +154,24 @@ pub enum Event {
         /// Password.
         password: String,
     },
-    /// Queue this message durably, then answer [`Decision::Queued`] or Reject.
+    /// Message content begins (DATA, or the first BDAT of a transaction): open somewhere to
+    /// put it (the queue's `tmp/` file). No decision; a failure to open is answered at
+    /// [`Event::Message`].
+    DataStart {
+        /// The envelope (recipients are final now).
+        envelope: Envelope,
+    },
+    /// The next piece of the message since [`Event::DataStart`]: dot-unstuffed, CRLF line ends,
+    /// as received. Append it. No decision.
+    Content(Vec<u8>),
+    /// The content since [`Event::DataStart`] is refused or the transaction is gone: discard
+    /// it. No decision; the reply (if any) is the session's.
+    DataAbort,
+    /// The content is complete and passed every check: make it durable, then answer
+    /// [`Decision::Queued`] or Reject.
     Message {
         /// The envelope.
         envelope: Envelope,
-        /// The message, dot-unstuffed, CRLF line ends, as received.
-        data: Vec<u8>,
     },
 }
 
@@ -180,6 +208,8 @@ enum Mode {
     },
     /// AUTH waiting for the client's next SASL response line.
     AuthResponse,
+    /// The content ended and passed its checks: hand out the last piece, then the Message.
+    EndOfData,
     /// Waiting for the caller's decision.
     Pending(Pending),
     /// QUIT or fatal: nothing more is read.
@@ -193,8 +223,12 @@ struct Transaction {
     rcpts: Vec<(Mailbox, RcptParams)>,
     /// Recipient waiting for its decision.
     pending_rcpt: Option<(Mailbox, RcptParams)>,
-    /// Message bytes so far.
-    data: Vec<u8>,
+    /// Message octets so far (after dot-unstuffing).
+    size: u64,
+    /// `Received:` fields in the header section so far (RFC 5321 §6.3).
+    hops: HopCounter,
+    /// Text checks of BDAT content (reported at LAST).
+    text: TextCheck,
     /// First problem found in the data; the message is refused at its end.
     data_error: Option<Reply>,
     /// A BDAT sequence has started (DATA is then out of order).
@@ -236,6 +270,10 @@ pub struct Session {
     discarded: usize,
     tx: Option<Transaction>,
     scan: DataScan,
+    /// Content not yet handed out as [`Event::Content`] (at most about [`CONTENT_CHUNK`]).
+    content: Vec<u8>,
+    /// [`Event::DataStart`] went out and neither Message nor DataAbort yet.
+    content_open: bool,
 }
 
 fn r(code: u16, enh: (u8, u16, u16), text: impl AsRef<str>) -> Reply {
@@ -266,6 +304,8 @@ impl Session {
             discarded: 0,
             tx: None,
             scan: DataScan::default(),
+            content: Vec::new(),
+            content_open: false,
         }
     }
 
@@ -490,6 +530,9 @@ impl Session {
     /// Advances the machine as far as the buffered input allows.
     pub fn poll(&mut self) -> Event {
         loop {
+            if let Some(ev) = self.content_event() {
+                return ev;
+            }
             match self.mode {
                 Mode::Closed => return Event::Close,
                 Mode::Pending(_) => return Event::Pending,
@@ -558,26 +601,16 @@ impl Session {
                 Mode::Bdat { remaining, last } => {
                     let avail = self.input.len() - self.pos;
                     let take = (avail as u64).min(remaining) as usize;
-                    if take > 0 {
-                        let chunk_start = self.pos;
-                        self.pos += take;
-                        let max = self.config.max_message_size;
-                        if let Some(tx) = self.tx.as_mut() {
-                            if tx.data_error.is_none() {
-                                if tx.data.len() as u64 + take as u64 > max {
-                                    tx.data_error = Some(size_exceeded());
-                                    tx.data = Vec::new();
-                                } else {
-                                    tx.data.extend_from_slice(
-                                        &self.input[chunk_start..chunk_start + take],
-                                    );
-                                }
-                            }
-                        }
-                    }
+                    let start = self.pos;
+                    self.pos += take;
+                    self.bdat_content(start, take);
                     let remaining = remaining - take as u64;
                     if remaining > 0 {
                         self.mode = Mode::Bdat { remaining, last };
+                        if take > 0 {
+                            // Content or an abort may be due first (checked at the loop top).
+                            continue;
+                        }
                         return Event::NeedInput;
                     }
                     self.mode = Mode::Command;
@@ -585,8 +618,78 @@ impl Session {
                         return ev;
                     }
                 }
+                Mode::EndOfData => {
+                    if !self.content.is_empty() {
+                        return Event::Content(self.take_content());
+                    }
+                    self.mode = Mode::Command;
+                    if let Some(ev) = self.finish_message() {
+                        return ev;
+                    }
+                }
             }
         }
+    }
+
+    /// An event about content that is due before anything else: the abort of refused content
+    /// (as soon as it is known), or a full piece.
+    fn content_event(&mut self) -> Option<Event> {
+        if !self.content_open {
+            return None;
+        }
+        let refused = self
+            .tx
+            .as_ref()
+            .is_none_or(|tx| tx.data_error.is_some() || tx.text.error.is_some());
+        if refused {
+            self.content_open = false;
+            self.content = Vec::new();
+            return Some(Event::DataAbort);
+        }
+        (self.content.len() >= CONTENT_CHUNK).then(|| Event::Content(self.take_content()))
+    }
+
+    fn take_content(&mut self) -> Vec<u8> {
+        std::mem::replace(
+            &mut self.content,
+            Vec::with_capacity(CONTENT_CHUNK + MAX_TEXT_LINE),
+        )
+    }
+
+    /// Starts the content of the current transaction: the DataStart event.
+    fn start_content(&mut self) -> Option<Event> {
+        let tx = self.tx.as_ref()?;
+        let envelope = Envelope {
+            from: tx.from.clone(),
+            params: tx.params.clone(),
+            rcpts: tx.rcpts.clone(),
+        };
+        self.content_open = true;
+        self.content = Vec::with_capacity(CONTENT_CHUNK + MAX_TEXT_LINE);
+        Some(Event::DataStart { envelope })
+    }
+
+    /// `take` octets of BDAT content at `input[start..]`: size limit, hop count, text checks
+    /// (no dot-unstuffing in BDAT, RFC 3030 §2).
+    fn bdat_content(&mut self, start: usize, take: usize) {
+        let max = self.config.max_message_size;
+        let max_hops = self.config.max_hops;
+        let Some(tx) = self.tx.as_mut() else { return };
+        if take == 0 || tx.data_error.is_some() || !self.content_open {
+            return;
+        }
+        let bytes = &self.input[start..start + take];
+        if tx.size + take as u64 > max {
+            tx.data_error = Some(size_exceeded());
+            return;
+        }
+        tx.size += take as u64;
+        tx.text.feed(bytes);
+        if let Some(err) = tx.count_hops(bytes, max_hops) {
+            tx.data_error = Some(err);
+            return;
+        }
+        self.content.extend_from_slice(bytes);
     }
 
     fn bdat_done(&mut self, last: bool) -> Option<Event> {
@@ -601,18 +704,19 @@ impl Session {
             return None;
         }
         if !last {
-            let n = tx.data.len();
+            let n = tx.size;
             self.push(r(250, (2, 0, 0), format!("{n} octets received")));
             return None;
         }
         // BDAT data must still be CRLF text for 7BIT/8BITMIME (RFC 3030 §3): same checks as DATA.
-        if let Some(err) = check_text(&tx.data) {
+        if let Some(err) = tx.text.finish() {
             self.tx = None;
             self.progressed(false);
             self.push(err);
             return None;
         }
-        self.finish_message()
+        self.mode = Mode::EndOfData;
+        None
     }
 
     fn finish_message(&mut self) -> Option<Event> {
@@ -622,30 +726,35 @@ impl Session {
             params: tx.params,
             rcpts: tx.rcpts,
         };
+        self.content_open = false;
         self.mode = Mode::Pending(Pending::Message);
-        Some(Event::Message {
-            envelope,
-            data: tx.data,
-        })
+        Some(Event::Message { envelope })
     }
 
-    /// Scans complete DATA lines; returns an event at the end of data.
+    /// Scans complete DATA lines into the content buffer. Returns `None` to let
+    /// [`poll`](Self::poll) hand out content, an abort or the end (then `mode` has changed).
     fn data_lines(&mut self) -> Option<Event> {
         let max = self.config.max_message_size;
+        let max_hops = self.config.max_hops;
         loop {
+            if self.content.len() >= CONTENT_CHUNK {
+                return None;
+            }
             let avail = &self.input[self.pos..];
             let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
                 if self.scan.in_long_line || avail.len() >= MAX_TEXT_LINE {
                     if !self.scan.in_long_line {
                         if let Some(tx) = self.tx.as_mut() {
                             tx.data_error.get_or_insert_with(line_too_long);
-                            tx.data = Vec::new();
                         }
                     }
                     // Keep a trailing CR: it may pair with an LF in the next read.
                     let keep = usize::from(avail.last() == Some(&b'\r'));
                     self.pos = self.input.len() - keep;
                     self.scan.in_long_line = true;
+                    if self.content_open {
+                        return None; // the abort is due
+                    }
                 }
                 return Some(Event::NeedInput);
             };
@@ -674,7 +783,8 @@ impl Session {
                     self.push(err);
                     return None;
                 }
-                return self.finish_message();
+                self.mode = Mode::EndOfData;
+                return None;
             }
             let Some(tx) = self.tx.as_mut() else { continue };
             if tx.data_error.is_some() {
@@ -683,13 +793,11 @@ impl Session {
             let body_end = if crlf { nl - 1 } else { nl };
             if !crlf || line[..body_end].contains(&b'\r') {
                 tx.data_error = Some(bare_line_end());
-                tx.data = Vec::new();
-                continue;
+                return None;
             }
             if line.len() > MAX_TEXT_LINE {
                 tx.data_error = Some(line_too_long());
-                tx.data = Vec::new();
-                continue;
+                return None;
             }
             // Dot-unstuffing (RFC 5321 §4.5.2).
             let line = if line.first() == Some(&b'.') {
@@ -697,12 +805,16 @@ impl Session {
             } else {
                 line
             };
-            if tx.data.len() as u64 + line.len() as u64 > max {
+            if tx.size + line.len() as u64 > max {
                 tx.data_error = Some(size_exceeded());
-                tx.data = Vec::new();
-                continue;
+                return None;
             }
-            tx.data.extend_from_slice(line);
+            tx.size += line.len() as u64;
+            if let Some(err) = tx.count_hops(line, max_hops) {
+                tx.data_error = Some(err);
+                return None;
+            }
+            self.content.extend_from_slice(line);
         }
     }
 
@@ -920,7 +1032,7 @@ impl Session {
                     in_long_line: false,
                 };
                 self.mode = Mode::Data;
-                None
+                self.start_content()
             }
             Command::Bdat { size, last } => {
                 // The chunk is always read, even when refused (RFC 3030 §2).
@@ -934,7 +1046,10 @@ impl Session {
                         Some(r(554, (5, 5, 1), "Error: no valid recipients"))
                     }
                     Some(tx) => {
-                        tx.bdat = true;
+                        let first = !std::mem::replace(&mut tx.bdat, true);
+                        if first {
+                            return self.start_content();
+                        }
                         None
                     }
                 };
@@ -1010,6 +1125,12 @@ impl Session {
         }
     }
 
+    /// Octets of buffer this session holds (input and content), for the memory bound test.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.input.capacity() + self.content.capacity()
+    }
+
     /// The client's address given at creation.
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.client_ip
@@ -1036,29 +1157,75 @@ fn bare_line_end() -> Reply {
     )
 }
 
-/// Checks text for bare CR/LF and over-long lines (used for BDAT, where there is no line framing).
-fn check_text(data: &[u8]) -> Option<Reply> {
-    let mut line_len = 0usize;
-    for (i, &b) in data.iter().enumerate() {
-        line_len += 1;
-        match b {
-            b'\n' => {
-                if i == 0 || data[i - 1] != b'\r' {
-                    return Some(bare_line_end());
-                }
-                if line_len > MAX_TEXT_LINE {
-                    return Some(line_too_long());
-                }
-                line_len = 0;
+fn too_many_hops(received: usize, max_hops: usize) -> Reply {
+    r(
+        554,
+        (5, 4, 6),
+        format!(
+            "Too many hops: {received} Received: headers, the limit is {max_hops} (RFC 5321 §6.3: mail loop?)"
+        ),
+    )
+}
+
+impl Transaction {
+    /// Counts `Received:` fields in the next content piece; the refusal once there are so many
+    /// that ours would exceed `max_hops` (RFC 5321 §6.3).
+    fn count_hops(&mut self, piece: &[u8], max_hops: usize) -> Option<Reply> {
+        if self.hops.in_body() {
+            return None;
+        }
+        self.hops.feed(piece);
+        let n = self.hops.received();
+        (n.saturating_add(1) > max_hops).then(|| too_many_hops(n, max_hops))
+    }
+}
+
+/// Checks BDAT content, which has no line framing, for bare CR/LF and over-long lines, piece by
+/// piece (exact across pieces): the first problem is kept.
+#[derive(Debug, Default)]
+struct TextCheck {
+    prev_cr: bool,
+    line_len: usize,
+    error: Option<Reply>,
+}
+
+impl TextCheck {
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        for &b in bytes {
+            if self.prev_cr && b != b'\n' {
+                self.error = Some(bare_line_end());
+                return;
             }
-            b'\r' if data.get(i + 1) != Some(&b'\n') => return Some(bare_line_end()),
-            _ => {}
+            self.line_len += 1;
+            if b == b'\n' {
+                if !self.prev_cr {
+                    self.error = Some(bare_line_end());
+                    return;
+                }
+                if self.line_len > MAX_TEXT_LINE {
+                    self.error = Some(line_too_long());
+                    return;
+                }
+                self.line_len = 0;
+            }
+            self.prev_cr = b == b'\r';
         }
     }
-    if line_len > MAX_TEXT_LINE {
-        return Some(line_too_long());
+
+    /// The first problem of the whole content, once it has all been fed.
+    fn finish(&mut self) -> Option<Reply> {
+        if self.error.is_none() {
+            if self.prev_cr {
+                self.error = Some(bare_line_end());
+            } else if self.line_len > MAX_TEXT_LINE {
+                self.error = Some(line_too_long());
+            }
+        }
+        self.error.take()
     }
-    None
 }
 
 /// What goes into a `Received:` header (RFC 5321 §4.4).
@@ -1143,13 +1310,24 @@ mod tests {
         cfg: SessionConfig,
         input: &[u8],
         step: usize,
+        decide: impl FnMut(&Event) -> Decision,
+    ) -> (String, Vec<(Envelope, Vec<u8>)>) {
+        drive_pieces(cfg, input.chunks(step.max(1)), step, decide)
+    }
+
+    /// [`drive_with`] over the given pieces of input (`step` bounds the piece size).
+    fn drive_pieces<'a>(
+        cfg: SessionConfig,
+        mut chunks: impl Iterator<Item = &'a [u8]>,
+        step: usize,
         mut decide: impl FnMut(&Event) -> Decision,
     ) -> (String, Vec<(Envelope, Vec<u8>)>) {
         let mut s = Session::new(cfg, None);
         s.greeting();
         let mut out = s.take_output();
         let mut msgs = Vec::new();
-        let mut chunks = input.chunks(step.max(1));
+        // The content of the open transaction, as the driver would write it.
+        let mut content: Option<Vec<u8>> = None;
         'outer: loop {
             let ev = s.poll();
             match ev {
@@ -1163,13 +1341,25 @@ mod tests {
                     version: "TLSv1.3".into(),
                     cipher: "TLS_AES_128_GCM_SHA256".into(),
                 }),
-                Event::Message {
-                    ref envelope,
-                    ref data,
-                } => {
+                Event::DataStart { .. } => {
+                    assert!(content.is_none(), "DataStart while content is open");
+                    content = Some(Vec::new());
+                }
+                Event::Content(piece) => {
+                    assert!(piece.len() <= 2 * CONTENT_CHUNK + step.min(CONTENT_CHUNK));
+                    content
+                        .as_mut()
+                        .expect("Content without DataStart")
+                        .extend_from_slice(&piece);
+                }
+                Event::DataAbort => {
+                    assert!(content.take().is_some(), "DataAbort without DataStart");
+                }
+                Event::Message { ref envelope } => {
+                    let data = content.take().expect("Message without DataStart");
                     let d = decide(&ev);
                     if d == Decision::Accept {
-                        msgs.push((envelope.clone(), data.clone()));
+                        msgs.push((envelope.clone(), data));
                         s.decide(Decision::Queued(format!("Q{}", msgs.len())));
                     } else {
                         s.decide(d);
@@ -1259,6 +1449,199 @@ mod tests {
                     "{bad:?} {out}"
                 );
                 assert!(out.contains("554 5.6.0"));
+            }
+        }
+    }
+
+    /// `input` split in two at every byte position gives the same replies and messages as
+    /// `input` whole: the checks keep their state across reads.
+    fn same_at_every_split(
+        cfg: &SessionConfig,
+        input: &[u8],
+    ) -> (String, Vec<(Envelope, Vec<u8>)>) {
+        let whole = drive(cfg.clone(), input, usize::MAX);
+        for i in 0..=input.len() {
+            let pieces = [&input[..i], &input[i..]];
+            let split = drive_pieces(cfg.clone(), pieces.into_iter(), usize::MAX, |_| {
+                Decision::Accept
+            });
+            assert_eq!(
+                split,
+                whole,
+                "split at {i} of {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        whole
+    }
+
+    #[test]
+    fn smuggling_is_refused_at_every_split() {
+        let cfg = SessionConfig::default();
+        for bad in [
+            "\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\n.\rX",
+        ] {
+            let data = format!("{TX}hello{bad}MAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n");
+            let bdat = format!(
+                "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT {} LAST\r\nhello{bad}x\r\nQUIT\r\n",
+                bad.len() + 8
+            );
+            for input in [data, bdat] {
+                let (out, msgs) = same_at_every_split(&cfg, input.as_bytes());
+                assert!(msgs.is_empty(), "{bad:?}: {out}");
+                assert!(out.contains("554 5.6.0"), "{bad:?}: {out}");
+                assert!(out.ends_with("221 2.0.0 Bye\r\n"), "{bad:?}: {out}");
+            }
+        }
+        // The other inputs of the smuggling and BDAT tests, whole and split.
+        for input in [
+            "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 6\r\nab\r\ncdBDAT 4 LAST\r\n\r\nx\nQUIT\r\n",
+            "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 6\r\nab\r\ncdBDAT 5 LAST\r\n\r\n.\r\nQUIT\r\n",
+            "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 3\r\nab\rBDAT 2 LAST\r\n\nxQUIT\r\n",
+            &format!("{TX}Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n"),
+            &format!("{TX}hello\n.\n"),
+        ] {
+            same_at_every_split(&cfg, input.as_bytes());
+        }
+    }
+
+    #[test]
+    fn content_is_streamed_in_bounded_pieces() {
+        // 5 MB of DATA and of BDAT read 64 KiB at a time: the session never holds much of it,
+        // and the pieces add up to the message.
+        let line = format!("{}\r\n", "m".repeat(997));
+        let body: String = std::iter::repeat_n(line.as_str(), 5 * 1024).collect();
+        let data = format!("{TX}{}.\r\nQUIT\r\n", body.replace("\r\nm", "\r\n.m"));
+        let bdat = format!(
+            "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT {}\r\n{body}BDAT 0 LAST\r\nQUIT\r\n",
+            body.len()
+        );
+        let want = body.replace("\r\n.m", "\r\nm");
+        for (input, want) in [(data, want.as_bytes()), (bdat, body.as_bytes())] {
+            let mut s = Session::new(SessionConfig::default(), None);
+            s.greeting();
+            let mut got = Vec::new();
+            let mut pieces = 0;
+            let mut chunks = input.as_bytes().chunks(64 * 1024);
+            let mut queued = false;
+            loop {
+                assert!(s.held() < 8 * CONTENT_CHUNK, "session holds {}", s.held());
+                match s.poll() {
+                    Event::NeedInput => match chunks.next() {
+                        Some(c) => s.feed(c),
+                        None => break,
+                    },
+                    Event::Content(p) => {
+                        pieces += 1;
+                        got.extend_from_slice(&p);
+                    }
+                    Event::Message { .. } => {
+                        queued = true;
+                        s.decide(Decision::Queued("Q".into()));
+                    }
+                    Event::Close => break,
+                    Event::DataStart { .. } => {}
+                    Event::Mail { .. } | Event::Rcpt { .. } => s.decide(Decision::Accept),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert!(queued);
+            assert!(pieces > 50, "{pieces}");
+            assert!(got == want, "content differs");
+        }
+    }
+
+    #[test]
+    fn refused_content_is_aborted_early() {
+        // An over-size message: DataAbort comes as soon as the limit is crossed, long before
+        // the end, and no Message.
+        let cfg = SessionConfig {
+            max_message_size: 10_000,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(cfg, None);
+        s.greeting();
+        s.feed(TX.as_bytes());
+        let mut events = Vec::new();
+        let line = format!("{}\r\n", "z".repeat(98));
+        for _ in 0..1000 {
+            match s.poll() {
+                Event::NeedInput => s.feed(line.as_bytes()),
+                Event::Mail { .. } | Event::Rcpt { .. } => s.decide(Decision::Accept),
+                Event::DataAbort => break,
+                Event::Content(_) => events.push("content"),
+                Event::DataStart { .. } => events.push("start"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(events, ["start"]);
+        assert!(s.in_data(), "the rest of the data is still read");
+        // A framing error in a BDAT chunk, RSET after a chunk: aborted (drive() panics when a
+        // DataStart comes while content is still open), nothing queued.
+        let (out, msgs) = drive(
+            SessionConfig::default(),
+            b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 3\r\nab\nRSET\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 4\r\nab\r\nRSET\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 1 LAST\r\n\r",
+            3,
+        );
+        assert!(msgs.is_empty(), "{out}");
+        assert_eq!(
+            codes(&out),
+            [
+                "220", "250", "250", "250", "250", "250", "250", "250", "250", "250", "250", "250",
+                "554"
+            ],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn hop_limit() {
+        let received = |n: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    format!("Received: from h{i}\r\n\tby x; Mon, 1 Jan 2024 00:00:00 +0000\r\n")
+                })
+                .collect()
+        };
+        let cfg = SessionConfig::default();
+        assert_eq!(cfg.max_hops, 50);
+        for n in [49, 50, 51] {
+            let msg = format!("{}Subject: s\r\n\r\nbody\r\n", received(n));
+            let data = format!("{TX}{msg}.\r\nQUIT\r\n");
+            let bdat = format!(
+                "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT {} LAST\r\n{msg}QUIT\r\n",
+                msg.len()
+            );
+            for input in [data, bdat] {
+                let (out, msgs) = drive(cfg.clone(), input.as_bytes(), 77);
+                if n < 50 {
+                    assert_eq!(msgs.len(), 1, "{n}: {out}");
+                    assert!(msgs[0].1 == msg.as_bytes());
+                } else {
+                    assert!(msgs.is_empty(), "{n}: {out}");
+                    assert!(out.contains("554 5.4.6 Too many hops"), "{n}: {out}");
+                    assert!(out.ends_with("221 2.0.0 Bye\r\n"), "{out}");
+                }
+            }
+        }
+        // Exact at every split, counting only header fields: folded lines are one field,
+        // names without case, Received: in the body or an X-Received: do not count.
+        let cfg = SessionConfig {
+            max_hops: 3,
+            ..SessionConfig::default()
+        };
+        let ok = "Received: a\r\n\tReceived: folded\r\nreceived : b\r\nX-Received: c\r\n\r\nReceived: body\r\n";
+        let bad = "Received: a\r\nRECEIVED:\r\n b\r\nreceived\t: c\r\n\r\n";
+        for (body, accepted) in [(ok, true), (bad, false)] {
+            let data = format!("{TX}{body}.\r\nQUIT\r\n");
+            let bdat = format!(
+                "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT {} LAST\r\n{body}QUIT\r\n",
+                body.len()
+            );
+            for input in [data, bdat] {
+                let (out, msgs) = same_at_every_split(&cfg, input.as_bytes());
+                assert_eq!(msgs.len(), usize::from(accepted), "{body:?}: {out}");
+                assert_eq!(out.contains("554 5.4.6"), !accepted, "{out}");
             }
         }
     }
