@@ -1303,242 +1303,318 @@ fn serve_under_systemd_socket_activation() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Session limits (issue 10 items 5 and 7, issue 11 discard bound).
+// Addresses (issue 10 item 2) and pipe environments (item 8).
 
-/// A connected SMTP client past the 220 greeting and EHLO, from `source` when given.
-fn smtp_client(port: u16, source: Option<[u8; 4]>) -> (TcpStream, std::io::BufReader<TcpStream>) {
-    let s = connect_from(port, source);
+/// One SMTP transaction on its own connection to `port`: MAIL FROM:<`from`> `params`, RCPT
+/// TO:<`to`>, and when that is accepted DATA with `message`. Returns the RCPT reply and, if
+/// DATA was sent, the reply to the message.
+fn one_transaction(
+    port: u16,
+    from: &str,
+    params: &str,
+    to: &str,
+    message: &str,
+) -> (String, Option<String>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-    let g = reply(&mut r);
-    assert!(g.starts_with("220 "), "greeting {g:?}");
-    let mut w = s.try_clone().unwrap();
-    w.write_all(b"EHLO client.test\r\n").unwrap();
-    assert!(reply(&mut r).starts_with("250"));
-    (s, r)
-}
-
-/// A TCP connection to 127.0.0.1:`port` whose local end is bound to `source` (any loopback
-/// address), so tests can play many clients.
-fn connect_from(port: u16, source: Option<[u8; 4]>) -> TcpStream {
-    let Some(src) = source else {
-        return TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(reply(&mut r).starts_with("220"));
+    let mut say = |line: &str| -> String {
+        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        reply(&mut r)
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let s = rt
-        .block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind((std::net::Ipv4Addr::from(src), 0).into())?;
-            sock.connect(([127, 0, 0, 1], port).into()).await
+    assert!(say("EHLO client.test").starts_with("250"));
+    let mail = say(format!("MAIL FROM:<{from}> {params}").trim_end());
+    assert!(
+        mail.starts_with("250"),
+        "MAIL FROM:<{from}> {params}: {mail}"
+    );
+    let rcpt = say(&format!("RCPT TO:<{to}>"));
+    if !rcpt.starts_with("250") {
+        say("QUIT");
+        return (rcpt, None);
+    }
+    assert!(say("DATA").starts_with("354"));
+    let data = say(&format!("{}\r\n.", message.replace('\n', "\r\n")));
+    say("QUIT");
+    (rcpt, Some(data))
+}
+
+/// Maildir files of `dir` containing `needle`.
+fn maildir_hits(dir: &Path, needle: &str) -> usize {
+    ["new", "cur"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(dir.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
         })
-        .unwrap_or_else(|e| panic!("connect from {src:?}: {e}"));
-    let s = s.into_std().unwrap();
-    s.set_nonblocking(false).unwrap();
-    s
+        .filter(|e| {
+            std::fs::read(e.path())
+                .map(|b| String::from_utf8_lossy(&b).contains(needle))
+                .unwrap_or(false)
+        })
+        .count()
 }
 
-/// Sends `line` and reads the reply ("" once the server has closed).
-fn say(s: &mut TcpStream, r: &mut impl std::io::BufRead, line: &str) -> String {
-    let _ = s.write_all(format!("{line}\r\n").as_bytes());
-    reply(r)
-}
-
-#[test]
-fn session_deadline_counts_only_completed_transactions() {
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), "session_deadline_secs = 2", "");
-    // A session delivering a message every 200 ms lives on well past the deadline.
-    let (mut s, mut r) = smtp_client(m.smtp, None);
-    let start = Instant::now();
-    let mut delivered = 0;
-    while start.elapsed() < Duration::from_secs(5) {
-        for (cmd, want) in [
-            ("RSET", "250"),
-            ("MAIL FROM:<a@remote.test>", "250"),
-            ("RCPT TO:<alice@example.test>", "250"),
-            ("DATA", "354"),
-            ("Subject: keep going\r\n\r\nbody\r\n.", "250"),
-        ] {
-            let got = say(&mut s, &mut r, cmd);
-            assert!(
-                got.starts_with(want),
-                "{cmd}: {got:?}; log: {}",
-                m.log_text()
-            );
-        }
-        delivered += 1;
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(say(&mut s, &mut r, "QUIT").starts_with("221"));
-    assert!(delivered >= 10);
-    // One that only sends NOOP every 200 ms is closed at the deadline (2 s: about 10 NOOPs;
-    // the junk command limit of 100 would take 20 s).
-    let (mut s, mut r) = smtp_client(m.smtp, None);
-    let mut last = String::new();
-    for _ in 0..60 {
-        last = say(&mut s, &mut r, "NOOP");
-        if !last.starts_with("250") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        last.starts_with("421 4.4.2 ") && last.contains("session deadline"),
-        "{last:?}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.log_text().contains("session deadline exceeded") {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-#[test]
-fn junk_commands_and_endless_lines_are_cut_off() {
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), "", "");
-    let (mut s, mut r) = smtp_client(m.smtp, None);
-    s.write_all(&b"NOOP\r\n".repeat(101)).unwrap();
-    for i in 0..100 {
-        let got = reply(&mut r);
-        assert!(got.starts_with("250 "), "NOOP {i}: {got:?}");
-    }
-    let got = reply(&mut r);
-    assert!(got.starts_with("421 4.7.0 "), "{got:?}");
-    assert_eq!(reply(&mut r), "", "closed after the 421");
-    // issue 11: a line that never ends is not discarded forever (1 MiB, then 421).
-    let (mut s, mut r) = smtp_client(m.smtp, None);
-    let chunk = vec![b'x'; 64 * 1024];
-    for _ in 0..64 {
-        if s.write_all(&chunk).is_err() {
-            break;
-        }
-    }
-    let mut rest = Vec::new();
-    let _ = r.read_to_end(&mut rest);
-    let rest = String::from_utf8_lossy(&rest);
-    assert!(rest.starts_with("500 5.5.2 "), "{rest:?}");
-    assert!(rest.contains("421 4.7.0 "), "{rest:?}");
-}
-
-#[test]
-fn data_dribbled_below_the_minimum_rate_is_cut_off() {
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        "min_data_rate = 100\nmin_data_rate_window_secs = 1",
-        "",
-    );
-    let (mut s, mut r) = smtp_client(m.smtp, None);
-    assert!(say(&mut s, &mut r, "MAIL FROM:<a@remote.test>").starts_with("250"));
-    assert!(say(&mut s, &mut r, "RCPT TO:<alice@example.test>").starts_with("250"));
-    assert!(say(&mut s, &mut r, "DATA").starts_with("354"));
-    // 10 octets every 200 ms is 50 octets/s, and each read comes well within data_timeout.
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut got = Vec::new();
-    for _ in 0..100 {
-        if s.write_all(b"slow line\n").is_err() {
-            break;
-        }
-        let mut buf = [0u8; 512];
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    let got = String::from_utf8_lossy(&got);
-    assert!(got.starts_with("421 4.4.2 "), "{got:?}");
-    assert_eq!(count_files(&m.maildir("alice").join("new")), 0);
-}
-
-#[test]
-fn directory_harvest_is_slowed_cut_off_and_summarised() {
-    let dir = common::scratch();
-    let m = Mrelayd::start(
-        dir.path(),
-        "soft_error_limit = 3\nmax_errors = 8\nerror_sleep_ms = 100",
-        "",
-    );
-    let (mut s, mut r) = smtp_client(m.smtp, None);
-    assert!(say(&mut s, &mut r, "MAIL FROM:<a@remote.test>").starts_with("250"));
-    let mut refused = 0;
-    let mut soft_reached = None;
-    let mut last = String::new();
-    for i in 0..10_000 {
-        last = say(&mut s, &mut r, &format!("RCPT TO:<guess{i}@example.test>"));
-        if !last.starts_with("550") {
-            break;
-        }
-        refused += 1;
-        if refused == 3 {
-            soft_reached = Some(Instant::now());
-        }
-    }
-    // The 8th refusal (the hard limit) comes with 421 4.7.0 and the end of the session.
-    assert_eq!(refused, 8, "{last:?}");
-    let last_lines: Vec<&str> = last.lines().collect();
-    assert!(
-        last_lines
-            .last()
-            .is_some_and(|l| l.starts_with("421 4.7.0 "))
-            || {
-                let next = reply(&mut r);
-                next.starts_with("421 4.7.0 ")
-            }
-    );
-    // Errors 4..7 waited 100, 200, 300, 400 ms before their replies.
-    let waited = soft_reached.map(|t| t.elapsed()).unwrap_or_default();
-    assert!(waited >= Duration::from_millis(1000), "{waited:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.log_text().contains("8 recipients refused") {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = m.log_text();
-    let lines = log.lines().filter(|l| l.contains("RCPT <guess")).count();
-    assert_eq!(lines, 3, "{log}");
-}
-
-#[test]
-fn a_flood_from_15_addresses_leaves_slots_for_a_new_one() {
-    let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), "max_connections = 30\nmax_per_ip = 20", "");
-    let mut flood = Vec::new();
-    let mut served = 0;
-    for _round in 0..4 {
-        for i in 2..17u8 {
-            let s = connect_from(m.smtp, Some([127, 0, 0, i]));
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-            let g = reply(&mut r);
-            if g.starts_with("220 ") {
-                served += 1;
-                flood.push(s);
-            } else {
-                assert!(g.starts_with("421 4.7.0 "), "{g:?}");
-            }
-        }
-    }
-    assert!(served >= 15, "{served}");
-    // The flood holds what it got; a client from a new address is still served.
-    let (mut s, mut r) = smtp_client(m.smtp, Some([127, 0, 0, 99]));
-    assert!(say(&mut s, &mut r, "QUIT").starts_with("221"));
-    // Closing the flood gives its slots back: an address of it is served again.
-    drop(flood);
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// Waits (bounded) until `ok` holds for the daemon's log; returns the log.
+fn wait_log(m: &Mrelayd, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let s = connect_from(m.smtp, Some([127, 0, 0, 2]));
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut r = std::io::BufReader::new(s);
-        if reply(&mut r).starts_with("220 ") {
-            break;
+        let log = m.log_text();
+        if ok(&log) {
+            return log;
         }
-        assert!(Instant::now() < deadline, "slots not released");
+        assert!(Instant::now() < deadline, "{what}; log:\n{log}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// tests/data/address-forms.tsv: every form through RCPT, DATA and delivery of a real mrelayd.
+/// An accepted local recipient must land in the Maildirs the table names (never "no such
+/// user" and a bounce); a refused one must be refused at RCPT; `mrelayd explain` must agree
+/// and show the canonical form.
+#[test]
+fn address_forms_table() {
+    let table = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/address-forms.tsv"),
+    )
+    .unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .skip(1) // header
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert!(rows.iter().all(|r| r.len() == 6), "bad table row");
+    let dir = common::scratch();
+    std::fs::write(
+        dir.path().join("passwd"),
+        "alice:{PLAIN}password::::::\nbob:{PLAIN}password::::::\njösé:{PLAIN}password::::::\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("aliases"),
+        "postmaster: alice\nteam: alice, bob\nghost: nobody\n",
+    )
+    .unwrap();
+    let mut m = Mrelayd::configure(dir.path(), "", "");
+    // The client may relay, so remote forms and address literals reach routing.
+    let config = std::fs::read_to_string(&m.config).unwrap().replace(
+        "trusted_networks = []",
+        "trusted_networks = [\"127.0.0.0/8\"]",
+    );
+    std::fs::write(&m.config, config).unwrap();
+    m.restart();
+
+    let mut failures = Vec::new();
+    let mut expect_local: Vec<(String, &str)> = Vec::new();
+    let mut expect_remote = Vec::new();
+    for (n, row) in rows.iter().enumerate() {
+        let [form, params, rcpt, _, delivery, canonical] = row[..] else {
+            unreachable!()
+        };
+        let tok = format!("form-{n}-{}", std::process::id());
+        let msg = format!("From: bob@example.test\nSubject: {tok}\n\n{form}\n");
+        let (got, data) = one_transaction(m.smtp, "bob@example.test", params, form, &msg);
+        if !got.starts_with(rcpt) {
+            failures.push(format!("{form} {params}: RCPT got {got:?}, want {rcpt}"));
+            continue;
+        }
+        if let Some(d) = data {
+            assert!(d.starts_with("250"), "{form}: DATA {d}");
+            match delivery {
+                "remote" => expect_remote.push(canonical),
+                users => expect_local.push((tok, users)),
+            }
+        }
+    }
+    // Every accepted local form is delivered to the users the table names, and only there.
+    let log = wait_log(&m, "deliveries", |log| {
+        expect_remote
+            .iter()
+            .all(|c| log.contains(&format!("to=<{c}> status=deferred")))
+            && expect_local.iter().all(|(tok, users)| {
+                users
+                    .split(',')
+                    .all(|u| maildir_hits(&m.maildir(u), tok) == 1)
+            })
+            || log.contains("status=bounced")
+    });
+    for line in log.lines().filter(|l| l.contains("status=bounced")) {
+        failures.push(format!("accepted and bounced: {line}"));
+    }
+    for (tok, users) in &expect_local {
+        for u in ["alice", "bob", "jösé"] {
+            let want = usize::from(users.split(',').any(|x| x == u));
+            let got = maildir_hits(&m.maildir(u), tok);
+            if got != want {
+                failures.push(format!("{tok} ({users}): {got} in {u}'s Maildir"));
+            }
+        }
+    }
+    // No bounce, no "no such user" in any Maildir (sender bob is local: DSNs would land there).
+    for u in ["alice", "bob", "jösé"] {
+        if maildir_hits(&m.maildir(u), "no such user") > 0 {
+            failures.push(format!("a DSN saying \"no such user\" in {u}'s Maildir"));
+        }
+    }
+    // What the queue holds (the remote forms, waiting for the relayhost) is the canonical form.
+    let queue = String::from_utf8_lossy(&m.cli(&["queue"]).stdout).into_owned();
+    for c in &expect_remote {
+        if !queue.contains(&format!("<{c}>")) && !queue.contains(&format!(" {c}")) {
+            failures.push(format!("queue does not list {c}:\n{queue}"));
+        }
+    }
+
+    // explain agrees with RCPT and names the canonical form.
+    let forms: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    let mut args = vec![
+        "explain",
+        "--client",
+        "127.0.0.1",
+        "--from",
+        "bob@example.test",
+    ];
+    args.extend(&forms);
+    let out = m.cli(&args);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for row in &rows {
+        let [form, _, _, explain, _, canonical] = row[..] else {
+            unreachable!()
+        };
+        let head = format!("RCPT TO:<{form}>: ");
+        let Some(i) = text.find(&head) else {
+            failures.push(format!("explain: no line for {form}"));
+            continue;
+        };
+        let rest = &text[i + head.len()..];
+        if !rest.starts_with(explain) {
+            failures.push(format!(
+                "explain {form}: {:?}, want {explain}",
+                rest.lines().next()
+            ));
+        }
+        let block: String = rest
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if canonical != "-"
+            && canonical != form
+            && !block.contains(&format!("canonical address: <{canonical}>"))
+        {
+            failures.push(format!(
+                "explain {form}: canonical <{canonical}> not shown:\n{block}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n\nlog:\n{}",
+        failures.join("\n"),
+        m.log_text()
+    );
+}
+
+/// The backscatter of issue 10 item 2: from an untrusted client, a quoted local part of a real
+/// user is delivered (no DSN to the forged sender), and unknown users are refused at RCPT.
+#[test]
+fn quoted_local_part_is_delivered_not_bounced_to_a_forged_sender() {
+    let dir = common::scratch();
+    std::fs::write(
+        dir.path().join("passwd"),
+        "demo:{PLAIN}password::::::\nalice:{PLAIN}password::::::\n",
+    )
+    .unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    // The attacker's 50 KB body, in lines of 76 (RFC 5321 §4.5.3.1.6 limits lines to 1000).
+    let body = format!("{}\n", "x".repeat(75)).repeat(700);
+    let msg = format!("From: victim@other.example\nSubject: backscatter\n\n{body}\n");
+    let (rcpt, data) = one_transaction(
+        m.smtp,
+        "victim@other.example",
+        "RET=FULL",
+        "\"demo\"@example.test",
+        &msg,
+    );
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    assert!(
+        data.as_ref().is_some_and(|d| d.starts_with("250")),
+        "{data:?}"
+    );
+    for unknown in [
+        "nobody@example.test",
+        "\"nobody\"@example.test",
+        "\"de mo\"@example.test",
+    ] {
+        let (rcpt, data) =
+            one_transaction(m.smtp, "victim@other.example", "RET=FULL", unknown, &msg);
+        assert!(rcpt.starts_with("550 5.1.1"), "{unknown}: {rcpt}");
+        assert!(data.is_none());
+    }
+    let got = wait_messages(&m.maildir("demo"), 1);
+    assert_eq!(
+        got.len(),
+        1,
+        "not delivered to demo; log:\n{}",
+        m.log_text()
+    );
+    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(text.contains("Delivered-To: demo@example.test\n"), "{text}");
+    let log = wait_log(&m, "queue entry removed", |l| l.contains(": removed"));
+    assert!(!log.contains("status=bounced"), "{log}");
+    // Exactly one message was ever queued: no DSN for victim@other.example.
+    assert_eq!(log.matches(" queued").count(), 1, "{log}");
+    let queue = String::from_utf8_lossy(&m.cli(&["queue"]).stdout).into_owned();
+    assert!(queue.contains("Mail queue is empty"), "{queue}");
+}
+
+/// Issue 10 item 8: a pipe alias that lets the shell evaluate $SENDER does not run the
+/// sender's text; RAW_SENDER has the exact value.
+#[test]
+fn pipe_alias_does_not_evaluate_the_senders_text() {
+    let dir = common::scratch();
+    // Written by the pipe command, which may run as an unprivileged user.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pwned = out.join("pwned");
+    std::fs::write(
+        dir.path().join("aliases"),
+        format!(
+            "postmaster: alice\n\
+             careless: |eval echo $SENDER $RECIPIENT $LOCAL $USER $EXTENSION > {o}/eval; \
+             printenv RAW_SENDER RAW_EXTENSION > {o}/raw\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let sender = format!("\"$(touch {})\"@x.test", pwned.display());
+    let (rcpt, data) = one_transaction(
+        m.smtp,
+        &sender,
+        "",
+        "careless+`touch${IFS}x`@example.test",
+        "Subject: pipe\n\nhi\n",
+    );
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    assert!(data.is_some_and(|d| d.starts_with("250")));
+    wait_log(&m, "pipe delivery", |l| {
+        l.contains("status=sent") || l.contains("status=bounced")
+    });
+    assert!(m.log_text().contains("status=sent"), "{}", m.log_text());
+    assert!(!pwned.exists(), "the sender's text ran as a command");
+    let evaluated = std::fs::read_to_string(out.join("eval")).unwrap();
+    assert!(
+        evaluated.starts_with("___touch_/") && !evaluated.contains('$'),
+        "{evaluated}"
+    );
+    let raw = std::fs::read_to_string(out.join("raw")).unwrap();
+    assert_eq!(raw, format!("{sender}\n`touch${{IFS}}x`\n"));
 }

@@ -976,27 +976,34 @@ fn relays_byte_exact_to_second_mx_when_first_refuses() {
     m.wait_queue_empty();
 }
 
-/// mrelayd A relays to mrelayd B, the MX of b.test, which delivers into its Maildir.
-#[test]
-fn relays_to_a_second_mrelayd_into_its_maildir() {
-    const T: u8 = 2;
+/// A world whose b.test has one MX, mx.b.test at 127.55.T.2, and there mrelayd B (host name
+/// `hostname`, local domain b.test, users alice and bob) at the MX port.
+fn b_test_world(t: u8, hostname: &'static str) -> (World, Mrelayd) {
     let w = World::new(
-        T,
+        t,
         &format!(
             "mx-host=b.test,mx.b.test,10\nhost-record=mx.b.test,{}",
-            ip(T, 2)
+            ip(t, 2)
         ),
     );
     let b = w.start(
         "b",
         Setup {
-            hostname: "mx.b.test",
+            hostname,
             domain: "b.test",
             smtp_listen: w.addr(2),
             trusted_networks: "[]",
             remote: format!("resolver = \"{}\"\n", w.dns.addr()),
         },
     );
+    (w, b)
+}
+
+/// mrelayd A relays to mrelayd B, the MX of b.test, which delivers into its Maildir.
+#[test]
+fn relays_to_a_second_mrelayd_into_its_maildir() {
+    const T: u8 = 2;
+    let (w, b) = b_test_world(T, "mx.b.test");
     let a = w.mrelayd("");
     let sent = a.mail(&["bob@b.test"]).body("hello b\r\n").send("a2b");
     assert_eq!(sent.ids.len(), 1);
@@ -2219,4 +2226,160 @@ fn relayhost_login_refused_defers_instead_of_bouncing() {
     assert!(q.contains("next try"), "{q}");
     m.assert_logged("status=deferred dsn=4.7.0");
     assert!(!m.log_text().contains("status=bounced"), "{}", m.log_text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mail loops (issue 10 item 3, RFC 5321 §5.1): a next hop that is this mrelayd.
+
+/// mrelayd A of world `w` listening (smtp role) on `listen`, with `remote` in
+/// `[mrelayd.remote]` (after the world's resolver).
+fn loop_setup(w: &World, listen: String, remote: &str) -> Mrelayd {
+    w.start(
+        "m",
+        Setup {
+            smtp_listen: listen,
+            remote: format!("resolver = \"{}\"\n{remote}\n", w.dns.addr()),
+            ..w.setup_a("")
+        },
+    )
+}
+
+/// The message `sent` to `rcpt` bounced with one DSN, status 5.4.6, saying that mail for
+/// `domain` loops back to myself, and nothing but the message and its DSN was ever queued
+/// (no copy went round in the loop).
+fn assert_loop_bounce(m: &Mrelayd, sent: &Sent, rcpt: &str, domain: &str) {
+    let d = m.wait_dsn_for(&sent.tok);
+    let rcpts = d["recipients"].as_array().unwrap();
+    assert_eq!(rcpts.len(), 1, "{d:#}");
+    assert_eq!(field(&rcpts[0], "Status"), Some("5.4.6"), "{d:#}");
+    m.wait_queue_empty();
+    let log = m.log_text();
+    let to = format!(
+        "{}: to=<{rcpt}> status=bounced dsn=5.4.6 (mail for {domain} loops back to myself",
+        sent.id()
+    );
+    assert!(log.contains(&to), "no {to:?} in\n{log}");
+    // The message and its one bounce: nothing else was ever queued.
+    assert_eq!(log.matches(" queued").count(), 1, "{log}");
+    assert_eq!(log.matches("sender bounce: ").count(), 1, "{log}");
+    assert_eq!(m.dsns().len(), 1, "{log}");
+}
+
+/// relayhost = our own listener: one 5.4.6 bounce, not thousands of queued copies.
+#[test]
+fn relayhost_that_is_our_own_listener_bounces_5_4_6() {
+    let w = World::new(60, "");
+    let port = common::free_port();
+    let m = loop_setup(
+        &w,
+        format!("127.0.0.1:{port}"),
+        &format!("relayhost = \"[127.0.0.1]:{port}\"\nrelayhost_tls = \"none\""),
+    );
+    let sent = m.mail(&["someone@far.test"]).send("loop-relayhost");
+    assert_loop_bounce(&m, &sent, "someone@far.test", "far.test");
+}
+
+/// The only MX of a domain resolves to 127.0.0.1, and the MX port is our listener's: 5.4.6.
+#[test]
+fn mx_that_resolves_to_our_own_listener_bounces_5_4_6() {
+    let w = World::new(
+        61,
+        "mx-host=loop.test,mx.loop.test,10\nhost-record=mx.loop.test,127.0.0.1",
+    );
+    let port = common::free_port();
+    let m = loop_setup(&w, format!("127.0.0.1:{port}"), &format!("port = {port}"));
+    let sent = m.mail(&["someone@loop.test"]).send("loop-mx");
+    assert_loop_bounce(&m, &sent, "someone@loop.test", "loop.test");
+}
+
+/// A more preferred MX that is down, then us: we are a backup MX and keep the mail (deferred),
+/// never bouncing it for a loop nor sending it to ourselves.
+#[test]
+fn backup_mx_that_is_ourselves_defers() {
+    const T: u8 = 62;
+    let w = World::new(
+        T,
+        &format!(
+            "mx-host=loop.test,mx1.loop.test,10\nmx-host=loop.test,mx2.loop.test,20\n\
+             host-record=mx1.loop.test,{}\nhost-record=mx2.loop.test,127.0.0.1",
+            ip(T, 1)
+        ),
+    );
+    // Nothing listens on 127.55.T.1 (the primary is down); we are 127.0.0.1 at the MX port.
+    let m = loop_setup(
+        &w,
+        format!("127.0.0.1:{}", w.port),
+        &format!("port = {}", w.port),
+    );
+    let sent = m.mail(&["someone@loop.test"]).send("loop-backup");
+    let q = m.wait_queue("deferred for the primary MX", |q| {
+        q.contains(sent.id()) && q.contains("hosts after it not tried")
+    });
+    assert!(q.contains("connect"), "{q}");
+    let log = m.log_text();
+    assert!(!log.contains("status=bounced"), "{log}");
+    assert_eq!(log.matches(" queued").count(), 1, "{log}");
+}
+
+/// A second mrelayd on another port, configured with the same hostname: its greeting names
+/// us, so that is a loop too (5.4.6), and it never gets the message.
+#[test]
+fn next_hop_greeting_with_our_hostname_bounces_5_4_6() {
+    const T: u8 = 63;
+    let (w, b) = b_test_world(T, "mx.example.test");
+    let m = w.mrelayd("");
+    let sent = m.mail(&["bob@b.test"]).send("loop-hostname");
+    assert_loop_bounce(&m, &sent, "bob@b.test", "b.test");
+    assert!(
+        m.log_text().contains("greets with our own hostname"),
+        "{}",
+        m.log_tail()
+    );
+    assert!(
+        maildir_files(&b.maildir("bob")).is_empty(),
+        "{}",
+        b.log_tail()
+    );
+}
+
+/// Another server on our IP address at another port is another host: delivered (the
+/// capture peer on 127.0.0.1, where our listener is too).
+#[test]
+fn another_server_on_our_address_at_another_port_is_not_a_loop() {
+    let w = World::new(64, "");
+    let capture = common::peer("PEER_CAPTURE_PORT");
+    let m = loop_setup(
+        &w,
+        format!("127.0.0.1:{}", common::free_port()),
+        &format!("relayhost = \"[127.0.0.1]:{capture}\"\nrelayhost_tls = \"none\""),
+    );
+    let sent = m.mail(&["someone@far.test"]).send("not-a-loop");
+    m.assert_sent_via(
+        sent.id(),
+        "someone@far.test",
+        &format!("[127.0.0.1]:{capture}"),
+    );
+    m.wait_queue_empty();
+    let dir = PathBuf::from(common::peer("PEER_CAPTURE_DIR"));
+    let found = wait_for(WAIT, || {
+        ["new", "cur"]
+            .iter()
+            .flat_map(|s| {
+                std::fs::read_dir(dir.join(s))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .any(|e| {
+                std::fs::read(e.path())
+                    .map(|b| String::from_utf8_lossy(&b).contains(&sent.tok))
+                    .unwrap_or(false)
+            })
+            .then_some(())
+    });
+    assert!(
+        found.is_some(),
+        "not at the capture peer:\n{}",
+        m.log_tail()
+    );
 }

@@ -63,6 +63,31 @@ FILES:
   aliases file                name: target, target2, |command, /path/to/Maildir/ (re-read
                               when it changes; a broken edit is logged, the last good one kept)
 
+ADDRESSES:
+  A recipient is checked at RCPT in one canonical form, which is what the queue stores,
+  delivery resolves and explain shows: needless quotes and escapes are dropped
+  (\"demo\"@x and \"de\\mo\"@x are demo@x; quotes that are needed stay, one way), the domain
+  is lower-cased and loses a trailing dot, a source route <@a,@b:user@d> is dropped. The local
+  part keeps its case; local users and aliases match it without case. Unknown local users,
+  aliases naming unknown users and address literals (user@[192.0.2.1]) are refused at RCPT
+  (550), so no bounce ever goes out for a recipient that could have been refused.
+
+PIPE COMMANDS:
+  An alias |command runs under /bin/sh -c with the message on stdin and SENDER, RECIPIENT,
+  LOCAL, USER, EXTENSION (and EXT) and DOMAIN in its environment. As Postfix's local(8) does
+  (its default command_expansion_filter), every byte of these outside A-Z a-z 0-9 and
+  !@%-_=+:,./ is replaced with _, so envelope text never reaches the shell as code.
+  RAW_SENDER, RAW_RECIPIENT, RAW_LOCAL, RAW_USER, RAW_EXTENSION and RAW_DOMAIN hold the exact
+  values; quote them (\"$RAW_SENDER\").
+
+MAIL LOOPS:
+  A next hop (relayhost or MX address) that is one of our own listeners (a wildcard listener
+  such as 0.0.0.0:25 counts for every local address, at its port), or that greets (220 or EHLO)
+  with our hostname or helo_name, is not sent to: the mail bounces with 5.4.6 \"mail for DOMAIN
+  loops back to myself\" (RFC 5321 §5.1). When more preferred MX hosts were tried first, the
+  mail is deferred instead (we are a backup MX). Another server on our IP at another port is
+  a different host.
+
 ENVIRONMENT:
   MAILKIT_CONFIG   configuration file when -c is not given
   TCPREMOTEIP, TCPREMOTEPORT   client address in inetd mode

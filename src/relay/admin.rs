@@ -347,6 +347,11 @@ pub fn explain(
             None => writeln!(out, "RCPT TO:<{rcpt}>: 250 2.1.5 ({})", v.reason)?,
             Some(r) => writeln!(out, "RCPT TO:<{rcpt}>: {r} ({})", v.reason)?,
         }
+        // The one spelling the queue stores and delivery resolves (smtp::command::Mailbox).
+        let canonical = router.rcpt_address(&to);
+        if canonical != rcpt.trim_matches(['<', '>']) {
+            writeln!(out, "    canonical address: <{canonical}>")?;
+        }
         if let Some(Resolution::Targets { targets, .. }) = &v.resolution {
             if v.refusal.is_none() {
                 for t in targets {

@@ -81,6 +81,7 @@ pub fn deliverer(
         Duration::from_secs(relay.pipe_timeout_secs.max(1)),
         &config.hostname,
         relay.remote.clone(),
+        myself(config, relay),
     )
     .map(|d| Deliverer {
         maildir_links: crate::maildir::Links::allowing(relay.allow_symlinked_maildir),
@@ -88,6 +89,21 @@ pub fn deliverer(
         ..d
     })
     .context("setting up delivery")
+}
+
+/// This mrelayd as loop detection sees it (RFC 5321 §5.1): the configured listeners (a socket
+/// passed by systemd is not known here; the greeting check covers it) and our names.
+fn myself(config: &Config, relay: &RelayConfig) -> super::remote::Myself {
+    let mut names = vec![config.hostname.clone()];
+    names.extend(relay.remote.helo_name.clone());
+    super::remote::Myself {
+        listeners: relay
+            .listen
+            .iter()
+            .filter_map(|l| l.address.parse().ok())
+            .collect(),
+        names,
+    }
 }
 
 /// Everything sessions and delivery share.
@@ -527,11 +543,9 @@ fn begin_message(
         .rcpts
         .iter()
         .map(|(m, p)| Recipient {
-            address: if m.is_bare_postmaster() {
-                d.router.postmaster()
-            } else {
-                m.to_string()
-            },
+            // The canonical form RCPT checked (smtp::command::Mailbox), so delivery resolves
+            // exactly what was accepted.
+            address: d.router.rcpt_address(m),
             notify: p.notify,
             orcpt: p.orcpt.clone(),
         })

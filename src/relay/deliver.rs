@@ -75,20 +75,22 @@ struct RemoteJob {
 }
 
 impl Deliverer {
-    /// A deliverer with its own runtime for remote sessions.
+    /// A deliverer with its own runtime for remote sessions, refusing next hops that are
+    /// `myself` (mail loops, [`super::remote`]).
     pub fn new(
         router: Arc<Router>,
         queue: Queue,
         pipe_timeout: Duration,
         hostname: &str,
         remote: super::remote::RemoteConfig,
+        myself: super::remote::Myself,
     ) -> anyhow::Result<Deliverer> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mrelayd-remote")
             .enable_all()
             .build()?;
-        let remote = Arc::new(Remote::new(remote, hostname)?);
+        let remote = Arc::new(Remote::new(remote, hostname)?.with_loop_check(myself));
         {
             let _guard = runtime.enter();
             remote.start_reaper();

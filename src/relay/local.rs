@@ -3,9 +3,14 @@
 //!
 //! Pipe commands run under `/bin/sh -c` with the message on stdin (LF line ends, `Return-Path:`
 //! and `Delivered-To:` first, as Postfix's local(8) does) and `SENDER`, `RECIPIENT`, `USER`,
-//! `EXTENSION`/`EXT`, `LOCAL` and `DOMAIN` in the environment. Exit 0 is delivered, 75
-//! (EX_TEMPFAIL) is "retry later", any other status is a permanent failure; a command killed by a
-//! signal or by the timeout is retried.
+//! `EXTENSION`/`EXT`, `LOCAL` and `DOMAIN` in the environment. Those come from the envelope, so
+//! from whoever sent the mail: as Postfix's local(8) does, every byte outside its default
+//! `command_expansion_filter` ([`PIPE_ENV_SAFE`]) is replaced with `_` ([`shell_safe`]), so a
+//! command that lets the shell evaluate them (`eval`, an unquoted `$SENDER` in a backquote)
+//! cannot be made to run the sender's text. The exact values are in `RAW_SENDER`,
+//! `RAW_RECIPIENT`, `RAW_USER`, `RAW_EXTENSION`, `RAW_LOCAL` and `RAW_DOMAIN`, for commands that
+//! quote them properly. Exit 0 is delivered, 75 (EX_TEMPFAIL) is "retry later", any other status
+//! is a permanent failure; a command killed by a signal or by the timeout is retried.
 //!
 //! Queue entries are processed by [`super::deliver`]; remote targets go to [`super::remote`].
 
@@ -22,6 +27,26 @@ use crate::exit;
 const PIPE_POLL: Duration = Duration::from_millis(5);
 /// Most bytes of a pipe command's output kept for the error message.
 pub const MAX_PIPE_OUTPUT: u64 = 4096;
+
+/// The bytes pipe environment variables from the envelope keep as they are: Postfix's default
+/// `command_expansion_filter` (local(8)), which has no shell metacharacter.
+pub const PIPE_ENV_SAFE: &str =
+    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// `value` with every byte outside [`PIPE_ENV_SAFE`] replaced by `_`, byte by byte as Postfix
+/// does (so a non-ASCII character becomes one `_` per UTF-8 byte).
+pub fn shell_safe(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if PIPE_ENV_SAFE.as_bytes().contains(&b) {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
 
 /// Delivers one copy; a symlinked Maildir is refused ([`deliver_target_with`]).
 pub fn deliver_target(
@@ -113,15 +138,21 @@ fn pipe(
     let (local, domain) = super::split(rcpt);
     let user = local.split('+').next().unwrap_or(local);
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .env("SENDER", sender)
-        .env("RECIPIENT", rcpt)
-        .env("LOCAL", local)
-        .env("DOMAIN", domain)
-        .env("USER", user)
-        .env("EXTENSION", ext.unwrap_or(""))
-        .env("EXT", ext.unwrap_or(""))
+    cmd.arg("-c").arg(command);
+    // Envelope values, filtered for the shell, and as they are under RAW_ (module doc).
+    let ext = ext.unwrap_or("");
+    for (name, value) in [
+        ("SENDER", sender),
+        ("RECIPIENT", rcpt),
+        ("LOCAL", local),
+        ("DOMAIN", domain),
+        ("USER", user),
+        ("EXTENSION", ext),
+    ] {
+        cmd.env(name, shell_safe(value))
+            .env(format!("RAW_{name}"), value);
+    }
+    cmd.env("EXT", shell_safe(ext))
         .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -257,6 +288,51 @@ mod tests {
         assert!(e.temporary && e.message.contains("timeout"));
         // A command that ignores its input is fine.
         run("true").unwrap();
+    }
+
+    #[test]
+    fn pipe_environment_is_filtered_for_the_shell() {
+        assert_eq!(
+            shell_safe("$(touch /tmp/x)@a.test"),
+            "__touch_/tmp/x_@a.test"
+        );
+        assert_eq!(
+            shell_safe("a`b`;c|d&e>f<g'h\"i\\j k\n"),
+            "a_b__c_d_e_f_g_h_i_j_k_"
+        );
+        assert_eq!(shell_safe(PIPE_ENV_SAFE), PIPE_ENV_SAFE);
+        assert_eq!(shell_safe("jö"), "j__");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let pwned = dir.path().join("pwned");
+        let sender = format!("$(touch {})@x.test", pwned.display());
+        let t = Target::Pipe {
+            // The careless alias: the shell evaluates the variables.
+            command: format!(
+                "eval echo $SENDER $RECIPIENT $LOCAL $USER $EXT $EXTENSION > {0}; printf '%s\\n' \"$RAW_SENDER\" \"$RAW_LOCAL\" \"$RAW_EXTENSION\" >> {0}",
+                out.display()
+            ),
+            ext: Some("`id`".into()),
+        };
+        deliver_target(
+            &t,
+            &sender,
+            "\"u;id\"+`id`@y.test",
+            b"x\r\n",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(!pwned.exists(), "the sender's text ran");
+        let got = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 4, "{got}");
+        assert!(
+            lines[0].starts_with("__touch_/") && !lines[0].contains('$'),
+            "{got}"
+        );
+        assert_eq!(lines[1], sender);
+        assert_eq!(lines[2], "\"u;id\"+`id`");
+        assert_eq!(lines[3], "`id`");
     }
 
     #[test]

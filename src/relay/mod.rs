@@ -432,12 +432,12 @@ pub(crate) fn split(addr: &str) -> (&str, &str) {
     }
 }
 
-/// The domain of an address, lower-cased, or `default` when the address has none.
+/// The domain of an address in its canonical form, or `default` when the address has none.
 fn domain_or(domain: &str, default: &str) -> String {
     if domain.is_empty() {
         default.to_string()
     } else {
-        domain.to_ascii_lowercase()
+        crate::smtp::command::canonical_domain(domain)
     }
 }
 
@@ -506,13 +506,27 @@ impl Router {
         )
     }
 
+    /// The address queued and resolved for an accepted RCPT `to`: its canonical form, the bare
+    /// `<Postmaster>` made [`postmaster`](Self::postmaster).
+    pub fn rcpt_address(&self, to: &Mailbox) -> String {
+        if to.is_bare_postmaster() {
+            self.postmaster()
+        } else {
+            to.to_string()
+        }
+    }
+
     /// The trusted network containing `ip`, if any.
     pub fn trusted_network(&self, ip: Option<IpAddr>) -> Option<Cidr> {
         let ip = ip?;
         self.trusted.iter().copied().find(|n| n.contains(ip))
     }
 
-    /// Resolves a recipient address (`local@domain`) to its delivery targets.
+    /// Resolves a recipient address to its delivery targets. `address` is the canonical form
+    /// RCPT made ([`Mailbox`]: `demo@localhost`, `"a b"@localhost`), which is what the queue
+    /// stores, so delivery resolves exactly what RCPT checked. Local users and aliases are
+    /// looked up by the unquoted local part, without case; a remote address keeps its local
+    /// part as written.
     pub fn resolve(&self, address: &str) -> Resolution {
         let (local, domain) = split(address);
         let domain = domain_or(domain, self.domains.first().map_or("", String::as_str));
@@ -522,6 +536,9 @@ impl Router {
                 trace: vec![format!("{domain} is not a local domain: remote delivery")],
             };
         }
+        // Entries queued before canonical forms may still hold `"demo"@localhost`.
+        let local = crate::smtp::command::unquote_local(local);
+        let local = local.as_str();
         // One table for the whole expansion, even if the file is reloaded meanwhile.
         let mut st = Expansion {
             aliases: self
@@ -684,7 +701,7 @@ impl Router {
         if self.any_sender {
             return accept("any_sender = true".into());
         }
-        let addr = format!("{}@{}", from.local_unquoted(), from.domain);
+        let addr = from.to_string();
         if self.owns(user, &addr) {
             return accept(format!("{addr} belongs to {user}"));
         }
@@ -722,14 +739,28 @@ impl Router {
     }
 
     /// RCPT TO policy (RFC 5321 §3.6.2 relay control; RFC 5321 §3.2 and §7.9: unknown users are
-    /// refused at RCPT time, never bounced later).
+    /// refused at RCPT time, never bounced later). `to` is canonical ([`Mailbox`]) and is
+    /// resolved exactly as delivery will resolve the queued address ([`Router::rcpt_address`]).
     pub fn check_rcpt(&self, client: &Client, to: &Mailbox) -> Verdict {
-        let addr = if to.is_bare_postmaster() {
-            self.postmaster()
-        } else {
-            format!("{}@{}", to.local_unquoted(), to.domain)
-        };
+        let addr = self.rcpt_address(to);
         let domain = split(&addr).1.to_string();
+        // No route leads to an address literal (the MX walk takes names), and ours are not
+        // local domains: refused now rather than accepted and bounced (RFC 5321 §4.1.3).
+        if domain.starts_with('[') {
+            return Verdict {
+                refusal: Some(Reply::new(
+                    550,
+                    Some((5, 1, 2)),
+                    format!(
+                        "<{addr}>: Recipient address rejected: address literals are not accepted"
+                    ),
+                )),
+                reason: format!(
+                    "{domain} is an address literal; mail to address literals is not supported"
+                ),
+                resolution: None,
+            };
+        }
         if !self.is_local_domain(&domain) {
             let why = if let Some(u) = &client.user {
                 Some(format!("authenticated as {u}"))
@@ -948,6 +979,57 @@ mod tests {
             local: l.into(),
             domain: d.into(),
         }
+    }
+
+    /// The canonical Mailbox RCPT TO:<a> parses to.
+    fn rcpt(a: &str) -> Mailbox {
+        match crate::smtp::command::parse(format!("RCPT TO:<{a}>").as_bytes()) {
+            Ok(crate::smtp::command::Command::Rcpt { to, .. }) => to,
+            other => panic!("{a}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rcpt_and_delivery_resolve_the_same_canonical_address() {
+        let (_d, r) = router("team: alice, bob\n", None);
+        let stranger = Client {
+            ip: Some("192.0.2.7".parse().unwrap()),
+            user: None,
+            role: Role::Smtp,
+        };
+        for (form, want) in [
+            (r#""alice"@example.test"#, "alice@example.test"),
+            (r#""al\ice"@Example.Test."#, "alice@example.test"),
+            ("ALICE@example.test", "ALICE@example.test"),
+            (r#""Team"@example.test"#, "Team@example.test"),
+            ("@relay.test:alice+x@example.test", "alice+x@example.test"),
+        ] {
+            let to = rcpt(form);
+            let v = r.check_rcpt(&stranger, &to);
+            assert!(v.refusal.is_none(), "{form}: {:?}", v.refusal);
+            assert_eq!(r.rcpt_address(&to), want, "{form}");
+            // What the queue stores resolves to what RCPT accepted.
+            assert_eq!(Some(r.resolve(want)), v.resolution, "{form}");
+        }
+        for (form, code) in [
+            (r#""a b"@example.test"#, (5, 1, 1)),
+            (r#""alice "@example.test"#, (5, 1, 1)),
+            ("alice@[127.0.0.1]", (5, 1, 2)),
+            ("alice@[IPv6:::1]", (5, 1, 2)),
+        ] {
+            let v = r.check_rcpt(&stranger, &rcpt(form));
+            assert_eq!(v.refusal.map(|r| r.enhanced), Some(Some(code)), "{form}");
+        }
+        // Queue entries written before canonical forms still find their user.
+        assert_eq!(
+            targets(&r, r#""bob"@example.test"#),
+            ["maildir /mail/bob (user bob)"]
+        );
+        // A remote address keeps its local part as written.
+        assert_eq!(
+            targets(&r, r#""A b"@Remote.Test"#),
+            [r#"remote <"A b"@remote.test>"#]
+        );
     }
 
     #[test]

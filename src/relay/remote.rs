@@ -15,6 +15,12 @@
 //!   again). A cached session the server closed meanwhile is replaced by a fresh one.
 //! - A global and a per-destination limit bound parallel sessions (Postfix's
 //!   `default_process_limit` and `default_destination_concurrency_limit`).
+//! - Mail loops (RFC 5321 §5.1): mrelayd's engine knows [`Myself`], its listeners and names. A
+//!   next hop address that is one of our listeners (a wildcard listener stands for every local
+//!   address at its port), or a server greeting (220 or EHLO) with our name, is not sent to:
+//!   as the relayhost or best MX that is "mail for DOMAIN loops back to myself", a permanent
+//!   5.4.6; after more preferred MX hosts we are a backup MX and the mail waits for them.
+//!   Another server on one of our addresses at another port is another host.
 //!
 //! # Config
 //! ```toml
@@ -332,6 +338,50 @@ impl fmt::Display for NextHop {
     }
 }
 
+/// This host, as loop detection sees it (RFC 5321 §5.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Myself {
+    /// Our listening sockets; an unspecified address (`0.0.0.0`, `[::]`) stands for every
+    /// address of this host at that port.
+    pub listeners: Vec<SocketAddr>,
+    /// The names we greet with (hostname, helo_name), compared without case.
+    pub names: Vec<String>,
+}
+
+impl Myself {
+    /// Whether a connection to `addr` would reach one of our own listeners.
+    pub fn listens_on(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        self.listeners.iter().any(|l| {
+            let lip = l.ip().to_canonical();
+            l.port() == addr.port()
+                && (lip == ip
+                    // A `[::]` socket takes IPv4 too (dual stack), `0.0.0.0` only IPv4.
+                    || (lip.is_unspecified()
+                        && (lip.is_ipv6() || ip.is_ipv4())
+                        && is_local_address(ip)))
+        })
+    }
+
+    /// Whether a greeting or EHLO reply line (`mx.example.org ESMTP ...`) names us: its first
+    /// word is one of our names.
+    pub fn is_my_name(&self, line: &str) -> bool {
+        let Some(word) = line.split_ascii_whitespace().next() else {
+            return false;
+        };
+        let word = word.trim_end_matches('.');
+        self.names
+            .iter()
+            .any(|n| !n.is_empty() && n.trim_end_matches('.').eq_ignore_ascii_case(word))
+    }
+}
+
+/// Whether `ip` is an address of this host: loopback, or one a socket can be bound to (an
+/// address no interface has gives EADDRNOTAVAIL).
+fn is_local_address(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// A failure decided by a server reply.
 fn reply_failure(reply: &Reply, host: &str, where_: &str, stage: Stage) -> Failure {
     let line = one_line(reply);
@@ -410,6 +460,8 @@ pub struct Remote {
     /// Sessions opened, for logs and benchmarks.
     opened: std::sync::atomic::AtomicU64,
     options: ClientOptions,
+    /// Our own listeners and names, when loops are to be refused (mrelayd, not msend).
+    myself: Option<Myself>,
 }
 
 /// Session options for interactive use (msend): transcript, `--quit-after`, and credentials
@@ -475,7 +527,40 @@ impl Remote {
             opened: std::sync::atomic::AtomicU64::new(0),
             options,
             config,
+            myself: None,
         })
+    }
+
+    /// This engine refuses next hops that are `myself` (RFC 5321 §5.1; see the module doc).
+    /// mrelayd's does; msend's does not: it is the origin, not a relay.
+    pub fn with_loop_check(mut self, myself: Myself) -> Remote {
+        self.myself = Some(myself);
+        self
+    }
+
+    /// The failure for a next hop that is this host (`why`), in the transaction for `rcpts`.
+    /// As the first candidate (relayhost, best MX) the mail loops: 5.4.6 for good. After more
+    /// preferred hosts (`earlier`: their last failure) we are a backup MX: the hosts after us
+    /// are not tried and the mail gets their answer, normally a temporary one.
+    fn loops_back(&self, why: &str, rcpts: &[RemoteRcpt], earlier: Option<&Failure>) -> Failure {
+        let mut domains: Vec<&str> = rcpts.iter().map(|r| super::split(&r.address).1).collect();
+        domains.dedup();
+        crate::server::log::line(format_args!("loop: {why}"));
+        match earlier {
+            Some(f) => {
+                let mut f = f.clone();
+                f.message = format!("{}; hosts after it not tried: {why}", f.message);
+                f
+            }
+            None => Failure::new(
+                false,
+                format!(
+                    "mail for {} loops back to myself ({why})",
+                    domains.join(", ")
+                ),
+                "5.4.6",
+            ),
+        }
     }
 
     /// The config in use.
@@ -815,7 +900,7 @@ impl Remote {
             Err(f) => return Delivery::all(rcpts, &f),
         };
         let mut last = Failure::temp(format!("{hop}: no host reachable"));
-        for (host, port, tls) in candidates {
+        for (n, (host, port, tls)) in candidates.into_iter().enumerate() {
             let looked_up = match (host.parse::<std::net::IpAddr>(), self.resolver()) {
                 (Ok(ip), _) => Ok(vec![ip]),
                 (Err(_), Ok(dns)) => dns.addresses(&host).await,
@@ -833,9 +918,16 @@ impl Remote {
                     continue;
                 }
             };
+            // Hosts more preferred than this one were tried: a loop here makes us a backup MX.
+            let backup = n > 0;
             for ip in addrs {
                 let addr = SocketAddr::new(ip, port);
                 let relay = format!("{host}[{ip}]:{port}");
+                if self.myself.as_ref().is_some_and(|m| m.listens_on(addr)) {
+                    let why = format!("{hop}: {relay} is one of our own listeners");
+                    let earlier = backup.then_some(&last);
+                    return Delivery::all(rcpts, &self.loops_back(&why, rcpts, earlier));
+                }
                 let conn = match self.open(&host, addr, tls.clone()).await {
                     Ok(Opened::Ready(c)) => *c,
                     Ok(Opened::Stopped(stage)) => {
@@ -843,6 +935,11 @@ impl Remote {
                             rcpts: Vec::new(),
                             stopped: Some(stage),
                         }
+                    }
+                    Ok(Opened::Myself(why)) => {
+                        let why = format!("{hop}: {relay} {why}");
+                        let earlier = backup.then_some(&last);
+                        return Delivery::all(rcpts, &self.loops_back(&why, rcpts, earlier));
                     }
                     Err(f) => {
                         self.say(format_args!("{}", f.message));
@@ -988,7 +1085,22 @@ impl Remote {
                 transcript,
             );
             match conn.open().await {
-                Ok(Progress::Ready) => return Ok(Opened::Ready(Box::new(conn))),
+                Ok(Progress::Ready) => {
+                    let looped = self.myself.as_ref().and_then(|me| {
+                        let client = conn.client();
+                        let banner = client.greeting().and_then(|g| g.lines.first());
+                        [banner.map(String::as_str), client.hello_line()]
+                            .into_iter()
+                            .flatten()
+                            .find(|l| me.is_my_name(l))
+                            .map(|l| format!("greets with our own hostname ({l})"))
+                    });
+                    if let Some(why) = looped {
+                        conn.quit().await;
+                        return Ok(Opened::Myself(why));
+                    }
+                    return Ok(Opened::Ready(Box::new(conn)));
+                }
                 Ok(Progress::Stopped(stage)) => return Ok(Opened::Stopped(stage)),
                 Ok(other) => {
                     return Err(Failure::temp(format!(
@@ -1011,10 +1123,12 @@ impl Remote {
     }
 }
 
-/// A session ready for a transaction, or stopped by `--quit-after`.
+/// A session ready for a transaction, stopped by `--quit-after`, or closed because the
+/// server is this host (why).
 enum Opened {
     Ready(Box<Connection<TcpStream>>),
     Stopped(Stage),
+    Myself(String),
 }
 
 /// What one [`Remote::deliver`] call came to.
@@ -1162,6 +1276,34 @@ pub fn password_from_command(command: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_listeners_and_names_are_recognised() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let me = Myself {
+            listeners: vec![a("127.0.0.1:2525"), a("0.0.0.0:25"), a("[::]:587")],
+            names: vec!["MX.Example.Test".into()],
+        };
+        assert!(me.listens_on(a("127.0.0.1:2525")));
+        assert!(me.listens_on(a("[::ffff:127.0.0.1]:2525")));
+        // Another port on our address is another server.
+        assert!(!me.listens_on(a("127.0.0.1:2526")));
+        assert!(!me.listens_on(a("127.0.0.2:2525")));
+        // Wildcard listeners take every local address at their port.
+        assert!(me.listens_on(a("127.0.0.1:25")));
+        assert!(me.listens_on(a("127.9.8.7:25")));
+        assert!(!me.listens_on(a("[::1]:25")), "0.0.0.0 takes no IPv6");
+        assert!(me.listens_on(a("[::1]:587")));
+        assert!(me.listens_on(a("127.0.0.1:587")), "[::] is dual stack");
+        // Not an address of this host (TEST-NET-3).
+        assert!(!me.listens_on(a("203.0.113.9:25")));
+        assert!(me.is_my_name("mx.example.test ESMTP mailkit"));
+        assert!(me.is_my_name("MX.EXAMPLE.TEST."));
+        assert!(!me.is_my_name("mx2.example.test ESMTP"));
+        assert!(!me.is_my_name("ESMTP mx.example.test"));
+        assert!(!me.is_my_name(""));
+        assert!(!Myself::default().is_my_name("x"));
+    }
 
     #[test]
     fn relayhost_forms() {

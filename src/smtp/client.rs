@@ -355,6 +355,8 @@ pub struct Client {
     ready: bool,
     closed: bool,
     greeting: Option<Reply>,
+    /// First line of the latest positive EHLO/HELO reply (the server's name for itself).
+    hello_line: Option<String>,
     txn: Option<Txn>,
 }
 
@@ -453,6 +455,7 @@ impl Client {
             ready: false,
             closed: false,
             greeting: None,
+            hello_line: None,
             txn: None,
         }
     }
@@ -476,6 +479,12 @@ impl Client {
     /// The server's greeting, once received.
     pub fn greeting(&self) -> Option<&Reply> {
         self.greeting.as_ref()
+    }
+
+    /// The first line of the latest positive EHLO (or HELO) reply, once received: the name the
+    /// server gives itself (RFC 5321 §4.1.1.1), which loop detection compares with ours.
+    pub fn hello_line(&self) -> Option<&str> {
+        self.hello_line.as_deref()
     }
 
     /// Whether the transport is TLS.
@@ -727,6 +736,7 @@ impl Client {
 
     fn on_ehlo(&mut self, reply: Reply) -> Vec<Action> {
         if reply.is_positive() {
+            self.hello_line = reply.lines.first().cloned();
             self.ext = Extensions::from_ehlo(&reply);
             return self.after_ehlo();
         }
@@ -749,6 +759,7 @@ impl Client {
                 reply,
             });
         }
+        self.hello_line = reply.lines.first().cloned();
         self.ext = Extensions::default();
         self.after_ehlo()
     }

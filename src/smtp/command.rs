@@ -27,12 +27,22 @@ pub const MAX_ENVID: usize = 100;
 /// Longest ORCPT value, xtext-decoded (RFC 3461 §4.2: original-recipient limited to 500).
 pub const MAX_ORCPT: usize = 500;
 
-/// A mailbox `local@domain` from a path. `local` is kept as written (a dot-string, or a quoted
-/// string with its quotes); `domain` is a host name or an address literal `[...]`. A bare
-/// `Postmaster` recipient (RFC 5321 §4.1.1.3) has an empty domain.
+/// A mailbox `local@domain` from a path, in its canonical form ([`parse`] makes it): the one
+/// spelling the queue stores, routing resolves and `mrelayd explain` shows, so a recipient
+/// accepted at RCPT is looked up at delivery exactly as it was at RCPT.
+///
+/// - `local`: a dot-atom when the (unquoted) local part is one, so `"demo"`, `"de\mo"` and
+///   `demo` are all `demo` (RFC 5321 §4.1.2: a quoted string that needs no quotes is the same
+///   local part); otherwise one quoted string with only `\` and `"` escaped ([`quote_local`]).
+///   Case is kept as written: a remote local part may be case-sensitive (RFC 5321 §2.4);
+///   local users are matched without case when routing.
+/// - `domain`: lower-cased, one trailing dot removed (`Example.ORG.` is `example.org`); an
+///   address literal `[...]` is kept as written. A source route is dropped (§4.1.1.3, App. C).
+///
+/// A bare `Postmaster` recipient (RFC 5321 §4.1.1.3) has an empty domain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mailbox {
-    /// Local part as written.
+    /// Local part, canonical (see above).
     pub local: String,
     /// Domain or address literal; empty only for the bare `<Postmaster>` recipient.
     pub domain: String,
@@ -46,28 +56,7 @@ impl Mailbox {
 
     /// The local part with quoting removed (`"a b"` → `a b`, `"a\"b"` → `a"b`).
     pub fn local_unquoted(&self) -> String {
-        match self
-            .local
-            .strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-        {
-            Some(inner) => {
-                let mut out = String::with_capacity(inner.len());
-                let mut esc = false;
-                for c in inner.chars() {
-                    if esc {
-                        out.push(c);
-                        esc = false;
-                    } else if c == '\\' {
-                        esc = true;
-                    } else {
-                        out.push(c);
-                    }
-                }
-                out
-            }
-            None => self.local.clone(),
-        }
+        unquote_local(&self.local)
     }
 
     /// Whether this is the bare `<Postmaster>` recipient without a domain.
@@ -84,6 +73,61 @@ impl fmt::Display for Mailbox {
             write!(f, "{}@{}", self.local, self.domain)
         }
     }
+}
+
+/// A local part with its quoting removed: `"a b"` → `a b`, `"a\"b"` → `a"b`; a dot-atom is
+/// returned as it is.
+pub fn unquote_local(local: &str) -> String {
+    let Some(inner) = local.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
+        return local.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut esc = false;
+    for c in inner.chars() {
+        if esc {
+            out.push(c);
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `s` is a dot-atom (RFC 5322 §3.2.3, with UTF-8 as RFC 6531 §3.3 allows): non-empty
+/// atoms of atext separated by single dots.
+pub fn is_dot_atom(s: &str) -> bool {
+    s.split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+/// The canonical spelling of an unquoted local part (RFC 5321 §4.1.2): as it is when it is a
+/// dot-atom, else one quoted string with `\` and `"` escaped and nothing else.
+pub fn quote_local(unquoted: &str) -> String {
+    if is_dot_atom(unquoted) {
+        return unquoted.to_string();
+    }
+    let mut out = String::with_capacity(unquoted.len() + 2);
+    out.push('"');
+    for c in unquoted.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The canonical spelling of a domain: an address literal as it is, anything else lower-cased
+/// with one trailing dot (the DNS root) removed.
+pub fn canonical_domain(domain: &str) -> String {
+    if domain.starts_with('[') {
+        return domain.to_string();
+    }
+    domain.strip_suffix('.').unwrap_or(domain).to_lowercase()
 }
 
 /// BODY= values (RFC 6152; BINARYMIME is not offered).
@@ -602,10 +646,15 @@ fn parse_path(path: &str, rcpt: bool) -> Result<Mailbox, ParseError> {
         return Err(ParseError::TooLong("domain over 255 octets"));
     }
     check_local(local).map_err(err)?;
-    check_domain(domain).map_err(err)?;
+    // `user@example.org.`: the trailing dot is the DNS root, the same domain.
+    let bare = match domain.strip_suffix('.') {
+        Some(d) if !domain.starts_with('[') => d,
+        _ => domain,
+    };
+    check_domain(bare).map_err(err)?;
     Ok(Mailbox {
-        local: local.to_string(),
-        domain: domain.to_string(),
+        local: quote_local(&unquote_local(local)),
+        domain: canonical_domain(domain),
     })
 }
 
@@ -635,10 +684,8 @@ fn check_local(local: &str) -> Result<(), &'static str> {
         }
         return Ok(());
     }
-    for atom in local.split('.') {
-        if atom.is_empty() || !atom.chars().all(is_atext) {
-            return Err("bad local part");
-        }
+    if !is_dot_atom(local) {
+        return Err("bad local part");
     }
     Ok(())
 }
@@ -760,6 +807,48 @@ mod tests {
             panic!()
         };
         assert!(to.is_utf8());
+    }
+
+    #[test]
+    fn addresses_are_canonical() {
+        let rcpt = |a: &str| match p(&format!("RCPT TO:<{a}>")) {
+            Ok(Command::Rcpt { to, .. }) => to.to_string(),
+            other => panic!("{a}: {other:?}"),
+        };
+        // RFC 5321 §4.1.2: a quoted string that needs no quotes is the same local part.
+        assert_eq!(rcpt(r#""demo"@localhost"#), "demo@localhost");
+        assert_eq!(rcpt(r#""de\mo"@localhost"#), "demo@localhost");
+        assert_eq!(
+            rcpt(r#""first.last"@Example.TEST"#),
+            "first.last@example.test"
+        );
+        assert_eq!(rcpt(r#""a+b"@x.test"#), "a+b@x.test");
+        // Quotes that are needed stay, with the one minimal escaping.
+        assert_eq!(rcpt(r#""a b"@x.test"#), r#""a b"@x.test"#);
+        assert_eq!(rcpt(r#""a\ b"@x.test"#), r#""a b"@x.test"#);
+        assert_eq!(rcpt(r#""a\"b"@x.test"#), r#""a\"b"@x.test"#);
+        assert_eq!(rcpt(r#""a..b"@x.test"#), r#""a..b"@x.test"#);
+        assert_eq!(rcpt(r#"".a"@x.test"#), r#"".a"@x.test"#);
+        assert_eq!(rcpt(r#""a@b"@x.test"#), r#""a@b"@x.test"#);
+        assert_eq!(rcpt(r#""\\"@x.test"#), r#""\\"@x.test"#);
+        // Case of the local part is kept; the domain is lower-cased, its root dot dropped.
+        assert_eq!(rcpt("Demo@LocalHost."), "Demo@localhost");
+        assert_eq!(rcpt("@a.test,@b.test:Demo@X.Test"), "Demo@x.test");
+        assert_eq!(rcpt("u@[127.0.0.1]"), "u@[127.0.0.1]");
+        assert_eq!(rcpt("jösé@Exämple.test"), "jösé@exämple.test");
+        assert!(p("RCPT TO:<u@x.test..>").is_err());
+        assert!(p("RCPT TO:<u@.>").is_err());
+        assert!(p("RCPT TO:<u@[127.0.0.1].>").is_err());
+        assert!(p("RCPT TO:<de\\mo@x.test>").is_err());
+        // Canonical forms parse back to themselves.
+        for a in [r#""a b"@x.test"#, r#""a\"b"@x.test"#, "Demo@localhost"] {
+            assert_eq!(rcpt(&rcpt(a)), rcpt(a));
+        }
+        let Command::Mail { from, .. } = p(r#"MAIL FROM:<"victim"@Other.Example.>"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(from.unwrap().to_string(), "victim@other.example");
     }
 
     #[test]
