@@ -1618,3 +1618,244 @@ fn pipe_alias_does_not_evaluate_the_senders_text() {
     let raw = std::fs::read_to_string(out.join("raw")).unwrap();
     assert_eq!(raw, format!("{sender}\n`touch${{IFS}}x`\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Session limits (issue 10 items 5 and 7, issue 11 discard bound).
+
+/// A connected SMTP client past the 220 greeting and EHLO, from `source` when given.
+fn smtp_client(port: u16, source: Option<[u8; 4]>) -> (TcpStream, std::io::BufReader<TcpStream>) {
+    let s = connect_from(port, source);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let g = reply(&mut r);
+    assert!(g.starts_with("220 "), "greeting {g:?}");
+    let mut w = s.try_clone().unwrap();
+    w.write_all(b"EHLO client.test\r\n").unwrap();
+    assert!(reply(&mut r).starts_with("250"));
+    (s, r)
+}
+
+/// A TCP connection to 127.0.0.1:`port` whose local end is bound to `source` (any loopback
+/// address), so tests can play many clients.
+fn connect_from(port: u16, source: Option<[u8; 4]>) -> TcpStream {
+    let Some(src) = source else {
+        return TcpStream::connect(("127.0.0.1", port)).unwrap();
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind((std::net::Ipv4Addr::from(src), 0).into())?;
+            sock.connect(([127, 0, 0, 1], port).into()).await
+        })
+        .unwrap_or_else(|e| panic!("connect from {src:?}: {e}"));
+    let s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// Sends `line` and reads the reply ("" once the server has closed).
+fn say(s: &mut TcpStream, r: &mut impl std::io::BufRead, line: &str) -> String {
+    let _ = s.write_all(format!("{line}\r\n").as_bytes());
+    reply(r)
+}
+
+#[test]
+fn session_deadline_counts_only_completed_transactions() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "session_deadline_secs = 2", "");
+    // A session delivering a message every 200 ms lives on well past the deadline.
+    let (mut s, mut r) = smtp_client(m.smtp, None);
+    let start = Instant::now();
+    let mut delivered = 0;
+    while start.elapsed() < Duration::from_secs(5) {
+        for (cmd, want) in [
+            ("RSET", "250"),
+            ("MAIL FROM:<a@remote.test>", "250"),
+            ("RCPT TO:<alice@example.test>", "250"),
+            ("DATA", "354"),
+            ("Subject: keep going\r\n\r\nbody\r\n.", "250"),
+        ] {
+            let got = say(&mut s, &mut r, cmd);
+            assert!(
+                got.starts_with(want),
+                "{cmd}: {got:?}; log: {}",
+                m.log_text()
+            );
+        }
+        delivered += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(say(&mut s, &mut r, "QUIT").starts_with("221"));
+    assert!(delivered >= 10);
+    // One that only sends NOOP every 200 ms is closed at the deadline (2 s: about 10 NOOPs;
+    // the junk command limit of 100 would take 20 s).
+    let (mut s, mut r) = smtp_client(m.smtp, None);
+    let mut last = String::new();
+    for _ in 0..60 {
+        last = say(&mut s, &mut r, "NOOP");
+        if !last.starts_with("250") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        last.starts_with("421 4.4.2 ") && last.contains("session deadline"),
+        "{last:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("session deadline exceeded") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn junk_commands_and_endless_lines_are_cut_off() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let (mut s, mut r) = smtp_client(m.smtp, None);
+    s.write_all(&b"NOOP\r\n".repeat(101)).unwrap();
+    for i in 0..100 {
+        let got = reply(&mut r);
+        assert!(got.starts_with("250 "), "NOOP {i}: {got:?}");
+    }
+    let got = reply(&mut r);
+    assert!(got.starts_with("421 4.7.0 "), "{got:?}");
+    assert_eq!(reply(&mut r), "", "closed after the 421");
+    // issue 11: a line that never ends is not discarded forever (1 MiB, then 421).
+    let (mut s, mut r) = smtp_client(m.smtp, None);
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..64 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("500 5.5.2 "), "{rest:?}");
+    assert!(rest.contains("421 4.7.0 "), "{rest:?}");
+}
+
+#[test]
+fn data_dribbled_below_the_minimum_rate_is_cut_off() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        "min_data_rate = 100\nmin_data_rate_window_secs = 1",
+        "",
+    );
+    let (mut s, mut r) = smtp_client(m.smtp, None);
+    assert!(say(&mut s, &mut r, "MAIL FROM:<a@remote.test>").starts_with("250"));
+    assert!(say(&mut s, &mut r, "RCPT TO:<alice@example.test>").starts_with("250"));
+    assert!(say(&mut s, &mut r, "DATA").starts_with("354"));
+    // 10 octets every 200 ms is 50 octets/s, and each read comes well within data_timeout.
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        if s.write_all(b"slow line\n").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("421 4.4.2 "), "{got:?}");
+    assert_eq!(count_files(&m.maildir("alice").join("new")), 0);
+}
+
+#[test]
+fn directory_harvest_is_slowed_cut_off_and_summarised() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(
+        dir.path(),
+        "soft_error_limit = 3\nmax_errors = 8\nerror_sleep_ms = 100",
+        "",
+    );
+    let (mut s, mut r) = smtp_client(m.smtp, None);
+    assert!(say(&mut s, &mut r, "MAIL FROM:<a@remote.test>").starts_with("250"));
+    let mut refused = 0;
+    let mut soft_reached = None;
+    let mut last = String::new();
+    for i in 0..10_000 {
+        last = say(&mut s, &mut r, &format!("RCPT TO:<guess{i}@example.test>"));
+        if !last.starts_with("550") {
+            break;
+        }
+        refused += 1;
+        if refused == 3 {
+            soft_reached = Some(Instant::now());
+        }
+    }
+    // The 8th refusal (the hard limit) comes with 421 4.7.0 and the end of the session.
+    assert_eq!(refused, 8, "{last:?}");
+    let last_lines: Vec<&str> = last.lines().collect();
+    assert!(
+        last_lines
+            .last()
+            .is_some_and(|l| l.starts_with("421 4.7.0 "))
+            || {
+                let next = reply(&mut r);
+                next.starts_with("421 4.7.0 ")
+            }
+    );
+    // Errors 4..7 waited 100, 200, 300, 400 ms before their replies.
+    let waited = soft_reached.map(|t| t.elapsed()).unwrap_or_default();
+    assert!(waited >= Duration::from_millis(1000), "{waited:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("8 recipients refused") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = m.log_text();
+    let lines = log.lines().filter(|l| l.contains("RCPT <guess")).count();
+    assert_eq!(lines, 3, "{log}");
+}
+
+#[test]
+fn a_flood_from_15_addresses_leaves_slots_for_a_new_one() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "max_connections = 30\nmax_per_ip = 20", "");
+    let mut flood = Vec::new();
+    let mut served = 0;
+    for _round in 0..4 {
+        for i in 2..17u8 {
+            let s = connect_from(m.smtp, Some([127, 0, 0, i]));
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let g = reply(&mut r);
+            if g.starts_with("220 ") {
+                served += 1;
+                flood.push(s);
+            } else {
+                assert!(g.starts_with("421 4.7.0 "), "{g:?}");
+            }
+        }
+    }
+    assert!(served >= 15, "{served}");
+    // The flood holds what it got; a client from a new address is still served.
+    let (mut s, mut r) = smtp_client(m.smtp, Some([127, 0, 0, 99]));
+    assert!(say(&mut s, &mut r, "QUIT").starts_with("221"));
+    // Closing the flood gives its slots back: an address of it is served again.
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = connect_from(m.smtp, Some([127, 0, 0, 2]));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        if reply(&mut r).starts_with("220 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots not released");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
