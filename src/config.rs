@@ -32,10 +32,17 @@
 //! max_failures     = 10       # failures per IP before it is locked out
 //! lockout_secs     = 300      # how long a lockout (and a failure count) lasts
 //! max_tracked_ips  = 10000    # memory bound of the failure table
+//! user_failure_delay_ms = 100 # per-user penalty after a user's first failure (any IP);
+//!                             # doubles per failure, applies to every answer for that
+//!                             # user (right password too), never locks out
+//! user_max_delay_ms = 15000   # cap of the per-user penalty
+//! max_tracked_users = 10000   # memory bound of the per-user table (unknown names too)
 //!
 //! [run_as]                    # privilege drop after binding (daemons started as root)
 //! user  = "mail"
 //! group = "mail"              # default: the user's primary group
+//! first_valid_uid = 1000      # system users (own uid/gid in the passwd-file) below this uid
+//!                             # are never served (README "Privileges"); uid 0 never is
 //! ```
 //! Relative paths in the shared keys are relative to the config file's directory, so a config
 //! directory (such as the one `mrelayd quickstart` writes) can be moved as a whole. Programs can do
@@ -152,6 +159,13 @@ pub struct AuthConfig {
     pub lockout_secs: u64,
     /// At most this many IPs are tracked (memory bound; oldest forgotten first).
     pub max_tracked_ips: usize,
+    /// Per-user penalty (across addresses) after a user's first failed login, in
+    /// milliseconds; doubles per failure; delays every answer for that user, never locks out.
+    pub user_failure_delay_ms: u64,
+    /// Upper bound of the per-user penalty, in milliseconds.
+    pub user_max_delay_ms: u64,
+    /// At most this many user names (known or not) are tracked (oldest forgotten first).
+    pub max_tracked_users: usize,
 }
 
 impl Default for AuthConfig {
@@ -163,6 +177,9 @@ impl Default for AuthConfig {
             max_failures: 10,
             lockout_secs: 300,
             max_tracked_ips: 10_000,
+            user_failure_delay_ms: 100,
+            user_max_delay_ms: 15_000,
+            max_tracked_users: 10_000,
         }
     }
 }
@@ -176,6 +193,13 @@ pub struct RunAs {
     /// Group name (or numeric gid); default: the user's primary group.
     #[serde(default)]
     pub group: Option<String>,
+    /// Lowest uid a system user is served as (Dovecot's `first_valid_uid`); default 1000.
+    #[serde(default = "default_first_valid_uid")]
+    pub first_valid_uid: u32,
+}
+
+fn default_first_valid_uid() -> u32 {
+    1000
 }
 
 /// The top level of the file as serde sees it: shared keys checked, program sections only
@@ -330,9 +354,14 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 /// A file a running daemon follows (the passwd-file, the aliases file): read at start, re-read
-/// when it changes (looked at no more often than `check_interval`). A version that fails to
-/// load is logged once and ignored, keeping the last good contents: a half-written file must
-/// not lock users out or drop mail.
+/// when it changes (looked at, one `stat`, no more often than `check_interval`). A version
+/// that fails to load is logged once and ignored, keeping the last good contents: a
+/// half-written file must not lock users out or drop mail.
+///
+/// The lock guards only the swap of the version in force: the caller that finds the file
+/// changed loads it with no lock held, and every other caller meanwhile gets the previous
+/// version at once, so a slow load (a big passwd-file, a slow disk) never stalls the logins
+/// and RCPT checks running beside it.
 pub struct Reloading<T> {
     path: PathBuf,
     what: &'static str,
@@ -340,6 +369,10 @@ pub struct Reloading<T> {
     /// How often the file is looked at, at most.
     pub check_interval: std::time::Duration,
     state: std::sync::Mutex<Loaded<T>>,
+    /// Set while one caller loads a new version (no second load starts meanwhile).
+    loading: std::sync::atomic::AtomicBool,
+    /// How often the file was looked at (`stat`) since start.
+    looks: std::sync::atomic::AtomicU64,
 }
 
 struct Loaded<T> {
@@ -380,6 +413,8 @@ impl<T> Reloading<T> {
                 checked: std::time::Instant::now(),
                 value: std::sync::Arc::new(value),
             }),
+            loading: std::sync::atomic::AtomicBool::new(false),
+            looks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -388,33 +423,57 @@ impl<T> Reloading<T> {
         &self.path
     }
 
-    /// The contents in force, after re-reading the file if it changed.
+    /// How many times the file has been looked at (`stat`) since it was opened.
+    pub fn looks(&self) -> u64 {
+        self.looks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Loaded<T>> {
+        // Each update replaces whole fields: a poisoned lock still holds a consistent state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The contents in force, after re-reading the file if it changed (and this caller is the
+    /// one to look at it; see the type's doc).
     pub fn current(&self) -> std::sync::Arc<T> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.checked.elapsed() < self.check_interval {
-            return st.value.clone();
-        }
-        st.checked = std::time::Instant::now();
+        use std::sync::atomic::Ordering;
+        let (seen, value) = {
+            let mut st = self.state();
+            if st.checked.elapsed() < self.check_interval {
+                return st.value.clone();
+            }
+            // Claimed under the lock: one caller per interval looks at the file.
+            st.checked = std::time::Instant::now();
+            (st.stamp, st.value.clone())
+        };
+        self.looks.fetch_add(1, Ordering::Relaxed);
         let now = stamp(&self.path);
-        if now == st.stamp {
-            return st.value.clone();
+        if now == seen || self.loading.swap(true, Ordering::AcqRel) {
+            return value;
         }
-        st.stamp = now;
-        match (self.load)(&self.path) {
-            Ok(v) => {
-                crate::server::log::line(format_args!(
-                    "{} {}: reloaded",
-                    self.what,
-                    self.path.display()
-                ));
-                st.value = std::sync::Arc::new(v);
+        let loaded = (self.load)(&self.path);
+        let value = {
+            let mut st = self.state();
+            st.stamp = now;
+            match loaded {
+                Ok(v) => {
+                    crate::server::log::line(format_args!(
+                        "{} {}: reloaded",
+                        self.what,
+                        self.path.display()
+                    ));
+                    st.value = std::sync::Arc::new(v);
+                }
+                // The load error names the file and line already.
+                Err(e) => crate::server::log::line(format_args!(
+                    "{e:#}; keeping the previous {}",
+                    self.what
+                )),
             }
-            // The load error names the file and line already.
-            Err(e) => {
-                crate::server::log::line(format_args!("{e:#}; keeping the previous {}", self.what))
-            }
-        }
-        st.value.clone()
+            st.value.clone()
+        };
+        self.loading.store(false, Ordering::Release);
+        value
     }
 }
 
@@ -572,6 +631,76 @@ fn key_line(text: &str, keys: &[&str]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Released by the test; a load of a file starting with `slow` waits for it (30 s at most).
+    static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+        (std::sync::Mutex::new(false), std::sync::Condvar::new());
+    static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    fn gated_load(p: &Path) -> Result<String> {
+        let text = std::fs::read_to_string(p)?;
+        if text.starts_with("slow") {
+            ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut open = GATE.0.lock().unwrap();
+            while !*open {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                open = GATE.1.wait_timeout(open, left).unwrap().0;
+            }
+        }
+        Ok(text)
+    }
+
+    #[test]
+    fn a_slow_reload_does_not_block_other_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "v1").unwrap();
+        let f = std::sync::Arc::new(
+            Reloading::open(&path, "test file", gated_load, std::time::Duration::ZERO).unwrap(),
+        );
+        std::fs::write(&path, "slow v2").unwrap();
+        let loader = {
+            let f = f.clone();
+            std::thread::spawn(move || f.current())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ENTERED.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reload never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The loader is stuck in its load: others get the version in force, not a wait.
+        assert_eq!(*f.current(), "v1");
+        *GATE.0.lock().unwrap() = true;
+        GATE.1.notify_all();
+        assert_eq!(*loader.join().unwrap(), "slow v2");
+        assert_eq!(*f.current(), "slow v2");
+    }
+
+    #[test]
+    fn the_file_is_looked_at_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "v1").unwrap();
+        let start = std::time::Instant::now();
+        let f = Reloading::open(
+            &path,
+            "test file",
+            gated_load,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        for _ in 0..10_000 {
+            assert_eq!(*f.current(), "v1");
+        }
+        assert!(f.looks() <= start.elapsed().as_secs() + 1, "{}", f.looks());
+    }
 
     #[test]
     fn read_limited_takes_up_to_max_bytes() {

@@ -54,6 +54,9 @@ fn no_throttle() -> ThrottleConfig {
         max_failures: 0,
         lockout: Duration::from_secs(60),
         max_tracked: 100,
+        user_failure_delay: Duration::ZERO,
+        user_max_delay: Duration::ZERO,
+        max_tracked_users: 100,
     }
 }
 
@@ -555,6 +558,9 @@ fn authenticator_checks_throttles_and_reloads() {
         max_failures: 3,
         lockout: Duration::from_secs(600),
         max_tracked: 10,
+        user_failure_delay: Duration::from_millis(1),
+        user_max_delay: Duration::from_millis(4),
+        max_tracked_users: 10,
     };
     let a = Authenticator::passwd_file(&users, throttle).unwrap();
     let me = ip("192.0.2.10");
@@ -588,6 +594,15 @@ fn authenticator_checks_throttles_and_reloads() {
     let tmp = dir.path().join("users.new");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, &users).unwrap();
+    // Looked at once a second (auth::PASSWD_CHECK_INTERVAL): wait for it, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a.lookup("u2").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "passwd-file never reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let other = ip("2001:db8::1");
     let v = a.check("u2", b"pw2", other);
     assert!(
@@ -862,4 +877,71 @@ fn checkpassword_verdicts_match_dovecot() {
         };
         assert_eq!(ours, want, "mailkit: {user} / {password:?}");
     }
+}
+
+/// Issue 10 item 6: the per-address throttle can no longer be walked around, and guesses
+/// against one user from many addresses are slowed down per user (without locking the victim
+/// out, and the same for unknown users).
+#[test]
+fn login_throttle_per_user_across_addresses() {
+    let dir = common::scratch();
+    let users = write_users(
+        dir.path(),
+        "victim:{PLAIN}right:1:1::/home/v::\nme:{PLAIN}mine:1:1::/home/m::\n",
+    );
+    let throttle = ThrottleConfig {
+        failure_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_failures: 5,
+        lockout: Duration::from_secs(600),
+        max_tracked: 100,
+        user_failure_delay: Duration::from_millis(100),
+        user_max_delay: Duration::from_millis(15_000),
+        max_tracked_users: 100,
+    };
+    let a = Authenticator::passwd_file(&users, throttle)
+        .unwrap()
+        .with_domains(&["example.test".to_string()]);
+
+    // Guesses at the victim interleaved with logins to the attacker's own account: locked out
+    // after max_failures (before: every success reset the count, never locked out).
+    let attacker = ip("192.0.2.66");
+    let mut locked = false;
+    for _ in 0..10 {
+        if matches!(
+            a.check("victim", b"guess", attacker).result,
+            AuthResult::Throttled(_)
+        ) {
+            locked = true;
+            break;
+        }
+        let _ = a.check("me", b"mine", attacker);
+    }
+    assert!(locked, "interleaved own logins walked around the throttle");
+
+    // 20 guesses against one user (spelled three ways) from 10 addresses: growing delays.
+    let spellings = ["victim", "VICTIM", "victim@Example.test"];
+    let mut delays = Vec::new();
+    for i in 0..20u8 {
+        let from = IpAddr::from([198, 51, 100, i / 2]);
+        let v = a.check(spellings[usize::from(i) % 3], b"guess", from);
+        assert!(matches!(v.result, AuthResult::Failed), "{v:?}");
+        delays.push(v.delay);
+    }
+    assert!(delays[19] >= Duration::from_secs(10), "{delays:?}");
+    assert!(delays.windows(2).all(|w| w[1] >= w[0]), "{delays:?}");
+    // The victim from a fresh address still gets in (after the capped delay at most).
+    let v = a.check("victim", b"right", ip("203.0.113.9"));
+    assert!(matches!(v.result, AuthResult::Ok(_)), "{v:?}");
+    assert!(v.delay <= Duration::from_millis(15_000));
+
+    // Unknown and known users: the same reply and the same delay, guess for guess.
+    for k in 0..6u8 {
+        let known = a.check("me", b"bad", IpAddr::from([203, 0, 113, 100 + k]));
+        let unknown = a.check("ghost", b"bad", IpAddr::from([203, 0, 113, 200 + k]));
+        assert!(matches!(known.result, AuthResult::Failed));
+        assert!(matches!(unknown.result, AuthResult::Failed));
+        assert_eq!(known.delay, unknown.delay, "guess {k}");
+    }
+    assert!(a.check("ghost", b"bad", ip("203.0.113.250")).delay >= Duration::from_millis(3200));
 }

@@ -14,11 +14,15 @@
 //!
 //! # Checking passwords
 //! [`Authenticator::check`] (or [`Authenticator::check_async`] from tokio code) is the single
-//! entry point: it applies the per-IP [`LoginThrottle`], asks the backend (passwd-file, or a
-//! qmail [`checkpassword`] program), and returns a [`Verdict`] with the delay to wait before
-//! answering a failure. Verification is constant-time, and an unknown user costs the same hash
-//! computation as a known one, so neither the answer nor its timing reveals whether a user
-//! exists. The passwd-file is re-read when it changes (mtime, size or inode), like Dovecot does.
+//! entry point: it applies the [`LoginThrottle`] (per address, and per user across addresses,
+//! keyed on [`throttle::canonical_user`] with the served domains), asks the backend
+//! (passwd-file, or a qmail [`checkpassword`] program), and returns a [`Verdict`] with the delay
+//! to wait before answering. Verification is constant-time, and an unknown user costs the same
+//! hash computation and is throttled the same as a known one, so neither the answer nor its
+//! timing reveals whether a user exists. The passwd-file is re-read when it changes (mtime,
+//! size or inode), like Dovecot does: looked at at most once a second
+//! ([`PASSWD_CHECK_INTERVAL`]), loaded outside any lock while logins go on with the previous
+//! users (see [`Reloading`]).
 
 pub mod checkpassword;
 pub mod sasl;
@@ -505,9 +509,12 @@ pub struct Verdict {
 /// that fails to load keeps the last good users (see [`Reloading`]).
 type PasswdFile = Reloading<UserDb>;
 
+/// How often the passwd-file is looked at (one `stat`), at most: a password change applies
+/// to logins from a second after it on, and a burst of logins or RCPTs costs no `stat` each.
+pub const PASSWD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 fn open_passwd(path: &Path) -> Result<PasswdFile> {
-    // Looked at on every login: a password change applies to the next one.
-    Reloading::open(path, "passwd-file", UserDb::load, Duration::ZERO)
+    Reloading::open(path, "passwd-file", UserDb::load, PASSWD_CHECK_INTERVAL)
 }
 
 /// The one login check: a passwd-file and/or a checkpassword program, behind a [`LoginThrottle`].
@@ -517,6 +524,8 @@ pub struct Authenticator {
     checkpassword: Option<Checkpassword>,
     throttle: LoginThrottle,
     mail_location: String,
+    /// Served domains (lower case): `user@domain` of these is throttled as `user`.
+    domains: Vec<String>,
 }
 
 impl Authenticator {
@@ -534,8 +543,14 @@ impl Authenticator {
             }
             None => Authenticator::passwd_file(path, throttle),
         };
+        // The same served domains as mrelayd's router: the configured ones, else the hostname.
+        let mut domains = config.users.domains.clone();
+        if domains.is_empty() {
+            domains.push(config.hostname.clone());
+        }
         Ok(a.map_err(config_fail)?
-            .with_mail_location(&config.users.mail_location))
+            .with_mail_location(&config.users.mail_location)
+            .with_domains(&domains))
     }
 
     /// Passwd-file backend.
@@ -545,6 +560,7 @@ impl Authenticator {
             checkpassword: None,
             throttle: LoginThrottle::new(throttle),
             mail_location: crate::config::DEFAULT_MAIL_LOCATION.to_string(),
+            domains: Vec::new(),
         })
     }
 
@@ -559,6 +575,7 @@ impl Authenticator {
             checkpassword: Some(program),
             throttle: LoginThrottle::new(throttle),
             mail_location: crate::config::DEFAULT_MAIL_LOCATION.to_string(),
+            domains: Vec::new(),
         })
     }
 
@@ -566,6 +583,18 @@ impl Authenticator {
     pub fn with_mail_location(mut self, template: &str) -> Self {
         self.mail_location = template.to_string();
         self
+    }
+
+    /// Sets the served domains: a login as `user@domain` of one of them is throttled under the
+    /// same key as `user` ([`throttle::canonical_user`]).
+    pub fn with_domains(mut self, domains: &[String]) -> Self {
+        self.domains = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// The key a login name is throttled under (see [`throttle::canonical_user`]).
+    pub fn throttle_key(&self, user: &str) -> String {
+        throttle::canonical_user(user, &self.domains)
     }
 
     /// The throttle (daemons may consult [`LoginThrottle::locked`] before even asking).
@@ -600,18 +629,23 @@ impl Authenticator {
                 delay: self.throttle.config().failure_delay,
             };
         }
+        let key = self.throttle_key(user);
+        // Taken before the check: the same for a right and a wrong password.
+        let penalty = self.throttle.user_delay(&key);
         let result = self.backend_check(user, password, peer);
-        self.finish(result, peer)
+        self.finish(result, peer, &key, penalty)
     }
 
-    fn finish(&self, result: AuthResult, peer: IpAddr) -> Verdict {
+    /// Records the outcome in the throttle; the delay is the user's penalty, and for a failure
+    /// at least the address's delay.
+    fn finish(&self, result: AuthResult, peer: IpAddr, key: &str, penalty: Duration) -> Verdict {
         let delay = match &result {
             AuthResult::Ok(_) => {
-                self.throttle.record_success(peer);
-                Duration::ZERO
+                self.throttle.record_success(peer, key);
+                penalty
             }
-            AuthResult::Failed => self.throttle.record_failure(peer),
-            AuthResult::Throttled(_) | AuthResult::TempFail(_) => Duration::ZERO,
+            AuthResult::Failed => self.throttle.record_failure(peer, key).max(penalty),
+            AuthResult::Throttled(_) | AuthResult::TempFail(_) => penalty,
         };
         Verdict { result, delay }
     }
@@ -663,6 +697,8 @@ impl Authenticator {
                 delay: self.throttle.config().failure_delay,
             };
         }
+        let key = self.throttle_key(user);
+        let penalty = self.throttle.user_delay(&key);
         let db = self.users();
         let found = db.lookup(user).filter(|u| u.plaintext_password().is_some());
         let random = rand::random::<[u8; 16]>();
@@ -674,7 +710,7 @@ impl Authenticator {
             Some(u) if ok => AuthResult::Ok(u.clone()),
             _ => AuthResult::Failed,
         };
-        self.finish(result, peer)
+        self.finish(result, peer, &key, penalty)
     }
 
     /// Whether any user could use [`check_with_plaintext`](Self::check_with_plaintext) (to
@@ -721,6 +757,21 @@ fn config_fail(e: anyhow::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwd_file_is_looked_at_once_a_second_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "u:{PLAIN}x\n").unwrap();
+        let start = std::time::Instant::now();
+        let a = Authenticator::passwd_file(&path, ThrottleConfig::default()).unwrap();
+        for _ in 0..1000 {
+            assert!(a.lookup("u").is_some());
+        }
+        let looks = a.passwd.as_ref().map_or(0, PasswdFile::looks);
+        // Before: one stat per lookup (interval zero).
+        assert!(looks <= start.elapsed().as_secs() + 1, "{looks} stats");
+    }
 
     #[test]
     fn dummy_hash_is_a_real_sha512_crypt() {

@@ -33,7 +33,11 @@ FILES
       -ERR [SYS/TEMP] and a log line naming the path; the lock, size
       cache and messages are never followed); shared: [users]
       passwd_file, mail_location,
-      [auth] checkpassword and throttle, [tls] cert, key, [run_as]
+      [auth] checkpassword and throttle (per address: failure_delay_ms,
+      max_delay_ms, max_failures, lockout_secs, max_tracked_ips; per user
+      across addresses: user_failure_delay_ms, user_max_delay_ms,
+      max_tracked_users; see mrelayd(1) LOGIN THROTTLE), [tls] cert, key,
+      [run_as]
   MAILDIR/mpopd.lock
       flock held by the session that has the maildrop open
 

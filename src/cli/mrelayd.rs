@@ -80,6 +80,15 @@ PIPE COMMANDS:
   RAW_SENDER, RAW_RECIPIENT, RAW_LOCAL, RAW_USER, RAW_EXTENSION and RAW_DOMAIN hold the exact
   values; quote them (\"$RAW_SENDER\").
 
+LOGIN THROTTLE ([auth], shared with mpopd):
+  Per client address (IPv6: per /64): failure_delay_ms (2000) doubling up to max_delay_ms
+  (15000), lockout after max_failures (10) for lockout_secs (300); a success forgives only the
+  address's failures against that same user. Per user across addresses (case-folded,
+  user@DOMAIN of a served domain counts as user, unknown users alike): every answer for the
+  user waits user_failure_delay_ms (100) doubling per failure up to user_max_delay_ms (15000),
+  never a lockout; the user's own success clears it. Bounded by max_tracked_ips and
+  max_tracked_users (10000 each; oldest dropped).
+
 MAIL LOOPS:
   A next hop (relayhost or MX address) that is one of our own listeners (a wildcard listener
   such as 0.0.0.0:25 counts for every local address, at its port), or that greets (220 or EHLO)
