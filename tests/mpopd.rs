@@ -47,6 +47,7 @@ impl Server {
         let (plain, tls) = (common::free_port(), common::free_port());
         let config = write_config(dir.path(), plain, tls, extra, auth_extra, mail_location);
         let log = std::fs::File::create(dir.path().join("mpopd.log")).unwrap();
+        common::give_to_nobody(dir.path());
         let child = Command::new(common::bin("mpopd"))
             .arg("-c")
             .arg(&config)
@@ -146,16 +147,18 @@ listen = [ {{ address = "127.0.0.1:{plain}" }}, {{ address = "127.0.0.1:{tls}", 
         d = dir.display(),
     );
     let path = dir.join("mailkit.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, common::with_run_as(&text)).unwrap();
     path
 }
 
-/// Delivers `msg` into `user`'s Maildir through the maildir module (the one writer).
+/// Delivers `msg` into `user`'s Maildir through the maildir module (the one writer), then hands
+/// the Maildir to mpopd's `[run_as]` user, as a delivery agent running as that user would leave it.
 fn deliver(s: &Server, user: &str, msg: &[u8]) {
     Maildir::open(s.maildir(user))
         .unwrap()
         .deliver(msg)
         .unwrap();
+    common::give_to_nobody(&s.maildir(user));
 }
 
 /// A message in LF form with lines that need dot-stuffing.
@@ -508,6 +511,8 @@ fn mail_delivered_by_mdeliver_is_retrieved_byte_exact() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // mdeliver ran as root here; mpopd serves the Maildir as its [run_as] user.
+    common::give_to_nobody(&s.maildir("carol"));
     let files: Vec<PathBuf> = std::fs::read_dir(s.maildir("carol").join("new"))
         .unwrap()
         .map(|e| e.unwrap().path())

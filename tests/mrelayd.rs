@@ -69,7 +69,7 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
             mail = dir.join("mail").display(),
             aliases = aliases.display(),
         );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, common::with_run_as(&text)).unwrap();
         Mrelayd {
             dir: dir.to_path_buf(),
             config,
@@ -711,6 +711,8 @@ fn disk_full_gives_452_and_leaves_nothing() {
     for d in ["tmp", "msg", "hold", "state"] {
         std::fs::create_dir(qdir.join(d)).unwrap();
     }
+    // The daemon runs as nobody ([run_as]): the fresh tmpfs must be its.
+    common::give_to_nobody(&qdir);
     m.restart();
     let big = format!("{}\r\n", "b".repeat(900)).repeat(200);
     let input = format!("EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n{big}.\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n");
@@ -1252,6 +1254,7 @@ fn serve_under_systemd_socket_activation() {
     // The config's own addresses (m.smtp, ...) are not used when sockets are passed.
     let (sub, smtp) = (common::free_port(), common::free_port());
     let log = std::fs::File::create(&m.log).unwrap();
+    common::give_to_nobody(dir.path());
     m.child = Some(
         Command::new("systemd-socket-activate")
             .arg(format!("--listen=127.0.0.1:{sub}"))

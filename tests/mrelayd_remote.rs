@@ -407,7 +407,7 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
             smtp = s.smtp_listen,
             remote = s.remote,
         );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, common::with_run_as(&text)).unwrap();
         let log = dir.join("mrelayd.log");
         let child = common::spawn_mrelayd(&config, &log);
         let mut m = Mrelayd {

@@ -88,6 +88,8 @@ impl super::Tool for Args {
         server::log::set_program(Self::NAME);
         let config = Config::load(self.config.as_deref())?;
         let pop: Pop3Config = config.section("mpopd")?;
+        // Before anything is opened: never serve as root.
+        server::refuse_root(&config)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

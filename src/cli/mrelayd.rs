@@ -158,6 +158,22 @@ pub enum Cmd {
         /// Only create the files, do not run.
         #[arg(long)]
         no_run: bool,
+        /// Started as root: run the demo as this user (default nobody) after preparing its
+        /// directory for it.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// Internal: the privileged spawner a daemon with system users starts (README "Privileges").
+    #[command(name = "__spawner", hide = true)]
+    Spawner,
+    /// Internal: a child the spawner runs as a system user (`deliver USER MAILDIR SENDER RCPT`).
+    #[command(name = "__child", hide = true)]
+    Child {
+        /// What the child does.
+        kind: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Print what the running config would answer to a client, stage by stage, and why.
     Explain {
@@ -213,8 +229,8 @@ impl super::Tool for Args {
     const NAME: &'static str = "mrelayd";
     fn run(self) -> Result<u8> {
         log::set_program(Self::NAME);
-        if let Cmd::Quickstart { dir, no_run } = self.command {
-            let demo = quickstart::prepare(dir)?;
+        if let Cmd::Quickstart { dir, no_run, user } = self.command {
+            let demo = quickstart::prepare(dir, user)?;
             println!("{}", demo.banner());
             if no_run {
                 return Ok(exit::OK);
@@ -260,6 +276,27 @@ impl super::Tool for Args {
                     rcpts,
                 };
                 admin::explain(&config, &relay, &query, &mut out())?;
+            }
+            Cmd::Spawner => {
+                let auth = std::sync::Arc::new(crate::auth::Authenticator::from_config(&config)?);
+                let policy = crate::server::spawn::PasswdUsers {
+                    auth,
+                    kind: crate::relay::local::DELIVER_CHILD,
+                };
+                let first = config.run_as.as_ref().map_or(1000, |r| r.first_valid_uid);
+                crate::server::spawn::serve_spawner(config.path.as_deref(), first, &policy)
+                    .map_err(|e| exit::fail(exit::OSERR, format!("spawner: {e}")))?;
+            }
+            Cmd::Child { kind, args } => {
+                if kind != crate::relay::local::DELIVER_CHILD {
+                    return Err(exit::fail(exit::USAGE, format!("unknown child {kind:?}")));
+                }
+                let links = crate::maildir::Links::allowing(relay.allow_symlinked_maildir);
+                return Ok(crate::relay::local::child_deliver(
+                    &args,
+                    relay.max_message_size,
+                    links,
+                ));
             }
             Cmd::Quickstart { .. } => return Ok(exit::SOFTWARE),
         }

@@ -132,8 +132,12 @@ struct Setup {
 }
 
 fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
+    // Before anything is opened or created: never serve as root.
+    server::refuse_root(config)?;
     let (auth, router, queue) = open(config, relay)?;
     chown_queue(config, &queue)?;
+    // System users are delivered to by children of a root spawner, started before the drop.
+    server::spawn::start_for(config, &auth)?;
     let settings = settings(config, relay)?;
     let daemon = Arc::new(Daemon {
         hostname: config.hostname.clone(),
@@ -193,28 +197,36 @@ pub fn inetd(config: &Config, relay: &RelayConfig, role: &str) -> Result<()> {
 pub fn serve(config: &Config, relay: &RelayConfig) -> Result<()> {
     let s = setup(config, relay, false)?;
     let specs = listener_specs(relay)?;
-    // `flush` and a second `serve` see this lock held while we run.
-    let _lock = runner::lock_serve(&s.queue)?;
-    if let Err(e) = s.queue.recover(Duration::ZERO) {
-        log::line(format_args!("queue cleanup: {e}"));
-    }
     let stop = Arc::new(AtomicBool::new(false));
-    let runner = Runner::start(
-        s.deliverer.clone(),
-        relay.delivery_workers.max(1),
-        stop.clone(),
-    );
-    *s.daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.sender());
+    let daemon = s.daemon.clone();
+    let (queue, deliverer, settings, handler) = (s.queue, s.deliverer, s.settings, s.handler);
+    let workers = relay.delivery_workers.max(1);
+    let mut running = None;
     let r = s.rt.block_on(async {
         let shutdown = server::shutdown_signal()?;
         let listeners = Listeners::bind(&specs)?;
-        server::serve(listeners, s.settings, s.handler, shutdown).await
+        // Root is needed only to bind: drop it before the queue is touched or any delivery
+        // (a |pipe command) runs. `serve` below finds us already switched.
+        if let Some(run_as) = &settings.run_as {
+            server::drop_privileges(run_as)?;
+        }
+        // `flush` and a second `serve` see this lock held while we run.
+        let lock = runner::lock_serve(&queue)?;
+        if let Err(e) = queue.recover(Duration::ZERO) {
+            log::line(format_args!("queue cleanup: {e}"));
+        }
+        let runner = Runner::start(deliverer.clone(), workers, stop.clone());
+        *daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.sender());
+        running = Some((runner, lock));
+        server::serve(listeners, settings, handler, shutdown).await
     });
     s.rt.shutdown_timeout(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
-    *s.daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    runner.join();
-    s.deliverer.close();
+    *daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if let Some((runner, _lock)) = running {
+        runner.join();
+    }
+    deliverer.close();
     r
 }
 

@@ -12,6 +12,15 @@
 //! quote them properly. Exit 0 is delivered, 75 (EX_TEMPFAIL) is "retry later", any other status
 //! is a permanent failure; a command killed by a signal or by the timeout is retried.
 //!
+//! A Maildir of a *system user* (a passwd-file entry with its own uid/gid, README
+//! "Privileges") is not written by the daemon: it is delivered by a child process running as
+//! that user, which the privileged spawner ([`crate::server::spawn`]) starts
+//! ([`deliver_as_user`]; as Postfix's local(8) runs as the recipient). The child
+//! (`mrelayd __child deliver USER MAILDIR SENDER RCPT`, [`child_deliver`]) reads the message on
+//! stdin, delivers it with the same writer, prints a failure on stdout and exits 0, 75 (retry)
+//! or another sysexits code (permanent). The spawner takes the Maildir from its own lookup of
+//! the user ([`crate::server::spawn::PasswdUsers`]), never from the daemon.
+//!
 //! Queue entries are processed by [`super::deliver`]; remote targets go to [`super::remote`].
 
 use std::io::{self, Read, Write};
@@ -76,6 +85,11 @@ pub fn deliver_target_with(
         recipient: Some(rcpt.to_string()),
     };
     match target {
+        Target::Maildir {
+            user: Some(user), ..
+        } if crate::server::spawn::for_user(user).is_some() => {
+            deliver_as_user(user, sender, rcpt, message, pipe_timeout)
+        }
         Target::Maildir { path, .. } => maildir(path, message, &env, links),
         Target::Pipe { command, ext } => pipe(
             command,
@@ -226,6 +240,99 @@ fn pipe(
         None => Err(Failure::temp(format!(
             "|{command}: killed by a signal {output}"
         ))),
+    }
+}
+
+/// The child kind that delivers one message into a system user's Maildir.
+pub const DELIVER_CHILD: &str = "deliver";
+
+/// Delivers `message` for system user `user` through a child running as that user (module
+/// doc). The child's exit maps back as a pipe's does: 0 delivered, 75 retry, other permanent.
+fn deliver_as_user(
+    user: &str,
+    sender: &str,
+    rcpt: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let Some(spawner) = crate::server::spawn::for_user(user) else {
+        return Err(Failure::temp(format!("no spawner for system user {user}")));
+    };
+    let what = format!("delivery as {user}");
+    let io = |e: io::Error| Failure::temp(format!("{what}: {e}"));
+    let (mut to_child, child_in) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+    let (mut from_child, child_out) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+    // The child gets the whole time a pipe command would; a stuck one is a retry.
+    from_child.set_read_timeout(Some(timeout)).map_err(io)?;
+    to_child.set_write_timeout(Some(timeout)).map_err(io)?;
+    let pending = spawner
+        .spawn(
+            DELIVER_CHILD,
+            user,
+            &[sender, rcpt],
+            child_in.into(),
+            child_out.into(),
+        )
+        .map_err(io)?;
+    let data = message.to_vec();
+    let writer = std::thread::spawn(move || {
+        // A child that stops reading has failed and says so in its status.
+        let _ = to_child.write_all(&data);
+    });
+    let mut output = Vec::new();
+    let _ = (&mut from_child)
+        .take(MAX_PIPE_OUTPUT)
+        .read_to_end(&mut output);
+    drop(from_child);
+    let _ = writer.join();
+    let code = pending.wait().map_err(io)?;
+    let output = String::from_utf8_lossy(&output);
+    let output = output.split_whitespace().collect::<Vec<_>>().join(" ");
+    match code {
+        0 => Ok(()),
+        c if c == i32::from(exit::TEMPFAIL) => Err(Failure::temp(format!("{what}: {output}"))),
+        c => Err(Failure::new(
+            false,
+            format!("{what}: exit {c} {output}"),
+            pipe_status(c),
+        )),
+    }
+}
+
+/// `mrelayd __child deliver USER MAILDIR SENDER RCPT` (running as the user): delivers stdin
+/// (at most `max_size` bytes) into MAILDIR. Returns the exit code; a failure is printed on
+/// stdout for the daemon.
+pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Links) -> u8 {
+    let [_user, maildir, sender, rcpt] = args else {
+        println!("bad arguments");
+        return exit::USAGE;
+    };
+    let mut message = Vec::new();
+    if let Err(e) = io::stdin()
+        .take(max_size.saturating_add(1))
+        .read_to_end(&mut message)
+    {
+        println!("reading the message: {e}");
+        return exit::TEMPFAIL;
+    }
+    if message.len() as u64 > max_size {
+        println!("message larger than {max_size} bytes");
+        return exit::DATAERR;
+    }
+    let target = Target::Maildir {
+        path: maildir.into(),
+        user: None,
+    };
+    match deliver_target_with(&target, sender, rcpt, &message, Duration::ZERO, links) {
+        Ok(()) => exit::OK,
+        Err(f) => {
+            println!("{}", f.message);
+            if f.temporary {
+                exit::TEMPFAIL
+            } else {
+                exit::DATAERR
+            }
+        }
     }
 }
 

@@ -4,6 +4,12 @@
 //! paths relative to it, a passwd-file with user `demo` and a random password, a self-signed
 //! certificate with its CA, and the demo Maildir. [`Demo::run`] then runs mrelayd `serve` in
 //! this process and supervises `mpopd serve` next to it ([`supervise`]), until Ctrl-C.
+//!
+//! Started as root, the demo is a virtual-users setup for an unprivileged user (`nobody`, or
+//! the one `--user` names): the config gets a `[run_as]` block for it and the directory
+//! (queue, state, Maildirs, passwd-file, key) is handed to it ([`prepare_for`]), so both
+//! daemons drop to it after binding (they refuse to serve as root). Started as anyone else it
+//! runs as that user.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +37,8 @@ pub const DEMO_PASSWORD_LEN: usize = 16;
 pub const RESTART_PAUSE: Duration = Duration::from_secs(2);
 /// How long a supervised child may take to exit after Ctrl-C before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The user the demo runs as when started as root and `--user` names none.
+pub const DEFAULT_ROOT_USER: &str = "nobody";
 
 /// A prepared demo directory.
 #[derive(Debug, Clone)]
@@ -43,10 +51,31 @@ pub struct Demo {
     pub password: String,
     /// Whether this run created the files (else they were reused).
     pub fresh: bool,
+    /// The user the daemons run as when started as root (`[run_as]`); `None`: as the caller.
+    pub run_as: Option<String>,
 }
 
-/// Creates the demo in `dir` (default [`DEFAULT_DIR`]) unless its config exists already.
-pub fn prepare(dir: Option<PathBuf>) -> Result<Demo> {
+/// The `[run_as]` user for a demo started by `euid` with `--user` `user`: root runs it as
+/// `user` or [`DEFAULT_ROOT_USER`]; anyone else runs it as themselves (and cannot name another
+/// user: switching needs root).
+fn demo_user(euid: u32, user: Option<String>) -> Result<Option<String>> {
+    match (euid, user) {
+        (0, u) => Ok(Some(u.unwrap_or_else(|| DEFAULT_ROOT_USER.into()))),
+        (_, None) => Ok(None),
+        (uid, Some(u)) => match crate::server::sys::lookup_user(&u) {
+            Ok(Some((target, _))) if target == uid => Ok(None),
+            _ => Err(exit::fail(
+                exit::USAGE,
+                format!("--user {u}: only root can run the demo as another user"),
+            )),
+        },
+    }
+}
+
+/// Creates the demo in `dir` (default [`DEFAULT_DIR`]) unless its config exists already, for
+/// the user `--user` names (see [`demo_user`]).
+pub fn prepare(dir: Option<PathBuf>, user: Option<String>) -> Result<Demo> {
+    let run_as = demo_user(crate::server::sys::euid(), user)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir =
@@ -87,7 +116,14 @@ trusted_networks = []\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\
 ",
             mail = mail.display()
         );
+        let config = match &run_as {
+            Some(u) => format!("{config}{}", run_as_block(u)),
+            None => config,
+        };
         write_new(&config_path, &config, 0o644)?;
+    }
+    if let Some(user) = &run_as {
+        prepare_for(&dir, &config_path, user)?;
     }
     let password = std::fs::read_to_string(&pw_path)
         .map(|p| p.trim().to_string())
@@ -97,7 +133,95 @@ trusted_networks = []\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\
         config: config_path,
         password,
         fresh,
+        run_as,
     })
+}
+
+/// The config text that makes the daemons drop to `user` after binding.
+fn run_as_block(user: &str) -> String {
+    format!(
+        "\n# Started as root: the daemons switch to this user after binding.\n\
+[run_as]\nuser = \"{user}\"\n"
+    )
+}
+
+/// Prepares the demo in `dir` for running as `user` (root only): the config names it in
+/// `[run_as]` (a reused config without one gets the block appended; one naming another user is
+/// an error), every directory from `/` down to `dir` must let it through, and everything below
+/// `dir` but the password note is handed to it, without following symlinks.
+fn prepare_for(dir: &Path, config_path: &Path, user: &str) -> Result<()> {
+    let (uid, gid) = crate::server::sys::resolve_ids(user, None)
+        .map_err(|e| exit::fail(exit::CONFIG, format!("--user {user}: {e}")))?;
+    if uid == 0 {
+        return Err(exit::fail(
+            exit::USAGE,
+            format!("--user {user}: the demo does not run as root; name an unprivileged user"),
+        ));
+    }
+    let config = Config::load(Some(config_path))?;
+    match config.run_as.as_ref().map(|r| r.user.as_str()) {
+        Some(u) if u == user => {}
+        Some(u) => {
+            return Err(exit::fail(
+                exit::CONFIG,
+                format!(
+                    "{} runs as {u}, not {user}: edit its [run_as] user or use another directory",
+                    config_path.display()
+                ),
+            ))
+        }
+        None => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(config_path)
+                .with_context(|| format!("opening {}", config_path.display()))?;
+            f.write_all(run_as_block(user).as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("writing {}", config_path.display()))?;
+        }
+    }
+    // The daemons reach their files by absolute path after dropping root.
+    use std::os::unix::fs::MetadataExt as _;
+    for ancestor in dir.ancestors().skip(1) {
+        let m = std::fs::metadata(ancestor)
+            .with_context(|| format!("checking {}", ancestor.display()))?;
+        let searchable = m.mode() & 0o001 != 0
+            || (m.uid() == uid && m.mode() & 0o100 != 0)
+            || (m.gid() == gid && m.mode() & 0o010 != 0);
+        if !searchable {
+            return Err(exit::fail(
+                exit::CONFIG,
+                format!(
+                    "{user} cannot reach {}: {} is closed to it; put the demo elsewhere \
+                     (e.g. /tmp/{DEFAULT_DIR}) or name another --user",
+                    dir.display(),
+                    ancestor.display()
+                ),
+            ));
+        }
+    }
+    let keep = dir.join("demo-password");
+    give_tree(dir, &keep, uid, gid)
+}
+
+/// `lchown`s `path` and everything below it (symlinks themselves, never their targets) to
+/// `uid`:`gid`, except `keep`.
+fn give_tree(path: &Path, keep: &Path, uid: u32, gid: u32) -> Result<()> {
+    if path == keep {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))?;
+    let meta =
+        std::fs::symlink_metadata(path).with_context(|| format!("checking {}", path.display()))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+            let e = e.with_context(|| format!("reading {}", path.display()))?;
+            give_tree(&e.path(), keep, uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 impl Demo {
@@ -106,9 +230,13 @@ impl Demo {
         let password = &self.password;
         let c = self.config.display();
         let d = self.dir.display();
+        let runs_as = match &self.run_as {
+            Some(u) => format!("  runs as:   {u} (started as root; [run_as] in the config)\n"),
+            None => String::new(),
+        };
         format!(
             "mailkit demo in {d} ({})\n\
-\n  user:      demo@localhost\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n\
+\n  user:      demo@localhost\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n{runs_as}\
 \n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n\
 \nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  mrelayd -c {c} queue\n  ls {d}/mail/demo/Maildir/new\n",
             if self.fresh { "created" } else { "reused" }
@@ -205,6 +333,11 @@ pub fn supervise(
                     Err(_) => return,
                 }
             };
+            if stopped_by_signal(status) {
+                // `serve` exits 0 only when SIGTERM/SIGINT stopped it: Ctrl-C reached the
+                // process group before our own shutdown set `stop`. Not a failure, no restart.
+                return;
+            }
             if status.code() == Some(i32::from(exit::UNAVAILABLE)) {
                 log::line(format_args!(
                     "{prog} is not available yet; continuing without it"
@@ -217,6 +350,13 @@ pub fn supervise(
     })
 }
 
+/// Whether a `serve` child ended because it was told to stop: exit 0 (it handled SIGTERM or
+/// SIGINT) or killed by one of those signals.
+fn stopped_by_signal(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.success() || matches!(status.signal(), Some(libc::SIGTERM | libc::SIGINT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,13 +365,13 @@ mod tests {
     fn demo_is_created_once_then_reused() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("demo");
-        let first = prepare(Some(dir.clone())).unwrap();
+        let first = prepare(Some(dir.clone()), None).unwrap();
         assert!(first.fresh);
         assert_eq!(first.password.len(), DEMO_PASSWORD_LEN);
         let banner = first.banner();
         assert!(banner.contains("(created)") && banner.contains(&first.password));
         assert!(banner.ends_with("/mail/demo/Maildir/new\n"), "{banner}");
-        let again = prepare(Some(dir.clone())).unwrap();
+        let again = prepare(Some(dir.clone()), None).unwrap();
         assert!(!again.fresh && again.banner().contains("(reused)"));
         assert_eq!(again.password, first.password);
         // The config it wrote loads.

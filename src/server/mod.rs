@@ -63,6 +63,7 @@ use crate::exit;
 mod conn;
 pub mod log;
 pub mod pace;
+pub mod spawn;
 // The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.
 #[allow(unsafe_code)]
 pub mod sys;
@@ -439,6 +440,46 @@ pub fn parse_activation(
         .collect())
 }
 
+/// Refuses to serve as root: a daemon started as root (euid 0) needs a `[run_as]` user, and one
+/// that is not root itself, or it exits 78 (EX_CONFIG) naming the key to set. There is no
+/// override: the daemons only ever touch mail as an unprivileged user (README "Privileges").
+/// Not root: nothing to check (the daemon runs as whoever started it). Daemons call this
+/// before binding or opening anything.
+pub fn refuse_root(config: &crate::config::Config) -> Result<()> {
+    if sys::euid() != 0 {
+        return Ok(());
+    }
+    let file = config
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the configuration file".into());
+    let Some(run_as) = &config.run_as else {
+        return Err(exit::fail(
+            exit::CONFIG,
+            format!("running as root needs a [run_as] user in {file} (e.g. user = \"mail\")"),
+        ));
+    };
+    match sys::resolve_ids(&run_as.user, run_as.group.as_deref()) {
+        Ok((0, _)) => Err(exit::fail(
+            exit::CONFIG,
+            format!(
+                "[run_as] user {:?} in {file} is root (uid 0); name an unprivileged user \
+                 (e.g. user = \"mail\")",
+                run_as.user
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(exit::fail(exit::CONFIG, format!("[run_as] in {file}: {e}")))
+        }
+        Err(e) => Err(exit::fail(
+            exit::OSERR,
+            format!("[run_as] in {file}: looking up {}: {e}", run_as.user),
+        )),
+    }
+}
+
 /// Switches to `run_as` when running as root. Not root: fine if we already are that user, else
 /// an error (asked to run as someone we cannot become). Any failure is fatal: the caller must
 /// not keep serving as root.
@@ -460,6 +501,10 @@ pub fn drop_privileges(run_as: &RunAs) -> Result<()> {
     }
     match sys::drop_privileges(&run_as.user, run_as.group.as_deref()) {
         Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(exit::fail(
+            exit::CONFIG,
+            format!("switching to user {}: {e}", run_as.user),
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(exit::fail(
             exit::CONFIG,
             format!("switching to user {}: {e}", run_as.user),

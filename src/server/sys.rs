@@ -176,10 +176,17 @@ pub fn resolve_ids(user: &str, group: Option<&str>) -> io::Result<(u32, u32)> {
 /// Switches the whole process (all threads: glibc broadcasts set*id) to `user` and `group`
 /// (default: the user's primary group), supplementary groups reduced to that one group.
 /// Order matters: groups first, uid last, because after setuid we may no longer change groups.
-/// Afterwards verifies that real and effective ids are the target and, unless the target is
-/// root, that regaining root fails. Any failure is an error: the caller must not go on serving.
+/// A target of uid 0 is refused (PermissionDenied). Afterwards verifies that real and effective
+/// ids are the target and that regaining root fails. Any failure is an error: the caller must not go on serving.
 pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)> {
     let (uid, gid) = resolve_ids(user, group)?;
+    // "Dropping" to root would keep every privilege: never a valid target.
+    if uid == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("user {user:?} is root (uid 0)"),
+        ));
+    }
     let groups = [gid as libc::gid_t];
     // SAFETY: `groups` is a valid array of the given length for the duration of the call.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
@@ -208,7 +215,7 @@ pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)
         )));
     }
     // SAFETY: as above; this call is expected to fail with EPERM.
-    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+    if unsafe { libc::setuid(0) } == 0 {
         return Err(io::Error::other(
             "could regain root after dropping privileges",
         ));

@@ -63,6 +63,38 @@ pub fn scratch() -> tempfile::TempDir {
     dir
 }
 
+/// uid and gid of `nobody`/`nogroup` (Debian), the mail user every test daemon runs as.
+pub const NOBODY: u32 = 65534;
+
+/// The `[run_as]` block every test daemon gets: the tests run as root (CI does) and mrelayd and
+/// mpopd refuse to serve as root without one. Append it at the top level of a config (after the
+/// last section is fine: it opens its own table); [`with_run_as`] does that once.
+pub const RUN_AS: &str = "\n[run_as]\nuser = \"nobody\"\n";
+
+/// `config` with [`RUN_AS`] appended unless it already names a `[run_as]` user.
+pub fn with_run_as(config: &str) -> String {
+    if config.contains("[run_as]") {
+        config.to_string()
+    } else {
+        format!("{config}{RUN_AS}")
+    }
+}
+
+/// Hands `path` and everything below it to nobody (without following symlinks), so a daemon
+/// running as [`RUN_AS`] can write its queue, Maildirs and state there and read what the test
+/// put there as root. Call it after writing the files and right before starting the daemon
+/// (and again after the test adds files the daemon must change, e.g. a delivered message).
+pub fn give_to_nobody(path: &Path) {
+    std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    let meta = std::fs::symlink_metadata(path).expect("stat");
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).expect("read_dir").flatten() {
+            give_to_nobody(&e.path());
+        }
+    }
+}
+
 /// Longest a child run by [`run_with_input`] may take before it is killed and the test fails.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -199,8 +231,13 @@ impl Dns {
 }
 
 /// Spawns `mrelayd -c CONFIG serve` with its stderr appended to `log` (so a restart keeps the
-/// earlier log). The caller waits for its listeners.
+/// earlier log). The config (written through [`with_run_as`]) makes it run as nobody, so the
+/// config's directory, where the tests keep its state, queue and Maildirs, is handed to nobody
+/// first ([`give_to_nobody`]). The caller waits for its listeners.
 pub fn spawn_mrelayd(config: &Path, log: &Path) -> Child {
+    if let Some(dir) = config.parent() {
+        give_to_nobody(dir);
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
