@@ -16,6 +16,12 @@ _mrelayd() {
             ",$1")
                 cmd="mrelayd"
                 ;;
+            mrelayd,__child)
+                cmd="mrelayd__subcmd____child"
+                ;;
+            mrelayd,__spawner)
+                cmd="mrelayd__subcmd____spawner"
+                ;;
             mrelayd,explain)
                 cmd="mrelayd__subcmd__explain"
                 ;;
@@ -36,6 +42,12 @@ _mrelayd() {
                 ;;
             mrelayd,serve)
                 cmd="mrelayd__subcmd__serve"
+                ;;
+            mrelayd__subcmd__help,__child)
+                cmd="mrelayd__subcmd__help__subcmd____child"
+                ;;
+            mrelayd__subcmd__help,__spawner)
+                cmd="mrelayd__subcmd__help__subcmd____spawner"
                 ;;
             mrelayd__subcmd__help,explain)
                 cmd="mrelayd__subcmd__help__subcmd__explain"
@@ -116,8 +128,52 @@ _mrelayd() {
 
     case "${cmd}" in
         mrelayd)
-            opts="-c -h -V --config --help --version serve inetd queue flush quickstart explain help"
+            opts="-c -h -V --config --help --version serve inetd queue flush quickstart __spawner __child explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd____child)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd____spawner)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -202,8 +258,36 @@ _mrelayd() {
             return 0
             ;;
         mrelayd__subcmd__help)
-            opts="serve inetd queue flush quickstart explain help"
+            opts="serve inetd queue flush quickstart __spawner __child explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__help__subcmd____child)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__help__subcmd____spawner)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -640,12 +724,16 @@ _mrelayd() {
             return 0
             ;;
         mrelayd__subcmd__quickstart)
-            opts="-c -h --no-run --config --help"
+            opts="-c -h --no-run --user --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
