@@ -1862,3 +1862,79 @@ fn a_flood_from_15_addresses_leaves_slots_for_a_new_one() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Issue 10 item 4: root running `mrelayd flush` with no daemon delivers in-process, but as
+/// the `[run_as]` user (a `|pipe` alias never runs as uid 0, no root-owned state files are
+/// left), and a queue file the daemon cannot read is reported by `mrelayd queue` and logged.
+#[test]
+fn flush_as_root_without_daemon_delivers_as_run_as_user() {
+    let tmp = common::scratch();
+    let dir = tmp.path();
+    let flag = dir.join("ok-now");
+    let out = dir.join("uid");
+    std::fs::write(
+        dir.join("aliases"),
+        format!(
+            "postmaster: alice\nwhoami: |test -e {f} || exit 75; id -u > {o}\n",
+            f = flag.display(),
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let mut m = Mrelayd::start(dir, "", "");
+    // Deferred (exit 75) by the daemon, then the daemon stops.
+    let (ok, text) = send_from_remote(m.smtp, "whoami@example.test", &[]);
+    assert!(ok, "{text}");
+    let id = queued_id(&text);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !String::from_utf8_lossy(&m.cli(&["queue"]).stdout).contains("exit 75") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    m.kill();
+    std::fs::write(&flag, "").unwrap();
+    let f = m.cli(&["flush"]);
+    assert!(f.status.success(), "{f:?}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default().trim(),
+        common::NOBODY.to_string(),
+        "the pipe alias ran as another user than [run_as]: {f:?}"
+    );
+    // Nothing in the queue belongs to root now.
+    use std::os::unix::fs::MetadataExt as _;
+    for sub in ["msg", "hold", "state", "tmp"] {
+        for e in std::fs::read_dir(m.queue_dir().join(sub))
+            .unwrap()
+            .flatten()
+        {
+            let md = e.metadata().unwrap();
+            assert_eq!(md.uid(), common::NOBODY, "{} is root's", e.path().display());
+        }
+    }
+    assert!(!String::from_utf8_lossy(&m.cli(&["queue"]).stdout).contains(&id));
+
+    // A root-owned 0600 message the daemon's user cannot read: listed and logged, loudly.
+    let planted = m.queue_dir().join("msg").join(&id);
+    std::fs::write(
+        &planted,
+        "{\"sender\":\"\",\"recipients\":[],\"time\":0}\nx",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &planted,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let q = m.cli(&["queue"]);
+    let listing = String::from_utf8_lossy(&q.stdout);
+    let log = String::from_utf8_lossy(&q.stderr);
+    let path = planted.display().to_string();
+    assert!(
+        listing.contains("UNREADABLE") && listing.contains(&path),
+        "{listing}"
+    );
+    assert!(
+        log.contains(&path) && log.contains("ermission denied"),
+        "{log}"
+    );
+}

@@ -246,6 +246,8 @@ impl super::Tool for Args {
             Cmd::Serve => daemon::serve(&config, &relay)?,
             Cmd::Inetd { role } => daemon::inetd(&config, &relay, &role)?,
             Cmd::Queue { action } => {
+                // hold/release/remove write the queue: as the daemon's user, never as root.
+                admin::become_run_as(&config)?;
                 let queue = admin::open_queue(&config, &relay)?;
                 match action.unwrap_or(QueueCmd::List) {
                     QueueCmd::List => admin::list(&queue, &mut out())?,

@@ -219,6 +219,17 @@ pub enum Place {
     Held,
 }
 
+/// A queue entry that could not be read (its message or its state file).
+#[derive(Debug)]
+pub struct Unreadable {
+    /// Queue id.
+    pub id: String,
+    /// The message file of the entry (the state file may be the one that failed).
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub error: io::Error,
+}
+
 /// One line of `mrelayd queue`.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -642,21 +653,39 @@ impl Queue {
         Ok(ids)
     }
 
-    /// Every message, active and held, oldest first (for `mrelayd queue`).
+    /// Every message, active and held, oldest first (for `mrelayd queue`); the first entry
+    /// that cannot be read is an error (see [`list_all`](Self::list_all) for a listing that
+    /// goes on).
     pub fn list(&self) -> io::Result<Vec<Entry>> {
+        let (out, bad) = self.list_all()?;
+        match bad.into_iter().next() {
+            Some(b) => Err(b.error),
+            None => Ok(out),
+        }
+    }
+
+    /// Every readable message, oldest first, and every entry that could not be read (message
+    /// or state file: permission, damage) with its path and error, so that `mrelayd queue`
+    /// shows them instead of hiding them.
+    pub fn list_all(&self) -> io::Result<(Vec<Entry>, Vec<Unreadable>)> {
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         for (dir, place) in [("msg", Place::Active), ("hold", Place::Held)] {
             for id in self.ids(dir)? {
                 match self.entry_in(&id, dir, place) {
                     Ok(e) => out.push(e),
                     // Delivered and removed while we were listing.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                    Err(error) => bad.push(Unreadable {
+                        path: self.root.join(dir).join(&id),
+                        id,
+                        error,
+                    }),
                 }
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        Ok((out, bad))
     }
 
     /// One entry (for `mrelayd queue show ID`).
@@ -1008,6 +1037,11 @@ mod tests {
         fs::write(dir.path().join("msg").join(&id), b"no newline").unwrap();
         assert!(q.lock(&id).is_err());
         assert!(q.list().is_err());
+        let (ok, bad) = q.list_all().unwrap();
+        assert!(ok.is_empty());
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].id, id);
+        assert_eq!(bad[0].path, dir.path().join("msg").join(&id));
         fs::write(dir.path().join("msg").join(&id), b"{bad json}\nx").unwrap();
         assert!(q.entry(&id).is_err());
     }

@@ -31,12 +31,43 @@ pub fn open_queue(config: &Config, relay: &RelayConfig) -> Result<Queue> {
 
 /// `mrelayd queue`: every message with size, age, sender and pending recipients with their
 /// last error; held entries are marked `!`.
+/// Entries that cannot be read are listed too, loudly (and logged with path and error): a
+/// queue file the daemon cannot read must not wait there unnoticed.
 pub fn list(queue: &Queue, out: &mut impl Write) -> Result<()> {
-    let list = queue
-        .list()
+    let (list, bad) = queue
+        .list_all()
         .with_context(|| format!("reading queue {}", queue.root().display()))?;
     write_list(&list, queue::now(), out)?;
+    for b in &bad {
+        log::line(format_args!(
+            "{}: cannot read queue entry {}: {}",
+            b.id,
+            b.path.display(),
+            b.error
+        ));
+        writeln!(
+            out,
+            "{:<24} UNREADABLE {}: {}",
+            format!("{}?", b.id),
+            b.path.display(),
+            b.error
+        )?;
+    }
     Ok(())
+}
+
+/// Before a command touches the queue as root (`flush`, `queue ...`): switches to the
+/// `[run_as]` user the daemon runs as, so that nothing (a `|pipe` alias, a state file) runs or
+/// is written as root, and the daemon can read every file it finds. Not root, or no
+/// `[run_as]`: nothing to do.
+pub fn become_run_as(config: &Config) -> Result<()> {
+    if crate::server::sys::euid() != 0 {
+        return Ok(());
+    }
+    match crate::server::RunAs::from_config(config) {
+        Some(run_as) => crate::server::drop_privileges(&run_as),
+        None => Ok(()),
+    }
 }
 
 fn write_list(list: &[Entry], now: u64, out: &mut impl Write) -> std::io::Result<()> {
@@ -217,6 +248,8 @@ impl std::fmt::Display for Flushed {
 /// `mrelayd flush`: asks the running daemon to retry every queued message now, or, when none
 /// runs, delivers them in this process ([`runner::run_once`]).
 pub fn flush(config: &Config, relay: &RelayConfig) -> Result<Flushed> {
+    // Delivery here runs `|pipe` aliases and writes state files: never as root.
+    become_run_as(config)?;
     let (_auth, router, queue) = daemon::open(config, relay)?;
     if runner::daemon_running(&queue) {
         queue.request_flush().context("requesting a flush")?;
