@@ -278,3 +278,126 @@ fn quickstart_as_root_runs_as_nobody_and_stops_cleanly_at_ctrl_c() {
         );
     }
 }
+
+/// A system user (own uid/gid in the passwd-file, Maildir 0700 of its own): mrelayd, running
+/// as nobody, delivers to it through a child running as that user, started by the spawner.
+#[test]
+fn mrelayd_delivers_to_a_system_user_as_that_user() {
+    use std::os::unix::fs::MetadataExt as _;
+    assert_root();
+    let (name, uid) = ("mkpriv1501", 1501u32);
+    let _ = Command::new("userdel")
+        .arg(name)
+        .stderr(Stdio::null())
+        .status();
+    let st = Command::new("useradd")
+        .args([
+            "-u",
+            &uid.to_string(),
+            "-M",
+            "-N",
+            "-g",
+            "100",
+            "-s",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "useradd");
+    struct Remove(&'static str);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(self.0).status();
+        }
+    }
+    let _remove = Remove(name);
+    let dir = common::scratch();
+    let smtp = common::free_port();
+    let d = dir.path();
+    std::fs::write(
+        d.join("passwd"),
+        format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}pw::::::\n"),
+    )
+    .unwrap();
+    let config = d.join("mailkit.toml");
+    std::fs::write(
+        &config,
+        common::with_run_as(&format!(
+            "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
+[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
+[mrelayd]\ntrusted_networks = []\nlisten = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }} ]\n\
+[mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
+            d = d.display()
+        )),
+    )
+    .unwrap();
+    let md = d.join("mail/sys");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    common::give_to_nobody(d);
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:100")])
+        .arg(&md)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("chmod")
+        .args(["-R", "0700"])
+        .arg(&md)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let log = d.join("mrelayd.log");
+    let mut daemon = common::KillOnDrop(common::spawn_mrelayd(&config, &log));
+    // spawn_mrelayd handed the whole directory to nobody: the Maildir is the user's again.
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:100")])
+        .arg(&md)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_port(smtp, "mrelayd", &text);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", smtp)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    use std::io::{Read as _, Write as _};
+    s.write_all(b"EHLO t\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<sys@example.test>\r\nDATA\r\nSubject: sys\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("\r\n250 2.0.0"), "{reply}");
+    let deadline = Instant::now() + TIMEOUT;
+    let file = loop {
+        if let Some(e) = std::fs::read_dir(md.join("new")).unwrap().flatten().next() {
+            break e.path();
+        }
+        assert!(Instant::now() < deadline, "not delivered: {}", text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (uid, 100), "{}", text());
+    // The daemon itself runs as nobody; its one child is the root spawner.
+    let pid = daemon.id();
+    assert_eq!(proc_euid(pid), Some(common::NOBODY));
+    let kids = children_of(pid);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    assert_eq!(proc_euid(kids[0]), Some(0));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", kids[0])).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("__spawner"));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    // The spawner exits with the daemon.
+    let deadline = Instant::now() + TIMEOUT;
+    while proc_euid(kids[0]).is_some() {
+        let zombie = std::fs::read_to_string(format!("/proc/{}/status", kids[0]))
+            .map(|s| s.contains("State:\tZ"))
+            .unwrap_or(true);
+        if zombie {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the spawner outlived the daemon");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
