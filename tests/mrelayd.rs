@@ -1938,3 +1938,88 @@ fn flush_as_root_without_daemon_delivers_as_run_as_user() {
         "{log}"
     );
 }
+
+/// python3 smtplib over implicit TLS: one AUTH PLAIN per line of argv[2:] (`SRC USER PASS`),
+/// each from its own source address; prints `CODE SECONDS` per attempt (time from sending
+/// AUTH to its reply).
+const PY_AUTH_TIMES: &str = r#"
+import smtplib, ssl, sys, time, base64
+port = int(sys.argv[1])
+ctx = ssl._create_unverified_context()
+for spec in sys.argv[2:]:
+    src, user, pw = spec.split(" ")
+    s = smtplib.SMTP_SSL("127.0.0.1", port, timeout=60, context=ctx, source_address=(src, 0))
+    s.ehlo("py.test")
+    tok = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
+    t = time.monotonic()
+    code, _ = s.docmd("AUTH PLAIN " + tok)
+    print(code, time.monotonic() - t, flush=True)
+    s.close()
+"#;
+
+/// Issue 10 item 6 against the real daemon: guesses interleaved with logins to the attacker's
+/// own account get the address locked out, guesses at one user from 10 addresses get slower
+/// per user, the victim still logs in from a fresh address, and an unknown user is answered
+/// like a known one, delay included.
+#[test]
+fn login_throttle_per_user_across_addresses_over_smtp() {
+    let tmp = common::scratch();
+    let auth = "[auth]\nfailure_delay_ms = 1\nmax_delay_ms = 1\nmax_failures = 4\n\
+                user_failure_delay_ms = 200\nuser_max_delay_ms = 1600\n";
+    let m = Mrelayd::start(tmp.path(), "", auth);
+    let run = |specs: &[String]| -> Vec<(u16, f64)> {
+        let mut args = vec!["-c", PY_AUTH_TIMES];
+        let port = m.submissions.to_string();
+        args.push(&port);
+        args.extend(specs.iter().map(String::as_str));
+        let out = common::run_with_input(Command::new(PY).args(&args), b"");
+        assert!(out.status.success(), "{out:?}\n{}", m.log_text());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (c, t) = l.split_once(' ').unwrap();
+                (c.parse().unwrap(), t.parse().unwrap())
+            })
+            .collect()
+    };
+    // Walk-around: guess at alice, log in as bob, repeat, from one address.
+    let specs: Vec<String> = (0..6)
+        .flat_map(|_| {
+            [
+                "127.0.0.2 alice guess".into(),
+                "127.0.0.2 bob password".into(),
+            ]
+        })
+        .collect();
+    let r = run(&specs);
+    assert!(r.iter().any(|(c, _)| *c == 454), "never throttled: {r:?}");
+    // 20 guesses at bob (two spellings) from 10 addresses: the replies come later and later.
+    let specs: Vec<String> = (0..20)
+        .map(|i| {
+            let who = if i % 2 == 0 {
+                "bob"
+            } else {
+                "BOB@example.test"
+            };
+            format!("127.0.1.{} {who} guess", 1 + i / 2)
+        })
+        .collect();
+    let r = run(&specs);
+    assert!(r.iter().all(|(c, _)| *c == 535), "{r:?}");
+    assert!(r[19].1 >= 1.0, "no per-user delay: {r:?}");
+    // The victim from a fresh address: in, after the capped delay at most.
+    let r = run(&["127.0.2.1 bob password".to_string()]);
+    assert_eq!(r[0].0, 235, "{r:?}");
+    // Unknown and known: same reply, and both slowed down alike.
+    let specs: Vec<String> = (0..6)
+        .flat_map(|i| {
+            [
+                format!("127.0.3.{} alice nope", i + 1),
+                format!("127.0.4.{} ghost nope", i + 1),
+            ]
+        })
+        .collect();
+    let r = run(&specs);
+    assert!(r.iter().all(|(c, _)| *c == 535), "{r:?}");
+    assert!(r[10].1 >= 1.0 && r[11].1 >= 1.0, "{r:?}");
+}
