@@ -1761,7 +1761,7 @@ fn data_dribbled_below_the_minimum_rate_is_cut_off() {
         .unwrap();
     let mut got = Vec::new();
     for _ in 0..100 {
-        if s.write_all(b"slow line\n").is_err() {
+        if s.write_all(b"slow line\r\n").is_err() {
             break;
         }
         let mut buf = [0u8; 512];
