@@ -1937,6 +1937,15 @@ fn flush_as_root_without_daemon_delivers_as_run_as_user() {
         log.contains(&path) && log.contains("ermission denied"),
         "{log}"
     );
+    // Delivery (here `flush` running the queue as nobody) names the file and what to do too.
+    let f = m.cli(&["flush"]);
+    let log = String::from_utf8_lossy(&f.stderr);
+    assert!(
+        log.contains(&format!("{id}: delivery failed"))
+            && log.contains(&path)
+            && log.contains("mrelayd queue remove"),
+        "{log}"
+    );
 }
 
 /// python3 smtplib over implicit TLS: one AUTH PLAIN per line of argv[2:] (`SRC USER PASS`),

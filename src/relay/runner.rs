@@ -65,7 +65,7 @@ impl Runner {
                 let Ok((id, force)) = next else { break };
                 match deliverer.deliver(&id, force) {
                     Ok(Outcome::Done | Outcome::Deferred | Outcome::Busy | Outcome::NotDue) => {}
-                    Err(e) => log::line(format_args!("{id}: delivery failed: {e}")),
+                    Err(e) => log_failure(&deliverer.queue, &id, &e),
                 }
                 in_flight
                     .lock()
@@ -158,7 +158,7 @@ pub fn run_once(deliverer: &Deliverer) -> Result<usize> {
                 Ok(_) => left += 1,
                 Err(e) => {
                     left += 1;
-                    log::line(format_args!("{id}: delivery failed: {e}"));
+                    log_failure(&deliverer.queue, &id, &e);
                 }
             }
         }
@@ -212,4 +212,15 @@ mod tests {
         drop(held);
         assert!(!daemon_running(&queue));
     }
+}
+
+/// Says loudly which queue file could not be handled and what to do, so an entry the daemon
+/// cannot read (wrong owner after a manual edit, a damaged file) is not retried in silence; it
+/// also shows as UNREADABLE in `mrelayd queue`.
+fn log_failure(queue: &Queue, id: &str, e: &std::io::Error) {
+    let path = queue.root().join("msg").join(id);
+    log::line(format_args!(
+        "{id}: delivery failed: {e} (queue file {}; fix its owner or permissions, or run `mrelayd queue remove {id}`)",
+        path.display()
+    ));
 }
