@@ -494,6 +494,24 @@ mod tests {
         }
     }
 
+    /// Whether a DNS server answers a query for `test.` (any reply) on UDP at `addr` within 1 s.
+    fn answers_udp(addr: SocketAddr) -> bool {
+        let Ok(sock) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            return false;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(1)));
+        // id 0x4d4b, RD, one question: test. IN A
+        let query = [
+            0x4d, 0x4b, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 4, b't', b'e', b's', b't', 0, 0, 1, 0,
+            1,
+        ];
+        if sock.send_to(&query, addr).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 512];
+        matches!(sock.recv_from(&mut buf), Ok((n, from)) if n >= 2 && from == addr && buf[..2] == [0x4d, 0x4b])
+    }
+
     fn dnsmasq(zone: &str) -> Dnsmasq {
         use std::time::Instant;
         for _ in 0..10 {
@@ -527,7 +545,9 @@ mod tests {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // port taken meanwhile: try another
                 }
-                if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                // Ready when it answers a UDP query: a TCP connect alone could reach another
+                // test's listener on the same port number while this dnsmasq is failing to bind.
+                if answers_udp(addr) && matches!(child.try_wait(), Ok(None)) {
                     return Dnsmasq {
                         child,
                         addr,
