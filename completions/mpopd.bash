@@ -16,6 +16,12 @@ _mpopd() {
             ",$1")
                 cmd="mpopd"
                 ;;
+            mpopd,__child)
+                cmd="mpopd__subcmd____child"
+                ;;
+            mpopd,__spawner)
+                cmd="mpopd__subcmd____spawner"
+                ;;
             mpopd,help)
                 cmd="mpopd__subcmd__help"
                 ;;
@@ -24,6 +30,12 @@ _mpopd() {
                 ;;
             mpopd,serve)
                 cmd="mpopd__subcmd__serve"
+                ;;
+            mpopd__subcmd__help,__child)
+                cmd="mpopd__subcmd__help__subcmd____child"
+                ;;
+            mpopd__subcmd__help,__spawner)
+                cmd="mpopd__subcmd__help__subcmd____spawner"
                 ;;
             mpopd__subcmd__help,help)
                 cmd="mpopd__subcmd__help__subcmd__help"
@@ -41,7 +53,7 @@ _mpopd() {
 
     case "${cmd}" in
         mpopd)
-            opts="-c -h -V --config --help --version serve inetd help"
+            opts="-c -h -V --config --help --version serve inetd __spawner __child help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,9 +74,65 @@ _mpopd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        mpopd__subcmd__help)
-            opts="serve inetd help"
+        mpopd__subcmd____child)
+            opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mpopd__subcmd____spawner)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mpopd__subcmd__help)
+            opts="serve inetd __spawner __child help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mpopd__subcmd__help__subcmd____child)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mpopd__subcmd__help__subcmd____spawner)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -279,39 +279,65 @@ fn quickstart_as_root_runs_as_nobody_and_stops_cleanly_at_ctrl_c() {
     }
 }
 
+/// An /etc/passwd user (group 100, no home, no shell) for the system-user tests, removed on
+/// drop. Each test uses its own uid: they run in parallel.
+struct SystemUser(&'static str);
+
+impl SystemUser {
+    fn add(name: &'static str, uid: u32) -> SystemUser {
+        let _ = Command::new("userdel")
+            .arg(name)
+            .stderr(Stdio::null())
+            .status();
+        let st = Command::new("useradd")
+            .args([
+                "-u",
+                &uid.to_string(),
+                "-M",
+                "-N",
+                "-g",
+                "100",
+                "-s",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd");
+        SystemUser(name)
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(self.0).status();
+    }
+}
+
+/// Makes `path` and everything below it `uid`'s (group 100), mode 0700: no one else gets in.
+fn give_to_user(path: &Path, uid: u32) {
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:100")])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("chmod")
+        .args(["-R", "0700"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 /// A system user (own uid/gid in the passwd-file, Maildir 0700 of its own): mrelayd, running
 /// as nobody, delivers to it through a child running as that user, started by the spawner.
 #[test]
 fn mrelayd_delivers_to_a_system_user_as_that_user() {
     use std::os::unix::fs::MetadataExt as _;
     assert_root();
-    let (name, uid) = ("mkpriv1501", 1501u32);
-    let _ = Command::new("userdel")
-        .arg(name)
-        .stderr(Stdio::null())
-        .status();
-    let st = Command::new("useradd")
-        .args([
-            "-u",
-            &uid.to_string(),
-            "-M",
-            "-N",
-            "-g",
-            "100",
-            "-s",
-            "/usr/sbin/nologin",
-            name,
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success(), "useradd");
-    struct Remove(&'static str);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = Command::new("userdel").arg(self.0).status();
-        }
-    }
-    let _remove = Remove(name);
+    let uid = 1501u32;
+    let _user = SystemUser::add("mkpriv1501", uid);
     let dir = common::scratch();
     let smtp = common::free_port();
     let d = dir.path();
@@ -337,27 +363,11 @@ fn mrelayd_delivers_to_a_system_user_as_that_user() {
         std::fs::create_dir_all(md.join(sub)).unwrap();
     }
     common::give_to_nobody(d);
-    let st = Command::new("chown")
-        .args(["-R", &format!("{uid}:100")])
-        .arg(&md)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let st = Command::new("chmod")
-        .args(["-R", "0700"])
-        .arg(&md)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    give_to_user(&md, uid);
     let log = d.join("mrelayd.log");
     let mut daemon = common::KillOnDrop(common::spawn_mrelayd(&config, &log));
     // spawn_mrelayd handed the whole directory to nobody: the Maildir is the user's again.
-    let st = Command::new("chown")
-        .args(["-R", &format!("{uid}:100")])
-        .arg(&md)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    give_to_user(&md, uid);
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_port(smtp, "mrelayd", &text);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", smtp)).unwrap();
@@ -400,4 +410,293 @@ fn mrelayd_delivers_to_a_system_user_as_that_user() {
         assert!(Instant::now() < deadline, "the spawner outlived the daemon");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The pids of processes running as `uid` (effective) whose command line contains `word`.
+fn processes_of(uid: u32, word: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if proc_euid(pid) == Some(uid) && String::from_utf8_lossy(&cmdline).contains(word) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Reads one CRLF line from a raw POP3 socket.
+fn pop_line(r: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line
+}
+
+/// A system user's POP3 session is served by a child running as that user, while mpopd runs
+/// as nobody (issue 10 item 1, as Dovecot's pop3 processes): STLS and implicit TLS stay in the
+/// daemon, LIST/RETR/DELE/QUIT work, what the session creates in the 0700 Maildir is the
+/// user's, a second login gets [IN-USE], a virtual user is still served in process, and at
+/// SIGTERM the client gets the -ERR and the child goes away.
+#[test]
+fn mpopd_serves_a_system_user_in_a_child_running_as_that_user() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::os::unix::fs::MetadataExt as _;
+    assert_root();
+    let uid = 1502u32;
+    let _user = SystemUser::add("mkpriv1502", uid);
+    let dir = common::scratch();
+    let d = dir.path();
+    let (plain, tls) = (common::free_port(), common::free_port());
+    std::fs::write(
+        d.join("passwd"),
+        format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}password::::::\n"),
+    )
+    .unwrap();
+    let config = d.join("mailkit.toml");
+    std::fs::write(
+        &config,
+        common::with_run_as(&format!(
+            "hostname = \"localhost\"\n[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\n\
+[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{plain}\" }}, \
+{{ address = \"127.0.0.1:{tls}\", role = \"implicit-tls\" }} ]\n",
+            cert = common::peer("PEER_CERT_FILE"),
+            key = common::peer("PEER_KEY_FILE"),
+            d = d.display()
+        )),
+    )
+    .unwrap();
+    let md = d.join("mail/sys");
+    let alice = d.join("mail/alice");
+    for m in [&md, &alice] {
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(m.join(sub)).unwrap();
+        }
+    }
+    // No ,W= in the names: the session counts sizes and writes its size cache.
+    for (i, name) in ["1700000001.M1P1.test", "1700000002.M2P2.test"]
+        .iter()
+        .enumerate()
+    {
+        let body = format!("Subject: sys {i}\n\nbody {i}\n");
+        std::fs::write(md.join("new").join(name), body).unwrap();
+    }
+    std::fs::write(
+        alice.join("new/1700000003.M3P3.test"),
+        "Subject: alice\n\nhi\n",
+    )
+    .unwrap();
+    common::give_to_nobody(d);
+    give_to_user(&md, uid);
+    let log = d.join("mpopd.log");
+    let mut daemon = common::KillOnDrop(
+        Command::new(common::bin("mpopd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_port(plain, "mpopd", &text);
+    wait_port(tls, "mpopd", &text);
+
+    // Session 1 (python3 poplib over STLS) stops after LIST and RETR, logged in, until told.
+    let script = format!(
+        r#"import poplib, ssl, sys
+ctx = ssl.create_default_context(cafile={ca:?})
+p = poplib.POP3("localhost", {plain}, timeout=10)
+p.stls(ctx)
+p.user("sys")
+print(p.pass_("pw").decode())
+print(p.stat())
+resp, listing, _ = p.list()
+print(resp.decode(), [l.decode() for l in listing])
+resp, lines, octets = p.retr(1)
+print(b"|".join(lines).decode(), octets)
+print("READY", flush=True)
+sys.stdin.readline()
+print(p.dele(1).decode())
+print(p.quit().decode())
+"#,
+        ca = common::peer("PEER_CA_FILE"),
+    );
+    let mut py = common::KillOnDrop(
+        Command::new("/usr/bin/timeout")
+            .args(["60", "/usr/bin/python3", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut py_out = BufReader::new(py.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if py_out.read_line(&mut line).unwrap() == 0 {
+            let mut err = String::new();
+            let _ = py.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("python3 ended early: {seen}{err}\nmpopd log:\n{}", text());
+        }
+        seen.push_str(&line);
+        if line == "READY\n" {
+            break;
+        }
+    }
+    let want = "+OK Logged in.\n(2, 52)\n+OK 2 messages (52 octets) ['1 26', '2 26']\n\
+Subject: sys 0||body 0 26\nREADY\n";
+    assert_eq!(seen, want, "{}", text());
+
+    // During the session: the daemon is nobody, and a process running as the user serves it.
+    assert_eq!(proc_euid(daemon.id()), Some(common::NOBODY));
+    let kids = processes_of(uid, "__child");
+    assert_eq!(
+        kids.len(),
+        1,
+        "one child as uid {uid}: {kids:?}\n{}",
+        text()
+    );
+    // The lock and the size cache were created by that child: they are the user's.
+    for f in ["mpopd.lock", "mpopd.sizes"] {
+        let meta = std::fs::symlink_metadata(md.join(f)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, 100), "{f}");
+    }
+
+    // A second login of the user while the first holds the maildrop: [IN-USE], as in process.
+    let s2 = std::net::TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    s2.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut r2 = BufReader::new(s2.try_clone().unwrap());
+    let mut w2 = s2;
+    assert!(pop_line(&mut r2).starts_with("+OK"));
+    w2.write_all(b"USER sys\r\nPASS pw\r\n").unwrap();
+    assert_eq!(pop_line(&mut r2), "+OK Send your password.\r\n");
+    assert_eq!(
+        pop_line(&mut r2),
+        "-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
+    );
+    // The session goes on in AUTHORIZATION.
+    w2.write_all(b"STAT\r\nQUIT\r\n").unwrap();
+    assert!(pop_line(&mut r2).starts_with("-ERR"));
+    assert_eq!(pop_line(&mut r2), "+OK Logging out.\r\n");
+
+    // A virtual user on the same daemon: served in process (its lock is nobody's, no child).
+    let s3 = std::net::TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    s3.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut r3 = BufReader::new(s3.try_clone().unwrap());
+    let mut w3 = s3;
+    assert!(pop_line(&mut r3).starts_with("+OK"));
+    w3.write_all(b"USER alice\r\nPASS password\r\nSTAT\r\n")
+        .unwrap();
+    assert_eq!(pop_line(&mut r3), "+OK Send your password.\r\n");
+    assert_eq!(pop_line(&mut r3), "+OK Logged in.\r\n");
+    assert_eq!(pop_line(&mut r3), "+OK 1 22\r\n");
+    assert_eq!(
+        std::fs::symlink_metadata(alice.join("mpopd.lock"))
+            .unwrap()
+            .uid(),
+        common::NOBODY
+    );
+    w3.write_all(b"QUIT\r\n").unwrap();
+    assert_eq!(pop_line(&mut r3), "+OK Logging out.\r\n");
+    assert!(
+        text().contains("login user=alice peer=127.0.0.1 messages=1\n"),
+        "{}",
+        text()
+    );
+    assert_eq!(processes_of(uid, "__child"), kids);
+
+    // Session 1 goes on: DELE and QUIT.
+    py.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    py_out.read_to_string(&mut rest).unwrap();
+    let st = py.wait().unwrap();
+    assert!(st.success(), "{seen}{rest}\n{}", text());
+    assert_eq!(
+        rest,
+        "+OK Marked to be deleted.\n+OK Logging out, messages deleted.\n"
+    );
+    let names = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(md.join(sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let cur = names("cur");
+    assert_eq!(cur.len(), 1, "{cur:?}");
+    assert!(cur[0].starts_with("1700000002."), "{cur:?}");
+    assert!(names("new").is_empty());
+    // The child is gone with its session.
+    let deadline = Instant::now() + TIMEOUT;
+    while !processes_of(uid, "__child").is_empty() {
+        assert!(Instant::now() < deadline, "the child outlived its session");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Implicit TLS: the message left is served by a new child.
+    let script = format!(
+        r#"import poplib, ssl
+ctx = ssl.create_default_context(cafile={ca:?})
+p = poplib.POP3_SSL("localhost", {tls}, context=ctx, timeout=10)
+p.user("sys")
+print(p.pass_("pw").decode())
+print(p.uidl()[1][0].decode())
+resp, lines, octets = p.retr(1)
+print(b"|".join(lines).decode(), octets)
+print(p.quit().decode())
+"#,
+        ca = common::peer("PEER_CA_FILE"),
+    );
+    let out = Command::new("/usr/bin/timeout")
+        .args(["30", "/usr/bin/python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        text()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "+OK Logged in.\n1 1700000002.M2P2.test\nSubject: sys 1||body 1 26\n+OK Logging out.\n"
+    );
+
+    // SIGTERM while a system user's session is open: the client is told, the child goes.
+    let s4 = std::net::TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    s4.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut r4 = BufReader::new(s4.try_clone().unwrap());
+    let mut w4 = s4;
+    assert!(pop_line(&mut r4).starts_with("+OK"));
+    w4.write_all(b"USER sys\r\nPASS pw\r\nDELE 1\r\n").unwrap();
+    assert_eq!(pop_line(&mut r4), "+OK Send your password.\r\n");
+    assert_eq!(pop_line(&mut r4), "+OK Logged in.\r\n");
+    assert_eq!(pop_line(&mut r4), "+OK Marked to be deleted.\r\n");
+    let child = processes_of(uid, "__child");
+    assert_eq!(child.len(), 1, "{child:?}");
+    let st = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        pop_line(&mut r4),
+        "-ERR [SYS/TEMP] Server shutting down.\r\n"
+    );
+    assert_eq!(pop_line(&mut r4), "");
+    let deadline = Instant::now() + TIMEOUT;
+    while !processes_of(uid, "__child").is_empty() {
+        assert!(Instant::now() < deadline, "the child outlived the shutdown");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = daemon.wait().unwrap();
+    assert!(st.success(), "{st}: {}", text());
+    // Nothing was deleted: the session never reached UPDATE.
+    assert_eq!(names("cur").len(), 1);
 }

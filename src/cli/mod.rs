@@ -11,6 +11,17 @@ pub mod mpopd;
 pub mod mrelayd;
 pub mod msend;
 
+/// The hidden `__child KIND ARGS...` subcommand of the daemons: a child the privileged spawner
+/// runs as a system user (README "Privileges", [`crate::server::spawn`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ChildArgs {
+    /// What the child does.
+    pub kind: String,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
 /// A mailkit program: its clap arguments and what it does with them.
 pub trait Tool: clap::Parser {
     /// The program name used in messages (`<name>: <what failed>: <why>`).

@@ -1,17 +1,19 @@
 //! `mpopd`: POP3 server over Maildir (RFC 1939 with CAPA, STLS, AUTH PLAIN, APOP).
 
-use std::path::PathBuf;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::exit;
 use crate::pop3::config::Role;
 use crate::pop3::driver::{self, Context};
 use crate::pop3::login::Backend;
 use crate::pop3::Pop3Config;
-use crate::server::{self, Connection, ListenerSpec, Listeners, Settings};
+use crate::server::{self, spawn, Connection, ListenerSpec, Listeners, Settings};
 
 const AFTER_HELP: &str = "\
 EXIT STATUS
@@ -37,9 +39,21 @@ FILES
       max_delay_ms, max_failures, lockout_secs, max_tracked_ips; per user
       across addresses: user_failure_delay_ms, user_max_delay_ms,
       max_tracked_users; see mrelayd(1) LOGIN THROTTLE), [tls] cert, key,
-      [run_as]
+      [run_as] user, group (required when started as root),
+      first_valid_uid (default 1000)
   MAILDIR/mpopd.lock
       flock held by the session that has the maildrop open
+
+PRIVILEGES
+  Started as root, mpopd binds its listeners and then runs as the
+  [run_as] user, which serves virtual users (passwd-file entries
+  without a uid/gid of their own) in process. When the passwd-file has
+  system users (entries with their own uid and gid), a small root
+  spawner is started first: a system user's login is served by a
+  child process running as that user (uid at least first_valid_uid,
+  never root) with a clean environment, which opens and locks the
+  user's Maildir and runs the session; mpopd keeps TLS, the timeouts
+  and the session deadline and relays the plaintext session to it.
 
 ENVIRONMENT
   MAILKIT_CONFIG      configuration file when -c is not given
@@ -70,7 +84,7 @@ pub struct Args {
 }
 
 /// How mpopd runs.
-#[derive(clap::Subcommand, Debug, Clone, Copy)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum Mode {
     /// Listen on the configured addresses and serve until SIGTERM/SIGINT.
     Serve,
@@ -80,6 +94,12 @@ pub enum Mode {
         #[arg(long)]
         implicit_tls: bool,
     },
+    /// Internal: the privileged spawner a daemon with system users starts (README "Privileges").
+    #[command(name = "__spawner", hide = true)]
+    Spawner,
+    /// Internal: a session child the spawner runs as a system user (`pop3 USER MAILDIR PEER`).
+    #[command(name = "__child", hide = true)]
+    Child(super::ChildArgs),
 }
 
 impl super::Tool for Args {
@@ -90,6 +110,11 @@ impl super::Tool for Args {
         let pop: Pop3Config = config.section("mpopd")?;
         // Before anything is opened: never serve as root.
         server::refuse_root(&config)?;
+        if let Mode::Spawner = self.mode {
+            // As root: children of the `pop3` kind for the passwd-file's system users.
+            spawn::run_passwd_spawner(&config, driver::POP3_CHILD)?;
+            return Ok(exit::OK);
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -101,11 +126,43 @@ impl super::Tool for Args {
     }
 }
 
+/// `__child pop3 USER MAILDIR PEER` (as USER): one session on the socket on stdin. SIGTERM and
+/// SIGINT (a signal to the whole process group) are left to the daemon, which says goodbye to
+/// the client and then closes the socket, which ends this child.
+async fn child(pop: Pop3Config, kind: &str, args: &[String]) -> Result<()> {
+    let [user, maildir, peer] = args else {
+        return Err(exit::fail(exit::USAGE, "__child pop3: USER MAILDIR PEER"));
+    };
+    if kind != driver::POP3_CHILD {
+        return Err(exit::fail(exit::USAGE, format!("unknown child {kind:?}")));
+    }
+    use tokio::signal::unix::{signal, SignalKind};
+    let _term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let _int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stdin")?;
+    let sock = std::os::unix::net::UnixStream::from(fd);
+    sock.set_nonblocking(true).context("the session socket")?;
+    let sock = tokio::net::UnixStream::from_std(sock).context("the session socket")?;
+    let mut conn = Connection::new(sock, driver::POP3_CHILD);
+    driver::run_child(&mut conn, user, Path::new(maildir), peer, pop)
+        .await
+        .with_context(|| format!("session of {user}"))
+}
+
 async fn run(config: Config, pop: Pop3Config, mode: Mode) -> Result<()> {
+    if let Mode::Child(super::ChildArgs { kind, args }) = &mode {
+        return child(pop, kind, args).await;
+    }
     let settings = settings(&config, &pop)?;
+    let auth = Arc::new(Authenticator::from_config(&config)?);
+    // System users are served by children of a root spawner, started before the drop.
+    spawn::start_for(&config, &auth)?;
     let ctx = Arc::new(Context {
         hostname: config.hostname.clone(),
-        auth: Backend::from_config(&config)?,
+        auth: Backend::new(auth),
         config: pop.clone(),
     });
     let handler = server::handler(move |mut conn: Connection| {
@@ -130,6 +187,7 @@ async fn run(config: Config, pop: Pop3Config, mode: Mode) -> Result<()> {
             let listeners = Listeners::bind(&specs)?;
             server::serve(listeners, settings, handler, shutdown).await
         }
+        Mode::Spawner | Mode::Child(_) => Err(exit::fail(exit::SOFTWARE, "internal mode")),
     }
 }
 

@@ -53,6 +53,8 @@ FILES:
                               [mrelayd.remote] resolver, port, helo_name, tls (none, may,
                               encrypt, verify), ca_file, relayhost, relayhost_tls,
                               relayhost_user, relayhost_password_command,
+                              relayhost_password_timeout_secs (default 30: the command
+                              and its children are then killed, delivery deferred 4.7.0),
                               retry_initial_secs, retry_max_secs, max_lifetime_secs,
                               delay_warning_secs, concurrency, destination_concurrency,
                               timeouts, connection_idle_secs, max_messages_per_connection;
@@ -168,13 +170,7 @@ pub enum Cmd {
     Spawner,
     /// Internal: a child the spawner runs as a system user (`deliver USER MAILDIR SENDER RCPT`).
     #[command(name = "__child", hide = true)]
-    Child {
-        /// What the child does.
-        kind: String,
-        /// Its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Child(super::ChildArgs),
     /// Print what the running config would answer to a client, stage by stage, and why.
     Explain {
         /// The client's IP address.
@@ -280,16 +276,12 @@ impl super::Tool for Args {
                 admin::explain(&config, &relay, &query, &mut out())?;
             }
             Cmd::Spawner => {
-                let auth = std::sync::Arc::new(crate::auth::Authenticator::from_config(&config)?);
-                let policy = crate::server::spawn::PasswdUsers {
-                    auth,
-                    kind: crate::relay::local::DELIVER_CHILD,
-                };
-                let first = config.run_as.as_ref().map_or(1000, |r| r.first_valid_uid);
-                crate::server::spawn::serve_spawner(config.path.as_deref(), first, &policy)
-                    .map_err(|e| exit::fail(exit::OSERR, format!("spawner: {e}")))?;
+                crate::server::spawn::run_passwd_spawner(
+                    &config,
+                    crate::relay::local::DELIVER_CHILD,
+                )?;
             }
-            Cmd::Child { kind, args } => {
+            Cmd::Child(super::ChildArgs { kind, args }) => {
                 if kind != crate::relay::local::DELIVER_CHILD {
                     return Err(exit::fail(exit::USAGE, format!("unknown child {kind:?}")));
                 }

@@ -1,6 +1,18 @@
 //! Runs a [`Session`] over a [`Connection`] from the server layer: reads lines, carries out
 //! the session's events (login, maildrop, RETR/TOP streaming, STLS, UPDATE) and batches replies
 //! for pipelining clients (RFC 2449 §6.6: replies are flushed when no more input is buffered).
+//!
+//! A login of a *system user* (README "Privileges": a passwd-file entry with its own uid/gid,
+//! when the daemon runs a spawner) is not served by the daemon, as Dovecot's pop3 processes
+//! run as the user: the daemon asks the spawner ([`crate::server::spawn`]) for a [`POP3_CHILD`]
+//! child of that user, on one end of a socketpair. The child ([`run_child`], running as the
+//! user with a clean environment) opens the maildrop at the path of the spawner's own lookup,
+//! takes the lock and writes the login's reply itself (`+OK`, or the same `-ERR [IN-USE]` /
+//! `[SYS/TEMP]` the daemon would send, which the daemon then sends from its own session), then
+//! runs TRANSACTION and UPDATE with this same loop. The daemon ([`proxy`]) relays plaintext
+//! lines to the child and its replies to the client (TLS stays in the daemon) and keeps
+//! enforcing the idle timeout, the session deadline (RETR and TOP count as progress) and the
+//! shutdown `-ERR`; closing the socket ends the child without UPDATE, as a dropped connection.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -8,16 +20,27 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::command::{self, Command};
 use super::encode::Encoder;
 use super::maildrop::{Maildrop, OpenError, READ_CHUNK};
 use super::session::{Event, LoginFailure, Policy, Session};
 use super::Pop3Config;
 use crate::server::pace::ProgressDeadline;
+use crate::server::spawn::Spawner;
 use crate::server::{log, Connection, Line};
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
 /// pipelined `RETR` of every message does not buffer the whole maildrop.
 pub const FLUSH_AT: usize = 256 * 1024;
+/// The spawner child kind that serves one system user's session (module doc).
+pub const POP3_CHILD: &str = "pop3";
+/// A child's own idle timeout and deadline: far beyond the daemon's, which enforces the real
+/// ones on the client connection and closes the child's socket when they run out.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Client lines the daemon holds for a child that is not reading before it stops reading more.
+const MAX_PENDING: usize = 64 * 1024;
 
 /// What a successful login yields: the canonical user name and the Maildir to open.
 #[derive(Debug, Clone)]
@@ -76,18 +99,28 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
         max_auth_failures: ctx.config.max_auth_failures.max(1),
     };
     let timestamp = apop_timestamp(&ctx.hostname);
-    let (mut session, greeting) = Session::new(policy, &timestamp);
-    let mut out = greeting;
-    let mut maildrop: Option<Maildrop> = None;
+    let (session, greeting) = Session::new(policy, &timestamp);
+    let span = Duration::from_secs(ctx.config.session_deadline_secs.max(1));
+    serve(conn, &ctx, session, None, greeting, span).await
+}
+
+/// The command loop of a session, from `session` in whatever state it is (AUTHORIZATION in the
+/// daemon, TRANSACTION in a system user's child with its `maildrop`), `out` sent first.
+async fn serve<A: LoginCheck>(
+    conn: &mut Connection,
+    ctx: &Context<A>,
+    mut session: Session,
+    mut maildrop: Option<Maildrop>,
+    mut out: Vec<u8>,
+    span: Duration,
+) -> io::Result<()> {
+    let peer = conn.peer().map(|a| a.ip());
     // One read buffer for every RETR/TOP of the session.
     let mut buf = vec![0u8; READ_CHUNK];
     let shutdown = conn.shutdown_signal();
     tokio::pin!(shutdown);
     // Logins and messages sent are progress; NOOP, STAT and the like do not move the deadline.
-    let mut deadline = ProgressDeadline::new(
-        Duration::from_secs(ctx.config.session_deadline_secs.max(1)),
-        Instant::now(),
-    );
+    let mut deadline = ProgressDeadline::new(span, Instant::now());
     let mut progress: u64 = 0;
     loop {
         if !conn.has_buffered_input() || out.len() >= FLUSH_AT {
@@ -131,28 +164,46 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
                     conn.write_all(&out).await?;
                     out.clear();
                     let next = match ctx.auth.check(&login, peer).await {
-                        Verdict::Ok(account) => match open_maildrop(&account, &ctx.config).await {
-                            Ok(mut m) => {
-                                let infos = m.take_infos();
-                                log::line(format_args!(
-                                    "login user={} peer={} messages={}",
-                                    log::sanitize(&account.user),
-                                    show(peer),
-                                    infos.len()
-                                ));
-                                let ev = session.login_done(&account.user, infos);
-                                progress += 1;
-                                maildrop = Some(m);
-                                ev
-                            }
-                            Err(OpenError::InUse) => session.login_failed(LoginFailure::InUse),
-                            Err(OpenError::Io(e)) => {
-                                log::line(format_args!(
-                                    "maildrop {}: {e}",
-                                    account.maildir.display()
-                                ));
-                                session.login_failed(LoginFailure::Temporary)
-                            }
+                        Verdict::Ok(account) => match crate::server::spawn::for_user(&account.user)
+                        {
+                            // A system user: its own process serves the rest of the session.
+                            Some(spawner) => match login_in_child(spawner, &account, peer).await {
+                                Ok((child, first)) => {
+                                    progress += 1;
+                                    let limit = session.line_limit();
+                                    let proxied = Proxied {
+                                        deadline,
+                                        progress,
+                                        peer,
+                                    };
+                                    return proxy(conn, child, first, limit, proxied, shutdown)
+                                        .await;
+                                }
+                                Err(why) => session.login_failed(why),
+                            },
+                            None => match open_maildrop(&account, &ctx.config).await {
+                                Ok(mut m) => {
+                                    let infos = m.take_infos();
+                                    log::line(format_args!(
+                                        "login user={} peer={} messages={}",
+                                        log::sanitize(&account.user),
+                                        show(peer),
+                                        infos.len()
+                                    ));
+                                    let ev = session.login_done(&account.user, infos);
+                                    progress += 1;
+                                    maildrop = Some(m);
+                                    ev
+                                }
+                                Err(OpenError::InUse) => session.login_failed(LoginFailure::InUse),
+                                Err(OpenError::Io(e)) => {
+                                    log::line(format_args!(
+                                        "maildrop {}: {e}",
+                                        account.maildir.display()
+                                    ));
+                                    session.login_failed(LoginFailure::Temporary)
+                                }
+                            },
                         },
                         Verdict::Bad => {
                             log::line(format_args!(
@@ -218,6 +269,225 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
             }
         }
     }
+}
+
+/// Asks the spawner for `account`'s [`POP3_CHILD`] and reads the child's first reply (the
+/// login's). `+OK`: the child's socket and that reply (with anything after it) to send on; else
+/// the failure the daemon's session answers with (the same text the child wrote).
+async fn login_in_child(
+    spawner: &Spawner,
+    account: &Account,
+    peer: Option<IpAddr>,
+) -> Result<(tokio::net::UnixStream, Vec<u8>), LoginFailure> {
+    let user = log::sanitize(&account.user);
+    let fail = |what: &str, e: io::Error| {
+        log::line(format_args!("pop3 child for {user}: {what}: {e}"));
+        LoginFailure::Temporary
+    };
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| fail("socketpair", e))?;
+    let theirs_out = theirs.try_clone().map_err(|e| fail("socketpair", e))?;
+    let pending = spawner
+        .spawn(
+            POP3_CHILD,
+            &account.user,
+            &[&show(peer)],
+            theirs.into(),
+            theirs_out.into(),
+        )
+        .map_err(|e| fail("asking the spawner", e))?;
+    // The child's exit (or the spawner's refusal) is logged whenever it comes.
+    let who = user.clone();
+    tokio::task::spawn_blocking(move || match pending.wait() {
+        Ok(0) => {}
+        Ok(code) => log::line(format_args!("pop3 child for {who} exited with {code}")),
+        Err(e) => log::line(format_args!("pop3 child for {who}: {e}")),
+    });
+    ours.set_nonblocking(true)
+        .map_err(|e| fail("socketpair", e))?;
+    let mut child = tokio::net::UnixStream::from_std(ours).map_err(|e| fail("socketpair", e))?;
+    // Opening a big maildrop takes a while (the in-process open has no limit either).
+    let mut first = Vec::new();
+    let mut buf = [0u8; 512];
+    while !first.contains(&b'\n') && first.len() < command::MAX_SASL_LINE {
+        match child.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => first.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail("reading its reply", e)),
+        }
+    }
+    if first.starts_with(b"+OK") {
+        Ok((child, first))
+    } else if first.starts_with(b"-ERR [IN-USE]") {
+        Err(LoginFailure::InUse)
+    } else {
+        // The child logged why (or the spawner refused: logged with its exit above).
+        Err(LoginFailure::Temporary)
+    }
+}
+
+/// The daemon's clocks carried into [`proxy`].
+struct Proxied {
+    deadline: ProgressDeadline,
+    progress: u64,
+    peer: Option<IpAddr>,
+}
+
+/// Relays a system user's session between the client and its child (module doc) until either
+/// side closes. `first` (the child's login reply) goes out first. The daemon keeps the idle
+/// timeout (no client line and no child output for that long), the session deadline (moved by
+/// RETR and TOP commands) and the shutdown `-ERR`; lines too long for the daemon reach the
+/// child as a line too long for POP3, so its reply and error count are the in-process ones.
+async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
+    conn: &mut Connection,
+    child: tokio::net::UnixStream,
+    first: Vec<u8>,
+    limit: usize,
+    clocks: Proxied,
+    mut shutdown: F,
+) -> io::Result<()> {
+    let Proxied {
+        mut deadline,
+        mut progress,
+        peer,
+    } = clocks;
+    let (mut from_child, mut to_child) = child.into_split();
+    conn.write_all(&first).await?;
+    let mut buf = vec![0u8; READ_CHUNK];
+    // Client lines the child has not read yet; `None` once the child stopped reading.
+    let mut pending: Option<Vec<u8>> = Some(Vec::new());
+    loop {
+        deadline.update(progress, Instant::now());
+        let left = deadline.remaining(Instant::now());
+        let waiting = pending.as_ref().is_some_and(|p| !p.is_empty());
+        let room = pending.as_ref().is_none_or(|p| p.len() < MAX_PENDING);
+        tokio::select! {
+            _ = tokio::time::sleep(left) => {
+                log::line(format_args!("session deadline exceeded peer={}", show(peer)));
+                conn.write_all(b"-ERR Session deadline exceeded, disconnecting.\r\n").await?;
+                return conn.close().await;
+            }
+            got = from_child.read(&mut buf) => match got {
+                // The child is done (QUIT answered) or gone: so is the session.
+                Ok(0) | Err(_) => return conn.close().await,
+                Ok(n) => conn.write_all(&buf[..n]).await?,
+            },
+            wrote = to_child.write(pending.as_deref().unwrap_or_default()), if waiting => {
+                match wrote {
+                    Ok(n) => {
+                        if let Some(p) = pending.as_mut() {
+                            p.drain(..n);
+                        }
+                    }
+                    // Its replies (and its end) still come from `from_child`.
+                    Err(_) => pending = None,
+                }
+            }
+            line = conn.read_line(limit), if room => {
+                let text = match line {
+                    Ok(Line::Complete { text, .. }) => text,
+                    // Too long for POP3 anywhere (RFC 2449 §4): the child answers it.
+                    Ok(Line::TooLong) => vec![b'X'; command::MAX_COMMAND_LINE],
+                    Ok(Line::Eof) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        let _ = conn.write_all(b"-ERR Disconnected for inactivity.\r\n").await;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                if matches!(command::parse(&text), Ok(Command::Retr(_) | Command::Top(..))) {
+                    progress += 1;
+                }
+                if let Some(p) = pending.as_mut() {
+                    p.extend_from_slice(&text);
+                    p.extend_from_slice(b"\r\n");
+                }
+            }
+            _ = &mut shutdown => {
+                conn.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n").await?;
+                return conn.close().await;
+            }
+        }
+    }
+}
+
+/// A child never checks a login (it starts logged in); [`serve`] needs a checker anyway.
+struct NoLogins;
+
+impl LoginCheck for NoLogins {
+    async fn check(&self, _: &super::session::Login, _: Option<IpAddr>) -> Verdict {
+        Verdict::Temporary("no logins in a user's child".into())
+    }
+
+    fn apop_available(&self) -> bool {
+        false
+    }
+}
+
+/// The bytes of the `Reply` events in `events`.
+fn replies(events: Vec<Event>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ev in events {
+        if let Event::Reply(b) = ev {
+            out.extend_from_slice(&b);
+        }
+    }
+    out
+}
+
+/// `mpopd __child pop3 USER MAILDIR PEER` (running as USER, spawned for the daemon): opens and
+/// locks the maildrop at MAILDIR (from the spawner's lookup), writes the login's reply on
+/// `conn` (the daemon's socket) and serves TRANSACTION and UPDATE until QUIT or until the
+/// daemon closes the socket (then nothing is deleted). PEER is the client, for the log.
+pub async fn run_child(
+    conn: &mut Connection,
+    user: &str,
+    maildir: &std::path::Path,
+    peer: &str,
+    config: Pop3Config,
+) -> io::Result<()> {
+    conn.set_idle_timeout(CHILD_TIMEOUT);
+    let policy = Policy {
+        tls_available: false,
+        tls_active: true,
+        plaintext_allowed: false,
+        apop: false,
+        max_errors: config.max_errors.max(1),
+        max_auth_failures: config.max_auth_failures.max(1),
+    };
+    let (mut session, _) = Session::new(policy, "");
+    let account = Account {
+        user: user.to_string(),
+        maildir: maildir.to_path_buf(),
+    };
+    let failed = match open_maildrop(&account, &config).await {
+        Ok(mut m) => {
+            let infos = m.take_infos();
+            log::line(format_args!(
+                "login user={} peer={} messages={} uid={}",
+                log::sanitize(user),
+                log::sanitize(peer),
+                infos.len(),
+                crate::server::sys::euid()
+            ));
+            let out = replies(session.login_done(user, infos));
+            let ctx = Context {
+                config,
+                hostname: String::new(),
+                auth: NoLogins,
+            };
+            return serve(conn, &ctx, session, Some(m), out, CHILD_TIMEOUT).await;
+        }
+        Err(OpenError::InUse) => LoginFailure::InUse,
+        Err(OpenError::Io(e)) => {
+            log::line(format_args!("maildrop {}: {e}", maildir.display()));
+            LoginFailure::Temporary
+        }
+    };
+    conn.write_all(&replies(session.login_failed(failed)))
+        .await?;
+    conn.close().await
 }
 
 /// Opens (locks, scans) a maildrop off the async threads: scanning reads every file whose

@@ -332,6 +332,16 @@ pub fn serve_spawner(
     Ok(())
 }
 
+/// The `__spawner` subcommand of both daemons (as root): [`serve_spawner`] for `kind` children
+/// of the passwd-file's system users ([`PasswdUsers`]), `[run_as] first_valid_uid` applied.
+pub fn run_passwd_spawner(config: &Config, kind: &'static str) -> anyhow::Result<()> {
+    let auth = Arc::new(Authenticator::from_config(config)?);
+    let policy = PasswdUsers { auth, kind };
+    let first = config.run_as.as_ref().map_or(1000, |r| r.first_valid_uid);
+    serve_spawner(config.path.as_deref(), first, &policy)
+        .map_err(|e| crate::exit::fail(crate::exit::OSERR, format!("spawner: {e}")))
+}
+
 /// The spawner policy of both daemons: `kind` children only, for users of the passwd-file
 /// that have their own uid and gid; the child's first argument is the user's Maildir from this
 /// lookup (the child need not be able to read the passwd-file).
