@@ -6,6 +6,8 @@
 //! - [`config`]: the one TOML config loader (`/etc/mailkit/mailkit.toml`, `-c`, `MAILKIT_CONFIG`).
 //! - [`fsroot`]: directory handles that never follow a symlink below a root (Maildirs, the
 //!   queue): `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, `*at` calls, `O_EXCL` creation.
+//! - [`durable`]: the one durable write/replace of a file (temp `O_EXCL` → fsync → rename →
+//!   fsync dir), through [`fsroot`] handles below a root, path based elsewhere; `fsync_dir`.
 //! - [`auth`]: users from a Dovecot-compatible passwd-file, password schemes, the one password check.
 //! - [`maildir`]: the one Maildir writer and reader (delivery, listing, flags, Maildir++ folders).
 //! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
@@ -29,6 +31,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod durable;
 pub mod exit;
 pub mod fsroot;
 pub mod fuzz;

@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::durable;
 use crate::fsroot::{Dir, Meta};
 
 /// Mode of every directory we create (Maildir spec: private to the user).
@@ -424,7 +425,9 @@ impl Maildir {
         let mut attempt = 0;
         let unique = loop {
             let unique = format!("{base},S={size},W={rfc822}");
-            match tmp.rename_noreplace(&tmp_name, new, &unique) {
+            // Syncs new/, and takes the message back out of it when that fails (not durable,
+            // so not delivered).
+            match durable::rename_noreplace(tmp, &tmp_name, new, &unique) {
                 Ok(()) => break unique,
                 Err(e)
                     if e.kind() == io::ErrorKind::AlreadyExists
@@ -439,11 +442,6 @@ impl Maildir {
                 }
             }
         };
-        if let Err(e) = new.sync() {
-            // Not durable, so not delivered: take it back out of new/.
-            let _ = new.unlink(&unique);
-            return Err(e);
-        }
         let path = self.path.join("new").join(&unique);
         Ok(Delivered { path, unique, size })
     }
@@ -768,11 +766,6 @@ impl SizeCounter {
     }
 }
 
-/// fsync a directory so the names in it survive a crash.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Creates the missing ones of `tmp/`, `new/` and `cur/` in `root`, durably (never through a
 /// symlink: one there is an error).
 fn create_subdirs(root: &Dir) -> io::Result<()> {
@@ -822,8 +815,8 @@ fn create_dir_durable(dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => fsync_dir(parent),
-        None => fsync_dir(Path::new(".")),
+        Some(parent) => durable::fsync_dir(parent),
+        None => durable::fsync_dir(Path::new(".")),
     }
 }
 

@@ -8,14 +8,14 @@
 //! in `DIR` is always complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::maildir::fsync_dir;
+use crate::durable::{self, fsync_dir};
 
 /// Suffix of spooled message files.
 pub const SUFFIX: &str = ".msg";
@@ -58,31 +58,11 @@ fn ensure_dirs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` as `dest` durably: tmp file, fsync, rename, fsync of the directory.
+/// Writes `bytes` as `dest` durably ([`durable::replace_path`]: a tmp file in `DIR/tmp/`,
+/// fsync, rename, fsync of the directory). Mode 0666 before the umask, as before.
 fn write_durably(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "spool".into());
-    // A unique temporary name: a crash may have left an older one behind.
-    let r: u32 = rand::random();
-    let tmp = dir
-        .join("tmp")
-        .join(format!("{name}.{}.{r:08x}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    drop(f);
-    fs::rename(&tmp, dest).with_context(|| format!("moving {} into the spool", tmp.display()))?;
-    if let Some(parent) = dest.parent() {
-        fsync_dir(parent).with_context(|| format!("syncing {}", parent.display()))?;
-    }
-    Ok(())
+    durable::replace_path(&dir.join("tmp"), dest, bytes, 0o666)
+        .with_context(|| format!("spooling {}", dest.display()))
 }
 
 fn encode(meta: &Meta, message: &[u8]) -> Result<Vec<u8>> {

@@ -9,7 +9,8 @@
 //!              delivered (our Received: header first, CRLF line ends). Never modified.
 //! hold/ID      an accepted message set aside by `mrelayd queue hold ID`; not delivered.
 //! state/ID     delivery progress of msg/ID or hold/ID: per-recipient result, attempts, next
-//!              retry, last error. Replaced atomically (write tmp/ID.state, fsync, rename).
+//!              retry, last error. Replaced atomically ([`crate::durable::replace`]:
+//!              tmp/ID.state.*, fsync, rename, fsync state/).
 //! flush        a trigger file: `mrelayd flush` creates it, the running daemon retries now.
 //! ```
 //! An ID is 23 upper-case hex digits (time, microseconds, pid, counter): unique across the
@@ -64,6 +65,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::durable;
 use crate::fsroot::Dir;
 use crate::smtp::command::{Body, Notify, Ret};
 
@@ -553,26 +555,16 @@ impl Queue {
             return Err(bad_id(id));
         }
         let (tmp_dir, state) = (self.dir("tmp")?, self.dir("state")?);
-        let tmp = format!("{id}.state");
         let json = serde_json::to_vec(status).map_err(io::Error::other)?;
-        // A leftover of a crashed write is ours to replace; anything new is O_EXCL.
-        let mut f = match tmp_dir.create_new(&tmp, QUEUE_FILE_MODE) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                tmp_dir.unlink(&tmp)?;
-                tmp_dir.create_new(&tmp, QUEUE_FILE_MODE)?
-            }
-            r => r?,
-        };
-        let res = (|| {
-            f.write_all(&json)?;
-            f.sync_all()?;
-            tmp_dir.rename_replace(&tmp, state, id)?;
-            state.sync()
-        })();
-        if res.is_err() {
-            let _ = tmp_dir.unlink(&tmp);
-        }
-        res
+        // tmp/ID.state.PID.RANDOM (O_EXCL): a crash's leftover is removed by `recover`.
+        durable::replace(
+            tmp_dir,
+            &format!("{id}.state"),
+            state,
+            id,
+            &json,
+            QUEUE_FILE_MODE,
+        )
     }
 
     /// Removes a finished message (transition 4).
@@ -821,21 +813,15 @@ impl Incoming {
         };
         let id = self.id.as_str();
         let (tmp, msg) = (self.queue.dir("tmp")?, self.queue.dir("msg")?);
-        let mut renamed = false;
         let written = (|| -> io::Result<()> {
             let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
             file.sync_all()?;
-            tmp.rename_noreplace(id, msg, id)?;
-            renamed = true;
-            msg.sync()
+            // Undoes the rename when the directory sync fails: the client will be told 452
+            // and must not see the message delivered.
+            durable::rename_noreplace(tmp, id, msg, id)
         })();
         if let Err(e) = written {
             let _ = tmp.unlink(id);
-            // The rename may have happened before the directory sync failed: undo it, since
-            // the client will be told 452 and must not see the message delivered.
-            if renamed {
-                let _ = msg.unlink(id);
-            }
             return Err(e);
         }
         Ok(())
