@@ -195,6 +195,17 @@ pub fn daemon_running(queue: &Queue) -> bool {
     }
 }
 
+/// Says loudly which queue file could not be handled and what to do, so an entry the daemon
+/// cannot read (wrong owner after a manual edit, a damaged file) is not retried in silence; it
+/// also shows as UNREADABLE in `mrelayd queue`.
+fn log_failure(queue: &Queue, id: &str, e: &std::io::Error) {
+    let path = queue.root().join("msg").join(id);
+    log::line(format_args!(
+        "{id}: delivery failed: {e} (queue file {}; fix its owner or permissions, or run `mrelayd queue remove {id}`)",
+        path.display()
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,15 +223,4 @@ mod tests {
         drop(held);
         assert!(!daemon_running(&queue));
     }
-}
-
-/// Says loudly which queue file could not be handled and what to do, so an entry the daemon
-/// cannot read (wrong owner after a manual edit, a damaged file) is not retried in silence; it
-/// also shows as UNREADABLE in `mrelayd queue`.
-fn log_failure(queue: &Queue, id: &str, e: &std::io::Error) {
-    let path = queue.root().join("msg").join(id);
-    log::line(format_args!(
-        "{id}: delivery failed: {e} (queue file {}; fix its owner or permissions, or run `mrelayd queue remove {id}`)",
-        path.display()
-    ));
 }
