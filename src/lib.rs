@@ -23,6 +23,7 @@
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
 //!   local and remote delivery (MX, relayhost, TLS policy, connection cache), DSNs, admin commands.
+//! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).
 #![deny(unsafe_code)]
@@ -42,6 +43,7 @@ pub mod msend;
 pub mod pop3;
 pub mod queue;
 pub mod relay;
+pub mod rfc5322;
 pub mod server;
 pub mod smtp;
 pub mod tls;

@@ -3,7 +3,7 @@
 //! an error, never a panic; a Bcc field must never survive.
 
 use crate::msend::message::{prepare, split_headers, Prepare};
-use crate::smtp::client::data_bytes;
+use crate::rfc5322::data_bytes;
 
 /// The fuzz body: panics only on a real bug.
 pub fn run(data: &[u8]) {

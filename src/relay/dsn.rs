@@ -27,6 +27,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::mime::{make_boundary, MimePart};
 use mail_builder::MessageBuilder;
 
+use crate::rfc5322::{self, to_crlf};
 use crate::smtp::command::MAX_DOMAIN;
 
 /// Largest original message returned in full in a failure DSN; beyond it only the header section
@@ -340,7 +341,7 @@ fn returned_part(message: &[u8], ret: DsnReturn, failed: bool) -> Returned {
     } else {
         HeadersWhy::Asked
     };
-    let end = header_end(message);
+    let end = rfc5322::header_end(message).header;
     let mut head = &message[..end];
     let mut truncated = false;
     if head.len() > MAX_RETURNED_HEADERS {
@@ -360,46 +361,6 @@ fn returned_part(message: &[u8], ret: DsnReturn, failed: bool) -> Returned {
         bytes,
         truncated,
     }
-}
-
-/// Length of the header section: up to and including the line end of the last header line,
-/// before the empty line (RFC 5322 §2.1). The whole message when there is no empty line.
-fn header_end(message: &[u8]) -> usize {
-    let mut start = 0;
-    while start < message.len() {
-        let line_end = match message[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => start + i + 1,
-            None => message.len(),
-        };
-        let line = &message[start..line_end];
-        let content = line.strip_suffix(b"\n").unwrap_or(line);
-        let content = content.strip_suffix(b"\r").unwrap_or(content);
-        if content.is_empty() {
-            return start;
-        }
-        start = line_end;
-    }
-    message.len()
-}
-
-/// Line ends normalised to CRLF: LF and lone CR become CRLF, CRLF stays.
-fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 2);
-    let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if data.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }
 
 /// The largest index `<= at` that is a char boundary of `s` (`s.len()` when `at` is beyond it).
@@ -1252,18 +1213,6 @@ mod tests {
             .filter(|l| !l.is_empty())
             .all(|l| l.len() == line.len() - 1));
         assert!(dsn.contains("cut short"));
-    }
-
-    #[test]
-    fn header_section_edges() {
-        assert_eq!(header_end(b""), 0);
-        assert_eq!(header_end(b"\r\nbody"), 0);
-        assert_eq!(header_end(b"\nbody"), 0);
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), 6);
-        assert_eq!(header_end(b"A: b\n\nbody"), 5);
-        assert_eq!(header_end(b"A: b\nB: c"), 9);
-        assert_eq!(header_end(b"A: b\r\n \r\nx"), 10); // a line of a space is not empty
-        assert_eq!(to_crlf(b"a\nb\r\nc\rd\r"), b"a\r\nb\r\nc\r\nd\r\n");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::fmt;
 
 use super::reply::Reply;
 use crate::auth::{sasl_login_encode, sasl_plain_encode};
+use crate::rfc5322;
 
 pub mod transport;
 
@@ -360,40 +361,6 @@ pub struct Client {
     txn: Option<Txn>,
 }
 
-/// The message as DATA content (RFC 5321 §4.5.2): every line ending becomes CRLF (a bare CR or
-/// LF too), a line starting with `.` gets another `.`, the last line is terminated, and the
-/// `.CRLF` end marker is appended.
-pub fn data_bytes(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 5);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < message.len() {
-        let b = message[i];
-        match b {
-            b'\r' | b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                if b == b'\r' && message.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                at_line_start = true;
-            }
-            _ => {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                at_line_start = false;
-            }
-        }
-        i += 1;
-    }
-    if !at_line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 /// What a message needs from the server (RFC 6152, RFC 6531).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
@@ -405,7 +372,7 @@ pub struct Needs {
 
 /// Works out what the message and envelope need.
 pub fn needs(env: &Envelope, message: &[u8]) -> Needs {
-    let header_end = find_header_end(message);
+    let header_end = rfc5322::header_end(message).body;
     let non_ascii = |s: &[u8]| s.iter().any(|b| *b >= 0x80);
     let smtputf8 = non_ascii(env.from.as_bytes())
         || env.rcpts.iter().any(|r| non_ascii(r.as_bytes()))
@@ -414,25 +381,6 @@ pub fn needs(env: &Envelope, message: &[u8]) -> Needs {
         eight_bit: smtputf8 || non_ascii(message),
         smtputf8,
     }
-}
-
-/// Length of the header section including the blank line (whole message if none).
-pub fn find_header_end(message: &[u8]) -> usize {
-    let mut i = 0;
-    let mut line_start = true;
-    while i < message.len() {
-        if line_start {
-            if message[i..].starts_with(b"\r\n") {
-                return i + 2;
-            }
-            if message[i] == b'\n' {
-                return i + 1;
-            }
-        }
-        line_start = message[i] == b'\n';
-        i += 1;
-    }
-    message.len()
 }
 
 fn cmd(text: String) -> Action {
@@ -572,7 +520,7 @@ impl Client {
                 "message has 8-bit data but the server does not offer 8BITMIME".into(),
             ))];
         }
-        let body = data_bytes(message);
+        let body = rfc5322::data_bytes(message);
         // SIZE counts the message as transmitted, CRLFs included (RFC 1870 §3); the ".CRLF"
         // end marker is not part of it.
         let size = body.len().saturating_sub(3) as u64;
@@ -1071,17 +1019,6 @@ mod tests {
             mail_params: vec![],
             rcpt_params: vec![],
         }
-    }
-
-    #[test]
-    fn dot_stuffing_and_crlf() {
-        assert_eq!(
-            data_bytes(b"a\n.b\r\n..c\rd"),
-            b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
-        );
-        assert_eq!(data_bytes(b""), b".\r\n");
-        assert_eq!(data_bytes(b".\n"), b"..\r\n.\r\n");
-        assert_eq!(data_bytes(b"x\r\n"), b"x\r\n.\r\n");
     }
 
     #[test]
