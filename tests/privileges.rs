@@ -668,6 +668,24 @@ print(p.quit().decode())
         "+OK Logged in.\n1 1700000002.M2P2.test\nSubject: sys 1||body 1 26\n+OK Logging out.\n"
     );
 
+    // Pipelined commands and then end of input (a half-close, inetd's pipe): every command
+    // is answered before the session ends, as in process.
+    let mut s5 = std::net::TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    s5.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s5.write_all(b"USER sys\r\nPASS pw\r\nSTAT\r\nUIDL 1\r\nQUIT\r\n")
+        .unwrap();
+    s5.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = String::new();
+    s5.read_to_string(&mut all).unwrap();
+    let all = all.split_once("\r\n").map_or("", |(_greeting, rest)| rest);
+    assert_eq!(
+        all,
+        "+OK Send your password.\r\n+OK Logged in.\r\n+OK 1 26\r\n\
++OK 1 1700000002.M2P2.test\r\n+OK Logging out.\r\n",
+        "{}",
+        text()
+    );
+
     // SIGTERM while a system user's session is open: the client is told, the child goes.
     let s4 = std::net::TcpStream::connect(("127.0.0.1", plain)).unwrap();
     s4.set_read_timeout(Some(TIMEOUT)).unwrap();

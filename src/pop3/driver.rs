@@ -334,11 +334,13 @@ struct Proxied {
     peer: Option<IpAddr>,
 }
 
-/// Relays a system user's session between the client and its child (module doc) until either
-/// side closes. `first` (the child's login reply) goes out first. The daemon keeps the idle
-/// timeout (no client line and no child output for that long), the session deadline (moved by
-/// RETR and TOP commands) and the shutdown `-ERR`; lines too long for the daemon reach the
-/// child as a line too long for POP3, so its reply and error count are the in-process ones.
+/// Relays a system user's session between the client and its child (module doc) until the
+/// child closes its end: after QUIT, or once the client's end of input reaches it after the
+/// client's last line (answered first, as in process). `first` (the child's login reply) goes
+/// out first. The daemon keeps the idle timeout (no client line and no child output for that
+/// long), the session deadline (moved by RETR and TOP commands) and the shutdown `-ERR`; lines
+/// too long for the daemon reach the child as a line too long for POP3, so its reply and error
+/// count are the in-process ones.
 async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
     conn: &mut Connection,
     child: tokio::net::UnixStream,
@@ -357,11 +359,18 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
     let mut buf = vec![0u8; READ_CHUNK];
     // Client lines the child has not read yet; `None` once the child stopped reading.
     let mut pending: Option<Vec<u8>> = Some(Vec::new());
+    // The client sent its last line: the child still answers every line before it (as the
+    // in-process loop does), then sees end of input.
+    let (mut client_done, mut child_told) = (false, false);
     loop {
         deadline.update(progress, Instant::now());
         let left = deadline.remaining(Instant::now());
         let waiting = pending.as_ref().is_some_and(|p| !p.is_empty());
-        let room = pending.as_ref().is_none_or(|p| p.len() < MAX_PENDING);
+        if client_done && !waiting && !child_told {
+            let _ = to_child.shutdown().await;
+            child_told = true;
+        }
+        let room = !client_done && pending.as_ref().is_none_or(|p| p.len() < MAX_PENDING);
         tokio::select! {
             _ = tokio::time::sleep(left) => {
                 log::line(format_args!("session deadline exceeded peer={}", show(peer)));
@@ -389,7 +398,10 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
                     Ok(Line::Complete { text, .. }) => text,
                     // Too long for POP3 anywhere (RFC 2449 §4): the child answers it.
                     Ok(Line::TooLong) => vec![b'X'; command::MAX_COMMAND_LINE],
-                    Ok(Line::Eof) => return Ok(()),
+                    Ok(Line::Eof) => {
+                        client_done = true;
+                        continue;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                         let _ = conn.write_all(b"-ERR Disconnected for inactivity.\r\n").await;
                         return Ok(());
