@@ -10,7 +10,7 @@ complete -c msend -s C -l config -d 'Configuration file (default ~/.config/mailk
 complete -c msend -l server -d 'Submission server, HOST or HOST:PORT' -r
 complete -c msend -l ca-file -d 'Trust only the CA certificates in FILE instead of the webpki roots' -r -F
 complete -c msend -l user -d 'AUTH user' -r
-complete -c msend -l password-command -d 'Command whose first line of output is the password (run with sh -c)' -r
+complete -c msend -l password-command -d 'Command whose first line of output is the password (run with sh -c). It is killed, with its children, after the account\'s password_command_timeout (default 30 s): exit 78' -r
 complete -c msend -l resolver -d 'DNS server for --direct, IP or IP:PORT' -r
 complete -c msend -l smtp-port -d 'SMTP port for --direct (default 25)' -r
 complete -c msend -l queue -d 'Spool directory: a temporary failure stores the message there and exits 0' -r -F

@@ -25,6 +25,8 @@
 //!   local and remote delivery (MX, relayhost, TLS policy, connection cache), DSNs, admin commands.
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
+//! - [`proc`]: the one runner of short-lived child programs: stdin input, bounded output, a
+//!   timeout that kills the child's whole process group (checkpassword, pipes, password commands).
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).
 #![deny(unsafe_code)]
 
@@ -41,6 +43,7 @@ pub mod mda;
 pub mod mdig;
 pub mod msend;
 pub mod pop3;
+pub mod proc;
 pub mod queue;
 pub mod relay;
 pub mod rfc5322;

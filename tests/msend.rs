@@ -445,6 +445,41 @@ fn implicit_tls_auth_and_wrong_password() {
 }
 
 #[test]
+fn hanging_password_command_times_out_and_its_children_are_killed() {
+    let home = common::scratch();
+    let cfgdir = home.path().join(".config/mailkit");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    let pidfile = home.path().join("bg.pid");
+    // The command never ends, and leaves a background child holding msend's stderr.
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!(
+            "default = \"hang\"\n[accounts.hang]\nserver = \"localhost\"\nport = {}\nuser = \"alice\"\npassword_command = \"sleep 100 & echo $! > {}; sleep 100\"\npassword_command_timeout = 1\nca_file = \"{}\"\n",
+            common::peer("PEER_SUBMISSION_PORT"),
+            pidfile.display(),
+            common::peer("PEER_CA_FILE")
+        ),
+    )
+    .unwrap();
+    let o = run(msend(home.path()).arg("x@example.test"), SIMPLE);
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("password command") && stderr(&o).contains("timed out after 1s"),
+        "{}",
+        stderr(&o)
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    // Killed with the command's process group: gone, or a zombie not yet reaped.
+    let gone = std::fs::read_to_string(&stat).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim().starts_with('Z'))
+    });
+    assert!(gone, "background child {} survived", pid.trim());
+}
+
+#[test]
 fn untrusted_certificate_fails_and_nothing_goes_in_clear() {
     let home = common::scratch();
     // The scripted server offers STARTTLS; its "TLS" is whatever it receives next. The peers'

@@ -13,18 +13,18 @@
 //! running its subprogram breaks the interface: like Dovecot, we treat that as a temporary
 //! failure, never as a successful login.
 
-use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// A checkpassword run taking longer than this is killed and counts as a temporary failure.
+use crate::proc::Status;
+
+/// A checkpassword run taking longer than this is killed, with its whole process group
+/// ([`crate::proc`]), and counts as a temporary failure.
 pub const CHECKPASSWORD_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this much of the reporter's output is read.
-pub const MAX_REPORT_BYTES: u64 = 8192;
-/// How often the child is polled while waiting for it.
-const POLL: Duration = Duration::from_millis(5);
+pub const MAX_REPORT_BYTES: usize = 8192;
 
 /// The shell wrapper that moves stdin to fd 3 and runs the program.
 const WRAPPER: &str = "exec 3<&0 </dev/null; exec \"$@\"";
@@ -106,65 +106,33 @@ impl Checkpassword {
             .args(&self.argv)
             .arg("/bin/sh")
             .arg("-c")
-            .arg(REPORTER)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            // stderr stays the daemon's (its log); stdout must never reach an inetd client.
-            .stderr(Stdio::inherit());
+            .arg(REPORTER);
         if let Some(ip) = peer {
             cmd.env("TCPREMOTEIP", ip.to_string());
         }
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
+        // stderr stays the daemon's (its log); stdout must never reach an inetd client.
+        let opts = crate::proc::Options {
+            stdin: Some(input),
+            timeout: self.timeout,
+            max_output: MAX_REPORT_BYTES,
+            capture_stderr: false,
+        };
+        let outcome = match crate::proc::run(cmd, &opts) {
+            Ok(o) => o,
             Err(e) => return CheckpasswordResult::TempFail(format!("checkpassword {prog}: {e}")),
         };
-        // Write from a thread: a program that never reads must not block us past the timeout.
-        let writer = child.stdin.take().map(|mut stdin| {
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&input);
-            })
-        });
-        let reader = child.stdout.take().map(|stdout| {
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                let _ = stdout.take(MAX_REPORT_BYTES).read_to_end(&mut out);
-                out
-            })
-        });
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!("checkpassword {prog}: timed out"));
-                }
-                Ok(None) => std::thread::sleep(POLL),
-                Err(e) => break Err(format!("checkpassword {prog}: {e}")),
-            }
-        };
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
-        // The reader ends when every holder of the pipe exits; a grandchild that keeps it open
-        // would block us, so only wait for it when the program exited normally.
-        let report = match (&status, reader) {
-            (Ok(_), Some(r)) => r.join().unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        let status = match status {
-            Ok(s) => s,
-            Err(e) => return CheckpasswordResult::TempFail(e),
-        };
-        match status.code() {
-            Some(0) => parse_report(prog, &report),
-            Some(1) => CheckpasswordResult::Bad,
-            Some(code) => {
+        let report = outcome.stdout;
+        match outcome.status {
+            Status::Exited(0) => parse_report(prog, &report),
+            Status::Exited(1) => CheckpasswordResult::Bad,
+            Status::Exited(code) => {
                 CheckpasswordResult::TempFail(format!("checkpassword {prog}: exit code {code}"))
             }
-            None => {
+            Status::Signaled(_) => {
                 CheckpasswordResult::TempFail(format!("checkpassword {prog}: killed by a signal"))
+            }
+            Status::TimedOut => {
+                CheckpasswordResult::TempFail(format!("checkpassword {prog}: timed out"))
             }
         }
     }

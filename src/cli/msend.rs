@@ -142,7 +142,8 @@ pub struct Args {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
 
-    /// Command whose first line of output is the password (run with sh -c).
+    /// Command whose first line of output is the password (run with sh -c). It is killed,
+    /// with its children, after the account's password_command_timeout (default 30 s): exit 78.
     #[arg(long, value_name = "CMD")]
     pub password_command: Option<String>,
 
@@ -287,9 +288,9 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
     }
 }
 
-/// Runs `sh -c cmd` and returns the first line of its output.
-fn password_from_command(cmd: &str) -> Result<String> {
-    crate::relay::remote::password_from_command(cmd)
+/// Runs `sh -c cmd` and returns the first line of its output; killed after `timeout`.
+fn password_from_command(cmd: &str, timeout: Duration) -> Result<String> {
+    crate::relay::remote::password_from_command(cmd, timeout)
         .map_err(|e| bad_config(format!("password command: {e}")))
 }
 
@@ -418,7 +419,11 @@ fn resolve(
                     .as_deref()
                     .or(account.password_command.as_deref())
                 {
-                    password_from_command(cmd)?
+                    let timeout = account.password_command_timeout.map_or(
+                        crate::relay::remote::PASSWORD_COMMAND_TIMEOUT,
+                        Duration::from_secs,
+                    );
+                    password_from_command(cmd, timeout)?
                 } else if let Some(p) = std::env::var("MSEND_PASSWORD")
                     .ok()
                     .filter(|p| !p.is_empty())

@@ -13,6 +13,7 @@
 //! tls = "starttls"                 # starttls (default) | tls | none
 //! user = "me"
 //! password_command = "pass show mail/work"   # run with sh -c; first line of stdout
+//! password_command_timeout = 30    # seconds, then it is killed (with its children): exit 78
 //! from = "me@example.org"          # envelope sender and From: when missing
 //! ca_file = "/etc/ssl/my-ca.pem"   # instead of the webpki roots
 //! queue = "/home/me/.msend-queue"  # overrides the global queue
@@ -55,6 +56,9 @@ pub struct Account {
     pub user: Option<String>,
     /// Command printing the password (run with `sh -c`).
     pub password_command: Option<String>,
+    /// Seconds the password command may run (default
+    /// [`crate::relay::remote::PASSWORD_COMMAND_TIMEOUT`]).
+    pub password_command_timeout: Option<u64>,
     /// Sender address.
     pub from: Option<String>,
     /// CA file instead of the webpki roots.

@@ -24,16 +24,14 @@
 //! Queue entries are processed by [`super::deliver`]; remote targets go to [`super::remote`].
 
 use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use super::{Failure, Target};
 use crate::exit;
+use crate::proc::Status;
 
-/// How often a running pipe command is checked for completion.
-const PIPE_POLL: Duration = Duration::from_millis(5);
 /// Most bytes of a pipe command's output kept for the error message.
 pub const MAX_PIPE_OUTPUT: u64 = 4096;
 
@@ -166,79 +164,38 @@ fn pipe(
         cmd.env(name, shell_safe(value))
             .env(format!("RAW_{name}"), value);
     }
-    cmd.env("EXT", shell_safe(ext))
-        .process_group(0)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
+    cmd.env("EXT", shell_safe(ext));
+    let opts = crate::proc::Options {
+        stdin: Some(data),
+        timeout,
+        max_output: MAX_PIPE_OUTPUT as usize,
+        capture_stderr: true,
+    };
+    // A command that does not read all of its input is its own business (EPIPE, crate::proc).
+    let outcome = crate::proc::run(cmd, &opts)
         .map_err(|e| Failure::temp(format!("|{command}: cannot start: {e}")))?;
-    let mut stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            // A command that does not read all of its input is its own business (EPIPE).
-            let _ = s.write_all(&data);
-        }
-    });
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.take(MAX_PIPE_OUTPUT).read_to_end(&mut text);
-            let _ = io::copy(o, &mut io::sink());
-        }
-        if let Some(e) = err.as_mut() {
-            let _ = e.take(MAX_PIPE_OUTPUT).read_to_end(&mut text);
-            let _ = io::copy(e, &mut io::sink());
-        }
-        text
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() >= deadline => {
-                // The whole process group: the shell's children hold our pipes too.
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg("--")
-                    .arg(format!("-{}", child.id()))
-                    .stderr(Stdio::null())
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(PIPE_POLL),
-            Err(e) => return Err(Failure::temp(format!("|{command}: {e}"))),
-        }
-    };
-    let Some(status) = status else {
-        // Do not wait for the reader: a grandchild that escaped the kill may hold the pipe.
-        return Err(Failure::temp(format!(
-            "|{command}: killed after {}s timeout",
-            timeout.as_secs()
-        )));
-    };
-    let _ = writer.join();
-    let output = reader.join().unwrap_or_default();
+    let mut output = outcome.stdout;
+    output.extend_from_slice(&outcome.stderr);
     let output = String::from_utf8_lossy(&output);
     let output = output.split_whitespace().collect::<Vec<_>>().join(" ");
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(c) if c == i32::from(exit::TEMPFAIL) => Err(Failure::temp(format!(
+    match outcome.status {
+        Status::Exited(0) => Ok(()),
+        Status::Exited(c) if c == i32::from(exit::TEMPFAIL) => Err(Failure::temp(format!(
             "|{command}: exit {c} (try again later) {output}"
         ))),
         // EX_NOUSER and friends say what went wrong; RFC 3463 codes for the DSN.
-        Some(c) => Err(Failure::new(
+        Status::Exited(c) => Err(Failure::new(
             false,
             format!("|{command}: exit {c} {output}"),
             pipe_status(c),
         )),
-        None => Err(Failure::temp(format!(
+        Status::Signaled(_) => Err(Failure::temp(format!(
             "|{command}: killed by a signal {output}"
+        ))),
+        // The whole process group was killed: the shell's children held our pipes too.
+        Status::TimedOut => Err(Failure::temp(format!(
+            "|{command}: killed after {}s timeout",
+            timeout.as_secs()
         ))),
     }
 }

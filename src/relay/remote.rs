@@ -34,6 +34,7 @@
 //! relayhost_tls = "starttls"               # none | may | starttls | tls (implicit)
 //! relayhost_user = "me"                    # AUTH, only over TLS
 //! relayhost_password_command = "cat /etc/mailkit/relay-password"
+//! relayhost_password_timeout_secs = 30     # then the command's group is killed, delivery deferred
 //! retry_initial_secs = 300                 # first retry, doubling ...
 //! retry_max_secs = 3600                    # ... up to this
 //! max_lifetime_secs = 432000               # then bounce (5 days)
@@ -166,6 +167,8 @@ pub struct RemoteConfig {
     pub relayhost_user: Option<String>,
     /// Command whose first output line is the relayhost AUTH password.
     pub relayhost_password_command: Option<String>,
+    /// Seconds a password command may run before it is killed and the delivery deferred.
+    pub relayhost_password_timeout_secs: u64,
     /// First retry after a temporary failure (doubling per attempt).
     pub retry_initial_secs: u64,
     /// Longest wait between retries.
@@ -206,6 +209,7 @@ impl Default for RemoteConfig {
             relayhost_tls: RelayhostTls::Starttls,
             relayhost_user: None,
             relayhost_password_command: None,
+            relayhost_password_timeout_secs: PASSWORD_COMMAND_TIMEOUT.as_secs(),
             retry_initial_secs: DEFAULT_RETRY_INITIAL_SECS,
             retry_max_secs: DEFAULT_RETRY_MAX_SECS,
             max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
@@ -994,7 +998,12 @@ impl Remote {
                     _ if self.options.credentials.is_some() => self.options.credentials.clone(),
                     (Some(u), Some(cmd)) => Some(Credentials {
                         user: u.clone(),
-                        password: password_from_command(cmd).map_err(|e| {
+                        password: password_from_command_async(
+                            cmd,
+                            Duration::from_secs(self.config.relayhost_password_timeout_secs),
+                        )
+                        .await
+                        .map_err(|e| {
                             Failure::new(true, format!("relayhost password: {e}"), "4.7.0")
                         })?,
                     }),
@@ -1255,22 +1264,68 @@ fn session_failure(e: &DriverError, host: &str, where_: &str) -> Failure {
     }
 }
 
-/// Runs `command` under `/bin/sh -c`; the first line of its output is the password (msend's
-/// `--password-command` and mrelayd's `relayhost_password_command`). Its stderr is ours, so a
-/// prompt or an error of e.g. `pass` or `gpg` is seen.
-pub fn password_from_command(command: &str) -> Result<String, String> {
-    let out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running {command:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{command:?} failed: {}", out.status));
+/// How long a password command may run before it is killed (with its process group) and
+/// counts as failed: msend's `password_command_timeout` and mrelayd's
+/// `relayhost_password_timeout_secs` default.
+pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of a password command's output read.
+const MAX_PASSWORD_OUTPUT: usize = 8192;
+
+/// `command` under `/bin/sh -c`, with what [`crate::proc`] runs it with.
+fn password_child(
+    command: &str,
+    timeout: Duration,
+) -> (std::process::Command, crate::proc::Options) {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(command);
+    // Its stderr is ours, so a prompt or an error of e.g. `pass` or `gpg` is seen.
+    let opts = crate::proc::Options {
+        stdin: None,
+        timeout,
+        max_output: MAX_PASSWORD_OUTPUT,
+        capture_stderr: false,
+    };
+    (cmd, opts)
+}
+
+/// The password in a password command's outcome: the first line of its output.
+fn password_of(
+    command: &str,
+    timeout: Duration,
+    outcome: std::io::Result<crate::proc::Outcome>,
+) -> Result<String, String> {
+    use crate::proc::Status;
+    let out = outcome.map_err(|e| format!("running {command:?}: {e}"))?;
+    match out.status {
+        Status::Exited(0) => {}
+        Status::Exited(c) => return Err(format!("{command:?} failed: exit status: {c}")),
+        Status::Signaled(s) => return Err(format!("{command:?} failed: signal: {s}")),
+        Status::TimedOut => {
+            return Err(format!(
+                "{command:?} timed out after {}s and was killed",
+                timeout.as_secs_f64()
+            ))
+        }
     }
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Runs `command` under `/bin/sh -c`; the first line of its output is the password (msend's
+/// `--password-command` and mrelayd's `relayhost_password_command`). Killed after `timeout`.
+/// Blocks: async code uses [`password_from_command_async`].
+pub fn password_from_command(command: &str, timeout: Duration) -> Result<String, String> {
+    let (cmd, opts) = password_child(command, timeout);
+    password_of(command, timeout, crate::proc::run(cmd, &opts))
+}
+
+/// [`password_from_command`] on the blocking pool, so no async worker waits for the command.
+pub async fn password_from_command_async(
+    command: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let (cmd, opts) = password_child(command, timeout);
+    password_of(command, timeout, crate::proc::run_async(cmd, opts).await)
 }
 
 #[cfg(test)]
