@@ -1,11 +1,12 @@
 //! mrelayd's SMTP daemon: `serve` (listeners plus the queue runner, [`super::runner`]) and
 //! `inetd` (one session on stdin/stdout, then delivery of what it accepted).
 //!
-//! The protocol is the sans-IO [`crate::smtp::server::Session`]; this module only moves bytes
-//! between it and a [`Connection`] of the shared server layer and answers its questions: relay
-//! policy ([`Router`]), passwords ([`Authenticator`]) and queueing ([`Queue`]). A message is
+//! The protocol is the sans-IO [`crate::smtp::server::Session`], run over a [`Connection`] of
+//! the shared server layer by [`crate::smtp::driver`]; this module answers its questions
+//! ([`driver::Policy`]): relay policy ([`Router`]), passwords ([`Authenticator`]) and queueing
+//! ([`Queue`]). A message is
 //! acknowledged only after [`queue::Incoming::commit`] has fsynced it; its content goes to the
-//! queue file as it arrives (a buffer of [`smtp::CONTENT_CHUNK`] octets per session), so
+//! queue file as it arrives (a buffer of [`crate::smtp::server::CONTENT_CHUNK`] octets per session), so
 //! memory does not grow with message size. The writes are plain buffered file writes on the
 //! session's task (page-cache writes of 64 KiB, as Postfix's smtpd writes its queue file); the
 //! fsyncs of the commit run on the blocking pool.
@@ -14,7 +15,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
@@ -25,13 +26,13 @@ use crate::auth::{AuthResult, Authenticator};
 use crate::config::Config;
 use crate::exit;
 use crate::queue::{self, Queue, Recipient};
-use crate::server::pace::{ProgressDeadline, RateMeter};
 use crate::server::{self, log, Connection, Handler, ListenerSpec, Listeners, Settings};
+use crate::smtp::command::{MailParams, Mailbox, RcptParams};
+use crate::smtp::driver;
 use crate::smtp::reply::Reply;
-use crate::smtp::server::{self as smtp, Decision, Event, ReceivedInfo, Session, SessionConfig};
-
-/// Largest read handed to the session at once.
-pub const READ_CHUNK: usize = 64 * 1024;
+use crate::smtp::server::{
+    received_header, Decision, Envelope, ReceivedInfo, Session, SessionConfig,
+};
 
 /// The queue directory from the config: `[mrelayd] queue_dir`, else `<state_dir>/queue`.
 pub fn queue_dir(config: &Config, relay: &RelayConfig) -> PathBuf {
@@ -231,7 +232,7 @@ pub fn serve(config: &Config, relay: &RelayConfig) -> Result<()> {
 }
 
 /// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mrelayd]` limits.
-/// The session switches between the command and data timeouts itself ([`session`]).
+/// The driver switches between the command and data timeouts itself ([`driver::run`]).
 fn settings(config: &Config, relay: &RelayConfig) -> Result<Settings> {
     Settings::from_config(
         config,
@@ -280,253 +281,170 @@ fn listener_specs(relay: &RelayConfig) -> Result<Vec<ListenerSpec>> {
 /// (a directory harvest must not write a log line per guess).
 const LOGGED_REFUSALS: u64 = 3;
 
-/// One SMTP session on a connection, then the summary of its refused recipients.
+/// One SMTP session on a connection ([`driver::run`] with mrelayd's [`SessionPolicy`]), then
+/// the summary of its refused recipients.
 async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
     let who = conn
         .peer()
         .map(|p| p.to_string())
         .unwrap_or_else(|| "stdin".into());
-    let mut refused = 0;
-    let r = session_loop(conn, d, &who, &mut refused).await;
-    if refused > LOGGED_REFUSALS {
+    let role = Role::from_name(conn.role()).unwrap_or_default();
+    let ip = conn.peer().map(|p| p.ip().to_canonical());
+    let relay = &d.relay;
+    let config = SessionConfig {
+        hostname: d.hostname.clone(),
+        max_message_size: relay.max_message_size,
+        max_recipients: relay.max_recipients.max(1),
+        max_hops: relay.max_hops.max(1),
+        max_errors: relay.max_errors.max(1),
+        soft_error_limit: relay.soft_error_limit,
+        junk_command_limit: relay.junk_command_limit,
+        starttls: false,
+        auth: true,
+        auth_requires_tls: true,
+        require_auth: role != Role::Smtp,
+    };
+    let greet_pause = if role == Role::Smtp {
+        Duration::from_millis(relay.greet_pause_ms)
+    } else {
+        Duration::ZERO
+    };
+    let limits = driver::Limits {
+        command_timeout: Duration::from_secs(relay.idle_timeout_secs.max(1)),
+        data_timeout: Duration::from_secs(relay.data_timeout_secs.max(1)),
+        greet_pause,
+        session_deadline: Duration::from_secs(relay.session_deadline_secs.max(1)),
+        min_data_rate: relay.min_data_rate,
+        min_data_rate_window: Duration::from_secs(relay.min_data_rate_window_secs.max(1)),
+        error_sleep: Duration::from_millis(relay.error_sleep_ms),
+    };
+    let mut policy = SessionPolicy {
+        d: d.clone(),
+        who,
+        client: Client {
+            ip,
+            user: None,
+            role,
+        },
+        receiving: None,
+        refused: 0,
+    };
+    let r = driver::run(conn, config, &limits, &mut policy).await;
+    if policy.refused > LOGGED_REFUSALS {
         log::line(format_args!(
-            "{who}: {refused} recipients refused (first {LOGGED_REFUSALS} logged)"
+            "{}: {} recipients refused (first {LOGGED_REFUSALS} logged)",
+            policy.who, policy.refused
         ));
     }
     r
 }
 
-/// Runs the SMTP session; counts refused recipients in `refused`.
-async fn session_loop(
-    mut conn: Connection,
+/// mrelayd's answers to one SMTP session's questions: relay policy ([`Router`]), passwords
+/// ([`Authenticator`]) and the queue file of the message being received.
+struct SessionPolicy {
     d: Arc<Daemon>,
-    who: &str,
-    refused: &mut u64,
-) -> Result<()> {
-    let role = Role::from_name(conn.role()).unwrap_or_default();
-    let peer = conn.peer();
-    let ip = peer.map(|p| p.ip().to_canonical());
-    let cfg = SessionConfig {
-        hostname: d.hostname.clone(),
-        max_message_size: d.relay.max_message_size,
-        max_recipients: d.relay.max_recipients.max(1),
-        max_hops: d.relay.max_hops.max(1),
-        max_errors: d.relay.max_errors.max(1),
-        soft_error_limit: d.relay.soft_error_limit,
-        junk_command_limit: d.relay.junk_command_limit,
-        starttls: conn.can_starttls(),
-        auth: true,
-        auth_requires_tls: true,
-        require_auth: role != Role::Smtp,
-    };
-    let mut s = Session::new(cfg, ip);
-    if let Some(tls) = conn.tls() {
-        s.set_implicit_tls(tls.clone());
-    }
-    let mut client = Client {
-        ip,
-        user: None,
-        role,
-    };
-    // The message being received, written to the queue as it arrives (bounded memory); `Err`
-    // once the queue failed it (the client gets 452 at the end).
-    let mut receiving: Option<std::result::Result<Receiving, ()>> = None;
-    // RFC 5321 §4.5.3.2: one wait for the next command, another for each piece of content.
-    let command_timeout = Duration::from_secs(d.relay.idle_timeout_secs.max(1));
-    let data_timeout = Duration::from_secs(d.relay.data_timeout_secs.max(1));
-    if role == Role::Smtp && d.relay.greet_pause_ms > 0 {
-        let pause = Duration::from_millis(d.relay.greet_pause_ms);
-        if conn.input_pending_within(pause).await? {
-            s.reject_early_talker();
-            log::line(format_args!("{who}: early talker rejected"));
-            conn.queue(&s.take_output());
-            let _ = conn.close().await;
-            return Ok(());
+    /// The client for the log.
+    who: String,
+    client: Client,
+    /// The message being received, written to the queue as it arrives (bounded memory); `Err`
+    /// once the queue failed it (the client gets 452 at the end).
+    receiving: Option<std::result::Result<Receiving, ()>>,
+    /// Recipients refused so far.
+    refused: u64,
+}
+
+impl driver::Policy for SessionPolicy {
+    fn mail(&mut self, from: Option<&Mailbox>, _: &MailParams) -> Decision {
+        let v = self.d.router.check_sender(&self.client, from);
+        match v.refusal {
+            None => Decision::Accept,
+            Some(r) => {
+                let who = &self.who;
+                log::line(format_args!("{who}: MAIL refused: {} ({})", r, v.reason));
+                Decision::Reject(r)
+            }
         }
     }
-    // Slowloris (issue 10 §5): a deadline that only completed transactions move, and a least
-    // rate for message content; the session itself has no clock.
-    let mut deadline = ProgressDeadline::new(
-        Duration::from_secs(d.relay.session_deadline_secs.max(1)),
-        Instant::now(),
-    );
-    let mut rate = RateMeter::new(
-        d.relay.min_data_rate,
-        Duration::from_secs(d.relay.min_data_rate_window_secs.max(1)),
-    );
-    let error_sleep = Duration::from_millis(d.relay.error_sleep_ms);
-    s.greeting();
-    loop {
-        if let Some(n) = s.take_error_delay() {
-            // Postfix's smtpd_error_sleep_time, growing with each error over the soft limit;
-            // only this session's task waits.
-            tokio::time::sleep(error_sleep.saturating_mul(n)).await;
-            conn.queue(&s.take_output());
-            conn.flush().await?;
-        }
-        let ev = s.poll();
-        match ev {
-            Event::NeedInput => {
-                let in_data = s.in_data();
-                let now = Instant::now();
-                deadline.update(s.progress(), now);
-                if in_data {
-                    rate.start(now);
-                } else {
-                    rate.stop();
-                }
-                let base = if in_data {
-                    data_timeout
-                } else {
-                    command_timeout
-                };
-                conn.set_idle_timeout(base);
-                if in_data && !rate.check(now) {
-                    s.too_slow();
+
+    fn rcpt(&mut self, to: &Mailbox, _: &RcptParams) -> Decision {
+        let v = self.d.router.check_rcpt(&self.client, to);
+        match v.refusal {
+            None => Decision::Accept,
+            Some(r) => {
+                self.refused += 1;
+                if self.refused <= LOGGED_REFUSALS {
+                    let who = &self.who;
                     log::line(format_args!(
-                        "{who}: message content below the minimum rate"
+                        "{who}: RCPT <{to}> refused: {} ({})",
+                        r, v.reason
                     ));
-                    continue;
                 }
-                if !in_data && deadline.expired(now) {
-                    s.deadline_exceeded();
-                    log::line(format_args!("{who}: session deadline exceeded"));
-                    continue;
-                }
-                conn.queue(&s.take_output());
-                // Flush only when the client has nothing more buffered (RFC 2920 batching).
-                if !conn.has_buffered_input() {
-                    conn.flush().await?;
-                }
-                // Wake up when the deadline or the rate window is due, even from a silent client.
-                let due = if in_data {
-                    rate.until_check(now)
-                } else {
-                    Some(deadline.remaining(now))
-                };
-                let wait = due.map_or(base, |d| d.min(base));
-                conn.set_idle_timeout(wait.max(Duration::from_millis(1)));
-                let read = conn.read_chunk(READ_CHUNK).await;
-                conn.set_idle_timeout(base);
-                match read {
-                    Ok(b) if b.is_empty() => break,
-                    Ok(b) => {
-                        if in_data {
-                            rate.add(b.len());
-                        }
-                        s.feed(&b)
-                    }
-                    // The deadline or the rate window is due: judged at the top of the loop.
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut && wait < base => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        s.timeout();
-                        conn.queue(&s.take_output());
-                        let _ = conn.close().await;
-                        let waiting = if in_data { "message data" } else { "a command" };
-                        log::line(format_args!("{who}: timeout waiting for {waiting}"));
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Event::Close => {
-                conn.queue(&s.take_output());
-                let _ = conn.close().await;
-                break;
-            }
-            Event::Pending => {
-                return Err(anyhow::anyhow!(
-                    "internal error: session waits for a decision"
-                ));
-            }
-            Event::StartTls => {
-                conn.queue(&s.take_output());
-                conn.starttls().await.context("STARTTLS handshake")?;
-                match conn.tls() {
-                    Some(info) => s.tls_started(info.clone()),
-                    None => return Err(anyhow::anyhow!("STARTTLS did not start TLS")),
-                }
-                client.user = None;
-            }
-            Event::Mail { from, .. } => {
-                let v = d.router.check_sender(&client, from.as_ref());
-                s.decide(match v.refusal {
-                    None => Decision::Accept,
-                    Some(r) => {
-                        log::line(format_args!("{who}: MAIL refused: {} ({})", r, v.reason));
-                        Decision::Reject(r)
-                    }
-                });
-            }
-            Event::Rcpt { to, .. } => {
-                let v = d.router.check_rcpt(&client, &to);
-                s.decide(match v.refusal {
-                    None => Decision::Accept,
-                    Some(r) => {
-                        *refused += 1;
-                        if *refused <= LOGGED_REFUSALS {
-                            log::line(format_args!(
-                                "{who}: RCPT <{to}> refused: {} ({})",
-                                r, v.reason
-                            ));
-                        }
-                        Decision::Reject(r)
-                    }
-                });
-            }
-            Event::Auth { user, password, .. } => {
-                // inetd on a pipe has no peer address: throttle it as a local client.
-                let ip = ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-                let result = d.auth.check_async(&user, password.as_bytes(), ip).await;
-                s.decide(match result {
-                    AuthResult::Ok(u) => {
-                        log::line(format_args!("{who}: authenticated as {}", u.name));
-                        client.user = Some(u.name);
-                        Decision::Accept
-                    }
-                    AuthResult::Failed => {
-                        log::line(format_args!("{who}: authentication failed for {user}"));
-                        Decision::Reject(Reply::new(
-                            535,
-                            Some((5, 7, 8)),
-                            "Authentication credentials invalid",
-                        ))
-                    }
-                    AuthResult::Throttled(_) => Decision::Reject(Reply::new(
-                        454,
-                        Some((4, 7, 0)),
-                        "Too many failed logins, try again later",
-                    )),
-                    AuthResult::TempFail(why) => {
-                        log::line(format_args!("{who}: authentication backend: {why}"));
-                        Decision::Reject(Reply::new(
-                            454,
-                            Some((4, 7, 0)),
-                            "Temporary authentication failure",
-                        ))
-                    }
-                });
-            }
-            Event::DataStart { envelope } => {
-                receiving = Some(begin_message(&d, &s, who, &envelope));
-            }
-            Event::Content(piece) => {
-                if let Some(Ok(r)) = receiving.as_mut() {
-                    if let Err(e) = r.incoming.write(&piece) {
-                        log::line(format_args!("{who}: writing a message to the queue: {e}"));
-                        // Dropping the Incoming removes its tmp file at once.
-                        receiving = Some(Err(()));
-                    }
-                }
-            }
-            Event::DataAbort => receiving = None,
-            Event::Message { .. } => {
-                let decision = commit(&d, who, receiving.take()).await;
-                s.decide(decision);
+                Decision::Reject(r)
             }
         }
     }
-    Ok(())
+
+    async fn auth(&mut self, _authzid: &str, user: &str, password: &str) -> Decision {
+        // inetd on a pipe has no peer address: throttle it as a local client.
+        let ip = self.client.ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let result = self.d.auth.check_async(user, password.as_bytes(), ip).await;
+        let who = &self.who;
+        match result {
+            AuthResult::Ok(u) => {
+                log::line(format_args!("{who}: authenticated as {}", u.name));
+                self.client.user = Some(u.name);
+                Decision::Accept
+            }
+            AuthResult::Failed => {
+                log::line(format_args!("{who}: authentication failed for {user}"));
+                Decision::Reject(Reply::new(
+                    535,
+                    Some((5, 7, 8)),
+                    "Authentication credentials invalid",
+                ))
+            }
+            AuthResult::Throttled(_) => Decision::Reject(Reply::new(
+                454,
+                Some((4, 7, 0)),
+                "Too many failed logins, try again later",
+            )),
+            AuthResult::TempFail(why) => {
+                log::line(format_args!("{who}: authentication backend: {why}"));
+                Decision::Reject(Reply::new(
+                    454,
+                    Some((4, 7, 0)),
+                    "Temporary authentication failure",
+                ))
+            }
+        }
+    }
+
+    fn tls_started(&mut self) {
+        self.client.user = None;
+    }
+
+    fn data_start(&mut self, session: &Session, envelope: &Envelope) {
+        self.receiving = Some(begin_message(&self.d, session, &self.who, envelope));
+    }
+
+    fn content(&mut self, piece: &[u8]) {
+        if let Some(Ok(r)) = self.receiving.as_mut() {
+            if let Err(e) = r.incoming.write(piece) {
+                let who = &self.who;
+                log::line(format_args!("{who}: writing a message to the queue: {e}"));
+                // Dropping the Incoming removes its tmp file at once.
+                self.receiving = Some(Err(()));
+            }
+        }
+    }
+
+    fn data_abort(&mut self) {
+        self.receiving = None;
+    }
+
+    async fn message(&mut self, _: &Envelope) -> Decision {
+        commit(&self.d, &self.who, self.receiving.take()).await
+    }
 }
 
 /// The message of the transaction in progress, streaming into the queue's `tmp/` file.
@@ -543,7 +461,7 @@ fn begin_message(
     d: &Daemon,
     s: &Session,
     who: &str,
-    envelope: &smtp::Envelope,
+    envelope: &Envelope,
 ) -> std::result::Result<Receiving, ()> {
     let now = queue::now();
     let sender = envelope
@@ -576,7 +494,7 @@ fn begin_message(
     };
     let id = queue::new_id();
     let single = (qenv.recipients.len() == 1).then(|| qenv.recipients[0].address.clone());
-    let header = smtp::received_header(&ReceivedInfo {
+    let header = received_header(&ReceivedInfo {
         hostname: &d.hostname,
         helo: s.helo(),
         client_ip: s.client_ip(),
