@@ -2032,3 +2032,72 @@ fn login_throttle_per_user_across_addresses_over_smtp() {
     assert!(r.iter().all(|(c, _)| *c == 535), "{r:?}");
     assert!(r[10].1 >= 1.0 && r[11].1 >= 1.0, "{r:?}");
 }
+
+#[test]
+fn sigterm_says_421_to_idle_sessions_and_after_a_message_in_progress() {
+    let dir = common::scratch();
+    let mut m = Mrelayd::start(dir.path(), "", "");
+    let bye = "421 4.3.2 mx.example.test Service shutting down\r\n";
+    // Idle between commands.
+    let (_idle, mut idle_r) = smtp_client(m.smtp, None);
+    // In the middle of DATA: it ends soon after the signal, within the grace.
+    let (mut busy, mut busy_r) = smtp_client(m.smtp, None);
+    for (cmd, want) in [
+        ("MAIL FROM:<a@remote.test>", "250"),
+        ("RCPT TO:<alice@example.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        assert!(say(&mut busy, &mut busy_r, cmd).starts_with(want), "{cmd}");
+    }
+    busy.write_all(b"Subject: almost done\r\n\r\nfirst half\r\n")
+        .unwrap();
+    // In the middle of DATA and never finishing: still told before the grace runs out.
+    let (mut stuck, mut stuck_r) = smtp_client(m.smtp, None);
+    for (cmd, want) in [
+        ("MAIL FROM:<a@remote.test>", "250"),
+        ("RCPT TO:<alice@example.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        assert!(
+            say(&mut stuck, &mut stuck_r, cmd).starts_with(want),
+            "{cmd}"
+        );
+    }
+    stuck.write_all(b"Subject: never done\r\n\r\n").unwrap();
+    let pid = m.child.as_ref().unwrap().id().to_string();
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(reply(&mut idle_r), bye, "log: {}", m.log_text());
+    let mut rest = String::new();
+    let _ = idle_r.read_to_string(&mut rest);
+    assert_eq!(rest, "", "closed after the 421");
+    std::thread::sleep(Duration::from_millis(300));
+    busy.write_all(b"second half\r\n.\r\n").unwrap();
+    let queued = reply(&mut busy_r);
+    assert!(
+        queued.starts_with("250 2.0.0 "),
+        "{queued:?}; log: {}",
+        m.log_text()
+    );
+    assert_eq!(reply(&mut busy_r), bye);
+    assert_eq!(reply(&mut stuck_r), bye, "log: {}", m.log_text());
+    // Before the server's grace period (10 s) would abort the session.
+    assert!(signalled.elapsed() < Duration::from_secs(9));
+    let mut child = m.child.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "mrelayd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}: {}", m.log_text());
+    let log = m.log_text();
+    assert!(log.contains("queued"), "{log}");
+    assert!(log.contains("message in progress dropped"), "{log}");
+}

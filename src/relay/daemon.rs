@@ -317,6 +317,7 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         min_data_rate: relay.min_data_rate,
         min_data_rate_window: Duration::from_secs(relay.min_data_rate_window_secs.max(1)),
         error_sleep: Duration::from_millis(relay.error_sleep_ms),
+        shutdown_finish: driver::SHUTDOWN_FINISH,
     };
     let mut policy = SessionPolicy {
         d: d.clone(),

@@ -4,6 +4,15 @@
 //! and hands the session's questions to the program that runs it through [`Policy`] (mrelayd's
 //! relay rules, password check and queue, in `relay::daemon`), so this module knows
 //! nothing of relaying or queues.
+//!
+//! Server shutdown reaches the session through the one hook of the pattern (the POP3 driver has
+//! the same): when [`Connection::shutdown_signal`] fires the driver calls
+//! [`Session::shutdown`], which queues `421 4.3.2 <host> Service shutting down` (RFC 5321 §3.8,
+//! RFC 3463 §3.5) and closes, at the next point the session can take it: at once while waiting
+//! for a command (or between pipelined commands), and after a message whose content is
+//! arriving, if it ends within [`Limits::shutdown_finish`] (so an almost delivered message is
+//! still queued, as Postfix's smtpd finishes its transaction); otherwise the message is dropped
+//! and the client gets the 421 anyway, before the server's grace period runs out.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -17,6 +26,11 @@ use crate::server::{log, Connection};
 
 /// Largest read handed to the session at once.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a message whose content is arriving at shutdown may take to end before the
+/// session says 421 anyway: well inside the server's shutdown grace
+/// ([`crate::server::DEFAULT_SHUTDOWN_GRACE`]), which aborts what is still running.
+pub const SHUTDOWN_FINISH: Duration = Duration::from_secs(5);
 
 /// The driver's clocks for one session (the session's own limits are its [`SessionConfig`]).
 #[derive(Debug, Clone)]
@@ -35,6 +49,8 @@ pub struct Limits {
     pub min_data_rate_window: Duration,
     /// Delay per error over the soft error limit (Postfix's `smtpd_error_sleep_time`).
     pub error_sleep: Duration,
+    /// At shutdown, how long a message in progress may take to end (module doc).
+    pub shutdown_finish: Duration,
 }
 
 /// What the program running the session decides; one value per session, so it can keep the
@@ -73,6 +89,16 @@ pub trait Policy: Send {
     fn message(&mut self, envelope: &Envelope) -> impl Future<Output = Decision> + Send;
 }
 
+/// How a wait for input ended.
+enum Waited {
+    /// Bytes (empty at end of input).
+    Read(Vec<u8>),
+    /// The wait of `wait` ran out (a timeout when `wait` was the full one).
+    TimedOut,
+    /// Shutdown was requested.
+    Shutdown,
+}
+
 /// Runs one SMTP session on `conn` to its end: greeting, commands, messages, QUIT (or a
 /// timeout, a limit, shutdown). `config.starttls` is set from the connection. I/O errors end
 /// the session with an error for the server layer to log.
@@ -106,6 +132,11 @@ pub async fn run<P: Policy>(
     // rate for message content; the session itself has no clock.
     let mut deadline = ProgressDeadline::new(limits.session_deadline, Instant::now());
     let mut rate = RateMeter::new(limits.min_data_rate, limits.min_data_rate_window);
+    let shutdown = conn.shutdown_signal();
+    tokio::pin!(shutdown);
+    // Set once shutdown was requested while content was arriving: the 421 comes when the
+    // message ends, or at this instant.
+    let mut finish_by: Option<Instant> = None;
     s.greeting();
     loop {
         if let Some(n) = s.take_error_delay() {
@@ -120,6 +151,11 @@ pub async fn run<P: Policy>(
             Event::NeedInput => {
                 let in_data = s.in_data();
                 let now = Instant::now();
+                if finish_by.is_some() && !in_data {
+                    // The message in progress at shutdown has ended (its reply is queued).
+                    s.shutdown();
+                    continue;
+                }
                 deadline.update(s.progress(), now);
                 if in_data {
                     rate.start(now);
@@ -144,6 +180,11 @@ pub async fn run<P: Policy>(
                     log::line(format_args!("{who}: session deadline exceeded"));
                     continue;
                 }
+                if finish_by.is_some_and(|t| now >= t) {
+                    log::line(format_args!("{who}: shutdown: message in progress dropped"));
+                    s.shutdown();
+                    continue;
+                }
                 conn.queue(&s.take_output());
                 // Flush only when the client has nothing more buffered (RFC 2920 batching).
                 if !conn.has_buffered_input() {
@@ -155,21 +196,42 @@ pub async fn run<P: Policy>(
                 } else {
                     Some(deadline.remaining(now))
                 };
+                let due = match finish_by {
+                    Some(t) => {
+                        let left = t.saturating_duration_since(now);
+                        Some(due.map_or(left, |d| d.min(left)))
+                    }
+                    None => due,
+                };
                 let wait = due.map_or(base, |d| d.min(base));
                 conn.set_idle_timeout(wait.max(Duration::from_millis(1)));
-                let read = conn.read_chunk(READ_CHUNK).await;
+                let watch_shutdown = finish_by.is_none();
+                let waited = tokio::select! {
+                    read = conn.read_chunk(READ_CHUNK) => match read {
+                        Ok(b) => Waited::Read(b),
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Waited::TimedOut,
+                        Err(e) => return Err(e.into()),
+                    },
+                    _ = &mut shutdown, if watch_shutdown => Waited::Shutdown,
+                };
                 conn.set_idle_timeout(base);
-                match read {
-                    Ok(b) if b.is_empty() => break,
-                    Ok(b) => {
+                match waited {
+                    Waited::Read(b) if b.is_empty() => break,
+                    Waited::Read(b) => {
                         if in_data {
                             rate.add(b.len());
                         }
                         s.feed(&b)
                     }
+                    Waited::Shutdown if in_data => {
+                        finish_by = Some(Instant::now() + limits.shutdown_finish);
+                    }
+                    // Between commands (RFC 5321 §3.8: the server may close with 421 when it
+                    // must shut down); a command already read is not answered.
+                    Waited::Shutdown => s.shutdown(),
                     // The deadline or the rate window is due: judged at the top of the loop.
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut && wait < base => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    Waited::TimedOut if wait < base => {}
+                    Waited::TimedOut => {
                         s.timeout();
                         conn.queue(&s.take_output());
                         let _ = conn.close().await;
@@ -177,7 +239,6 @@ pub async fn run<P: Policy>(
                         log::line(format_args!("{who}: timeout waiting for {waiting}"));
                         return Ok(());
                     }
-                    Err(e) => return Err(e.into()),
                 }
             }
             Event::Close => {
