@@ -18,7 +18,10 @@
 //! - [`dns`]: every DNS lookup (MX routing, A/AAAA with TTLs, TXT) with hickory-resolver, shared by
 //!   msend `--direct`, mrelayd and mdig-mx.
 //! - [`mdig`]: mdig-mx's report: route, addresses, SPF/DMARC/MTA-STS, SMTP/TLS probes.
-//! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines) and the shared SMTP client.
+//! - [`smtp`]: SMTP protocol code (sans-IO parsers and state machines, the SMTP client's among them).
+//! - [`net`]: the one client transport (TCP connect with a timeout, implicit TLS and STARTTLS with
+//!   the [`tls`] checks, deadline reads, writes bounded per chunk) and the SMTP client's driver
+//!   over it, used by msend, mrelayd's remote delivery and mdig-mx's probe (mfetch next).
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
@@ -42,6 +45,7 @@ pub mod maildir;
 pub mod mda;
 pub mod mdig;
 pub mod msend;
+pub mod net;
 pub mod pop3;
 pub mod proc;
 pub mod queue;

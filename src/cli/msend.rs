@@ -14,7 +14,7 @@ use crate::exit;
 use crate::msend::deliver::{self, Options, RcptReport, Report, Route, Status};
 use crate::msend::message::{self, Prepare};
 use crate::msend::{compose, spool, Account, MsendConfig, TlsSetting};
-use crate::smtp::client::transport::Timeouts;
+use crate::net::smtp::Timeouts;
 use crate::smtp::client::{Credentials, Stage, TlsMode};
 use crate::smtp::reply::Reply;
 

@@ -1,5 +1,5 @@
 //! `--probe`: one SMTP session per MX address with the shared client
-//! ([`crate::smtp::client::transport`]): TCP connect time, greeting, EHLO, STARTTLS with a
+//! ([`crate::net::smtp`] over [`crate::net::client`]): TCP connect time, greeting, EHLO, STARTTLS with a
 //! certificate-recording (non-verifying) TLS config, then the certificate judged separately
 //! against webpki-roots or `--ca-file` ([`crate::tls::check_chain`]) and described
 //! ([`crate::tls::parse_certificate`]). Only the orchestration and the probe's report are here.
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 
-use crate::smtp::client::transport::{connect_tcp, Connection, DriverError, Timeouts, Transcript};
+use crate::net::client::connect_tcp;
+use crate::net::smtp::{Connection, DriverError, Timeouts, Transcript};
 use crate::smtp::client::{Settings, TlsMode};
 use crate::tls::{self, CertInfo, TlsInfo};
 

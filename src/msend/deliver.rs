@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::exit;
+use crate::net::smtp::Timeouts;
 use crate::relay::remote::{
     ClientOptions, RelayhostTls, Remote, RemoteConfig, RemoteRcpt, TlsPolicy,
 };
 use crate::relay::Failure;
-use crate::smtp::client::transport::Timeouts;
 use crate::smtp::client::{Credentials, Stage, TlsMode};
 
 /// Where the message goes.

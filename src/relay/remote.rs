@@ -68,7 +68,8 @@ use tokio::sync::Semaphore;
 
 use super::{dsn, Failure};
 use crate::dns::{DnsError, MxResolver};
-use crate::smtp::client::transport::{self, Connection, DriverError, Progress, Timeouts};
+use crate::net::client::connect_tcp;
+use crate::net::smtp::{Connection, DriverError, Progress, Timeouts, Transcript};
 use crate::smtp::client::{Credentials, Envelope, Error as SmtpError, Settings, Stage, TlsMode};
 use crate::smtp::reply::Reply;
 
@@ -1060,7 +1061,7 @@ impl Remote {
         let where_ = format!("{host}[{}]:{}", addr.ip(), addr.port());
         let mut mode = tls.mode;
         loop {
-            let stream = transport::connect_tcp(addr, self.timeouts.connect)
+            let stream = connect_tcp(addr, self.timeouts.connect)
                 .await
                 .map_err(|e| Failure::new(true, format!("{where_}: connect: {e}"), "4.4.1"))?;
             self.opened
@@ -1081,7 +1082,7 @@ impl Remote {
                 auth: tls.auth.clone(),
                 quit_after: self.options.quit_after,
             };
-            let transcript: Option<transport::Transcript> = if self.options.verbose {
+            let transcript: Option<Transcript> = if self.options.verbose {
                 Some(Box::new(|line: &str| eprintln!("{line}")))
             } else {
                 None
@@ -1243,7 +1244,7 @@ fn session_failure(e: &DriverError, host: &str, where_: &str) -> Failure {
         return reply_failure(reply, host, where_, *stage);
     }
     let (temporary, status) = match e {
-        DriverError::Tls(_) => (true, "4.7.5"),
+        DriverError::Tls(_) | DriverError::Trust(_) => (true, "4.7.5"),
         DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4"),
         DriverError::Smtp(SmtpError::AuthNotEncrypted | SmtpError::AuthUnsupported(_)) => {
             (true, "4.7.0")

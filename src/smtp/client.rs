@@ -5,8 +5,8 @@
 //! "session ready", "transaction done", failure). It handles the greeting, EHLO with HELO fallback,
 //! the EHLO extensions, STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), and transactions with
 //! MAIL/RCPT/DATA, pipelined when the server offers PIPELINING (RFC 2920). A session can carry
-//! several transactions (persistent connections). The async driver lives in
-//! [`transport`] below.
+//! several transactions (persistent connections). The async driver that runs it over a socket
+//! is [`crate::net::smtp`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -14,8 +14,6 @@ use std::fmt;
 use super::reply::Reply;
 use crate::auth::{sasl_login_encode, sasl_plain_encode};
 use crate::rfc5322;
-
-pub mod transport;
 
 /// Stages of a session, for `--quit-after` and for saying where a failure happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,21 +1,15 @@
-//! The async driver of the sans-IO [`Client`](super::Client): runs it over any
-//! `AsyncRead + AsyncWrite` stream (TCP in practice), with STARTTLS and implicit TLS through
-//! tokio-rustls, a timeout on every read, write and handshake, and an optional transcript.
+//! The async driver of the sans-IO SMTP [`Client`]: runs it over a [`Stream`] of the one
+//! client transport ([`super::client`]: implicit TLS, STARTTLS, reads against a deadline, writes
+//! bounded per chunk), with a time limit on every reply and an optional transcript.
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Action, Client, Envelope, Error, Outcome, Settings, Stage};
+use super::client::{Stream, TlsError, TlsTarget};
+use crate::smtp::client::{Action, Client, Envelope, Error, Outcome, Settings, Stage};
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 
 /// Read buffer size for server replies.
@@ -27,7 +21,8 @@ const READ_CHUNK: usize = 8192;
 pub struct Timeouts {
     /// TCP connect.
     pub connect: Duration,
-    /// Each command's reply, each write and the TLS handshake.
+    /// Each command's reply, the TLS handshake, and each [`WRITE_CHUNK`](super::client::WRITE_CHUNK)
+    /// of a write (RFC 5321 §4.5.3.2.5: a limit per chunk sent, not for the whole body).
     pub command: Duration,
     /// The reply after the message body.
     pub data_end: Duration,
@@ -68,8 +63,12 @@ pub enum DriverError {
     Timeout(Stage),
     /// The server closed the connection while we waited for a reply.
     Eof(Stage),
-    /// The TLS handshake failed (certificate not trusted, name mismatch, ...).
+    /// The TLS handshake failed for another reason than trust (no common version or cipher,
+    /// an alert, the server closed, TLS not configured).
     Tls(String),
+    /// The server's certificate is not trusted (no chain to a trusted CA, name mismatch,
+    /// expired, not the pinned key).
+    Trust(String),
     /// The server sent something that is not an SMTP reply.
     Reply(ReplyError),
     /// The SMTP dialogue failed (negative reply, missing extension, ...).
@@ -85,7 +84,7 @@ impl DriverError {
                     || source.kind() == io::ErrorKind::ConnectionRefused
             }
             DriverError::Timeout(_) | DriverError::Eof(_) | DriverError::Reply(_) => true,
-            DriverError::Tls(_) => false,
+            DriverError::Tls(_) | DriverError::Trust(_) => false,
             DriverError::Smtp(e) => e.is_temporary(),
         }
     }
@@ -98,6 +97,9 @@ impl fmt::Display for DriverError {
             DriverError::Timeout(stage) => write!(f, "timed out waiting at {stage}"),
             DriverError::Eof(stage) => write!(f, "connection closed by server at {stage}"),
             DriverError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            DriverError::Trust(e) => {
+                write!(f, "TLS handshake failed: certificate not trusted: {e}")
+            }
             DriverError::Reply(e) => write!(f, "bad reply from server: {e}"),
             DriverError::Smtp(e) => write!(f, "{e}"),
         }
@@ -105,14 +107,6 @@ impl fmt::Display for DriverError {
 }
 
 impl std::error::Error for DriverError {}
-
-/// The transport: plain, or TLS over it after STARTTLS or for implicit TLS.
-enum Stream<S> {
-    Plain(S),
-    Tls(Box<TlsStream<S>>),
-    /// Transient state during the TLS upgrade (or after a failed one).
-    Gone,
-}
 
 /// A line sink for `-v` transcripts: `-> ` for what we send, `<- ` for replies (`~>`/`<~`
 /// inside TLS), like swaks.
@@ -135,38 +129,22 @@ pub struct Connection<S> {
     client: Client,
     parser: ReplyParser,
     timeouts: Timeouts,
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    tls: Option<TlsTarget>,
     transcript: Option<Transcript>,
 }
 
-/// Connects TCP to `addr` within `timeout`.
-pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(r) => {
-            let s = r?;
-            // Commands are small and latency-bound; don't let Nagle hold them.
-            s.set_nodelay(true)?;
-            Ok(s)
-        }
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("connect to {addr} timed out"),
-        )),
-    }
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
-    /// Wraps a connected stream. `tls` is the client config and the name the certificate must
-    /// match; it is needed for [`TlsMode::Implicit`](super::TlsMode) and STARTTLS.
+    /// Wraps a connected stream. `tls` is the client config and the server's name; it is
+    /// needed for [`TlsMode::Implicit`](crate::smtp::client::TlsMode) and STARTTLS.
     pub fn new(
         stream: S,
         settings: Settings,
-        tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+        tls: Option<TlsTarget>,
         timeouts: Timeouts,
         transcript: Option<Transcript>,
     ) -> Connection<S> {
         Connection {
-            stream: Stream::Plain(stream),
+            stream: Stream::plain(stream),
             client: Client::new(settings),
             parser: ReplyParser::new(),
             timeouts,
@@ -192,10 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     /// The rustls connection once TLS is up (for certificate and cipher details).
     pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
-        match &self.stream {
-            Stream::Tls(t) => Some(t.get_ref().1),
-            _ => None,
-        }
+        self.stream.tls_connection()
     }
 
     /// Sends one message in one transaction; per-recipient results in the outcome.
@@ -215,14 +190,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     async fn shutdown(&mut self) -> io::Result<()> {
         let t = Duration::from_secs(2).min(self.timeouts.command);
-        let fut = async {
-            match &mut self.stream {
-                Stream::Plain(s) => s.shutdown().await,
-                Stream::Tls(s) => s.shutdown().await,
-                Stream::Gone => Ok(()),
-            }
-        };
-        tokio::time::timeout(t, fut).await.unwrap_or(Ok(()))
+        match self.stream.shutdown(t).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(()),
+            other => other,
+        }
     }
 
     fn log(&mut self, prefix: &str, text: &str) {
@@ -234,10 +205,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     }
 
     fn is_tls(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
+        self.stream.is_tls()
     }
 
-    /// The time limit for a write or a reply at `stage`: the end of data gets its own.
+    /// The time limit for a reply at `stage`: the end of data gets its own.
     fn timeout_for(&self, stage: Stage) -> Duration {
         if stage == Stage::Body {
             self.timeouts.data_end
@@ -246,24 +217,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
+    /// Writes `bytes`, each chunk within the command timeout (a long body to a slow but
+    /// steady server goes through; one that stops reading fails after one limit).
     async fn write_all(&mut self, bytes: &[u8], stage: Stage) -> Result<(), DriverError> {
-        let timeout = self.timeout_for(stage);
-        let fut = async {
-            match &mut self.stream {
-                Stream::Plain(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
-                }
-                Stream::Tls(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
-                }
-                Stream::Gone => Err(io::Error::from(io::ErrorKind::NotConnected)),
-            }
-        };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r.map_err(|source| DriverError::Io { stage, source }),
-            Err(_) => Err(DriverError::Timeout(stage)),
+        match self.stream.write_all(bytes, self.timeouts.command).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(DriverError::Timeout(stage)),
+            Err(source) => Err(DriverError::Io { stage, source }),
         }
     }
 
@@ -275,18 +235,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             if let Some(r) = self.parser.next_reply().map_err(DriverError::Reply)? {
                 return Ok(r);
             }
-            let fut = async {
-                match &mut self.stream {
-                    Stream::Plain(s) => s.read(&mut buf).await,
-                    Stream::Tls(s) => s.read(&mut buf).await,
-                    Stream::Gone => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            let n = match self.stream.read(&mut buf, deadline).await {
+                Ok(0) => return Err(DriverError::Eof(stage)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(DriverError::Timeout(stage))
                 }
-            };
-            let n = match tokio::time::timeout_at(deadline, fut).await {
-                Ok(Ok(0)) => return Err(DriverError::Eof(stage)),
-                Ok(Ok(n)) => n,
-                Ok(Err(source)) => return Err(DriverError::Io { stage, source }),
-                Err(_) => return Err(DriverError::Timeout(stage)),
+                Err(source) => return Err(DriverError::Io { stage, source }),
             };
             self.parser.push(&buf[..n]);
         }
@@ -294,29 +249,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     /// The TLS handshake over the current plain stream.
     async fn upgrade(&mut self) -> Result<(), DriverError> {
-        let Some((config, name)) = self.tls.clone() else {
+        let Some(target) = self.tls.as_ref() else {
             return Err(DriverError::Tls("no TLS configuration given".into()));
         };
-        let plain = match std::mem::replace(&mut self.stream, Stream::Gone) {
-            Stream::Plain(s) => s,
-            other => {
-                self.stream = other;
-                return Err(DriverError::Tls("TLS already active".into()));
-            }
-        };
-        let connector = TlsConnector::from(config);
-        let handshake = connector.connect(name.clone(), plain);
-        match tokio::time::timeout(self.timeouts.command, handshake).await {
-            Ok(Ok(s)) => {
-                self.stream = Stream::Tls(Box::new(s));
+        match self.stream.start_tls(target, self.timeouts.command).await {
+            Ok(()) => {
                 if let Some(c) = self.tls_connection() {
                     let info = crate::tls::TlsInfo::from_state(c);
                     self.log("~~ ", &format!("TLS started: {info}"));
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(DriverError::Tls(format!("{}: {e}", name.to_str()))),
-            Err(_) => Err(DriverError::Timeout(Stage::Tls)),
+            Err(TlsError::Timeout) => Err(DriverError::Timeout(Stage::Tls)),
+            Err(TlsError::Trust(e)) => Err(DriverError::Trust(e)),
+            Err(TlsError::Handshake(e)) => Err(DriverError::Tls(e)),
         }
     }
 
