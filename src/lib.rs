@@ -26,11 +26,27 @@
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
 //!   local and remote delivery (MX, relayhost, TLS policy, connection cache), DSNs, admin commands.
+//! - [`envelope`]: the envelope parameters a message carries from SMTP through the queue to its
+//!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461).
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 //! - [`proc`]: the one runner of short-lived child programs: stdin input, bounded output, a
 //!   timeout that kills the child's whole process group (checkpassword, pipes, password commands).
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).
+//!
+//! # Layers
+//! A module uses modules of its own layer and the layers below, never one above; the sans-IO
+//! protocol modules use no tokio and no sockets (their `driver.rs` does the IO). `tests/layers.rs`
+//! checks every `crate::` and `super::` path against this table.
+//!
+//! | layer | what | modules | sans-IO |
+//! |---|---|---|---|
+//! | 6 | command lines, fuzz bodies | `cli`, `fuzz` | no |
+//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `smtp::driver`, `pop3::driver` | no |
+//! | 4 | protocols | `smtp`, `pop3` | yes |
+//! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
+//! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
+//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `proc`, `rfc5322`, `exit` | no |
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -38,6 +54,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod durable;
+pub mod envelope;
 pub mod exit;
 pub mod fsroot;
 pub mod fuzz;

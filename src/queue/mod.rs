@@ -66,8 +66,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::durable;
+use crate::envelope::{Body, Notify, Ret};
 use crate::fsroot::Dir;
-use crate::smtp::command::{Body, Notify, Ret};
 
 /// First retry after a temporary failure; doubled per attempt up to [`MAX_RETRY_INTERVAL`].
 pub const FIRST_RETRY_INTERVAL: Duration = Duration::from_secs(300);

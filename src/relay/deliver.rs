@@ -23,8 +23,9 @@ use std::time::Duration;
 use super::dsn::{self, DsnAction, DsnInput, DsnRecipient, DsnReturn};
 use super::remote::{Remote, RemoteRcpt};
 use super::{Failure, Resolution, Router, Target};
+use crate::envelope::Ret;
 use crate::queue::{self, Queue, RcptState, Recipient};
-use crate::smtp::command::{xtext_encode, Ret};
+use crate::smtp::command::xtext_encode;
 
 /// What happened to a queue entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use crate::envelope::{Body, Notify, Ret};
+
 /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
 /// Longest text line in DATA, CRLF included (RFC 5321 §4.5.3.1.6).
@@ -130,24 +132,6 @@ pub fn canonical_domain(domain: &str) -> String {
     domain.strip_suffix('.').unwrap_or(domain).to_lowercase()
 }
 
-/// BODY= values (RFC 6152; BINARYMIME is not offered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Body {
-    /// `BODY=7BIT`.
-    SevenBit,
-    /// `BODY=8BITMIME`.
-    EightBitMime,
-}
-
-/// RET= values (RFC 3461 §4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Ret {
-    /// Return the full message in a bounce.
-    Full,
-    /// Return headers only.
-    Hdrs,
-}
-
 /// Parameters of MAIL FROM.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailParams {
@@ -163,38 +147,6 @@ pub struct MailParams {
     pub envid: Option<String>,
     /// AUTH= parameter as given, xtext-decoded (RFC 4954 §5); `<>` when unknown.
     pub auth: Option<String>,
-}
-
-/// NOTIFY= of RCPT TO (RFC 3461 §4.1): NEVER, or any of SUCCESS, FAILURE, DELAY.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Notify {
-    /// NOTIFY=NEVER.
-    pub never: bool,
-    /// SUCCESS requested.
-    pub success: bool,
-    /// FAILURE requested.
-    pub failure: bool,
-    /// DELAY requested.
-    pub delay: bool,
-}
-
-impl fmt::Display for Notify {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.never {
-            return f.write_str("NEVER");
-        }
-        let mut parts = Vec::new();
-        if self.success {
-            parts.push("SUCCESS");
-        }
-        if self.failure {
-            parts.push("FAILURE");
-        }
-        if self.delay {
-            parts.push("DELAY");
-        }
-        f.write_str(&parts.join(","))
-    }
 }
 
 /// Parameters of RCPT TO.
