@@ -133,6 +133,45 @@ impl HostRecords {
     }
 }
 
+/// Splits `HOST`, `HOST:PORT`, `[HOST]` or `[HOST]:PORT` (brackets for an IPv6 literal, or,
+/// as in Postfix's `relayhost`, a name whose MX is not looked up). The one parser of a host
+/// with an optional port, used by mrelayd's relayhost and msend's `--server`: it refuses an
+/// empty host, port 0 (RFC 6335 §6: reserved, never a destination), a port that is not a
+/// decimal `u16`, and anything after `]` but `:PORT`. An IPv6 literal without brackets is a
+/// host without a port (its colons are not a port separator).
+pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?}: missing ]"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return Err(format!("{s:?}: junk after ]")),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?}: no host"));
+    }
+    let port = match port {
+        // Digits only: `str::parse` would take `+25`.
+        Some(p) => Some(
+            Some(p)
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{s:?}: bad port"))?,
+        ),
+        None => None,
+    };
+    Ok((host.to_string(), port))
+}
+
 /// Parses `IP` or `IP:PORT` (`[v6]:PORT` for IPv6 with a port) as a DNS server address.
 pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
@@ -388,6 +427,22 @@ async fn route_from_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_and_optional_port() {
+        let ok = |s: &str| split_host_port(s).unwrap();
+        assert_eq!(ok("smtp.x"), ("smtp.x".into(), None));
+        assert_eq!(ok("smtp.x:587"), ("smtp.x".into(), Some(587)));
+        assert_eq!(ok("[127.0.0.1]:2525"), ("127.0.0.1".into(), Some(2525)));
+        assert_eq!(ok("[::1]:26"), ("::1".into(), Some(26)));
+        assert_eq!(ok("[h]"), ("h".into(), None));
+        assert_eq!(ok("::1"), ("::1".into(), None));
+        for bad in [
+            "", ":25", "[]:25", "h:", "h:0", "h:x", "h:+25", "h:65536", "[h", "[h]x",
+        ] {
+            assert!(split_host_port(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn h(name: &str, preference: u16) -> MxHost {
         MxHost {

@@ -868,6 +868,45 @@ fn recipients_missing_and_bad_usage() {
 }
 
 #[test]
+fn server_with_port_zero_or_junk_is_bad_usage() {
+    // One host:port parser (mrelayd's relayhost too): port 0, a non-decimal port, an empty
+    // host and anything after `]` but `:PORT` are refused before any connection (exit 64).
+    let home = common::scratch();
+    for bad in [
+        "127.0.0.1:0",
+        "[127.0.0.1]:0",
+        "[127.0.0.1]x",
+        "[127.0.0.1]:+25",
+        ":25",
+        "127.0.0.1:",
+    ] {
+        let o = run(
+            msend(home.path()).args(["--no-tls", "--server", bad, "a@x.test"]),
+            SIMPLE,
+        );
+        assert_eq!(code(&o), 64, "--server {bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--server"), "{bad}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn unknown_account_is_a_config_error_for_list_too() {
+    // One account resolution: `-a NAME` that the configuration lacks is exit 78 whether the
+    // run sends, flushes or lists.
+    let home = common::scratch();
+    let q = home.path().join("q");
+    let o = run(
+        msend(home.path())
+            .args(["-a", "nosuch", "--queue"])
+            .arg(&q)
+            .arg("--list"),
+        b"",
+    );
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
+}
+
+#[test]
 fn accounts_from_user_config() {
     let home = common::scratch();
     let cfgdir = home.path().join(".config/mailkit");

@@ -2,21 +2,18 @@
 //!
 //! sendmail's single-dash multi-letter flags need no argv rewriting: `-oi`, `-oem`, `-odi` are
 //! the short option `-o` with an attached value, `-bs`/`-bm`/`-bp` the short option `-b`.
+//! What msend does with them lives in [`crate::msend`]: [`Args`] becomes its plain option
+//! structs ([`Flags`], [`Submission`]) and [`run`] picks the mode.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::config::{self, Config};
 use crate::exit;
-use crate::msend::deliver::{self, Options, RcptReport, Report, Route, Status};
-use crate::msend::message::{self, Prepare};
-use crate::msend::{compose, spool, Account, MsendConfig, TlsSetting};
-use crate::net::smtp::Timeouts;
-use crate::smtp::client::{Credentials, Stage, TlsMode};
-use crate::smtp::reply::Reply;
+use crate::msend::account::{self, Flags};
+use crate::msend::submit::{ComposeFlags, Submission};
+use crate::msend::{bs, flush, submit, TlsSetting};
+use crate::smtp::client::Stage;
 
 const AFTER_HELP: &str = "\
 EXIT STATUS
@@ -232,267 +229,61 @@ impl super::Tool for Args {
     }
 }
 
-/// Everything resolved from flags, account and config.
-struct Resolved {
-    opts: Options,
-    account_name: Option<String>,
-    account: Account,
-    queue: Option<PathBuf>,
-    hostname: String,
-}
+impl Args {
+    /// Where and how to send, for [`account::resolve`].
+    fn flags(&self) -> Flags {
+        let tls = if self.tls {
+            Some(TlsSetting::Tls)
+        } else if self.no_tls {
+            Some(TlsSetting::None)
+        } else if self.starttls {
+            Some(TlsSetting::Starttls)
+        } else {
+            None
+        };
+        Flags {
+            account: self.account.clone(),
+            server: self.server.clone(),
+            tls,
+            ca_file: self.ca_file.clone(),
+            user: self.user.clone(),
+            password_command: self.password_command.clone(),
+            direct: self.direct,
+            resolver: self.resolver.clone(),
+            smtp_port: self.smtp_port,
+            queue: self.queue.clone(),
+            quit_after: self.quit_after.as_deref().and_then(Stage::parse),
+            timeout: self.timeout,
+            ehlo: self.ehlo.clone(),
+            verbose: self.verbose,
+            dry_run: self.dry_run,
+        }
+    }
 
-fn load_config(args: &Args) -> Result<(MsendConfig, String)> {
-    if let Some(p) = &args.config {
-        let c = Config::load(Some(p))?;
-        return Ok((c.section::<MsendConfig>("msend")?, c.hostname));
+    /// The message and its recipients, for [`submit::run`].
+    fn submission(&self) -> Submission {
+        Submission {
+            extract: self.extract,
+            ignore_dots: self.ignore_dots || self.sendmail_opts.iter().any(|o| o == "i"),
+            sender: self.sender.clone(),
+            full_name: self.full_name.clone(),
+            recipients: self.recipients.clone(),
+            compose: ComposeFlags {
+                to: self.to.clone(),
+                cc: self.cc.clone(),
+                bcc: self.bcc.clone(),
+                subject: self.subject.clone(),
+                attach: self.attach.clone(),
+                html: self.html.clone(),
+                from: self.compose_from.clone(),
+            },
+            dry_run: self.dry_run,
+        }
     }
-    let sys = Config::load(None)?;
-    if let Some(p) = crate::msend::user_config_path().filter(|p| p.exists()) {
-        let c: MsendConfig = config::load_file(&p)?;
-        return Ok((c, sys.hostname));
-    }
-    Ok((sys.section::<MsendConfig>("msend")?, sys.hostname))
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     exit::fail(exit::USAGE, msg)
-}
-
-fn bad_config(msg: impl Into<String>) -> anyhow::Error {
-    exit::fail(exit::CONFIG, msg)
-}
-
-/// Splits `HOST[:PORT]` (`[v6]:PORT` too).
-fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, tail) = rest
-            .split_once(']')
-            .ok_or_else(|| usage(format!("--server {s}: missing ]")))?;
-        let port = match tail.strip_prefix(':') {
-            Some(p) => Some(
-                p.parse()
-                    .map_err(|_| usage(format!("--server {s}: bad port")))?,
-            ),
-            None => None,
-        };
-        return Ok((host.to_string(), port));
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            let port = p
-                .parse()
-                .map_err(|_| usage(format!("--server {s}: bad port {p:?}")))?;
-            Ok((h.to_string(), Some(port)))
-        }
-        _ => Ok((s.to_string(), None)),
-    }
-}
-
-/// Runs `sh -c cmd` and returns the first line of its output; killed after `timeout`.
-fn password_from_command(cmd: &str, timeout: Duration) -> Result<String> {
-    crate::relay::remote::password_from_command(cmd, timeout)
-        .map_err(|e| bad_config(format!("password command: {e}")))
-}
-
-/// The password for `user` at `host` in `~/.netrc` (`machine`/`default` entries).
-fn password_from_netrc(host: &str, user: &str) -> Option<String> {
-    let home = std::env::var_os("HOME")?;
-    let text = std::fs::read_to_string(Path::new(&home).join(".netrc")).ok()?;
-    let tokens: Vec<&str> = text.split_whitespace().collect();
-    let mut i = 0;
-    let mut fallback = None;
-    while i < tokens.len() {
-        let (matches, default) = match tokens[i] {
-            "machine" => {
-                i += 1;
-                (tokens.get(i) == Some(&host), false)
-            }
-            "default" => (true, true),
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        i += 1;
-        let (mut login, mut password) = (None, None);
-        while i < tokens.len() && tokens[i] != "machine" && tokens[i] != "default" {
-            match tokens[i] {
-                "login" => login = tokens.get(i + 1).copied(),
-                "password" => password = tokens.get(i + 1).copied(),
-                _ => {}
-            }
-            i += 2;
-        }
-        if matches && login.is_none_or(|l| l == user) {
-            if let Some(p) = password {
-                if default {
-                    fallback = Some(p.to_string());
-                } else {
-                    return Some(p.to_string());
-                }
-            }
-        }
-    }
-    fallback
-}
-
-fn resolve(
-    args: &Args,
-    cfg: &MsendConfig,
-    hostname: String,
-    account: Option<&str>,
-) -> Result<Resolved> {
-    let account_name = account
-        .map(str::to_string)
-        .or_else(|| args.account.clone())
-        .or_else(|| cfg.default.clone());
-    let account = match &account_name {
-        Some(n) => cfg
-            .accounts
-            .get(n)
-            .cloned()
-            .ok_or_else(|| bad_config(format!("no account {n:?} in the configuration")))?,
-        None => Account::default(),
-    };
-    let timeout = args
-        .timeout
-        .or(account.timeout)
-        .map(Duration::from_secs)
-        .unwrap_or(deliver::DEFAULT_TIMEOUT);
-    let ehlo_name = args
-        .ehlo
-        .clone()
-        .or_else(|| account.ehlo.clone())
-        .unwrap_or_else(|| hostname.clone());
-    let route = if args.dry_run {
-        // --dry-run only prints the message: no server, password or DNS is needed.
-        Route::Direct {
-            resolver: None,
-            port: 25,
-        }
-    } else if args.direct {
-        let resolver = match &args.resolver {
-            Some(r) => {
-                Some(crate::dns::parse_server(r).map_err(|e| usage(format!("--resolver: {e}")))?)
-            }
-            None => None,
-        };
-        Route::Direct {
-            resolver,
-            port: args.smtp_port.unwrap_or(25),
-        }
-    } else {
-        let server = args
-            .server
-            .clone()
-            .or_else(|| account.server.clone())
-            .ok_or_else(|| {
-                bad_config("no server: use --server HOST, an account with server =, or --direct")
-            })?;
-        let (host, port) = split_host_port(&server)?;
-        let setting = if args.tls {
-            TlsSetting::Tls
-        } else if args.no_tls {
-            TlsSetting::None
-        } else if args.starttls {
-            TlsSetting::Starttls
-        } else {
-            account.tls.unwrap_or(TlsSetting::Starttls)
-        };
-        let (tls, default_port) = match setting {
-            TlsSetting::Tls => (TlsMode::Implicit, 465),
-            TlsSetting::Starttls => (TlsMode::Required, 587),
-            TlsSetting::None => (TlsMode::Off, 587),
-        };
-        let port = port.or(account.port).unwrap_or(default_port);
-        let user = args.user.clone().or_else(|| account.user.clone());
-        let auth = match user {
-            None => None,
-            Some(user) => {
-                if tls == TlsMode::Off {
-                    return Err(bad_config(
-                        "AUTH is never sent over an unencrypted connection: drop --no-tls or --user",
-                    ));
-                }
-                let password = if let Some(cmd) = args
-                    .password_command
-                    .as_deref()
-                    .or(account.password_command.as_deref())
-                {
-                    let timeout = account.password_command_timeout.map_or(
-                        crate::relay::remote::PASSWORD_COMMAND_TIMEOUT,
-                        Duration::from_secs,
-                    );
-                    password_from_command(cmd, timeout)?
-                } else if let Some(p) = std::env::var("MSEND_PASSWORD")
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                {
-                    p
-                } else if let Some(p) = password_from_netrc(&host, &user) {
-                    p
-                } else {
-                    return Err(bad_config(format!(
-                        "no password for {user}: use --password-command, $MSEND_PASSWORD or ~/.netrc"
-                    )));
-                };
-                Some(Credentials { user, password })
-            }
-        };
-        Route::Server {
-            host,
-            port,
-            tls,
-            ca_file: args.ca_file.clone().or_else(|| account.ca_file.clone()),
-            auth,
-        }
-    };
-    let queue = args
-        .queue
-        .clone()
-        .or_else(|| account.queue.clone())
-        .or_else(|| cfg.queue.clone());
-    Ok(Resolved {
-        opts: Options {
-            route,
-            ehlo_name,
-            timeouts: Timeouts {
-                connect: timeout,
-                command: timeout,
-                data_end: timeout.max(Duration::from_secs(120)),
-            },
-            verbose: args.verbose,
-            quit_after: args.quit_after.as_deref().and_then(Stage::parse),
-        },
-        account_name,
-        account,
-        queue,
-        hostname,
-    })
-}
-
-fn login_name() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|v| !v.is_empty())
-        .unwrap_or_else(|| "root".into())
-}
-
-fn read_stdin() -> Result<Vec<u8>> {
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(message::MAX_MESSAGE_SIZE as u64 + 1)
-        .read_to_end(&mut input)
-        .context("reading the message from stdin")?;
-    if input.len() > message::MAX_MESSAGE_SIZE {
-        return Err(exit::fail(
-            exit::DATAERR,
-            format!("message larger than {} bytes", message::MAX_MESSAGE_SIZE),
-        ));
-    }
-    Ok(input)
 }
 
 /// The single-threaded runtime one msend run sends with (one per run, not per message).
@@ -503,27 +294,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Prints the failures of a report, one line each.
-fn print_failures(report: &Report) {
-    for r in &report.rcpts {
-        if r.status != Status::Sent {
-            eprintln!("msend: {}", r.detail);
-        }
-    }
-}
-
 fn run(args: Args) -> Result<u8> {
-    let ignore_dots = args.ignore_dots || args.sendmail_opts.iter().any(|o| o == "i");
     let mode = args.mode.clone().unwrap_or_else(|| "m".into());
     if !matches!(mode.as_str(), "m" | "s" | "p") {
         return Err(usage(format!(
             "-b{mode} is not supported (only -bm, -bs, -bp)"
         )));
     }
-    let (cfg, hostname) = load_config(&args)?;
+    let flags = args.flags();
+    let (cfg, hostname) = account::load_config(args.config.as_deref())?;
     if args.list || mode == "p" {
-        let r = resolve_queue_only(&args, &cfg)?;
-        return list(&r);
+        let dir = account::list_queue(&flags, &cfg)?;
+        return flush::list(&dir, &mut std::io::stdout().lock());
     }
     let flushing = match &args.queue_run {
         Some(v) => {
@@ -540,107 +322,21 @@ fn run(args: Args) -> Result<u8> {
             args.recipients.join(" ")
         )));
     }
-    let res = resolve(&args, &cfg, hostname.clone(), None)?;
+    let res = account::resolve(&flags, &cfg, hostname, None)?;
     if flushing {
-        return flush(&args, &cfg, &res);
+        return flush::flush(&flags, &cfg, &res, &runtime()?);
     }
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     if mode == "s" {
-        return smtp_session(&res);
+        return bs::serve(&res, &runtime()?, &mut stdin.lock(), &mut stdout.lock());
     }
-    let quit_early = res.opts.quit_after.is_some();
-    let composing = !args.to.is_empty()
-        || !args.cc.is_empty()
-        || !args.bcc.is_empty()
-        || args.subject.is_some()
-        || !args.attach.is_empty()
-        || args.html.is_some();
-    let envelope_default = args
-        .sender
-        .clone()
-        .map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string())
-        .or_else(|| res.account.from.clone());
-    let user_at_host = format!("{}@{}", login_name(), res.hostname);
-    let (msg, mut rcpts, from_header) = if quit_early {
-        (
-            Vec::new(),
-            message::split_recipient_args(&args.recipients),
-            None,
-        )
-    } else if composing {
-        let body = String::from_utf8(read_stdin()?).map_err(|_| {
-            exit::fail(
-                exit::DATAERR,
-                "compose mode: the body on stdin is not UTF-8",
-            )
-        })?;
-        let from = args
-            .compose_from
-            .clone()
-            .or_else(|| envelope_default.clone())
-            .unwrap_or_else(|| user_at_host.clone());
-        let c = compose::Compose {
-            from: from.clone(),
-            to: args.to.clone(),
-            cc: args.cc.clone(),
-            bcc: args.bcc.clone(),
-            subject: args.subject.clone().unwrap_or_default(),
-            text: body,
-            html: args.html.clone(),
-            attach: args.attach.clone(),
-            hostname: res.hostname.clone(),
-        };
-        let built = compose::build(&c)?;
-        let mut rcpts = message::split_recipient_args(&args.to);
-        rcpts.extend(message::split_recipient_args(&args.cc));
-        rcpts.extend(message::split_recipient_args(&args.bcc));
-        rcpts.extend(message::split_recipient_args(&args.recipients));
-        (built, rcpts, Some(compose::split_mailbox(&from).1))
-    } else {
-        let mut input = read_stdin()?;
-        if !ignore_dots {
-            message::cut_at_lone_dot(&mut input);
-        }
-        let p = Prepare {
-            extract_recipients: args.extract,
-            from_address: envelope_default
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| user_at_host.clone()),
-            full_name: args.full_name.clone(),
-            hostname: res.hostname.clone(),
-            now: crate::queue::now() as i64,
-        };
-        let prepared = message::prepare(&input, &p)
-            .map_err(|e| exit::fail(exit::DATAERR, format!("bad message: {e}")))?;
-        let mut rcpts = message::split_recipient_args(&args.recipients);
-        rcpts.extend(prepared.header_recipients);
-        (prepared.message, rcpts, prepared.from_header)
-    };
-    message::dedup_recipients(&mut rcpts);
-    if args.dry_run {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&msg)
-            .context("writing the message to stdout")?;
-        out.flush().context("writing the message to stdout")?;
-        return Ok(exit::OK);
-    }
-    if rcpts.is_empty() && !matches!(res.opts.quit_after, Some(s) if s <= Stage::Mail) {
-        return Err(if args.extract {
-            exit::fail(
-                exit::DATAERR,
-                "no recipients: none in To/Cc/Bcc and none given",
-            )
-        } else {
-            usage("no recipients given (or use -t)")
-        });
-    }
-    let from = envelope_default.or(from_header).unwrap_or(user_at_host);
-    let report = runtime()?.block_on(deliver::send(&res.opts, &from, &rcpts, &msg));
-    if let Some(stage) = report.stopped {
-        eprintln!("msend: stopped after {stage} as asked (QUIT sent, nothing delivered)");
-        return Ok(exit::OK);
-    }
-    finish(&res, &from, &msg, report)
+    submit::run(
+        &args.submission(),
+        &res,
+        &runtime()?,
+        &mut stdin.lock(),
+        &mut stdout.lock(),
+    )
 }
 
 /// Checks the value attached to sendmail's `-q`: nothing, `f` (foreground, which msend always
@@ -667,241 +363,4 @@ fn check_queue_run(value: &str) -> Result<()> {
     Err(usage(format!(
         "-q{value} is not supported: use -q (or --flush) to retry the whole spool"
     )))
-}
-
-/// Prints failures and spools temporary ones when a queue is configured; the exit code.
-fn finish(res: &Resolved, from: &str, msg: &[u8], mut report: Report) -> Result<u8> {
-    let temp = report.temporary();
-    if let (Some(dir), false) = (&res.queue, temp.is_empty()) {
-        let last_error = report
-            .rcpts
-            .iter()
-            .find(|r| r.status == Status::Temporary)
-            .map(|r| r.detail.clone())
-            .unwrap_or_default();
-        let meta = spool::Meta {
-            from: from.to_string(),
-            rcpts: temp.clone(),
-            account: res.account_name.clone(),
-            queued_at: crate::queue::now(),
-            last_error: last_error.clone(),
-        };
-        let id = spool::put(dir, &meta, msg).map_err(|e| {
-            exit::fail(
-                exit::TEMPFAIL,
-                format!("spooling in {}: {e:#}", dir.display()),
-            )
-        })?;
-        eprintln!(
-            "msend: {} recipient(s) spooled as {id} in {} after a temporary failure: {last_error}",
-            temp.len(),
-            dir.display()
-        );
-        report.rcpts.retain(|r| r.status != Status::Temporary);
-    }
-    print_failures(&report);
-    Ok(report.exit_code())
-}
-
-fn resolve_queue_only(args: &Args, cfg: &MsendConfig) -> Result<PathBuf> {
-    let account = args
-        .account
-        .as_ref()
-        .or(cfg.default.as_ref())
-        .and_then(|n| cfg.accounts.get(n));
-    args.queue
-        .clone()
-        .or_else(|| account.and_then(|a| a.queue.clone()))
-        .or_else(|| cfg.queue.clone())
-        .ok_or_else(|| usage("no spool: use --queue DIR (or queue = in the configuration)"))
-}
-
-fn list(dir: &Path) -> Result<u8> {
-    let entries = spool::list(dir)?;
-    let mut out = std::io::stdout().lock();
-    if entries.is_empty() {
-        writeln!(out, "{}: spool is empty", dir.display()).context("writing to stdout")?;
-        return Ok(exit::OK);
-    }
-    for p in entries {
-        match spool::read(&p) {
-            Ok(e) => writeln!(
-                out,
-                "{}  {} bytes  queued {}s ago  from <{}>  to {}\n    last error: {}",
-                e.id,
-                e.message.len(),
-                crate::queue::now().saturating_sub(e.meta.queued_at),
-                e.meta.from,
-                e.meta.rcpts.join(", "),
-                e.meta.last_error
-            ),
-            Err(err) => writeln!(out, "{}  unreadable: {err:#}", p.display()),
-        }
-        .context("writing to stdout")?;
-    }
-    Ok(exit::OK)
-}
-
-/// `--flush` (and `-q`): every spooled message in order; removed only after the server's 250
-/// for all its recipients; permanent failures are reported and moved to DIR/failed. The exit
-/// code is [`Report::exit_code`] over all messages together, as for a direct send.
-fn flush(args: &Args, cfg: &MsendConfig, res: &Resolved) -> Result<u8> {
-    let dir = res
-        .queue
-        .clone()
-        .ok_or_else(|| usage("--flush (-q) needs --queue DIR (or queue = in the configuration)"))?;
-    if res.opts.quit_after.is_some() {
-        // A session stopped early delivers nothing: the spool must not take it for delivered.
-        return Err(usage("--quit-after cannot be used with --flush (-q)"));
-    }
-    let Some(_lock) = spool::lock(&dir)? else {
-        eprintln!(
-            "msend: {} is being flushed by another process",
-            dir.display()
-        );
-        return Ok(exit::TEMPFAIL);
-    };
-    let rt = runtime()?;
-    let mut all = Report::default();
-    let mut unreadable = false;
-    for path in spool::list(&dir)? {
-        let entry = match spool::read(&path) {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("msend: skipping {}: {e:#}", path.display());
-                unreadable = true;
-                continue;
-            }
-        };
-        // A message spooled with an account goes out with it, unless the flags say otherwise.
-        let r;
-        let opts = if args.server.is_none() && !args.direct && args.account.is_none() {
-            match entry.meta.account.as_deref() {
-                Some(acc) => {
-                    r = resolve(args, cfg, res.hostname.clone(), Some(acc))?;
-                    &r.opts
-                }
-                None => &res.opts,
-            }
-        } else {
-            &res.opts
-        };
-        let report = rt.block_on(deliver::send(
-            opts,
-            &entry.meta.from,
-            &entry.meta.rcpts,
-            &entry.message,
-        ));
-        // A refused login says nothing about the message: it stays queued for the next run
-        // (after the credentials are fixed), like a temporary failure.
-        let retry: Vec<&RcptReport> = report
-            .rcpts
-            .iter()
-            .filter(|r| matches!(r.status, Status::Temporary | Status::AuthFailed))
-            .collect();
-        let failed: Vec<&RcptReport> = report
-            .rcpts
-            .iter()
-            .filter(|r| matches!(r.status, Status::RcptRejected | Status::Permanent))
-            .collect();
-        for f in &failed {
-            eprintln!("msend: {}: permanent failure: {}", entry.id, f.detail);
-        }
-        if !failed.is_empty() {
-            let meta = spool::Meta {
-                rcpts: failed.iter().map(|f| f.rcpt.clone()).collect(),
-                last_error: failed.first().map(|f| f.detail.clone()).unwrap_or_default(),
-                ..entry.meta.clone()
-            };
-            if retry.is_empty() {
-                let dest = spool::move_to_failed(&dir, &entry, &meta)?;
-                eprintln!("msend: {}: moved to {}", entry.id, dest.display());
-            } else {
-                // Keep a copy for the failed recipients; the rest stays queued below.
-                let id = spool::put_failed(&dir, &meta, &entry.message)?;
-                eprintln!("msend: {}: failed recipients kept as failed/{id}", entry.id);
-            }
-        }
-        if let Some(first) = retry.first() {
-            eprintln!("msend: {}: still queued: {}", entry.id, first.detail);
-            let meta = spool::Meta {
-                rcpts: retry.iter().map(|r| r.rcpt.clone()).collect(),
-                last_error: first.detail.clone(),
-                ..entry.meta.clone()
-            };
-            spool::update(&dir, &entry, &meta)?;
-        } else if failed.is_empty() {
-            spool::remove(&entry)?;
-            if args.verbose {
-                eprintln!("msend: {}: delivered", entry.id);
-            }
-        }
-        all.absorb(report);
-    }
-    Ok(match all.exit_code() {
-        exit::OK if unreadable => exit::DATAERR,
-        code => code,
-    })
-}
-
-/// `-bs`: SMTP on stdin/stdout; each message goes onward as configured, then is answered. With
-/// a spool the temporarily failed recipients are spooled; a permanent failure is still the
-/// message's reply (5xx) and, as for the first failed message, the exit code.
-fn smtp_session(res: &Resolved) -> Result<u8> {
-    let rt = runtime()?;
-    let mut worst = exit::OK;
-    let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
-        let mut report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &data));
-        let temp = report.temporary();
-        let mut spooled = None;
-        if let (Some(dir), false) = (&res.queue, temp.is_empty()) {
-            let meta = spool::Meta {
-                from: from.clone(),
-                rcpts: temp,
-                account: res.account_name.clone(),
-                queued_at: crate::queue::now(),
-                last_error: String::new(),
-            };
-            match spool::put(dir, &meta, &data) {
-                Ok(id) => spooled = Some(id),
-                Err(e) => {
-                    if worst == exit::OK {
-                        worst = exit::TEMPFAIL;
-                    }
-                    return Reply::new(451, Some((4, 3, 0)), format!("cannot spool: {e:#}"));
-                }
-            }
-            report.rcpts.retain(|r| r.status != Status::Temporary);
-        }
-        print_failures(&report);
-        let detail = report
-            .rcpts
-            .iter()
-            .find(|r| r.status != Status::Sent)
-            .map(|r| r.detail.clone())
-            .unwrap_or_default();
-        let code = report.exit_code();
-        if worst == exit::OK {
-            worst = code;
-        }
-        let also = spooled
-            .as_ref()
-            .map(|id| format!(" (other recipients spooled as {id})"))
-            .unwrap_or_default();
-        match (code, spooled) {
-            (exit::OK, Some(id)) => Reply::new(250, Some((2, 0, 0)), format!("spooled {id}")),
-            (exit::OK, None) => Reply::new(250, Some((2, 0, 0)), "sent"),
-            (exit::TEMPFAIL, _) => Reply::new(451, Some((4, 4, 0)), detail),
-            _ => Reply::new(554, Some((5, 0, 0)), format!("{detail}{also}")),
-        }
-    };
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    crate::msend::bs::run(
-        &res.hostname,
-        &mut stdin.lock(),
-        &mut stdout.lock(),
-        &mut submit,
-    )?;
-    Ok(worst)
 }

@@ -1,12 +1,17 @@
 //! `msend -bs`: an SMTP session on stdin/stdout (sendmail's `-bs`, used by PHP and Symfony
 //! mailers). The dialogue is the shared sans-IO server session ([`crate::smtp::server`]); each
 //! message it accepts is handed to `submit`, which sends it onward as configured and returns
-//! the reply for the client.
+//! the reply for the client ([`serve`] sends it as [`Resolved`] says).
 
 use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
 
+use super::account::Resolved;
+use super::deliver::{self, Status};
+use super::flush::print_failures;
+use super::spool;
+use crate::exit;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Decision, Event, Session, SessionConfig};
 
@@ -76,4 +81,63 @@ pub fn run(
             Event::StartTls | Event::Pending => return Ok(()),
         }
     }
+}
+
+/// `-bs` as msend runs it: each message goes onward as `res` says, then is answered. With a
+/// spool the temporarily failed recipients are spooled; a permanent failure is still the
+/// message's reply (5xx) and, as for the first failed message, the exit code.
+pub fn serve(
+    res: &Resolved,
+    rt: &tokio::runtime::Runtime,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+) -> Result<u8> {
+    let mut worst = exit::OK;
+    let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
+        let mut report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &data));
+        let temp = report.temporary();
+        let mut spooled = None;
+        if let (Some(dir), false) = (&res.queue, temp.is_empty()) {
+            let meta = spool::Meta {
+                from: from.clone(),
+                rcpts: temp,
+                account: res.account_name.clone(),
+                queued_at: crate::queue::now(),
+                last_error: String::new(),
+            };
+            match spool::put(dir, &meta, &data) {
+                Ok(id) => spooled = Some(id),
+                Err(e) => {
+                    if worst == exit::OK {
+                        worst = exit::TEMPFAIL;
+                    }
+                    return Reply::new(451, Some((4, 3, 0)), format!("cannot spool: {e:#}"));
+                }
+            }
+            report.rcpts.retain(|r| r.status != Status::Temporary);
+        }
+        print_failures(&report);
+        let detail = report
+            .rcpts
+            .iter()
+            .find(|r| r.status != Status::Sent)
+            .map(|r| r.detail.clone())
+            .unwrap_or_default();
+        let code = report.exit_code();
+        if worst == exit::OK {
+            worst = code;
+        }
+        let also = spooled
+            .as_ref()
+            .map(|id| format!(" (other recipients spooled as {id})"))
+            .unwrap_or_default();
+        match (code, spooled) {
+            (exit::OK, Some(id)) => Reply::new(250, Some((2, 0, 0)), format!("spooled {id}")),
+            (exit::OK, None) => Reply::new(250, Some((2, 0, 0)), "sent"),
+            (exit::TEMPFAIL, _) => Reply::new(451, Some((4, 4, 0)), detail),
+            _ => Reply::new(554, Some((5, 0, 0)), format!("{detail}{also}")),
+        }
+    };
+    run(&res.hostname, input, output, &mut submit)?;
+    Ok(worst)
 }

@@ -1,5 +1,8 @@
-//! msend, the submission client: accounts and configuration, message preparation, delivery to a
-//! smarthost or directly by MX, the `--queue` spool, compose mode and `-bs`.
+//! msend, the submission client: accounts and configuration ([`account`], [`netrc`]), message
+//! preparation ([`message`], [`compose`], [`submit`]), delivery to a smarthost or directly by MX
+//! ([`deliver`]), the `--queue` spool ([`spool`], [`flush`]) and `-bs` ([`bs`]). `cli::msend`
+//! only turns the command line into [`account::Flags`] and [`submit::Submission`] and picks
+//! the mode.
 //!
 //! # Configuration
 //! An `[msend]` section in the mailkit config, or the same keys at the top level of
@@ -24,11 +27,15 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod account;
 pub mod bs;
 pub mod compose;
 pub mod deliver;
+pub mod flush;
 pub mod message;
+pub mod netrc;
 pub mod spool;
+pub mod submit;
 
 /// TLS mode of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

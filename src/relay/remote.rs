@@ -258,34 +258,8 @@ impl RemoteConfig {
 /// Parses `host`, `host:port`, `[host]` or `[host]:port` (brackets: Postfix's "no MX lookup",
 /// which is what a relayhost always means here). Default port 25.
 pub fn parse_relayhost(s: &str) -> Result<(String, u16), String> {
-    let s = s.trim();
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("{s:?}: missing ]"))?;
-        match after.strip_prefix(':') {
-            Some(p) => (h, Some(p)),
-            None if after.is_empty() => (h, None),
-            None => return Err(format!("{s:?}: junk after ]")),
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            _ => (s, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{s:?}: no host"));
-    }
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{s:?}: bad port"))?,
-        None => DEFAULT_PORT,
-    };
-    Ok((host.to_string(), port))
+    let (host, port) = crate::dns::split_host_port(s.trim())?;
+    Ok((host, port.unwrap_or(DEFAULT_PORT)))
 }
 
 /// Where a group of recipients goes.

@@ -1,0 +1,256 @@
+//! Which account, server, TLS mode, credentials and spool one msend run uses: the command line
+//! ([`Flags`], built by `cli::msend`) over the chosen account over the configuration's
+//! defaults. One resolution ([`choose`]) picks the account for sending, `--flush` and `--list`
+//! alike, so an unknown `-a NAME` is a configuration error (exit 78) in every mode.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::deliver::{self, Options, Route};
+use super::{netrc, Account, MsendConfig, TlsSetting};
+use crate::config::{self, Config};
+use crate::exit;
+use crate::net::smtp::Timeouts;
+use crate::smtp::client::{Credentials, Stage, TlsMode};
+
+/// What the command line says about where and how to send; `None`/`false` leaves it to the
+/// account and the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `-a NAME`.
+    pub account: Option<String>,
+    /// `--server HOST[:PORT]`.
+    pub server: Option<String>,
+    /// `--tls`, `--starttls` or `--no-tls`.
+    pub tls: Option<TlsSetting>,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--password-command`.
+    pub password_command: Option<String>,
+    /// `--direct`.
+    pub direct: bool,
+    /// `--resolver IP[:PORT]`.
+    pub resolver: Option<String>,
+    /// `--smtp-port` (with `--direct`).
+    pub smtp_port: Option<u16>,
+    /// `--queue DIR`.
+    pub queue: Option<PathBuf>,
+    /// `--quit-after STAGE`.
+    pub quit_after: Option<Stage>,
+    /// `--timeout SECS`.
+    pub timeout: Option<u64>,
+    /// `--ehlo NAME`.
+    pub ehlo: Option<String>,
+    /// `-v`.
+    pub verbose: bool,
+    /// `--dry-run`: nothing is sent, so no server, password or DNS is needed.
+    pub dry_run: bool,
+}
+
+/// Everything resolved from flags, account and configuration.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// How to send.
+    pub opts: Options,
+    /// The account's name, when one was chosen (stored with spooled messages).
+    pub account_name: Option<String>,
+    /// The chosen account (all `None` without one).
+    pub account: Account,
+    /// The spool, if any.
+    pub queue: Option<PathBuf>,
+    /// This host's name (EHLO default, Message-ID, `user@host`).
+    pub hostname: String,
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    exit::fail(exit::USAGE, msg)
+}
+
+fn bad_config(msg: impl Into<String>) -> anyhow::Error {
+    exit::fail(exit::CONFIG, msg)
+}
+
+/// The `[msend]` settings and the host name: from `-C FILE` when given, else the user's
+/// `msend.toml` when it exists, else the system configuration's `[msend]` section.
+pub fn load_config(explicit: Option<&Path>) -> Result<(MsendConfig, String)> {
+    if let Some(p) = explicit {
+        let c = Config::load(Some(p))?;
+        return Ok((c.section::<MsendConfig>("msend")?, c.hostname));
+    }
+    let sys = Config::load(None)?;
+    if let Some(p) = super::user_config_path().filter(|p| p.exists()) {
+        let c: MsendConfig = config::load_file(&p)?;
+        return Ok((c, sys.hostname));
+    }
+    Ok((sys.section::<MsendConfig>("msend")?, sys.hostname))
+}
+
+/// The account a run uses: `spooled` (the account a message was spooled with, for `--flush`),
+/// else `-a`, else the configuration's `default`; none of them: no account. A name the
+/// configuration does not have is an error (exit 78).
+pub fn choose(
+    flags: &Flags,
+    cfg: &MsendConfig,
+    spooled: Option<&str>,
+) -> Result<(Option<String>, Account)> {
+    let name = spooled
+        .map(str::to_string)
+        .or_else(|| flags.account.clone())
+        .or_else(|| cfg.default.clone());
+    let account = match &name {
+        Some(n) => cfg
+            .accounts
+            .get(n)
+            .cloned()
+            .ok_or_else(|| bad_config(format!("no account {n:?} in the configuration")))?,
+        None => Account::default(),
+    };
+    Ok((name, account))
+}
+
+/// The spool: `--queue`, else the account's `queue`, else the configuration's.
+pub fn queue_dir(flags: &Flags, account: &Account, cfg: &MsendConfig) -> Option<PathBuf> {
+    flags
+        .queue
+        .clone()
+        .or_else(|| account.queue.clone())
+        .or_else(|| cfg.queue.clone())
+}
+
+/// The spool for `--list` (`-bp`): exit 64 without one.
+pub fn list_queue(flags: &Flags, cfg: &MsendConfig) -> Result<PathBuf> {
+    let (_, account) = choose(flags, cfg, None)?;
+    queue_dir(flags, &account, cfg)
+        .ok_or_else(|| usage("no spool: use --queue DIR (or queue = in the configuration)"))
+}
+
+/// Resolves route, TLS, credentials, timeouts and spool for sending (see [`choose`] for
+/// `spooled`). Runs the password command when one is needed.
+pub fn resolve(
+    flags: &Flags,
+    cfg: &MsendConfig,
+    hostname: String,
+    spooled: Option<&str>,
+) -> Result<Resolved> {
+    let (account_name, account) = choose(flags, cfg, spooled)?;
+    let timeout = flags
+        .timeout
+        .or(account.timeout)
+        .map(Duration::from_secs)
+        .unwrap_or(deliver::DEFAULT_TIMEOUT);
+    let ehlo_name = flags
+        .ehlo
+        .clone()
+        .or_else(|| account.ehlo.clone())
+        .unwrap_or_else(|| hostname.clone());
+    let route = if flags.dry_run {
+        // --dry-run only prints the message: no server, password or DNS is needed.
+        Route::Direct {
+            resolver: None,
+            port: 25,
+        }
+    } else if flags.direct {
+        let resolver = match &flags.resolver {
+            Some(r) => {
+                Some(crate::dns::parse_server(r).map_err(|e| usage(format!("--resolver: {e}")))?)
+            }
+            None => None,
+        };
+        Route::Direct {
+            resolver,
+            port: flags.smtp_port.unwrap_or(25),
+        }
+    } else {
+        server_route(flags, &account)?
+    };
+    let queue = queue_dir(flags, &account, cfg);
+    Ok(Resolved {
+        opts: Options {
+            route,
+            ehlo_name,
+            timeouts: Timeouts {
+                connect: timeout,
+                command: timeout,
+                data_end: timeout.max(Duration::from_secs(120)),
+            },
+            verbose: flags.verbose,
+            quit_after: flags.quit_after,
+        },
+        account_name,
+        account,
+        queue,
+        hostname,
+    })
+}
+
+/// The smarthost route: server, port by TLS mode (587 STARTTLS, 465 implicit TLS, RFC 8314
+/// §3.3), CA file and AUTH credentials.
+fn server_route(flags: &Flags, account: &Account) -> Result<Route> {
+    let server = flags
+        .server
+        .clone()
+        .or_else(|| account.server.clone())
+        .ok_or_else(|| {
+            bad_config("no server: use --server HOST, an account with server =, or --direct")
+        })?;
+    let (host, port) =
+        crate::dns::split_host_port(&server).map_err(|e| usage(format!("--server {e}")))?;
+    let setting = flags.tls.or(account.tls).unwrap_or(TlsSetting::Starttls);
+    let (tls, default_port) = match setting {
+        TlsSetting::Tls => (TlsMode::Implicit, 465),
+        TlsSetting::Starttls => (TlsMode::Required, 587),
+        TlsSetting::None => (TlsMode::Off, 587),
+    };
+    let port = port.or(account.port).unwrap_or(default_port);
+    let auth = match flags.user.clone().or_else(|| account.user.clone()) {
+        None => None,
+        Some(user) => {
+            if tls == TlsMode::Off {
+                return Err(bad_config(
+                    "AUTH is never sent over an unencrypted connection: drop --no-tls or --user",
+                ));
+            }
+            let password = password(flags, account, &host, &user)?;
+            Some(Credentials { user, password })
+        }
+    };
+    Ok(Route::Server {
+        host,
+        port,
+        tls,
+        ca_file: flags.ca_file.clone().or_else(|| account.ca_file.clone()),
+        auth,
+    })
+}
+
+/// The AUTH password: the password command (killed after the account's timeout), else
+/// `$MSEND_PASSWORD`, else `~/.netrc`; none of them is exit 78.
+fn password(flags: &Flags, account: &Account, host: &str, user: &str) -> Result<String> {
+    if let Some(cmd) = flags
+        .password_command
+        .as_deref()
+        .or(account.password_command.as_deref())
+    {
+        let timeout = account.password_command_timeout.map_or(
+            crate::relay::remote::PASSWORD_COMMAND_TIMEOUT,
+            Duration::from_secs,
+        );
+        return crate::relay::remote::password_from_command(cmd, timeout)
+            .map_err(|e| bad_config(format!("password command: {e}")));
+    }
+    if let Some(p) = std::env::var("MSEND_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(p);
+    }
+    netrc::password_for(host, user).ok_or_else(|| {
+        bad_config(format!(
+            "no password for {user}: use --password-command, $MSEND_PASSWORD or ~/.netrc"
+        ))
+    })
+}
