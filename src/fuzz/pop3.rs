@@ -4,8 +4,8 @@
 use crate::pop3::encode;
 use crate::pop3::session::{Event, LoginFailure, MessageInfo, Policy, Session};
 
-/// Feeds arbitrary client lines through parser and state machine (answering the driver's
-/// events in a way decided by the input), and arbitrary bytes through the RETR/TOP encoder,
+/// Feeds arbitrary client bytes, in pieces, through framing, parser and state machine
+/// (answering the driver's events in a way decided by the input), and arbitrary bytes through the RETR/TOP encoder,
 /// whose output must decode back to at least the CRLF size. Panics only on a real bug.
 pub fn run(data: &[u8]) {
     let policy = Policy {
@@ -14,42 +14,52 @@ pub fn run(data: &[u8]) {
         apop: true,
         ..Policy::default()
     };
-    let (mut s, _) = Session::new(policy, "<1.2@fuzz>");
-    for line in data.split(|&b| b == b'\n') {
-        if s.is_closed() {
-            break;
-        }
-        let mut queue: Vec<Event> = s.handle_line(line);
-        while let Some(ev) = queue.pop() {
-            match ev {
-                Event::Authenticate(login) => {
-                    let next = if login.user.len() % 2 == 0 {
-                        let msgs = vec![
-                            MessageInfo {
-                                size: 10,
-                                uid: "a".into(),
-                            },
-                            MessageInfo {
-                                size: 20,
-                                uid: "b".into(),
-                            },
-                        ];
-                        s.login_done(&login.user, msgs)
-                    } else {
-                        s.login_failed(LoginFailure::BadCredentials)
-                    };
-                    queue.extend(next);
+    let mut s = Session::new(policy, "<1.2@fuzz>");
+    s.greeting();
+    // The input in pieces whose length the input decides, so framing is split everywhere.
+    let step = usize::from(data.first().copied().unwrap_or(0) % 17) + 1;
+    let mut pieces = data.chunks(step);
+    // Every event, answered; a bound on the steps in case the session never asks for input.
+    for _ in 0..data.len().saturating_mul(4).saturating_add(16) {
+        let ev = s.poll();
+        let out = s.take_output();
+        assert!(out.is_empty() || out.ends_with(b"\r\n"));
+        match ev {
+            Event::NeedInput => match pieces.next() {
+                Some(piece) => s.feed(piece),
+                None => break,
+            },
+            Event::Authenticate(login) => {
+                if login.user.len() % 2 == 0 {
+                    let msgs = vec![
+                        MessageInfo {
+                            size: 10,
+                            uid: "a".into(),
+                        },
+                        MessageInfo {
+                            size: 20,
+                            uid: "b".into(),
+                        },
+                    ];
+                    s.login_done(&login.user, msgs)
+                } else {
+                    s.login_failed(LoginFailure::BadCredentials)
                 }
-                Event::StartTls => s.tls_started(),
-                Event::Update(marked) => {
-                    assert!(marked.iter().all(|&i| i < 2));
-                    queue.extend(s.update_done(true));
-                }
-                Event::Send { index, .. } => assert!(index < 2),
-                Event::Reply(r) => assert!(r.ends_with(b"\r\n")),
-                Event::Close => {}
             }
+            Event::StartTls => s.tls_started(),
+            Event::Update(marked) => {
+                assert!(marked.iter().all(|&i| i < 2));
+                s.update_done(true);
+            }
+            Event::Send { index, .. } => assert!(index < 2),
+            Event::Pending | Event::Reply(_) => panic!("poll returned {ev:?}"),
+            Event::Close => break,
         }
+    }
+    if data.last() == Some(&b'!') {
+        s.shutdown();
+        assert!(s.take_output().ends_with(b"\r\n"));
+        assert_eq!(s.poll(), Event::Close);
     }
     let wire = encode::encode_retr(data);
     let back = encode::decode(&wire).unwrap_or_default();

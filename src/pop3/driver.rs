@@ -1,6 +1,10 @@
-//! Runs a [`Session`] over a [`Connection`] from the server layer: reads lines, carries out
-//! the session's events (login, maildrop, RETR/TOP streaming, STLS, UPDATE) and batches replies
-//! for pipelining clients (RFC 2449 §6.6: replies are flushed when no more input is buffered).
+//! Runs a [`Session`] over a [`Connection`] from the server layer, as [`crate::smtp::driver`]
+//! runs SMTP's: feeds it the bytes read, carries out the events it polls (login, maildrop,
+//! RETR/TOP streaming, STLS, UPDATE) and batches replies for pipelining clients (RFC 2449 §6.6:
+//! replies are flushed when every complete line read is answered). The idle timeout, the
+//! session deadline and server shutdown end a session through its hooks
+//! ([`Session::timeout`], [`Session::deadline_exceeded`], [`Session::shutdown`]: the same hook
+//! that makes an SMTP session say `421 4.3.2`).
 //!
 //! A login of a *system user* (README "Privileges": a passwd-file entry with its own uid/gid,
 //! when the daemon runs a spawner) is not served by the daemon, as Dovecot's pop3 processes
@@ -10,11 +14,10 @@
 //! takes the lock and writes the login's reply itself (`+OK`, or the same `-ERR [IN-USE]` /
 //! `[SYS/TEMP]` the daemon would send, which the daemon then sends from its own session), then
 //! runs TRANSACTION and UPDATE with this same loop. The daemon ([`proxy`]) relays plaintext
-//! lines to the child and its replies to the client (TLS stays in the daemon) and keeps
+//! lines (framed by its session) to the child and its replies to the client (TLS stays in the daemon) and keeps
 //! enforcing the idle timeout, the session deadline (RETR and TOP count as progress) and the
 //! shutdown `-ERR`; closing the socket ends the child without UPDATE, as a dropped connection.
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use super::session::{Event, LoginFailure, Policy, Session};
 use super::Pop3Config;
 use crate::server::pace::ProgressDeadline;
 use crate::server::spawn::Spawner;
-use crate::server::{log, Connection, Line};
+use crate::server::{log, Connection, Framed, Line};
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
 /// pipelined `RETR` of every message does not buffer the whole maildrop.
@@ -99,173 +102,160 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
         max_auth_failures: ctx.config.max_auth_failures.max(1),
     };
     let timestamp = apop_timestamp(&ctx.hostname);
-    let (session, greeting) = Session::new(policy, &timestamp);
+    let mut session = Session::new(policy, &timestamp);
+    session.greeting();
     let span = Duration::from_secs(ctx.config.session_deadline_secs.max(1));
-    serve(conn, &ctx, session, None, greeting, span).await
+    serve(conn, &ctx, session, None, span).await
 }
 
 /// The command loop of a session, from `session` in whatever state it is (AUTHORIZATION in the
-/// daemon, TRANSACTION in a system user's child with its `maildrop`), `out` sent first.
+/// daemon, TRANSACTION in a system user's child with its `maildrop`), its output sent first.
+/// Shutdown, the idle timeout and the session deadline end it through the session's hooks
+/// ([`Session::shutdown`], [`Session::timeout`], [`Session::deadline_exceeded`]).
 async fn serve<A: LoginCheck>(
     conn: &mut Connection,
     ctx: &Context<A>,
     mut session: Session,
     mut maildrop: Option<Maildrop>,
-    mut out: Vec<u8>,
     span: Duration,
 ) -> io::Result<()> {
     let peer = conn.peer().map(|a| a.ip());
     // One read buffer for every RETR/TOP of the session.
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut out = Vec::new();
     let shutdown = conn.shutdown_signal();
     tokio::pin!(shutdown);
     // Logins and messages sent are progress; NOOP, STAT and the like do not move the deadline.
     let mut deadline = ProgressDeadline::new(span, Instant::now());
-    let mut progress: u64 = 0;
     loop {
-        if !conn.has_buffered_input() || out.len() >= FLUSH_AT {
+        let ev = session.poll();
+        out.extend_from_slice(&session.take_output());
+        if out.len() >= FLUSH_AT {
             conn.write_all(&out).await?;
             out.clear();
         }
-        deadline.update(progress, Instant::now());
-        let left = deadline.remaining(Instant::now());
-        let line = tokio::select! {
-            _ = tokio::time::sleep(left) => {
-                log::line(format_args!("session deadline exceeded peer={}", show(peer)));
-                out.extend_from_slice(b"-ERR Session deadline exceeded, disconnecting.\r\n");
+        match ev {
+            Event::NeedInput => {
+                // Every complete line buffered is answered: flush (RFC 2449 §6.6 batching).
                 conn.write_all(&out).await?;
-                return conn.close().await;
-            }
-            line = conn.read_line(session.line_limit()) => match line {
-                Ok(l) => l,
-                // RFC 1939 §3: the autologout timer; say why before hanging up.
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let _ = conn.write_all(b"-ERR Disconnected for inactivity.\r\n").await;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            },
-            _ = &mut shutdown => {
-                out.extend_from_slice(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
-                conn.write_all(&out).await?;
-                return conn.close().await;
-            }
-        };
-        let events = match line {
-            Line::Complete { text, .. } => session.handle_line(&text),
-            Line::TooLong => session.line_too_long(),
-            Line::Eof => return Ok(()),
-        };
-        let mut queue: VecDeque<Event> = events.into();
-        while let Some(ev) = queue.pop_front() {
-            match ev {
-                Event::Reply(bytes) => out.extend_from_slice(&bytes),
-                Event::Authenticate(login) => {
-                    conn.write_all(&out).await?;
-                    out.clear();
-                    let next = match ctx.auth.check(&login, peer).await {
-                        Verdict::Ok(account) => match crate::server::spawn::for_user(&account.user)
-                        {
-                            // A system user: its own process serves the rest of the session.
-                            Some(spawner) => match login_in_child(spawner, &account, peer).await {
-                                Ok((child, first)) => {
-                                    progress += 1;
-                                    let limit = session.line_limit();
-                                    let proxied = Proxied {
-                                        deadline,
-                                        progress,
-                                        peer,
-                                    };
-                                    return proxy(conn, child, first, limit, proxied, shutdown)
-                                        .await;
-                                }
-                                Err(why) => session.login_failed(why),
-                            },
-                            None => match open_maildrop(&account, &ctx.config).await {
-                                Ok(mut m) => {
-                                    let infos = m.take_infos();
-                                    log::line(format_args!(
-                                        "login user={} peer={} messages={}",
-                                        log::sanitize(&account.user),
-                                        show(peer),
-                                        infos.len()
-                                    ));
-                                    let ev = session.login_done(&account.user, infos);
-                                    progress += 1;
-                                    maildrop = Some(m);
-                                    ev
-                                }
-                                Err(OpenError::InUse) => session.login_failed(LoginFailure::InUse),
-                                Err(OpenError::Io(e)) => {
-                                    log::line(format_args!(
-                                        "maildrop {}: {e}",
-                                        account.maildir.display()
-                                    ));
-                                    session.login_failed(LoginFailure::Temporary)
-                                }
-                            },
-                        },
-                        Verdict::Bad => {
-                            log::line(format_args!(
-                                "failed login user={} peer={}",
-                                log::sanitize(&login.user),
-                                show(peer)
-                            ));
-                            session.login_failed(LoginFailure::BadCredentials)
-                        }
-                        Verdict::Temporary(why) => {
-                            log::line(format_args!("auth: {}", log::sanitize(&why)));
-                            session.login_failed(LoginFailure::Temporary)
-                        }
-                    };
-                    queue.extend(next);
-                }
-                Event::Send { index, top, ok } => {
-                    let file = match &maildrop {
-                        Some(m) => m.open_message(index),
-                        None => Err(io::Error::other("no maildrop")),
-                    };
-                    match file {
-                        Ok(f) => {
-                            out.extend_from_slice(&ok);
-                            let enc = match top {
-                                Some(n) => Encoder::top(u64::from(n)),
-                                None => Encoder::retr(),
-                            };
-                            // The +OK is out: a read error now can only end the session
-                            // (the client sees no terminator and retries the message).
-                            send_message(conn, f, enc, &mut buf, &mut out).await?;
-                            progress += 1;
-                        }
-                        Err(e) => {
-                            log::line(format_args!("message {}: {e}", index + 1));
-                            out.extend_from_slice(&session.send_failed());
-                        }
+                out.clear();
+                deadline.update(session.progress(), Instant::now());
+                let left = deadline.remaining(Instant::now());
+                tokio::select! {
+                    _ = tokio::time::sleep(left) => {
+                        log::line(format_args!("session deadline exceeded peer={}", show(peer)));
+                        session.deadline_exceeded();
                     }
+                    read = conn.read_chunk(READ_CHUNK) => match read {
+                        // End of input: the connection is dropped, nothing is deleted.
+                        Ok(b) if b.is_empty() => return Ok(()),
+                        Ok(b) => session.feed(&b),
+                        // RFC 1939 §3: the autologout timer; say why before hanging up.
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut => session.timeout(),
+                        Err(e) => return Err(e),
+                    },
+                    _ = &mut shutdown => session.shutdown(),
                 }
-                Event::StartTls => {
-                    conn.write_all(&out).await?;
-                    out.clear();
-                    conn.starttls().await?;
-                    session.tls_started();
-                }
-                Event::Update(indices) => {
-                    let ok = match maildrop.as_ref() {
-                        Some(m) => match m.delete(&indices) {
-                            Ok(()) => true,
-                            Err(e) => {
-                                log::line(format_args!("delete: {e}"));
-                                false
+            }
+            Event::Pending => return Err(io::Error::other("session waits for an answer")),
+            Event::Reply(bytes) => out.extend_from_slice(&bytes),
+            Event::Authenticate(login) => {
+                conn.write_all(&out).await?;
+                out.clear();
+                match ctx.auth.check(&login, peer).await {
+                    Verdict::Ok(account) => match crate::server::spawn::for_user(&account.user) {
+                        // A system user: its own process serves the rest of the session.
+                        Some(spawner) => match login_in_child(spawner, &account, peer).await {
+                            Ok((child, first)) => {
+                                let proxied = Proxied {
+                                    deadline,
+                                    progress: session.progress() + 1,
+                                    peer,
+                                };
+                                return proxy(conn, child, first, session, proxied, shutdown).await;
+                            }
+                            Err(why) => session.login_failed(why),
+                        },
+                        None => match open_maildrop(&account, &ctx.config).await {
+                            Ok(mut m) => {
+                                let infos = m.take_infos();
+                                log::line(format_args!(
+                                    "login user={} peer={} messages={}",
+                                    log::sanitize(&account.user),
+                                    show(peer),
+                                    infos.len()
+                                ));
+                                session.login_done(&account.user, infos);
+                                maildrop = Some(m);
+                            }
+                            Err(OpenError::InUse) => session.login_failed(LoginFailure::InUse),
+                            Err(OpenError::Io(e)) => {
+                                log::line(format_args!(
+                                    "maildrop {}: {e}",
+                                    account.maildir.display()
+                                ));
+                                session.login_failed(LoginFailure::Temporary)
                             }
                         },
-                        None => false,
-                    };
-                    queue.extend(session.update_done(ok));
+                    },
+                    Verdict::Bad => {
+                        log::line(format_args!(
+                            "failed login user={} peer={}",
+                            log::sanitize(&login.user),
+                            show(peer)
+                        ));
+                        session.login_failed(LoginFailure::BadCredentials)
+                    }
+                    Verdict::Temporary(why) => {
+                        log::line(format_args!("auth: {}", log::sanitize(&why)));
+                        session.login_failed(LoginFailure::Temporary)
+                    }
                 }
-                Event::Close => {
-                    conn.write_all(&out).await?;
-                    return conn.close().await;
+            }
+            Event::Send { index, top, ok } => {
+                let file = match &maildrop {
+                    Some(m) => m.open_message(index),
+                    None => Err(io::Error::other("no maildrop")),
+                };
+                match file {
+                    Ok(f) => {
+                        out.extend_from_slice(&ok);
+                        let enc = match top {
+                            Some(n) => Encoder::top(u64::from(n)),
+                            None => Encoder::retr(),
+                        };
+                        // The +OK is out: a read error now can only end the session
+                        // (the client sees no terminator and retries the message).
+                        send_message(conn, f, enc, &mut buf, &mut out).await?;
+                    }
+                    Err(e) => {
+                        log::line(format_args!("message {}: {e}", index + 1));
+                        out.extend_from_slice(&session.send_failed());
+                    }
                 }
+            }
+            Event::StartTls => {
+                conn.write_all(&out).await?;
+                out.clear();
+                conn.starttls().await?;
+                session.tls_started();
+            }
+            Event::Update(indices) => {
+                let ok = match maildrop.as_ref() {
+                    Some(m) => match m.delete(&indices) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log::line(format_args!("delete: {e}"));
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                session.update_done(ok);
+            }
+            Event::Close => {
+                conn.write_all(&out).await?;
+                return conn.close().await;
             }
         }
     }
@@ -340,12 +330,13 @@ struct Proxied {
 /// out first. The daemon keeps the idle timeout (no client line and no child output for that
 /// long), the session deadline (moved by RETR and TOP commands) and the shutdown `-ERR`; lines
 /// too long for the daemon reach the child as a line too long for POP3, so its reply and error
-/// count are the in-process ones.
+/// count are the in-process ones. The daemon's `session` frames the client's lines (those it
+/// holds already came pipelined after the login) and says the goodbyes.
 async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
     conn: &mut Connection,
     child: tokio::net::UnixStream,
     first: Vec<u8>,
-    limit: usize,
+    mut session: Session,
     clocks: Proxied,
     mut shutdown: F,
 ) -> io::Result<()> {
@@ -363,6 +354,26 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
     // in-process loop does), then sees end of input.
     let (mut client_done, mut child_told) = (false, false);
     loop {
+        // The lines the session has framed go to the child.
+        while let Some(framed) = session.next_line() {
+            let text = match framed {
+                Framed::Line(Line::Complete { text, .. }) => text,
+                // Too long for POP3 anywhere (RFC 2449 §4): the child answers it.
+                Framed::Line(Line::TooLong) => vec![b'X'; command::MAX_COMMAND_LINE],
+                Framed::Line(Line::Eof) => continue,
+                Framed::NoLineEnd => return conn.close().await,
+            };
+            if matches!(
+                command::parse(&text),
+                Ok(Command::Retr(_) | Command::Top(..))
+            ) {
+                progress += 1;
+            }
+            if let Some(p) = pending.as_mut() {
+                p.extend_from_slice(&text);
+                p.extend_from_slice(b"\r\n");
+            }
+        }
         deadline.update(progress, Instant::now());
         let left = deadline.remaining(Instant::now());
         let waiting = pending.as_ref().is_some_and(|p| !p.is_empty());
@@ -374,8 +385,8 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
         tokio::select! {
             _ = tokio::time::sleep(left) => {
                 log::line(format_args!("session deadline exceeded peer={}", show(peer)));
-                conn.write_all(b"-ERR Session deadline exceeded, disconnecting.\r\n").await?;
-                return conn.close().await;
+                session.deadline_exceeded();
+                return say_goodbye(conn, &mut session).await;
             }
             got = from_child.read(&mut buf) => match got {
                 // The child is done (QUIT answered) or gone: so is the session.
@@ -393,35 +404,27 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
                     Err(_) => pending = None,
                 }
             }
-            line = conn.read_line(limit), if room => {
-                let text = match line {
-                    Ok(Line::Complete { text, .. }) => text,
-                    // Too long for POP3 anywhere (RFC 2449 §4): the child answers it.
-                    Ok(Line::TooLong) => vec![b'X'; command::MAX_COMMAND_LINE],
-                    Ok(Line::Eof) => {
-                        client_done = true;
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                        let _ = conn.write_all(b"-ERR Disconnected for inactivity.\r\n").await;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                };
-                if matches!(command::parse(&text), Ok(Command::Retr(_) | Command::Top(..))) {
-                    progress += 1;
+            read = conn.read_chunk(READ_CHUNK), if room => match read {
+                Ok(b) if b.is_empty() => client_done = true,
+                Ok(b) => session.feed(&b),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    session.timeout();
+                    return say_goodbye(conn, &mut session).await;
                 }
-                if let Some(p) = pending.as_mut() {
-                    p.extend_from_slice(&text);
-                    p.extend_from_slice(b"\r\n");
-                }
-            }
+                Err(e) => return Err(e),
+            },
             _ = &mut shutdown => {
-                conn.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n").await?;
-                return conn.close().await;
+                session.shutdown();
+                return say_goodbye(conn, &mut session).await;
             }
         }
     }
+}
+
+/// Sends what the session queued to say (its goodbye) and closes.
+async fn say_goodbye(conn: &mut Connection, session: &mut Session) -> io::Result<()> {
+    conn.write_all(&session.take_output()).await?;
+    conn.close().await
 }
 
 /// A child never checks a login (it starts logged in); [`serve`] needs a checker anyway.
@@ -435,17 +438,6 @@ impl LoginCheck for NoLogins {
     fn apop_available(&self) -> bool {
         false
     }
-}
-
-/// The bytes of the `Reply` events in `events`.
-fn replies(events: Vec<Event>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for ev in events {
-        if let Event::Reply(b) = ev {
-            out.extend_from_slice(&b);
-        }
-    }
-    out
 }
 
 /// `mpopd __child pop3 USER MAILDIR PEER` (running as USER, spawned for the daemon): opens and
@@ -468,7 +460,7 @@ pub async fn run_child(
         max_errors: config.max_errors.max(1),
         max_auth_failures: config.max_auth_failures.max(1),
     };
-    let (mut session, _) = Session::new(policy, "");
+    let mut session = Session::new(policy, "");
     let account = Account {
         user: user.to_string(),
         maildir: maildir.to_path_buf(),
@@ -483,13 +475,13 @@ pub async fn run_child(
                 infos.len(),
                 crate::server::sys::euid()
             ));
-            let out = replies(session.login_done(user, infos));
+            session.login_done(user, infos);
             let ctx = Context {
                 config,
                 hostname: String::new(),
                 auth: NoLogins,
             };
-            return serve(conn, &ctx, session, Some(m), out, CHILD_TIMEOUT).await;
+            return serve(conn, &ctx, session, Some(m), CHILD_TIMEOUT).await;
         }
         Err(OpenError::InUse) => LoginFailure::InUse,
         Err(OpenError::Io(e)) => {
@@ -497,9 +489,10 @@ pub async fn run_child(
             LoginFailure::Temporary
         }
     };
-    conn.write_all(&replies(session.login_failed(failed)))
-        .await?;
-    conn.close().await
+    session.login_failed(failed);
+    // Only the failure's reply: the session's output holds nothing else yet.
+    let _ = session.poll();
+    say_goodbye(conn, &mut session).await
 }
 
 /// Opens (locks, scans) a maildrop off the async threads: scanning reads every file whose

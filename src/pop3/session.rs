@@ -1,13 +1,23 @@
-//! The POP3 session state machine (sans-IO): command lines in, [`Event`]s out.
+//! The POP3 session state machine (sans-IO), in the shape of the SMTP one
+//! ([`crate::smtp::server`]): bytes from the client go in with [`Session::feed`] (the session
+//! frames the lines itself), [`Session::poll`] advances it and returns an [`Event`], and reply
+//! bytes accumulate for [`Session::take_output`]. The driver ([`super::driver`]) writes the
+//! output whenever `poll` returns [`Event::NeedInput`], [`Event::Send`], [`Event::StartTls`] or
+//! [`Event::Close`].
 //!
 //! States follow RFC 1939 §3: AUTHORIZATION (USER/PASS, APOP, AUTH, STLS, CAPA), TRANSACTION
 //! (STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL) and UPDATE (entered by QUIT; the driver
 //! removes the messages marked deleted and reports back). Everything that needs the outside
 //! world (checking a password, locking and scanning the maildrop, reading a message, starting
 //! TLS, deleting) is an [`Event`] for the driver, which answers through the `*_done`/`*_failed`
-//! methods. The session never blocks and never panics on input.
+//! methods; until then `poll` returns [`Event::Pending`]. The driver's clocks and the server's
+//! shutdown end a session through [`Session::timeout`], [`Session::deadline_exceeded`] and
+//! [`Session::shutdown`], as in SMTP. The session never blocks and never panics on input.
+
+use std::collections::VecDeque;
 
 use super::command::{self, Command, ParseError};
+use crate::server::{Framed, Line, LineFramer};
 
 /// Default number of client errors (bad commands, wrong state, bad numbers) before we hang up.
 pub const DEFAULT_MAX_ERRORS: u32 = 10;
@@ -96,7 +106,12 @@ pub enum LoginFailure {
 /// Something the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Send these octets.
+    /// Write the pending output, then read and [`Session::feed`] more bytes.
+    NeedInput,
+    /// An answer to an earlier event is outstanding (a driver bug).
+    Pending,
+    /// Send these octets. The line-level steps produce it; [`Session::poll`] never returns it
+    /// but appends the octets to the output.
     Reply(Vec<u8>),
     /// Check this login; then call [`Session::login_done`] or [`Session::login_failed`].
     Authenticate(Login),
@@ -116,7 +131,7 @@ pub enum Event {
     StartTls,
     /// UPDATE state: delete these messages (0-based), then call [`Session::update_done`].
     Update(Vec<usize>),
-    /// Close the connection (after sending every preceding reply).
+    /// Write the pending output, then close the connection.
     Close,
 }
 
@@ -147,18 +162,25 @@ pub struct Session {
     errors: u32,
     auth_failures: u32,
     user: Option<String>,
+    /// Client bytes not framed yet, from `pos`.
+    input: Vec<u8>,
+    pos: usize,
+    framer: LineFramer,
+    /// Reply bytes for the driver.
+    output: Vec<u8>,
+    /// Events of the last step not yet returned by `poll`.
+    events: VecDeque<Event>,
+    /// An Authenticate, StartTls or Update went out and its answer has not come.
+    waiting: bool,
+    /// Logins and messages sent: the driver's session deadline moves with it.
+    progress: u64,
 }
 
 impl Session {
-    /// A new session and its greeting. `timestamp` is the APOP timestamp
-    /// (`<pid.clock@host>`, RFC 1939 §7), used only when the policy enables APOP.
-    pub fn new(policy: Policy, timestamp: &str) -> (Session, Vec<u8>) {
-        let greeting = if policy.apop {
-            format!("+OK mailkit POP3 server ready. {timestamp}\r\n")
-        } else {
-            "+OK mailkit POP3 server ready.\r\n".to_string()
-        };
-        let s = Session {
+    /// A new session. `timestamp` is the APOP timestamp (`<pid.clock@host>`, RFC 1939 §7),
+    /// used only when the policy enables APOP. Call [`greeting`](Self::greeting) first.
+    pub fn new(policy: Policy, timestamp: &str) -> Session {
+        Session {
             policy,
             timestamp: timestamp.to_string(),
             state: State::Authorization { user: None },
@@ -167,8 +189,130 @@ impl Session {
             errors: 0,
             auth_failures: 0,
             user: None,
+            input: Vec::new(),
+            pos: 0,
+            framer: LineFramer::default(),
+            output: Vec::new(),
+            events: VecDeque::new(),
+            waiting: false,
+            progress: 0,
+        }
+    }
+
+    /// Queues the `+OK` greeting, with the APOP timestamp when APOP is on (RFC 1939 §4, §7).
+    pub fn greeting(&mut self) {
+        let greeting = if self.policy.apop {
+            format!("+OK mailkit POP3 server ready. {}\r\n", self.timestamp)
+        } else {
+            "+OK mailkit POP3 server ready.\r\n".to_string()
         };
-        (s, greeting.into_bytes())
+        self.output.extend_from_slice(greeting.as_bytes());
+    }
+
+    /// Appends bytes read from the client.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.input.len() {
+            self.input.clear();
+            self.pos = 0;
+        } else if self.pos > 65536 {
+            self.input.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// Takes the reply bytes produced so far.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Whether reply bytes are waiting to be written.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Logins and messages sent so far. The driver restarts its session deadline whenever this
+    /// grows (NOOP, STAT and the like do not count).
+    pub fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    /// Advances the session as far as the buffered input allows.
+    pub fn poll(&mut self) -> Event {
+        loop {
+            if let Some(ev) = self.events.pop_front() {
+                match ev {
+                    Event::Reply(b) => self.output.extend_from_slice(&b),
+                    Event::Close => {
+                        self.events.clear();
+                        return Event::Close;
+                    }
+                    Event::Send { .. } => {
+                        self.progress += 1;
+                        return ev;
+                    }
+                    ev => {
+                        self.waiting = true;
+                        return ev;
+                    }
+                }
+                continue;
+            }
+            if self.state == State::Closed {
+                return Event::Close;
+            }
+            if self.waiting {
+                return Event::Pending;
+            }
+            match self.next_line() {
+                Some(Framed::Line(Line::Complete { text, .. })) => {
+                    let ev = self.handle_line(&text);
+                    self.events.extend(ev);
+                }
+                Some(Framed::Line(Line::TooLong)) => {
+                    let ev = self.line_too_long();
+                    self.events.extend(ev);
+                }
+                // Not a line protocol: hang up without a word (the framer has given up).
+                Some(Framed::NoLineEnd) => {
+                    self.state = State::Closed;
+                }
+                Some(Framed::Line(Line::Eof)) | None => return Event::NeedInput,
+            }
+        }
+    }
+
+    /// The next line of the buffered input, framed with [`Session::line_limit`], if one is
+    /// complete. [`Session::poll`] runs the commands of the lines it frames; a driver relaying
+    /// a session served elsewhere (a system user's child, [`super::driver`]) frames with this
+    /// alone.
+    pub fn next_line(&mut self) -> Option<Framed> {
+        let (found, used) = self.framer.next(&self.input[self.pos..], self.line_limit());
+        self.pos += used;
+        found
+    }
+
+    /// Replies `-ERR` because the server is shutting down, and closes: the shutdown hook every
+    /// session of the pattern has (SMTP's is `421 4.3.2`). Nothing is deleted (no UPDATE).
+    pub fn shutdown(&mut self) {
+        self.say_and_close(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
+    }
+
+    /// Replies `-ERR` because of the autologout timer (RFC 1939 §3), and closes.
+    pub fn timeout(&mut self) {
+        self.say_and_close(b"-ERR Disconnected for inactivity.\r\n");
+    }
+
+    /// Replies `-ERR` because the session made no progress within its deadline, and closes.
+    pub fn deadline_exceeded(&mut self) {
+        self.say_and_close(b"-ERR Session deadline exceeded, disconnecting.\r\n");
+    }
+
+    fn say_and_close(&mut self, text: &[u8]) {
+        self.events.clear();
+        self.output.extend_from_slice(text);
+        self.waiting = false;
+        self.state = State::Closed;
     }
 
     /// The logged-in user, once in TRANSACTION.
@@ -206,7 +350,8 @@ impl Session {
         self.error(ParseError::TooLong.text())
     }
 
-    /// Handles one line from the client (without CRLF).
+    /// Handles one line from the client (without CRLF): the step [`Session::poll`] takes for
+    /// each line it frames.
     pub fn handle_line(&mut self, line: &[u8]) -> Vec<Event> {
         match self.state {
             State::Closed | State::Authenticating | State::Update => {
@@ -347,16 +492,23 @@ impl Session {
     }
 
     /// The driver verified the login, locked the maildrop and scanned it.
-    pub fn login_done(&mut self, user: &str, messages: Vec<MessageInfo>) -> Vec<Event> {
+    pub fn login_done(&mut self, user: &str, messages: Vec<MessageInfo>) {
         self.deleted = vec![false; messages.len()];
         self.messages = messages;
         self.user = Some(user.to_string());
         self.state = State::Transaction;
-        ok("Logged in.")
+        self.answered(ok("Logged in."));
+        self.progress += 1;
+    }
+
+    /// The answer to the outstanding event: its events come from `poll` next.
+    fn answered(&mut self, events: Vec<Event>) {
+        self.waiting = false;
+        self.events.extend(events);
     }
 
     /// The login did not succeed. The driver applies the per-IP delay before calling this.
-    pub fn login_failed(&mut self, why: LoginFailure) -> Vec<Event> {
+    pub fn login_failed(&mut self, why: LoginFailure) {
         self.state = State::Authorization { user: None };
         let text: &[u8] = match why {
             LoginFailure::BadCredentials => {
@@ -375,13 +527,19 @@ impl Session {
             ));
             ev.push(self.close());
         }
-        ev
+        self.answered(ev);
     }
 
-    /// TLS is up after STLS (RFC 2595 §4: the session starts over in AUTHORIZATION).
+    /// TLS is up after STLS (RFC 2595 §4: the session starts over in AUTHORIZATION). Input
+    /// that came before the handshake is dropped, never read as if it came over TLS (RFC 2595
+    /// §3.1; CVE-2011-0411).
     pub fn tls_started(&mut self) {
         self.policy.tls_active = true;
         self.state = State::Authorization { user: None };
+        self.input.clear();
+        self.pos = 0;
+        self.framer = LineFramer::default();
+        self.answered(Vec::new());
     }
 
     /// The message for a [`Event::Send`] could not be read.
@@ -390,13 +548,14 @@ impl Session {
     }
 
     /// The driver finished UPDATE: `ok` when every marked message is gone.
-    pub fn update_done(&mut self, ok: bool) -> Vec<Event> {
+    pub fn update_done(&mut self, ok: bool) {
         let text: &[u8] = if ok {
             b"+OK Logging out, messages deleted.\r\n"
         } else {
             b"-ERR [SYS/TEMP] Some deleted messages were not removed.\r\n"
         };
-        vec![Event::Reply(text.to_vec()), self.close()]
+        let ev = vec![Event::Reply(text.to_vec()), self.close()];
+        self.answered(ev);
     }
 
     fn quit(&mut self) -> Vec<Event> {
@@ -569,6 +728,19 @@ mod tests {
         s
     }
 
+    /// The events an answer method queued, as `poll` would hand them out.
+    fn answered(s: &mut Session) -> Vec<Event> {
+        s.events.drain(..).collect()
+    }
+
+    /// A new session and its greeting.
+    fn greeted(policy: Policy, timestamp: &str) -> (Session, Vec<u8>) {
+        let mut s = Session::new(policy, timestamp);
+        s.greeting();
+        let g = s.take_output();
+        (s, g)
+    }
+
     fn plain_policy() -> Policy {
         Policy {
             plaintext_allowed: true,
@@ -591,7 +763,7 @@ mod tests {
     }
 
     fn logged_in() -> Session {
-        let (mut s, _) = Session::new(plain_policy(), "<1.2@h>");
+        let mut s = Session::new(plain_policy(), "<1.2@h>");
         s.handle_line(b"USER alice");
         let ev = s.handle_line(b"PASS pw");
         assert_eq!(
@@ -601,7 +773,8 @@ mod tests {
                 credential: Credential::Password("pw".into())
             })]
         );
-        assert_eq!(text(&s.login_done("alice", msgs())), "+OK Logged in.\r\n");
+        s.login_done("alice", msgs());
+        assert_eq!(text(&answered(&mut s)), "+OK Logged in.\r\n");
         s
     }
 
@@ -655,7 +828,8 @@ mod tests {
         assert_eq!(text(&s.handle_line(b"NOOP")), "+OK OK\r\n");
         s.handle_line(b"DELE 2");
         assert_eq!(s.handle_line(b"QUIT"), vec![Event::Update(vec![1])]);
-        let ev = s.update_done(true);
+        s.update_done(true);
+        let ev = answered(&mut s);
         assert_eq!(ev.last(), Some(&Event::Close));
         assert!(s.is_closed());
     }
@@ -667,7 +841,7 @@ mod tests {
             s.handle_line(b"QUIT"),
             vec![Event::Reply(b"+OK Logging out.\r\n".to_vec()), Event::Close]
         );
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         assert_eq!(s.handle_line(b"QUIT").last(), Some(&Event::Close));
     }
 
@@ -691,14 +865,14 @@ mod tests {
         assert!(text(&s.handle_line(b"XYZZY")).starts_with("-ERR Unknown command"));
         assert!(!s.is_closed());
         assert_eq!(text(&s.handle_line(b"STAT")), "+OK 2 300\r\n");
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         assert!(text(&s.handle_line(b"STAT")).starts_with("-ERR"));
         assert!(text(&s.handle_line(b"PASS x")).starts_with("-ERR No username"));
     }
 
     #[test]
     fn too_many_errors_disconnect() {
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         for _ in 0..DEFAULT_MAX_ERRORS - 1 {
             assert!(!s.handle_line(b"BOGUS").contains(&Event::Close));
         }
@@ -708,7 +882,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_refused_but_session_kept() {
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         let long = vec![b'A'; 300];
         assert_eq!(text(&s.handle_line(&long)), "-ERR Line too long.\r\n");
         assert_eq!(text(&s.line_too_long()), "-ERR Line too long.\r\n");
@@ -723,24 +897,27 @@ mod tests {
 
     #[test]
     fn failed_logins_say_auth_and_hang_up_after_the_limit() {
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         for i in 1..=DEFAULT_MAX_AUTH_FAILURES {
             s.handle_line(b"USER nobody");
             assert!(matches!(
                 s.handle_line(b"PASS x").as_slice(),
                 [Event::Authenticate(_)]
             ));
-            let ev = s.login_failed(LoginFailure::BadCredentials);
+            s.login_failed(LoginFailure::BadCredentials);
+            let ev = answered(&mut s);
             assert!(text(&ev).starts_with("-ERR [AUTH] Authentication failed.\r\n"));
             assert_eq!(ev.contains(&Event::Close), i == DEFAULT_MAX_AUTH_FAILURES);
         }
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         s.handle_line(b"USER a");
         s.handle_line(b"PASS b");
-        assert!(text(&s.login_failed(LoginFailure::InUse)).starts_with("-ERR [IN-USE]"));
+        s.login_failed(LoginFailure::InUse);
+        assert!(text(&answered(&mut s)).starts_with("-ERR [IN-USE]"));
         s.handle_line(b"USER a");
         s.handle_line(b"PASS b");
-        assert!(text(&s.login_failed(LoginFailure::Temporary)).starts_with("-ERR [SYS/TEMP]"));
+        s.login_failed(LoginFailure::Temporary);
+        assert!(text(&answered(&mut s)).starts_with("-ERR [SYS/TEMP]"));
     }
 
     #[test]
@@ -749,7 +926,7 @@ mod tests {
             tls_available: true,
             ..Policy::default()
         };
-        let (mut s, _) = Session::new(policy, "<x>");
+        let mut s = Session::new(policy, "<x>");
         let capa = text(&s.handle_line(b"CAPA"));
         assert!(capa.contains("STLS\r\n"));
         assert!(!capa.contains("USER\r\n"));
@@ -776,7 +953,7 @@ mod tests {
 
     #[test]
     fn capa_lists_rfc2449_capabilities() {
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         let capa = text(&s.handle_line(b"CAPA"));
         for c in [
             "TOP",
@@ -798,7 +975,7 @@ mod tests {
     fn auth_plain_initial_response_continuation_and_cancel() {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(b"\0alice\0pw d");
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         let ev = s.handle_line(format!("AUTH PLAIN {b64}").as_bytes());
         assert_eq!(
             ev,
@@ -807,14 +984,14 @@ mod tests {
                 credential: Credential::Password("pw d".into())
             })]
         );
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         assert_eq!(text(&s.handle_line(b"AUTH PLAIN")), "+ \r\n");
         assert!(s.expecting_sasl());
         assert!(matches!(
             s.handle_line(b64.as_bytes()).as_slice(),
             [Event::Authenticate(_)]
         ));
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         s.handle_line(b"AUTH PLAIN");
         assert_eq!(
             text(&s.handle_line(b"*")),
@@ -832,7 +1009,7 @@ mod tests {
 
     #[test]
     fn apop_only_when_enabled_and_greeting_has_timestamp() {
-        let (mut s, g) = Session::new(plain_policy(), "<1.2@h>");
+        let (mut s, g) = greeted(plain_policy(), "<1.2@h>");
         assert!(!String::from_utf8(g).unwrap().contains('<'));
         assert!(
             text(&s.handle_line(b"APOP a 0123456789abcdef0123456789abcdef")).starts_with("-ERR")
@@ -841,7 +1018,7 @@ mod tests {
             apop: true,
             ..plain_policy()
         };
-        let (mut s, g) = Session::new(policy, "<1.2@h>");
+        let (mut s, g) = greeted(policy, "<1.2@h>");
         assert!(String::from_utf8(g).unwrap().ends_with(" <1.2@h>\r\n"));
         assert_eq!(
             s.handle_line(b"APOP a 0123456789ABCDEF0123456789abcdef"),
@@ -881,7 +1058,7 @@ mod tests {
         for l in &lines {
             s.handle_line(l);
         }
-        let (mut s, _) = Session::new(plain_policy(), "<x>");
+        let mut s = Session::new(plain_policy(), "<x>");
         for l in &lines {
             s.handle_line(l);
         }
