@@ -457,7 +457,7 @@ impl<T> Reloading<T> {
             st.stamp = now;
             match loaded {
                 Ok(v) => {
-                    crate::server::log::line(format_args!(
+                    crate::log::line(format_args!(
                         "{} {}: reloaded",
                         self.what,
                         self.path.display()
@@ -465,10 +465,9 @@ impl<T> Reloading<T> {
                     st.value = std::sync::Arc::new(v);
                 }
                 // The load error names the file and line already.
-                Err(e) => crate::server::log::line(format_args!(
-                    "{e:#}; keeping the previous {}",
-                    self.what
-                )),
+                Err(e) => {
+                    crate::log::line(format_args!("{e:#}; keeping the previous {}", self.what))
+                }
             }
             st.value.clone()
         };

@@ -32,6 +32,8 @@
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 //! - [`proc`]: the one runner of short-lived child programs: stdin input, bounded output, a
 //!   timeout that kills the child's whole process group (checkpassword, pipes, password commands).
+//! - [`log`]: the one log line format of every program (`name: event` on stderr); a leaf, so
+//!   `config` and `server` both use it without importing each other.
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).
 //!
 //! # Layers
@@ -58,6 +60,7 @@ pub mod envelope;
 pub mod exit;
 pub mod fsroot;
 pub mod fuzz;
+pub mod log;
 pub mod maildir;
 pub mod mda;
 pub mod mdig;

@@ -605,7 +605,7 @@ fn child_main() {
     let Ok(mode) = std::env::var("MK_CHILD_MODE") else {
         return;
     };
-    server::log::set_program("mkchild");
+    mailkit::log::set_program("mkchild");
     let env = |k: &str| std::env::var(k).ok();
     let mut settings = Settings::default();
     if let (Some(cert), Some(key)) = (env("MK_CHILD_CERT"), env("MK_CHILD_KEY")) {
@@ -633,7 +633,7 @@ fn child_main() {
                     .collect();
                 let listeners = Listeners::bind(&specs)?;
                 if listeners.is_activated() {
-                    server::log::line("socket activated");
+                    mailkit::log::line("socket activated");
                 }
                 server::serve(listeners, settings, echo_handler(), shutdown).await
             }

@@ -105,7 +105,7 @@ pub enum Mode {
 impl super::Tool for Args {
     const NAME: &'static str = "mpopd";
     fn run(self) -> Result<u8> {
-        server::log::set_program(Self::NAME);
+        crate::log::set_program(Self::NAME);
         let config = Config::load(self.config.as_deref())?;
         let pop: Pop3Config = config.section("mpopd")?;
         // Before anything is opened: never serve as root.

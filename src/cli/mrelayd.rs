@@ -12,8 +12,8 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::exit;
+use crate::log;
 use crate::relay::{admin, daemon, quickstart, RelayConfig};
-use crate::server::log;
 
 const AFTER_HELP: &str = "\
 EXIT STATUS:

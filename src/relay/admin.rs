@@ -20,8 +20,8 @@ use super::{Client, RelayConfig, Resolution, Role, Router, Target};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::exit;
+use crate::log;
 use crate::queue::{self, Entry, Place, Queue, RcptState, Recipient};
-use crate::server::log;
 use crate::smtp::command::{self, Command};
 
 /// The queue of this config, as it is (nothing created or cleaned up).

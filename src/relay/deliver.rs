@@ -65,7 +65,7 @@ pub struct Deliverer {
 }
 
 fn log(id: &str, msg: impl std::fmt::Display) {
-    crate::server::log::line(format_args!("{id}: {msg}"));
+    crate::log::line(format_args!("{id}: {msg}"));
 }
 
 /// One remote target of one recipient.

@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result};
 use super::RelayConfig;
 use crate::config::Config;
 use crate::exit;
-use crate::server::log;
+use crate::log;
 
 /// The demo directory when none is given.
 pub const DEFAULT_DIR: &str = "mailkit-demo";

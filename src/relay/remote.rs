@@ -524,7 +524,7 @@ impl Remote {
     fn loops_back(&self, why: &str, rcpts: &[RemoteRcpt], earlier: Option<&Failure>) -> Failure {
         let mut domains: Vec<&str> = rcpts.iter().map(|r| super::split(&r.address).1).collect();
         domains.dedup();
-        crate::server::log::line(format_args!("loop: {why}"));
+        crate::log::line(format_args!("loop: {why}"));
         match earlier {
             Some(f) => {
                 let mut f = f.clone();
@@ -1095,7 +1095,7 @@ impl Remote {
                     if self.options.verbose {
                         eprintln!("=== {where_}: TLS handshake failed ({e}); retrying without TLS");
                     } else {
-                        crate::server::log::line(format_args!(
+                        crate::log::line(format_args!(
                             "{where_}: TLS handshake failed ({e}); retrying without TLS"
                         ));
                     }

@@ -24,8 +24,8 @@ use anyhow::{Context as _, Result};
 
 use super::deliver::{Deliverer, Outcome};
 use crate::exit;
+use crate::log;
 use crate::queue::Queue;
-use crate::server::log;
 
 /// How often the queue runner looks for a flush request and due retries.
 pub const RUNNER_TICK: Duration = Duration::from_millis(200);

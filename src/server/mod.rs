@@ -61,7 +61,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::exit;
 
 mod conn;
-pub mod log;
+use crate::log;
 pub mod pace;
 pub mod spawn;
 // The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.

@@ -285,7 +285,7 @@ pub fn serve_spawner(
         } = match grant {
             Ok(g) => g,
             Err(why) => {
-                super::log::line(format_args!("spawner: refused {kind} for {user}: {why}"));
+                crate::log::line(format_args!("spawner: refused {kind} for {user}: {why}"));
                 let _ = status.write_all(format!("ERR {why}").as_bytes());
                 continue;
             }

@@ -21,8 +21,9 @@ use anyhow::{Context as _, Result};
 
 use super::command::{MailParams, Mailbox, RcptParams};
 use super::server::{Decision, Envelope, Event, Session, SessionConfig};
+use crate::log;
 use crate::server::pace::{ProgressDeadline, RateMeter};
-use crate::server::{log, Connection};
+use crate::server::Connection;
 
 /// Largest read handed to the session at once.
 pub const READ_CHUNK: usize = 64 * 1024;

@@ -44,7 +44,7 @@ pub fn sanitize(text: &str) -> String {
 #[macro_export]
 macro_rules! log {
     ($($arg:tt)*) => {
-        $crate::server::log::line(format_args!($($arg)*))
+        $crate::log::line(format_args!($($arg)*))
     };
 }
 
