@@ -2,10 +2,12 @@
 //!
 //! What lives here:
 //! - Configs: server configs from PEM files, client configs against the webpki roots or one CA
-//!   file, a no-verify client for opportunistic STARTTLS.
+//!   file, a client pinned to one server key ([`SpkiPin`], [`client_config_pinned`]: the pin
+//!   replaces the CA and name checks), a no-verify client for opportunistic STARTTLS.
 //! - Judging a server after the handshake: the certificate chain it sent ([`peer_chain`]),
 //!   whether that chain is valid for a name ([`check_chain`]), and what the leaf says (subject,
-//!   SANs, issuer, validity: [`parse_certificate`], [`CertInfo`]), as mdig-mx's probe reports it.
+//!   SANs, issuer, validity, key pin: [`parse_certificate`], [`CertInfo`]), as mdig-mx's probe
+//!   reports it.
 //! - A throwaway CA and server certificate for the quickstart and tests.
 //! - A one-line description of a session's TLS parameters ([`TlsInfo`]) for `Received:` headers
 //!   and logs.
@@ -16,13 +18,17 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::Serialize;
@@ -123,9 +129,24 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
 /// checked, so the peer must hold the key of the certificate it shows. The certificate itself is
 /// available after the handshake (`peer_certificates()`) and can be judged with [`check_chain`].
 pub fn client_config_no_verify() -> Arc<ClientConfig> {
+    key_checked_config(None)
+}
+
+/// A client config that trusts exactly one server key: the certificate's SubjectPublicKeyInfo
+/// must hash to `pin`, and nothing else about it is checked (no CA, no name, no validity
+/// dates), so a self-signed certificate for any name works, as with msmtp's `tls_fingerprint`
+/// (which pins the whole certificate; this pins the key, RFC 7469 §2.4, so it survives a renewal
+/// with the same key). Handshake signatures are checked, so the server must hold that key.
+pub fn client_config_pinned(pin: SpkiPin) -> Arc<ClientConfig> {
+    key_checked_config(Some(pin))
+}
+
+/// A client config with [`KeyCheck`] as its verifier.
+fn key_checked_config(pin: Option<SpkiPin>) -> Arc<ClientConfig> {
     let provider = provider();
-    let verifier = Arc::new(AcceptAnyCert {
+    let verifier = Arc::new(KeyCheck {
         provider: provider.clone(),
+        pin,
     });
     // The safe default versions always exist for the ring provider; fall back to the plain
     // builder's defaults if that ever changes rather than panicking.
@@ -174,6 +195,113 @@ pub fn peer_chain(state: &rustls::CommonState) -> Vec<CertificateDer<'static>> {
         .unwrap_or_default()
 }
 
+/// A SHA-256 pin of a server's public key: the hash of its DER SubjectPublicKeyInfo (RFC 5280
+/// §4.1.2.7), as RFC 7469 §2.4 defines it and as
+/// `openssl x509 -pubkey -noout -in cert.pem | openssl pkey -pubin -outform der | sha256sum`
+/// prints it. Written as 64 hex digits, with or without colons between the bytes (msmtp's
+/// `01:23:...` form), or as base64 (44 characters, HPKP's and curl's form; a `sha256//` or
+/// `sha256/` prefix is accepted); shown as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpkiPin([u8; 32]);
+
+impl SpkiPin {
+    /// The pin of the key in a DER certificate (the bytes come from the network or a file:
+    /// unparsable is an error).
+    pub fn of_certificate(der: &[u8]) -> Result<SpkiPin> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| anyhow!("unparsable certificate: {e}"))?;
+        Ok(SpkiPin::of_spki(cert.tbs_certificate.subject_pki.raw))
+    }
+
+    /// The pin of a DER SubjectPublicKeyInfo.
+    pub fn of_spki(spki_der: &[u8]) -> SpkiPin {
+        use sha2::Digest;
+        SpkiPin(sha2::Sha256::digest(spki_der).into())
+    }
+
+    /// The 32 bytes of the hash.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl FromStr for SpkiPin {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<SpkiPin, String> {
+        use base64::Engine;
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        let t = ["sha256//", "sha256/", "sha256:"]
+            .iter()
+            .find_map(|p| lower.starts_with(p).then(|| &t[p.len()..]))
+            .unwrap_or(t);
+        let hex: String = t.chars().filter(|c| *c != ':').collect();
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut out = [0u8; 32];
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                    .map_err(|e| format!("bad hex in key pin: {e}"))?;
+            }
+            return Ok(SpkiPin(out));
+        }
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        match engine.decode(t) {
+            Ok(b) => <[u8; 32]>::try_from(b.as_slice())
+                .map(SpkiPin)
+                .map_err(|_| {
+                    format!(
+                        "key pin {s:?} is base64 of {} bytes, not a SHA-256 (32)",
+                        b.len()
+                    )
+                }),
+            Err(_) => Err(format!(
+                "key pin {s:?} is neither 64 hex digits (colons allowed) nor base64 of a SHA-256"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SpkiPin {
+    /// Lowercase hex without separators, as `sha256sum` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SpkiPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpkiPin({self})")
+    }
+}
+
+/// A pinned key did not match: the error our verifier gives rustls, saying both hashes so a
+/// user can see what the server has.
+#[derive(Debug)]
+struct PinMismatch {
+    pinned: SpkiPin,
+    found: SpkiPin,
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the server's key SHA-256 is {}, not the pinned {}",
+            self.found, self.pinned
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
 /// What a certificate says about itself (not whether to trust it: that is [`check_chain`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CertInfo {
@@ -189,6 +317,9 @@ pub struct CertInfo {
     pub not_after: String,
     /// End of validity, seconds since the Unix epoch.
     pub not_after_unix: i64,
+    /// SHA-256 of the certificate's public key ([`SpkiPin`]), lowercase hex: what a client
+    /// pins (msend `--tls-fingerprint`).
+    pub spki_sha256: String,
 }
 
 /// Reads a DER certificate (as [`peer_chain`] or [`load_certs`] give) with x509-parser. The
@@ -219,6 +350,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertInfo> {
         not_before: rfc3339(&validity.not_before),
         not_after: rfc3339(&validity.not_after),
         not_after_unix: validity.not_after.timestamp(),
+        spki_sha256: SpkiPin::of_spki(cert.tbs_certificate.subject_pki.raw).to_string(),
     })
 }
 
@@ -250,22 +382,37 @@ fn rfc3339(t: &x509_parser::time::ASN1Time) -> String {
     )
 }
 
-/// The verifier behind [`client_config_no_verify`].
+/// The verifier behind [`client_config_pinned`] (the leaf's key must hash to the pin) and
+/// [`client_config_no_verify`] (no pin: any certificate). Neither looks at CAs or names; both
+/// check the handshake signatures against the leaf's key.
 #[derive(Debug)]
-struct AcceptAnyCert {
+struct KeyCheck {
     provider: Arc<CryptoProvider>,
+    pin: Option<SpkiPin>,
 }
 
-impl ServerCertVerifier for AcceptAnyCert {
+impl ServerCertVerifier for KeyCheck {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(pinned) = self.pin else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let found = SpkiPin::of_certificate(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        // Constant time is not needed: the hash of a public key is no secret.
+        if found == pinned {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(PinMismatch { pinned, found })),
+            )))
+        }
     }
 
     fn verify_tls12_signature(
@@ -472,6 +619,46 @@ mod tests {
     fn client_configs_build() {
         client_config(None).unwrap();
         let _ = client_config_no_verify();
+        let _ = client_config_pinned(SpkiPin([7; 32]));
+    }
+
+    #[test]
+    fn pins_parse_in_every_written_form() {
+        let hex = "5f1c2b3a00ffee11223344556677889900aabbccddeeff0102030405060708a9";
+        let pin: SpkiPin = hex.parse().unwrap();
+        assert_eq!(pin.to_string(), hex);
+        let colons = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap().to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(colons.parse::<SpkiPin>().unwrap(), pin);
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pin.bytes());
+        assert_eq!(b64.len(), 44);
+        assert_eq!(b64.parse::<SpkiPin>().unwrap(), pin);
+        assert_eq!(format!("sha256//{b64}").parse::<SpkiPin>().unwrap(), pin);
+        assert_eq!(b64.trim_end_matches('=').parse::<SpkiPin>().unwrap(), pin);
+        assert_eq!(format!(" {hex}\n").parse::<SpkiPin>().unwrap(), pin);
+        for bad in ["", "abc", &hex[..62], &format!("{hex}00"), "zz", "AAAA"] {
+            assert!(bad.parse::<SpkiPin>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pin_of_a_certificate_is_the_hash_of_its_key() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pin = SpkiPin::of_certificate(cert.der()).unwrap();
+        use rcgen::PublicKeyData;
+        assert_eq!(pin, SpkiPin::of_spki(&key.subject_public_key_info()));
+        let info = parse_certificate(cert.der()).unwrap();
+        assert_eq!(info.spki_sha256, pin.to_string());
+        assert!(SpkiPin::of_certificate(b"junk").is_err());
     }
 
     #[test]

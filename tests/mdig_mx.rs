@@ -353,6 +353,9 @@ fn probe_starttls_server_with_peers_ca_is_clean() {
     assert!(!cert["issuer"].as_str().unwrap().is_empty());
     assert!(cert["not_after_unix"].as_i64().unwrap() > 0);
     assert!(cert["not_after"].as_str().unwrap().ends_with('Z'));
+    // The key pin, as OpenSSL computes it, for msend --tls-fingerprint.
+    let pin = common::peer_key_sha256();
+    assert_eq!(cert["spki_sha256"], pin.as_str(), "{cert}");
     assert!(!tls["extensions"]
         .as_array()
         .unwrap()
@@ -378,6 +381,13 @@ fn probe_starttls_server_with_peers_ca_is_clean() {
     assert!(out.stdout.contains("STARTTLS: offered"), "{}", out.stdout);
     assert!(out.stdout.contains("verified for mx1.example.test: yes"));
     assert!(out.stdout.contains("certificate SANs:"));
+    assert!(
+        out.stdout.contains(&format!(
+            "certificate key SHA-256: {pin} (msend --tls-fingerprint)"
+        )),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -45,8 +45,10 @@ JSON FIELDS:
                  before STARTTLS), starttls (bool), tls (null, or:
                  version, cipher, certificate (null, or: subject,
                  sans, issuer, not_before, not_after as RFC 3339
-                 UTC, not_after_unix), verified (bool), verify_error,
-                 extensions after STARTTLS), problems
+                 UTC, not_after_unix, spki_sha256: the SHA-256 of
+                 the server's public key in hex, what msend
+                 --tls-fingerprint pins), verified (bool),
+                 verify_error, extensions after STARTTLS), problems
     problems     list of plain sentences
     exit         this domain's exit status
 

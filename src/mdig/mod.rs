@@ -369,6 +369,11 @@ pub fn render_text(r: &DomainReport) -> String {
                 let _ = writeln!(o, "    certificate SANs: {}", c.sans.join(", "));
                 let _ = writeln!(o, "    certificate issuer: {}", c.issuer);
                 let _ = writeln!(o, "    certificate expires: {}", c.not_after);
+                let _ = writeln!(
+                    o,
+                    "    certificate key SHA-256: {} (msend --tls-fingerprint)",
+                    c.spki_sha256
+                );
             }
             let _ = writeln!(
                 o,

@@ -41,6 +41,24 @@ pub fn peer(name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} missing from the peers env"))
 }
 
+/// The SHA-256 of the peers' server key as OpenSSL computes it (the pipeline the docs give
+/// users for `--tls-fingerprint`): lowercase hex.
+pub fn peer_key_sha256() -> String {
+    let cert = peer("PEER_CERT_FILE");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -pubkey -noout -in '{cert}' | openssl pkey -pubin -outform der | sha256sum"
+        ))
+        .output()
+        .expect("running openssl");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.split_whitespace().next().unwrap_or("").to_string();
+    assert_eq!(hex.len(), 64, "{text}");
+    hex
+}
+
 /// Path of one of our built binaries (`msend`, `mdeliver`, ...).
 pub fn bin(name: &str) -> PathBuf {
     // Integration tests live next to the binaries in target/<profile>/deps.
