@@ -24,8 +24,10 @@
 //!   over it, used by msend, mrelayd's remote delivery and mdig-mx's probe (mfetch next).
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
+//! - [`outbound`]: the outbound SMTP client: next hop (MX walk or relayhost), TLS policy, AUTH,
+//!   session cache, limits, per-recipient outcomes; used by mrelayd and msend, knows neither.
 //! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
-//!   local and remote delivery (MX, relayhost, TLS policy, connection cache), DSNs, admin commands.
+//!   local delivery and remote delivery through [`outbound`], DSNs, admin commands.
 //! - [`envelope`]: the envelope parameters a message carries from SMTP through the queue to its
 //!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461).
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
@@ -66,6 +68,7 @@ pub mod mda;
 pub mod mdig;
 pub mod msend;
 pub mod net;
+pub mod outbound;
 pub mod pop3;
 pub mod proc;
 pub mod queue;

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use mailkit::relay::dsn::{
-    self, build, DsnAction, DsnInput, DsnRecipient, DsnReturn, MAX_RETURNED_MESSAGE,
+    build, DsnAction, DsnInput, DsnRecipient, DsnReturn, MAX_RETURNED_MESSAGE,
 };
 use serde_json::Value;
 
@@ -128,7 +128,7 @@ fn failure_report_with_full_message() {
          550-5.1.1 double-checking the recipient's email address for typos or\r\n\
          550 5.1.1 unnecessary spaces. https://support.example.test/mail/?p=NoSuchUser x1si - gsmtp";
     let mut bob = recipient("bob@example.net", DsnAction::Failed, "");
-    bob.status = dsn::status_of_reply(550, long_reply);
+    bob.status = mailkit::outbound::failure::status_of_reply(550, long_reply);
     bob.orcpt = Some("rfc822;Bob+2BTag@example.net".to_string());
     bob.diagnostic = Some(long_reply.to_string());
     bob.remote_mta = Some("mx1.example.net".to_string());
@@ -269,7 +269,8 @@ fn failure_report_with_full_message() {
 fn delay_warning_returns_headers_only() {
     let until = ARRIVAL + 5 * 86400;
     let mut bob = recipient("bob@example.net", DsnAction::Delayed, "");
-    bob.status = dsn::status_of_reply(451, "451 4.7.1 Greylisted, try again later");
+    bob.status =
+        mailkit::outbound::failure::status_of_reply(451, "451 4.7.1 Greylisted, try again later");
     bob.diagnostic = Some("451 4.7.1 Greylisted, try again later".to_string());
     bob.remote_mta = Some("mx1.example.net".to_string());
     bob.last_attempt = Some(NOW);

@@ -55,6 +55,6 @@ pub fn run(data: &[u8]) {
             assert!(i > 0 && head[i - 1] == b'\r', "bare LF in the DSN header");
         }
     }
-    let _ = dsn::status_of_reply(u16::from(ctl) * 3, &diagnostic);
-    let _ = dsn::status_of_reply(550, &status);
+    let _ = crate::outbound::failure::status_of_reply(u16::from(ctl) * 3, &diagnostic);
+    let _ = crate::outbound::failure::status_of_reply(550, &status);
 }

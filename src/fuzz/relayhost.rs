@@ -1,7 +1,7 @@
 //! Fuzz the `relayhost = "..."` parser of mrelayd and msend's smarthost routes: any string
 //! gives a host and a non-zero port or an error, never a panic.
 
-use crate::relay::remote::parse_relayhost;
+use crate::outbound::route::parse_relayhost;
 
 /// The fuzz body: panics only on a real bug.
 pub fn run(data: &[u8]) {

@@ -236,10 +236,10 @@ fn password(flags: &Flags, account: &Account, host: &str, user: &str) -> Result<
         .or(account.password_command.as_deref())
     {
         let timeout = account.password_command_timeout.map_or(
-            crate::relay::remote::PASSWORD_COMMAND_TIMEOUT,
+            crate::outbound::password::PASSWORD_COMMAND_TIMEOUT,
             Duration::from_secs,
         );
-        return crate::relay::remote::password_from_command(cmd, timeout)
+        return crate::outbound::password::password_from_command(cmd, timeout)
             .map_err(|e| bad_config(format!("password command: {e}")));
     }
     if let Some(p) = std::env::var("MSEND_PASSWORD")

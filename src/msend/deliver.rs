@@ -1,7 +1,7 @@
 //! Sending one prepared message: to a smarthost (submission, RFC 6409) or directly to each
 //! recipient domain's MX hosts (RFC 5321 §5.1), with per-recipient results mapped to the
 //! sysexits codes cron and scripts rely on. The sending itself is mrelayd's
-//! ([`crate::relay::remote`]), so msend and mrelayd walk MX hosts and speak SMTP the same way.
+//! ([`crate::outbound`]), so msend and mrelayd walk MX hosts and speak SMTP the same way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use crate::exit;
 use crate::net::smtp::Timeouts;
-use crate::relay::remote::{
-    ClientOptions, RelayhostTls, Remote, RemoteConfig, RemoteRcpt, TlsPolicy,
-};
-use crate::relay::Failure;
+use crate::outbound::config::{RelayhostTls, RemoteConfig, TlsPolicy};
+use crate::outbound::engine::{ClientOptions, Rcpt};
+use crate::outbound::{Engine, Failure};
 use crate::smtp::client::{Credentials, Stage, TlsMode};
 
 /// Where the message goes.
@@ -136,7 +135,7 @@ impl Report {
 }
 
 /// Sends `message` from `from` to `rcpts` as `opts` says, through mrelayd's remote delivery
-/// engine ([`crate::relay::remote`]): the one SMTP client, MX walk and TLS handling.
+/// engine ([`crate::outbound`]): the one SMTP client, MX walk and TLS handling.
 pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) -> Report {
     let mut report = Report::default();
     let mut config = RemoteConfig {
@@ -174,7 +173,7 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
         credentials,
         timeouts: Some(opts.timeouts),
     };
-    let remote = match Remote::with_options(config, &opts.ehlo_name, options) {
+    let remote = match Engine::with_options(config, &opts.ehlo_name, options) {
         Ok(r) => r,
         Err(e) => {
             report.fail_all(rcpts, Status::Permanent, &format!("{e:#}"));
@@ -192,9 +191,9 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
         remote.close_idle().await;
         return report;
     }
-    let list: Vec<RemoteRcpt> = rcpts
+    let list: Vec<Rcpt> = rcpts
         .iter()
-        .map(|r| RemoteRcpt {
+        .map(|r| Rcpt {
             address: r.clone(),
             params: Vec::new(),
         })

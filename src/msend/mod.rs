@@ -64,7 +64,7 @@ pub struct Account {
     /// Command printing the password (run with `sh -c`).
     pub password_command: Option<String>,
     /// Seconds the password command may run (default
-    /// [`crate::relay::remote::PASSWORD_COMMAND_TIMEOUT`]).
+    /// [`crate::outbound::password::PASSWORD_COMMAND_TIMEOUT`]).
     pub password_command_timeout: Option<u64>,
     /// Sender address.
     pub from: Option<String>,

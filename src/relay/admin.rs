@@ -14,13 +14,14 @@ use anyhow::{Context as _, Result};
 
 use super::daemon::{self, role_of};
 use super::dsn::rfc5322_date;
-use super::remote::{NextHop, Remote};
 use super::runner;
 use super::{Client, RelayConfig, Resolution, Role, Router, Target};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::exit;
 use crate::log;
+use crate::outbound::route::NextHop;
+use crate::outbound::Engine;
 use crate::queue::{self, Entry, Place, Queue, RcptState, Recipient};
 use crate::smtp::command::{self, Command};
 
@@ -291,7 +292,7 @@ pub fn explain(
     let auth_db = Arc::new(Authenticator::from_config(config)?);
     let router = Router::new(config, relay, auth_db.clone())?;
     let remote =
-        Remote::new(relay.remote.clone(), &config.hostname).context("remote delivery settings")?;
+        Engine::new(relay.remote.clone(), &config.hostname).context("remote delivery settings")?;
     writeln!(
         out,
         "config: {}",
@@ -390,7 +391,7 @@ pub fn explain(
                 for t in targets {
                     match t {
                         Target::Remote(a) => {
-                            let hop = remote.next_hop(super::split(a).1);
+                            let hop = remote.next_hop(crate::smtp::command::split_address(a).1);
                             let tls = match &hop {
                                 NextHop::Mx { tls, .. } => format!("tls {tls:?}"),
                                 NextHop::Relayhost { tls, .. } => format!("tls {tls:?}"),

@@ -95,10 +95,10 @@ pub fn deliverer(
 
 /// This mrelayd as loop detection sees it (RFC 5321 §5.1): the configured listeners (a socket
 /// passed by systemd is not known here; the greeting check covers it) and our names.
-fn myself(config: &Config, relay: &RelayConfig) -> super::remote::Myself {
+fn myself(config: &Config, relay: &RelayConfig) -> crate::outbound::route::Myself {
     let mut names = vec![config.hostname.clone()];
     names.extend(relay.remote.helo_name.clone());
-    super::remote::Myself {
+    crate::outbound::route::Myself {
         listeners: relay
             .listen
             .iter()

@@ -21,9 +21,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use super::dsn::{self, DsnAction, DsnInput, DsnRecipient, DsnReturn};
-use super::remote::{Remote, RemoteRcpt};
-use super::{Failure, Resolution, Router, Target};
+use super::{Resolution, Router, Target};
 use crate::envelope::Ret;
+use crate::outbound::failure::RcptOutcome;
+use crate::outbound::route::Myself;
+use crate::outbound::{config::RemoteConfig, engine::Rcpt, Engine, Failure};
 use crate::queue::{self, Queue, RcptState, Recipient};
 use crate::smtp::command::xtext_encode;
 
@@ -57,7 +59,7 @@ pub struct Deliverer {
     /// Our host name (DSN Reporting-MTA and From).
     pub hostname: String,
     /// Remote delivery.
-    pub remote: Arc<Remote>,
+    pub remote: Arc<Engine>,
     /// The runtime remote sessions run on (its own, so it outlives any server runtime).
     pub runtime: Arc<tokio::runtime::Runtime>,
     /// Where ids of queued bounces are announced, so the runner delivers them at once.
@@ -83,15 +85,15 @@ impl Deliverer {
         queue: Queue,
         pipe_timeout: Duration,
         hostname: &str,
-        remote: super::remote::RemoteConfig,
-        myself: super::remote::Myself,
+        remote: RemoteConfig,
+        myself: Myself,
     ) -> anyhow::Result<Deliverer> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mrelayd-remote")
             .enable_all()
             .build()?;
-        let remote = Arc::new(Remote::new(remote, hostname)?.with_loop_check(myself));
+        let remote = Arc::new(Engine::new(remote, hostname)?.with_loop_check(myself));
         {
             let _guard = runtime.enter();
             remote.start_reaper();
@@ -339,13 +341,13 @@ impl Deliverer {
         env: &queue::Envelope,
         jobs: &[RemoteJob],
         message: &[u8],
-    ) -> Vec<super::remote::RcptOutcome> {
+    ) -> Vec<RcptOutcome> {
         if jobs.is_empty() {
             return Vec::new();
         }
-        let rcpts: Vec<RemoteRcpt> = jobs
+        let rcpts: Vec<Rcpt> = jobs
             .iter()
-            .map(|job| RemoteRcpt {
+            .map(|job| Rcpt {
                 address: job.address.clone(),
                 params: dsn_rcpt_params(env, job),
             })

@@ -27,6 +27,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::mime::{make_boundary, MimePart};
 use mail_builder::MessageBuilder;
 
+use crate::outbound::failure::parse_enhanced;
 use crate::rfc5322::{self, to_crlf};
 use crate::smtp::command::MAX_DOMAIN;
 
@@ -255,43 +256,6 @@ pub fn build(input: &DsnInput) -> Vec<u8> {
         )
         .serialize(&mut out);
     out
-}
-
-/// Enhanced status code from an SMTP reply: the reply's own `X.Y.Z` when present and its class
-/// matches the reply code's first digit, else `5.0.0` for 5xx, `2.0.0` for 2xx and `4.0.0`
-/// for anything else (RFC 3463 §3; an unexpected code is treated as temporary so it is retried).
-/// `text` may be the whole reply (`550 5.1.1 no such user`, `550-5.1.1 ...` lines) or the text
-/// after the code (`5.1.1 no such user`); only its first line is looked at (RFC 2034 §4: every
-/// line carries the same code).
-pub fn status_of_reply(code: u16, text: &str) -> String {
-    let class = code / 100;
-    let first = text.lines().next().unwrap_or("").trim_start();
-    let digits = format!("{code:03}");
-    let rest = match first.strip_prefix(digits.as_str()) {
-        Some(r) if r.is_empty() => r,
-        Some(r) if r.starts_with(' ') || r.starts_with('-') => &r[1..],
-        _ => first,
-    };
-    if let Some((c, s, d)) = rest.split_whitespace().next().and_then(parse_enhanced) {
-        if u16::from(c) == class {
-            return format!("{c}.{s}.{d}");
-        }
-    }
-    match class {
-        2 => "2.0.0",
-        5 => "5.0.0",
-        _ => "4.0.0",
-    }
-    .to_string()
-}
-
-/// Parses a whole `class.subject.detail` (RFC 3463 §2) with the reply parser's rule, nothing
-/// after it.
-fn parse_enhanced(s: &str) -> Option<(u8, u16, u16)> {
-    match crate::smtp::reply::parse_enhanced(s) {
-        Some((code, "")) => Some(code),
-        _ => None,
-    }
 }
 
 /// The status written for `r`: its own when valid, else the action's generic one.
@@ -893,40 +857,6 @@ mod tests {
 
     const MSG: &[u8] =
         b"From: alice@example.org\nTo: bob@example.net\nSubject: hello\n\nbody line\n";
-
-    #[test]
-    fn status_of_reply_cases() {
-        assert_eq!(
-            status_of_reply(550, "550 5.1.1 <x@y>: no such user"),
-            "5.1.1"
-        );
-        assert_eq!(status_of_reply(550, "5.1.1 <x@y>: no such user"), "5.1.1");
-        assert_eq!(
-            status_of_reply(550, "550-5.7.1 first\r\n550 5.7.1 second"),
-            "5.7.1"
-        );
-        assert_eq!(status_of_reply(452, "452 4.2.2 mailbox full"), "4.2.2");
-        assert_eq!(status_of_reply(250, "250 2.1.5 ok"), "2.1.5");
-        // Class mismatch: the reply code wins.
-        assert_eq!(status_of_reply(550, "550 4.2.2 mailbox full"), "5.0.0");
-        assert_eq!(status_of_reply(451, "5.1.1 nope"), "4.0.0");
-        // No or malformed enhanced code.
-        assert_eq!(status_of_reply(550, "550 no such user"), "5.0.0");
-        assert_eq!(status_of_reply(421, ""), "4.0.0");
-        assert_eq!(status_of_reply(550, "550 5.1"), "5.0.0");
-        assert_eq!(status_of_reply(550, "550 5.1.1.1 x"), "5.0.0");
-        assert_eq!(status_of_reply(550, "550 5.1111.1 x"), "5.0.0");
-        assert_eq!(status_of_reply(550, "550 5.a.1 x"), "5.0.0");
-        assert_eq!(status_of_reply(550, "550 3.1.1 x"), "5.0.0");
-        assert_eq!(status_of_reply(550, "5501 5.1.1"), "5.0.0");
-        // Leading zeros are normalised.
-        assert_eq!(status_of_reply(550, "550 5.01.001 x"), "5.1.1");
-        // Unexpected codes are temporary; 2xx success.
-        assert_eq!(status_of_reply(354, "354 go ahead"), "4.0.0");
-        assert_eq!(status_of_reply(0, "garbage"), "4.0.0");
-        assert_eq!(status_of_reply(u16::MAX, "\u{0}\u{ffff}"), "4.0.0");
-        assert_eq!(status_of_reply(220, "220"), "2.0.0");
-    }
 
     #[test]
     fn xtext_lenient() {

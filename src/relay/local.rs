@@ -28,8 +28,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Failure, Target};
+use super::Target;
 use crate::exit;
+use crate::outbound::Failure;
 use crate::proc::Status;
 
 /// Most bytes of a pipe command's output kept for the error message.
@@ -147,7 +148,7 @@ fn pipe(
             Failure::perm(format!("{e:#}"))
         }
     })?;
-    let (local, domain) = super::split(rcpt);
+    let (local, domain) = crate::smtp::command::split_address(rcpt);
     let user = local.split('+').next().unwrap_or(local);
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command);

@@ -4,8 +4,8 @@
 //! - [`daemon`]: listeners and SMTP sessions (the sans-IO [`crate::smtp::server`] over
 //!   [`crate::server`]), enqueueing; [`runner`]: the queue runner and its delivery workers.
 //! - [`deliver`]: one queue entry: local targets ([`local`]: Maildir, pipe), remote hops
-//!   ([`remote`]: MX or relayhost, TLS policy, cached sessions, limits), retries, and bounces
-//!   and delay warnings ([`dsn`], RFC 3464).
+//!   ([`crate::outbound`]: MX or relayhost, TLS policy, cached sessions, limits), retries, and
+//!   bounces and delay warnings ([`dsn`], RFC 3464).
 //! - [`admin`]: `queue`, `flush`, `explain`; [`quickstart`]: the demo mail system.
 //!
 //! # Config
@@ -44,7 +44,7 @@
 //! pipe_timeout_secs = 600                # a |command delivery is killed after this long
 //! allow_symlinked_maildir = false        # follow a symlink at a Maildir or its tmp/new/cur
 //!
-//! [mrelayd.remote]                       # remote delivery, see relay::remote
+//! [mrelayd.remote]                       # remote delivery, see outbound::config
 //! ```
 
 pub mod admin;
@@ -54,7 +54,6 @@ pub mod deliver;
 pub mod dsn;
 pub mod local;
 pub mod quickstart;
-pub mod remote;
 pub mod runner;
 
 use std::collections::BTreeSet;
@@ -65,7 +64,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::auth::Authenticator;
-use crate::smtp::command::Mailbox;
+use crate::smtp::command::{split_address as split, Mailbox};
 use crate::smtp::reply::Reply;
 use aliases::{AliasTarget, Aliases, AliasesFile};
 
@@ -201,7 +200,7 @@ pub struct RelayConfig {
     /// Maildir (`/home -> /data/home`) always are ([`crate::maildir`]).
     pub allow_symlinked_maildir: bool,
     /// Remote delivery (`[mrelayd.remote]`).
-    pub remote: remote::RemoteConfig,
+    pub remote: crate::outbound::config::RemoteConfig,
 }
 
 impl Default for RelayConfig {
@@ -235,48 +234,7 @@ impl Default for RelayConfig {
             delivery_workers: DEFAULT_DELIVERY_WORKERS,
             pipe_timeout_secs: DEFAULT_PIPE_TIMEOUT_SECS,
             allow_symlinked_maildir: false,
-            remote: remote::RemoteConfig::default(),
-        }
-    }
-}
-
-/// Why a recipient was not delivered, with what a DSN needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// Worth retrying.
-    pub temporary: bool,
-    /// One line for logs and the queue listing.
-    pub message: String,
-    /// RFC 3463 status code (`5.1.1`).
-    pub status: String,
-    /// The remote server's reply, for `Diagnostic-Code: smtp; ...`.
-    pub diagnostic: Option<String>,
-    /// The server that answered, for `Remote-MTA: dns; ...`.
-    pub remote_mta: Option<String>,
-    /// The SMTP stage whose reply decided (RCPT, MAIL, AUTH, ...), when a server answered.
-    pub stage: Option<crate::smtp::client::Stage>,
-}
-
-impl Failure {
-    /// A temporary failure with a generic status.
-    pub fn temp(message: impl Into<String>) -> Failure {
-        Failure::new(true, message, "4.0.0")
-    }
-
-    /// A permanent failure with a generic status.
-    pub fn perm(message: impl Into<String>) -> Failure {
-        Failure::new(false, message, "5.0.0")
-    }
-
-    /// A failure with an explicit RFC 3463 status.
-    pub fn new(temporary: bool, message: impl Into<String>, status: &str) -> Failure {
-        Failure {
-            temporary,
-            message: message.into(),
-            status: status.to_string(),
-            diagnostic: None,
-            remote_mta: None,
-            stage: None,
+            remote: crate::outbound::config::RemoteConfig::default(),
         }
     }
 }
@@ -421,15 +379,6 @@ pub struct Router {
     delimiter: String,
     trusted: Vec<Cidr>,
     any_sender: bool,
-}
-
-/// Splits `local@domain` at the last `@`; without one, the whole is the local part and the
-/// domain is empty.
-pub(crate) fn split(addr: &str) -> (&str, &str) {
-    match addr.rfind('@') {
-        Some(i) => (&addr[..i], &addr[i + 1..]),
-        None => (addr, ""),
-    }
 }
 
 /// The domain of an address in its canonical form, or `default` when the address has none.

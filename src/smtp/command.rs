@@ -123,6 +123,15 @@ pub fn quote_local(unquoted: &str) -> String {
     out
 }
 
+/// Splits `local@domain` at the last `@`; without one, the whole is the local part and the
+/// domain is empty.
+pub fn split_address(addr: &str) -> (&str, &str) {
+    match addr.rfind('@') {
+        Some(i) => (&addr[..i], &addr[i + 1..]),
+        None => (addr, ""),
+    }
+}
+
 /// The canonical spelling of a domain: an address literal as it is, anything else lower-cased
 /// with one trailing dot (the DNS root) removed.
 pub fn canonical_domain(domain: &str) -> String {

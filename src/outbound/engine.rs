@@ -1,98 +1,27 @@
-//! Remote delivery: recipients of non-local domains go to the domain's MX hosts (RFC 5321 §5.1)
-//! or to a smarthost, over the one SMTP client ([`crate::smtp::client`]). Also used by
-//! `msend --direct`, so the MX walk exists once.
-//!
-//! - MX hosts in preference order (equal preferences shuffled, [`crate::dns::order_hosts`]),
-//!   the domain's own address when it has no MX, null MX and NXDOMAIN permanent; every address
-//!   of a host is tried before the next host. Connection-level trouble (refused, timeout, 4xx
-//!   greeting, a failed TLS handshake) moves on to the next address; once a transaction started,
-//!   the replies decide.
-//! - TLS per destination: `none`, `may` (opportunistic STARTTLS; a failed handshake is retried in
-//!   clear, RFC 7435 §3), `encrypt` (STARTTLS required) or `verify` (required, and the
-//!   certificate must verify for the MX name against webpki-roots or `ca_file`).
-//! - Connections are cached: after a transaction the session goes back to a per-destination pool
-//!   for `connection_idle_secs`, and the next message for that destination uses it (RSET/MAIL
-//!   again). A cached session the server closed meanwhile is replaced by a fresh one.
-//! - A global and a per-destination limit bound parallel sessions (Postfix's
-//!   `default_process_limit` and `default_destination_concurrency_limit`).
-//! - Mail loops (RFC 5321 §5.1): mrelayd's engine knows [`Myself`], its listeners and names. A
-//!   next hop address that is one of our listeners (a wildcard listener stands for every local
-//!   address at its port), or a server greeting (220 or EHLO) with our name, is not sent to:
-//!   as the relayhost or best MX that is "mail for DOMAIN loops back to myself", a permanent
-//!   5.4.6; after more preferred MX hosts we are a backup MX and the mail waits for them.
-//!   Another server on one of our addresses at another port is another host.
-//!
-//! # Config
-//! ```toml
-//! [mrelayd.remote]
-//! resolver = "127.0.0.1:53"     # DNS server (default: /etc/resolv.conf)
-//! port = 25                     # SMTP port of MX hosts
-//! helo_name = "mx.example.org"  # default: hostname
-//! tls = "may"                   # none | may | encrypt | verify
-//! ca_file = "/etc/ssl/ca.pem"   # trust anchors for verify (default: webpki-roots)
-//! relayhost = "smtp.example.net:587"       # smarthost for everything (optional)
-//! relayhost_tls = "starttls"               # none | may | starttls | tls (implicit)
-//! relayhost_user = "me"                    # AUTH, only over TLS
-//! relayhost_password_command = "cat /etc/mailkit/relay-password"
-//! relayhost_password_timeout_secs = 30     # then the command's group is killed, delivery deferred
-//! retry_initial_secs = 300                 # first retry, doubling ...
-//! retry_max_secs = 3600                    # ... up to this
-//! max_lifetime_secs = 432000               # then bounce (5 days)
-//! delay_warning_secs = 14400               # "delayed" DSN after this long (0: never)
-//! concurrency = 20                         # parallel remote sessions (<= delivery_workers)
-//! destination_concurrency = 20             # per domain or relayhost
-//! connect_timeout_secs = 30
-//! command_timeout_secs = 300
-//! data_timeout_secs = 600
-//! connection_idle_secs = 5                 # keep a session this long for the next message
-//! max_messages_per_connection = 100
-//! max_recipients_per_transaction = 50       # more go in further transactions
-//!
-//! [mrelayd.remote.domains."example.net"]   # per destination domain
-//! relayhost = "[10.0.0.1]:25"              # route it to a smarthost instead of its MX
-//! tls = "verify"                           # or a stricter TLS policy for its MX
-//! ```
+//! The delivery engine: candidates of a next hop, sessions, the connection cache and limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::{dsn, Failure};
-use crate::dns::{DnsError, MxResolver};
+use super::config::{RelayhostTls, RemoteConfig, TlsPolicy};
+use super::failure::{
+    dns_failure, one_line, reply_failure, session_failure, Failure, RcptOutcome, Sent,
+};
+use super::password::password_from_command_async;
+use super::route::{parse_relayhost, Myself, NextHop};
+use crate::dns::MxResolver;
 use crate::net::client::connect_tcp;
 use crate::net::smtp::{Connection, DriverError, Progress, Timeouts, Transcript};
-use crate::smtp::client::{Credentials, Envelope, Error as SmtpError, Settings, Stage, TlsMode};
-use crate::smtp::reply::Reply;
+use crate::smtp::client::{Credentials, Envelope, Settings, Stage, TlsMode};
 
-/// Default SMTP port of MX hosts.
-pub const DEFAULT_PORT: u16 = 25;
-/// Default first retry after a temporary failure (about 5 minutes, like Postfix).
-pub const DEFAULT_RETRY_INITIAL_SECS: u64 = crate::queue::FIRST_RETRY_INTERVAL.as_secs();
-/// Default longest wait between retries.
-pub const DEFAULT_RETRY_MAX_SECS: u64 = crate::queue::MAX_RETRY_INTERVAL.as_secs();
-/// Default time a message may stay queued before it bounces (5 days).
-pub const DEFAULT_MAX_LIFETIME_SECS: u64 = crate::queue::MAX_QUEUE_LIFETIME.as_secs();
-/// Default age at which a delay warning goes out (4 hours, like sendmail).
-pub const DEFAULT_DELAY_WARNING_SECS: u64 = 4 * 3600;
-/// Default parallel remote sessions.
-pub const DEFAULT_CONCURRENCY: usize = 20;
-/// Default parallel sessions per destination.
-pub const DEFAULT_DESTINATION_CONCURRENCY: usize = 20;
-/// Default time an idle session is kept for the next message.
-pub const DEFAULT_CONNECTION_IDLE_SECS: u64 = 5;
-/// Default transactions per session before it is closed.
-pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
-/// Default recipients per transaction (Postfix's `smtp_destination_recipient_limit`).
-pub const DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION: usize = 50;
 /// Destinations whose concurrency limit is remembered before idle ones are forgotten.
 const MAX_TRACKED_DESTINATIONS: usize = 10_000;
 /// Longest time a destination no host of which answered is deferred without a new try.
@@ -100,310 +29,9 @@ const MAX_DEAD_SECS: u64 = 60;
 /// How often idle cached sessions are checked for expiry.
 const REAPER_TICK: Duration = Duration::from_millis(500);
 
-/// TLS policy for MX delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsPolicy {
-    /// Never STARTTLS.
-    None,
-    /// STARTTLS when offered, certificate not checked (RFC 7435 opportunistic security).
-    #[default]
-    May,
-    /// STARTTLS required, certificate not checked.
-    Encrypt,
-    /// STARTTLS required and the certificate must verify for the MX host name.
-    Verify,
-}
-
-/// TLS for a smarthost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum RelayhostTls {
-    /// Plain SMTP.
-    None,
-    /// Opportunistic STARTTLS.
-    May,
-    /// STARTTLS required, certificate verified for the relayhost name.
-    #[default]
-    Starttls,
-    /// Implicit TLS (port 465, RFC 8314), certificate verified.
-    Tls,
-}
-
-/// Per destination domain overrides (`[mrelayd.remote.domains."DOMAIN"]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DomainPolicy {
-    /// Smarthost for this domain instead of its MX.
-    pub relayhost: Option<String>,
-    /// TLS policy for this domain's MX hosts.
-    pub tls: Option<TlsPolicy>,
-    /// TLS for this domain's relayhost.
-    pub relayhost_tls: Option<RelayhostTls>,
-    /// AUTH user for this domain's relayhost.
-    pub relayhost_user: Option<String>,
-    /// Command printing the AUTH password.
-    pub relayhost_password_command: Option<String>,
-}
-
-/// The `[mrelayd.remote]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RemoteConfig {
-    /// DNS server `IP[:PORT]`; unset: the system's resolver.
-    pub resolver: Option<String>,
-    /// SMTP port of MX hosts.
-    pub port: u16,
-    /// EHLO name (default: the top-level `hostname`).
-    pub helo_name: Option<String>,
-    /// TLS policy for MX delivery.
-    pub tls: TlsPolicy,
-    /// Trust anchors for `verify` and relayhost TLS (default: webpki-roots).
-    pub ca_file: Option<PathBuf>,
-    /// Smarthost for every remote recipient: `host`, `host:port` or `[host]:port`.
-    pub relayhost: Option<String>,
-    /// TLS for the relayhost.
-    pub relayhost_tls: RelayhostTls,
-    /// AUTH user for the relayhost.
-    pub relayhost_user: Option<String>,
-    /// Command whose first output line is the relayhost AUTH password.
-    pub relayhost_password_command: Option<String>,
-    /// Seconds a password command may run before it is killed and the delivery deferred.
-    pub relayhost_password_timeout_secs: u64,
-    /// First retry after a temporary failure (doubling per attempt).
-    pub retry_initial_secs: u64,
-    /// Longest wait between retries.
-    pub retry_max_secs: u64,
-    /// After this long in the queue a message bounces.
-    pub max_lifetime_secs: u64,
-    /// Age after which a delay DSN goes out; 0: never.
-    pub delay_warning_secs: u64,
-    /// Parallel remote sessions (within `delivery_workers`, which bounds all deliveries).
-    pub concurrency: usize,
-    /// Parallel sessions per destination.
-    pub destination_concurrency: usize,
-    /// TCP connect timeout.
-    pub connect_timeout_secs: u64,
-    /// Reply timeout per command (RFC 5321 §4.5.3.2: at least 5 minutes).
-    pub command_timeout_secs: u64,
-    /// Timeout for the reply after the message body (RFC 5321: 10 minutes).
-    pub data_timeout_secs: u64,
-    /// How long an idle session is kept for the next message to the same destination.
-    pub connection_idle_secs: u64,
-    /// Transactions per session.
-    pub max_messages_per_connection: u32,
-    /// Recipients per transaction; more go in further transactions.
-    pub max_recipients_per_transaction: usize,
-    /// Per destination domain overrides.
-    pub domains: BTreeMap<String, DomainPolicy>,
-}
-
-impl Default for RemoteConfig {
-    fn default() -> Self {
-        RemoteConfig {
-            resolver: None,
-            port: DEFAULT_PORT,
-            helo_name: None,
-            tls: TlsPolicy::May,
-            ca_file: None,
-            relayhost: None,
-            relayhost_tls: RelayhostTls::Starttls,
-            relayhost_user: None,
-            relayhost_password_command: None,
-            relayhost_password_timeout_secs: PASSWORD_COMMAND_TIMEOUT.as_secs(),
-            retry_initial_secs: DEFAULT_RETRY_INITIAL_SECS,
-            retry_max_secs: DEFAULT_RETRY_MAX_SECS,
-            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
-            delay_warning_secs: DEFAULT_DELAY_WARNING_SECS,
-            concurrency: DEFAULT_CONCURRENCY,
-            destination_concurrency: DEFAULT_DESTINATION_CONCURRENCY,
-            connect_timeout_secs: 30,
-            command_timeout_secs: 300,
-            data_timeout_secs: 600,
-            connection_idle_secs: DEFAULT_CONNECTION_IDLE_SECS,
-            max_messages_per_connection: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
-            max_recipients_per_transaction: DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION,
-            domains: BTreeMap::new(),
-        }
-    }
-}
-
-impl RemoteConfig {
-    /// The retry schedule of this config.
-    pub fn retry(&self) -> crate::queue::Retry {
-        crate::queue::Retry {
-            initial: self.retry_initial_secs.max(1),
-            max: self.retry_max_secs.max(self.retry_initial_secs).max(1),
-        }
-    }
-
-    /// Checks what can be checked without the network (addresses, relayhost syntax, CA file).
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(r) = &self.resolver {
-            crate::dns::parse_server(r).map_err(|e| format!("mrelayd.remote.resolver: {e}"))?;
-        }
-        if let Some(h) = &self.relayhost {
-            parse_relayhost(h).map_err(|e| format!("mrelayd.remote.relayhost: {e}"))?;
-        }
-        for (d, p) in &self.domains {
-            if let Some(h) = &p.relayhost {
-                parse_relayhost(h)
-                    .map_err(|e| format!("mrelayd.remote.domains.{d:?}.relayhost: {e}"))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Parses `host`, `host:port`, `[host]` or `[host]:port` (brackets: Postfix's "no MX lookup",
-/// which is what a relayhost always means here). Default port 25.
-pub fn parse_relayhost(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = crate::dns::split_host_port(s.trim())?;
-    Ok((host, port.unwrap_or(DEFAULT_PORT)))
-}
-
-/// Where a group of recipients goes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NextHop {
-    /// The domain's MX hosts.
-    Mx {
-        /// Recipient domain.
-        domain: String,
-        /// TLS policy.
-        tls: TlsPolicy,
-    },
-    /// A smarthost.
-    Relayhost {
-        /// Host name or IP.
-        host: String,
-        /// Port.
-        port: u16,
-        /// TLS.
-        tls: RelayhostTls,
-        /// AUTH user.
-        user: Option<String>,
-        /// Command printing the password.
-        password_command: Option<String>,
-    },
-}
-
-impl NextHop {
-    /// Key of the connection cache and of the per-destination limit.
-    fn key(&self) -> String {
-        match self {
-            NextHop::Mx { domain, tls } => format!("mx:{domain}/{tls:?}"),
-            // Sessions are authenticated and TLS-set per user and mode: never share them
-            // between domains routed to the same relayhost with other credentials.
-            NextHop::Relayhost {
-                host,
-                port,
-                tls,
-                user,
-                ..
-            } => format!(
-                "relay:{}@[{host}]:{port}/{tls:?}",
-                user.as_deref().unwrap_or("")
-            ),
-        }
-    }
-}
-
-impl fmt::Display for NextHop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NextHop::Mx { domain, .. } => write!(f, "MX of {domain}"),
-            NextHop::Relayhost { host, port, .. } => write!(f, "relayhost [{host}]:{port}"),
-        }
-    }
-}
-
-/// This host, as loop detection sees it (RFC 5321 §5.1).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Myself {
-    /// Our listening sockets; an unspecified address (`0.0.0.0`, `[::]`) stands for every
-    /// address of this host at that port.
-    pub listeners: Vec<SocketAddr>,
-    /// The names we greet with (hostname, helo_name), compared without case.
-    pub names: Vec<String>,
-}
-
-impl Myself {
-    /// Whether a connection to `addr` would reach one of our own listeners.
-    pub fn listens_on(&self, addr: SocketAddr) -> bool {
-        let ip = addr.ip().to_canonical();
-        self.listeners.iter().any(|l| {
-            let lip = l.ip().to_canonical();
-            l.port() == addr.port()
-                && (lip == ip
-                    // A `[::]` socket takes IPv4 too (dual stack), `0.0.0.0` only IPv4.
-                    || (lip.is_unspecified()
-                        && (lip.is_ipv6() || ip.is_ipv4())
-                        && is_local_address(ip)))
-        })
-    }
-
-    /// Whether a greeting or EHLO reply line (`mx.example.org ESMTP ...`) names us: its first
-    /// word is one of our names.
-    pub fn is_my_name(&self, line: &str) -> bool {
-        let Some(word) = line.split_ascii_whitespace().next() else {
-            return false;
-        };
-        let word = word.trim_end_matches('.');
-        self.names
-            .iter()
-            .any(|n| !n.is_empty() && n.trim_end_matches('.').eq_ignore_ascii_case(word))
-    }
-}
-
-/// Whether `ip` is an address of this host: loopback, or one a socket can be bound to (an
-/// address no interface has gives EADDRNOTAVAIL).
-fn is_local_address(ip: std::net::IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
-}
-
-/// A failure decided by a server reply.
-fn reply_failure(reply: &Reply, host: &str, where_: &str, stage: Stage) -> Failure {
-    let line = one_line(reply);
-    Failure {
-        temporary: !reply.is_permanent(),
-        message: format!("{where_} said at {stage}: {line}"),
-        // The whole reply: `text()` has the enhanced code taken off.
-        status: dsn::status_of_reply(reply.code, &line),
-        diagnostic: Some(line),
-        remote_mta: Some(host.to_string()),
-        stage: Some(stage),
-    }
-}
-
-/// A reply as one line (`550 5.1.1 no such user`), multi-line replies joined.
-fn one_line(reply: &Reply) -> String {
-    let text = String::from_utf8_lossy(&reply.to_bytes()).into_owned();
-    let parts: Vec<&str> = text
-        .split("\r\n")
-        .filter(|l| !l.is_empty())
-        .map(|l| l.get(4..).unwrap_or(""))
-        .collect();
-    format!("{} {}", reply.code, parts.join(" "))
-}
-
-/// A recipient the next hop accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    /// `relay=host[ip]:port (250 ...)`, for logs.
-    pub how: String,
-    /// The next hop announced DSN, so NOTIFY/ORCPT went along and it reports from now on; a
-    /// hop without DSN means a `relayed` DSN is owed for NOTIFY=SUCCESS (RFC 3461 §6.2.1.2).
-    pub dsn_passed: bool,
-    /// The host that accepted it (DSN Remote-MTA).
-    pub host: String,
-}
-
-/// Delivery of one recipient: where it went, or why not.
-pub type RcptOutcome = Result<Sent, Failure>;
-
-/// One recipient handed to [`Remote::deliver`].
+/// One recipient handed to [`Engine::deliver`].
 #[derive(Debug, Clone)]
-pub struct RemoteRcpt {
+pub struct Rcpt {
     /// Address (`local@domain`).
     pub address: String,
     /// RCPT TO parameters to pass on (`NOTIFY=`, `ORCPT=`) when the server speaks DSN.
@@ -422,7 +50,7 @@ struct Idle {
 }
 
 /// The remote delivery engine: resolver, TLS configs, connection cache and limits.
-pub struct Remote {
+pub struct Engine {
     config: RemoteConfig,
     ehlo_name: String,
     /// The resolver, or why it could not be set up (a missing /etc/resolv.conf must not stop
@@ -457,19 +85,19 @@ pub struct ClientOptions {
     pub timeouts: Option<Timeouts>,
 }
 
-impl fmt::Debug for Remote {
+impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Remote")
+        f.debug_struct("Engine")
             .field("config", &self.config)
             .field("ehlo_name", &self.ehlo_name)
             .finish_non_exhaustive()
     }
 }
 
-impl Remote {
+impl Engine {
     /// Builds the engine from the config; `hostname` is the default EHLO name.
-    pub fn new(config: RemoteConfig, hostname: &str) -> anyhow::Result<Remote> {
-        Remote::with_options(config, hostname, ClientOptions::default())
+    pub fn new(config: RemoteConfig, hostname: &str) -> anyhow::Result<Engine> {
+        Engine::with_options(config, hostname, ClientOptions::default())
     }
 
     /// [`new`](Self::new) with interactive session options.
@@ -477,7 +105,7 @@ impl Remote {
         config: RemoteConfig,
         hostname: &str,
         options: ClientOptions,
-    ) -> anyhow::Result<Remote> {
+    ) -> anyhow::Result<Engine> {
         config.validate().map_err(anyhow::Error::msg)?;
         let server = match &config.resolver {
             Some(r) => Some(crate::dns::parse_server(r).map_err(anyhow::Error::msg)?),
@@ -490,7 +118,7 @@ impl Remote {
             command: Duration::from_secs(config.command_timeout_secs.max(1)),
             data_end: Duration::from_secs(config.data_timeout_secs.max(1)),
         });
-        Ok(Remote {
+        Ok(Engine {
             ehlo_name: config
                 .helo_name
                 .clone()
@@ -512,7 +140,7 @@ impl Remote {
 
     /// This engine refuses next hops that are `myself` (RFC 5321 §5.1; see the module doc).
     /// mrelayd's does; msend's does not: it is the origin, not a relay.
-    pub fn with_loop_check(mut self, myself: Myself) -> Remote {
+    pub fn with_loop_check(mut self, myself: Myself) -> Engine {
         self.myself = Some(myself);
         self
     }
@@ -521,8 +149,11 @@ impl Remote {
     /// As the first candidate (relayhost, best MX) the mail loops: 5.4.6 for good. After more
     /// preferred hosts (`earlier`: their last failure) we are a backup MX: the hosts after us
     /// are not tried and the mail gets their answer, normally a temporary one.
-    fn loops_back(&self, why: &str, rcpts: &[RemoteRcpt], earlier: Option<&Failure>) -> Failure {
-        let mut domains: Vec<&str> = rcpts.iter().map(|r| super::split(&r.address).1).collect();
+    fn loops_back(&self, why: &str, rcpts: &[Rcpt], earlier: Option<&Failure>) -> Failure {
+        let mut domains: Vec<&str> = rcpts
+            .iter()
+            .map(|r| crate::smtp::command::split_address(&r.address).1)
+            .collect();
         domains.dedup();
         crate::log::line(format_args!("loop: {why}"));
         match earlier {
@@ -725,13 +356,13 @@ impl Remote {
         self: &Arc<Self>,
         sender: &str,
         mail_params: &[String],
-        rcpts: &[RemoteRcpt],
+        rcpts: &[Rcpt],
         message: &Arc<[u8]>,
     ) -> Deliveries {
         let mut out: Vec<Option<RcptOutcome>> = vec![None; rcpts.len()];
         let mut groups: Vec<(NextHop, Vec<usize>)> = Vec::new();
         for (i, r) in rcpts.iter().enumerate() {
-            let (_, domain) = super::split(&r.address);
+            let (_, domain) = crate::smtp::command::split_address(&r.address);
             let hop = self.next_hop(domain);
             if matches!(&hop, NextHop::Mx { domain, .. } if domain.is_empty()) {
                 out[i] = Some(Err(Failure::new(
@@ -748,7 +379,7 @@ impl Remote {
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (hop, idx) in groups {
-            let list: Vec<RemoteRcpt> = idx.iter().map(|&i| rcpts[i].clone()).collect();
+            let list: Vec<Rcpt> = idx.iter().map(|&i| rcpts[i].clone()).collect();
             // A task whose delivery panicked leaves its recipients temporary.
             for &i in &idx {
                 out[i] = Some(Err(Failure::temp("delivery task failed")));
@@ -796,13 +427,13 @@ impl Remote {
         hop: &NextHop,
         sender: &str,
         mail_params: &[String],
-        rcpts: &[RemoteRcpt],
+        rcpts: &[Rcpt],
         message: &[u8],
     ) -> Delivery {
         let limit = self.config.max_recipients_per_transaction.max(1);
         let mut all = Delivery::default();
         // No recipients still means one session (msend --quit-after tests a server that way).
-        let chunks: Vec<&[RemoteRcpt]> = if rcpts.is_empty() {
+        let chunks: Vec<&[Rcpt]> = if rcpts.is_empty() {
             vec![rcpts]
         } else {
             rcpts.chunks(limit).collect()
@@ -825,7 +456,7 @@ impl Remote {
         hop: &NextHop,
         sender: &str,
         mail_params: &[String],
-        rcpts: &[RemoteRcpt],
+        rcpts: &[Rcpt],
         message: &[u8],
     ) -> Delivery {
         let key = hop.key();
@@ -1115,7 +746,7 @@ enum Opened {
     Myself(String),
 }
 
-/// What one [`Remote::deliver`] call came to.
+/// What one [`Engine::deliver`] call came to.
 #[derive(Debug, Clone, Default)]
 pub struct Delivery {
     /// Per recipient, in order (empty when stopped early).
@@ -1125,7 +756,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn all(rcpts: &[RemoteRcpt], f: &Failure) -> Delivery {
+    fn all(rcpts: &[Rcpt], f: &Failure) -> Delivery {
         Delivery {
             rcpts: rcpts.iter().map(|_| Err(f.clone())).collect(),
             stopped: None,
@@ -1133,7 +764,7 @@ impl Delivery {
     }
 }
 
-/// What one [`Remote::deliver_all`] call came to.
+/// What one [`Engine::deliver_all`] call came to.
 #[derive(Debug, Clone, Default)]
 pub struct Deliveries {
     /// Per recipient, in order; `None` when its session stopped at `--quit-after`.
@@ -1145,7 +776,7 @@ pub struct Deliveries {
 /// Maps a transaction result to per-recipient outcomes.
 fn finish(
     result: Result<Progress, DriverError>,
-    rcpts: &[RemoteRcpt],
+    rcpts: &[Rcpt],
     host: &str,
     relay: &str,
     dsn_passed: bool,
@@ -1199,161 +830,10 @@ impl TlsChoice {
     }
 }
 
-/// A DNS answer as a delivery failure (RFC 7505 §4.2: null MX is 5.1.10; RFC 3463 5.1.2 for
-/// a destination that does not exist).
-pub fn dns_failure(e: &DnsError) -> Failure {
-    match e {
-        DnsError::NullMx(_) => Failure::new(false, e.to_string(), "5.1.10"),
-        DnsError::NxDomain(_) | DnsError::NoAddress(_) | DnsError::BadName(_) => {
-            Failure::new(false, e.to_string(), "5.1.2")
-        }
-        DnsError::Temporary(_) => Failure::new(true, e.to_string(), "4.4.3"),
-    }
-}
-
-/// A session error as a failure. TLS trouble with a host is temporary for mail (the
-/// certificate or the policy may be fixed; Postfix defers too).
-fn session_failure(e: &DriverError, host: &str, where_: &str) -> Failure {
-    if let DriverError::Smtp(SmtpError::Rejected { stage, reply }) = e {
-        return reply_failure(reply, host, where_, *stage);
-    }
-    let (temporary, status) = match e {
-        DriverError::Tls(_) | DriverError::Trust(_) => (true, "4.7.5"),
-        DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4"),
-        DriverError::Smtp(SmtpError::AuthNotEncrypted | SmtpError::AuthUnsupported(_)) => {
-            (true, "4.7.0")
-        }
-        DriverError::Smtp(SmtpError::Unsupported(_)) => (false, "5.6.3"),
-        DriverError::Timeout(_) => (true, "4.4.2"),
-        DriverError::Eof(_) | DriverError::Io { .. } => (true, "4.4.2"),
-        _ if e.is_temporary() => (true, "4.0.0"),
-        _ => (false, "5.0.0"),
-    };
-    Failure {
-        temporary,
-        message: format!("{where_}: {e}"),
-        status: status.to_string(),
-        diagnostic: None,
-        remote_mta: Some(host.to_string()),
-        stage: None,
-    }
-}
-
-/// How long a password command may run before it is killed (with its process group) and
-/// counts as failed: msend's `password_command_timeout` and mrelayd's
-/// `relayhost_password_timeout_secs` default.
-pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most bytes of a password command's output read.
-const MAX_PASSWORD_OUTPUT: usize = 8192;
-
-/// `command` under `/bin/sh -c`, with what [`crate::proc`] runs it with.
-fn password_child(
-    command: &str,
-    timeout: Duration,
-) -> (std::process::Command, crate::proc::Options) {
-    let mut cmd = std::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(command);
-    // Its stderr is ours, so a prompt or an error of e.g. `pass` or `gpg` is seen.
-    let opts = crate::proc::Options {
-        stdin: None,
-        timeout,
-        max_output: MAX_PASSWORD_OUTPUT,
-        capture_stderr: false,
-    };
-    (cmd, opts)
-}
-
-/// The password in a password command's outcome: the first line of its output.
-fn password_of(
-    command: &str,
-    timeout: Duration,
-    outcome: std::io::Result<crate::proc::Outcome>,
-) -> Result<String, String> {
-    use crate::proc::Status;
-    let out = outcome.map_err(|e| format!("running {command:?}: {e}"))?;
-    match out.status {
-        Status::Exited(0) => {}
-        Status::Exited(c) => return Err(format!("{command:?} failed: exit status: {c}")),
-        Status::Signaled(s) => return Err(format!("{command:?} failed: signal: {s}")),
-        Status::TimedOut => {
-            return Err(format!(
-                "{command:?} timed out after {}s and was killed",
-                timeout.as_secs_f64()
-            ))
-        }
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or("").to_string())
-}
-
-/// Runs `command` under `/bin/sh -c`; the first line of its output is the password (msend's
-/// `--password-command` and mrelayd's `relayhost_password_command`). Killed after `timeout`.
-/// Blocks: async code uses [`password_from_command_async`].
-pub fn password_from_command(command: &str, timeout: Duration) -> Result<String, String> {
-    let (cmd, opts) = password_child(command, timeout);
-    password_of(command, timeout, crate::proc::run(cmd, &opts))
-}
-
-/// [`password_from_command`] on the blocking pool, so no async worker waits for the command.
-pub async fn password_from_command_async(
-    command: &str,
-    timeout: Duration,
-) -> Result<String, String> {
-    let (cmd, opts) = password_child(command, timeout);
-    password_of(command, timeout, crate::proc::run_async(cmd, opts).await)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_listeners_and_names_are_recognised() {
-        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let me = Myself {
-            listeners: vec![a("127.0.0.1:2525"), a("0.0.0.0:25"), a("[::]:587")],
-            names: vec!["MX.Example.Test".into()],
-        };
-        assert!(me.listens_on(a("127.0.0.1:2525")));
-        assert!(me.listens_on(a("[::ffff:127.0.0.1]:2525")));
-        // Another port on our address is another server.
-        assert!(!me.listens_on(a("127.0.0.1:2526")));
-        assert!(!me.listens_on(a("127.0.0.2:2525")));
-        // Wildcard listeners take every local address at their port.
-        assert!(me.listens_on(a("127.0.0.1:25")));
-        assert!(me.listens_on(a("127.9.8.7:25")));
-        assert!(!me.listens_on(a("[::1]:25")), "0.0.0.0 takes no IPv6");
-        assert!(me.listens_on(a("[::1]:587")));
-        assert!(me.listens_on(a("127.0.0.1:587")), "[::] is dual stack");
-        // Not an address of this host (TEST-NET-3).
-        assert!(!me.listens_on(a("203.0.113.9:25")));
-        assert!(me.is_my_name("mx.example.test ESMTP mailkit"));
-        assert!(me.is_my_name("MX.EXAMPLE.TEST."));
-        assert!(!me.is_my_name("mx2.example.test ESMTP"));
-        assert!(!me.is_my_name("ESMTP mx.example.test"));
-        assert!(!me.is_my_name(""));
-        assert!(!Myself::default().is_my_name("x"));
-    }
-
-    #[test]
-    fn relayhost_forms() {
-        assert_eq!(parse_relayhost("smtp.x").unwrap(), ("smtp.x".into(), 25));
-        assert_eq!(
-            parse_relayhost("smtp.x:587").unwrap(),
-            ("smtp.x".into(), 587)
-        );
-        assert_eq!(
-            parse_relayhost("[127.0.0.1]:2525").unwrap(),
-            ("127.0.0.1".into(), 2525)
-        );
-        assert_eq!(parse_relayhost("[::1]:26").unwrap(), ("::1".into(), 26));
-        assert_eq!(parse_relayhost("[h]").unwrap(), ("h".into(), 25));
-        assert!(parse_relayhost("").is_err());
-        assert!(parse_relayhost("h:0").is_err());
-        assert!(parse_relayhost("h:x").is_err());
-        assert!(parse_relayhost("[h").is_err());
-        assert!(parse_relayhost("[h]x").is_err());
-    }
+    use crate::outbound::config::DomainPolicy;
 
     #[test]
     fn next_hop_prefers_domain_policy() {
@@ -1373,7 +853,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let r = Remote::new(c, "mx.test").unwrap();
+        let r = Engine::new(c, "mx.test").unwrap();
         assert_eq!(
             r.next_hop("Sec.Test."),
             NextHop::Mx {
@@ -1415,9 +895,9 @@ mod tests {
             retry_initial_secs: 30,
             ..RemoteConfig::default()
         };
-        let r = Remote::new(config, "mx.test").unwrap();
+        let r = Engine::new(config, "mx.test").unwrap();
         let hop = r.next_hop("x.test");
-        let rcpt = [RemoteRcpt {
+        let rcpt = [Rcpt {
             address: "a@x.test".into(),
             params: Vec::new(),
         }];
@@ -1432,47 +912,5 @@ mod tests {
         let third = r.deliver(&hop, "s@y.test", &[], &rcpt, b"x\r\n").await;
         let f = third.rcpts[0].clone().unwrap_err();
         assert!(!f.message.contains("not retried"), "{f:?}");
-    }
-
-    #[test]
-    fn sessions_are_not_shared_across_credentials_or_tls() {
-        let hop = |user: Option<&str>, tls| NextHop::Relayhost {
-            host: "smtp.x".into(),
-            port: 587,
-            tls,
-            user: user.map(str::to_string),
-            password_command: None,
-        };
-        let a = hop(Some("a"), RelayhostTls::Starttls).key();
-        assert_ne!(a, hop(Some("b"), RelayhostTls::Starttls).key());
-        assert_ne!(a, hop(Some("a"), RelayhostTls::Tls).key());
-        assert_ne!(a, hop(None, RelayhostTls::Starttls).key());
-        assert_eq!(a, hop(Some("a"), RelayhostTls::Starttls).key());
-    }
-
-    #[test]
-    fn dns_answers_map_to_rfc_statuses() {
-        assert_eq!(dns_failure(&DnsError::NullMx("x".into())).status, "5.1.10");
-        assert!(!dns_failure(&DnsError::NxDomain("x".into())).temporary);
-        assert!(dns_failure(&DnsError::Temporary("x".into())).temporary);
-    }
-
-    #[test]
-    fn reply_failure_keeps_the_enhanced_code() {
-        let r = Reply::new(550, Some((5, 1, 1)), "no such user");
-        let f = reply_failure(&r, "mx.test", "mx.test[127.0.0.1]:25", Stage::Rcpt);
-        assert_eq!(f.status, "5.1.1");
-        assert!(!f.temporary);
-        assert_eq!(f.stage, Some(Stage::Rcpt));
-        assert_eq!(f.diagnostic.as_deref(), Some("550 5.1.1 no such user"));
-        let t = reply_failure(&Reply::new(451, None, "later"), "h", "h", Stage::Rcpt);
-        assert!(t.temporary && t.status == "4.0.0", "{t:?}");
-    }
-
-    #[test]
-    fn multi_line_reply_is_one_line() {
-        let r = Reply::multi(550, Some((5, 1, 1)), vec!["no such".into(), "user".into()]);
-        let l = one_line(&r);
-        assert!(l.starts_with("550 ") && !l.contains('\n'), "{l}");
     }
 }
