@@ -1527,6 +1527,8 @@ fn tls_verify_against_webpki_roots_defers() {
     });
     assert!(q.contains(sent.id()), "{q}");
     m.assert_logged("status=deferred");
+    // Deferred as Postfix does, with the TLS status (RFC 3463 X.7.5), not bounced.
+    m.assert_logged("dsn=4.7.5");
     // The receiver saw the connection but no transaction.
     assert!(rx.sessions() >= 1);
     assert_eq!(

@@ -519,6 +519,34 @@ fn untrusted_certificate_fails_and_nothing_goes_in_clear() {
     assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
 }
 
+/// An untrusted certificate is permanent for msend (exit 69, not spooled): retrying cannot help
+/// until the trust anchors or the server change. mrelayd defers the same failure
+/// (tests/mrelayd_remote.rs `tls_verify_against_webpki_roots_defers`).
+#[test]
+fn untrusted_certificate_is_permanent_and_not_spooled() {
+    let home = common::scratch();
+    let queue = home.path().join("spool");
+    let o = run(
+        msend(home.path())
+            .args(["-f", "a@example.test", "--queue"])
+            .arg(&queue)
+            .arg("--server")
+            .arg(format!("localhost:{}", common::peer("PEER_CAPTURE_PORT")))
+            .arg("b@example.test"),
+        b"Subject: must-not-arrive-untrusted-2\n\nx\n",
+    );
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+    let spooled = std::fs::read_dir(&queue)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(spooled, 0, "a trust failure must not be spooled");
+}
+
 #[test]
 fn auth_refused_without_tls() {
     let home = common::scratch();

@@ -11,7 +11,7 @@ use crate::exit;
 use crate::net::smtp::Timeouts;
 use crate::outbound::config::{RelayhostTls, RemoteConfig, TlsPolicy};
 use crate::outbound::engine::{ClientOptions, Rcpt};
-use crate::outbound::{Engine, Failure};
+use crate::outbound::{Engine, Failure, What};
 use crate::smtp::client::{Credentials, Stage, TlsMode};
 
 /// Where the message goes.
@@ -219,9 +219,12 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
     report
 }
 
-/// msend's status for a delivery failure.
+/// msend's status for a delivery failure. An untrusted certificate is permanent here, unlike
+/// for an MTA: retrying cannot help until the user fixes `--ca-file` or the server (exit 69).
 fn status_of(f: &Failure) -> Status {
-    if f.temporary {
+    if f.what == What::CertificateTrust {
+        Status::Permanent
+    } else if f.temporary {
         Status::Temporary
     } else {
         match f.stage {

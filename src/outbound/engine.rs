@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::config::{RelayhostTls, RemoteConfig, TlsPolicy};
 use super::failure::{
-    dns_failure, one_line, reply_failure, session_failure, Failure, RcptOutcome, Sent,
+    dns_failure, one_line, reply_failure, session_failure, Failure, RcptOutcome, Sent, What,
 };
 use super::password::password_from_command_async;
 use super::route::{parse_relayhost, Myself, NextHop};
@@ -169,7 +169,8 @@ impl Engine {
                     domains.join(", ")
                 ),
                 "5.4.6",
-            ),
+            )
+            .because(What::Loop),
         }
     }
 
@@ -273,7 +274,7 @@ impl Engine {
     fn resolver(&self) -> Result<&MxResolver, Failure> {
         self.dns
             .as_ref()
-            .map_err(|e| Failure::new(true, format!("DNS: {e}"), "4.4.3"))
+            .map_err(|e| Failure::new(true, format!("DNS: {e}"), "4.4.3").because(What::Dns))
     }
 
     /// Remembers that no host of `key` could be reached, so the next messages for it are
@@ -524,7 +525,7 @@ impl Engine {
                 Err(e) => {
                     // One bad MX host: the others may work; the domain is fine (temporary).
                     self.say(format_args!("{host}: {e}"));
-                    last = Failure::new(true, format!("{host}: {e}"), "4.4.3");
+                    last = Failure::new(true, format!("{host}: {e}"), "4.4.3").because(What::Dns);
                     continue;
                 }
             };
@@ -611,6 +612,7 @@ impl Engine {
                         .await
                         .map_err(|e| {
                             Failure::new(true, format!("relayhost password: {e}"), "4.7.0")
+                                .because(What::Auth)
                         })?,
                     }),
                     (Some(u), None) => {
@@ -618,7 +620,8 @@ impl Engine {
                             true,
                             format!("relayhost user {u} has no relayhost_password_command"),
                             "4.7.0",
-                        ))
+                        )
+                        .because(What::Auth))
                     }
                     _ => None,
                 };
@@ -668,7 +671,10 @@ impl Engine {
         loop {
             let stream = connect_tcp(addr, self.timeouts.connect)
                 .await
-                .map_err(|e| Failure::new(true, format!("{where_}: connect: {e}"), "4.4.1"))?;
+                .map_err(|e| {
+                    Failure::new(true, format!("{where_}: connect: {e}"), "4.4.1")
+                        .because(What::Connect)
+                })?;
             self.opened
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.say(format_args!("Connected to {where_}"));
@@ -722,7 +728,9 @@ impl Engine {
                         "{where_}: unexpected session state {other:?}"
                     )))
                 }
-                Err(DriverError::Tls(e)) if mode == TlsMode::Opportunistic => {
+                Err(DriverError::Tls(e) | DriverError::Trust(e))
+                    if mode == TlsMode::Opportunistic =>
+                {
                     if self.options.verbose {
                         eprintln!("=== {where_}: TLS handshake failed ({e}); retrying without TLS");
                     } else {

@@ -6,11 +6,41 @@ use crate::net::smtp::DriverError;
 use crate::smtp::client::{Error as SmtpError, Stage};
 use crate::smtp::reply::Reply;
 
+/// What failed, so that a caller with its own policy can decide differently from the MTA's
+/// reading in [`Failure::temporary`]: msend takes an untrusted certificate as permanent (the
+/// user must fix the trust anchors, exit 69), mrelayd defers it as Postfix does (4.7.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum What {
+    /// Nothing on the wire: local delivery, the queue, configuration, a task that failed.
+    #[default]
+    Other,
+    /// The DNS answer for the destination or one of its hosts.
+    Dns,
+    /// The TCP connection could not be made (refused, unreachable, timed out).
+    Connect,
+    /// The connection broke, timed out or carried something that is not SMTP, mid-session.
+    Connection,
+    /// The TLS handshake failed (not for trust), or required STARTTLS is not offered.
+    TlsHandshake,
+    /// The server's certificate is not trusted (unknown issuer, name mismatch, expired).
+    CertificateTrust,
+    /// AUTH could not be done: no mechanism, not encrypted, no password (a refusing reply is
+    /// [`What::Reply`] at [`Stage::Auth`]).
+    Auth,
+    /// A server reply decided, with this code; [`Failure::stage`] says where and
+    /// [`Failure::status`] carries its enhanced status code (RFC 3463).
+    Reply(u16),
+    /// The next hop is this host (RFC 5321 §5.1 mail loop).
+    Loop,
+}
+
 /// Why a recipient was not delivered, with what a DSN needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// Worth retrying.
+    /// Worth retrying, as an MTA reads it (mrelayd; [`Failure::what`] for other policies).
     pub temporary: bool,
+    /// What failed.
+    pub what: What,
     /// One line for logs and the queue listing.
     pub message: String,
     /// RFC 3463 status code (`5.1.1`).
@@ -38,12 +68,19 @@ impl Failure {
     pub fn new(temporary: bool, message: impl Into<String>, status: &str) -> Failure {
         Failure {
             temporary,
+            what: What::Other,
             message: message.into(),
             status: status.to_string(),
             diagnostic: None,
             remote_mta: None,
             stage: None,
         }
+    }
+
+    /// This failure, saying what failed.
+    pub fn because(mut self, what: What) -> Failure {
+        self.what = what;
+        self
     }
 }
 
@@ -52,6 +89,7 @@ pub(super) fn reply_failure(reply: &Reply, host: &str, where_: &str, stage: Stag
     let line = one_line(reply);
     Failure {
         temporary: !reply.is_permanent(),
+        what: What::Reply(reply.code),
         message: format!("{where_} said at {stage}: {line}"),
         // The whole reply: `text()` has the enhanced code taken off.
         status: status_of_reply(reply.code, &line),
@@ -91,11 +129,11 @@ pub type RcptOutcome = Result<Sent, Failure>;
 /// a destination that does not exist).
 pub fn dns_failure(e: &DnsError) -> Failure {
     match e {
-        DnsError::NullMx(_) => Failure::new(false, e.to_string(), "5.1.10"),
+        DnsError::NullMx(_) => Failure::new(false, e.to_string(), "5.1.10").because(What::Dns),
         DnsError::NxDomain(_) | DnsError::NoAddress(_) | DnsError::BadName(_) => {
-            Failure::new(false, e.to_string(), "5.1.2")
+            Failure::new(false, e.to_string(), "5.1.2").because(What::Dns)
         }
-        DnsError::Temporary(_) => Failure::new(true, e.to_string(), "4.4.3"),
+        DnsError::Temporary(_) => Failure::new(true, e.to_string(), "4.4.3").because(What::Dns),
     }
 }
 
@@ -105,20 +143,22 @@ pub(super) fn session_failure(e: &DriverError, host: &str, where_: &str) -> Fail
     if let DriverError::Smtp(SmtpError::Rejected { stage, reply }) = e {
         return reply_failure(reply, host, where_, *stage);
     }
-    let (temporary, status) = match e {
-        DriverError::Tls(_) | DriverError::Trust(_) => (true, "4.7.5"),
-        DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4"),
+    let (temporary, status, what) = match e {
+        DriverError::Trust(_) => (true, "4.7.5", What::CertificateTrust),
+        DriverError::Tls(_) => (true, "4.7.5", What::TlsHandshake),
+        DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4", What::TlsHandshake),
         DriverError::Smtp(SmtpError::AuthNotEncrypted | SmtpError::AuthUnsupported(_)) => {
-            (true, "4.7.0")
+            (true, "4.7.0", What::Auth)
         }
-        DriverError::Smtp(SmtpError::Unsupported(_)) => (false, "5.6.3"),
-        DriverError::Timeout(_) => (true, "4.4.2"),
-        DriverError::Eof(_) | DriverError::Io { .. } => (true, "4.4.2"),
-        _ if e.is_temporary() => (true, "4.0.0"),
-        _ => (false, "5.0.0"),
+        DriverError::Smtp(SmtpError::Unsupported(_)) => (false, "5.6.3", What::Other),
+        DriverError::Timeout(_) => (true, "4.4.2", What::Connection),
+        DriverError::Eof(_) | DriverError::Io { .. } => (true, "4.4.2", What::Connection),
+        _ if e.is_temporary() => (true, "4.0.0", What::Connection),
+        _ => (false, "5.0.0", What::Connection),
     };
     Failure {
         temporary,
+        what,
         message: format!("{where_}: {e}"),
         status: status.to_string(),
         diagnostic: None,

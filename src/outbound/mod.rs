@@ -38,4 +38,4 @@ pub mod password;
 pub mod route;
 
 pub use engine::Engine;
-pub use failure::{Failure, RcptOutcome, Sent};
+pub use failure::{Failure, RcptOutcome, Sent, What};
