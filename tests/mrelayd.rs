@@ -5,7 +5,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PY: &str = "/usr/bin/python3";
@@ -18,7 +18,7 @@ struct Mrelayd {
     smtp: u16,
     submission: u16,
     submissions: u16,
-    child: Option<Child>,
+    child: Option<common::KillOnDrop>,
     log: PathBuf,
 }
 
@@ -39,13 +39,9 @@ impl Mrelayd {
         m
     }
 
-    /// Writes the config, users and aliases into `dir` without starting anything.
+    /// Writes the config, users and aliases into `dir` without starting anything. The listeners
+    /// are on port 0: [`Mrelayd::restart`] learns the ports from the daemon's log.
     fn configure(dir: &Path, mrelayd_extra: &str, top_extra: &str) -> Mrelayd {
-        let (smtp, submission, submissions) = (
-            common::free_port(),
-            common::free_port(),
-            common::free_port(),
-        );
         let passwd = dir.join("passwd");
         if !passwd.exists() {
             std::fs::write(&passwd, PASSWD).unwrap();
@@ -60,7 +56,7 @@ impl Mrelayd {
 [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"example.test\"]\n\
 [mrelayd]\ntrusted_networks = []\naliases = \"{aliases}\"\n\
-listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }}, {{ address = \"127.0.0.1:{submissions}\", role = \"submissions\" }} ]\n{mrelayd_extra}\n\
+{listen}\n{mrelayd_extra}\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             state = dir.join("state").display(),
             cert = common::peer("PEER_CERT_FILE"),
@@ -68,40 +64,43 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
             passwd = passwd.display(),
             mail = dir.join("mail").display(),
             aliases = aliases.display(),
+            listen = listen_line([0, 0, 0]),
         );
         std::fs::write(&config, common::with_run_as(&text)).unwrap();
         Mrelayd {
             dir: dir.to_path_buf(),
             config,
-            smtp,
-            submission,
-            submissions,
+            smtp: 0,
+            submission: 0,
+            submissions: 0,
             child: None,
             log: dir.join("mrelayd.log"),
         }
     }
 
+    /// Starts the daemon and waits for the three listeners it prints. A restart after a run
+    /// binds the same ports again (as a real restart does: clients come back to them), so the
+    /// config is rewritten with them first.
     fn restart(&mut self) {
-        self.child = Some(common::spawn_mrelayd(&self.config, &self.log));
-        // Ready when all three listeners accept.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [self.smtp, self.submission, self.submissions] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "mrelayd did not start: {}",
-                    self.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        let ports = [self.smtp, self.submission, self.submissions];
+        if ports != [0, 0, 0] {
+            let text = std::fs::read_to_string(&self.config).unwrap();
+            let text = text.replace(&listen_line([0, 0, 0]), &listen_line(ports));
+            std::fs::write(&self.config, text).unwrap();
         }
+        let (child, l) = common::start_mrelayd(
+            &self.config,
+            &self.log,
+            &["smtp", "submission", "submissions"],
+        );
+        self.child = Some(child);
+        (self.smtp, self.submission, self.submissions) =
+            (l.port("smtp"), l.port("submission"), l.port("submissions"));
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // KillOnDrop kills and reaps it.
+        self.child = None;
     }
 
     fn log_text(&self) -> String {
@@ -120,6 +119,15 @@ listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, {{ address = \
     fn cli(&self, args: &[&str]) -> std::process::Output {
         common::mrelayd_cli(&self.config, args)
     }
+}
+
+/// The `listen` line of [`Mrelayd::configure`]: smtp, submission and submissions on loopback.
+fn listen_line([smtp, submission, submissions]: [u16; 3]) -> String {
+    format!(
+        "listen = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }}, \
+         {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }}, \
+         {{ address = \"127.0.0.1:{submissions}\", role = \"submissions\" }} ]"
+    )
 }
 
 /// Files in `<maildir>/new` and `cur`, waiting up to 20 s until there are at least `n`.
@@ -545,8 +553,18 @@ fn every_rejection_and_nothing_queued() {
         ["220", "500", "500", "500", "500", "500", "421"],
         "{out}"
     );
-    // Nothing of the above was queued or delivered.
-    std::thread::sleep(Duration::from_millis(500));
+    // Nothing of the above was queued or delivered. Every session has ended (each raw() read
+    // until the server closed): once their unfinished tmp/ files are gone, a message accepted
+    // by mistake would be visible, in msg/ (queued before its 250) or in a Maildir.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_files(&m.queue_dir().join("tmp")) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "queue tmp/ not emptied after the sessions ended: {}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(count_files(&m.queue_dir().join("msg")), 0);
     assert_eq!(count_files(&m.queue_dir().join("tmp")), 0);
     assert_eq!(wait_messages(&m.maildir("alice"), 0).len(), 0);
@@ -595,7 +613,13 @@ fn aliases_pipes_subaddress_and_queue_cli() {
     assert_eq!(wait_messages(&archive, 1).len(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let env_file = PathBuf::from(format!("{}.env", pipe_out.display()));
-    while !env_file.exists() && Instant::now() < deadline {
+    while !env_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the pipe did not write {}: {}",
+            env_file.display(),
+            m.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
@@ -940,6 +964,8 @@ fn crash_kill9_mid_run_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(20));
     }
     m.kill();
+    // Part of the crash, not a wait for the daemon: the clients run into the dead port for a
+    // moment (refused connections, their retry path) before it comes back.
     std::thread::sleep(Duration::from_millis(300));
     m.restart();
     let out = tracked.wait_with_output().unwrap();
@@ -1141,7 +1167,8 @@ fn reply(r: &mut impl std::io::BufRead) -> String {
 #[test]
 fn command_and_data_phases_have_their_own_timeouts() {
     let dir = common::scratch();
-    // Both pauses below are 2 s: longer than the command timeout, shorter than the data timeout.
+    // Both pauses below are 2 s: longer than the command timeout, shorter than the data timeout
+    // (they are the stalls under test, not waits for the daemon).
     let m = Mrelayd::start(
         dir.path(),
         "idle_timeout_secs = 1\ndata_timeout_secs = 3",
@@ -1235,7 +1262,8 @@ fn aliases_file_changes_apply_without_restart() {
         sent += 1;
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Past another check interval, still served by the old table, and not logged again.
+    // Past another check interval, still served by the old table, and not logged again (the
+    // sleep waits out the aliases file's one-second check interval: that is what is tested).
     std::thread::sleep(Duration::from_millis(1200));
     let (ok, out) = send("helpdesk@example.test");
     assert!(ok, "{out}");
@@ -1251,31 +1279,53 @@ fn serve_under_systemd_socket_activation() {
     let dir = common::scratch();
     let mut m = Mrelayd::configure(dir.path(), "", "");
     // Two sockets in the other order than the config's listeners: matched by name, not place.
-    // The config's own addresses (m.smtp, ...) are not used when sockets are passed.
-    let (sub, smtp) = (common::free_port(), common::free_port());
-    let log = std::fs::File::create(&m.log).unwrap();
+    // The config's own addresses (port 0) are not used when sockets are passed.
     common::give_to_nobody(dir.path());
-    m.child = Some(
-        Command::new("systemd-socket-activate")
-            .arg(format!("--listen=127.0.0.1:{sub}"))
-            .arg(format!("--listen=127.0.0.1:{smtp}"))
-            .arg("--fdname=submission:smtp")
-            .arg(common::bin("mrelayd"))
-            .arg("-c")
-            .arg(&m.config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    // systemd-socket-activate execs mrelayd on the first connection.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", smtp)).is_err() {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // systemd-socket-activate needs its ports before it starts (it cannot bind port 0): one
+    // taken meanwhile by a parallel test makes it exit, and other ports are tried.
+    let (child, [sub, smtp]) = common::with_unused_ports(|[sub, smtp]| {
+        let from = common::log_len(&m.log);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let mut child = common::KillOnDrop(
+            Command::new("systemd-socket-activate")
+                .arg(format!("--listen=127.0.0.1:{sub}"))
+                .arg(format!("--listen=127.0.0.1:{smtp}"))
+                .arg("--fdname=submission:smtp")
+                .arg(common::bin("mrelayd"))
+                .arg("-c")
+                .arg(&m.config)
+                .arg("serve")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        // Ready when it says it listens on both (it execs mrelayd on the first connection).
+        let want = [sub, smtp].map(|p| format!("Listening on 127.0.0.1:{p} as "));
+        let deadline = Instant::now() + common::START_TIMEOUT;
+        loop {
+            let text = common::log_since(&m.log, from);
+            if want.iter().all(|w| text.contains(w.as_str())) {
+                return Some((child, [sub, smtp]));
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                assert!(common::port_taken(&text), "exited ({st}): {text}");
+                return None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd-socket-activate did not listen within {:?}: {text}",
+                common::START_TIMEOUT
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    m.child = Some(child);
     let (ok, out) = send_from_remote(
         smtp,
         "alice@example.test",
@@ -1299,10 +1349,9 @@ fn serve_under_systemd_socket_activation() {
     ] {
         assert!(log.contains(&l), "{l}: {log}");
     }
-    assert!(
-        !log.contains(&format!("listening on 127.0.0.1:{} ", m.smtp)),
-        "{log}"
-    );
+    // Nothing of the config's own (the three port 0 listeners) was bound: only the two sockets.
+    let listening: Vec<_> = log.lines().filter_map(common::listening_line).collect();
+    assert_eq!(listening.len(), 2, "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -159,12 +159,141 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough on a quiet loopback).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Longest a daemon (or a peer a test starts) may take to say where it listens.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a daemon listens, by role, as it printed it (`<prog>: listening on ADDR (ROLE)`, one
+/// line per listener: `server::serve`). Tests bind port 0 and read the addresses from here, so
+/// parallel tests never race for a port.
+#[derive(Debug, Clone, Default)]
+pub struct Listening(Vec<(String, SocketAddr)>);
+
+impl Listening {
+    /// The address of the listener with `role` (`smtp`, `submission`, `pop3`, `pop3s`, ...).
+    pub fn addr(&self, role: &str) -> SocketAddr {
+        self.0
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listener with role {role} in {self:?}"))
+    }
+
+    /// The port of the listener with `role`.
+    pub fn port(&self, role: &str) -> u16 {
+        self.addr(role).port()
+    }
+
+    /// Whether a listener with `role` was printed.
+    pub fn has(&self, role: &str) -> bool {
+        self.0.iter().any(|(r, _)| r == role)
+    }
+}
+
+/// `(role, address)` from one `<prog>: listening on ADDR (ROLE)` line; `None` for any other
+/// line, including the error `listening on ADDR (ROLE): Address already in use ...`.
+pub fn listening_line(line: &str) -> Option<(String, SocketAddr)> {
+    let (_, rest) = line.split_once(": listening on ")?;
+    let (addr, role) = rest.trim_end().split_once(" (")?;
+    let role = role.strip_suffix(')')?;
+    if role.is_empty()
+        || !role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return None;
+    }
+    Some((role.to_string(), addr.parse().ok()?))
+}
+
+/// The length of `log` now (0 when it does not exist yet). A daemon restarted onto the same log
+/// appends to it: pass this, taken before the start, to [`wait_listening`] so only the new
+/// run's lines count.
+pub fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// `log` from byte `from` on (lossy UTF-8; empty when it cannot be read).
+pub fn log_since(log: &Path, from: u64) -> String {
+    let bytes = std::fs::read(log).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
+/// Waits, at most [`START_TIMEOUT`], until `child` has printed a listening line for each of
+/// `roles` into `log` after byte `from` (see [`log_len`]). `Err` with what it logged when it
+/// exits first or the time is up (the caller decides: [`wait_listening`] fails the test, a
+/// retry on [`port_taken`] picks other ports).
+pub fn try_wait_listening(
+    child: &mut Child,
+    log: &Path,
+    from: u64,
+    roles: &[&str],
+) -> Result<Listening, String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let text = log_since(log, from);
+        let seen = Listening(text.lines().filter_map(listening_line).collect());
+        if roles.iter().all(|r| seen.has(r)) {
+            return Ok(seen);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // It may have printed its last lines just before exiting.
+            let text = log_since(log, from);
+            return Err(format!(
+                "exited ({status}) before listening on {roles:?}:\n{text}"
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "did not print \"listening on ADDR (ROLE)\" for {roles:?} within {START_TIMEOUT:?}:\n{text}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`try_wait_listening`], failing the test with the daemon's log when it does not listen.
+pub fn wait_listening(child: &mut Child, log: &Path, from: u64, roles: &[&str]) -> Listening {
+    try_wait_listening(child, log, from, roles).unwrap_or_else(|e| panic!("{} {e}", log.display()))
+}
+
+/// Whether a start failed because its port was taken (`EADDRINUSE` in what it printed).
+pub fn port_taken(output: &str) -> bool {
+    output.contains("Address already in use") || output.contains("address already in use")
+}
+
+/// For what must know its ports before it starts: peers that cannot bind port 0 and say where
+/// they listen (dnsmasq, smtp-sink, systemd-socket-activate), and configs that name a daemon's
+/// own port (mail loop tests). `start` gets `N` distinct ports no socket held a moment ago and
+/// returns `None` when one of them was taken meanwhile (see [`port_taken`]); it is then called
+/// again with others, so the race with a parallel test costs a retry, not a failure.
+pub fn with_unused_ports<const N: usize, T>(mut start: impl FnMut([u16; N]) -> Option<T>) -> T {
+    const ATTEMPTS: usize = 10;
+    for _ in 0..ATTEMPTS {
+        // Held together, so the N ports differ; released just before `start` binds them.
+        let held: Vec<std::net::TcpListener> = (0..N)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+            .collect();
+        let mut ports = [0u16; N];
+        for (p, l) in ports.iter_mut().zip(&held) {
+            *p = l.local_addr().expect("local_addr").port();
+        }
+        drop(held);
+        if let Some(t) = start(ports) {
+            return t;
+        }
+    }
+    panic!("{ATTEMPTS} sets of ports were taken before they could be bound");
+}
+
+/// A TCP port on 127.0.0.1 that refuses connections: 1 (tcpmux), privileged and never bound by
+/// the tests or the peers. Checked here, so a test relying on "refused" fails clearly otherwise.
+pub fn refused_port() -> u16 {
+    const PORT: u16 = 1;
+    match std::net::TcpStream::connect(("127.0.0.1", PORT)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => PORT,
+        other => panic!("127.0.0.1:{PORT} should refuse connections: {other:?}"),
+    }
 }
 
 /// A private dnsmasq serving one zone on 127.0.0.1:`port` (UDP and TCP); killed on drop.
@@ -189,11 +318,11 @@ impl Dns {
     pub fn start(zone: &str) -> Dns {
         let dir = scratch();
         let conf = dir.path().join("dnsmasq.conf");
-        let mut last_err = String::new();
-        for _ in 0..10 {
-            let port = free_port();
+        // dnsmasq cannot bind port 0 and tell: a port taken between the pick and dnsmasq's
+        // bind (UDP or TCP) makes it exit, and another port is tried.
+        let (child, port) = with_unused_ports(|[port]| {
             if UdpSocket::bind(("127.0.0.1", port)).is_err() {
-                continue;
+                return None;
             }
             std::fs::write(
                 &conf,
@@ -215,7 +344,7 @@ impl Dns {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
+                    break; // e.g. the port was taken meanwhile: see below
                 }
                 let answered = Command::new("dig")
                     .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p"])
@@ -225,21 +354,26 @@ impl Dns {
                     .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "127.0.0.1")
                     .unwrap_or(false);
                 if answered {
-                    return Dns {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
+                    return Some((child, port));
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = child.kill();
             let _ = child.wait();
+            let mut last_err = String::new();
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut last_err);
             }
+            if port_taken(&last_err) {
+                return None;
+            }
+            panic!("could not start dnsmasq: {last_err}");
+        });
+        Dns {
+            child,
+            port,
+            _dir: dir,
         }
-        panic!("could not start dnsmasq: {last_err}");
     }
 
     /// `127.0.0.1:PORT`, the form our `resolver` settings and `--resolver` options take.
@@ -248,28 +382,79 @@ impl Dns {
     }
 }
 
-/// Spawns `mrelayd -c CONFIG serve` with its stderr appended to `log` (so a restart keeps the
-/// earlier log). The config (written through [`with_run_as`]) makes it run as nobody, so the
-/// config's directory, where the tests keep its state, queue and Maildirs, is handed to nobody
-/// first ([`give_to_nobody`]). The caller waits for its listeners.
-pub fn spawn_mrelayd(config: &Path, log: &Path) -> Child {
+/// Spawns the daemon `cmd` (its listeners on port 0) with stdin at EOF, stdout discarded and
+/// stderr appended to `log` (so a restart keeps the earlier log), and waits for it to print
+/// the listeners with `roles` ([`try_wait_listening`]). `Err` with its log when it does not
+/// listen; it is killed then, and on drop of the [`KillOnDrop`].
+pub fn try_start_daemon(
+    cmd: &mut Command,
+    log: &Path,
+    roles: &[&str],
+) -> Result<(KillOnDrop, Listening), String> {
+    let from = log_len(log);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    let mut child = KillOnDrop(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+    );
+    let listening =
+        try_wait_listening(&mut child, log, from, roles).map_err(|e| format!("{cmd:?} {e}"))?;
+    Ok((child, listening))
+}
+
+/// [`try_start_daemon`], failing the test with the daemon's log when it does not listen.
+pub fn start_daemon(cmd: &mut Command, log: &Path, roles: &[&str]) -> (KillOnDrop, Listening) {
+    try_start_daemon(cmd, log, roles).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `mrelayd -c CONFIG serve`. The config (written through [`with_run_as`]) makes it run as
+/// nobody, so the config's directory, where the tests keep its state, queue and Maildirs, is
+/// handed to nobody first ([`give_to_nobody`]).
+pub fn mrelayd_serve(config: &Path) -> Command {
     if let Some(dir) = config.parent() {
         give_to_nobody(dir);
     }
+    let mut cmd = Command::new(bin("mrelayd"));
+    cmd.arg("-c").arg(config).arg("serve");
+    cmd
+}
+
+/// Starts `mrelayd -c CONFIG serve` ([`mrelayd_serve`]) with its stderr appended to `log` and
+/// waits for its listeners with `roles` ([`start_daemon`]).
+pub fn start_mrelayd(config: &Path, log: &Path, roles: &[&str]) -> (KillOnDrop, Listening) {
+    start_daemon(&mut mrelayd_serve(config), log, roles)
+}
+
+/// Spawns `mrelayd -c CONFIG serve` ([`mrelayd_serve`]) with its stderr appended to `log`.
+/// The caller waits for its listeners. (Going: use [`start_mrelayd`].)
+pub fn spawn_mrelayd(config: &Path, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
-    Command::new(bin("mrelayd"))
-        .arg("-c")
-        .arg(config)
-        .arg("serve")
+    mrelayd_serve(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn mrelayd: {e}"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: racy). (Going: bind port 0 and read
+/// [`Listening`], or use [`with_unused_ports`].)
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Runs `mrelayd -c CONFIG args...` (the queue commands: `queue`, `flush`, ...) to completion.
