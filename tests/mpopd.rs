@@ -7,7 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailkit::maildir::Maildir;
@@ -15,20 +15,13 @@ use mailkit::maildir::Maildir;
 /// Every socket read and child wait is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running `mpopd serve` with its own passwd-file, Maildirs and config.
+/// A running `mpopd serve` with its own passwd-file, Maildirs and config (killed on drop).
 struct Server {
-    child: Child,
+    child: common::KillOnDrop,
     dir: tempfile::TempDir,
     plain: u16,
     tls: u16,
     config: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -41,44 +34,27 @@ impl Server {
         Server::start_full(extra, auth_extra, None)
     }
 
-    /// `mail_location` replaces the scratch Maildirs (e.g. the peers' Maildirs).
+    /// `mail_location` replaces the scratch Maildirs (e.g. the peers' Maildirs). The listeners
+    /// are on port 0; their ports come from the lines mpopd prints.
     fn start_full(extra: &str, auth_extra: &str, mail_location: Option<&str>) -> Server {
         let dir = common::scratch();
-        let (plain, tls) = (common::free_port(), common::free_port());
-        let config = write_config(dir.path(), plain, tls, extra, auth_extra, mail_location);
-        let log = std::fs::File::create(dir.path().join("mpopd.log")).unwrap();
+        let config = write_config(dir.path(), extra, auth_extra, mail_location);
         common::give_to_nobody(dir.path());
-        let child = Command::new(common::bin("mpopd"))
-            .arg("-c")
-            .arg(&config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut s = Server {
+        let (child, l) = common::start_daemon(
+            Command::new(common::bin("mpopd"))
+                .arg("-c")
+                .arg(&config)
+                .arg("serve"),
+            &dir.path().join("mpopd.log"),
+            &["pop3", "pop3s"],
+        );
+        Server {
             child,
             dir,
-            plain,
-            tls,
+            plain: l.port("pop3"),
+            tls: l.port("pop3s"),
             config,
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", tls)).is_err()
-            || TcpStream::connect(("127.0.0.1", plain)).is_err()
-        {
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("mpopd exited with {st}: {}", s.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mpopd did not listen: {}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        s
     }
 
     fn log(&self) -> String {
@@ -107,15 +83,8 @@ impl Server {
 }
 
 /// passwd-file with three users (alice {PLAIN}, bob SHA512-CRYPT, carol {PLAIN}), their Maildirs,
-/// and a config using the peers' certificate.
-fn write_config(
-    dir: &Path,
-    plain: u16,
-    tls: u16,
-    extra: &str,
-    auth_extra: &str,
-    mail_location: Option<&str>,
-) -> PathBuf {
+/// and a config using the peers' certificate, its two listeners on port 0.
+fn write_config(dir: &Path, extra: &str, auth_extra: &str, mail_location: Option<&str>) -> PathBuf {
     let default_location = format!("{}/mail/%u", dir.display());
     let mail_location = mail_location.unwrap_or(&default_location);
     let bob_hash = "$6$rounds=5000$G34B8m4Gb9kBvfO8$QAx8jwwIuvKU/vHtxx0sQuFRsjPE3jluEN/6gax5cF.NUYTlO0pI8mXUpwOdt.E0EvytSBYOto8TGtVh5USme0";
@@ -139,7 +108,7 @@ failure_delay_ms = 50
 max_delay_ms = 100
 {auth_extra}
 [mpopd]
-listen = [ {{ address = "127.0.0.1:{plain}" }}, {{ address = "127.0.0.1:{tls}", role = "implicit-tls" }} ]
+listen = [ {{ address = "127.0.0.1:0" }}, {{ address = "127.0.0.1:0", role = "implicit-tls" }} ]
 {extra}
 "#,
         cert = common::peer("PEER_CERT_FILE"),
