@@ -18,19 +18,17 @@ fn assert_root() {
     );
 }
 
-/// A config under which mrelayd and mpopd would serve on loopback (free ports), with `top`
+/// A config under which mrelayd and mpopd would serve on loopback (port 0), with `top`
 /// added at the top level (e.g. a `[run_as]` block).
 fn write_config(dir: &Path, top: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("passwd"), "alice:{PLAIN}password::::::\n").unwrap();
     let text = format!(
         "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
 [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
-[mrelayd]\nlisten = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }} ]\n\
+[mrelayd]\nlisten = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n\
-[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{pop}\" }} ]\n{top}\n",
+[mpopd]\nlisten = [ {{ address = \"127.0.0.1:0\" }} ]\n{top}\n",
         d = dir.display(),
-        smtp = common::free_port(),
-        pop = common::free_port(),
     );
     let path = dir.join("mailkit.toml");
     std::fs::write(&path, text).unwrap();
@@ -339,7 +337,6 @@ fn mrelayd_delivers_to_a_system_user_as_that_user() {
     let uid = 1501u32;
     let _user = SystemUser::add("mkpriv1501", uid);
     let dir = common::scratch();
-    let smtp = common::free_port();
     let d = dir.path();
     std::fs::write(
         d.join("passwd"),
@@ -352,7 +349,7 @@ fn mrelayd_delivers_to_a_system_user_as_that_user() {
         common::with_run_as(&format!(
             "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
 [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
-[mrelayd]\ntrusted_networks = []\nlisten = [ {{ address = \"127.0.0.1:{smtp}\", role = \"smtp\" }} ]\n\
+[mrelayd]\ntrusted_networks = []\nlisten = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             d = d.display()
         )),
@@ -365,11 +362,11 @@ fn mrelayd_delivers_to_a_system_user_as_that_user() {
     common::give_to_nobody(d);
     give_to_user(&md, uid);
     let log = d.join("mrelayd.log");
-    let mut daemon = common::KillOnDrop(common::spawn_mrelayd(&config, &log));
-    // spawn_mrelayd handed the whole directory to nobody: the Maildir is the user's again.
+    let (mut daemon, listening) = common::start_mrelayd(&config, &log, &["smtp"]);
+    let smtp = listening.port("smtp");
+    // start_mrelayd handed the whole directory to nobody: the Maildir is the user's again.
     give_to_user(&md, uid);
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_port(smtp, "mrelayd", &text);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", smtp)).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     use std::io::{Read as _, Write as _};
@@ -448,7 +445,6 @@ fn mpopd_serves_a_system_user_in_a_child_running_as_that_user() {
     let _user = SystemUser::add("mkpriv1502", uid);
     let dir = common::scratch();
     let d = dir.path();
-    let (plain, tls) = (common::free_port(), common::free_port());
     std::fs::write(
         d.join("passwd"),
         format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}password::::::\n"),
@@ -460,8 +456,8 @@ fn mpopd_serves_a_system_user_in_a_child_running_as_that_user() {
         common::with_run_as(&format!(
             "hostname = \"localhost\"\n[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
 [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\n\
-[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{plain}\" }}, \
-{{ address = \"127.0.0.1:{tls}\", role = \"implicit-tls\" }} ]\n",
+[mpopd]\nlisten = [ {{ address = \"127.0.0.1:0\" }}, \
+{{ address = \"127.0.0.1:0\", role = \"implicit-tls\" }} ]\n",
             cert = common::peer("PEER_CERT_FILE"),
             key = common::peer("PEER_KEY_FILE"),
             d = d.display()
@@ -491,20 +487,16 @@ fn mpopd_serves_a_system_user_in_a_child_running_as_that_user() {
     common::give_to_nobody(d);
     give_to_user(&md, uid);
     let log = d.join("mpopd.log");
-    let mut daemon = common::KillOnDrop(
+    let (mut daemon, listening) = common::start_daemon(
         Command::new(common::bin("mpopd"))
             .arg("-c")
             .arg(&config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+            .arg("serve"),
+        &log,
+        &["pop3", "pop3s"],
     );
+    let (plain, tls) = (listening.port("pop3"), listening.port("pop3s"));
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_port(plain, "mpopd", &text);
-    wait_port(tls, "mpopd", &text);
 
     // Session 1 (python3 poplib over STLS) stops after LIST and RETR, logged in, until told.
     let script = format!(
