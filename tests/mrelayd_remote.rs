@@ -338,7 +338,8 @@ struct Setup<'a> {
     hostname: &'a str,
     /// Local domain (users alice and bob).
     domain: &'a str,
-    /// Address of the `smtp` role listener (the submission listener is on 127.0.0.1).
+    /// Address of the `smtp` role listener, port 0 for any (the submission listener is on
+    /// 127.0.0.1, port 0).
     smtp_listen: String,
     trusted_networks: &'a str,
     /// Lines in `[mrelayd.remote]` (and tables after it).
@@ -352,7 +353,7 @@ impl Setup<'_> {
         Setup {
             hostname: "mx.example.test",
             domain: "example.test",
-            smtp_listen: format!("127.0.0.1:{}", common::free_port()),
+            smtp_listen: "127.0.0.1:0".to_string(),
             trusted_networks: "[\"127.0.0.0/8\"]",
             remote: format!(
                 "resolver = \"{}\"\nport = {port}\n{remote_extra}\n",
@@ -362,27 +363,20 @@ impl Setup<'_> {
     }
 }
 
-/// A running `mrelayd serve`.
+/// A running `mrelayd serve` (killed on drop).
 struct Mrelayd {
     dir: PathBuf,
     config: PathBuf,
+    /// The `smtp` listener's address as it printed it (`IP:PORT`).
     smtp: String,
-    child: Option<Child>,
+    _child: common::KillOnDrop,
     log: PathBuf,
 }
 
-impl Drop for Mrelayd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 impl Mrelayd {
-    fn start(dir: &Path, s: Setup) -> Mrelayd {
-        let submission = common::free_port();
+    /// Starts it and waits for its listeners; `Err` with its log when it does not listen
+    /// (e.g. [`common::port_taken`] for a fixed `smtp_listen`).
+    fn try_start(dir: &Path, s: Setup) -> Result<Mrelayd, String> {
         let passwd = dir.join("passwd");
         std::fs::write(&passwd, PASSWD).unwrap();
         let aliases = dir.join("aliases");
@@ -393,7 +387,7 @@ impl Mrelayd {
 [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"{domain}\"]\n\
 [mrelayd]\ntrusted_networks = {trusted}\naliases = \"{aliases}\"\n\
-listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:{submission}\", role = \"submission\" }} ]\n\
+listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1:0\", role = \"submission\" }} ]\n\
 \n[mrelayd.remote]\n{remote}\n",
             hostname = s.hostname,
             state = dir.join("state").display(),
@@ -409,29 +403,18 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
         );
         std::fs::write(&config, common::with_run_as(&text)).unwrap();
         let log = dir.join("mrelayd.log");
-        let child = common::spawn_mrelayd(&config, &log);
-        let mut m = Mrelayd {
+        let (child, listening) = common::try_start_daemon(
+            &mut common::mrelayd_serve(&config),
+            &log,
+            &["smtp", "submission"],
+        )?;
+        Ok(Mrelayd {
             dir: dir.to_path_buf(),
             config,
-            smtp: s.smtp_listen.clone(),
-            child: Some(child),
+            smtp: listening.addr("smtp").to_string(),
+            _child: child,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for addr in [m.smtp.clone(), format!("127.0.0.1:{submission}")] {
-            while TcpStream::connect(addr.as_str()).is_err() {
-                if let Some(Ok(Some(st))) = m.child.as_mut().map(|c| c.try_wait()) {
-                    panic!("mrelayd exited ({st}): {}", m.log_text());
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "mrelayd did not start: {}",
-                    m.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        m
+        })
     }
 
     fn smtp_port(&self) -> u16 {
@@ -800,9 +783,14 @@ impl World {
 
     /// An mrelayd as `s` says, in its own directory `name` of the scratch dir.
     fn start(&self, name: &str, s: Setup) -> Mrelayd {
+        self.try_start(name, s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`World::start`], `Err` with the log when it does not listen (a retry may reuse `name`).
+    fn try_start(&self, name: &str, s: Setup) -> Result<Mrelayd, String> {
         let dir = self.dir.path().join(name);
-        std::fs::create_dir(&dir).unwrap();
-        Mrelayd::start(&dir, s)
+        std::fs::create_dir_all(&dir).unwrap();
+        Mrelayd::try_start(&dir, s)
     }
 }
 
@@ -2236,14 +2224,29 @@ fn relayhost_login_refused_defers_instead_of_bouncing() {
 /// mrelayd A of world `w` listening (smtp role) on `listen`, with `remote` in
 /// `[mrelayd.remote]` (after the world's resolver).
 fn loop_setup(w: &World, listen: String, remote: &str) -> Mrelayd {
-    w.start(
-        "m",
-        Setup {
-            smtp_listen: listen,
-            remote: format!("resolver = \"{}\"\n{remote}\n", w.dns.addr()),
-            ..w.setup_a("")
-        },
-    )
+    w.start("m", loop_config(w, listen, remote))
+}
+
+/// The [`Setup`] of [`loop_setup`].
+fn loop_config(w: &World, listen: String, remote: &str) -> Setup<'static> {
+    Setup {
+        smtp_listen: listen,
+        remote: format!("resolver = \"{}\"\n{remote}\n", w.dns.addr()),
+        ..w.setup_a("")
+    }
+}
+
+/// [`loop_setup`] for a config that names mrelayd's own smtp port (`config` gets it): the port
+/// is picked before the start, and picked again when a parallel test took it meanwhile.
+fn loop_setup_on_own_port(w: &World, config: impl Fn(u16) -> String) -> Mrelayd {
+    common::with_unused_ports(|[port]| {
+        let s = loop_config(w, format!("127.0.0.1:{port}"), &config(port));
+        match w.try_start("m", s) {
+            Ok(m) => Some(m),
+            Err(e) if common::port_taken(&e) => None,
+            Err(e) => panic!("{e}"),
+        }
+    })
 }
 
 /// The message `sent` to `rcpt` bounced with one DSN, status 5.4.6, saying that mail for
@@ -2271,12 +2274,9 @@ fn assert_loop_bounce(m: &Mrelayd, sent: &Sent, rcpt: &str, domain: &str) {
 #[test]
 fn relayhost_that_is_our_own_listener_bounces_5_4_6() {
     let w = World::new(60, "");
-    let port = common::free_port();
-    let m = loop_setup(
-        &w,
-        format!("127.0.0.1:{port}"),
-        &format!("relayhost = \"[127.0.0.1]:{port}\"\nrelayhost_tls = \"none\""),
-    );
+    let m = loop_setup_on_own_port(&w, |port| {
+        format!("relayhost = \"[127.0.0.1]:{port}\"\nrelayhost_tls = \"none\"")
+    });
     let sent = m.mail(&["someone@far.test"]).send("loop-relayhost");
     assert_loop_bounce(&m, &sent, "someone@far.test", "far.test");
 }
@@ -2288,8 +2288,7 @@ fn mx_that_resolves_to_our_own_listener_bounces_5_4_6() {
         61,
         "mx-host=loop.test,mx.loop.test,10\nhost-record=mx.loop.test,127.0.0.1",
     );
-    let port = common::free_port();
-    let m = loop_setup(&w, format!("127.0.0.1:{port}"), &format!("port = {port}"));
+    let m = loop_setup_on_own_port(&w, |port| format!("port = {port}"));
     let sent = m.mail(&["someone@loop.test"]).send("loop-mx");
     assert_loop_bounce(&m, &sent, "someone@loop.test", "loop.test");
 }
@@ -2352,7 +2351,7 @@ fn another_server_on_our_address_at_another_port_is_not_a_loop() {
     let capture = common::peer("PEER_CAPTURE_PORT");
     let m = loop_setup(
         &w,
-        format!("127.0.0.1:{}", common::free_port()),
+        "127.0.0.1:0".to_string(),
         &format!("relayhost = \"[127.0.0.1]:{capture}\"\nrelayhost_tls = \"none\""),
     );
     let sent = m.mail(&["someone@far.test"]).send("not-a-loop");
