@@ -444,7 +444,7 @@ fn probe_server_without_starttls_is_a_problem() {
 #[test]
 fn probe_refused_and_silent_servers() {
     let dns = start_dns();
-    let refused = common::free_port();
+    let refused = common::refused_port();
     let out = probe(&dns, &refused.to_string(), &["--json", "tls.test"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let doc = out.json();

@@ -1368,42 +1368,62 @@ fn spool_one(home: &Path, q: &Path, extra: &[&str], rcpt: &str, tok: &str) {
 struct Daemon {
     _child: common::KillOnDrop,
     port: u16,
+    /// Holds its stderr.
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
-    /// Starts `cmd` (output discarded) and waits until `ip:port` accepts connections.
+    /// Starts `cmd` (stdout discarded) and waits until `ip:port` accepts connections.
     fn start(cmd: &mut Command, ip: &str, port: u16) -> Daemon {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let daemon = Daemon {
-            _child: common::KillOnDrop(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((ip, port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{cmd:?}: not listening on {ip}:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        daemon
+        Daemon::try_start(cmd, ip, port).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Postfix's smtp-sink answering `cmd` with a hard error (`-f cmd`: 500 5.3.0).
-    fn hard_sink(cmd: &str) -> Daemon {
-        let port = common::free_port();
-        Daemon::start(
-            Command::new("/usr/sbin/smtp-sink")
-                .args(["-u", "nobody", "-f", cmd])
-                .args([format!("127.0.0.1:{port}"), "10".into()]),
-            "127.0.0.1",
+    /// [`Daemon::start`]; `Err` with its stderr when it exits first (e.g. the port was taken:
+    /// [`common::port_taken`]) or does not listen within [`common::START_TIMEOUT`].
+    fn try_start(cmd: &mut Command, ip: &str, port: u16) -> Result<Daemon, String> {
+        let dir = common::scratch();
+        let err = dir.path().join("stderr");
+        let mut child = common::KillOnDrop(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&err).unwrap())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
+        );
+        let deadline = Instant::now() + common::START_TIMEOUT;
+        while TcpStream::connect((ip, port)).is_err() {
+            let text = || std::fs::read_to_string(&err).unwrap_or_default();
+            if let Ok(Some(st)) = child.try_wait() {
+                return Err(format!("{cmd:?} exited ({st}): {}", text()));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{cmd:?}: not listening on {ip}:{port}: {}", text()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Daemon {
+            _child: child,
             port,
-        )
+            _dir: dir,
+        })
+    }
+
+    /// Postfix's smtp-sink answering `cmd` with a hard error (`-f cmd`: 500 5.3.0). It cannot
+    /// bind port 0 and say where: a port taken meanwhile makes it exit, and another is tried.
+    fn hard_sink(cmd: &str) -> Daemon {
+        common::with_unused_ports(|[port]| {
+            match Daemon::try_start(
+                Command::new("/usr/sbin/smtp-sink")
+                    .args(["-u", "nobody", "-f", cmd])
+                    .args([format!("127.0.0.1:{port}"), "10".into()]),
+                "127.0.0.1",
+                port,
+            ) {
+                Ok(d) => Some(d),
+                Err(e) if common::port_taken(&e) => None,
+                Err(e) => panic!("{e}"),
+            }
+        })
     }
 }
 

@@ -710,29 +710,49 @@ impl ChildDaemon {
 
     /// Waits for a stderr line containing `needle` and returns it.
     fn wait_for(&mut self, needle: &str) -> String {
+        self.try_wait_for(needle)
+            .unwrap_or_else(|| panic!("no stderr line with {needle:?}; saw {:?}", self.seen))
+    }
+
+    /// Waits for a stderr line containing `needle`; `None` when stderr ends (the child
+    /// exited) or after [`WAIT`].
+    fn try_wait_for(&mut self, needle: &str) -> Option<String> {
         let deadline = Instant::now() + WAIT;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
                 Ok(l) => {
                     self.seen.push(l.clone());
                     if l.contains(needle) {
-                        return l;
+                        return Some(l);
                     }
                 }
                 Err(_) => break,
             }
         }
-        panic!("no stderr line with {needle:?}; saw {:?}", self.seen);
+        None
     }
 
     /// The port from `mkchild: listening on 127.0.0.1:PORT (role)`.
     fn port_of(&mut self, role: &str) -> u16 {
         let l = self.wait_for(&format!("({role})"));
-        let addr = l
-            .strip_prefix("mkchild: listening on ")
-            .and_then(|r| r.split(' ').next())
-            .unwrap_or_else(|| panic!("unexpected line {l}"));
-        addr.parse::<SocketAddr>().unwrap().port()
+        let (got, addr) =
+            common::listening_line(&l).unwrap_or_else(|| panic!("unexpected line {l}"));
+        assert_eq!(got, role, "{l}");
+        addr.port()
+    }
+
+    /// systemd-socket-activate `cmd` ([`activate_command`]) once it says it listens on
+    /// `port`; `None` when it could not bind it because a parallel test took it meanwhile.
+    fn activated(cmd: Command, port: u16) -> Option<ChildDaemon> {
+        let mut d = ChildDaemon::spawn(cmd);
+        if d.try_wait_for(&format!("Listening on 127.0.0.1:{port} as "))
+            .is_some()
+        {
+            return Some(d);
+        }
+        let seen = d.seen.join("\n");
+        assert!(common::port_taken(&seen), "systemd-socket-activate: {seen}");
+        None
     }
 
     fn signal(&self, sig: &str) {
@@ -845,19 +865,21 @@ fn activate_command(listen: SocketAddr, extra: &[&str], env: &[(&str, &str)]) ->
 
 #[test]
 fn systemd_socket_activation_passes_named_listeners() {
-    let port = common::free_port();
-    let addr = loopback(port);
     // The specs say port 0 and two roles; the inherited fd named "second" must be used for the
-    // "second" role, with its real address.
-    let cmd = activate_command(
-        addr,
-        &["--fdname=second"],
-        &[
-            ("MK_CHILD_MODE", "serve"),
-            ("MK_CHILD_SPECS", "first=127.0.0.1:0,second=127.0.0.1:0"),
-        ],
-    );
-    let mut d = ChildDaemon::spawn(cmd);
+    // "second" role, with its real address. systemd-socket-activate cannot bind port 0: a
+    // port taken meanwhile makes it exit, and another is tried.
+    let (mut d, port) = common::with_unused_ports(|[port]| {
+        let cmd = activate_command(
+            loopback(port),
+            &["--fdname=second"],
+            &[
+                ("MK_CHILD_MODE", "serve"),
+                ("MK_CHILD_SPECS", "first=127.0.0.1:0,second=127.0.0.1:0"),
+            ],
+        );
+        ChildDaemon::activated(cmd, port).map(|d| (d, port))
+    });
+    let addr = loopback(port);
     // systemd-socket-activate starts the daemon on the first connection.
     let deadline = Instant::now() + WAIT;
     let mut c = loop {
@@ -887,22 +909,23 @@ fn systemd_socket_activation_passes_named_listeners() {
 fn inetd_mode_on_a_socket_from_a_superserver_with_implicit_tls() {
     let dir = common::scratch();
     let (ca, cert, key) = certs(dir.path());
-    let port = common::free_port();
-    let addr = loopback(port);
     // systemd-socket-activate --accept --inetd: one child per connection with the socket on
-    // stdin/stdout, as inetd does.
-    let cmd = activate_command(
-        addr,
-        &["--accept", "--inetd"],
-        &[
-            ("MK_CHILD_MODE", "inetd"),
-            ("MK_CHILD_ROLE", "pop3s"),
-            ("MK_CHILD_IMPLICIT_TLS", "1"),
-            ("MK_CHILD_CERT", cert.to_str().unwrap()),
-            ("MK_CHILD_KEY", key.to_str().unwrap()),
-        ],
-    );
-    let d = ChildDaemon::spawn(cmd);
+    // stdin/stdout, as inetd does (on a port picked up front, again when it was taken).
+    let (d, port) = common::with_unused_ports(|[port]| {
+        let cmd = activate_command(
+            loopback(port),
+            &["--accept", "--inetd"],
+            &[
+                ("MK_CHILD_MODE", "inetd"),
+                ("MK_CHILD_ROLE", "pop3s"),
+                ("MK_CHILD_IMPLICIT_TLS", "1"),
+                ("MK_CHILD_CERT", cert.to_str().unwrap()),
+                ("MK_CHILD_KEY", key.to_str().unwrap()),
+            ],
+        );
+        ChildDaemon::activated(cmd, port).map(|d| (d, port))
+    });
+    let addr = loopback(port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let config = mailkit::tls::client_config(Some(&ca)).unwrap();
     let (lines, local) = rt.block_on(async {

@@ -500,7 +500,6 @@ fn mrelayd_local_delivery_never_writes_through_a_planted_symlink() {
         let link = link_at(&md, at);
         plant(&link, &out.join(target));
     }
-    let port = common::free_port();
     let config = dir.path().join("mailkit.toml");
     std::fs::write(
         &config,
@@ -509,7 +508,7 @@ fn mrelayd_local_delivery_never_writes_through_a_planted_symlink() {
              [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\n\
              domains = [\"example.test\"]\n\
              [mrelayd]\ntrusted_networks = []\n\
-             listen = [ {{ address = \"127.0.0.1:{port}\", role = \"smtp\" }} ]\n\
+             listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
              [run_as]\nuser = \"nobody\"\n",
             d = dir.path().display()
         ),
@@ -518,12 +517,8 @@ fn mrelayd_local_delivery_never_writes_through_a_planted_symlink() {
     let log = dir.path().join("mrelayd.log");
     chown_tree(dir.path(), NOBODY);
     let before = snapshot(&out);
-    let _daemon = common::KillOnDrop(common::spawn_mrelayd(&config, &log));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mrelayd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_daemon, listening) = common::start_mrelayd(&config, &log, &["smtp"]);
+    let port = listening.port("smtp");
     smtp_send(
         port,
         &[
