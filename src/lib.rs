@@ -31,6 +31,8 @@
 //! - [`envelope`]: the envelope parameters a message carries from SMTP through the queue to its
 //!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461).
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
+//! - [`runtime`]: the one tokio runtime builder (daemons, mrelayd's remote delivery, mdig-mx,
+//!   msend).
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 //! - [`proc`]: the one runner of short-lived child programs: stdin input, bounded output, a
 //!   timeout that kills the child's whole process group (checkpassword, pipes, password commands).
@@ -74,6 +76,7 @@ pub mod proc;
 pub mod queue;
 pub mod relay;
 pub mod rfc5322;
+pub mod runtime;
 pub mod server;
 pub mod smtp;
 pub mod tls;

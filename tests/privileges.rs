@@ -710,3 +710,86 @@ print(p.quit().decode())
     // Nothing was deleted: the session never reached UPDATE.
     assert_eq!(names("cur").len(), 1);
 }
+
+/// The daemon frame starts background work only after dropping root (issue 11, "one daemon
+/// frame"): a message queued before `mrelayd serve` starts, for a `|pipe` alias, is never
+/// delivered by a `serve` that could not bind (it never dropped root, so it must not deliver),
+/// and is delivered by the next `serve` through a pipe running as the `[run_as]` user.
+#[test]
+fn mrelayd_serve_delivers_a_queued_pipe_only_after_dropping_root() {
+    assert_root();
+    let dir = common::scratch();
+    let d = dir.path();
+    let (flag, out) = (d.join("deliver-now"), d.join("uid"));
+    std::fs::write(d.join("passwd"), "alice:{PLAIN}password::::::\n").unwrap();
+    std::fs::write(
+        d.join("aliases"),
+        format!(
+            "whoami: |test -e {f} || exit 75; id -u > {o}\n",
+            f = flag.display(),
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let config = d.join("mailkit.toml");
+    let write_config = |listen: &str| {
+        let text = format!(
+            "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
+[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
+[mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\n\
+listen = [ {{ address = \"{listen}\", role = \"smtp\" }} ]\n\
+[mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\nretry_initial_secs = 1\n",
+            d = d.display()
+        );
+        std::fs::write(&config, common::with_run_as(&text)).unwrap();
+    };
+    // Queued by an inetd session; its own delivery attempt is deferred (no flag yet).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    write_config(&taken.local_addr().unwrap().to_string());
+    common::give_to_nobody(d);
+    let session = common::run_with_input(
+        Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("inetd"),
+        b"EHLO t\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<whoami@example.test>\r\nDATA\r\n\
+Subject: who\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    );
+    let said = String::from_utf8_lossy(&session.stdout);
+    assert!(said.contains("\r\n250 2.0.0"), "{said} {session:?}");
+    assert!(!out.exists(), "delivered before the flag: {session:?}");
+    std::fs::write(&flag, "").unwrap();
+    // Due again after the 1 s retry interval.
+    std::thread::sleep(Duration::from_millis(2100));
+
+    // A serve that cannot bind stops before the drop, so before its queue runner.
+    let (code, err) = run_daemon("mrelayd", &config, &["serve"]);
+    assert_eq!(code, Some(75), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !out.exists(),
+        "a serve that never dropped root ran the pipe (as uid {:?}): {err}",
+        std::fs::read_to_string(&out).ok()
+    );
+    drop(taken);
+
+    // A serve that binds delivers it, by a pipe running as [run_as], never as root.
+    write_config("127.0.0.1:0");
+    let log = d.join("mrelayd.log");
+    let _daemon = common::KillOnDrop(common::spawn_mrelayd(&config, &log));
+    let deadline = Instant::now() + TIMEOUT;
+    let uid = loop {
+        match std::fs::read_to_string(&out) {
+            Ok(s) if s.ends_with('\n') => break s,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(uid.trim(), common::NOBODY.to_string());
+}

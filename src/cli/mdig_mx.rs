@@ -121,11 +121,10 @@ impl super::Tool for Args {
                 crate::exit::fail(crate::exit::NOINPUT, format!("--ca-file: {e:#}"))
             })?;
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let rt = crate::runtime::build(crate::runtime::Threads::Workers {
+            count: 2,
+            name: "mdig-mx",
+        })?;
         let report = rt.block_on(self.collect())?;
         let mut out = std::io::stdout().lock();
         if self.json {

@@ -1,4 +1,5 @@
-//! `mpopd`: POP3 server over Maildir (RFC 1939 with CAPA, STLS, AUTH PLAIN, APOP).
+//! `mpopd`: POP3 server over Maildir (RFC 1939 with CAPA, STLS, AUTH PLAIN, APOP), run by the
+//! daemon frame ([`crate::server::daemon`]).
 
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use crate::pop3::config::Role;
 use crate::pop3::driver::{self, Context};
 use crate::pop3::login::Backend;
 use crate::pop3::Pop3Config;
-use crate::server::{self, spawn, Connection, ListenerSpec, Listeners, Settings};
+use crate::runtime::{self, Threads};
+use crate::server::daemon::{self, Frame};
+use crate::server::{self, spawn, Connection, Settings};
 
 const AFTER_HELP: &str = "\
 EXIT STATUS
@@ -115,14 +118,25 @@ impl super::Tool for Args {
             spawn::run_passwd_spawner(&config, driver::POP3_CHILD)?;
             return Ok(exit::OK);
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let result = rt.block_on(run(config, pop, self.mode));
-        // inetd on a pipe: a pending stdin read cannot be cancelled; do not wait for it.
-        rt.shutdown_background();
-        result.map(|()| exit::OK)
+        if let Mode::Child(super::ChildArgs { kind, args }) = &self.mode {
+            let rt = runtime::build(Threads::PerCore)?;
+            let result = rt.block_on(child(pop, kind, args));
+            rt.shutdown_background();
+            return result.map(|()| exit::OK);
+        }
+        let frame = frame(&config, &pop)?;
+        let mode = match self.mode {
+            Mode::Inetd { implicit_tls } => daemon::Mode::inetd(if implicit_tls {
+                Role::ImplicitTls
+            } else {
+                Role::Plain
+            }),
+            Mode::Serve => daemon::Mode::Serve,
+            Mode::Spawner | Mode::Child(_) => {
+                return Err(exit::fail(exit::SOFTWARE, "internal mode"))
+            }
+        };
+        frame.run(mode).map(|()| exit::OK)
     }
 }
 
@@ -152,14 +166,18 @@ async fn child(pop: Pop3Config, kind: &str, args: &[String]) -> Result<()> {
         .with_context(|| format!("session of {user}"))
 }
 
-async fn run(config: Config, pop: Pop3Config, mode: Mode) -> Result<()> {
-    if let Mode::Child(super::ChildArgs { kind, args }) = &mode {
-        return child(pop, kind, args).await;
-    }
-    let settings = settings(&config, &pop)?;
-    let auth = Arc::new(Authenticator::from_config(&config)?);
-    // System users are served by children of a root spawner, started before the drop.
-    spawn::start_for(&config, &auth)?;
+/// mpopd as the daemon frame runs it: the `[mpopd]` listeners and limits, the shared
+/// `[tls]`/`[run_as]` keys, and the POP3 session over the password check. System users are
+/// served by children of a root spawner, started here, before the frame drops root.
+fn frame(config: &Config, pop: &Pop3Config) -> Result<Frame> {
+    let settings = Settings::from_config(
+        config,
+        pop.max_connections,
+        pop.max_per_ip,
+        pop.idle_timeout_secs,
+    )?;
+    let auth = Arc::new(Authenticator::from_config(config)?);
+    spawn::start_for(config, &auth)?;
     let ctx = Arc::new(Context {
         hostname: config.hostname.clone(),
         auth: Backend::new(auth),
@@ -172,46 +190,9 @@ async fn run(config: Config, pop: Pop3Config, mode: Mode) -> Result<()> {
             Ok(())
         }
     });
-    match mode {
-        Mode::Inetd { implicit_tls } => {
-            let role = if implicit_tls {
-                Role::ImplicitTls
-            } else {
-                Role::Plain
-            };
-            server::inetd(role.name(), implicit_tls, settings, handler).await
-        }
-        Mode::Serve => {
-            let shutdown = server::shutdown_signal()?;
-            let specs = listener_specs(&pop)?;
-            let listeners = Listeners::bind(&specs)?;
-            server::serve(listeners, settings, handler, shutdown).await
-        }
-        Mode::Spawner | Mode::Child(_) => Err(exit::fail(exit::SOFTWARE, "internal mode")),
-    }
-}
-
-/// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mpopd]` limits.
-fn settings(config: &Config, pop: &Pop3Config) -> Result<Settings> {
-    Settings::from_config(
-        config,
-        pop.max_connections,
-        pop.max_per_ip,
-        pop.idle_timeout_secs,
-    )
-}
-
-fn listener_specs(pop: &Pop3Config) -> Result<Vec<ListenerSpec>> {
-    pop.listen
-        .iter()
-        .map(|l| {
-            server::listener_from_config(
-                "mpopd.listen",
-                &l.address,
-                l.role.name(),
-                l.role == Role::ImplicitTls,
-                b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
-            )
-        })
-        .collect()
+    Ok(Frame::new(settings, handler).listen(
+        "mpopd.listen",
+        &pop.listen,
+        b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
+    ))
 }

@@ -288,10 +288,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// The single-threaded runtime one msend run sends with (one per run, not per message).
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    crate::runtime::build(crate::runtime::Threads::Current)
 }
 
 fn run(args: Args) -> Result<u8> {

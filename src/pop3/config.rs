@@ -30,6 +30,7 @@
 use serde::Deserialize;
 
 use super::session::{DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_ERRORS};
+use crate::server::daemon::{Listener, ListenerRole};
 
 /// Default listener address (all IPv4 interfaces, the POP3 port).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:110";
@@ -43,7 +44,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
 /// two; a NAT of a small office a few more).
 pub const DEFAULT_MAX_PER_IP: usize = 20;
 
-/// How a listener starts TLS.
+/// How a listener starts TLS (its `role` in `[mpopd] listen`, [`Listener`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
@@ -54,25 +55,19 @@ pub enum Role {
     ImplicitTls,
 }
 
-impl Role {
-    /// The role name the server layer and logs use.
-    pub fn name(self) -> &'static str {
+impl ListenerRole for Role {
+    const ALL: &'static [Role] = &[Role::Plain, Role::ImplicitTls];
+
+    fn name(self) -> &'static str {
         match self {
             Role::Plain => "pop3",
             Role::ImplicitTls => "pop3s",
         }
     }
-}
 
-/// One listening socket.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listener {
-    /// `IP:PORT` to bind.
-    pub address: String,
-    /// How TLS starts on it.
-    #[serde(default)]
-    pub role: Role,
+    fn implicit_tls(self) -> bool {
+        self == Role::ImplicitTls
+    }
 }
 
 /// When USER/PASS, APOP and AUTH PLAIN are accepted on an unencrypted connection
@@ -106,7 +101,7 @@ impl PlaintextAuth {
 #[serde(deny_unknown_fields, default)]
 pub struct Pop3Config {
     /// Listening sockets for `mpopd serve`.
-    pub listen: Vec<Listener>,
+    pub listen: Vec<Listener<Role>>,
     /// Plaintext logins before TLS.
     pub allow_plaintext_auth: PlaintextAuth,
     /// Offer APOP (RFC 1939 §7) for users whose password is stored in plaintext.

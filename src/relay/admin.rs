@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use super::daemon::{self, role_of};
+use super::daemon;
 use super::dsn::rfc5322_date;
 use super::runner;
 use super::{Client, RelayConfig, Resolution, Role, Router, Target};
@@ -23,6 +23,7 @@ use crate::log;
 use crate::outbound::route::NextHop;
 use crate::outbound::Engine;
 use crate::queue::{self, Entry, Place, Queue, RcptState, Recipient};
+use crate::server::daemon::ListenerRole as _;
 use crate::smtp::command::{self, Command};
 
 /// The queue of this config, as it is (nothing created or cleaned up).
@@ -288,7 +289,7 @@ pub fn explain(
     out: &mut impl Write,
 ) -> Result<()> {
     let ip = q.client;
-    let role = role_of(&q.role)?;
+    let role = Role::from_arg(&q.role)?;
     let auth_db = Arc::new(Authenticator::from_config(config)?);
     let router = Router::new(config, relay, auth_db.clone())?;
     let remote =

@@ -1,5 +1,8 @@
 //! mrelayd's SMTP daemon: `serve` (listeners plus the queue runner, [`super::runner`]) and
-//! `inetd` (one session on stdin/stdout, then delivery of what it accepted).
+//! `inetd` (one session on stdin/stdout, then delivery of what it accepted), both run by the
+//! daemon frame ([`crate::server::daemon`]): what must be done as root (the queue handed to the
+//! `[run_as]` user, the spawner of system users) happens in `setup`; the queue runner and
+//! inetd's deliveries are the frame's background work, started after the privilege drop.
 //!
 //! The protocol is the sans-IO [`crate::smtp::server::Session`], run over a [`Connection`] of
 //! the shared server layer by [`crate::smtp::driver`]; this module answers its questions
@@ -27,7 +30,8 @@ use crate::config::Config;
 use crate::exit;
 use crate::log;
 use crate::queue::{self, Queue, Recipient};
-use crate::server::{self, Connection, Handler, ListenerSpec, Listeners, Settings};
+use crate::server::daemon::{Background, Frame, ListenerRole as _, Mode};
+use crate::server::{self, Connection, Settings};
 use crate::smtp::command::{MailParams, Mailbox, RcptParams};
 use crate::smtp::driver;
 use crate::smtp::reply::Reply;
@@ -41,16 +45,6 @@ pub fn queue_dir(config: &Config, relay: &RelayConfig) -> PathBuf {
         Some(p) => config.resolve(p),
         None => config.state_dir.join("queue"),
     }
-}
-
-/// The listener role named `name`; an unknown one is a usage error (exit 64).
-pub fn role_of(name: &str) -> Result<Role> {
-    Role::from_name(name).ok_or_else(|| {
-        exit::fail(
-            exit::USAGE,
-            format!("unknown role {name:?} (smtp, submission, submissions)"),
-        )
-    })
 }
 
 /// The password check, the router and the queue (created when missing) of this config.
@@ -123,16 +117,17 @@ struct Daemon {
     collect_accepted: bool,
 }
 
-/// What `serve` and `inetd` both set up before taking connections.
+/// What mrelayd hands the [`Frame`]: the session handler over the shared [`Daemon`], and the
+/// daemon itself and its deliverer for the background work of the mode.
 struct Setup {
     daemon: Arc<Daemon>,
-    queue: Queue,
-    settings: Settings,
     deliverer: Deliverer,
-    rt: tokio::runtime::Runtime,
-    handler: Handler,
+    frame: Frame,
 }
 
+/// Everything `serve` and `inetd` do before the frame binds and drops root: refuse to serve
+/// as root, open (and create) the queue and hand it to the `[run_as]` user, start the
+/// spawner of system users.
 fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
     // Before anything is opened or created: never serve as root.
     server::refuse_root(config)?;
@@ -140,7 +135,13 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
     chown_queue(config, &queue)?;
     // System users are delivered to by children of a root spawner, started before the drop.
     server::spawn::start_for(config, &auth)?;
-    let settings = settings(config, relay)?;
+    // The driver switches between the command and data timeouts itself ([`driver::run`]).
+    let settings = Settings::from_config(
+        config,
+        relay.max_connections,
+        relay.max_per_ip,
+        relay.idle_timeout_secs,
+    )?;
     let daemon = Arc::new(Daemon {
         hostname: config.hostname.clone(),
         relay: relay.clone(),
@@ -152,22 +153,20 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         collect_accepted: inetd,
     });
     let deliverer = deliverer(config, relay, router, &queue)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let d = daemon.clone();
     let handler = server::handler(move |conn: Connection| {
         let d = d.clone();
         async move { session(conn, d).await }
     });
+    let frame = Frame::new(settings, handler).listen(
+        "mrelayd.listen",
+        &relay.listen,
+        b"421 4.7.0 Too many connections, try again later\r\n",
+    );
     Ok(Setup {
         daemon,
-        queue,
-        settings,
         deliverer,
-        rt,
-        handler,
+        frame,
     })
 }
 
@@ -175,72 +174,99 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
 /// of what it accepted; anything left is retried by `serve` or `flush`.
 pub fn inetd(config: &Config, relay: &RelayConfig, role: &str) -> Result<()> {
     let s = setup(config, relay, true)?;
-    let role = role_of(role)?;
-    let r = s.rt.block_on(server::inetd(
-        role.name(),
-        role == Role::Submissions,
-        s.settings,
-        s.handler,
-    ));
-    // On a pipe a pending stdin read cannot be cancelled: do not wait for it.
-    s.rt.shutdown_background();
-    let ids = std::mem::take(&mut *s.daemon.accepted.lock().unwrap_or_else(|e| e.into_inner()));
-    for id in ids {
-        if let Err(e) = s.deliverer.deliver(&id, true) {
-            log::line(format_args!("{id}: delivery: {e}"));
-        }
+    let role = Role::from_arg(role)?;
+    let work = DeliverAccepted {
+        daemon: s.daemon,
+        deliverer: s.deliverer,
+    };
+    s.frame.background(work).run(Mode::inetd(role))
+}
+
+/// `inetd`'s background work: after the session (as the `[run_as]` user), the delivery of
+/// the messages it accepted.
+struct DeliverAccepted {
+    daemon: Arc<Daemon>,
+    deliverer: Deliverer,
+}
+
+impl Background for DeliverAccepted {
+    fn start(&mut self) -> Result<()> {
+        Ok(())
     }
-    s.deliverer.close();
-    r
+
+    fn stop(&mut self) {
+        let ids = std::mem::take(
+            &mut *self
+                .daemon
+                .accepted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for id in ids {
+            if let Err(e) = self.deliverer.deliver(&id, true) {
+                log::line(format_args!("{id}: delivery: {e}"));
+            }
+        }
+        self.deliverer.close();
+    }
 }
 
 /// `mrelayd serve`: listens on the configured addresses and runs the queue until SIGTERM or
 /// SIGINT. Only one `serve` runs per queue ([`runner::lock_serve`]).
 pub fn serve(config: &Config, relay: &RelayConfig) -> Result<()> {
     let s = setup(config, relay, false)?;
-    let specs = listener_specs(relay)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let daemon = s.daemon.clone();
-    let (queue, deliverer, settings, handler) = (s.queue, s.deliverer, s.settings, s.handler);
-    let workers = relay.delivery_workers.max(1);
-    let mut running = None;
-    let r = s.rt.block_on(async {
-        let shutdown = server::shutdown_signal()?;
-        let listeners = Listeners::bind(&specs)?;
-        // Root is needed only to bind: drop it before the queue is touched or any delivery
-        // (a |pipe command) runs. `serve` below finds us already switched.
-        if let Some(run_as) = &settings.run_as {
-            server::drop_privileges(run_as)?;
-        }
-        // `flush` and a second `serve` see this lock held while we run.
-        let lock = runner::lock_serve(&queue)?;
-        if let Err(e) = queue.recover(Duration::ZERO) {
-            log::line(format_args!("queue cleanup: {e}"));
-        }
-        let runner = Runner::start(deliverer.clone(), workers, stop.clone());
-        *daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.sender());
-        running = Some((runner, lock));
-        server::serve(listeners, settings, handler, shutdown).await
-    });
-    s.rt.shutdown_timeout(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
-    *daemon.deliver.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    if let Some((runner, _lock)) = running {
-        runner.join();
-    }
-    deliverer.close();
-    r
+    let work = QueueRunner {
+        daemon: s.daemon,
+        queue: s.deliverer.queue.clone(),
+        deliverer: s.deliverer,
+        workers: relay.delivery_workers.max(1),
+        stop: Arc::new(AtomicBool::new(false)),
+        running: None,
+    };
+    s.frame.background(work).run(Mode::Serve)
 }
 
-/// The server layer's settings from the shared `[tls]`/`[run_as]` keys and `[mrelayd]` limits.
-/// The driver switches between the command and data timeouts itself ([`driver::run`]).
-fn settings(config: &Config, relay: &RelayConfig) -> Result<Settings> {
-    Settings::from_config(
-        config,
-        relay.max_connections,
-        relay.max_per_ip,
-        relay.idle_timeout_secs,
-    )
+/// `serve`'s background work: the serve lock, the cleanup of crash leftovers and the queue
+/// runner, which delivers (runs `|pipe` commands): all after the frame dropped root.
+struct QueueRunner {
+    daemon: Arc<Daemon>,
+    queue: Queue,
+    deliverer: Deliverer,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    /// The runner and the held [`runner::SERVE_LOCK`], once started.
+    running: Option<(Runner, std::fs::File)>,
+}
+
+impl Background for QueueRunner {
+    fn start(&mut self) -> Result<()> {
+        // `flush` and a second `serve` see this lock held while we run.
+        let lock = runner::lock_serve(&self.queue)?;
+        if let Err(e) = self.queue.recover(Duration::ZERO) {
+            log::line(format_args!("queue cleanup: {e}"));
+        }
+        let runner = Runner::start(self.deliverer.clone(), self.workers, self.stop.clone());
+        *self
+            .daemon
+            .deliver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(runner.sender());
+        self.running = Some((runner, lock));
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        *self
+            .daemon
+            .deliver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some((runner, _lock)) = self.running.take() {
+            runner.join();
+        }
+        self.deliverer.close();
+    }
 }
 
 /// Makes the queue directories belong to the `[run_as]` user, so the daemon can still write
@@ -260,22 +286,6 @@ fn chown_queue(config: &Config, queue: &Queue) -> Result<()> {
             .with_context(|| format!("chown {}", p.display()))?;
     }
     Ok(())
-}
-
-fn listener_specs(relay: &RelayConfig) -> Result<Vec<ListenerSpec>> {
-    relay
-        .listen
-        .iter()
-        .map(|l| {
-            server::listener_from_config(
-                "mrelayd.listen",
-                &l.address,
-                l.role.name(),
-                l.role == Role::Submissions,
-                b"421 4.7.0 Too many connections, try again later\r\n",
-            )
-        })
-        .collect()
 }
 
 /// Refused recipients logged one by one per session; the rest only in the session's summary
@@ -583,8 +593,8 @@ mod tests {
 
     #[test]
     fn roles_and_queue_dir() {
-        assert_eq!(role_of("submissions").unwrap(), Role::Submissions);
-        let e = role_of("bogus").unwrap_err();
+        assert_eq!(Role::from_arg("submissions").unwrap(), Role::Submissions);
+        let e = Role::from_arg("bogus").unwrap_err();
         assert_eq!(exit::code_of(&e), exit::USAGE);
         let config = Config::parse("state_dir = \"/var/lib/mk\"\n", None).unwrap();
         let mut relay = RelayConfig::default();

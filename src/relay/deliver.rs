@@ -88,11 +88,10 @@ impl Deliverer {
         remote: RemoteConfig,
         myself: Myself,
     ) -> anyhow::Result<Deliverer> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("mrelayd-remote")
-            .enable_all()
-            .build()?;
+        let runtime = crate::runtime::build(crate::runtime::Threads::Workers {
+            count: 2,
+            name: "mrelayd-remote",
+        })?;
         let remote = Arc::new(Engine::new(remote, hostname)?.with_loop_check(myself));
         {
             let _guard = runtime.enter();

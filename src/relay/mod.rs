@@ -64,6 +64,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::auth::Authenticator;
+use crate::server::daemon::{Listener, ListenerRole};
 use crate::smtp::command::{split_address as split, Mailbox};
 use crate::smtp::reply::Reply;
 use aliases::{AliasTarget, Aliases, AliasesFile};
@@ -79,7 +80,7 @@ pub const DEFAULT_DELIVERY_WORKERS: usize = 20;
 /// Default pipe delivery timeout (seconds).
 pub const DEFAULT_PIPE_TIMEOUT_SECS: u64 = 600;
 
-/// What a listener is for.
+/// What a listener is for (its `role` in `[mrelayd] listen`, [`Listener`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -92,9 +93,10 @@ pub enum Role {
     Submissions,
 }
 
-impl Role {
-    /// The role name (also the systemd `FileDescriptorName=`).
-    pub fn name(self) -> &'static str {
+impl ListenerRole for Role {
+    const ALL: &'static [Role] = &[Role::Smtp, Role::Submission, Role::Submissions];
+
+    fn name(self) -> &'static str {
         match self {
             Role::Smtp => "smtp",
             Role::Submission => "submission",
@@ -102,26 +104,9 @@ impl Role {
         }
     }
 
-    /// The role named `name`.
-    pub fn from_name(name: &str) -> Option<Role> {
-        match name {
-            "smtp" => Some(Role::Smtp),
-            "submission" => Some(Role::Submission),
-            "submissions" => Some(Role::Submissions),
-            _ => None,
-        }
+    fn implicit_tls(self) -> bool {
+        self == Role::Submissions
     }
-}
-
-/// One listening socket.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listener {
-    /// `IP:PORT`.
-    pub address: String,
-    /// What it is for.
-    #[serde(default)]
-    pub role: Role,
 }
 
 /// Default delay per error over the soft error limit (Postfix `smtpd_error_sleep_time`: 1 s).
@@ -138,7 +123,7 @@ pub const DEFAULT_MIN_DATA_RATE_WINDOW_SECS: u64 = 60;
 #[serde(deny_unknown_fields, default)]
 pub struct RelayConfig {
     /// Listening sockets.
-    pub listen: Vec<Listener>,
+    pub listen: Vec<Listener<Role>>,
     /// Queue directory (default `<state_dir>/queue`).
     pub queue_dir: Option<PathBuf>,
     /// Aliases file.

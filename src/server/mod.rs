@@ -24,8 +24,11 @@
 //! server::serve(listeners, settings, handler, shutdown).await
 //! # }
 //! ```
-//! `mrelayd inetd` calls [`inetd`] instead of [`serve`]: one session on stdin/stdout, same
-//! handler. Protocol code sees only a [`Connection`], whatever the transport.
+//! `inetd` mode calls [`inetd`] instead of [`serve`]: one session on stdin/stdout, same
+//! handler. Protocol code sees only a [`Connection`], whatever the transport. The daemons do not
+//! write this sequence themselves: [`daemon::Frame`] runs it for them (runtime, binding,
+//! privilege drop, then their background work, then [`serve`] or [`inetd`]), from listeners
+//! declared as [`daemon::Listener`]s of their config section.
 //!
 //! # Behaviour
 //! - [`Listeners::bind`] binds every [`ListenerSpec`], unless systemd socket activation applies
@@ -59,9 +62,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::exit;
+use crate::log;
 
 mod conn;
-use crate::log;
+pub mod daemon;
 pub mod pace;
 pub mod spawn;
 // The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.
@@ -181,26 +185,6 @@ impl RunAs {
             group: r.group.clone(),
         })
     }
-}
-
-/// A listener from a config `address` (`IP:PORT`); a bad address is a config error (exit 78)
-/// naming `key`. Over-limit connections get `busy_reply`.
-pub fn listener_from_config(
-    key: &str,
-    address: &str,
-    role: &str,
-    implicit_tls: bool,
-    busy_reply: &'static [u8],
-) -> Result<ListenerSpec> {
-    let addr: SocketAddr = address.parse().map_err(|e| {
-        exit::fail(
-            exit::CONFIG,
-            format!("{key}: {address:?} is not IP:PORT: {e}"),
-        )
-    })?;
-    Ok(ListenerSpec::new(addr, role)
-        .implicit_tls(implicit_tls)
-        .busy_reply(busy_reply))
 }
 
 /// Everything [`serve`] and [`inetd`] need besides listeners and handler.
