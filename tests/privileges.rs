@@ -777,7 +777,7 @@ Subject: who\r\n\r\nhi\r\n.\r\nQUIT\r\n",
     // A serve that binds delivers it, by a pipe running as [run_as], never as root.
     write_config("127.0.0.1:0");
     let log = d.join("mrelayd.log");
-    let _daemon = common::KillOnDrop(common::spawn_mrelayd(&config, &log));
+    let (_daemon, _) = common::start_mrelayd(&config, &log, &["smtp"]);
     let deadline = Instant::now() + TIMEOUT;
     let uid = loop {
         match std::fs::read_to_string(&out) {
