@@ -30,6 +30,8 @@
 //!   local delivery and remote delivery through [`outbound`], DSNs, admin commands.
 //! - [`envelope`]: the envelope parameters a message carries from SMTP through the queue to its
 //!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461).
+//! - [`lines`]: the one sans-IO line framer (CRLF/LF, length limit, discarding over-long lines)
+//!   shared by the server layer's `Connection` and the protocol sessions.
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
 //! - [`runtime`]: the one tokio runtime builder (daemons, mrelayd's remote delivery, mdig-mx,
 //!   msend).
@@ -48,11 +50,12 @@
 //! | layer | what | modules | sans-IO |
 //! |---|---|---|---|
 //! | 6 | command lines, fuzz bodies | `cli`, `fuzz` | no |
-//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `smtp::driver`, `pop3::driver` | no |
+//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config` | no |
 //! | 4 | protocols | `smtp`, `pop3` | yes |
+//! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
-//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `proc`, `rfc5322`, `exit` | no |
+//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `lines`, `log`, `runtime`, `proc`, `rfc5322`, `exit` | no |
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -64,6 +67,7 @@ pub mod envelope;
 pub mod exit;
 pub mod fsroot;
 pub mod fuzz;
+pub mod lines;
 pub mod log;
 pub mod maildir;
 pub mod mda;

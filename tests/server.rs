@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailkit::server::{self, Connection, Handler, Limits, Line, ListenerSpec, Listeners, Settings};
+use mailkit::lines::Line;
+use mailkit::server::{self, Connection, Handler, Limits, ListenerSpec, Listeners, Settings};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Longest echo line (including CRLF).

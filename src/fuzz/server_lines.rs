@@ -2,7 +2,8 @@
 //! input in arbitrary pieces: never a panic, never a line over the limit, never more bytes used
 //! than given; plus the socket-activation and tcpserver environment parsers.
 
-use crate::server::{addr_from_env, parse_activation, Framed, Line, LineFramer};
+use crate::lines::{Framed, Line, LineFramer};
+use crate::server::{addr_from_env, parse_activation};
 
 /// The fuzz body: panics only on a real bug.
 pub fn run(data: &[u8]) {

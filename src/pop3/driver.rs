@@ -33,7 +33,8 @@ use super::Pop3Config;
 use crate::log;
 use crate::server::pace::ProgressDeadline;
 use crate::server::spawn::Spawner;
-use crate::server::{Connection, Framed, Line};
+use crate::lines::{Framed, Line};
+use crate::server::Connection;
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
 /// pipelined `RETR` of every message does not buffer the whole maildrop.

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 
 use super::command::{self, Command, ParseError};
-use crate::server::{Framed, Line, LineFramer};
+use crate::lines::{Framed, Line, LineFramer};
 
 /// Default number of client errors (bad commands, wrong state, bad numbers) before we hang up.
 pub const DEFAULT_MAX_ERRORS: u32 = 10;

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::lines::{Framed, Line, LineFramer, MAX_DISCARD};
 use crate::tls::TlsInfo;
 
 /// Any byte stream a session can run over: a TCP socket, a TLS stream, stdin/stdout, or an
@@ -21,89 +22,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Largest piece written under one idle-timeout period, so a big write (a POP3 RETR) to a slow
 /// but live client is not cut off by the idle timeout.
 const WRITE_CHUNK: usize = 64 * 1024;
-/// A line over its limit is read and thrown away up to its end; past this many bytes without a
-/// line end the client is not speaking a line protocol and reading fails instead.
-pub const MAX_DISCARD: usize = 1024 * 1024;
-
-/// How a complete line ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineEnd {
-    /// CR LF, the only line end the mail protocols allow (RFC 5321 §2.3.8).
-    CrLf,
-    /// A bare LF. Protocols decide whether to tolerate it (SMTP DATA must not: smuggling).
-    Lf,
-}
-
-/// The result of [`Connection::read_line`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
-    /// A whole line; `text` excludes the line end. A CR inside `text` is a bare CR.
-    Complete {
-        /// The line's bytes without the terminating CRLF or LF.
-        text: Vec<u8>,
-        /// How the line ended.
-        end: LineEnd,
-    },
-    /// The line was longer than the limit; it has been read and discarded up to its end, so the
-    /// next read starts at the next line.
-    TooLong,
-    /// The peer closed the connection (any partial last line is dropped).
-    Eof,
-}
-
-/// What [`LineFramer::next`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Framed {
-    /// A complete line or [`Line::TooLong`] (never [`Line::Eof`]: end of input is the
-    /// caller's to see).
-    Line(Line),
-    /// More than [`MAX_DISCARD`] bytes without a line end: not a line protocol.
-    NoLineEnd,
-}
-
-/// Sans-IO line framing behind [`Connection::read_line`]: give it the unread input, it says how
-/// many bytes it used and whether a line is complete. It remembers only whether it is in the
-/// middle of discarding an over-long line, so it can be fed input in any pieces (and fuzzed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LineFramer {
-    discarding: Option<usize>,
-}
-
-impl LineFramer {
-    /// Looks for the next line in `avail` with limit `max_len` (including the line end).
-    /// Returns the result, if any, and how many bytes of `avail` were used (the caller drops
-    /// them). `None` means: read more input and call again with what is left.
-    pub fn next(&mut self, avail: &[u8], max_len: usize) -> (Option<Framed>, usize) {
-        if let Some(pos) = avail.iter().position(|&b| b == b'\n') {
-            let len = pos + 1;
-            if self.discarding.take().is_some() || len > max_len {
-                return (Some(Framed::Line(Line::TooLong)), len);
-            }
-            let (text, end) = match avail[..pos].strip_suffix(b"\r") {
-                Some(t) => (t.to_vec(), LineEnd::CrLf),
-                None => (avail[..pos].to_vec(), LineEnd::Lf),
-            };
-            return (Some(Framed::Line(Line::Complete { text, end })), len);
-        }
-        let n = avail.len();
-        if let Some(discarded) = self.discarding {
-            let total = discarded.saturating_add(n);
-            if total > MAX_DISCARD {
-                self.discarding = None;
-                return (Some(Framed::NoLineEnd), n);
-            }
-            self.discarding = Some(total);
-            return (None, n);
-        }
-        if n >= max_len {
-            // The line end, when it comes, makes this line longer than allowed.
-            self.discarding = Some(n);
-            return (None, n);
-        }
-        (None, 0)
-    }
-}
-
 /// One client session. Created by [`super::serve`], [`super::inetd`] or [`Connection::new`]
 /// (tests, in-memory drivers). All reads and writes fail with `io::ErrorKind::TimedOut` after
 /// the idle timeout without progress; `read_line` is cancel-safe (usable in `tokio::select!`).
@@ -450,6 +368,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lines::LineEnd;
     use tokio::io::AsyncWriteExt;
 
     fn complete(text: &[u8], end: LineEnd) -> Line {

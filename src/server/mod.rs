@@ -5,7 +5,8 @@
 //! # How a daemon uses it
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use mailkit::server::{self, Connection, Line, ListenerSpec, Listeners, Settings};
+//! use mailkit::lines::Line;
+//! use mailkit::server::{self, Connection, ListenerSpec, Listeners, Settings};
 //! let specs = vec![ListenerSpec::new("127.0.0.1:2525".parse()?, "smtp")
 //!     .busy_reply(b"421 4.7.0 too many connections, try later\r\n")];
 //! let listeners = Listeners::bind(&specs)?;        // or socket activation, when LISTEN_FDS says so
@@ -72,7 +73,7 @@ pub mod spawn;
 #[allow(unsafe_code)]
 pub mod sys;
 
-pub use conn::{Connection, Framed, Line, LineEnd, LineFramer, Stream, MAX_DISCARD};
+pub use conn::{Connection, Stream};
 
 /// Default idle timeout: RFC 5321 §4.5.3.2.7 gives the server 5 minutes waiting for a command.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

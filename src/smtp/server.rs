@@ -31,6 +31,7 @@ use super::command::{
 };
 use super::hops::{HopCounter, DEFAULT_MAX_HOPS};
 use super::reply::Reply;
+use crate::lines::MAX_DISCARD;
 use crate::tls::TlsInfo;
 
 /// Default largest message accepted, advertised in SIZE (RFC 1870), octets.
@@ -46,9 +47,6 @@ pub const DEFAULT_SOFT_ERROR_LIMIT: u32 = 10;
 /// Default number of NOOP, RSET, VRFY and HELP commands in a row without progress before the
 /// session is closed with 421 (Postfix's `smtpd_junk_command_limit`).
 pub const DEFAULT_JUNK_COMMAND_LIMIT: u32 = 100;
-/// Most octets of one over-long command line thrown away while waiting for its end; a client
-/// sending more without a line end is not speaking SMTP and is disconnected with 421.
-pub const MAX_DISCARD_LINE: usize = 1024 * 1024;
 /// Message content is handed out in pieces of at least this many octets (the last one of a
 /// message may be shorter): the unit the driver writes to disk.
 pub const CONTENT_CHUNK: usize = 64 * 1024;
@@ -583,7 +581,7 @@ impl Session {
                         None => {
                             self.discarded = self.discarded.saturating_add(avail.len());
                             self.pos = self.input.len();
-                            if self.discarded > MAX_DISCARD_LINE {
+                            if self.discarded > MAX_DISCARD {
                                 // Not a line protocol: stop reading rather than discard forever.
                                 self.push(r(500, (5, 5, 2), "Error: line too long"));
                                 self.close_421((4, 7, 0), "Error: no line end, closing");
@@ -2054,7 +2052,7 @@ mod tests {
         let ev = loop {
             match s.poll() {
                 Event::NeedInput => {
-                    assert!(fed <= MAX_DISCARD_LINE + 2 * junk.len(), "still reading");
+                    assert!(fed <= MAX_DISCARD + 2 * junk.len(), "still reading");
                     s.feed(&junk);
                     fed += junk.len();
                 }
