@@ -85,4 +85,3 @@ impl LineFramer {
         (None, 0)
     }
 }
-

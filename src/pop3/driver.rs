@@ -30,10 +30,10 @@ use super::encode::Encoder;
 use super::maildrop::{Maildrop, OpenError, READ_CHUNK};
 use super::session::{Event, LoginFailure, Policy, Session};
 use super::Pop3Config;
+use crate::lines::{Framed, Line};
 use crate::log;
 use crate::server::pace::ProgressDeadline;
 use crate::server::spawn::Spawner;
-use crate::lines::{Framed, Line};
 use crate::server::Connection;
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
