@@ -85,3 +85,42 @@ impl LineFramer {
         (None, 0)
     }
 }
+
+/// Once this much input has been consumed, [`Input::feed`] moves the unread rest to the front.
+const COMPACT_AFTER: usize = 64 * 1024;
+
+/// A sans-IO session's input: the bytes fed so far and how far the session has read them.
+/// Sessions index `bytes[pos..]` directly (the SMTP DATA scanner borrows it beside other
+/// fields); `feed` reclaims consumed space so a long session does not grow the buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// Bytes fed and not yet reclaimed.
+    pub bytes: Vec<u8>,
+    /// How many of `bytes` the session has used.
+    pub pos: usize,
+}
+
+impl Input {
+    /// Appends bytes read from the peer, first dropping what has been used: all of it when
+    /// everything was read, else once more than [`COMPACT_AFTER`] bytes were used.
+    pub fn feed(&mut self, more: &[u8]) {
+        if self.pos > 0 && self.pos == self.bytes.len() {
+            self.clear();
+        } else if self.pos > COMPACT_AFTER {
+            self.bytes.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.bytes.extend_from_slice(more);
+    }
+
+    /// The bytes not yet used.
+    pub fn unread(&self) -> &[u8] {
+        &self.bytes[self.pos..]
+    }
+
+    /// Forgets all input, read or not (e.g. what came before STARTTLS: RFC 3207 §4.2, RFC 2595 §4).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.pos = 0;
+    }
+}

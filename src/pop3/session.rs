@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 
 use super::command::{self, Command, ParseError};
-use crate::lines::{Framed, Line, LineFramer};
+use crate::lines::{Framed, Input, Line, LineFramer};
 
 /// Default number of client errors (bad commands, wrong state, bad numbers) before we hang up.
 pub const DEFAULT_MAX_ERRORS: u32 = 10;
@@ -163,8 +163,7 @@ pub struct Session {
     auth_failures: u32,
     user: Option<String>,
     /// Client bytes not framed yet, from `pos`.
-    input: Vec<u8>,
-    pos: usize,
+    input: Input,
     framer: LineFramer,
     /// Reply bytes for the driver.
     output: Vec<u8>,
@@ -189,8 +188,7 @@ impl Session {
             errors: 0,
             auth_failures: 0,
             user: None,
-            input: Vec::new(),
-            pos: 0,
+            input: Input::default(),
             framer: LineFramer::default(),
             output: Vec::new(),
             events: VecDeque::new(),
@@ -211,14 +209,7 @@ impl Session {
 
     /// Appends bytes read from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos == self.input.len() {
-            self.input.clear();
-            self.pos = 0;
-        } else if self.pos > 65536 {
-            self.input.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.input.extend_from_slice(bytes);
+        self.input.feed(bytes);
     }
 
     /// Takes the reply bytes produced so far.
@@ -287,8 +278,8 @@ impl Session {
     /// a session served elsewhere (a system user's child, [`super::driver`]) frames with this
     /// alone.
     pub fn next_line(&mut self) -> Option<Framed> {
-        let (found, used) = self.framer.next(&self.input[self.pos..], self.line_limit());
-        self.pos += used;
+        let (found, used) = self.framer.next(self.input.unread(), self.line_limit());
+        self.input.pos += used;
         found
     }
 
@@ -537,7 +528,6 @@ impl Session {
         self.policy.tls_active = true;
         self.state = State::Authorization { user: None };
         self.input.clear();
-        self.pos = 0;
         self.framer = LineFramer::default();
         self.answered(Vec::new());
     }

@@ -31,7 +31,7 @@ use super::command::{
 };
 use super::hops::{HopCounter, DEFAULT_MAX_HOPS};
 use super::reply::Reply;
-use crate::lines::MAX_DISCARD;
+use crate::lines::{Input, MAX_DISCARD};
 use crate::tls::TlsInfo;
 
 /// Default largest message accepted, advertised in SIZE (RFC 1870), octets.
@@ -247,8 +247,7 @@ struct DataScan {
 pub struct Session {
     config: SessionConfig,
     client_ip: Option<IpAddr>,
-    input: Vec<u8>,
-    pos: usize,
+    input: Input,
     output: Vec<u8>,
     mode: Mode,
     helo: Option<String>,
@@ -285,8 +284,7 @@ impl Session {
         Session {
             config,
             client_ip,
-            input: Vec::new(),
-            pos: 0,
+            input: Input::default(),
             output: Vec::new(),
             mode: Mode::Command,
             helo: None,
@@ -388,14 +386,7 @@ impl Session {
 
     /// Appends bytes read from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos == self.input.len() {
-            self.input.clear();
-            self.pos = 0;
-        } else if self.pos > 65536 {
-            self.input.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.input.extend_from_slice(bytes);
+        self.input.feed(bytes);
     }
 
     /// Takes the reply bytes produced so far.
@@ -453,7 +444,6 @@ impl Session {
         self.tx = None;
         self.user = None;
         self.input.clear();
-        self.pos = 0;
         self.mode = Mode::Command;
     }
 
@@ -540,19 +530,19 @@ impl Session {
                     } else {
                         MAX_AUTH_LINE
                     };
-                    let avail = &self.input[self.pos..];
+                    let avail = &self.input.bytes[self.input.pos..];
                     let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
                         if avail.len() >= limit {
                             // Over the limit with no end in sight: drop it (RFC 5321 §4.5.3.1.4).
                             self.discarded = avail.len();
-                            self.pos = self.input.len();
+                            self.input.pos = self.input.bytes.len();
                             self.mode = Mode::DiscardLine;
                             continue;
                         }
                         return Event::NeedInput;
                     };
                     let mut line = &avail[..nl];
-                    self.pos += nl + 1;
+                    self.input.pos += nl + 1;
                     if nl + 1 > limit {
                         let line_too_long = r(500, (5, 5, 2), "Error: line too long");
                         self.mode = Mode::Command;
@@ -571,16 +561,16 @@ impl Session {
                     }
                 }
                 Mode::DiscardLine => {
-                    let avail = &self.input[self.pos..];
+                    let avail = self.input.unread();
                     match avail.iter().position(|&b| b == b'\n') {
                         Some(nl) => {
-                            self.pos += nl + 1;
+                            self.input.pos += nl + 1;
                             self.mode = Mode::Command;
                             self.error(r(500, (5, 5, 2), "Error: line too long"));
                         }
                         None => {
                             self.discarded = self.discarded.saturating_add(avail.len());
-                            self.pos = self.input.len();
+                            self.input.pos = self.input.bytes.len();
                             if self.discarded > MAX_DISCARD {
                                 // Not a line protocol: stop reading rather than discard forever.
                                 self.push(r(500, (5, 5, 2), "Error: line too long"));
@@ -597,10 +587,10 @@ impl Session {
                     }
                 }
                 Mode::Bdat { remaining, last } => {
-                    let avail = self.input.len() - self.pos;
+                    let avail = self.input.bytes.len() - self.input.pos;
                     let take = (avail as u64).min(remaining) as usize;
-                    let start = self.pos;
-                    self.pos += take;
+                    let start = self.input.pos;
+                    self.input.pos += take;
                     self.bdat_content(start, take);
                     let remaining = remaining - take as u64;
                     if remaining > 0 {
@@ -676,7 +666,7 @@ impl Session {
         if take == 0 || tx.data_error.is_some() || !self.content_open {
             return;
         }
-        let bytes = &self.input[start..start + take];
+        let bytes = &self.input.bytes[start..start + take];
         if tx.size + take as u64 > max {
             tx.data_error = Some(size_exceeded());
             return;
@@ -738,7 +728,7 @@ impl Session {
             if self.content.len() >= CONTENT_CHUNK {
                 return None;
             }
-            let avail = &self.input[self.pos..];
+            let avail = &self.input.bytes[self.input.pos..];
             let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
                 if self.scan.in_long_line || avail.len() >= MAX_TEXT_LINE {
                     if !self.scan.in_long_line {
@@ -748,7 +738,7 @@ impl Session {
                     }
                     // Keep a trailing CR: it may pair with an LF in the next read.
                     let keep = usize::from(avail.last() == Some(&b'\r'));
-                    self.pos = self.input.len() - keep;
+                    self.input.pos = self.input.bytes.len() - keep;
                     self.scan.in_long_line = true;
                     if self.content_open {
                         return None; // the abort is due
@@ -757,7 +747,7 @@ impl Session {
                 return Some(Event::NeedInput);
             };
             let line = &avail[..=nl];
-            self.pos += nl + 1;
+            self.input.pos += nl + 1;
             let crlf = nl >= 1 && line[nl - 1] == b'\r';
             let prev_crlf = self.scan.prev_crlf;
             let was_long = std::mem::take(&mut self.scan.in_long_line);
@@ -919,7 +909,6 @@ impl Session {
                 // Anything pipelined after STARTTLS was sent in clear and must not be executed
                 // inside TLS (CVE-2011-0411 "STARTTLS command injection").
                 self.input.clear();
-                self.pos = 0;
                 Some(Event::StartTls)
             }
             Command::Auth { mechanism, initial } => {
@@ -1126,7 +1115,7 @@ impl Session {
     /// Octets of buffer this session holds (input and content), for the memory bound test.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.input.capacity() + self.content.capacity()
+        self.input.bytes.capacity() + self.content.capacity()
     }
 
     /// The client's address given at creation.
