@@ -84,7 +84,11 @@ pub fn ehlo_replies(lines: &[String]) -> (Vec<String>, Vec<String>) {
     let mut current: Option<bool> = None;
     for l in lines {
         if let Some(cmd) = l.strip_prefix("-> ").or_else(|| l.strip_prefix("~> ")) {
-            let is_ehlo = cmd.len() >= 5 && cmd[..5].eq_ignore_ascii_case("EHLO ");
+            // `get`, not `[..5]`: a transcript line may hold any UTF-8, and byte 5 need not
+            // be a character boundary (found by fuzz/mdig).
+            let is_ehlo = cmd
+                .get(..5)
+                .is_some_and(|verb| verb.eq_ignore_ascii_case("EHLO "));
             current = is_ehlo.then_some(l.starts_with("~> "));
             continue;
         }

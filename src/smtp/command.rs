@@ -381,7 +381,11 @@ fn parse_auth(rest: &str) -> Result<Command, ParseError> {
 /// clients send it and Postfix accepts it.
 fn split_path<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), ParseError> {
     let kw_len = keyword.len();
-    if rest.len() < kw_len || !rest[..kw_len].eq_ignore_ascii_case(keyword) {
+    // `get`: byte `kw_len` of a non-ASCII line need not be a character boundary.
+    if !rest
+        .get(..kw_len)
+        .is_some_and(|kw| kw.eq_ignore_ascii_case(keyword))
+    {
         return Err(ParseError::Syntax(if keyword == "FROM:" {
             "use MAIL FROM:<address>"
         } else {
@@ -846,6 +850,13 @@ mod tests {
             p(&format!("RCPT TO:<a@{d}>")),
             Err(ParseError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn a_non_ascii_keyword_is_a_syntax_error_not_a_panic() {
+        // Byte 5 of "FRO\u{20ac}:" is inside the euro sign.
+        assert_eq!(p("MAIL FRO\u{20ac}:<a@b>").unwrap_err().code(), 501);
+        assert_eq!(p("RCPT T\u{e9}:<a@b>").unwrap_err().code(), 501);
     }
 
     #[test]
