@@ -13,8 +13,8 @@
 //! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
 //! - [`server`]: the only code that touches listening sockets: listeners, inetd, socket activation,
 //!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop. Every daemon reuses it.
-//! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots or a CA file),
-//!   certificate checks and parsing.
+//! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots, a CA file
+//!   or a key pin), the client TLS policy types (`Mode`, `Verify`), certificate checks and parsing.
 //! - [`dns`]: every DNS lookup (MX routing, A/AAAA with TTLs, TXT) with hickory-resolver, shared by
 //!   msend `--direct`, mrelayd and mdig-mx.
 //! - [`mdig`]: mdig-mx's report: route, addresses, SPF/DMARC/MTA-STS, SMTP/TLS probes.

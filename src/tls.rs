@@ -8,6 +8,11 @@
 //!   whether that chain is valid for a name ([`check_chain`]), and what the leaf says (subject,
 //!   SANs, issuer, validity, key pin: [`parse_certificate`], [`CertInfo`]), as mdig-mx's probe
 //!   reports it.
+//! - The one set of client TLS policy types: [`Mode`] (how TLS is used: off, opportunistic
+//!   STARTTLS, required STARTTLS, implicit TLS) and [`Verify`] (how the server is checked:
+//!   webpki-roots, a CA file, a key pin, or not at all for opportunistic MX delivery), together
+//!   a [`Policy`]. msend, mrelayd's outbound engine, mdig-mx and the SMTP client session use
+//!   them; the config keys keep their own spellings (`outbound::config`, `msend`).
 //! - A throwaway CA and server certificate for the quickstart and tests.
 //! - A one-line description of a session's TLS parameters ([`TlsInfo`]) for `Received:` headers
 //!   and logs.
@@ -17,7 +22,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -193,6 +198,72 @@ pub fn peer_chain(state: &rustls::CommonState) -> Vec<CertificateDer<'static>> {
         .peer_certificates()
         .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default()
+}
+
+/// How a client uses TLS on one connection: the one set of client TLS modes, for msend, mrelayd's
+/// remote delivery, mdig-mx's probe and the SMTP client session ([`crate::smtp::client`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Never TLS.
+    Off,
+    /// STARTTLS when offered; in clear when it is not (MX delivery, RFC 3207 §4), or when the
+    /// handshake fails (RFC 7435 §3, retried once in clear).
+    Opportunistic,
+    /// STARTTLS must succeed, or the session fails without sending anything else.
+    Starttls,
+    /// TLS from the first byte (port 465, RFC 8314 §3); never STARTTLS.
+    Implicit,
+}
+
+/// How a client checks the server's certificate (what [`Verify::client_config`] builds).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Verify {
+    /// A chain to the webpki roots, valid for the host name connected to.
+    WebPki,
+    /// A chain to the certificates in this PEM file only, valid for the host name.
+    CaFile(PathBuf),
+    /// The server's key must hash to this pin; CA, name and dates are not checked.
+    Pin(SpkiPin),
+    /// Any certificate (signatures still checked): opportunistic TLS, as Postfix's `may` and
+    /// `encrypt` levels (RFC 7435: encryption without authentication beats plaintext).
+    None,
+}
+
+impl Verify {
+    /// The rustls client config that checks the server this way.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
+        Ok(match self {
+            Verify::WebPki => client_config(None)?,
+            Verify::CaFile(p) => client_config(Some(p))?,
+            Verify::Pin(pin) => client_config_pinned(*pin),
+            Verify::None => client_config_no_verify(),
+        })
+    }
+
+    /// This check with a configured CA file (or key pin) in place of the webpki roots:
+    /// `ca_file` only ever replaces [`Verify::WebPki`], never turns a check on.
+    pub fn with_ca_file(self, ca_file: Option<&Path>) -> Verify {
+        match (self, ca_file) {
+            (Verify::WebPki, Some(p)) => Verify::CaFile(p.to_path_buf()),
+            (v, _) => v,
+        }
+    }
+}
+
+/// What a client requires of one destination: how TLS is used and how the peer is verified.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Policy {
+    /// How TLS is used.
+    pub mode: Mode,
+    /// How the server's certificate is checked (irrelevant with [`Mode::Off`]).
+    pub verify: Verify,
+}
+
+impl Policy {
+    /// A policy from its parts.
+    pub fn new(mode: Mode, verify: Verify) -> Policy {
+        Policy { mode, verify }
+    }
 }
 
 /// A SHA-256 pin of a server's public key: the hash of its DER SubjectPublicKeyInfo (RFC 5280

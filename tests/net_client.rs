@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use mailkit::net::client::{connect_tcp, Stream, TlsError, TlsTarget};
 use mailkit::net::smtp::{Connection, DriverError, Progress, Timeouts};
-use mailkit::smtp::client::{Envelope, Settings, TlsMode};
+use mailkit::smtp::client::{Envelope, Settings};
+use mailkit::tls::Mode;
 use mailkit::tls::SpkiPin;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -122,7 +123,7 @@ async fn smtp_session_with_a_pinned_key_reports_a_wrong_pin_as_trust() {
     let tcp = connect_tcp(addr, Duration::from_secs(5)).await.unwrap();
     let mut conn = Connection::new(
         tcp,
-        settings(TlsMode::Implicit),
+        settings(Mode::Implicit),
         Some((
             mailkit::tls::client_config_pinned(SpkiPin::of_spki(b"not the key")),
             ServerName::try_from("self.example".to_string()).unwrap(),
@@ -136,7 +137,7 @@ async fn smtp_session_with_a_pinned_key_reports_a_wrong_pin_as_trust() {
     assert!(e.to_string().contains("not trusted"), "{e}");
 }
 
-fn settings(tls: TlsMode) -> Settings {
+fn settings(tls: Mode) -> Settings {
     Settings {
         ehlo_name: "client.test".into(),
         tls,
@@ -247,7 +248,7 @@ async fn a_slow_but_steady_reader_gets_a_big_body_within_a_short_per_chunk_timeo
         data_end: Duration::from_secs(3),
     };
     let tcp = connect_tcp(addr, timeouts.connect).await.unwrap();
-    let mut conn = Connection::new(tcp, settings(TlsMode::Off), None, timeouts, None);
+    let mut conn = Connection::new(tcp, settings(Mode::Off), None, timeouts, None);
     assert_eq!(conn.open().await.unwrap(), Progress::Ready);
     let message = big_message(24);
     let start = Instant::now();
@@ -273,7 +274,7 @@ async fn a_reader_that_stops_makes_the_write_fail_after_the_per_chunk_timeout() 
     let tcp = connect_tcp(addr, timeout).await.unwrap();
     let mut conn = Connection::new(
         tcp,
-        settings(TlsMode::Off),
+        settings(Mode::Off),
         None,
         Timeouts::uniform(timeout),
         None,

@@ -12,8 +12,9 @@ use anyhow::Result;
 use crate::exit;
 use crate::msend::account::{self, Flags};
 use crate::msend::submit::{ComposeFlags, Submission};
-use crate::msend::{bs, flush, submit, TlsSetting};
+use crate::msend::{bs, flush, submit};
 use crate::smtp::client::Stage;
+use crate::tls;
 
 const AFTER_HELP: &str = "\
 EXIT STATUS
@@ -233,11 +234,11 @@ impl Args {
     /// Where and how to send, for [`account::resolve`].
     fn flags(&self) -> Flags {
         let tls = if self.tls {
-            Some(TlsSetting::Tls)
+            Some(tls::Mode::Implicit)
         } else if self.no_tls {
-            Some(TlsSetting::None)
+            Some(tls::Mode::Off)
         } else if self.starttls {
-            Some(TlsSetting::Starttls)
+            Some(tls::Mode::Starttls)
         } else {
             None
         };

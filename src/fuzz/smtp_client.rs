@@ -4,7 +4,7 @@
 //! injection from reply text), AUTH is never sent before TLS (RFC 4954 §4, our policy), and a
 //! finished transaction reports each recipient once, in envelope order.
 
-use crate::smtp::client::{Action, Client, Credentials, Envelope, Settings, Stage, TlsMode};
+use crate::smtp::client::{Action, Client, Credentials, Envelope, Settings, Stage};
 use crate::smtp::reply::ReplyParser;
 
 /// The fuzz body: the first byte chooses the settings, the rest is what the server sends.
@@ -15,10 +15,10 @@ pub fn run(data: &[u8]) {
     let settings = Settings {
         ehlo_name: "client.fuzz.test".into(),
         tls: match ctl & 3 {
-            0 => TlsMode::Implicit,
-            1 => TlsMode::Required,
-            2 => TlsMode::Opportunistic,
-            _ => TlsMode::Off,
+            0 => crate::tls::Mode::Implicit,
+            1 => crate::tls::Mode::Starttls,
+            2 => crate::tls::Mode::Opportunistic,
+            _ => crate::tls::Mode::Off,
         },
         auth: (ctl & 4 != 0).then(|| Credentials {
             user: "fuzz".into(),

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::net::client::connect_tcp;
 use crate::net::smtp::{Connection, DriverError, Timeouts, Transcript};
-use crate::smtp::client::{Settings, TlsMode};
+use crate::smtp::client::Settings;
 use crate::tls::{self, CertInfo, TlsInfo};
 
 /// A probe may take at most this many `--timeout`s in all (connect, greeting, EHLO, STARTTLS,
@@ -164,7 +164,7 @@ async fn session(p: &mut Probe, ip: IpAddr, s: &ProbeSettings) {
     };
     let settings = Settings {
         ehlo_name: s.ehlo.clone(),
-        tls: TlsMode::Opportunistic,
+        tls: tls::Mode::Opportunistic,
         auth: None,
         quit_after: None,
     };

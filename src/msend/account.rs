@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::deliver::{self, Options, Route};
-use super::{netrc, Account, MsendConfig, TlsSetting};
+use super::{netrc, Account, MsendConfig};
 use crate::config::{self, Config};
 use crate::exit;
 use crate::net::smtp::Timeouts;
-use crate::smtp::client::{Credentials, Stage, TlsMode};
+use crate::outbound::route::Relayhost;
+use crate::smtp::client::{Credentials, Stage};
+use crate::tls::{self, Policy, Verify};
 
 /// What the command line says about where and how to send; `None`/`false` leaves it to the
 /// account and the configuration.
@@ -24,7 +26,7 @@ pub struct Flags {
     /// `--server HOST[:PORT]`.
     pub server: Option<String>,
     /// `--tls`, `--starttls` or `--no-tls`.
-    pub tls: Option<TlsSetting>,
+    pub tls: Option<tls::Mode>,
     /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
     /// `--user`.
@@ -199,17 +201,22 @@ fn server_route(flags: &Flags, account: &Account) -> Result<Route> {
         })?;
     let (host, port) =
         crate::dns::split_host_port(&server).map_err(|e| usage(format!("--server {e}")))?;
-    let setting = flags.tls.or(account.tls).unwrap_or(TlsSetting::Starttls);
-    let (tls, default_port) = match setting {
-        TlsSetting::Tls => (TlsMode::Implicit, 465),
-        TlsSetting::Starttls => (TlsMode::Required, 587),
-        TlsSetting::None => (TlsMode::Off, 587),
+    let mode = flags.tls.or(account.tls).unwrap_or(tls::Mode::Starttls);
+    let default_port = if mode == tls::Mode::Implicit {
+        465
+    } else {
+        587
     };
     let port = port.or(account.port).unwrap_or(default_port);
+    let ca_file = flags.ca_file.clone().or_else(|| account.ca_file.clone());
+    let verify = match mode {
+        tls::Mode::Off => Verify::None,
+        _ => Verify::WebPki.with_ca_file(ca_file.as_deref()),
+    };
     let auth = match flags.user.clone().or_else(|| account.user.clone()) {
         None => None,
         Some(user) => {
-            if tls == TlsMode::Off {
+            if mode == tls::Mode::Off {
                 return Err(bad_config(
                     "AUTH is never sent over an unencrypted connection: drop --no-tls or --user",
                 ));
@@ -219,10 +226,8 @@ fn server_route(flags: &Flags, account: &Account) -> Result<Route> {
         }
     };
     Ok(Route::Server {
-        host,
-        port,
-        tls,
-        ca_file: flags.ca_file.clone().or_else(|| account.ca_file.clone()),
+        relayhost: Relayhost { host, port },
+        tls: Policy::new(mode, verify),
         auth,
     })
 }

@@ -4,29 +4,27 @@
 //! ([`crate::outbound`]), so msend and mrelayd walk MX hosts and speak SMTP the same way.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::exit;
 use crate::net::smtp::Timeouts;
-use crate::outbound::config::{RelayhostTls, RemoteConfig, TlsPolicy};
+use crate::outbound::config::{default_mx_tls, RemoteConfig};
 use crate::outbound::engine::{ClientOptions, Rcpt};
+use crate::outbound::route::{RelayRoute, Relayhost};
 use crate::outbound::{Engine, Failure, What};
-use crate::smtp::client::{Credentials, Stage, TlsMode};
+use crate::smtp::client::{Credentials, Stage};
+use crate::tls::Policy;
 
 /// Where the message goes.
 #[derive(Clone, Debug)]
 pub enum Route {
     /// One smarthost.
     Server {
-        /// Host name (also the name its certificate must carry) or IP.
-        host: String,
-        /// Port.
-        port: u16,
-        /// Implicit TLS, required STARTTLS or none.
-        tls: TlsMode,
-        /// CA file instead of the webpki roots.
-        ca_file: Option<PathBuf>,
+        /// Host name (also the name its certificate must carry, unless pinned) and port.
+        relayhost: Relayhost,
+        /// Implicit TLS, required STARTTLS or none, and the certificate check (webpki roots,
+        /// a CA file or a key pin).
+        tls: Policy,
         /// AUTH credentials.
         auth: Option<Credentials>,
     },
@@ -142,36 +140,32 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
         helo_name: Some(opts.ehlo_name.clone()),
         ..RemoteConfig::default()
     };
-    let mut credentials = None;
+    let mut options = ClientOptions::default();
     match &opts.route {
         Route::Server {
-            host,
-            port,
+            relayhost,
             tls,
-            ca_file,
             auth,
         } => {
-            config.relayhost = Some(format!("[{host}]:{port}"));
-            config.relayhost_tls = match tls {
-                TlsMode::Implicit => RelayhostTls::Tls,
-                TlsMode::Required => RelayhostTls::Starttls,
-                TlsMode::Opportunistic => RelayhostTls::May,
-                TlsMode::Off => RelayhostTls::None,
-            };
-            config.ca_file = ca_file.clone();
-            credentials = auth.clone();
+            options.relayhost = Some(RelayRoute {
+                relayhost: relayhost.clone(),
+                tls: tls.clone(),
+                user: None,
+                password_command: None,
+            });
+            options.credentials = auth.clone();
         }
         Route::Direct { resolver, port } => {
-            config.resolver = resolver.map(|r| r.to_string());
+            options.resolver = *resolver;
             config.port = *port;
-            config.tls = TlsPolicy::May;
+            config.tls = default_mx_tls();
         }
     }
     let options = ClientOptions {
         verbose: opts.verbose,
         quit_after: opts.quit_after,
-        credentials,
         timeouts: Some(opts.timeouts),
+        ..options
     };
     let remote = match Engine::with_options(config, &opts.ehlo_name, options) {
         Ok(r) => r,

@@ -27,6 +27,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::tls;
+
 pub mod account;
 pub mod bs;
 pub mod compose;
@@ -37,16 +39,25 @@ pub mod netrc;
 pub mod spool;
 pub mod submit;
 
-/// TLS mode of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsSetting {
-    /// STARTTLS required (port 587).
-    Starttls,
-    /// Implicit TLS (port 465, RFC 8314).
-    Tls,
-    /// No TLS at all (AUTH is then refused).
-    None,
+/// The spellings of an account's `tls` and what they mean: `starttls` (required, port 587),
+/// `tls` (implicit TLS, port 465, RFC 8314), `none` (no TLS at all; AUTH is then refused).
+pub const TLS_KEYWORDS: &[&str] = &["starttls", "tls", "none"];
+
+/// The TLS mode a `tls` keyword stands for.
+pub fn tls_mode(keyword: &str) -> Option<tls::Mode> {
+    Some(match keyword {
+        "starttls" => tls::Mode::Starttls,
+        "tls" => tls::Mode::Implicit,
+        "none" => tls::Mode::Off,
+        _ => return None,
+    })
+}
+
+fn de_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::Mode>, D::Error> {
+    let s = String::deserialize(d)?;
+    tls_mode(&s)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&s, TLS_KEYWORDS))
 }
 
 /// One named account.
@@ -57,8 +68,9 @@ pub struct Account {
     pub server: Option<String>,
     /// Port (default by TLS mode).
     pub port: Option<u16>,
-    /// TLS mode.
-    pub tls: Option<TlsSetting>,
+    /// TLS mode ([`TLS_KEYWORDS`]).
+    #[serde(deserialize_with = "de_tls")]
+    pub tls: Option<tls::Mode>,
     /// AUTH user.
     pub user: Option<String>,
     /// Command printing the password (run with `sh -c`).

@@ -2,9 +2,9 @@
 //! the first byte, RFC 8314, or after a protocol's STARTTLS go-ahead, RFC 3207 / RFC 2595), reads
 //! against a deadline and writes bounded per chunk.
 //!
-//! What the server's certificate must satisfy is the rustls config's business ([`crate::tls`]:
-//! webpki-roots, one CA file, a SHA-256 pin of the server's public key, or nothing for
-//! opportunistic TLS); this module only tells a failed trust check ([`TlsError::Trust`]) from
+//! What the server's certificate must satisfy is the rustls config's business, built from a
+//! [`crate::tls::Verify`] (webpki-roots, one CA file, a SHA-256 pin of the server's public key,
+//! or nothing for opportunistic TLS) by [`crate::tls::Verify::client_config`]; this module only tells a failed trust check ([`TlsError::Trust`]) from
 //! any other handshake failure, because callers treat them differently (msend gives up, mrelayd
 //! defers, an opportunistic client retries in clear).
 //!

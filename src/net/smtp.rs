@@ -135,7 +135,7 @@ pub struct Connection<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// Wraps a connected stream. `tls` is the client config and the server's name; it is
-    /// needed for [`TlsMode::Implicit`](crate::smtp::client::TlsMode) and STARTTLS.
+    /// needed for [`Mode::Implicit`](crate::tls::Mode) and STARTTLS.
     pub fn new(
         stream: S,
         settings: Settings,

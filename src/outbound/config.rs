@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::password::PASSWORD_COMMAND_TIMEOUT;
-use super::route::parse_relayhost;
+use crate::tls::{Mode, Policy, Verify};
 
 /// Default SMTP port of MX hosts.
 pub const DEFAULT_PORT: u16 = 25;
@@ -60,34 +60,96 @@ pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
 /// Default recipients per transaction (Postfix's `smtp_destination_recipient_limit`).
 pub const DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION: usize = 50;
 
-/// TLS policy for MX delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsPolicy {
-    /// Never STARTTLS.
-    None,
-    /// STARTTLS when offered, certificate not checked (RFC 7435 opportunistic security).
-    #[default]
-    May,
-    /// STARTTLS required, certificate not checked.
-    Encrypt,
-    /// STARTTLS required and the certificate must verify for the MX host name.
-    Verify,
+/// The spellings of `tls` (MX delivery), after Postfix's `smtp_tls_security_level`: `none`,
+/// `may` (opportunistic STARTTLS, certificate not checked, RFC 7435), `encrypt` (STARTTLS
+/// required, certificate not checked), `verify` (STARTTLS required, certificate verified for
+/// the MX host name against webpki-roots or `ca_file`).
+pub const MX_TLS: &[&str] = &["none", "may", "encrypt", "verify"];
+
+/// The spellings of `relayhost_tls`: `none`, `may` (opportunistic STARTTLS), `starttls`
+/// (required, certificate verified for the relayhost name), `tls` (implicit TLS, RFC 8314,
+/// verified).
+pub const RELAYHOST_TLS: &[&str] = &["none", "may", "starttls", "tls"];
+
+/// The policy a `tls` keyword stands for.
+pub fn mx_tls(keyword: &str) -> Option<Policy> {
+    Some(match keyword {
+        "none" => Policy::new(Mode::Off, Verify::None),
+        "may" => Policy::new(Mode::Opportunistic, Verify::None),
+        "encrypt" => Policy::new(Mode::Starttls, Verify::None),
+        "verify" => Policy::new(Mode::Starttls, Verify::WebPki),
+        _ => return None,
+    })
 }
 
-/// TLS for a smarthost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum RelayhostTls {
-    /// Plain SMTP.
-    None,
-    /// Opportunistic STARTTLS.
-    May,
-    /// STARTTLS required, certificate verified for the relayhost name.
-    #[default]
-    Starttls,
-    /// Implicit TLS (port 465, RFC 8314), certificate verified.
-    Tls,
+/// The policy a `relayhost_tls` keyword stands for.
+pub fn relayhost_tls(keyword: &str) -> Option<Policy> {
+    Some(match keyword {
+        "none" => Policy::new(Mode::Off, Verify::None),
+        "may" => Policy::new(Mode::Opportunistic, Verify::None),
+        "starttls" => Policy::new(Mode::Starttls, Verify::WebPki),
+        "tls" => Policy::new(Mode::Implicit, Verify::WebPki),
+        _ => return None,
+    })
+}
+
+/// The `tls` keyword of an MX policy (for `mrelayd explain`).
+pub fn mx_tls_name(p: &Policy) -> &'static str {
+    match (p.mode, &p.verify) {
+        (Mode::Off, _) => "none",
+        (Mode::Opportunistic, _) => "may",
+        (Mode::Starttls | Mode::Implicit, Verify::None) => "encrypt",
+        (Mode::Starttls | Mode::Implicit, _) => "verify",
+    }
+}
+
+/// The `relayhost_tls` keyword of a relayhost policy (for `mrelayd explain`).
+pub fn relayhost_tls_name(p: &Policy) -> &'static str {
+    match p.mode {
+        Mode::Off => "none",
+        Mode::Opportunistic => "may",
+        Mode::Starttls => "starttls",
+        Mode::Implicit => "tls",
+    }
+}
+
+/// Deserializes a keyword with `parse`; anything else is serde's "unknown variant" error
+/// listing `names`, as a plain enum gives.
+fn keyword<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    parse: fn(&str) -> Option<Policy>,
+    names: &'static [&'static str],
+) -> Result<Policy, D::Error> {
+    let s = String::deserialize(d)?;
+    parse(&s).ok_or_else(|| serde::de::Error::unknown_variant(&s, names))
+}
+
+fn de_mx_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Policy, D::Error> {
+    keyword(d, mx_tls, MX_TLS)
+}
+
+fn de_mx_tls_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Policy>, D::Error> {
+    keyword(d, mx_tls, MX_TLS).map(Some)
+}
+
+fn de_relayhost_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Policy, D::Error> {
+    keyword(d, relayhost_tls, RELAYHOST_TLS)
+}
+
+fn de_relayhost_tls_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Policy>, D::Error> {
+    keyword(d, relayhost_tls, RELAYHOST_TLS).map(Some)
+}
+
+/// The default `tls`: `may`.
+pub fn default_mx_tls() -> Policy {
+    Policy::new(Mode::Opportunistic, Verify::None)
+}
+
+/// The default `relayhost_tls`: `starttls`.
+pub fn default_relayhost_tls() -> Policy {
+    Policy::new(Mode::Starttls, Verify::WebPki)
 }
 
 /// Per destination domain overrides (`[mrelayd.remote.domains."DOMAIN"]`).
@@ -96,10 +158,12 @@ pub enum RelayhostTls {
 pub struct DomainPolicy {
     /// Smarthost for this domain instead of its MX.
     pub relayhost: Option<String>,
-    /// TLS policy for this domain's MX hosts.
-    pub tls: Option<TlsPolicy>,
-    /// TLS for this domain's relayhost.
-    pub relayhost_tls: Option<RelayhostTls>,
+    /// TLS policy for this domain's MX hosts ([`MX_TLS`]).
+    #[serde(deserialize_with = "de_mx_tls_opt")]
+    pub tls: Option<Policy>,
+    /// TLS for this domain's relayhost ([`RELAYHOST_TLS`]).
+    #[serde(deserialize_with = "de_relayhost_tls_opt")]
+    pub relayhost_tls: Option<Policy>,
     /// AUTH user for this domain's relayhost.
     pub relayhost_user: Option<String>,
     /// Command printing the AUTH password.
@@ -116,14 +180,16 @@ pub struct RemoteConfig {
     pub port: u16,
     /// EHLO name (default: the top-level `hostname`).
     pub helo_name: Option<String>,
-    /// TLS policy for MX delivery.
-    pub tls: TlsPolicy,
+    /// TLS policy for MX delivery ([`MX_TLS`]).
+    #[serde(deserialize_with = "de_mx_tls")]
+    pub tls: Policy,
     /// Trust anchors for `verify` and relayhost TLS (default: webpki-roots).
     pub ca_file: Option<PathBuf>,
     /// Smarthost for every remote recipient: `host`, `host:port` or `[host]:port`.
     pub relayhost: Option<String>,
-    /// TLS for the relayhost.
-    pub relayhost_tls: RelayhostTls,
+    /// TLS for the relayhost ([`RELAYHOST_TLS`]).
+    #[serde(deserialize_with = "de_relayhost_tls")]
+    pub relayhost_tls: Policy,
     /// AUTH user for the relayhost.
     pub relayhost_user: Option<String>,
     /// Command whose first output line is the relayhost AUTH password.
@@ -164,10 +230,10 @@ impl Default for RemoteConfig {
             resolver: None,
             port: DEFAULT_PORT,
             helo_name: None,
-            tls: TlsPolicy::May,
+            tls: default_mx_tls(),
             ca_file: None,
             relayhost: None,
-            relayhost_tls: RelayhostTls::Starttls,
+            relayhost_tls: default_relayhost_tls(),
             relayhost_user: None,
             relayhost_password_command: None,
             relayhost_password_timeout_secs: PASSWORD_COMMAND_TIMEOUT.as_secs(),
@@ -197,20 +263,19 @@ impl RemoteConfig {
         }
     }
 
-    /// Checks what can be checked without the network (addresses, relayhost syntax, CA file).
+    /// Checks what can be checked without the network (resolver address, relayhost syntax).
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(r) = &self.resolver {
-            crate::dns::parse_server(r).map_err(|e| format!("mrelayd.remote.resolver: {e}"))?;
-        }
-        if let Some(h) = &self.relayhost {
-            parse_relayhost(h).map_err(|e| format!("mrelayd.remote.relayhost: {e}"))?;
-        }
-        for (d, p) in &self.domains {
-            if let Some(h) = &p.relayhost {
-                parse_relayhost(h)
-                    .map_err(|e| format!("mrelayd.remote.domains.{d:?}.relayhost: {e}"))?;
-            }
-        }
-        Ok(())
+        self.resolver_addr()?;
+        self.routes().map(|_| ())
+    }
+
+    /// The `resolver` key parsed: `None` for the system's resolver.
+    pub fn resolver_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        self.resolver
+            .as_deref()
+            .map(|r| {
+                crate::dns::parse_server(r).map_err(|e| format!("mrelayd.remote.resolver: {e}"))
+            })
+            .transpose()
     }
 }

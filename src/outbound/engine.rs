@@ -11,16 +11,17 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::config::{RelayhostTls, RemoteConfig, TlsPolicy};
+use super::config::RemoteConfig;
 use super::failure::{
     dns_failure, one_line, reply_failure, session_failure, Failure, RcptOutcome, Sent, What,
 };
 use super::password::password_from_command_async;
-use super::route::{parse_relayhost, Myself, NextHop};
+use super::route::{Myself, NextHop, RelayRoute, Routes};
 use crate::dns::MxResolver;
 use crate::net::client::connect_tcp;
 use crate::net::smtp::{Connection, DriverError, Progress, Timeouts, Transcript};
-use crate::smtp::client::{Credentials, Envelope, Settings, Stage, TlsMode};
+use crate::smtp::client::{Credentials, Envelope, Settings, Stage};
+use crate::tls::{self, Verify};
 
 /// Destinations whose concurrency limit is remembered before idle ones are forgotten.
 const MAX_TRACKED_DESTINATIONS: usize = 10_000;
@@ -56,8 +57,11 @@ pub struct Engine {
     /// The resolver, or why it could not be set up (a missing /etc/resolv.conf must not stop
     /// delivery to a relayhost given by IP address).
     dns: Result<MxResolver, String>,
-    tls_verify: Arc<ClientConfig>,
-    tls_any: Arc<ClientConfig>,
+    /// The config's next hops, parsed once.
+    routes: Routes,
+    /// A rustls config per certificate check in use (built at start, so a bad CA file stops
+    /// the start, not each delivery).
+    trust: HashMap<Verify, Arc<ClientConfig>>,
     timeouts: Timeouts,
     global: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -71,10 +75,15 @@ pub struct Engine {
     myself: Option<Myself>,
 }
 
-/// Session options for interactive use (msend): transcript, `--quit-after`, and credentials
-/// given directly instead of a password command.
+/// Session options for interactive use (msend): transcript, `--quit-after`, credentials given
+/// directly instead of a password command, and a typed smarthost and resolver instead of the
+/// config's strings.
 #[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
+    /// The smarthost every recipient goes to, instead of the config's routes.
+    pub relayhost: Option<RelayRoute>,
+    /// DNS server instead of the config's `resolver` (or the system's).
+    pub resolver: Option<SocketAddr>,
     /// Print the dialogue and progress on stderr.
     pub verbose: bool,
     /// Stop (QUIT) after this stage.
@@ -106,13 +115,22 @@ impl Engine {
         hostname: &str,
         options: ClientOptions,
     ) -> anyhow::Result<Engine> {
-        config.validate().map_err(anyhow::Error::msg)?;
-        let server = match &config.resolver {
-            Some(r) => Some(crate::dns::parse_server(r).map_err(anyhow::Error::msg)?),
-            None => None,
+        let server = match options.resolver {
+            Some(r) => Some(r),
+            None => config.resolver_addr().map_err(anyhow::Error::msg)?,
         };
+        let routes = config.routes().map_err(anyhow::Error::msg)?;
         let dns = MxResolver::new(server);
-        let tls_verify = crate::tls::client_config(config.ca_file.as_deref())?;
+        let mut trust = HashMap::new();
+        let policies = routes
+            .policies()
+            .into_iter()
+            .chain(options.relayhost.iter().map(|r| &r.tls));
+        for v in policies.map(|p| &p.verify).chain([&Verify::None]) {
+            if !trust.contains_key(v) {
+                trust.insert(v.clone(), v.client_config()?);
+            }
+        }
         let timeouts = options.timeouts.unwrap_or(Timeouts {
             connect: Duration::from_secs(config.connect_timeout_secs.max(1)),
             command: Duration::from_secs(config.command_timeout_secs.max(1)),
@@ -124,8 +142,8 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| hostname.to_string()),
             dns,
-            tls_verify,
-            tls_any: crate::tls::client_config_no_verify(),
+            routes,
+            trust,
             timeouts,
             global: Arc::new(Semaphore::new(config.concurrency.max(1))),
             per_destination: Mutex::new(HashMap::new()),
@@ -185,34 +203,12 @@ impl Engine {
     }
 
     /// The next hop for recipient domain `domain`: a per-domain relayhost, the global relayhost,
-    /// or the domain's MX with its TLS policy.
+    /// or the domain's MX with its TLS policy ([`Routes::next_hop`]); msend's smarthost
+    /// ([`ClientOptions::relayhost`]) takes every domain.
     pub fn next_hop(&self, domain: &str) -> NextHop {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let policy = self.config.domains.get(&domain);
-        let relay = policy
-            .and_then(|p| p.relayhost.as_ref())
-            .or(self.config.relayhost.as_ref());
-        if let Some(r) = relay {
-            if let Ok((host, port)) = parse_relayhost(r) {
-                let per_domain = policy.filter(|p| p.relayhost.is_some());
-                return NextHop::Relayhost {
-                    host,
-                    port,
-                    tls: per_domain
-                        .and_then(|p| p.relayhost_tls)
-                        .unwrap_or(self.config.relayhost_tls),
-                    user: per_domain
-                        .and_then(|p| p.relayhost_user.clone())
-                        .or_else(|| self.config.relayhost_user.clone()),
-                    password_command: per_domain
-                        .and_then(|p| p.relayhost_password_command.clone())
-                        .or_else(|| self.config.relayhost_password_command.clone()),
-                };
-            }
-        }
-        NextHop::Mx {
-            tls: policy.and_then(|p| p.tls).unwrap_or(self.config.tls),
-            domain,
+        match &self.options.relayhost {
+            Some(r) => NextHop::Relayhost(r.clone()),
+            None => self.routes.next_hop(domain),
         }
     }
 
@@ -594,13 +590,12 @@ impl Engine {
     /// Hosts to try for `hop`, in order, with their port and client TLS mode.
     async fn candidates(&self, hop: &NextHop) -> Result<Vec<(String, u16, TlsChoice)>, Failure> {
         match hop {
-            NextHop::Relayhost {
-                host,
-                port,
+            NextHop::Relayhost(RelayRoute {
+                relayhost,
                 tls,
                 user,
                 password_command,
-            } => {
+            }) => {
                 let auth = match (user, password_command) {
                     _ if self.options.credentials.is_some() => self.options.credentials.clone(),
                     (Some(u), Some(cmd)) => Some(Credentials {
@@ -625,13 +620,8 @@ impl Engine {
                     }
                     _ => None,
                 };
-                let choice = match tls {
-                    RelayhostTls::None => TlsChoice::new(TlsMode::Off, false, auth),
-                    RelayhostTls::May => TlsChoice::new(TlsMode::Opportunistic, false, auth),
-                    RelayhostTls::Starttls => TlsChoice::new(TlsMode::Required, true, auth),
-                    RelayhostTls::Tls => TlsChoice::new(TlsMode::Implicit, true, auth),
-                };
-                Ok(vec![(host.clone(), *port, choice)])
+                let choice = self.tls_choice(tls, auth)?;
+                Ok(vec![(relayhost.host.clone(), relayhost.port, choice)])
             }
             NextHop::Mx { domain, tls } => {
                 let route = self
@@ -648,12 +638,7 @@ impl Engine {
                     let kind = if route.implicit { "implicit MX" } else { "MX" };
                     eprintln!("=== {domain}: {kind} {}", hosts.join(", "));
                 }
-                let choice = match tls {
-                    TlsPolicy::None => TlsChoice::new(TlsMode::Off, false, None),
-                    TlsPolicy::May => TlsChoice::new(TlsMode::Opportunistic, false, None),
-                    TlsPolicy::Encrypt => TlsChoice::new(TlsMode::Required, false, None),
-                    TlsPolicy::Verify => TlsChoice::new(TlsMode::Required, true, None),
-                };
+                let choice = self.tls_choice(tls, None)?;
                 Ok(route
                     .hosts
                     .into_iter()
@@ -661,6 +646,27 @@ impl Engine {
                     .collect())
             }
         }
+    }
+
+    /// The TLS mode, rustls config and AUTH for a candidate host under `policy`.
+    fn tls_choice(
+        &self,
+        policy: &tls::Policy,
+        auth: Option<Credentials>,
+    ) -> Result<TlsChoice, Failure> {
+        let config = match self.trust.get(&policy.verify) {
+            Some(c) => c.clone(),
+            // Not reached: every policy of the routes has its config from the start.
+            None => policy
+                .verify
+                .client_config()
+                .map_err(|e| Failure::temp(format!("TLS setup: {e:#}")).because(What::Other))?,
+        };
+        Ok(TlsChoice {
+            mode: policy.mode,
+            config,
+            auth,
+        })
     }
 
     /// Connects and runs the session up to "ready"; opportunistic TLS that fails to handshake
@@ -678,11 +684,7 @@ impl Engine {
             self.opened
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.say(format_args!("Connected to {where_}"));
-            let config = if tls.verify {
-                self.tls_verify.clone()
-            } else {
-                self.tls_any.clone()
-            };
+            let config = tls.config.clone();
             // The certificate must match the name we looked up (MX target or relayhost).
             let name = ServerName::try_from(host.to_string())
                 .or_else(|_| ServerName::try_from("invalid.invalid".to_string()))
@@ -729,7 +731,7 @@ impl Engine {
                     )))
                 }
                 Err(DriverError::Tls(e) | DriverError::Trust(e))
-                    if mode == TlsMode::Opportunistic =>
+                    if mode == tls::Mode::Opportunistic =>
                 {
                     if self.options.verbose {
                         eprintln!("=== {where_}: TLS handshake failed ({e}); retrying without TLS");
@@ -738,7 +740,7 @@ impl Engine {
                             "{where_}: TLS handshake failed ({e}); retrying without TLS"
                         ));
                     }
-                    mode = TlsMode::Off;
+                    mode = tls::Mode::Off;
                 }
                 Err(e) => return Err(session_failure(&e, host, &where_)),
             }
@@ -824,24 +826,18 @@ fn finish(
     }
 }
 
-/// TLS mode, verification and AUTH for one candidate host.
+/// TLS mode, certificate check (as a rustls config) and AUTH for one candidate host.
 #[derive(Clone)]
 struct TlsChoice {
-    mode: TlsMode,
-    verify: bool,
+    mode: tls::Mode,
+    config: Arc<ClientConfig>,
     auth: Option<Credentials>,
-}
-
-impl TlsChoice {
-    fn new(mode: TlsMode, verify: bool, auth: Option<Credentials>) -> TlsChoice {
-        TlsChoice { mode, verify, auth }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::config::DomainPolicy;
+    use crate::outbound::config::{mx_tls, relayhost_tls, DomainPolicy};
 
     #[test]
     fn next_hop_prefers_domain_policy() {
@@ -849,7 +845,7 @@ mod tests {
         c.domains.insert(
             "sec.test".into(),
             DomainPolicy {
-                tls: Some(TlsPolicy::Verify),
+                tls: mx_tls("verify"),
                 ..Default::default()
             },
         );
@@ -857,7 +853,7 @@ mod tests {
             "via.test".into(),
             DomainPolicy {
                 relayhost: Some("[127.0.0.1]:2525".into()),
-                relayhost_tls: Some(RelayhostTls::None),
+                relayhost_tls: relayhost_tls("none"),
                 ..Default::default()
             },
         );
@@ -866,23 +862,21 @@ mod tests {
             r.next_hop("Sec.Test."),
             NextHop::Mx {
                 domain: "sec.test".into(),
-                tls: TlsPolicy::Verify
+                tls: mx_tls("verify").unwrap()
             }
         );
         assert_eq!(
             r.next_hop("other.test"),
             NextHop::Mx {
                 domain: "other.test".into(),
-                tls: TlsPolicy::May
+                tls: mx_tls("may").unwrap()
             }
         );
         match r.next_hop("via.test") {
-            NextHop::Relayhost {
-                host, port, tls, ..
-            } => {
+            NextHop::Relayhost(r) => {
                 assert_eq!(
-                    (host.as_str(), port, tls),
-                    ("127.0.0.1", 2525, RelayhostTls::None)
+                    (r.relayhost.host.as_str(), r.relayhost.port, r.tls),
+                    ("127.0.0.1", 2525, relayhost_tls("none").unwrap())
                 )
             }
             other => panic!("{other:?}"),
@@ -899,7 +893,7 @@ mod tests {
             .port();
         let config = RemoteConfig {
             relayhost: Some(format!("[127.0.0.1]:{port}")),
-            relayhost_tls: RelayhostTls::None,
+            relayhost_tls: relayhost_tls("none").unwrap(),
             retry_initial_secs: 30,
             ..RemoteConfig::default()
         };

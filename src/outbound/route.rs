@@ -1,16 +1,55 @@
 //! Where mail goes: the next hop of a recipient domain (MX or relayhost), the relayhost
-//! syntax, and this host as loop detection sees it (RFC 5321 §5.1).
+//! syntax parsed once into [`Relayhost`] ([`RemoteConfig::routes`]), and this host as loop detection sees it (RFC 5321 §5.1).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::config::{RelayhostTls, TlsPolicy, DEFAULT_PORT};
+use super::config::{RemoteConfig, DEFAULT_PORT};
+use crate::tls::Policy;
 
-/// Parses `host`, `host:port`, `[host]` or `[host]:port` (brackets: Postfix's "no MX lookup",
-/// which is what a relayhost always means here). Default port 25.
-pub fn parse_relayhost(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = crate::dns::split_host_port(s.trim())?;
-    Ok((host, port.unwrap_or(DEFAULT_PORT)))
+/// A smarthost: a host name or IP address and a port. A relayhost is always taken as the
+/// host itself (Postfix's bracketed form, "no MX lookup"), whether or not it was written in
+/// brackets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Relayhost {
+    /// Host name (also the name its certificate must carry) or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Relayhost {
+    /// Parses `host`, `host:port`, `[host]` or `[host]:port` with the one strict host:port
+    /// parser ([`crate::dns::split_host_port`]: no empty host, no port 0, nothing after the
+    /// port). Default port 25.
+    pub fn parse(s: &str) -> Result<Relayhost, String> {
+        let (host, port) = crate::dns::split_host_port(s.trim())?;
+        Ok(Relayhost {
+            host,
+            port: port.unwrap_or(DEFAULT_PORT),
+        })
+    }
+}
+
+impl fmt::Display for Relayhost {
+    /// `[host]:port`, the form that parses back to the same relayhost.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]:{}", self.host, self.port)
+    }
+}
+
+/// A smarthost route: where, with which TLS policy, and as whom.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelayRoute {
+    /// The smarthost.
+    pub relayhost: Relayhost,
+    /// TLS mode and certificate check.
+    pub tls: Policy,
+    /// AUTH user.
+    pub user: Option<String>,
+    /// Command printing the password.
+    pub password_command: Option<String>,
 }
 
 /// Where a group of recipients goes.
@@ -21,21 +60,10 @@ pub enum NextHop {
         /// Recipient domain.
         domain: String,
         /// TLS policy.
-        tls: TlsPolicy,
+        tls: Policy,
     },
     /// A smarthost.
-    Relayhost {
-        /// Host name or IP.
-        host: String,
-        /// Port.
-        port: u16,
-        /// TLS.
-        tls: RelayhostTls,
-        /// AUTH user.
-        user: Option<String>,
-        /// Command printing the password.
-        password_command: Option<String>,
-    },
+    Relayhost(RelayRoute),
 }
 
 impl NextHop {
@@ -45,15 +73,11 @@ impl NextHop {
             NextHop::Mx { domain, tls } => format!("mx:{domain}/{tls:?}"),
             // Sessions are authenticated and TLS-set per user and mode: never share them
             // between domains routed to the same relayhost with other credentials.
-            NextHop::Relayhost {
-                host,
-                port,
-                tls,
-                user,
-                ..
-            } => format!(
-                "relay:{}@[{host}]:{port}/{tls:?}",
-                user.as_deref().unwrap_or("")
+            NextHop::Relayhost(r) => format!(
+                "relay:{}@{}/{:?}",
+                r.user.as_deref().unwrap_or(""),
+                r.relayhost,
+                r.tls
             ),
         }
     }
@@ -63,8 +87,107 @@ impl fmt::Display for NextHop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NextHop::Mx { domain, .. } => write!(f, "MX of {domain}"),
-            NextHop::Relayhost { host, port, .. } => write!(f, "relayhost [{host}]:{port}"),
+            NextHop::Relayhost(r) => write!(f, "relayhost {}", r.relayhost),
         }
+    }
+}
+
+/// The next hops of a config, parsed once ([`RemoteConfig::routes`]): relayhosts typed, TLS
+/// policies with the `ca_file` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    /// TLS policy for MX delivery.
+    pub mx_tls: Policy,
+    /// The relayhost for every domain without its own.
+    pub relayhost: Option<RelayRoute>,
+    /// Per destination domain, as the config spells it (looked up lowercase, without a
+    /// trailing dot): its relayhost, else its MX TLS policy.
+    pub domains: HashMap<String, DomainRoute>,
+}
+
+/// A destination domain's own route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainRoute {
+    /// Its own relayhost.
+    Relayhost(RelayRoute),
+    /// Its MX hosts with this TLS policy (unless the global relayhost takes it).
+    MxTls(Policy),
+}
+
+impl Routes {
+    /// The next hop for recipient domain `domain`: a per-domain relayhost, the global
+    /// relayhost, or the domain's MX with its TLS policy.
+    pub fn next_hop(&self, domain: &str) -> NextHop {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let own = self.domains.get(&domain);
+        if let Some(DomainRoute::Relayhost(r)) = own {
+            return NextHop::Relayhost(r.clone());
+        }
+        if let Some(r) = &self.relayhost {
+            return NextHop::Relayhost(r.clone());
+        }
+        let tls = match own {
+            Some(DomainRoute::MxTls(p)) => p.clone(),
+            _ => self.mx_tls.clone(),
+        };
+        NextHop::Mx { domain, tls }
+    }
+
+    /// Every TLS policy a next hop can have, for building their configs up front.
+    pub fn policies(&self) -> Vec<&Policy> {
+        let mut out = vec![&self.mx_tls];
+        out.extend(self.relayhost.iter().map(|r| &r.tls));
+        out.extend(self.domains.values().map(|d| match d {
+            DomainRoute::Relayhost(r) => &r.tls,
+            DomainRoute::MxTls(p) => p,
+        }));
+        out
+    }
+}
+
+impl RemoteConfig {
+    /// Parses the relayhosts and resolves the TLS policies once; an error names its key.
+    pub fn routes(&self) -> Result<Routes, String> {
+        let ca = self.ca_file.as_deref();
+        let with_ca = |p: &Policy| Policy::new(p.mode, p.verify.clone().with_ca_file(ca));
+        let relayhost = match &self.relayhost {
+            Some(h) => Some(RelayRoute {
+                relayhost: Relayhost::parse(h)
+                    .map_err(|e| format!("mrelayd.remote.relayhost: {e}"))?,
+                tls: with_ca(&self.relayhost_tls),
+                user: self.relayhost_user.clone(),
+                password_command: self.relayhost_password_command.clone(),
+            }),
+            None => None,
+        };
+        let mut domains = HashMap::new();
+        for (d, p) in &self.domains {
+            let route = match &p.relayhost {
+                Some(h) => DomainRoute::Relayhost(RelayRoute {
+                    relayhost: Relayhost::parse(h)
+                        .map_err(|e| format!("mrelayd.remote.domains.{d:?}.relayhost: {e}"))?,
+                    tls: with_ca(p.relayhost_tls.as_ref().unwrap_or(&self.relayhost_tls)),
+                    user: p
+                        .relayhost_user
+                        .clone()
+                        .or_else(|| self.relayhost_user.clone()),
+                    password_command: p
+                        .relayhost_password_command
+                        .clone()
+                        .or_else(|| self.relayhost_password_command.clone()),
+                }),
+                None => match &p.tls {
+                    Some(t) => DomainRoute::MxTls(with_ca(t)),
+                    None => continue,
+                },
+            };
+            domains.insert(d.clone(), route);
+        }
+        Ok(Routes {
+            mx_tls: with_ca(&self.tls),
+            relayhost,
+            domains,
+        })
     }
 }
 
@@ -146,6 +269,7 @@ mod tests {
 
     #[test]
     fn relayhost_forms() {
+        let parse_relayhost = |s: &str| Relayhost::parse(s).map(|r| (r.host, r.port));
         assert_eq!(parse_relayhost("smtp.x").unwrap(), ("smtp.x".into(), 25));
         assert_eq!(
             parse_relayhost("smtp.x:587").unwrap(),
@@ -166,17 +290,19 @@ mod tests {
 
     #[test]
     fn sessions_are_not_shared_across_credentials_or_tls() {
-        let hop = |user: Option<&str>, tls| NextHop::Relayhost {
-            host: "smtp.x".into(),
-            port: 587,
-            tls,
-            user: user.map(str::to_string),
-            password_command: None,
+        use crate::outbound::config::relayhost_tls;
+        let hop = |user: Option<&str>, tls: &str| {
+            NextHop::Relayhost(RelayRoute {
+                relayhost: Relayhost::parse("smtp.x:587").unwrap(),
+                tls: relayhost_tls(tls).unwrap(),
+                user: user.map(str::to_string),
+                password_command: None,
+            })
         };
-        let a = hop(Some("a"), RelayhostTls::Starttls).key();
-        assert_ne!(a, hop(Some("b"), RelayhostTls::Starttls).key());
-        assert_ne!(a, hop(Some("a"), RelayhostTls::Tls).key());
-        assert_ne!(a, hop(None, RelayhostTls::Starttls).key());
-        assert_eq!(a, hop(Some("a"), RelayhostTls::Starttls).key());
+        let a = hop(Some("a"), "starttls").key();
+        assert_ne!(a, hop(Some("b"), "starttls").key());
+        assert_ne!(a, hop(Some("a"), "tls").key());
+        assert_ne!(a, hop(None, "starttls").key());
+        assert_eq!(a, hop(Some("a"), "starttls").key());
     }
 }

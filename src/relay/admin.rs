@@ -20,6 +20,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::exit;
 use crate::log;
+use crate::outbound::config::{mx_tls_name, relayhost_tls_name};
 use crate::outbound::route::NextHop;
 use crate::outbound::Engine;
 use crate::queue::{self, Entry, Place, Queue, RcptState, Recipient};
@@ -394,14 +395,10 @@ pub fn explain(
                         Target::Remote(a) => {
                             let hop = remote.next_hop(crate::smtp::command::split_address(a).1);
                             let tls = match &hop {
-                                NextHop::Mx { tls, .. } => format!("tls {tls:?}"),
-                                NextHop::Relayhost { tls, .. } => format!("tls {tls:?}"),
+                                NextHop::Mx { tls, .. } => mx_tls_name(tls),
+                                NextHop::Relayhost(r) => relayhost_tls_name(&r.tls),
                             };
-                            writeln!(
-                                out,
-                                "    delivers to {t} via {hop} ({})",
-                                tls.to_lowercase()
-                            )?;
+                            writeln!(out, "    delivers to {t} via {hop} (tls {tls})")?;
                         }
                         _ => writeln!(out, "    delivers to {t}")?,
                     }

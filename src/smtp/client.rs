@@ -14,6 +14,7 @@ use std::fmt;
 use super::reply::Reply;
 use crate::auth::{sasl_login_encode, sasl_plain_encode};
 use crate::rfc5322;
+use crate::tls;
 
 /// Stages of a session, for `--quit-after` and for saying where a failure happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,19 +138,6 @@ impl Extensions {
     }
 }
 
-/// Whether and how the client uses TLS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsMode {
-    /// The transport is already TLS (port 465, RFC 8314); never STARTTLS.
-    Implicit,
-    /// STARTTLS must succeed, or the session fails without sending anything else.
-    Required,
-    /// STARTTLS when offered; continue in clear when it is not (MX delivery, RFC 3207 §4).
-    Opportunistic,
-    /// Never TLS.
-    Off,
-}
-
 /// Credentials for AUTH. Only ever sent over TLS.
 #[derive(Clone)]
 pub struct Credentials {
@@ -182,7 +170,7 @@ pub struct Settings {
     /// Name sent in EHLO/HELO (our host name).
     pub ehlo_name: String,
     /// TLS policy.
-    pub tls: TlsMode,
+    pub tls: tls::Mode,
     /// AUTH credentials, if the session authenticates.
     pub auth: Option<Credentials>,
     /// Stop (QUIT) after this stage instead of going on (`--quit-after`).
@@ -388,10 +376,10 @@ fn cmd(text: String) -> Action {
 }
 
 impl Client {
-    /// A session about to read the server's greeting. With [`TlsMode::Implicit`] the transport
+    /// A session about to read the server's greeting. With [`tls::Mode::Implicit`] the transport
     /// must already be TLS.
     pub fn new(settings: Settings) -> Client {
-        let tls_active = settings.tls == TlsMode::Implicit;
+        let tls_active = settings.tls == tls::Mode::Implicit;
         Client {
             settings,
             expect: VecDeque::from([Expect::Greeting]),
@@ -688,7 +676,7 @@ impl Client {
         }
         // EHLO not understood: plain SMTP (RFC 5321 §3.2). A server that refuses EHLO after
         // STARTTLS is broken; fail rather than continue without its extensions.
-        if self.tls_active && self.settings.tls != TlsMode::Implicit {
+        if self.tls_active && self.settings.tls != tls::Mode::Implicit {
             return self.fail(Error::Rejected {
                 stage: Stage::Tls,
                 reply,
@@ -712,17 +700,17 @@ impl Client {
 
     /// After a successful EHLO/HELO: STARTTLS, AUTH or ready.
     fn after_ehlo(&mut self) -> Vec<Action> {
-        let upgraded = self.tls_active && self.settings.tls != TlsMode::Implicit;
+        let upgraded = self.tls_active && self.settings.tls != tls::Mode::Implicit;
         if !upgraded && self.settings.quit_after == Some(Stage::Ehlo) {
             return self.stop(Stage::Ehlo);
         }
         if !self.tls_active {
             match self.settings.tls {
-                TlsMode::Required | TlsMode::Opportunistic if self.ext.starttls => {
+                tls::Mode::Starttls | tls::Mode::Opportunistic if self.ext.starttls => {
                     self.expect.push_back(Expect::StartTls);
                     return vec![cmd("STARTTLS".into())];
                 }
-                TlsMode::Required => return self.fail(Error::TlsUnavailable),
+                tls::Mode::Starttls => return self.fail(Error::TlsUnavailable),
                 _ => {}
             }
         }
@@ -747,14 +735,14 @@ impl Client {
         if reply.code == 220 {
             return vec![Action::StartTls];
         }
-        if self.settings.tls == TlsMode::Required {
+        if self.settings.tls == tls::Mode::Starttls {
             return self.fail(Error::Rejected {
                 stage: Stage::Tls,
                 reply,
             });
         }
         // Opportunistic: carry on in clear (RFC 3207 §4.1 leaves this to the client).
-        self.settings.tls = TlsMode::Off;
+        self.settings.tls = tls::Mode::Off;
         self.after_ehlo()
     }
 
@@ -998,7 +986,7 @@ mod tests {
             .collect()
     }
 
-    fn settings(tls: TlsMode, auth: bool) -> Settings {
+    fn settings(tls: tls::Mode, auth: bool) -> Settings {
         Settings {
             ehlo_name: "client.test".into(),
             tls,
@@ -1044,7 +1032,7 @@ mod tests {
 
     #[test]
     fn pipelined_session_with_starttls_and_auth() {
-        let mut c = Client::new(settings(TlsMode::Required, true));
+        let mut c = Client::new(settings(tls::Mode::Starttls, true));
         assert!(c.start().is_empty());
         assert_eq!(sent(&c.on_reply(r(220, "hi"))), "EHLO client.test\r\n");
         let ehlo = Reply::multi(250, None, vec!["hi".into(), "STARTTLS".into()]);
@@ -1091,7 +1079,7 @@ mod tests {
 
     #[test]
     fn helo_fallback_and_no_pipelining_all_rcpts_rejected() {
-        let mut c = Client::new(settings(TlsMode::Off, false));
+        let mut c = Client::new(settings(tls::Mode::Off, false));
         c.on_reply(r(220, "hi"));
         assert_eq!(sent(&c.on_reply(r(502, "what"))), "HELO client.test\r\n");
         assert_eq!(c.on_reply(r(250, "hello")), vec![Action::Ready]);
@@ -1110,7 +1098,7 @@ mod tests {
 
     #[test]
     fn eight_bit_needs_8bitmime() {
-        let mut c = Client::new(settings(TlsMode::Off, false));
+        let mut c = Client::new(settings(tls::Mode::Off, false));
         c.on_reply(r(220, "hi"));
         c.on_reply(r(250, "hi"));
         let a = c.transaction(env(&["b@y.test"]), "Subject: x\n\nk\u{e4}se\n".as_bytes());
@@ -1119,7 +1107,7 @@ mod tests {
 
     #[test]
     fn smtputf8_declared_when_needed_and_size_limit() {
-        let mut c = Client::new(settings(TlsMode::Off, false));
+        let mut c = Client::new(settings(tls::Mode::Off, false));
         c.on_reply(r(220, "hi"));
         c.on_reply(Reply::multi(
             250,
@@ -1137,7 +1125,7 @@ mod tests {
             sent(&a),
             "MAIL FROM:<a@x.test> SIZE=18 BODY=8BITMIME SMTPUTF8\r\n"
         );
-        let mut c = Client::new(settings(TlsMode::Off, false));
+        let mut c = Client::new(settings(tls::Mode::Off, false));
         c.on_reply(r(220, "hi"));
         c.on_reply(Reply::multi(250, None, vec!["hi".into(), "SIZE 20".into()]));
         let a = c.transaction(e.clone(), b"x");
@@ -1149,7 +1137,7 @@ mod tests {
 
     #[test]
     fn auth_login_with_redacted_password() {
-        let mut c = Client::new(settings(TlsMode::Implicit, true));
+        let mut c = Client::new(settings(tls::Mode::Implicit, true));
         c.on_reply(r(220, "hi"));
         let a = c.on_reply(Reply::multi(
             250,
@@ -1174,7 +1162,7 @@ mod tests {
 
     #[test]
     fn auth_never_in_clear_and_required_tls() {
-        let mut c = Client::new(settings(TlsMode::Off, true));
+        let mut c = Client::new(settings(tls::Mode::Off, true));
         c.on_reply(r(220, "hi"));
         let a = c.on_reply(Reply::multi(
             250,
@@ -1183,7 +1171,7 @@ mod tests {
         ));
         assert_eq!(sent(&a), "QUIT\r\n");
         assert!(a.contains(&Action::Failed(Error::AuthNotEncrypted)));
-        let mut c = Client::new(settings(TlsMode::Required, false));
+        let mut c = Client::new(settings(tls::Mode::Starttls, false));
         c.on_reply(r(220, "hi"));
         let a = c.on_reply(r(250, "hi"));
         assert!(a.contains(&Action::Failed(Error::TlsUnavailable)));
@@ -1191,7 +1179,7 @@ mod tests {
 
     #[test]
     fn server_closing_421_fails_transaction() {
-        let mut c = Client::new(settings(TlsMode::Off, false));
+        let mut c = Client::new(settings(tls::Mode::Off, false));
         c.on_reply(r(220, "hi"));
         c.on_reply(Reply::multi(
             250,
@@ -1209,7 +1197,7 @@ mod tests {
 
     #[test]
     fn unexpected_reply_is_protocol_error() {
-        let mut c = Client::new(settings(TlsMode::Off, false));
+        let mut c = Client::new(settings(tls::Mode::Off, false));
         c.on_reply(r(220, "hi"));
         c.on_reply(r(250, "hi"));
         let a = c.on_reply(r(250, "extra"));
