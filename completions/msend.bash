@@ -23,7 +23,7 @@ _msend() {
 
     case "${cmd}" in
         msend)
-            opts="-t -i -o -b -B -N -O -f -F -v -a -C -q -h -V --verbose --account --config --server --tls --starttls --no-tls --ca-file --user --password-command --direct --resolver --smtp-port --queue --flush --list --quit-after --timeout --ehlo --to --cc --bcc --subject --attach --html --from --dry-run --help --version"
+            opts="-t -i -o -b -B -N -O -f -F -v -a -C -q -h -V --verbose --account --config --server --tls --starttls --no-tls --ca-file --tls-fingerprint --user --password-command --direct --resolver --smtp-port --queue --flush --list --quit-after --timeout --ehlo --to --cc --bcc --subject --attach --html --from --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,6 +78,10 @@ _msend() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -9,6 +9,7 @@ complete -c msend -s a -l account -d 'Use this account from the configuration' -
 complete -c msend -s C -l config -d 'Configuration file (default ~/.config/mailkit/msend.toml, then the mailkit config)' -r -F
 complete -c msend -l server -d 'Submission server, HOST or HOST:PORT' -r
 complete -c msend -l ca-file -d 'Trust only the CA certificates in FILE instead of the webpki roots' -r -F
+complete -c msend -l tls-fingerprint -d 'Trust the server whose public key has this SHA-256 (64 hex digits, colons allowed, or base64), instead of checking its certificate against CAs and its name. It is the hash of the key (SPKI, RFC 7469), as mdig-mx prints it, not msmtp\'s hash of the whole certificate (see TLS KEY PIN)' -r
 complete -c msend -l user -d 'AUTH user' -r
 complete -c msend -l password-command -d 'Command whose first line of output is the password (run with sh -c). It is killed, with its children, after the account\'s password_command_timeout (default 30 s): exit 78' -r
 complete -c msend -l resolver -d 'DNS server for --direct, IP or IP:PORT' -r

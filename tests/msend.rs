@@ -1558,3 +1558,108 @@ fn flush_exit_code_separates_rejected_recipients_from_other_failures() {
     spool_with("badauth", "authfail@example.test");
     flush(77, &["535", "authfail@example.test"], (2, 6));
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS: key pin, required STARTTLS, --quit-after stages that never happened.
+
+/// The SHA-256 of `cert`'s public key as the man page tells users to get it (openssl).
+fn spki_sha256_by_openssl(cert: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -pubkey -noout -in '{cert}' | openssl pkey -pubin -outform der | sha256sum"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pin = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(pin.len(), 64, "{pin:?}");
+    pin
+}
+
+/// `--tls-fingerprint` (and an account's `tls_fingerprint`): the SHA-256 of the server's key
+/// replaces the CA and name checks. The capture peer's certificate comes from the peers' CA
+/// (not among the webpki roots) and is reached by IP (not a name in it): the right pin
+/// delivers; a wrong one is a trust failure, exit 69, and is not spooled with --queue.
+#[test]
+fn tls_fingerprint_pins_the_server_key() {
+    let home = common::scratch();
+    let pin = spki_sha256_by_openssl(&common::peer("PEER_CERT_FILE"));
+    let server = format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"));
+    let tok = token();
+    let o = run(
+        msend(home.path())
+            .args(["-v", "-f", "a@example.test", "--tls-fingerprint", &pin])
+            .args(["--server", &server, "b@example.test"]),
+        format!("Subject: {tok}\n\npinned\n").as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("-> STARTTLS"), "{}", stderr(&o));
+    assert!(captured(&capture_dir(), &tok).is_some(), "not delivered");
+
+    // msmtp's colon form of the same hash works too, from an account.
+    let colons: Vec<String> = (0..32)
+        .map(|i| pin[2 * i..2 * i + 2].to_uppercase())
+        .collect();
+    let cfgdir = home.path().join(".config/mailkit");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!(
+            "default = \"pinned\"\n[accounts.pinned]\nserver = \"{server}\"\ntls_fingerprint = \"{}\"\n",
+            colons.join(":")
+        ),
+    )
+    .unwrap();
+    let tok = token();
+    let o = run(
+        msend(home.path()).args(["-f", "a@example.test", "b@example.test"]),
+        format!("Subject: {tok}\n\npinned by account\n").as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(captured(&capture_dir(), &tok).is_some(), "not delivered");
+
+    // A wrong pin: permanent (69), says what the server's key is, and nothing is spooled.
+    let last = if pin.ends_with('0') { "1" } else { "0" };
+    let wrong = format!("{}{last}", &pin[..63]);
+    let queue = home.path().join("spool");
+    let tok = token();
+    let o = run(
+        msend(home.path())
+            .args([
+                "-f",
+                "a@example.test",
+                "--tls-fingerprint",
+                &wrong,
+                "--queue",
+            ])
+            .arg(&queue)
+            .args(["--server", &server, "b@example.test"]),
+        format!("Subject: {tok}\n\nmust not arrive\n").as_bytes(),
+    );
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&pin), "{}", stderr(&o));
+    assert_eq!(queued(&queue), 0, "a pin mismatch must not be spooled");
+    assert!(
+        captured(&capture_dir(), &tok).is_none(),
+        "sent despite the pin"
+    );
+
+    // A pin is no hash: bad usage; a pin without TLS: a configuration error.
+    let o = run(
+        msend(home.path()).args(["--tls-fingerprint", "abc", "--server", &server, "b@x.test"]),
+        SIMPLE,
+    );
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!("default = \"p\"\n[accounts.p]\nserver = \"{server}\"\ntls = \"none\"\ntls_fingerprint = \"{pin}\"\n"),
+    )
+    .unwrap();
+    let o = run(msend(home.path()).arg("b@x.test"), SIMPLE);
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+}

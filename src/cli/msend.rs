@@ -34,6 +34,20 @@ or queue =); 65 when the only problem is an unreadable spool file (left in place
 -bs answers each message with its own reply (a 5xx when a recipient failed permanently, even
 when the others were spooled) and exits with the code of the first message that failed.
 
+TLS KEY PIN
+  --tls-fingerprint SHA256 (tls_fingerprint = in an account) trusts exactly the server holding
+  that public key: the CA, host name and expiry checks are replaced by the pin, so a self-signed
+  certificate works. SHA256 is the SHA-256 of the certificate's SubjectPublicKeyInfo (the key,
+  RFC 7469 §2.4), which stays the same when a certificate is renewed with the same key. It is
+  not msmtp's tls_fingerprint, which hashes the whole certificate: a msmtp fingerprint never
+  matches. Written as 64 hex digits (colons between bytes allowed) or base64. To get it:
+    mdig-mx --probe --port 587 DOMAIN      the `certificate key SHA-256` line of each MX
+  or, for any server:
+    openssl s_client -connect HOST:587 -starttls smtp </dev/null 2>/dev/null |
+      openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum
+  (drop -starttls smtp for port 465). A server whose key does not match fails with exit 69 and
+  is not spooled with --queue.
+
 FILES
   ~/.config/mailkit/msend.toml    accounts (the keys of the [msend] section, at top level)
   /etc/mailkit/mailkit.toml       system config; its [msend] section (or -C FILE, $MAILKIT_CONFIG)
@@ -135,6 +149,13 @@ pub struct Args {
     /// Trust only the CA certificates in FILE instead of the webpki roots.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+
+    /// Trust the server whose public key has this SHA-256 (64 hex digits, colons allowed, or
+    /// base64), instead of checking its certificate against CAs and its name. It is the hash of
+    /// the key (SPKI, RFC 7469), as mdig-mx prints it, not msmtp's hash of the whole
+    /// certificate (see TLS KEY PIN).
+    #[arg(long, value_name = "SHA256", conflicts_with_all = ["no_tls", "direct"])]
+    pub tls_fingerprint: Option<tls::SpkiPin>,
 
     /// AUTH user.
     #[arg(long, value_name = "USER")]
@@ -247,6 +268,7 @@ impl Args {
             server: self.server.clone(),
             tls,
             ca_file: self.ca_file.clone(),
+            tls_fingerprint: self.tls_fingerprint,
             user: self.user.clone(),
             password_command: self.password_command.clone(),
             direct: self.direct,

@@ -29,6 +29,8 @@ pub struct Flags {
     pub tls: Option<tls::Mode>,
     /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
+    /// `--tls-fingerprint`.
+    pub tls_fingerprint: Option<tls::SpkiPin>,
     /// `--user`.
     pub user: Option<String>,
     /// `--password-command`.
@@ -209,9 +211,17 @@ fn server_route(flags: &Flags, account: &Account) -> Result<Route> {
     };
     let port = port.or(account.port).unwrap_or(default_port);
     let ca_file = flags.ca_file.clone().or_else(|| account.ca_file.clone());
-    let verify = match mode {
-        tls::Mode::Off => Verify::None,
-        _ => Verify::WebPki.with_ca_file(ca_file.as_deref()),
+    // A key pin replaces the CA and name checks (as msmtp's tls_fingerprint does).
+    let pin = flags.tls_fingerprint.or(account.tls_fingerprint);
+    let verify = match (mode, pin) {
+        (tls::Mode::Off, Some(_)) => {
+            return Err(bad_config(
+                "tls_fingerprint (--tls-fingerprint) needs TLS: drop --no-tls or the pin",
+            ))
+        }
+        (tls::Mode::Off, None) => Verify::None,
+        (_, Some(pin)) => Verify::Pin(pin),
+        (_, None) => Verify::WebPki.with_ca_file(ca_file.as_deref()),
     };
     let auth = match flags.user.clone().or_else(|| account.user.clone()) {
         None => None,

@@ -19,6 +19,7 @@
 //! password_command_timeout = 30    # seconds, then it is killed (with its children): exit 78
 //! from = "me@example.org"          # envelope sender and From: when missing
 //! ca_file = "/etc/ssl/my-ca.pem"   # instead of the webpki roots
+//! tls_fingerprint = "9f86d0...0a08"  # SHA-256 of the server's key (SPKI): no CA/name check
 //! queue = "/home/me/.msend-queue"  # overrides the global queue
 //! ```
 
@@ -53,6 +54,11 @@ pub fn tls_mode(keyword: &str) -> Option<tls::Mode> {
     })
 }
 
+fn de_pin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::SpkiPin>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
 fn de_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::Mode>, D::Error> {
     let s = String::deserialize(d)?;
     tls_mode(&s)
@@ -82,6 +88,9 @@ pub struct Account {
     pub from: Option<String>,
     /// CA file instead of the webpki roots.
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the server's public key (SPKI): replaces the CA and name checks.
+    #[serde(deserialize_with = "de_pin")]
+    pub tls_fingerprint: Option<tls::SpkiPin>,
     /// Spool directory for temporary failures.
     pub queue: Option<PathBuf>,
     /// EHLO name (default: the host name).
