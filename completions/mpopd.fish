@@ -32,10 +32,14 @@ complete -c mpopd -n "__fish_mpopd_needs_command" -f -a "inetd" -d 'Serve one se
 complete -c mpopd -n "__fish_mpopd_needs_command" -f -a "__spawner" -d 'Internal: the privileged spawner a daemon with system users starts (README "Privileges")'
 complete -c mpopd -n "__fish_mpopd_needs_command" -f -a "__child" -d 'Internal: a session child the spawner runs as a system user (`pop3 USER MAILDIR PEER`)'
 complete -c mpopd -n "__fish_mpopd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mpopd -n "__fish_mpopd_using_subcommand serve" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mpopd -n "__fish_mpopd_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c mpopd -n "__fish_mpopd_using_subcommand inetd" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mpopd -n "__fish_mpopd_using_subcommand inetd" -l implicit-tls -d 'The connection is already TLS from the first byte (a POP3S inetd entry)'
 complete -c mpopd -n "__fish_mpopd_using_subcommand inetd" -s h -l help -d 'Print help'
+complete -c mpopd -n "__fish_mpopd_using_subcommand __spawner" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mpopd -n "__fish_mpopd_using_subcommand __spawner" -s h -l help -d 'Print help'
+complete -c mpopd -n "__fish_mpopd_using_subcommand __child" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mpopd -n "__fish_mpopd_using_subcommand __child" -s h -l help -d 'Print help'
 complete -c mpopd -n "__fish_mpopd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "serve" -d 'Listen on the configured addresses and serve until SIGTERM/SIGINT'
 complete -c mpopd -n "__fish_mpopd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "inetd" -d 'Serve one session on stdin/stdout (inetd, tcpserver, systemd Accept=yes)'

@@ -21,7 +21,7 @@
 //!
 //! [users]
 //! passwd_file   = "/etc/mailkit/passwd"   # Dovecot-compatible passwd-file (default shown)
-//! mail_location = "%h/Maildir"            # or "/var/mail/%d/%n"; %u user, %n local part,
+//! mail_location = "%h/Maildir"            # or "/var/mail/%d/%n", "mail/%n"; %u user, %n local part,
 //!                                         # %d domain, %h home, %% a percent sign
 //! domains       = ["example.org"]         # local domains (default: none)
 //!
@@ -44,16 +44,23 @@
 //! first_valid_uid = 1000      # system users (own uid/gid in the passwd-file) below this uid
 //!                             # are never served (README "Privileges"); uid 0 never is
 //! ```
-//! Relative paths in the shared keys are relative to the config file's directory, so a config
-//! directory (such as the one `mrelayd quickstart` writes) can be moved as a whole. Programs can do
-//! the same for their own paths with [`Config::resolve`].
+//! # Relative paths
+//! A relative path in the file is relative to the config file's directory, whatever the working
+//! directory and however the file was named (`-c demo/mailkit.toml`, `./demo/…`, an absolute
+//! path, a symlinked directory), so a config directory (such as the one `mrelayd quickstart`
+//! writes) can be moved as a whole. This module resolves every path once, when the file is
+//! loaded: the shared keys in [`Config::load`], and a program section's paths (the ones its
+//! [`Section::paths`] names) in [`Config::section`]; [`Config::path`] itself is made absolute,
+//! so the daemons' helper processes (started in `/`) find the same file. `mail_location` is a
+//! template: one that starts with a relative path (`mail/%n`) is made relative to the directory too.
 //!
 //! # Program sections
 //! One table per program: `[msend]`, `[mrelayd]`, `[mdeliver]`, `[mpopd]`, `[mimapd]`, `[mfetch]`,
 //! `[mdig-mx]` ([`SECTIONS`]). This module does not know their types (each program owns its own);
 //! a program reads its section with [`Config::section`], which reports unknown keys and bad
 //! values inside it with file, line and key as above. A missing section is `T::default()`.
-//! Section types should use `#[serde(deny_unknown_fields, default)]`.
+//! Section types should use `#[serde(deny_unknown_fields, default)]` and implement [`Section`],
+//! naming their path-valued keys.
 //!
 //! # Command-line flags override the file
 //! Each program declares its overridable flags as `Option<T>` in clap and merges them over its
@@ -89,11 +96,23 @@ pub const SECTIONS: [&str; 7] = [
     "msend", "mrelayd", "mdeliver", "mpopd", "mimapd", "mfetch", "mdig-mx",
 ];
 
+/// A program section's type (`[mrelayd]`, `[mpopd]`, ...), read by [`Config::section`].
+pub trait Section: DeserializeOwned + Default {
+    /// The section's path-valued keys, which [`Config::section`] makes relative to the config
+    /// file's directory (see the module doc). Default: none.
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        Vec::new()
+    }
+}
+
 /// The loaded configuration: shared keys, checked, plus the source text for program sections.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The file this came from; `None` when the built-in defaults apply.
+    /// The file this came from, absolute (against the working directory at load time, so a
+    /// helper process started elsewhere finds it); `None` when the built-in defaults apply.
     pub path: Option<PathBuf>,
+    /// The file as it was named, for error messages (`demo/mailkit.toml:3: ...`).
+    shown: Option<PathBuf>,
     /// This host's name (HELO/EHLO, greetings, `Received:`, Maildir file names).
     pub hostname: String,
     /// Directory for persistent state (queue, locks, caches).
@@ -184,6 +203,8 @@ impl Default for AuthConfig {
     }
 }
 
+impl Section for AuthConfig {}
+
 /// `[run_as]`: privilege drop target.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,7 +285,7 @@ impl Config {
     /// current directory). Errors carry exit code 78.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Config> {
         let raw: Raw = deserialize_doc(text, path)?;
-        let config = Config::from_raw(raw, path.map(Path::to_path_buf), text.to_string());
+        let config = Config::from_raw(raw, path, text.to_string());
         if let Some(argv) = &config.auth.checkpassword {
             if argv.is_empty() || argv[0].is_empty() {
                 return Err(config_error(
@@ -288,9 +309,12 @@ impl Config {
         Ok(config)
     }
 
-    fn from_raw(raw: Raw, path: Option<PathBuf>, source: String) -> Config {
+    fn from_raw(raw: Raw, path: Option<&Path>, source: String) -> Config {
         let mut c = Config {
-            path,
+            // Made absolute once, here: every path resolved against its directory is then
+            // absolute too, and resolving one again changes nothing.
+            path: path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+            shown: path.map(Path::to_path_buf),
             hostname: raw.hostname.unwrap_or_else(system_hostname),
             state_dir: raw
                 .state_dir
@@ -305,29 +329,52 @@ impl Config {
         c.users.passwd_file = c.resolve(&c.users.passwd_file);
         c.tls.cert = c.tls.cert.as_deref().map(|p| c.resolve(p));
         c.tls.key = c.tls.key.as_deref().map(|p| c.resolve(p));
+        c.users.mail_location = c.resolve_template(&c.users.mail_location);
         c
     }
 
+    /// The config file's directory (absolute), when a file was loaded.
+    fn dir(&self) -> Option<&Path> {
+        self.path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty())
+    }
+
     /// A path from the config made absolute against the config file's directory (unchanged
-    /// when already absolute or when no file was loaded).
+    /// when already absolute or when no file was loaded). [`Config::load`] and
+    /// [`Config::section`] already did this for the paths they return.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        match self.path.as_deref().and_then(Path::parent) {
-            Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+        match self.dir() {
+            Some(dir) if p.is_relative() => dir.join(p),
             _ => p.to_path_buf(),
+        }
+    }
+
+    /// A `mail_location` template made relative to the config file's directory when it starts
+    /// with a relative path (`mail/%n`); one that starts with `/`, `~/` or a variable (`%h`,
+    /// the home) or has a `maildir:` prefix is left alone. `%` in the directory is escaped.
+    fn resolve_template(&self, template: &str) -> String {
+        let relative = !template.is_empty()
+            && !template.starts_with(['/', '~', '%'])
+            && !template.starts_with("maildir:");
+        match self.dir().and_then(|d| d.to_str()) {
+            Some(dir) if relative => format!("{}/{template}", dir.replace('%', "%%")),
+            _ => template.to_string(),
         }
     }
 
     /// Deserializes the program section `name` (e.g. `"mpopd"`); an absent section is
     /// `T::default()`. Unknown keys and bad values are reported as `FILE:LINE: key `x`: why`
     /// (exit code 78).
-    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+    pub fn section<T: Section>(&self, name: &str) -> Result<T> {
         if !SECTIONS.contains(&name) {
             return Err(exit::fail(
                 exit::SOFTWARE,
                 format!("config: no such program section [{name}]"),
             ));
         }
-        let path = self.path.as_deref();
+        let path = self.shown.as_deref();
         let doc = toml::de::DeTable::parse(&self.source)
             .map_err(|e| toml_error(path, &self.source, &e))?;
         let Some(value) = doc.get_ref().get(name) else {
@@ -335,7 +382,11 @@ impl Config {
         };
         let value = value.clone();
         let de = toml::de::ValueDeserializer::from(value);
-        T::deserialize(de).map_err(|e| toml_error(path, &self.source, &e))
+        let mut section = T::deserialize(de).map_err(|e| toml_error(path, &self.source, &e))?;
+        for p in section.paths() {
+            *p = self.resolve(p);
+        }
+        Ok(section)
     }
 
     /// The source text of the loaded file (empty for built-in defaults).

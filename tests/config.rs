@@ -29,6 +29,8 @@ struct PopTls {
     implicit: bool,
 }
 
+impl config::Section for PopSection {}
+
 impl Default for PopSection {
     fn default() -> Self {
         PopSection {
@@ -490,4 +492,88 @@ fn adversarial_inputs_are_errors_not_panics() {
     // A byte order mark is not an error: TOML files may start with one.
     let c = Config::parse("\u{feff}hostname = \"h\"\n", Some(Path::new("f.toml"))).unwrap();
     assert_eq!(c.hostname, "h");
+}
+
+/// A config directory with relative paths only (as `mrelayd quickstart` writes it): its own
+/// certificate, passwd-file, state and Maildirs, listeners on port 0, `[run_as]` nobody.
+fn relative_demo(dir: &Path) -> PathBuf {
+    let demo = dir.join("demo");
+    std::fs::create_dir_all(demo.join("mail")).unwrap();
+    mailkit::tls::write_self_signed(&demo, &["localhost".to_string()]).unwrap();
+    write(&demo, "passwd", "demo:{PLAIN}pw::::::\n");
+    mailkit::maildir::Maildir::create(demo.join("mail/demo")).unwrap();
+    let text = "hostname = \"localhost\"\nstate_dir = \"state\"\n\
+[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+[users]\npasswd_file = \"passwd\"\nmail_location = \"mail/%n\"\ndomains = [\"localhost\"]\n\
+[mrelayd]\ntrusted_networks = []\naliases = \"aliases\"\n\
+listen = [ { address = \"127.0.0.1:0\", role = \"smtp\" } ]\n\
+[mpopd]\nlisten = [ { address = \"127.0.0.1:0\", role = \"plain\" } ]\n";
+    write(&demo, "aliases", "postmaster: demo\n");
+    let path = write(&demo, "mailkit.toml", &common::with_run_as(text));
+    std::fs::create_dir_all(demo.join("state")).unwrap();
+    common::give_to_nobody(dir);
+    path
+}
+
+/// Paths in the config are relative to the config file's directory, whatever the working
+/// directory and however `-c` was spelled, and `-c` goes before or after the subcommand: the
+/// TLS certificate is found (STARTTLS/STLS offered), the passwd-file too (a login works), and
+/// the daemons start. Before, `-c demo/mailkit.toml` read `demo/demo/cert.pem` (exit 78) and
+/// `mpopd serve -c FILE` was a usage error.
+#[test]
+fn config_paths_are_relative_to_the_config_file_however_c_is_spelled() {
+    use std::process::Command;
+    let dir = common::scratch();
+    let d = dir.path();
+    let config = relative_demo(d);
+    std::os::unix::fs::symlink(d.join("demo"), d.join("link")).unwrap();
+    let abs = config.display().to_string();
+    let spellings: [(&Path, &str); 6] = [
+        (d, "demo/mailkit.toml"),
+        (d, "./demo/mailkit.toml"),
+        (d, "demo//mailkit.toml"),
+        (d, "link/mailkit.toml"),
+        (&d.join("demo"), "mailkit.toml"),
+        (Path::new("/"), &abs),
+    ];
+    for (cwd, spelled) in spellings {
+        for before in [true, false] {
+            let run = |program: &str, sub: &str, input: &[u8]| {
+                let mut cmd = Command::new(common::bin(program));
+                cmd.current_dir(cwd).env_remove(config::ENV_VAR);
+                if before {
+                    cmd.args(["-c", spelled, sub]);
+                } else {
+                    cmd.args([sub, "-c", spelled]);
+                }
+                let out = common::run_with_input(&mut cmd, input);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                let what = format!("{program} {sub} -c {spelled} in {}", cwd.display());
+                assert!(out.status.success(), "{what}: {:?}\n{text}", out.status);
+                (what, text)
+            };
+            let (what, text) = run("mrelayd", "inetd", b"EHLO t\r\nQUIT\r\n");
+            assert!(text.contains("250-STARTTLS\r\n"), "{what}:\n{text}");
+            let (what, text) = run(
+                "mpopd",
+                "inetd",
+                b"CAPA\r\nUSER demo\r\nPASS pw\r\nSTAT\r\nQUIT\r\n",
+            );
+            assert!(text.contains("\r\nSTLS\r\n"), "{what}:\n{text}");
+            assert!(text.contains("+OK 0 0\r\n"), "{what}:\n{text}");
+            for (program, role) in [("mrelayd", "smtp"), ("mpopd", "pop3")] {
+                let log = d.join(format!("{program}.log"));
+                let mut cmd = Command::new(common::bin(program));
+                cmd.current_dir(cwd).env_remove(config::ENV_VAR);
+                if before {
+                    cmd.args(["-c", spelled, "serve"]);
+                } else {
+                    cmd.args(["serve", "-c", spelled]);
+                }
+                let (daemon, _) = common::start_daemon(&mut cmd, &log, &[role]);
+                drop(daemon);
+            }
+        }
+    }
 }

@@ -332,10 +332,21 @@ fn give_to_user(path: &Path, uid: u32) {
 /// as nobody, delivers to it through a child running as that user, started by the spawner.
 #[test]
 fn mrelayd_delivers_to_a_system_user_as_that_user() {
+    delivers_to_a_system_user("mkpriv1501", 1501, false);
+}
+
+/// The same with `-c mailkit.toml` (relative, after the subcommand) from the config's
+/// directory: the spawner, started in `/`, reads the same file (issue 12, relative config
+/// paths; before, it looked for `/mailkit.toml` and the delivery never happened).
+#[test]
+fn a_relative_config_path_reaches_the_spawner() {
+    delivers_to_a_system_user("mkpriv1502", 1502, true);
+}
+
+fn delivers_to_a_system_user(name: &'static str, uid: u32, relative: bool) {
     use std::os::unix::fs::MetadataExt as _;
     assert_root();
-    let uid = 1501u32;
-    let _user = SystemUser::add("mkpriv1501", uid);
+    let _user = SystemUser::add(name, uid);
     let dir = common::scratch();
     let d = dir.path();
     std::fs::write(
@@ -362,7 +373,14 @@ fn mrelayd_delivers_to_a_system_user_as_that_user() {
     common::give_to_nobody(d);
     give_to_user(&md, uid);
     let log = d.join("mrelayd.log");
-    let (mut daemon, listening) = common::start_mrelayd(&config, &log, &["smtp"]);
+    let (mut daemon, listening) = if relative {
+        common::give_to_nobody(d);
+        let mut cmd = Command::new(common::bin("mrelayd"));
+        cmd.current_dir(d).args(["serve", "-c", "mailkit.toml"]);
+        common::start_daemon(&mut cmd, &log, &["smtp"])
+    } else {
+        common::start_mrelayd(&config, &log, &["smtp"])
+    };
     let smtp = listening.port("smtp");
     // start_mrelayd handed the whole directory to nobody: the Maildir is the user's again.
     give_to_user(&md, uid);

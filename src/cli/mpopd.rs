@@ -79,7 +79,7 @@ deletes only at QUIT.",
 )]
 pub struct Args {
     /// Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml).
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]

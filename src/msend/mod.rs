@@ -111,6 +111,16 @@ pub struct MsendConfig {
     pub accounts: BTreeMap<String, Account>,
 }
 
+impl crate::config::Section for MsendConfig {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        let accounts = self
+            .accounts
+            .values_mut()
+            .flat_map(|a| a.ca_file.iter_mut().chain(a.queue.iter_mut()));
+        self.queue.iter_mut().chain(accounts).collect()
+    }
+}
+
 /// `~/.config/mailkit/msend.toml` (from `$XDG_CONFIG_HOME` or `$HOME`).
 pub fn user_config_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")

@@ -96,6 +96,9 @@ impl PlaintextAuth {
     }
 }
 
+/// `[mpopd]` (no paths of its own: the Maildirs come from `[users]`).
+impl crate::config::Section for Pop3Config {}
+
 /// `[mpopd]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

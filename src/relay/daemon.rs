@@ -42,7 +42,7 @@ use crate::smtp::server::{
 /// The queue directory from the config: `[mrelayd] queue_dir`, else `<state_dir>/queue`.
 pub fn queue_dir(config: &Config, relay: &RelayConfig) -> PathBuf {
     match &relay.queue_dir {
-        Some(p) => config.resolve(p),
+        Some(p) => p.clone(),
         None => config.state_dir.join("queue"),
     }
 }

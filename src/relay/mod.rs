@@ -188,6 +188,17 @@ pub struct RelayConfig {
     pub remote: crate::outbound::config::RemoteConfig,
 }
 
+impl crate::config::Section for RelayConfig {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        let remote = self.remote.ca_file.iter_mut();
+        self.queue_dir
+            .iter_mut()
+            .chain(self.aliases.iter_mut())
+            .chain(remote)
+            .collect()
+    }
+}
+
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
@@ -394,7 +405,7 @@ impl Router {
         let aliases = relay
             .aliases
             .as_ref()
-            .map(|p| aliases::open(&config.resolve(p)))
+            .map(|p| aliases::open(p))
             .transpose()?;
         let mut domains: Vec<String> = config
             .users

@@ -211,7 +211,7 @@ impl Settings {
     ) -> Result<Settings> {
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => {
-                let sc = crate::tls::server_config(&config.resolve(cert), &config.resolve(key))
+                let sc = crate::tls::server_config(cert, key)
                     .map_err(|e| exit::fail(exit::CONFIG, format!("TLS certificate: {e:#}")))?;
                 Some(TlsAcceptor::from(sc))
             }
