@@ -25,6 +25,16 @@ SYMLINKS
   at files). Symlinks in the components above the Maildir (/home -> /data/home) are followed:
   that path is the admin's.
 
+SIEVE
+  --sieve runs an RFC 5228 script with these extensions: fileinto, envelope,
+  encoded-character, comparator-i;octet, comparator-i;ascii-casemap,
+  comparator-i;ascii-numeric, body, copy, relational, date, index, variables, mailbox,
+  subaddress, imap4flags, regex, editheader, mime, foreverypart, extracttext. A script that
+  requires any other extension (reject, duplicate, include, notify, ...) is refused as a
+  script error, as is one that does not compile: the error is printed with its line and the
+  message goes to INBOX. fileinto creates a missing folder. Where each message lands is
+  checked against Dovecot Pigeonhole (tests/sieve_reference.rs).
+
 FILES
   ~/Maildir                 default Maildir (tmp/, new/, cur/, created mode 0700 when missing)
   MAILDIR/.Folder.Sub/      Maildir++ subfolders (--folder, Sieve fileinto)
@@ -47,9 +57,9 @@ ENVIRONMENT
                   other byte. The message is written to tmp/, fsynced, moved into new/ without \
                   ever replacing a file, and new/ is fsynced before mdeliver exits 0. A message \
                   that already carries Delivered-To: for the same recipient is a mail loop and is \
-                  refused. --sieve runs an RFC 5228 Sieve script (fileinto, keep, discard, \
-                  header/address/envelope/size tests, ...); a script error is reported with its \
-                  line and the message still lands in INBOX.",
+                  refused. --sieve runs an RFC 5228 Sieve script (the extensions are listed under \
+                  SIEVE); a script error is reported with its line and the message still lands \
+                  in INBOX.",
     after_long_help = AFTER_HELP
 )]
 pub struct Args {

@@ -1,10 +1,22 @@
 //! Sieve filtering (RFC 5228) for local delivery, through the `sieve-rs` crate.
 //!
 //! [`Script::compile`] turns a script into a compiled filter (errors carry the line, so
-//! mdeliver can report `line N: ...`). [`Script::evaluate`] runs it over one message and returns
-//! the delivery [`Action`]s; it never fails: a runtime error or an action we cannot carry out
-//! (reject, redirect, vacation, ...) becomes a warning plus a keep, so mail is never lost
-//! (RFC 5228 section 2.10.6: on error, implicit keep).
+//! mdeliver can report `line N: ...`). A script that `require`s an extension outside
+//! [`EXTENSIONS`] is refused there, with the extension's name: an action we would accept and
+//! then not carry out is worse than a script error, which keeps the message in INBOX.
+//! [`Script::evaluate`] runs it over one message and returns the delivery [`Action`]s; it never
+//! fails: a runtime error or an action we cannot carry out becomes a warning plus a keep, so
+//! mail is never lost (RFC 5228 section 2.10.6: on error, implicit keep).
+//!
+//! # Explicit keep
+//! sieve-rs treats an explicit `keep` like the implicit one: a later `fileinto` or `redirect`
+//! (without `:copy`) or `discard` cancels it, so `keep; fileinto "X";` stored only into X.
+//! RFC 5228 section 4.3 makes `keep` an action of its own that only the implicit keep is
+//! cancelled by (section 2.10.2), and Pigeonhole delivers to both. So after compiling, each
+//! `keep` instruction is rewritten into `fileinto :copy` of a folder name no script can give
+//! ([`KEEP_FOLDER`]); `:copy` leaves the implicit keep alone (RFC 3894), and its event is
+//! turned back into [`Action::Keep`]. tests/sieve_reference.rs checks the result against
+//! Pigeonhole's `sieve-test`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +27,36 @@ use crate::maildir::{Flags, Maildir};
 pub const MAX_SCRIPT_SIZE: usize = 1024 * 1024;
 /// Instruction budget for one run, so a looping script cannot hang delivery.
 pub const CPU_LIMIT: usize = 100_000;
+
+/// The extensions a script may `require` (RFC names, as in `require`): those whose every test
+/// and action mdeliver carries out. Anything else (reject, duplicate, include, notify, ...) is
+/// refused by [`Script::compile`].
+pub const EXTENSIONS: &[&str] = &[
+    "fileinto",
+    "envelope",
+    "encoded-character",
+    "comparator-i;octet",
+    "comparator-i;ascii-casemap",
+    "comparator-i;ascii-numeric",
+    "body",
+    "copy",
+    "relational",
+    "date",
+    "index",
+    "variables",
+    "mailbox",
+    "subaddress",
+    "imap4flags",
+    "regex",
+    "editheader",
+    "mime",
+    "foreverypart",
+    "extracttext",
+];
+
+/// The folder name an explicit `keep` is rewritten to (see the module doc). NUL cannot be in a
+/// Maildir++ folder name, so no `fileinto` of a real folder is ever taken for it.
+const KEEP_FOLDER: &str = "\0mailkit:keep";
 
 /// A compiled Sieve script.
 #[derive(Debug, Clone)]
@@ -91,16 +133,15 @@ impl Script {
             });
         }
         let compiler = sieve::Compiler::new().with_max_script_size(MAX_SCRIPT_SIZE);
-        match compiler.compile(text) {
-            Ok(s) => Ok(Script {
-                compiled: Arc::new(s),
-            }),
-            Err(e) => Err(ScriptError {
-                file: None,
-                line: e.line_num().max(1),
-                message: e.to_string(),
-            }),
-        }
+        let compiled = compiler.compile(text).map_err(|e| ScriptError {
+            file: None,
+            line: e.line_num().max(1),
+            message: e.to_string(),
+        })?;
+        let compiled = check_and_rewrite(compiled, text)?;
+        Ok(Script {
+            compiled: Arc::new(compiled),
+        })
     }
 
     /// Reads and compiles a script file.
@@ -150,6 +191,15 @@ impl Script {
             };
             match event {
                 sieve::Event::Keep { flags, message_id } => out.actions.push(Action::Keep {
+                    flags,
+                    message: created.get(&message_id).cloned(),
+                }),
+                sieve::Event::FileInto {
+                    folder,
+                    flags,
+                    message_id,
+                    ..
+                } if folder == KEEP_FOLDER => out.actions.push(Action::Keep {
                     flags,
                     message: created.get(&message_id).cloned(),
                 }),
@@ -217,6 +267,67 @@ impl Script {
             });
         }
         out
+    }
+}
+
+/// Refuses a compiled script that requires an extension outside [`EXTENSIONS`], and rewrites
+/// each explicit `keep` into `fileinto :copy` [`KEEP_FOLDER`] (see the module doc). sieve-rs
+/// keeps its instructions private; its serde form (a flat list of externally tagged
+/// instructions) is the one structured view of them, so both steps work on that.
+fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve, ScriptError> {
+    let internal = |e: serde_json::Error| ScriptError {
+        file: None,
+        line: 0,
+        message: format!("internal error reading the compiled script: {e}"),
+    };
+    let mut tree = serde_json::to_value(&compiled).map_err(internal)?;
+    let Some(list) = tree
+        .get_mut("instructions")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Err(internal(serde::de::Error::custom("no instruction list")));
+    };
+    for ins in list.iter_mut() {
+        if let Some(caps) = ins.get("Require").and_then(serde_json::Value::as_array) {
+            for cap in caps {
+                let cap: sieve::compiler::grammar::Capability =
+                    serde_json::from_value(cap.clone()).map_err(internal)?;
+                if !EXTENSIONS
+                    .iter()
+                    .any(|&n| sieve::compiler::grammar::Capability::parse(n) == cap)
+                {
+                    return Err(unsupported(&cap.to_string(), text));
+                }
+            }
+        }
+        if let Some(flags) = ins.get("Keep").and_then(|k| k.get("flags")) {
+            *ins = serde_json::json!({"FileInto": {
+                "copy": true,
+                "create": false,
+                "folder": {"Text": KEEP_FOLDER},
+                "flags": flags.clone(),
+                "mailbox_id": null,
+                "special_use": null,
+            }});
+        }
+    }
+    serde_json::from_value(tree).map_err(internal)
+}
+
+/// The error for a required extension we do not carry out, at the first line naming it.
+fn unsupported(name: &str, text: &[u8]) -> ScriptError {
+    let quoted = format!("\"{}\"", name.to_ascii_lowercase());
+    let line = String::from_utf8_lossy(text)
+        .lines()
+        .position(|l| l.to_ascii_lowercase().contains(&quoted))
+        .map_or(1, |i| i + 1);
+    ScriptError {
+        file: None,
+        line,
+        message: format!(
+            "extension \"{name}\" is not supported by mdeliver (supported: {})",
+            EXTENSIONS.join(", ")
+        ),
     }
 }
 

@@ -354,3 +354,58 @@ fn sieve_runtime_error_after_fileinto_still_keeps() {
     let folders: Vec<_> = r.stored.iter().map(|s| s.folder.clone()).collect();
     assert_eq!(folders, vec![Some("A".to_string()), None], "{r:?}");
 }
+
+#[test]
+fn sieve_unclaimed_extensions_are_refused_at_compile_time() {
+    // sieve-rs compiles these, but mdeliver would then drop or fake their actions and tests
+    for (script, name) in [
+        (
+            "require \"duplicate\";\nif duplicate { discard; }",
+            "duplicate",
+        ),
+        (
+            "require [\"fileinto\",\n \"reject\"];\nreject \"no\";",
+            "reject",
+        ),
+        ("require \"x-unknown\";\nkeep;", "x-unknown"),
+        (
+            "if true {\n  require \"include\";\n  include \"a\";\n}",
+            "include",
+        ),
+    ] {
+        let e = sieve::Script::compile(script.as_bytes()).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("extension \"{name}\" is not supported")),
+            "{script}: {e}"
+        );
+        assert!(
+            e.line >= 1 && script.lines().nth(e.line - 1).unwrap().contains(name),
+            "{e}"
+        );
+    }
+    for &ext in sieve::EXTENSIONS {
+        let script = format!("require \"{ext}\";\n");
+        assert!(sieve::Script::compile(script.as_bytes()).is_ok(), "{ext}");
+    }
+}
+
+#[test]
+fn sieve_explicit_keep_survives_fileinto_redirect_and_discard() {
+    // RFC 5228 sections 2.10.2 and 4.3: only the implicit keep is cancelled
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    for script in [
+        "require \"fileinto\";\nkeep;\nfileinto \"X\";",
+        "require [\"fileinto\", \"mailbox\"];\nkeep;\nfileinto :create \"X\";",
+        "require \"fileinto\";\nfileinto \"X\";\nkeep;",
+    ] {
+        let r = deliver_sieve(&root, script);
+        let mut folders: Vec<_> = r.stored.iter().map(|s| s.folder.clone()).collect();
+        folders.sort();
+        assert_eq!(folders, [None, Some("X".to_string())], "{script}");
+    }
+    let r = deliver_sieve(&root, "keep;\ndiscard;");
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    assert_eq!(r.stored[0].folder, None);
+}
