@@ -12,7 +12,8 @@
 //! - [`maildir`]: the one Maildir writer and reader (delivery, listing, flags, Maildir++ folders).
 //! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
 //! - [`server`]: the only code that touches listening sockets: listeners, inetd, socket activation,
-//!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop. Every daemon reuses it.
+//!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop (through [`os`]). Every daemon
+//!   reuses it.
 //! - [`tls`]: the one rustls setup (server from PEM files, client against webpki-roots, a CA file
 //!   or a key pin), the client TLS policy types (`Mode`, `Verify`), certificate checks and parsing.
 //! - [`dns`]: every DNS lookup (MX routing, A/AAAA with TTLs, TXT) with hickory-resolver, shared by
@@ -38,6 +39,8 @@
 //! - [`msend`]: the submission client: accounts, message preparation, spool.
 //! - [`proc`]: the one runner of short-lived child programs: stdin input, bounded output, a
 //!   timeout that kills the child's whole process group (checkpassword, pipes, password commands).
+//! - [`os`]: the only `unsafe` code: the few libc calls std does not wrap (socket-activation fds,
+//!   passwd/group lookups with `getpwnam_r`/`getgrnam_r`, the privilege drop); a leaf.
 //! - [`log`]: the one log line format of every program (`name: event` on stderr); a leaf, so
 //!   `config` and `server` both use it without importing each other.
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).
@@ -55,7 +58,7 @@
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
-//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `lines`, `log`, `runtime`, `proc`, `rfc5322`, `exit` | no |
+//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `lines`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `exit` | no |
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -74,6 +77,9 @@ pub mod mda;
 pub mod mdig;
 pub mod msend;
 pub mod net;
+// The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.
+#[allow(unsafe_code)]
+pub mod os;
 pub mod outbound;
 pub mod pop3;
 pub mod proc;

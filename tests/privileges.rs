@@ -12,7 +12,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn assert_root() {
     assert_eq!(
-        mailkit::server::sys::euid(),
+        mailkit::os::euid(),
         0,
         "these tests run as root (the CI container does)"
     );

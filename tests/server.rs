@@ -71,7 +71,7 @@ fn echo_handler() -> Handler {
                     conn.local().map(|p| p.to_string()).unwrap_or("none".into()),
                     conn.tls().map(|t| t.to_string()).unwrap_or("none".into()),
                 ),
-                ("WHOAMI", _) => format!("UID {}", server::sys::euid()),
+                ("WHOAMI", _) => format!("UID {}", mailkit::os::euid()),
                 ("STARTTLS", _) => {
                     conn.queue(b"GO\r\n");
                     conn.starttls().await?;
@@ -814,7 +814,7 @@ fn sigint_stops_a_daemon_too() {
 #[test]
 fn root_is_dropped_to_the_configured_user_after_binding() {
     assert_eq!(
-        server::sys::euid(),
+        mailkit::os::euid(),
         0,
         "this test runs as root (the CI container does)"
     );
@@ -825,7 +825,7 @@ fn root_is_dropped_to_the_configured_user_after_binding() {
     let p = d.port_of("one");
     let mut c = Client::connect(loopback(p));
     assert!(c.line().starts_with("HELLO one"));
-    let (uid, _) = server::sys::lookup_user("nobody").unwrap().unwrap();
+    let (uid, _) = mailkit::os::lookup_user("nobody").unwrap().unwrap();
     assert_eq!(c.ask("WHOAMI"), format!("UID {uid}"));
     d.signal("-TERM");
     assert!(d.wait_exit().success());

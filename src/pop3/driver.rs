@@ -475,7 +475,7 @@ pub async fn run_child(
                 log::sanitize(user),
                 log::sanitize(peer),
                 infos.len(),
-                crate::server::sys::euid()
+                crate::os::euid()
             ));
             session.login_done(user, infos);
             let ctx = Context {

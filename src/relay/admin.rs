@@ -64,7 +64,7 @@ pub fn list(queue: &Queue, out: &mut impl Write) -> Result<()> {
 /// is written as root, and the daemon can read every file it finds. Not root, or no
 /// `[run_as]`: nothing to do.
 pub fn become_run_as(config: &Config) -> Result<()> {
-    if crate::server::sys::euid() != 0 {
+    if crate::os::euid() != 0 {
         return Ok(());
     }
     match crate::server::RunAs::from_config(config) {

@@ -275,10 +275,10 @@ fn chown_queue(config: &Config, queue: &Queue) -> Result<()> {
     let Some(run_as) = &config.run_as else {
         return Ok(());
     };
-    if server::sys::euid() != 0 {
+    if crate::os::euid() != 0 {
         return Ok(());
     }
-    let (uid, gid) = server::sys::resolve_ids(&run_as.user, run_as.group.as_deref())
+    let (uid, gid) = crate::os::resolve_ids(&run_as.user, run_as.group.as_deref())
         .map_err(|e| exit::fail(exit::CONFIG, format!("run_as: {e}")))?;
     for d in ["", "tmp", "msg", "hold", "state"] {
         let p = queue.root().join(d);

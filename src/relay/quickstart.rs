@@ -62,7 +62,7 @@ fn demo_user(euid: u32, user: Option<String>) -> Result<Option<String>> {
     match (euid, user) {
         (0, u) => Ok(Some(u.unwrap_or_else(|| DEFAULT_ROOT_USER.into()))),
         (_, None) => Ok(None),
-        (uid, Some(u)) => match crate::server::sys::lookup_user(&u) {
+        (uid, Some(u)) => match crate::os::lookup_user(&u) {
             Ok(Some((target, _))) if target == uid => Ok(None),
             _ => Err(exit::fail(
                 exit::USAGE,
@@ -75,7 +75,7 @@ fn demo_user(euid: u32, user: Option<String>) -> Result<Option<String>> {
 /// Creates the demo in `dir` (default [`DEFAULT_DIR`]) unless its config exists already, for
 /// the user `--user` names (see [`demo_user`]).
 pub fn prepare(dir: Option<PathBuf>, user: Option<String>) -> Result<Demo> {
-    let run_as = demo_user(crate::server::sys::euid(), user)?;
+    let run_as = demo_user(crate::os::euid(), user)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir =
@@ -150,7 +150,7 @@ fn run_as_block(user: &str) -> String {
 /// an error), every directory from `/` down to `dir` must let it through, and everything below
 /// `dir` but the password note is handed to it, without following symlinks.
 fn prepare_for(dir: &Path, config_path: &Path, user: &str) -> Result<()> {
-    let (uid, gid) = crate::server::sys::resolve_ids(user, None)
+    let (uid, gid) = crate::os::resolve_ids(user, None)
         .map_err(|e| exit::fail(exit::CONFIG, format!("--user {user}: {e}")))?;
     if uid == 0 {
         return Err(exit::fail(

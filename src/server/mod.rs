@@ -69,9 +69,6 @@ mod conn;
 pub mod daemon;
 pub mod pace;
 pub mod spawn;
-// The one module allowed to use `unsafe` (libc calls std does not wrap); see its docs.
-#[allow(unsafe_code)]
-pub mod sys;
 
 pub use conn::{Connection, Stream};
 
@@ -315,7 +312,7 @@ impl Listeners {
                     ),
                 )
             })?;
-            let l = sys::take_listen_fd(fd.fd).map_err(|e| {
+            let l = crate::os::take_listen_fd(fd.fd).map_err(|e| {
                 exit::fail(exit::OSERR, format!("socket activation fd {}: {e}", fd.fd))
             })?;
             let mut spec = spec;
@@ -419,7 +416,7 @@ pub fn parse_activation(
         .into_iter()
         .enumerate()
         .map(|(i, name)| ActivatedFd {
-            fd: sys::LISTEN_FDS_START + i as RawFd,
+            fd: crate::os::LISTEN_FDS_START + i as RawFd,
             name,
         })
         .collect())
@@ -431,7 +428,7 @@ pub fn parse_activation(
 /// Not root: nothing to check (the daemon runs as whoever started it). Daemons call this
 /// before binding or opening anything.
 pub fn refuse_root(config: &crate::config::Config) -> Result<()> {
-    if sys::euid() != 0 {
+    if crate::os::euid() != 0 {
         return Ok(());
     }
     let file = config
@@ -445,7 +442,7 @@ pub fn refuse_root(config: &crate::config::Config) -> Result<()> {
             format!("running as root needs a [run_as] user in {file} (e.g. user = \"mail\")"),
         ));
     };
-    match sys::resolve_ids(&run_as.user, run_as.group.as_deref()) {
+    match crate::os::resolve_ids(&run_as.user, run_as.group.as_deref()) {
         Ok((0, _)) => Err(exit::fail(
             exit::CONFIG,
             format!(
@@ -469,9 +466,9 @@ pub fn refuse_root(config: &crate::config::Config) -> Result<()> {
 /// an error (asked to run as someone we cannot become). Any failure is fatal: the caller must
 /// not keep serving as root.
 pub fn drop_privileges(run_as: &RunAs) -> Result<()> {
-    let euid = sys::euid();
+    let euid = crate::os::euid();
     if euid != 0 {
-        let target = sys::lookup_user(&run_as.user)
+        let target = crate::os::lookup_user(&run_as.user)
             .with_context(|| format!("looking up user {}", run_as.user))?;
         return match target {
             Some((uid, _)) if uid == euid => Ok(()),
@@ -484,7 +481,7 @@ pub fn drop_privileges(run_as: &RunAs) -> Result<()> {
             )),
         };
     }
-    match sys::drop_privileges(&run_as.user, run_as.group.as_deref()) {
+    match crate::os::drop_privileges(&run_as.user, run_as.group.as_deref()) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(exit::fail(
             exit::CONFIG,

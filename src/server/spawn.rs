@@ -390,10 +390,10 @@ pub fn start_for(config: &Config, auth: &Arc<Authenticator>) -> anyhow::Result<(
     let Some(run_as) = &config.run_as else {
         return Ok(());
     };
-    if super::sys::euid() != 0 {
+    if crate::os::euid() != 0 {
         return Ok(());
     }
-    let run = super::sys::resolve_ids(&run_as.user, run_as.group.as_deref())
+    let run = crate::os::resolve_ids(&run_as.user, run_as.group.as_deref())
         .map_err(|e| crate::exit::fail(crate::exit::CONFIG, format!("[run_as]: {e}")))?;
     if !auth
         .users()

@@ -1,5 +1,6 @@
-//! The only unsafe code in mailkit: the few libc calls the server layer needs and std does not
-//! wrap. Each function is small, checks its inputs, and states why its unsafe blocks are sound.
+//! The only unsafe code in mailkit: the few libc calls the daemons and `auth` need and std does
+//! not wrap. Each function is small, checks its inputs, and states why its unsafe blocks are
+//! sound. A leaf module, so every layer may use it.
 //!
 //! - [`take_listen_fd`]: adopt a listening socket inherited through systemd socket activation
 //!   (`sd_listen_fds(3)`: fds 3, 4, ... are ours once `LISTEN_PID` names us).
