@@ -636,7 +636,7 @@ _mrelayd() {
             return 0
             ;;
         mrelayd__subcmd__queue__subcmd__list)
-            opts="-c -h --config --help"
+            opts="-c -h --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -702,7 +702,7 @@ _mrelayd() {
             return 0
             ;;
         mrelayd__subcmd__queue__subcmd__show)
-            opts="-c -h --config --help"
+            opts="-c -h --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

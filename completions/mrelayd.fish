@@ -50,8 +50,10 @@ complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and not __fish_se
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and not __fish_seen_subcommand_from list show remove hold release help" -f -a "release" -d 'Release a held entry (delivered at the next run)'
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and not __fish_seen_subcommand_from list show remove hold release help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from list" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
+complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document (field names under QUEUE JSON in the manual)'
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from show" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
+complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from show" -l json -d 'Print the entry as one JSON document (field names under QUEUE JSON)'
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from remove" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mrelayd -n "__fish_mrelayd_using_subcommand queue; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'

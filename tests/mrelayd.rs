@@ -695,6 +695,97 @@ fn aliases_pipes_subaddress_and_queue_cli() {
     );
 }
 
+/// `python3 -c SCRIPT` reading `json` on stdin (the way a script or a monitor reads
+/// `mrelayd queue --json`); what it prints, or the test fails with what it said.
+fn python_json(script: &str, json: &[u8]) -> String {
+    let out = common::run_with_input(Command::new(PY).arg("-c").arg(script), json);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(json)
+    );
+    text
+}
+
+/// Prints the documented fields of `queue list --json` (one message) so the test can compare.
+const PY_QUEUE_LIST: &str = r#"
+import json, sys
+d = json.load(sys.stdin)
+assert set(d) == {"messages", "unreadable"}, d
+assert d["unreadable"] == [], d
+for m in d["messages"]:
+    for k in ("id", "state", "size", "arrival_time", "arrival_date", "sender", "client", "helo",
+              "auth_user", "envid", "ret", "attempts", "next_attempt_time", "next_attempt_date",
+              "last_error", "recipients"):
+        assert k in m, (k, m)
+    assert isinstance(m["size"], int) and m["size"] > 0, m
+    assert isinstance(m["arrival_time"], int) and m["arrival_date"].endswith(" +0000"), m
+    print(m["id"], m["state"], m["sender"], m["client"], m["attempts"] >= 1,
+          (m["next_attempt_time"] or 0) >= m["arrival_time"], "exit 75" in (m["last_error"] or ""))
+    for r in m["recipients"]:
+        print(" ", r["address"], r["status"], r["notify"], r["orcpt"],
+              r["next_attempt_time"] is not None, "exit 75" in (r["last_error"] or ""))
+"#;
+
+/// `mrelayd queue list --json` and `queue show ID --json`: one JSON document with the field
+/// names the manual documents, each recipient with its status, next attempt and last error; an empty queue is an empty list, a held entry says so.
+#[test]
+fn queue_list_and_show_print_json() {
+    let dir = common::scratch();
+    std::fs::write(dir.path().join("aliases"), "flaky: \"|exit 75\"\n").unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let empty = m.cli(&["queue", "list", "--json"]);
+    assert!(empty.status.success(), "{empty:?}");
+    assert_eq!(
+        python_json(PY_QUEUE_LIST, &empty.stdout),
+        "",
+        "an empty queue is an empty list"
+    );
+    let (ok, out) = send_from_remote(
+        m.smtp,
+        "alice@example.test,flaky@example.test",
+        &["--pipeline"],
+    );
+    assert!(ok, "{out}");
+    let id = queued_id(&out);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listing = loop {
+        let l = m.cli(&["queue", "list", "--json"]);
+        assert!(l.status.success(), "{l:?}");
+        let text = python_json(PY_QUEUE_LIST, &l.stdout);
+        if text.contains("True True True\n") && text.contains("pending None None True True") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        listing,
+        format!(
+            "{id} active s@remote.test 127.0.0.1 True True True\n  \
+             alice@example.test delivered None None False False\n  \
+             flaky@example.test pending None None True True\n"
+        )
+    );
+    assert!(m.cli(&["queue", "hold", &id]).status.success());
+    let show = m.cli(&["queue", "show", &id, "--json"]);
+    assert!(show.status.success(), "{show:?}");
+    let text = python_json(
+        "import json, sys\nm = json.load(sys.stdin)\n\
+         print(m['id'], m['state'], [r['address'] for r in m['recipients']])",
+        &show.stdout,
+    );
+    assert_eq!(
+        text,
+        format!("{id} held ['alice@example.test', 'flaky@example.test']\n")
+    );
+    // An unknown id is still an error (no document), as without --json.
+    let missing = m.cli(&["queue", "show", "00000000000000000000000", "--json"]);
+    assert!(!missing.status.success(), "{missing:?}");
+}
+
 #[test]
 fn inetd_session_on_stdin() {
     let dir = common::scratch();

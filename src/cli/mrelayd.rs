@@ -91,6 +91,20 @@ LOGIN THROTTLE ([auth], shared with mpopd):
   never a lockout; the user's own success clears it. Bounded by max_tracked_ips and
   max_tracked_users (10000 each; oldest dropped).
 
+QUEUE JSON:
+  queue list --json prints one document, {\"messages\": [...], \"unreadable\": [...]};
+  queue show ID --json prints one message. These field names are stable (new ones may be
+  added). Times are Unix seconds (*_time) and RFC 5322 dates (*_date). Each message:
+    id, state (active or held), size (octets, envelope included), arrival_time,
+    arrival_date, sender (\"\" for <>), client, helo, auth_user, envid, ret (full, hdrs or
+    null), smtputf8 (bool), attempts (delivery runs so far), next_attempt_time and
+    next_attempt_date (null before the first run), last_error (the last temporary error or
+    null), recipients
+  Each recipient: address, status (pending, delivered or failed), last_error (pending: its
+  last temporary error; failed: why; else null), next_attempt_time and next_attempt_date
+  (pending only, else null), notify (DSN NOTIFY= such as SUCCESS,FAILURE, or null), orcpt
+  (type;address or null). Each unreadable entry (also logged on stderr): id, path, error.
+
 MAIL LOOPS:
   A next hop (relayhost or MX address) that is one of our own listeners (a wildcard listener
   such as 0.0.0.0:25 counts for every local address, at its port), or that greets (220 or EHLO)
@@ -198,11 +212,18 @@ pub enum Cmd {
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum QueueCmd {
     /// List every message (id, size, age, sender, recipients, last error).
-    List,
+    List {
+        /// Print one JSON document (field names under QUEUE JSON in the manual).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one entry in full.
     Show {
         /// Queue id.
         id: String,
+        /// Print the entry as one JSON document (field names under QUEUE JSON).
+        #[arg(long)]
+        json: bool,
     },
     /// Delete one entry.
     Remove {
@@ -245,9 +266,9 @@ impl super::Tool for Args {
                 // hold/release/remove write the queue: as the daemon's user, never as root.
                 admin::become_run_as(&config)?;
                 let queue = admin::open_queue(&config, &relay)?;
-                match action.unwrap_or(QueueCmd::List) {
-                    QueueCmd::List => admin::list(&queue, &mut out())?,
-                    QueueCmd::Show { id } => admin::show(&queue, &id, &mut out())?,
+                match action.unwrap_or(QueueCmd::List { json: false }) {
+                    QueueCmd::List { json } => admin::list(&queue, json, &mut out())?,
+                    QueueCmd::Show { id, json } => admin::show(&queue, &id, json, &mut out())?,
                     QueueCmd::Remove { id } => admin::remove(&queue, &id)?,
                     QueueCmd::Hold { id } => admin::hold(&queue, &id)?,
                     QueueCmd::Release { id } => admin::release(&queue, &id)?,

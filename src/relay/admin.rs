@@ -36,11 +36,10 @@ pub fn open_queue(config: &Config, relay: &RelayConfig) -> Result<Queue> {
 /// last error; held entries are marked `!`.
 /// Entries that cannot be read are listed too, loudly (and logged with path and error): a
 /// queue file the daemon cannot read must not wait there unnoticed.
-pub fn list(queue: &Queue, out: &mut impl Write) -> Result<()> {
+pub fn list(queue: &Queue, json: bool, out: &mut impl Write) -> Result<()> {
     let (list, bad) = queue
         .list_all()
         .with_context(|| format!("reading queue {}", queue.root().display()))?;
-    write_list(&list, queue::now(), out)?;
     for b in &bad {
         log::line(format_args!(
             "{}: cannot read queue entry {}: {}",
@@ -48,6 +47,23 @@ pub fn list(queue: &Queue, out: &mut impl Write) -> Result<()> {
             b.path.display(),
             b.error
         ));
+    }
+    if json {
+        let doc = JsonQueue {
+            messages: list.iter().map(JsonMessage::of).collect(),
+            unreadable: bad
+                .iter()
+                .map(|b| JsonUnreadable {
+                    id: b.id.clone(),
+                    path: b.path.display().to_string(),
+                    error: b.error.to_string(),
+                })
+                .collect(),
+        };
+        return write_json(&doc, out);
+    }
+    write_list(&list, queue::now(), out)?;
+    for b in &bad {
         writeln!(
             out,
             "{:<24} UNREADABLE {}: {}",
@@ -56,6 +72,130 @@ pub fn list(queue: &Queue, out: &mut impl Write) -> Result<()> {
             b.error
         )?;
     }
+    Ok(())
+}
+
+/// `mrelayd queue list --json`: the one document (field names documented in mrelayd(1) under
+/// QUEUE JSON; they are stable, and new fields may be added).
+#[derive(serde::Serialize)]
+struct JsonQueue<'a> {
+    messages: Vec<JsonMessage<'a>>,
+    unreadable: Vec<JsonUnreadable>,
+}
+
+/// An entry that could not be read (also logged on stderr).
+#[derive(serde::Serialize)]
+struct JsonUnreadable {
+    id: String,
+    path: String,
+    error: String,
+}
+
+/// One queue entry, as `queue show --json` prints it and `queue list --json` lists it.
+#[derive(serde::Serialize)]
+struct JsonMessage<'a> {
+    id: &'a str,
+    /// `active` or `held`.
+    state: &'static str,
+    size: u64,
+    arrival_time: u64,
+    arrival_date: String,
+    /// Empty for the null sender `<>`.
+    sender: &'a str,
+    client: Option<&'a str>,
+    helo: Option<&'a str>,
+    auth_user: Option<&'a str>,
+    envid: Option<&'a str>,
+    /// `full` or `hdrs` (DSN RET=), or null.
+    ret: Option<&'static str>,
+    smtputf8: bool,
+    attempts: u32,
+    next_attempt_time: Option<u64>,
+    next_attempt_date: Option<String>,
+    last_error: Option<&'a str>,
+    recipients: Vec<JsonRecipient<'a>>,
+}
+
+/// One recipient of a [`JsonMessage`].
+#[derive(serde::Serialize)]
+struct JsonRecipient<'a> {
+    address: &'a str,
+    /// `pending`, `delivered` or `failed`.
+    status: &'static str,
+    /// Pending: its last temporary error; failed: why; else null.
+    last_error: Option<&'a str>,
+    /// Pending: when it is tried next (the message's next attempt); else null.
+    next_attempt_time: Option<u64>,
+    next_attempt_date: Option<String>,
+    /// DSN NOTIFY= as given (`SUCCESS,FAILURE`, `NEVER`), or null.
+    notify: Option<String>,
+    /// DSN ORCPT= as `type;address`, or null.
+    orcpt: Option<&'a str>,
+}
+
+impl<'a> JsonMessage<'a> {
+    fn of(e: &'a Entry) -> JsonMessage<'a> {
+        let next = (e.status.next_try > 0).then_some(e.status.next_try);
+        let recipients = recipients(e)
+            .map(|(i, r, st)| {
+                let (status, last_error, next) = match st {
+                    RcptState::Pending => (
+                        "pending",
+                        e.status.rcpt_errors.get(&i).map(String::as_str),
+                        next,
+                    ),
+                    RcptState::Delivered => ("delivered", None, None),
+                    RcptState::Failed(why) => ("failed", Some(why.as_str()), None),
+                };
+                JsonRecipient {
+                    address: &r.address,
+                    status,
+                    last_error,
+                    next_attempt_time: next,
+                    next_attempt_date: next.map(rfc5322_date),
+                    notify: r.notify.map(|n| n.to_string()),
+                    orcpt: r.orcpt.as_deref(),
+                }
+            })
+            .collect();
+        let env = &e.envelope;
+        JsonMessage {
+            id: &e.id,
+            state: state_name(e.place),
+            size: e.size,
+            arrival_time: env.time,
+            arrival_date: rfc5322_date(env.time),
+            sender: &env.sender,
+            client: env.client.as_deref(),
+            helo: env.helo.as_deref(),
+            auth_user: env.auth_user.as_deref(),
+            envid: env.envid.as_deref(),
+            ret: env.ret.map(|r| match r {
+                crate::envelope::Ret::Full => "full",
+                crate::envelope::Ret::Hdrs => "hdrs",
+            }),
+            smtputf8: env.smtputf8,
+            attempts: e.status.attempts,
+            next_attempt_time: next,
+            next_attempt_date: next.map(rfc5322_date),
+            last_error: e.status.last_error.as_deref(),
+            recipients,
+        }
+    }
+}
+
+/// `active` or `held`, as the listings say.
+fn state_name(place: Place) -> &'static str {
+    match place {
+        Place::Held => "held",
+        Place::Active => "active",
+    }
+}
+
+/// One pretty-printed JSON document and a newline.
+fn write_json(doc: &impl serde::Serialize, out: &mut impl Write) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc).context("writing JSON")?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -132,20 +272,18 @@ fn fmt_age(secs: u64) -> String {
 
 /// `mrelayd queue show ID`: one entry in full (envelope, DSN parameters, each recipient's
 /// state, attempts, next attempt, last error).
-pub fn show(queue: &Queue, id: &str, out: &mut impl Write) -> Result<()> {
+pub fn show(queue: &Queue, id: &str, json: bool, out: &mut impl Write) -> Result<()> {
     let e = queue.entry(id).map_err(|e| entry_error(e, id))?;
+    if json {
+        return write_json(&JsonMessage::of(&e), out);
+    }
     write_entry(&e, out)?;
     Ok(())
 }
 
 fn write_entry(e: &Entry, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "id: {}", e.id)?;
-    let state = if e.place == Place::Held {
-        "held"
-    } else {
-        "active"
-    };
-    writeln!(out, "state: {state}")?;
+    writeln!(out, "state: {}", state_name(e.place))?;
     writeln!(out, "size: {}", e.size)?;
     writeln!(out, "arrival: {}", rfc5322_date(e.envelope.time))?;
     writeln!(out, "sender: <{}>", e.envelope.sender)?;
@@ -512,7 +650,7 @@ last error: <far@remote.test>: refused
         let q = Queue::open(dir.path()).unwrap();
         for id in ["00000000000000000000000", "../../etc"] {
             assert_eq!(
-                exit::code_of(&show(&q, id, &mut Vec::new()).unwrap_err()),
+                exit::code_of(&show(&q, id, false, &mut Vec::new()).unwrap_err()),
                 67
             );
             assert_eq!(exit::code_of(&remove(&q, id).unwrap_err()), 67);
