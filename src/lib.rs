@@ -31,6 +31,9 @@
 //!   local delivery and remote delivery through [`outbound`], DSNs, admin commands.
 //! - [`envelope`]: the envelope parameters a message carries from SMTP through the queue to its
 //!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461).
+//! - [`session`]: the one session pattern of the server protocols and its hooks
+//!   ([`session::SessionHooks`]: the shutdown, idle timeout and deadline goodbyes every
+//!   session says; `server::goodbye` waits for them once for every driver).
 //! - [`lines`]: the one sans-IO line framer (CRLF/LF, length limit, discarding over-long lines)
 //!   shared by the server layer's `Connection` and the protocol sessions.
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
@@ -58,7 +61,7 @@
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
-//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `lines`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `exit` | no |
+//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `lines`, `session`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `exit` | no |
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -88,5 +91,6 @@ pub mod relay;
 pub mod rfc5322;
 pub mod runtime;
 pub mod server;
+pub mod session;
 pub mod smtp;
 pub mod tls;

@@ -3,6 +3,7 @@
 
 use crate::pop3::encode;
 use crate::pop3::session::{Event, LoginFailure, MessageInfo, Policy, Session};
+use crate::session::SessionHooks as _;
 
 /// Feeds arbitrary client bytes, in pieces, through framing, parser and state machine
 /// (answering the driver's events in a way decided by the input), and arbitrary bytes through the RETR/TOP encoder,

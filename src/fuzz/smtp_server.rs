@@ -2,6 +2,7 @@
 //! decision accepted. It must never panic or wait for a decision nobody asked for, and every
 //! accepted message must be CRLF text without bare CR or LF (no SMTP smuggling).
 
+use crate::session::SessionHooks as _;
 use crate::smtp::server::{Decision, Event, Session, SessionConfig};
 use crate::tls::TlsInfo;
 

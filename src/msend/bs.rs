@@ -12,6 +12,7 @@ use super::deliver::{self, Status};
 use super::flush::print_failures;
 use super::spool;
 use crate::exit;
+use crate::session::SessionHooks as _;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Decision, Event, Session, SessionConfig};
 

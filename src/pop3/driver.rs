@@ -3,8 +3,8 @@
 //! RETR/TOP streaming, STLS, UPDATE) and batches replies for pipelining clients (RFC 2449 §6.6:
 //! replies are flushed when every complete line read is answered). The idle timeout, the
 //! session deadline and server shutdown end a session through its hooks
-//! ([`Session::timeout`], [`Session::deadline_exceeded`], [`Session::shutdown`]: the same hook
-//! that makes an SMTP session say `421 4.3.2`).
+//! ([`crate::session::SessionHooks`]: the same hooks that make an SMTP session say
+//! `421 4.3.2`), waited for and said by the server layer's [`Watch`] as in every driver.
 //!
 //! A login of a *system user* (README "Privileges": a passwd-file entry with its own uid/gid,
 //! when the daemon runs a spawner) is not served by the daemon, as Dovecot's pop3 processes
@@ -21,7 +21,7 @@
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -32,9 +32,10 @@ use super::session::{Event, LoginFailure, Policy, Session};
 use super::Pop3Config;
 use crate::lines::{Framed, Line};
 use crate::log;
-use crate::server::pace::ProgressDeadline;
+use crate::server::goodbye::{self, Wait, Watch, Woke};
 use crate::server::spawn::Spawner;
 use crate::server::Connection;
+use crate::session::SessionHooks as _;
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
 /// pipelined `RETR` of every message does not buffer the whole maildrop.
@@ -112,8 +113,8 @@ pub async fn run<A: LoginCheck>(conn: &mut Connection, ctx: Arc<Context<A>>) -> 
 
 /// The command loop of a session, from `session` in whatever state it is (AUTHORIZATION in the
 /// daemon, TRANSACTION in a system user's child with its `maildrop`), its output sent first.
-/// Shutdown, the idle timeout and the session deadline end it through the session's hooks
-/// ([`Session::shutdown`], [`Session::timeout`], [`Session::deadline_exceeded`]).
+/// Shutdown, the idle timeout and the session deadline end it through the session's hooks,
+/// said by the server layer's [`Watch`] as for every protocol.
 async fn serve<A: LoginCheck>(
     conn: &mut Connection,
     ctx: &Context<A>,
@@ -125,10 +126,8 @@ async fn serve<A: LoginCheck>(
     // One read buffer for every RETR/TOP of the session.
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Vec::new();
-    let shutdown = conn.shutdown_signal();
-    tokio::pin!(shutdown);
     // Logins and messages sent are progress; NOOP, STAT and the like do not move the deadline.
-    let mut deadline = ProgressDeadline::new(span, Instant::now());
+    let mut watch = Watch::new(conn, span);
     loop {
         let ev = session.poll();
         out.extend_from_slice(&session.take_output());
@@ -141,22 +140,15 @@ async fn serve<A: LoginCheck>(
                 // Every complete line buffered is answered: flush (RFC 2449 §6.6 batching).
                 conn.write_all(&out).await?;
                 out.clear();
-                deadline.update(session.progress(), Instant::now());
-                let left = deadline.remaining(Instant::now());
-                tokio::select! {
-                    _ = tokio::time::sleep(left) => {
-                        log::line(format_args!("session deadline exceeded peer={}", show(peer)));
-                        session.deadline_exceeded();
-                    }
-                    read = conn.read_chunk(READ_CHUNK) => match read {
-                        // End of input: the connection is dropped, nothing is deleted.
-                        Ok(b) if b.is_empty() => return Ok(()),
-                        Ok(b) => session.feed(&b),
-                        // RFC 1939 §3: the autologout timer; say why before hanging up.
-                        Err(e) if e.kind() == io::ErrorKind::TimedOut => session.timeout(),
-                        Err(e) => return Err(e),
-                    },
-                    _ = &mut shutdown => session.shutdown(),
+                // RFC 1939 §3: the autologout timer says why before hanging up; so do the
+                // deadline and shutdown. End of input: the connection is dropped, nothing is
+                // deleted.
+                if watch
+                    .wait(conn, &mut session, Wait::command(READ_CHUNK))
+                    .await?
+                    == Woke::Eof
+                {
+                    return Ok(());
                 }
             }
             Event::Pending => return Err(io::Error::other("session waits for an answer")),
@@ -169,12 +161,8 @@ async fn serve<A: LoginCheck>(
                         // A system user: its own process serves the rest of the session.
                         Some(spawner) => match login_in_child(spawner, &account, peer).await {
                             Ok((child, first)) => {
-                                let proxied = Proxied {
-                                    deadline,
-                                    progress: session.progress() + 1,
-                                    peer,
-                                };
-                                return proxy(conn, child, first, session, proxied, shutdown).await;
+                                let progress = session.progress() + 1;
+                                return proxy(conn, child, first, session, watch, progress).await;
                             }
                             Err(why) => session.login_failed(why),
                         },
@@ -319,13 +307,6 @@ async fn login_in_child(
     }
 }
 
-/// The daemon's clocks carried into [`proxy`].
-struct Proxied {
-    deadline: ProgressDeadline,
-    progress: u64,
-    peer: Option<IpAddr>,
-}
-
 /// Relays a system user's session between the client and its child (module doc) until the
 /// child closes its end: after QUIT, or once the client's end of input reaches it after the
 /// client's last line (answered first, as in process). `first` (the child's login reply) goes
@@ -334,19 +315,14 @@ struct Proxied {
 /// too long for the daemon reach the child as a line too long for POP3, so its reply and error
 /// count are the in-process ones. The daemon's `session` frames the client's lines (those it
 /// holds already came pipelined after the login) and says the goodbyes.
-async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
+async fn proxy(
     conn: &mut Connection,
     child: tokio::net::UnixStream,
     first: Vec<u8>,
     mut session: Session,
-    clocks: Proxied,
-    mut shutdown: F,
+    mut watch: Watch,
+    mut progress: u64,
 ) -> io::Result<()> {
-    let Proxied {
-        mut deadline,
-        mut progress,
-        peer,
-    } = clocks;
     let (mut from_child, mut to_child) = child.into_split();
     conn.write_all(&first).await?;
     let mut buf = vec![0u8; READ_CHUNK];
@@ -376,8 +352,7 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
                 p.extend_from_slice(b"\r\n");
             }
         }
-        deadline.update(progress, Instant::now());
-        let left = deadline.remaining(Instant::now());
+        watch.update(progress);
         let waiting = pending.as_ref().is_some_and(|p| !p.is_empty());
         if client_done && !waiting && !child_told {
             let _ = to_child.shutdown().await;
@@ -385,9 +360,8 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
         }
         let room = !client_done && pending.as_ref().is_none_or(|p| p.len() < MAX_PENDING);
         tokio::select! {
-            _ = tokio::time::sleep(left) => {
-                log::line(format_args!("session deadline exceeded peer={}", show(peer)));
-                session.deadline_exceeded();
+            why = watch.ends() => {
+                watch.say(&mut session, why, "a command");
                 return say_goodbye(conn, &mut session).await;
             }
             got = from_child.read(&mut buf) => match got {
@@ -409,16 +383,11 @@ async fn proxy<F: std::future::Future<Output = ()> + Unpin>(
             read = conn.read_chunk(READ_CHUNK), if room => match read {
                 Ok(b) if b.is_empty() => client_done = true,
                 Ok(b) => session.feed(&b),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    session.timeout();
+                Err(e) => {
+                    watch.say(&mut session, goodbye::idle_timeout(e)?, "a command");
                     return say_goodbye(conn, &mut session).await;
                 }
-                Err(e) => return Err(e),
             },
-            _ = &mut shutdown => {
-                session.shutdown();
-                return say_goodbye(conn, &mut session).await;
-            }
         }
     }
 }

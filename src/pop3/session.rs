@@ -11,13 +11,13 @@
 //! world (checking a password, locking and scanning the maildrop, reading a message, starting
 //! TLS, deleting) is an [`Event`] for the driver, which answers through the `*_done`/`*_failed`
 //! methods; until then `poll` returns [`Event::Pending`]. The driver's clocks and the server's
-//! shutdown end a session through [`Session::timeout`], [`Session::deadline_exceeded`] and
-//! [`Session::shutdown`], as in SMTP. The session never blocks and never panics on input.
+//! shutdown end a session through its [`SessionHooks`], as in SMTP. The session never blocks and never panics on input.
 
 use std::collections::VecDeque;
 
 use super::command::{self, Command, ParseError};
 use crate::lines::{Framed, Input, Line, LineFramer};
+use crate::session::SessionHooks;
 
 /// Default number of client errors (bad commands, wrong state, bad numbers) before we hang up.
 pub const DEFAULT_MAX_ERRORS: u32 = 10;
@@ -175,6 +175,35 @@ pub struct Session {
     progress: u64,
 }
 
+/// The hooks of the session pattern ([`crate::session`]): the driver's clocks and the server's
+/// shutdown end a POP3 session with `-ERR` and close it. Nothing is deleted (no UPDATE,
+/// RFC 1939 §6).
+impl SessionHooks for Session {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.input.feed(bytes);
+    }
+
+    /// Logins and messages sent so far (NOOP, STAT and the like do not count).
+    fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    /// `-ERR [SYS/TEMP] Server shutting down.` (RFC 3206 §4).
+    fn shutdown(&mut self) {
+        self.say_and_close(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
+    }
+
+    /// `-ERR Disconnected for inactivity.`: the autologout timer (RFC 1939 §3).
+    fn timeout(&mut self) {
+        self.say_and_close(b"-ERR Disconnected for inactivity.\r\n");
+    }
+
+    /// `-ERR Session deadline exceeded, disconnecting.`
+    fn deadline_exceeded(&mut self) {
+        self.say_and_close(b"-ERR Session deadline exceeded, disconnecting.\r\n");
+    }
+}
+
 impl Session {
     /// A new session. `timestamp` is the APOP timestamp (`<pid.clock@host>`, RFC 1939 §7),
     /// used only when the policy enables APOP. Call [`greeting`](Self::greeting) first.
@@ -207,11 +236,6 @@ impl Session {
         self.output.extend_from_slice(greeting.as_bytes());
     }
 
-    /// Appends bytes read from the client.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.input.feed(bytes);
-    }
-
     /// Takes the reply bytes produced so far.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
@@ -220,12 +244,6 @@ impl Session {
     /// Whether reply bytes are waiting to be written.
     pub fn has_output(&self) -> bool {
         !self.output.is_empty()
-    }
-
-    /// Logins and messages sent so far. The driver restarts its session deadline whenever this
-    /// grows (NOOP, STAT and the like do not count).
-    pub fn progress(&self) -> u64 {
-        self.progress
     }
 
     /// Advances the session as far as the buffered input allows.
@@ -281,22 +299,6 @@ impl Session {
         let (found, used) = self.framer.next(self.input.unread(), self.line_limit());
         self.input.pos += used;
         found
-    }
-
-    /// Replies `-ERR` because the server is shutting down, and closes: the shutdown hook every
-    /// session of the pattern has (SMTP's is `421 4.3.2`). Nothing is deleted (no UPDATE).
-    pub fn shutdown(&mut self) {
-        self.say_and_close(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
-    }
-
-    /// Replies `-ERR` because of the autologout timer (RFC 1939 §3), and closes.
-    pub fn timeout(&mut self) {
-        self.say_and_close(b"-ERR Disconnected for inactivity.\r\n");
-    }
-
-    /// Replies `-ERR` because the session made no progress within its deadline, and closes.
-    pub fn deadline_exceeded(&mut self) {
-        self.say_and_close(b"-ERR Session deadline exceeded, disconnecting.\r\n");
     }
 
     fn say_and_close(&mut self, text: &[u8]) {

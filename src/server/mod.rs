@@ -67,6 +67,7 @@ use crate::log;
 
 mod conn;
 pub mod daemon;
+pub mod goodbye;
 pub mod pace;
 pub mod spawn;
 

@@ -5,9 +5,10 @@
 //! relay rules, password check and queue, in `relay::daemon`), so this module knows
 //! nothing of relaying or queues.
 //!
-//! Server shutdown reaches the session through the one hook of the pattern (the POP3 driver has
-//! the same): when [`Connection::shutdown_signal`] fires the driver calls
-//! [`Session::shutdown`], which queues `421 4.3.2 <host> Service shutting down` (RFC 5321 §3.8,
+//! Server shutdown reaches the session through the hooks of the pattern
+//! ([`crate::session::SessionHooks`], the POP3 driver uses the same): the server layer's
+//! [`Watch`] waits for input, the shutdown signal, the idle timeout and the session deadline,
+//! and at shutdown the session's hook queues `421 4.3.2 <host> Service shutting down` (RFC 5321 §3.8,
 //! RFC 3463 §3.5) and closes, at the next point the session can take it: at once while waiting
 //! for a command (or between pipelined commands), and after a message whose content is
 //! arriving, if it ends within [`Limits::shutdown_finish`] (so an almost delivered message is
@@ -22,8 +23,10 @@ use anyhow::{Context as _, Result};
 use super::command::{MailParams, Mailbox, RcptParams};
 use super::server::{Decision, Envelope, Event, Session, SessionConfig};
 use crate::log;
-use crate::server::pace::{ProgressDeadline, RateMeter};
+use crate::server::goodbye::{self, Wait, Watch, Woke};
+use crate::server::pace::RateMeter;
 use crate::server::Connection;
+use crate::session::Goodbye;
 
 /// Largest read handed to the session at once.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -90,16 +93,6 @@ pub trait Policy: Send {
     fn message(&mut self, envelope: &Envelope) -> impl Future<Output = Decision> + Send;
 }
 
-/// How a wait for input ended.
-enum Waited {
-    /// Bytes (empty at end of input).
-    Read(Vec<u8>),
-    /// The wait of `wait` ran out (a timeout when `wait` was the full one).
-    TimedOut,
-    /// Shutdown was requested.
-    Shutdown,
-}
-
 /// Runs one SMTP session on `conn` to its end: greeting, commands, messages, QUIT (or a
 /// timeout, a limit, shutdown). `config.starttls` is set from the connection. I/O errors end
 /// the session with an error for the server layer to log.
@@ -109,10 +102,6 @@ pub async fn run<P: Policy>(
     limits: &Limits,
     policy: &mut P,
 ) -> Result<()> {
-    let who = conn
-        .peer()
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "stdin".into());
     let ip = conn.peer().map(|p| p.ip().to_canonical());
     config.starttls = conn.can_starttls();
     let mut s = Session::new(config, ip);
@@ -122,6 +111,7 @@ pub async fn run<P: Policy>(
     // RFC 5321 §4.5.3.2: one wait for the next command, another for each piece of content.
     let command_timeout = limits.command_timeout.max(Duration::from_millis(1));
     let data_timeout = limits.data_timeout.max(Duration::from_millis(1));
+    let who = goodbye::who(&conn);
     if !limits.greet_pause.is_zero() && conn.input_pending_within(limits.greet_pause).await? {
         s.reject_early_talker();
         log::line(format_args!("{who}: early talker rejected"));
@@ -131,10 +121,8 @@ pub async fn run<P: Policy>(
     }
     // Slowloris (issue 10 §5): a deadline that only completed transactions move, and a least
     // rate for message content; the session itself has no clock.
-    let mut deadline = ProgressDeadline::new(limits.session_deadline, Instant::now());
+    let mut watch = Watch::new(&conn, limits.session_deadline);
     let mut rate = RateMeter::new(limits.min_data_rate, limits.min_data_rate_window);
-    let shutdown = conn.shutdown_signal();
-    tokio::pin!(shutdown);
     // Set once shutdown was requested while content was arriving: the 421 comes when the
     // message ends, or at this instant.
     let mut finish_by: Option<Instant> = None;
@@ -152,23 +140,22 @@ pub async fn run<P: Policy>(
             Event::NeedInput => {
                 let in_data = s.in_data();
                 let now = Instant::now();
+                let waiting_for = if in_data { "message data" } else { "a command" };
                 if finish_by.is_some() && !in_data {
                     // The message in progress at shutdown has ended (its reply is queued).
-                    s.shutdown();
+                    watch.say(&mut s, Goodbye::Shutdown, waiting_for);
                     continue;
                 }
-                deadline.update(s.progress(), now);
                 if in_data {
                     rate.start(now);
                 } else {
                     rate.stop();
                 }
-                let base = if in_data {
+                conn.set_idle_timeout(if in_data {
                     data_timeout
                 } else {
                     command_timeout
-                };
-                conn.set_idle_timeout(base);
+                });
                 if in_data && !rate.check(now) {
                     s.too_slow();
                     log::line(format_args!(
@@ -176,14 +163,9 @@ pub async fn run<P: Policy>(
                     ));
                     continue;
                 }
-                if !in_data && deadline.expired(now) {
-                    s.deadline_exceeded();
-                    log::line(format_args!("{who}: session deadline exceeded"));
-                    continue;
-                }
                 if finish_by.is_some_and(|t| now >= t) {
                     log::line(format_args!("{who}: shutdown: message in progress dropped"));
-                    s.shutdown();
+                    watch.say(&mut s, Goodbye::Shutdown, waiting_for);
                     continue;
                 }
                 conn.queue(&s.take_output());
@@ -191,55 +173,38 @@ pub async fn run<P: Policy>(
                 if !conn.has_buffered_input() {
                     conn.flush().await?;
                 }
-                // Wake up when the deadline or the rate window is due, even from a silent client.
-                let due = if in_data {
-                    rate.until_check(now)
-                } else {
-                    Some(deadline.remaining(now))
+                // Wake up when the rate window or the shutdown's finish is due, even from a
+                // silent client; the session deadline is the watch's (not while content
+                // arrives: the rate watches that).
+                let rate_due = if in_data { rate.until_check(now) } else { None };
+                let finish_due = finish_by.map(|t| t.saturating_duration_since(now));
+                let due = match (rate_due, finish_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 };
-                let due = match finish_by {
-                    Some(t) => {
-                        let left = t.saturating_duration_since(now);
-                        Some(due.map_or(left, |d| d.min(left)))
-                    }
-                    None => due,
+                let wait = Wait {
+                    max: READ_CHUNK,
+                    waiting_for,
+                    deadline: !in_data,
+                    // Between commands (RFC 5321 §3.8: the server may close with 421 when it
+                    // must shut down; a command already read is not answered). A message
+                    // whose content is arriving may end first.
+                    shutdown_now: !in_data,
+                    due,
                 };
-                let wait = due.map_or(base, |d| d.min(base));
-                conn.set_idle_timeout(wait.max(Duration::from_millis(1)));
-                let watch_shutdown = finish_by.is_none();
-                let waited = tokio::select! {
-                    read = conn.read_chunk(READ_CHUNK) => match read {
-                        Ok(b) => Waited::Read(b),
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Waited::TimedOut,
-                        Err(e) => return Err(e.into()),
-                    },
-                    _ = &mut shutdown, if watch_shutdown => Waited::Shutdown,
-                };
-                conn.set_idle_timeout(base);
-                match waited {
-                    Waited::Read(b) if b.is_empty() => break,
-                    Waited::Read(b) => {
+                match watch.wait(&mut conn, &mut s, wait).await? {
+                    Woke::Eof => break,
+                    Woke::Input(n) => {
                         if in_data {
-                            rate.add(b.len());
+                            rate.add(n);
                         }
-                        s.feed(&b)
                     }
-                    Waited::Shutdown if in_data => {
+                    Woke::ShutdownDeferred => {
                         finish_by = Some(Instant::now() + limits.shutdown_finish);
                     }
-                    // Between commands (RFC 5321 §3.8: the server may close with 421 when it
-                    // must shut down); a command already read is not answered.
-                    Waited::Shutdown => s.shutdown(),
-                    // The deadline or the rate window is due: judged at the top of the loop.
-                    Waited::TimedOut if wait < base => {}
-                    Waited::TimedOut => {
-                        s.timeout();
-                        conn.queue(&s.take_output());
-                        let _ = conn.close().await;
-                        let waiting = if in_data { "message data" } else { "a command" };
-                        log::line(format_args!("{who}: timeout waiting for {waiting}"));
-                        return Ok(());
-                    }
+                    // The rate window or the finish is due: judged at the top of the loop;
+                    // a goodbye said: the session closes at its next poll.
+                    Woke::Due | Woke::Said(_) => {}
                 }
             }
             Event::Close => {

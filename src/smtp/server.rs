@@ -32,6 +32,7 @@ use super::command::{
 use super::hops::{HopCounter, DEFAULT_MAX_HOPS};
 use super::reply::Reply;
 use crate::lines::{Input, MAX_DISCARD};
+use crate::session::SessionHooks;
 use crate::tls::TlsInfo;
 
 /// Default largest message accepted, advertised in SIZE (RFC 1870), octets.
@@ -273,6 +274,35 @@ pub struct Session {
     content_open: bool,
 }
 
+/// The hooks of the session pattern ([`crate::session`]): the driver's clocks and the server's
+/// shutdown end an SMTP session with a 421 (RFC 5321 §3.8) and close it.
+impl SessionHooks for Session {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.input.feed(bytes);
+    }
+
+    /// How many transactions have completed (a message accepted or refused at its end): a
+    /// reused session (Postfix sends RSET between messages) lives as long as it delivers.
+    fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    /// `421 4.3.2 <host> Service shutting down` (RFC 3463 §3.5: system not accepting messages).
+    fn shutdown(&mut self) {
+        self.close_421((4, 3, 2), "Service shutting down");
+    }
+
+    /// `421 4.4.2 <host> Error: timeout exceeded` (RFC 5321 §4.5.3.2).
+    fn timeout(&mut self) {
+        self.close_421((4, 4, 2), "Error: timeout exceeded");
+    }
+
+    /// `421 4.4.2 <host> Error: session deadline exceeded`.
+    fn deadline_exceeded(&mut self) {
+        self.close_421((4, 4, 2), "Error: session deadline exceeded");
+    }
+}
+
 fn r(code: u16, enh: (u8, u16, u16), text: impl AsRef<str>) -> Reply {
     Reply::new(code, Some(enh), text)
 }
@@ -305,23 +335,11 @@ impl Session {
         }
     }
 
-    /// How many transactions have completed (a message accepted or refused at its end). The
-    /// driver restarts its session deadline whenever this grows: a reused session (Postfix
-    /// sends RSET between messages) lives as long as it delivers.
-    pub fn progress(&self) -> u64 {
-        self.progress
-    }
-
     /// After an error beyond the soft error limit: by how many errors the limit is exceeded
     /// (1, 2, ...), once. The driver sleeps that many error delays before writing the reply,
     /// as Postfix's `smtpd_error_sleep_time` does, without blocking other sessions.
     pub fn take_error_delay(&mut self) -> Option<u32> {
         self.error_delay.take()
-    }
-
-    /// Replies 421 because the session made no progress within its deadline, and closes.
-    pub fn deadline_exceeded(&mut self) {
-        self.close_421((4, 4, 2), "Error: session deadline exceeded");
     }
 
     /// Replies 421 because message content arrives slower than the minimum data rate, and
@@ -372,21 +390,6 @@ impl Session {
             ),
         ));
         self.mode = Mode::Closed;
-    }
-
-    /// Replies 421 because of a timeout and closes (RFC 5321 §4.5.3.2).
-    pub fn timeout(&mut self) {
-        self.close_421((4, 4, 2), "Error: timeout exceeded");
-    }
-
-    /// Replies 421 because the server is shutting down and closes.
-    pub fn shutdown(&mut self) {
-        self.close_421((4, 3, 2), "Service shutting down");
-    }
-
-    /// Appends bytes read from the client.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.input.feed(bytes);
     }
 
     /// Takes the reply bytes produced so far.
