@@ -103,6 +103,11 @@ pub trait Section: DeserializeOwned + Default {
     fn paths(&mut self) -> Vec<&mut PathBuf> {
         Vec::new()
     }
+    /// The section's path templates (with `mail_location`'s `%` variables), which
+    /// [`Config::section`] resolves as it resolves `mail_location`. Default: none.
+    fn templates(&mut self) -> Vec<&mut String> {
+        Vec::new()
+    }
 }
 
 /// The loaded configuration: shared keys, checked, plus the source text for program sections.
@@ -385,6 +390,9 @@ impl Config {
         let mut section = T::deserialize(de).map_err(|e| toml_error(path, &self.source, &e))?;
         for p in section.paths() {
             *p = self.resolve(p);
+        }
+        for t in section.templates() {
+            *t = self.resolve_template(t);
         }
         Ok(section)
     }

@@ -2241,3 +2241,78 @@ fn sigterm_says_421_to_idle_sessions_and_after_a_message_in_progress() {
     assert!(log.contains("queued"), "{log}");
     assert!(log.contains("message in progress dropped"), "{log}");
 }
+
+/// The header lines of a stored message named `name` (case-insensitive field name).
+fn header_count(message: &[u8], name: &str) -> usize {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\n\n").next().unwrap_or("");
+    head.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+        .count()
+}
+
+#[test]
+fn sieve_through_mrelayd_per_user_and_through_an_mdeliver_pipe() {
+    let dir = common::scratch();
+    let d = dir.path();
+    std::fs::create_dir(d.join("sieve")).unwrap();
+    let script = "require \"fileinto\";\nif header :contains \"subject\" \"filter me\" { fileinto \"Filtered\"; }\n";
+    std::fs::write(d.join("sieve/alice.sieve"), script).unwrap();
+    std::fs::write(d.join("carol.sieve"), script).unwrap();
+    let mdeliver = common::bin("mdeliver");
+    std::fs::write(
+        d.join("aliases"),
+        format!(
+            "postmaster: alice\n\
+             carol: \"|{md} --sieve {d}/carol.sieve {d}/carol\"\n\
+             dave: \"|env -u RECIPIENT {md} {d}/dave\"\n",
+            md = mdeliver.display(),
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let m = Mrelayd::configure(
+        d,
+        &format!("sieve = \"{}/sieve/%n.sieve\"", d.display()),
+        "",
+    );
+    common::give_to_nobody(d);
+    let mut m = m;
+    m.restart();
+    let filtered = ["--header", "Subject: filter me"];
+    for to in ["alice", "bob", "carol", "dave"] {
+        let (ok, out) = send_from_remote(m.smtp, &format!("{to}@example.test"), &filtered);
+        assert!(ok, "{to}: {out}");
+    }
+    // alice's own script (the [mrelayd] sieve key) filed it; bob has no script: INBOX
+    let alice = wait_messages(&m.maildir("alice").join(".Filtered"), 1);
+    assert_eq!(alice.len(), 1, "{}", m.log_text());
+    assert_eq!(count_files(&m.maildir("alice").join("new")), 0);
+    let bob = wait_messages(&m.maildir("bob"), 1);
+    assert_eq!(bob.len(), 1, "{}", m.log_text());
+    // through the qmail-style alias pipe: no mail loop, mdeliver's Sieve ran
+    let carol = wait_messages(&d.join("carol/.Filtered"), 1);
+    assert_eq!(carol.len(), 1, "{}", m.log_text());
+    let dave = wait_messages(&d.join("dave"), 1);
+    assert_eq!(dave.len(), 1, "{}", m.log_text());
+    for (who, msg) in [
+        ("alice", &alice[0]),
+        ("bob", &bob[0]),
+        ("carol", &carol[0]),
+        ("dave", &dave[0]),
+    ] {
+        let text = String::from_utf8_lossy(msg);
+        assert_eq!(header_count(msg, "Return-Path"), 1, "{who}: {text}");
+        assert_eq!(header_count(msg, "Delivered-To"), 1, "{who}: {text}");
+        assert!(
+            text.starts_with(&format!(
+                "Return-Path: <s@remote.test>\nDelivered-To: {who}@example.test\n"
+            )),
+            "{who}: {text}"
+        );
+    }
+    assert!(!m.log_text().contains("mail loop"), "{}", m.log_text());
+}

@@ -143,6 +143,19 @@ impl User {
     }
 }
 
+impl User {
+    /// This user's Sieve script for local delivery: the `sieve` extra field when set (as
+    /// Dovecot's userdb field), else `template` (`[mrelayd] sieve`), expanded as
+    /// [`User::mail_location`] expands its template; `None` when neither is given.
+    pub fn sieve_location(&self, template: Option<&str>) -> Option<Result<PathBuf>> {
+        let t = self
+            .extra_field("sieve")
+            .or(template)
+            .filter(|t| !t.is_empty())?;
+        Some(expand_mail_location(t, self))
+    }
+}
+
 fn split_user(name: &str) -> (&str, Option<&str>) {
     match name.rsplit_once('@') {
         Some((l, d)) => (l, Some(d)),

@@ -57,7 +57,9 @@ ENVIRONMENT
                   other byte. The message is written to tmp/, fsynced, moved into new/ without \
                   ever replacing a file, and new/ is fsynced before mdeliver exits 0. A message \
                   that already carries Delivered-To: for the same recipient is a mail loop and is \
-                  refused. --sieve runs an RFC 5228 Sieve script (the extensions are listed under \
+                  refused; a message piped by an MTA (mrelayd, Postfix local, qmail-local) that \
+                  starts with its Return-Path: and Delivered-To: lines keeps one of each, since \
+                  those lines are this same delivery's. --sieve runs an RFC 5228 Sieve script (the extensions are listed under \
                   SIEVE); a script error is reported with its line and the message still lands \
                   in INBOX.",
     after_long_help = AFTER_HELP

@@ -115,7 +115,7 @@ impl super::Tool for Args {
         server::refuse_root(&config)?;
         if let Mode::Spawner = self.mode {
             // As root: children of the `pop3` kind for the passwd-file's system users.
-            spawn::run_passwd_spawner(&config, driver::POP3_CHILD)?;
+            spawn::run_passwd_spawner(&config, driver::POP3_CHILD, None)?;
             return Ok(exit::OK);
         }
         if let Mode::Child(super::ChildArgs { kind, args }) = &self.mode {

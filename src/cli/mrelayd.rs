@@ -49,7 +49,13 @@ FILES:
                               to a Maildir that is a symlink or has symlinked tmp/,
                               new/, cur/ is deferred 4.x with a log line naming the
                               path; files below a Maildir or the queue are never
-                              followed, components above them are);
+                              followed, components above them are),
+                              sieve (each passwd-file user's Sieve script, a template
+                              with mail_location's variables, e.g.
+                              \"%h/.dovecot.sieve\", as Dovecot's sieve =; a user's
+                              sieve extra field overrides it; a missing file is no
+                              filter, a broken one is logged and the message goes to
+                              INBOX; extensions as in mdeliver(1));
                               [mrelayd.remote] resolver, port, helo_name, tls (none, may,
                               encrypt, verify), ca_file, relayhost, relayhost_tls,
                               relayhost_user, relayhost_password_command,
@@ -300,6 +306,7 @@ impl super::Tool for Args {
                 crate::server::spawn::run_passwd_spawner(
                     &config,
                     crate::relay::local::DELIVER_CHILD,
+                    Some(relay.sieve.clone().unwrap_or_default()),
                 )?;
             }
             Cmd::Child(super::ChildArgs { kind, args }) => {

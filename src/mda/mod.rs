@@ -107,6 +107,16 @@ pub fn read_message<R: Read>(reader: R, max_size: u64) -> anyhow::Result<Vec<u8>
 /// mail loop (a `Delivered-To:` header naming the same recipient, compared without case and
 /// angle brackets), and (64) an envelope address containing a line break or NUL (header
 /// injection).
+///
+/// A message piped from an MTA's local delivery (mrelayd's, Postfix's local(8), qmail-local)
+/// already starts with that delivery's stamp: a `Return-Path:` and `Delivered-To:` lines, the
+/// MTA having checked the loop before adding them. Those first lines ([`stamp_len`]) are this
+/// same delivery, not an earlier one, so the two compose to one `Return-Path:` and one
+/// `Delivered-To:` per delivery (RFC 5321 section 4.4: the final delivery adds the one
+/// Return-Path): a `Delivered-To:` there naming our recipient is neither a loop nor written
+/// again, and our `Return-Path:` replaces theirs (theirs stays when we have no sender).
+/// A loop is a `Delivered-To:` for us below the stamp, where earlier deliveries' are (under
+/// the `Received:` the relaying MTA added since).
 pub fn prepare(raw: &[u8], env: &Envelope) -> anyhow::Result<Vec<u8>> {
     if raw.is_empty() {
         return Err(exit::fail(exit::DATAERR, "empty message"));
@@ -127,9 +137,25 @@ pub fn prepare(raw: &[u8], env: &Envelope) -> anyhow::Result<Vec<u8>> {
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
+    let stamp_end = stamp_len(raw);
+    let (stamp, rest) = raw.split_at(stamp_end);
+    let mut keep_stamp: Vec<&[u8]> = Vec::new();
+    for line in stamp.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let (name, value) = text.split_at(text.iter().position(|&b| b == b':').unwrap_or(0));
+        let value = String::from_utf8_lossy(value.get(1..).unwrap_or_default());
+        if name.trim_ascii().eq_ignore_ascii_case(b"return-path") {
+            if env.sender.is_none() {
+                keep_stamp.push(text);
+            }
+        } else if recipient.is_none_or(|r| normalize_addr(r) != normalize_addr(&value)) {
+            keep_stamp.push(text);
+        }
+    }
     if let Some(rcpt) = recipient {
         let want = normalize_addr(rcpt);
-        if !want.is_empty() && delivered_to(raw).iter().any(|d| normalize_addr(d) == want) {
+        if !want.is_empty() && delivered_to(rest).iter().any(|d| normalize_addr(d) == want) {
             return Err(exit::fail(
                 exit::DATAERR,
                 format!(
@@ -147,8 +173,46 @@ pub fn prepare(raw: &[u8], env: &Envelope) -> anyhow::Result<Vec<u8>> {
     if let Some(rcpt) = recipient {
         out.extend_from_slice(format!("Delivered-To: {rcpt}\n").as_bytes());
     }
-    crlf_to_lf(raw, &mut out);
+    for line in keep_stamp {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    crlf_to_lf(rest, &mut out);
     Ok(out)
+}
+
+/// Length of the delivery stamp at the start of `raw`: a `Return-Path:` line followed by the
+/// `Delivered-To:` lines after it (unfolded), as an MTA's local delivery prepends them to what
+/// it pipes (see [`prepare`]; mrelayd, Postfix's local(8) and qmail-local write exactly that).
+/// 0 when the message starts with anything else, so a bare `Delivered-To:` on top for our
+/// recipient is still a loop.
+pub fn stamp_len(raw: &[u8]) -> usize {
+    let mut end = 0;
+    let mut first = true;
+    while let Some(rest) = raw.get(end..) {
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let line = &rest[..nl];
+        let name = line
+            .iter()
+            .position(|&b| b == b':')
+            .map(|c| line[..c].trim_ascii());
+        let want: &[u8] = if first {
+            b"return-path"
+        } else {
+            b"delivered-to"
+        };
+        let stamp_field = name.is_some_and(|n| n.eq_ignore_ascii_case(want));
+        first = false;
+        // A folded field is no stamp of ours (the stamp is one line per field).
+        let folded = rest.get(nl + 1).is_some_and(|&b| matches!(b, b' ' | b'\t'));
+        if !stamp_field || folded {
+            break;
+        }
+        end += nl + 1;
+    }
+    end
 }
 
 /// Appends `src` to `out` with every CRLF replaced by LF (a lone CR is kept).

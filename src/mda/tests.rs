@@ -409,3 +409,37 @@ fn sieve_explicit_keep_survives_fileinto_redirect_and_discard() {
     assert_eq!(r.stored.len(), 1, "{r:?}");
     assert_eq!(r.stored[0].folder, None);
 }
+
+#[test]
+fn an_mtas_stamp_composes_with_ours() {
+    // mrelayd (or Postfix local, qmail-local) piped the message with its stamp for this
+    // delivery on top: one Return-Path and one Delivered-To come out, and it is no loop
+    let stamped = b"Return-Path: <s@x.test>\r\nDelivered-To: carol@y.test\r\nReceived: by mx\r\nSubject: a\r\n\r\nb\r\n";
+    let want =
+        b"Return-Path: <s@x.test>\nDelivered-To: carol@y.test\nReceived: by mx\nSubject: a\n\nb\n";
+    let e = env(Some("s@x.test"), Some("carol@y.test"));
+    assert_eq!(prepare(stamped, &e).unwrap(), want);
+    // RECIPIENT unset: the stamp's Delivered-To stays, our Return-Path replaces theirs
+    let out = prepare(stamped, &env(Some("s@x.test"), None)).unwrap();
+    assert_eq!(out, want);
+    // no sender either: the stamp stays as it is
+    assert_eq!(prepare(stamped, &env(None, None)).unwrap(), want);
+    // mdeliver -d dave under an alias for carol: both Delivered-To lines, ours first
+    let out = prepare(stamped, &env(Some("s@x.test"), Some("dave@y.test"))).unwrap();
+    assert!(
+        out.starts_with(b"Return-Path: <s@x.test>\nDelivered-To: dave@y.test\nDelivered-To: carol@y.test\nReceived: by mx\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // a Delivered-To for us below the stamp is an earlier delivery: a loop
+    let looped = b"Return-Path: <s@x.test>\nDelivered-To: carol@y.test\nReceived: by mx\nDelivered-To: carol@y.test\n\nb\n";
+    let err = prepare(looped, &e).unwrap_err();
+    assert!(err.to_string().contains("mail loop"), "{err}");
+    // a stamp starts with Return-Path: a folded one, or Delivered-To alone on top, is not one
+    assert_eq!(stamp_len(b"Delivered-To: carol@y.test\n\nb\n"), 0);
+    assert_eq!(stamp_len(b"Return-Path: <s@x.test>\n <x>\n\nb\n"), 0);
+    assert_eq!(
+        stamp_len(b"Return-Path: <s@x.test>\nDelivered-To: a\nDelivered-To: b\nX: y\n"),
+        56
+    );
+}

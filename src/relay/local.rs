@@ -89,7 +89,9 @@ pub fn deliver_target_with(
         } if crate::server::spawn::for_user(user).is_some() => {
             deliver_as_user(user, sender, rcpt, message, pipe_timeout)
         }
-        Target::Maildir { path, .. } => maildir(path, message, &env, links),
+        Target::Maildir { path, sieve, .. } => {
+            maildir(path, sieve.as_deref(), message, &env, links)
+        }
         Target::Pipe { command, ext } => pipe(
             command,
             ext.as_deref(),
@@ -106,18 +108,31 @@ pub fn deliver_target_with(
     }
 }
 
+/// Delivers into the Maildir at `path` through the one writer, filtered by the Sieve script at
+/// `sieve` when that file exists (a missing script is no filter, as in Dovecot; a broken one
+/// is logged and the message goes to INBOX, as mdeliver does).
 fn maildir(
     path: &Path,
+    sieve: Option<&Path>,
     message: &[u8],
     env: &crate::mda::Envelope,
     links: crate::maildir::Links,
 ) -> Result<(), Failure> {
+    let script = sieve
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .map(crate::mda::sieve::Script::load);
     let opts = crate::mda::Options {
         links,
+        sieve: script,
         ..crate::mda::Options::default()
     };
     match crate::mda::deliver(path, message, env, &opts) {
-        Ok(_) => Ok(()),
+        Ok(report) => {
+            for w in &report.warnings {
+                crate::log::line(format_args!("local delivery to {}: {w}", path.display()));
+            }
+            Ok(())
+        }
         Err(e) => {
             let code = exit::code_of(&e);
             let msg = format!("{e:#}");
@@ -257,11 +272,12 @@ fn deliver_as_user(
     }
 }
 
-/// `mrelayd __child deliver USER MAILDIR SENDER RCPT` (running as the user): delivers stdin
-/// (at most `max_size` bytes) into MAILDIR. Returns the exit code; a failure is printed on
-/// stdout for the daemon.
+/// `mrelayd __child deliver USER MAILDIR SIEVE SENDER RCPT` (running as the user): delivers
+/// stdin (at most `max_size` bytes) into MAILDIR, filtered by the Sieve script SIEVE (`""`:
+/// none); the spawner gives MAILDIR and SIEVE from its own lookup of the user. Returns the
+/// exit code; a failure is printed on stdout for the daemon.
 pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Links) -> u8 {
-    let [_user, maildir, sender, rcpt] = args else {
+    let [_user, maildir, sieve, sender, rcpt] = args else {
         println!("bad arguments");
         return exit::USAGE;
     };
@@ -280,6 +296,7 @@ pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Link
     let target = Target::Maildir {
         path: maildir.into(),
         user: None,
+        sieve: Some(sieve.into()).filter(|s: &std::path::PathBuf| !s.as_os_str().is_empty()),
     };
     match deliver_target_with(&target, sender, rcpt, &message, Duration::ZERO, links) {
         Ok(()) => exit::OK,
@@ -407,6 +424,7 @@ mod tests {
         let t = Target::Maildir {
             path: md.clone(),
             user: None,
+            sieve: None,
         };
         deliver_target(
             &t,

@@ -43,6 +43,8 @@
 //! delivery_workers = 20                  # parallel deliveries (local and remote)
 //! pipe_timeout_secs = 600                # a |command delivery is killed after this long
 //! allow_symlinked_maildir = false        # follow a symlink at a Maildir or its tmp/new/cur
+//! sieve = "%h/.dovecot.sieve"            # optional: each user's Sieve script (as Dovecot's
+//!                                        # `sieve =`; %u %n %d %h as in mail_location)
 //!
 //! [mrelayd.remote]                       # remote delivery, see outbound::config
 //! ```
@@ -184,6 +186,12 @@ pub struct RelayConfig {
     /// the Maildir's owner could point it anywhere. Files are never followed; symlinks above the
     /// Maildir (`/home -> /data/home`) always are ([`crate::maildir`]).
     pub allow_symlinked_maildir: bool,
+    /// Each passwd-file user's Sieve script (RFC 5228), run by local delivery as mdeliver
+    /// `--sieve` runs it: a template with `mail_location`'s variables (`%h/.dovecot.sieve`,
+    /// `/etc/mailkit/sieve/%n.sieve`), absolute once expanded; a user's `sieve` extra field
+    /// overrides it. A missing file is no filter; one that does not compile is logged and the
+    /// message goes to INBOX. Unset: no filtering.
+    pub sieve: Option<String>,
     /// Remote delivery (`[mrelayd.remote]`).
     pub remote: crate::outbound::config::RemoteConfig,
 }
@@ -196,6 +204,9 @@ impl crate::config::Section for RelayConfig {
             .chain(self.aliases.iter_mut())
             .chain(remote)
             .collect()
+    }
+    fn templates(&mut self) -> Vec<&mut String> {
+        self.sieve.iter_mut().collect()
     }
 }
 
@@ -230,6 +241,7 @@ impl Default for RelayConfig {
             delivery_workers: DEFAULT_DELIVERY_WORKERS,
             pipe_timeout_secs: DEFAULT_PIPE_TIMEOUT_SECS,
             allow_symlinked_maildir: false,
+            sieve: None,
             remote: crate::outbound::config::RemoteConfig::default(),
         }
     }
@@ -293,6 +305,8 @@ pub enum Target {
         path: PathBuf,
         /// The user it belongs to, if any.
         user: Option<String>,
+        /// The user's Sieve script (`[mrelayd] sieve`), if any.
+        sieve: Option<PathBuf>,
     },
     /// A command run with the message on stdin.
     Pipe {
@@ -311,10 +325,13 @@ impl std::fmt::Display for Target {
             Target::Maildir {
                 path,
                 user: Some(u),
+                ..
             } => {
                 write!(f, "maildir {} (user {u})", path.display())
             }
-            Target::Maildir { path, user: None } => write!(f, "maildir {}", path.display()),
+            Target::Maildir {
+                path, user: None, ..
+            } => write!(f, "maildir {}", path.display()),
             Target::Pipe { command, .. } => write!(f, "pipe |{command}"),
             Target::Remote(a) => write!(f, "remote <{a}>"),
         }
@@ -373,6 +390,8 @@ pub struct Router {
     aliases: Option<AliasesFile>,
     catch_all: Option<String>,
     delimiter: String,
+    /// `[mrelayd] sieve`: the users' Sieve script template.
+    sieve: Option<String>,
     trusted: Vec<Cidr>,
     any_sender: bool,
 }
@@ -423,6 +442,7 @@ impl Router {
             aliases,
             catch_all: relay.catch_all.clone(),
             delimiter: relay.recipient_delimiter.clone(),
+            sieve: relay.sieve.clone(),
             trusted,
             any_sender: relay.any_sender,
         })
@@ -564,6 +584,7 @@ impl Router {
                             st.targets.insert(Target::Maildir {
                                 path: p.clone(),
                                 user: None,
+                                sieve: None,
                             });
                         }
                         AliasTarget::Address(a) => {
@@ -608,9 +629,20 @@ impl Router {
                 "user {} (passwd-file line {})",
                 user.name, user.line
             ));
+            let sieve = match user.sieve_location(self.sieve.as_deref()) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    return Err(Resolution::Error(format!(
+                        "sieve script of {}: {e:#}",
+                        user.name
+                    )))
+                }
+            };
             st.targets.insert(Target::Maildir {
                 path,
                 user: Some(user.name.clone()),
+                sieve,
             });
             return Ok(true);
         }

@@ -333,10 +333,15 @@ pub fn serve_spawner(
 }
 
 /// The `__spawner` subcommand of both daemons (as root): [`serve_spawner`] for `kind` children
-/// of the passwd-file's system users ([`PasswdUsers`]), `[run_as] first_valid_uid` applied.
-pub fn run_passwd_spawner(config: &Config, kind: &'static str) -> anyhow::Result<()> {
+/// of the passwd-file's system users ([`PasswdUsers`], `sieve` its Sieve template),
+/// `[run_as] first_valid_uid` applied.
+pub fn run_passwd_spawner(
+    config: &Config,
+    kind: &'static str,
+    sieve: Option<String>,
+) -> anyhow::Result<()> {
     let auth = Arc::new(Authenticator::from_config(config)?);
-    let policy = PasswdUsers { auth, kind };
+    let policy = PasswdUsers { auth, kind, sieve };
     let first = config.run_as.as_ref().map_or(1000, |r| r.first_valid_uid);
     serve_spawner(config.path.as_deref(), first, &policy)
         .map_err(|e| crate::exit::fail(crate::exit::OSERR, format!("spawner: {e}")))
@@ -350,6 +355,9 @@ pub struct PasswdUsers {
     pub auth: Arc<Authenticator>,
     /// The one kind of child this daemon asks for.
     pub kind: &'static str,
+    /// `Some` (mrelayd's delivery child): the child's second argument is the user's Sieve
+    /// script ([`crate::auth::User::sieve_location`] of this template, `""` for none).
+    pub sieve: Option<String>,
 }
 
 impl Allowed for PasswdUsers {
@@ -368,11 +376,17 @@ impl Allowed for PasswdUsers {
             .auth
             .mailbox(&u)
             .map_err(|e| format!("mail location of {user}: {e:#}"))?;
-        Ok(Grant {
-            uid,
-            gid,
-            args: vec![maildir.to_string_lossy().into_owned()],
-        })
+        let mut args = vec![maildir.to_string_lossy().into_owned()];
+        if let Some(template) = &self.sieve {
+            let template = Some(template.as_str()).filter(|t| !t.is_empty());
+            let script = match u.sieve_location(template) {
+                None => String::new(),
+                Some(Ok(p)) => p.to_string_lossy().into_owned(),
+                Some(Err(e)) => return Err(format!("sieve script of {user}: {e:#}")),
+            };
+            args.push(script);
+        }
+        Ok(Grant { uid, gid, args })
     }
 }
 
