@@ -31,7 +31,7 @@ use super::command::{
 };
 use super::hops::{HopCounter, DEFAULT_MAX_HOPS};
 use super::reply::Reply;
-use crate::lines::{Input, MAX_DISCARD};
+use crate::lines::{Framed, Input, Line, LineFramer};
 use crate::session::SessionHooks;
 use crate::tls::TlsInfo;
 
@@ -196,8 +196,6 @@ enum Pending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
     Command,
-    /// A command line over the limit: drop bytes up to the next LF, then reply 500 5.5.2.
-    DiscardLine,
     /// Receiving DATA lines.
     Data,
     /// Receiving `remaining` octets of a BDAT chunk; `last` marks BDAT LAST.
@@ -264,8 +262,8 @@ pub struct Session {
     progress: u64,
     /// Errors over the soft limit at the last error, until the driver takes it.
     error_delay: Option<u32>,
-    /// Octets of an over-long command line thrown away so far.
-    discarded: usize,
+    /// Frames command lines and SASL responses (DATA and BDAT content have their own scan).
+    framer: LineFramer,
     tx: Option<Transaction>,
     scan: DataScan,
     /// Content not yet handed out as [`Event::Content`] (at most about [`CONTENT_CHUNK`]).
@@ -327,7 +325,7 @@ impl Session {
             junk: 0,
             progress: 0,
             error_delay: None,
-            discarded: 0,
+            framer: LineFramer::default(),
             tx: None,
             scan: DataScan::default(),
             content: Vec::new(),
@@ -447,6 +445,7 @@ impl Session {
         self.tx = None;
         self.user = None;
         self.input.clear();
+        self.framer = LineFramer::default();
         self.mode = Mode::Command;
     }
 
@@ -533,55 +532,32 @@ impl Session {
                     } else {
                         MAX_AUTH_LINE
                     };
-                    let avail = &self.input.bytes[self.input.pos..];
-                    let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
-                        if avail.len() >= limit {
-                            // Over the limit with no end in sight: drop it (RFC 5321 §4.5.3.1.4).
-                            self.discarded = avail.len();
-                            self.input.pos = self.input.bytes.len();
-                            self.mode = Mode::DiscardLine;
+                    // The one line framer of the line protocols (POP3's too): an over-long line
+                    // is dropped up to its end and refused (RFC 5321 §4.5.3.1.4).
+                    let (found, used) = self.framer.next(self.input.unread(), limit);
+                    self.input.pos += used;
+                    let line = match found {
+                        // (The framer leaves end of input to the driver.)
+                        None | Some(Framed::Line(Line::Eof)) => return Event::NeedInput,
+                        Some(Framed::Line(Line::Complete { text, .. })) => text,
+                        Some(Framed::Line(Line::TooLong)) => {
+                            let line_too_long = r(500, (5, 5, 2), "Error: line too long");
+                            self.mode = Mode::Command;
+                            self.error(line_too_long);
                             continue;
                         }
-                        return Event::NeedInput;
+                        Some(Framed::NoLineEnd) => {
+                            // Not a line protocol: stop reading rather than discard forever.
+                            self.push(r(500, (5, 5, 2), "Error: line too long"));
+                            self.close_421((4, 7, 0), "Error: no line end, closing");
+                            return Event::Close;
+                        }
                     };
-                    let mut line = &avail[..nl];
-                    self.input.pos += nl + 1;
-                    if nl + 1 > limit {
-                        let line_too_long = r(500, (5, 5, 2), "Error: line too long");
-                        self.mode = Mode::Command;
-                        self.error(line_too_long);
-                        continue;
-                    }
-                    if line.last() == Some(&b'\r') {
-                        line = &line[..line.len() - 1];
-                    }
-                    let line = line.to_vec();
                     if let Some(ev) = match self.mode {
                         Mode::AuthResponse => self.auth_response(&line),
                         _ => self.command(&line),
                     } {
                         return ev;
-                    }
-                }
-                Mode::DiscardLine => {
-                    let avail = self.input.unread();
-                    match avail.iter().position(|&b| b == b'\n') {
-                        Some(nl) => {
-                            self.input.pos += nl + 1;
-                            self.mode = Mode::Command;
-                            self.error(r(500, (5, 5, 2), "Error: line too long"));
-                        }
-                        None => {
-                            self.discarded = self.discarded.saturating_add(avail.len());
-                            self.input.pos = self.input.bytes.len();
-                            if self.discarded > MAX_DISCARD {
-                                // Not a line protocol: stop reading rather than discard forever.
-                                self.push(r(500, (5, 5, 2), "Error: line too long"));
-                                self.close_421((4, 7, 0), "Error: no line end, closing");
-                                return Event::Close;
-                            }
-                            return Event::NeedInput;
-                        }
                     }
                 }
                 Mode::Data => {
@@ -1289,6 +1265,7 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lines::MAX_DISCARD;
 
     /// Drives a session over `input` fed in pieces of `step` bytes, accepting everything; the
     /// queue ids handed out are Q1, Q2, ... Returns the output and the messages queued.
