@@ -47,6 +47,12 @@ FILES
   MAILDIR/mpopd.lock
       flock held by the session that has the maildrop open
 
+SIGNALS
+  SIGTERM and SIGINT stop serve: the listeners close at once; every
+  session gets -ERR [SYS/TEMP] Server shutting down. and is closed
+  without UPDATE, so nothing marked with DELE is deleted
+  (RFC 1939 §6). Sessions still open after 10 s are cut off.
+
 PRIVILEGES
   Started as root, mpopd binds its listeners and then runs as the
   [run_as] user, which serves virtual users (passwd-file entries

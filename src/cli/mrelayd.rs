@@ -71,6 +71,15 @@ FILES:
   aliases file                name: target, target2, |command, /path/to/Maildir/ (re-read
                               when it changes; a broken edit is logged, the last good one kept)
 
+SIGNALS:
+  SIGTERM and SIGINT stop serve (and quickstart): the listeners close at once; a session
+  waiting for a command gets 421 4.3.2 <hostname> Service shutting down and is closed; a
+  session whose DATA or BDAT content is arriving gets up to 5 s to finish the message (it is
+  then queued and answered 250, or refused, before the 421); a message not finished by then is
+  dropped, never queued, and the client gets the 421 (it keeps the message and retries, RFC
+  5321 §3.8). Sessions still open after 10 s are cut off. Deliveries in progress finish; the
+  queue stays for the next start.
+
 ADDRESSES:
   A recipient is checked at RCPT in one canonical form, which is what the queue stores,
   delivery resolves and explain shows: needless quotes and escapes are dropped
