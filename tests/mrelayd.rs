@@ -2316,3 +2316,63 @@ fn sieve_through_mrelayd_per_user_and_through_an_mdeliver_pipe() {
     }
     assert!(!m.log_text().contains("mail loop"), "{}", m.log_text());
 }
+
+#[test]
+fn pipe_gets_a_clean_documented_environment_and_recipient_delimiter() {
+    let dir = common::scratch();
+    let d = dir.path();
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(
+        d.join("aliases"),
+        format!(
+            "postmaster: alice\nenvdump: \"|env > {}/env\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut m = Mrelayd::configure(d, "recipient_delimiter = \"-\"", "");
+    common::give_to_nobody(d);
+    m.restart();
+    let (ok, text) = send_from_remote(m.smtp, "envdump-tag@example.test", &[]);
+    assert!(ok, "{text}");
+    wait_log(&m, "pipe delivery", |l| {
+        l.contains("status=sent") || l.contains("status=bounced")
+    });
+    let env = std::fs::read_to_string(out.join("env")).unwrap();
+    let vars: std::collections::BTreeMap<&str, &str> =
+        env.lines().filter_map(|l| l.split_once('=')).collect();
+    let mut names: Vec<&str> = vars
+        .keys()
+        .copied()
+        .filter(|n| !matches!(*n, "PWD" | "SHLVL" | "_"))
+        .collect();
+    names.sort_unstable();
+    let mut want = vec![
+        "PATH",
+        "HOME",
+        "SENDER",
+        "RECIPIENT",
+        "LOCAL",
+        "USER",
+        "EXTENSION",
+        "EXT",
+        "DOMAIN",
+        "RAW_SENDER",
+        "RAW_RECIPIENT",
+        "RAW_LOCAL",
+        "RAW_USER",
+        "RAW_EXTENSION",
+        "RAW_DOMAIN",
+    ];
+    want.sort_unstable();
+    assert_eq!(names, want, "{env}");
+    assert_eq!(vars["USER"], "envdump", "{env}");
+    assert_eq!(vars["EXT"], "tag", "{env}");
+    assert_eq!(vars["LOCAL"], "envdump-tag", "{env}");
+    assert_eq!(vars["RECIPIENT"], "envdump-tag@example.test", "{env}");
+    assert_eq!(vars["DOMAIN"], "example.test", "{env}");
+    assert_eq!(vars["SENDER"], "s@remote.test", "{env}");
+    assert_eq!(vars["PATH"], "/usr/local/bin:/usr/bin:/bin", "{env}");
+    assert_eq!(vars["HOME"], "/", "{env}");
+}

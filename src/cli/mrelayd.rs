@@ -90,8 +90,11 @@ ADDRESSES:
   (550), so no bounce ever goes out for a recipient that could have been refused.
 
 PIPE COMMANDS:
-  An alias |command runs under /bin/sh -c with the message on stdin and SENDER, RECIPIENT,
-  LOCAL, USER, EXTENSION (and EXT) and DOMAIN in its environment. As Postfix's local(8) does
+  An alias |command runs under /bin/sh -c with the message on stdin and a clean environment
+  (nothing of the daemon's): PATH=/usr/local/bin:/usr/bin:/bin, HOME=/, SENDER, RECIPIENT,
+  LOCAL (the recipient's local part), USER (the alias name without the extension), EXTENSION
+  (and EXT: what follows recipient_delimiter, default +) and DOMAIN, and the RAW_ forms
+  below; the shell itself adds PWD. As Postfix's local(8) does
   (its default command_expansion_filter), every byte of these outside A-Z a-z 0-9 and
   !@%-_=+:,./ is replaced with _, so envelope text never reaches the shell as code.
   RAW_SENDER, RAW_RECIPIENT, RAW_LOCAL, RAW_USER, RAW_EXTENSION and RAW_DOMAIN hold the exact

@@ -2,8 +2,12 @@
 //! ([`crate::mda::deliver`], the same code as mdeliver) or by piping into a command.
 //!
 //! Pipe commands run under `/bin/sh -c` with the message on stdin (LF line ends, `Return-Path:`
-//! and `Delivered-To:` first, as Postfix's local(8) does) and `SENDER`, `RECIPIENT`, `USER`,
-//! `EXTENSION`/`EXT`, `LOCAL` and `DOMAIN` in the environment. Those come from the envelope, so
+//! and `Delivered-To:` first, as Postfix's local(8) does) and a clean environment, never the
+//! daemon's ([`PIPE_PATH`]): `PATH`, `HOME` (`/`: alias commands run as the mail user),
+//! `SENDER`, `RECIPIENT`, `LOCAL` (the recipient's local part), `USER` (the alias's name
+//! without the extension) and `EXTENSION`/`EXT` (the part after `recipient_delimiter`, `+` by
+//! default), `DOMAIN`, and the same under `RAW_`; the shell adds `PWD` (and may add `SHLVL`,
+//! `_`). Those come from the envelope, so
 //! from whoever sent the mail: as Postfix's local(8) does, every byte outside its default
 //! `command_expansion_filter` ([`PIPE_ENV_SAFE`]) is replaced with `_` ([`shell_safe`]), so a
 //! command that lets the shell evaluate them (`eval`, an unquoted `$SENDER` in a backquote)
@@ -32,6 +36,9 @@ use super::Target;
 use crate::exit;
 use crate::outbound::Failure;
 use crate::proc::Status;
+
+/// `PATH` of a pipe command (the daemon's own environment is not passed on).
+pub const PIPE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Most bytes of a pipe command's output kept for the error message.
 pub const MAX_PIPE_OUTPUT: u64 = 4096;
@@ -92,9 +99,10 @@ pub fn deliver_target_with(
         Target::Maildir { path, sieve, .. } => {
             maildir(path, sieve.as_deref(), message, &env, links)
         }
-        Target::Pipe { command, ext } => pipe(
+        Target::Pipe { command, ext, user } => pipe(
             command,
             ext.as_deref(),
+            user,
             sender,
             rcpt,
             message,
@@ -147,9 +155,11 @@ fn maildir(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pipe(
     command: &str,
     ext: Option<&str>,
+    user: &str,
     sender: &str,
     rcpt: &str,
     message: &[u8],
@@ -164,9 +174,12 @@ fn pipe(
         }
     })?;
     let (local, domain) = crate::smtp::command::split_address(rcpt);
-    let user = local.split('+').next().unwrap_or(local);
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(command);
+    cmd.arg("-c")
+        .arg(command)
+        .env_clear()
+        .env("PATH", PIPE_PATH)
+        .env("HOME", "/");
     // Envelope values, filtered for the shell, and as they are under RAW_ (module doc).
     let ext = ext.unwrap_or("");
     for (name, value) in [
@@ -336,6 +349,7 @@ mod tests {
                 out.display()
             ),
             ext: Some("tag".into()),
+            user: "u".into(),
         };
         deliver_target(
             &t,
@@ -355,6 +369,7 @@ mod tests {
                 &Target::Pipe {
                     command: c.into(),
                     ext: None,
+                    user: "u".into(),
                 },
                 "",
                 "u@y",
@@ -395,6 +410,7 @@ mod tests {
                 out.display()
             ),
             ext: Some("`id`".into()),
+            user: "\"u;id\"".into(),
         };
         deliver_target(
             &t,

@@ -314,6 +314,9 @@ pub enum Target {
         command: String,
         /// Subaddress extension (`EXT`).
         ext: Option<String>,
+        /// The local name the alias matched, without the extension (`USER`): split at
+        /// `recipient_delimiter` by the router, as qmail's and Postfix's `USER`.
+        user: String,
     },
     /// Not a local domain: remote delivery (part 2).
     Remote(String),
@@ -578,6 +581,7 @@ impl Router {
                             st.targets.insert(Target::Pipe {
                                 command: c.clone(),
                                 ext: ext.map(str::to_string),
+                                user: local.to_string(),
                             });
                         }
                         AliasTarget::Maildir(p) => {
@@ -926,7 +930,8 @@ mod tests {
         match r.resolve("bob+x@example.test") {
             Resolution::Targets { targets, .. } => assert!(targets.contains(&Target::Pipe {
                 command: "/bin/archive".into(),
-                ext: Some("x".into())
+                ext: Some("x".into()),
+                user: "bob".into(),
             })),
             o => panic!("{o:?}"),
         }
