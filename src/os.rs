@@ -93,21 +93,40 @@ const NSS_BUF_START: usize = 4096;
 /// The buffer is doubled on ERANGE up to this size (a group with very many members).
 const NSS_BUF_MAX: usize = 1 << 20;
 
-/// A user from the passwd database: (uid, primary gid).
-pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
+/// A `get*nam_r(3)` function: name, result struct, buffer, its length, out pointer.
+type NssGet<E> = unsafe extern "C" fn(
+    *const libc::c_char,
+    *mut E,
+    *mut libc::c_char,
+    libc::size_t,
+    *mut *mut E,
+) -> libc::c_int;
+
+/// The one reentrant name lookup behind [`lookup_user`] and [`lookup_group`]: calls `get`
+/// (getpwnam_r or getgrnam_r, through NSS, so users from LDAP or extrausers count as well as
+/// /etc/passwd), doubling the buffer on ERANGE, and hands the entry to `pick` while its
+/// strings are still valid. `E` must be a plain C struct for which all-zero bytes are a value
+/// (`passwd`, `group`).
+fn nss_lookup<E, R>(
+    what: &str,
+    name: &str,
+    get: NssGet<E>,
+    pick: fn(&E) -> R,
+) -> io::Result<Option<R>> {
     let cname = CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in user name"))?;
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL in {what} name")))?;
     let mut buf = vec![0u8; NSS_BUF_START];
     loop {
-        // SAFETY: zeroed is a valid value for the plain-C passwd struct.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: the callers instantiate E only with passwd and group, plain C structs of
+        // integers and pointers, for which all-zero bytes are a valid value.
+        let mut entry: E = unsafe { std::mem::zeroed() };
+        let mut result: *mut E = std::ptr::null_mut();
         // SAFETY: all pointers are valid for the call; `buf` outlives it and its length is
-        // passed; on success `result` points at `pwd`, whose strings point into `buf`.
+        // passed; on success `result` points at `entry`, whose strings point into `buf`.
         let rc = unsafe {
-            libc::getpwnam_r(
+            get(
                 cname.as_ptr(),
-                &mut pwd,
+                &mut entry,
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 &mut result,
@@ -123,41 +142,21 @@ pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
         if result.is_null() {
             return Ok(None);
         }
-        return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
+        // `buf` is still alive here, so `pick` may read the entry's strings.
+        return Ok(Some(pick(&entry)));
     }
 }
 
-/// A group's gid from the group database.
+/// A user from the passwd database (NSS): (uid, primary gid); None when there is no such user.
+pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
+    nss_lookup("user", name, libc::getpwnam_r, |p: &libc::passwd| {
+        (p.pw_uid, p.pw_gid)
+    })
+}
+
+/// A group's gid from the group database (NSS); None when there is no such group.
 pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
-    let cname = CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in group name"))?;
-    let mut buf = vec![0u8; NSS_BUF_START];
-    loop {
-        // SAFETY: zeroed is a valid value for the plain-C group struct.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: as in lookup_user: valid pointers, `buf` outlives the call, length passed.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < NSS_BUF_MAX {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        return Ok(Some(grp.gr_gid));
-    }
+    nss_lookup("group", name, libc::getgrnam_r, |g: &libc::group| g.gr_gid)
 }
 
 /// The (uid, gid) a `[run_as]` user and optional group name stand for (default group: the

@@ -945,3 +945,35 @@ fn login_throttle_per_user_across_addresses() {
     }
     assert!(a.check("ghost", b"bad", ip("203.0.113.250")).delay >= Duration::from_millis(3200));
 }
+
+/// A uid or gid field that names a system user or group (created here with groupadd and
+/// useradd; tests run as root) is resolved through NSS; a name that does not exist is a
+/// warning and no id.
+#[test]
+fn passwd_file_uid_and_gid_names_are_system_users_and_groups() {
+    // Names and ids of their own: other test binaries create system users in parallel.
+    let name = "mk-auth-nss";
+    let (uid, gid) = (48_611, 48_612);
+    let _group = common::SystemGroup::add(name, gid);
+    let _user = common::SystemUser::add(name, uid);
+    let db = UserDb::parse(
+        format!(
+            "sys:{{PLAIN}}x:{name}:{name}\nnone:{{PLAIN}}x:no-such-user-mailkit:no-such-group-mailkit\n"
+        )
+        .as_bytes(),
+    );
+    let sys = db.lookup("sys").unwrap();
+    assert_eq!((sys.uid, sys.gid), (Some(uid), Some(gid)));
+    let none = db.lookup("none").unwrap();
+    assert_eq!((none.uid, none.gid), (None, None));
+    let w = db.warnings().join("\n");
+    assert!(
+        w.contains("2: none: unknown uid \"no-such-user-mailkit\""),
+        "{w}"
+    );
+    assert!(
+        w.contains("2: none: unknown gid \"no-such-group-mailkit\""),
+        "{w}"
+    );
+    assert!(!w.contains("1: "), "{w}");
+}

@@ -277,41 +277,6 @@ fn quickstart_as_root_runs_as_nobody_and_stops_cleanly_at_ctrl_c() {
     }
 }
 
-/// An /etc/passwd user (group 100, no home, no shell) for the system-user tests, removed on
-/// drop. Each test uses its own uid: they run in parallel.
-struct SystemUser(&'static str);
-
-impl SystemUser {
-    fn add(name: &'static str, uid: u32) -> SystemUser {
-        let _ = Command::new("userdel")
-            .arg(name)
-            .stderr(Stdio::null())
-            .status();
-        let st = Command::new("useradd")
-            .args([
-                "-u",
-                &uid.to_string(),
-                "-M",
-                "-N",
-                "-g",
-                "100",
-                "-s",
-                "/usr/sbin/nologin",
-                name,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "useradd");
-        SystemUser(name)
-    }
-}
-
-impl Drop for SystemUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(self.0).status();
-    }
-}
-
 /// Makes `path` and everything below it `uid`'s (group 100), mode 0700: no one else gets in.
 fn give_to_user(path: &Path, uid: u32) {
     let st = Command::new("chown")
@@ -346,7 +311,7 @@ fn a_relative_config_path_reaches_the_spawner() {
 fn delivers_to_a_system_user(name: &'static str, uid: u32, relative: bool) {
     use std::os::unix::fs::MetadataExt as _;
     assert_root();
-    let _user = SystemUser::add(name, uid);
+    let _user = common::SystemUser::add(name, uid);
     let dir = common::scratch();
     let d = dir.path();
     std::fs::write(
@@ -460,7 +425,7 @@ fn mpopd_serves_a_system_user_in_a_child_running_as_that_user() {
     use std::os::unix::fs::MetadataExt as _;
     assert_root();
     let uid = 1502u32;
-    let _user = SystemUser::add("mkpriv1502", uid);
+    let _user = common::SystemUser::add("mkpriv1502", uid);
     let dir = common::scratch();
     let d = dir.path();
     std::fs::write(

@@ -9,7 +9,9 @@
 //! virtual users; the first of duplicate names wins; extra fields are space-separated
 //! `key=value` (`userdb_mail=maildir:~/Mail` overrides the mailbox location). Problems on single
 //! lines (unknown scheme, truncated hash, bad uid) do not stop the load: they are collected in
-//! [`UserDb::warnings`] with their line numbers, and such a user cannot log in.
+//! [`UserDb::warnings`] with their line numbers, and such a user cannot log in. A name in the
+//! uid or gid field is a system user or group, looked up through NSS ([`os::lookup_user`],
+//! [`os::lookup_group`]: `getpwnam_r`/`getgrnam_r`), never by reading `/etc/passwd` itself.
 //! Schemes: see [`scheme`].
 //!
 //! # Checking passwords
@@ -47,6 +49,7 @@ pub use throttle::{LoginThrottle, ThrottleConfig};
 
 use crate::config::{Config, Reloading};
 use crate::exit;
+use crate::os;
 
 /// A passwd-file larger than this is refused (bounds memory; a million users fit easily).
 pub const MAX_PASSWD_FILE_SIZE: u64 = 256 * 1024 * 1024;
@@ -436,7 +439,9 @@ fn parse_line(line: &str, lineno: usize) -> Result<(User, Vec<String>), String> 
             StoredPassword::Locked
         }
     };
-    let mut id = |what: &str, v: Option<&str>, table: &str| -> Option<u32> {
+    // A name in the uid or gid field is a system user or group, looked up through NSS
+    // (getpwnam_r/getgrnam_r), as Dovecot does; a lookup that fails counts as unknown.
+    let mut id = |what: &str, v: Option<&str>, lookup: fn(&str) -> Option<u32>| -> Option<u32> {
         let v = v.unwrap_or("").trim();
         if v.is_empty() {
             return None;
@@ -444,7 +449,7 @@ fn parse_line(line: &str, lineno: usize) -> Result<(User, Vec<String>), String> 
         if let Ok(n) = v.parse() {
             return Some(n);
         }
-        match lookup_id_by_name(table, v) {
+        match lookup(v) {
             Some(n) => Some(n),
             None => {
                 warnings.push(format!("unknown {what} {v:?}"));
@@ -452,8 +457,12 @@ fn parse_line(line: &str, lineno: usize) -> Result<(User, Vec<String>), String> 
             }
         }
     };
-    let uid = id("uid", fields.next(), "/etc/passwd");
-    let gid = id("gid", fields.next(), "/etc/group");
+    let uid = id("uid", fields.next(), |name| {
+        os::lookup_user(name).ok().flatten().map(|(uid, _)| uid)
+    });
+    let gid = id("gid", fields.next(), |name| {
+        os::lookup_group(name).ok().flatten()
+    });
     let gecos = fields.next().unwrap_or("").to_string();
     let home = fields.next().filter(|h| !h.is_empty()).map(PathBuf::from);
     let shell = fields.next().unwrap_or("").to_string();
@@ -480,20 +489,6 @@ fn parse_line(line: &str, lineno: usize) -> Result<(User, Vec<String>), String> 
         },
         warnings,
     ))
-}
-
-/// Resolves a user or group name from `/etc/passwd` or `/etc/group` (third field).
-fn lookup_id_by_name(table: &str, name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(table).ok()?;
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let n = f.next()?;
-            let _ = f.next();
-            let id = f.next()?.parse().ok()?;
-            (n == name).then_some(id)
-        })
-        .next()
 }
 
 /// The result of a login attempt.

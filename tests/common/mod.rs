@@ -466,3 +466,65 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A system user (group 100, no home, no shell) made with useradd for a test (tests run as
+/// root), removed on drop, also when the test fails. Each test uses its own name and uid:
+/// they run in parallel.
+pub struct SystemUser(&'static str);
+
+impl SystemUser {
+    /// Adds user `name` with `uid`, replacing a leftover of an earlier run.
+    pub fn add(name: &'static str, uid: u32) -> SystemUser {
+        let _ = Command::new("userdel")
+            .arg(name)
+            .stderr(Stdio::null())
+            .status();
+        let st = Command::new("useradd")
+            .args([
+                "-u",
+                &uid.to_string(),
+                "-M",
+                "-N",
+                "-g",
+                "100",
+                "-s",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd");
+        SystemUser(name)
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(self.0).status();
+    }
+}
+
+/// A system group made with groupadd for a test, removed on drop.
+pub struct SystemGroup(&'static str);
+
+impl SystemGroup {
+    /// Adds group `name` with `gid`, replacing a leftover of an earlier run.
+    pub fn add(name: &'static str, gid: u32) -> SystemGroup {
+        let _ = Command::new("groupdel")
+            .arg(name)
+            .stderr(Stdio::null())
+            .status();
+        let st = Command::new("groupadd")
+            .args(["-g", &gid.to_string(), name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "groupadd");
+        SystemGroup(name)
+    }
+}
+
+impl Drop for SystemGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(self.0).status();
+    }
+}
