@@ -356,6 +356,22 @@ fn dovecot_and_mailkit_agree_on_a_tricky_passwd_file() {
     }
     // Every user with a password logs in exactly once (nina with her first entry).
     assert_eq!(agreed_logins, 15, "logins that succeeded in both");
+    // Dovecot lower-cases login names (auth_username_format = %Lu): so do we (issue 12).
+    for (name, pw) in [
+        ("ALICE", "pw-alice"),
+        ("Bob@Example.TEST", "pw-bob"),
+        ("BOB@example.test", "pw-bob"),
+        ("Carol", "pw-carol"),
+        ("Carol", "pw-carolx"),
+    ] {
+        let theirs = dovecot.login_ok(name, pw);
+        let ours = db.verify(name, pw.as_bytes()).is_some();
+        assert_eq!(
+            ours, theirs,
+            "{name} / {pw:?}: mailkit {ours}, dovecot {theirs}"
+        );
+        assert_eq!(ours, !pw.ends_with('x'), "{name} / {pw:?}");
+    }
     assert!(db.verify("nina", b"first").is_some());
 
     for name in names {
@@ -836,6 +852,97 @@ fn authenticator_with_checkpassword_backend() {
         AuthResult::Ok(_)
     ));
     assert!(a.lookup("good").is_none());
+}
+
+/// A login as `user@domain` of a served domain, in any case, is the passwd-file's `user`
+/// (issue 12): one entry, one Maildir, one throttle counter; the exact key wins over the plain
+/// user, and an unserved domain is no one. The checkpassword program is asked about the
+/// passwd-file's name.
+#[test]
+fn login_names_of_served_domains() {
+    let dir = common::scratch();
+    let users = write_users(
+        dir.path(),
+        "demo:{PLAIN}pw::::::\nalice@example.test:{PLAIN}pw-a::::::\nbob:{PLAIN}pw-bob::::::\n\
+         bob@example.test:{PLAIN}pw-virtual::::::\n",
+    );
+    let domains = ["localhost".to_string(), "example.test".to_string()];
+    let a = Authenticator::passwd_file(&users, no_throttle())
+        .unwrap()
+        .with_domains(&domains)
+        .with_mail_location("/var/mail/%u");
+    let peer = ip("192.0.2.60");
+    let logged_in = |name: &str, pw: &str| match a.check(name, pw.as_bytes(), peer).result {
+        AuthResult::Ok(u) => Some(u.name),
+        AuthResult::Failed => None,
+        other => panic!("{name}: {other:?}"),
+    };
+    for name in [
+        "demo",
+        "DEMO",
+        "demo@localhost",
+        "Demo@LOCALHOST",
+        "demo@localhost.",
+    ] {
+        assert_eq!(logged_in(name, "pw").as_deref(), Some("demo"), "{name}");
+        let u = a.lookup_login(name).unwrap();
+        assert_eq!(a.mailbox(&u).unwrap(), Path::new("/var/mail/demo"));
+        assert_eq!(a.throttle_key(name), "demo");
+    }
+    assert_eq!(
+        logged_in("demo@example.test", "pw").as_deref(),
+        Some("demo")
+    );
+    assert_eq!(logged_in("demo@other.test", "pw"), None);
+    assert_eq!(logged_in("demo@localhost", "wrong"), None);
+    // The exact key first: bob@example.test is the virtual user, bob the plain one.
+    assert_eq!(
+        logged_in("bob@example.test", "pw-virtual").as_deref(),
+        Some("bob@example.test")
+    );
+    assert_eq!(logged_in("bob@example.test", "pw-bob"), None);
+    assert_eq!(logged_in("BOB", "pw-bob").as_deref(), Some("bob"));
+    assert_eq!(
+        logged_in("ALICE@example.test", "pw-a").as_deref(),
+        Some("alice@example.test")
+    );
+    assert_eq!(logged_in("alice", "pw-a"), None);
+    // Failures under any spelling count against the one user.
+    let before = a.throttle().user_failures("demo");
+    for name in ["DEMO@localhost", "demo", "Demo@localhost"] {
+        assert_eq!(logged_in(name, "wrong"), None);
+    }
+    assert_eq!(a.throttle().user_failures("demo"), before + 3);
+    // APOP's plaintext check finds the same entry.
+    let v = a.check_with_plaintext("Demo@localhost", peer, |s| s == b"pw");
+    assert!(
+        matches!(v.result, AuthResult::Ok(ref u) if u.name == "demo"),
+        "{v:?}"
+    );
+
+    // checkpassword: asked about `good`, the passwd-file's name, for `GOOD@localhost`.
+    let script = checkpassword_script(dir.path());
+    let users = write_users(
+        dir.path(),
+        "good:{PLAIN}ignored:5:6::/home/from-file::
+",
+    );
+    let cp = Authenticator::checkpassword(
+        Checkpassword::new(vec![script.display().to_string()]),
+        Some(&users),
+        no_throttle(),
+    )
+    .unwrap()
+    .with_domains(&domains);
+    match cp
+        .check("GOOD@localhost", "p a$s'\"w".as_bytes(), peer)
+        .result
+    {
+        AuthResult::Ok(u) => assert_eq!(u.name, "good"),
+        other => panic!("{other:?}"),
+    }
+    let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+    assert!(seen.contains("user=good\n"), "{seen}");
 }
 
 #[test]

@@ -16,7 +16,11 @@
 //!
 //! # Checking passwords
 //! [`Authenticator::check`] (or [`Authenticator::check_async`] from tokio code) is the single
-//! entry point: it applies the [`LoginThrottle`] (per address, and per user across addresses,
+//! entry point. The login name is looked up as Dovecot does with `%Lu` and a domain-less
+//! passwd-file ([`Authenticator::lookup_login`]): the exact passwd-file key, else the key equal
+//! to it without case, else, for `user@domain` of a served domain, the plain `user` (so the
+//! quickstart's `demo@localhost` logs in as `demo`); the entry found is the canonical user,
+//! whose name decides the Maildir, the sender check and the throttle key. It applies the [`LoginThrottle`] (per address, and per user across addresses,
 //! keyed on [`throttle::canonical_user`] with the served domains), asks the backend
 //! (passwd-file, or a qmail [`checkpassword`] program), and returns a [`Verdict`] with the delay
 //! to wait before answering. Verification is constant-time, and an unknown user costs the same
@@ -244,6 +248,9 @@ fn expand_mail_location(template: &str, user: &User) -> Result<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct UserDb {
     users: HashMap<String, User>,
+    /// Lower-cased name → the passwd-file key it stands for (the first of names that differ
+    /// only in case), for logins without case ([`UserDb::lookup`]).
+    folded: HashMap<String, String>,
     warnings: Vec<String>,
     dummy: StoredPassword,
 }
@@ -256,6 +263,7 @@ impl Default for UserDb {
     fn default() -> Self {
         UserDb {
             users: HashMap::new(),
+            folded: HashMap::new(),
             warnings: Vec::new(),
             dummy: dummy_default(),
         }
@@ -329,6 +337,9 @@ impl UserDb {
                     {
                         dummy = Some(user.password.clone());
                     }
+                    db.folded
+                        .entry(user.name.to_lowercase())
+                        .or_insert_with(|| user.name.clone());
                     db.users.insert(user.name.clone(), user);
                 }
                 Err(e) => db.warnings.push(format!("{lineno}: {e}")),
@@ -366,33 +377,36 @@ impl UserDb {
         self.users.values()
     }
 
-    /// The user named exactly `name`; for `local@domain`, the domain is also matched
-    /// case-insensitively (domains are case-insensitive, RFC 5321 section 2.4).
+    /// The user named `name`: the passwd-file key written exactly so, else the key equal to it
+    /// without case (Dovecot lower-cases login names, `%Lu`; domains are case-insensitive,
+    /// RFC 5321 section 2.4). Of names that differ only in case, an exact spelling finds its
+    /// own entry and any other spelling the first one in the file.
     pub fn lookup(&self, name: &str) -> Option<&User> {
         if let Some(u) = self.users.get(name) {
             return Some(u);
         }
-        let (local, domain) = split_user(name);
-        let domain = domain?;
-        let lower = format!("{local}@{}", domain.to_ascii_lowercase());
-        if let Some(u) = self.users.get(&lower) {
-            return Some(u);
-        }
-        self.users.values().find(|u| {
-            u.local_part() == local && u.domain().is_some_and(|d| d.eq_ignore_ascii_case(domain))
-        })
+        self.folded
+            .get(&name.to_lowercase())
+            .and_then(|key| self.users.get(key))
     }
 
-    /// The user a mail address delivers to: the virtual user `local@domain`, else, when
-    /// `domain` is one of `local_domains`, the plain user `local`.
+    /// The user a login name or mail address stands for: the entry [`lookup`](Self::lookup)
+    /// finds for the whole name (a virtual user `local@domain`, or a plain user logging in by
+    /// its plain name), else, when `domain` is one of `local_domains` (the served domains), the
+    /// plain user `local`. So `demo`, `DEMO` and `demo@localhost` are one user when
+    /// `localhost` is served. The entry found is the canonical user: its name decides the
+    /// Maildir, the sender check and the throttle key.
     pub fn lookup_address(&self, address: &str, local_domains: &[String]) -> Option<&User> {
         if let Some(u) = self.lookup(address) {
             return Some(u);
         }
         let (local, domain) = split_user(address);
-        let domain = domain?;
+        let domain = domain?.trim_end_matches('.');
+        if local.is_empty() || local.contains('@') {
+            return None;
+        }
         if local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
-            return self.users.get(local);
+            return self.lookup(local);
         }
         None
     }
@@ -400,7 +414,13 @@ impl UserDb {
     /// Constant-time password check; an unknown user costs one hash computation like a known
     /// one (with the cost parameters of the file's first hashed entry).
     pub fn verify(&self, name: &str, password: &[u8]) -> Option<&User> {
-        match self.lookup(name) {
+        self.verify_found(self.lookup(name), password)
+    }
+
+    /// [`verify`](Self::verify) of the entry a lookup found (`None`: an unknown user, which
+    /// costs the dummy hash).
+    fn verify_found<'a>(&'a self, found: Option<&'a User>, password: &[u8]) -> Option<&'a User> {
+        match found {
             Some(u) if !matches!(u.password, StoredPassword::Locked) => {
                 if u.password.verify(password) {
                     Some(u)
@@ -593,16 +613,23 @@ impl Authenticator {
         self
     }
 
-    /// Sets the served domains: a login as `user@domain` of one of them is throttled under the
-    /// same key as `user` ([`throttle::canonical_user`]).
+    /// Sets the served domains: a login as `user@domain` of one of them logs in as the plain
+    /// user `user` when there is no virtual user of that name ([`lookup_login`](Self::lookup_login)),
+    /// and is throttled under the same key ([`throttle::canonical_user`]).
     pub fn with_domains(mut self, domains: &[String]) -> Self {
         self.domains = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
         self
     }
 
-    /// The key a login name is throttled under (see [`throttle::canonical_user`]).
+    /// The key a login as `user` is throttled under: [`throttle::canonical_user`] of the
+    /// passwd-file entry the name logs in as ([`lookup_login`](Self::lookup_login)), else of the
+    /// name itself, so every spelling of one account (`demo`, `DEMO@localhost`) shares one
+    /// counter, and an unknown name is counted like a known one.
     pub fn throttle_key(&self, user: &str) -> String {
-        throttle::canonical_user(user, &self.domains)
+        match self.users().lookup_address(user, &self.domains) {
+            Some(u) => throttle::canonical_user(&u.name, &self.domains),
+            None => throttle::canonical_user(user, &self.domains),
+        }
     }
 
     /// The throttle (daemons may consult [`LoginThrottle::locked`] before even asking).
@@ -618,9 +645,17 @@ impl Authenticator {
             .unwrap_or_default()
     }
 
-    /// A user from the passwd-file, without a password check (delivery, RCPT checks).
+    /// A user from the passwd-file by its name, without a password check (see
+    /// [`UserDb::lookup`]).
     pub fn lookup(&self, name: &str) -> Option<User> {
         self.users().lookup(name).cloned()
+    }
+
+    /// The passwd-file user a login name stands for: `user`, `USER` or `user@domain` of a
+    /// served domain ([`UserDb::lookup_address`] with the served domains), without a password
+    /// check. Every login (SMTP AUTH, POP3 USER/PASS, AUTH and APOP) goes through this lookup.
+    pub fn lookup_login(&self, name: &str) -> Option<User> {
+        self.users().lookup_address(name, &self.domains).cloned()
     }
 
     /// The Maildir of a logged-in user per the configured template.
@@ -666,9 +701,13 @@ impl Authenticator {
             if !valid_name {
                 return AuthResult::Failed;
             }
-            return match cp.check(user, password, Some(peer)) {
+            // The program is asked about the passwd-file's name for the login when there is
+            // one (so `demo@localhost` is checked as `demo`), else about the name as given.
+            let known = self.lookup_login(user);
+            let name = known.as_ref().map_or(user, |u| u.name.as_str());
+            return match cp.check(name, password, Some(peer)) {
                 CheckpasswordResult::Ok { home, uid, gid } => {
-                    let mut u = self.lookup(user).unwrap_or_else(|| User::bare(user));
+                    let mut u = known.unwrap_or_else(|| User::bare(user));
                     u.password = StoredPassword::Locked;
                     if home.is_some() {
                         u.home = home;
@@ -682,8 +721,12 @@ impl Authenticator {
             };
         }
         let db = self.users();
-        let name = if valid_name { user } else { "" };
-        match db.verify(name, password) {
+        let found = if valid_name {
+            db.lookup_address(user, &self.domains)
+        } else {
+            None
+        };
+        match db.verify_found(found, password) {
             Some(u) => AuthResult::Ok(u.clone()),
             None => AuthResult::Failed,
         }
@@ -708,7 +751,9 @@ impl Authenticator {
         let key = self.throttle_key(user);
         let penalty = self.throttle.user_delay(&key);
         let db = self.users();
-        let found = db.lookup(user).filter(|u| u.plaintext_password().is_some());
+        let found = db
+            .lookup_address(user, &self.domains)
+            .filter(|u| u.plaintext_password().is_some());
         let random = rand::random::<[u8; 16]>();
         let secret = found
             .and_then(User::plaintext_password)

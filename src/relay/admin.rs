@@ -464,11 +464,11 @@ pub fn explain(
         q.helo.as_deref().unwrap_or("(none given)")
     )?;
     if let Some(u) = &q.auth {
-        match auth_db.lookup(u) {
+        match auth_db.lookup_login(u) {
             Some(user) => writeln!(
                 out,
-                "AUTH as {u}: user exists (passwd-file line {}); a correct password gives 235",
-                user.line
+                "AUTH as {u}: user {} (passwd-file line {}); a correct password gives 235",
+                user.name, user.line
             )?,
             None => writeln!(
                 out,
@@ -482,9 +482,14 @@ pub fn explain(
             role.name()
         )?;
     }
+    // The session knows the canonical user a login stands for (its passwd-file name).
     let client = Client {
         ip: Some(ip),
-        user: q.auth.clone(),
+        user: q.auth.as_ref().map(|u| {
+            auth_db
+                .lookup_login(u)
+                .map_or_else(|| u.clone(), |e| e.name)
+        }),
         role,
     };
     let from = &q.from;

@@ -613,12 +613,9 @@ impl Router {
         }
         // A user in the passwd-file.
         let users = self.auth.users();
-        // Local parts are matched without case, as Postfix and Dovecot do for local users.
-        let found = users
-            .lookup_address(&format!("{local}@{domain}"), &self.domains)
-            .or_else(|| {
-                users.lookup_address(&format!("{}@{domain}", local.to_lowercase()), &self.domains)
-            });
+        // Local parts are matched without case, as Postfix and Dovecot do for local users
+        // (UserDb::lookup falls back to the case-folded name).
+        let found = users.lookup_address(&format!("{local}@{domain}"), &self.domains);
         if let Some(user) = found {
             let path = match self.auth.mailbox(user) {
                 Ok(p) => p,
