@@ -23,7 +23,8 @@
 //! passwd_file   = "/etc/mailkit/passwd"   # Dovecot-compatible passwd-file (default shown)
 //! mail_location = "%h/Maildir"            # or "/var/mail/%d/%n", "mail/%n"; %u user, %n local part,
 //!                                         # %d domain, %h home, %% a percent sign
-//! domains       = ["example.org"]         # local domains (default: none)
+//! domains       = ["example.org"]         # local domains (default: the hostname); a
+//!                                         # user logs in as `alice` or `alice@example.org`
 //!
 //! [auth]
 //! checkpassword = ["/usr/local/bin/checkpassword"]  # optional qmail-style backend (argv)

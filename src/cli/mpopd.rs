@@ -41,7 +41,9 @@ FILES
       [auth] checkpassword and throttle (per address: failure_delay_ms,
       max_delay_ms, max_failures, lockout_secs, max_tracked_ips; per user
       across addresses: user_failure_delay_ms, user_max_delay_ms,
-      max_tracked_users; see mrelayd(1) LOGIN THROTTLE), [tls] cert, key,
+      max_tracked_users; see mrelayd(1) LOGIN THROTTLE; login names:
+      user, any case of it, or user@DOMAIN of a served domain, see
+      mrelayd(1) LOGIN NAMES), [tls] cert, key,
       [run_as] user, group (required when started as root),
       first_valid_uid (default 1000)
   MAILDIR/mpopd.lock

@@ -100,6 +100,13 @@ PIPE COMMANDS:
   RAW_SENDER, RAW_RECIPIENT, RAW_LOCAL, RAW_USER, RAW_EXTENSION and RAW_DOMAIN hold the exact
   values; quote them (\"$RAW_SENDER\").
 
+LOGIN NAMES (SMTP AUTH here, POP3 in mpopd: one check):
+  A login name is looked up as Dovecot's %Lu does: the exact passwd-file name, else the name
+  without case, else, for user@DOMAIN of a served domain ([users] domains, else hostname), the
+  plain user. So demo, DEMO and demo@localhost are the one user demo; the entry found decides
+  the Maildir, the addresses it may send as, and the throttle counter. A checkpassword program
+  is asked about the passwd-file's name when there is one, else the name as given.
+
 LOGIN THROTTLE ([auth], shared with mpopd):
   Per client address (IPv6: per /64): failure_delay_ms (2000) doubling up to max_delay_ms
   (15000), lockout after max_failures (10) for lockout_secs (300); a success forgives only the
