@@ -155,17 +155,6 @@ fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
 }
 
-fn swaks(args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks")
-        .args(["--timeout", "15", "--hide-informational"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 /// swaks with AUTH `[mechanism, user, password]`, after the TLS options `tls`.
 fn swaks_auth(
     server: &str,
@@ -189,7 +178,7 @@ fn swaks_auth(
         "--to",
         to,
     ]);
-    swaks(&args)
+    common::swaks(&args)
 }
 
 /// swaks: a plain message from `s@remote.test` to `to` on `port`, plus `extra` swaks options.
@@ -206,7 +195,7 @@ fn send_from_remote(port: u16, to: &str, extra: &[&str]) -> (bool, String) {
         to,
     ];
     args.extend_from_slice(extra);
-    swaks(&args)
+    common::swaks(&args)
 }
 
 fn python(script: &str, args: &[&str]) -> (bool, String) {
@@ -216,9 +205,7 @@ fn python(script: &str, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    common::status_and_text(&out)
 }
 
 /// A raw SMTP conversation: sends `input` in one write (pipelined), returns everything read until
@@ -260,7 +247,7 @@ fn swaks_smtp_pipelining_and_received_header() {
     let dir = common::scratch();
     let m = Mrelayd::start(dir.path(), "", "");
     let port = m.smtp.to_string();
-    let (ok, out) = swaks(&[
+    let (ok, out) = common::swaks(&[
         "--server",
         "127.0.0.1",
         "--port",

@@ -108,7 +108,7 @@ impl Demo {
     /// demo's CA, then AUTH `mech`.
     fn swaks_submit(&self, mech: &str, user: &str, subject: &str) -> (bool, String) {
         let ca = self.demo.join("ca.pem");
-        swaks(&[
+        common::swaks(&[
             "--server",
             &format!("localhost:{}", self.submission),
             "--tls",
@@ -138,17 +138,6 @@ impl Demo {
             .output()
             .unwrap()
     }
-}
-
-fn swaks(args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks")
-        .args(["--timeout", "15", "--hide-informational"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 /// getmail6 (POP3 USER/PASS, SimplePOP3Retriever) as `user`, into a fresh Maildir (written as
@@ -219,7 +208,7 @@ fn every_spelling_of_the_banner_user_logs_in() {
         d.logs()
     );
     // A wrong password under the full name still fails.
-    let (ok, out) = swaks(&[
+    let (ok, out) = common::swaks(&[
         "--server",
         &format!("localhost:{}", d.submission),
         "--tls",

@@ -113,6 +113,24 @@ pub fn give_to_nobody(path: &Path) {
     }
 }
 
+/// Runs swaks (15 s timeout, informational lines hidden) with `args`: whether it succeeded,
+/// and its stdout and stderr.
+pub fn swaks(args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--timeout", "15", "--hide-informational"])
+        .args(args)
+        .output()
+        .unwrap();
+    status_and_text(&out)
+}
+
+/// Whether a finished command succeeded, and its stdout followed by its stderr.
+pub fn status_and_text(out: &Output) -> (bool, String) {
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Longest a child run by [`run_with_input`] may take before it is killed and the test fails.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
