@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -93,11 +93,7 @@ impl Meta {
     fn from_stat(st: &rustix::fs::Stat) -> Meta {
         let secs = st.st_mtime;
         let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
-        let mtime = if secs >= 0 {
-            UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
-        } else {
-            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-        };
+        let mtime = crate::clock::from_unix(secs, nanos);
         Meta {
             kind: FileType::from_raw_mode(st.st_mode),
             len: u64::try_from(st.st_size).unwrap_or(0),

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`cli`]: each program's command line (clap) and its `run` function; `bin/*.rs` only call these.
+//! - [`clock`]: the one clock (Unix time now, file times) and RFC 5322 date format; a leaf.
 //! - [`exit`]: sysexits.h codes and the one place errors become exit codes and stderr lines.
 //! - [`config`]: the one TOML config loader (`/etc/mailkit/mailkit.toml`, `-c`, `MAILKIT_CONFIG`).
 //! - [`fsroot`]: directory handles that never follow a symlink below a root (Maildirs, the
@@ -61,11 +62,12 @@
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
-//! | 1 | leaf modules | `fsroot`, `durable`, `envelope`, `lines`, `session`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `exit` | no |
+//! | 1 | leaf modules | `clock`, `fsroot`, `durable`, `envelope`, `lines`, `session`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `exit` | no |
 #![deny(unsafe_code)]
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod durable;

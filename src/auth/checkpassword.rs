@@ -87,10 +87,7 @@ impl Checkpassword {
         let Some(prog) = self.argv.first() else {
             return CheckpasswordResult::TempFail("checkpassword: no program configured".into());
         };
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let timestamp = crate::clock::now();
         let mut input = Vec::with_capacity(user.len() + password.len() + 32);
         input.extend_from_slice(user.as_bytes());
         input.push(0);

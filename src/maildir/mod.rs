@@ -49,7 +49,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::durable;
 use crate::fsroot::{Dir, Meta};
@@ -682,9 +682,7 @@ pub fn sanitize_hostname(raw: &OsStr) -> String {
 /// process id, per-process delivery counter, random bits, host).
 pub fn unique_base() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::clock::since_epoch();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let r: u64 = rand::random();
     format!(

@@ -103,7 +103,7 @@ pub fn serve(
                 from: from.clone(),
                 rcpts: temp,
                 account: res.account_name.clone(),
-                queued_at: crate::queue::now(),
+                queued_at: crate::clock::now(),
                 last_error: String::new(),
             };
             match spool::put(dir, &meta, &data) {

@@ -104,7 +104,7 @@ pub fn build(c: &Compose) -> Result<Vec<u8>> {
             "compose mode needs --to, --cc or --bcc",
         ));
     }
-    let now = crate::queue::now() as i64;
+    let now = crate::clock::now() as i64;
     let mut b = MessageBuilder::new()
         .from(address(std::slice::from_ref(&c.from)))
         .subject(c.subject.clone())

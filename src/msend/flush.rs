@@ -36,7 +36,7 @@ pub fn spool_temporary(res: &Resolved, from: &str, msg: &[u8], mut report: Repor
             from: from.to_string(),
             rcpts: temp.clone(),
             account: res.account_name.clone(),
-            queued_at: crate::queue::now(),
+            queued_at: crate::clock::now(),
             last_error: last_error.clone(),
         };
         let id = spool::put(dir, &meta, msg).map_err(|e| {
@@ -70,7 +70,7 @@ pub fn list(dir: &Path, out: &mut dyn Write) -> Result<u8> {
                 "{}  {} bytes  queued {}s ago  from <{}>  to {}\n    last error: {}",
                 e.id,
                 e.message.len(),
-                crate::queue::now().saturating_sub(e.meta.queued_at),
+                crate::clock::now().saturating_sub(e.meta.queued_at),
                 e.meta.from,
                 e.meta.rcpts.join(", "),
                 e.meta.last_error

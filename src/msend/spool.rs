@@ -10,7 +10,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -85,10 +84,7 @@ pub fn put_failed(dir: &Path, meta: &Meta, message: &[u8]) -> Result<String> {
 
 fn put_into(dir: &Path, dest_dir: &Path, meta: &Meta, message: &[u8]) -> Result<String> {
     ensure_dirs(dir)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let now = crate::clock::since_epoch().as_nanos();
     let r: u32 = rand::random();
     // Zero-padded time first so names sort in spooling order.
     let id = format!("{now:020}.{}.{r:08x}", std::process::id());

@@ -151,7 +151,7 @@ pub fn run(
                 .unwrap_or_else(|| user_at_host.clone()),
             full_name: sub.full_name.clone(),
             hostname: res.hostname.clone(),
-            now: crate::queue::now() as i64,
+            now: crate::clock::now() as i64,
         };
         let prepared = message::prepare(&input, &p)
             .map_err(|e| exit::fail(exit::DATAERR, format!("bad message: {e}")))?;

@@ -505,10 +505,7 @@ async fn send_message(
 
 /// The APOP timestamp `<pid.nanos@host>` (RFC 1939 §7: unique per greeting).
 fn apop_timestamp(host: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = crate::clock::since_epoch().as_nanos();
     let r: u32 = rand::random();
     format!("<{}.{nanos}.{r:08x}@{host}>", std::process::id())
 }

@@ -61,7 +61,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -272,14 +272,6 @@ const QUEUE_FILE_MODE: u32 = 0o600;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Whether `id` has the shape of a queue id (so it is safe to use as a file name).
 pub fn valid_id(id: &str) -> bool {
     id.len() == ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
@@ -287,9 +279,7 @@ pub fn valid_id(id: &str) -> bool {
 
 /// A new queue id: seconds (8 hex), microseconds (5), pid (6), counter (4).
 pub fn new_id() -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let t = crate::clock::since_epoch();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFFF;
     format!(
         "{:08X}{:05X}{:06X}{:04X}",

@@ -13,17 +13,17 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 
 use super::daemon;
-use super::dsn::rfc5322_date;
 use super::runner;
 use super::{Client, RelayConfig, Resolution, Role, Router, Target};
 use crate::auth::Authenticator;
+use crate::clock::rfc5322_date;
 use crate::config::Config;
 use crate::exit;
 use crate::log;
 use crate::outbound::config::{mx_tls_name, relayhost_tls_name};
 use crate::outbound::route::NextHop;
 use crate::outbound::Engine;
-use crate::queue::{self, Entry, Place, Queue, RcptState, Recipient};
+use crate::queue::{Entry, Place, Queue, RcptState, Recipient};
 use crate::server::daemon::ListenerRole as _;
 use crate::smtp::command::{self, Command};
 
@@ -62,7 +62,7 @@ pub fn list(queue: &Queue, json: bool, out: &mut impl Write) -> Result<()> {
         };
         return write_json(&doc, out);
     }
-    write_list(&list, queue::now(), out)?;
+    write_list(&list, crate::clock::now(), out)?;
     for b in &bad {
         writeln!(
             out,

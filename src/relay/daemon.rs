@@ -475,7 +475,7 @@ fn begin_message(
     who: &str,
     envelope: &Envelope,
 ) -> std::result::Result<Receiving, ()> {
-    let now = queue::now();
+    let now = crate::clock::now();
     let sender = envelope
         .from
         .as_ref()
@@ -516,7 +516,7 @@ fn begin_message(
         user: s.user(),
         queue_id: &id,
         single_rcpt: single.as_deref(),
-        date: &super::dsn::rfc5322_date(now),
+        date: &crate::clock::rfc5322_date(now),
     });
     match d.queue.begin(&id, &qenv, header.as_bytes()) {
         Ok(incoming) => Ok(Receiving {

@@ -122,7 +122,7 @@ impl Deliverer {
         let Some(mut locked) = self.queue.lock(id)? else {
             return Ok(Outcome::Busy);
         };
-        let now = queue::now();
+        let now = crate::clock::now();
         if !force && locked.status.next_try > now {
             return Ok(Outcome::NotDue);
         }

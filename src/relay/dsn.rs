@@ -21,12 +21,12 @@
 
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
-use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::{make_boundary, MimePart};
 use mail_builder::MessageBuilder;
 
+use crate::clock::{self, rfc5322_date};
 use crate::outbound::failure::parse_enhanced;
 use crate::rfc5322::{self, to_crlf};
 use crate::smtp::command::MAX_DOMAIN;
@@ -49,9 +49,6 @@ pub const FOLD_WIDTH: usize = 78;
 /// A word longer than this is broken even without a space, so no line comes near the hard
 /// limit of 998 octets (RFC 5322 §2.1.1).
 pub const MAX_UNBROKEN_WORD: usize = 900;
-/// Latest date written (9999-12-31T23:59:59Z): later timestamps are clamped, since RFC 5322
-/// years have four digits.
-pub const LATEST_DATE: u64 = 253_402_300_799;
 /// Longest envelope sender written into the To: field. Real ones are at most 256 octets
 /// (RFC 5321 §4.5.3.1.3, [`crate::smtp::command::MAX_PATH`]); only garbage is longer, and it is cut so the header line
 /// stays below 998 octets.
@@ -235,7 +232,7 @@ pub fn build(input: &DsnInput) -> Vec<u8> {
         ))
         .to(Address::new_address(None::<&str>, sender))
         .subject(subject)
-        .date(Date::new(clamp_date(input.now)))
+        .date(clock::date(input.now))
         .message_id(MessageId::new(message_id))
         .header("Auto-Submitted", Raw::new("auto-replied"))
         .header("MIME-Version", Raw::new("1.0"))
@@ -606,16 +603,6 @@ fn host_token_for_id(host: &str) -> String {
     } else {
         h
     }
-}
-
-fn clamp_date(secs: u64) -> i64 {
-    secs.min(LATEST_DATE) as i64
-}
-
-/// RFC 5322 §3.3 date-time in UTC (RFC 3464 §2.2.5 uses it for every date field); mrelayd's
-/// one date formatter, also for its Received header and `mrelayd queue show`.
-pub fn rfc5322_date(secs: u64) -> String {
-    Date::new(clamp_date(secs)).to_rfc822()
 }
 
 /// "3 hours", "2 days 4 hours", "25 minutes": for part 1.
@@ -1225,9 +1212,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_durations() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 +0000");
+    fn durations() {
         assert_eq!(human_duration(0), "0 minutes");
         assert_eq!(human_duration(60), "1 minute");
         assert_eq!(human_duration(4 * 3600), "4 hours");
