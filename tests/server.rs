@@ -633,6 +633,10 @@ fn child_main() {
                     })
                     .collect();
                 let listeners = Listeners::bind(&specs)?;
+                // As the daemon frame does: root is dropped after binding, before serving.
+                if let Some(run_as) = &settings.run_as {
+                    server::drop_privileges(run_as)?;
+                }
                 if listeners.is_activated() {
                     mailkit::log::line("socket activated");
                 }

@@ -10,7 +10,10 @@
 //! let specs = vec![ListenerSpec::new("127.0.0.1:2525".parse()?, "smtp")
 //!     .busy_reply(b"421 4.7.0 too many connections, try later\r\n")];
 //! let listeners = Listeners::bind(&specs)?;        // or socket activation, when LISTEN_FDS says so
-//! let settings = Settings::default();              // tls acceptor, limits, run_as (privilege drop)
+//! let settings = Settings::default();              // tls acceptor, limits, run_as
+//! if let Some(run_as) = &settings.run_as {
+//!     server::drop_privileges(run_as)?;            // after binding, before the first session
+//! }
 //! let handler = server::handler(|mut conn: Connection| async move {
 //!     conn.write_all(b"220 hello\r\n").await?;
 //!     while let Line::Complete { text, .. } = conn.read_line(512).await? {
@@ -36,7 +39,7 @@
 //!   (`LISTEN_PID` is our pid, `LISTEN_FDS` = n): then fds 3..3+n are used, matched to specs by
 //!   `LISTEN_FDNAMES` = role (systemd `FileDescriptorName=`), else by position.
 //! - [`serve`] prints `<prog>: listening on ADDR (role)` for each listener (tests bind port 0
-//!   and read the port from there), drops root to [`Settings::run_as`], and accepts until the
+//!   and read the port from there) and accepts until the
 //!   shutdown future resolves. Then it stops accepting at once, tells sessions
 //!   ([`Connection::shutdown_requested`]), waits up to [`Limits::shutdown_grace`] for them and
 //!   aborts the rest.
@@ -194,7 +197,8 @@ pub struct Settings {
     pub tls: Option<TlsAcceptor>,
     /// Limits and timeouts.
     pub limits: Limits,
-    /// Switch to this user after binding (when running as root).
+    /// Switch to this user after binding (when running as root): the daemon frame does it, once
+    /// ([`drop_privileges`]), before background work and sessions start.
     pub run_as: Option<RunAs>,
 }
 
@@ -653,15 +657,6 @@ where
     }
     drop(tx);
 
-    if let Some(run_as) = &settings.run_as {
-        if let Err(e) = drop_privileges(run_as) {
-            for task in &accept_tasks {
-                task.abort();
-            }
-            return Err(e);
-        }
-    }
-
     let counts = Arc::new(Mutex::new(Counts::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions: JoinSet<()> = JoinSet::new();
@@ -795,8 +790,8 @@ fn stdio_stream() -> Result<StdioParts> {
 }
 
 /// Runs one session on stdin/stdout (inetd, tcpserver, systemd `Accept=yes`). The peer comes
-/// from `TCPREMOTEIP`/`TCPREMOTEPORT` when set, else from the socket on stdin. Root is dropped
-/// to `settings.run_as` first. When stdin is not a socket or FIFO, a pending read cannot be
+/// from `TCPREMOTEIP`/`TCPREMOTEPORT` when set, else from the socket on stdin. Privileges are
+/// the caller's (the daemon frame drops root before calling it). When stdin is not a socket or FIFO, a pending read cannot be
 /// cancelled, so the caller should exit the process when this returns rather than wait for the
 /// runtime to wind down.
 pub async fn inetd(
@@ -805,9 +800,6 @@ pub async fn inetd(
     settings: Settings,
     handler: Handler,
 ) -> Result<()> {
-    if let Some(run_as) = &settings.run_as {
-        drop_privileges(run_as)?;
-    }
     let (stream, sock_peer, sock_local) = stdio_stream()?;
     let env = |k: &str| std::env::var(k).ok();
     let peer = addr_from_env(
