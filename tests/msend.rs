@@ -971,6 +971,54 @@ fn accounts_from_user_config() {
     assert!(stderr(&o).contains("bogus_key"), "{}", stderr(&o));
 }
 
+/// `-C FILE` takes a msend.toml (keys at the top level) as well as a mailkit config (keys in
+/// [msend]), as msend(1) describes both (issue 12, docs).
+#[test]
+fn c_flag_reads_both_file_formats() {
+    let home = common::scratch();
+    let account = format!(
+        "server = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"viac@example.test\"\n",
+        common::peer("PEER_CAPTURE_PORT")
+    );
+    let user_format = home.path().join("mine.toml");
+    std::fs::write(
+        &user_format,
+        format!("default = \"cap\"\n[accounts.cap]\n{account}"),
+    )
+    .unwrap();
+    let system_format = home.path().join("mailkit.toml");
+    std::fs::write(
+        &system_format,
+        format!("hostname = \"h.example.test\"\n[msend]\ndefault = \"cap\"\n[msend.accounts.cap]\n{account}"),
+    )
+    .unwrap();
+    for file in [&user_format, &system_format] {
+        let tok = token();
+        let o = run(
+            msend(home.path()).arg("-C").arg(file).arg("x@example.test"),
+            format!("Subject: {tok}\n\nvia -C\n").as_bytes(),
+        );
+        assert_eq!(code(&o), 0, "{}: {}", file.display(), stderr(&o));
+        let (_, env) = captured(&capture_dir(), &tok).unwrap();
+        assert_eq!(env["mail_from"], "viac@example.test");
+    }
+    // A typo in either format still names the file, the line and the key.
+    std::fs::write(&user_format, "default = \"cap\"\nbogus_key = 1\n").unwrap();
+    let o = run(
+        msend(home.path())
+            .arg("-C")
+            .arg(&user_format)
+            .arg("x@y.test"),
+        SIMPLE,
+    );
+    assert_eq!(code(&o), 78);
+    assert!(
+        stderr(&o).contains("mine.toml:2: key `bogus_key`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn quit_after_stops_without_sending() {
     let home = common::scratch();

@@ -79,9 +79,15 @@ fn bad_config(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// The `[msend]` settings and the host name: from `-C FILE` when given, else the user's
-/// `msend.toml` when it exists, else the system configuration's `[msend]` section.
+/// `msend.toml` when it exists, else the system configuration's `[msend]` section. A `-C` file
+/// may be in either format: one with `default`, `queue` or `accounts` at its top level (keys a
+/// mailkit config does not have there) is read as a `msend.toml`, any other as a mailkit config.
 pub fn load_config(explicit: Option<&Path>) -> Result<(MsendConfig, String)> {
     if let Some(p) = explicit {
+        if is_user_format(p) {
+            let c: MsendConfig = config::load_file(p)?;
+            return Ok((c, Config::load(None)?.hostname));
+        }
         let c = Config::load(Some(p))?;
         return Ok((c.section::<MsendConfig>("msend")?, c.hostname));
     }
@@ -91,6 +97,20 @@ pub fn load_config(explicit: Option<&Path>) -> Result<(MsendConfig, String)> {
         return Ok((c, sys.hostname));
     }
     Ok((sys.section::<MsendConfig>("msend")?, sys.hostname))
+}
+
+/// Whether the file at `path` is in the `msend.toml` format (see [`load_config`]); a file that
+/// cannot be read or parsed is not, and its error is reported by the mailkit config loader.
+fn is_user_format(path: &Path) -> bool {
+    let Ok(Some(bytes)) = config::read_limited(path, config::MAX_CONFIG_SIZE) else {
+        return false;
+    };
+    let Ok(table) = String::from_utf8_lossy(&bytes).parse::<toml::Table>() else {
+        return false;
+    };
+    ["default", "queue", "accounts"]
+        .iter()
+        .any(|k| table.contains_key(*k))
 }
 
 /// The account a run uses: `spooled` (the account a message was spooled with, for `--flush`),
