@@ -6,7 +6,7 @@ complete -c msend -s O -d 'sendmail -O option=value; ignored' -r
 complete -c msend -s f -d 'Envelope sender address (also used for a missing From:); -f \'<>\' for the null sender' -r
 complete -c msend -s F -d 'Full name for a missing From: header' -r
 complete -c msend -s a -l account -d 'Use this account from the configuration' -r
-complete -c msend -s C -l config -d 'Configuration file (default ~/.config/mailkit/msend.toml, then the mailkit config)' -r -F
+complete -c msend -s C -l config -d 'Read accounts from FILE, a msend.toml or a mailkit config with an [msend] section (default: ~/.config/mailkit/msend.toml, else the [msend] section of the mailkit config)' -r -F
 complete -c msend -l server -d 'Submission server, HOST or HOST:PORT' -r
 complete -c msend -l ca-file -d 'Trust only the CA certificates in FILE instead of the webpki roots' -r -F
 complete -c msend -l tls-fingerprint -d 'Trust the server whose public key has this SHA-256 (64 hex digits, colons allowed, or base64), instead of checking its certificate against CAs and its name. It is the hash of the key (SPKI, RFC 7469), as mdig-mx prints it, not msmtp\'s hash of the whole certificate (see TLS KEY PIN)' -r

@@ -71,6 +71,8 @@
 //! Standalone per-user files (for example `~/.config/mailkit/msend.toml`) are read with
 //! [`load_file`], with the same error reporting.
 
+pub mod keys;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -96,6 +98,9 @@ pub const MAX_CONFIG_SIZE: u64 = 4 * 1024 * 1024;
 pub const SECTIONS: [&str; 7] = [
     "msend", "mrelayd", "mdeliver", "mpopd", "mimapd", "mfetch", "mdig-mx",
 ];
+/// The program sections no program reads a key of (yet): a key in one is an error, not
+/// silently ignored.
+pub const KEYLESS_SECTIONS: [&str; 4] = ["mdeliver", "mimapd", "mfetch", "mdig-mx"];
 
 /// A program section's type (`[mrelayd]`, `[mpopd]`, ...), read by [`Config::section`].
 pub trait Section: DeserializeOwned + Default {
@@ -244,19 +249,16 @@ struct Raw {
     auth: AuthConfig,
     run_as: Option<RunAs>,
     // Program sections: only their type (a table) is checked here; `section` reads them.
+    // The keyless ones ([`KEYLESS_SECTIONS`]) must be empty.
     #[allow(dead_code)]
     msend: Option<toml::Table>,
     #[allow(dead_code)]
     mrelayd: Option<toml::Table>,
-    #[allow(dead_code)]
     mdeliver: Option<toml::Table>,
     #[allow(dead_code)]
     mpopd: Option<toml::Table>,
-    #[allow(dead_code)]
     mimapd: Option<toml::Table>,
-    #[allow(dead_code)]
     mfetch: Option<toml::Table>,
-    #[allow(dead_code)]
     #[serde(rename = "mdig-mx")]
     mdig_mx: Option<toml::Table>,
 }
@@ -291,6 +293,23 @@ impl Config {
     /// current directory). Errors carry exit code 78.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Config> {
         let raw: Raw = deserialize_doc(text, path)?;
+        let keyless = [
+            ("mdeliver", &raw.mdeliver),
+            ("mimapd", &raw.mimapd),
+            ("mfetch", &raw.mfetch),
+            ("mdig-mx", &raw.mdig_mx),
+        ];
+        for (name, table) in keyless {
+            if let Some(first) = table.as_ref().and_then(|t| t.keys().next()) {
+                return Err(config_error(
+                    path,
+                    text,
+                    key_line(text, &[name, first]),
+                    &format!("{name}.{first}"),
+                    &format!("{name} reads no configuration keys (see `man {name}`)"),
+                ));
+            }
+        }
         let config = Config::from_raw(raw, path, text.to_string());
         if let Some(argv) = &config.auth.checkpassword {
             if argv.is_empty() || argv[0].is_empty() {

@@ -81,7 +81,6 @@ max_errors = 5
 implicit = true
 
 [mdig-mx]
-anything = "is checked by mdig-mx, not here"
 "#;
 
 #[test]
@@ -397,14 +396,38 @@ fn defaults_apply_without_a_file() {
 
 #[test]
 fn every_program_section_is_accepted() {
-    let mut text = String::new();
-    for s in config::SECTIONS {
-        text.push_str(&format!("[{s}]\nmax_errors = 1\n"));
-    }
+    let keyed = || {
+        config::SECTIONS
+            .into_iter()
+            .filter(|s| !config::KEYLESS_SECTIONS.contains(s))
+    };
+    let text: String = config::SECTIONS
+        .into_iter()
+        .map(|s| match keyed().any(|k| k == s) {
+            true => format!("[{s}]\nmax_errors = 1\n"),
+            false => format!("[{s}]\n"),
+        })
+        .collect();
     let c = Config::parse(&text, None).unwrap();
-    for s in config::SECTIONS {
+    for s in keyed() {
         let sec: PopSection = c.section(s).unwrap();
         assert_eq!(sec.max_errors, 1, "{s}");
+    }
+}
+
+/// A program that reads no keys does not silently ignore one (issue 12, docs).
+#[test]
+fn a_key_in_a_keyless_section_is_an_error() {
+    for s in config::KEYLESS_SECTIONS {
+        let text = format!("hostname = \"h\"\n[{s}]\nresolver = \"127.0.0.1\"\n");
+        let (msg, code) = err_text(Config::parse(&text, Some(Path::new("t.toml"))));
+        assert_eq!(code, exit::CONFIG, "{msg}");
+        assert_eq!(
+            msg,
+            format!(
+                "t.toml:3: key `{s}.resolver`: {s} reads no configuration keys (see `man {s}`)"
+            )
+        );
     }
 }
 
@@ -576,4 +599,144 @@ fn config_paths_are_relative_to_the_config_file_however_c_is_spelled() {
             }
         }
     }
+}
+
+/// The keys a table of the file accepts, from the parser's own types (serde's field lists).
+fn parser_fields(table: &str) -> std::collections::BTreeSet<&'static str> {
+    use config::keys::fields_of;
+    use mailkit::server::daemon::Listener;
+    let fields = match table {
+        "" => Some(config::keys::top_level_fields()),
+        "tls" => fields_of::<config::TlsConfig>(),
+        "users" => fields_of::<config::UsersConfig>(),
+        "auth" => fields_of::<config::AuthConfig>(),
+        "run_as" => fields_of::<config::RunAs>(),
+        "mrelayd" => fields_of::<mailkit::relay::RelayConfig>(),
+        "mrelayd.listen[]" => fields_of::<Listener<mailkit::relay::Role>>(),
+        "mrelayd.remote" => fields_of::<mailkit::outbound::config::RemoteConfig>(),
+        "mrelayd.remote.domains.DOMAIN" => fields_of::<mailkit::outbound::config::DomainPolicy>(),
+        "mpopd" => fields_of::<mailkit::pop3::Pop3Config>(),
+        "mpopd.listen[]" => fields_of::<Listener<mailkit::pop3::config::Role>>(),
+        "msend" => fields_of::<mailkit::msend::MsendConfig>(),
+        "msend.accounts.NAME" => fields_of::<mailkit::msend::Account>(),
+        other => panic!("table {other:?} has no parser type here: add it"),
+    };
+    fields
+        .unwrap_or_else(|| panic!("[{table}]'s type is not a struct"))
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// The one key table the man pages are generated from names exactly the keys the parser
+/// accepts, table by table (issue 12, docs that name what does not exist).
+#[test]
+fn every_accepted_key_is_documented_and_every_documented_key_is_accepted() {
+    use std::collections::BTreeSet;
+    let mut problems = Vec::new();
+    for table in config::keys::TABLES {
+        let parsed = parser_fields(table.name);
+        let documented: BTreeSet<&str> = table.keys.iter().map(|k| k.name).collect();
+        assert_eq!(
+            documented.len(),
+            table.keys.len(),
+            "a key twice in {}",
+            table.name
+        );
+        for f in parsed.difference(&documented) {
+            problems.push(format!("[{}] {f}: accepted but not documented", table.name));
+        }
+        for k in documented.difference(&parsed) {
+            problems.push(format!("[{}] {k}: documented but not accepted", table.name));
+        }
+    }
+    let names: BTreeSet<&str> = config::keys::TABLES.iter().map(|t| t.name).collect();
+    for nested in [
+        "tls",
+        "users",
+        "auth",
+        "run_as",
+        "mrelayd",
+        "mrelayd.listen[]",
+        "mrelayd.remote",
+        "mrelayd.remote.domains.DOMAIN",
+        "mpopd",
+        "mpopd.listen[]",
+        "msend",
+        "msend.accounts.NAME",
+    ] {
+        if !names.contains(nested) {
+            problems.push(format!("table {nested} is not documented"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// `body` put in place for `table` (its header, and what the table needs besides), parsed,
+/// and the table's value printed with `{:?}`, for comparing defaults.
+fn parse_table(table: &str, body: &str) -> Option<String> {
+    let text = match table {
+        "" => body.to_string(),
+        "run_as" => format!("[run_as]\nuser = \"mail\"\n{body}"),
+        "mrelayd.listen[]" => format!("[[mrelayd.listen]]\naddress = \"127.0.0.1:25\"\n{body}"),
+        "mpopd.listen[]" => format!("[[mpopd.listen]]\naddress = \"127.0.0.1:110\"\n{body}"),
+        "mrelayd.remote.domains.DOMAIN" => format!("[mrelayd.remote.domains.\"x.test\"]\n{body}"),
+        "msend.accounts.NAME" => format!("[msend.accounts.x]\n{body}"),
+        t => format!("[{t}]\n{body}"),
+    };
+    let c = Config::parse(&text, None).ok()?;
+    Some(match table {
+        "" => format!("{:?}", c.state_dir),
+        "tls" => format!("{:?}", c.tls),
+        "users" => format!("{:?}", c.users),
+        "auth" => format!("{:?}", c.auth),
+        "run_as" => format!("{:?}", c.run_as),
+        t if t.starts_with("mrelayd") => {
+            format!(
+                "{:?}",
+                c.section::<mailkit::relay::RelayConfig>("mrelayd").ok()?
+            )
+        }
+        t if t.starts_with("mpopd") => {
+            format!(
+                "{:?}",
+                c.section::<mailkit::pop3::Pop3Config>("mpopd").ok()?
+            )
+        }
+        t if t.starts_with("msend") => {
+            format!(
+                "{:?}",
+                c.section::<mailkit::msend::MsendConfig>("msend").ok()?
+            )
+        }
+        other => panic!("no parse for {other}"),
+    })
+}
+
+/// Every default the table gives as a TOML value is the code's default: setting the key to it
+/// changes nothing.
+#[test]
+fn documented_defaults_are_the_code_defaults() {
+    use config::keys::DefaultValue;
+    let mut problems = Vec::new();
+    for table in config::keys::TABLES {
+        let Some(without) = parse_table(table.name, "") else {
+            problems.push(format!("[{}]: the empty table does not parse", table.name));
+            continue;
+        };
+        for k in table.keys {
+            let DefaultValue::Toml(value) = k.default else {
+                continue;
+            };
+            match parse_table(table.name, &format!("{} = {value}\n", k.name)) {
+                None => problems.push(format!("[{}] {} = {value}: refused", table.name, k.name)),
+                Some(with) if with != without => problems.push(format!(
+                    "[{}] {} = {value} is not the default:\n  {with}\n  {without}",
+                    table.name, k.name
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -44,8 +44,10 @@ fn render_man(cmd: clap::Command) -> Vec<u8> {
         man.render_options_section(&mut out).expect("options");
     }
     if cmd.get_subcommands().any(|c| !c.is_hide_set()) {
-        man.render_subcommands_section(&mut out)
-            .expect("subcommands");
+        // Not clap_mangen's section: it cites a page per subcommand (mrelayd-serve(1)), and
+        // only one page per program is shipped. Each subcommand is described here instead.
+        out.extend_from_slice(b".SH SUBCOMMANDS\n");
+        render_subcommands(&cmd, cmd.get_name(), &mut out);
     }
     if let Some(text) = after {
         out.extend_from_slice(after_help_sections(&text).as_bytes());
@@ -54,6 +56,89 @@ fn render_man(cmd: clap::Command) -> Vec<u8> {
         man.render_version_section(&mut out).expect("version");
     }
     out
+}
+
+/// Escapes text for roff: backslashes and hyphens, and a leading dot or quote.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+/// Each visible subcommand of `cmd` (recursively): its usage line, what it does, and its
+/// arguments and options.
+fn render_subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<u8>) {
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("{path} {}", sub.get_name());
+        let mut usage_cmd = sub.clone().bin_name(&name);
+        let usage = usage_cmd.render_usage().to_string();
+        let usage = usage.trim().trim_start_matches("Usage:").trim();
+        let about = sub
+            .get_long_about()
+            .or_else(|| sub.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        out.extend_from_slice(
+            format!(".TP\n\\fB{}\\fR\n{}\n", roff(usage), roff(&about)).as_bytes(),
+        );
+        let args: Vec<&clap::Arg> = sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_global_set() && a.get_id() != "help")
+            .collect();
+        if !args.is_empty() {
+            out.extend_from_slice(b".RS\n");
+            for a in args {
+                let mut names = Vec::new();
+                if let Some(s) = a.get_short() {
+                    names.push(format!("-{s}"));
+                }
+                if let Some(l) = a.get_long() {
+                    names.push(format!("--{l}"));
+                }
+                let value = a
+                    .get_value_names()
+                    .map(|v| {
+                        v.iter()
+                            .map(|v| format!("<{v}>"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_else(|| format!("<{}>", a.get_id().as_str().to_uppercase()));
+                let shown = if names.is_empty() {
+                    value
+                } else if a.get_action().takes_values() {
+                    format!("{} {value}", names.join(", "))
+                } else {
+                    names.join(", ")
+                };
+                let mut help = a
+                    .get_long_help()
+                    .or_else(|| a.get_help())
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let defaults: Vec<String> = a
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
+                if !defaults.is_empty() && a.get_action().takes_values() {
+                    help.push_str(&format!(" [default: {}]", defaults.join(", ")));
+                }
+                out.extend_from_slice(
+                    format!(".TP\n{}\n{}\n", roff(&shown), roff(&help)).as_bytes(),
+                );
+            }
+            out.extend_from_slice(b".RE\n");
+        }
+        if sub.get_subcommands().any(|c| !c.is_hide_set()) {
+            out.extend_from_slice(b".RS\n");
+            render_subcommands(sub, &name, out);
+            out.extend_from_slice(b".RE\n");
+        }
+    }
 }
 
 /// `TITLE:` lines (capitals and spaces) start a man section; the text below is kept as laid out.
@@ -114,4 +199,71 @@ fn man_pages_and_completions_are_current() {
         stale.is_empty(),
         "stale generated docs (run MAILKIT_UPDATE_DOCS=1 cargo test --test docs): {stale:?}"
     );
+}
+
+/// Pages of other packages the manuals may cite (`local(8)` is Postfix's).
+const EXTERNAL_PAGES: &[&str] = &["local(8)"];
+
+/// Every `NAME(SECTION)` a shipped man page cites is a page we ship or a listed external one:
+/// no reference to a page that is not there (issue 12: mrelayd(1) cited mrelayd-serve(1)).
+#[test]
+fn man_pages_cite_only_pages_that_exist() {
+    let shipped: Vec<String> = mailkit::cli::commands()
+        .iter()
+        .map(|c| format!("{}(1)", c.get_name()))
+        .collect();
+    let mut missing = Vec::new();
+    for (path, content) in expected_files() {
+        if path.extension().is_none_or(|e| e != "1") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&content).replace("\\-", "-");
+        let bytes = text.as_bytes();
+        for (i, _) in text.match_indices('(') {
+            let close = text[i..].find(')').map(|j| i + j);
+            let Some(close) = close else { continue };
+            let section = &text[i + 1..close];
+            if !(section.len() <= 2
+                && section.starts_with(|c: char| c.is_ascii_digit())
+                && section.chars().skip(1).all(|c| c.is_ascii_lowercase()))
+            {
+                continue;
+            }
+            let start = text[..i]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                .map_or(0, |s| s + 1);
+            if start == i || !bytes[start].is_ascii_alphabetic() {
+                continue;
+            }
+            let page = &text[start..=close];
+            if !shipped.iter().any(|s| s == page) && !EXTERNAL_PAGES.contains(&page) {
+                missing.push(format!("{}: {page}", path.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "pages cited but not shipped: {missing:?}"
+    );
+}
+
+/// Every key of every config table appears in the man page of each program that reads it
+/// (the table is checked against the parser in `config::keys`).
+#[test]
+fn every_config_key_is_in_its_programs_man_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    for table in mailkit::config::keys::TABLES {
+        for program in table.programs {
+            let page = std::fs::read_to_string(root.join("man").join(format!("{program}.1")))
+                .expect("man page")
+                .replace("\\-", "-");
+            for key in table.keys {
+                if !page.contains(&format!("    {} (", key.name)) {
+                    missing.push(format!("{program}(1): [{}] {}", table.name, key.name));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:?}");
 }

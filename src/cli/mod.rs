@@ -52,6 +52,20 @@ pub fn commands() -> Vec<clap::Command> {
     ]
 }
 
+/// `after`, the hand-written sections of `program`'s manual, followed by its CONFIGURATION
+/// section, generated from the one table of keys the parser is checked against
+/// ([`crate::config::keys`]).
+pub fn with_config(after: &str, program: &str) -> String {
+    let intro = "Every key this program reads from its configuration file (see FILES), with its \
+                 type and default. An unknown key or a bad value is an error naming the file, \
+                 the line and the key (exit 78); relative paths are relative to the file's \
+                 directory.";
+    format!(
+        "{after}\n\n{}",
+        crate::config::keys::man_section(program, intro)
+    )
+}
+
 /// The only allowed placeholder: a program whose issue has not built it yet says so and exits 69.
 pub fn not_implemented(name: &str) -> anyhow::Result<u8> {
     eprintln!("{name}: not implemented yet");

@@ -28,24 +28,10 @@ EXIT STATUS
 
 FILES
   /etc/mailkit/mailkit.toml
-      [mpopd]: listen (address, role plain|implicit-tls),
-      allow_plaintext_auth (never|loopback|always), apop,
-      idle_timeout_secs, session_deadline_secs (no login or message
-      retrieved for this long: -ERR and close, default 1800),
-      max_connections, max_per_ip, max_errors,
-      max_auth_failures, allow_symlinked_maildir (default false: a
-      Maildir that is a symlink or has symlinked tmp/, new/, cur/ gets
-      -ERR [SYS/TEMP] and a log line naming the path; the lock, size
-      cache and messages are never followed); shared: [users]
-      passwd_file, mail_location,
-      [auth] checkpassword and throttle (per address: failure_delay_ms,
-      max_delay_ms, max_failures, lockout_secs, max_tracked_ips; per user
-      across addresses: user_failure_delay_ms, user_max_delay_ms,
-      max_tracked_users; see mrelayd(1) LOGIN THROTTLE; login names:
+      configuration: [mpopd] and the shared [users], [tls], [auth],
+      [run_as]; every key under CONFIGURATION below (login names:
       user, any case of it, or user@DOMAIN of a served domain, see
-      mrelayd(1) LOGIN NAMES), [tls] cert, key,
-      [run_as] user, group (required when started as root),
-      first_valid_uid (default 1000)
+      mrelayd(1) LOGIN NAMES; the throttle: mrelayd(1) LOGIN THROTTLE)
   MAILDIR/mpopd.lock
       flock held by the session that has the maildrop open
 
@@ -83,7 +69,8 @@ ENVIRONMENT
 RFC 2595 STLS, RFC 5034 AUTH PLAIN. Users come from a Dovecot-compatible passwd-file or a \
 checkpassword program; each session locks the user's maildrop, moves new mail to cur/, and \
 deletes only at QUIT.",
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    after_long_help = super::with_config(AFTER_HELP, "mpopd")
 )]
 pub struct Args {
     /// Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml).

@@ -25,48 +25,9 @@ EXIT STATUS:
   78  configuration error
 
 FILES:
-  /etc/mailkit/mailkit.toml   configuration: [mrelayd] listen, queue_dir, aliases, catch_all,
-                              recipient_delimiter, trusted_networks, any_sender, limits
-                              (max_connections, max_per_ip; past 80% of the slots an
-                              address holding its fair share is refused),
-                              idle_timeout_secs (wait for a command, default 300),
-                              data_timeout_secs (each read of DATA, default 600),
-                              session_deadline_secs (no message accepted or refused
-                              for this long: 421 4.4.2, default 1800),
-                              junk_command_limit (NOOP/RSET/VRFY/HELP in a row without
-                              progress, default 100), min_data_rate (DATA/BDAT octets
-                              per second, default 1024, 0 off) per
-                              min_data_rate_window_secs (default 60, the first window
-                              is grace), max_errors (errors incl. refused RCPTs before
-                              421 4.7.0, default 20), soft_error_limit (default 10)
-                              and error_sleep_ms (each error beyond it waits n times
-                              this, default 1000; only that session waits),
-                              max_hops (default 50, Postfix's hopcount_limit: a
-                              message arriving with that many Received: headers gets
-                              554 5.4.6 at the end of DATA/BDAT; a queued one with more
-                              Received: plus Delivered-To: bounces 5.4.6, mail loops),
-                              allow_symlinked_maildir (default false: local delivery
-                              to a Maildir that is a symlink or has symlinked tmp/,
-                              new/, cur/ is deferred 4.x with a log line naming the
-                              path; files below a Maildir or the queue are never
-                              followed, components above them are),
-                              sieve (each passwd-file user's Sieve script, a template
-                              with mail_location's variables, e.g.
-                              \"%h/.dovecot.sieve\", as Dovecot's sieve =; a user's
-                              sieve extra field overrides it; a missing file is no
-                              filter, a broken one is logged and the message goes to
-                              INBOX; extensions as in mdeliver(1));
-                              [mrelayd.remote] resolver, port, helo_name, tls (none, may,
-                              encrypt, verify), ca_file, relayhost, relayhost_tls,
-                              relayhost_user, relayhost_password_command,
-                              relayhost_password_timeout_secs (default 30: the command
-                              and its children are then killed, delivery deferred 4.7.0),
-                              retry_initial_secs, retry_max_secs, max_lifetime_secs,
-                              delay_warning_secs, concurrency, destination_concurrency,
-                              timeouts, connection_idle_secs, max_messages_per_connection;
-                              [mrelayd.remote.domains.\"DOMAIN\"] relayhost, tls, ...;
-                              shared [users] (passwd_file, mail_location, domains), [tls],
-                              [auth], [run_as]
+  /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared
+                              [users], [tls], [auth], [run_as]; every key under
+                              CONFIGURATION below
   <state_dir>/queue/          the queue: tmp/, msg/, hold/, state/ (see the queue module docs)
   aliases file                name: target, target2, |command, /path/to/Maildir/ (re-read
                               when it changes; a broken edit is logged, the last good one kept)
@@ -160,7 +121,8 @@ opportunistic or required STARTTLS, cached connections and concurrency limits; t
 are retried with exponential back-off (5 minutes doubling to 1 hour, for 5 days by default), \
 permanent ones and expired messages bounce to the sender as RFC 3464 DSNs honouring NOTIFY, RET \
 and ENVID, and a delay warning goes out after 4 hours.",
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]
 pub struct Args {
     /// Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml).

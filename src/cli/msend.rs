@@ -49,9 +49,32 @@ TLS KEY PIN
   is not spooled with --queue.
 
 FILES
-  ~/.config/mailkit/msend.toml    accounts (the keys of the [msend] section, at top level)
-  /etc/mailkit/mailkit.toml       system config; its [msend] section (or -C FILE, $MAILKIT_CONFIG)
+  ~/.config/mailkit/msend.toml    the user's accounts ($XDG_CONFIG_HOME/mailkit/msend.toml);
+                                  used when it exists and no -C is given
+  /etc/mailkit/mailkit.toml       system config ($MAILKIT_CONFIG): its [msend] section is used
+                                  when there is no msend.toml, and its hostname always
   ~/.netrc                        password for --user when no other source is given
+
+CONFIGURATION FILE FORMATS
+  The same keys (listed under CONFIGURATION) in two layouts. In ~/.config/mailkit/msend.toml
+  they are at the top level:
+    default = \"work\"
+    queue = \"/home/me/.msend-queue\"
+    [accounts.work]
+    server = \"smtp.example.org\"
+    user = \"me\"
+    password_command = \"pass show mail/work\"
+    from = \"me@example.org\"
+  In a mailkit config (/etc/mailkit/mailkit.toml) they are inside [msend]:
+    hostname = \"host.example.org\"
+    [msend]
+    default = \"work\"
+    [msend.accounts.work]
+    server = \"smtp.example.org\"
+    tls = \"tls\"
+  -C FILE reads either layout: a file with default, queue or accounts at its top level is a
+  msend.toml, any other a mailkit config. An unknown key is an error naming the file, the
+  line and the key (exit 78).
 
 ENVIRONMENT
   MSEND_PASSWORD     password for AUTH when no --password-command is given
@@ -78,7 +101,8 @@ each recipient domain's MX hosts (--direct). It can be installed as /usr/sbin/se
 mail/s-nail, mutt and git send-email work with it. With --queue DIR a temporary failure spools \
 the message durably and --flush retries it later. Compose mode (--to/--subject/--attach) builds \
 a MIME message from a plain text body.",
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    after_long_help = super::with_config(AFTER_HELP, "msend")
 )]
 pub struct Args {
     /// Read recipients from the To, Cc and Bcc headers (Resent-* when present).
@@ -126,7 +150,8 @@ pub struct Args {
     #[arg(short = 'a', long = "account", value_name = "NAME")]
     pub account: Option<String>,
 
-    /// Configuration file (default ~/.config/mailkit/msend.toml, then the mailkit config).
+    /// Read accounts from FILE, a msend.toml or a mailkit config with an [msend] section (default:
+    /// ~/.config/mailkit/msend.toml, else the [msend] section of the mailkit config).
     #[arg(short = 'C', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 

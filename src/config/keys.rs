@@ -1,0 +1,971 @@
+//! Every key the configuration file accepts, in one table: section, key, type, default and
+//! meaning. The man pages' CONFIGURATION sections are generated from it ([`man_section`]), and
+//! tests/config.rs checks it against the parser ([`fields_of`]): every field the section types accept
+//! (`#[serde(deny_unknown_fields)]`, read from serde's own field lists) has a row, every row
+//! names a field that exists, and every default given as a TOML value parses to what the
+//! code's `Default` gives.
+
+/// A key's default as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// A TOML value, checked by the tests to equal the code's default.
+    Toml(&'static str),
+    /// Words, for defaults that are not a fixed value ("the host name", "unset").
+    Text(&'static str),
+}
+
+/// One key of a section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The key as written in the file.
+    pub name: &'static str,
+    /// Its TOML type, in words (`integer`, `string`, `path`, `"a" | "b"`).
+    pub ty: &'static str,
+    /// Its default.
+    pub default: DefaultValue,
+    /// What it does.
+    pub meaning: &'static str,
+}
+
+/// One table of the file (`[mrelayd.remote]`) and its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    /// Dotted name (`mrelayd.remote`; `""` for the top level; `NAME` and `DOMAIN` stand for any
+    /// name, `[]` for an entry of an array of tables).
+    pub name: &'static str,
+    /// How it is written in the file (`[mrelayd.remote.domains."DOMAIN"]`).
+    pub header: &'static str,
+    /// The programs that read it (their man pages list it).
+    pub programs: &'static [&'static str],
+    /// One line about the table.
+    pub about: &'static str,
+    /// Its keys, in the order the man page lists them.
+    pub keys: &'static [Key],
+}
+
+const fn key(
+    name: &'static str,
+    ty: &'static str,
+    default: DefaultValue,
+    meaning: &'static str,
+) -> Key {
+    Key {
+        name,
+        ty,
+        default,
+        meaning,
+    }
+}
+
+use DefaultValue::{Text, Toml};
+
+const DAEMONS: &[&str] = &["mrelayd", "mpopd"];
+const ALL_CONFIG_READERS: &[&str] = &["mrelayd", "mpopd", "msend"];
+
+/// Every table of the configuration file, with every key it accepts.
+pub const TABLES: &[Table] = &[
+    Table {
+        name: "",
+        header: "(top level)",
+        programs: ALL_CONFIG_READERS,
+        about: "Shared keys before the first table.",
+        keys: &[
+            key(
+                "hostname",
+                "string",
+                Text("the system host name"),
+                "This host's name: greetings, EHLO, Received:, Message-ID, Maildir file names; \
+                 the local domain when [users] domains is empty.",
+            ),
+            key(
+                "state_dir",
+                "path",
+                Toml("\"/var/lib/mailkit\""),
+                "Persistent state: the queue (<state_dir>/queue), locks, caches.",
+            ),
+            key("tls", "table", Text("see [tls]"), "The [tls] table."),
+            key("users", "table", Text("see [users]"), "The [users] table."),
+            key("auth", "table", Text("see [auth]"), "The [auth] table."),
+            key("run_as", "table", Text("unset"), "The [run_as] table."),
+            key(
+                "msend",
+                "table",
+                Text("empty"),
+                "msend's table, see msend(1).",
+            ),
+            key(
+                "mrelayd",
+                "table",
+                Text("empty"),
+                "mrelayd's table, see mrelayd(1).",
+            ),
+            key(
+                "mpopd",
+                "table",
+                Text("empty"),
+                "mpopd's table, see mpopd(1).",
+            ),
+            key(
+                "mdeliver",
+                "table",
+                Text("empty"),
+                "Reserved: mdeliver reads no keys (a key here is an error).",
+            ),
+            key(
+                "mimapd",
+                "table",
+                Text("empty"),
+                "Reserved: mimapd reads no keys yet (a key here is an error).",
+            ),
+            key(
+                "mfetch",
+                "table",
+                Text("empty"),
+                "Reserved: mfetch reads no keys yet (a key here is an error).",
+            ),
+            key(
+                "mdig-mx",
+                "table",
+                Text("empty"),
+                "Reserved: mdig-mx reads no keys (a key here is an error).",
+            ),
+        ],
+    },
+    Table {
+        name: "tls",
+        header: "[tls]",
+        programs: DAEMONS,
+        about: "One certificate and key for every server listener (STARTTLS, STLS, implicit TLS).",
+        keys: &[
+            key(
+                "cert",
+                "path",
+                Text("unset: no TLS, and no AUTH on submission"),
+                "PEM certificate chain.",
+            ),
+            key("key", "path", Text("unset"), "PEM private key of cert."),
+        ],
+    },
+    Table {
+        name: "users",
+        header: "[users]",
+        programs: DAEMONS,
+        about: "Where users and their mail are.",
+        keys: &[
+            key(
+                "passwd_file",
+                "path",
+                Toml("\"/etc/mailkit/passwd\""),
+                "Dovecot-compatible passwd-file (user:{SCHEME}hash:uid:gid::home::extra); \
+                 re-read when it changes.",
+            ),
+            key(
+                "mail_location",
+                "template",
+                Toml("\"%h/Maildir\""),
+                "A user's Maildir: %u user, %n local part, %d domain, %h home, %% a percent \
+                 sign (\"/var/mail/%d/%n\", \"mail/%n\").",
+            ),
+            key(
+                "domains",
+                "list of strings",
+                Toml("[]"),
+                "Local domains (empty: the hostname). A user logs in as user or \
+                 user@DOMAIN of one of them.",
+            ),
+        ],
+    },
+    Table {
+        name: "auth",
+        header: "[auth]",
+        programs: DAEMONS,
+        about: "Password backend and the failed-login throttle (SMTP AUTH and POP3 alike).",
+        keys: &[
+            key(
+                "checkpassword",
+                "list of strings",
+                Text("unset"),
+                "A qmail-style checkpassword program and its arguments; it checks passwords \
+                 instead of the passwd-file.",
+            ),
+            key(
+                "failure_delay_ms",
+                "integer",
+                Toml("2000"),
+                "Delay of a client address's first failed login; doubles per failure.",
+            ),
+            key(
+                "max_delay_ms",
+                "integer",
+                Toml("15000"),
+                "Cap of that delay.",
+            ),
+            key(
+                "max_failures",
+                "integer",
+                Toml("10"),
+                "Failures per address (IPv6: per /64) before it is locked out.",
+            ),
+            key(
+                "lockout_secs",
+                "integer",
+                Toml("300"),
+                "How long a lockout, and a failure count, lasts.",
+            ),
+            key(
+                "max_tracked_ips",
+                "integer",
+                Toml("10000"),
+                "Addresses tracked at most (oldest forgotten first).",
+            ),
+            key(
+                "user_failure_delay_ms",
+                "integer",
+                Toml("100"),
+                "Per-user penalty after a user's first failure from any address: doubles per \
+                 failure, delays every answer for that user, never locks out.",
+            ),
+            key(
+                "user_max_delay_ms",
+                "integer",
+                Toml("15000"),
+                "Cap of the per-user penalty.",
+            ),
+            key(
+                "max_tracked_users",
+                "integer",
+                Toml("10000"),
+                "User names (known or not) tracked at most.",
+            ),
+        ],
+    },
+    Table {
+        name: "run_as",
+        header: "[run_as]",
+        programs: DAEMONS,
+        about: "The user a daemon started as root switches to after binding (required then).",
+        keys: &[
+            key(
+                "user",
+                "string",
+                Text("none: required when started as root"),
+                "User name or uid; root is refused.",
+            ),
+            key(
+                "group",
+                "string",
+                Text("the user's primary group"),
+                "Group name or gid.",
+            ),
+            key(
+                "first_valid_uid",
+                "integer",
+                Toml("1000"),
+                "System users (own uid in the passwd-file) below this uid are never served; \
+                 uid 0 never is.",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd",
+        header: "[mrelayd]",
+        programs: &["mrelayd"],
+        about: "The SMTP server and its local delivery.",
+        keys: &[
+            key(
+                "listen",
+                "list of tables",
+                Toml("[{ address = \"0.0.0.0:25\", role = \"smtp\" }]"),
+                "Listening sockets, see [[mrelayd.listen]].",
+            ),
+            key("queue_dir", "path", Text("<state_dir>/queue"), "The queue."),
+            key(
+                "aliases",
+                "path",
+                Text("unset"),
+                "Aliases file (name: target, |command, /Maildir/); re-read when it changes.",
+            ),
+            key(
+                "catch_all",
+                "string",
+                Text("unset: unknown local users get 550 5.1.1"),
+                "Local name or address that receives mail for unknown local users.",
+            ),
+            key(
+                "recipient_delimiter",
+                "string",
+                Toml("\"+\""),
+                "Subaddress delimiter: user+tag@domain goes to user, EXT=tag (\"\": none).",
+            ),
+            key(
+                "trusted_networks",
+                "list of strings",
+                Toml("[\"127.0.0.0/8\", \"::1/128\"]"),
+                "Networks (CIDR) that may relay without AUTH on the smtp role.",
+            ),
+            key(
+                "any_sender",
+                "boolean",
+                Toml("false"),
+                "Authenticated users may use any envelope sender.",
+            ),
+            key(
+                "max_message_size",
+                "integer",
+                Toml("36700160"),
+                "Largest message (SIZE), octets.",
+            ),
+            key(
+                "max_recipients",
+                "integer",
+                Toml("100"),
+                "Recipients per transaction (452 4.5.3 beyond).",
+            ),
+            key(
+                "max_errors",
+                "integer",
+                Toml("20"),
+                "Errors (bad commands, refused RCPTs) before 421 4.7.0.",
+            ),
+            key(
+                "max_hops",
+                "integer",
+                Toml("50"),
+                "Received: headers (ours included) that make a loop: 554 5.4.6 at the end of \
+                 DATA; a queued message with more Received: plus Delivered-To: bounces 5.4.6 \
+                 (Postfix's hopcount_limit).",
+            ),
+            key(
+                "greet_pause_ms",
+                "integer",
+                Toml("0"),
+                "smtp role: wait this long before the greeting and refuse clients that talk first.",
+            ),
+            key(
+                "idle_timeout_secs",
+                "integer",
+                Toml("300"),
+                "Wait for a command, and for each write (RFC 5321 4.5.3.2.7); then 421 4.4.2.",
+            ),
+            key(
+                "data_timeout_secs",
+                "integer",
+                Toml("600"),
+                "Wait for each read of DATA/BDAT content (RFC 5321 4.5.3.2.5); then 421 4.4.2.",
+            ),
+            key(
+                "soft_error_limit",
+                "integer",
+                Toml("10"),
+                "Errors after which each error reply is delayed.",
+            ),
+            key(
+                "error_sleep_ms",
+                "integer",
+                Toml("1000"),
+                "The n-th error over soft_error_limit waits n times this (that session only).",
+            ),
+            key(
+                "junk_command_limit",
+                "integer",
+                Toml("100"),
+                "NOOP, RSET, VRFY, HELP in a row without progress before 421.",
+            ),
+            key(
+                "session_deadline_secs",
+                "integer",
+                Toml("1800"),
+                "No message accepted or refused for this long: 421 4.4.2.",
+            ),
+            key(
+                "min_data_rate",
+                "integer",
+                Toml("1024"),
+                "Least DATA/BDAT octets per second over each window; slower gets 421 4.4.2 \
+                 (0: off).",
+            ),
+            key(
+                "min_data_rate_window_secs",
+                "integer",
+                Toml("60"),
+                "The window of min_data_rate; a message's first window is its grace.",
+            ),
+            key(
+                "max_connections",
+                "integer",
+                Toml("200"),
+                "Concurrent sessions; past 80% of them an address holding its fair share is \
+                 refused.",
+            ),
+            key(
+                "max_per_ip",
+                "integer",
+                Toml("20"),
+                "Concurrent sessions per client address.",
+            ),
+            key(
+                "delivery_workers",
+                "integer",
+                Toml("20"),
+                "Parallel deliveries, local and remote.",
+            ),
+            key(
+                "pipe_timeout_secs",
+                "integer",
+                Toml("600"),
+                "An alias |command is killed after this long.",
+            ),
+            key(
+                "allow_symlinked_maildir",
+                "boolean",
+                Toml("false"),
+                "Follow a symlink at a Maildir or its tmp/, new/, cur/ (else the delivery is \
+                 deferred 4.x and the path logged).",
+            ),
+            key(
+                "sieve",
+                "template",
+                Text("unset: no filtering"),
+                "Each passwd-file user's Sieve script, with mail_location's variables \
+                 (\"%h/.dovecot.sieve\"); a user's sieve extra field overrides it; a missing \
+                 file is no filter, a broken one is logged and the message goes to INBOX.",
+            ),
+            key(
+                "remote",
+                "table",
+                Text("see [mrelayd.remote]"),
+                "Remote delivery.",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd.listen[]",
+        header: "[[mrelayd.listen]] (or listen = [{ ... }])",
+        programs: &["mrelayd"],
+        about: "One listening socket of mrelayd serve.",
+        keys: &[
+            key(
+                "address",
+                "string",
+                Text("required"),
+                "IP:PORT to bind (port 0: any free port, printed when listening).",
+            ),
+            key(
+                "role",
+                "\"smtp\" | \"submission\" | \"submissions\"",
+                Toml("\"smtp\""),
+                "smtp: mail for local domains, relaying for trusted networks and AUTH users; \
+                 submission: AUTH required, after STARTTLS (needs [tls] cert); submissions: \
+                 implicit TLS, AUTH required (needs [tls] cert).",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd.remote",
+        header: "[mrelayd.remote]",
+        programs: &["mrelayd"],
+        about: "Delivery to other domains: by MX, or through a relayhost.",
+        keys: &[
+            key(
+                "resolver",
+                "string",
+                Text("the system's resolver (/etc/resolv.conf)"),
+                "DNS server IP[:PORT].",
+            ),
+            key("port", "integer", Toml("25"), "SMTP port of MX hosts."),
+            key("helo_name", "string", Text("hostname"), "EHLO name."),
+            key(
+                "tls",
+                "\"none\" | \"may\" | \"encrypt\" | \"verify\"",
+                Toml("\"may\""),
+                "TLS to MX hosts: may is opportunistic STARTTLS, encrypt requires it, verify \
+                 also checks the certificate for the MX name.",
+            ),
+            key(
+                "ca_file",
+                "path",
+                Text("the webpki roots"),
+                "Trust anchors for verify and relayhost TLS.",
+            ),
+            key(
+                "relayhost",
+                "string",
+                Text("unset: deliver by MX"),
+                "Smarthost for every remote recipient: host, host:port or [host]:port.",
+            ),
+            key(
+                "relayhost_tls",
+                "\"none\" | \"may\" | \"starttls\" | \"tls\"",
+                Toml("\"starttls\""),
+                "TLS to the relayhost: starttls (required, verified), tls (implicit, RFC 8314), \
+                 may (opportunistic), none. With relayhost_user, none and may are refused at \
+                 start: AUTH is only sent over TLS.",
+            ),
+            key(
+                "relayhost_user",
+                "string",
+                Text("unset: no AUTH"),
+                "AUTH user at the relayhost.",
+            ),
+            key(
+                "relayhost_password_command",
+                "string",
+                Text("unset"),
+                "Command (sh -c) whose first output line is the relayhost password.",
+            ),
+            key(
+                "relayhost_password_timeout_secs",
+                "integer",
+                Toml("30"),
+                "Then the command and its children are killed and the delivery deferred 4.7.0.",
+            ),
+            key(
+                "retry_initial_secs",
+                "integer",
+                Toml("300"),
+                "First retry after a temporary failure, doubling per attempt.",
+            ),
+            key(
+                "retry_max_secs",
+                "integer",
+                Toml("3600"),
+                "Longest wait between retries.",
+            ),
+            key(
+                "max_lifetime_secs",
+                "integer",
+                Toml("432000"),
+                "After this long in the queue a message bounces (5 days).",
+            ),
+            key(
+                "delay_warning_secs",
+                "integer",
+                Toml("14400"),
+                "Age at which a delay DSN goes out (0: never).",
+            ),
+            key(
+                "concurrency",
+                "integer",
+                Toml("20"),
+                "Parallel remote sessions (within delivery_workers).",
+            ),
+            key(
+                "destination_concurrency",
+                "integer",
+                Toml("20"),
+                "Parallel sessions per domain or relayhost.",
+            ),
+            key(
+                "connect_timeout_secs",
+                "integer",
+                Toml("30"),
+                "TCP connect timeout.",
+            ),
+            key(
+                "command_timeout_secs",
+                "integer",
+                Toml("300"),
+                "Reply timeout per command (RFC 5321 4.5.3.2).",
+            ),
+            key(
+                "data_timeout_secs",
+                "integer",
+                Toml("600"),
+                "Timeout of the reply after the message content.",
+            ),
+            key(
+                "connection_idle_secs",
+                "integer",
+                Toml("5"),
+                "An idle session is kept this long for the next message to its destination.",
+            ),
+            key(
+                "max_messages_per_connection",
+                "integer",
+                Toml("100"),
+                "Transactions per session.",
+            ),
+            key(
+                "max_recipients_per_transaction",
+                "integer",
+                Toml("50"),
+                "Recipients per transaction; more go in further transactions.",
+            ),
+            key(
+                "domains",
+                "table of tables",
+                Toml("{}"),
+                "Per destination domain, see [mrelayd.remote.domains.\"DOMAIN\"].",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd.remote.domains.DOMAIN",
+        header: "[mrelayd.remote.domains.\"DOMAIN\"]",
+        programs: &["mrelayd"],
+        about: "Overrides for one destination domain.",
+        keys: &[
+            key(
+                "relayhost",
+                "string",
+                Text("unset: by MX"),
+                "Smarthost for this domain instead of its MX hosts.",
+            ),
+            key(
+                "tls",
+                "\"none\" | \"may\" | \"encrypt\" | \"verify\"",
+                Text("[mrelayd.remote] tls"),
+                "TLS to this domain's MX hosts.",
+            ),
+            key(
+                "relayhost_tls",
+                "\"none\" | \"may\" | \"starttls\" | \"tls\"",
+                Text("[mrelayd.remote] relayhost_tls"),
+                "TLS to this domain's relayhost.",
+            ),
+            key(
+                "relayhost_user",
+                "string",
+                Text("unset"),
+                "AUTH user at this domain's relayhost.",
+            ),
+            key(
+                "relayhost_password_command",
+                "string",
+                Text("unset"),
+                "Command printing that AUTH password.",
+            ),
+        ],
+    },
+    Table {
+        name: "mpopd",
+        header: "[mpopd]",
+        programs: &["mpopd"],
+        about: "The POP3 server.",
+        keys: &[
+            key(
+                "listen",
+                "list of tables",
+                Toml("[{ address = \"0.0.0.0:110\", role = \"plain\" }]"),
+                "Listening sockets of mpopd serve, see [[mpopd.listen]].",
+            ),
+            key(
+                "allow_plaintext_auth",
+                "\"never\" | \"loopback\" | \"always\"",
+                Toml("\"loopback\""),
+                "Logins before TLS: never, from loopback clients, or from anywhere (RFC 2595 \
+                 2.2). never with no TLS on a listener is refused at start (no one could log in).",
+            ),
+            key(
+                "apop",
+                "boolean",
+                Toml("true"),
+                "Offer APOP (users with a {PLAIN} password can use it).",
+            ),
+            key(
+                "idle_timeout_secs",
+                "integer",
+                Toml("600"),
+                "Seconds without a command before the session is closed (RFC 1939 3: at least \
+                 10 minutes).",
+            ),
+            key(
+                "max_connections",
+                "integer",
+                Toml("200"),
+                "Concurrent sessions.",
+            ),
+            key(
+                "max_per_ip",
+                "integer",
+                Toml("20"),
+                "Concurrent sessions per client address.",
+            ),
+            key(
+                "max_errors",
+                "integer",
+                Toml("10"),
+                "Bad commands before hanging up.",
+            ),
+            key(
+                "max_auth_failures",
+                "integer",
+                Toml("3"),
+                "Failed logins in one session before hanging up.",
+            ),
+            key(
+                "session_deadline_secs",
+                "integer",
+                Toml("1800"),
+                "No login or message retrieved for this long: -ERR and close.",
+            ),
+            key(
+                "allow_symlinked_maildir",
+                "boolean",
+                Toml("false"),
+                "Follow a symlink at a Maildir or its tmp/, new/, cur/ (else -ERR [SYS/TEMP] and \
+                 the path logged).",
+            ),
+        ],
+    },
+    Table {
+        name: "mpopd.listen[]",
+        header: "[[mpopd.listen]] (or listen = [{ ... }])",
+        programs: &["mpopd"],
+        about: "One listening socket of mpopd serve.",
+        keys: &[
+            key(
+                "address",
+                "string",
+                Text("required"),
+                "IP:PORT to bind (port 0: any free port, printed when listening).",
+            ),
+            key(
+                "role",
+                "\"plain\" | \"implicit-tls\"",
+                Toml("\"plain\""),
+                "plain: STLS offered when [tls] has a certificate (port 110); implicit-tls: TLS \
+                 from the first byte (port 995, needs [tls] cert).",
+            ),
+        ],
+    },
+    Table {
+        name: "msend",
+        header: "[msend] (in ~/.config/mailkit/msend.toml: the top level)",
+        programs: &["msend"],
+        about: "msend's accounts and spool.",
+        keys: &[
+            key(
+                "default",
+                "string",
+                Text("unset: no account"),
+                "Account used without -a.",
+            ),
+            key(
+                "queue",
+                "path",
+                Text("unset: no spool"),
+                "Spool directory for temporary failures (--queue).",
+            ),
+            key(
+                "accounts",
+                "table of tables",
+                Toml("{}"),
+                "Named accounts, see [msend.accounts.NAME].",
+            ),
+        ],
+    },
+    Table {
+        name: "msend.accounts.NAME",
+        header: "[msend.accounts.NAME] (in ~/.config/mailkit/msend.toml: [accounts.NAME])",
+        programs: &["msend"],
+        about: "One account; the command line overrides each key.",
+        keys: &[
+            key(
+                "server",
+                "string",
+                Text("unset"),
+                "Submission server, host or host:port.",
+            ),
+            key(
+                "port",
+                "integer",
+                Text("587, or 465 with tls = \"tls\""),
+                "Its port.",
+            ),
+            key(
+                "tls",
+                "\"starttls\" | \"tls\" | \"none\"",
+                Text("\"starttls\""),
+                "STARTTLS (required), implicit TLS (RFC 8314), or none (AUTH is then refused).",
+            ),
+            key("user", "string", Text("unset: no AUTH"), "AUTH user."),
+            key(
+                "password_command",
+                "string",
+                Text("unset: $MSEND_PASSWORD, else ~/.netrc"),
+                "Command (sh -c) whose first output line is the password.",
+            ),
+            key(
+                "password_command_timeout",
+                "integer",
+                Text("30"),
+                "Seconds it may run; then it is killed with its children (exit 78).",
+            ),
+            key(
+                "from",
+                "string",
+                Text("unset"),
+                "Envelope sender, and From: when missing.",
+            ),
+            key(
+                "ca_file",
+                "path",
+                Text("the webpki roots"),
+                "Trust only these CA certificates.",
+            ),
+            key(
+                "tls_fingerprint",
+                "string",
+                Text("unset"),
+                "SHA-256 of the server's key (SPKI, hex or base64): replaces the CA and name \
+                 checks (see TLS KEY PIN).",
+            ),
+            key(
+                "queue",
+                "path",
+                Text("[msend] queue"),
+                "This account's spool.",
+            ),
+            key("ehlo", "string", Text("hostname"), "EHLO name."),
+            key(
+                "timeout",
+                "integer",
+                Text("60"),
+                "Seconds for the connect and each reply.",
+            ),
+        ],
+    },
+];
+
+/// The tables `program` reads, in file order.
+pub fn tables_of(program: &str) -> impl Iterator<Item = &'static Table> + '_ {
+    TABLES.iter().filter(move |t| t.programs.contains(&program))
+}
+
+/// Breaks `text` into lines of at most `width` characters (longer words stay whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The CONFIGURATION section of `program`'s man page (the after-help text format: a title
+/// line, then indented text): every key of every table it reads, with type, default and
+/// meaning.
+pub fn man_section(program: &str, intro: &str) -> String {
+    let mut out = String::from("CONFIGURATION\n");
+    for line in wrap(intro, 76) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    for table in tables_of(program) {
+        out.push_str(&format!("\n  {}\n", table.header));
+        for line in wrap(table.about, 74) {
+            out.push_str(&format!("    {line}\n"));
+        }
+        for k in table.keys {
+            let default = match k.default {
+                DefaultValue::Toml(v) => v,
+                DefaultValue::Text(t) => t,
+            };
+            out.push_str(&format!("    {} ({}; default: {default})\n", k.name, k.ty));
+            for line in wrap(k.meaning, 70) {
+                out.push_str(&format!("        {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A deserializer that only answers serde's derived `deserialize_struct` call, with the
+/// struct's field names: what a `#[serde(deny_unknown_fields)]` section type accepts.
+struct Probe;
+
+#[derive(Debug)]
+enum Probed {
+    Fields(&'static [&'static str]),
+    Other(String),
+}
+
+impl std::fmt::Display for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probed::Fields(fields) => write!(f, "fields {fields:?}"),
+            Probed::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Probed {}
+
+impl serde::de::Error for Probed {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Probed::Other(msg.to_string())
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Probe {
+    type Error = Probed;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
+        Err(Probed::Other("not a struct".into()))
+    }
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Probed> {
+        Err(Probed::Fields(fields))
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+        identifier ignored_any
+    }
+}
+
+/// The keys a section type accepts, from serde's own field list of its derived
+/// `Deserialize` (so the table can be checked against the parser); `None` when `T` is not a
+/// struct.
+pub fn fields_of<T: serde::de::DeserializeOwned>() -> Option<&'static [&'static str]> {
+    match T::deserialize(Probe) {
+        Err(Probed::Fields(fields)) => Some(fields),
+        _ => None,
+    }
+}
+
+/// The keys the top level of the file accepts (its private type's fields).
+pub fn top_level_fields() -> &'static [&'static str] {
+    fields_of::<super::Raw>().unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_man_section_names_every_key_of_the_program() {
+        for program in ALL_CONFIG_READERS {
+            let text = man_section(program, "intro");
+            for table in tables_of(program) {
+                assert!(text.contains(table.header), "{program}: {}", table.header);
+                for k in table.keys {
+                    assert!(
+                        text.contains(&format!("    {} (", k.name)),
+                        "{program}: {}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_top_level_fields_are_probed() {
+        assert!(top_level_fields().contains(&"hostname"));
+        assert!(top_level_fields().contains(&"mdig-mx"));
+        assert_eq!(fields_of::<u32>(), None);
+    }
+}
