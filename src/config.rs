@@ -417,6 +417,32 @@ impl Config {
         Ok(section)
     }
 
+    /// A configuration error found after loading, in a combination of keys that cannot work
+    /// (a submission listener without a certificate): `FILE:LINE: key `a.b`: why`, exit 78,
+    /// with the line of the dotted key `keys` when the file has it.
+    pub fn key_error(&self, keys: &[&str], why: &str) -> anyhow::Error {
+        let dotted: Vec<String> = keys
+            .iter()
+            .map(|k| match k.contains('.') {
+                true => format!("{k:?}"),
+                false => k.to_string(),
+            })
+            .collect();
+        config_error(
+            self.shown.as_deref(),
+            &self.source,
+            key_line(&self.source, keys),
+            &dotted.join("."),
+            why,
+        )
+    }
+
+    /// A warning about a legitimate but doubtful combination of keys, logged once at start:
+    /// `PROG: warning: FILE:LINE: key `a.b`: why`.
+    pub fn key_warning(&self, keys: &[&str], why: &str) {
+        crate::log::line(format_args!("warning: {}", self.key_error(keys, why)));
+    }
+
     /// The source text of the loaded file (empty for built-in defaults).
     pub fn source(&self) -> &str {
         &self.source

@@ -24,7 +24,10 @@ EXIT STATUS
   64  usage error
   71  cannot bind or cannot drop privileges
   75  temporary failure (address in use, I/O error)
-  78  configuration error (bad [mpopd] section, missing certificate)
+  78  configuration error (bad [mpopd] section, missing certificate), also a setup where no
+      one could log in, found at start: an implicit-tls listener, or allow_plaintext_auth =
+      \"never\", without [tls] cert (\"loopback\" without it on a listener that is not
+      loopback gets one warning line)
 
 FILES
   /etc/mailkit/mailkit.toml
@@ -119,6 +122,18 @@ impl super::Tool for Args {
             rt.shutdown_background();
             return result.map(|()| exit::OK);
         }
+        let served: Vec<(Role, Option<std::net::SocketAddr>)> = match &self.mode {
+            Mode::Inetd { implicit_tls: true } => vec![(Role::ImplicitTls, None)],
+            Mode::Inetd {
+                implicit_tls: false,
+            } => vec![(Role::Plain, None)],
+            _ => pop
+                .listen
+                .iter()
+                .map(|l| (l.role, l.address.parse().ok()))
+                .collect(),
+        };
+        pop.check(&config, &served)?;
         let frame = frame(&config, &pop)?;
         let mode = match self.mode {
             Mode::Inetd { implicit_tls } => daemon::Mode::inetd(if implicit_tls {

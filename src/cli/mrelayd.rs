@@ -21,8 +21,12 @@ EXIT STATUS:
   64  usage error
   67  queue show/remove/hold/release: no such queue entry
   71  cannot bind, cannot drop privileges
-  75  temporary failure (address in use, I/O error)
-  78  configuration error
+  75  temporary failure (address in use: quickstart checks its ports before the banner; I/O error)
+  78  configuration error, also a setup that cannot work, found at start: a submission or
+      submissions listener without [tls] cert (AUTH is only offered over TLS), relayhost_user
+      with relayhost_tls = \"none\" or without relayhost_password_command (every message
+      would be deferred 4.7.0); doubtful ones (relayhost_tls = \"may\" with relayhost_user,
+      credentials without a relayhost) get one warning line at start
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared

@@ -498,14 +498,15 @@ pub const TABLES: &[Table] = &[
                 "\"none\" | \"may\" | \"starttls\" | \"tls\"",
                 Toml("\"starttls\""),
                 "TLS to the relayhost: starttls (required, verified), tls (implicit, RFC 8314), \
-                 may (opportunistic), none. With relayhost_user, none and may are refused at \
-                 start: AUTH is only sent over TLS.",
+                 may (opportunistic), none. AUTH is only sent over TLS: with relayhost_user, \
+                 none is refused at start (exit 78) and may gets a warning.",
             ),
             key(
                 "relayhost_user",
                 "string",
                 Text("unset: no AUTH"),
-                "AUTH user at the relayhost.",
+                "AUTH user at the relayhost; needs relayhost_password_command (else refused at \
+                 start) and a relayhost (else a warning).",
             ),
             key(
                 "relayhost_password_command",
@@ -654,7 +655,8 @@ pub const TABLES: &[Table] = &[
                 "\"never\" | \"loopback\" | \"always\"",
                 Toml("\"loopback\""),
                 "Logins before TLS: never, from loopback clients, or from anywhere (RFC 2595 \
-                 2.2). never with no TLS on a listener is refused at start (no one could log in).",
+                 2.2). Without [tls] cert, never is refused at start (no one could log in) and \
+                 loopback on a listener that is not loopback gets a warning.",
             ),
             key(
                 "apop",

@@ -147,6 +147,54 @@ impl Default for Pop3Config {
     }
 }
 
+impl Pop3Config {
+    /// Combinations that parse but cannot work, checked when `serve` or `inetd` starts (see
+    /// [`crate::relay::checks`] for mrelayd's): `listeners` are the roles served with their
+    /// addresses (`None` for inetd). Without `[tls] cert`, an `implicit-tls` listener and
+    /// `allow_plaintext_auth = "never"` (no login possible at all) are errors (exit 78) naming
+    /// the key; `"loopback"` on a listener that is not loopback-only is one warning (only local
+    /// clients can log in).
+    pub fn check(
+        &self,
+        config: &crate::config::Config,
+        listeners: &[(Role, Option<std::net::SocketAddr>)],
+    ) -> anyhow::Result<()> {
+        if config.tls.cert.is_some() {
+            return Ok(());
+        }
+        if listeners.iter().any(|(r, _)| *r == Role::ImplicitTls) {
+            return Err(config.key_error(
+                &["mpopd", "listen"],
+                "an implicit-tls listener needs [tls] cert and key",
+            ));
+        }
+        match self.allow_plaintext_auth {
+            PlaintextAuth::Never => Err(config.key_error(
+                &["mpopd", "allow_plaintext_auth"],
+                "\"never\" without [tls] cert and key: no TLS, so no one could ever log in \
+                 (set [tls] cert and key, or \"loopback\")",
+            )),
+            PlaintextAuth::Loopback => {
+                let remote = listeners
+                    .iter()
+                    .filter_map(|(_, a)| *a)
+                    .find(|a| !a.ip().is_loopback());
+                if let Some(addr) = remote {
+                    config.key_warning(
+                        &["mpopd", "allow_plaintext_auth"],
+                        &format!(
+                            "\"loopback\" without [tls] cert and key: clients reaching {addr} \
+                             from elsewhere cannot log in"
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            PlaintextAuth::Always => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,8 +173,9 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
 /// `mrelayd inetd`: one SMTP session on stdin/stdout with listener role `role`, then delivery
 /// of what it accepted; anything left is retried by `serve` or `flush`.
 pub fn inetd(config: &Config, relay: &RelayConfig, role: &str) -> Result<()> {
-    let s = setup(config, relay, true)?;
     let role = Role::from_arg(role)?;
+    super::checks::check(config, relay, &[role])?;
+    let s = setup(config, relay, true)?;
     let work = DeliverAccepted {
         daemon: s.daemon,
         deliverer: s.deliverer,
@@ -214,6 +215,8 @@ impl Background for DeliverAccepted {
 /// `mrelayd serve`: listens on the configured addresses and runs the queue until SIGTERM or
 /// SIGINT. Only one `serve` runs per queue ([`runner::lock_serve`]).
 pub fn serve(config: &Config, relay: &RelayConfig) -> Result<()> {
+    let roles: Vec<Role> = relay.listen.iter().map(|l| l.role).collect();
+    super::checks::check(config, relay, &roles)?;
     let s = setup(config, relay, false)?;
     let work = QueueRunner {
         daemon: s.daemon,

@@ -51,6 +51,7 @@
 
 pub mod admin;
 pub mod aliases;
+pub mod checks;
 pub mod daemon;
 pub mod deliver;
 pub mod dsn;

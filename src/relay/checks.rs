@@ -1,0 +1,129 @@
+//! Combinations of `[mrelayd]` keys that parse but cannot work, found when `serve` or `inetd`
+//! starts: each is a configuration error (exit 78) naming the key, or, where the setup is
+//! legitimate but doubtful, one warning on stderr at start.
+//!
+//! - A `submission` or `submissions` listener without `[tls] cert`: AUTH is offered only over
+//!   TLS (RFC 4954 §4, RFC 8314), so no client could ever submit. Error.
+//! - A relayhost with `relayhost_user` and `relayhost_tls = "none"`: AUTH is never sent
+//!   without TLS, so every message would be deferred 4.7.0 until it bounces. Error; with
+//!   `"may"` a warning (it works only while the relayhost offers STARTTLS).
+//! - `relayhost_user` without `relayhost_password_command`: the same endless 4.7.0. Error.
+//! - `relayhost_user` or `relayhost_password_command` with no relayhost to use them: warning.
+
+use anyhow::Result;
+
+use super::{RelayConfig, Role};
+use crate::config::Config;
+use crate::outbound::config::DomainPolicy;
+use crate::tls::Mode;
+
+/// Checks `relay` as the module doc says, for a run serving the listener `roles` (every
+/// `listen` entry's for `serve`, the one `--role` for `inetd`): an error names the key (exit
+/// 78); warnings are logged here, once.
+pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()> {
+    if config.tls.cert.is_none() {
+        if let Some(role) = roles.iter().find(|r| **r != Role::Smtp) {
+            let name = crate::server::daemon::ListenerRole::name(*role);
+            return Err(config.key_error(
+                &["mrelayd", "listen"],
+                &format!(
+                    "a {name} listener needs [tls] cert and key: AUTH is only offered over \
+                     TLS, so no client could submit (set [tls] cert and key, or use role smtp)"
+                ),
+            ));
+        }
+    }
+    let remote = &relay.remote;
+    let global = DomainPolicy {
+        relayhost: remote.relayhost.clone(),
+        tls: None,
+        relayhost_tls: Some(remote.relayhost_tls.clone()),
+        relayhost_user: remote.relayhost_user.clone(),
+        relayhost_password_command: remote.relayhost_password_command.clone(),
+    };
+    let mut credentials_used = false;
+    let routes = std::iter::once((None, &global)).chain(
+        remote
+            .domains
+            .iter()
+            .map(|(d, p)| (Some(d.as_str()), p))
+            .filter(|(_, p)| p.relayhost.is_some()),
+    );
+    for (domain, policy) in routes {
+        if policy.relayhost.is_none() {
+            continue;
+        }
+        // A domain's own key, else the [mrelayd.remote] one it inherits.
+        let key = |name: &'static str, own: bool| -> Vec<&str> {
+            match (domain, own) {
+                (Some(d), true) => vec!["mrelayd", "remote", "domains", d, name],
+                _ => vec!["mrelayd", "remote", name],
+            }
+        };
+        let to = domain.map_or(String::new(), |d| format!(" (for {d})"));
+        let user_own = policy.relayhost_user.is_some();
+        let Some(user) = policy
+            .relayhost_user
+            .as_ref()
+            .or(remote.relayhost_user.as_ref())
+        else {
+            if policy.relayhost_password_command.is_some() {
+                config.key_warning(
+                    &key("relayhost_password_command", true),
+                    &format!("without relayhost_user{to}: no AUTH is sent, the command not run"),
+                );
+            }
+            continue;
+        };
+        credentials_used = true;
+        let tls_own = policy.relayhost_tls.is_some();
+        let tls = policy
+            .relayhost_tls
+            .as_ref()
+            .unwrap_or(&remote.relayhost_tls);
+        match tls.mode {
+            Mode::Off => {
+                return Err(config.key_error(
+                    &key("relayhost_tls", tls_own),
+                    &format!(
+                        "\"none\" with relayhost_user {user:?}{to}: AUTH is never sent without \
+                         TLS, so every message would be deferred (4.7.0) until it bounces; use \
+                         \"starttls\" or \"tls\""
+                    ),
+                ))
+            }
+            Mode::Opportunistic => config.key_warning(
+                &key("relayhost_tls", tls_own),
+                &format!(
+                    "\"may\" with relayhost_user {user:?}{to}: while the relayhost offers no \
+                     STARTTLS, mail is deferred (AUTH is only sent over TLS); \"starttls\" says so"
+                ),
+            ),
+            Mode::Starttls | Mode::Implicit => {}
+        }
+        let has_password = policy.relayhost_password_command.is_some()
+            || remote.relayhost_password_command.is_some();
+        if !has_password {
+            return Err(config.key_error(
+                &key("relayhost_user", user_own),
+                &format!(
+                    "relayhost_user {user:?}{to} needs relayhost_password_command: without a \
+                     password every message would be deferred (4.7.0) until it bounces"
+                ),
+            ));
+        }
+    }
+    if !credentials_used
+        && (remote.relayhost_user.is_some() || remote.relayhost_password_command.is_some())
+    {
+        let name = match remote.relayhost_user.is_some() {
+            true => "relayhost_user",
+            false => "relayhost_password_command",
+        };
+        config.key_warning(
+            &["mrelayd", "remote", name],
+            "no relayhost is configured ([mrelayd.remote] relayhost or a domain's): not used",
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Configurations that parse but cannot work are refused when the daemon starts (exit 78,
+//! one line naming the file, line and key), and doubtful but legitimate ones get one warning
+//! at start (issue 12, unsafe or useless configurations). The real binaries are started.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("mailkit.toml");
+    let d = dir.display();
+    let text = format!(
+        "hostname = \"localhost\"\nstate_dir = \"{d}/state\"\n[users]\npasswd_file = \"{d}/passwd\"\n\
+         mail_location = \"{d}/mail/%u\"\n{text}"
+    );
+    std::fs::write(&p, common::with_run_as(&text)).unwrap();
+    std::fs::write(dir.join("passwd"), "alice:{PLAIN}password::::::\n").unwrap();
+    p
+}
+
+/// Runs `PROGRAM -c CONFIG args...` to its end; its exit code and stderr.
+fn run(program: &str, config: &Path, args: &[&str]) -> (Option<i32>, String) {
+    common::give_to_nobody(config.parent().unwrap());
+    // With a time limit: a daemon that does not refuse the config would serve forever.
+    let out = common::run_with_input(
+        Command::new(common::bin(program))
+            .arg("-c")
+            .arg(config)
+            .args(args),
+        b"",
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exit 78 with one line `PROG: FILE:LINE: key `KEY`: ...` containing `why`.
+fn assert_refused(program: &str, config: &Path, args: &[&str], line: usize, key: &str, why: &str) {
+    let (code, err) = run(program, config, args);
+    assert_eq!(code, Some(78), "{program} {args:?}: {err}");
+    let prefix = format!("{program}: {}:{line}: key `{key}`: ", config.display());
+    assert!(err.starts_with(&prefix), "{err}\nexpected {prefix}");
+    assert!(err.contains(why), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_submission_listener_without_a_certificate_is_refused() {
+    let dir = common::scratch();
+    for role in ["submission", "submissions"] {
+        let config = write(
+            dir.path(),
+            &format!(
+                "[mrelayd]\nlisten = [ {{ address = \"127.0.0.1:0\" }}, {{ address = \"127.0.0.1:0\", role = \"{role}\" }} ]\n"
+            ),
+        );
+        let why = format!("a {role} listener needs [tls] cert and key");
+        assert_refused("mrelayd", &config, &["serve"], 7, "mrelayd.listen", &why);
+        // inetd with that role, too; the smtp role needs no certificate.
+        let args = ["inetd", "--role", role];
+        assert_refused("mrelayd", &config, &args, 7, "mrelayd.listen", &why);
+    }
+}
+
+#[test]
+fn relayhost_credentials_without_tls_or_password_are_refused() {
+    let dir = common::scratch();
+    let relay = "[mrelayd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\n[mrelayd.remote]\n\
+                 relayhost = \"[127.0.0.1]:1\"\nrelayhost_user = \"me\"\n";
+    let config = write(
+        dir.path(),
+        &format!("{relay}relayhost_password_command = \"echo pw\"\nrelayhost_tls = \"none\"\n"),
+    );
+    let why = "\"none\" with relayhost_user \"me\": AUTH is never sent without TLS";
+    assert_refused(
+        "mrelayd",
+        &config,
+        &["serve"],
+        12,
+        "mrelayd.remote.relayhost_tls",
+        why,
+    );
+    let config = write(dir.path(), relay);
+    let why = "relayhost_user \"me\" needs relayhost_password_command";
+    assert_refused(
+        "mrelayd",
+        &config,
+        &["serve"],
+        10,
+        "mrelayd.remote.relayhost_user",
+        why,
+    );
+    // A domain's own relayhost: its own key is named.
+    let config = write(
+        dir.path(),
+        "[mrelayd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\n\
+         [mrelayd.remote.domains.\"bank.test\"]\nrelayhost = \"[127.0.0.1]:1\"\n\
+         relayhost_user = \"me\"\nrelayhost_password_command = \"echo pw\"\nrelayhost_tls = \"none\"\n",
+    );
+    let key = "mrelayd.remote.domains.\"bank.test\".relayhost_tls";
+    let why = "\"none\" with relayhost_user \"me\" (for bank.test)";
+    assert_refused("mrelayd", &config, &["serve"], 12, key, why);
+}
+
+#[test]
+fn opportunistic_tls_with_relayhost_credentials_is_one_warning_at_start() {
+    let dir = common::scratch();
+    let config = write(
+        dir.path(),
+        "[mrelayd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\n[mrelayd.remote]\n\
+         relayhost = \"[127.0.0.1]:1\"\nrelayhost_user = \"me\"\n\
+         relayhost_password_command = \"echo pw\"\nrelayhost_tls = \"may\"\n",
+    );
+    let log = dir.path().join("mrelayd.log");
+    let (_child, _l) = common::start_mrelayd(&config, &log, &["smtp"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    let want = format!(
+        "mrelayd: warning: {}:12: key `mrelayd.remote.relayhost_tls`: \"may\" with relayhost_user",
+        config.display()
+    );
+    assert!(warnings[0].starts_with(&want), "{text}");
+}
+
+#[test]
+fn a_pop3_setup_where_no_one_can_log_in_is_refused() {
+    let dir = common::scratch();
+    let config = write(
+        dir.path(),
+        "[mpopd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\nallow_plaintext_auth = \"never\"\n",
+    );
+    let why = "\"never\" without [tls] cert and key: no TLS, so no one could ever log in";
+    let key = "mpopd.allow_plaintext_auth";
+    assert_refused("mpopd", &config, &["serve"], 8, key, why);
+    assert_refused("mpopd", &config, &["inetd"], 8, key, why);
+    let config = write(
+        dir.path(),
+        "[mpopd]\nlisten = [ { address = \"127.0.0.1:0\", role = \"implicit-tls\" } ]\n",
+    );
+    let why = "an implicit-tls listener needs [tls] cert and key";
+    assert_refused("mpopd", &config, &["serve"], 7, "mpopd.listen", why);
+    assert_refused(
+        "mpopd",
+        &config,
+        &["inetd", "--implicit-tls"],
+        7,
+        "mpopd.listen",
+        why,
+    );
+}
