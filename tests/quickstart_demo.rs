@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `mrelayd quickstart DEMO --no-run`: the demo's files only; its config's path.
+fn quickstart_no_run(demo: &Path) -> PathBuf {
+    let out = Command::new(common::bin("mrelayd"))
+        .arg("quickstart")
+        .arg(demo)
+        .arg("--no-run")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    demo.join("mailkit.toml")
+}
+
 /// A quickstart directory served by mrelayd and mpopd (both killed on drop).
 struct Demo {
     _dir: tempfile::TempDir,
@@ -29,14 +41,7 @@ impl Demo {
     fn start(edit: impl FnOnce(String) -> String) -> Demo {
         let dir = common::scratch();
         let demo = dir.path().join("demo");
-        let out = Command::new(common::bin("mrelayd"))
-            .arg("quickstart")
-            .arg(&demo)
-            .arg("--no-run")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let config = demo.join("mailkit.toml");
+        let config = quickstart_no_run(&demo);
         let text = std::fs::read_to_string(&config).unwrap();
         for port in ["2525", "2587", "1110"] {
             assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
@@ -247,4 +252,82 @@ fn every_spelling_of_the_banner_user_logs_in() {
     let out = d.curl_pop3("demo@example.org", "");
     assert!(!out.status.success(), "{out:?}");
     let _ = d.smtp;
+}
+
+/// A running `mrelayd quickstart` (it supervises an mpopd): stopped with SIGTERM on drop, as
+/// Ctrl-C stops it, so its mpopd is stopped too (a SIGKILL would orphan it).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Our own child, not reaped before the wait below: the pid is still its.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A second quickstart on the ports of one that runs fails before its banner, with one line
+/// naming the address and exit 75 (issue 12, small quickstart habits).
+#[test]
+fn a_second_quickstart_on_the_same_ports_fails_before_the_banner() {
+    let dir = common::scratch();
+    let demo = dir.path().join("demo");
+    let config = quickstart_no_run(&demo);
+    let original = std::fs::read_to_string(&config).unwrap();
+    let log = dir.path().join("first.log");
+    let (first, smtp) = common::with_unused_ports(|[smtp, submission, pop3]| {
+        let text = original
+            .replace("127.0.0.1:2525", &format!("127.0.0.1:{smtp}"))
+            .replace("127.0.0.1:2587", &format!("127.0.0.1:{submission}"))
+            .replace("127.0.0.1:1110", &format!("127.0.0.1:{pop3}"));
+        std::fs::write(&config, text).unwrap();
+        let from = common::log_len(&log);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(common::bin("mrelayd"))
+            .arg("quickstart")
+            .arg(&demo)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        match common::try_wait_listening(&mut running.0, &log, from, &["smtp", "submission"]) {
+            Ok(_) => Some((running, smtp)),
+            Err(e) if common::port_taken(&e) => None,
+            Err(e) => panic!("the first quickstart did not start: {e}"),
+        }
+    });
+    let second = common::run_with_input(
+        Command::new(common::bin("mrelayd"))
+            .arg("quickstart")
+            .arg(&demo),
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("mailkit demo"), "banner printed: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "mrelayd: 127.0.0.1:{smtp} is already in use (is another quickstart running?)"
+        )),
+        "{stderr}"
+    );
+    drop(first);
 }

@@ -239,6 +239,9 @@ impl super::Tool for Args {
         log::set_program(Self::NAME);
         if let Cmd::Quickstart { dir, no_run, user } = self.command {
             let demo = quickstart::prepare(dir, user)?;
+            if !no_run {
+                demo.check_ports()?;
+            }
             println!("{}", demo.banner());
             if no_run {
                 return Ok(exit::OK);

@@ -243,6 +243,44 @@ impl Demo {
         )
     }
 
+    /// Checks, before the banner, that the demo's ports are free: each listener of its config
+    /// (`[mrelayd]` and `[mpopd]`) is bound once and released. A port in use (a first
+    /// quickstart still running, another mail server) is one line naming the address, exit 75
+    /// (as `serve` exits for it), instead of a banner for a demo that does not start. Other
+    /// bind errors are left to `serve`, which reports them.
+    pub fn check_ports(&self) -> Result<()> {
+        let config = Config::load(Some(&self.config))?;
+        let relay: RelayConfig = config.section("mrelayd")?;
+        let pop: crate::pop3::Pop3Config = config.section("mpopd")?;
+        let addresses = relay
+            .listen
+            .iter()
+            .map(|l| &l.address)
+            .chain(pop.listen.iter().map(|l| &l.address));
+        for address in addresses {
+            let Ok(addr) = address.parse::<std::net::SocketAddr>() else {
+                continue;
+            };
+            if addr.port() == 0 {
+                continue;
+            }
+            match std::net::TcpListener::bind(addr) {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(exit::fail(
+                        exit::TEMPFAIL,
+                        format!(
+                            "{addr} is already in use (is another quickstart running?): stop \
+                             it, or change the ports in {}",
+                            self.config.display()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the demo: mrelayd `serve` here and a supervised `mpopd serve`, until SIGTERM/SIGINT.
     pub fn run(&self) -> Result<()> {
         let config = Config::load(Some(&self.config))?;
