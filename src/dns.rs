@@ -215,11 +215,17 @@ pub struct MxResolver {
 
 impl MxResolver {
     /// A resolver using `server` (from `--resolver` or `resolver =`), else the system's
-    /// `/etc/resolv.conf`.
+    /// `/etc/resolv.conf`. With a server given, every name is asked of it: `/etc/hosts` is not
+    /// read (it would answer `localhost`, this host's name and whatever else it lists in place
+    /// of the server the admin named); only the special-use `localhost` zone stays loopback
+    /// without a query (RFC 6761 §6.3).
     pub fn new(server: Option<SocketAddr>) -> Result<MxResolver, String> {
         let mut opts = ResolverOpts::default();
         opts.timeout = QUERY_TIMEOUT;
         opts.attempts = QUERY_ATTEMPTS;
+        if server.is_some() {
+            opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+        }
         let builder = match server {
             Some(addr) => {
                 let mut udp = ConnectionConfig::udp();

@@ -36,6 +36,8 @@ cname=alias.cname.test,mx1.example.test
 mx-host=iplit.test,127.0.0.1,10
 mx-host=noaddr.test,ghost.noaddr.test,10
 mx-host=twospf.test,mx1.example.test,10
+mx-host=public.test,mx.public.test,10
+host-record=mx.public.test,192.0.2.10,2001:db8::10,600
 txt-record=twospf.test,\"v=spf1 -all\"
 txt-record=twospf.test,\"v=spf1 mx -all\"
 ";
@@ -161,13 +163,13 @@ fn json_report_matches_the_zone() {
     assert!(mx[0]["ttl"].is_u64());
     assert_eq!(
         mx[0]["addresses"],
-        serde_json::json!([{"ip": "127.0.0.1", "family": "ipv4", "ttl": 3600}])
+        serde_json::json!([{"ip": "127.0.0.1", "family": "ipv4", "ttl": 3600, "loopback": true}])
     );
     assert_eq!(
         mx[1]["addresses"],
         serde_json::json!([
-            {"ip": "127.0.0.2", "family": "ipv4", "ttl": 1800},
-            {"ip": "::1", "family": "ipv6", "ttl": 1800}
+            {"ip": "127.0.0.2", "family": "ipv4", "ttl": 1800, "loopback": true},
+            {"ip": "::1", "family": "ipv6", "ttl": 1800, "loopback": true}
         ])
     );
     assert_eq!(d["spf"], serde_json::json!(["v=spf1 ip4:127.0.0.0/8 -all"]));
@@ -525,4 +527,92 @@ fn collect_keys(v: &Value, out: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
         _ => {}
     }
+}
+
+/// An MX on a loopback address is flagged: a warning in the text, `loopback` per address and
+/// `warnings` in JSON; the exit status stays what the route says (issue 12).
+#[test]
+fn an_mx_on_loopback_is_flagged() {
+    let dns = start_dns();
+    let r = resolver(&dns);
+    let out = mdig(&["--resolver", &r, "two.test"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let t = &out.stdout;
+    assert!(t.contains("A 127.0.0.1 ttl 3600  (loopback)"), "{t}");
+    assert!(t.contains("AAAA ::1 ttl 1800  (loopback)"), "{t}");
+    assert!(
+        t.contains("  warnings:\n  - MX mx1.two.test resolves to loopback (127.0.0.1): a sending MTA would deliver to itself, not to two.test\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("MX mx2.two.test resolves to loopback (127.0.0.2, ::1)"),
+        "{t}"
+    );
+    let out = mdig(&["--resolver", &r, "--json", "two.test", "public.test"]);
+    let doc = out.json();
+    let two = domain(&doc, 0);
+    assert_eq!(two["warnings"].as_array().map(Vec::len), Some(2), "{two}");
+    assert_eq!(two["mx"][0]["addresses"][0]["loopback"], true);
+    let public = domain(&doc, 1);
+    assert_eq!(public["warnings"], serde_json::json!([]), "{public}");
+    for a in public["mx"][0]["addresses"].as_array().unwrap() {
+        assert_eq!(a["loopback"], false, "{a}");
+    }
+    let out = mdig(&["--resolver", &r, "public.test"]);
+    assert!(!out.stdout.contains("loopback"), "{}", out.stdout);
+    assert!(!out.stdout.contains("warnings:"), "{}", out.stdout);
+}
+
+/// A name /etc/hosts lists that is not in the special-use localhost zone (RFC 6761 §6.3,
+/// which stays loopback anyway): this host's name, ip6-localhost, ... A machine without one
+/// fails the test that needs it, as a missing peer does.
+fn a_name_from_etc_hosts() -> String {
+    let hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .find(|n| {
+            let n = n.to_ascii_lowercase();
+            n != "localhost"
+                && !n.ends_with(".localhost")
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("/etc/hosts lists no name but localhost:\n{hosts}"))
+}
+
+/// With --resolver every name is asked of that server: a name /etc/hosts also lists gets the
+/// server's answer, not the file's (issue 12).
+#[test]
+fn with_a_resolver_etc_hosts_is_not_read() {
+    let name = a_name_from_etc_hosts();
+    let dns = common::Dns::start(&format!(
+        "local=/{name}/\nmx-host=hosts.test,{name},10\nhost-record={name},192.0.2.7,600\n"
+    ));
+    let out = mdig(&["--resolver", &dns.addr(), "--json", "hosts.test"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let doc = out.json();
+    let d = domain(&doc, 0);
+    assert_eq!(d["mx"][0]["host"], name.as_str(), "{d}");
+    assert_eq!(
+        d["mx"][0]["addresses"],
+        serde_json::json!([{"ip": "192.0.2.7", "family": "ipv4", "ttl": 600, "loopback": false}]),
+        "{d}"
+    );
+    // localhost itself is loopback by RFC 6761 §6.3 (no query), and flagged.
+    let out = mdig(&["--resolver", &dns.addr(), "--json", "localhost"]);
+    let doc = out.json();
+    let d = domain(&doc, 0);
+    assert_eq!(d["route"], "implicit_mx", "{d}");
+    let warnings = d["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{d}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with("MX localhost resolves to loopback (127.0.0.1"),
+        "{d}"
+    );
 }

@@ -20,7 +20,9 @@ OUTPUT:
   For each domain: the route (MX records by preference with TTL, or
   what applies when there are none: implicit MX, null MX, NXDOMAIN),
   each MX host's A and AAAA records with TTL, flags for an MX that is
-  a CNAME (RFC 2181 10.3) or an IP literal (RFC 5321 5.1), the SPF
+  a CNAME (RFC 2181 10.3) or an IP literal (RFC 5321 5.1), a warning
+  for an MX address on loopback (127.0.0.0/8, ::1: a sender would
+  deliver to itself; it does not change the exit status), the SPF
   (v=spf1 TXT), DMARC (_dmarc TXT) and MTA-STS (_mta-sts TXT) records,
   the probe results with --probe, and the problems found, listed
   plainly at the end. A spinner runs on stderr while stdout is a
@@ -36,7 +38,7 @@ JSON FIELDS:
     mx           list, by preference: preference, host, ttl (null
                  for the implicit MX), cname (alias target or null),
                  ip_literal (bool), addresses (list of ip,
-                 family \"ipv4\"/\"ipv6\", ttl)
+                 family \"ipv4\"/\"ipv6\", ttl, loopback (bool))
     spf, dmarc, mta_sts
                  lists of TXT strings (v=spf1, v=DMARC1, v=STSv1)
     probes       list (empty without --probe): host, ip, port,
@@ -50,6 +52,7 @@ JSON FIELDS:
                  --tls-fingerprint pins), verified (bool),
                  verify_error, extensions after STARTTLS), problems
     problems     list of plain sentences
+    warnings     list of plain sentences (an MX on loopback)
     exit         this domain's exit status
 
 EXIT STATUS:
@@ -64,7 +67,9 @@ EXIT STATUS:
 
 ENVIRONMENT:
   Without --resolver the system resolver configuration
-  (/etc/resolv.conf) is used.";
+  (/etc/resolv.conf, /etc/hosts) is used. With --resolver every name
+  is asked of that server, /etc/hosts is not read; only localhost
+  stays loopback without a query (RFC 6761 6.3).";
 
 /// Command line of `mdig-mx`.
 #[derive(clap::Parser, Debug)]

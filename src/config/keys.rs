@@ -470,7 +470,7 @@ pub const TABLES: &[Table] = &[
                 "resolver",
                 "string",
                 Text("the system's resolver (/etc/resolv.conf)"),
-                "DNS server IP[:PORT].",
+                "DNS server IP[:PORT]; every name is asked of it (/etc/hosts is not read).",
             ),
             key("port", "integer", Toml("25"), "SMTP port of MX hosts."),
             key("helo_name", "string", Text("hostname"), "EHLO name."),

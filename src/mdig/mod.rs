@@ -31,6 +31,9 @@ pub struct Address {
     pub family: &'static str,
     /// TTL of the record in seconds.
     pub ttl: u32,
+    /// Whether it is a loopback address (127.0.0.0/8, ::1, or IPv4-mapped 127/8): mail for
+    /// the domain would go to the sending host itself.
+    pub loopback: bool,
 }
 
 impl From<AddressRecord> for Address {
@@ -39,6 +42,7 @@ impl From<AddressRecord> for Address {
             ip: a.ip.to_string(),
             family: if a.ip.is_ipv4() { "ipv4" } else { "ipv6" },
             ttl: a.ttl,
+            loopback: a.ip.to_canonical().is_loopback(),
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct DomainReport {
     pub probes: Vec<probe::Probe>,
     /// Everything wrong, plain sentences (DNS and probe problems).
     pub problems: Vec<String>,
+    /// What may be intended but is worth a look (an MX on a loopback address); they do not
+    /// change the exit status.
+    pub warnings: Vec<String>,
     /// This domain's exit status (see EXIT STATUS).
     pub exit: u8,
 }
@@ -134,6 +141,7 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
         mta_sts: Vec::new(),
         probes: Vec::new(),
         problems: Vec::new(),
+        warnings: Vec::new(),
         exit: exit::OK,
     };
     if !valid_domain(&domain) {
@@ -191,6 +199,20 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
                             format!("MX {} has no A or AAAA record", h.name)
                         });
                     }
+                }
+                let loopback: Vec<&str> = e
+                    .addresses
+                    .iter()
+                    .filter(|a| a.loopback)
+                    .map(|a| a.ip.as_str())
+                    .collect();
+                if !loopback.is_empty() {
+                    r.warnings.push(format!(
+                        "MX {} resolves to loopback ({}): a sending MTA would deliver to \
+                         itself, not to {domain}",
+                        h.name,
+                        loopback.join(", ")
+                    ));
                 }
                 r.mx.push(e);
             }
@@ -317,7 +339,8 @@ pub fn render_text(r: &DomainReport) -> String {
         }
         for a in &m.addresses {
             let kind = if a.family == "ipv4" { "A" } else { "AAAA" };
-            let _ = writeln!(o, "    {kind} {} ttl {}", a.ip, a.ttl);
+            let flag = if a.loopback { "  (loopback)" } else { "" };
+            let _ = writeln!(o, "    {kind} {} ttl {}{flag}", a.ip, a.ttl);
         }
     }
     let txt_looked_up = !matches!(r.route, "nxdomain" | "temporary_failure" | "bad_name");
@@ -381,6 +404,12 @@ pub fn render_text(r: &DomainReport) -> String {
                 p.host,
                 if t.verified { "yes" } else { "no" }
             );
+        }
+    }
+    if !r.warnings.is_empty() {
+        let _ = writeln!(o, "  warnings:");
+        for w in &r.warnings {
+            let _ = writeln!(o, "  - {w}");
         }
     }
     if r.problems.is_empty() {
