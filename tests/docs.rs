@@ -71,7 +71,9 @@ fn roff(text: &str) -> String {
 /// Each visible subcommand of `cmd` (recursively): its usage line, what it does, and its
 /// arguments and options.
 fn render_subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<u8>) {
-    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+    // clap's generated `help` subcommand says nothing the page does not.
+    let shown = |c: &&clap::Command| !c.is_hide_set() && c.get_name() != "help";
+    for sub in cmd.get_subcommands().filter(shown) {
         let name = format!("{path} {}", sub.get_name());
         let mut usage_cmd = sub.clone().bin_name(&name);
         let usage = usage_cmd.render_usage().to_string();
@@ -133,7 +135,7 @@ fn render_subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<u8>) {
             }
             out.extend_from_slice(b".RE\n");
         }
-        if sub.get_subcommands().any(|c| !c.is_hide_set()) {
+        if sub.get_subcommands().any(|c| shown(&c)) {
             out.extend_from_slice(b".RS\n");
             render_subcommands(sub, &name, out);
             out.extend_from_slice(b".RE\n");
