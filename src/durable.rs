@@ -163,6 +163,33 @@ pub fn replace_path(tmp_dir: &Path, dest: &Path, bytes: &[u8], mode: u32) -> io:
     fsync_dir(parent).map_err(|e| ctx("syncing", parent, e))
 }
 
+/// Creates `path`, which must not exist (`O_EXCL`: AlreadyExists otherwise, and never through a
+/// symlink planted there), with `bytes` and `mode` (before the umask), fsyncs it and its
+/// directory: for files outside any root that are written once (the quickstart's config and
+/// password files). The error says which step failed on which path; a file that could not be
+/// written completely is removed again.
+pub fn create_new_path(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let ctx = |what: &str, p: &Path, e: io::Error| {
+        io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| ctx("creating", path, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(ctx("writing", path, e));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fsync_dir(parent).map_err(|e| ctx("syncing", parent, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -577,30 +577,24 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned> {
     })
 }
 
-/// Writes [`self_signed`] output into `dir` as `ca.pem`, `cert.pem` and `key.pem` (0600) and
-/// returns their paths in that order. Existing files are replaced.
+/// Writes [`self_signed`] output into `dir` as `ca.pem`, `cert.pem` (0644) and `key.pem`
+/// (0600) and returns their paths in that order. Existing files are replaced durably
+/// ([`crate::durable::replace_path`]: the key is never readable by others, not even for a moment).
 pub fn write_self_signed(
     dir: &Path,
     names: &[String],
 ) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let s = self_signed(names)?;
     let ca = dir.join("ca.pem");
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    std::fs::write(&ca, &s.ca_pem).with_context(|| format!("writing {}", ca.display()))?;
-    std::fs::write(&cert, &s.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
-    let _ = std::fs::remove_file(&key);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key)
-        .with_context(|| format!("creating {}", key.display()))?;
-    f.write_all(s.key_pem.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", key.display()))?;
+    for (path, pem, mode) in [
+        (&ca, &s.ca_pem, 0o644),
+        (&cert, &s.cert_pem, 0o644),
+        (&key, &s.key_pem, 0o600),
+    ] {
+        crate::durable::replace_path(dir, path, pem.as_bytes(), mode)?;
+    }
     Ok((ca, cert, key))
 }
 

@@ -313,19 +313,9 @@ fn random_password() -> String {
         .collect()
 }
 
-/// Creates `path` (it must not exist) with `mode` and fsyncs it.
+/// Creates `path` (it must not exist) with `mode`, durably ([`crate::durable::create_new_path`]).
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(crate::durable::create_new_path(path, text.as_bytes(), mode)?)
 }
 
 /// Runs `prog -c CONFIG serve` and restarts it when it dies, until `stop`; a program that says
