@@ -16,14 +16,14 @@ complete -c msend -l resolver -d 'DNS server for --direct, IP or IP:PORT' -r
 complete -c msend -l smtp-port -d 'SMTP port for --direct (default 25)' -r
 complete -c msend -l queue -d 'Spool directory: a temporary failure stores the message there and exits 0' -r -F
 complete -c msend -s q -d 'sendmail -q: the same as --flush. An attached interval (-q30m) or -qf is ignored: one run, then exit (schedule it with cron)' -r
-complete -c msend -l quit-after -d 'Stop with QUIT after this stage: connect, banner, ehlo, tls, auth, mail, rcpt' -r -f -a "connect\t''
+complete -c msend -l quit-after -d 'Stop with QUIT after this stage: connect, banner, ehlo, tls, auth, mail, rcpt (nothing is delivered; a refusal on the way, or a stage the session never reaches, is not exit 0)' -r -f -a "connect\t''
 banner\t''
 ehlo\t''
 tls\t''
 auth\t''
 mail\t''
 rcpt\t''"
-complete -c msend -l timeout -d 'Time limit in seconds for connecting and for each reply' -r
+complete -c msend -l timeout -d 'Time limit in seconds for connecting and for each reply (default 60). With -bs also for each command and each read of message content from the client on stdin (default there 300 and 600, as RFC 5321 §4.5.3.2 and mrelayd): a silent client gets 421, exit 75' -r
 complete -c msend -l ehlo -d 'Name to send in EHLO (default: the host name)' -r
 complete -c msend -l to -d 'Compose mode: To: recipient (repeatable)' -r
 complete -c msend -l cc -d 'Compose mode: Cc: recipient (repeatable)' -r

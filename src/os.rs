@@ -7,6 +7,8 @@
 //! - [`drop_privileges`]: after binding, switch from root to the configured user and group
 //!   (setgroups, setgid, setuid, in that order, and verify it cannot be undone).
 //! - [`resolve_ids`], [`lookup_user`], [`lookup_group`]: the reentrant passwd/group lookups behind it.
+//! - [`readable_within`]: wait, with a time limit, until a blocking fd (msend `-bs`'s stdin)
+//!   has input (poll(2), through rustix: no unsafe needed).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -80,6 +82,30 @@ pub fn take_listen_fd(fd: RawFd) -> io::Result<std::net::TcpListener> {
     listener.local_addr()?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// Waits up to `timeout` for `fd` to have input, end of file or an error to report (poll(2)
+/// `POLLIN`, which `POLLHUP`/`POLLERR` also wake): `true` when a read will not block, `false`
+/// when the time ran out. A regular file is always readable. Interrupted waits are resumed
+/// with the time left.
+pub fn readable_within(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let limit = Timespec::try_from(left)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "timeout too large"))?;
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&limit)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The effective user id of this process.

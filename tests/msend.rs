@@ -28,6 +28,12 @@ fn msend(home: &Path) -> Command {
 
 /// Runs with `input` on stdin, killing the child after [`CHILD_LIMIT`].
 fn run(cmd: &mut Command, input: &[u8]) -> Output {
+    run_keeping_stdin(cmd, input, false)
+}
+
+/// [`run`]; with `keep_open` stdin stays open after `input` until the child ended (a client
+/// that stops talking without closing).
+fn run_keeping_stdin(cmd: &mut Command, input: &[u8], keep_open: bool) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -38,6 +44,8 @@ fn run(cmd: &mut Command, input: &[u8]) -> Output {
     let input = input.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
+        // Returned (and dropped) only after the child ended.
+        keep_open.then_some(stdin)
     });
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -519,6 +527,18 @@ fn untrusted_certificate_fails_and_nothing_goes_in_clear() {
     assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
 }
 
+/// Sends `input` to b@example.test through `server` with the defaults (STARTTLS required,
+/// webpki roots) and `--queue queue`.
+fn send_with_queue(home: &Path, queue: &Path, server: &str, input: &[u8]) -> Output {
+    run(
+        msend(home)
+            .args(["-f", "a@example.test", "--queue"])
+            .arg(queue)
+            .args(["--server", server, "b@example.test"]),
+        input,
+    )
+}
+
 /// An untrusted certificate is permanent for msend (exit 69, not spooled): retrying cannot help
 /// until the trust anchors or the server change. mrelayd defers the same failure
 /// (tests/mrelayd_remote.rs `tls_verify_against_webpki_roots_defers`).
@@ -526,13 +546,11 @@ fn untrusted_certificate_fails_and_nothing_goes_in_clear() {
 fn untrusted_certificate_is_permanent_and_not_spooled() {
     let home = common::scratch();
     let queue = home.path().join("spool");
-    let o = run(
-        msend(home.path())
-            .args(["-f", "a@example.test", "--queue"])
-            .arg(&queue)
-            .arg("--server")
-            .arg(format!("localhost:{}", common::peer("PEER_CAPTURE_PORT")))
-            .arg("b@example.test"),
+    let server = format!("localhost:{}", common::peer("PEER_CAPTURE_PORT"));
+    let o = send_with_queue(
+        home.path(),
+        &queue,
+        &server,
         b"Subject: must-not-arrive-untrusted-2\n\nx\n",
     );
     assert_eq!(code(&o), 69, "{}", stderr(&o));
@@ -1710,4 +1728,218 @@ fn tls_fingerprint_pins_the_server_key() {
     .unwrap();
     let o = run(msend(home.path()).arg("b@x.test"), SIMPLE);
     assert_eq!(code(&o), 78, "{}", stderr(&o));
+}
+
+/// TLS is required by default (`--starttls`): smtp-sink offers no STARTTLS. Retrying cannot
+/// help until the server or the account changes, so msend exits 69 and spools nothing (mrelayd
+/// defers the same failure: tests/mrelayd_remote.rs `per_domain_tls_encrypt_defers_without_starttls`).
+#[test]
+fn required_starttls_missing_is_permanent_and_not_spooled() {
+    let home = common::scratch();
+    let queue = home.path().join("spool");
+    let sink = format!("127.0.0.1:{}", common::peer("PEER_SINK_PORT"));
+    let o = send_with_queue(home.path(), &queue, &sink, SIMPLE);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 69, "{err}");
+    assert!(err.contains("does not offer STARTTLS"), "{err}");
+    assert!(err.contains("b@example.test"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert_eq!(queued(&queue), 0, "no STARTTLS must not be spooled");
+}
+
+/// `--quit-after rcpt` against the real Postfix submission service without AUTH: it refuses
+/// the recipient (554 5.7.1), which is exit 67 as for a send, not 0; a scripted server's
+/// 550 5.1.1 for one of two recipients too. Nothing is sent (no DATA) and nothing spooled.
+#[test]
+fn quit_after_rcpt_with_a_refused_recipient_exits_67() {
+    let home = common::scratch();
+    let queue = home.path().join("spool");
+    let o = run(
+        msend(home.path())
+            .args(["--quit-after", "rcpt", "-f", "a@example.test", "--ca-file"])
+            .arg(common::peer("PEER_CA_FILE"))
+            .arg("--queue")
+            .arg(&queue)
+            .arg("--server")
+            .arg(format!(
+                "localhost:{}",
+                common::peer("PEER_SUBMISSION_PORT")
+            ))
+            .arg("rejected@example.test"),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 67, "{err}");
+    assert!(
+        err.contains("rejected@example.test") && err.contains("554 5.7.1"),
+        "{err}"
+    );
+    assert!(!err.contains("stopped after"), "{err}");
+    assert_eq!(queued(&queue), 0);
+
+    let (port, rx) = scripted(Script {
+        rcpt_to: &[("<nobody@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "--quit-after", "rcpt", "-f", "a@example.test"])
+            .arg("--server")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["nobody@example.test", "somebody@example.test"]),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 67, "{err}");
+    assert!(
+        err.contains("nobody@example.test") && err.contains("5.1.1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("somebody@"),
+        "accepted recipient reported: {err}"
+    );
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).into_owned();
+    assert!(seen.contains("RCPT TO:<somebody@example.test>"), "{seen}");
+    assert!(!seen.contains("DATA") && seen.contains("QUIT"), "{seen}");
+}
+
+/// `--quit-after tls` and `--quit-after auth` never say "stopped after" a stage that did not
+/// happen: impossible by the flags is bad usage (64), before connecting; a server that skips
+/// it fails (69), saying why. A refused MAIL and a refused connection are not exit 0 either,
+/// with no recipients to carry them.
+#[test]
+fn quit_after_a_stage_that_never_happened_fails_and_says_why() {
+    let home = common::scratch();
+    let sink = format!("127.0.0.1:{}", common::peer("PEER_SINK_PORT"));
+    for (args, why) in [
+        (
+            &["--no-tls", "--quit-after", "tls"][..],
+            "no STARTTLS would happen",
+        ),
+        (
+            &["--no-tls", "--quit-after", "auth"][..],
+            "no AUTH would happen",
+        ),
+        (&["--quit-after", "auth"][..], "no AUTH would happen"),
+    ] {
+        let o = run(msend(home.path()).args(args).args(["--server", &sink]), b"");
+        let err = stderr(&o);
+        assert_eq!(code(&o), 64, "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let o = run(
+        msend(home.path()).args(["--direct", "--quit-after", "auth", "x@example.test"]),
+        b"",
+    );
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+
+    // smtp-sink offers no STARTTLS: STARTTLS is required, so the session fails (69).
+    let o = run(
+        msend(home.path()).args(["--quit-after", "tls", "--server", &sink]),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 69, "{err}");
+    assert!(err.contains("does not offer STARTTLS"), "{err}");
+    assert!(!err.contains("stopped after"), "{err}");
+
+    // --direct is opportunistic: an MX without STARTTLS is fine for mail, but no TLS happened.
+    let (port, rx) = scripted_on("127.0.0.3", Script::default());
+    let o = run(
+        msend(home.path())
+            .args(["--direct", "--quit-after", "tls", "--resolver"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_DNS_PORT")))
+            .args(["--smtp-port", &port.to_string(), "user@aonly.test"]),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 69, "{err}");
+    assert!(
+        err.contains("never happened") && err.contains("does not offer STARTTLS"),
+        "{err}"
+    );
+    let seen =
+        String::from_utf8_lossy(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).into_owned();
+    assert!(seen.contains("QUIT") && !seen.contains("MAIL"), "{seen}");
+
+    // MAIL refused with no recipients given (allowed for --quit-after mail).
+    let (port, _rx) = scripted(Script {
+        mail: "553 5.7.1 sender refused\r\n",
+        ..Script::default()
+    });
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "--quit-after", "mail", "-f", "a@example.test"])
+            .arg("--server")
+            .arg(format!("127.0.0.1:{port}")),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 69, "{err}");
+    assert!(err.contains("553 5.7.1"), "{err}");
+
+    // Nobody listens: the banner never came (temporary, 75), and nothing is spooled.
+    let queue = home.path().join("spool");
+    let o = run(
+        msend(home.path())
+            .args(["--no-tls", "--quit-after", "banner", "--queue"])
+            .arg(&queue)
+            .args(["--server", "127.0.0.1:1"]),
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 75, "{err}");
+    assert!(err.contains("connect"), "{err}");
+    assert_eq!(queued(&queue), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// -bs with a client that stops talking.
+
+/// Starts `msend -bs` with `input` on stdin and keeps stdin open (a client that stops talking,
+/// as a hung PHP worker does); returns msend's output once it ends on its own.
+fn bs_stalled(home: &Path, extra: &[&str], input: &str) -> Output {
+    // Not msend(): its --timeout 10 would be given twice.
+    let mut cmd = Command::new(common::bin("msend"));
+    cmd.env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("MAILKIT_CONFIG")
+        .args(["-bs", "--no-tls"])
+        .args(extra);
+    run_keeping_stdin(&mut cmd, input.as_bytes(), true)
+}
+
+/// A `-bs` client that falls silent, between commands or in the middle of a message, gets the
+/// session's 421 4.4.2 after the limit (`--timeout 1` here; 300 s and 600 s by default) and
+/// msend exits 75; the half-received message is not sent.
+#[test]
+fn bs_client_that_stops_talking_gets_421_and_exit_75() {
+    let home = common::scratch();
+    let (port, rx) = scripted(Script::default());
+    let server = format!("127.0.0.1:{port}");
+    let o = bs_stalled(
+        home.path(),
+        &["--timeout", "1", "--server", &server],
+        "EHLO php.example\r\n",
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(code(&o), 75, "{out} {}", stderr(&o));
+    assert!(out.contains("\r\n250"), "{out}");
+    assert!(out.contains("421 4.4.2"), "{out}");
+    let o = bs_stalled(
+        home.path(),
+        &["--timeout", "1", "--server", &server],
+        "EHLO php.example\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<u@example.test>\r\n\
+         DATA\r\nSubject: half a message\r\n",
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(code(&o), 75, "{out} {}", stderr(&o));
+    assert!(out.contains("\r\n354 "), "{out}");
+    assert!(out.contains("421 4.4.2"), "{out}");
+    assert!(
+        rx.recv_timeout(Duration::from_secs(3)).is_err(),
+        "half a message went to the server"
+    );
 }

@@ -5,9 +5,11 @@
 //! What msend does with them lives in [`crate::msend`]: [`Args`] becomes its plain option
 //! structs ([`Flags`], [`Submission`]) and [`run`] picks the mode.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::exit;
 use crate::msend::account::{self, Flags};
@@ -21,18 +23,30 @@ EXIT STATUS
   0   all recipients accepted (or the message was spooled with --queue)
   64  bad usage            65  bad message (no recipients with -t, unparsable headers)
   67  a recipient rejected permanently (5xx at RCPT)
-  69  other permanent failure (5xx elsewhere, no STARTTLS, certificate not trusted, null MX,
-      NXDOMAIN)
+  69  other permanent failure: 5xx elsewhere, null MX, NXDOMAIN, and the trust and setup
+      problems that retrying cannot fix: certificate not trusted or key pin mismatch, TLS
+      required (the default) but the server offers no STARTTLS, no AUTH mechanism msend speaks
   75  temporary failure (4xx, refused or timed-out connection, DNS trouble): retry later
   77  authentication failed              78  bad configuration
 Each failure prints one line naming the recipient, the server and its reply.
+With --queue only temporary failures (75) are spooled: a 69 (an untrusted certificate, no
+STARTTLS) is not, msend exits 69 with its one line, as mrelayd defers the same failure (4.7.x)
+because an MTA keeps retrying while its admin fixes the trust.
+--quit-after STAGE exits 0 only when the session got there and QUIT was sent, and a server's
+refusal on the way exits as for a send (a recipient refused at RCPT: 67; MAIL refused, no
+STARTTLS: 69); a stage that cannot happen is bad usage (64: --quit-after tls with --no-tls,
+--quit-after auth without a user or with --direct), and one the server skips fails (69:
+--quit-after tls when the MX offers no STARTTLS). Nothing is spooled.
 --flush (and -q) exits by the same rule over all spooled messages together, the first that
 applies: 77 authentication failed (those messages stay queued), 75 a message stays queued (or
 another flush holds the spool), 67 a recipient rejected, 69 another permanent failure, 0 all
 delivered. Permanently failed messages are moved to DIR/failed. 64 without a spool (--queue DIR
 or queue =); 65 when the only problem is an unreadable spool file (left in place).
 -bs answers each message with its own reply (a 5xx when a recipient failed permanently, even
-when the others were spooled) and exits with the code of the first message that failed.
+when the others were spooled) and exits with the code of the first message that failed. A
+client on stdin that sends nothing for 300 s while a command is due, or 600 s while message
+content is arriving (RFC 5321 §4.5.3.2; --timeout SECS sets both), gets 421 4.4.2 and msend
+exits 75 (unless a message failed before); the message in progress was never acknowledged.
 
 TLS KEY PIN
   --tls-fingerprint SHA256 (tls_fingerprint = in an account) trusts exactly the server holding
@@ -220,11 +234,14 @@ pub struct Args {
     #[arg(short = 'q', value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "")]
     pub queue_run: Option<String>,
 
-    /// Stop with QUIT after this stage: connect, banner, ehlo, tls, auth, mail, rcpt.
+    /// Stop with QUIT after this stage: connect, banner, ehlo, tls, auth, mail, rcpt (nothing is
+    /// delivered; a refusal on the way, or a stage the session never reaches, is not exit 0).
     #[arg(long, value_name = "STAGE", value_parser = ["connect", "banner", "ehlo", "tls", "auth", "mail", "rcpt"])]
     pub quit_after: Option<String>,
 
-    /// Time limit in seconds for connecting and for each reply.
+    /// Time limit in seconds for connecting and for each reply (default 60). With -bs also for
+    /// each command and each read of message content from the client on stdin (default there
+    /// 300 and 600, as RFC 5321 §4.5.3.2 and mrelayd): a silent client gets 421, exit 75.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 
@@ -373,7 +390,21 @@ fn run(args: Args) -> Result<u8> {
     }
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     if mode == "s" {
-        return bs::serve(&res, &runtime()?, &mut stdin.lock(), &mut stdout.lock());
+        // Unbuffered: -bs waits on the fd before each read, so no byte may sit in a buffer.
+        let fd = stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating stdin")?;
+        let timeouts = args.timeout.map_or(bs::Timeouts::DEFAULT, |t| {
+            bs::Timeouts::both(Duration::from_secs(t.max(1)))
+        });
+        return bs::serve(
+            &res,
+            &runtime()?,
+            &mut std::fs::File::from(fd),
+            &mut stdout.lock(),
+            timeouts,
+        );
     }
     submit::run(
         &args.submission(),

@@ -191,6 +191,9 @@ pub fn resolve(
     } else {
         server_route(flags, &account)?
     };
+    if let (Some(stage), false) = (flags.quit_after, flags.dry_run) {
+        check_quit_after(stage, &route)?;
+    }
     let queue = queue_dir(flags, &account, cfg);
     Ok(Resolved {
         opts: Options {
@@ -209,6 +212,27 @@ pub fn resolve(
         queue,
         hostname,
     })
+}
+
+/// `--quit-after tls` without TLS and `--quit-after auth` without credentials (or with
+/// `--direct`, which never authenticates) would stop after a stage that cannot happen: bad
+/// usage (64), said before connecting. What only the server decides (it offers no STARTTLS)
+/// is the SMTP client's to find out (69).
+fn check_quit_after(stage: Stage, route: &Route) -> Result<()> {
+    let (tls_off, no_auth) = match route {
+        Route::Server { tls, auth, .. } => (tls.mode == tls::Mode::Off, auth.is_none()),
+        Route::Direct { .. } => (false, true),
+    };
+    match stage {
+        Stage::Tls if tls_off => Err(usage(
+            "--quit-after tls with TLS off (--no-tls, tls = \"none\"): no STARTTLS would happen",
+        )),
+        Stage::Auth if no_auth => Err(usage(
+            "--quit-after auth: no AUTH would happen (give --user or an account with user =; \
+             --direct never authenticates)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The smarthost route: server, port by TLS mode (587 STARTTLS, 465 implicit TLS, RFC 8314

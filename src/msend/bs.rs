@@ -2,8 +2,16 @@
 //! mailers). The dialogue is the shared sans-IO server session ([`crate::smtp::server`]); each
 //! message it accepts is handed to `submit`, which sends it onward as configured and returns
 //! the reply for the client ([`serve`] sends it as [`Resolved`] says).
+//!
+//! A client that stops talking does not hold msend forever: each wait for a command is limited
+//! to [`Timeouts::command`] and each wait for more message content to [`Timeouts::data`]
+//! (RFC 5321 §4.5.3.2.7 and §4.5.3.2.5: 5 and 10 minutes, as mrelayd; `--timeout SECS` sets
+//! both). Then the client gets the session's `421 4.4.2` and msend exits 75 unless a message
+//! failed before; a message whose content was still arriving was never acknowledged.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -24,13 +32,50 @@ const READ_CHUNK: usize = 64 * 1024;
 /// once the message was sent or spooled, 4xx/5xx otherwise.
 pub type Submit<'a> = dyn FnMut(String, Vec<String>, Vec<u8>) -> Reply + 'a;
 
-/// Runs the session until QUIT or end of input.
-pub fn run(
+/// How long [`run`] waits for the client on stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For the next command (RFC 5321 §4.5.3.2.7).
+    pub command: Duration,
+    /// For each read of message content (RFC 5321 §4.5.3.2.5).
+    pub data: Duration,
+}
+
+impl Timeouts {
+    /// RFC 5321's server timeouts, as mrelayd's defaults ([`crate::smtp::server`]).
+    pub const DEFAULT: Timeouts = Timeouts {
+        command: Duration::from_secs(crate::smtp::server::COMMAND_TIMEOUT_SECS),
+        data: Duration::from_secs(crate::smtp::server::DATA_TIMEOUT_SECS),
+    };
+
+    /// One limit for both waits (`--timeout SECS`).
+    pub fn both(limit: Duration) -> Timeouts {
+        Timeouts {
+            command: limit,
+            data: limit,
+        }
+    }
+}
+
+/// How a session on stdin ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// QUIT, end of input, or the session closed itself (too many errors).
+    Closed,
+    /// The client was silent for a [`Timeouts`] limit; it got `421 4.4.2`.
+    TimedOut,
+}
+
+/// Runs the session until QUIT, end of input or a silent client ([`Timeouts`]). `input` is
+/// read without a buffer of its own in front of the fd (a `File`, not `Stdin`'s lock), so that
+/// waiting on the fd sees every byte that is not read yet.
+pub fn run<R: Read + AsFd>(
     hostname: &str,
-    input: &mut dyn Read,
+    input: &mut R,
     output: &mut dyn Write,
+    timeouts: Timeouts,
     submit: &mut Submit<'_>,
-) -> Result<()> {
+) -> Result<End> {
     let config = SessionConfig {
         hostname: hostname.to_string(),
         ..SessionConfig::default()
@@ -39,6 +84,7 @@ pub fn run(
     session.greeting();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut data = Vec::new();
+    let mut end = End::Closed;
     loop {
         let event = session.poll();
         if session.has_output() {
@@ -49,13 +95,24 @@ pub fn run(
         }
         match event {
             Event::NeedInput => {
+                let limit = if session.in_data() {
+                    timeouts.data
+                } else {
+                    timeouts.command
+                };
+                if !crate::os::readable_within(input.as_fd(), limit).context("waiting for stdin")? {
+                    // The session's own goodbye (421 4.4.2), then its Close.
+                    session.timeout();
+                    end = End::TimedOut;
+                    continue;
+                }
                 let n = input.read(&mut buf).context("reading stdin")?;
                 if n == 0 {
-                    return Ok(());
+                    return Ok(end);
                 }
                 session.feed(&buf[..n]);
             }
-            Event::Close => return Ok(()),
+            Event::Close => return Ok(end),
             Event::Mail { .. } | Event::Rcpt { .. } => session.decide(Decision::Accept),
             Event::Auth { .. } => session.decide(Decision::Reject(Reply::new(
                 502,
@@ -79,19 +136,21 @@ pub fn run(
                 }
             }
             // No TLS on a pipe; a pending decision cannot happen (all are answered at once).
-            Event::StartTls | Event::Pending => return Ok(()),
+            Event::StartTls | Event::Pending => return Ok(end),
         }
     }
 }
 
 /// `-bs` as msend runs it: each message goes onward as `res` says, then is answered. With a
 /// spool the temporarily failed recipients are spooled; a permanent failure is still the
-/// message's reply (5xx) and, as for the first failed message, the exit code.
-pub fn serve(
+/// message's reply (5xx) and, as for the first failed message, the exit code; a client that
+/// fell silent ([`End::TimedOut`]) exits 75 when nothing failed before.
+pub fn serve<R: Read + AsFd>(
     res: &Resolved,
     rt: &tokio::runtime::Runtime,
-    input: &mut dyn Read,
+    input: &mut R,
     output: &mut dyn Write,
+    timeouts: Timeouts,
 ) -> Result<u8> {
     let mut worst = exit::OK;
     let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
@@ -139,6 +198,12 @@ pub fn serve(
             _ => Reply::new(554, Some((5, 0, 0)), format!("{detail}{also}")),
         }
     };
-    run(&res.hostname, input, output, &mut submit)?;
+    let end = run(&res.hostname, input, output, timeouts, &mut submit)?;
+    if end == End::TimedOut {
+        eprintln!("msend: -bs: the client sent nothing for too long; session closed (421)");
+        if worst == exit::OK {
+            worst = exit::TEMPFAIL;
+        }
+    }
     Ok(worst)
 }

@@ -70,7 +70,7 @@ pub enum Status {
 /// One recipient's result, with the line to print when it failed.
 #[derive(Clone, Debug)]
 pub struct RcptReport {
-    /// The recipient.
+    /// The recipient (empty for the session of `--quit-after` without recipients).
     pub rcpt: String,
     /// What happened.
     pub status: Status,
@@ -182,6 +182,14 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
             .deliver(&remote.next_hop(""), from, &[], &[], &message)
             .await;
         report.stopped = d.stopped;
+        if let (None, Some(f)) = (d.stopped, d.failure) {
+            // No recipient to carry it: the session's failure is the report's one line.
+            report.rcpts.push(RcptReport {
+                rcpt: String::new(),
+                status: status_of(&f),
+                detail: f.message,
+            });
+        }
         remote.close_idle().await;
         return report;
     }
@@ -198,7 +206,8 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
     remote.close_idle().await;
     report.stopped = done.stopped;
     for (r, outcome) in rcpts.iter().zip(done.rcpts) {
-        // None: its session stopped at --quit-after before any transaction.
+        // None: its session stopped at --quit-after before delivering (a recipient refused
+        // before a stop at RCPT has its failure).
         let Some(outcome) = outcome else { continue };
         let (status, detail) = match outcome {
             Ok(_) => (Status::Sent, String::new()),
@@ -213,10 +222,16 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
     report
 }
 
-/// msend's status for a delivery failure. An untrusted certificate is permanent here, unlike
-/// for an MTA: retrying cannot help until the user fixes `--ca-file` or the server (exit 69).
+/// msend's status for a delivery failure. A trust or configuration problem is permanent here,
+/// unlike for an MTA (mrelayd defers them with 4.7.x, as Postfix does): an untrusted
+/// certificate or key pin, a server without the STARTTLS that is required, a server without an
+/// AUTH mechanism msend speaks. Retrying cannot help until the user (`--ca-file`, the account)
+/// or the server's admin acts, so they exit 69 and are not spooled.
 fn status_of(f: &Failure) -> Status {
-    if f.what == What::CertificateTrust {
+    if matches!(
+        f.what,
+        What::CertificateTrust | What::TlsUnavailable | What::Auth
+    ) {
         Status::Permanent
     } else if f.temporary {
         Status::Temporary

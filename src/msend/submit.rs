@@ -179,9 +179,28 @@ pub fn run(
     }
     let from = envelope_default.or(from_header).unwrap_or(user_at_host);
     let report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &msg));
-    if let Some(stage) = report.stopped {
-        eprintln!("msend: stopped after {stage} as asked (QUIT sent, nothing delivered)");
-        return Ok(exit::OK);
+    if let Some(asked) = res.opts.quit_after {
+        return quit_after_result(asked, &report);
     }
     flush::spool_temporary(res, &from, &msg, report)
+}
+
+/// The exit code of a `--quit-after` session, which is never spooled (it carries no message):
+/// 0 when it stopped where asked with every recipient accepted; a refusal on the way (a
+/// recipient refused at RCPT: 67, MAIL refused, no STARTTLS, no AUTH: 69, ...) is printed and
+/// exits as for a send, so a script sees that the stage was not reached cleanly.
+fn quit_after_result(asked: Stage, report: &deliver::Report) -> Result<u8> {
+    flush::print_failures(report);
+    let code = report.exit_code();
+    match report.stopped {
+        _ if code != exit::OK => Ok(code),
+        Some(stage) => {
+            eprintln!("msend: stopped after {stage} as asked (QUIT sent, nothing delivered)");
+            Ok(exit::OK)
+        }
+        None => Err(exit::fail(
+            exit::UNAVAILABLE,
+            format!("the session ended before {asked}"),
+        )),
+    }
 }

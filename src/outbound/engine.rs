@@ -20,7 +20,7 @@ use super::route::{Myself, NextHop, RelayRoute, Routes};
 use crate::dns::MxResolver;
 use crate::net::client::connect_tcp;
 use crate::net::smtp::{Connection, DriverError, Progress, Timeouts, Transcript};
-use crate::smtp::client::{Credentials, Envelope, Settings, Stage};
+use crate::smtp::client::{Credentials, Envelope, RcptResult, Settings, Stage};
 use crate::tls::{self, Verify};
 
 /// Destinations whose concurrency limit is remembered before idle ones are forgotten.
@@ -397,8 +397,9 @@ impl Engine {
             let Ok((idx, d)) = joined else { continue };
             if d.stopped.is_some() {
                 stopped = stopped.or(d.stopped);
-                for &i in &idx {
-                    out[i] = None;
+                for (k, &i) in idx.iter().enumerate() {
+                    // A recipient refused before the stop is still refused.
+                    out[i] = d.stopped_rcpts.get(k).cloned().flatten().map(Err);
                 }
             }
             for (i, o) in idx.into_iter().zip(d.rcpts) {
@@ -439,7 +440,8 @@ impl Engine {
             let d = self
                 .transaction(hop, sender, mail_params, chunk, message)
                 .await;
-            if d.stopped.is_some() {
+            // One transaction (or a stop) is the whole delivery, with its failure.
+            if d.stopped.is_some() || chunk.len() == rcpts.len() {
                 return d;
             }
             all.rcpts.extend(d.rcpts);
@@ -493,7 +495,8 @@ impl Engine {
                     | DriverError::Timeout(Stage::Mail),
                 ) => continue,
                 result => {
-                    let out = finish(result, rcpts, &idle.host, &idle.relay, dsn);
+                    let stops = idle.conn.client().stopped_rcpts();
+                    let out = finish(result, stops, rcpts, &idle.host, &idle.relay, dsn);
                     self.put_idle(&key, idle).await;
                     return out;
                 }
@@ -537,12 +540,7 @@ impl Engine {
                 }
                 let conn = match self.open(&host, addr, tls.clone()).await {
                     Ok(Opened::Ready(c)) => *c,
-                    Ok(Opened::Stopped(stage)) => {
-                        return Delivery {
-                            rcpts: Vec::new(),
-                            stopped: Some(stage),
-                        }
-                    }
+                    Ok(Opened::Stopped(stage)) => return Delivery::stopped(stage),
                     Ok(Opened::Myself(why)) => {
                         let why = format!("{hop}: {relay} {why}");
                         let earlier = backup.then_some(&last);
@@ -566,7 +564,8 @@ impl Engine {
                 let env = envelope(&idle.conn);
                 let dsn = idle.conn.client().extensions().dsn;
                 let result = idle.conn.send(env, message).await;
-                let out = finish(result, rcpts, &idle.host, &idle.relay, dsn);
+                let stops = idle.conn.client().stopped_rcpts();
+                let out = finish(result, stops, rcpts, &idle.host, &idle.relay, dsn);
                 if out.stopped.is_some() {
                     return out;
                 }
@@ -763,13 +762,27 @@ pub struct Delivery {
     pub rcpts: Vec<RcptOutcome>,
     /// `--quit-after` stopped the session at this stage; nothing was sent.
     pub stopped: Option<Stage>,
+    /// After a stop at RCPT: per recipient, in order, the server's refusal (`None`: it
+    /// accepted the recipient). Empty otherwise.
+    pub stopped_rcpts: Vec<Option<Failure>>,
+    /// The one failure every recipient got, when the session or the whole transaction failed;
+    /// set also when there were no recipients (msend's `--quit-after` session without any).
+    pub failure: Option<Failure>,
 }
 
 impl Delivery {
     fn all(rcpts: &[Rcpt], f: &Failure) -> Delivery {
         Delivery {
             rcpts: rcpts.iter().map(|_| Err(f.clone())).collect(),
-            stopped: None,
+            failure: Some(f.clone()),
+            ..Delivery::default()
+        }
+    }
+
+    fn stopped(stage: Stage) -> Delivery {
+        Delivery {
+            stopped: Some(stage),
+            ..Delivery::default()
         }
     }
 }
@@ -777,15 +790,18 @@ impl Delivery {
 /// What one [`Engine::deliver_all`] call came to.
 #[derive(Debug, Clone, Default)]
 pub struct Deliveries {
-    /// Per recipient, in order; `None` when its session stopped at `--quit-after`.
+    /// Per recipient, in order; `None` when its session stopped at `--quit-after` (a
+    /// recipient the server refused before a stop at RCPT has its failure).
     pub rcpts: Vec<Option<RcptOutcome>>,
     /// `--quit-after` stopped a session at this stage.
     pub stopped: Option<Stage>,
 }
 
-/// Maps a transaction result to per-recipient outcomes.
+/// Maps a transaction result to per-recipient outcomes; `stopped_rcpts` are the RCPT replies
+/// of a transaction stopped at RCPT ([`crate::smtp::client::Client::stopped_rcpts`]).
 fn finish(
     result: Result<Progress, DriverError>,
+    stopped_rcpts: &[RcptResult],
     rcpts: &[Rcpt],
     host: &str,
     relay: &str,
@@ -814,12 +830,17 @@ fn finish(
             }
             Delivery {
                 rcpts: out,
-                stopped: None,
+                ..Delivery::default()
             }
         }
         Ok(Progress::Stopped(stage)) => Delivery {
-            rcpts: Vec::new(),
-            stopped: Some(stage),
+            stopped_rcpts: stopped_rcpts
+                .iter()
+                .map(|r| {
+                    (!r.reply.is_positive()).then(|| reply_failure(&r.reply, host, relay, r.stage))
+                })
+                .collect(),
+            ..Delivery::stopped(stage)
         },
         Ok(Progress::Ready) => Delivery::all(rcpts, &Failure::temp(format!("{relay}: no outcome"))),
         Err(e) => Delivery::all(rcpts, &session_failure(&e, host, relay)),

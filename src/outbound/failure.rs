@@ -7,8 +7,9 @@ use crate::smtp::client::{Error as SmtpError, Stage};
 use crate::smtp::reply::Reply;
 
 /// What failed, so that a caller with its own policy can decide differently from the MTA's
-/// reading in [`Failure::temporary`]: msend takes an untrusted certificate as permanent (the
-/// user must fix the trust anchors, exit 69), mrelayd defers it as Postfix does (4.7.5).
+/// reading in [`Failure::temporary`]: msend takes an untrusted certificate, a server without
+/// the required STARTTLS and a server without a usable AUTH as permanent (the user or the
+/// server's admin must act, exit 69), mrelayd defers them as Postfix does (4.7.x).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum What {
     /// Nothing on the wire: local delivery, the queue, configuration, a task that failed.
@@ -20,8 +21,11 @@ pub enum What {
     Connect,
     /// The connection broke, timed out or carried something that is not SMTP, mid-session.
     Connection,
-    /// The TLS handshake failed (not for trust), or required STARTTLS is not offered.
+    /// The TLS handshake failed (not for trust).
     TlsHandshake,
+    /// TLS is required but the server does not offer STARTTLS (RFC 3207 §4; a refusing reply
+    /// to STARTTLS is [`What::Reply`] at [`Stage::Tls`]).
+    TlsUnavailable,
     /// The server's certificate is not trusted (unknown issuer, name mismatch, expired).
     CertificateTrust,
     /// AUTH could not be done: no mechanism, not encrypted, no password (a refusing reply is
@@ -146,11 +150,13 @@ pub(super) fn session_failure(e: &DriverError, host: &str, where_: &str) -> Fail
     let (temporary, status, what) = match e {
         DriverError::Trust(_) => (true, "4.7.5", What::CertificateTrust),
         DriverError::Tls(_) => (true, "4.7.5", What::TlsHandshake),
-        DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4", What::TlsHandshake),
+        DriverError::Smtp(SmtpError::TlsUnavailable) => (true, "4.7.4", What::TlsUnavailable),
         DriverError::Smtp(SmtpError::AuthNotEncrypted | SmtpError::AuthUnsupported(_)) => {
             (true, "4.7.0", What::Auth)
         }
         DriverError::Smtp(SmtpError::Unsupported(_)) => (false, "5.6.3", What::Other),
+        // A stage asked for by msend's --quit-after that this session never went through.
+        DriverError::Smtp(SmtpError::NotReached { .. }) => (false, "5.0.0", What::Other),
         DriverError::Timeout(_) => (true, "4.4.2", What::Connection),
         DriverError::Eof(_) | DriverError::Io { .. } => (true, "4.4.2", What::Connection),
         _ if e.is_temporary() => (true, "4.0.0", What::Connection),

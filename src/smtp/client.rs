@@ -197,6 +197,14 @@ pub enum Error {
     Unsupported(String),
     /// The server broke the protocol (unexpected reply, data after STARTTLS's 220, ...).
     Protocol(String),
+    /// `quit_after` names a stage this session never went through (no STARTTLS happened, no
+    /// AUTH was done): stopping there would report something that did not happen.
+    NotReached {
+        /// The stage asked for.
+        stage: Stage,
+        /// Why the session did not go through it.
+        why: String,
+    },
 }
 
 impl Error {
@@ -228,6 +236,12 @@ impl fmt::Display for Error {
             }
             Error::Unsupported(s) => f.write_str(s),
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
+            Error::NotReached { stage, why } => {
+                write!(
+                    f,
+                    "asked to stop after {stage}, which never happened: {why}"
+                )
+            }
         }
     }
 }
@@ -345,6 +359,8 @@ pub struct Client {
     /// First line of the latest positive EHLO/HELO reply (the server's name for itself).
     hello_line: Option<String>,
     txn: Option<Txn>,
+    /// The RCPT replies of the transaction `quit_after` stopped at [`Stage::Rcpt`].
+    stopped_rcpts: Vec<RcptResult>,
 }
 
 /// What a message needs from the server (RFC 6152, RFC 6531).
@@ -391,6 +407,7 @@ impl Client {
             greeting: None,
             hello_line: None,
             txn: None,
+            stopped_rcpts: Vec::new(),
         }
     }
 
@@ -419,6 +436,13 @@ impl Client {
     /// server gives itself (RFC 5321 §4.1.1.1), which loop detection compares with ours.
     pub fn hello_line(&self) -> Option<&str> {
         self.hello_line.as_deref()
+    }
+
+    /// After a stop at [`Stage::Rcpt`] ([`Action::Stopped`]): each recipient with its RCPT
+    /// reply (stage [`Stage::Rcpt`]), in envelope order, so that a refused recipient is
+    /// reported although nothing was sent. Empty otherwise.
+    pub fn stopped_rcpts(&self) -> &[RcptResult] {
+        &self.stopped_rcpts
     }
 
     /// Whether the transport is TLS.
@@ -715,6 +739,17 @@ impl Client {
             }
         }
         if self.settings.quit_after == Some(Stage::Tls) {
+            if !self.tls_active {
+                let why = if self.ext.starttls {
+                    "TLS is off for this session"
+                } else {
+                    "the server does not offer STARTTLS"
+                };
+                return self.fail(Error::NotReached {
+                    stage: Stage::Tls,
+                    why: why.into(),
+                });
+            }
             return self.stop(Stage::Tls);
         }
         if self.settings.auth.is_some() && !self.authenticated {
@@ -725,6 +760,12 @@ impl Client {
 
     fn session_ready(&mut self) -> Vec<Action> {
         if self.settings.quit_after == Some(Stage::Auth) {
+            if !self.authenticated {
+                return self.fail(Error::NotReached {
+                    stage: Stage::Auth,
+                    why: "no AUTH credentials were given".into(),
+                });
+            }
             return self.stop(Stage::Auth);
         }
         self.ready = true;
@@ -820,6 +861,14 @@ impl Client {
         };
         let ok = reply.is_positive();
         txn.mail_reply = Some(reply.clone());
+        if !ok && txn.stop.is_some() {
+            // Stopping after MAIL or RCPT: the refusal is the answer, even without recipients.
+            self.txn = None;
+            return self.fail(Error::Rejected {
+                stage: Stage::Mail,
+                reply,
+            });
+        }
         if !ok {
             txn.failure = Some((Stage::Mail, reply));
             if txn.pipelined {
@@ -857,6 +906,19 @@ impl Client {
             return vec![a];
         }
         if txn.stop == Some(Stage::Rcpt) {
+            self.stopped_rcpts = txn
+                .env
+                .rcpts
+                .iter()
+                .zip(&txn.rcpt_replies)
+                .map(|(rcpt, reply)| RcptResult {
+                    rcpt: rcpt.clone(),
+                    stage: Stage::Rcpt,
+                    reply: reply
+                        .clone()
+                        .unwrap_or_else(|| Reply::new(451, None, "no reply to RCPT")),
+                })
+                .collect();
             return self.stop_txn(Stage::Rcpt);
         }
         let any_ok = txn
@@ -1202,5 +1264,98 @@ mod tests {
         c.on_reply(r(250, "hi"));
         let a = c.on_reply(r(250, "extra"));
         assert!(matches!(a[0], Action::Failed(Error::Protocol(_))));
+    }
+
+    fn stopping(tls: tls::Mode, auth: bool, stage: Stage) -> Client {
+        Client::new(Settings {
+            quit_after: Some(stage),
+            ..settings(tls, auth)
+        })
+    }
+
+    fn not_reached(a: &[Action]) -> Option<Stage> {
+        a.iter().find_map(|a| match a {
+            Action::Failed(Error::NotReached { stage, .. }) => Some(*stage),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn quit_after_tls_or_auth_never_reports_a_stage_that_did_not_happen() {
+        // Opportunistic TLS, no STARTTLS offered: no TLS happened, so no stop "after tls".
+        let mut c = stopping(tls::Mode::Opportunistic, false, Stage::Tls);
+        c.on_reply(r(220, "hi"));
+        let a = c.on_reply(r(250, "hi"));
+        assert_eq!(not_reached(&a), Some(Stage::Tls), "{a:?}");
+        assert!(sent(&a).contains("QUIT"), "{a:?}");
+        assert!(!a.iter().any(|a| matches!(a, Action::Stopped(_))), "{a:?}");
+        // No credentials: no AUTH happened.
+        let mut c = stopping(tls::Mode::Off, false, Stage::Auth);
+        c.on_reply(r(220, "hi"));
+        let a = c.on_reply(r(250, "hi"));
+        assert_eq!(not_reached(&a), Some(Stage::Auth), "{a:?}");
+        // Both really done: the stops are reported.
+        for (auth, stage, ehlo_after_tls, last) in [
+            (true, Stage::Auth, "AUTH PLAIN", r(235, "ok")),
+            (false, Stage::Tls, "SIZE 100", r(250, "hi")),
+        ] {
+            let mut c = stopping(tls::Mode::Starttls, auth, stage);
+            c.on_reply(r(220, "hi"));
+            c.on_reply(Reply::multi(
+                250,
+                None,
+                vec!["hi".into(), "STARTTLS".into()],
+            ));
+            c.on_reply(r(220, "go"));
+            c.tls_established();
+            let ehlo = Reply::multi(250, None, vec!["hi".into(), ehlo_after_tls.into()]);
+            let a = if auth {
+                c.on_reply(ehlo);
+                c.on_reply(last)
+            } else {
+                c.on_reply(ehlo)
+            };
+            assert!(a.contains(&Action::Stopped(stage)), "{stage}: {a:?}");
+        }
+    }
+
+    #[test]
+    fn quit_after_rcpt_keeps_the_rcpt_replies_and_mail_refused_fails() {
+        let mut c = stopping(tls::Mode::Off, false, Stage::Rcpt);
+        c.on_reply(r(220, "hi"));
+        c.on_reply(Reply::multi(
+            250,
+            None,
+            vec!["hi".into(), "PIPELINING".into()],
+        ));
+        // No pipelining while stopping early: one command at a time.
+        let a = c.transaction(env(&["b@y.test", "c@y.test"]), b"x");
+        assert_eq!(sent(&a), "MAIL FROM:<a@x.test>\r\n");
+        assert_eq!(sent(&c.on_reply(r(250, "ok"))), "RCPT TO:<b@y.test>\r\n");
+        assert_eq!(
+            sent(&c.on_reply(r(550, "no such user"))),
+            "RCPT TO:<c@y.test>\r\n"
+        );
+        let a = c.on_reply(r(250, "ok"));
+        assert!(a.contains(&Action::Stopped(Stage::Rcpt)), "{a:?}");
+        let got: Vec<(&str, u16)> = c
+            .stopped_rcpts()
+            .iter()
+            .map(|r| (r.rcpt.as_str(), r.reply.code))
+            .collect();
+        assert_eq!(got, [("b@y.test", 550), ("c@y.test", 250)]);
+        // MAIL refused while stopping after MAIL (even without recipients): a failure.
+        let mut c = stopping(tls::Mode::Off, false, Stage::Mail);
+        c.on_reply(r(220, "hi"));
+        c.on_reply(r(250, "hi"));
+        c.transaction(env(&[]), b"x");
+        let a = c.on_reply(r(553, "sender refused"));
+        assert!(
+            a.iter().any(|a| matches!(
+                a,
+                Action::Failed(Error::Rejected { stage: Stage::Mail, reply }) if reply.code == 553
+            )),
+            "{a:?}"
+        );
     }
 }
