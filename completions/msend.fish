@@ -1,5 +1,5 @@
 complete -c msend -s o -d 'sendmail option (-oi means -i; -oem, -odi, -odb, -oee, -om ... are ignored)' -r
-complete -c msend -s b -d 'sendmail mode: -bm deliver a message (default), -bs SMTP session on stdin/stdout, -bp list the spool' -r
+complete -c msend -s b -d 'sendmail mode: -bm deliver a message (default), -bs SMTP session on stdin/stdout, -bp list the spool (as mailq), -bi do nothing (as newaliases)' -r
 complete -c msend -s B -d 'Body type (-B 8BITMIME); ignored: msend decides from the message' -r
 complete -c msend -s N -d 'DSN notify option; ignored' -r
 complete -c msend -s O -d 'sendmail -O option=value; ignored' -r

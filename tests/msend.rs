@@ -174,18 +174,34 @@ fn scripted_on(ip: &str, script: Script) -> (u16, mpsc::Receiver<Vec<u8>>) {
 
 /// Like [`scripted_on`] for `conns` connections one after the other (bytes of all of them).
 fn scripted_multi(ip: &str, script: Script, conns: usize) -> (u16, mpsc::Receiver<Vec<u8>>) {
-    let listener = TcpListener::bind((ip, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (port, each) = scripted_seq(ip, vec![script; conns]);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut seen = Vec::new();
         for _ in 0..conns {
+            let Ok(bytes) = each.recv() else { return };
+            seen.extend(bytes);
+        }
+        let _ = tx.send(seen);
+    });
+    (port, rx)
+}
+
+/// Scripted servers on one port of `ip`, one script per connection in turn; the bytes of each
+/// connection as it ends.
+fn scripted_seq(ip: &str, scripts: Vec<Script>) -> (u16, mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for script in scripts {
             let Ok((stream, _)) = listener.accept() else {
                 return;
             };
+            let mut seen = Vec::new();
             serve_one(stream, &script, &mut seen);
+            let _ = tx.send(seen);
         }
-        let _ = tx.send(seen);
     });
     (port, rx)
 }
@@ -1561,31 +1577,43 @@ fn flush_exit_code_separates_rejected_recipients_from_other_failures() {
     // 77: its implicit-TLS service refuses a wrong password (535).
     let cfgdir = home.path().join(".config/mailkit");
     std::fs::create_dir_all(&cfgdir).unwrap();
-    std::fs::write(
-        cfgdir.join("msend.toml"),
-        format!(
-            "default = \"down\"\n\
-             [accounts.down]\nserver = \"127.0.0.1\"\nport = 1\ntls = \"none\"\n\
-             [accounts.data]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-             [accounts.rcpt]\nserver = \"localhost\"\nport = {}\nca_file = \"{ca}\"\n\
-             [accounts.badauth]\nserver = \"localhost\"\nport = {}\ntls = \"tls\"\n\
-             user = \"alice\"\npassword_command = \"echo wrong\"\nca_file = \"{ca}\"\n",
-            sink.port,
-            common::peer("PEER_SUBMISSION_PORT"),
-            common::peer("PEER_SUBMISSIONS_PORT"),
-            ca = common::peer("PEER_CA_FILE"),
-        ),
-    )
-    .unwrap();
-    // Each message is spooled with its account (the server is down at that moment) and
-    // flushed with it: `--flush` alone picks every message's own account.
+    // `down`: every account's server is down (port 1), for spooling.
+    let write_config = |down: bool| {
+        let port = |p: String| if down { "1".to_string() } else { p };
+        std::fs::write(
+            cfgdir.join("msend.toml"),
+            format!(
+                "default = \"down\"\n\
+                 [accounts.down]\nserver = \"127.0.0.1\"\nport = 1\ntls = \"none\"\n\
+                 [accounts.data]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+                 [accounts.rcpt]\nserver = \"localhost\"\nport = {}\nca_file = \"{ca}\"\n\
+                 [accounts.badauth]\nserver = \"localhost\"\nport = {}\ntls = \"tls\"\n\
+                 user = \"alice\"\npassword_command = \"echo wrong\"\nca_file = \"{ca}\"\n",
+                port(sink.port.to_string()),
+                port(common::peer("PEER_SUBMISSION_PORT")),
+                port(common::peer("PEER_SUBMISSIONS_PORT")),
+                ca = common::peer("PEER_CA_FILE"),
+            ),
+        )
+        .unwrap();
+    };
+    // Each message is spooled with its account (its server is down at that moment) and
+    // flushed with it once the server is up: `--flush` alone picks every message's own
+    // account. Only the account is named, so the account is where it was spooled for.
     let spool_with = |account: &str, rcpt: &str| {
-        let tls = if account == "badauth" {
-            "--tls"
-        } else {
-            "--no-tls"
-        };
-        spool_one(home.path(), &q, &["-a", account, tls], rcpt, &token());
+        write_config(true);
+        let before = queued(&q);
+        let o = run(
+            msend(home.path())
+                .args(["-a", account, "-f", "a@example.test", "--queue"])
+                .arg(&q)
+                .arg(rcpt),
+            format!("Subject: {}\n\nspooled for a later run\n", token()).as_bytes(),
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains("spooled"), "{}", stderr(&o));
+        assert_eq!(queued(&q), before + 1);
+        write_config(false);
     };
     // One `--flush` run: its exit code, words its stderr must contain, and (queued, failed)
     // counts afterwards.
@@ -1942,4 +1970,117 @@ fn bs_client_that_stops_talking_gets_421_and_exit_75() {
         rx.recv_timeout(Duration::from_secs(3)).is_err(),
         "half a message went to the server"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// sendmail's other names and where --flush sends.
+
+/// A directory with msend installed as `name` (a symlink, as the README says to install it).
+fn installed_as(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = common::scratch();
+    let link = dir.path().join(name);
+    std::os::unix::fs::symlink(common::bin("msend"), &link).unwrap();
+    (dir, link)
+}
+
+/// `mailq` lists the spool as `msend --list` does; `newaliases` (and `-bi`) exits 0 with a
+/// one-line note (Postfix's sendmail does both).
+#[test]
+fn mailq_lists_the_spool_and_newaliases_is_a_no_op() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    spool_one(
+        home.path(),
+        &q,
+        &["--no-tls"],
+        "mailq@example.test",
+        &token(),
+    );
+    let cfgdir = home.path().join(".config/mailkit");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!("queue = \"{}\"\n", q.display()),
+    )
+    .unwrap();
+    let (_dir, mailq) = installed_as("mailq");
+    let mut cmd = Command::new(&mailq);
+    cmd.env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("MAILKIT_CONFIG");
+    let o = run(&mut cmd, b"");
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(listing.contains("mailq@example.test"), "{listing}");
+    let o = run(msend(home.path()).arg("--list"), b"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), listing.as_str());
+
+    let (_dir, newaliases) = installed_as("newaliases");
+    for o in [
+        run(Command::new(&newaliases).env("HOME", home.path()), b""),
+        run(msend(home.path()).arg("-bi"), b""),
+    ] {
+        let err = stderr(&o);
+        assert_eq!(code(&o), 0, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("aliases"), "{err}");
+    }
+}
+
+/// `--flush` sends a message to the server it was spooled for (`--server` and `--no-tls`
+/// given then), not to the default account of the day, and without a default at all.
+#[test]
+fn flush_sends_to_the_server_the_message_was_spooled_for() {
+    let home = common::scratch();
+    let spool = common::scratch();
+    let q = spool.path().join("q");
+    // One message: greylisted (451 at RCPT) when sent, so spooled; then flushed without
+    // --server, and the second connection to the same server must carry it.
+    let spool_and_flush = |when: &str| {
+        let greylisting = Script {
+            rcpt: "451 4.7.1 greylisted, come back later\r\n",
+            ..Script::default()
+        };
+        let (port, rx) = scripted_seq("127.0.0.1", vec![greylisting, Script::default()]);
+        let tok = token();
+        let o = run(
+            msend(home.path())
+                .args(["--no-tls", "-f", "a@example.test", "--queue"])
+                .arg(&q)
+                .arg("--server")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("grey@example.test"),
+            format!("Subject: {tok}\n\nlater\n").as_bytes(),
+        );
+        assert_eq!(code(&o), 0, "{when}: {}", stderr(&o));
+        assert_eq!(queued(&q), 1, "{when}");
+        rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let o = run(
+            msend(home.path()).arg("--flush").arg("--queue").arg(&q),
+            b"",
+        );
+        assert_eq!(code(&o), 0, "{when}: {}", stderr(&o));
+        let seen = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(
+            seen.contains(&tok) && seen.contains("RCPT TO:<grey@example.test>"),
+            "{when}: not sent to the server it was spooled for: {seen}"
+        );
+        assert_eq!(queued(&q), 0, "{when}");
+    };
+    // Without any configuration: only the spooled message knows the server.
+    spool_and_flush("no configuration");
+    // With a default account pointing elsewhere (the capture peer), at spool and flush time.
+    let cfgdir = home.path().join(".config/mailkit");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    std::fs::write(
+        cfgdir.join("msend.toml"),
+        format!(
+            "default = \"cap\"\n[accounts.cap]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            common::peer("PEER_CAPTURE_PORT")
+        ),
+    )
+    .unwrap();
+    spool_and_flush("a default account elsewhere");
 }

@@ -48,6 +48,15 @@ client on stdin that sends nothing for 300 s while a command is due, or 600 s wh
 content is arriving (RFC 5321 §4.5.3.2; --timeout SECS sets both), gets 421 4.4.2 and msend
 exits 75 (unless a message failed before); the message in progress was never acknowledged.
 
+SPOOL
+  --queue DIR (queue = in the configuration) keeps a message whose delivery failed temporarily
+  in DIR, durably, and exits 0. Each spooled message remembers where it was to go: its account
+  and the server flags given then (--server, --tls/--starttls/--no-tls, --ca-file,
+  --tls-fingerprint, --user, --password-command, --direct, --resolver, --smtp-port). --flush
+  (-q) sends each message there, not to whatever the default is at flush time; --server,
+  --direct or -a given to --flush send every message there instead. --list (-bp, mailq) shows
+  the spool.
+
 TLS KEY PIN
   --tls-fingerprint SHA256 (tls_fingerprint = in an account) trusts exactly the server holding
   that public key: the CA, host name and expiry checks are replaced by the pin, so a self-signed
@@ -96,8 +105,14 @@ ENVIRONMENT
   XDG_CONFIG_HOME    base of ~/.config
 
 COMPATIBILITY
+  Installed under sendmail's names (symlinks to msend), it behaves as Postfix's sendmail does:
+    ln -s $(command -v msend) /usr/sbin/sendmail    sendmail, as cron, mail(1), mutt call it
+    ln -s $(command -v msend) /usr/bin/mailq        mailq = msend -bp (lists the spool)
+    ln -s $(command -v msend) /usr/bin/newaliases   newaliases = msend -bi: exits 0 with a
+                                                    note, mrelayd reads its aliases file live
   -oi, -oem, -odi, -odb, -oee, -om, -bm, -B TYPE, -N DSN and -O OPTION are accepted and ignored
-  (except -oi = -i). -bs runs an SMTP session on stdin/stdout; -bp is --list.
+  (except -oi = -i). -bs runs an SMTP session on stdin/stdout; -bp is --list; -bi does nothing
+  (there is no aliases database to rebuild).
   -q is --flush: it retries the spool once and exits. An attached interval (-q30m, -q1h) and
   -qf are accepted and ignored: msend runs no queue daemon, so schedule -q with cron. Selecting
   messages (-qI, -qR, -qS) is not supported (exit 64).
@@ -132,7 +147,7 @@ pub struct Args {
     pub sendmail_opts: Vec<String>,
 
     /// sendmail mode: -bm deliver a message (default), -bs SMTP session on stdin/stdout,
-    /// -bp list the spool.
+    /// -bp list the spool (as mailq), -bi do nothing (as newaliases).
     #[arg(short = 'b', value_name = "MODE")]
     pub mode: Option<String>,
 
@@ -356,12 +371,35 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     crate::runtime::build(crate::runtime::Threads::Current)
 }
 
+/// The mode a name stands for when msend is installed under it (as Postfix's sendmail):
+/// `mailq` is `-bp`, `newaliases` is `-bi`; any other name (msend, sendmail) none.
+fn mode_of_name(argv0: &std::ffi::OsStr) -> Option<&'static str> {
+    let name = std::path::Path::new(argv0).file_name()?;
+    match name.to_str()? {
+        "mailq" => Some("p"),
+        "newaliases" => Some("i"),
+        _ => None,
+    }
+}
+
 fn run(args: Args) -> Result<u8> {
-    let mode = args.mode.clone().unwrap_or_else(|| "m".into());
-    if !matches!(mode.as_str(), "m" | "s" | "p") {
+    let by_name = std::env::args_os().next().and_then(|a| mode_of_name(&a));
+    let mode = match (by_name, &args.mode) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.clone(),
+        (None, None) => "m".into(),
+    };
+    if !matches!(mode.as_str(), "m" | "s" | "p" | "i") {
         return Err(usage(format!(
-            "-b{mode} is not supported (only -bm, -bs, -bp)"
+            "-b{mode} is not supported (only -bm, -bs, -bp, -bi)"
         )));
+    }
+    if mode == "i" {
+        // sendmail -bi / newaliases rebuilds an aliases database; mrelayd has none to build.
+        eprintln!(
+            "msend: newaliases: nothing to do: mrelayd reads its aliases file live (no database, no restart)"
+        );
+        return Ok(exit::OK);
     }
     let flags = args.flags();
     let (cfg, hostname) = account::load_config(args.config.as_deref())?;
@@ -384,10 +422,10 @@ fn run(args: Args) -> Result<u8> {
             args.recipients.join(" ")
         )));
     }
-    let res = account::resolve(&flags, &cfg, hostname, None)?;
     if flushing {
-        return flush::flush(&flags, &cfg, &res, &runtime()?);
+        return flush::flush(&flags, &cfg, hostname, &runtime()?);
     }
+    let res = account::resolve(&flags, &cfg, hostname, None)?;
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     if mode == "s" {
         // Unbuffered: -bs waits on the fd before each read, so no byte may sit in a buffer.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::deliver::{self, Options, Route};
+use super::spool::Destination;
 use super::{netrc, Account, MsendConfig};
 use crate::config::{self, Config};
 use crate::exit;
@@ -55,6 +56,59 @@ pub struct Flags {
     pub dry_run: bool,
 }
 
+impl Flags {
+    /// The flags that chose where a message goes, stored with it when it is spooled
+    /// (`None` when none was given: the account alone decides).
+    pub fn destination(&self) -> Option<Destination> {
+        let d = Destination {
+            server: self.server.clone(),
+            tls: self.tls.and_then(super::tls_keyword).map(str::to_string),
+            ca_file: self.ca_file.clone(),
+            tls_fingerprint: self.tls_fingerprint.map(|p| p.to_string()),
+            user: self.user.clone(),
+            password_command: self.password_command.clone(),
+            direct: self.direct,
+            resolver: self.resolver.clone(),
+            smtp_port: self.smtp_port,
+        };
+        (d != Destination::default()).then_some(d)
+    }
+
+    /// These flags for a message spooled for `d`: what these flags do not say is taken from
+    /// `d` (a stored value that no longer parses is a configuration error, exit 78).
+    pub fn with_destination(&self, d: &Destination) -> Result<Flags> {
+        let tls = match d.tls.as_deref() {
+            Some(k) => Some(
+                super::tls_mode(k)
+                    .ok_or_else(|| bad_config(format!("spooled destination: unknown tls {k:?}")))?,
+            ),
+            None => None,
+        };
+        let pin =
+            match d.tls_fingerprint.as_deref() {
+                Some(p) => Some(p.parse::<tls::SpkiPin>().map_err(|e| {
+                    bad_config(format!("spooled destination: tls_fingerprint: {e}"))
+                })?),
+                None => None,
+            };
+        Ok(Flags {
+            server: self.server.clone().or_else(|| d.server.clone()),
+            tls: self.tls.or(tls),
+            ca_file: self.ca_file.clone().or_else(|| d.ca_file.clone()),
+            tls_fingerprint: self.tls_fingerprint.or(pin),
+            user: self.user.clone().or_else(|| d.user.clone()),
+            password_command: self
+                .password_command
+                .clone()
+                .or_else(|| d.password_command.clone()),
+            direct: self.direct || d.direct,
+            resolver: self.resolver.clone().or_else(|| d.resolver.clone()),
+            smtp_port: self.smtp_port.or(d.smtp_port),
+            ..self.clone()
+        })
+    }
+}
+
 /// Everything resolved from flags, account and configuration.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -62,6 +116,8 @@ pub struct Resolved {
     pub opts: Options,
     /// The account's name, when one was chosen (stored with spooled messages).
     pub account_name: Option<String>,
+    /// The destination flags (stored with spooled messages, [`Flags::destination`]).
+    pub destination: Option<Destination>,
     /// The chosen account (all `None` without one).
     pub account: Account,
     /// The spool, if any.
@@ -145,10 +201,17 @@ pub fn queue_dir(flags: &Flags, account: &Account, cfg: &MsendConfig) -> Option<
         .or_else(|| cfg.queue.clone())
 }
 
+/// The spool of `--list` (`-bp`, `mailq`) and `--flush`: [`queue_dir`] of the account
+/// [`choose`] picks, without resolving a server (none is needed to list, and each spooled
+/// message knows its own).
+pub fn spool_dir(flags: &Flags, cfg: &MsendConfig) -> Result<Option<PathBuf>> {
+    let (_, account) = choose(flags, cfg, None)?;
+    Ok(queue_dir(flags, &account, cfg))
+}
+
 /// The spool for `--list` (`-bp`): exit 64 without one.
 pub fn list_queue(flags: &Flags, cfg: &MsendConfig) -> Result<PathBuf> {
-    let (_, account) = choose(flags, cfg, None)?;
-    queue_dir(flags, &account, cfg)
+    spool_dir(flags, cfg)?
         .ok_or_else(|| usage("no spool: use --queue DIR (or queue = in the configuration)"))
 }
 
@@ -208,6 +271,7 @@ pub fn resolve(
             quit_after: flags.quit_after,
         },
         account_name,
+        destination: flags.destination(),
         account,
         queue,
         hostname,

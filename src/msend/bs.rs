@@ -164,6 +164,7 @@ pub fn serve<R: Read + AsFd>(
                 account: res.account_name.clone(),
                 queued_at: crate::clock::now(),
                 last_error: String::new(),
+                destination: res.destination.clone(),
             };
             match spool::put(dir, &meta, &data) {
                 Ok(id) => spooled = Some(id),

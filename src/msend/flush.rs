@@ -38,6 +38,7 @@ pub fn spool_temporary(res: &Resolved, from: &str, msg: &[u8], mut report: Repor
             account: res.account_name.clone(),
             queued_at: crate::clock::now(),
             last_error: last_error.clone(),
+            destination: res.destination.clone(),
         };
         let id = spool::put(dir, &meta, msg).map_err(|e| {
             exit::fail(
@@ -85,18 +86,20 @@ pub fn list(dir: &Path, out: &mut dyn Write) -> Result<u8> {
 /// `--flush` (and `-q`): every spooled message in order; removed only after the server's 250
 /// for all its recipients; permanent failures are reported and moved to DIR/failed. The exit
 /// code is [`Report::exit_code`] over all messages together, as for a direct send.
+/// Each message goes where it was spooled for (its account and [`spool::Destination`]) unless
+/// `--server`, `--direct` or `-a` say otherwise; the flags' own route is resolved only for
+/// messages that need it, so a spool of messages that all know their server flushes without
+/// a default one.
 pub fn flush(
     flags: &Flags,
     cfg: &MsendConfig,
-    res: &Resolved,
+    hostname: String,
     rt: &tokio::runtime::Runtime,
 ) -> Result<u8> {
     let usage = |m: &str| exit::fail(exit::USAGE, m);
-    let dir = res
-        .queue
-        .clone()
+    let dir = account::spool_dir(flags, cfg)?
         .ok_or_else(|| usage("--flush (-q) needs --queue DIR (or queue = in the configuration)"))?;
-    if res.opts.quit_after.is_some() {
+    if flags.quit_after.is_some() {
         // A session stopped early delivers nothing: the spool must not take it for delivered.
         return Err(usage("--quit-after cannot be used with --flush (-q)"));
     }
@@ -109,6 +112,8 @@ pub fn flush(
     };
     let mut all = Report::default();
     let mut unreadable = false;
+    // The flags' own route, resolved when a message first needs it.
+    let mut default: Option<Resolved> = None;
     for path in spool::list(&dir)? {
         let entry = match spool::read(&path) {
             Ok(e) => e,
@@ -118,18 +123,31 @@ pub fn flush(
                 continue;
             }
         };
-        // A message spooled with an account goes out with it, unless the flags say otherwise.
+        // A message goes where it was spooled for: its account and the server flags given
+        // then, unless --server, --direct or -a now say otherwise.
+        let overridden = flags.server.is_some() || flags.direct || flags.account.is_some();
+        let meta = &entry.meta;
         let r;
-        let opts = if flags.server.is_none() && !flags.direct && flags.account.is_none() {
-            match entry.meta.account.as_deref() {
-                Some(acc) => {
-                    r = account::resolve(flags, cfg, res.hostname.clone(), Some(acc))?;
-                    &r.opts
-                }
-                None => &res.opts,
-            }
+        let opts = if !overridden && (meta.account.is_some() || meta.destination.is_some()) {
+            let spooled_flags = match &meta.destination {
+                Some(d) => flags.with_destination(d)?,
+                None => flags.clone(),
+            };
+            r = account::resolve(
+                &spooled_flags,
+                cfg,
+                hostname.clone(),
+                meta.account.as_deref(),
+            )?;
+            &r.opts
         } else {
-            &res.opts
+            if default.is_none() {
+                default = Some(account::resolve(flags, cfg, hostname.clone(), None)?);
+            }
+            match &default {
+                Some(d) => &d.opts,
+                None => continue, // not reached: set just above
+            }
         };
         let report = rt.block_on(deliver::send(
             opts,

@@ -54,6 +54,17 @@ pub fn tls_mode(keyword: &str) -> Option<tls::Mode> {
     })
 }
 
+/// The `tls` keyword of a mode ([`TLS_KEYWORDS`]); opportunistic TLS has none (msend's
+/// accounts and flags never choose it).
+pub fn tls_keyword(mode: tls::Mode) -> Option<&'static str> {
+    Some(match mode {
+        tls::Mode::Starttls => "starttls",
+        tls::Mode::Implicit => "tls",
+        tls::Mode::Off => "none",
+        tls::Mode::Opportunistic => return None,
+    })
+}
+
 fn de_pin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::SpkiPin>, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map(Some).map_err(serde::de::Error::custom)

@@ -3,7 +3,8 @@
 //!
 //! Layout: `DIR/tmp/` (files being written), `DIR/<id>.msg` (spooled, oldest id first),
 //! `DIR/failed/<id>.msg` (permanently failed, kept for the user), `DIR/.lock` (one flusher at a
-//! time). A spool file is one JSON line (envelope, account) followed by the message bytes.
+//! time). A spool file is one JSON line (envelope, account, [`Destination`]) followed by the
+//! message bytes.
 //! Writes go to `tmp/`, are fsynced, renamed into place, and the directory is fsynced: a file
 //! in `DIR` is always complete.
 
@@ -34,6 +35,36 @@ pub struct Meta {
     pub queued_at: u64,
     /// Last error seen.
     pub last_error: String,
+    /// The server it was spooled for, when the command line named one (`--server`, TLS,
+    /// `--user`, `--direct`, ...): `--flush` sends it there, not to the default of the day.
+    /// Files spooled before this field existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+}
+
+/// The command-line flags that chose where a message goes, as given when it was spooled
+/// (the account is [`Meta::account`]); `None`/`false`: not given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Destination {
+    /// `--server HOST[:PORT]`.
+    pub server: Option<String>,
+    /// `--tls`, `--starttls`, `--no-tls` as an account's `tls` keyword.
+    pub tls: Option<String>,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
+    /// `--tls-fingerprint` (hex).
+    pub tls_fingerprint: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--password-command` (the command, never a password).
+    pub password_command: Option<String>,
+    /// `--direct`.
+    pub direct: bool,
+    /// `--resolver`.
+    pub resolver: Option<String>,
+    /// `--smtp-port`.
+    pub smtp_port: Option<u16>,
 }
 
 /// One spooled message.
@@ -203,6 +234,11 @@ mod tests {
             account: None,
             queued_at: 1,
             last_error: "451 later".into(),
+            destination: Some(Destination {
+                server: Some("[::1]:2525".into()),
+                tls: Some("none".into()),
+                ..Destination::default()
+            }),
         };
         let id1 = put(dir.path(), &meta, b"Subject: 1\r\n\r\nx\n").unwrap();
         let id2 = put(dir.path(), &meta, b"Subject: 2\r\n\r\n").unwrap();
@@ -231,6 +267,17 @@ mod tests {
         let held = lock(dir.path()).unwrap();
         assert!(held.is_some());
         assert!(list(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_spooled_without_a_destination_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.msg");
+        let old = br#"{"from":"a@x","rcpts":["b@y"],"account":null,"queued_at":1,"last_error":""}"#;
+        fs::write(&p, [&old[..], b"\nbody"].concat()).unwrap();
+        let e = read(&p).unwrap();
+        assert_eq!(e.meta.destination, None);
+        assert_eq!(e.message, b"body");
     }
 
     #[test]
