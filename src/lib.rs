@@ -44,7 +44,8 @@
 //! - [`proc`]: the one runner of short-lived child programs: stdin input, bounded output, a
 //!   timeout that kills the child's whole process group (checkpassword, pipes, password commands).
 //! - [`os`]: the only `unsafe` code: the few libc calls std does not wrap (socket-activation fds,
-//!   passwd/group lookups with `getpwnam_r`/`getgrnam_r`, the privilege drop); a leaf.
+//!   passwd/group lookups with `getpwnam_r`/`getgrnam_r`, the privilege drop) and a wait for
+//!   input with a time limit (`poll`, msend `-bs`); a leaf.
 //! - [`log`]: the one log line format of every program (`name: event` on stderr); a leaf, so
 //!   `config` and `server` both use it without importing each other.
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `fuzz/` (untrusted input of every layer).

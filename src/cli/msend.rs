@@ -3,7 +3,8 @@
 //! sendmail's single-dash multi-letter flags need no argv rewriting: `-oi`, `-oem`, `-odi` are
 //! the short option `-o` with an attached value, `-bs`/`-bm`/`-bp` the short option `-b`.
 //! What msend does with them lives in [`crate::msend`]: [`Args`] becomes its plain option
-//! structs ([`Flags`], [`Submission`]) and [`run`] picks the mode.
+//! structs ([`Flags`], [`Submission`]) and [`run`] picks the mode. The name msend is called
+//! by picks one too, as for Postfix's sendmail: `mailq` is `-bp`, `newaliases` is `-bi`.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
