@@ -1758,6 +1758,73 @@ fn tls_fingerprint_pins_the_server_key() {
     assert_eq!(code(&o), 78, "{}", stderr(&o));
 }
 
+/// mrelayd's own certificate, as `mrelayd quickstart` generates it, is not among the webpki
+/// roots: submission to its STARTTLS port fails before AUTH or MAIL with exit 69 and is not
+/// spooled; with `--ca-file` its `ca.pem` the same submission is delivered into the Maildir.
+#[test]
+fn mrelayd_generated_certificate_is_untrusted_until_its_ca_is_given() {
+    let dir = common::scratch();
+    let demo = dir.path().join("demo");
+    let config = common::quickstart_on_port_zero(&demo);
+    let (_relay, l) = common::start_daemon(
+        Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("serve"),
+        &dir.path().join("mrelayd.log"),
+        &["submission"],
+    );
+    let password = std::fs::read_to_string(demo.join("demo-password")).unwrap();
+    let server = format!("localhost:{}", l.port("submission"));
+    let home = common::scratch();
+    let queue = home.path().join("spool");
+    let submit = |extra: &[&str], tok: &str| {
+        run(
+            msend(home.path())
+                .env("MSEND_PASSWORD", password.trim())
+                .args(extra)
+                .args(["--user", "demo", "-f", "demo@localhost", "--queue"])
+                .arg(&queue)
+                .args(["--server", &server, "demo@localhost"]),
+            format!("Subject: {tok}\n\nto the demo\n").as_bytes(),
+        )
+    };
+    let untrusted = token();
+    let o = submit(&[], &untrusted);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 69, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert_eq!(
+        queued(&queue),
+        0,
+        "an untrusted certificate must not be spooled"
+    );
+    let trusted = token();
+    let ca = demo.join("ca.pem");
+    let o = submit(&["--ca-file", ca.to_str().unwrap()], &trusted);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let new = demo.join("mail/demo/Maildir/new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let texts = loop {
+        let texts: Vec<String> = std::fs::read_dir(&new)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !texts.is_empty() || Instant::now() > deadline {
+            break texts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(texts.iter().any(|t| t.contains(&trusted)), "not delivered");
+    assert!(
+        !texts.iter().any(|t| t.contains(&untrusted)),
+        "sent despite the certificate"
+    );
+}
+
 /// TLS is required by default (`--starttls`): smtp-sink offers no STARTTLS. Retrying cannot
 /// help until the server or the account changes, so msend exits 69 and spools nothing (mrelayd
 /// defers the same failure: tests/mrelayd_remote.rs `per_domain_tls_encrypt_defers_without_starttls`).

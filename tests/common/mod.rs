@@ -546,3 +546,25 @@ impl Drop for SystemGroup {
         let _ = Command::new("groupdel").arg(self.0).status();
     }
 }
+
+/// `mrelayd quickstart DEMO --no-run`: the demo directory (config, self-signed certificate and
+/// its `ca.pem`, user `demo` and `demo-password`), with the fixed ports 2525/2587/1110 of its
+/// listeners replaced by 0 so tests run in parallel. Returns the config's path.
+pub fn quickstart_on_port_zero(demo: &Path) -> PathBuf {
+    let out = Command::new(bin("mrelayd"))
+        .arg("quickstart")
+        .arg(demo)
+        .arg("--no-run")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = demo.join("mailkit.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for port in ["2525", "2587", "1110"] {
+        let fixed = format!("127.0.0.1:{port}");
+        assert!(text.contains(&fixed), "{text}");
+        text = text.replace(&fixed, "127.0.0.1:0");
+    }
+    std::fs::write(&config, text).unwrap();
+    config
+}
