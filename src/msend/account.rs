@@ -377,3 +377,50 @@ fn password(flags: &Flags, account: &Account, host: &str, user: &str) -> Result<
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_round_trip_and_flush_flags_win() {
+        assert_eq!(Flags::default().destination(), None, "only an account");
+        let pin: tls::SpkiPin = "ab".repeat(32).parse().unwrap();
+        let spooled = Flags {
+            server: Some("[::1]:2525".into()),
+            tls: Some(tls::Mode::Off),
+            tls_fingerprint: Some(pin),
+            user: Some("me".into()),
+            password_command: Some("pass show mail".into()),
+            ..Flags::default()
+        };
+        let d = spooled.destination().unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        let d: Destination = serde_json::from_str(&json).unwrap();
+        let at_flush = Flags {
+            verbose: true,
+            ..Flags::default()
+        };
+        let back = at_flush.with_destination(&d).unwrap();
+        assert_eq!(back.server, spooled.server);
+        assert_eq!(back.tls, Some(tls::Mode::Off));
+        assert_eq!(back.tls_fingerprint, Some(pin));
+        assert_eq!(back.user.as_deref(), Some("me"));
+        assert_eq!(back.password_command.as_deref(), Some("pass show mail"));
+        assert!(back.verbose, "the flush's own flags stay");
+        // What --flush says itself wins over what was stored.
+        let tls_now = Flags {
+            tls: Some(tls::Mode::Implicit),
+            ..Flags::default()
+        };
+        assert_eq!(
+            tls_now.with_destination(&d).unwrap().tls,
+            Some(tls::Mode::Implicit)
+        );
+        let bad = Destination {
+            tls: Some("sometimes".into()),
+            ..Destination::default()
+        };
+        assert!(at_flush.with_destination(&bad).is_err());
+    }
+}

@@ -141,13 +141,11 @@ pub fn flush(
             )?;
             &r.opts
         } else {
-            if default.is_none() {
-                default = Some(account::resolve(flags, cfg, hostname.clone(), None)?);
-            }
-            match &default {
-                Some(d) => &d.opts,
-                None => continue, // not reached: set just above
-            }
+            let d = match default {
+                Some(ref d) => d,
+                None => default.insert(account::resolve(flags, cfg, hostname.clone(), None)?),
+            };
+            &d.opts
         };
         let report = rt.block_on(deliver::send(
             opts,

@@ -518,6 +518,7 @@ impl Client {
                 "transaction started while the session is not ready".into(),
             ))];
         }
+        self.stopped_rcpts.clear();
         let need = needs(&env, message);
         if need.smtputf8 && !self.ext.smtputf8 {
             return vec![Action::Failed(Error::Unsupported(
