@@ -1794,6 +1794,7 @@ fn mrelayd_generated_certificate_is_untrusted_until_its_ca_is_given() {
     let err = stderr(&o);
     assert_eq!(code(&o), 69, "{err}");
     assert!(err.contains("certificate"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert_eq!(
         queued(&queue),
         0,
