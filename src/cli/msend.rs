@@ -30,9 +30,9 @@ EXIT STATUS
   75  temporary failure (4xx, refused or timed-out connection, DNS trouble): retry later
   77  authentication failed              78  bad configuration
 Each failure prints one line naming the recipient, the server and its reply.
-With --queue only temporary failures (75) are spooled: a 69 (an untrusted certificate, no
-STARTTLS) is not, msend exits 69 with its one line, as mrelayd defers the same failure (4.7.x)
-because an MTA keeps retrying while its admin fixes the trust.
+With --queue only temporary failures (75) are spooled. A 69 is not: msend prints its one
+line and exits 69 at once (an untrusted certificate or a missing STARTTLS stays so until
+someone acts), whereas mrelayd, an MTA, defers the same failures (4.7.x) and retries them.
 --quit-after STAGE exits 0 only when the session got there and QUIT was sent, and a server's
 refusal on the way exits as for a send (a recipient refused at RCPT: 67; MAIL refused, no
 STARTTLS: 69); a stage that cannot happen is bad usage (64: --quit-after tls with --no-tls,
@@ -55,8 +55,9 @@ SPOOL
   and the server flags given then (--server, --tls/--starttls/--no-tls, --ca-file,
   --tls-fingerprint, --user, --password-command, --direct, --resolver, --smtp-port). --flush
   (-q) sends each message there, not to whatever the default is at flush time; --server,
-  --direct or -a given to --flush send every message there instead. --list (-bp, mailq) shows
-  the spool.
+  --direct or -a given to --flush send every message there instead. A message that meets a
+  permanent failure at --flush time (a 5xx, an untrusted certificate, no STARTTLS) moves to
+  DIR/failed. --list (-bp, mailq) shows the spool.
 
 TLS KEY PIN
   --tls-fingerprint SHA256 (tls_fingerprint = in an account) trusts exactly the server holding
