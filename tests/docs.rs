@@ -203,8 +203,8 @@ fn man_pages_and_completions_are_current() {
     );
 }
 
-/// Pages of other packages the manuals may cite (`local(8)` is Postfix's).
-const EXTERNAL_PAGES: &[&str] = &["local(8)"];
+/// Pages of other packages the manuals may cite (`local(8)` is Postfix's, `mail(1)` bsd-mailx's).
+const EXTERNAL_PAGES: &[&str] = &["local(8)", "mail(1)"];
 
 /// Every `NAME(SECTION)` a shipped man page cites is a page we ship or a listed external one:
 /// no reference to a page that is not there (issue 12: mrelayd(1) cited mrelayd-serve(1)).
