@@ -447,6 +447,15 @@ impl Config {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// The loaded file's path for messages that tell the admin what to edit, or "the
+    /// configuration file" for built-in defaults.
+    pub fn file_name(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the configuration file".into())
+    }
 }
 
 /// Identity of a file's version: mtime, size, inode, device (a rename into place is a change).

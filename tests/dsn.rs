@@ -139,6 +139,7 @@ fn failure_report_with_full_message() {
     carol.last_attempt = Some(NOW);
     let input = DsnInput {
         reporting_mta: "relay.example.org",
+        postmaster_domain: "example.org",
         envid: Some("QQ+2B314"),
         arrival: ARRIVAL,
         original_sender: "alice@example.org",
@@ -280,6 +281,7 @@ fn delay_warning_returns_headers_only() {
     carol.will_retry_until = Some(until);
     let input = DsnInput {
         reporting_mta: "relay.example.org",
+        postmaster_domain: "example.org",
         envid: None,
         arrival: ARRIVAL,
         original_sender: "alice@example.org",
@@ -350,6 +352,7 @@ fn large_message_returns_headers_and_says_so() {
     }
     let input = DsnInput {
         reporting_mta: "relay.example.org",
+        postmaster_domain: "example.org",
         envid: None,
         arrival: ARRIVAL,
         original_sender: "alice@example.org",
@@ -383,6 +386,7 @@ fn internationalised_addresses_and_8bit_message() {
     r.diagnostic = Some("550 5.1.1 mailbox unavailable".into());
     let input = DsnInput {
         reporting_mta: "relay.example.org",
+        postmaster_domain: "example.org",
         envid: None,
         arrival: ARRIVAL,
         original_sender: "jörg@bücher.example",
@@ -422,6 +426,7 @@ fn garbage_message_keeps_the_structure() {
     message.extend((0u8..=255).cycle().take(4000));
     let input = DsnInput {
         reporting_mta: "relay.example.org",
+        postmaster_domain: "example.org",
         envid: Some("bad\r\nX-Injected: yes"),
         arrival: ARRIVAL,
         original_sender: "alice@example.org",

@@ -46,9 +46,19 @@ impl Mrelayd {
         if !passwd.exists() {
             std::fs::write(&passwd, PASSWD).unwrap();
         }
+        // RFC 5321 §4.5.1: mrelayd starts only with a postmaster; a test's own aliases get
+        // one at the end (their line numbers stay) unless they name one.
         let aliases = dir.join("aliases");
-        if !aliases.exists() {
-            std::fs::write(&aliases, "postmaster: alice\n").unwrap();
+        let mut text = std::fs::read_to_string(&aliases).unwrap_or_default();
+        if !text
+            .lines()
+            .any(|l| l.to_lowercase().starts_with("postmaster:"))
+        {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str("postmaster: alice\n");
+            std::fs::write(&aliases, text).unwrap();
         }
         let config = dir.join("mailkit.toml");
         let text = format!(
@@ -1954,7 +1964,12 @@ fn directory_harvest_is_slowed_cut_off_and_summarised() {
 #[test]
 fn a_flood_from_15_addresses_leaves_slots_for_a_new_one() {
     let dir = common::scratch();
-    let m = Mrelayd::start(dir.path(), "max_connections = 30\nmax_per_ip = 20", "");
+    // Loopback addresses stand for the clients: none exempt from the per-address rules.
+    let m = Mrelayd::start(
+        dir.path(),
+        "max_connections = 30\nmax_per_ip = 20\nmax_per_ip_exceptions = []",
+        "",
+    );
     let mut flood = Vec::new();
     let mut served = 0;
     for _round in 0..4 {
@@ -2362,4 +2377,130 @@ fn pipe_gets_a_clean_documented_environment_and_recipient_delimiter() {
     assert_eq!(vars["SENDER"], "s@remote.test", "{env}");
     assert_eq!(vars["PATH"], "/usr/local/bin:/usr/bin:/bin", "{env}");
     assert_eq!(vars["HOME"], "/", "{env}");
+}
+
+/// Issue 12: a real Postfix relaying 300 messages to mrelayd with its default destination
+/// concurrency (20) had one deferred by `421 Too many connections`. The peers' Postfix routes
+/// mrelayd.test to PEER_MRELAYD_PORT, where this mrelayd (default limits: max_per_ip 20,
+/// loopback exempt) listens; smtp-source hands Postfix 300 messages at once. All 300 arrive,
+/// Postfix defers none, mrelayd refuses no connection.
+#[test]
+fn postfix_relaying_300_messages_has_none_deferred() {
+    let dir = common::scratch();
+    let mut m = Mrelayd::configure(dir.path(), "", "");
+    let text = std::fs::read_to_string(&m.config).unwrap().replace(
+        "domains = [\"example.test\"]",
+        "domains = [\"example.test\", \"mrelayd.test\"]",
+    );
+    std::fs::write(&m.config, text).unwrap();
+    m.smtp = common::peer("PEER_MRELAYD_PORT").parse().unwrap();
+    m.restart();
+    // A recipient of this run only (alice+TAG is alice), so earlier runs' log lines don't count.
+    let rcpt = format!("alice+pf{}@mrelayd.test", std::process::id());
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            SMTP_SOURCE,
+            "-s",
+            "20",
+            "-m",
+            "300",
+            "-f",
+            "bob@example.test",
+            "-t",
+        ])
+        .arg(&rcpt)
+        .arg(format!("127.0.0.1:{}", common::peer("PEER_POSTFIX_PORT")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "smtp-source to Postfix: {out:?}");
+    let postfix_log = PathBuf::from(common::peer("PEER_LOG_DIR")).join("postfix.log");
+    let ours = || {
+        std::fs::read_to_string(&postfix_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("to=<{rcpt}>")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let got = loop {
+        let got = wait_messages(&m.maildir("alice"), 300);
+        if got.len() >= 300 || Instant::now() > deadline {
+            break got;
+        }
+    };
+    let deferred: Vec<String> = ours()
+        .into_iter()
+        .filter(|l| !l.contains("status=sent"))
+        .collect();
+    assert!(deferred.is_empty(), "Postfix deferred: {deferred:#?}");
+    assert_eq!(got.len(), 300, "{}", m.log_text());
+    assert!(!m.log_text().contains("refused"), "{}", m.log_text());
+    // Postfix itself delivered each (its smtp client, relay=127.0.0.1[...]:PORT).
+    let relayed = format!("relay=127.0.0.1[127.0.0.1]:{}", m.smtp);
+    assert_eq!(
+        ours()
+            .iter()
+            .filter(|l| l.contains(&relayed) && l.contains("status=sent"))
+            .count(),
+        300
+    );
+}
+
+/// A DSN mrelayd sends offers `postmaster@` a domain that same mrelayd accepts: its first local
+/// domain, not its hostname (mx.example.test here, which is not a local domain). Bob's message
+/// to an alias whose pipe fails permanently comes back to him; the address it names is
+/// accepted (swaks) and delivered to the postmaster alias's user.
+#[test]
+fn dsn_names_a_postmaster_this_mrelayd_accepts() {
+    let dir = common::scratch();
+    std::fs::write(
+        dir.path().join("aliases"),
+        "postmaster: alice\nbroken: \"|exit 67\"\n",
+    )
+    .unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let server = format!("127.0.0.1:{}", m.smtp);
+    let (ok, out) = common::swaks(&[
+        "--server",
+        &server,
+        "--from",
+        "bob@example.test",
+        "--to",
+        "broken@example.test",
+    ]);
+    assert!(ok, "{out}");
+    let dsn = wait_messages(&m.maildir("bob"), 1);
+    assert_eq!(dsn.len(), 1, "{}", m.log_text());
+    // The human part is wrapped: read it as one line.
+    let dsn = String::from_utf8_lossy(&dsn[0])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let named = dsn
+        .split("write to ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no postmaster named: {dsn}"))
+        .to_string();
+    assert_eq!(named, "postmaster@example.test", "{dsn}");
+    let (ok, out) = common::swaks(&[
+        "--server",
+        &server,
+        "--from",
+        "bob@example.test",
+        "--to",
+        &named,
+        "--header",
+        "Subject: help",
+    ]);
+    assert!(ok, "{out}");
+    let got = wait_messages(&m.maildir("alice"), 1);
+    assert!(
+        got.iter()
+            .any(|b| String::from_utf8_lossy(b).contains("Subject: help")),
+        "{}",
+        m.log_text()
+    );
 }

@@ -36,13 +36,16 @@ impl Daemon {
         std::fs::create_dir_all(dir).unwrap();
         let passwd = dir.join("passwd");
         std::fs::write(&passwd, "alice:{PLAIN}password::::::\n").unwrap();
+        std::fs::write(dir.join("aliases"), "postmaster: alice\n").unwrap();
         let config = dir.join("mailkit.toml");
         let text = format!(
             "hostname = \"{host}\"\nstate_dir = \"{state}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"{host}\"]\n\
-[mrelayd]\nlisten = [ {{ address = \"127.0.0.1:{port}\", role = \"smtp\" }} ]\n{extra}\n\
+[mrelayd]\naliases = \"{aliases}\"\n\
+listen = [ {{ address = \"127.0.0.1:{port}\", role = \"smtp\" }} ]\n{extra}\n\
 [mrelayd.remote]\nrelayhost_tls = \"none\"\nretry_initial_secs = 1\nretry_max_secs = 2\n{remote}\n",
             state = dir.join("state").display(),
+            aliases = dir.join("aliases").display(),
             passwd = passwd.display(),
             mail = dir.join("mail").display(),
         );

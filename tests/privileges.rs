@@ -22,10 +22,11 @@ fn assert_root() {
 /// added at the top level (e.g. a `[run_as]` block).
 fn write_config(dir: &Path, top: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("passwd"), "alice:{PLAIN}password::::::\n").unwrap();
+    std::fs::write(dir.join("aliases"), "postmaster: alice\n").unwrap();
     let text = format!(
         "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
 [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
-[mrelayd]\nlisten = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
+[mrelayd]\naliases = \"{d}/aliases\"\nlisten = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n\
 [mpopd]\nlisten = [ {{ address = \"127.0.0.1:0\" }} ]\n{top}\n",
         d = dir.display(),
@@ -325,12 +326,14 @@ fn delivers_to_a_system_user(name: &'static str, uid: u32, relative: bool) {
         common::with_run_as(&format!(
             "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
 [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
-[mrelayd]\ntrusted_networks = []\nlisten = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
+[mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\n\
+listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             d = d.display()
         )),
     )
     .unwrap();
+    std::fs::write(d.join("aliases"), "postmaster: alice\n").unwrap();
     let md = d.join("mail/sys");
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(md.join(sub)).unwrap();
@@ -708,7 +711,7 @@ fn mrelayd_serve_delivers_a_queued_pipe_only_after_dropping_root() {
     std::fs::write(
         d.join("aliases"),
         format!(
-            "whoami: |test -e {f} || exit 75; id -u > {o}\n",
+            "postmaster: alice\nwhoami: |test -e {f} || exit 75; id -u > {o}\n",
             f = flag.display(),
             o = out.display()
         ),

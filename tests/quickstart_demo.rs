@@ -35,14 +35,35 @@ struct Demo {
     _pop: common::KillOnDrop,
 }
 
+/// `mrelayd quickstart DIR --no-run` into a scratch directory: the directory and DIR.
+fn quickstart_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = common::scratch();
+    let demo = dir.path().join("demo");
+    quickstart_no_run(&demo);
+    (dir, demo)
+}
+
 impl Demo {
     /// `mrelayd quickstart DIR --no-run`, its ports replaced by 0 and `edit` applied to its
     /// config, then both daemons started from that config.
     fn start(edit: impl FnOnce(String) -> String) -> Demo {
-        let dir = common::scratch();
-        let demo = dir.path().join("demo");
-        let config = common::quickstart_on_port_zero(&demo);
+        let (dir, demo) = quickstart_dir();
+        Demo::serve(dir, demo, edit)
+    }
+
+    /// Serves the quickstart directory `demo` (made by `mrelayd quickstart`) as the quickstart
+    /// does, on port 0 instead of 2525/2587/1110: `mrelayd serve` and `mpopd serve` from its
+    /// config, with `edit` applied to it first.
+    fn serve(dir: tempfile::TempDir, demo: PathBuf, edit: impl FnOnce(String) -> String) -> Demo {
+        let config = demo.join("mailkit.toml");
         let text = std::fs::read_to_string(&config).unwrap();
+        for port in ["2525", "2587", "1110"] {
+            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        }
+        let text = text
+            .replace("127.0.0.1:2525", "127.0.0.1:0")
+            .replace("127.0.0.1:2587", "127.0.0.1:0")
+            .replace("127.0.0.1:1110", "127.0.0.1:0");
         std::fs::write(&config, edit(text)).unwrap();
         let (relay, l) = common::start_daemon(
             Command::new(common::bin("mrelayd"))
@@ -245,6 +266,158 @@ fn every_spelling_of_the_banner_user_logs_in() {
     let out = d.curl_pop3("demo@example.org", "");
     assert!(!out.status.success(), "{out:?}");
     let _ = d.smtp;
+}
+
+/// Postfix's smtp-source: `-s 20` sessions at once from loopback, `-m` messages to
+/// demo@localhost; whether it succeeded and what it said.
+fn smtp_source(port: u16, messages: usize) -> (bool, String) {
+    let out = Command::new("timeout")
+        .args(["120", "/usr/sbin/smtp-source", "-s", "20", "-m"])
+        .arg(messages.to_string())
+        .args(["-f", "demo@localhost", "-t", "demo@localhost"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    common::status_and_text(&out)
+}
+
+/// Issue 12: 20 parallel sessions from loopback (smtp-source -s 20, the default max_per_ip)
+/// got `421 Too many connections`: a session that had said 221 still counted while the client
+/// was already connecting again. The quickstart exempts loopback from the per-address limit
+/// (as Postfix exempts $mynetworks), and the count is exact even without the exemption.
+#[test]
+fn twenty_parallel_loopback_sessions_are_never_refused() {
+    let d = Demo::start(|t| t);
+    let (ok, out) = smtp_source(d.smtp, 200);
+    assert!(ok && !out.contains("421"), "{out}\n{}", d.logs());
+    assert_eq!(d.wait_mail(200).len(), 200, "{}", d.logs());
+    assert!(!d.logs().contains("refused"), "{}", d.logs());
+    // No exemption: loopback is held to max_per_ip = 20, and 20 sessions that close and
+    // reconnect at once still fit, since a closing session no longer counts.
+    let strict = Demo::start(|t| {
+        t.replace(
+            "trusted_networks = []\n",
+            "trusted_networks = []\nmax_per_ip_exceptions = []\n",
+        )
+    });
+    let (ok, out) = smtp_source(strict.smtp, 500);
+    assert!(ok && !out.contains("421"), "{out}\n{}", strict.logs());
+    assert_eq!(strict.wait_mail(500).len(), 500, "{}", strict.logs());
+    assert!(!strict.logs().contains("refused"), "{}", strict.logs());
+    // The limit itself still holds for loopback then: 21 open sessions, the 21st refused.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", strict.smtp)).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut b = [0u8; 3];
+        std::io::Read::read_exact(&mut s, &mut b).unwrap();
+        assert_eq!(&b, b"220");
+        held.push(s);
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", strict.smtp)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut reply);
+    assert!(
+        reply.starts_with("421 4.7.0 Too many connections"),
+        "{reply}"
+    );
+    drop(held);
+}
+
+/// RFC 5321 §4.5.1 (postmaster MUST be accepted) and RFC 2142 (abuse): the quickstart's aliases
+/// send both to demo; `<Postmaster>` without a domain, any case, and abuse@localhost are
+/// accepted and delivered (swaks).
+#[test]
+fn postmaster_and_abuse_are_accepted_and_delivered() {
+    let d = Demo::start(|t| t);
+    let rcpts = [
+        "Postmaster",
+        "postmaster@localhost",
+        "PostMaster@LocalHost",
+        "abuse@localhost",
+    ];
+    for (i, to) in rcpts.iter().enumerate() {
+        let (ok, out) = common::swaks(&[
+            "--server",
+            &format!("127.0.0.1:{}", d.smtp),
+            "--from",
+            "someone@example.org",
+            "--to",
+            to,
+            "--header",
+            &format!("Subject: to {i}"),
+        ]);
+        assert!(ok, "RCPT TO:<{to}>: {out}\n{}", d.logs());
+        assert!(out.contains(&format!("RCPT TO:<{to}>\n<-  250 ")), "{out}");
+    }
+    let got = d.wait_mail(rcpts.len());
+    assert_eq!(got.len(), rcpts.len(), "{}", d.logs());
+    for i in 0..rcpts.len() {
+        assert!(got.iter().any(|m| m.contains(&format!("Subject: to {i}"))));
+    }
+    assert!(got
+        .iter()
+        .any(|m| m.contains("Delivered-To: abuse@localhost")));
+    assert!(got
+        .iter()
+        .any(|m| m.contains("Delivered-To: postmaster@localhost")));
+}
+
+/// Starts `mrelayd serve` on the quickstart directory with `edit` applied to its config and
+/// expects it to refuse: its exit code and what it said.
+fn refused_start(edit: impl FnOnce(String) -> String, aliases: Option<&str>) -> (i32, String) {
+    let (_dir, demo) = quickstart_dir();
+    let config = demo.join("mailkit.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(":2525", ":0");
+    std::fs::write(&config, edit(text.replace(":2587", ":0"))).unwrap();
+    if let Some(a) = aliases {
+        std::fs::write(demo.join("aliases"), a).unwrap();
+    }
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(common::bin("mrelayd"))
+        .arg("-c")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let (_, text) = common::status_and_text(&out);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// mrelayd refuses to start (exit 78) when postmaster resolves to nobody, naming the aliases
+/// file or key to fix and the key that makes it a warning; with that key it starts and warns.
+#[test]
+fn mrelayd_refuses_to_start_without_postmaster() {
+    // An aliases file without postmaster: named.
+    let (code, text) = refused_start(|t| t, Some("abuse: demo\n"));
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains("postmaster@localhost")
+            && text.contains("/demo/aliases")
+            && text.contains("require_postmaster = false"),
+        "{text}"
+    );
+    // No aliases file at all: the key to set is named.
+    let (code, text) = refused_start(|t| t.replace("aliases = \"aliases\"\n", ""), None);
+    assert_eq!(code, 78, "{text}");
+    assert!(text.contains("[mrelayd] aliases"), "{text}");
+    // A postmaster alias naming an unknown user is no postmaster either.
+    let (code, text) = refused_start(|t| t, Some("postmaster: nobody-here\n"));
+    assert_eq!(code, 78, "{text}");
+    assert!(text.contains("nobody-here"), "{text}");
+    // The admin says warn: it starts (without an aliases file), and says it once.
+    let d = Demo::start(|t| t.replace("aliases = \"aliases\"\n", "require_postmaster = false\n"));
+    let log = d.logs();
+    assert_eq!(
+        log.matches("warning: postmaster resolves to no mailbox")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 /// A running `mrelayd quickstart` (it supervises an mpopd): stopped with SIGTERM on drop, as

@@ -436,10 +436,12 @@ fn wait_admitted(src: [u8; 4], addr: SocketAddr) -> Client {
 
 #[test]
 fn per_ip_limit_refuses_with_the_busy_reply() {
+    // Loopback addresses stand for clients: none exempt from the per-address limit.
     let settings = Settings {
         limits: Limits {
             max_connections: 10,
             max_per_ip: 2,
+            per_ip_exempt: Vec::new(),
             ..Limits::default()
         },
         ..Settings::default()

@@ -500,6 +500,8 @@ fn mrelayd_local_delivery_never_writes_through_a_planted_symlink() {
         let link = link_at(&md, at);
         plant(&link, &out.join(target));
     }
+    // RFC 5321 §4.5.1: mrelayd starts only with a postmaster (erin's Maildir is sound).
+    std::fs::write(dir.path().join("aliases"), "postmaster: erin\n").unwrap();
     let config = dir.path().join("mailkit.toml");
     std::fs::write(
         &config,
@@ -507,7 +509,7 @@ fn mrelayd_local_delivery_never_writes_through_a_planted_symlink() {
             "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
              [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\n\
              domains = [\"example.test\"]\n\
-             [mrelayd]\ntrusted_networks = []\n\
+             [mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\n\
              listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
              [run_as]\nuser = \"nobody\"\n",
             d = dir.path().display()

@@ -184,6 +184,7 @@ fn frame(config: &Config, pop: &Pop3Config) -> Result<Frame> {
         config,
         pop.max_connections,
         pop.max_per_ip,
+        pop.per_ip_exempt()?,
         pop.idle_timeout_secs,
     )?;
     let auth = Arc::new(Authenticator::from_config(config)?);

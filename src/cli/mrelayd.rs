@@ -34,7 +34,9 @@ FILES:
                               CONFIGURATION below
   <state_dir>/queue/          the queue: tmp/, msg/, hold/, state/ (see the queue module docs)
   aliases file                name: target, target2, |command, /path/to/Maildir/ (re-read
-                              when it changes; a broken edit is logged, the last good one kept)
+                              when it changes; a broken edit is logged, the last good one kept);
+                              postmaster (RFC 5321 4.5.1) must resolve at every local domain,
+                              e.g. postmaster: root; DSNs name postmaster@ the first local domain
 
 SIGNALS:
   SIGTERM and SIGINT stop serve (and quickstart): the listeners close at once; a session

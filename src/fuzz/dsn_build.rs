@@ -32,6 +32,7 @@ pub fn run(data: &[u8]) {
     };
     let input = DsnInput {
         reporting_mta: &host,
+        postmaster_domain: &host,
         envid: (ctl & 0x80 != 0).then_some(envid.as_str()),
         arrival: u64::from(ctl).wrapping_mul(0x0123_4567_89ab),
         original_sender: &sender,

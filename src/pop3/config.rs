@@ -13,6 +13,7 @@
 //! idle_timeout_secs = 600      # RFC 1939 §3: the autologout timer is at least 10 minutes
 //! max_connections = 200        # concurrent sessions (serve mode)
 //! max_per_ip = 20              # concurrent sessions from one IP address (serve mode)
+//! max_per_ip_exceptions = ["127.0.0.0/8", "::1/128"]  # not held to max_per_ip (the default)
 //! max_errors = 10              # bad commands in one session before hanging up
 //! max_auth_failures = 3        # failed logins in one session before hanging up
 //! session_deadline_secs = 1800 # no login or message retrieved for this long: -ERR and close
@@ -99,6 +100,16 @@ impl PlaintextAuth {
 /// `[mpopd]` (no paths of its own: the Maildirs come from `[users]`).
 impl crate::config::Section for Pop3Config {}
 
+impl Pop3Config {
+    /// The networks not held to `max_per_ip`: `max_per_ip_exceptions`, else loopback.
+    pub fn per_ip_exempt(&self) -> anyhow::Result<Vec<crate::server::Cidr>> {
+        match &self.max_per_ip_exceptions {
+            Some(list) => crate::server::cidr::parse_list("mpopd.max_per_ip_exceptions", list),
+            None => Ok(crate::server::cidr::loopback()),
+        }
+    }
+}
+
 /// `[mpopd]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -115,6 +126,8 @@ pub struct Pop3Config {
     pub max_connections: usize,
     /// Concurrent sessions from one IP address in serve mode.
     pub max_per_ip: usize,
+    /// Networks (CIDR) not held to `max_per_ip`; unset: loopback (`127.0.0.0/8`, `::1/128`).
+    pub max_per_ip_exceptions: Option<Vec<String>>,
     /// Bad commands before hanging up.
     pub max_errors: u32,
     /// Failed logins in one session before hanging up.
@@ -139,6 +152,7 @@ impl Default for Pop3Config {
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_per_ip: DEFAULT_MAX_PER_IP,
+            max_per_ip_exceptions: None,
             max_errors: DEFAULT_MAX_ERRORS,
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             session_deadline_secs: DEFAULT_SESSION_DEADLINE_SECS,

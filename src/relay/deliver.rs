@@ -504,6 +504,7 @@ impl Deliverer {
         }
         let dsn = dsn::build(&DsnInput {
             reporting_mta: &self.hostname,
+            postmaster_domain: self.router.postmaster_domain(),
             envid: env.envid.as_deref(),
             arrival: env.time,
             original_sender: &env.sender,

@@ -132,6 +132,10 @@ pub enum DsnReturn {
 pub struct DsnInput<'a> {
     /// Our hostname → `Reporting-MTA: dns; ...`, `From: MAILER-DAEMON@...`, the Message-ID.
     pub reporting_mta: &'a str,
+    /// The report offers `postmaster@` this domain for help: a local domain of the mrelayd
+    /// that sends it ([`crate::relay::Router::postmaster`]), so that mrelayd accepts the
+    /// address (RFC 5321 §4.5.1; the hostname need not be a local domain).
+    pub postmaster_domain: &'a str,
     /// ENVID (xtext-encoded or not) → `Original-Envelope-Id`.
     pub envid: Option<&'a str>,
     /// Unix seconds the message was accepted → `Arrival-Date`.
@@ -727,7 +731,10 @@ fn human_text(input: &DsnInput, host: &str, failed: bool, delayed: bool, ret: &R
     push_wrapped(
         &mut t,
         "",
-        &format!("If you need help, write to postmaster@{host} and include this report."),
+        &format!(
+            "If you need help, write to postmaster@{} and include this report.",
+            host_token(input.postmaster_domain)
+        ),
     );
     t.push_str("\n                   The mail system\n\n");
 
@@ -819,6 +826,7 @@ mod tests {
     fn input<'a>(message: &'a [u8], recipients: Vec<DsnRecipient>) -> DsnInput<'a> {
         DsnInput {
             reporting_mta: "mx.example.test",
+            postmaster_domain: "example.test",
             envid: None,
             arrival: 1_700_000_000,
             original_sender: "alice@example.org",
@@ -1164,6 +1172,7 @@ mod tests {
                     r.will_retry_until = Some(u64::MAX - i as u64);
                     let inp = DsnInput {
                         reporting_mta: s,
+                        postmaster_domain: s,
                         envid: Some(s),
                         arrival: u64::MAX,
                         original_sender: s,

@@ -22,6 +22,8 @@
 //! queue_dir = "/var/lib/mailkit/queue"   # default: <state_dir>/queue
 //! aliases = "/etc/mailkit/aliases"       # optional, see relay::aliases; followed while running
 //! catch_all = "postmaster"               # optional: unknown local users go here instead of 550
+//! require_postmaster = true              # refuse to start when postmaster@ a local domain
+//!                                        # resolves to nobody (RFC 5321 §4.5.1); false: warn
 //! recipient_delimiter = "+"              # user+tag@domain → user, EXT=tag ("" turns it off)
 //! trusted_networks = ["127.0.0.0/8", "::1/128"]  # may relay without AUTH (smtp role)
 //! any_sender = false                     # AUTH users may send as any address
@@ -40,6 +42,8 @@
 //! data_timeout_secs = 600                # wait for each read of DATA/BDAT content (§4.5.3.2.5)
 //! max_connections = 200
 //! max_per_ip = 20
+//! max_per_ip_exceptions = ["10.0.0.0/8"] # not held to max_per_ip (default: loopback and
+//!                                        # trusted_networks, as Postfix's $mynetworks)
 //! delivery_workers = 20                  # parallel deliveries (local and remote)
 //! pipe_timeout_secs = 600                # a |command delivery is killed after this long
 //! allow_symlinked_maildir = false        # follow a symlink at a Maildir or its tmp/new/cur
@@ -68,6 +72,7 @@ use serde::Deserialize;
 
 use crate::auth::Authenticator;
 use crate::server::daemon::{Listener, ListenerRole};
+pub use crate::server::Cidr;
 use crate::smtp::command::{split_address as split, Mailbox};
 use crate::smtp::reply::Reply;
 use aliases::{AliasTarget, Aliases, AliasesFile};
@@ -133,6 +138,10 @@ pub struct RelayConfig {
     pub aliases: Option<PathBuf>,
     /// Where unknown local recipients go (a local name or address); unset: 550 5.1.1.
     pub catch_all: Option<String>,
+    /// RFC 5321 §4.5.1: `serve` and `inetd` refuse to start (exit 78) when `postmaster@DOMAIN`
+    /// of a local domain resolves to no mailbox (an alias `postmaster: USER`, a user, or the
+    /// catch-all); `false`: a warning at start instead.
+    pub require_postmaster: bool,
     /// Subaddress delimiter (`user+tag`); empty: none.
     pub recipient_delimiter: String,
     /// Networks that may relay without AUTH on the smtp role (CIDR).
@@ -178,6 +187,10 @@ pub struct RelayConfig {
     pub max_connections: usize,
     /// Concurrent sessions per IP.
     pub max_per_ip: usize,
+    /// Networks (CIDR) not held to `max_per_ip` (nor to the busy server's fair share; still to
+    /// `max_connections`, the session deadlines, error limits and login throttling). Unset:
+    /// loopback and `trusted_networks`, as Postfix exempts `$mynetworks` from its client limits.
+    pub max_per_ip_exceptions: Option<Vec<String>>,
     /// Parallel local deliveries.
     pub delivery_workers: usize,
     /// Pipe delivery timeout.
@@ -221,6 +234,7 @@ impl Default for RelayConfig {
             queue_dir: None,
             aliases: None,
             catch_all: None,
+            require_postmaster: true,
             recipient_delimiter: "+".into(),
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             any_sender: false,
@@ -239,6 +253,7 @@ impl Default for RelayConfig {
             min_data_rate_window_secs: DEFAULT_MIN_DATA_RATE_WINDOW_SECS,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             max_per_ip: crate::server::DEFAULT_MAX_PER_IP,
+            max_per_ip_exceptions: None,
             delivery_workers: DEFAULT_DELIVERY_WORKERS,
             pipe_timeout_secs: DEFAULT_PIPE_TIMEOUT_SECS,
             allow_symlinked_maildir: false,
@@ -248,52 +263,22 @@ impl Default for RelayConfig {
     }
 }
 
-/// A network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `1.2.3.0/24`, `::1/128` or a bare address.
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
-            None => max,
-        };
-        Some(Cidr { addr, prefix })
-    }
-
-    /// Whether `ip` is inside (IPv4-mapped IPv6 counts as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(i) & mask
+impl RelayConfig {
+    /// The networks not held to `max_per_ip`: `max_per_ip_exceptions`, else loopback and
+    /// `trusted_networks`.
+    pub fn per_ip_exempt(&self) -> anyhow::Result<Vec<Cidr>> {
+        use crate::server::cidr;
+        match &self.max_per_ip_exceptions {
+            Some(list) => cidr::parse_list("mrelayd.max_per_ip_exceptions", list),
+            None => {
+                let mut nets = cidr::loopback();
+                nets.extend(cidr::parse_list(
+                    "mrelayd.trusted_networks",
+                    &self.trusted_networks,
+                )?);
+                Ok(nets)
             }
-            (IpAddr::V6(n), IpAddr::V6(i)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(i) & mask
-            }
-            _ => false,
         }
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -416,15 +401,8 @@ impl Router {
         relay: &RelayConfig,
         auth: Arc<Authenticator>,
     ) -> anyhow::Result<Router> {
-        let mut trusted = Vec::new();
-        for n in &relay.trusted_networks {
-            trusted.push(Cidr::parse(n).ok_or_else(|| {
-                crate::exit::fail(
-                    crate::exit::CONFIG,
-                    format!("mrelayd.trusted_networks: {n:?} is not a network (CIDR)"),
-                )
-            })?);
-        }
+        let trusted =
+            crate::server::cidr::parse_list("mrelayd.trusted_networks", &relay.trusted_networks)?;
         let aliases = relay
             .aliases
             .as_ref()
@@ -463,16 +441,38 @@ impl Router {
         self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
     }
 
-    /// The address `RCPT TO:<Postmaster>` (no domain, RFC 5321 §4.5.1) stands for: postmaster
-    /// at our first local domain.
+    /// The address `RCPT TO:<Postmaster>` (no domain, RFC 5321 §4.5.1) stands for, and the one
+    /// DSNs name for help: postmaster at our first local domain ([`Router::postmaster_domain`]).
     pub fn postmaster(&self) -> String {
-        format!(
-            "postmaster@{}",
-            self.domains
-                .first()
-                .map(String::as_str)
-                .unwrap_or("localhost")
-        )
+        format!("postmaster@{}", self.postmaster_domain())
+    }
+
+    /// The local domain of [`Router::postmaster`]: the first of `[users] domains` (else the
+    /// hostname).
+    pub fn postmaster_domain(&self) -> &str {
+        self.domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost")
+    }
+
+    /// RFC 5321 §4.5.1 (and RFC 2142 for abuse): `postmaster` MUST be accepted at every local
+    /// domain. For each local domain where `postmaster@DOMAIN` resolves to no delivery target
+    /// (unknown, an alias loop, a failed lookup): the address and why.
+    pub fn postmaster_problems(&self) -> Vec<(String, String)> {
+        self.domains
+            .iter()
+            .filter_map(|d| {
+                let addr = format!("postmaster@{d}");
+                match self.resolve(&addr) {
+                    Resolution::Targets { targets, .. } if !targets.is_empty() => None,
+                    Resolution::Targets { .. } => Some((addr, "no targets".to_string())),
+                    Resolution::Unknown(why) | Resolution::Loop(why) | Resolution::Error(why) => {
+                        Some((addr, why))
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The address queued and resolved for an accepted RCPT `to`: its canonical form, the bare
@@ -823,20 +823,6 @@ struct Expansion {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidr() {
-        let n = Cidr::parse("127.0.0.0/8").unwrap();
-        assert!(n.contains("127.1.2.3".parse().unwrap()));
-        assert!(n.contains("::ffff:127.0.0.1".parse().unwrap()));
-        assert!(!n.contains("128.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("1.2.3.4/33").is_none());
-        assert!(Cidr::parse("nonsense").is_none());
-    }
 
     fn router(aliases: &str, catch_all: Option<&str>) -> (tempfile::TempDir, Router) {
         let dir = tempfile::tempdir().unwrap();

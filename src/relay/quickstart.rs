@@ -1,7 +1,8 @@
 //! `mrelayd quickstart`: a demo setup in one directory, run on loopback.
 //!
 //! [`prepare`] writes (once; a rerun reuses the directory and its password) a config with
-//! paths relative to it, a passwd-file with user `demo` and a random password, a self-signed
+//! paths relative to it, a passwd-file with user `demo` and a random password, an aliases file
+//! sending `postmaster` and `abuse` to `demo` (RFC 5321 §4.5.1, RFC 2142), a self-signed
 //! certificate with its CA, and the demo Maildir. [`Demo::run`] then runs mrelayd `serve` in
 //! this process and supervises `mpopd serve` next to it ([`supervise`]), until Ctrl-C.
 //!
@@ -104,6 +105,17 @@ pub fn prepare(dir: Option<PathBuf>, user: Option<String>) -> Result<Demo> {
         crate::maildir::Maildir::create(mail.join("demo").join("Maildir"))
             .with_context(|| format!("creating the demo Maildir under {}", mail.display()))?;
         std::fs::create_dir_all(dir.join("state"))?;
+        // RFC 5321 §4.5.1 and RFC 2142: postmaster (and abuse) at every local domain reach
+        // someone; mrelayd refuses to start without postmaster.
+        let aliases = dir.join("aliases");
+        let _ = std::fs::remove_file(&aliases);
+        write_new(
+            &aliases,
+            "# Written by `mrelayd quickstart`. Format: name: target, ... (mrelayd(1), FILES).\n\
+             # RFC 5321 4.5.1 and RFC 2142: these reach the demo user at every local domain.\n\
+             postmaster: demo\nabuse: demo\n",
+            0o644,
+        )?;
         let config = format!(
             "# Written by `mrelayd quickstart`. Paths are relative to this file's directory.\n\
 hostname = \"localhost\"\n\
@@ -111,7 +123,7 @@ state_dir = \"state\"\n\
 \n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
 \n[users]\npasswd_file = \"passwd\"\nmail_location = \"{mail}/%n/Maildir\"\ndomains = [\"localhost\"]\n\
 \n[mrelayd]\n# No network is trusted: relaying needs AUTH on the submission port.\n\
-trusted_networks = []\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\", role = \"smtp\" }},\n  {{ address = \"127.0.0.1:{QUICKSTART_SUBMISSION}\", role = \"submission\" }},\n]\n\
+trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\", role = \"smtp\" }},\n  {{ address = \"127.0.0.1:{QUICKSTART_SUBMISSION}\", role = \"submission\" }},\n]\n\
 \n[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{QUICKSTART_POP3}\", role = \"plain\" }} ]\n\
 ",
             mail = mail.display()

@@ -38,6 +38,9 @@ pub struct Connection {
     acceptor: Option<TlsAcceptor>,
     idle_timeout: Duration,
     shutdown: Option<watch::Receiver<bool>>,
+    /// The connection-limit slot this session holds ([`super::serve`]); given back at
+    /// [`Connection::close`] or when the connection is dropped.
+    slot: Option<super::Slot>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -87,6 +90,7 @@ impl Connection {
             acceptor: None,
             idle_timeout: super::DEFAULT_IDLE_TIMEOUT,
             shutdown: None,
+            slot: None,
         }
     }
 
@@ -118,6 +122,12 @@ impl Connection {
     /// Connects the session to a shutdown signal ([`Connection::shutdown_requested`]).
     pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Connection {
         self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Makes the session hold `slot` until it closes (see [`Connection::close`]).
+    pub(crate) fn with_slot(mut self, slot: super::Slot) -> Connection {
+        self.slot = Some(slot);
         self
     }
 
@@ -355,8 +365,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Flushes queued output and shuts the stream down (TLS close_notify, TCP FIN).
+    /// Flushes queued output and shuts the stream down (TLS close_notify, TCP FIN). The
+    /// session's connection-limit slot is given back first: a session that is closing no longer
+    /// counts, so a client that read the last reply (`221`) and connects again is not refused
+    /// because this one has not quite gone yet.
     pub async fn close(&mut self) -> io::Result<()> {
+        drop(self.slot.take());
         let flushed = self.flush().await;
         if let Some(mut stream) = self.stream.take() {
             let _ = tokio::time::timeout(self.idle_timeout, stream.shutdown()).await;

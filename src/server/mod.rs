@@ -46,8 +46,12 @@
 //! - Over [`Limits::max_connections`] in total or [`Limits::max_per_ip`] from one address, a
 //!   connection gets the listener's busy reply (plaintext listeners only) and is closed. Past
 //!   [`BUSY_PERCENT`] of the slots, an address already holding its fair share is refused the
-//!   same way, so a few flooding addresses cannot lock new ones out. A slot is given back when
-//!   its session ends (socket closed), however it ends.
+//!   same way, so a few flooding addresses cannot lock new ones out. Addresses in
+//!   [`Limits::per_ip_exempt`] (default loopback; mrelayd adds its `trusted_networks`, as
+//!   Postfix exempts `$mynetworks` from its client limits) are held to neither per-address rule,
+//!   only to the total. A slot is given back exactly when its session closes the connection
+//!   ([`Connection::close`], before the last reply goes out: a client that saw `221` and
+//!   reconnects finds its slot free) or ends in any other way (the connection dropped).
 //! - Implicit-TLS listeners complete the handshake before the handler runs; STARTTLS is
 //!   [`Connection::starttls`]. Every read and write is bounded by the idle timeout.
 
@@ -68,12 +72,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::exit;
 use crate::log;
 
+pub mod cidr;
 mod conn;
 pub mod daemon;
 pub mod goodbye;
 pub mod pace;
 pub mod spawn;
 
+pub use cidr::Cidr;
 pub use conn::{Connection, Stream};
 
 /// Default idle timeout: RFC 5321 §4.5.3.2.7 gives the server 5 minutes waiting for a command.
@@ -153,6 +159,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent sessions from one IP address (IPv4-mapped IPv6 counts as IPv4).
     pub max_per_ip: usize,
+    /// Addresses not held to `max_per_ip` nor to the busy server's fair share (only to
+    /// `max_connections`): default loopback ([`cidr::loopback`]).
+    pub per_ip_exempt: Vec<Cidr>,
     /// Each read or write fails after this long without progress (also bounds TLS handshakes).
     pub idle_timeout: Duration,
     /// After shutdown is requested, how long running sessions may take to finish.
@@ -164,6 +173,7 @@ impl Default for Limits {
         Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_per_ip: DEFAULT_MAX_PER_IP,
+            per_ip_exempt: cidr::loopback(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
@@ -204,11 +214,13 @@ pub struct Settings {
 
 impl Settings {
     /// Settings from the shared config (`[tls]` cert and key, `[run_as]`) and a daemon's own
-    /// connection limits: the one way every daemon builds them.
+    /// connection limits (`per_ip_exempt`: the networks not held to `max_per_ip`): the one way
+    /// every daemon builds them.
     pub fn from_config(
         config: &crate::config::Config,
         max_connections: usize,
         max_per_ip: usize,
+        per_ip_exempt: Vec<Cidr>,
         idle_timeout_secs: u64,
     ) -> Result<Settings> {
         let tls = match (&config.tls.cert, &config.tls.key) {
@@ -225,6 +237,7 @@ impl Settings {
             limits: Limits {
                 max_connections: max_connections.max(1),
                 max_per_ip: max_per_ip.max(1),
+                per_ip_exempt,
                 idle_timeout: Duration::from_secs(idle_timeout_secs.max(1)),
                 ..Limits::default()
             },
@@ -436,11 +449,7 @@ pub fn refuse_root(config: &crate::config::Config) -> Result<()> {
     if crate::os::euid() != 0 {
         return Ok(());
     }
-    let file = config
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "the configuration file".into());
+    let file = config.file_name();
     let Some(run_as) = &config.run_as else {
         return Err(exit::fail(
             exit::CONFIG,
@@ -525,8 +534,9 @@ struct Counts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
-/// One admitted session; gives its place back when dropped (however the session ends).
-struct Slot {
+/// One admitted session; gives its place back when dropped: when its [`Connection`] is closed
+/// or dropped, however the session ends.
+pub(crate) struct Slot {
     counts: Arc<Mutex<Counts>>,
     ip: IpAddr,
 }
@@ -568,11 +578,13 @@ fn admit(
         return Err("too many connections");
     }
     let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-    if from_ip >= limits.max_per_ip {
+    // Postfix exempts $mynetworks from smtpd_client_connection_count_limit; so are these.
+    let exempt = limits.per_ip_exempt.iter().any(|n| n.contains(ip));
+    if !exempt && from_ip >= limits.max_per_ip {
         return Err("too many connections from this address");
     }
     let busy = limits.max_connections.saturating_mul(BUSY_PERCENT) / 100;
-    if limits.max_connections >= MIN_SHARED_SLOTS && c.total >= busy {
+    if !exempt && limits.max_connections >= MIN_SHARED_SLOTS && c.total >= busy {
         let addresses = c.per_ip.len() + usize::from(from_ip == 0);
         let fair = (busy / addresses.max(1)).max(1);
         if from_ip >= fair {
@@ -678,12 +690,12 @@ where
                             .with_local(local)
                             .with_tls_acceptor(settings.tls.clone())
                             .with_idle_timeout(settings.limits.idle_timeout)
-                            .with_shutdown(stop_rx.clone());
+                            .with_shutdown(stop_rx.clone())
+                            .with_slot(slot);
                         let handler = handler.clone();
                         let implicit_tls = spec.implicit_tls;
                         let role = spec.role.clone();
                         sessions.spawn(async move {
-                            let _slot = slot;
                             if let Err(e) = run_session(conn, implicit_tls, &handler).await {
                                 log::line(format_args!("{peer} ({role}): {e:#}"));
                             }
@@ -941,9 +953,11 @@ mod tests {
     #[test]
     fn busy_server_keeps_slots_for_new_addresses() {
         let counts = Arc::new(Mutex::new(Counts::default()));
+        // Loopback addresses stand for clients here: none is exempt.
         let limits = Limits {
             max_connections: 30,
             max_per_ip: 20,
+            per_ip_exempt: Vec::new(),
             ..Limits::default()
         };
         let ip = |i: u8| IpAddr::from([127, 0, 0, i]);
@@ -987,10 +1001,98 @@ mod tests {
     }
 
     #[test]
+    fn exempt_networks_skip_the_per_address_limits_only() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let mut limits = Limits {
+            max_connections: 30,
+            max_per_ip: 2,
+            ..Limits::default()
+        };
+        // Loopback is exempt by default (IPv4, IPv6, IPv4-mapped): past max_per_ip and past
+        // the busy mark's fair share, up to the total only.
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..40)
+            .map_while(|_| admit(&counts, lo, &limits).ok())
+            .collect();
+        assert_eq!(held.len(), 30);
+        assert_eq!(
+            admit(&counts, "::1".parse().unwrap(), &limits).err(),
+            Some("too many connections")
+        );
+        drop(held);
+        // A configured network is exempt; others keep max_per_ip.
+        limits.per_ip_exempt = vec![Cidr::parse("192.0.2.0/24").unwrap()];
+        let a: IpAddr = "192.0.2.9".parse().unwrap();
+        let held: Vec<_> = (0..5)
+            .map(|_| admit(&counts, a, &limits).unwrap())
+            .collect();
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        let _b: Vec<_> = (0..2)
+            .map(|_| admit(&counts, b, &limits).unwrap())
+            .collect();
+        assert!(admit(&counts, b, &limits).is_err());
+        assert!(admit(&counts, lo, &limits).is_ok_and(|s| {
+            drop(s);
+            true
+        }));
+        // Without exemptions loopback is an address like any other.
+        limits.per_ip_exempt.clear();
+        let _l: Vec<_> = (0..2)
+            .map(|_| admit(&counts, lo, &limits).unwrap())
+            .collect();
+        assert_eq!(
+            admit(&counts, lo, &limits).err(),
+            Some("too many connections from this address")
+        );
+        drop(held);
+    }
+
+    /// The count is exact: a session's slot is free once it closes its connection, before the
+    /// last reply reaches the client, so `max_per_ip` sessions that each say 221 and reconnect
+    /// at once are never refused (smtp-source -s 20 against max_per_ip 20).
+    #[tokio::test]
+    async fn a_closing_session_no_longer_counts() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let limits = Limits {
+            max_connections: 5,
+            max_per_ip: 1,
+            per_ip_exempt: Vec::new(),
+            ..Limits::default()
+        };
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let total = |c: &Arc<Mutex<Counts>>| c.lock().unwrap().total;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let slot = admit(&counts, ip, &limits).unwrap();
+        let mut conn = Connection::new(server, "smtp").with_slot(slot);
+        assert!(admit(&counts, ip, &limits).is_err());
+        conn.queue(b"221 2.0.0 Bye\r\n");
+        conn.close().await.unwrap();
+        // The connection object still exists, its slot does not; the client saw 221 and EOF.
+        assert_eq!(total(&counts), 0);
+        let mut seen = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut seen)
+            .await
+            .unwrap();
+        assert_eq!(seen, b"221 2.0.0 Bye\r\n");
+        let again = admit(&counts, ip, &limits).unwrap();
+        drop(conn);
+        assert_eq!(total(&counts), 1);
+        // A session that ends without close (EOF, an error) frees its slot when dropped.
+        let (_c, server) = tokio::io::duplex(64);
+        drop(again);
+        let conn = Connection::new(server, "smtp").with_slot(admit(&counts, ip, &limits).unwrap());
+        assert_eq!(total(&counts), 1);
+        drop(conn);
+        assert_eq!(total(&counts), 0);
+        assert!(counts.lock().unwrap().per_ip.is_empty());
+    }
+
+    #[test]
     fn default_limits_are_the_named_constants() {
         let l = Limits::default();
         assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(l.max_per_ip, DEFAULT_MAX_PER_IP);
+        assert_eq!(l.per_ip_exempt, cidr::loopback());
         assert_eq!(l.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(l.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     }
