@@ -107,13 +107,15 @@ impl Demo {
         self.demo.join("mail/demo/Maildir/new")
     }
 
-    /// Waits until the demo Maildir's `new/` holds `n` messages and returns them.
+    /// Waits until the demo Maildir holds `n` messages (in `new/`, or in `cur/` once a POP3
+    /// session saw them) and returns them.
     fn wait_mail(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + TIMEOUT;
+        let cur = self.new_mail().with_file_name("cur");
         loop {
-            let got: Vec<String> = std::fs::read_dir(self.new_mail())
-                .unwrap()
-                .flatten()
+            let got: Vec<String> = [self.new_mail(), cur.clone()]
+                .iter()
+                .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok())
                 .collect();
             if got.len() >= n || Instant::now() > deadline {
@@ -496,4 +498,200 @@ fn a_second_quickstart_on_the_same_ports_fails_before_the_banner() {
         "{stderr}"
     );
     drop(first);
+}
+
+/// Shell commands in `text`: lines, a trailing `\` joining the next one.
+fn commands(lines: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in lines {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                cur.push_str(head);
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(line);
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    out
+}
+
+/// The banner's "Try:" commands: the indented lines after `Try:`.
+fn banner_commands(banner: &str) -> Vec<String> {
+    let (_, tail) = banner
+        .split_once("\nTry:\n")
+        .unwrap_or_else(|| panic!("no Try: in the banner: {banner}"));
+    let lines: Vec<&str> = tail.lines().take_while(|l| l.starts_with("  ")).collect();
+    commands(&lines)
+}
+
+/// README.md's "Try it" section.
+fn readme_try_it() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (_, section) = readme
+        .split_once("\n## Try it\n")
+        .expect("README: ## Try it");
+    section.split("\n## ").next().unwrap_or("").to_string()
+}
+
+/// The commands of README.md's "Try it" section: every line of its ```sh blocks.
+fn readme_commands() -> Vec<String> {
+    let section = readme_try_it();
+    let mut lines = Vec::new();
+    let mut in_block = false;
+    for line in section.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```sh";
+            continue;
+        }
+        if in_block {
+            lines.push(line);
+        }
+    }
+    commands(&lines)
+}
+
+/// The commands README.md's "Try it" section gives inline: code spans that start with one of
+/// the programs.
+fn readme_inline_commands() -> Vec<String> {
+    let section = readme_try_it();
+    let prose: String = section
+        .split("```")
+        .step_by(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('\n', " ");
+    prose
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| {
+            ["mdeliver ", "msend ", "mrelayd ", "mpopd ", "mdig-mx "]
+                .iter()
+                .any(|p| span.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs one printed command with `sh -c` in `cwd` (also its HOME, as a new user's), the built
+/// binaries first in PATH, and only
+/// what a test must change substituted (`subst`: the quickstart's fixed ports by the ones this
+/// test's daemons got, `target/release/` by the built binaries); its status and output.
+fn run_printed(cmd: &str, cwd: &Path, subst: &[(String, String)]) -> (bool, String, String) {
+    let mut run = cmd.to_string();
+    for (from, to) in subst {
+        run = run.replace(from, to);
+    }
+    let bin_dir = common::bin("mrelayd").parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args(["60", "sh", "-c", &run])
+        .current_dir(cwd)
+        .env("HOME", cwd)
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (ok, text) = common::status_and_text(&out);
+    (
+        ok,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        format!("`{run}`: {text}"),
+    )
+}
+
+/// Issue 12, done when: the README's "Try it" commands and the quickstart banner's "Try"
+/// commands, read from README.md and from the banner as printed, each work. The quickstart
+/// runs as the README says (`cargo run --release -- quickstart` is `mrelayd quickstart`, the
+/// default-run binary, making ./mailkit-demo); only its serving is done here on port 0, by
+/// `mrelayd serve` and `mpopd serve` from its config (what the quickstart runs), since the
+/// fixed ports may be taken on a test machine, and the commands get those ports.
+#[test]
+fn readme_and_banner_commands_work_as_printed() {
+    let readme = readme_commands();
+    assert!(readme.len() >= 3, "{readme:?}");
+    let cargo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains("default-run = \"mrelayd\""),
+        "cargo run is mrelayd"
+    );
+    let (first, rest) = readme.split_first().unwrap();
+    let quickstart = first
+        .strip_prefix("cargo run --release -- ")
+        .unwrap_or_else(|| panic!("README's first command: {first}"));
+    assert!(quickstart.starts_with("quickstart"), "{first}");
+    let cwd = common::scratch();
+    let (ok, banner, text) = run_printed(
+        &format!(
+            "mrelayd {} --no-run",
+            quickstart.split('#').next().unwrap().trim()
+        ),
+        cwd.path(),
+        &[],
+    );
+    assert!(ok, "{text}");
+    let tried = banner_commands(&banner);
+    assert!(tried.len() >= 5, "{banner}");
+    let demo = cwd.path().join("mailkit-demo");
+    assert!(banner.contains(&demo.display().to_string()), "{banner}");
+    let d = Demo::serve(cwd, demo, |t| t);
+    let subst = [
+        ("127.0.0.1:2525", d.smtp),
+        ("localhost:2587", d.submission),
+        ("127.0.0.1:2587", d.submission),
+        ("127.0.0.1:1110", d.pop3),
+    ]
+    .iter()
+    .map(|(from, port)| {
+        let host = from.split(':').next().unwrap();
+        (from.to_string(), format!("{host}:{port}"))
+    })
+    .chain([("target/release/".to_string(), String::new())])
+    .collect::<Vec<_>>();
+    let mut mails = 0;
+    for cmd in tried.iter().chain(rest) {
+        let (ok, stdout, text) = run_printed(cmd, d.demo.parent().unwrap(), &subst);
+        assert!(ok, "{text}\n{}", d.logs());
+        if cmd.contains("swaks") || cmd.contains("msend") {
+            mails += 1;
+            assert_eq!(d.wait_mail(mails).len(), mails, "{text}\n{}", d.logs());
+        }
+        if cmd.contains("pop3://") {
+            assert!(stdout.contains("Subject: "), "{text}");
+        }
+        if cmd.starts_with("ls ") {
+            assert_eq!(stdout.lines().count(), mails, "{text}");
+        }
+    }
+    assert!(mails >= 3, "{tried:?} {rest:?}");
+    // The inline one: a message.eml of the reader's into ~/Maildir.
+    let inline = readme_inline_commands();
+    assert!(
+        inline.iter().any(|c| c.starts_with("mdeliver ")),
+        "{inline:?}"
+    );
+    for cmd in &inline {
+        let home = common::scratch();
+        std::fs::write(home.path().join("message.eml"), "Subject: eml\n\nhello\n").unwrap();
+        let (ok, _, text) = run_printed(cmd, home.path(), &[]);
+        assert!(ok, "{text}");
+        let new = std::fs::read_dir(home.path().join("Maildir/new"))
+            .unwrap()
+            .count();
+        assert_eq!(new, 1, "{text}");
+    }
 }

@@ -250,7 +250,7 @@ impl Demo {
             "mailkit demo in {d} ({})\n\
 \n  user:      demo@localhost\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n{runs_as}\
 \n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n\
-\nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  mrelayd -c {c} queue\n  ls {d}/mail/demo/Maildir/new\n",
+\nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  ls {d}/mail/demo/Maildir/new\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  mrelayd -c {c} queue\n",
             if self.fresh { "created" } else { "reused" }
         )
     }
@@ -410,7 +410,10 @@ mod tests {
         assert_eq!(first.password.len(), DEMO_PASSWORD_LEN);
         let banner = first.banner();
         assert!(banner.contains("(created)") && banner.contains(&first.password));
-        assert!(banner.ends_with("/mail/demo/Maildir/new\n"), "{banner}");
+        // In the order a user runs them: `ls new/` before a POP3 session moves the mail to cur/.
+        let ls = banner.find("/mail/demo/Maildir/new\n").unwrap();
+        assert!(ls < banner.find("pop3://").unwrap(), "{banner}");
+        assert!(banner.ends_with(" queue\n"), "{banner}");
         let again = prepare(Some(dir.clone()), None).unwrap();
         assert!(!again.fresh && again.banner().contains("(reused)"));
         assert_eq!(again.password, first.password);
