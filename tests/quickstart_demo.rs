@@ -695,3 +695,37 @@ fn readme_and_banner_commands_work_as_printed() {
         assert_eq!(new, 1, "{text}");
     }
 }
+
+/// A client that logs in, QUITs and connects again at once (python3's poplib, 100 times)
+/// against mpopd with max_per_ip = 1 and no exemption: never refused, since a session that
+/// said `+OK` to QUIT no longer counts (the class of the SMTP 421 above), and never told the
+/// maildrop is still locked by itself.
+#[test]
+fn pop3_sessions_that_quit_and_reconnect_are_never_refused() {
+    let d = Demo::start(|t| {
+        t.replace(
+            "[mpopd]\n",
+            "[mpopd]\nmax_per_ip = 1\nmax_per_ip_exceptions = []\n",
+        )
+    });
+    let script = r#"
+import poplib, sys
+port, pw = int(sys.argv[1]), sys.argv[2]
+refused = []
+for _ in range(100):
+    try:
+        p = poplib.POP3("127.0.0.1", port, timeout=20)
+        p.user("demo"); p.pass_(pw); p.stat(); p.quit()
+    except Exception as e:
+        refused.append(repr(e))
+print(len(refused), refused[:3])
+"#;
+    let out = Command::new("timeout")
+        .args(["300", "python3", "-c", script])
+        .arg(d.pop3.to_string())
+        .arg(&d.password)
+        .output()
+        .unwrap();
+    let (ok, text) = common::status_and_text(&out);
+    assert!(ok && text.starts_with("0 []"), "{text}\n{}", d.logs());
+}

@@ -244,7 +244,9 @@ async fn serve<A: LoginCheck>(
                 session.update_done(ok);
             }
             Event::Close => {
-                conn.write_all(&out).await?;
+                // Queued, not written: close gives the connection slot back before the
+                // last reply goes out, so a client that reconnects at once finds it free.
+                conn.queue(&out);
                 return conn.close().await;
             }
         }
