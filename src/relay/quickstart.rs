@@ -109,13 +109,7 @@ pub fn prepare(dir: Option<PathBuf>, user: Option<String>) -> Result<Demo> {
         // someone; mrelayd refuses to start without postmaster.
         let aliases = dir.join("aliases");
         let _ = std::fs::remove_file(&aliases);
-        write_new(
-            &aliases,
-            "# Written by `mrelayd quickstart`. Format: name: target, ... (mrelayd(1), FILES).\n\
-             # RFC 5321 4.5.1 and RFC 2142: these reach the demo user at every local domain.\n\
-             postmaster: demo\nabuse: demo\n",
-            0o644,
-        )?;
+        write_new(&aliases, DEMO_ALIASES, 0o644)?;
         let config = format!(
             "# Written by `mrelayd quickstart`. Paths are relative to this file's directory.\n\
 hostname = \"localhost\"\n\
@@ -134,6 +128,9 @@ trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0
         };
         write_new(&config_path, &config, 0o644)?;
     }
+    if !fresh {
+        add_aliases(&dir, &config_path)?;
+    }
     if let Some(user) = &run_as {
         prepare_for(&dir, &config_path, user)?;
     }
@@ -147,6 +144,35 @@ trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0
         fresh,
         run_as,
     })
+}
+
+/// The demo's aliases file: RFC 5321 §4.5.1 and RFC 2142, postmaster (and abuse) at every
+/// local domain reach someone; mrelayd refuses to start without postmaster.
+const DEMO_ALIASES: &str = "# Written by `mrelayd quickstart`. Format: name: target, ... \
+     (mrelayd(1), FILES).\n\
+     # RFC 5321 4.5.1 and RFC 2142: these reach the demo user at every local domain.\n\
+     postmaster: demo\nabuse: demo\n";
+
+/// The `[mrelayd]` lines a quickstart without aliases wrote, and what they become.
+const OLD_RELAY_LINES: &str = "trusted_networks = []\nlisten = [";
+const NEW_RELAY_LINES: &str = "trusted_networks = []\naliases = \"aliases\"\nlisten = [";
+
+/// A reused demo written before it had aliases (so mrelayd would now refuse to start without a
+/// postmaster) gets the aliases file and the `aliases` key. A config edited by hand otherwise
+/// is left alone: mrelayd then says what to change.
+fn add_aliases(dir: &Path, config_path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    if !text.contains(OLD_RELAY_LINES) || text.contains("\naliases = ") {
+        return Ok(());
+    }
+    let aliases = dir.join("aliases");
+    if !aliases.exists() {
+        write_new(&aliases, DEMO_ALIASES, 0o644)?;
+    }
+    let text = text.replacen(OLD_RELAY_LINES, NEW_RELAY_LINES, 1);
+    crate::durable::replace_path(dir, config_path, text.as_bytes(), 0o644)
+        .with_context(|| format!("adding aliases to {}", config_path.display()))
 }
 
 /// The config text that makes the daemons drop to `user` after binding.
@@ -421,6 +447,24 @@ mod tests {
         let config = Config::load(Some(&again.config)).unwrap();
         let relay: RelayConfig = config.section("mrelayd").unwrap();
         assert_eq!(relay.listen.len(), 2);
+        assert_eq!(relay.aliases, Some(again.dir.join("aliases")));
+        // A demo written before it had aliases gets them when reused.
+        let text = std::fs::read_to_string(&again.config).unwrap();
+        std::fs::write(
+            &again.config,
+            text.replace(NEW_RELAY_LINES, OLD_RELAY_LINES),
+        )
+        .unwrap();
+        std::fs::remove_file(again.dir.join("aliases")).unwrap();
+        let old = prepare(Some(dir.clone()), None).unwrap();
+        assert!(!old.fresh);
+        let relay: RelayConfig = Config::load(Some(&old.config))
+            .unwrap()
+            .section("mrelayd")
+            .unwrap();
+        assert_eq!(relay.aliases, Some(old.dir.join("aliases")));
+        let aliases = std::fs::read_to_string(old.dir.join("aliases")).unwrap();
+        assert!(aliases.contains("\npostmaster: demo\n"), "{aliases}");
         // A second create of an existing file fails instead of overwriting it.
         assert!(write_new(&again.config, "x", 0o644).is_err());
     }
