@@ -292,6 +292,12 @@ pub const TABLES: &[Table] = &[
                 "Local name or address that receives mail for unknown local users.",
             ),
             key(
+                "require_postmaster",
+                "boolean",
+                Toml("true"),
+                "postmaster@ every local domain must resolve to a mailbox (RFC 5321 §4.5.1): serve and inetd exit 78 naming the aliases file otherwise; false: one warning at start.",
+            ),
+            key(
                 "recipient_delimiter",
                 "string",
                 Toml("\"+\""),
@@ -402,6 +408,12 @@ pub const TABLES: &[Table] = &[
                 "integer",
                 Toml("20"),
                 "Concurrent sessions per client address.",
+            ),
+            key(
+                "max_per_ip_exceptions",
+                "list of strings",
+                Text("loopback (127.0.0.0/8, ::1/128) and trusted_networks"),
+                "Networks (CIDR) not held to max_per_ip nor the busy-server fair share, only to max_connections (as Postfix exempts $mynetworks); deadlines, error limits and login throttling still apply.",
             ),
             key(
                 "delivery_workers",
@@ -682,6 +694,12 @@ pub const TABLES: &[Table] = &[
                 "integer",
                 Toml("20"),
                 "Concurrent sessions per client address.",
+            ),
+            key(
+                "max_per_ip_exceptions",
+                "list of strings",
+                Text("loopback (127.0.0.0/8, ::1/128)"),
+                "Networks (CIDR) not held to max_per_ip nor the busy-server fair share, only to max_connections (as Postfix exempts $mynetworks); deadlines, error limits and login throttling still apply.",
             ),
             key(
                 "max_errors",

@@ -353,7 +353,11 @@ fn random_password() -> String {
 
 /// Creates `path` (it must not exist) with `mode`, durably ([`crate::durable::create_new_path`]).
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
-    Ok(crate::durable::create_new_path(path, text.as_bytes(), mode)?)
+    Ok(crate::durable::create_new_path(
+        path,
+        text.as_bytes(),
+        mode,
+    )?)
 }
 
 /// Runs `prog -c CONFIG serve` and restarts it when it dies, until `stop`; a program that says
