@@ -1174,6 +1174,27 @@ fn explain_says_which_rule_decided() {
     );
 }
 
+/// `mrelayd quickstart DIR --no-run | head -1`: the reader goes away before the banner is
+/// written; that is no panic ("failed printing to stdout: Broken pipe") and no failure.
+#[test]
+fn quickstart_banner_into_a_closed_pipe_is_not_a_panic() {
+    let dir = common::scratch();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to `writer` now fails with EPIPE
+    let out = Command::new(common::bin("mrelayd"))
+        .arg("quickstart")
+        .arg(dir.path().join("demo"))
+        .arg("--no-run")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{out:?}");
+    assert!(dir.path().join("demo/mailkit.toml").exists());
+}
+
 #[test]
 fn quickstart_creates_a_working_config_and_reuses_it() {
     let dir = common::scratch();

@@ -235,6 +235,13 @@ pub enum QueueCmd {
     },
 }
 
+/// Prints `line` on stdout; a closed or broken stdout (the reader went away) is not an error:
+/// `println!` would panic there.
+fn tell(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 impl super::Tool for Args {
     const NAME: &'static str = "mrelayd";
     fn run(self) -> Result<u8> {
@@ -244,11 +251,13 @@ impl super::Tool for Args {
             if !no_run {
                 demo.check_ports()?;
             }
-            println!("{}", demo.banner());
+            // The banner only informs: a reader that went away (`--no-run | head -1`) stops
+            // neither the files written nor the demo.
+            tell(&demo.banner());
             if no_run {
                 return Ok(exit::OK);
             }
-            println!("Press Ctrl-C to stop.");
+            tell("Press Ctrl-C to stop.");
             return demo.run().map(|()| exit::OK);
         }
         let config = Config::load(self.config.as_deref())?;
@@ -272,7 +281,7 @@ impl super::Tool for Args {
             }
             Cmd::Flush => {
                 let flushed = admin::flush(&config, &relay)?;
-                println!("{}: {flushed}", Self::NAME);
+                tell(&format!("{}: {flushed}", Self::NAME));
             }
             Cmd::Explain {
                 client,

@@ -285,13 +285,19 @@ fn deliver_as_user(
     }
 }
 
+/// Tells the spawner why a child delivery failed (one line on stdout, its pipe); a spawner gone
+/// already cannot be told, and the exit code says enough.
+fn report(line: &str) {
+    let _ = writeln!(io::stdout(), "{line}");
+}
+
 /// `mrelayd __child deliver USER MAILDIR SIEVE SENDER RCPT` (running as the user): delivers
 /// stdin (at most `max_size` bytes) into MAILDIR, filtered by the Sieve script SIEVE (`""`:
 /// none); the spawner gives MAILDIR and SIEVE from its own lookup of the user. Returns the
 /// exit code; a failure is printed on stdout for the daemon.
 pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Links) -> u8 {
     let [_user, maildir, sieve, sender, rcpt] = args else {
-        println!("bad arguments");
+        report("bad arguments");
         return exit::USAGE;
     };
     let mut message = Vec::new();
@@ -299,11 +305,11 @@ pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Link
         .take(max_size.saturating_add(1))
         .read_to_end(&mut message)
     {
-        println!("reading the message: {e}");
+        report(&format!("reading the message: {e}"));
         return exit::TEMPFAIL;
     }
     if message.len() as u64 > max_size {
-        println!("message larger than {max_size} bytes");
+        report(&format!("message larger than {max_size} bytes"));
         return exit::DATAERR;
     }
     let target = Target::Maildir {
@@ -314,7 +320,7 @@ pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Link
     match deliver_target_with(&target, sender, rcpt, &message, Duration::ZERO, links) {
         Ok(()) => exit::OK,
         Err(f) => {
-            println!("{}", f.message);
+            report(&f.message);
             if f.temporary {
                 exit::TEMPFAIL
             } else {
