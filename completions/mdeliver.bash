@@ -23,7 +23,7 @@ _mdeliver() {
 
     case "${cmd}" in
         mdeliver)
-            opts="-f -d -h -V --sender --recipient --folder --sieve --max-size --allow-symlinked-maildir --help --version"
+            opts="-f -d -h -V --sender --recipient --folder --sieve --sendmail --max-size --allow-symlinked-maildir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _mdeliver() {
                     return 0
                     ;;
                 --sieve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sendmail)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

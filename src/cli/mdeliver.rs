@@ -13,8 +13,8 @@ EXIT STATUS
   64  bad usage (unknown option, line break in an address, bad folder name)
   65  empty input, message over --max-size, or a mail loop (Delivered-To: the same recipient)
   73  the Maildir (or a file in it) cannot be created
-  75  temporary failure (disk full, I/O error, a symlinked Maildir refused): the caller
-      should retry
+  75  temporary failure (disk full, I/O error, a symlinked Maildir refused, a Sieve
+      redirect that could not be submitted yet): the caller should retry
 After any failure nothing is in new/ or cur/ and nothing is left in tmp/.
 
 SYMLINKS
@@ -26,24 +26,50 @@ SYMLINKS
   that path is the admin's.
 
 SIEVE
-  --sieve runs an RFC 5228 script with these extensions: fileinto, envelope,
+  --sieve runs an RFC 5228 script with these extensions: fileinto, vacation, envelope,
   encoded-character, comparator-i;octet, comparator-i;ascii-casemap,
   comparator-i;ascii-numeric, body, copy, relational, date, index, variables, mailbox,
   subaddress, imap4flags, regex, editheader, mime, foreverypart, extracttext. A script that
-  requires any other extension (reject, duplicate, include, notify, ...) is refused as a
-  script error, as is one that does not compile: the error is printed with its line and the
-  message goes to INBOX. fileinto creates a missing folder. Where each message lands is
-  checked against Dovecot Pigeonhole (tests/sieve_reference.rs).
+  requires any other extension (reject, duplicate, include, notify, vacation-seconds, ...) is
+  refused as a script error, as is one that does not compile: the error is printed with its
+  line and the message goes to INBOX. fileinto creates a missing folder. Where each message
+  lands, and what redirect and vacation send, is checked against Dovecot Pigeonhole
+  (tests/sieve_reference.rs).
+
+  redirect (RFC 5228 section 4.2; :copy, RFC 3894, keeps the implicit keep) submits the
+  message through --sendmail (default msend) with the original envelope sender (<> stays <>;
+  no SRS) and without its Return-Path: line. Its Delivered-To: stays, so a redirected copy
+  that comes back here is refused as a mail loop; a redirect to an address the message was
+  already delivered to is not done (the message is kept), and at most 4 redirects per message
+  are done (more are warnings, and the message is kept). Redirects are sent before the message
+  is stored: if one fails temporarily (the command exits 75, is killed or times out after
+  120 s) mdeliver exits 75 and stores nothing; each redirect sent is remembered for 7 days
+  (file mailkit-sieve-memory), so the retry neither sends it again nor stores a copy twice. A
+  permanent failure is a warning and the message is kept.
+
+  vacation (RFC 5230, with RFC 3834's rules) replies from <> through the same command, after
+  the message is stored, to the envelope sender, and only when one of the user's addresses
+  (the recipient, -d, and :addresses) is in To, Cc or Bcc. It never replies to <>,
+  MAILER-DAEMON, owner-*, *-request, the user's own addresses, mail with any List-* field or
+  Precedence: bulk, list or junk, or Auto-Submitted: other than no. :days (default 7, at
+  least 1) is remembered per sender and :handle in mailkit-sieve-memory; :subject (default
+  \"Auto: \" and the original subject), :from and :mime as RFC 5230 says. The reply has
+  Auto-Submitted: auto-replied, In-Reply-To and References. A reply that cannot be sent is a
+  warning; the delivery still succeeds.
 
 FILES
   ~/Maildir                 default Maildir (tmp/, new/, cur/, created mode 0700 when missing)
   MAILDIR/.Folder.Sub/      Maildir++ subfolders (--folder, Sieve fileinto)
+  MAILDIR/mailkit-sieve-memory  vacation's :days and the redirects already sent (hashed keys)
+  MAILDIR/mailkit-sieve.lock    locked (flock) while Sieve sends and remembers
 
 ENVIRONMENT
   MAILDIR    Maildir when no MAILDIR argument is given
   SENDER     envelope sender when -f is not given
   RECIPIENT  envelope recipient when -d is not given
-  HOME       ~/Maildir is the default Maildir";
+  HOME       ~/Maildir is the default Maildir
+  MDELIVER_SENDMAIL  the command redirect and vacation submit through, when --sendmail is
+             not given";
 
 /// Command line of `mdeliver`.
 #[derive(clap::Parser, Debug)]
@@ -82,6 +108,13 @@ pub struct Args {
     /// Filter through this Sieve script (RFC 5228)
     #[arg(long, value_name = "FILE")]
     pub sieve: Option<PathBuf>,
+
+    /// Command that Sieve's redirect and vacation submit through: a sendmail-compatible program
+    /// and its arguments, separated by spaces (no shell); `-i -f SENDER -- RECIPIENT` is
+    /// added and the message goes to its stdin. Default: msend (next to mdeliver, else from
+    /// PATH), which then needs its own configuration (a server to submit to)
+    #[arg(long, value_name = "COMMAND", env = "MDELIVER_SENDMAIL")]
+    pub sendmail: Option<String>,
 
     /// Refuse (exit 65) a message larger than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = mda::DEFAULT_MAX_SIZE,
@@ -152,6 +185,11 @@ impl super::Tool for Args {
             folder: self.folder,
             sieve: self.sieve.as_deref().map(mda::sieve::Script::load),
             links: crate::maildir::Links::allowing(self.allow_symlinked_maildir),
+            sendmail: self
+                .sendmail
+                .as_deref()
+                .map(mda::send::parse_command)
+                .unwrap_or_default(),
         };
         let report = mda::deliver(&root, &raw, &env, &opts)?;
         let mut err = std::io::stderr().lock();

@@ -11,6 +11,24 @@
 //!   fails, the copies already stored are removed again, so a failure leaves nothing behind and
 //!   the caller may retry (exit 75) without duplicates.
 //!
+//! # Sieve redirect and vacation: order and retries
+//! [`deliver`] carries out a script's actions in this order:
+//! 1. **redirects** ([`sieve::Action::Redirect`]), each submitted through [`Options::sendmail`]
+//!    ([`send`]) with the original envelope sender (RFC 5228 section 4.2 lets the
+//!    implementation choose; Pigeonhole's default, no SRS: a `<>` or unknown sender stays
+//!    `<>`), the message as it would be stored minus its `Return-Path:` line; its
+//!    `Delivered-To:` stays, so a copy that comes back is refused as a loop. Each one sent is
+//!    remembered ([`memory`], hash of the message and the address, for
+//!    [`REDIRECT_MEMORY_SECS`]). A temporary failure fails the delivery with 75 before anything
+//!    is stored; the retry skips the redirects already sent, so none goes out twice and no copy
+//!    is stored twice. A permanent failure is a warning and the message is kept (RFC 5228
+//!    section 2.10.6).
+//! 2. **copies** (keep, fileinto), all or none, as above.
+//! 3. **vacation** replies ([`sieve::Action::Vacation`]), from `<>` (RFC 5230 section 5,
+//!    RFC 3834 section 3.1.2), only after the message is stored; a failure to send one is a
+//!    warning (an auto-reply is not worth deferring the mail), and only a reply sent is
+//!    remembered for its `:days`.
+//!
 //! Errors carry sysexits codes (`crate::exit::code_of`): 65 empty/too big/mail loop, 64 bad
 //! envelope (line breaks in an address), 73 the Maildir or a file in it cannot be created
 //! (missing permission, path through a non-directory), 75 anything else worth retrying
@@ -19,6 +37,8 @@
 //! (an admin can fix the Maildir and the mail waits meanwhile; see [`crate::maildir`] for what
 //! is followed: the components above the Maildir are, nothing below it is).
 
+pub mod memory;
+pub mod send;
 pub mod sieve;
 
 use std::io::{self, Read};
@@ -56,6 +76,22 @@ pub struct Options {
     /// Whether the Maildir's directories may be symlinks (`allow_symlinked_maildir`); refused
     /// by default. Message files are never followed.
     pub links: Links,
+    /// The sendmail-compatible command Sieve's redirect and vacation submit through (program
+    /// and arguments; see [`send`]); empty means [`send::default_command`].
+    pub sendmail: Vec<String>,
+}
+
+/// How long a redirect already submitted is remembered, so a retried delivery does not send it
+/// again (longer than an MTA retries: Postfix gives up after 5 days).
+pub const REDIRECT_MEMORY_SECS: u64 = 7 * 86400;
+
+/// One message Sieve submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// `"redirect"` or `"vacation"`.
+    pub action: &'static str,
+    /// The envelope recipient.
+    pub recipient: String,
 }
 
 /// One stored copy.
@@ -74,6 +110,8 @@ pub struct Stored {
 pub struct Report {
     /// Copies stored (empty when Sieve discarded the message).
     pub stored: Vec<Stored>,
+    /// Messages submitted by Sieve's redirect and vacation.
+    pub submitted: Vec<Submitted>,
     /// Sieve problems (script errors with their line, unsupported actions); print them.
     pub warnings: Vec<String>,
 }
@@ -323,9 +361,11 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
     let mut report = Report::default();
     let keep_folder = opts.folder.clone();
     let mut targets: Vec<Target> = Vec::new();
+    let mut redirects: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut vacations: Vec<(String, Vec<u8>, String, u64)> = Vec::new();
     match &opts.sieve {
         None => targets.push(Target {
-            folder: keep_folder,
+            folder: keep_folder.clone(),
             flags: Flags::empty(),
             content: message.as_slice().into(),
         }),
@@ -340,15 +380,50 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
             });
         }
         Some(Ok(script)) => {
+            // vacation's :days memory, read once when the script first asks
+            let memory = std::cell::OnceCell::new();
+            let now = crate::clock::now();
+            let seen = |key: &str| {
+                memory
+                    .get_or_init(|| memory::Memory::read(&inbox).ok())
+                    .as_ref()
+                    .is_some_and(|m: &memory::Memory| m.contains(key, now))
+            };
             let out = script.evaluate(
                 &message,
                 env.sender.as_deref(),
                 env.recipient.as_deref(),
                 &inbox,
+                &seen,
             );
             report.warnings.extend(out.warnings);
             for action in out.actions {
                 let (folder, flags, content) = match action {
+                    sieve::Action::Redirect {
+                        address,
+                        message: m,
+                    } => {
+                        let mut content = match m {
+                            Some(m) => {
+                                let mut v = Vec::with_capacity(m.len());
+                                crlf_to_lf(&m, &mut v);
+                                v
+                            }
+                            None => message.clone(),
+                        };
+                        strip_return_path(&mut content);
+                        redirects.push((address, content));
+                        continue;
+                    }
+                    sieve::Action::Vacation {
+                        to,
+                        message: m,
+                        key,
+                        expiry_secs,
+                    } => {
+                        vacations.push((to, m, key, expiry_secs));
+                        continue;
+                    }
                     sieve::Action::Keep { flags, message: m } => (keep_folder.clone(), flags, m),
                     sieve::Action::FileInto {
                         folder,
@@ -382,6 +457,16 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
             }
         }
     }
+    if !redirects.is_empty() {
+        let kept = send_redirects(&inbox, &message, env, opts, redirects, &mut report)?;
+        if !kept && !targets.iter().any(|t| t.folder == keep_folder) {
+            targets.push(Target {
+                folder: keep_folder.clone(),
+                flags: Flags::empty(),
+                content: message.as_slice().into(),
+            });
+        }
+    }
     // RFC 5228 section 4.1: filing the same message into one mailbox twice stores one copy.
     let mut seen: Vec<Option<String>> = Vec::new();
     let mut unique_targets = Vec::new();
@@ -413,7 +498,142 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
             }
         }
     }
+    send_vacations(&inbox, opts, vacations, &mut report);
     Ok(report)
+}
+
+/// The sendmail command of `opts`.
+fn sendmail(opts: &Options) -> Vec<String> {
+    if opts.sendmail.is_empty() {
+        send::default_command()
+    } else {
+        opts.sendmail.clone()
+    }
+}
+
+/// Removes a `Return-Path:` line at the top of `message` (the one [`prepare`] wrote): a
+/// resubmitted message gets its new one at its final delivery (RFC 5321 section 4.4).
+fn strip_return_path(message: &mut Vec<u8>) {
+    let first = message
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(message.len(), |i| i + 1);
+    let line = &message[..first];
+    let is_rp = line
+        .iter()
+        .position(|&b| b == b':')
+        .is_some_and(|c| line[..c].eq_ignore_ascii_case(b"return-path"));
+    let folded = message
+        .get(first)
+        .is_some_and(|&b| matches!(b, b' ' | b'\t'));
+    if is_rp && !folded {
+        message.drain(..first);
+    }
+}
+
+/// Step 1 of the module doc: submits each redirect not sent by an earlier try. Returns `Ok(true)`
+/// when all went out, `Ok(false)` when one failed permanently (the message is then kept), and
+/// an error (75) on a temporary failure, before anything is stored.
+fn send_redirects(
+    inbox: &Maildir,
+    message: &[u8],
+    env: &Envelope,
+    opts: &Options,
+    redirects: Vec<(String, Vec<u8>)>,
+    report: &mut Report,
+) -> anyhow::Result<bool> {
+    use sha2::Digest as _;
+    let mut mem = memory::Memory::lock(inbox)
+        .map_err(|e| exit_io(e, exit::TEMPFAIL))
+        .context("locking the Sieve memory")?;
+    let digest: String = sha2::Sha256::digest(message)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let sender = env.sender.as_deref().map(strip_angles).unwrap_or_default();
+    let command = sendmail(opts);
+    let mut all_sent = true;
+    for (address, content) in redirects {
+        let key = format!("redirect {digest} {}", normalize_addr(&address));
+        let now = crate::clock::now();
+        if mem.contains(&key, now) {
+            report.warnings.push(format!(
+                "sieve: redirect to {address} was sent by an earlier attempt; not sent again"
+            ));
+            continue;
+        }
+        match send::submit(&command, sender, &address, &content) {
+            send::Sent::Ok => {
+                report.submitted.push(Submitted {
+                    action: "redirect",
+                    recipient: address.clone(),
+                });
+                if let Err(e) = mem.remember(&key, now + REDIRECT_MEMORY_SECS, now) {
+                    report.warnings.push(format!(
+                        "sieve: redirect to {address} sent, but not remembered ({e}): a retry would send it again"
+                    ));
+                }
+            }
+            send::Sent::Temporary(why) => {
+                return Err(exit::fail(
+                    exit::TEMPFAIL,
+                    format!("sieve: redirect to {address} failed temporarily ({why}); nothing stored, try again later"),
+                ));
+            }
+            send::Sent::Permanent(why) => {
+                report.warnings.push(format!(
+                    "sieve: redirect to {address} failed ({why}); message kept"
+                ));
+                all_sent = false;
+            }
+        }
+    }
+    Ok(all_sent)
+}
+
+/// Step 3 of the module doc: sends each vacation reply not sent within its `:days`, from `<>`;
+/// failures are warnings.
+fn send_vacations(
+    inbox: &Maildir,
+    opts: &Options,
+    vacations: Vec<(String, Vec<u8>, String, u64)>,
+    report: &mut Report,
+) {
+    if vacations.is_empty() {
+        return;
+    }
+    let mut mem = match memory::Memory::lock(inbox) {
+        Ok(m) => m,
+        Err(e) => {
+            report.warnings.push(format!(
+                "sieve: vacation not sent: cannot lock its memory: {e}"
+            ));
+            return;
+        }
+    };
+    let command = sendmail(opts);
+    for (to, reply, key, expiry) in vacations {
+        let now = crate::clock::now();
+        if mem.contains(&key, now) {
+            continue; // another delivery answered meanwhile
+        }
+        match send::submit(&command, "", &to, &reply) {
+            send::Sent::Ok => {
+                report.submitted.push(Submitted {
+                    action: "vacation",
+                    recipient: to.clone(),
+                });
+                if let Err(e) = mem.remember(&key, now.saturating_add(expiry), now) {
+                    report.warnings.push(format!(
+                        "sieve: vacation reply to {to} sent, but not remembered: {e}"
+                    ));
+                }
+            }
+            send::Sent::Temporary(why) | send::Sent::Permanent(why) => report
+                .warnings
+                .push(format!("sieve: vacation reply to {to} not sent: {why}")),
+        }
+    }
 }
 
 /// Stores one copy (folder created when missing; flags move it into `cur/`): what was stored,

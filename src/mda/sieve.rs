@@ -8,6 +8,21 @@
 //! fails: a runtime error or an action we cannot carry out becomes a warning plus a keep, so
 //! mail is never lost (RFC 5228 section 2.10.6: on error, implicit keep).
 //!
+//! # redirect and vacation
+//! Both come out as actions for [`crate::mda::deliver`] to submit ([`Action::Redirect`],
+//! [`Action::Vacation`]); nothing is sent here. A redirect to an address the message was
+//! already delivered to (its envelope recipient or a `Delivered-To:`) is a mail loop: it is not
+//! done, and the message is kept instead. At most [`MAX_REDIRECTS`] redirects per message
+//! (Pigeonhole's `sieve_max_redirects` default); more are warnings and keep the message.
+//! vacation (RFC 5230) uses sieve-rs's checks (no reply to `<>`, `MAILER-DAEMON`, `owner-*`,
+//! `*-request`, the user's own addresses, a message whose To/Cc/Bcc names none of the user's
+//! addresses) plus RFC 3834 section 2's header checks, done here ([`auto_reply_forbidden`]:
+//! sieve-rs misses `Auto-Submitted:` and `Precedence: list`/`junk`); its
+//! `:days` memory is asked through the `seen` callback of [`Script::evaluate`] (at least one
+//! day, RFC 5230 section 4.1; default [`VACATION_DAYS`]). The reply gets the header fields
+//! RFC 3834 section 3.1.7 and Pigeonhole add (`Precedence: bulk`, `X-Auto-Response-Suppress`,
+//! `MIME-Version`).
+//!
 //! # Explicit keep
 //! sieve-rs treats an explicit `keep` like the implicit one: a later `fileinto` or `redirect`
 //! (without `:copy`) or `discard` cancels it, so `keep; fileinto "X";` stored only into X.
@@ -21,6 +36,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sieve::compiler::grammar::actions::action_redirect::Notify;
+
 use crate::maildir::{Flags, Maildir};
 
 /// Longest Sieve script accepted (bytes).
@@ -28,11 +45,20 @@ pub const MAX_SCRIPT_SIZE: usize = 1024 * 1024;
 /// Instruction budget for one run, so a looping script cannot hang delivery.
 pub const CPU_LIMIT: usize = 100_000;
 
+/// Most redirects carried out for one message (Pigeonhole's `sieve_max_redirects` default).
+pub const MAX_REDIRECTS: usize = 4;
+/// vacation's `:days` when the script gives none (RFC 5230 section 4.1 suggests 7).
+pub const VACATION_DAYS: u64 = 7;
+/// A message with more `Received:` fields than this is neither redirected nor answered (a
+/// loop; Postfix's `hopcount_limit`).
+pub const MAX_HOPS: usize = 50;
+
 /// The extensions a script may `require` (RFC names, as in `require`): those whose every test
 /// and action mdeliver carries out. Anything else (reject, duplicate, include, notify, ...) is
 /// refused by [`Script::compile`].
 pub const EXTENSIONS: &[&str] = &[
     "fileinto",
+    "vacation",
     "envelope",
     "encoded-character",
     "comparator-i;octet",
@@ -111,6 +137,26 @@ pub enum Action {
     },
     /// Explicitly thrown away (no copy anywhere).
     Discard,
+    /// Resubmit the message to `address` (RFC 5228 section 4.2; with `:copy`, RFC 3894, the
+    /// implicit keep stays, which sieve-rs has already decided).
+    Redirect {
+        /// The new recipient.
+        address: String,
+        /// Replacement content when editheader changed the message.
+        message: Option<Vec<u8>>,
+    },
+    /// Send this auto-reply (RFC 5230) to `to` from the null sender, and remember `key` for
+    /// `expiry_secs` so the sender gets no second reply meanwhile.
+    Vacation {
+        /// The recipient of the reply: the message's envelope sender.
+        to: String,
+        /// The whole reply (header and body).
+        message: Vec<u8>,
+        /// What the `:days` memory remembers (sender and `:handle`).
+        key: String,
+        /// How long (seconds), at least a day.
+        expiry_secs: u64,
+    },
 }
 
 /// The result of running a script: actions and warnings (one line each).
@@ -158,16 +204,34 @@ impl Script {
     }
 
     /// Runs the script over `message` with the envelope `sender`/`recipient`. `inbox` answers
-    /// `mailboxexists` tests (RFC 5490).
+    /// `mailboxexists` tests (RFC 5490); `seen` answers whether vacation already replied under
+    /// a key (the `:days` memory).
     pub fn evaluate(
         &self,
         message: &[u8],
         sender: Option<&str>,
         recipient: Option<&str>,
         inbox: &Maildir,
+        seen: &dyn Fn(&str) -> bool,
     ) -> Outcome {
-        let runtime = sieve::Runtime::new().with_cpu_limit(CPU_LIMIT);
+        // sieve-rs's own redirect bound drops a redirect silently; ours warns (MAX_REDIRECTS).
+        let runtime = sieve::Runtime::new()
+            .with_cpu_limit(CPU_LIMIT)
+            .with_max_redirects(MAX_REDIRECTS + 1)
+            .with_max_out_messages(MAX_REDIRECTS + 2)
+            .with_max_received_headers(MAX_HOPS)
+            .with_default_vacation_expiry(VACATION_DAYS * 86400)
+            .with_local_hostname(crate::maildir::hostname().to_string());
         let mut ctx = runtime.filter(message);
+        let delivered: Vec<String> = super::delivered_to(message)
+            .iter()
+            .map(String::as_str)
+            .chain(recipient)
+            .map(super::normalize_addr)
+            .collect();
+        let no_auto_reply = auto_reply_forbidden(message);
+        let mut redirects = 0;
+        let mut vacation_key: Option<(String, u64)> = None;
         if let Some(s) = sender {
             ctx.set_envelope(sieve::Envelope::From, s);
         }
@@ -234,7 +298,14 @@ impl Script {
                     need_keep = true;
                     input = sieve::Input::False;
                 }
-                sieve::Event::ListContains { .. } | sieve::Event::DuplicateId { .. } => {
+                sieve::Event::DuplicateId { id, expiry, .. } => {
+                    // Only vacation asks (duplicate is not claimed): RFC 5230 section 4.1,
+                    // a minimum of one day.
+                    let key = format!("vacation {id}");
+                    input = seen(&key).into();
+                    vacation_key = Some((key, expiry.max(86400)));
+                }
+                sieve::Event::ListContains { .. } => {
                     input = sieve::Input::False;
                 }
                 sieve::Event::Function { .. } => input = sieve::Input::False,
@@ -244,11 +315,55 @@ impl Script {
                         .push("sieve: reject is not supported by a local MDA; message kept".into());
                     need_keep = true;
                 }
+                sieve::Event::SendMessage {
+                    recipient: sieve::Recipient::Address(to),
+                    notify: Notify::Never,
+                    message_id,
+                    ..
+                } => {
+                    // vacation's reply (a redirect's notify is never Never: redirect-dsn is
+                    // not claimed)
+                    let (Some(reply), Some((key, expiry_secs))) =
+                        (created.get(&message_id), vacation_key.take())
+                    else {
+                        continue;
+                    };
+                    if no_auto_reply {
+                        continue;
+                    }
+                    out.actions.push(Action::Vacation {
+                        to,
+                        message: complete_reply(reply),
+                        key,
+                        expiry_secs,
+                    });
+                }
+                sieve::Event::SendMessage {
+                    recipient: sieve::Recipient::Address(address),
+                    message_id,
+                    ..
+                } => {
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        out.warnings.push(format!(
+                            "sieve: redirect to {address}: more than {MAX_REDIRECTS} redirects; message kept"
+                        ));
+                        need_keep = true;
+                    } else if delivered.contains(&super::normalize_addr(&address)) {
+                        out.warnings.push(format!(
+                            "sieve: redirect to {address}: the message was already delivered there (mail loop); message kept"
+                        ));
+                        need_keep = true;
+                    } else {
+                        out.actions.push(Action::Redirect {
+                            address,
+                            message: created.get(&message_id).cloned(),
+                        });
+                    }
+                }
                 sieve::Event::SendMessage { .. } => {
-                    out.warnings.push(
-                        "sieve: redirect/vacation are not supported by a local MDA; message kept"
-                            .into(),
-                    );
+                    out.warnings
+                        .push("sieve: redirect to a list is not supported; message kept".into());
                     need_keep = true;
                 }
                 sieve::Event::Notify { .. } => {
@@ -329,6 +444,60 @@ fn unsupported(name: &str, text: &[u8]) -> ScriptError {
             EXTENSIONS.join(", ")
         ),
     }
+}
+
+/// Whether RFC 3834 section 2 forbids an automatic reply to `message` in ways sieve-rs does not
+/// check (reliably) itself: `Auto-Submitted:` with any value but `no` (section 2, point 4;
+/// sieve-rs misses it), `Precedence: list`, `bulk` or `junk` (section 2, point 5: common
+/// practice; Pigeonhole checks the same three), any `List-*` field (RFC 2369, RFC 2919), and
+/// `X-Auto-Response-Suppress: All` or `OOF` (what Exchange and Pigeonhole honour).
+fn auto_reply_forbidden(message: &[u8]) -> bool {
+    let Some(parsed) = mail_parser::MessageParser::new().parse_headers(message) else {
+        return false;
+    };
+    parsed.headers().iter().any(|h| {
+        let name = h.name();
+        let value = h.value().as_text().unwrap_or_default().trim();
+        let token = value.split(';').next().unwrap_or_default().trim();
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        (is("auto-submitted") && !token.eq_ignore_ascii_case("no"))
+            || (is("precedence")
+                && ["list", "bulk", "junk"]
+                    .iter()
+                    .any(|p| token.eq_ignore_ascii_case(p)))
+            || (is("x-auto-response-suppress")
+                && value.split(',').any(|v| {
+                    ["all", "oof"]
+                        .iter()
+                        .any(|p| v.trim().eq_ignore_ascii_case(p))
+                }))
+            || name
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("list-"))
+    })
+}
+
+/// sieve-rs's vacation reply with the header fields it leaves out: `Precedence: bulk` and
+/// `X-Auto-Response-Suppress: All` (what Pigeonhole adds, so other responders stay quiet, RFC
+/// 3834 section 3.1.8), `MIME-Version` (RFC 2045 section 4) and, for a plain text reason,
+/// `Content-Transfer-Encoding: 8bit` (the reason may be UTF-8).
+fn complete_reply(reply: &[u8]) -> Vec<u8> {
+    const PLAIN: &[u8] = b"Content-type: text/plain; charset=utf-8\r\n\r\n";
+    let mut out = Vec::with_capacity(reply.len() + 128);
+    out.extend_from_slice(
+        b"Precedence: bulk\r\nX-Auto-Response-Suppress: All\r\nMIME-Version: 1.0\r\n",
+    );
+    match reply.windows(PLAIN.len()).position(|w| w == PLAIN) {
+        Some(i) => {
+            out.extend_from_slice(&reply[..i]);
+            out.extend_from_slice(
+                b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+            );
+            out.extend_from_slice(&reply[i + PLAIN.len()..]);
+        }
+        None => out.extend_from_slice(reply),
+    }
+    out
 }
 
 /// Maildir flags for IMAP system flags (RFC 3501 section 2.3.2); keywords are dropped.

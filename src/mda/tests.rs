@@ -280,9 +280,12 @@ fn sieve_error_reports_line_and_keeps() {
 fn sieve_unsupported_actions_keep() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("M");
-    let r = deliver_sieve(&root, "redirect \"x@y.test\";");
+    // a redirect whose submission fails for good (the command exits 69) is kept
+    let mut opts = sieve_opts("redirect \"x@y.test\";");
+    opts.sendmail = vec!["sh".into(), "-c".into(), "exit 69".into()];
+    let r = deliver(&root, MSG, &env(None, None), &opts).unwrap();
     assert_eq!(r.stored.len(), 1, "{r:?}");
-    assert!(!r.warnings.is_empty());
+    assert!(r.warnings[0].contains("exited 69"), "{r:?}");
     let r = deliver_sieve(&root, "require \"reject\";\nreject \"no\";");
     assert_eq!(r.stored.len(), 1, "{r:?}");
     // a bad folder name from a script is kept in INBOX, not an error
@@ -442,4 +445,144 @@ fn an_mtas_stamp_composes_with_ours() {
         stamp_len(b"Return-Path: <s@x.test>\nDelivered-To: a\nDelivered-To: b\nX: y\n"),
         56
     );
+}
+
+/// A sendmail command that appends each message to `base` and its recipient (`$5` after
+/// `-i -f SENDER --`) and sender to `base.log`, failing with 75 for recipients starting
+/// with `b@` until `base.ok` exists.
+fn recording_sendmail(base: &std::path::Path) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        "case \"$5\" in b@*) [ -e \"$0.ok\" ] || exit 75;; esac; cat >> \"$0\"; echo \"$3 $5\" >> \"$0.log\"".into(),
+        base.display().to_string(),
+    ]
+}
+
+#[test]
+fn sieve_redirect_submits_then_stores_and_a_retry_sends_nothing_twice() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let base = t.path().join("sent");
+    let mut opts =
+        sieve_opts("require \"copy\";\nredirect :copy \"a@x.test\";\nredirect :copy \"b@x.test\";");
+    opts.sendmail = recording_sendmail(&base);
+    let e = env(Some("boss@work.test"), Some("me@home.test"));
+    // b@ fails temporarily: 75, nothing stored, a@ sent once
+    let err = deliver(&root, MSG, &e, &opts).unwrap_err();
+    assert_eq!(crate::exit::code_of(&err), crate::exit::TEMPFAIL, "{err:#}");
+    assert!(Maildir::open(&root).unwrap().list_all().unwrap().is_empty());
+    std::fs::write(t.path().join("sent.ok"), b"").unwrap();
+    // the retry sends only b@ and stores one copy (:copy keeps the implicit keep)
+    let r = deliver(&root, MSG, &e, &opts).unwrap();
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    let log = std::fs::read_to_string(t.path().join("sent.log")).unwrap();
+    assert_eq!(log, "boss@work.test a@x.test\nboss@work.test b@x.test\n");
+    // what was sent: the stored message without its Return-Path, with its Delivered-To
+    let sent = std::fs::read_to_string(&base).unwrap();
+    assert!(
+        sent.starts_with("Delivered-To: me@home.test\nFrom: Boss"),
+        "{sent}"
+    );
+    // without :copy the implicit keep is cancelled: sent, nothing stored
+    let root2 = t.path().join("M2");
+    let mut opts = sieve_opts("redirect \"c@x.test\";");
+    opts.sendmail = recording_sendmail(&base);
+    let r = deliver(&root2, MSG, &env(None, Some("me@home.test")), &opts).unwrap();
+    assert!(r.stored.is_empty(), "{r:?}");
+    assert_eq!(r.submitted.len(), 1);
+    let log = std::fs::read_to_string(t.path().join("sent.log")).unwrap();
+    assert!(log.ends_with("<> c@x.test\n"), "{log}");
+}
+
+#[test]
+fn sieve_redirect_loops_and_too_many_redirects_keep() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let base = t.path().join("sent");
+    // to the recipient itself, or to an address of an earlier Delivered-To: not sent, kept
+    let msg = b"Delivered-To: old@home.test\nSubject: x\n\nb\n";
+    for to in ["ME@home.test", "old@home.test"] {
+        let mut opts = sieve_opts(&format!("redirect \"{to}\";"));
+        opts.sendmail = recording_sendmail(&base);
+        let r = deliver(&root, msg, &env(None, Some("me@home.test")), &opts).unwrap();
+        assert_eq!(r.stored.len(), 1, "{r:?}");
+        assert!(r.warnings[0].contains("mail loop"), "{r:?}");
+        assert!(r.submitted.is_empty());
+    }
+    // five redirects: four sent, the fifth a warning, the message kept
+    let script: String = (1..=5)
+        .map(|i| format!("redirect \"r{i}@x.test\";\n"))
+        .collect();
+    let mut opts = sieve_opts(&script);
+    opts.sendmail = recording_sendmail(&base);
+    let r = deliver(&root, msg, &env(None, Some("me@home.test")), &opts).unwrap();
+    assert_eq!(r.submitted.len(), 4, "{r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("more than 4")),
+        "{r:?}"
+    );
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+}
+
+#[test]
+fn sieve_vacation_replies_once_per_days_and_never_to_lists() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let base = t.path().join("sent");
+    let mut opts =
+        sieve_opts("require \"vacation\";\nvacation :days 3 :subject \"Away\" \"I am away.\";");
+    opts.sendmail = recording_sendmail(&base);
+    let msg = b"From: Boss <boss@work.test>\nTo: me@home.test\nSubject: Report\nMessage-ID: <r1@work.test>\n\nPlease.\n";
+    let e = env(Some("boss@work.test"), Some("me@home.test"));
+    let r = deliver(&root, msg, &e, &opts).unwrap();
+    assert_eq!(r.stored.len(), 1, "{r:?}");
+    assert_eq!(r.submitted.len(), 1, "{r:?}");
+    let sent = std::fs::read_to_string(&base).unwrap();
+    for want in [
+        "Auto-Submitted: auto-replied\r\n",
+        "In-Reply-To: <r1@work.test>\r\n",
+        "Subject: Away\r\n",
+        "From: me@home.test\r\n",
+        "MIME-Version: 1.0\r\n",
+        "\r\n\r\nI am away.",
+    ] {
+        assert!(sent.contains(want), "{want:?} in {sent}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("sent.log")).unwrap(),
+        "<> boss@work.test\n"
+    );
+    // the same sender again within :days: stored, not answered
+    let r = deliver(&root, msg, &e, &opts).unwrap();
+    assert_eq!((r.stored.len(), r.submitted.len()), (1, 0), "{r:?}");
+    // list mail (List-Id, Precedence: list), auto-submitted mail, <>, not addressed to us
+    for (m, s) in [
+        (MSG, "boss2@work.test"),
+        (
+            &b"From: a@work.test\nTo: me@home.test\nPrecedence: list\nSubject: x\n\nb\n"[..],
+            "a@work.test",
+        ),
+        (
+            &b"From: a@work.test\nTo: me@home.test\nPrecedence: junk\nSubject: x\n\nb\n"[..],
+            "a@work.test",
+        ),
+        (
+            &b"From: a@work.test\nTo: me@home.test\nAuto-Submitted: auto-generated\n\nb\n"[..],
+            "a@work.test",
+        ),
+        (&b"From: a@work.test\nTo: me@home.test\n\nb\n"[..], ""),
+        (
+            &b"From: a@work.test\nTo: other@home.test\n\nb\n"[..],
+            "a@work.test",
+        ),
+    ] {
+        let r = deliver(&root, m, &env(Some(s), Some("me@home.test")), &opts).unwrap();
+        assert_eq!(
+            (r.stored.len(), r.submitted.len()),
+            (1, 0),
+            "{}: {r:?}",
+            String::from_utf8_lossy(m)
+        );
+    }
 }
