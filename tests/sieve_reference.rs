@@ -1,8 +1,10 @@
 //! mdeliver's Sieve against the reference interpreter: every script of a table runs over every
 //! message of a table through mdeliver and through Dovecot Pigeonhole's `sieve-test -e` (Debian
 //! dovecot-sieve, installed by tests/peers/install.sh), each storing into a fresh Maildir, and
-//! where each message lands (folders, IMAP system flags) must be the same. The scripts cover
-//! every extension mdeliver claims (`mailkit::mda::sieve::EXTENSIONS`).
+//! where each message lands (folders, IMAP system flags) must be the same, and so must what
+//! redirect and vacation send (envelope sender and recipient of each message: `sieve-test -e`
+//! prints them, mdeliver's `--sendmail` is a script here that writes them down). The scripts
+//! cover every extension mdeliver claims (`mailkit::mda::sieve::EXTENSIONS`).
 
 mod common;
 
@@ -232,12 +234,39 @@ const SCRIPTS: &[(&str, &str)] = &[
         "require [\"mime\", \"foreverypart\", \"fileinto\"];\n\
          foreverypart { if header :mime :type :is \"content-type\" \"application\" { fileinto \"Attach\"; } }\n",
     ),
+    ("redirect", "redirect \"dave@other.test\";\n"),
+    ("redirect-then-keep", "redirect \"dave@other.test\";\nkeep;\n"),
+    (
+        "redirect-copy-fileinto",
+        "require [\"copy\", \"fileinto\"];\nredirect :copy \"dave@other.test\";\nfileinto \"X\";\n",
+    ),
+    (
+        "redirect-two-then-discard",
+        "redirect \"dave@other.test\";\nredirect \"erin@other.test\";\ndiscard;\n",
+    ),
+    (
+        "vacation",
+        "require \"vacation\";\nvacation :days 3 :subject \"Away\" \"I am away.\";\n",
+    ),
+    (
+        "vacation-addresses-handle-from",
+        "require \"vacation\";\n\
+         vacation :addresses [\"alice@example.test\"] :handle \"h1\" :from \"bob@example.test\" \"Away.\";\n",
+    ),
+    (
+        "vacation-mime-fileinto",
+        "require [\"vacation\", \"fileinto\"];\n\
+         vacation :mime text:\nContent-Type: text/plain; charset=us-ascii\n\nAway.\n.\n;\nfileinto \"X\";\n",
+    ),
     (
         "extracttext",
         "require [\"mime\", \"foreverypart\", \"extracttext\", \"variables\", \"fileinto\"];\n\
          foreverypart { if header :mime :subtype :is \"content-type\" \"plain\" { extracttext :first 6 \"t\"; fileinto \"t-${t}\"; } }\n",
     ),
 ];
+
+/// What a run sent: (envelope sender with angle brackets, recipient) per message, sorted.
+type Sent = Vec<(String, String)>;
 
 /// Where copies landed: (folder, system flags) per stored file, sorted. INBOX is "INBOX",
 /// `.Name` is "Name"; flags are the upper-case letters of the `:2,` info (keywords, lower case
@@ -308,7 +337,7 @@ fn pigeonhole(
     script: &Path,
     msg: &Message,
     folders: &[String],
-) -> Vec<(String, String)> {
+) -> (Vec<(String, String)>, Sent) {
     let md = dir.join("pigeonhole");
     for f in std::iter::once(String::new()).chain(folders.iter().map(|f| format!(".{f}"))) {
         for sub in ["tmp", "new", "cur"] {
@@ -347,12 +376,45 @@ fn pigeonhole(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    landed(&md)
+    // `sieve-test -e` logs "sending message from <S>:" for each message it would send and
+    // ends with a "RECIPIENT: R" block for each, in the same order.
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let senders = text.lines().filter_map(|l| {
+        l.split_once("sending message from ")
+            .map(|(_, s)| s.trim_end_matches(':').to_string())
+    });
+    let recipients = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("RECIPIENT: ").map(str::to_string));
+    let mut sent: Sent = senders.zip(recipients).collect();
+    sent.sort();
+    (landed(&md), sent)
 }
 
-/// Runs `script` over `msg` through mdeliver into a fresh Maildir under `dir`.
-fn mdeliver(dir: &Path, script: &Path, msg: &Message) -> (Vec<(String, String)>, String) {
+/// Runs `script` over `msg` through mdeliver into a fresh Maildir under `dir`, with a
+/// `--sendmail` that writes down each submission's envelope (`-i -f SENDER -- RECIPIENT`).
+fn mdeliver(dir: &Path, script: &Path, msg: &Message) -> (Vec<(String, String)>, Sent, String) {
     let md = dir.join("mdeliver");
+    let log = dir.join("sent.log");
+    let sendmail = dir.join("sendmail");
+    std::fs::write(
+        &sendmail,
+        format!(
+            "#!/bin/sh\ncase \"$3\" in '<>') f='<>';; *) f=\"<$3>\";; esac\n\
+             echo \"$f $5\" >> '{}'\ncat > /dev/null\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &sendmail,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let out = common::run_with_input(
         Command::new(common::bin("mdeliver"))
             .env_remove("MAILDIR")
@@ -360,12 +422,21 @@ fn mdeliver(dir: &Path, script: &Path, msg: &Message) -> (Vec<(String, String)>,
             .env_remove("RECIPIENT")
             .args(["-f", msg.sender, "-d", msg.recipient, "--sieve"])
             .arg(script)
+            .arg("--sendmail")
+            .arg(&sendmail)
             .arg(&md),
         msg.text.as_bytes(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "mdeliver failed: {stderr}");
-    (landed(&md), stderr)
+    let mut sent: Sent = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(f, r)| (f.to_string(), r.to_string()))
+        .collect();
+    sent.sort();
+    (landed(&md), sent, stderr)
 }
 
 #[test]
@@ -375,24 +446,39 @@ fn mdeliver_lands_messages_where_pigeonhole_does() {
     let mut disagreements = Vec::new();
     let mut runs = 0;
     for (sname, script) in SCRIPTS {
+        let mut sending = 0;
         for msg in MESSAGES {
             let dir = t.path().join(format!("{sname}.{}", msg.name));
             std::fs::create_dir(&dir).unwrap();
             let sfile = dir.join("s.sieve");
             std::fs::write(&sfile, script).unwrap();
-            let (ours, warnings) = mdeliver(&dir, &sfile, msg);
+            let (ours, our_sent, warnings) = mdeliver(&dir, &sfile, msg);
             // mdeliver creates a missing folder on `fileinto`, sieve-test falls back to INBOX
             // (RFC 5228 section 4.1 allows either): Pigeonhole gets the folders mdeliver made.
             let folders = folders(&dir.join("mdeliver"));
-            let theirs = pigeonhole(&dir, &conf, &sfile, msg, &folders);
-            assert!(!theirs.is_empty() || script.contains("discard"), "{sname}");
-            if ours != theirs {
+            let (theirs, their_sent) = pigeonhole(&dir, &conf, &sfile, msg, &folders);
+            assert!(
+                !theirs.is_empty() || script.contains("discard") || script.contains("redirect"),
+                "{sname}"
+            );
+            if ours != theirs || our_sent != their_sent {
                 disagreements.push(format!(
-                    "{sname} × {}: mdeliver {ours:?}, pigeonhole {theirs:?} {warnings}",
+                    "{sname} × {}: mdeliver {ours:?} sent {our_sent:?}, pigeonhole {theirs:?} sent {their_sent:?} {warnings}",
                     msg.name
                 ));
             }
+            sending += usize::from(!their_sent.is_empty());
             runs += 1;
+        }
+        // a sending script sends for some message, and a vacation script not for every one
+        // (the list and the bounce are never answered)
+        if script.contains("redirect") {
+            assert_eq!(sending, MESSAGES.len(), "{sname}");
+        } else if script.contains("vacation") {
+            assert!(
+                sending > 0 && sending < MESSAGES.len(),
+                "{sname}: {sending}"
+            );
         }
     }
     assert_eq!(runs, SCRIPTS.len() * MESSAGES.len());
