@@ -653,3 +653,167 @@ fn dovecot_imap_returns_the_same_bytes() {
         b"Return-Path: <alice@example.test>\r\nDelivered-To: carol@example.test\r\nFrom: Alice"
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sieve redirect and vacation, submitted through the real msend to the aiosmtpd capture peer.
+
+/// mdeliver's `--sendmail`: msend submitting to the capture peer (or to `port`), no TLS, with
+/// no configuration of the caller's.
+fn msend_to(port: &str) -> String {
+    format!(
+        "{} --timeout 10 --no-tls --server 127.0.0.1:{port}",
+        common::bin("msend").display()
+    )
+}
+
+/// mdeliver with `script` (written under `dir`) and `--sendmail` submitting to `port`.
+fn mdeliver_sieve(dir: &Path, script: &str, port: &str) -> Command {
+    let sfile = dir.join(format!("s{}.sieve", common::rand_u64()));
+    std::fs::write(&sfile, script).unwrap();
+    let mut c = mdeliver();
+    c.env("HOME", dir)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("MAILKIT_CONFIG")
+        .env_remove("MDELIVER_SENDMAIL")
+        .arg("--sieve")
+        .arg(&sfile)
+        .arg("--sendmail")
+        .arg(msend_to(port));
+    c
+}
+
+#[test]
+fn sieve_redirect_is_submitted_through_msend_and_cancels_the_implicit_keep() {
+    let t = common::scratch();
+    let md = t.path().join("Maildir");
+    let tok = common::token();
+    let msg = format!(
+        "From: Alice <alice@example.test>\nTo: bob@example.test\nSubject: {tok}\nMessage-ID: <{tok}@example.test>\n\nhello\n"
+    );
+    let port = common::peer("PEER_CAPTURE_PORT");
+    let o = run(
+        mdeliver_sieve(t.path(), "redirect \"dave@other.test\";\n", &port)
+            .args(["-f", "alice@example.test", "-d", "bob@example.test"])
+            .arg(&md),
+        msg.as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("redirect captured");
+    assert_eq!(
+        env["mail_from"], "alice@example.test",
+        "RFC 5228 4.2: original sender"
+    );
+    assert_eq!(env["rcpt_tos"], serde_json::json!(["dave@other.test"]));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("\nDelivered-To: bob@example.test\r\nFrom: Alice")
+            && !text.contains("Return-Path"),
+        "our Delivered-To stays (loop detection), our Return-Path does not: {text}"
+    );
+    // no :copy: nothing stored
+    assert!(files(&md.join("new")).is_empty());
+    // the redirected copy coming back to bob is a loop (65), not a second redirect
+    let o = run(
+        mdeliver_sieve(t.path(), "redirect \"dave@other.test\";\n", &port)
+            .args(["-f", "alice@example.test", "-d", "bob@example.test"])
+            .arg(&md),
+        &bytes,
+    );
+    assert_eq!(o.code, 65, "{}", o.stderr);
+    assert_eq!(common::captured_now(&common::capture_dir(), &tok).len(), 1);
+}
+
+#[test]
+fn sieve_redirect_that_fails_temporarily_is_75_and_the_retry_stores_once() {
+    let t = common::scratch();
+    let md = t.path().join("Maildir");
+    let tok = common::token();
+    let msg = format!("From: alice@example.test\nTo: bob@example.test\nSubject: {tok}\n\nhello\n");
+    let script = "require \"copy\";\nredirect :copy \"dave@other.test\";\n";
+    // msend finds the server refusing: 75, nothing stored, nothing left in tmp/
+    let refused = common::refused_port().to_string();
+    let o = run(
+        mdeliver_sieve(t.path(), script, &refused)
+            .args(["-f", "alice@example.test", "-d", "bob@example.test"])
+            .arg(&md),
+        msg.as_bytes(),
+    );
+    assert_eq!(o.code, 75, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("redirect to dave@other.test failed temporarily"),
+        "{}",
+        o.stderr
+    );
+    assert_nothing_left(&md);
+    // the MTA retries: sent once, stored once; a retry after that sends nothing more
+    let port = common::peer("PEER_CAPTURE_PORT");
+    for _ in 0..2 {
+        let o = run(
+            mdeliver_sieve(t.path(), script, &port)
+                .args(["-f", "alice@example.test", "-d", "bob@example.test"])
+                .arg(&md),
+            msg.as_bytes(),
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    common::captured(&common::capture_dir(), &tok).expect("redirect captured");
+    assert_eq!(common::captured_now(&common::capture_dir(), &tok).len(), 1);
+    assert_eq!(
+        files(&md.join("new")).len(),
+        2,
+        "one copy per delivery (:copy)"
+    );
+}
+
+#[test]
+fn sieve_vacation_replies_from_null_sender_once_within_days_and_not_to_lists() {
+    let t = common::scratch();
+    let md = t.path().join("Maildir");
+    let tok = common::token();
+    let script = format!(
+        "require \"vacation\";\nvacation :days 2 :subject \"Away {tok}\" \"I am away until Monday.\";\n"
+    );
+    let port = common::peer("PEER_CAPTURE_PORT");
+    let deliver = |sender: &str, msg: String| {
+        let o = run(
+            mdeliver_sieve(t.path(), &script, &port)
+                .args(["-f", sender, "-d", "bob@example.test"])
+                .arg(&md),
+            msg.as_bytes(),
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    };
+    deliver(
+        "alice@example.test",
+        "From: Alice <alice@example.test>\nTo: Bob <bob@example.test>\nSubject: Lunch?\nMessage-ID: <m1@example.test>\n\nhi\n".into(),
+    );
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("reply captured");
+    assert_eq!(env["mail_from"], "<>", "RFC 5230 section 5: null sender");
+    assert_eq!(env["rcpt_tos"], serde_json::json!(["alice@example.test"]));
+    let text = String::from_utf8_lossy(&bytes);
+    for want in [
+        "Auto-Submitted: auto-replied\r\n",
+        "In-Reply-To: <m1@example.test>\r\n",
+        "References: <m1@example.test>\r\n",
+        "From: bob@example.test\r\n",
+        "\r\n\r\nI am away until Monday.",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    // alice again within :days, and a list message from carol: stored, not answered
+    deliver(
+        "alice@example.test",
+        "From: alice@example.test\nTo: bob@example.test\nSubject: Lunch??\nMessage-ID: <m2@example.test>\n\nhi\n".into(),
+    );
+    deliver(
+        "carol@example.test",
+        "From: carol@example.test\nTo: bob@example.test\nList-Id: <dev.example.test>\nPrecedence: list\nSubject: [dev] x\n\nhi\n".into(),
+    );
+    assert_eq!(common::captured_now(&common::capture_dir(), &tok).len(), 1);
+    assert_eq!(files(&md.join("new")).len(), 3);
+    // the memory is a file of the Maildir's, hashed (no address in clear)
+    let memory = std::fs::read_to_string(md.join("mailkit-sieve-memory")).unwrap();
+    assert_eq!(memory.lines().count(), 1, "{memory}");
+    assert!(!memory.contains("alice"), "{memory}");
+}

@@ -86,52 +86,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn token() -> String {
-    format!("tok{}x{}", std::process::id(), rand_u64() % 1_000_000_007)
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
-}
-
-/// The capture peer's stored message containing `token`, with its envelope line.
-fn captured(dir: &Path, token: &str) -> Option<(Vec<u8>, serde_json::Value)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("envelopes.jsonl")) {
-            for line in text.lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                let Some(file) = v["file"].as_str() else {
-                    continue;
-                };
-                if let Ok(bytes) = std::fs::read(dir.join(file)) {
-                    if String::from_utf8_lossy(&bytes).contains(token) {
-                        return Some((bytes, v));
-                    }
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn capture_dir() -> PathBuf {
-    PathBuf::from(common::peer("PEER_CAPTURE_DIR"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // A scripted SMTP server: real socket, fixed replies per command, records what it received.
 
@@ -289,7 +243,7 @@ const SIMPLE: &[u8] = b"From: a@example.test\nTo: b@example.test\nSubject: hi\n\
 #[test]
 fn capture_receives_byte_exact_with_bcc_removed_and_dots_intact() {
     let home = common::scratch();
-    let tok = token();
+    let tok = common::token();
     let input = format!(
         "From: Alice <alice@example.test>\n\
          To: Bob <bob@example.test>, carol@example.test\n\
@@ -312,7 +266,7 @@ fn capture_receives_byte_exact_with_bcc_removed_and_dots_intact() {
         input.as_bytes(),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (bytes, env) = captured(&capture_dir(), &tok).expect("message captured");
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("message captured");
     let expected = format!(
         "From: Alice <alice@example.test>\r\n\
          To: Bob <bob@example.test>, carol@example.test\r\n\
@@ -348,7 +302,7 @@ fn capture_receives_byte_exact_with_bcc_removed_and_dots_intact() {
 #[test]
 fn lone_dot_ends_input_without_i_and_headers_are_added() {
     let home = common::scratch();
-    let tok = token();
+    let tok = common::token();
     let input = format!("Subject: {tok}\n\nfirst\n.\nnot sent\n");
     let o = run(
         msend(home.path())
@@ -359,7 +313,7 @@ fn lone_dot_ends_input_without_i_and_headers_are_added() {
         input.as_bytes(),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (bytes, env) = captured(&capture_dir(), &tok).expect("captured");
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("captured");
     let text = String::from_utf8_lossy(&bytes);
     assert!(
         text.starts_with("From: Test User <sender@example.test>\r\nDate: "),
@@ -387,7 +341,7 @@ fn smtp_sink_accepts() {
 #[test]
 fn starttls_submission_with_auth_delivers_and_transcript_redacts_password() {
     let home = common::scratch();
-    let tok = token();
+    let tok = common::token();
     let msg = format!("Subject: {tok}\n\nvia submission\n");
     let o = run(
         msend(home.path())
@@ -639,7 +593,7 @@ fn direct_delivery_falls_back_to_second_mx_with_starttls() {
         "127.0.0.2",
         port,
     );
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path())
             .args(["-v", "--direct", "--resolver"])
@@ -648,7 +602,7 @@ fn direct_delivery_falls_back_to_second_mx_with_starttls() {
             .arg("alice@example.test"),
         format!("Subject: {tok}\n\ndirect\n").as_bytes(),
     );
-    let found = captured(&cap, &tok);
+    let found = common::captured(&cap, &tok);
     drop(server);
     let err = stderr(&o);
     assert_eq!(code(&o), 0, "{err}");
@@ -799,7 +753,7 @@ fn temporary_failure_is_spooled_then_flushed() {
     let home = common::scratch();
     let spool = common::scratch();
     let q = spool.path().join("q");
-    let tok = token();
+    let tok = common::token();
     let msg = format!("From: a@example.test\nSubject: {tok}\n\nspooled body\n.dot\n");
     let (port, _rx) = scripted(Script {
         rcpt: "451 4.7.1 greylisted\r\n",
@@ -846,7 +800,8 @@ fn temporary_failure_is_spooled_then_flushed() {
         b"",
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (bytes, env) = captured(&capture_dir(), &tok).expect("flushed message captured");
+    let (bytes, env) =
+        common::captured(&common::capture_dir(), &tok).expect("flushed message captured");
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.ends_with("\r\n\r\nspooled body\r\n.dot\r\n"), "{text}");
     assert_eq!(env["rcpt_tos"][0], "spooled@example.test");
@@ -983,13 +938,13 @@ fn accounts_from_user_config() {
         ),
     )
     .unwrap();
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path()).arg("x@example.test"),
         format!("Subject: {tok}\n\nacct\n").as_bytes(),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (_, env) = captured(&capture_dir(), &tok).unwrap();
+    let (_, env) = common::captured(&common::capture_dir(), &tok).unwrap();
     assert_eq!(env["mail_from"], "acct@example.test");
     let o = run(
         msend(home.path()).args(["-a", "sub", "--quit-after", "auth", "-v"]),
@@ -1027,13 +982,13 @@ fn c_flag_reads_both_file_formats() {
     )
     .unwrap();
     for file in [&user_format, &system_format] {
-        let tok = token();
+        let tok = common::token();
         let o = run(
             msend(home.path()).arg("-C").arg(file).arg("x@example.test"),
             format!("Subject: {tok}\n\nvia -C\n").as_bytes(),
         );
         assert_eq!(code(&o), 0, "{}: {}", file.display(), stderr(&o));
-        let (_, env) = captured(&capture_dir(), &tok).unwrap();
+        let (_, env) = common::captured(&common::capture_dir(), &tok).unwrap();
         assert_eq!(env["mail_from"], "viac@example.test");
     }
     // A typo in either format still names the file, the line and the key.
@@ -1153,7 +1108,7 @@ print(bool(m['date']), bool(m['message-id']))
 #[test]
 fn compose_sends_to_all_recipients_without_bcc_header() {
     let home = common::scratch();
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path())
             .args(["--no-tls", "--server"])
@@ -1170,7 +1125,7 @@ fn compose_sends_to_all_recipients_without_bcc_header() {
         b"body\n",
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (bytes, env) = captured(&capture_dir(), &tok).unwrap();
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("b@example.test"));
     assert_eq!(
         env["rcpt_tos"],
@@ -1184,7 +1139,7 @@ fn recipients_named_twice_get_one_rcpt_and_only_the_domain_is_folded() {
     // Compose mode: --to a, --cc b, --bcc a (domain in other case), and A as an argument: the
     // local part may be case-sensitive (RFC 5321 §2.4), so A is another recipient.
     let home = common::scratch();
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path())
             .args(["--no-tls", "--server"])
@@ -1195,13 +1150,13 @@ fn recipients_named_twice_get_one_rcpt_and_only_the_domain_is_folded() {
         b"body\n",
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (_, env) = captured(&capture_dir(), &tok).unwrap();
+    let (_, env) = common::captured(&common::capture_dir(), &tok).unwrap();
     assert_eq!(
         env["rcpt_tos"],
         serde_json::json!(["a@example.test", "b@example.test", "A@example.test"])
     );
     // -t: To: a, Cc: b, Bcc: a, and a given again as an argument.
-    let tok = token();
+    let tok = common::token();
     let input = format!(
         "From: me@example.test\nTo: a@example.test\nCc: b@example.test\n\
          Bcc: a@Example.Test\nSubject: {tok}\n\nbody\n"
@@ -1214,7 +1169,7 @@ fn recipients_named_twice_get_one_rcpt_and_only_the_domain_is_folded() {
         input.as_bytes(),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (_, env) = captured(&capture_dir(), &tok).unwrap();
+    let (_, env) = common::captured(&common::capture_dir(), &tok).unwrap();
     assert_eq!(
         env["rcpt_tos"],
         serde_json::json!(["b@example.test", "a@example.test"])
@@ -1271,7 +1226,7 @@ fn bs_with_queue_reports_a_permanent_failure_and_spools_the_temporary_one() {
 #[test]
 fn bs_mode_relays_an_smtp_session() {
     let home = common::scratch();
-    let tok = token();
+    let tok = common::token();
     let session = format!(
         "EHLO php.example\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\nSubject: {tok}\r\n\r\n..dotted\r\n.\r\nQUIT\r\n"
     );
@@ -1287,7 +1242,7 @@ fn bs_mode_relays_an_smtp_session() {
     assert!(out.contains("\r\n354 "), "{out}");
     assert!(out.contains("\r\n250 2.0.0"), "{out}");
     assert!(out.contains("\r\n221 "), "{out}");
-    let (bytes, env) = captured(&capture_dir(), &tok).unwrap();
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).unwrap();
     assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\n.dotted\r\n"));
     assert_eq!(env["mail_from"], "app@example.test");
 }
@@ -1526,11 +1481,11 @@ fn sendmail_q_flushes_the_spool() {
     };
     // `sendmail -q` as cron runs it; an attached interval (daemon period) and -qf change nothing.
     for flag in ["-q", "-q30m", "-q1h30m", "-qf"] {
-        let tok = token();
+        let tok = common::token();
         spool_one(home.path(), &q, &["--no-tls"], "qrun@example.test", &tok);
         let o = flush_to(&[flag]);
         assert_eq!(code(&o), 0, "{flag}: {}", stderr(&o));
-        let (bytes, env) = captured(&capture_dir(), &tok).expect("flushed by -q");
+        let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("flushed by -q");
         assert!(
             String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nspooled for a later run\r\n"),
             "{flag}"
@@ -1545,7 +1500,7 @@ fn sendmail_q_flushes_the_spool() {
         &q,
         &["--no-tls"],
         "qrun@example.test",
-        &token(),
+        &common::token(),
     );
     for args in [
         &["-qRexample.test"][..],
@@ -1608,7 +1563,7 @@ fn flush_exit_code_separates_rejected_recipients_from_other_failures() {
                 .args(["-a", account, "-f", "a@example.test", "--queue"])
                 .arg(&q)
                 .arg(rcpt),
-            format!("Subject: {}\n\nspooled for a later run\n", token()).as_bytes(),
+            format!("Subject: {}\n\nspooled for a later run\n", common::token()).as_bytes(),
         );
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert!(stderr(&o).contains("spooled"), "{}", stderr(&o));
@@ -1684,7 +1639,7 @@ fn tls_fingerprint_pins_the_server_key() {
     let home = common::scratch();
     let pin = spki_sha256_by_openssl(&common::peer("PEER_CERT_FILE"));
     let server = format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"));
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path())
             .args(["-v", "-f", "a@example.test", "--tls-fingerprint", &pin])
@@ -1693,7 +1648,10 @@ fn tls_fingerprint_pins_the_server_key() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("-> STARTTLS"), "{}", stderr(&o));
-    assert!(captured(&capture_dir(), &tok).is_some(), "not delivered");
+    assert!(
+        common::captured(&common::capture_dir(), &tok).is_some(),
+        "not delivered"
+    );
 
     // msmtp's colon form of the same hash works too, from an account.
     let colons: Vec<String> = (0..32)
@@ -1709,19 +1667,22 @@ fn tls_fingerprint_pins_the_server_key() {
         ),
     )
     .unwrap();
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path()).args(["-f", "a@example.test", "b@example.test"]),
         format!("Subject: {tok}\n\npinned by account\n").as_bytes(),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(captured(&capture_dir(), &tok).is_some(), "not delivered");
+    assert!(
+        common::captured(&common::capture_dir(), &tok).is_some(),
+        "not delivered"
+    );
 
     // A wrong pin: permanent (69), says what the server's key is, and nothing is spooled.
     let last = if pin.ends_with('0') { "1" } else { "0" };
     let wrong = format!("{}{last}", &pin[..63]);
     let queue = home.path().join("spool");
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path())
             .args([
@@ -1739,7 +1700,7 @@ fn tls_fingerprint_pins_the_server_key() {
     assert!(stderr(&o).contains(&pin), "{}", stderr(&o));
     assert_eq!(queued(&queue), 0, "a pin mismatch must not be spooled");
     assert!(
-        captured(&capture_dir(), &tok).is_none(),
+        common::captured(&common::capture_dir(), &tok).is_none(),
         "sent despite the pin"
     );
 
@@ -1789,7 +1750,7 @@ fn mrelayd_generated_certificate_is_untrusted_until_its_ca_is_given() {
             format!("Subject: {tok}\n\nto the demo\n").as_bytes(),
         )
     };
-    let untrusted = token();
+    let untrusted = common::token();
     let o = submit(&[], &untrusted);
     let err = stderr(&o);
     assert_eq!(code(&o), 69, "{err}");
@@ -1800,7 +1761,7 @@ fn mrelayd_generated_certificate_is_untrusted_until_its_ca_is_given() {
         0,
         "an untrusted certificate must not be spooled"
     );
-    let trusted = token();
+    let trusted = common::token();
     let ca = demo.join("ca.pem");
     let o = submit(&["--ca-file", ca.to_str().unwrap()], &trusted);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -2063,7 +2024,7 @@ fn mailq_lists_the_spool_and_newaliases_is_a_no_op() {
         &q,
         &["--no-tls"],
         "mailq@example.test",
-        &token(),
+        &common::token(),
     );
     let cfgdir = home.path().join(".config/mailkit");
     std::fs::create_dir_all(&cfgdir).unwrap();
@@ -2111,7 +2072,7 @@ fn flush_sends_to_the_server_the_message_was_spooled_for() {
             ..Script::default()
         };
         let (port, rx) = scripted_seq("127.0.0.1", vec![greylisting, Script::default()]);
-        let tok = token();
+        let tok = common::token();
         let o = run(
             msend(home.path())
                 .args(["--no-tls", "-f", "a@example.test", "--queue"])

@@ -568,3 +568,67 @@ pub fn quickstart_on_port_zero(demo: &Path) -> PathBuf {
     std::fs::write(&config, text).unwrap();
     config
 }
+
+/// The capture peer's stored message containing `token`, with its envelope line.
+pub fn captured(dir: &Path, token: &str) -> Option<(Vec<u8>, serde_json::Value)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("envelopes.jsonl")) {
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let Some(file) = v["file"].as_str() else {
+                    continue;
+                };
+                if let Ok(bytes) = std::fs::read(dir.join(file)) {
+                    if String::from_utf8_lossy(&bytes).contains(token) {
+                        return Some((bytes, v));
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The capture peer's directory (aiosmtpd, tests/peers/lib/capture.py).
+pub fn capture_dir() -> PathBuf {
+    PathBuf::from(peer("PEER_CAPTURE_DIR"))
+}
+
+/// A token unique to this test run, to find a captured message by.
+pub fn token() -> String {
+    format!("tok{}x{}", std::process::id(), rand_u64() % 1_000_000_007)
+}
+
+/// A random number (std's hasher seed and the clock).
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// The capture peer's stored messages containing `token`, with their envelope lines, as they
+/// are now (no waiting: for checking that nothing more arrived).
+pub fn captured_now(dir: &Path, token: &str) -> Vec<(Vec<u8>, serde_json::Value)> {
+    let text = std::fs::read_to_string(dir.join("envelopes.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let bytes = std::fs::read(dir.join(v["file"].as_str()?)).ok()?;
+            String::from_utf8_lossy(&bytes)
+                .contains(token)
+                .then_some((bytes, v))
+        })
+        .collect()
+}
