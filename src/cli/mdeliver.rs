@@ -37,15 +37,17 @@ SIEVE
   (tests/sieve_reference.rs).
 
   redirect (RFC 5228 section 4.2; :copy, RFC 3894, keeps the implicit keep) submits the
-  message through --sendmail (default msend) with the original envelope sender (<> stays <>;
+  message through --sendmail (default msend) with the original envelope sender (<> or none: <>;
   no SRS) and without its Return-Path: line. Its Delivered-To: stays, so a redirected copy
   that comes back here is refused as a mail loop; a redirect to an address the message was
   already delivered to is not done (the message is kept), and at most 4 redirects per message
   are done (more are warnings, and the message is kept). Redirects are sent before the message
   is stored: if one fails temporarily (the command exits 75, is killed or times out after
   120 s) mdeliver exits 75 and stores nothing; each redirect sent is remembered for 7 days
-  (file mailkit-sieve-memory), so the retry neither sends it again nor stores a copy twice. A
-  permanent failure is a warning and the message is kept.
+  (file mailkit-sieve-memory), so the retry neither sends it again nor stores a copy twice
+  (the same bytes delivered again within those 7 days are taken for such a retry). A
+  permanent failure is a warning and the message is kept. mrelayd's own local delivery
+  (sieve =) submits through the default msend, with msend's configuration.
 
   vacation (RFC 5230, with RFC 3834's rules) replies from <> through the same command, after
   the message is stored, to the envelope sender, and only when one of the user's addresses

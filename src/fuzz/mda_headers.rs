@@ -1,5 +1,6 @@
 //! Fuzz the sans-IO parts of local delivery: message preparation (loop detection, header
-//! prepending, CRLF conversion), Maildir file name parsing and folder name mapping.
+//! prepending, CRLF conversion, the Return-Path a redirect drops, the RFC 3834 header checks
+//! of vacation), Maildir file name parsing and folder name mapping.
 
 use crate::{maildir, mda};
 
@@ -34,7 +35,13 @@ pub fn run(data: &[u8]) {
         assert!(out.ends_with(&body));
         let head = "Return-Path: <>\nDelivered-To: \n".len();
         assert!(out.len() <= body.len() + stamp.len() + head + 2 * rcpt.len());
+        // a redirect sends it without the Return-Path line prepare wrote first, nothing else
+        let mut redirected = out.clone();
+        mda::strip_return_path(&mut redirected);
+        let first = out.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        assert_eq!(redirected, &out[first..]);
     }
+    let _ = mda::sieve::auto_reply_forbidden(msg);
     let _ = mda::delivered_to(msg);
     let text = String::from_utf8_lossy(data);
     let _ = maildir::parse_name(&text);

@@ -511,9 +511,10 @@ fn sendmail(opts: &Options) -> Vec<String> {
     }
 }
 
-/// Removes a `Return-Path:` line at the top of `message` (the one [`prepare`] wrote): a
-/// resubmitted message gets its new one at its final delivery (RFC 5321 section 4.4).
-fn strip_return_path(message: &mut Vec<u8>) {
+/// Removes the `Return-Path:` line at the top of `message` (the one line [`prepare`] wrote,
+/// even when the message after it starts with white space): a redirected message gets its new
+/// one at its final delivery (RFC 5321 section 4.4).
+pub fn strip_return_path(message: &mut Vec<u8>) {
     let first = message
         .iter()
         .position(|&b| b == b'\n')
@@ -523,10 +524,7 @@ fn strip_return_path(message: &mut Vec<u8>) {
         .iter()
         .position(|&b| b == b':')
         .is_some_and(|c| line[..c].eq_ignore_ascii_case(b"return-path"));
-    let folded = message
-        .get(first)
-        .is_some_and(|&b| matches!(b, b' ' | b'\t'));
-    if is_rp && !folded {
+    if is_rp {
         message.drain(..first);
     }
 }

@@ -451,7 +451,7 @@ fn unsupported(name: &str, text: &[u8]) -> ScriptError {
 /// sieve-rs misses it), `Precedence: list`, `bulk` or `junk` (section 2, point 5: common
 /// practice; Pigeonhole checks the same three), any `List-*` field (RFC 2369, RFC 2919), and
 /// `X-Auto-Response-Suppress: All` or `OOF` (what Exchange and Pigeonhole honour).
-fn auto_reply_forbidden(message: &[u8]) -> bool {
+pub fn auto_reply_forbidden(message: &[u8]) -> bool {
     let Some(parsed) = mail_parser::MessageParser::new().parse_headers(message) else {
         return false;
     };

@@ -372,6 +372,10 @@ fn sieve_unclaimed_extensions_are_refused_at_compile_time() {
         ),
         ("require \"x-unknown\";\nkeep;", "x-unknown"),
         (
+            "require [\"vacation\",\n \"vacation-seconds\"];\nvacation :seconds 60 \"x\";",
+            "vacation-seconds",
+        ),
+        (
             "if true {\n  require \"include\";\n  include \"a\";\n}",
             "include",
         ),
