@@ -1,6 +1,7 @@
 //! The envelope parameters a message carries from the SMTP session through the queue to its
 //! delivery and its DSNs: the body type (RFC 6152) and the DSN requests (RFC 3461). They live
-//! below both the SMTP protocol code that parses them and the queue that stores them.
+//! below both the SMTP protocol code that parses them and the queue that stores them. And the
+//! rule for a bare envelope address (cron's `root`): [`qualify`].
 
 use std::fmt;
 
@@ -51,5 +52,48 @@ impl fmt::Display for Notify {
             parts.push("DELAY");
         }
         f.write_str(&parts.join(","))
+    }
+}
+
+/// A bare envelope address (a local part without `@domain`, as cron's `MAILTO=root` and
+/// `git send-email --to=user` give) made `local@domain`, as sendmail and Postfix qualify local
+/// submissions (RFC 5321 §4.1.2 requires the domain on the wire). An address with a domain, and
+/// the empty null sender, are returned as they are. An `@` inside a quoted local part
+/// (`"a@b"`) is not a domain.
+pub fn qualify(address: &str, domain: &str) -> String {
+    if address.is_empty() || has_domain(address) {
+        return address.to_string();
+    }
+    format!("{address}@{domain}")
+}
+
+/// Whether `address` has an `@domain` outside its (possibly quoted) local part.
+pub fn has_domain(address: &str) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in address.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '@' if !quoted => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_addresses_get_the_domain_and_others_stay() {
+        assert_eq!(qualify("root", "ex.test"), "root@ex.test");
+        assert_eq!(qualify("\"a@b\"", "ex.test"), "\"a@b\"@ex.test");
+        assert_eq!(qualify("\"a\\\"@b\"", "ex.test"), "\"a\\\"@b\"@ex.test");
+        for same in ["a@b.test", "\"a b\"@b.test", ""] {
+            assert_eq!(qualify(same, "ex.test"), same);
+        }
     }
 }

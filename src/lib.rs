@@ -31,13 +31,14 @@
 //! - [`relay`]: mrelayd: routing (users, aliases, subaddressing), the daemon and queue runner,
 //!   local delivery and remote delivery through [`outbound`], DSNs, admin commands.
 //! - [`envelope`]: the envelope parameters a message carries from SMTP through the queue to its
-//!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461).
+//!   DSNs: BODY (RFC 6152), RET and NOTIFY (RFC 3461); the rule for a bare envelope address.
 //! - [`session`]: the one session pattern of the server protocols and its hooks
 //!   ([`session::SessionHooks`]: the shutdown, idle timeout and deadline goodbyes every
 //!   session says; `server::goodbye` waits for them once for every driver).
 //! - [`lines`]: the one sans-IO line framer (CRLF/LF, length limit, discarding over-long lines)
 //!   shared by the server layer's `Connection` and the protocol sessions.
-//! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing.
+//! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing,
+//!   bare addresses in From/To/Cc/Bcc made `local@domain`.
 //! - [`runtime`]: the one tokio runtime builder (daemons, mrelayd's remote delivery, mdig-mx,
 //!   msend).
 //! - [`msend`]: the submission client: accounts, message preparation, spool.

@@ -1,5 +1,6 @@
 //! The one home for RFC 5322 message byte handling: where the header section ends, LF → CRLF,
-//! and SMTP dot-stuffing.
+//! SMTP dot-stuffing, and qualifying bare addresses in address header fields
+//! ([`qualify_header`], [`HeaderQualifier`]).
 //!
 //! The rules (one set, used by every caller):
 //! - **Lines** end at LF; a CR directly before that LF belongs to the line end (RFC 5322 §2.1:
@@ -103,9 +104,362 @@ fn crlf_into(data: &[u8], stuff: bool, out: &mut Vec<u8>) -> bool {
     at_line_start
 }
 
+/// The address fields msend qualifies (sendmail's local submission: From, To, Cc, Bcc).
+pub const SUBMISSION_FIELDS: &[&str] = &["From", "To", "Cc", "Bcc"];
+
+/// The address fields mrelayd qualifies for local clients (Postfix's
+/// `local_header_rewrite_clients`: From, To, Cc).
+pub const RELAY_FIELDS: &[&str] = &["From", "To", "Cc"];
+
+/// Largest header section [`HeaderQualifier`] holds back to rewrite; a longer one passes
+/// through unchanged.
+pub const MAX_QUALIFIED_HEADER: usize = 256 * 1024;
+
+/// The header section `header` (fields only, as [`header_end`] delimits it) with every bare
+/// address (a local part without `@domain`, such as cron's `To: root`) in the fields named
+/// `names` (any case) made `local@domain`. Nothing else changes, byte for byte: display names,
+/// comments, groups, folding and line ends stay as written, and a field whose address list
+/// cannot be read (an unterminated quote, comment or angle bracket) is left alone.
+pub fn qualify_header(header: &[u8], names: &[&str], domain: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + 64);
+    let mut start = 0;
+    while start < header.len() {
+        // A field: its first line, then every line starting with SP or HTAB (RFC 5322 §2.2.3).
+        let mut end = start;
+        loop {
+            end = header[end..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(header.len(), |i| end + i + 1);
+            if end >= header.len() || !matches!(header[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let field = &header[start..end];
+        let colon = field.iter().position(|&b| b == b':');
+        let named = colon.is_some_and(|c| {
+            // RFC 5322 §4.5 (obsolete): blanks may stand between the name and the colon.
+            let name = field[..c].trim_ascii_end();
+            names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        });
+        match colon.filter(|_| named) {
+            Some(c) => {
+                out.extend_from_slice(&field[..=c]);
+                match qualify_addresses(&field[c + 1..], domain) {
+                    Some(v) => out.extend_from_slice(&v),
+                    None => out.extend_from_slice(&field[c + 1..]),
+                }
+            }
+            None => out.extend_from_slice(field),
+        }
+        start = end;
+    }
+    out
+}
+
+/// One lexical token of an address list (RFC 5322 §3.2, §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// White space and line ends (FWS).
+    Space,
+    /// `( ... )`, nested.
+    Comment,
+    /// `" ... "`.
+    Quoted,
+    /// `[ ... ]`.
+    Literal,
+    /// A run of atext and dots.
+    Atom,
+    /// One of `< > , : ; @`.
+    Special(u8),
+}
+
+/// Splits an address list into tokens `(kind, start, end)`; `None` when a quoted string,
+/// comment or domain literal does not end.
+fn tokens(v: &[u8]) -> Option<Vec<(Tok, usize, usize)>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = i;
+        let kind = match v[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => {
+                while i < v.len() && matches!(v[i], b' ' | b'\t' | b'\r' | b'\n') {
+                    i += 1;
+                }
+                Tok::Space
+            }
+            b'(' => {
+                let mut depth = 0usize;
+                loop {
+                    match v.get(i)? {
+                        b'\\' => i += 1,
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
+                Tok::Comment
+            }
+            open @ (b'"' | b'[') => {
+                let close = if open == b'"' { b'"' } else { b']' };
+                i += 1;
+                loop {
+                    match v.get(i)? {
+                        b'\\' => i += 1,
+                        &c if c == close => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
+                if open == b'"' {
+                    Tok::Quoted
+                } else {
+                    Tok::Literal
+                }
+            }
+            c @ (b'<' | b'>' | b',' | b':' | b';' | b'@') => {
+                i += 1;
+                Tok::Special(c)
+            }
+            _ => {
+                while i < v.len() && !b" \t\r\n()\"[]<>,:;@\\".contains(&v[i]) {
+                    i += 1;
+                }
+                if i == start {
+                    // A lone `\` or `]`: not an address list we can read.
+                    return None;
+                }
+                Tok::Atom
+            }
+        };
+        out.push((kind, start, i.min(v.len())));
+    }
+    Some(out)
+}
+
+/// Where `@domain` goes after the significant tokens `sig` of one addr-spec, if it is a bare
+/// local part: exactly one dot-atom or one quoted string (RFC 5322 §3.4.1), nothing else.
+fn bare_local_end(v: &[u8], sig: &[(Tok, usize, usize)]) -> Option<usize> {
+    let [(kind, start, end)] = sig else {
+        return None;
+    };
+    let text = &v[*start..*end];
+    let ok = match kind {
+        Tok::Quoted => true,
+        Tok::Atom => text.split(|&b| b == b'.').all(|a| !a.is_empty()),
+        _ => false,
+    };
+    ok.then_some(*end)
+}
+
+/// The value of an address field (after the colon) with `@domain` after each bare local part;
+/// `None` when nothing is bare or the list cannot be read.
+fn qualify_addresses(v: &[u8], domain: &str) -> Option<Vec<u8>> {
+    let toks = tokens(v)?;
+    let mut inserts = Vec::new();
+    // Significant tokens of the mailbox being read; inside `<...>` those of the angle-addr.
+    let mut unit: Vec<(Tok, usize, usize)> = Vec::new();
+    let mut angle: Option<Vec<(Tok, usize, usize)>> = None;
+    let mut had_angle = false;
+    let finish =
+        |unit: &mut Vec<(Tok, usize, usize)>, had_angle: &mut bool, inserts: &mut Vec<usize>| {
+            if !*had_angle {
+                inserts.extend(bare_local_end(v, unit));
+            }
+            unit.clear();
+            *had_angle = false;
+        };
+    for &(kind, s, e) in &toks {
+        if matches!(kind, Tok::Space | Tok::Comment) {
+            continue;
+        }
+        if let Some(inner) = angle.as_mut() {
+            match kind {
+                Tok::Special(b'>') => {
+                    inserts.extend(bare_local_end(v, inner));
+                    angle = None;
+                    had_angle = true;
+                }
+                Tok::Special(b'<') => return None,
+                _ => inner.push((kind, s, e)),
+            }
+            continue;
+        }
+        match kind {
+            Tok::Special(b'<') => angle = Some(Vec::new()),
+            Tok::Special(b'>') => return None,
+            Tok::Special(b',') | Tok::Special(b';') => {
+                finish(&mut unit, &mut had_angle, &mut inserts)
+            }
+            // A group's display name (RFC 5322 §3.4): its members follow.
+            Tok::Special(b':') => {
+                unit.clear();
+                had_angle = false;
+            }
+            _ => unit.push((kind, s, e)),
+        }
+    }
+    if angle.is_some() {
+        return None;
+    }
+    finish(&mut unit, &mut had_angle, &mut inserts);
+    if inserts.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(v.len() + inserts.len() * (domain.len() + 1));
+    let mut at = 0;
+    for i in inserts {
+        out.extend_from_slice(&v[at..i]);
+        out.push(b'@');
+        out.extend_from_slice(domain.as_bytes());
+        at = i;
+    }
+    out.extend_from_slice(&v[at..]);
+    Some(out)
+}
+
+/// [`qualify_header`] for a message that streams past in pieces (mrelayd's DATA): the header
+/// section is held back until its empty line (or [`MAX_QUALIFIED_HEADER`] octets, or the end),
+/// rewritten, and passed on; the body passes through as it comes. Whatever [`feed`] and
+/// [`finish`] return, in order, is the message to store.
+///
+/// [`feed`]: HeaderQualifier::feed
+/// [`finish`]: HeaderQualifier::finish
+#[derive(Debug)]
+pub struct HeaderQualifier {
+    names: &'static [&'static str],
+    domain: String,
+    held: Vec<u8>,
+    /// The header section has been passed on: everything else goes through as it is.
+    done: bool,
+}
+
+impl HeaderQualifier {
+    /// A qualifier of the fields `names` with `domain`, at the start of a message.
+    pub fn new(names: &'static [&'static str], domain: &str) -> HeaderQualifier {
+        HeaderQualifier {
+            names,
+            domain: domain.to_string(),
+            held: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next piece of the message; returns what can be passed on now (empty while the
+    /// header section is still incomplete).
+    pub fn feed<'a>(&mut self, piece: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.done {
+            return std::borrow::Cow::Borrowed(piece);
+        }
+        self.held.extend_from_slice(piece);
+        let end = header_end(&self.held);
+        if end.body > end.header {
+            return std::borrow::Cow::Owned(self.release(end.header));
+        }
+        if self.held.len() > MAX_QUALIFIED_HEADER {
+            self.done = true;
+            return std::borrow::Cow::Owned(std::mem::take(&mut self.held));
+        }
+        std::borrow::Cow::Owned(Vec::new())
+    }
+
+    /// The end of the message: what is still held back (a message that is all header).
+    pub fn finish(&mut self) -> Vec<u8> {
+        if self.done {
+            return Vec::new();
+        }
+        let len = self.held.len();
+        self.release(len)
+    }
+
+    /// Passes on the held bytes, the first `header` of them qualified.
+    fn release(&mut self, header: usize) -> Vec<u8> {
+        self.done = true;
+        let held = std::mem::take(&mut self.held);
+        let mut out = qualify_header(&held[..header], self.names, &self.domain);
+        out.extend_from_slice(&held[header..]);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn q(field: &str) -> String {
+        String::from_utf8(qualify_header(
+            field.as_bytes(),
+            SUBMISSION_FIELDS,
+            "ex.test",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn bare_addresses_in_address_fields_are_qualified_and_nothing_else_changes() {
+        // Debian cron's headers.
+        assert_eq!(
+            q("From: root (Cron Daemon)\r\nTo: root\r\nSubject: root\r\n"),
+            "From: root@ex.test (Cron Daemon)\r\nTo: root@ex.test\r\nSubject: root\r\n"
+        );
+        assert_eq!(
+            q("to:\tJo Doe <jo>, \"a b\", x@y.test,\r\n  <first.last> (c)\n"),
+            "to:\tJo Doe <jo@ex.test>, \"a b\"@ex.test, x@y.test,\r\n  <first.last@ex.test> (c)\n"
+        );
+        assert_eq!(
+            q("Cc: team: a, b@y.test;, undisclosed-recipients:;\r\n"),
+            "Cc: team: a@ex.test, b@y.test;, undisclosed-recipients:;\r\n"
+        );
+        // Obsolete blanks before the colon; a display name of two words is no address.
+        assert_eq!(q("Bcc : joe\r\n"), "Bcc : joe@ex.test\r\n");
+        for same in [
+            "To: Jo Doe\r\n",
+            "To: <>\r\n",
+            "To: \"unterminated\r\n",
+            "To: <root\r\n",
+            "To: a..b, .a, (comment only)\r\n",
+            "To: x@[192.0.2.1], <@route.test:y@z.test>\r\n",
+            "Reply-To: root\r\nSender: root\r\nX-To: root\r\n",
+        ] {
+            assert_eq!(q(same), same);
+        }
+    }
+
+    #[test]
+    fn the_streaming_qualifier_holds_back_only_the_header_section() {
+        let msg = b"From: root\r\nTo: a,\r\n b\r\n\r\nTo: body\r\n";
+        let want = b"From: root@ex.test\r\nTo: a@ex.test,\r\n b@ex.test\r\n\r\nTo: body\r\n";
+        for cut in 1..msg.len() {
+            for split in [cut, msg.len()] {
+                let mut h = HeaderQualifier::new(SUBMISSION_FIELDS, "ex.test");
+                let mut out = h.feed(&msg[..split]).into_owned();
+                out.extend_from_slice(&h.feed(&msg[split..]));
+                out.extend_from_slice(&h.finish());
+                assert_eq!(out, want, "split at {split}");
+            }
+        }
+        // All header, no empty line: released at the end.
+        let mut h = HeaderQualifier::new(RELAY_FIELDS, "ex.test");
+        assert!(h.feed(b"To: root").is_empty());
+        assert_eq!(h.finish(), b"To: root@ex.test");
+        // Too long a header section passes unchanged.
+        let mut h = HeaderQualifier::new(RELAY_FIELDS, "ex.test");
+        let mut big = b"To: root\r\nX: ".to_vec();
+        big.resize(MAX_QUALIFIED_HEADER + 10, b'a');
+        assert_eq!(h.feed(&big).as_ref(), &big[..]);
+        assert_eq!(h.feed(b"\r\n\r\nbody").as_ref(), b"\r\n\r\nbody");
+        assert!(h.finish().is_empty());
+    }
 
     fn he(m: &[u8]) -> (usize, usize) {
         let e = header_end(m);

@@ -2525,3 +2525,120 @@ fn dsn_names_a_postmaster_this_mrelayd_accepts() {
         m.log_text()
     );
 }
+
+/// Starts mrelayd with `trusted_networks = ["127.0.0.1/32"]` (127.0.0.2 is then an untrusted
+/// loopback client) and aliases `postmaster: alice`, `root: alice`.
+fn start_trusting_127_0_0_1(dir: &Path) -> Mrelayd {
+    std::fs::write(dir.join("aliases"), "postmaster: alice\nroot: alice\n").unwrap();
+    let mut m = Mrelayd::configure(dir, "", "");
+    let text = std::fs::read_to_string(&m.config).unwrap();
+    let text = text.replace(
+        "trusted_networks = []",
+        "trusted_networks = [\"127.0.0.1/32\"]",
+    );
+    std::fs::write(&m.config, text).unwrap();
+    m.restart();
+    m
+}
+
+/// Postfix's local_header_rewrite_clients: a bare address from a trusted network or an
+/// authenticated user gets the first local domain, in the envelope and in From/To/Cc (nothing
+/// else of the message changes); an untrusted client gets 501 5.1.7, except for the bare
+/// `<Postmaster>` RFC 5321 §4.1.1.3 gives it. swaks from 127.0.0.1 (trusted) and 127.0.0.2.
+#[test]
+fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
+    let dir = common::scratch();
+    let m = start_trusting_127_0_0_1(dir.path());
+    let smtp = m.smtp.to_string();
+    let untrusted = |extra: &[&str]| {
+        let mut a = vec!["--server", "127.0.0.1", "--port", &smtp, "-li", "127.0.0.2"];
+        a.extend_from_slice(extra);
+        common::swaks(&a)
+    };
+    let (ok, out) = untrusted(&["--from", "root", "--to", "alice@example.test"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("501 5.1.7"), "{out}");
+    assert!(out.contains("address needs a domain"), "{out}");
+    let (ok, out) = untrusted(&["--from", "s@remote.test", "--to", "root"]);
+    assert!(!ok && out.contains("501 5.1.7"), "{out}");
+    let (ok, out) = untrusted(&["--from", "s@remote.test", "--to", "Postmaster"]);
+    assert!(ok, "{out}");
+    assert_eq!(wait_messages(&m.maildir("alice"), 1).len(), 1);
+
+    // A trusted client: envelope and header qualified, the rest byte for byte.
+    let header = "From: root (Cron Daemon)\r\nTo: root, Bob <bob>,\r\n\t\"alice\"\r\n\
+                  Cc: undisclosed-recipients:;\r\nReply-To: root\r\nSubject: to root\r\n";
+    let body = "To: root\r\nbody, bare\r\n";
+    let (ok, out) = common::swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &smtp,
+        "--from",
+        "root",
+        "--to",
+        "root,bob",
+        "--data",
+        &format!("{header}\r\n{body}"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("RCPT TO:<root>") && out.contains("250 2.0.0"),
+        "{out}"
+    );
+    let want = "From: root@example.test (Cron Daemon)\nTo: root@example.test, \
+                Bob <bob@example.test>,\n\t\"alice\"@example.test\n\
+                Cc: undisclosed-recipients:;\nReply-To: root\nSubject: to root\n\
+                \nTo: root\nbody, bare\n";
+    for user in ["alice", "bob"] {
+        let msgs = wait_messages(&m.maildir(user), if user == "alice" { 2 } else { 1 });
+        let msg = msgs
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .find(|s| s.contains("Subject: to root"))
+            .unwrap_or_else(|| panic!("{user}: no message"));
+        assert!(
+            msg.starts_with("Return-Path: <root@example.test>\n"),
+            "{msg}"
+        );
+        assert!(msg.contains(want), "{user}: {msg}");
+    }
+
+    // An authenticated user on submission, from the untrusted address: qualified too.
+    let sub = m.submission.to_string();
+    let (ok, out) = common::swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &sub,
+        "-li",
+        "127.0.0.2",
+        "-tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice",
+        "--auth-password",
+        "password",
+        "--from",
+        "alice",
+        "--to",
+        "bob",
+        "--header",
+        "To: bob",
+        "--header",
+        "Subject: authenticated bare",
+    ]);
+    assert!(ok, "{out}");
+    let msgs = wait_messages(&m.maildir("bob"), 2);
+    let msg = msgs
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .find(|s| s.contains("Subject: authenticated bare"))
+        .expect("bob got it");
+    assert!(
+        msg.starts_with("Return-Path: <alice@example.test>\n"),
+        "{msg}"
+    );
+    assert!(msg.contains("\nTo: bob@example.test\n"), "{msg}");
+}

@@ -55,6 +55,12 @@ ADDRESSES:
   part keeps its case; local users and aliases match it without case. Unknown local users,
   aliases naming unknown users and address literals (user@[192.0.2.1]) are refused at RCPT
   (550), so no bounce ever goes out for a recipient that could have been refused.
+  Bare names (MAIL FROM:<root>, RCPT TO:<root>, no domain) from a local client, that is a
+  client in trusted_networks or one that authenticated, get the first local domain ([users]
+  domains, else hostname), as Postfix's local_header_rewrite_clients: in the envelope and in
+  the From, To and Cc fields of the message (only the bare addresses change; everything else
+  is stored byte for byte). Any other client gets 501 5.1.7 for them. A bare <Postmaster>
+  recipient is accepted from everyone (RFC 5321 §4.1.1.3) as postmaster@ the first domain.
 
 PIPE COMMANDS:
   An alias |command runs under /bin/sh -c with the message on stdin and a clean environment

@@ -19,6 +19,8 @@ pub fn run(data: &[u8]) {
         max_message_size: 4096,
         max_recipients: 5,
         max_errors: 50,
+        // Bare addresses are qualified after AUTH (every decision is accepted).
+        bare_domain: Some("fuzz.test".into()),
         ..SessionConfig::default()
     };
     let mut s = Session::new(cfg, None);

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::exit;
 use crate::log;
 use crate::queue::{self, Queue, Recipient};
+use crate::rfc5322::HeaderQualifier;
 use crate::server::daemon::{Background, Frame, ListenerRole as _, Mode};
 use crate::server::{self, Connection, Settings};
 use crate::smtp::command::{MailParams, Mailbox, RcptParams};
@@ -355,6 +356,10 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         auth: true,
         auth_requires_tls: true,
         require_auth: role != Role::Smtp,
+        // Postfix's local_header_rewrite_clients: bare addresses from trusted networks and
+        // authenticated users get our first local domain; from others they are refused.
+        bare_domain: d.router.domains.first().cloned(),
+        local_client: d.router.trusted_network(ip).is_some(),
     };
     let greet_pause = if role == Role::Smtp {
         Duration::from_millis(relay.greet_pause_ms)
@@ -482,7 +487,11 @@ impl driver::Policy for SessionPolicy {
 
     fn content(&mut self, piece: &[u8]) {
         if let Some(Ok(r)) = self.receiving.as_mut() {
-            if let Err(e) = r.incoming.write(piece) {
+            let piece = match r.qualifier.as_mut() {
+                Some(q) => q.feed(piece),
+                None => std::borrow::Cow::Borrowed(piece),
+            };
+            if let Err(e) = r.incoming.write(&piece) {
                 let who = &self.who;
                 log::line(format_args!("{who}: writing a message to the queue: {e}"));
                 // Dropping the Incoming removes its tmp file at once.
@@ -496,6 +505,17 @@ impl driver::Policy for SessionPolicy {
     }
 
     async fn message(&mut self, _: &Envelope) -> Decision {
+        // A header section still held back (a message without a body) goes in before the
+        // commit's fsync, so what is acknowledged is all on disk.
+        if let Some(Ok(r)) = self.receiving.as_mut() {
+            if let Some(rest) = r.qualifier.as_mut().map(HeaderQualifier::finish) {
+                if let Err(e) = r.incoming.write(&rest) {
+                    let who = &self.who;
+                    log::line(format_args!("{who}: writing a message to the queue: {e}"));
+                    self.receiving = Some(Err(()));
+                }
+            }
+        }
         commit(&self.d, &self.who, self.receiving.take()).await
     }
 }
@@ -503,6 +523,8 @@ impl driver::Policy for SessionPolicy {
 /// The message of the transaction in progress, streaming into the queue's `tmp/` file.
 struct Receiving {
     incoming: queue::Incoming,
+    /// A local client's bare From/To/Cc addresses get our domain on their way to the file.
+    qualifier: Option<HeaderQualifier>,
     from: String,
     nrcpt: usize,
 }
@@ -562,6 +584,9 @@ fn begin_message(
     match d.queue.begin(&id, &qenv, header.as_bytes()) {
         Ok(incoming) => Ok(Receiving {
             incoming,
+            qualifier: s
+                .bare_domain()
+                .map(|d| HeaderQualifier::new(crate::rfc5322::RELAY_FIELDS, d)),
             from: qenv.sender,
             nrcpt: qenv.recipients.len(),
         }),
@@ -583,6 +608,7 @@ async fn commit(
         incoming,
         from,
         nrcpt,
+        ..
     })) = receiving
     else {
         return Decision::Reject(Reply::new(

@@ -25,7 +25,8 @@
 //! require_postmaster = true              # refuse to start when postmaster@ a local domain
 //!                                        # resolves to nobody (RFC 5321 §4.5.1); false: warn
 //! recipient_delimiter = "+"              # user+tag@domain → user, EXT=tag ("" turns it off)
-//! trusted_networks = ["127.0.0.0/8", "::1/128"]  # may relay without AUTH (smtp role)
+//! trusted_networks = ["127.0.0.0/8", "::1/128"]  # may relay without AUTH (smtp role); bare
+//!                                        # names from them (and AUTH users) get @domains[0]
 //! any_sender = false                     # AUTH users may send as any address
 //! max_message_size = 36700160            # SIZE, octets
 //! max_recipients = 100                   # per transaction (452 4.5.3 beyond)

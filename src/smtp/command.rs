@@ -280,6 +280,15 @@ impl fmt::Display for ParseError {
 
 /// Parses one command line (without CRLF). Verbs are case-insensitive (RFC 5321 §2.4).
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    parse_qualifying(line, None)
+}
+
+/// [`parse`], with a bare MAIL FROM or RCPT TO address (`<root>`, a local part without a
+/// domain, which RFC 5321 §4.1.2 does not allow) made `root@bare_domain` when `bare_domain` is
+/// given: the server's choice for a local client (a trusted network, an authenticated user,
+/// `msend -bs`), as Postfix qualifies local submissions. Without it such an address is refused
+/// (501 5.1.7). The bare `<Postmaster>` recipient keeps its own meaning (§4.1.1.3) either way.
+pub fn parse_qualifying(line: &[u8], bare_domain: Option<&str>) -> Result<Command, ParseError> {
     let line = std::str::from_utf8(line).map_err(|_| {
         // Non-UTF-8 bytes can still be a known verb with garbage arguments.
         ParseError::Syntax("invalid UTF-8")
@@ -312,8 +321,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 Command::Helo(arg.to_string())
             })
         }
-        "MAIL" => parse_mail(rest),
-        "RCPT" => parse_rcpt(rest),
+        "MAIL" => parse_mail(rest, bare_domain),
+        "RCPT" => parse_rcpt(rest, bare_domain),
         "DATA" => no_args(rest, Command::Data),
         "RSET" => no_args(rest, Command::Rset),
         "QUIT" => no_args(rest, Command::Quit),
@@ -423,12 +432,12 @@ fn split_path<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), Pa
     Ok((path, params.trim()))
 }
 
-fn parse_mail(rest: &str) -> Result<Command, ParseError> {
+fn parse_mail(rest: &str, bare_domain: Option<&str>) -> Result<Command, ParseError> {
     let (path, params) = split_path(rest, "FROM:")?;
     let from = if path == "<>" {
         None
     } else {
-        Some(parse_path(path, false)?)
+        Some(parse_path(path, false, bare_domain)?)
     };
     let mut p = MailParams::default();
     let mut seen = Vec::new();
@@ -466,12 +475,12 @@ fn parse_mail(rest: &str) -> Result<Command, ParseError> {
     Ok(Command::Mail { from, params: p })
 }
 
-fn parse_rcpt(rest: &str) -> Result<Command, ParseError> {
+fn parse_rcpt(rest: &str, bare_domain: Option<&str>) -> Result<Command, ParseError> {
     let (path, params) = split_path(rest, "TO:")?;
     if path == "<>" {
         return Err(ParseError::Address("null recipient"));
     }
-    let to = parse_path(path, true)?;
+    let to = parse_path(path, true, bare_domain)?;
     let mut p = RcptParams::default();
     let mut seen = Vec::new();
     for param in params.split_ascii_whitespace() {
@@ -575,8 +584,8 @@ pub fn xtext_encode(s: &str) -> String {
 }
 
 /// Parses `<[@route,...:]local@domain>` (RFC 5321 §4.1.2). A recipient may be the bare
-/// `<Postmaster>` (§4.1.1.3).
-fn parse_path(path: &str, rcpt: bool) -> Result<Mailbox, ParseError> {
+/// `<Postmaster>` (§4.1.1.3); another bare local part gets `bare_domain`, if given.
+fn parse_path(path: &str, rcpt: bool, bare_domain: Option<&str>) -> Result<Mailbox, ParseError> {
     let err = ParseError::Address;
     let inner = path
         .strip_prefix('<')
@@ -599,8 +608,11 @@ fn parse_path(path: &str, rcpt: bool) -> Result<Mailbox, ParseError> {
             domain: String::new(),
         });
     }
-    let at = inner.rfind('@').ok_or(err("address needs a domain"))?;
-    let (local, domain) = (&inner[..at], &inner[at + 1..]);
+    let (local, domain) = match (inner.rfind('@'), bare_domain) {
+        (Some(at), _) => (&inner[..at], &inner[at + 1..]),
+        (None, Some(domain)) => (inner, domain),
+        (None, None) => return Err(err("address needs a domain")),
+    };
     if local.is_empty() {
         return Err(err("empty local part"));
     }
@@ -655,7 +667,9 @@ fn check_local(local: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_domain(domain: &str) -> Result<(), &'static str> {
+/// Whether `domain` is a domain (LDH labels, UTF-8 allowed) or an address literal as a path
+/// takes it (RFC 5321 §4.1.2); the error says what is wrong.
+pub fn check_domain(domain: &str) -> Result<(), &'static str> {
     if domain.is_empty() {
         return Err("empty domain");
     }
@@ -772,6 +786,30 @@ mod tests {
             panic!()
         };
         assert!(to.is_utf8());
+    }
+
+    #[test]
+    fn bare_addresses_are_qualified_only_when_asked() {
+        let q = |line: &str| match parse_qualifying(line.as_bytes(), Some("Local.TEST")) {
+            Ok(Command::Mail { from, .. }) => from.map(|m| m.to_string()).unwrap_or_default(),
+            Ok(Command::Rcpt { to, .. }) => to.to_string(),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(q("MAIL FROM:<root>"), "root@local.test");
+        assert_eq!(q("RCPT TO:<\"a b\">"), "\"a b\"@local.test");
+        assert_eq!(q("RCPT TO:<u@d.test>"), "u@d.test");
+        assert_eq!(q("MAIL FROM:<>"), "");
+        // The bare Postmaster keeps its meaning (RFC 5321 §4.1.1.3), as a recipient only.
+        assert_eq!(q("RCPT TO:<Postmaster>"), "Postmaster");
+        assert_eq!(q("MAIL FROM:<Postmaster>"), "Postmaster@local.test");
+        for bad in ["RCPT TO:<a b>", "RCPT TO:<a..b>", "RCPT TO:<a@>"] {
+            assert!(
+                parse_qualifying(bad.as_bytes(), Some("local.test")).is_err(),
+                "{bad}"
+            );
+        }
+        let e = p("MAIL FROM:<root>").unwrap_err();
+        assert_eq!((e.code(), e.enhanced()), (501, (5, 1, 7)));
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub struct SessionConfig {
     pub auth_requires_tls: bool,
     /// MAIL requires AUTH first (submission, RFC 6409 §4.3).
     pub require_auth: bool,
+    /// The domain a local client's bare addresses (`MAIL FROM:<root>`) get
+    /// ([`command::parse_qualifying`]); `None`: refused with 501 5.1.7 from everyone.
+    pub bare_domain: Option<String>,
+    /// The client is local from the start (a trusted network, `msend -bs`); otherwise it is
+    /// local once it has authenticated. See [`Session::bare_domain`].
+    pub local_client: bool,
 }
 
 impl Default for SessionConfig {
@@ -103,6 +109,8 @@ impl Default for SessionConfig {
             auth: false,
             auth_requires_tls: true,
             require_auth: false,
+            bare_domain: None,
+            local_client: false,
         }
     }
 }
@@ -820,8 +828,17 @@ impl Session {
         None
     }
 
+    /// The domain this client's bare addresses are qualified with, if it is local (a trusted
+    /// network or `msend -bs`, [`SessionConfig::local_client`], or authenticated now), as
+    /// Postfix's `local_header_rewrite_clients`: the envelope here, the header fields by the
+    /// caller (`rfc5322::HeaderQualifier`). `None`: bare addresses are refused (501 5.1.7).
+    pub fn bare_domain(&self) -> Option<&str> {
+        let local = self.config.local_client || self.user.is_some();
+        self.config.bare_domain.as_deref().filter(|_| local)
+    }
+
     fn command(&mut self, line: &[u8]) -> Option<Event> {
-        let cmd = match command::parse(line) {
+        let cmd = match command::parse_qualifying(line, self.bare_domain()) {
             Ok(c) => c,
             Err(e) => {
                 self.error(e.to_reply());
