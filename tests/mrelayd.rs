@@ -2642,3 +2642,120 @@ fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
     );
     assert!(msg.contains("\nTo: bob@example.test\n"), "{msg}");
 }
+
+/// A config for msend as /usr/sbin/sendmail (read from $MAILKIT_CONFIG, as cron runs it with
+/// no -C): mail domain example.test, server mrelayd's smtp port without TLS.
+fn msend_config(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("msend.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "hostname = \"cronhost.example.test\"\n[msend]\ndefault = \"mx\"\ndomain = \"example.test\"\n\
+             [msend.accounts.mx]\nserver = \"127.0.0.1:{port}\"\ntls = \"none\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn msend_cmd(config: &Path, home: &Path) -> Command {
+    let mut c = Command::new(common::bin("msend"));
+    c.env("MAILKIT_CONFIG", config)
+        .env("HOME", home)
+        .env("USER", "root")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("LOGNAME");
+    c
+}
+
+/// Debian cron mails a job's output with `/usr/sbin/sendmail -FCronDaemon -i -B8BITMIME -oem
+/// root` (MAILTO's default, a bare name) and headers `From: root (Cron Daemon)`, `To: root`.
+/// msend qualifies them with its mail domain: mrelayd, which trusts no network here, takes
+/// the mail and root's alias puts it in alice's Maildir.
+#[test]
+fn cron_invocation_with_bare_mailto_lands_in_the_users_maildir() {
+    let dir = common::scratch();
+    std::fs::write(
+        dir.path().join("aliases"),
+        "postmaster: alice\nroot: alice\n",
+    )
+    .unwrap();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let config = msend_config(dir.path(), m.smtp);
+    let input = "From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@cronhost> date\n\
+                 MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\
+                 Content-Transfer-Encoding: 8bit\nX-Cron-Env: <SHELL=/bin/sh>\n\
+                 X-Cron-Env: <MAILTO=root>\n\nThu Dec  3 05:00:01 UTC 2026\n";
+    let out = common::run_with_input(
+        msend_cmd(&config, dir.path()).args(["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]),
+        input.as_bytes(),
+    );
+    let (ok, text) = common::status_and_text(&out);
+    assert!(ok, "{text}");
+    let msgs = wait_messages(&m.maildir("alice"), 1);
+    let msg = String::from_utf8_lossy(&msgs[0]).into_owned();
+    assert!(
+        msg.starts_with("Return-Path: <root@example.test>\n"),
+        "{msg}"
+    );
+    assert!(msg.contains("\nDelivered-To: root@example.test\n"), "{msg}");
+    assert!(
+        msg.contains("\nFrom: root@example.test (Cron Daemon)\nTo: root@example.test\n"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("\n\nThu Dec  3 05:00:01 UTC 2026\n"), "{msg}");
+}
+
+/// `git send-email --to=user` (Debian git-email, msend as its sendmail command) hands msend
+/// `-i user` and a `To: user` header: the patch reaches bob's Maildir.
+#[test]
+fn git_send_email_to_a_bare_user_through_msend() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let config = msend_config(dir.path(), m.smtp);
+    let repo = dir.path().join("repo");
+    let git = |args: &[&str]| {
+        let out = Command::new("/usr/bin/git")
+            .current_dir(&repo)
+            .env("HOME", dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("MAILKIT_CONFIG", &config)
+            .args([
+                "-c",
+                "user.name=Alice",
+                "-c",
+                "user.email=alice@example.test",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (ok, text) = common::status_and_text(&out);
+        assert!(ok, "git {args:?}: {text}");
+        text
+    };
+    std::fs::create_dir(&repo).unwrap();
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("hello.txt"), "hello\n").unwrap();
+    git(&["add", "hello.txt"]);
+    git(&["commit", "-q", "-m", "bare-name patch"]);
+    let msend = common::bin("msend");
+    let out = git(&[
+        "send-email",
+        "--to=bob",
+        "--confirm=never",
+        "--suppress-cc=all",
+        "--no-validate",
+        &format!("--sendmail-cmd={}", msend.display()),
+        "-1",
+    ]);
+    assert!(out.contains("OK. Log says"), "{out}");
+    let msgs = wait_messages(&m.maildir("bob"), 1);
+    let msg = String::from_utf8_lossy(&msgs[0]).into_owned();
+    assert!(msg.contains("\nTo: bob@example.test\n"), "{msg}");
+    assert!(msg.contains("Subject: [PATCH] bare-name patch"), "{msg}");
+    assert!(
+        msg.starts_with("Return-Path: <alice@example.test>\n"),
+        "{msg}"
+    );
+}

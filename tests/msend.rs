@@ -2113,3 +2113,153 @@ fn flush_sends_to_the_server_the_message_was_spooled_for() {
     .unwrap();
     spool_and_flush("a default account elsewhere");
 }
+
+/// A `-C` config whose mail domain is `local.example.test`, with msmtp's aliases file
+/// `root: admin@example.test`.
+fn bare_names_config(dir: &Path) -> PathBuf {
+    let aliases = dir.join("aliases");
+    std::fs::write(&aliases, "# msmtp format\nroot: admin@example.test\n").unwrap();
+    let config = dir.join("mailkit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = \"host.example.test\"\n[msend]\ndomain = \"local.example.test\"\naliases = \"{}\"\n",
+            aliases.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// As sendmail for a local submission: bare envelope names (-f, arguments, -t's To/Cc/Bcc) get
+/// the mail domain, bare recipients go through msmtp's aliases file first, and the bare
+/// addresses in From/To/Cc get the domain in the message, which is otherwise unchanged (Sender
+/// and Reply-To are not rewritten, as sendmail's). Checked byte for byte at the capture peer.
+#[test]
+fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
+    let home = common::scratch();
+    let config = bare_names_config(home.path());
+    let tok = token();
+    let input = format!(
+        "From: root (Cron Daemon)\n\
+         To: root, Bob <bob>,\n carol@example.test\n\
+         Cc: dave\n\
+         Bcc: erin\n\
+         Sender: root\n\
+         Reply-To: root\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\n\
+         Message-ID: <{tok}@example.test>\n\
+         Subject: {tok} to root\n\
+         \n\
+         To: root\n"
+    );
+    let o = run(
+        msend(home.path())
+            .arg("-C")
+            .arg(&config)
+            .args(["-t", "-i", "-f", "cron", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT")))
+            .arg("frank"),
+        input.as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (bytes, env) = captured(&capture_dir(), &tok).expect("message captured");
+    let expected = format!(
+        "From: root@local.example.test (Cron Daemon)\r\n\
+         To: root@local.example.test, Bob <bob@local.example.test>,\r\n carol@example.test\r\n\
+         Cc: dave@local.example.test\r\n\
+         Sender: root\r\n\
+         Reply-To: root\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <{tok}@example.test>\r\n\
+         Subject: {tok} to root\r\n\
+         \r\n\
+         To: root\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&bytes), expected);
+    assert_eq!(env["mail_from"], "cron@local.example.test");
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!([
+            "frank@local.example.test",
+            "admin@example.test",
+            "bob@local.example.test",
+            "carol@example.test",
+            "dave@local.example.test",
+            "erin@local.example.test"
+        ])
+    );
+}
+
+/// `-bs`: a bare MAIL FROM and RCPT TO (sendmail -bs takes them from a local program) get the
+/// mail domain, the RCPT through the aliases file, and so do the message's bare To and From.
+#[test]
+fn bs_mode_qualifies_bare_names() {
+    let home = common::scratch();
+    let config = bare_names_config(home.path());
+    let tok = token();
+    let session = format!(
+        "EHLO php.example\r\nMAIL FROM:<app>\r\nRCPT TO:<user>\r\nRCPT TO:<root>\r\nDATA\r\n\
+         From: app\r\nTo: user\r\nSubject: {tok}\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+    );
+    let o = run(
+        msend(home.path())
+            .arg("-C")
+            .arg(&config)
+            .args(["-bs", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"))),
+        session.as_bytes(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!out.contains("\r\n501 "), "{out}");
+    let (bytes, env) = captured(&capture_dir(), &tok).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        format!(
+            "From: app@local.example.test\r\nTo: user@local.example.test\r\nSubject: {tok}\r\n\r\nbody\r\n"
+        )
+    );
+    assert_eq!(env["mail_from"], "app@local.example.test");
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!(["user@local.example.test", "admin@example.test"])
+    );
+}
+
+/// The queued path: a message spooled after a temporary failure keeps the qualified envelope
+/// (what `--flush` later sends), and msend's default sender is the login name at the mail
+/// domain.
+#[test]
+fn spooled_bare_names_are_stored_qualified() {
+    let home = common::scratch();
+    let config = bare_names_config(home.path());
+    let q = home.path().join("q");
+    let tok = token();
+    let o = run(
+        msend(home.path())
+            .arg("-C")
+            .arg(&config)
+            .args(["--server", "127.0.0.1:1", "--no-tls", "--queue"])
+            .arg(&q)
+            .args(["root", "bob"]),
+        format!("Subject: {tok}\n\nspooled\n").as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(
+        msend(home.path())
+            .arg("-C")
+            .arg(&config)
+            .arg("--list")
+            .arg("--queue")
+            .arg(&q),
+        b"",
+    );
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        listing.contains(
+            "from <tester@local.example.test>  to admin@example.test, bob@local.example.test"
+        ),
+        "{listing}"
+    );
+}

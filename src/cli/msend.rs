@@ -78,6 +78,7 @@ FILES
                                   used when it exists and no -C is given
   /etc/mailkit/mailkit.toml       system config ($MAILKIT_CONFIG): its [msend] section is used
                                   when there is no msend.toml, and its hostname always
+  aliases = FILE                  msmtp's aliases for bare recipients (BARE NAMES)
   ~/.netrc                        password for --user when no other source is given
 
 CONFIGURATION FILE FORMATS
@@ -97,9 +98,9 @@ CONFIGURATION FILE FORMATS
     [msend.accounts.work]
     server = \"smtp.example.org\"
     tls = \"tls\"
-  -C FILE reads either layout: a file with default, queue or accounts at its top level is a
-  msend.toml, any other a mailkit config. An unknown key is an error naming the file, the
-  line and the key (exit 78).
+  -C FILE reads either layout: a file with default, queue, accounts, domain or aliases at its
+  top level is a msend.toml, any other a mailkit config. An unknown key is an error naming
+  the file, the line and the key (exit 78).
 
 ENVIRONMENT
   MSEND_PASSWORD     password for AUTH when no --password-command is given
@@ -118,7 +119,24 @@ COMPATIBILITY
   -q is --flush: it retries the spool once and exits. An attached interval (-q30m, -q1h) and
   -qf are accepted and ignored: msend runs no queue daemon, so schedule -q with cron. Selecting
   messages (-qI, -qR, -qS) is not supported (exit 64).
-  With -t, recipients given as arguments are added to those found in the headers.";
+  With -t, recipients given as arguments are added to those found in the headers.
+
+BARE NAMES
+  A name without a domain (cron's MAILTO=root, git send-email --to=user, -f root) gets the
+  mail domain, as sendmail and Postfix qualify local submissions: domain = in [msend] (or in
+  an account; msmtp's maildomain), else the configuration's hostname. That is done for the
+  envelope sender (-f, an account's from, the From: address, the default LOGIN@DOMAIN), the
+  envelope recipients (arguments, -t's To/Cc/Bcc, --to/--cc/--bcc, -bs's MAIL and RCPT) and
+  the bare addresses in the From, To, Cc and Bcc fields of the message (only those change:
+  Sender, Reply-To and the rest stay as written, byte for byte). Spooled messages keep the
+  qualified envelope for --flush.
+  With aliases = FILE ([msend] or an account), bare recipients are first replaced by the
+  addresses FILE gives them, as msmtp's aliases do (the message is not changed by them):
+    # comment
+    root: admin@example.org, ops       (ops is looked up again, at most 16 deep)
+    default: me@example.org            (for every bare name without an entry)
+  Names match without case; a pipe or a path as a target, an unreadable file or a loop is
+  exit 78. The file is read only when a bare recipient needs it.";
 
 /// Command line of `msend`.
 #[derive(clap::Parser, Debug)]

@@ -768,6 +768,19 @@ pub const TABLES: &[Table] = &[
                 "Spool directory for temporary failures (--queue).",
             ),
             key(
+                "domain",
+                "string",
+                Text("hostname"),
+                "Mail domain bare names (cron's root) get, in the envelope and From/To/Cc/Bcc \
+                 (see BARE NAMES).",
+            ),
+            key(
+                "aliases",
+                "path",
+                Text("unset"),
+                "msmtp's aliases file: bare recipients replaced by addresses (see BARE NAMES).",
+            ),
+            key(
                 "accounts",
                 "table of tables",
                 Toml("{}"),
@@ -836,6 +849,18 @@ pub const TABLES: &[Table] = &[
                 "path",
                 Text("[msend] queue"),
                 "This account's spool.",
+            ),
+            key(
+                "domain",
+                "string",
+                Text("[msend] domain"),
+                "This account's mail domain (msmtp's maildomain).",
+            ),
+            key(
+                "aliases",
+                "path",
+                Text("[msend] aliases"),
+                "This account's aliases file.",
             ),
             key("ehlo", "string", Text("hostname"), "EHLO name."),
             key(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::deliver::{self, Options, Route};
+use super::names::LocalNames;
 use super::spool::Destination;
 use super::{netrc, Account, MsendConfig};
 use crate::config::{self, Config};
@@ -122,8 +123,10 @@ pub struct Resolved {
     pub account: Account,
     /// The spool, if any.
     pub queue: Option<PathBuf>,
-    /// This host's name (EHLO default, Message-ID, `user@host`).
+    /// This host's name (EHLO default, Message-ID).
     pub hostname: String,
+    /// The mail domain and aliases for bare names (`user@domain` for the default sender too).
+    pub names: LocalNames,
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -164,7 +167,7 @@ fn is_user_format(path: &Path) -> bool {
     let Ok(table) = String::from_utf8_lossy(&bytes).parse::<toml::Table>() else {
         return false;
     };
-    ["default", "queue", "accounts"]
+    ["default", "queue", "accounts", "domain", "aliases"]
         .iter()
         .any(|k| table.contains_key(*k))
 }
@@ -258,6 +261,13 @@ pub fn resolve(
         check_quit_after(stage, &route)?;
     }
     let queue = queue_dir(flags, &account, cfg);
+    let (domain, key) = match (&account.domain, &cfg.domain) {
+        (Some(d), _) => (d.as_str(), "the account's domain"),
+        (None, Some(d)) => (d.as_str(), "msend.domain"),
+        (None, None) => (hostname.as_str(), "hostname"),
+    };
+    let aliases = account.aliases.clone().or_else(|| cfg.aliases.clone());
+    let names = LocalNames::new(domain, key, aliases)?;
     Ok(Resolved {
         opts: Options {
             route,
@@ -275,6 +285,7 @@ pub fn resolve(
         account,
         queue,
         hostname,
+        names,
     })
 }
 

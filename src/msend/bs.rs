@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use super::account::Resolved;
 use super::deliver::{self, Status};
 use super::flush::print_failures;
+use super::names;
 use super::spool;
 use crate::exit;
 use crate::session::SessionHooks as _;
@@ -68,9 +69,12 @@ pub enum End {
 
 /// Runs the session until QUIT, end of input or a silent client ([`Timeouts`]). `input` is
 /// read without a buffer of its own in front of the fd (a `File`, not `Stdin`'s lock), so that
-/// waiting on the fd sees every byte that is not read yet.
+/// waiting on the fd sees every byte that is not read yet. The client is local (whoever runs
+/// msend): a bare `MAIL FROM:<root>` or `RCPT TO:<root>` is taken, as sendmail -bs takes it,
+/// with `bare_domain` (for [`serve`]: [`names::UNQUALIFIED`], qualified in its `submit`).
 pub fn run<R: Read + AsFd>(
     hostname: &str,
+    bare_domain: &str,
     input: &mut R,
     output: &mut dyn Write,
     timeouts: Timeouts,
@@ -78,6 +82,8 @@ pub fn run<R: Read + AsFd>(
 ) -> Result<End> {
     let config = SessionConfig {
         hostname: hostname.to_string(),
+        bare_domain: Some(bare_domain.to_string()),
+        local_client: true,
         ..SessionConfig::default()
     };
     let mut session = Session::new(config, None);
@@ -154,6 +160,20 @@ pub fn serve<R: Read + AsFd>(
 ) -> Result<u8> {
     let mut worst = exit::OK;
     let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
+        // The session marked bare MAIL and RCPT addresses (names::UNQUALIFIED): the names
+        // qualify them (recipients through the aliases file), and bare From/To/Cc/Bcc.
+        let from = res.names.sender(&names::unmark(from));
+        let rcpts = rcpts.into_iter().map(names::unmark).collect();
+        let rcpts = match res.names.recipients(rcpts) {
+            Ok(r) => r,
+            Err(e) => {
+                if worst == exit::OK {
+                    worst = exit::code_of(&e);
+                }
+                return Reply::new(451, Some((4, 3, 0)), format!("{e:#}"));
+            }
+        };
+        let data = res.names.message(&data);
         let mut report = rt.block_on(deliver::send(&res.opts, &from, &rcpts, &data));
         let temp = report.temporary();
         let mut spooled = None;
@@ -199,7 +219,14 @@ pub fn serve<R: Read + AsFd>(
             _ => Reply::new(554, Some((5, 0, 0)), format!("{detail}{also}")),
         }
     };
-    let end = run(&res.hostname, input, output, timeouts, &mut submit)?;
+    let end = run(
+        &res.hostname,
+        names::UNQUALIFIED,
+        input,
+        output,
+        timeouts,
+        &mut submit,
+    )?;
     if end == End::TimedOut {
         eprintln!("msend: -bs: the client sent nothing for too long; session closed (421)");
         if worst == exit::OK {

@@ -133,7 +133,8 @@ fn lossy(b: &[u8]) -> String {
     s.chars().take(80).collect()
 }
 
-/// Addresses (`local@domain`) in the given header fields, parsed by mail-parser.
+/// Addresses (`local@domain`) in the given header fields, parsed by mail-parser; a bare name
+/// (cron's `To: root`) comes out bare, for [`super::names`] to qualify.
 pub fn addresses_in(fields: &[&Field]) -> Vec<String> {
     let mut raw = Vec::new();
     for f in fields {
@@ -142,6 +143,9 @@ pub fn addresses_in(fields: &[&Field]) -> Vec<String> {
             raw.extend_from_slice(b"\r\n");
         }
     }
+    // mail-parser takes a bare name for a display name: mark it as an address first.
+    let names: Vec<&str> = fields.iter().map(|f| f.name.trim_end()).collect();
+    let mut raw = crate::rfc5322::qualify_header(&raw, &names, super::names::UNQUALIFIED);
     raw.extend_from_slice(b"\r\n");
     let mut out = Vec::new();
     let Some(msg) = MessageParser::new().parse_headers(&raw) else {
@@ -152,8 +156,9 @@ pub fn addresses_in(fields: &[&Field]) -> Vec<String> {
             for addr in a.iter() {
                 if let Some(s) = addr.address() {
                     let s = s.trim();
-                    if !s.is_empty() && !out.iter().any(|o: &String| o.eq_ignore_ascii_case(s)) {
-                        out.push(s.to_string());
+                    let s = super::names::unmark(s.to_string());
+                    if !s.is_empty() && !out.iter().any(|o: &String| o.eq_ignore_ascii_case(&s)) {
+                        out.push(s);
                     }
                 }
             }

@@ -10,6 +10,8 @@
 //! ```toml
 //! default = "work"                 # account used without -a
 //! queue = "/home/me/.msend-queue"  # spool for temporary failures (optional)
+//! domain = "example.org"           # bare names (cron's root) get @example.org; default hostname
+//! aliases = "/etc/msend-aliases"   # optional, msmtp's format: root: me@example.org ([`names`])
 //! [accounts.work]                  # in mailkit.toml: [msend.accounts.work]
 //! server = "smtp.example.org"
 //! port = 587                       # default 587 (starttls/none) or 465 (tls)
@@ -21,6 +23,8 @@
 //! ca_file = "/etc/ssl/my-ca.pem"   # instead of the webpki roots
 //! tls_fingerprint = "9f86d0...0a08"  # SHA-256 of the server's key (SPKI): no CA/name check
 //! queue = "/home/me/.msend-queue"  # overrides the global queue
+//! domain = "example.org"           # overrides the global domain (msmtp's maildomain)
+//! aliases = "/home/me/.aliases"    # overrides the global aliases
 //! ```
 
 use std::collections::BTreeMap;
@@ -36,6 +40,7 @@ pub mod compose;
 pub mod deliver;
 pub mod flush;
 pub mod message;
+pub mod names;
 pub mod netrc;
 pub mod spool;
 pub mod submit;
@@ -108,6 +113,10 @@ pub struct Account {
     pub ehlo: Option<String>,
     /// Time limit in seconds for connect and each reply.
     pub timeout: Option<u64>,
+    /// Mail domain for bare names (overrides the global `domain`).
+    pub domain: Option<String>,
+    /// msmtp's aliases file for bare recipients (overrides the global `aliases`).
+    pub aliases: Option<PathBuf>,
 }
 
 /// The `[msend]` section.
@@ -118,17 +127,27 @@ pub struct MsendConfig {
     pub default: Option<String>,
     /// Global spool directory.
     pub queue: Option<PathBuf>,
+    /// Mail domain bare names get ([`names`]); default: the `hostname`.
+    pub domain: Option<String>,
+    /// msmtp's aliases file: bare recipients replaced by addresses ([`names`]).
+    pub aliases: Option<PathBuf>,
     /// Named accounts.
     pub accounts: BTreeMap<String, Account>,
 }
 
 impl crate::config::Section for MsendConfig {
     fn paths(&mut self) -> Vec<&mut PathBuf> {
-        let accounts = self
-            .accounts
-            .values_mut()
-            .flat_map(|a| a.ca_file.iter_mut().chain(a.queue.iter_mut()));
-        self.queue.iter_mut().chain(accounts).collect()
+        let accounts = self.accounts.values_mut().flat_map(|a| {
+            a.ca_file
+                .iter_mut()
+                .chain(a.queue.iter_mut())
+                .chain(a.aliases.iter_mut())
+        });
+        self.queue
+            .iter_mut()
+            .chain(self.aliases.iter_mut())
+            .chain(accounts)
+            .collect()
     }
 }
 

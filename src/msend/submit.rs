@@ -97,13 +97,16 @@ pub fn run(
     output: &mut dyn Write,
 ) -> Result<u8> {
     let quit_early = res.opts.quit_after.is_some();
+    // Bare names (`-f root`, an account's `from = "me"`) get the mail domain (names.rs).
+    let names = &res.names;
     let envelope_default = sub
         .sender
         .clone()
         .map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string())
-        .or_else(|| res.account.from.clone());
-    let user_at_host = format!("{}@{}", login_name(), res.hostname);
-    let (msg, mut rcpts, from_header) = if quit_early {
+        .or_else(|| res.account.from.clone())
+        .map(|s| names.sender(&s));
+    let user_at_host = format!("{}@{}", login_name(), names.domain);
+    let (msg, rcpts, from_header) = if quit_early {
         (
             Vec::new(),
             message::split_recipient_args(&sub.recipients),
@@ -137,7 +140,11 @@ pub fn run(
         rcpts.extend(message::split_recipient_args(&c.cc));
         rcpts.extend(message::split_recipient_args(&c.bcc));
         rcpts.extend(message::split_recipient_args(&sub.recipients));
-        (built, rcpts, Some(compose::split_mailbox(&from).1))
+        (
+            built,
+            rcpts,
+            Some(names.sender(&compose::split_mailbox(&from).1)),
+        )
     } else {
         let mut input = read_input(input)?;
         if !sub.ignore_dots {
@@ -157,7 +164,16 @@ pub fn run(
             .map_err(|e| exit::fail(exit::DATAERR, format!("bad message: {e}")))?;
         let mut rcpts = message::split_recipient_args(&sub.recipients);
         rcpts.extend(prepared.header_recipients);
-        (prepared.message, rcpts, prepared.from_header)
+        let from_header = prepared.from_header.map(|f| names.sender(&f));
+        (prepared.message, rcpts, from_header)
+    };
+    // As sendmail for a local submission: bare recipients (cron's `root`) through the aliases
+    // file, then the domain; bare From/To/Cc/Bcc addresses in the message get it too.
+    let mut rcpts = names.recipients(rcpts)?;
+    let msg = if msg.is_empty() {
+        msg
+    } else {
+        names.message(&msg)
     };
     message::dedup_recipients(&mut rcpts);
     if sub.dry_run {
