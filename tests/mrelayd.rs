@@ -2641,6 +2641,21 @@ fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
         "{msg}"
     );
     assert!(msg.contains("\nTo: bob@example.test\n"), "{msg}");
+
+    // explain decides as the session does.
+    let explain = |client: &str| {
+        let out = m.cli(&["explain", "--client", client, "--from", "root", "root"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain("127.0.0.1");
+    assert!(text.contains("RCPT TO:<root>: 250 2.1.5"), "{text}");
+    assert!(
+        text.contains("canonical address: <root@example.test>"),
+        "{text}"
+    );
+    let text = explain("127.0.0.2");
+    assert!(text.contains("MAIL FROM:<root>: 501 5.1.7"), "{text}");
 }
 
 /// A config for msend as /usr/sbin/sendmail (read from $MAILKIT_CONFIG, as cron runs it with

@@ -493,10 +493,13 @@ pub fn explain(
         role,
     };
     let from = &q.from;
+    // A local client's bare names get our first domain, as in the session.
+    let bare = router.bare_domain(&client);
     let from_mb = if from.is_empty() || from == "<>" {
         None
     } else {
-        match command::parse(format!("MAIL FROM:<{}>", from.trim_matches(['<', '>'])).as_bytes()) {
+        let line = format!("MAIL FROM:<{}>", from.trim_matches(['<', '>']));
+        match command::parse_qualifying(line.as_bytes(), bare) {
             Ok(Command::Mail { from, .. }) => from,
             Ok(_) => None,
             Err(e) => {
@@ -511,16 +514,15 @@ pub fn explain(
         Some(r) => writeln!(out, "MAIL FROM:<{from}>: {r} ({})", v.reason)?,
     }
     for rcpt in &q.rcpts {
-        let to =
-            match command::parse(format!("RCPT TO:<{}>", rcpt.trim_matches(['<', '>'])).as_bytes())
-            {
-                Ok(Command::Rcpt { to, .. }) => to,
-                Ok(_) => continue,
-                Err(e) => {
-                    writeln!(out, "RCPT TO:<{rcpt}>: {}", e.to_reply())?;
-                    continue;
-                }
-            };
+        let line = format!("RCPT TO:<{}>", rcpt.trim_matches(['<', '>']));
+        let to = match command::parse_qualifying(line.as_bytes(), bare) {
+            Ok(Command::Rcpt { to, .. }) => to,
+            Ok(_) => continue,
+            Err(e) => {
+                writeln!(out, "RCPT TO:<{rcpt}>: {}", e.to_reply())?;
+                continue;
+            }
+        };
         let v = router.check_rcpt(&client, &to);
         match &v.refusal {
             None => writeln!(out, "RCPT TO:<{rcpt}>: 250 2.1.5 ({})", v.reason)?,

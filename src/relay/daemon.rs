@@ -358,6 +358,7 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         require_auth: role != Role::Smtp,
         // Postfix's local_header_rewrite_clients: bare addresses from trusted networks and
         // authenticated users get our first local domain; from others they are refused.
+        // (Router::bare_domain says the same for `explain`.)
         bare_domain: d.router.domains.first().cloned(),
         local_client: d.router.trusted_network(ip).is_some(),
     };

@@ -486,6 +486,15 @@ impl Router {
         }
     }
 
+    /// The domain bare names of `client` get, if it is a local client (in a trusted network
+    /// or authenticated): our first local domain, as Postfix's local_header_rewrite_clients.
+    /// The SMTP session decides the same at each command (`smtp::server::Session::bare_domain`,
+    /// set up by the daemon from [`Router::domains`] and [`Router::trusted_network`]).
+    pub fn bare_domain(&self, client: &Client) -> Option<&str> {
+        let local = client.user.is_some() || self.trusted_network(client.ip).is_some();
+        self.domains.first().map(String::as_str).filter(|_| local)
+    }
+
     /// The trusted network containing `ip`, if any.
     pub fn trusted_network(&self, ip: Option<IpAddr>) -> Option<Cidr> {
         let ip = ip?;
