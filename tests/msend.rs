@@ -2139,7 +2139,7 @@ fn bare_names_config(dir: &Path) -> PathBuf {
 fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
     let home = common::scratch();
     let config = bare_names_config(home.path());
-    let tok = token();
+    let tok = common::token();
     let input = format!(
         "From: root (Cron Daemon)\n\
          To: root, Bob <bob>,\n carol@example.test\n\
@@ -2163,7 +2163,7 @@ fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
         input.as_bytes(),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (bytes, env) = captured(&capture_dir(), &tok).expect("message captured");
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("message captured");
     let expected = format!(
         "From: root@local.example.test (Cron Daemon)\r\n\
          To: root@local.example.test, Bob <bob@local.example.test>,\r\n carol@example.test\r\n\
@@ -2197,7 +2197,7 @@ fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
 fn bs_mode_qualifies_bare_names() {
     let home = common::scratch();
     let config = bare_names_config(home.path());
-    let tok = token();
+    let tok = common::token();
     let session = format!(
         "EHLO php.example\r\nMAIL FROM:<app>\r\nRCPT TO:<user>\r\nRCPT TO:<root>\r\nDATA\r\n\
          From: app\r\nTo: user\r\nSubject: {tok}\r\n\r\nbody\r\n.\r\nQUIT\r\n"
@@ -2213,7 +2213,7 @@ fn bs_mode_qualifies_bare_names() {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!out.contains("\r\n501 "), "{out}");
-    let (bytes, env) = captured(&capture_dir(), &tok).unwrap();
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&bytes),
         format!(
@@ -2235,7 +2235,7 @@ fn spooled_bare_names_are_stored_qualified() {
     let home = common::scratch();
     let config = bare_names_config(home.path());
     let q = home.path().join("q");
-    let tok = token();
+    let tok = common::token();
     let o = run(
         msend(home.path())
             .arg("-C")
