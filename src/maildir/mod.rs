@@ -39,6 +39,10 @@
 //! (`/home -> /data/home` works). Names that are not UTF-8 are not listed (Maildir names are
 //! ASCII).
 //!
+//! # IMAP UIDs
+//! [`uidlist`]: per-folder UIDVALIDITY, UIDNEXT and message UIDs (`mailkit-uidlist`), keyword
+//! letters (`mailkit-keywords`), and [`uidlist::View`], a folder's messages in UID order.
+//!
 //! Errors are plain `std::io::Error`s; callers attach context and exit codes
 //! (`crate::exit::io_is_temporary` tells disk full from permanent failures).
 
@@ -53,6 +57,8 @@ use std::time::SystemTime;
 
 use crate::durable;
 use crate::fsroot::{Dir, Meta};
+
+pub mod uidlist;
 
 /// Mode of every directory we create (Maildir spec: private to the user).
 pub const DIR_MODE: u32 = 0o700;
