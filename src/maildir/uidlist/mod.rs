@@ -225,6 +225,19 @@ fn store(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<()> {
     durable::replace(dir, name, dir, name, bytes, FILE_MODE)
 }
 
+/// The folder's uid list as it is on disk, read without the lock (for a quick look such as
+/// IMAP STATUS; the file is only ever replaced whole, so this is the old or the new list, never a
+/// mix). None when it is missing or corrupt; [`View::open`] then makes a new one. UIDs from here
+/// may be from a list whose rename is not yet durable: [`View`] is what reports UIDs.
+pub fn read_unlocked(maildir: &Maildir) -> io::Result<Option<UidList>> {
+    Ok(
+        match load(maildir.root_dir(), UIDLIST_FILE, UidList::parse)? {
+            Loaded::Ok(l) => Some(l),
+            Loaded::Missing | Loaded::Corrupt(_) => None,
+        },
+    )
+}
+
 /// One message of a [`View`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

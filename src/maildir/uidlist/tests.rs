@@ -327,6 +327,19 @@ fn processes_delivering_and_syncing_agree() {
             .unwrap();
         children.push((child, report));
     }
+    // Meanwhile a reader without the lock always finds a whole list (once there is one).
+    let mut last_next = 0;
+    while children
+        .iter_mut()
+        .any(|(c, _)| c.try_wait().unwrap().is_none())
+    {
+        if list_file(&md).exists() {
+            let list = read_unlocked(&md).unwrap().expect("a whole list");
+            assert!(list.next >= last_next);
+            last_next = list.next;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let mut uid_of: BTreeMap<String, u32> = BTreeMap::new();
     let mut base_of: BTreeMap<u32, String> = BTreeMap::new();
     let mut validities = std::collections::BTreeSet::new();
