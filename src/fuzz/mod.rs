@@ -19,6 +19,7 @@ pub mod smtp_client;
 pub mod smtp_command;
 pub mod smtp_reply;
 pub mod smtp_server;
+pub mod uidlist;
 
 /// A fuzz body: any bytes in, a panic only on a bug.
 pub type Body = fn(&[u8]);
@@ -40,6 +41,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("smtp_command", smtp_command::run),
     ("smtp_reply", smtp_reply::run),
     ("smtp_server", smtp_server::run),
+    ("uidlist", uidlist::run),
 ];
 
 #[cfg(test)]
