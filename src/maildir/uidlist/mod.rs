@@ -451,7 +451,7 @@ impl View {
 
     /// The flag letter of keyword `name`, giving it the first free letter (durably, under the
     /// lock) when it has none; None when the name is not a valid keyword or all 26 letters are
-    /// taken. Letters found on this view's messages are never given to a new keyword.
+    /// taken. Letters found on the folder's message files are never given to a new keyword.
     pub fn keyword_letter(&mut self, name: &str) -> io::Result<Option<char>> {
         if let Some(l) = self.keywords.letter(name) {
             return Ok(Some(l));
@@ -469,15 +469,11 @@ impl View {
             self.keywords = keywords;
             return Ok(Some(l));
         }
+        // The files as they are now, not as of our last sync: another session may have set a
+        // letter on a message since.
         let mut in_use: Vec<char> = Vec::new();
-        for m in &self.messages {
-            for c in m
-                .entry
-                .flags
-                .as_str()
-                .chars()
-                .filter(char::is_ascii_lowercase)
-            {
+        for e in self.maildir.list_all()? {
+            for c in e.flags.as_str().chars().filter(char::is_ascii_lowercase) {
                 if !in_use.contains(&c) {
                     in_use.push(c);
                 }
