@@ -384,3 +384,33 @@ fn processes_delivering_and_syncing_agree() {
     let all: Vec<u32> = v.messages().iter().map(|m| m.uid).collect();
     assert_eq!(all, (1..=all.len() as u32).collect::<Vec<_>>());
 }
+
+#[test]
+fn what_a_crashed_writer_leaves_is_harmless() {
+    let (_d, md) = maildir();
+    let a = md.deliver(b"a\n").unwrap();
+    let v = View::open(&md).unwrap();
+    let validity = v.uid_validity();
+    // A temporary list a writer died writing, and a lock record of a UIDVALIDITY whose list
+    // was never written (a crash between the two steps).
+    std::fs::write(
+        md.path().join("mailkit-uidlist.123.deadbeef"),
+        b"mailkit-uidlist 1 V9",
+    )
+    .unwrap();
+    std::fs::write(md.path().join(LOCK_FILE), b"V4000000000\n").unwrap();
+    let v = View::open(&md).unwrap();
+    assert_eq!(v.uid_validity(), validity);
+    assert_eq!(uids(&v), vec![(1, a.unique.clone())]);
+    // The list is lost now: the new UIDVALIDITY is past the recorded one, and recorded itself.
+    std::fs::remove_file(list_file(&md)).unwrap();
+    let v = View::open(&md).unwrap();
+    assert_eq!(v.uid_validity(), 4_000_000_001);
+    assert_eq!(
+        std::fs::read(md.path().join(LOCK_FILE)).unwrap(),
+        b"V4000000001\n"
+    );
+    // A half-written record is ignored (the list, intact, still decides).
+    std::fs::write(md.path().join(LOCK_FILE), b"V40").unwrap();
+    assert_eq!(View::open(&md).unwrap().uid_validity(), 4_000_000_001);
+}
