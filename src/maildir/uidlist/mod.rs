@@ -51,9 +51,8 @@
 //! at the lock file it is an error ("symlink in path"), since a lock cannot be taken on it.
 //!
 //! # Syncing a view
-//! [`View::open`] and [`View::sync`], under the lock: read the list (missing or corrupt: a new
-//! UIDVALIDITY, greater than the corrupt file's when its header was readable and than the
-//! current time, and fresh UIDs from 1), move `new/` messages to `cur/` without flags (as
+//! [`View::open`] and [`View::sync`], under the lock: read the list (missing or corrupt: a new,
+//! greater UIDVALIDITY as the crash states below say, and fresh UIDs from 1), move `new/` messages to `cur/` without flags (as
 //! mpopd does) and fsync, list `new/` then `cur/` ([`super::Maildir::list_all`]: a message moved
 //! in between is seen once), keep the UID of every base name still there, drop the records of
 //! the others (expunged; a message that reappears later gets a new UID, never its old one),
@@ -75,7 +74,8 @@
 //! - After the rename, before the folder's fsync returned: after a machine crash the list is the
 //!   old or the new one. The writer still holds the lock and has returned nothing, and every
 //!   [`View`] reads the list only under the lock, so no UID from an undurable list reaches a
-//!   client. (A lock-free reader could see it during that fsync; mimapd does not read that way.)
+//!   client. ([`read_unlocked`] could see it during that fsync, which is why UIDs it returns are
+//!   not for clients.)
 //! - A list damaged some other way (disk error, an edit): the trailer or the strict grammar
 //!   catches it, and RFC 3501 §2.3.1.1's rule applies: UIDs could not be kept, so UIDVALIDITY
 //!   grows and clients refetch. A lost list likewise. The new UIDVALIDITY is the current time
@@ -91,7 +91,9 @@
 //! Dovecot's `dovecot-uidlist` (version 3, its dotlock, records appended in place, header fields
 //! like the mailbox GUID that must be preserved) is not read or written here; the parser and
 //! serialiser are in [`mod@format`] alone, and the lock in [`lock`], so that a Dovecot-compatible
-//! list replaces them without touching [`View`].
+//! list replaces them without touching [`View`]. Issue 13 asks for exactly that (Dovecot and
+//! mimapd on one Maildir) and for dotlocks, since `flock(2)` does not lock across the hosts of a
+//! network filesystem; the `flock` here serves one host.
 
 pub mod format;
 
