@@ -1,7 +1,8 @@
 //! The quickstart's demo as a new user meets it (issue 12): the directory `mrelayd quickstart`
 //! writes, served by `mrelayd serve` and `mpopd serve` from its own config (on port 0 instead of
 //! the fixed 2525/2587/1110, so tests run in parallel), tried with the clients people have:
-//! swaks (SMTP AUTH), curl (pop3://), getmail6 (POP3 USER/PASS).
+//! swaks (SMTP AUTH), curl (pop3://, smtp:// upload), getmail6 (POP3 USER/PASS), and mutt,
+//! s-nail and git send-email with msend as their sendmail.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -728,4 +729,188 @@ print(len(refused), refused[:3])
         .unwrap();
     let (ok, text) = common::status_and_text(&out);
     assert!(ok && text.starts_with("0 []"), "{text}\n{}", d.logs());
+}
+
+/// curl's SMTP upload sends the file as it is: a unix text file (bare LF) is refused as a
+/// whole with 554 5.6.0, and mrelayd(1) MESSAGE CONTENT says so and gives the `--crlf`
+/// command, which delivers (STARTTLS submission as `demo@localhost`), and curl reads it back
+/// over POP3 with STLS.
+#[test]
+fn curl_submits_as_the_man_page_says() {
+    let man = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mrelayd.1"))
+        .unwrap();
+    assert!(
+        man.contains("MESSAGE CONTENT") && man.contains("curl --ssl-reqd --crlf"),
+        "mrelayd(1) does not say how curl must upload"
+    );
+    let d = Demo::start(|t| t);
+    let msg = d.demo.parent().unwrap().join("message.txt");
+    std::fs::write(
+        &msg,
+        "From: demo@localhost\nTo: demo@localhost\nSubject: curl upload\n\nhello from curl\n",
+    )
+    .unwrap();
+    let ca = d.demo.join("ca.pem");
+    let curl = |crlf: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "20", "--ssl-reqd"]);
+        if crlf {
+            c.arg("--crlf");
+        }
+        c.arg("--cacert")
+            .arg(&ca)
+            .arg("--user")
+            .arg(format!("demo@localhost:{}", d.password))
+            .args([
+                "--mail-from",
+                "demo@localhost",
+                "--mail-rcpt",
+                "demo@localhost",
+            ])
+            .arg("-T")
+            .arg(&msg)
+            .arg(format!("smtp://localhost:{}", d.submission))
+            .output()
+            .unwrap()
+    };
+    let bare = curl(false);
+    assert!(!bare.status.success(), "{bare:?}");
+    let out = curl(true);
+    assert!(out.status.success(), "{out:?}\n{}", d.logs());
+    let got = d.wait_mail(1);
+    assert!(
+        got.len() == 1 && got[0].contains("hello from curl\n"),
+        "{got:?}"
+    );
+    let pop = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--ssl-reqd", "--cacert"])
+        .arg(&ca)
+        .arg("--user")
+        .arg(format!("demo@localhost:{}", d.password))
+        .arg(format!("pop3://localhost:{}/1", d.pop3))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&pop.stdout);
+    assert!(
+        pop.status.success() && text.contains("Subject: curl upload"),
+        "{pop:?}"
+    );
+}
+
+/// The MUAs msend(1) names, with msend as their sendmail and an account of msend.toml for the
+/// demo's submission port (STARTTLS, AUTH as `demo@localhost`): mutt (`set sendmail`, which
+/// splits at blanks, so the account carries the password command), s-nail (`-S mta=`) and git
+/// send-email (`--smtp-server=msend`, full addresses) all deliver to the demo Maildir.
+#[test]
+fn mutt_s_nail_and_git_send_email_send_through_msend() {
+    let man =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/msend.1")).unwrap();
+    assert!(
+        man.contains("mutt splits its sendmail command at blanks"),
+        "msend(1) does not say how mutt must name the password command"
+    );
+    // git send-email refuses an address whose domain has no dot (demo@localhost): serve one.
+    let d = Demo::start(|t| {
+        t.replace(
+            "domains = [\"localhost\"]",
+            "domains = [\"localhost\", \"example.org\"]",
+        )
+    });
+    let dir = d.demo.parent().unwrap().to_path_buf();
+    let msend = common::bin("msend");
+    let accounts = dir.join("msend.toml");
+    std::fs::write(
+        &accounts,
+        format!(
+            "default = \"demo\"\n[accounts.demo]\nserver = \"localhost:{}\"\n\
+ca_file = \"{}\"\nuser = \"demo@localhost\"\npassword_command = \"cat {}\"\n\
+from = \"demo@localhost\"\n",
+            d.submission,
+            d.demo.join("ca.pem").display(),
+            d.demo.join("demo-password").display()
+        ),
+    )
+    .unwrap();
+    // mutt, as msend(1) COMPATIBILITY says.
+    let muttrc = dir.join("muttrc");
+    std::fs::write(
+        &muttrc,
+        format!(
+            "set sendmail=\"{} -C {} -a demo\"\nset from=demo@localhost\nset use_from=yes\n\
+set record=\"\"\nset folder={dir}\n",
+            msend.display(),
+            accounts.display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    // A message body on the client's stdin, as a user pipes one in; its output.
+    let run = |c: &mut Command| {
+        use std::io::Write as _;
+        let mut child = c
+            .env("HOME", &dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"body\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(Command::new("mutt").args(["-n", "-F"]).arg(&muttrc).args([
+        "-s",
+        "via mutt",
+        "demo@localhost",
+    ]));
+    assert!(out.status.success(), "mutt: {out:?}\n{}", d.logs());
+    // s-nail.
+    let out = run(Command::new("s-nail")
+        .arg("-n")
+        .arg("-S")
+        .arg(format!("mta={}", msend.display()))
+        .arg("-S")
+        .arg(format!("mta-arguments=-C {} -a demo", accounts.display()))
+        .args(["-r", "demo@localhost", "-s", "via s-nail", "demo@localhost"]));
+    assert!(out.status.success(), "s-nail: {out:?}\n{}", d.logs());
+    // git send-email: a domain with a dot, as git's own address check wants one.
+    let repo = dir.join("repo");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(["-c", "user.name=Demo", "-c", "user.email=demo@example.org"])
+            .args(args)
+            .current_dir(&repo)
+            .env("HOME", &dir)
+            .output()
+            .unwrap()
+    };
+    std::fs::create_dir_all(&repo).unwrap();
+    assert!(git(&["init", "-q"]).status.success());
+    assert!(
+        git(&["commit", "-q", "--allow-empty", "-m", "via git send-email"])
+            .status
+            .success()
+    );
+    let out = git(&[
+        "send-email",
+        "--confirm=never",
+        &format!("--smtp-server={}", msend.display()),
+        "--smtp-server-option=-C",
+        &format!("--smtp-server-option={}", accounts.display()),
+        "--from=demo@example.org",
+        "--to=demo@example.org",
+        "-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "git send-email: {out:?}\n{}",
+        d.logs()
+    );
+    let got = d.wait_mail(3);
+    for subject in ["via mutt", "via s-nail", "via git send-email"] {
+        assert!(
+            got.iter().any(|m| m.contains(subject)),
+            "{subject} not delivered: {got:?}\n{}",
+            d.logs()
+        );
+    }
 }

@@ -62,6 +62,15 @@ ADDRESSES:
   is stored byte for byte). Any other client gets 501 5.1.7 for them. A bare <Postmaster>
   recipient is accepted from everyone (RFC 5321 §4.1.1.3) as postmaster@ the first domain.
 
+MESSAGE CONTENT:
+  Every line of DATA and BDAT content ends in CRLF (RFC 5321 §2.3.8). Content with a bare LF
+  or a bare CR is refused as a whole with 554 5.6.0 (no SMTP smuggling; nothing is normalized).
+  msend, mutt, s-nail, git send-email and swaks send CRLF. curl uploads a file as it is, so a
+  unix text file needs --crlf:
+    curl --ssl-reqd --crlf --cacert DEMO/ca.pem --user demo@localhost:PASSWORD \\
+         --mail-from demo@localhost --mail-rcpt demo@localhost -T message.txt \\
+         smtp://localhost:2587          (the quickstart's submission port, DEMO its directory)
+
 PIPE COMMANDS:
   An alias |command runs under /bin/sh -c with the message on stdin and a clean environment
   (nothing of the daemon's): PATH=/usr/local/bin:/usr/bin:/bin, HOME=/, SENDER, RECIPIENT,

@@ -120,6 +120,9 @@ COMPATIBILITY
   -qf are accepted and ignored: msend runs no queue daemon, so schedule -q with cron. Selecting
   messages (-qI, -qR, -qS) is not supported (exit 64).
   With -t, recipients given as arguments are added to those found in the headers.
+  mutt splits its sendmail command at blanks and passes no quotes, so a --password-command
+  with arguments cannot be given there: name an account of msend.toml instead, e.g. in muttrc
+    set sendmail=\"/usr/sbin/sendmail -C /home/me/.config/mailkit/msend.toml -a work\"
 
 BARE NAMES
   A name without a domain (cron's MAILTO=root, git send-email --to=user, -f root) gets the
