@@ -208,6 +208,22 @@ impl Dir {
         Ok(File::from(fd))
     }
 
+    /// Opens (creating it with `mode` if missing) the lock file `rel`, for `flock`: read-write,
+    /// `O_NONBLOCK` so a FIFO planted there cannot hang the open, and anything but a regular
+    /// file there (a FIFO, a device; a symlink is refused by the open) is an error. The one
+    /// way mpopd's maildrop lock, the Sieve memory lock and the uid-list lock are opened.
+    pub fn open_lock(&self, rel: impl AsRef<Path>, mode: u32) -> io::Result<File> {
+        let rel = rel.as_ref();
+        let file = self.open_file(rel, OFlags::RDWR | OFlags::CREATE | OFlags::NONBLOCK, mode)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a regular file", self.path.join(rel).display()),
+            ));
+        }
+        Ok(file)
+    }
+
     /// Creates the file `rel` for writing, failing with AlreadyExists when anything (a file or a
     /// symlink) is there already (`O_CREAT | O_EXCL`).
     pub fn create_new(&self, rel: impl AsRef<Path>, mode: u32) -> io::Result<File> {

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 
-use rustix::fs::OFlags;
 use sha2::Digest as _;
 
 use crate::maildir::Maildir;
@@ -80,9 +79,7 @@ impl Memory {
     /// Locks the memory of `inbox` (blocking until another delivery lets go) and reads it; the
     /// lock is held until the `Memory` is dropped.
     pub fn lock(inbox: &Maildir) -> io::Result<Memory> {
-        let lock = inbox
-            .root_dir()
-            .open_file(LOCK_FILE, OFlags::CREATE | OFlags::RDWR, MODE)?;
+        let lock = inbox.root_dir().open_lock(LOCK_FILE, MODE)?;
         lock.lock()?;
         let mut m = Memory::read(inbox)?;
         m._lock = Some(lock);

@@ -18,8 +18,6 @@ use std::fs::{File, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use rustix::fs::OFlags;
-
 use super::session::{uid_for, MessageInfo};
 use crate::fsroot::Dir;
 use crate::maildir::{Entry, Flags, Links, Maildir, SizeCounter, Sub, FILE_MODE};
@@ -87,9 +85,7 @@ impl Maildrop {
         }
         let maildir = Maildir::open_with(path, links).map_err(OpenError::Io)?;
         let dir = maildir.root_dir();
-        let lock = dir
-            .open_file(LOCK_FILE, OFlags::RDWR | OFlags::CREATE, FILE_MODE)
-            .map_err(OpenError::Io)?;
+        let lock = dir.open_lock(LOCK_FILE, FILE_MODE).map_err(OpenError::Io)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(OpenError::InUse),

@@ -150,20 +150,7 @@ impl Lock {
 /// Takes the folder's lock, waiting for another holder (see the module doc). A symlink or a
 /// non-regular file at [`LOCK_FILE`] is an error.
 pub fn lock(dir: &Dir) -> io::Result<Lock> {
-    let file = dir.open_file(
-        LOCK_FILE,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NONBLOCK,
-        FILE_MODE,
-    )?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: not a regular file",
-                dir.path().join(LOCK_FILE).display()
-            ),
-        ));
-    }
+    let file = dir.open_lock(LOCK_FILE, FILE_MODE)?;
     file.lock()?;
     Ok(Lock { file })
 }
