@@ -12,18 +12,6 @@ use std::time::{Duration, Instant};
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `mrelayd quickstart DEMO --no-run`: the demo's files only; its config's path.
-fn quickstart_no_run(demo: &Path) -> PathBuf {
-    let out = Command::new(common::bin("mrelayd"))
-        .arg("quickstart")
-        .arg(demo)
-        .arg("--no-run")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    demo.join("mailkit.toml")
-}
-
 /// A quickstart directory served by mrelayd and mpopd (both killed on drop).
 struct Demo {
     _dir: tempfile::TempDir,
@@ -40,7 +28,7 @@ struct Demo {
 fn quickstart_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = common::scratch();
     let demo = dir.path().join("demo");
-    quickstart_no_run(&demo);
+    common::quickstart_no_run(&demo);
     (dir, demo)
 }
 
@@ -57,14 +45,8 @@ impl Demo {
     /// config, with `edit` applied to it first.
     fn serve(dir: tempfile::TempDir, demo: PathBuf, edit: impl FnOnce(String) -> String) -> Demo {
         let config = demo.join("mailkit.toml");
+        common::quickstart_config_on_port_zero(&config);
         let text = std::fs::read_to_string(&config).unwrap();
-        for port in ["2525", "2587", "1110"] {
-            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
-        }
-        let text = text
-            .replace("127.0.0.1:2525", "127.0.0.1:0")
-            .replace("127.0.0.1:2587", "127.0.0.1:0")
-            .replace("127.0.0.1:1110", "127.0.0.1:0");
         std::fs::write(&config, edit(text)).unwrap();
         let (relay, l) = common::start_daemon(
             Command::new(common::bin("mrelayd"))
@@ -451,7 +433,7 @@ impl Drop for Running {
 fn a_second_quickstart_on_the_same_ports_fails_before_the_banner() {
     let dir = common::scratch();
     let demo = dir.path().join("demo");
-    let config = quickstart_no_run(&demo);
+    let config = common::quickstart_no_run(&demo);
     let original = std::fs::read_to_string(&config).unwrap();
     let log = dir.path().join("first.log");
     let (first, smtp) = common::with_unused_ports(|[smtp, submission, pop3]| {

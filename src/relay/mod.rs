@@ -73,7 +73,7 @@ use serde::Deserialize;
 
 use crate::auth::Authenticator;
 use crate::server::daemon::{Listener, ListenerRole};
-pub use crate::server::Cidr;
+use crate::server::Cidr;
 use crate::smtp::command::{split_address as split, Mailbox};
 use crate::smtp::reply::Reply;
 use aliases::{AliasTarget, Aliases, AliasesFile};

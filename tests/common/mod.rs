@@ -548,9 +548,8 @@ impl Drop for SystemGroup {
 }
 
 /// `mrelayd quickstart DEMO --no-run`: the demo directory (config, self-signed certificate and
-/// its `ca.pem`, user `demo` and `demo-password`), with the fixed ports 2525/2587/1110 of its
-/// listeners replaced by 0 so tests run in parallel. Returns the config's path.
-pub fn quickstart_on_port_zero(demo: &Path) -> PathBuf {
+/// its `ca.pem`, user `demo` and `demo-password`) without starting it. Returns the config's path.
+pub fn quickstart_no_run(demo: &Path) -> PathBuf {
     let out = Command::new(bin("mrelayd"))
         .arg("quickstart")
         .arg(demo)
@@ -558,14 +557,25 @@ pub fn quickstart_on_port_zero(demo: &Path) -> PathBuf {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let config = demo.join("mailkit.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    demo.join("mailkit.toml")
+}
+
+/// Replaces the quickstart config's fixed ports 2525/2587/1110 by 0, so tests run in parallel.
+pub fn quickstart_config_on_port_zero(config: &Path) {
+    let mut text = std::fs::read_to_string(config).unwrap();
     for port in ["2525", "2587", "1110"] {
         let fixed = format!("127.0.0.1:{port}");
         assert!(text.contains(&fixed), "{text}");
         text = text.replace(&fixed, "127.0.0.1:0");
     }
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(config, text).unwrap();
+}
+
+/// [`quickstart_no_run`] with its listeners on port 0 ([`quickstart_config_on_port_zero`]).
+/// Returns the config's path.
+pub fn quickstart_on_port_zero(demo: &Path) -> PathBuf {
+    let config = quickstart_no_run(demo);
+    quickstart_config_on_port_zero(&config);
     config
 }
 
