@@ -40,9 +40,9 @@ pub struct Memory {
     _lock: Option<File>,
 }
 
-/// The stored form of a key: hex SHA-256.
-fn hash(key: &str) -> String {
-    sha2::Sha256::digest(key.as_bytes())
+/// Hex SHA-256 of `data`: the stored form of a key, and the message digest in a redirect's key.
+pub fn sha256_hex(data: &[u8]) -> String {
+    sha2::Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -88,12 +88,14 @@ impl Memory {
 
     /// Whether `key` is remembered and not expired at `now` (unix seconds).
     pub fn contains(&self, key: &str, now: u64) -> bool {
-        self.entries.get(&hash(key)).is_some_and(|&exp| exp > now)
+        self.entries
+            .get(&sha256_hex(key.as_bytes()))
+            .is_some_and(|&exp| exp > now)
     }
 
     /// Remembers `key` until `until` and writes the file durably (expired entries dropped).
     pub fn remember(&mut self, key: &str, until: u64, now: u64) -> io::Result<()> {
-        self.entries.insert(hash(key), until);
+        self.entries.insert(sha256_hex(key.as_bytes()), until);
         self.entries.retain(|_, exp| *exp > now);
         let mut list: Vec<(&String, &u64)> = self.entries.iter().collect();
         list.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

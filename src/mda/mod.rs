@@ -540,14 +540,10 @@ fn send_redirects(
     redirects: Vec<(String, Vec<u8>)>,
     report: &mut Report,
 ) -> anyhow::Result<bool> {
-    use sha2::Digest as _;
     let mut mem = memory::Memory::lock(inbox)
         .map_err(|e| exit_io(e, exit::TEMPFAIL))
         .context("locking the Sieve memory")?;
-    let digest: String = sha2::Sha256::digest(message)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = memory::sha256_hex(message);
     let sender = env.sender.as_deref().map(strip_angles).unwrap_or_default();
     let command = sendmail(opts);
     let mut all_sent = true;

@@ -114,6 +114,7 @@ pub fn flush(
     let mut unreadable = false;
     // The flags' own route, resolved when a message first needs it.
     let mut default: Option<Resolved> = None;
+    let overridden = flags.server.is_some() || flags.direct || flags.account.is_some();
     for path in spool::list(&dir)? {
         let entry = match spool::read(&path) {
             Ok(e) => e,
@@ -125,7 +126,6 @@ pub fn flush(
         };
         // A message goes where it was spooled for: its account and the server flags given
         // then, unless --server, --direct or -a now say otherwise.
-        let overridden = flags.server.is_some() || flags.direct || flags.account.is_some();
         let meta = &entry.meta;
         let r;
         let opts = if !overridden && (meta.account.is_some() || meta.destination.is_some()) {

@@ -9,11 +9,15 @@
 //!   `"may"` a warning (it works only while the relayhost offers STARTTLS).
 //! - `relayhost_user` without `relayhost_password_command`: the same endless 4.7.0. Error.
 //! - `relayhost_user` or `relayhost_password_command` with no relayhost to use them: warning.
+//! - `postmaster@` a local domain that resolves to no mailbox ([`postmaster`], once the router
+//!   is built): error, or a warning with `require_postmaster = false`.
 
 use anyhow::Result;
 
-use super::{RelayConfig, Role};
+use super::{RelayConfig, Role, Router};
 use crate::config::Config;
+use crate::exit;
+use crate::log;
 use crate::outbound::config::DomainPolicy;
 use crate::tls::Mode;
 
@@ -125,5 +129,41 @@ pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()>
             "no relayhost is configured ([mrelayd.remote] relayhost or a domain's): not used",
         );
     }
+    Ok(())
+}
+
+/// RFC 5321 §4.5.1: a server MUST accept `postmaster` at every domain it serves. When
+/// `postmaster@DOMAIN` of a local domain resolves to nobody, `serve` and `inetd` exit 78 naming
+/// the aliases file and the key that makes it a warning ([`RelayConfig::require_postmaster`]
+/// `= false`: one line at start instead).
+pub fn postmaster(config: &Config, relay: &RelayConfig, router: &Router) -> Result<()> {
+    let problems = router.postmaster_problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let file = config.file_name();
+    let fix = match router.aliases_path() {
+        Some(a) => format!("add `postmaster: USER` to the aliases file {}", a.display()),
+        None => format!(
+            "set [mrelayd] aliases in {file} to a file with `postmaster: USER` \
+             (there is no aliases file)"
+        ),
+    };
+    let what = problems
+        .iter()
+        .map(|(addr, why)| format!("{addr} ({why})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "postmaster resolves to no mailbox: {what}; RFC 5321 §4.5.1 requires one at every \
+         local domain: {fix}"
+    );
+    if relay.require_postmaster {
+        return Err(exit::fail(
+            exit::CONFIG,
+            format!("{text}, or set [mrelayd] require_postmaster = false in {file} to only warn"),
+        ));
+    }
+    log::line(format_args!("warning: {text} (require_postmaster = false)"));
     Ok(())
 }

@@ -65,42 +65,6 @@ pub fn open(
     Ok((auth, router, queue))
 }
 
-/// RFC 5321 §4.5.1: a server MUST accept `postmaster` at every domain it serves. When
-/// `postmaster@DOMAIN` of a local domain resolves to nobody, `serve` and `inetd` exit 78 naming
-/// the aliases file and the key that makes it a warning ([`RelayConfig::require_postmaster`]
-/// `= false`: one line at start instead).
-fn check_postmaster(config: &Config, relay: &RelayConfig, router: &Router) -> Result<()> {
-    let problems = router.postmaster_problems();
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let file = config.file_name();
-    let fix = match router.aliases_path() {
-        Some(a) => format!("add `postmaster: USER` to the aliases file {}", a.display()),
-        None => format!(
-            "set [mrelayd] aliases in {file} to a file with `postmaster: USER` \
-             (there is no aliases file)"
-        ),
-    };
-    let what = problems
-        .iter()
-        .map(|(addr, why)| format!("{addr} ({why})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = format!(
-        "postmaster resolves to no mailbox: {what}; RFC 5321 §4.5.1 requires one at every \
-         local domain: {fix}"
-    );
-    if relay.require_postmaster {
-        return Err(exit::fail(
-            exit::CONFIG,
-            format!("{text}, or set [mrelayd] require_postmaster = false in {file} to only warn"),
-        ));
-    }
-    log::line(format_args!("warning: {text} (require_postmaster = false)"));
-    Ok(())
-}
-
 /// The queue deliverer of this config (local and remote delivery, bounces).
 pub fn deliverer(
     config: &Config,
@@ -169,7 +133,7 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
     // Before anything is opened or created: never serve as root.
     server::refuse_root(config)?;
     let (auth, router, queue) = open(config, relay)?;
-    check_postmaster(config, relay, &router)?;
+    super::checks::postmaster(config, relay, &router)?;
     chown_queue(config, &queue)?;
     // System users are delivered to by children of a root spawner, started before the drop.
     server::spawn::start_for(config, &auth)?;
