@@ -25,6 +25,8 @@
 //!   the [`tls`] checks, deadline reads, writes bounded per chunk) and the SMTP client's driver
 //!   over it, used by msend, mrelayd's remote delivery and mdig-mx's probe (mfetch next).
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
+//! - [`fetch`]: mfetch: accounts, the POP3 and IMAP clients (sans-IO protocol, driver over
+//!   [`net`]), the per-account state file, the Maildir or MDA destination.
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`outbound`]: the outbound SMTP client: next hop (MX walk or relayhost), TLS policy, AUTH,
 //!   session cache, limits, per-recipient outcomes; used by mrelayd and msend, knows neither.
@@ -59,8 +61,8 @@
 //! | layer | what | modules | sans-IO |
 //! |---|---|---|---|
 //! | 6 | command lines, fuzz bodies | `cli`, `fuzz` | no |
-//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config` | no |
-//! | 4 | protocols | `smtp`, `pop3` | yes |
+//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `fetch`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config` | no |
+//! | 4 | protocols | `smtp`, `pop3`, `fetch::pop3`, `fetch::imap` | yes |
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
@@ -75,6 +77,7 @@ pub mod dns;
 pub mod durable;
 pub mod envelope;
 pub mod exit;
+pub mod fetch;
 pub mod fsroot;
 pub mod fuzz;
 pub mod lines;

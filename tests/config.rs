@@ -619,6 +619,8 @@ fn parser_fields(table: &str) -> std::collections::BTreeSet<&'static str> {
         "mpopd.listen[]" => fields_of::<Listener<mailkit::pop3::config::Role>>(),
         "msend" => fields_of::<mailkit::msend::MsendConfig>(),
         "msend.accounts.NAME" => fields_of::<mailkit::msend::Account>(),
+        "mfetch" => fields_of::<mailkit::fetch::account::MfetchConfig>(),
+        "mfetch.accounts.NAME" => fields_of::<mailkit::fetch::account::Account>(),
         other => panic!("table {other:?} has no parser type here: add it"),
     };
     fields
@@ -664,6 +666,8 @@ fn every_accepted_key_is_documented_and_every_documented_key_is_accepted() {
         "mpopd.listen[]",
         "msend",
         "msend.accounts.NAME",
+        "mfetch",
+        "mfetch.accounts.NAME",
     ] {
         if !names.contains(nested) {
             problems.push(format!("table {nested} is not documented"));
@@ -682,6 +686,7 @@ fn parse_table(table: &str, body: &str) -> Option<String> {
         "mpopd.listen[]" => format!("[[mpopd.listen]]\naddress = \"127.0.0.1:110\"\n{body}"),
         "mrelayd.remote.domains.DOMAIN" => format!("[mrelayd.remote.domains.\"x.test\"]\n{body}"),
         "msend.accounts.NAME" => format!("[msend.accounts.x]\n{body}"),
+        "mfetch.accounts.NAME" => format!("[mfetch.accounts.x]\n{body}"),
         t => format!("[{t}]\n{body}"),
     };
     let c = Config::parse(&text, None).ok()?;
@@ -707,6 +712,13 @@ fn parse_table(table: &str, body: &str) -> Option<String> {
             format!(
                 "{:?}",
                 c.section::<mailkit::msend::MsendConfig>("msend").ok()?
+            )
+        }
+        t if t.starts_with("mfetch") => {
+            format!(
+                "{:?}",
+                c.section::<mailkit::fetch::account::MfetchConfig>("mfetch")
+                    .ok()?
             )
         }
         other => panic!("no parse for {other}"),

@@ -66,15 +66,7 @@ impl Server {
     }
 
     fn files(&self, user: &str) -> usize {
-        let md = self.maildir(user);
-        ["new", "cur"]
-            .iter()
-            .map(|d| {
-                std::fs::read_dir(md.join(d))
-                    .map(|r| r.count())
-                    .unwrap_or(0)
-            })
-            .sum()
+        common::maildir_count(&self.maildir(user))
     }
 
     fn connect(&self) -> Pop {

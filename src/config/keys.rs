@@ -60,7 +60,7 @@ const fn key(
 use DefaultValue::{Text, Toml};
 
 const DAEMONS: &[&str] = &["mrelayd", "mpopd"];
-const ALL_CONFIG_READERS: &[&str] = &["mrelayd", "mpopd", "msend"];
+const ALL_CONFIG_READERS: &[&str] = &["mrelayd", "mpopd", "msend", "mfetch"];
 
 /// Every table of the configuration file, with every key it accepts.
 pub const TABLES: &[Table] = &[
@@ -868,6 +868,146 @@ pub const TABLES: &[Table] = &[
                 "integer",
                 Text("60"),
                 "Seconds for the connect and each reply.",
+            ),
+        ],
+    },
+    Table {
+        name: "mfetch",
+        header: "[mfetch]",
+        programs: &["mfetch"],
+        about: "mfetch's accounts and defaults.",
+        keys: &[
+            key(
+                "maildir",
+                "path",
+                Text("~/Maildir"),
+                "Destination Maildir of every account (created when missing).",
+            ),
+            key(
+                "state_dir",
+                "path",
+                Text("$XDG_STATE_HOME/mailkit/mfetch, else ~/.local/state/mailkit/mfetch"),
+                "Where each account's state file (what was fetched) and its lock are.",
+            ),
+            key(
+                "concurrency",
+                "integer",
+                Text("4"),
+                "How many accounts are fetched at once.",
+            ),
+            key(
+                "accounts",
+                "table of tables",
+                Toml("{}"),
+                "Named accounts, see [mfetch.accounts.NAME].",
+            ),
+        ],
+    },
+    Table {
+        name: "mfetch.accounts.NAME",
+        header: "[mfetch.accounts.NAME]",
+        programs: &["mfetch"],
+        about: "One account (the shape of msend's); the command line overrides each key.",
+        keys: &[
+            key(
+                "server",
+                "string",
+                Text("required"),
+                "pop3://, pop3s://, imap:// or imaps:// URL: host, optional user@, :port and \
+                 /FOLDER (IMAP).",
+            ),
+            key("user", "string", Text("the URL's user"), "Login name."),
+            key(
+                "password_command",
+                "string",
+                Text("unset: ~/.netrc, else a prompt on a terminal"),
+                "Command (sh -c) whose first output line is the password.",
+            ),
+            key(
+                "password_command_timeout",
+                "integer",
+                Text("30"),
+                "Seconds it may run; then it is killed with its children (exit 78).",
+            ),
+            key(
+                "tls",
+                "\"starttls\" | \"tls\" | \"none\"",
+                Text("by scheme: tls for pop3s/imaps, else starttls"),
+                "STARTTLS/STLS (required), implicit TLS, or none (needs allow_plaintext).",
+            ),
+            key(
+                "ca_file",
+                "path",
+                Text("the webpki roots"),
+                "Trust only these CA certificates.",
+            ),
+            key(
+                "tls_fingerprint",
+                "string",
+                Text("unset"),
+                "SHA-256 of the server's key (SPKI, hex or base64): replaces the CA and name \
+                 checks.",
+            ),
+            key(
+                "allow_plaintext",
+                "boolean",
+                Toml("false"),
+                "Allow the password to be sent without TLS.",
+            ),
+            key(
+                "auth",
+                "\"any\" | \"sasl-plain\" | \"user\" | \"apop\"",
+                Text("\"any\""),
+                "Login: any (SASL PLAIN when offered, else USER/PASS or LOGIN), sasl-plain, \
+                 user (USER/PASS, IMAP LOGIN), apop (POP3).",
+            ),
+            key(
+                "folders",
+                "array of strings",
+                Text("the URL's folder, else [\"INBOX\"]"),
+                "IMAP folders to fetch, each into the Maildir++ folder of the same name.",
+            ),
+            key(
+                "delete",
+                "boolean",
+                Toml("false"),
+                "Delete on the server once the local copy is durable (default: keep).",
+            ),
+            key(
+                "seen",
+                "boolean",
+                Toml("false"),
+                "IMAP: set \\Seen on the server once the local copy is durable.",
+            ),
+            key(
+                "move_to",
+                "string",
+                Text("unset"),
+                "IMAP: move fetched messages to this server folder (MOVE, RFC 6851).",
+            ),
+            key(
+                "maildir",
+                "path",
+                Text("[mfetch] maildir"),
+                "This account's destination Maildir.",
+            ),
+            key(
+                "mda",
+                "string",
+                Text("unset: the Maildir"),
+                "Command (sh -c) run per message, message on stdin, SENDER and RECIPIENT set.",
+            ),
+            key(
+                "recipient",
+                "string",
+                Text("$USER"),
+                "RECIPIENT given to the MDA.",
+            ),
+            key(
+                "timeout",
+                "integer",
+                Text("60"),
+                "Seconds for the connect and each read.",
             ),
         ],
     },

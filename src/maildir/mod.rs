@@ -17,6 +17,7 @@
 //!   tmp file (and a half-acknowledged `new/` file) is removed. File names are
 //!   `<unique>,S=<size>,W=<size with CRLF line ends>` (Dovecot's fields: `S=` is the byte size on
 //!   disk, `W=` the RFC 822 size that POP3 and IMAP report; [`SizeCounter`] counts it).
+//!   [`Maildir::deliver_tagged`] adds `,X=<tag>` before them: a fetcher's key ([`tag_of`]).
 //! - [`Maildir::list`] one of `new/`/`cur/`, [`Maildir::list_all`] both (new first, deduplicated):
 //!   [`Entry`] carries the unique name (stable, for UIDL), flags, size (from `,S=` or stat),
 //!   RFC 822 size when known, path and mtime. Dot files are skipped as the spec requires.
@@ -232,6 +233,11 @@ pub fn parse_name(name: &str) -> (String, Option<String>, Flags, Option<u64>, Op
     (unique.to_string(), info, flags, size, vsize)
 }
 
+/// The `,X=` tag [`Maildir::deliver_tagged`] put in a unique name.
+pub fn tag_of(unique: &str) -> Option<&str> {
+    unique.split(',').skip(1).find_map(|f| f.strip_prefix("X="))
+}
+
 /// Whether the Maildir's directories may be symlinks (see the module doc). Files below them
 /// are never followed either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -411,7 +417,25 @@ impl Maildir {
 
     /// Stores the bytes read from `reader` as a new message. Returns only once the file and
     /// `new/` are fsynced; on any error nothing is left in `tmp/` or `new/`.
-    pub fn deliver_from<R: Read>(&self, mut reader: R) -> io::Result<Delivered> {
+    pub fn deliver_from<R: Read>(&self, reader: R) -> io::Result<Delivered> {
+        self.deliver_inner(reader, None)
+    }
+
+    /// [`Maildir::deliver`] with `tag` (ASCII letters and digits) in the file name, as a
+    /// `,X=<tag>` field before `,S=`: the key of a fetching program (mfetch: account, folder,
+    /// UIDVALIDITY and UID), which finds the message again by it ([`tag_of`]) after a crash
+    /// between this delivery and its own record of it.
+    pub fn deliver_tagged(&self, data: &[u8], tag: &str) -> io::Result<Delivered> {
+        if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad Maildir tag {tag:?}"),
+            ));
+        }
+        self.deliver_inner(data, Some(tag))
+    }
+
+    fn deliver_inner<R: Read>(&self, mut reader: R, tag: Option<&str>) -> io::Result<Delivered> {
         let tmp = &self.dirs.tmp;
         let new = &self.dirs.new;
         let (tmp_name, mut file) = open_tmp(tmp)?;
@@ -430,7 +454,10 @@ impl Maildir {
         let mut base = tmp_name.clone();
         let mut attempt = 0;
         let unique = loop {
-            let unique = format!("{base},S={size},W={rfc822}");
+            let unique = match tag {
+                Some(t) => format!("{base},X={t},S={size},W={rfc822}"),
+                None => format!("{base},S={size},W={rfc822}"),
+            };
             // Syncs new/, and takes the message back out of it when that fails (not durable,
             // so not delivered).
             match durable::rename_noreplace(tmp, &tmp_name, new, &unique) {

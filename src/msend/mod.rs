@@ -70,12 +70,14 @@ pub fn tls_keyword(mode: tls::Mode) -> Option<&'static str> {
     })
 }
 
-fn de_pin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::SpkiPin>, D::Error> {
+/// Deserializes a `tls_fingerprint` value ([`tls::SpkiPin`]'s forms).
+pub fn de_pin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::SpkiPin>, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
-fn de_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::Mode>, D::Error> {
+/// Deserializes a `tls` keyword ([`TLS_KEYWORDS`]).
+pub fn de_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<tls::Mode>, D::Error> {
     let s = String::deserialize(d)?;
     tls_mode(&s)
         .map(Some)

@@ -50,6 +50,30 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpS
     }
 }
 
+/// Connects TCP to `host:port` (a name is looked up first, its addresses tried in turn) within
+/// `timeout` in all, as [`connect_tcp`] does for one address (mfetch's servers are named, not
+/// routed by MX).
+pub async fn connect_host(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let deadline = Instant::now() + timeout;
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+            Ok(r) => r?.collect(),
+            Err(_) => return Err(timed_out(&format!("looking up {host}"))),
+        };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(&format!("connect to {host}:{port}")));
+        }
+        match connect_tcp(addr, left).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Why a TLS handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsError {

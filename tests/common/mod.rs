@@ -642,3 +642,15 @@ pub fn captured_now(dir: &Path, token: &str) -> Vec<(Vec<u8>, serde_json::Value)
         })
         .collect()
 }
+
+/// How many message files a Maildir has in `new/` and `cur/` (0 for a missing directory).
+pub fn maildir_count(md: &Path) -> usize {
+    ["new", "cur"]
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(md.join(d))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum()
+}

@@ -1,0 +1,130 @@
+//! One connection of mfetch to its server, over the one client transport
+//! ([`crate::net::client`]: connect with a time limit, implicit TLS or STARTTLS with the
+//! certificate checks of [`crate::tls`], reads against a deadline, writes bounded per chunk),
+//! with the exit codes mfetch gives its failures: network trouble and time limits 75,
+//! an untrusted certificate or a failed handshake 69.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use super::account::Job;
+use crate::exit;
+use crate::net::client::{connect_host, Stream, TlsError, TlsTarget};
+
+/// Bytes read at most per read call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A connection (module doc).
+pub struct Conn {
+    stream: Stream<TcpStream>,
+    target: TlsTarget,
+    timeout: Duration,
+    buf: Vec<u8>,
+    server: String,
+    verbose: bool,
+}
+
+impl Conn {
+    /// Connects to the job's server, TLS first when the scheme says implicit TLS (RFC 8314).
+    pub async fn open(job: &Job, verbose: bool) -> Result<Conn> {
+        let server = job.url.shown();
+        let config = job
+            .verify
+            .client_config()
+            .map_err(|e| exit::fail(exit::CONFIG, format!("{}: TLS setup: {e:#}", job.name)))?;
+        let name = ServerName::try_from(job.url.host.clone())
+            .map_err(|e| exit::fail(exit::CONFIG, format!("{}: bad server name: {e}", job.name)))?;
+        let tcp = connect_host(&job.url.host, job.url.port, job.timeout)
+            .await
+            .map_err(|e| exit::fail(exit::TEMPFAIL, format!("connecting to {server}: {e}")))?;
+        let mut c = Conn {
+            stream: Stream::plain(tcp),
+            target: (config, name),
+            timeout: job.timeout,
+            buf: vec![0; READ_CHUNK],
+            server,
+            verbose,
+        };
+        if job.tls == crate::tls::Mode::Implicit {
+            c.start_tls().await?;
+        }
+        Ok(c)
+    }
+
+    /// Whether TLS is up.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// The TLS handshake (implicit, or after the server's STARTTLS/STLS go-ahead).
+    pub async fn start_tls(&mut self) -> Result<()> {
+        match self.stream.start_tls(&self.target, self.timeout).await {
+            Ok(()) => {
+                if self.verbose {
+                    if let Some(c) = self.stream.tls_connection() {
+                        crate::log::line(format!(
+                            "{}: TLS started: {}",
+                            self.server,
+                            crate::tls::TlsInfo::from_state(c)
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Err(TlsError::Timeout) => Err(exit::fail(
+                exit::TEMPFAIL,
+                format!("{}: TLS handshake timed out", self.server),
+            )),
+            Err(e) => Err(exit::fail(
+                exit::UNAVAILABLE,
+                format!("{}: {e}", self.server),
+            )),
+        }
+    }
+
+    /// Sends `bytes` (each 64 KiB piece within the time limit).
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream
+            .write_all(bytes, self.timeout)
+            .await
+            .map_err(|e| exit::fail(exit::TEMPFAIL, format!("{}: sending: {e}", self.server)))
+    }
+
+    /// The next bytes from the server, within the time limit (a server that stalls, after
+    /// STARTTLS or in the middle of a message, fails here); the end of input is an error.
+    pub async fn read(&mut self) -> Result<&[u8]> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self.stream.read(&mut self.buf, deadline).await {
+            Ok(0) => Err(exit::fail(
+                exit::TEMPFAIL,
+                format!("{}: connection closed by the server", self.server),
+            )),
+            Ok(n) => Ok(&self.buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(exit::fail(
+                exit::TEMPFAIL,
+                format!(
+                    "{}: no answer within {}s",
+                    self.server,
+                    self.timeout.as_secs()
+                ),
+            )),
+            Err(e) => Err(exit::fail(
+                exit::TEMPFAIL,
+                format!("{}: reading: {e}", self.server),
+            )),
+        }
+    }
+
+    /// Closes the connection, best effort.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown(Duration::from_secs(2)).await;
+    }
+
+    /// The server as shown in messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+}

@@ -1,0 +1,300 @@
+//! mfetch: fetch mail from POP3 and IMAP servers into a Maildir or an MDA, never losing or
+//! duplicating a message.
+//!
+//! - [`account`]: the `[mfetch]` section, its accounts, the `mfetch URL` form, one [`Job`]
+//!   per account.
+//! - [`pop3`] (sans-IO): the POP3 client protocol; [`pop3_fetch`] runs it over a [`conn::Conn`].
+//! - [`imap`] (sans-IO): IMAP commands and responses (imap-codec); [`imap_fetch`] runs them.
+//! - [`conn`]: a connection over the one client transport ([`crate::net::client`]).
+//! - [`state`]: the per-account state file (what was fetched), locked for the run.
+//! - [`dest`]: the Maildir (the one writer, with a tag per message so a rerun finds what a
+//!   killed run delivered) or the MDA.
+//!
+//! The order of every message's life: fetched, stored durably (fsync), recorded in the
+//! state (fdatasync), and only then deleted on the server (POP3 DELE + QUIT, IMAP STORE
+//! \Deleted + UID EXPUNGE, or MOVE).
+//!
+//! Exit codes (several accounts: the most serious of theirs, 78 > 77 > 69 > 75 > 0): 0 fetched
+//! or nothing new, 75 temporary trouble (network, time limits, a server's temporary refusal,
+//! an MDA's 75, another mfetch on the account), 77 authentication failed, 78 bad
+//! configuration, 69 the server refuses (no TLS, a hostile response).
+
+pub mod account;
+pub mod conn;
+pub mod dest;
+pub mod imap;
+pub mod imap_fetch;
+pub mod pop3;
+pub mod pop3_fetch;
+pub mod state;
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+pub use account::Job;
+use account::{PasswordSource, Proto};
+
+use crate::exit;
+
+/// Largest message accepted from a server.
+pub const MAX_MESSAGE: usize = 512 * 1024 * 1024;
+
+/// What one account's run did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Messages delivered.
+    pub fetched: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Messages deleted (or moved) on the server.
+    pub deleted: usize,
+    /// Messages a killed earlier run had delivered, found in the Maildir and recorded.
+    pub found: usize,
+    /// Folders skipped because STATUS showed nothing new.
+    pub unchanged: usize,
+    /// Why something was left for the next run (an MDA's 75).
+    pub later: Option<String>,
+}
+
+/// The progress bar of one account (indicatif, only on a terminal).
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// No bar.
+    pub fn none() -> Progress {
+        Progress { bar: None }
+    }
+
+    fn bar(multi: &indicatif::MultiProgress, name: &str) -> Progress {
+        let bar = multi.add(indicatif::ProgressBar::new(0));
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} msgs {bytes} {binary_bytes_per_sec} {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        bar.set_prefix(name.to_string());
+        Progress { bar: Some(bar) }
+    }
+
+    /// `messages` to fetch, `bytes` in all (more may be added by later folders).
+    pub fn start(&self, messages: u64, _bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc_length(messages);
+        }
+    }
+
+    /// One message of `bytes` done.
+    pub fn inc(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+            b.set_message(format!("{}", indicatif::HumanBytes(bytes)));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// How much mfetch says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// `-q`: errors only.
+    Quiet,
+    /// Default: a progress bar and a summary line per account on a terminal, else errors only.
+    Normal,
+    /// `-v`: a summary line per account always, and what the session does.
+    Verbose,
+}
+
+/// The rank of an exit code (higher wins when accounts disagree).
+fn rank(code: u8) -> u8 {
+    match code {
+        exit::OK => 0,
+        exit::TEMPFAIL => 1,
+        exit::UNAVAILABLE => 2,
+        exit::NOPERM => 4,
+        exit::CONFIG => 5,
+        _ => 3,
+    }
+}
+
+/// The more serious of two exit codes (78 > 77 > 69 > 75 > 0).
+pub fn worse(a: u8, b: u8) -> u8 {
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Reads a password from the terminal without echo.
+fn prompt(question: &str) -> std::io::Result<String> {
+    use rustix::termios::{self, LocalModes, OptionalActions};
+    use std::io::{BufRead as _, Write as _};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let mut out = &tty;
+    out.write_all(question.as_bytes())?;
+    out.flush()?;
+    let saved = termios::tcgetattr(&tty)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    termios::tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    let _ = termios::tcsetattr(&tty, OptionalActions::Flush, &saved);
+    let _ = out.write_all(b"\n");
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// The job's password: its command, else `~/.netrc`, else a prompt when stdin is a terminal.
+async fn password(job: &Job) -> Result<String> {
+    match &job.password {
+        PasswordSource::Command(cmd, timeout) => {
+            crate::outbound::password::password_from_command_async(cmd, *timeout)
+                .await
+                .map_err(|e| exit::fail(exit::CONFIG, format!("password command: {e}")))
+        }
+        PasswordSource::NetrcOrPrompt => {
+            if let Some(p) = crate::msend::netrc::password_for(&job.url.host, &job.user) {
+                return Ok(p);
+            }
+            if std::io::stdin().is_terminal() {
+                let q = format!("Password for {}@{}: ", job.user, job.url.host);
+                return tokio::task::spawn_blocking(move || prompt(&q))
+                    .await
+                    .map_err(|e| exit::fail(exit::SOFTWARE, e.to_string()))?
+                    .map_err(|e| exit::fail(exit::CONFIG, format!("password prompt: {e}")));
+            }
+            Err(exit::fail(
+                exit::CONFIG,
+                format!(
+                    "no password for {}@{}: use a password command or ~/.netrc",
+                    job.user, job.url.host
+                ),
+            ))
+        }
+    }
+}
+
+/// One account from start to end: lock its state, log in, fetch, write the state.
+async fn fetch_one(job: &Job, progress: &Progress, verbose: bool) -> Result<Summary> {
+    let state_dir = job.state_dir.clone();
+    let name = job.state_name.clone();
+    let mut state = tokio::task::spawn_blocking(move || state::State::open(&state_dir, &name))
+        .await
+        .map_err(|e| exit::fail(exit::SOFTWARE, e.to_string()))?
+        .map_err(|e| {
+            let code = if e.kind() == std::io::ErrorKind::WouldBlock || exit::io_is_temporary(&e) {
+                exit::TEMPFAIL
+            } else {
+                exit::CANTCREAT
+            };
+            exit::fail(code, format!("state in {}: {e}", job.state_dir.display()))
+        })?;
+    let mut dest = match &job.mda {
+        Some(cmd) => dest::Destination::Mda {
+            command: cmd.clone(),
+            recipient: job.recipient.clone(),
+        },
+        None => dest::Destination::maildir(&job.maildir)?,
+    };
+    let password = password(job).await?;
+    match job.url.proto {
+        Proto::Pop3 => {
+            pop3_fetch::run(job, &password, &mut state, &mut dest, progress, verbose).await
+        }
+        Proto::Imap => {
+            imap_fetch::run(job, &password, &mut state, &mut dest, progress, verbose).await
+        }
+    }
+}
+
+/// Fetches every job, at most `concurrency` at once; prints the summary and error lines;
+/// returns the exit code.
+pub fn run(jobs: Vec<Job>, concurrency: usize, verbosity: Verbosity) -> Result<u8> {
+    let rt = crate::runtime::build(crate::runtime::Threads::Current)?;
+    let terminal = std::io::stderr().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    let bars = verbosity != Verbosity::Quiet && terminal;
+    let summaries = verbosity == Verbosity::Verbose || (verbosity == Verbosity::Normal && terminal);
+    let verbose = verbosity == Verbosity::Verbose;
+    rt.block_on(async {
+        let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, job) in jobs.into_iter().enumerate() {
+            let limit = Arc::clone(&limit);
+            let progress = if bars {
+                Progress::bar(&multi, &job.name)
+            } else {
+                Progress::none()
+            };
+            tasks.spawn(async move {
+                let _permit = limit.acquire().await;
+                let r = fetch_one(&job, &progress, verbose).await;
+                progress.finish();
+                (i, job, r)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(r) => results.push(r),
+                Err(e) => return Err(exit::fail(exit::SOFTWARE, format!("account task: {e}"))),
+            }
+        }
+        results.sort_by_key(|r| r.0);
+        let mut code = exit::OK;
+        for (_, job, r) in results {
+            match r {
+                Ok(s) => {
+                    if summaries {
+                        crate::log::line(summary_line(&job, &s));
+                    }
+                    if let Some(why) = &s.later {
+                        crate::log::line(format!("{}: kept for the next run: {why}", job.name));
+                        code = worse(code, exit::TEMPFAIL);
+                    }
+                }
+                Err(e) => {
+                    crate::log::line(format!("{}: {e:#}", job.name));
+                    code = worse(code, exit::code_of(&e));
+                }
+            }
+        }
+        Ok(code)
+    })
+}
+
+fn summary_line(job: &Job, s: &Summary) -> String {
+    let mut line = format!(
+        "{}: {} message{} fetched ({})",
+        job.name,
+        s.fetched,
+        if s.fetched == 1 { "" } else { "s" },
+        indicatif::HumanBytes(s.bytes)
+    );
+    if s.deleted > 0 {
+        line.push_str(&format!(", {} deleted on the server", s.deleted));
+    }
+    if s.found > 0 {
+        line.push_str(&format!(
+            ", {} found already delivered by an interrupted run",
+            s.found
+        ));
+    }
+    if s.unchanged > 0 {
+        line.push_str(&format!(", {} folders unchanged", s.unchanged));
+    }
+    line
+}
