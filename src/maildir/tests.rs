@@ -366,3 +366,19 @@ fn many_threads_deliver_distinct_files() {
     let bodies: HashSet<Vec<u8>> = l.iter().map(|e| fs::read(&e.path).unwrap()).collect();
     assert_eq!(bodies.len(), 400);
 }
+
+#[test]
+fn a_tagged_delivery_carries_its_tag_in_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::create(dir.path().join("m")).unwrap();
+    let d = md.deliver_tagged(b"Subject: t\n\nx\n", "abc123").unwrap();
+    assert_eq!(super::tag_of(&d.unique), Some("abc123"));
+    let e = md.list_all().unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].size, e[0].rfc822_size), (14, Some(17)));
+    assert_eq!(super::tag_of(&e[0].unique), Some("abc123"));
+    assert_eq!(super::tag_of("1.M2P3.host,S=4"), None);
+    for bad in ["", "a,b", "a/b", "a:2"] {
+        assert!(md.deliver_tagged(b"x", bad).is_err(), "{bad}");
+    }
+}
