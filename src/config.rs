@@ -100,7 +100,7 @@ pub const SECTIONS: [&str; 7] = [
 ];
 /// The program sections no program reads a key of (yet): a key in one is an error, not
 /// silently ignored.
-pub const KEYLESS_SECTIONS: [&str; 3] = ["mdeliver", "mimapd", "mdig-mx"];
+pub const KEYLESS_SECTIONS: [&str; 2] = ["mdeliver", "mdig-mx"];
 
 /// A program section's type (`[mrelayd]`, `[mpopd]`, ...), read by [`Config::section`].
 pub trait Section: DeserializeOwned + Default {
@@ -257,6 +257,7 @@ struct Raw {
     mdeliver: Option<toml::Table>,
     #[allow(dead_code)]
     mpopd: Option<toml::Table>,
+    #[allow(dead_code)]
     mimapd: Option<toml::Table>,
     #[allow(dead_code)]
     mfetch: Option<toml::Table>,
@@ -296,7 +297,6 @@ impl Config {
         let raw: Raw = deserialize_doc(text, path)?;
         let keyless = [
             ("mdeliver", &raw.mdeliver),
-            ("mimapd", &raw.mimapd),
             ("mdig-mx", &raw.mdig_mx),
         ];
         for (name, table) in keyless {

@@ -27,6 +27,7 @@
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
 //! - [`fetch`]: mfetch: accounts, the POP3 and IMAP clients (sans-IO protocol, driver over
 //!   [`net`]), the per-account state file, the Maildir or MDA destination.
+//! - [`imap`]: IMAP protocol (sans-IO framing and session over imap-codec) and the mimapd session.
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`outbound`]: the outbound SMTP client: next hop (MX walk or relayhost), TLS policy, AUTH,
 //!   session cache, limits, per-recipient outcomes; used by mrelayd and msend, knows neither.
@@ -61,8 +62,8 @@
 //! | layer | what | modules | sans-IO |
 //! |---|---|---|---|
 //! | 6 | command lines, fuzz bodies | `cli`, `fuzz` | no |
-//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `fetch`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config` | no |
-//! | 4 | protocols | `smtp`, `pop3`, `fetch::pop3`, `fetch::imap` | yes |
+//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `fetch`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config`, `imap::driver`, `imap::config` | no |
+//! | 4 | protocols | `smtp`, `pop3`, `imap`, `fetch::pop3`, `fetch::imap` | yes |
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
@@ -80,6 +81,7 @@ pub mod exit;
 pub mod fetch;
 pub mod fsroot;
 pub mod fuzz;
+pub mod imap;
 pub mod lines;
 pub mod log;
 pub mod maildir;

@@ -617,6 +617,8 @@ fn parser_fields(table: &str) -> std::collections::BTreeSet<&'static str> {
         "mrelayd.remote.domains.DOMAIN" => fields_of::<mailkit::outbound::config::DomainPolicy>(),
         "mpopd" => fields_of::<mailkit::pop3::Pop3Config>(),
         "mpopd.listen[]" => fields_of::<Listener<mailkit::pop3::config::Role>>(),
+        "mimapd" => fields_of::<mailkit::imap::ImapConfig>(),
+        "mimapd.listen[]" => fields_of::<Listener<mailkit::imap::config::Role>>(),
         "msend" => fields_of::<mailkit::msend::MsendConfig>(),
         "msend.accounts.NAME" => fields_of::<mailkit::msend::Account>(),
         "mfetch" => fields_of::<mailkit::fetch::account::MfetchConfig>(),
@@ -664,6 +666,8 @@ fn every_accepted_key_is_documented_and_every_documented_key_is_accepted() {
         "mrelayd.remote.domains.DOMAIN",
         "mpopd",
         "mpopd.listen[]",
+        "mimapd",
+        "mimapd.listen[]",
         "msend",
         "msend.accounts.NAME",
         "mfetch",
@@ -684,6 +688,7 @@ fn parse_table(table: &str, body: &str) -> Option<String> {
         "run_as" => format!("[run_as]\nuser = \"mail\"\n{body}"),
         "mrelayd.listen[]" => format!("[[mrelayd.listen]]\naddress = \"127.0.0.1:25\"\n{body}"),
         "mpopd.listen[]" => format!("[[mpopd.listen]]\naddress = \"127.0.0.1:110\"\n{body}"),
+        "mimapd.listen[]" => format!("[[mimapd.listen]]\naddress = \"127.0.0.1:143\"\n{body}"),
         "mrelayd.remote.domains.DOMAIN" => format!("[mrelayd.remote.domains.\"x.test\"]\n{body}"),
         "msend.accounts.NAME" => format!("[msend.accounts.x]\n{body}"),
         "mfetch.accounts.NAME" => format!("[mfetch.accounts.x]\n{body}"),
@@ -706,6 +711,12 @@ fn parse_table(table: &str, body: &str) -> Option<String> {
             format!(
                 "{:?}",
                 c.section::<mailkit::pop3::Pop3Config>("mpopd").ok()?
+            )
+        }
+        t if t.starts_with("mimapd") => {
+            format!(
+                "{:?}",
+                c.section::<mailkit::imap::ImapConfig>("mimapd").ok()?
             )
         }
         t if t.starts_with("msend") => {

@@ -1,23 +1,160 @@
-//! `mimapd`: IMAP server over Maildir++. Not built yet; its issue replaces this placeholder.
+//! `mimapd`: IMAP server over Maildir++ (RFC 3501), run by the daemon frame
+//! ([`crate::server::daemon`]).
 
-use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Command line of `mimapd` (placeholder until its issue builds it).
+use anyhow::Result;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::exit;
+use crate::imap::config::Role;
+use crate::imap::driver::{self, Context};
+use crate::imap::ImapConfig;
+use crate::server::daemon::{self, Frame};
+use crate::server::{self, Connection, Settings};
+
+const AFTER_HELP: &str = "\
+CAPABILITIES
+  IMAP4rev1 (RFC 3501), LITERAL+ (RFC 7888), SASL-IR (RFC 4959) with
+  AUTH=PLAIN, STARTTLS, LOGINDISABLED before TLS where logins are not
+  allowed, ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342), IDLE
+  (RFC 2177), UNSELECT (RFC 3691).
+
+LIMITS
+  A command with its literals is held to max_command_size octets: a
+  synchronising literal over it is refused (NO [TOOBIG]) before it is
+  read, a LITERAL+ one is read, discarded and refused (RFC 7888 4), one
+  over 16 MiB ends the session, and so does a line over the limit
+  (* BYE). An APPEND message is streamed to the Maildir's tmp/ and held
+  to max_message_size. max_errors BAD responses or max_auth_failures
+  failed logins end the session with * BYE; failed logins are delayed
+  and throttled per address and per user (mrelayd(1) LOGIN THROTTLE).
+
+EXIT STATUS
+  0   serve: stopped by SIGTERM/SIGINT; inetd: the session ended
+  64  usage error
+  71  cannot bind or cannot drop privileges
+  75  temporary failure (address in use, I/O error)
+  78  configuration error (bad [mimapd] section, missing certificate), also a setup where no
+      one could log in, found at start: an implicit-tls listener, or allow_plaintext_auth =
+      \"never\", without [tls] cert
+
+FILES
+  /etc/mailkit/mailkit.toml
+      configuration: [mimapd] and the shared [users], [tls], [auth],
+      [run_as]; every key under CONFIGURATION below (login names:
+      user, any case of it, or user@DOMAIN of a served domain, see
+      mrelayd(1) LOGIN NAMES)
+
+SIGNALS
+  SIGTERM and SIGINT stop serve: the listeners close at once and every
+  session gets * BYE Server shutting down. Sessions still open after
+  10 s are cut off.
+
+PRIVILEGES
+  Started as root, mimapd binds its listeners and then runs as the
+  [run_as] user, which serves virtual users in process. System users
+  (passwd-file entries with their own uid and gid) are not served yet:
+  their login gets NO [UNAVAILABLE].
+
+ENVIRONMENT
+  MAILKIT_CONFIG      configuration file when -c is not given
+  TCPREMOTEIP, TCPREMOTEPORT
+                      client address in inetd mode (tcpserver)
+  LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
+                      systemd socket activation (names imap, imaps)";
+
+/// Command line of `mimapd`.
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "mimapd",
     version,
-    about = "IMAP server over Maildir++. (not implemented yet)"
+    about = "IMAP server over Maildir++",
+    long_about = "IMAP server over Maildir++: RFC 3501 IMAP4rev1 with STARTTLS, AUTHENTICATE \
+PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE and UNSELECT. Users come from a \
+Dovecot-compatible passwd-file or a checkpassword program; the INBOX is the user's Maildir and \
+folders are Maildir++ folders (.NAME/).",
+    after_help = AFTER_HELP,
+    after_long_help = super::with_config(AFTER_HELP, "mimapd")
 )]
 pub struct Args {
-    /// Arguments, ignored until the program is built.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<OsString>,
+    /// Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml).
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// How mimapd runs.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Mode {
+    /// Listen on the configured addresses and serve until SIGTERM/SIGINT.
+    Serve,
+    /// Serve one session on stdin/stdout (inetd, tcpserver, systemd Accept=yes).
+    Inetd {
+        /// The connection is already TLS from the first byte (an IMAPS inetd entry).
+        #[arg(long)]
+        implicit_tls: bool,
+    },
 }
 
 impl super::Tool for Args {
     const NAME: &'static str = "mimapd";
-    fn run(self) -> anyhow::Result<u8> {
-        super::not_implemented(Self::NAME)
+    fn run(self) -> Result<u8> {
+        crate::log::set_program(Self::NAME);
+        let config = Config::load(self.config.as_deref())?;
+        let imap: ImapConfig = config.section("mimapd")?;
+        // Before anything is opened: never serve as root.
+        server::refuse_root(&config)?;
+        let (served, mode) = match self.mode {
+            Mode::Inetd { implicit_tls } => {
+                let role = if implicit_tls {
+                    Role::ImplicitTls
+                } else {
+                    Role::Plain
+                };
+                (vec![(role, None)], daemon::Mode::inetd(role))
+            }
+            Mode::Serve => (
+                imap.listen
+                    .iter()
+                    .map(|l| (l.role, l.address.parse().ok()))
+                    .collect(),
+                daemon::Mode::Serve,
+            ),
+        };
+        imap.check(&config, &served)?;
+        frame(&config, &imap)?.run(mode).map(|()| exit::OK)
     }
+}
+
+/// mimapd as the daemon frame runs it: the `[mimapd]` listeners and limits, the shared
+/// `[tls]`/`[run_as]` keys, and the IMAP session over the password check.
+fn frame(config: &Config, imap: &ImapConfig) -> Result<Frame> {
+    let settings = Settings::from_config(
+        config,
+        imap.max_connections,
+        imap.max_per_ip,
+        imap.per_ip_exempt()?,
+        imap.idle_timeout_secs,
+    )?;
+    let ctx = Arc::new(Context {
+        auth: Arc::new(Authenticator::from_config(config)?),
+        config: imap.clone(),
+    });
+    let handler = server::handler(move |mut conn: Connection| {
+        let ctx = ctx.clone();
+        async move {
+            driver::run(&mut conn, ctx).await?;
+            Ok(())
+        }
+    });
+    Ok(Frame::new(settings, handler).listen(
+        "mimapd.listen",
+        &imap.listen,
+        b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n",
+    ))
 }

@@ -59,8 +59,8 @@ const fn key(
 
 use DefaultValue::{Text, Toml};
 
-const DAEMONS: &[&str] = &["mrelayd", "mpopd"];
-const ALL_CONFIG_READERS: &[&str] = &["mrelayd", "mpopd", "msend", "mfetch"];
+const DAEMONS: &[&str] = &["mrelayd", "mpopd", "mimapd"];
+const ALL_CONFIG_READERS: &[&str] = &["mrelayd", "mpopd", "mimapd", "msend", "mfetch"];
 
 /// Every table of the configuration file, with every key it accepts.
 pub const TABLES: &[Table] = &[
@@ -115,7 +115,7 @@ pub const TABLES: &[Table] = &[
                 "mimapd",
                 "table",
                 Text("empty"),
-                "Reserved: mimapd reads no keys yet (a key here is an error).",
+                "mimapd's table, see mimapd(1).",
             ),
             key(
                 "mfetch",
@@ -746,6 +746,112 @@ pub const TABLES: &[Table] = &[
                 Toml("\"plain\""),
                 "plain: STLS offered when [tls] has a certificate (port 110); implicit-tls: TLS \
                  from the first byte (port 995, needs [tls] cert).",
+            ),
+        ],
+    },
+    Table {
+        name: "mimapd",
+        header: "[mimapd]",
+        programs: &["mimapd"],
+        about: "The IMAP server.",
+        keys: &[
+            key(
+                "listen",
+                "list of tables",
+                Toml("[{ address = \"0.0.0.0:143\", role = \"plain\" }]"),
+                "Listening sockets of mimapd serve, see [[mimapd.listen]].",
+            ),
+            key(
+                "allow_plaintext_auth",
+                "\"never\" | \"loopback\" | \"always\"",
+                Toml("\"loopback\""),
+                "LOGIN and AUTHENTICATE before TLS: never, from loopback clients, or from \
+                 anywhere (else LOGINDISABLED is advertised, RFC 3501 6.2.3). Without [tls] \
+                 cert, never is refused at start and loopback on a listener that is not \
+                 loopback gets a warning.",
+            ),
+            key(
+                "idle_timeout_secs",
+                "integer",
+                Toml("1800"),
+                "Seconds without input before * BYE (RFC 3501 5.4: at least 30 minutes; also \
+                 while idling, RFC 2177).",
+            ),
+            key(
+                "session_deadline_secs",
+                "integer",
+                Toml("7200"),
+                "No login or completed command for this long: * BYE and close.",
+            ),
+            key(
+                "max_connections",
+                "integer",
+                Toml("500"),
+                "Concurrent sessions.",
+            ),
+            key(
+                "max_per_ip",
+                "integer",
+                Toml("30"),
+                "Concurrent sessions per client address.",
+            ),
+            key(
+                "max_per_ip_exceptions",
+                "list of strings",
+                Text("loopback (127.0.0.0/8, ::1/128)"),
+                "Networks (CIDR) not held to max_per_ip, only to max_connections.",
+            ),
+            key(
+                "max_errors",
+                "integer",
+                Toml("20"),
+                "BAD responses in one session before * BYE.",
+            ),
+            key(
+                "max_auth_failures",
+                "integer",
+                Toml("3"),
+                "Failed logins in one session before * BYE.",
+            ),
+            key(
+                "max_command_size",
+                "integer",
+                Toml("65536"),
+                "Octets of one command with its literals, APPEND's message excluded (a \
+                 larger literal: NO [TOOBIG]; a longer line: * BYE).",
+            ),
+            key(
+                "max_message_size",
+                "integer",
+                Toml("67108864"),
+                "Octets of one APPEND message (larger: NO [TOOBIG] before it is read).",
+            ),
+            key(
+                "allow_symlinked_maildir",
+                "boolean",
+                Toml("false"),
+                "Follow a symlink at a Maildir or its tmp/, new/, cur/.",
+            ),
+        ],
+    },
+    Table {
+        name: "mimapd.listen[]",
+        header: "[[mimapd.listen]] (or listen = [{ ... }])",
+        programs: &["mimapd"],
+        about: "One listening socket of mimapd serve.",
+        keys: &[
+            key(
+                "address",
+                "string",
+                Text("required"),
+                "IP:PORT to bind (port 0: any free port, printed when listening).",
+            ),
+            key(
+                "role",
+                "\"plain\" | \"implicit-tls\"",
+                Toml("\"plain\""),
+                "plain: STARTTLS offered when [tls] has a certificate (port 143); \
+                 implicit-tls: TLS from the first byte (port 993, needs [tls] cert).",
             ),
         ],
     },

@@ -173,39 +173,55 @@ impl Pop3Config {
         config: &crate::config::Config,
         listeners: &[(Role, Option<std::net::SocketAddr>)],
     ) -> anyhow::Result<()> {
-        if config.tls.cert.is_some() {
-            return Ok(());
-        }
-        if listeners.iter().any(|(r, _)| *r == Role::ImplicitTls) {
-            return Err(config.key_error(
-                &["mpopd", "listen"],
-                "an implicit-tls listener needs [tls] cert and key",
-            ));
-        }
-        match self.allow_plaintext_auth {
-            PlaintextAuth::Never => Err(config.key_error(
-                &["mpopd", "allow_plaintext_auth"],
-                "\"never\" without [tls] cert and key: no TLS, so no one could ever log in \
-                 (set [tls] cert and key, or \"loopback\")",
-            )),
-            PlaintextAuth::Loopback => {
-                let remote = listeners
-                    .iter()
-                    .filter_map(|(_, a)| *a)
-                    .find(|a| !a.ip().is_loopback());
-                if let Some(addr) = remote {
-                    config.key_warning(
-                        &["mpopd", "allow_plaintext_auth"],
-                        &format!(
-                            "\"loopback\" without [tls] cert and key: clients reaching {addr} \
-                             from elsewhere cannot log in"
-                        ),
-                    );
-                }
-                Ok(())
+        let implicit = listeners.iter().any(|(r, _)| *r == Role::ImplicitTls);
+        let addrs: Vec<_> = listeners.iter().map(|(_, a)| *a).collect();
+        check_logins(config, "mpopd", self.allow_plaintext_auth, implicit, &addrs)
+    }
+}
+
+/// The start check of a login server's section (`mpopd`, `mimapd`): without `[tls] cert`, an
+/// implicit-TLS listener and `allow_plaintext_auth = "never"` (no login possible at all) are
+/// errors (exit 78) naming the key; `"loopback"` with a listener in `addrs` that is not
+/// loopback-only is one warning (only local clients can log in).
+pub fn check_logins(
+    config: &crate::config::Config,
+    section: &str,
+    allow: PlaintextAuth,
+    implicit_tls: bool,
+    addrs: &[Option<std::net::SocketAddr>],
+) -> anyhow::Result<()> {
+    if config.tls.cert.is_some() {
+        return Ok(());
+    }
+    if implicit_tls {
+        return Err(config.key_error(
+            &[section, "listen"],
+            "an implicit-tls listener needs [tls] cert and key",
+        ));
+    }
+    match allow {
+        PlaintextAuth::Never => Err(config.key_error(
+            &[section, "allow_plaintext_auth"],
+            "\"never\" without [tls] cert and key: no TLS, so no one could ever log in \
+             (set [tls] cert and key, or \"loopback\")",
+        )),
+        PlaintextAuth::Loopback => {
+            let remote = addrs
+                .iter()
+                .filter_map(|a| *a)
+                .find(|a| !a.ip().is_loopback());
+            if let Some(addr) = remote {
+                config.key_warning(
+                    &[section, "allow_plaintext_auth"],
+                    &format!(
+                        "\"loopback\" without [tls] cert and key: clients reaching {addr} \
+                         from elsewhere cannot log in"
+                    ),
+                );
             }
-            PlaintextAuth::Always => Ok(()),
+            Ok(())
         }
+        PlaintextAuth::Always => Ok(()),
     }
 }
 

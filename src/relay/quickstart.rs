@@ -4,7 +4,8 @@
 //! paths relative to it, a passwd-file with user `demo` and a random password, an aliases file
 //! sending `postmaster` and `abuse` to `demo` (RFC 5321 §4.5.1, RFC 2142), a self-signed
 //! certificate with its CA, and the demo Maildir. [`Demo::run`] then runs mrelayd `serve` in
-//! this process and supervises `mpopd serve` next to it ([`supervise`]), until Ctrl-C.
+//! this process and supervises `mpopd serve` and `mimapd serve` next to it ([`supervise`]),
+//! until Ctrl-C.
 //!
 //! Started as root, the demo is a virtual-users setup for an unprivileged user (`nobody`, or
 //! the one `--user` names): the config gets a `[run_as]` block for it and the directory
@@ -32,6 +33,10 @@ pub const QUICKSTART_SMTP: u16 = 2525;
 pub const QUICKSTART_SUBMISSION: u16 = 2587;
 /// Quickstart POP3 port (mpopd).
 pub const QUICKSTART_POP3: u16 = 1110;
+/// Quickstart IMAP port (mimapd, STARTTLS).
+pub const QUICKSTART_IMAP: u16 = 1143;
+/// Quickstart IMAPS port (mimapd, implicit TLS).
+pub const QUICKSTART_IMAPS: u16 = 1993;
 /// Length of the random demo password.
 pub const DEMO_PASSWORD_LEN: usize = 16;
 /// A supervised child that dies is restarted after this pause.
@@ -119,7 +124,8 @@ state_dir = \"state\"\n\
 \n[mrelayd]\n# No network is trusted: relaying needs AUTH on the submission port.\n\
 trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\", role = \"smtp\" }},\n  {{ address = \"127.0.0.1:{QUICKSTART_SUBMISSION}\", role = \"submission\" }},\n]\n\
 \n[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{QUICKSTART_POP3}\", role = \"plain\" }} ]\n\
-",
+{imap}",
+            imap = imap_section(),
             mail = mail.display()
         );
         let config = match &run_as {
@@ -130,6 +136,7 @@ trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0
     }
     if !fresh {
         add_aliases(&dir, &config_path)?;
+        add_imap(&dir, &config_path)?;
     }
     if let Some(user) = &run_as {
         prepare_for(&dir, &config_path, user)?;
@@ -173,6 +180,25 @@ fn add_aliases(dir: &Path, config_path: &Path) -> Result<()> {
     let text = text.replacen(OLD_RELAY_LINES, NEW_RELAY_LINES, 1);
     crate::durable::replace_path(dir, config_path, text.as_bytes(), 0o644)
         .with_context(|| format!("adding aliases to {}", config_path.display()))
+}
+
+/// The demo's `[mimapd]` section: IMAP with STARTTLS and IMAPS on loopback.
+fn imap_section() -> String {
+    format!(
+        "\n[mimapd]\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_IMAP}\", role = \"plain\" }},\n  {{ address = \"127.0.0.1:{QUICKSTART_IMAPS}\", role = \"implicit-tls\" }},\n]\n"
+    )
+}
+
+/// A demo written before mimapd was served gets its `[mimapd]` section when reused.
+fn add_imap(dir: &Path, config_path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    if text.contains("\n[mimapd]") {
+        return Ok(());
+    }
+    let text = format!("{text}{}", imap_section());
+    crate::durable::replace_path(dir, config_path, text.as_bytes(), 0o644)
+        .with_context(|| format!("adding [mimapd] to {}", config_path.display()))
 }
 
 /// The config text that makes the daemons drop to `user` after binding.
@@ -275,7 +301,7 @@ impl Demo {
         format!(
             "mailkit demo in {d} ({})\n\
 \n  user:      demo@localhost\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n{runs_as}\
-\n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n\
+\n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n  IMAP        127.0.0.1:{QUICKSTART_IMAP}   (mimapd, STARTTLS)\n  IMAPS       127.0.0.1:{QUICKSTART_IMAPS}   (mimapd)\n\
 \nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  ls {d}/mail/demo/Maildir/new\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  mrelayd -c {c} queue\n",
             if self.fresh { "created" } else { "reused" }
         )
@@ -290,11 +316,13 @@ impl Demo {
         let config = Config::load(Some(&self.config))?;
         let relay: RelayConfig = config.section("mrelayd")?;
         let pop: crate::pop3::Pop3Config = config.section("mpopd")?;
+        let imap: crate::imap::ImapConfig = config.section("mimapd")?;
         let addresses = relay
             .listen
             .iter()
             .map(|l| &l.address)
-            .chain(pop.listen.iter().map(|l| &l.address));
+            .chain(pop.listen.iter().map(|l| &l.address))
+            .chain(imap.listen.iter().map(|l| &l.address));
         for address in addresses {
             let Ok(addr) = address.parse::<std::net::SocketAddr>() else {
                 continue;
@@ -319,15 +347,18 @@ impl Demo {
         Ok(())
     }
 
-    /// Runs the demo: mrelayd `serve` here and a supervised `mpopd serve`, until SIGTERM/SIGINT.
+    /// Runs the demo: mrelayd `serve` here and a supervised `mpopd serve` and `mimapd serve`,
+    /// until SIGTERM/SIGINT.
     pub fn run(&self) -> Result<()> {
         let config = Config::load(Some(&self.config))?;
         let relay: RelayConfig = config.section("mrelayd")?;
         let stop = Arc::new(AtomicBool::new(false));
         let pop3 = supervise("mpopd", &self.config, stop.clone());
+        let imap = supervise("mimapd", &self.config, stop.clone());
         let result = super::daemon::serve(&config, &relay);
         stop.store(true, Ordering::SeqCst);
         let _ = pop3.join();
+        let _ = imap.join();
         result
     }
 }

@@ -29,6 +29,8 @@ pub enum Woke {
     ShutdownDeferred,
     /// The caller's own [`Wait::due`] came first.
     Due,
+    /// The caller's event source ([`Watch::wait_or`]: IMAP IDLE's mailbox watcher) fired.
+    Event,
 }
 
 /// What one [`Watch::wait`] watches.
@@ -131,6 +133,21 @@ impl Watch {
         session: &mut S,
         wait: Wait,
     ) -> io::Result<Woke> {
+        self.wait_or(conn, session, wait, std::future::pending())
+            .await
+    }
+
+    /// [`wait`](Self::wait), also waking when `event` resolves ([`Woke::Event`]): the session
+    /// pattern's event source for push (IMAP IDLE, RFC 2177: the store's watcher of the
+    /// selected mailbox). Input already read is fed first; `event` is dropped when anything
+    /// else comes first.
+    pub async fn wait_or<S: SessionHooks + ?Sized, F: Future<Output = ()>>(
+        &mut self,
+        conn: &mut Connection,
+        session: &mut S,
+        wait: Wait,
+        event: F,
+    ) -> io::Result<Woke> {
         self.update(session.progress());
         let left = self.deadline.remaining(Instant::now());
         if wait.deadline && left.is_zero() {
@@ -150,6 +167,7 @@ impl Watch {
             }
             () = tokio::time::sleep(left), if wait.deadline => Goodbye::Deadline,
             () = tokio::time::sleep(due), if wait.due.is_some() => return Ok(Woke::Due),
+            () = event => return Ok(Woke::Event),
             read = conn.read_chunk(wait.max) => match read {
                 Ok(b) if b.is_empty() => return Ok(Woke::Eof),
                 Ok(b) => {

@@ -204,7 +204,7 @@ pub async fn run<P: Policy>(
                     }
                     // The rate window or the finish is due: judged at the top of the loop;
                     // a goodbye said: the session closes at its next poll.
-                    Woke::Due | Woke::Said(_) => {}
+                    Woke::Due | Woke::Event | Woke::Said(_) => {}
                 }
             }
             Event::Close => {
