@@ -339,3 +339,20 @@ fn inetd_mode_over_stdin_stdout() {
         "{text}"
     );
 }
+
+/// Until the store is wired, a mailbox command gets a tagged `NO [UNAVAILABLE]`, so clients
+/// fail at once instead of waiting (issue 13: the mailbox commands are still to come).
+#[test]
+fn mailbox_commands_are_refused_with_a_tagged_no_for_now() {
+    let s = Server::start("");
+    let mut c = s.connect();
+    c.run(b"a LOGIN alice password\r\n", "a");
+    let r = c.run(b"b SELECT INBOX\r\n", "b");
+    assert_eq!(r, "b NO [UNAVAILABLE] Mailbox access is not built yet.\r\n");
+    let r = c.run(b"c APPEND INBOX {5}\r\n", "c");
+    assert_eq!(r, "c NO [UNAVAILABLE] Mailbox access is not built yet.\r\n");
+    let r = c.run(b"d IDLE\r\n", "+");
+    assert_eq!(r, "+ idling\r\n");
+    let r = c.run(b"DONE\r\n", "d");
+    assert_eq!(r, "d OK IDLE terminated.\r\n");
+}

@@ -119,10 +119,11 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
                 conn.starttls().await?;
                 session.tls_started();
             }
-            Event::Command { .. } => {
+            Event::Command { tag, .. } => {
+                // The mailbox commands come with the storage and message layers (issue 13).
                 let _ = &account;
                 let reply = response::status(
-                    None,
+                    Some(&tag),
                     response::Kind::No,
                     Some(response::other_code("UNAVAILABLE")),
                     "Mailbox access is not built yet.",
