@@ -356,3 +356,40 @@ fn mailbox_commands_are_refused_with_a_tagged_no_for_now() {
     let r = c.run(b"DONE\r\n", "d");
     assert_eq!(r, "d OK IDLE terminated.\r\n");
 }
+
+/// curl logs in over imap:// with STARTTLS required and over imaps://, as `user@domain` too,
+/// and runs a command (`-X NOOP`: the mailbox commands curl uses for listing and fetching are
+/// still to come); a wrong password fails.
+#[test]
+fn curl_logs_in_over_imap_starttls_and_imaps() {
+    let s = Server::start(r#"allow_plaintext_auth = "never""#);
+    let curl = |url: String, user: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--ssl-reqd", "--cacert"])
+            .arg(common::peer("PEER_CA_FILE"))
+            .arg("--user")
+            .arg(user)
+            .args(["-X", "NOOP"])
+            .arg(url)
+            .output()
+            .unwrap()
+    };
+    for (url, user) in [
+        (format!("imap://localhost:{}/", s.plain), "alice:password"),
+        (
+            format!("imaps://localhost:{}/", s.tls),
+            "alice@localhost:password",
+        ),
+    ] {
+        let out = curl(url.clone(), user);
+        assert!(
+            out.status.success(),
+            "{url}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            s.log()
+        );
+    }
+    let out = curl(format!("imaps://localhost:{}/", s.tls), "alice:wrong");
+    assert!(!out.status.success());
+    assert!(s.log().contains("failed login user=alice"), "{}", s.log());
+}
