@@ -295,10 +295,7 @@ impl Config {
     /// current directory). Errors carry exit code 78.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Config> {
         let raw: Raw = deserialize_doc(text, path)?;
-        let keyless = [
-            ("mdeliver", &raw.mdeliver),
-            ("mdig-mx", &raw.mdig_mx),
-        ];
+        let keyless = [("mdeliver", &raw.mdeliver), ("mdig-mx", &raw.mdig_mx)];
         for (name, table) in keyless {
             if let Some(first) = table.as_ref().and_then(|t| t.keys().next()) {
                 return Err(config_error(
