@@ -545,6 +545,22 @@ fn open_passwd(path: &Path) -> Result<PasswdFile> {
     Reloading::open(path, "passwd-file", UserDb::load, PASSWD_CHECK_INTERVAL)
 }
 
+/// What a successful login of mpopd or mimapd opens: the user name as the user database knows
+/// it (the canonical user, issue 12) and the user's Maildir (mimapd's INBOX).
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The canonical user name.
+    pub user: String,
+    /// The user's Maildir.
+    pub maildir: PathBuf,
+}
+
+/// The address the login throttle counts a client under: its own, or loopback when the peer
+/// is unknown (inetd on a pipe, behind ssh or a local tunnel).
+pub fn throttle_ip(peer: Option<IpAddr>) -> IpAddr {
+    peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
 /// The one login check: a passwd-file and/or a checkpassword program, behind a [`LoginThrottle`].
 #[derive(Debug)]
 pub struct Authenticator {
@@ -656,6 +672,14 @@ impl Authenticator {
     /// check. Every login (SMTP AUTH, POP3 USER/PASS, AUTH and APOP) goes through this lookup.
     pub fn lookup_login(&self, name: &str) -> Option<User> {
         self.users().lookup_address(name, &self.domains).cloned()
+    }
+
+    /// The account a successful login opens: the canonical name and its Maildir.
+    pub fn account(&self, user: &User) -> Result<Account> {
+        Ok(Account {
+            user: user.name.clone(),
+            maildir: self.mailbox(user)?,
+        })
     }
 
     /// The Maildir of a logged-in user per the configured template.

@@ -21,6 +21,8 @@ CAPABILITIES
   AUTH=PLAIN, STARTTLS, LOGINDISABLED before TLS where logins are not
   allowed, ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342), IDLE
   (RFC 2177), UNSELECT (RFC 3691).
+  Not served yet (issue 13): the mailbox commands (SELECT, EXAMINE,
+  LIST, FETCH, STORE, APPEND, ...) answer NO [UNAVAILABLE].
 
 LIMITS
   A command with its literals is held to max_command_size octets: a
@@ -75,7 +77,8 @@ ENVIRONMENT
     long_about = "IMAP server over Maildir++: RFC 3501 IMAP4rev1 with STARTTLS, AUTHENTICATE \
 PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE and UNSELECT. Users come from a \
 Dovecot-compatible passwd-file or a checkpassword program; the INBOX is the user's Maildir and \
-folders are Maildir++ folders (.NAME/).",
+folders are Maildir++ folders (.NAME/). Being built: logins and the commands of any state \
+work; the mailbox commands (SELECT, FETCH, ...) answer NO [UNAVAILABLE] for now.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mimapd")
 )]

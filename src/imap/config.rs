@@ -123,10 +123,10 @@ impl crate::config::Section for ImapConfig {}
 impl ImapConfig {
     /// The networks not held to `max_per_ip`: `max_per_ip_exceptions`, else loopback.
     pub fn per_ip_exempt(&self) -> anyhow::Result<Vec<crate::server::Cidr>> {
-        match &self.max_per_ip_exceptions {
-            Some(list) => crate::server::cidr::parse_list("mimapd.max_per_ip_exceptions", list),
-            None => Ok(crate::server::cidr::loopback()),
-        }
+        crate::server::cidr::exceptions_or_loopback(
+            "mimapd.max_per_ip_exceptions",
+            self.max_per_ip_exceptions.as_deref(),
+        )
     }
 
     /// The framer's limits (at least a line's worth of command).

@@ -15,14 +15,14 @@
 //! `NO [UNAVAILABLE]` and a log line.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::response;
 use super::session::{After, Event, LoginFailure, Policy, Session};
 use super::ImapConfig;
-use crate::auth::{AuthResult, Authenticator};
+use crate::auth::{throttle_ip, Account, AuthResult, Authenticator};
 use crate::log;
 use crate::server::goodbye::{Wait, Watch, Woke};
 use crate::server::Connection;
@@ -38,15 +38,6 @@ pub struct Context {
     pub config: ImapConfig,
     /// The one password check.
     pub auth: Arc<Authenticator>,
-}
-
-/// A logged-in user: the name the user database knows and the Maildir.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// The canonical user name.
-    pub user: String,
-    /// The user's Maildir (INBOX; folders are `.NAME/` below it).
-    pub maildir: std::path::PathBuf,
 }
 
 /// The policy of a session on `conn`.
@@ -161,8 +152,11 @@ async fn check(
     password: &[u8],
     peer: Option<IpAddr>,
 ) -> Result<Account, LoginFailure> {
-    let ip = peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    match ctx.auth.check_async(user, password, ip).await {
+    match ctx
+        .auth
+        .check_async(user, password, throttle_ip(peer))
+        .await
+    {
         AuthResult::Ok(u) => {
             if u.uid.is_some_and(|uid| uid != crate::os::euid()) {
                 log::line(format_args!(
@@ -171,11 +165,8 @@ async fn check(
                 ));
                 return Err(LoginFailure::Temporary);
             }
-            match ctx.auth.mailbox(&u) {
-                Ok(maildir) => Ok(Account {
-                    user: u.name.clone(),
-                    maildir,
-                }),
+            match ctx.auth.account(&u) {
+                Ok(account) => Ok(account),
                 Err(e) => {
                     log::line(format_args!("mailbox of {}: {e:#}", log::sanitize(&u.name)));
                     Err(LoginFailure::Temporary)

@@ -103,10 +103,10 @@ impl crate::config::Section for Pop3Config {}
 impl Pop3Config {
     /// The networks not held to `max_per_ip`: `max_per_ip_exceptions`, else loopback.
     pub fn per_ip_exempt(&self) -> anyhow::Result<Vec<crate::server::Cidr>> {
-        match &self.max_per_ip_exceptions {
-            Some(list) => crate::server::cidr::parse_list("mpopd.max_per_ip_exceptions", list),
-            None => Ok(crate::server::cidr::loopback()),
-        }
+        crate::server::cidr::exceptions_or_loopback(
+            "mpopd.max_per_ip_exceptions",
+            self.max_per_ip_exceptions.as_deref(),
+        )
     }
 }
 

@@ -30,6 +30,7 @@ use super::encode::Encoder;
 use super::maildrop::{Maildrop, OpenError, READ_CHUNK};
 use super::session::{Event, LoginFailure, Policy, Session};
 use super::Pop3Config;
+use crate::auth::Account;
 use crate::lines::{Framed, Line};
 use crate::log;
 use crate::server::goodbye::{self, Wait, Watch, Woke};
@@ -47,15 +48,6 @@ pub const POP3_CHILD: &str = "pop3";
 const CHILD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Client lines the daemon holds for a child that is not reading before it stops reading more.
 const MAX_PENDING: usize = 64 * 1024;
-
-/// What a successful login yields: the canonical user name and the Maildir to open.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// The user name as the user database knows it.
-    pub user: String,
-    /// The user's Maildir.
-    pub maildir: std::path::PathBuf,
-}
 
 /// The verdict of a credential check.
 #[derive(Debug)]

@@ -2,16 +2,16 @@
 //! passwords (USER/PASS, AUTH PLAIN) through the passwd-file or checkpassword, APOP digests
 //! against PLAIN-stored passwords, with the per-IP throttle and failure delays of that module.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Result;
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
-use super::driver::{Account, LoginCheck, Verdict};
+use super::driver::{LoginCheck, Verdict};
 use super::session::{Credential, Login};
-use crate::auth::{AuthResult, Authenticator};
+use crate::auth::{throttle_ip, AuthResult, Authenticator};
 use crate::config::Config;
 
 /// mpopd's login checker.
@@ -35,11 +35,8 @@ impl Backend {
 
     fn account(&self, result: AuthResult) -> Verdict {
         match result {
-            AuthResult::Ok(user) => match self.auth.mailbox(&user) {
-                Ok(maildir) => Verdict::Ok(Account {
-                    user: user.name.clone(),
-                    maildir,
-                }),
+            AuthResult::Ok(user) => match self.auth.account(&user) {
+                Ok(account) => Verdict::Ok(account),
                 Err(e) => Verdict::Temporary(format!("mailbox of {}: {e:#}", user.name)),
             },
             // A locked-out address gets the same answer as a wrong password (RFC 3206 [AUTH]).
@@ -56,11 +53,6 @@ pub fn apop_digest(timestamp: &str, secret: &[u8]) -> String {
     h.update(timestamp.as_bytes());
     h.update(secret);
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An unknown peer (inetd on a pipe) is counted under the loopback address by the throttle.
-fn throttle_ip(peer: Option<IpAddr>) -> IpAddr {
-    peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 impl LoginCheck for Backend {

@@ -68,6 +68,18 @@ pub fn parse_list(key: &str, networks: &[String]) -> anyhow::Result<Vec<Cidr>> {
         .collect()
 }
 
+/// The networks a daemon exempts from its per-address connection limit: the configured
+/// `key` list when set, else loopback (what mpopd and mimapd exempt by default).
+pub fn exceptions_or_loopback(
+    key: &str,
+    configured: Option<&[String]>,
+) -> anyhow::Result<Vec<Cidr>> {
+    match configured {
+        Some(list) => parse_list(key, list),
+        None => Ok(loopback()),
+    }
+}
+
 /// The loopback networks (RFC 1122 §3.2.1.3 `127.0.0.0/8`, RFC 4291 §2.5.3 `::1/128`).
 pub fn loopback() -> Vec<Cidr> {
     vec![
