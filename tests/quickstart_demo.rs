@@ -565,21 +565,41 @@ fn readme_inline_commands() -> Vec<String> {
         .collect()
 }
 
+/// How a printed command finds mailkit's programs.
+#[derive(Clone, Copy, PartialEq)]
+enum Installed {
+    /// Not installed (right after `cargo run --release -- quickstart`): the command must name
+    /// them by path, as the README's `target/release/msend` and the banner's commands do.
+    No,
+    /// Installed in PATH (`cargo install`), as the README's pipe examples assume.
+    InPath,
+}
+
 /// Runs one printed command with `sh -c` in `cwd` (also its HOME, as a new user's), the built
-/// binaries first in PATH, and only
+/// binaries in PATH only when `installed` says so, and only
 /// what a test must change substituted (`subst`: the quickstart's fixed ports by the ones this
 /// test's daemons got, `target/release/` by the built binaries); its status and output.
-fn run_printed(cmd: &str, cwd: &Path, subst: &[(String, String)]) -> (bool, String, String) {
+fn run_printed(
+    cmd: &str,
+    cwd: &Path,
+    subst: &[(String, String)],
+    installed: Installed,
+) -> (bool, String, String) {
     let mut run = cmd.to_string();
     for (from, to) in subst {
         run = run.replace(from, to);
     }
     let bin_dir = common::bin("mrelayd").parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let system_path = std::env::var("PATH").unwrap_or_default();
+    let path = match installed {
+        Installed::InPath => format!("{}:{system_path}", bin_dir.display()),
+        // A mailkit installed on this machine must not hide a command that only works installed.
+        Installed::No => system_path
+            .split(':')
+            .filter(|d| !Path::new(d).join("mrelayd").exists())
+            .collect::<Vec<_>>()
+            .join(":"),
+    };
     let out = Command::new("timeout")
         .args(["60", "sh", "-c", &run])
         .current_dir(cwd)
@@ -625,6 +645,7 @@ fn readme_and_banner_commands_work_as_printed() {
         ),
         cwd.path(),
         &[],
+        Installed::InPath,
     );
     assert!(ok, "{text}");
     let tried = banner_commands(&banner);
@@ -643,11 +664,14 @@ fn readme_and_banner_commands_work_as_printed() {
         let host = from.split(':').next().unwrap();
         (from.to_string(), format!("{host}:{port}"))
     })
-    .chain([("target/release/".to_string(), String::new())])
+    .chain([(
+        "target/release/".to_string(),
+        format!("{}/", common::bin("mrelayd").parent().unwrap().display()),
+    )])
     .collect::<Vec<_>>();
     let mut mails = 0;
     for cmd in tried.iter().chain(rest) {
-        let (ok, stdout, text) = run_printed(cmd, d.demo.parent().unwrap(), &subst);
+        let (ok, stdout, text) = run_printed(cmd, d.demo.parent().unwrap(), &subst, Installed::No);
         assert!(ok, "{text}\n{}", d.logs());
         if cmd.contains("swaks") || cmd.contains("msend") {
             mails += 1;
@@ -670,7 +694,7 @@ fn readme_and_banner_commands_work_as_printed() {
     for cmd in &inline {
         let home = common::scratch();
         std::fs::write(home.path().join("message.eml"), "Subject: eml\n\nhello\n").unwrap();
-        let (ok, _, text) = run_printed(cmd, home.path(), &[]);
+        let (ok, _, text) = run_printed(cmd, home.path(), &[], Installed::InPath);
         assert!(ok, "{text}");
         let new = std::fs::read_dir(home.path().join("Maildir/new"))
             .unwrap()
