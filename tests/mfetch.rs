@@ -1,7 +1,7 @@
 //! mfetch against real servers on loopback: the peers' Dovecot (POP3 and IMAP, each test its
 //! own passwd-file user `fetchN` and Maildir), mpopd (POP3), and scripted hostile servers for
-//! what no real server does (100 KB lines, stalls). IMAP is tested against Dovecot only until
-//! mimapd exists.
+//! what no real server does (100 KB lines, stalls, a PREAUTH greeting in clear). IMAP is
+//! tested against Dovecot only until mimapd serves mail.
 
 mod common;
 
@@ -523,14 +523,12 @@ fn hostile_pop3_servers_are_refused_or_time_out() {
     assert_eq!(common::maildir_count(&c.maildir()), 1);
 }
 
-/// Kill -9 at a random instant of a 1,000-message fetch, then a rerun to the end, 20 times
-/// (each round from an empty Maildir and state): every message exactly once in the Maildir
-/// (by Message-ID, byte for byte); through an MDA at most one duplicate per kill.
-#[test]
-fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
-    let (_root, sent) = dovecot_box("fetch5", "k", 1000);
+/// Kill -9 at a random instant of a 1,000-message fetch, then a rerun to the end, `rounds`
+/// times (each round from an empty Maildir and state): every message exactly once in the
+/// Maildir (by Message-ID, byte for byte); through an MDA (`mda_rounds` times) at most one
+/// duplicate per kill.
+fn kill_nine(url: &str, sent: &HashMap<String, Vec<u8>>, rounds: usize, mda_rounds: usize) {
     let ca = common::peer("PEER_CA_FILE");
-    let url = pop3s_url("fetch5");
     let args = |c: &Client, mda: Option<&str>| -> Vec<String> {
         let mut a = vec![
             "-q".to_string(),
@@ -543,19 +541,18 @@ fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
             Some(m) => a.extend(["--mda".into(), m.into()]),
             None => a.extend(["--maildir".into(), c.maildir().to_str().unwrap().into()]),
         }
-        a.push(url.clone());
+        a.push(url.to_string());
         a
     };
-    let strs = |a: &[String]| a.iter().map(String::clone).collect::<Vec<_>>();
     // One whole run, to know how long a fetch takes.
     let c = Client::new();
-    let a = strs(&args(&c, None));
+    let a = args(&c, None);
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     let start = Instant::now();
     let (code, text) = c.run(&refs);
     assert_eq!(code, 0, "{text}");
     let whole = start.elapsed().as_millis() as u64;
-    assert_exact(&c.maildir(), &sent);
+    assert_exact(&c.maildir(), sent);
     // Kills at a random instant of that span, then a rerun to the end.
     // With `progress`, the instant is a random number of messages stored there (not a time, so
     // a loaded machine does not let the fetch finish first); without, a random instant.
@@ -581,17 +578,17 @@ fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
         killed
     };
     let mut killed = 0;
-    for _ in 0..20 {
+    for _ in 0..rounds {
         let c = Client::new();
         killed += usize::from(kill_then_finish(&c, &args(&c, None), Some(&c.maildir())));
-        assert_exact(&c.maildir(), &sent);
+        assert_exact(&c.maildir(), sent);
     }
     assert!(
-        killed >= 15,
-        "only {killed} of 20 runs were killed mid-fetch"
+        killed >= rounds * 3 / 4,
+        "only {killed} of {rounds} runs were killed mid-fetch"
     );
     // Through an MDA.
-    for _ in 0..3 {
+    for _ in 0..mda_rounds {
         let c = Client::new();
         let dir = c.home().join("viamda");
         let mda = format!("{} {}", common::bin("mdeliver").display(), dir.display());
@@ -601,4 +598,267 @@ fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
         assert_eq!(got.len(), 1000);
         assert!(extra <= kills, "{extra} duplicates after {kills} kill");
     }
+}
+
+#[test]
+fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
+    let (_root, sent) = dovecot_box("fetch5", "k", 1000);
+    kill_nine(&pop3s_url("fetch5"), &sent, 20, 3);
+}
+
+#[test]
+fn imap_kill_nine_twenty_times_leaves_every_message_exactly_once() {
+    let (_root, sent) = dovecot_box("fetch9", "k9", 1000);
+    kill_nine(&imaps_url("fetch9", "INBOX"), &sent, 20, 3);
+}
+
+fn imaps_url(user: &str, folder: &str) -> String {
+    format!(
+        "imaps://{user}@localhost:{}/{folder}",
+        common::peer("PEER_IMAPS_PORT")
+    )
+}
+
+fn imap_url(user: &str, folder: &str) -> String {
+    format!(
+        "imap://{user}@localhost:{}/{folder}",
+        common::peer("PEER_IMAP_PORT")
+    )
+}
+
+#[test]
+fn imap_dovecot_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new() {
+    let (root, mut sent) = dovecot_box("fetch6", "i6", 1000);
+    let c = Client::new();
+    let (code, text) = c.fetch(&imaps_url("fetch6", "INBOX"), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1000 messages fetched"), "{text}");
+    assert_exact(&c.maildir(), &sent);
+    // Kept on the server by default.
+    assert_eq!(common::maildir_count(&root), 1000);
+    // Nothing new: STATUS shows it, the folder is not even selected.
+    let (code, text) = c.fetch(&imaps_url("fetch6", "INBOX"), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(" 0 messages fetched"), "{text}");
+    assert!(text.contains("1 folders unchanged"), "{text}");
+    add_messages(&root, "i6", 1001..=1003);
+    for i in 1001..=1003 {
+        sent.insert(format!("<i6-{i}@example.test>"), message("i6", i));
+    }
+    // The same account over imap:// with STARTTLS fetches only the new.
+    let (code, text) = c.fetch(&imap_url("fetch6", "INBOX"), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("TLS started"), "STARTTLS is used: {text}");
+    assert!(text.contains(" 3 messages fetched"), "{text}");
+    assert_exact(&c.maildir(), &sent);
+    // Another client, all of it over STARTTLS.
+    let c2 = Client::new();
+    let (code, text) = c2.fetch(&imap_url("fetch6", ""), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1003 messages fetched"), "{text}");
+    assert_exact(&c2.maildir(), &sent);
+    // Through mdeliver.
+    let c3 = Client::new();
+    let dest = c3.home().join("viamda");
+    let mda = format!("{} {}", common::bin("mdeliver").display(), dest.display());
+    let (code, text) = c3.fetch(
+        &imaps_url("fetch6", "INBOX"),
+        &["--mda", &mda, "--recipient", "fetch6@example.test"],
+    );
+    assert_eq!(code, 0, "{text}");
+    let got = by_message_id(&dest);
+    assert_eq!(got.len(), 1003);
+    for (id, bytes) in &sent {
+        assert_eq!(got[id].len(), 1, "{id}");
+        let stored = &got[id][0];
+        assert!(
+            String::from_utf8_lossy(stored).starts_with(
+                "Return-Path: <bob@example.test>\nDelivered-To: fetch6@example.test\n"
+            ),
+            "{id}"
+        );
+        assert!(stored.ends_with(&bytes[bytes.len() - 40..]));
+    }
+}
+
+/// Files in a Dovecot Maildir whose flags contain `flag`.
+fn flagged(md: &Path, flag: char) -> usize {
+    std::fs::read_dir(md.join("cur"))
+        .map(|r| {
+            r.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.split_once(":2,").is_some_and(|(_, f)| f.contains(flag))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn imap_keep_limit_seen_move_and_delete() {
+    let (root, sent) = dovecot_box("fetch7", "i7", 30);
+    let c = Client::new();
+    let config = c.home().join("mailkit.toml");
+    let account = |name: &str, extra: &str| {
+        format!(
+            "[mfetch.accounts.{name}]\nserver = \"{}\"\npassword_command = \"echo password\"\n\
+             ca_file = \"{}\"\nmaildir = \"{}\"\n{extra}\n",
+            imaps_url("fetch7", "INBOX"),
+            common::peer("PEER_CA_FILE"),
+            c.home().join(name).display()
+        )
+    };
+    let text = format!(
+        "[mfetch]\n{}{}{}",
+        account("keep", ""),
+        account("seen", "seen = true"),
+        account("mv", "move_to = \"Archive\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let cfg = config.to_str().unwrap();
+    let (code, text) = c.run(&["-c", cfg, "-v", "-a", "keep", "--limit", "10"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("keep: 10 messages fetched"), "{text}");
+    let (code, text) = c.run(&["-c", cfg, "-v", "-a", "keep"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("keep: 20 messages fetched"), "{text}");
+    assert_exact(&c.home().join("keep"), &sent);
+    assert_eq!(common::maildir_count(&root), 30);
+    // Fetching sets no \Seen (BODY.PEEK); `seen = true` does.
+    assert_eq!(flagged(&root, 'S'), 0);
+    let (code, text) = c.run(&["-c", cfg, "-v", "-a", "seen"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(flagged(&root, 'S'), 30, "{text}");
+    // Move 5 to Archive (Dovecot has MOVE).
+    let (code, text) = c.run(&["-c", cfg, "-v", "-a", "mv", "--limit", "5"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("5 messages fetched") && text.contains("5 deleted"),
+        "{text}"
+    );
+    assert_eq!(common::maildir_count(&root), 25);
+    assert_eq!(common::maildir_count(&root.join(".Archive")), 5);
+    // --delete on the keep account: nothing new, the 25 fetched earlier are deleted now.
+    let (code, text) = c.run(&["-c", cfg, "-v", "-a", "keep", "--delete"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("keep: 0 messages fetched") && text.contains("25 deleted"),
+        "{text}"
+    );
+    assert_eq!(common::maildir_count(&root), 0);
+    assert_exact(&c.home().join("keep"), &sent);
+    assert_eq!(common::maildir_count(&c.home().join("mv")), 5);
+}
+
+/// Gives Dovecot's INBOX of `root` a new UIDVALIDITY (RFC 3501 §2.3.1.1): the uidlist's `V`
+/// rewritten, the indexes removed, so every message gets a new UID under it.
+fn new_uidvalidity(root: &Path) {
+    let list = root.join("dovecot-uidlist");
+    let text = std::fs::read_to_string(&list).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    let mut header: Vec<String> = first.split(' ').map(String::from).collect();
+    for f in &mut header {
+        if let Some(v) = f.strip_prefix('V') {
+            *f = format!("V{}", v.parse::<u64>().unwrap() + 1000);
+        }
+    }
+    std::fs::write(&list, format!("{}\n{rest}", header.join(" "))).unwrap();
+    for e in std::fs::read_dir(root).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("dovecot.index") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    common::give_to_nobody(root);
+}
+
+#[test]
+fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing() {
+    let (root, mut sent) = dovecot_box("fetch8", "i8", 20);
+    let lists = Maildir::open(&root).unwrap().folder("Lists.Rust").unwrap();
+    let mut in_lists = HashMap::new();
+    for i in 1..=10 {
+        let m = message("i8l", i);
+        lists.deliver(&m).unwrap();
+        in_lists.insert(format!("<i8l-{i}@example.test>"), m);
+    }
+    common::give_to_nobody(&root);
+    let c = Client::new();
+    let url = imaps_url("fetch8", "");
+    let folders = ["--folder", "INBOX", "--folder", "Lists.Rust"];
+    let (code, text) = c.fetch(&url, &folders);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("30 messages fetched"), "{text}");
+    assert_exact(&c.maildir(), &sent);
+    assert_exact(&c.maildir().join(".Lists.Rust"), &in_lists);
+    // INBOX renumbered, two new messages: only those two are fetched.
+    new_uidvalidity(&root);
+    add_messages(&root, "i8", 21..=22);
+    for i in 21..=22 {
+        sent.insert(format!("<i8-{i}@example.test>"), message("i8", i));
+    }
+    let (code, text) = c.fetch(&url, &folders);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("UIDVALIDITY is now"), "{text}");
+    assert!(text.contains(" 2 messages fetched"), "{text}");
+    assert!(text.contains("1 folders unchanged"), "{text}");
+    assert_exact(&c.maildir(), &sent);
+    assert_exact(&c.maildir().join(".Lists.Rust"), &in_lists);
+    // And the state is in step with the new numbering: nothing on the next run.
+    let (code, text) = c.fetch(&url, &folders);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(" 0 messages fetched"), "{text}");
+    assert!(text.contains("2 folders unchanged"), "{text}");
+}
+
+/// A scripted IMAP server on port 0 that sends `greeting` and then answers each command line
+/// with `OK`. Returns its port and whether a command ever came.
+fn scripted_imap(greeting: Vec<u8>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let spoke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = spoke.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let _ = s.write_all(&greeting);
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let tag = line.split(|&b| b == b' ').next().unwrap_or(b"*").to_vec();
+                let mut answer = tag;
+                answer.extend_from_slice(b" OK done\r\n");
+                let _ = s.write_all(&answer);
+                line.clear();
+            }
+        }
+    });
+    (port, spoke)
+}
+
+#[test]
+fn hostile_imap_preauth_without_tls_and_a_huge_line_are_refused() {
+    let c = Client::new();
+    // PREAUTH in clear would skip STARTTLS: refused before any command is sent.
+    let (port, spoke) = scripted_imap(b"* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n".to_vec());
+    let (code, text) = c.fetch(
+        &format!("imap://u@127.0.0.1:{port}/INBOX"),
+        &["--timeout", "5"],
+    );
+    assert_eq!(code, 69, "{text}");
+    assert!(text.contains("PREAUTH"), "{text}");
+    assert!(!spoke.load(std::sync::atomic::Ordering::SeqCst));
+    // A 100 KB greeting line.
+    let mut long = b"* OK ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    long.extend_from_slice(b"\r\n");
+    let (port, _) = scripted_imap(long);
+    let (code, text) = c.fetch(
+        &format!("imap://u@127.0.0.1:{port}/INBOX"),
+        &["--timeout", "5", "--allow-plaintext"],
+    );
+    assert_eq!(code, 69, "{text}");
+    assert!(text.contains("line over"), "{text}");
+    assert_eq!(common::maildir_count(&c.maildir()), 0);
 }

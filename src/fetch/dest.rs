@@ -8,6 +8,11 @@
 //! ([`Destination::already`]); a message killed between its delivery and the state file's line
 //! for it is found there on the rerun and recorded instead of delivered again. Through an MDA
 //! no such check is possible: a kill at that instant costs one duplicate, at most.
+//!
+//! An IMAP message arrives in pieces ([`Destination::begin`], [`Sink::write`],
+//! [`Destination::finish`]): into a Maildir the pieces go straight to the file in `tmp/`
+//! (a message of 100 MB is never whole in memory); an MDA gets the message whole on stdin,
+//! so for an MDA it is collected first (up to [`super::MAX_MESSAGE`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -32,6 +37,90 @@ pub fn tag(account: &str, key: &[&str]) -> String {
         text.push_str(k);
     }
     sha256_hex(text.as_bytes())[..24].to_string()
+}
+
+/// Most bytes of a streamed message's start kept, for its Message-ID and the MDA's SENDER.
+const HEAD_KEPT: usize = 64 * 1024;
+/// Pieces in flight between the connection and the Maildir writer.
+const PIECES: usize = 16;
+
+/// What the connection hands the Maildir writer.
+enum Piece {
+    Data(Vec<u8>),
+    /// The message is complete (without it, a closed channel means it was cut short).
+    End,
+}
+
+/// The Maildir writer's side of a streamed message: a blocking reader of the pieces.
+struct PieceReader {
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl std::io::Read for PieceReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.pos < self.cur.len() {
+                let n = buf.len().min(self.cur.len() - self.pos);
+                buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Piece::Data(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Some(Piece::End) => self.done = true,
+                // The fetch failed mid-message: the writer removes its file in tmp/.
+                None => return Err(std::io::Error::other("the message was cut short")),
+            }
+        }
+    }
+}
+
+/// One message being delivered piece by piece (module doc).
+pub struct Sink {
+    folder: String,
+    tag: String,
+    head: Vec<u8>,
+    to: SinkTo,
+}
+
+enum SinkTo {
+    Maildir {
+        tx: tokio::sync::mpsc::Sender<Piece>,
+        task: tokio::task::JoinHandle<std::io::Result<crate::maildir::Delivered>>,
+    },
+    Mda(Vec<u8>),
+}
+
+impl Sink {
+    /// Adds the next piece of the message (LF line ends).
+    pub async fn write(&mut self, piece: Vec<u8>) -> anyhow::Result<()> {
+        if self.head.len() < HEAD_KEPT {
+            let n = piece.len().min(HEAD_KEPT - self.head.len());
+            self.head.extend_from_slice(&piece[..n]);
+        }
+        match &mut self.to {
+            SinkTo::Maildir { tx, .. } => {
+                // A closed channel: the writer failed; finish reports why.
+                let _ = tx.send(Piece::Data(piece)).await;
+            }
+            SinkTo::Mda(buf) => buf.extend_from_slice(&piece),
+        }
+        Ok(())
+    }
+
+    /// The Message-ID of the message (from its first bytes).
+    pub fn message_id(&self) -> Option<String> {
+        message_id_of(&self.head)
+    }
 }
 
 /// How one delivery ended.
@@ -173,6 +262,50 @@ impl Destination {
             Some((_, tags)) => tags.contains(tag),
             None => false,
         })
+    }
+
+    /// Starts delivering a message that arrives in pieces, for IMAP folder `folder`.
+    pub fn begin(&mut self, folder: &str, tag: &str) -> anyhow::Result<Sink> {
+        let to = match self.folder(folder).map_err(|e| store_error(&e))? {
+            Some((md, _)) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(PIECES);
+                let reader = PieceReader {
+                    rx,
+                    cur: Vec::new(),
+                    pos: 0,
+                    done: false,
+                };
+                let t = tag.to_string();
+                let task = tokio::task::spawn_blocking(move || md.deliver_tagged_from(reader, &t));
+                SinkTo::Maildir { tx, task }
+            }
+            None => SinkTo::Mda(Vec::new()),
+        };
+        Ok(Sink {
+            folder: folder.to_string(),
+            tag: tag.to_string(),
+            head: Vec::new(),
+            to,
+        })
+    }
+
+    /// Ends a message begun with [`Destination::begin`]: stored durably (or handed to the MDA)
+    /// when this returns [`Delivery::Done`].
+    pub async fn finish(&mut self, sink: Sink) -> anyhow::Result<Delivery> {
+        match sink.to {
+            SinkTo::Maildir { tx, task } => {
+                let _ = tx.send(Piece::End).await;
+                drop(tx);
+                task.await
+                    .map_err(|e| exit::fail(exit::SOFTWARE, e.to_string()))?
+                    .map_err(|e| store_error(&e))?;
+                if let Ok(Some((_, tags))) = self.folder(&sink.folder) {
+                    tags.insert(sink.tag);
+                }
+                Ok(Delivery::Done)
+            }
+            SinkTo::Mda(buf) => self.deliver(&sink.folder, &buf, &sink.tag).await,
+        }
     }
 
     /// Delivers `message` (LF line ends) for IMAP folder `folder` (`INBOX` for POP3).

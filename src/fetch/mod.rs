@@ -4,7 +4,8 @@
 //! - [`account`]: the `[mfetch]` section, its accounts, the `mfetch URL` form, one [`Job`]
 //!   per account.
 //! - [`pop3`] (sans-IO): the POP3 client protocol; [`pop3_fetch`] runs it over a [`conn::Conn`].
-//! - [`imap_fetch`]: IMAP accounts; not built yet (exit 69, issue 14).
+//! - [`imap`] (sans-IO): the IMAP client protocol, message bodies streamed; [`imap_fetch`]
+//!   runs it over a [`conn::Conn`].
 //! - [`conn`]: a connection over the one client transport ([`crate::net::client`]).
 //! - [`state`]: the per-account state file (what was fetched), locked for the run.
 //! - [`dest`]: the Maildir (the one writer, with a tag per message so a rerun finds what a
@@ -22,6 +23,7 @@
 pub mod account;
 pub mod conn;
 pub mod dest;
+pub mod imap;
 pub mod imap_fetch;
 pub mod pop3;
 pub mod pop3_fetch;

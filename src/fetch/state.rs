@@ -295,6 +295,15 @@ impl State {
         })
     }
 
+    /// Whether the state knows messages of `folder` under another UIDVALIDITY than
+    /// `uidvalidity` (RFC 3501 §2.3.1.1: the server renumbered the folder, so those are found
+    /// again by Message-ID and size).
+    pub fn imap_other_uidvalidity(&self, folder: &str, uidvalidity: u32) -> bool {
+        self.imap
+            .keys()
+            .any(|(f, v, _)| f == folder && *v != uidvalidity)
+    }
+
     /// The (UIDVALIDITY, UIDNEXT) `folder` was fully fetched up to.
     pub fn imap_folder(&self, folder: &str) -> Option<(u32, u32)> {
         self.folders.get(folder).copied()

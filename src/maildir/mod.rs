@@ -426,13 +426,19 @@ impl Maildir {
     /// UIDVALIDITY and UID), which finds the message again by it ([`tag_of`]) after a crash
     /// between this delivery and its own record of it.
     pub fn deliver_tagged(&self, data: &[u8], tag: &str) -> io::Result<Delivered> {
+        self.deliver_tagged_from(data, tag)
+    }
+
+    /// [`Maildir::deliver_tagged`] of the bytes read from `reader` (a message streamed from a
+    /// server, never whole in memory); an error from `reader` leaves nothing behind.
+    pub fn deliver_tagged_from<R: Read>(&self, reader: R, tag: &str) -> io::Result<Delivered> {
         if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad Maildir tag {tag:?}"),
             ));
         }
-        self.deliver_inner(data, Some(tag))
+        self.deliver_inner(reader, Some(tag))
     }
 
     fn deliver_inner<R: Read>(&self, mut reader: R, tag: Option<&str>) -> io::Result<Delivered> {
