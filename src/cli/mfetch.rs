@@ -32,6 +32,19 @@ TLS
   allow_plaintext = true) is given for that account. An IMAP PREAUTH greeting never skips a
   required STARTTLS: mfetch refuses the session (69).
 
+IMAP
+  Each folder (--folder, folders =, the URL's, else INBOX) goes into the matching Maildir++
+  folder of the Maildir (INBOX into the Maildir itself, Lists.Rust or Lists/Rust into
+  .Lists.Rust). A folder whose STATUS shows the UIDVALIDITY and UIDNEXT of the last complete
+  fetch is skipped without being selected. Messages are fetched with BODY.PEEK[] (no \\Seen)
+  and streamed into the Maildir (never whole in memory; through --mda they are collected
+  first). After the local copy is durable: seen = true sets \\Seen; move_to = FOLDER moves
+  them (MOVE, else COPY and delete; the folder is created when missing); delete sets
+  \\Deleted and expunges them with UID EXPUNGE, or, on a server without UIDPLUS, with
+  EXPUNGE only when no other message is flagged \\Deleted (else they stay flagged).
+  --since DATE fetches what SEARCH SINCE finds; --limit N at most N messages per run.
+  Not yet: --idle, XOAUTH2/OAUTHBEARER.
+
 MDA
   --mda CMD runs sh -c CMD once per message, the message on stdin (LF line ends), with
   SENDER (the message's Return-Path, else <>) and RECIPIENT (--recipient, recipient =, else
@@ -45,7 +58,8 @@ EXIT STATUS
       [SYS/TEMP]), an MDA's 75, another mfetch fetching the same account: retry from cron
   77  authentication failed    78  bad configuration (also: no password found)
   69  the server refuses: no STLS/STARTTLS, an untrusted certificate, a hostile or broken
-      response (a line over 8 KiB, a message over 512 MiB), an MDA's failure
+      response (a POP3 line over 8 KiB, an IMAP line over 64 KiB, a message over 512 MiB,
+      PREAUTH without TLS), an MDA's failure
   With several accounts the most serious code of theirs (78 > 77 > 69 > 75 > 0); each
   account gets its summary line (-v, or on a terminal) or its error line.
 

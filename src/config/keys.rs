@@ -1089,7 +1089,8 @@ pub const TABLES: &[Table] = &[
                 "move_to",
                 "string",
                 Text("unset"),
-                "IMAP: move fetched messages to this server folder (MOVE, RFC 6851).",
+                "IMAP: move fetched messages to this server folder (MOVE, RFC 6851, else COPY and \
+                 delete; created when missing).",
             ),
             key(
                 "maildir",
