@@ -809,6 +809,54 @@ fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(" 0 messages fetched"), "{text}");
     assert!(text.contains("2 folders unchanged"), "{text}");
+    // A 100 MB message is streamed into the Maildir, never whole in memory.
+    let big = Maildir::open(&root).unwrap().folder("Big").unwrap();
+    let mut m =
+        b"From: bob@example.test\nMessage-ID: <big@example.test>\nSubject: big\n\n".to_vec();
+    let line = format!("{}\n", "y".repeat(99));
+    while m.len() < 100 * 1024 * 1024 {
+        m.extend_from_slice(line.as_bytes());
+    }
+    big.deliver(&m).unwrap();
+    common::give_to_nobody(&root);
+    let ca = common::peer("PEER_CA_FILE");
+    let md = c.maildir();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss=%M", "timeout", "120"])
+        .arg(common::bin("mfetch"))
+        .args([
+            "-v",
+            "--ca-file",
+            &ca,
+            "--password-command",
+            "echo password",
+            "--maildir",
+        ])
+        .arg(&md)
+        .args(["--folder", "Big", &url])
+        .env("HOME", c.home())
+        .env("XDG_STATE_HOME", c.home().join("state"))
+        .env_remove("MAILKIT_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}");
+    let kib: u64 = text
+        .rsplit("maxrss=")
+        .next()
+        .and_then(|k| k.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        kib < 40 * 1024,
+        "mfetch used {kib} KiB for a 100 MB message: {text}"
+    );
+    let got = by_message_id(&md.join(".Big"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got["<big@example.test>"][0] == m,
+        "the 100 MB message is not byte-exact"
+    );
 }
 
 /// A scripted IMAP server on port 0 that sends `greeting` and then answers each command line
