@@ -649,6 +649,7 @@ async fn fetch_folder(
     let resync = state.imap_other_uidvalidity(folder, v);
     let mut old = Vec::new();
     let mut new = Vec::new();
+    let mut found = Vec::new();
     for &uid in &uids {
         if state.has_imap(folder, v, uid) {
             old.push(uid);
@@ -659,22 +660,25 @@ async fn fetch_folder(
             &["imap", folder, &v.to_string(), &uid.to_string()],
         );
         if dest.already(folder, &tag).map_err(store_err)? {
-            // Delivered by a run killed before it could record it.
-            state
-                .record_imap(
-                    folder,
-                    v,
-                    uid,
-                    Record {
-                        size: 0,
-                        message_id: None,
-                    },
-                )
-                .map_err(store_err)?;
-            sum.found += 1;
+            // Delivered by a run killed before it could record it: recorded below, with its
+            // Message-ID and size for a later resynchronisation.
+            found.push(uid);
             old.push(uid);
         } else {
             new.push(uid);
+        }
+    }
+    if !found.is_empty() {
+        let ids = identities(s, &found).await?;
+        for uid in found {
+            let (size, message_id) = ids
+                .iter()
+                .find(|(u, _, _)| *u == uid)
+                .map_or((0, None), |(_, size, mid)| (*size, mid.clone()));
+            state
+                .record_imap(folder, v, uid, Record { size, message_id })
+                .map_err(store_err)?;
+            sum.found += 1;
         }
     }
     if resync && !new.is_empty() {

@@ -7,6 +7,7 @@
 pub mod aliases;
 pub mod config;
 pub mod dsn_build;
+pub mod imap_client;
 pub mod imap_command;
 pub mod mda_headers;
 pub mod mdig;
@@ -30,6 +31,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("aliases", aliases::run),
     ("config", config::run),
     ("dsn_build", dsn_build::run),
+    ("imap_client", imap_client::run),
     ("imap_command", imap_command::run),
     ("mda_headers", mda_headers::run),
     ("mdig", mdig::run),
