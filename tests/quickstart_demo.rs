@@ -920,3 +920,136 @@ set record=\"\"\nset folder={dir}\n",
         );
     }
 }
+
+/// The messages in `maildir`'s new/ (none while it does not exist), waiting until there are
+/// `n` (bounded by [`TIMEOUT`]; `n` 0 does not wait).
+fn wait_maildir(maildir: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got: Vec<String> = std::fs::read_dir(maildir.join("new"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How many header fields named `name` the message's header section has.
+fn fields(message: &str, name: &str) -> usize {
+    let head = message.split("\n\n").next().unwrap_or("");
+    head.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
+        .count()
+}
+
+/// Sieve redirect and vacation in mrelayd's own local delivery (issue 12): the demo user's
+/// script (`[mrelayd] sieve =`) redirects with and without :copy and answers with vacation;
+/// with no msend configuration anywhere, the redirected copies and the reply go through
+/// mrelayd's own queue and arrive in the other users' Maildirs, each with one Return-Path and
+/// its own Delivered-To on top, the reply from <>, and only once within its :days.
+#[test]
+fn sieve_redirect_and_vacation_go_through_mrelayds_own_queue() {
+    let (dir, demo) = quickstart_dir();
+    let mut passwd = std::fs::read_to_string(demo.join("passwd")).unwrap();
+    passwd.push_str("bob:{PLAIN}pw\ncarol:{PLAIN}pw\ndave:{PLAIN}pw\n");
+    std::fs::write(demo.join("passwd"), passwd).unwrap();
+    std::fs::write(
+        demo.join("demo.sieve"),
+        "require [\"copy\", \"vacation\"];\n\
+         if header :contains \"subject\" \"copy me\" { redirect :copy \"bob@example.test\"; }\n\
+         if header :contains \"subject\" \"move me\" { redirect \"carol@example.test\"; }\n\
+         vacation :days 1 :subject \"Away\" \"demo is away.\";\n",
+    )
+    .unwrap();
+    let script = format!("{}/%n.sieve", demo.display());
+    // A second served domain with a dot: sieve-rs drops a redirect to a domain without one
+    // (`localhost`) silently.
+    let d = Demo::serve(dir, demo.clone(), |t| {
+        t.replacen(
+            "trusted_networks = []\n",
+            &format!("trusted_networks = []\nsieve = \"{script}\"\n"),
+            1,
+        )
+        .replacen(
+            "domains = [\"localhost\"]",
+            "domains = [\"localhost\", \"example.test\"]",
+            1,
+        )
+    });
+    for subject in ["copy me", "move me"] {
+        let (ok, out) = common::swaks(&[
+            "--server",
+            &format!("127.0.0.1:{}", d.smtp),
+            "--from",
+            "dave@localhost",
+            "--to",
+            "demo@localhost",
+            "--header",
+            &format!("Subject: {subject}"),
+        ]);
+        assert!(ok, "{subject}: {out}\n{}", d.logs());
+    }
+    let mail = demo.join("mail");
+    let bob = wait_maildir(&mail.join("bob/Maildir"), 1);
+    let carol = wait_maildir(&mail.join("carol/Maildir"), 1);
+    let dave = wait_maildir(&mail.join("dave/Maildir"), 1);
+    let own = d.wait_mail(1);
+    let logs = d.logs();
+    assert_eq!(bob.len(), 1, "bob: {bob:?}\n{logs}");
+    assert_eq!(carol.len(), 1, "carol: {carol:?}\n{logs}");
+    assert_eq!(dave.len(), 1, "dave: {dave:?}\n{logs}");
+    // :copy kept the first, the plain redirect cancelled the keep of the second.
+    assert_eq!(own.len(), 1, "demo: {own:?}\n{logs}");
+    assert!(own[0].contains("Subject: copy me"), "{}", own[0]);
+    for (who, m, subject) in [("bob", &bob[0], "copy me"), ("carol", &carol[0], "move me")] {
+        assert!(m.contains(&format!("Subject: {subject}")), "{who}: {m}");
+        assert!(
+            m.starts_with(&format!(
+                "Return-Path: <dave@localhost>\nDelivered-To: {who}@example.test\n"
+            )),
+            "{who}: {m}"
+        );
+        assert_eq!(fields(m, "Return-Path"), 1, "{who}: {m}");
+        // Its own, and the demo delivery's below it (a copy coming back is a loop).
+        assert_eq!(fields(m, "Delivered-To"), 2, "{who}: {m}");
+        assert!(m.contains("\nDelivered-To: demo@localhost\n"), "{who}: {m}");
+        // Through the queue: our Sieve hop above the original SMTP hop.
+        assert!(m.contains("(mrelayd, Sieve)"), "{who}: {m}");
+        assert_eq!(fields(m, "Received"), 2, "{who}: {m}");
+    }
+    let reply = &dave[0];
+    assert!(
+        reply.starts_with("Return-Path: <>\nDelivered-To: dave@localhost\n"),
+        "{reply}"
+    );
+    assert!(reply.contains("Subject: Away"), "{reply}");
+    assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
+    assert!(reply.contains("demo is away."), "{reply}");
+    assert!(!logs.contains("msend"), "{logs}");
+    // Everything left the queue (the reply only once: a second one would be here or in dave's).
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let out = Command::new(common::bin("mrelayd"))
+            .arg("-c")
+            .arg(demo.join("mailkit.toml"))
+            .args(["queue", "list"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{out:?}");
+        if !text.contains('@') {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still queued: {text}\n{logs}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(wait_maildir(&mail.join("dave/Maildir"), 0).len(), 1);
+}

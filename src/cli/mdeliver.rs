@@ -47,7 +47,9 @@ SIEVE
   (file mailkit-sieve-memory), so the retry neither sends it again nor stores a copy twice
   (the same bytes delivered again within those 7 days are taken for such a retry). A
   permanent failure is a warning and the message is kept. mrelayd's own local delivery
-  (sieve =) submits through the default msend, with msend's configuration.
+  (sieve =) does not use a command: it puts redirects and vacation replies straight into
+  mrelayd's own queue (fsynced before they count as sent), so no msend configuration is
+  needed there.
 
   vacation (RFC 5230, with RFC 3834's rules) replies from <> through the same command, after
   the message is stored, to the envelope sender, and only when one of the user's addresses
@@ -187,11 +189,10 @@ impl super::Tool for Args {
             folder: self.folder,
             sieve: self.sieve.as_deref().map(mda::sieve::Script::load),
             links: crate::maildir::Links::allowing(self.allow_symlinked_maildir),
-            sendmail: self
-                .sendmail
-                .as_deref()
-                .map(mda::send::parse_command)
-                .unwrap_or_default(),
+            submit: self.sendmail.as_deref().map(|c| {
+                std::sync::Arc::new(mda::send::Sendmail(mda::send::parse_command(c)))
+                    as std::sync::Arc<dyn mda::send::Submit>
+            }),
         };
         let report = mda::deliver(&root, &raw, &env, &opts)?;
         let mut err = std::io::stderr().lock();

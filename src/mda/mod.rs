@@ -13,8 +13,8 @@
 //!
 //! # Sieve redirect and vacation: order and retries
 //! [`deliver`] carries out a script's actions in this order:
-//! 1. **redirects** ([`sieve::Action::Redirect`]), each submitted through [`Options::sendmail`]
-//!    ([`send`]) with the original envelope sender (RFC 5228 section 4.2 lets the
+//! 1. **redirects** ([`sieve::Action::Redirect`]), each submitted through [`Options::submit`]
+//!    ([`send::Submit`]: a sendmail command, or mrelayd's own queue) with the original envelope sender (RFC 5228 section 4.2 lets the
 //!    implementation choose; Pigeonhole's default, no SRS: a `<>` or unknown sender stays
 //!    `<>`), the message as it would be stored minus its `Return-Path:` line; its
 //!    `Delivered-To:` stays, so a copy that comes back is refused as a loop. Each one sent is
@@ -76,9 +76,10 @@ pub struct Options {
     /// Whether the Maildir's directories may be symlinks (`allow_symlinked_maildir`); refused
     /// by default. Message files are never followed.
     pub links: Links,
-    /// The sendmail-compatible command Sieve's redirect and vacation submit through (program
-    /// and arguments; see [`send`]); empty means [`send::default_command`].
-    pub sendmail: Vec<String>,
+    /// Where Sieve's redirect and vacation submit ([`send::Submit`]): a sendmail command
+    /// (mdeliver), mrelayd's own queue or the daemon behind a delivery child's socket (mrelayd's
+    /// local delivery); `None` is [`send::Sendmail::default`] (msend).
+    pub submit: Option<std::sync::Arc<dyn send::Submit>>,
 }
 
 /// How long a redirect already submitted is remembered, so a retried delivery does not send it
@@ -502,13 +503,11 @@ pub fn deliver(root: &Path, raw: &[u8], env: &Envelope, opts: &Options) -> anyho
     Ok(report)
 }
 
-/// The sendmail command of `opts`.
-fn sendmail(opts: &Options) -> Vec<String> {
-    if opts.sendmail.is_empty() {
-        send::default_command()
-    } else {
-        opts.sendmail.clone()
-    }
+/// The submission path of `opts` (the default sendmail command when none is set).
+fn submitter(opts: &Options) -> std::sync::Arc<dyn send::Submit> {
+    opts.submit
+        .clone()
+        .unwrap_or_else(|| std::sync::Arc::new(send::Sendmail::default()))
 }
 
 /// Removes the `Return-Path:` line at the top of `message` (the one line [`prepare`] wrote,
@@ -545,7 +544,7 @@ fn send_redirects(
         .context("locking the Sieve memory")?;
     let digest = memory::sha256_hex(message);
     let sender = env.sender.as_deref().map(strip_angles).unwrap_or_default();
-    let command = sendmail(opts);
+    let submit = submitter(opts);
     let mut all_sent = true;
     for (address, content) in redirects {
         let key = format!("redirect {digest} {}", normalize_addr(&address));
@@ -556,7 +555,7 @@ fn send_redirects(
             ));
             continue;
         }
-        match send::submit(&command, sender, &address, &content) {
+        match submit.submit(sender, &address, &content) {
             send::Sent::Ok => {
                 report.submitted.push(Submitted {
                     action: "redirect",
@@ -605,13 +604,13 @@ fn send_vacations(
             return;
         }
     };
-    let command = sendmail(opts);
+    let submit = submitter(opts);
     for (to, reply, key, expiry) in vacations {
         let now = crate::clock::now();
         if mem.contains(&key, now) {
             continue; // another delivery answered meanwhile
         }
-        match send::submit(&command, "", &to, &reply) {
+        match submit.submit("", &to, &reply) {
             send::Sent::Ok => {
                 report.submitted.push(Submitted {
                     action: "vacation",

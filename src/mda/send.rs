@@ -1,5 +1,11 @@
-//! Submitting the messages Sieve's redirect and vacation send, through a sendmail-compatible
-//! command (msend by default), run through [`crate::proc`].
+//! Submitting the messages Sieve's redirect and vacation send: the one [`Submit`] interface
+//! [`super::deliver`] uses, with its three ways to submit:
+//! - [`Sendmail`]: a sendmail-compatible command (msend by default, mdeliver's `--sendmail`),
+//!   run through [`crate::proc`];
+//! - [`ToQueue`]: straight into mrelayd's own queue ([`crate::queue`]), fsynced before it counts
+//!   as sent (mrelayd's local delivery inside the daemon);
+//! - the daemon over a delivery child's socket, for a system user's child that cannot write the
+//!   queue (`crate::relay::local`, which implements [`Submit`] for that channel).
 //!
 //! The command is the program and its arguments separated by white space (no shell, as
 //! Dovecot's `sendmail_path`); `-i -f SENDER -- RECIPIENT` is added, `-f '<>'` for the null
@@ -17,6 +23,104 @@ use crate::proc;
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 /// Most bytes of its output kept for the error message.
 const MAX_OUTPUT: usize = 4096;
+
+/// A way to submit one message Sieve sends (module doc); `sender` `""` is the null sender.
+pub trait Submit: std::fmt::Debug + Send + Sync {
+    /// Submits `message` (LF line ends, as stored) from `sender` to `recipient`; [`Sent::Ok`]
+    /// only once the message is the submission path's responsibility (durably queued).
+    fn submit(&self, sender: &str, recipient: &str, message: &[u8]) -> Sent;
+}
+
+/// Submission through a sendmail-compatible command (program and arguments; [`submit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sendmail(pub Vec<String>);
+
+impl Default for Sendmail {
+    fn default() -> Sendmail {
+        Sendmail(default_command())
+    }
+}
+
+impl Submit for Sendmail {
+    fn submit(&self, sender: &str, recipient: &str, message: &[u8]) -> Sent {
+        if let Some(refused) = bad_envelope(sender, recipient) {
+            return refused;
+        }
+        submit(&self.0, sender, recipient, message)
+    }
+}
+
+/// Submission into mrelayd's own queue: the message gets a `Received:` line of ours (RFC 5321
+/// section 4.4: a hop, counted by the hop limit), CRLF line ends, and is committed (fsynced,
+/// file and directory) before [`Sent::Ok`]; `announce` hears the new queue id (the queue
+/// runner's wake-up), so it is delivered at once.
+pub struct ToQueue {
+    /// The queue.
+    pub queue: crate::queue::Queue,
+    /// Our host name (`by` of the `Received:` line).
+    pub hostname: String,
+    /// Called with each queued id.
+    pub announce: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ToQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToQueue")
+            .field("queue", &self.queue.root())
+            .field("hostname", &self.hostname)
+            .finish()
+    }
+}
+
+/// The refusal of an envelope with a line break or NUL in an address (it could inject header
+/// lines or protocol fields), `None` when both are clean: every [`Submit`] checks this first.
+pub fn bad_envelope(sender: &str, recipient: &str) -> Option<Sent> {
+    [sender, recipient]
+        .iter()
+        .any(|a| a.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)))
+        .then(|| Sent::Permanent("address contains a line break or NUL".into()))
+}
+
+impl Submit for ToQueue {
+    fn submit(&self, sender: &str, recipient: &str, message: &[u8]) -> Sent {
+        if let Some(refused) = bad_envelope(sender, recipient) {
+            return refused;
+        }
+        if recipient.trim().is_empty() {
+            return Sent::Permanent("no recipient".into());
+        }
+        let now = crate::clock::now();
+        let envelope = crate::queue::Envelope {
+            sender: sender.to_string(),
+            recipients: vec![crate::queue::Recipient {
+                address: recipient.trim().to_string(),
+                notify: None,
+                orcpt: None,
+            }],
+            time: now,
+            smtputf8: !sender.is_ascii() || !recipient.is_ascii(),
+            ..Default::default()
+        };
+        let id = crate::queue::new_id();
+        let header = format!(
+            "Received: by {} (mrelayd, Sieve)\r\n\tid {id}\r\n\tfor <{}>;\r\n\t{}\r\n",
+            self.hostname,
+            recipient.trim(),
+            crate::clock::rfc5322_date(now)
+        );
+        let data = crate::rfc5322::to_crlf(message);
+        match self
+            .queue
+            .enqueue_with_id(&id, &envelope, header.as_bytes(), &data)
+        {
+            Ok(()) => {
+                (self.announce)(&id);
+                Sent::Ok
+            }
+            Err(e) => Sent::Temporary(format!("queueing the message failed: {e}")),
+        }
+    }
+}
 
 /// How a submission went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -282,7 +282,11 @@ fn sieve_unsupported_actions_keep() {
     let root = t.path().join("M");
     // a redirect whose submission fails for good (the command exits 69) is kept
     let mut opts = sieve_opts("redirect \"x@y.test\";");
-    opts.sendmail = vec!["sh".into(), "-c".into(), "exit 69".into()];
+    opts.submit = Some(std::sync::Arc::new(send::Sendmail(vec![
+        "sh".into(),
+        "-c".into(),
+        "exit 69".into(),
+    ])));
     let r = deliver(&root, MSG, &env(None, None), &opts).unwrap();
     assert_eq!(r.stored.len(), 1, "{r:?}");
     assert!(r.warnings[0].contains("exited 69"), "{r:?}");
@@ -470,7 +474,9 @@ fn sieve_redirect_submits_then_stores_and_a_retry_sends_nothing_twice() {
     let base = t.path().join("sent");
     let mut opts =
         sieve_opts("require \"copy\";\nredirect :copy \"a@x.test\";\nredirect :copy \"b@x.test\";");
-    opts.sendmail = recording_sendmail(&base);
+    opts.submit = Some(std::sync::Arc::new(send::Sendmail(recording_sendmail(
+        &base,
+    ))));
     let e = env(Some("boss@work.test"), Some("me@home.test"));
     // b@ fails temporarily: 75, nothing stored, a@ sent once
     let err = deliver(&root, MSG, &e, &opts).unwrap_err();
@@ -491,7 +497,9 @@ fn sieve_redirect_submits_then_stores_and_a_retry_sends_nothing_twice() {
     // without :copy the implicit keep is cancelled: sent, nothing stored
     let root2 = t.path().join("M2");
     let mut opts = sieve_opts("redirect \"c@x.test\";");
-    opts.sendmail = recording_sendmail(&base);
+    opts.submit = Some(std::sync::Arc::new(send::Sendmail(recording_sendmail(
+        &base,
+    ))));
     let r = deliver(&root2, MSG, &env(None, Some("me@home.test")), &opts).unwrap();
     assert!(r.stored.is_empty(), "{r:?}");
     assert_eq!(r.submitted.len(), 1);
@@ -508,7 +516,9 @@ fn sieve_redirect_loops_and_too_many_redirects_keep() {
     let msg = b"Delivered-To: old@home.test\nSubject: x\n\nb\n";
     for to in ["ME@home.test", "old@home.test"] {
         let mut opts = sieve_opts(&format!("redirect \"{to}\";"));
-        opts.sendmail = recording_sendmail(&base);
+        opts.submit = Some(std::sync::Arc::new(send::Sendmail(recording_sendmail(
+            &base,
+        ))));
         let r = deliver(&root, msg, &env(None, Some("me@home.test")), &opts).unwrap();
         assert_eq!(r.stored.len(), 1, "{r:?}");
         assert!(r.warnings[0].contains("mail loop"), "{r:?}");
@@ -519,7 +529,9 @@ fn sieve_redirect_loops_and_too_many_redirects_keep() {
         .map(|i| format!("redirect \"r{i}@x.test\";\n"))
         .collect();
     let mut opts = sieve_opts(&script);
-    opts.sendmail = recording_sendmail(&base);
+    opts.submit = Some(std::sync::Arc::new(send::Sendmail(recording_sendmail(
+        &base,
+    ))));
     let r = deliver(&root, msg, &env(None, Some("me@home.test")), &opts).unwrap();
     assert_eq!(r.submitted.len(), 4, "{r:?}");
     assert!(
@@ -536,7 +548,9 @@ fn sieve_vacation_replies_once_per_days_and_never_to_lists() {
     let base = t.path().join("sent");
     let mut opts =
         sieve_opts("require \"vacation\";\nvacation :days 3 :subject \"Away\" \"I am away.\";");
-    opts.sendmail = recording_sendmail(&base);
+    opts.submit = Some(std::sync::Arc::new(send::Sendmail(recording_sendmail(
+        &base,
+    ))));
     let msg = b"From: Boss <boss@work.test>\nTo: me@home.test\nSubject: Report\nMessage-ID: <r1@work.test>\n\nPlease.\n";
     let e = env(Some("boss@work.test"), Some("me@home.test"));
     let r = deliver(&root, msg, &e, &opts).unwrap();

@@ -110,6 +110,21 @@ impl Deliverer {
         })
     }
 
+    /// Where Sieve's redirect and vacation of local deliveries go: this queue, each new entry
+    /// announced to the runner like a bounce ([`crate::mda::send::ToQueue`]).
+    pub fn submitter(&self) -> Arc<dyn crate::mda::send::Submit> {
+        let wake = self.wake.clone();
+        Arc::new(crate::mda::send::ToQueue {
+            queue: self.queue.clone(),
+            hostname: self.hostname.clone(),
+            announce: Box::new(move |id| {
+                if let Some(tx) = wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let _ = tx.send(id.to_string());
+                }
+            }),
+        })
+    }
+
     /// Closes cached remote sessions (QUIT), at shutdown.
     pub fn close(&self) {
         let remote = self.remote.clone();
@@ -142,6 +157,7 @@ impl Deliverer {
         // NOTIFY=SUCCESS owed: `delivered` locally or `relayed` to a hop without DSN.
         let mut success: BTreeMap<usize, (DsnAction, Option<String>)> = BTreeMap::new();
         let looped = self.hop_loop(&message);
+        let submit = self.submitter();
 
         for (i, rcpt) in env.recipients.iter().enumerate() {
             if status.rcpts[i] != RcptState::Pending {
@@ -189,6 +205,7 @@ impl Deliverer {
                     &message,
                     self.pipe_timeout,
                     self.maildir_links,
+                    Some(&submit),
                 ) {
                     Ok(()) => {
                         relays.entry(i).or_default().push(name.clone());

@@ -25,15 +25,31 @@
 //! or another sysexits code (permanent). The spawner takes the Maildir from its own lookup of
 //! the user ([`crate::server::spawn::PasswdUsers`]), never from the daemon.
 //!
+//! # Sieve redirect and vacation
+//! A user's Sieve script (`[mrelayd] sieve =`) runs in [`crate::mda::deliver`], whose
+//! redirects and vacation replies go into mrelayd's own queue, never through msend: in the
+//! daemon through [`crate::mda::send::ToQueue`] (the caller's submitter, queued and fsynced
+//! before the redirect counts as sent), and from a system user's child, which cannot write
+//! the queue (it belongs to the mail user), as a request to the daemon over the child's
+//! stdout socket ([`ChildSubmit`]): one line `SUBMIT NUL size NUL sender NUL recipient LF`
+//! and `size` bytes of message, answered `OK`, `TEMP why` or `PERM why` (one line) only after
+//! the daemon queued it durably. The daemon checks each request ([`check_submission`]): the
+//! envelope sender is the delivery's own sender or `<>`, at most [`MAX_CHILD_SUBMISSIONS`]
+//! per delivery, each at most the delivered message's size plus [`SUBMISSION_SLACK`] bytes;
+//! so a child, whatever runs in it, can send no more than its script could.
+//!
 //! Queue entries are processed by [`super::deliver`]; remote targets go to [`super::remote`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use super::Target;
 use crate::exit;
+use crate::mda::send::{Sent, Submit};
 use crate::outbound::Failure;
 use crate::proc::Status;
 
@@ -72,12 +88,14 @@ pub fn deliver_target(
     pipe_timeout: Duration,
 ) -> Result<(), Failure> {
     let links = crate::maildir::Links::Refuse;
-    deliver_target_with(target, sender, rcpt, message, pipe_timeout, links)
+    deliver_target_with(target, sender, rcpt, message, pipe_timeout, links, None)
 }
 
 /// Delivers one copy, with `links` the symlink policy for Maildirs (`[mrelayd]
 /// allow_symlinked_maildir`): a Maildir that is a symlink or has symlinked `tmp/`, `new/`,
 /// `cur/` is refused by default, a temporary failure naming the path ([`crate::mda`]).
+/// `submit` is where Sieve's redirect and vacation go (module doc; the daemon passes its
+/// queue); `None` is mdeliver's default, msend.
 pub fn deliver_target_with(
     target: &Target,
     sender: &str,
@@ -85,6 +103,7 @@ pub fn deliver_target_with(
     message: &[u8],
     pipe_timeout: Duration,
     links: crate::maildir::Links,
+    submit: Option<&Arc<dyn Submit>>,
 ) -> Result<(), Failure> {
     let env = crate::mda::Envelope {
         sender: Some(sender.to_string()),
@@ -94,10 +113,10 @@ pub fn deliver_target_with(
         Target::Maildir {
             user: Some(user), ..
         } if crate::server::spawn::for_user(user).is_some() => {
-            deliver_as_user(user, sender, rcpt, message, pipe_timeout)
+            deliver_as_user(user, sender, rcpt, message, pipe_timeout, submit)
         }
         Target::Maildir { path, sieve, .. } => {
-            maildir(path, sieve.as_deref(), message, &env, links)
+            maildir(path, sieve.as_deref(), message, &env, links, submit)
         }
         Target::Pipe { command, ext, user } => pipe(
             command,
@@ -125,6 +144,7 @@ fn maildir(
     message: &[u8],
     env: &crate::mda::Envelope,
     links: crate::maildir::Links,
+    submit: Option<&Arc<dyn Submit>>,
 ) -> Result<(), Failure> {
     let script = sieve
         .filter(|p| std::fs::symlink_metadata(p).is_ok())
@@ -132,6 +152,7 @@ fn maildir(
     let opts = crate::mda::Options {
         links,
         sieve: script,
+        submit: submit.cloned(),
         ..crate::mda::Options::default()
     };
     match crate::mda::deliver(path, message, env, &opts) {
@@ -234,12 +255,14 @@ pub const DELIVER_CHILD: &str = "deliver";
 
 /// Delivers `message` for system user `user` through a child running as that user (module
 /// doc). The child's exit maps back as a pipe's does: 0 delivered, 75 retry, other permanent.
+/// Its Sieve submissions are checked and handed to `submit` ([`serve_child`]).
 fn deliver_as_user(
     user: &str,
     sender: &str,
     rcpt: &str,
     message: &[u8],
     timeout: Duration,
+    submit: Option<&Arc<dyn Submit>>,
 ) -> Result<(), Failure> {
     let Some(spawner) = crate::server::spawn::for_user(user) else {
         return Err(Failure::temp(format!("no spawner for system user {user}")));
@@ -247,9 +270,10 @@ fn deliver_as_user(
     let what = format!("delivery as {user}");
     let io = |e: io::Error| Failure::temp(format!("{what}: {e}"));
     let (mut to_child, child_in) = std::os::unix::net::UnixStream::pair().map_err(io)?;
-    let (mut from_child, child_out) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+    let (from_child, child_out) = std::os::unix::net::UnixStream::pair().map_err(io)?;
     // The child gets the whole time a pipe command would; a stuck one is a retry.
     from_child.set_read_timeout(Some(timeout)).map_err(io)?;
+    from_child.set_write_timeout(Some(timeout)).map_err(io)?;
     to_child.set_write_timeout(Some(timeout)).map_err(io)?;
     let pending = spawner
         .spawn(
@@ -265,14 +289,15 @@ fn deliver_as_user(
         // A child that stops reading has failed and says so in its status.
         let _ = to_child.write_all(&data);
     });
-    let mut output = Vec::new();
-    let _ = (&mut from_child)
-        .take(MAX_PIPE_OUTPUT)
-        .read_to_end(&mut output);
+    let limits = Submissions {
+        sender,
+        max_size: (message.len() as u64).saturating_add(SUBMISSION_SLACK),
+        count: 0,
+    };
+    let output = serve_child(&from_child, limits, submit, user);
     drop(from_child);
     let _ = writer.join();
     let code = pending.wait().map_err(io)?;
-    let output = String::from_utf8_lossy(&output);
     let output = output.split_whitespace().collect::<Vec<_>>().join(" ");
     match code {
         0 => Ok(()),
@@ -282,6 +307,181 @@ fn deliver_as_user(
             format!("{what}: exit {c} {output}"),
             pipe_status(c),
         )),
+    }
+}
+
+/// Most messages a system user's delivery child may submit for one delivery (redirects and
+/// vacation replies; the script itself is held to fewer, [`crate::mda::sieve::MAX_REDIRECTS`]).
+pub const MAX_CHILD_SUBMISSIONS: usize = 32;
+/// How much bigger than the delivered message a child's submission may be (a vacation reply
+/// quoting it, an editheader'd redirect).
+pub const SUBMISSION_SLACK: u64 = 1024 * 1024;
+/// First field of a child's submission request line (module doc).
+const SUBMIT_TAG: &[u8] = b"SUBMIT\0";
+
+/// What one delivery child may still submit ([`check_submission`]).
+struct Submissions<'a> {
+    /// The delivery's envelope sender (the only one allowed besides `<>`).
+    sender: &'a str,
+    /// Largest submission.
+    max_size: u64,
+    /// Submissions so far.
+    count: usize,
+}
+
+/// Whether a child may submit `size` bytes from `sender` (module doc); counts it when it may.
+fn check_submission(limits: &mut Submissions, sender: &str, size: u64) -> Result<(), String> {
+    if !sender.is_empty() && sender != limits.sender {
+        return Err(format!(
+            "sender <{sender}> is neither the delivery's sender <{}> nor <>",
+            limits.sender
+        ));
+    }
+    if size > limits.max_size {
+        return Err(format!(
+            "{size} bytes, more than the {} allowed",
+            limits.max_size
+        ));
+    }
+    if limits.count >= MAX_CHILD_SUBMISSIONS {
+        return Err(format!(
+            "more than {MAX_CHILD_SUBMISSIONS} messages for one delivery"
+        ));
+    }
+    limits.count += 1;
+    Ok(())
+}
+
+/// Reads the child's output until it closes it: submission requests are checked, handed to
+/// `submit` and answered; every other line is what the child reports (returned, at most
+/// [`MAX_PIPE_OUTPUT`] bytes kept). A read error or timeout ends it (the child's exit code
+/// then says what happened).
+fn serve_child(
+    chan: &std::os::unix::net::UnixStream,
+    mut limits: Submissions,
+    submit: Option<&Arc<dyn Submit>>,
+    user: &str,
+) -> String {
+    let mut reader = io::BufReader::new(chan);
+    let mut output = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        match (&mut reader)
+            .take(MAX_PIPE_OUTPUT + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let Some(request) = line.strip_prefix(SUBMIT_TAG) else {
+            let room = (MAX_PIPE_OUTPUT as usize).saturating_sub(output.len());
+            output.extend(line.into_iter().take(room));
+            continue;
+        };
+        let request = String::from_utf8_lossy(request.strip_suffix(b"\n").unwrap_or(request));
+        let fields: Vec<&str> = request.split('\0').collect();
+        let [size, sender, rcpt] = fields.as_slice() else {
+            break; // not our protocol: stop listening, the child's status decides
+        };
+        let Ok(size) = size.parse::<u64>() else {
+            break;
+        };
+        let (sender, rcpt) = (sender.to_string(), rcpt.to_string());
+        let checked = check_submission(&mut limits, &sender, size);
+        let answer = match checked {
+            Err(why) => {
+                crate::log::line(format_args!(
+                    "delivery as {user}: submission to <{rcpt}> refused: {why}"
+                ));
+                // Its bytes are skipped, not kept, to stay in step with the child.
+                let skipped = io::copy(&mut (&mut reader).take(size), &mut io::sink());
+                if skipped.ok() != Some(size) {
+                    break;
+                }
+                Sent::Permanent(why)
+            }
+            Ok(()) => {
+                let mut data = Vec::new();
+                let read = (&mut reader).take(size).read_to_end(&mut data);
+                if read.is_err() || data.len() as u64 != size {
+                    break;
+                }
+                match submit {
+                    None => Sent::Permanent("no submission path in this process".into()),
+                    Some(s) => s.submit(&sender, &rcpt, &data),
+                }
+            }
+        };
+        let line = match answer {
+            Sent::Ok => "OK".to_string(),
+            Sent::Temporary(why) => format!("TEMP {why}"),
+            Sent::Permanent(why) => format!("PERM {why}"),
+        };
+        if chan_write(chan, &line).is_err() {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+/// Writes one answer line to a child (line breaks in it become spaces).
+fn chan_write(mut chan: &std::os::unix::net::UnixStream, line: &str) -> io::Result<()> {
+    let line: String = line
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    chan.write_all(format!("{line}\n").as_bytes())
+}
+
+/// The child's side of the submission channel (module doc): requests go to the daemon over
+/// the child's stdout socket and each waits for its answer.
+#[derive(Debug)]
+pub struct ChildSubmit {
+    chan: std::sync::Mutex<std::os::unix::net::UnixStream>,
+}
+
+impl ChildSubmit {
+    /// The channel on this process's stdout (the socket the daemon gave the child).
+    pub fn on_stdout() -> io::Result<ChildSubmit> {
+        use std::os::fd::AsFd as _;
+        let fd = io::stdout().as_fd().try_clone_to_owned()?;
+        Ok(ChildSubmit {
+            chan: std::sync::Mutex::new(std::os::unix::net::UnixStream::from(fd)),
+        })
+    }
+}
+
+impl Submit for ChildSubmit {
+    fn submit(&self, sender: &str, recipient: &str, message: &[u8]) -> Sent {
+        if let Some(refused) = crate::mda::send::bad_envelope(sender, recipient) {
+            return refused;
+        }
+        let _ = io::stdout().flush();
+        let chan = self.chan.lock().unwrap_or_else(|e| e.into_inner());
+        let mut request = SUBMIT_TAG.to_vec();
+        request.extend_from_slice(format!("{}\0{sender}\0{recipient}\n", message.len()).as_bytes());
+        request.extend_from_slice(message);
+        if let Err(e) = (&*chan).write_all(&request) {
+            return Sent::Temporary(format!("asking the daemon to queue it: {e}"));
+        }
+        let mut answer = Vec::new();
+        match io::BufReader::new(&*chan)
+            .take(MAX_PIPE_OUTPUT)
+            .read_until(b'\n', &mut answer)
+        {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return Sent::Temporary("the daemon closed the channel".into()),
+            Err(e) => return Sent::Temporary(format!("waiting for the daemon: {e}")),
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        let answer = answer.trim_end();
+        if answer == "OK" {
+            Sent::Ok
+        } else if let Some(why) = answer.strip_prefix("TEMP ") {
+            Sent::Temporary(why.to_string())
+        } else {
+            Sent::Permanent(answer.strip_prefix("PERM ").unwrap_or(answer).to_string())
+        }
     }
 }
 
@@ -317,7 +517,25 @@ pub fn child_deliver(args: &[String], max_size: u64, links: crate::maildir::Link
         user: None,
         sieve: Some(sieve.into()).filter(|s: &std::path::PathBuf| !s.as_os_str().is_empty()),
     };
-    match deliver_target_with(&target, sender, rcpt, &message, Duration::ZERO, links) {
+    // Sieve's redirect and vacation go to the daemon (module doc); without the channel they
+    // fail, and the delivery says why.
+    let submit: Option<Arc<dyn Submit>> = match ChildSubmit::on_stdout() {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            report(&format!("no channel to the daemon: {e}"));
+            return exit::TEMPFAIL;
+        }
+    };
+    let result = deliver_target_with(
+        &target,
+        sender,
+        rcpt,
+        &message,
+        Duration::ZERO,
+        links,
+        submit.as_ref(),
+    );
+    match result {
         Ok(()) => exit::OK,
         Err(f) => {
             report(&f.message);
