@@ -779,3 +779,107 @@ Subject: who\r\n\r\nhi\r\n.\r\nQUIT\r\n",
     };
     assert_eq!(uid.trim(), common::NOBODY.to_string());
 }
+
+/// The messages in `dir` (a Maildir's new/), waiting until there are `n` (bounded).
+fn wait_files(dir: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sieve redirect and vacation of a system user (issue 12): its delivery child, running as
+/// the user, cannot write mrelayd's queue; it asks the daemon over its socket, which queues
+/// the redirected copy and the reply (no msend involved) and answers only then. The copy
+/// reaches the redirect target's Maildir with one Return-Path, the reply comes from <>.
+#[test]
+fn a_system_users_sieve_redirect_and_vacation_go_through_the_daemons_queue() {
+    use std::os::unix::fs::MetadataExt as _;
+    assert_root();
+    let uid = 1503;
+    let _user = common::SystemUser::add("mkpriv1503", uid);
+    let dir = common::scratch();
+    let d = dir.path();
+    std::fs::write(
+        d.join("passwd"),
+        format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}pw::::::\nbob:{{PLAIN}}pw::::::\n"),
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("sieve")).unwrap();
+    std::fs::write(
+        d.join("sieve/sys.sieve"),
+        "require [\"copy\", \"vacation\"];\nredirect :copy \"bob@example.test\";\n\
+         vacation :days 1 :subject \"Away\" \"sys is away.\";\n",
+    )
+    .unwrap();
+    let config = d.join("mailkit.toml");
+    std::fs::write(
+        &config,
+        common::with_run_as(&format!(
+            "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
+[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
+[mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\nsieve = \"{d}/sieve/%n.sieve\"\n\
+listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
+[mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
+            d = d.display()
+        )),
+    )
+    .unwrap();
+    std::fs::write(d.join("aliases"), "postmaster: alice\n").unwrap();
+    let md = d.join("mail/sys");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    common::give_to_nobody(d);
+    let log = d.join("mrelayd.log");
+    let (_daemon, listening) = common::start_mrelayd(&config, &log, &["smtp"]);
+    give_to_user(&md, uid);
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", listening.port("smtp"))).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    use std::io::{Read as _, Write as _};
+    s.write_all(b"EHLO t\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<sys@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nTo: sys@example.test\r\nSubject: sys\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("\r\n250 2.0.0"), "{reply}");
+    let own = wait_files(&md.join("new"), 1);
+    let bob = wait_files(&d.join("mail/bob/new"), 1);
+    let alice = wait_files(&d.join("mail/alice/new"), 1);
+    assert_eq!(own.len(), 1, "{}", text());
+    let file = std::fs::read_dir(md.join("new"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    assert_eq!(file.metadata().unwrap().uid(), uid);
+    assert_eq!(bob.len(), 1, "redirect not delivered: {}", text());
+    let m = &bob[0];
+    assert!(
+        m.starts_with("Return-Path: <alice@example.test>\nDelivered-To: bob@example.test\n"),
+        "{m}"
+    );
+    assert_eq!(m.matches("Return-Path:").count(), 1, "{m}");
+    assert!(m.contains("\nDelivered-To: sys@example.test\n"), "{m}");
+    assert!(m.contains("(mrelayd, Sieve)"), "{m}");
+    assert_eq!(alice.len(), 1, "vacation not delivered: {}", text());
+    let r = &alice[0];
+    assert!(
+        r.starts_with("Return-Path: <>\nDelivered-To: alice@example.test\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains("Subject: Away") && r.contains("sys is away."),
+        "{r}"
+    );
+    assert!(!text().contains("msend"), "{}", text());
+}
