@@ -309,15 +309,18 @@ fn a_relative_config_path_reaches_the_spawner() {
     delivers_to_a_system_user("mkpriv1502", 1502, true);
 }
 
-fn delivers_to_a_system_user(name: &'static str, uid: u32, relative: bool) {
-    use std::os::unix::fs::MetadataExt as _;
-    assert_root();
-    let _user = common::SystemUser::add(name, uid);
-    let dir = common::scratch();
-    let d = dir.path();
+/// Writes the system-user setup under `d`: passwd-file with `sys` (`uid`, group 100) and the
+/// virtual `alice` (postmaster) plus `passwd_extra`, the config with `relay_extra` in its
+/// `[mrelayd]` section, sys's Maildir; all handed to nobody. Returns the config and the Maildir.
+fn system_user_setup(
+    d: &Path,
+    uid: u32,
+    passwd_extra: &str,
+    relay_extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(
         d.join("passwd"),
-        format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}pw::::::\n"),
+        format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}pw::::::\n{passwd_extra}"),
     )
     .unwrap();
     let config = d.join("mailkit.toml");
@@ -326,7 +329,7 @@ fn delivers_to_a_system_user(name: &'static str, uid: u32, relative: bool) {
         common::with_run_as(&format!(
             "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
 [users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
-[mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\n\
+[mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\n{relay_extra}\
 listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             d = d.display()
@@ -339,6 +342,16 @@ listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
         std::fs::create_dir_all(md.join(sub)).unwrap();
     }
     common::give_to_nobody(d);
+    (config, md)
+}
+
+fn delivers_to_a_system_user(name: &'static str, uid: u32, relative: bool) {
+    use std::os::unix::fs::MetadataExt as _;
+    assert_root();
+    let _user = common::SystemUser::add(name, uid);
+    let dir = common::scratch();
+    let d = dir.path();
+    let (config, md) = system_user_setup(d, uid, "", "");
     give_to_user(&md, uid);
     let log = d.join("mrelayd.log");
     let (mut daemon, listening) = if relative {
@@ -780,23 +793,6 @@ Subject: who\r\n\r\nhi\r\n.\r\nQUIT\r\n",
     assert_eq!(uid.trim(), common::NOBODY.to_string());
 }
 
-/// The messages in `dir` (a Maildir's new/), waiting until there are `n` (bounded).
-fn wait_files(dir: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let got: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect();
-        if got.len() >= n || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Sieve redirect and vacation of a system user (issue 12): its delivery child, running as
 /// the user, cannot write mrelayd's queue; it asks the daemon over its socket, which queues
 /// the redirected copy and the reply (no msend involved) and answers only then. The copy
@@ -809,11 +805,6 @@ fn a_system_users_sieve_redirect_and_vacation_go_through_the_daemons_queue() {
     let _user = common::SystemUser::add("mkpriv1503", uid);
     let dir = common::scratch();
     let d = dir.path();
-    std::fs::write(
-        d.join("passwd"),
-        format!("sys:{{PLAIN}}pw:{uid}:100::::\nalice:{{PLAIN}}pw::::::\nbob:{{PLAIN}}pw::::::\n"),
-    )
-    .unwrap();
     std::fs::create_dir(d.join("sieve")).unwrap();
     std::fs::write(
         d.join("sieve/sys.sieve"),
@@ -821,25 +812,8 @@ fn a_system_users_sieve_redirect_and_vacation_go_through_the_daemons_queue() {
          vacation :days 1 :subject \"Away\" \"sys is away.\";\n",
     )
     .unwrap();
-    let config = d.join("mailkit.toml");
-    std::fs::write(
-        &config,
-        common::with_run_as(&format!(
-            "hostname = \"mx.example.test\"\nstate_dir = \"{d}/state\"\n\
-[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\ndomains = [\"example.test\"]\n\
-[mrelayd]\ntrusted_networks = []\naliases = \"{d}/aliases\"\nsieve = \"{d}/sieve/%n.sieve\"\n\
-listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
-[mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
-            d = d.display()
-        )),
-    )
-    .unwrap();
-    std::fs::write(d.join("aliases"), "postmaster: alice\n").unwrap();
-    let md = d.join("mail/sys");
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(md.join(sub)).unwrap();
-    }
-    common::give_to_nobody(d);
+    let sieve = format!("sieve = \"{}/sieve/%n.sieve\"\n", d.display());
+    let (config, md) = system_user_setup(d, uid, "bob:{PLAIN}pw::::::\n", &sieve);
     let log = d.join("mrelayd.log");
     let (_daemon, listening) = common::start_mrelayd(&config, &log, &["smtp"]);
     give_to_user(&md, uid);
@@ -852,9 +826,9 @@ listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     assert!(reply.contains("\r\n250 2.0.0"), "{reply}");
-    let own = wait_files(&md.join("new"), 1);
-    let bob = wait_files(&d.join("mail/bob/new"), 1);
-    let alice = wait_files(&d.join("mail/alice/new"), 1);
+    let own = common::wait_maildir(&md, 1);
+    let bob = common::wait_maildir(&d.join("mail/bob"), 1);
+    let alice = common::wait_maildir(&d.join("mail/alice"), 1);
     assert_eq!(own.len(), 1, "{}", text());
     let file = std::fs::read_dir(md.join("new"))
         .unwrap()

@@ -921,24 +921,6 @@ set record=\"\"\nset folder={dir}\n",
     }
 }
 
-/// The messages in `maildir`'s new/ (none while it does not exist), waiting until there are
-/// `n` (bounded by [`TIMEOUT`]; `n` 0 does not wait).
-fn wait_maildir(maildir: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let got: Vec<String> = std::fs::read_dir(maildir.join("new"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect();
-        if got.len() >= n || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// How many header fields named `name` the message's header section has.
 fn fields(message: &str, name: &str) -> usize {
     let head = message.split("\n\n").next().unwrap_or("");
@@ -998,9 +980,9 @@ fn sieve_redirect_and_vacation_go_through_mrelayds_own_queue() {
         assert!(ok, "{subject}: {out}\n{}", d.logs());
     }
     let mail = demo.join("mail");
-    let bob = wait_maildir(&mail.join("bob/Maildir"), 1);
-    let carol = wait_maildir(&mail.join("carol/Maildir"), 1);
-    let dave = wait_maildir(&mail.join("dave/Maildir"), 1);
+    let bob = common::wait_maildir(&mail.join("bob/Maildir"), 1);
+    let carol = common::wait_maildir(&mail.join("carol/Maildir"), 1);
+    let dave = common::wait_maildir(&mail.join("dave/Maildir"), 1);
     let own = d.wait_mail(1);
     let logs = d.logs();
     assert_eq!(bob.len(), 1, "bob: {bob:?}\n{logs}");
@@ -1051,5 +1033,5 @@ fn sieve_redirect_and_vacation_go_through_mrelayds_own_queue() {
         assert!(Instant::now() < deadline, "still queued: {text}\n{logs}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(wait_maildir(&mail.join("dave/Maildir"), 0).len(), 1);
+    assert_eq!(common::wait_maildir(&mail.join("dave/Maildir"), 0).len(), 1);
 }

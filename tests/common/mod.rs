@@ -654,3 +654,21 @@ pub fn maildir_count(md: &Path) -> usize {
         })
         .sum()
 }
+
+/// The messages in `maildir` (its new/ and cur/; none while they do not exist), waiting until
+/// there are `n`, at most 30 s (`n` 0 does not wait).
+pub fn wait_maildir(maildir: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> = ["new", "cur"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).into_iter().flatten())
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
