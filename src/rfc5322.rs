@@ -1,6 +1,7 @@
 //! The one home for RFC 5322 message byte handling: where the header section ends, LF → CRLF,
-//! SMTP dot-stuffing, and qualifying bare addresses in address header fields
-//! ([`qualify_header`], [`HeaderQualifier`]).
+//! SMTP dot-stuffing, qualifying bare addresses in address header fields
+//! ([`qualify_header`], [`HeaderQualifier`]), and the one RFC 2047 encoder for header text we
+//! write ([`encode_words`]: msend's display names, Sieve vacation's Subject, From, Reply-To).
 //!
 //! The rules (one set, used by every caller):
 //! - **Lines** end at LF; a CR directly before that LF belongs to the line end (RFC 5322 §2.1:
@@ -392,6 +393,121 @@ impl HeaderQualifier {
     }
 }
 
+/// Where [`encode_words`] text goes (RFC 2047 section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordContext {
+    /// An unstructured field body (`Subject:`, RFC 2047 section 5 (1)): plain ASCII text stays
+    /// as it is.
+    Unstructured,
+    /// A phrase (a display name, RFC 2047 section 5 (3)): all-atom text stays plain, other
+    /// ASCII text becomes a quoted string, and a word that is not an atom is encoded when
+    /// the text needs encoded words anyway.
+    Phrase,
+}
+
+/// Longest encoded-word (RFC 2047 section 2).
+pub const MAX_ENCODED_WORD: usize = 75;
+/// Where [`encode_words`] folds: the line length RFC 2047 section 2 limits a line with an
+/// encoded-word to (76, without the CRLF).
+pub const MAX_ENCODED_LINE: usize = 76;
+
+/// `text` as a header field body, RFC 2047 encoded only where needed: words with non-ASCII
+/// characters (or that look like an encoded-word, `=?`; in a phrase, words that are not atoms)
+/// become `=?UTF-8?B?...?=` encoded-words of at most [`MAX_ENCODED_WORD`] characters, split on
+/// character boundaries; neighbouring such words share one run, the spaces between them
+/// inside it (white space between encoded-words is dropped when decoding, section 6.2).
+/// When encoding was needed the result is folded (CRLF and a space) before a word that would
+/// take the line past [`MAX_ENCODED_LINE`]; `used` is how much of the first line the field
+/// name has taken (`"Subject: "` is 9). Line breaks in `text` become spaces.
+pub fn encode_words(text: &str, context: WordContext, used: usize) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    let atom = |w: &str| {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+    };
+    let needs_encoding = |w: &str| !w.is_ascii() || w.contains("=?");
+    if !needs_encoding(&text) {
+        return match context {
+            WordContext::Unstructured => text,
+            WordContext::Phrase if text.split(' ').all(atom) => text,
+            WordContext::Phrase => {
+                let escaped: String = text
+                    .chars()
+                    .flat_map(|c| match c {
+                        '"' | '\\' => vec!['\\', c],
+                        _ => vec![c],
+                    })
+                    .collect();
+                format!("\"{escaped}\"")
+            }
+        };
+    }
+    let encode = |w: &str| match context {
+        WordContext::Unstructured => needs_encoding(w),
+        WordContext::Phrase => needs_encoding(w) || !atom(w),
+    };
+    // Tokens as they go on the lines: plain words and encoded-words.
+    let mut tokens: Vec<String> = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        if encode(w) {
+            run.push(w);
+        }
+        let last = i + 1 == words.len();
+        if (!encode(w) || last) && !run.is_empty() {
+            tokens.extend(encoded_words(&run.join(" ")));
+            run.clear();
+        }
+        if !encode(w) {
+            tokens.push((*w).to_string());
+        }
+    }
+    let mut out = String::new();
+    let mut line = used;
+    for (i, t) in tokens.iter().enumerate() {
+        if i > 0 && line + 1 + t.len() > MAX_ENCODED_LINE {
+            out.push_str("\r\n ");
+            line = 1;
+        } else if i > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(t);
+        line += t.len();
+    }
+    out
+}
+
+/// `text` as `=?UTF-8?B?...?=` words of at most [`MAX_ENCODED_WORD`] characters, each holding
+/// whole characters (RFC 2047 section 5: a multi-octet character is never split).
+fn encoded_words(text: &str) -> Vec<String> {
+    use base64::Engine as _;
+    const PREFIX: &str = "=?UTF-8?B?";
+    // 4 base64 characters per 3 bytes in what is left after "=?UTF-8?B?" and "?=".
+    const MAX_BYTES: usize = (MAX_ENCODED_WORD - PREFIX.len() - 2) / 4 * 3;
+    let mut out = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > MAX_BYTES {
+            out.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out.iter()
+        .map(|c| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_bytes());
+            format!("{PREFIX}{b64}?=")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,5 +629,30 @@ mod tests {
             b"a\r\n..b\r\n.\r\n",
             "after a lone CR"
         );
+    }
+
+    #[test]
+    fn encoded_words_only_where_needed_short_and_folded() {
+        use super::{encode_words, WordContext::*};
+        assert_eq!(
+            encode_words("plain (text)", Unstructured, 9),
+            "plain (text)"
+        );
+        assert_eq!(encode_words("Joe", Phrase, 6), "Joe");
+        assert_eq!(encode_words("Doe, J.", Phrase, 6), "\"Doe, J.\"");
+        let e = encode_words("Auto: Grüße aus Köln", Unstructured, 9);
+        assert!(e.starts_with("Auto: =?UTF-8?B?"), "{e}");
+        let long = "Jörg ".repeat(40);
+        let e = encode_words(&long, Unstructured, 9);
+        for (i, line) in e.split("\r\n").enumerate() {
+            assert!(line.len() <= super::MAX_ENCODED_LINE, "{line}");
+            assert_eq!(line.starts_with(' '), i > 0, "{e}");
+            for w in line.split_whitespace() {
+                assert!(w.len() <= super::MAX_ENCODED_WORD, "{w}");
+            }
+        }
+        assert!(e.contains("\r\n "), "{e}");
+        // A word that looks encoded is encoded, so it decodes to itself.
+        assert!(encode_words("=?x?=", Unstructured, 0).starts_with("=?UTF-8?B?"));
     }
 }

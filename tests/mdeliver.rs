@@ -776,13 +776,7 @@ fn sieve_vacation_replies_from_null_sender_once_within_days_and_not_to_lists() {
     );
     let port = common::peer("PEER_CAPTURE_PORT");
     let deliver = |sender: &str, msg: String| {
-        let o = run(
-            mdeliver_sieve(t.path(), &script, &port)
-                .args(["-f", sender, "-d", "bob@example.test"])
-                .arg(&md),
-            msg.as_bytes(),
-        );
-        assert_eq!(o.code, 0, "{}", o.stderr);
+        deliver_to_bob(t.path(), &md, &script, &port, sender, msg.as_bytes());
     };
     deliver(
         "alice@example.test",
@@ -816,4 +810,90 @@ fn sieve_vacation_replies_from_null_sender_once_within_days_and_not_to_lists() {
     let memory = std::fs::read_to_string(md.join("mailkit-sieve-memory")).unwrap();
     assert_eq!(memory.lines().count(), 1, "{memory}");
     assert!(!memory.contains("alice"), "{memory}");
+}
+
+/// mdeliver with `script` delivers `msg` from `sender` to bob@example.test into `md`
+/// (redirect and vacation submitted to `port`), successfully.
+fn deliver_to_bob(dir: &Path, md: &Path, script: &str, port: &str, sender: &str, msg: &[u8]) {
+    let o = run(
+        mdeliver_sieve(dir, script, port)
+            .args(["-f", sender, "-d", "bob@example.test"])
+            .arg(md),
+        msg,
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
+
+/// The reply's Subject, From display name and From address as python3's email module
+/// (policy=default, the RFC 2047 decoder people's mail programs have) reads them.
+fn python_reads(message: &[u8]) -> (String, String, String) {
+    use std::io::Write as _;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, email, email.policy\n\
+             m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)\n\
+             a = m['from'].addresses[0]\n\
+             print(json.dumps([str(m['subject']), a.display_name, a.addr_spec]))\n",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    (v[0].clone(), v[1].clone(), v[2].clone())
+}
+
+/// vacation's :subject and :from with non-ASCII text, and the default "Auto: " subject of a
+/// message whose own subject was RFC 2047 encoded, go out RFC 2047 encoded (an all-ASCII
+/// header section, folded, no line over 76 characters) and decode to the original text.
+#[test]
+fn sieve_vacation_subject_and_from_are_rfc2047_encoded() {
+    let t = common::scratch();
+    let md = t.path().join("Maildir");
+    let port = common::peer("PEER_CAPTURE_PORT");
+    let subject = "Abwesend: Jörg ist im Urlaub, zurück am Montag, dem fünfzehnten — ganz sicher ✓";
+    let name = "Jörg Müller (IT), Köln";
+    let tok1 = common::token();
+    let tok2 = common::token();
+    let cases = [
+        (
+            format!(
+                "require \"vacation\";\nvacation :subject \"{subject}\" :from \"\\\"{name}\\\" <bob@example.test>\" \"away {tok1}\";\n"
+            ),
+            "alice@example.test",
+            "Subject: Lunch?".to_string(),
+            &tok1,
+            subject.to_string(),
+            name,
+        ),
+        (
+            format!("require \"vacation\";\nvacation \"away {tok2}\";\n"),
+            "carol@example.test",
+            "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= aus =?UTF-8?B?S8O2bG4=?=".to_string(),
+            &tok2,
+            "Auto: Grüße aus Köln".to_string(),
+            "",
+        ),
+    ];
+    for (script, sender, subject_line, tok, want_subject, want_name) in cases {
+        let msg = format!(
+            "From: {sender}\nTo: bob@example.test\n{subject_line}\nMessage-ID: <{tok}@example.test>\n\nhi\n"
+        );
+        deliver_to_bob(t.path(), &md, &script, &port, sender, msg.as_bytes());
+        let (bytes, _) = common::captured(&common::capture_dir(), tok).expect("reply captured");
+        let text = String::from_utf8_lossy(&bytes);
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        assert!(head.is_ascii(), "raw non-ASCII in the header: {head}");
+        for line in head.split("\r\n") {
+            assert!(line.len() <= 76, "{line:?} in {head}");
+        }
+        let (got_subject, got_name, got_addr) = python_reads(&bytes);
+        assert_eq!(got_subject, want_subject, "{head}");
+        assert_eq!(got_name, want_name, "{head}");
+        assert_eq!(got_addr, "bob@example.test", "{head}");
+    }
 }

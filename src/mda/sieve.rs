@@ -480,8 +480,11 @@ pub fn auto_reply_forbidden(message: &[u8]) -> bool {
 /// sieve-rs's vacation reply with the header fields it leaves out: `Precedence: bulk` and
 /// `X-Auto-Response-Suppress: All` (what Pigeonhole adds, so other responders stay quiet, RFC
 /// 3834 section 3.1.8), `MIME-Version` (RFC 2045 section 4) and, for a plain text reason,
-/// `Content-Transfer-Encoding: 8bit` (the reason may be UTF-8).
+/// `Content-Transfer-Encoding: 8bit` (the reason may be UTF-8); and with its `Subject:`,
+/// `From:` and `Reply-To:` RFC 2047 encoded ([`encode_reply_fields`]).
 fn complete_reply(reply: &[u8]) -> Vec<u8> {
+    let reply = encode_reply_fields(reply);
+    let reply = reply.as_slice();
     const PLAIN: &[u8] = b"Content-type: text/plain; charset=utf-8\r\n\r\n";
     let mut out = Vec::with_capacity(reply.len() + 128);
     out.extend_from_slice(
@@ -497,6 +500,60 @@ fn complete_reply(reply: &[u8]) -> Vec<u8> {
         }
         None => out.extend_from_slice(reply),
     }
+    out
+}
+
+/// `reply` with the non-ASCII text of its `Subject:` (`:subject`, or "Auto: " and the original
+/// subject, which sieve-rs decodes) and of the display names of `From:` and `Reply-To:`
+/// (`:from`) RFC 2047 encoded ([`crate::rfc5322::encode_words`]): sieve-rs writes them as raw
+/// UTF-8, which RFC 5322 does not allow in a header (RFC 5230 section 5.6 asks for the
+/// encoding). Every other byte stays.
+fn encode_reply_fields(reply: &[u8]) -> Vec<u8> {
+    use crate::rfc5322::{encode_words, WordContext};
+    let end = crate::rfc5322::header_end(reply).header;
+    let mut out = Vec::with_capacity(reply.len() + 64);
+    for line in reply[..end].split_inclusive(|&b| b == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        let body = text.trim_end_matches(['\r', '\n']);
+        let eol = &text[body.len()..];
+        let Some((name, value)) = body.split_once(':') else {
+            out.extend_from_slice(line);
+            continue;
+        };
+        let value = value.trim();
+        let used = name.len() + 2;
+        let encoded = if name.eq_ignore_ascii_case("subject") {
+            encode_words(value, WordContext::Unstructured, used)
+        } else if name.eq_ignore_ascii_case("from") || name.eq_ignore_ascii_case("reply-to") {
+            match value.rsplit_once('<') {
+                Some((display, addr)) if addr.ends_with('>') && !display.trim().is_empty() => {
+                    let display = display.trim();
+                    let display = display
+                        .strip_prefix('"')
+                        .and_then(|d| d.strip_suffix('"'))
+                        .map_or(display.to_string(), |d| {
+                            d.replace("\\\"", "\"").replace("\\\\", "\\")
+                        });
+                    let phrase = encode_words(&display, WordContext::Phrase, used);
+                    format!("{phrase} <{addr}")
+                }
+                _ => {
+                    out.extend_from_slice(line);
+                    continue;
+                }
+            }
+        } else {
+            out.extend_from_slice(line);
+            continue;
+        };
+        // A line that needed nothing stays byte for byte.
+        if encoded == value {
+            out.extend_from_slice(line);
+        } else {
+            out.extend_from_slice(format!("{name}: {encoded}{eol}").as_bytes());
+        }
+    }
+    out.extend_from_slice(&reply[end..]);
     out
 }
 

@@ -226,7 +226,11 @@ pub fn prepare(input: &[u8], p: &Prepare) -> Result<Prepared, MessageError> {
         let addr = &p.from_address;
         match p.full_name.as_deref().filter(|n| !n.is_empty()) {
             Some(name) => {
-                let quoted = quote_display_name(name);
+                let quoted = crate::rfc5322::encode_words(
+                    name,
+                    crate::rfc5322::WordContext::Phrase,
+                    "From: ".len(),
+                );
                 out.extend_from_slice(format!("From: {quoted} <{addr}>\r\n").as_bytes());
             }
             None => out.extend_from_slice(format!("From: {addr}\r\n").as_bytes()),
@@ -262,30 +266,6 @@ pub fn prepare(input: &[u8], p: &Prepare) -> Result<Prepared, MessageError> {
         header_recipients,
         from_header,
     })
-}
-
-/// A display name as an RFC 5322 phrase: plain when it is atoms only, else a quoted string;
-/// non-ASCII names are RFC 2047 encoded.
-pub fn quote_display_name(name: &str) -> String {
-    if !name.is_ascii() {
-        use base64::Engine as _;
-        let enc = base64::engine::general_purpose::STANDARD.encode(name.as_bytes());
-        return format!("=?UTF-8?B?{enc}?=");
-    }
-    let atom_ok = |c: char| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c);
-    if name.chars().all(atom_ok) {
-        name.to_string()
-    } else {
-        let escaped: String = name
-            .chars()
-            .filter(|c| *c != '\r' && *c != '\n')
-            .flat_map(|c| match c {
-                '"' | '\\' => vec!['\\', c],
-                _ => vec![c],
-            })
-            .collect();
-        format!("\"{escaped}\"")
-    }
 }
 
 /// A unique local part for Message-ID: time, process id and randomness.
@@ -419,10 +399,19 @@ mod tests {
     }
 
     #[test]
-    fn display_names_and_args() {
-        assert_eq!(quote_display_name("Joe"), "Joe");
-        assert_eq!(quote_display_name("Doe, J."), "\"Doe, J.\"");
-        assert!(quote_display_name("Jörg").starts_with("=?UTF-8?B?"));
+    fn a_non_ascii_full_name_is_rfc2047_encoded_in_from() {
+        let mut p = prep(false);
+        p.full_name = Some("Jörg Müller".into());
+        let out = prepare(b"Subject: x\r\n\r\nbody\r\n", &p).unwrap();
+        let text = String::from_utf8(out.message).unwrap();
+        assert!(
+            text.starts_with("From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <me@host.test>\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn recipient_args_are_split_at_commas() {
         assert_eq!(
             split_recipient_args(&["a@x, B <b@y>".into(), "c@z".into()]),
             vec!["a@x", "b@y", "c@z"]
