@@ -57,7 +57,8 @@ SIEVE
   MAILER-DAEMON, owner-*, *-request, the user's own addresses, mail with any List-* field or
   Precedence: bulk, list or junk, or Auto-Submitted: other than no. :days (default 7, at
   least 1) is remembered per sender and :handle in mailkit-sieve-memory; :subject (default
-  \"Auto: \" and the original subject), :from and :mime as RFC 5230 says. The reply has
+  \"Auto: \" and the original subject), :from and :mime as RFC 5230 says; non-ASCII text in
+  Subject and in the From and Reply-To names is RFC 2047 encoded (section 5.6). The reply has
   Auto-Submitted: auto-replied, In-Reply-To and References. A reply that cannot be sent is a
   warning; the delivery still succeeds.
 

@@ -37,6 +37,10 @@ FILES:
                               when it changes; a broken edit is logged, the last good one kept);
                               postmaster (RFC 5321 4.5.1) must resolve at every local domain,
                               e.g. postmaster: root; DSNs name postmaster@ the first local domain
+  sieve = template             each user's Sieve script in local delivery (as mdeliver runs
+                              it, see mdeliver(1)); its redirects and vacation replies go into
+                              this queue (fsynced first; a system user's delivery child asks
+                              the daemon to queue them), never through msend
 
 SIGNALS:
   SIGTERM and SIGINT stop serve (and quickstart): the listeners close at once; a session

@@ -440,7 +440,8 @@ pub const TABLES: &[Table] = &[
                 Text("unset: no filtering"),
                 "Each passwd-file user's Sieve script, with mail_location's variables \
                  (\"%h/.dovecot.sieve\"); a user's sieve extra field overrides it; a missing \
-                 file is no filter, a broken one is logged and the message goes to INBOX.",
+                 file is no filter, a broken one is logged and the message goes to INBOX. Its \
+                 redirects and vacation replies go into mrelayd's own queue (no msend needed).",
             ),
             key(
                 "remote",
