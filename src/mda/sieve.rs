@@ -23,6 +23,13 @@
 //! RFC 3834 section 3.1.7 and Pigeonhole add (`Precedence: bulk`, `X-Auto-Response-Suppress`,
 //! `MIME-Version`).
 //!
+//! # Redirect addresses
+//! sieve-rs drops, without a word, a redirect whose domain has no dot (`bob@localhost`, the
+//! quickstart's domain; RFC 5228 section 4.2 asks for no dot). So after compiling, every
+//! redirect's address gets a `.` appended (a constant's text, or a computed one's value as a
+//! second part), which sieve-rs accepts as the dot it wants, and [`Script::evaluate`] takes
+//! that one trailing dot off again (a domain with a trailing dot is the same domain).
+//!
 //! # Explicit keep
 //! sieve-rs treats an explicit `keep` like the implicit one: a later `fileinto` or `redirect`
 //! (without `:copy`) or `discard` cancels it, so `keep; fileinto "X";` stored only into X.
@@ -343,6 +350,8 @@ impl Script {
                     message_id,
                     ..
                 } => {
+                    // The dot check_and_rewrite appended (module doc, "Redirect addresses").
+                    let address = address.strip_suffix('.').unwrap_or(&address).to_string();
                     redirects += 1;
                     if redirects > MAX_REDIRECTS {
                         out.warnings.push(format!(
@@ -385,8 +394,9 @@ impl Script {
     }
 }
 
-/// Refuses a compiled script that requires an extension outside [`EXTENSIONS`], and rewrites
-/// each explicit `keep` into `fileinto :copy` [`KEEP_FOLDER`] (see the module doc). sieve-rs
+/// Refuses a compiled script that requires an extension outside [`EXTENSIONS`], rewrites
+/// each explicit `keep` into `fileinto :copy` [`KEEP_FOLDER`] and appends a dot to each
+/// redirect address (see the module doc). sieve-rs
 /// keeps its instructions private; its serde form (a flat list of externally tagged
 /// instructions) is the one structured view of them, so both steps work on that.
 fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve, ScriptError> {
@@ -414,6 +424,24 @@ fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve
                     return Err(unsupported(&cap.to_string(), text));
                 }
             }
+        }
+        if let Some(address) = ins.get_mut("Redirect").and_then(|r| r.get_mut("address")) {
+            *address = match address.take() {
+                serde_json::Value::Object(mut text) if text.contains_key("Text") => {
+                    let t = text.get("Text").and_then(|t| t.as_str()).unwrap_or("");
+                    let dotted = format!("{t}.");
+                    text.insert("Text".into(), dotted.into());
+                    serde_json::Value::Object(text)
+                }
+                // A computed address is a list of parts already (sieve-rs wants it flat).
+                serde_json::Value::Object(mut list) if list.contains_key("List") => {
+                    if let Some(parts) = list.get_mut("List").and_then(|l| l.as_array_mut()) {
+                        parts.push(serde_json::json!({"Text": "."}));
+                    }
+                    serde_json::Value::Object(list)
+                }
+                other => serde_json::json!({"List": [other, {"Text": "."}]}),
+            };
         }
         if let Some(flags) = ins.get("Keep").and_then(|k| k.get("flags")) {
             *ins = serde_json::json!({"FileInto": {

@@ -604,3 +604,27 @@ fn sieve_vacation_replies_once_per_days_and_never_to_lists() {
         );
     }
 }
+
+/// sieve-rs drops a redirect to a domain without a dot; ours go out, to the address as
+/// written (constant or computed), without the dot added to get them past it.
+#[test]
+fn sieve_redirect_to_a_domain_without_a_dot_is_sent() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("M");
+    let base = t.path().join("sent");
+    let mut opts = sieve_opts(
+        "require [\"copy\", \"variables\"];\nset \"u\" \"carol\";\n\
+         redirect :copy \"alice@localhost\";\nredirect \"${u}@localhost\";",
+    );
+    opts.submit = Some(std::sync::Arc::new(send::Sendmail(recording_sendmail(
+        &base,
+    ))));
+    let e = env(Some("boss@work.test"), Some("me@localhost"));
+    let r = deliver(&root, MSG, &e, &opts).unwrap();
+    assert!(r.stored.is_empty(), "{r:?}");
+    let log = std::fs::read_to_string(t.path().join("sent.log")).unwrap();
+    assert_eq!(
+        log,
+        "boss@work.test alice@localhost\nboss@work.test carol@localhost\n"
+    );
+}
