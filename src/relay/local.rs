@@ -445,9 +445,14 @@ impl ChildSubmit {
     pub fn on_stdout() -> io::Result<ChildSubmit> {
         use std::os::fd::AsFd as _;
         let fd = io::stdout().as_fd().try_clone_to_owned()?;
-        Ok(ChildSubmit {
-            chan: std::sync::Mutex::new(std::os::unix::net::UnixStream::from(fd)),
-        })
+        Ok(ChildSubmit::new(std::os::unix::net::UnixStream::from(fd)))
+    }
+
+    /// The channel on `chan`.
+    pub fn new(chan: std::os::unix::net::UnixStream) -> ChildSubmit {
+        ChildSubmit {
+            chan: std::sync::Mutex::new(chan),
+        }
     }
 }
 
@@ -700,5 +705,69 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.temporary);
+    }
+
+    /// The daemon's side of the child channel, against a real queue: what passes the checks
+    /// is queued before the child hears OK; a foreign sender, an oversized message and the
+    /// submission after the last allowed one are refused, and the channel stays in step.
+    #[test]
+    fn child_submissions_are_checked_and_queued_before_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = crate::queue::Queue::open(dir.path().join("queue")).unwrap();
+        let submit: Arc<dyn Submit> = Arc::new(crate::mda::send::ToQueue {
+            queue: queue.clone(),
+            hostname: "mx.test".into(),
+            announce: Box::new(|_| {}),
+        });
+        let (daemon, child) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let limits = Submissions {
+                sender: "s@x.test",
+                max_size: 100,
+                count: 0,
+            };
+            serve_child(&daemon, limits, Some(&submit), "u")
+        });
+        let c = ChildSubmit::new(child);
+        assert_eq!(
+            c.submit("s@x.test", "r@y.test", b"Subject: a\n\nb\n"),
+            Sent::Ok
+        );
+        assert_eq!(queue.list().unwrap().len(), 1);
+        assert!(matches!(
+            c.submit("other@x.test", "r@y.test", b"x\n"),
+            Sent::Permanent(_)
+        ));
+        assert!(matches!(
+            c.submit("", "r@y.test", &[b'x'; 101]),
+            Sent::Permanent(_)
+        ));
+        for _ in 1..MAX_CHILD_SUBMISSIONS {
+            assert_eq!(c.submit("", "r@y.test", b"x\n"), Sent::Ok);
+        }
+        let last = c.submit("", "r@y.test", b"x\n");
+        assert!(
+            matches!(&last, Sent::Permanent(w) if w.contains("more than")),
+            "{last:?}"
+        );
+        assert_eq!(queue.list().unwrap().len(), MAX_CHILD_SUBMISSIONS);
+        // What the child prints besides requests is its report.
+        let _ = writeln!(&*c.chan.lock().unwrap(), "done");
+        drop(c);
+        assert_eq!(server.join().unwrap().trim(), "done");
+        let list = queue.list().unwrap();
+        let first = list
+            .iter()
+            .find(|e| e.envelope.sender == "s@x.test")
+            .unwrap();
+        let (env, mut reader) = queue.open_message(&first.id).unwrap();
+        assert_eq!(env.recipients[0].address, "r@y.test");
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert!(
+            text.starts_with("Received: by mx.test (mrelayd, Sieve)\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("Subject: a\r\n\r\nb\r\n"), "{text}");
     }
 }
