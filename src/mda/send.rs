@@ -99,6 +99,8 @@ impl Submit for ToQueue {
             }],
             time: now,
             smtputf8: !sender.is_ascii() || !recipient.is_ascii(),
+            // A vacation reason or a redirected message may be 8-bit (RFC 6152).
+            body: (!message.is_ascii()).then_some(crate::envelope::Body::EightBitMime),
             ..Default::default()
         };
         let id = crate::queue::new_id();
