@@ -633,7 +633,7 @@ mod tests {
 
     #[test]
     fn encoded_words_only_where_needed_short_and_folded() {
-        use super::{encode_words, WordContext::*};
+        use super::{encode_words, WordContext::Phrase, WordContext::Unstructured};
         assert_eq!(
             encode_words("plain (text)", Unstructured, 9),
             "plain (text)"
