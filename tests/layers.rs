@@ -158,6 +158,11 @@ fn use_tree(code: &[u8], mut i: usize, prefix: Vec<String>, out: &mut Vec<Vec<St
         i += 1;
     }
     let ident = String::from_utf8_lossy(&code[start..i]).into_owned();
+    // A glob (`a::*`) names its prefix; step over the `*` (or any other byte that is no
+    // identifier) so a group such as `{b, C::*}` always makes progress.
+    if ident.is_empty() && i < code.len() && code[i] != b'{' {
+        i += 1;
+    }
     let mut path = prefix;
     if !ident.is_empty() && ident != "self" {
         path.push(ident);
@@ -372,12 +377,12 @@ fn imports_follow_the_layer_table() {
 #[test]
 fn reference_scanner_sees_grouped_and_relative_paths() {
     let code = code_only(
-        "use crate::{a::b, c::{d, e::f}};\n// crate::hidden\nlet s = \"crate::str\";\nfn x() { super::super::g::h(); crate::i::j() }\n",
+        "use crate::{a::b, c::{d, e::f}, k::*};\n// crate::hidden\nlet s = \"crate::str\";\nfn x() { super::super::g::h(); crate::i::j() }\n",
     );
     let module = vec!["m".to_string(), "n".to_string()];
     let paths: Vec<String> = references(&code, &module)
         .into_iter()
         .map(|(_, p)| p.join("::"))
         .collect();
-    assert_eq!(paths, ["a::b", "c::d", "c::e::f", "g::h", "i::j"]);
+    assert_eq!(paths, ["a::b", "c::d", "c::e::f", "k", "g::h", "i::j"]);
 }
