@@ -41,7 +41,8 @@
 //! - [`lines`]: the one sans-IO line framer (CRLF/LF, length limit, discarding over-long lines)
 //!   shared by the server layer's `Connection` and the protocol sessions.
 //! - [`rfc5322`]: the one home of message byte rules: header end, LF → CRLF, dot-stuffing,
-//!   bare addresses in From/To/Cc/Bcc made `local@domain`.
+//!   bare addresses in the address fields (From, Sender, Reply-To, To, Cc, Bcc, Resent-*, ...)
+//!   made `local@domain`.
 //! - [`runtime`]: the one tokio runtime builder (daemons, mrelayd's remote delivery, mdig-mx,
 //!   msend).
 //! - [`msend`]: the submission client: accounts, message preparation, spool.

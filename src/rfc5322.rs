@@ -105,12 +105,29 @@ fn crlf_into(data: &[u8], stuff: bool, out: &mut Vec<u8>) -> bool {
     at_line_start
 }
 
-/// The address fields msend qualifies (sendmail's local submission: From, To, Cc, Bcc).
-pub const SUBMISSION_FIELDS: &[&str] = &["From", "To", "Cc", "Bcc"];
-
-/// The address fields mrelayd qualifies for local clients (Postfix's
-/// `local_header_rewrite_clients`: From, To, Cc).
-pub const RELAY_FIELDS: &[&str] = &["From", "To", "Cc"];
+/// The address fields whose bare addresses a local submission gets qualified, by msend (as
+/// sendmail does) and by mrelayd for its local clients: the sender and recipient fields
+/// Postfix's cleanup rewrites for `local_header_rewrite_clients` (its `header_opts.c`): the
+/// originator fields of RFC 5322 §3.6.2, the destination fields of §3.6.3, the resent fields
+/// of §3.6.6, and the older `Errors-To`, `Return-Receipt-To` and `Apparently-To`. One list
+/// for both, so a bare `Reply-To: root` fares the same whichever program qualifies it.
+pub const ADDRESS_FIELDS: &[&str] = &[
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-Reply-To",
+    "Resent-To",
+    "Resent-Cc",
+    "Resent-Bcc",
+    "Errors-To",
+    "Return-Receipt-To",
+    "Apparently-To",
+];
 
 /// Largest header section [`HeaderQualifier`] holds back to rewrite; a longer one passes
 /// through unchanged.
@@ -513,12 +530,7 @@ mod tests {
     use super::*;
 
     fn q(field: &str) -> String {
-        String::from_utf8(qualify_header(
-            field.as_bytes(),
-            SUBMISSION_FIELDS,
-            "ex.test",
-        ))
-        .unwrap()
+        String::from_utf8(qualify_header(field.as_bytes(), ADDRESS_FIELDS, "ex.test")).unwrap()
     }
 
     #[test]
@@ -536,6 +548,14 @@ mod tests {
             q("Cc: team: a, b@y.test;, undisclosed-recipients:;\r\n"),
             "Cc: team: a@ex.test, b@y.test;, undisclosed-recipients:;\r\n"
         );
+        // Every address field of ADDRESS_FIELDS, in any case.
+        for name in ADDRESS_FIELDS {
+            let lower = name.to_ascii_lowercase();
+            assert_eq!(
+                q(&format!("{lower}: root\r\n")),
+                format!("{lower}: root@ex.test\r\n")
+            );
+        }
         // Obsolete blanks before the colon; a display name of two words is no address.
         assert_eq!(q("Bcc : joe\r\n"), "Bcc : joe@ex.test\r\n");
         for same in [
@@ -545,7 +565,7 @@ mod tests {
             "To: <root\r\n",
             "To: a..b, .a, (comment only)\r\n",
             "To: x@[192.0.2.1], <@route.test:y@z.test>\r\n",
-            "Reply-To: root\r\nSender: root\r\nX-To: root\r\n",
+            "X-To: root\r\nResent-Date: root\r\nSubject: To: root\r\n",
         ] {
             assert_eq!(q(same), same);
         }
@@ -557,7 +577,7 @@ mod tests {
         let want = b"From: root@ex.test\r\nTo: a@ex.test,\r\n b@ex.test\r\n\r\nTo: body\r\n";
         for cut in 1..msg.len() {
             for split in [cut, msg.len()] {
-                let mut h = HeaderQualifier::new(SUBMISSION_FIELDS, "ex.test");
+                let mut h = HeaderQualifier::new(ADDRESS_FIELDS, "ex.test");
                 let mut out = h.feed(&msg[..split]).into_owned();
                 out.extend_from_slice(&h.feed(&msg[split..]));
                 out.extend_from_slice(&h.finish());
@@ -565,11 +585,11 @@ mod tests {
             }
         }
         // All header, no empty line: released at the end.
-        let mut h = HeaderQualifier::new(RELAY_FIELDS, "ex.test");
+        let mut h = HeaderQualifier::new(ADDRESS_FIELDS, "ex.test");
         assert!(h.feed(b"To: root").is_empty());
         assert_eq!(h.finish(), b"To: root@ex.test");
         // Too long a header section passes unchanged.
-        let mut h = HeaderQualifier::new(RELAY_FIELDS, "ex.test");
+        let mut h = HeaderQualifier::new(ADDRESS_FIELDS, "ex.test");
         let mut big = b"To: root\r\nX: ".to_vec();
         big.resize(MAX_QUALIFIED_HEADER + 10, b'a');
         assert_eq!(h.feed(&big).as_ref(), &big[..]);

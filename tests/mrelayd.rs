@@ -2542,9 +2542,10 @@ fn start_trusting_127_0_0_1(dir: &Path) -> Mrelayd {
 }
 
 /// Postfix's local_header_rewrite_clients: a bare address from a trusted network or an
-/// authenticated user gets the first local domain, in the envelope and in From/To/Cc (nothing
-/// else of the message changes); an untrusted client gets 501 5.1.7, except for the bare
-/// `<Postmaster>` RFC 5321 §4.1.1.3 gives it. swaks from 127.0.0.1 (trusted) and 127.0.0.2.
+/// authenticated user gets the first local domain, in the envelope and in every address field
+/// Postfix rewrites (rfc5322::ADDRESS_FIELDS; nothing else of the message changes); an
+/// untrusted client gets 501 5.1.7, except for the bare `<Postmaster>` RFC 5321 §4.1.1.3
+/// gives it, and its header is stored as sent. swaks from 127.0.0.1 (trusted) and 127.0.0.2.
 #[test]
 fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
     let dir = common::scratch();
@@ -2564,10 +2565,47 @@ fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
     let (ok, out) = untrusted(&["--from", "s@remote.test", "--to", "Postmaster"]);
     assert!(ok, "{out}");
     assert_eq!(wait_messages(&m.maildir("alice"), 1).len(), 1);
+    // Every address field, bare. From the untrusted address it is stored as sent.
+    // (From, To and Cc are in the message already.)
+    let fields: Vec<&str> = mailkit::rfc5322::ADDRESS_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !["From", "To", "Cc"].contains(f))
+        .collect();
+    let bare: String = fields.iter().map(|f| format!("{f}: root\r\n")).collect();
+    let qualified: String = fields
+        .iter()
+        .map(|f| format!("{f}: root@example.test\n"))
+        .collect();
+    let data = format!("From: root\r\nTo: root\r\n{bare}Subject: untrusted\r\n\r\nbody\r\n");
+    let (ok, out) = untrusted(&[
+        "--from",
+        "s@remote.test",
+        "--to",
+        "alice@example.test",
+        "--data",
+        &data,
+    ]);
+    assert!(ok, "{out}");
+    let msgs = wait_messages(&m.maildir("alice"), 2);
+    let msg = msgs
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .find(|s| s.contains("Subject: untrusted"))
+        .expect("alice got it");
+    assert!(
+        msg.contains(&format!(
+            "\nFrom: root\nTo: root\n{}",
+            bare.replace("\r\n", "\n")
+        )),
+        "{msg}"
+    );
 
     // A trusted client: envelope and header qualified, the rest byte for byte.
-    let header = "From: root (Cron Daemon)\r\nTo: root, Bob <bob>,\r\n\t\"alice\"\r\n\
-                  Cc: undisclosed-recipients:;\r\nReply-To: root\r\nSubject: to root\r\n";
+    let header = format!(
+        "From: root (Cron Daemon)\r\nTo: root, Bob <bob>,\r\n\t\"alice\"\r\n\
+         Cc: undisclosed-recipients:;\r\n{bare}Subject: to root\r\n"
+    );
     let body = "To: root\r\nbody, bare\r\n";
     let (ok, out) = common::swaks(&[
         "--server",
@@ -2586,12 +2624,14 @@ fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
         out.contains("RCPT TO:<root>") && out.contains("250 2.0.0"),
         "{out}"
     );
-    let want = "From: root@example.test (Cron Daemon)\nTo: root@example.test, \
-                Bob <bob@example.test>,\n\t\"alice\"@example.test\n\
-                Cc: undisclosed-recipients:;\nReply-To: root\nSubject: to root\n\
-                \nTo: root\nbody, bare\n";
+    let want = format!(
+        "From: root@example.test (Cron Daemon)\nTo: root@example.test, \
+         Bob <bob@example.test>,\n\t\"alice\"@example.test\n\
+         Cc: undisclosed-recipients:;\n{qualified}Subject: to root\n\
+         \nTo: root\nbody, bare\n"
+    );
     for user in ["alice", "bob"] {
-        let msgs = wait_messages(&m.maildir(user), if user == "alice" { 2 } else { 1 });
+        let msgs = wait_messages(&m.maildir(user), if user == "alice" { 3 } else { 1 });
         let msg = msgs
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -2601,7 +2641,7 @@ fn bare_names_are_qualified_for_local_clients_and_refused_from_others() {
             msg.starts_with("Return-Path: <root@example.test>\n"),
             "{msg}"
         );
-        assert!(msg.contains(want), "{user}: {msg}");
+        assert!(msg.contains(&want), "{user}: {msg}");
     }
 
     // An authenticated user on submission, from the untrusted address: qualified too.

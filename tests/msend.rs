@@ -2133,8 +2133,9 @@ fn bare_names_config(dir: &Path) -> PathBuf {
 
 /// As sendmail for a local submission: bare envelope names (-f, arguments, -t's To/Cc/Bcc) get
 /// the mail domain, bare recipients go through msmtp's aliases file first, and the bare
-/// addresses in From/To/Cc get the domain in the message, which is otherwise unchanged (Sender
-/// and Reply-To are not rewritten, as sendmail's). Checked byte for byte at the capture peer.
+/// addresses in every address field (From, Sender, Reply-To, To, Cc, Errors-To, ...: the
+/// fields Postfix rewrites) get the domain in the message, which is otherwise unchanged.
+/// Checked byte for byte at the capture peer.
 #[test]
 fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
     let home = common::scratch();
@@ -2147,6 +2148,9 @@ fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
          Bcc: erin\n\
          Sender: root\n\
          Reply-To: root\n\
+         Errors-To: root\n\
+         Return-Receipt-To: root\n\
+         X-Original-To: root\n\
          Date: Mon, 23 Nov 2026 10:00:00 +0000\n\
          Message-ID: <{tok}@example.test>\n\
          Subject: {tok} to root\n\
@@ -2168,8 +2172,11 @@ fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
         "From: root@local.example.test (Cron Daemon)\r\n\
          To: root@local.example.test, Bob <bob@local.example.test>,\r\n carol@example.test\r\n\
          Cc: dave@local.example.test\r\n\
-         Sender: root\r\n\
-         Reply-To: root\r\n\
+         Sender: root@local.example.test\r\n\
+         Reply-To: root@local.example.test\r\n\
+         Errors-To: root@local.example.test\r\n\
+         Return-Receipt-To: root@local.example.test\r\n\
+         X-Original-To: root\r\n\
          Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
          Message-ID: <{tok}@example.test>\r\n\
          Subject: {tok} to root\r\n\
@@ -2187,6 +2194,66 @@ fn bare_names_get_the_mail_domain_in_envelope_and_headers() {
             "carol@example.test",
             "dave@local.example.test",
             "erin@local.example.test"
+        ])
+    );
+}
+
+/// A forwarded message (RFC 5322 §3.6.6): with -t the envelope recipients are the Resent-To,
+/// -Cc and -Bcc ones only (the original To is not mailed again), qualified and through the
+/// aliases file like any bare recipient; every bare Resent- address in the message gets the
+/// domain and Resent-Bcc is removed.
+#[test]
+fn resent_fields_are_the_recipients_and_are_qualified() {
+    let home = common::scratch();
+    let config = bare_names_config(home.path());
+    let tok = common::token();
+    let input = format!(
+        "Resent-From: root\n\
+         Resent-Sender: cron\n\
+         Resent-To: gina, root\n\
+         Resent-Cc: Hank <hank>\n\
+         Resent-Bcc: ivan\n\
+         Resent-Date: Tue, 24 Nov 2026 10:00:00 +0000\n\
+         From: x@example.test\n\
+         To: jo\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\n\
+         Message-ID: <{tok}@example.test>\n\
+         Subject: {tok} resent\n\
+         \n\
+         body\n"
+    );
+    let o = run(
+        msend(home.path())
+            .arg("-C")
+            .arg(&config)
+            .args(["-t", "-i", "--no-tls", "--server"])
+            .arg(format!("127.0.0.1:{}", common::peer("PEER_CAPTURE_PORT"))),
+        input.as_bytes(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (bytes, env) = common::captured(&common::capture_dir(), &tok).expect("message captured");
+    let expected = format!(
+        "Resent-From: root@local.example.test\r\n\
+         Resent-Sender: cron@local.example.test\r\n\
+         Resent-To: gina@local.example.test, root@local.example.test\r\n\
+         Resent-Cc: Hank <hank@local.example.test>\r\n\
+         Resent-Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n\
+         From: x@example.test\r\n\
+         To: jo@local.example.test\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <{tok}@example.test>\r\n\
+         Subject: {tok} resent\r\n\
+         \r\n\
+         body\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&bytes), expected);
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!([
+            "gina@local.example.test",
+            "admin@example.test",
+            "hank@local.example.test",
+            "ivan@local.example.test"
         ])
     );
 }

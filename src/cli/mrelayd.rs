@@ -62,8 +62,10 @@ ADDRESSES:
   Bare names (MAIL FROM:<root>, RCPT TO:<root>, no domain) from a local client, that is a
   client in trusted_networks or one that authenticated, get the first local domain ([users]
   domains, else hostname), as Postfix's local_header_rewrite_clients: in the envelope and in
-  the From, To and Cc fields of the message (only the bare addresses change; everything else
-  is stored byte for byte). Any other client gets 501 5.1.7 for them. A bare <Postmaster>
+  the address fields of the message (From, Sender, Reply-To, To, Cc, Bcc, Resent-From,
+  Resent-Sender, Resent-Reply-To, Resent-To, Resent-Cc, Resent-Bcc, Errors-To,
+  Return-Receipt-To, Apparently-To: the same list as msend's; only the bare addresses change,
+  everything else is stored byte for byte). Any other client gets 501 5.1.7 for them. A bare <Postmaster>
   recipient is accepted from everyone (RFC 5321 §4.1.1.3) as postmaster@ the first domain.
 
 MESSAGE CONTENT:

@@ -129,9 +129,12 @@ BARE NAMES
   mail domain, as sendmail and Postfix qualify local submissions: domain = in [msend] (or in
   an account; msmtp's maildomain), else the configuration's hostname. That is done for the
   envelope sender (-f, an account's from, the From: address, the default LOGIN@DOMAIN), the
-  envelope recipients (arguments, -t's To/Cc/Bcc, --to/--cc/--bcc, -bs's MAIL and RCPT) and
-  the bare addresses in the From, To, Cc and Bcc fields of the message (only those change:
-  Sender, Reply-To and the rest stay as written, byte for byte). Spooled messages keep the
+  envelope recipients (arguments, -t's To/Cc/Bcc or Resent-To/-Cc/-Bcc, --to/--cc/--bcc,
+  -bs's MAIL and RCPT) and the bare addresses in the address fields of the message, the ones
+  Postfix rewrites for local clients: From, Sender, Reply-To, To, Cc, Bcc, Resent-From,
+  Resent-Sender, Resent-Reply-To, Resent-To, Resent-Cc, Resent-Bcc, Errors-To,
+  Return-Receipt-To and Apparently-To (only the bare addresses change: everything else stays
+  as written, byte for byte). Spooled messages keep the
   qualified envelope for --flush.
   With aliases = FILE ([msend] or an account), bare recipients are first replaced by the
   addresses FILE gives them, as msmtp's aliases do (the message is not changed by them):

@@ -878,8 +878,8 @@ pub const TABLES: &[Table] = &[
                 "domain",
                 "string",
                 Text("hostname"),
-                "Mail domain bare names (cron's root) get, in the envelope and From/To/Cc/Bcc \
-                 (see BARE NAMES).",
+                "Mail domain bare names (cron's root) get, in the envelope and the address \
+                 fields From, Sender, Reply-To, To, Cc, Bcc, Resent-* ... (see BARE NAMES).",
             ),
             key(
                 "aliases",

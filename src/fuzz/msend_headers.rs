@@ -5,7 +5,7 @@
 //! pieces it gives what it gives for the whole message.
 
 use crate::msend::message::{prepare, split_headers, Prepare};
-use crate::rfc5322::{data_bytes, header_end, qualify_header, HeaderQualifier, SUBMISSION_FIELDS};
+use crate::rfc5322::{data_bytes, header_end, qualify_header, HeaderQualifier, ADDRESS_FIELDS};
 
 /// The fuzz body: panics only on a real bug.
 pub fn run(data: &[u8]) {
@@ -29,12 +29,12 @@ pub fn run(data: &[u8]) {
 /// The qualification properties (module doc) for `data`.
 fn qualify(data: &[u8]) {
     let end = header_end(data);
-    let mut whole = qualify_header(&data[..end.header], SUBMISSION_FIELDS, "q.test");
+    let mut whole = qualify_header(&data[..end.header], ADDRESS_FIELDS, "q.test");
     whole.extend_from_slice(&data[end.header..]);
     let strip = |b: &[u8]| String::from_utf8_lossy(b).replace("@q.test", "");
     assert_eq!(strip(&whole), strip(data), "more than @domain inserted");
     let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
-    let mut h = HeaderQualifier::new(SUBMISSION_FIELDS, "q.test");
+    let mut h = HeaderQualifier::new(ADDRESS_FIELDS, "q.test");
     let mut streamed = h.feed(&data[..cut]).into_owned();
     streamed.extend_from_slice(&h.feed(&data[cut..]));
     streamed.extend_from_slice(&h.finish());

@@ -161,7 +161,7 @@ pub fn serve<R: Read + AsFd>(
     let mut worst = exit::OK;
     let mut submit = |from: String, rcpts: Vec<String>, data: Vec<u8>| -> Reply {
         // The session marked bare MAIL and RCPT addresses (names::UNQUALIFIED): the names
-        // qualify them (recipients through the aliases file), and bare From/To/Cc/Bcc.
+        // qualify them (recipients through the aliases file), and bare addresses in the address fields.
         let from = res.names.sender(&names::unmark(from));
         let rcpts = rcpts.into_iter().map(names::unmark).collect();
         let rcpts = match res.names.recipients(rcpts) {

@@ -2,8 +2,8 @@
 //! msend a name without a domain, which no server takes (RFC 5321 §4.1.2). As sendmail and
 //! Postfix do for local submissions, msend qualifies them with the mail domain (`domain =`,
 //! default the `hostname`): the envelope sender and recipients ([`crate::envelope::qualify`])
-//! and the bare addresses in the From, To, Cc and Bcc fields
-//! ([`crate::rfc5322::qualify_header`]). With `aliases = FILE` (msmtp's aliases file,
+//! and the bare addresses in the address fields ([`crate::rfc5322::ADDRESS_FIELDS`]: From,
+//! Sender, Reply-To, To, Cc, Bcc, their `Resent-` forms, ...; [`crate::rfc5322::qualify_header`]). With `aliases = FILE` (msmtp's aliases file,
 //! read only when a bare recipient needs it) bare recipients are first replaced by the
 //! addresses the file gives them, as msmtp does: `name: address, name2, ...`, `#` comments,
 //! the `default` entry for a name the file does not have, names within the file expanded
@@ -89,13 +89,14 @@ impl LocalNames {
             .collect())
     }
 
-    /// The message with the bare addresses of its From, To, Cc and Bcc fields qualified,
+    /// The message with the bare addresses of its address fields
+    /// ([`rfc5322::ADDRESS_FIELDS`]) qualified,
     /// everything else byte for byte as it was.
     pub fn message(&self, message: &[u8]) -> Vec<u8> {
         let end = rfc5322::header_end(message);
         let mut out = rfc5322::qualify_header(
             &message[..end.header],
-            rfc5322::SUBMISSION_FIELDS,
+            rfc5322::ADDRESS_FIELDS,
             &self.domain,
         );
         out.extend_from_slice(&message[end.header..]);

@@ -168,7 +168,7 @@ pub fn run(
         (prepared.message, rcpts, from_header)
     };
     // As sendmail for a local submission: bare recipients (cron's `root`) through the aliases
-    // file, then the domain; bare From/To/Cc/Bcc addresses in the message get it too.
+    // file, then the domain; bare addresses in the address fields of the message get it too.
     let mut rcpts = names.recipients(rcpts)?;
     let msg = if msg.is_empty() {
         msg

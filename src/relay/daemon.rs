@@ -488,7 +488,8 @@ impl driver::Policy for SessionPolicy {
 /// The message of the transaction in progress, streaming into the queue's `tmp/` file.
 struct Receiving {
     incoming: queue::Incoming,
-    /// A local client's bare From/To/Cc addresses get our domain on their way to the file.
+    /// A local client's bare addresses in the address fields ([`crate::rfc5322::ADDRESS_FIELDS`])
+    /// get our domain on their way to the file.
     qualifier: Option<HeaderQualifier>,
     from: String,
     nrcpt: usize,
@@ -551,7 +552,7 @@ fn begin_message(
             incoming,
             qualifier: s
                 .bare_domain()
-                .map(|d| HeaderQualifier::new(crate::rfc5322::RELAY_FIELDS, d)),
+                .map(|d| HeaderQualifier::new(crate::rfc5322::ADDRESS_FIELDS, d)),
             from: qenv.sender,
             nrcpt: qenv.recipients.len(),
         }),
