@@ -487,7 +487,7 @@ fn every_rejection_and_nothing_queued() {
     let dir = common::scratch();
     let m = Mrelayd::start(
         dir.path(),
-        "max_recipients = 3\nmax_message_size = 2000\nmax_errors = 5",
+        "max_recipients = 3\nmax_message_size = 2000\nmax_errors = 5\nbare_newline = \"reject\"",
         "",
     );
     let q = Duration::from_secs(2);
@@ -535,7 +535,8 @@ fn every_rejection_and_nothing_queued() {
     // Too many recipients: 452 4.5.3.
     let out = raw(m.smtp, b"EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<postmaster@example.test>\r\nRCPT TO:<Postmaster>\r\nQUIT\r\n", q);
     assert!(out.contains("452 4.5.3"), "{out}");
-    // SMTP smuggling: a bare-LF "end of data" is not one; the whole message is refused.
+    // SMTP smuggling: a bare-LF "end of data" is not one; with bare_newline = "reject" the
+    // whole message is refused (the default, normalize: smuggling_attempts_stay_one_message).
     let smuggle = format!("{tx}Subject: a\r\n\r\nhello\n.\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n");
     let out = raw(m.smtp, smuggle.as_bytes(), q);
     assert_eq!(
@@ -566,6 +567,46 @@ fn every_rejection_and_nothing_queued() {
     assert_eq!(count_files(&m.queue_dir().join("tmp")), 0);
     assert_eq!(wait_messages(&m.maildir("alice"), 0).len(), 0);
     assert_eq!(wait_messages(&m.maildir("bob"), 0).len(), 0);
+}
+
+/// SMTP smuggling with the default `bare_newline = "normalize"`: a bare-LF "." line (`\n.\n`,
+/// `\n.\r\n`, `\r\n.\n`) inside the data ends nothing. The client's one transaction is one
+/// message, the would-be smuggled MAIL/RCPT/DATA are text in it, its bare LFs stored as line
+/// ends like any other (LF in the Maildir), and nothing reaches the smuggled recipient.
+#[test]
+fn smuggling_attempts_stay_one_message() {
+    let dir = common::scratch();
+    let m = Mrelayd::start(dir.path(), "", "");
+    let q = Duration::from_secs(2);
+    for (i, bad) in ["\n.\n", "\n.\r\n", "\r\n.\n"].iter().enumerate() {
+        let smuggle = format!(
+            "EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n\
+             Subject: try {i}\r\n\r\nhello{bad}MAIL FROM:<evil@remote.test>\r\n\
+             RCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n"
+        );
+        let out = raw(m.smtp, smuggle.as_bytes(), q);
+        assert_eq!(
+            codes(&out),
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{bad:?}: {out}"
+        );
+    }
+    let msgs = wait_messages(&m.maildir("alice"), 3);
+    assert_eq!(msgs.len(), 3);
+    for msg in &msgs {
+        let msg = String::from_utf8_lossy(msg);
+        assert!(
+            msg.contains("\n\nhello\n.\nMAIL FROM:<evil@remote.test>\nRCPT TO:<bob@example.test>\nDATA\nsmuggled\n"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\r'), "{msg}");
+    }
+    assert_eq!(wait_messages(&m.maildir("bob"), 0).len(), 0);
+    assert!(
+        !m.log_text().contains("from=<evil@remote.test>"),
+        "{}",
+        m.log_text()
+    );
 }
 
 #[test]

@@ -737,23 +737,27 @@ print(len(refused), refused[:3])
     assert!(ok && text.starts_with("0 []"), "{text}\n{}", d.logs());
 }
 
-/// curl's SMTP upload sends the file as it is: a unix text file (bare LF) is refused as a
-/// whole with 554 5.6.0, and mrelayd(1) MESSAGE CONTENT says so and gives the `--crlf`
-/// command, which delivers (STARTTLS submission as `demo@localhost`), and curl reads it back
-/// over POP3 with STLS.
+/// curl's SMTP upload sends the file as it is: a unix text file (bare LF), uploaded with the
+/// command mrelayd(1) MESSAGE CONTENT gives (no --crlf; STARTTLS submission as
+/// `demo@localhost`), is stored with its lines as lines (bare_newline = "normalize", the
+/// quickstart as shipped), and curl reads it back over POP3 with STLS byte for byte in CRLF.
+/// A line starting with "." needs --crlf, as the man page says: without it curl does not
+/// dot-stuff it.
 #[test]
 fn curl_submits_as_the_man_page_says() {
     let man = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mrelayd.1"))
         .unwrap();
     assert!(
-        man.contains("MESSAGE CONTENT") && man.contains("curl --ssl-reqd --crlf"),
-        "mrelayd(1) does not say how curl must upload"
+        man.contains("MESSAGE CONTENT")
+            && man.contains("curl --ssl-reqd --cacert")
+            && man.contains("give it --crlf when a line"),
+        "mrelayd(1) does not say how curl uploads"
     );
     let d = Demo::start(|t| t);
     let msg = d.demo.parent().unwrap().join("message.txt");
     std::fs::write(
         &msg,
-        "From: demo@localhost\nTo: demo@localhost\nSubject: curl upload\n\nhello from curl\n",
+        "From: demo@localhost\nTo: demo@localhost\nSubject: curl upload\n\nhello from curl\n.\nbye\n",
     )
     .unwrap();
     let ca = d.demo.join("ca.pem");
@@ -779,15 +783,15 @@ fn curl_submits_as_the_man_page_says() {
             .output()
             .unwrap()
     };
-    let bare = curl(false);
-    assert!(!bare.status.success(), "{bare:?}");
-    let out = curl(true);
+    let out = curl(false);
     assert!(out.status.success(), "{out:?}\n{}", d.logs());
     let got = d.wait_mail(1);
+    // The Maildir has LF line ends; the "." line is a line (not an end of data).
     assert!(
-        got.len() == 1 && got[0].contains("hello from curl\n"),
+        got.len() == 1 && got[0].contains("\nSubject: curl upload\n\nhello from curl\n.\nbye\n"),
         "{got:?}"
     );
+    assert!(!got[0].contains('\r'), "{got:?}");
     let pop = Command::new("curl")
         .args(["-sS", "--max-time", "20", "--ssl-reqd", "--cacert"])
         .arg(&ca)
@@ -798,8 +802,22 @@ fn curl_submits_as_the_man_page_says() {
         .unwrap();
     let text = String::from_utf8_lossy(&pop.stdout);
     assert!(
-        pop.status.success() && text.contains("Subject: curl upload"),
+        pop.status.success()
+            && text.contains("\r\nSubject: curl upload\r\n\r\nhello from curl\r\n.\r\nbye\r\n"),
         "{pop:?}"
+    );
+    assert!(
+        !text.replace("\r\n", "").contains(['\r', '\n']),
+        "a bare line end: {text:?}"
+    );
+    // --crlf: the same message again, and a "..dot" line arrives as "..dot" only with it.
+    std::fs::write(&msg, "Subject: dots\n\n..dot\n").unwrap();
+    let out = curl(true);
+    assert!(out.status.success(), "{out:?}\n{}", d.logs());
+    let got = d.wait_mail(2);
+    assert!(
+        got.iter().any(|m| m.contains("\nSubject: dots\n\n..dot\n")),
+        "{got:?}"
     );
 }
 

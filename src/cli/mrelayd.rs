@@ -69,13 +69,19 @@ ADDRESSES:
   recipient is accepted from everyone (RFC 5321 §4.1.1.3) as postmaster@ the first domain.
 
 MESSAGE CONTENT:
-  Every line of DATA and BDAT content ends in CRLF (RFC 5321 §2.3.8). Content with a bare LF
-  or a bare CR is refused as a whole with 554 5.6.0 (no SMTP smuggling; nothing is normalized).
-  msend, mutt, s-nail, git send-email and swaks send CRLF. curl uploads a file as it is, so a
-  unix text file needs --crlf:
-    curl --ssl-reqd --crlf --cacert DEMO/ca.pem --user demo@localhost:PASSWORD \\
+  Only CRLF . CRLF ends DATA (RFC 5321 §4.1.1.4): a \".\" line next to a bare LF (LF . LF,
+  LF . CRLF, CRLF . LF) is a line of the message, kept as \".\", so nothing can be smuggled in
+  after it. Lines of DATA and BDAT content end in CRLF (RFC 5321 §2.3.8); one that ends in a
+  bare LF, as every line of a unix text file does, is stored as if it ended in CRLF
+  (bare_newline = \"normalize\", the default, as Postfix 3.9's smtpd_forbid_bare_newline), or
+  with bare_newline = \"reject\" the message is refused as a whole with 554 5.6.0. A bare CR is
+  always refused with 554 5.6.0. msend, mutt, s-nail, git send-email and swaks send CRLF;
+  curl uploads a file as it is, and a unix text file is taken as it is:
+    curl --ssl-reqd --cacert DEMO/ca.pem --user demo@localhost:PASSWORD \\
          --mail-from demo@localhost --mail-rcpt demo@localhost -T message.txt \\
          smtp://localhost:2587          (the quickstart's submission port, DEMO its directory)
+  (curl dot-stuffs only lines after a CRLF: give it --crlf when a line of the file starts
+  with \".\", or that period is taken for stuffing and removed, RFC 5321 §4.5.2.)
 
 PIPE COMMANDS:
   An alias |command runs under /bin/sh -c with the message on stdin and a clean environment

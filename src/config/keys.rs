@@ -322,6 +322,14 @@ pub const TABLES: &[Table] = &[
                 "Largest message (SIZE), octets.",
             ),
             key(
+                "bare_newline",
+                "\"normalize\" | \"reject\"",
+                Toml("\"normalize\""),
+                "A line of DATA/BDAT content ending in a bare LF: stored as CRLF (Postfix 3.9's \
+                 smtpd_forbid_bare_newline = normalize), or reject: the message is refused with \
+                 554 5.6.0. Only CRLF.CRLF ends DATA either way; a bare CR is always refused.",
+            ),
+            key(
                 "max_recipients",
                 "integer",
                 Toml("100"),

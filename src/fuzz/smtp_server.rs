@@ -3,7 +3,7 @@
 //! accepted message must be CRLF text without bare CR or LF (no SMTP smuggling).
 
 use crate::session::SessionHooks as _;
-use crate::smtp::server::{Decision, Event, Session, SessionConfig};
+use crate::smtp::server::{BareNewline, Decision, Event, Session, SessionConfig};
 use crate::tls::TlsInfo;
 
 /// The fuzz body: panics only on a real bug.
@@ -12,7 +12,13 @@ pub fn run(data: &[u8]) {
         Some((s, rest)) => (usize::from(*s % 31) + 1, rest),
         None => return,
     };
+    // The high bit of the first byte picks the bare LF rule: both must be smuggling-proof.
+    let bare_newline = match data.first() {
+        Some(b) if b & 0x80 != 0 => BareNewline::Reject,
+        _ => BareNewline::Normalize,
+    };
     let cfg = SessionConfig {
+        bare_newline,
         starttls: true,
         auth: true,
         auth_requires_tls: false,

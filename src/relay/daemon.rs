@@ -325,6 +325,7 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         // (Router::bare_domain says the same for `explain`.)
         bare_domain: d.router.domains.first().cloned(),
         local_client: d.router.trusted_network(ip).is_some(),
+        bare_newline: relay.bare_newline,
     };
     let greet_pause = if role == Role::Smtp {
         Duration::from_millis(relay.greet_pause_ms)

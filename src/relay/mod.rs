@@ -29,6 +29,7 @@
 //!                                        # names from them (and AUTH users) get @domains[0]
 //! any_sender = false                     # AUTH users may send as any address
 //! max_message_size = 36700160            # SIZE, octets
+//! bare_newline = "normalize"             # bare LF in content stored as CRLF; "reject": 554
 //! max_recipients = 100                   # per transaction (452 4.5.3 beyond)
 //! max_errors = 20                        # errors (bad commands, refused RCPTs) before 421 4.7.0
 //! max_hops = 50                       # more Received: headers (ours included): 554 5.4.6 loop
@@ -151,6 +152,10 @@ pub struct RelayConfig {
     pub any_sender: bool,
     /// Largest message (SIZE).
     pub max_message_size: u64,
+    /// A bare LF line end in message content: stored as CRLF (`normalize`, Postfix ≥ 3.9's
+    /// `smtpd_forbid_bare_newline` default) or the message refused with 554 5.6.0 (`reject`).
+    /// Only CRLF "." CRLF ends DATA either way (no SMTP smuggling).
+    pub bare_newline: crate::smtp::server::BareNewline,
     /// Recipients per transaction.
     pub max_recipients: usize,
     /// Bad commands before disconnect.
@@ -240,6 +245,7 @@ impl Default for RelayConfig {
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             any_sender: false,
             max_message_size: crate::smtp::server::DEFAULT_MAX_MESSAGE_SIZE,
+            bare_newline: crate::smtp::server::BareNewline::Normalize,
             max_recipients: crate::smtp::server::DEFAULT_MAX_RECIPIENTS,
             max_errors: crate::smtp::server::DEFAULT_MAX_ERRORS,
             max_hops: crate::smtp::hops::DEFAULT_MAX_HOPS,

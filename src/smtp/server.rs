@@ -10,9 +10,16 @@
 //! this password right, was the message queued) are [`Event`]s that the caller answers with
 //! [`Session::decide`]; until then `poll` returns [`Event::Pending`]. No sockets, no clock, no disk.
 //!
-//! DATA ends only at CRLF "." CRLF. A bare LF or bare CR anywhere in the data (RFC 5321 §2.3.8)
-//! rejects the whole message with 554 5.6.0 once the real end is seen: treating `LF.LF` or
-//! `LF.CRLF` as the end is what makes SMTP smuggling possible.
+//! DATA ends only at CRLF "." CRLF: treating `LF.LF`, `LF.CRLF` or `CRLF.LF` as the end is what
+//! makes SMTP smuggling possible. A bare CR anywhere in the content (RFC 5321 §2.3.8) refuses
+//! the whole message with 554 5.6.0 once the real end is seen. A bare LF line end, which many
+//! local programs write, is [`BareNewline::Normalize`]d to CRLF by default (Postfix ≥ 3.9's
+//! `smtpd_forbid_bare_newline = normalize`: the line is taken as if it ended in CRLF, but
+//! never as part of the end of data), or refused like a bare CR with
+//! [`BareNewline::Reject`]. A line of a lone `.` that is not the end of data (one next to a
+//! bare LF) is content and is kept as `.` (RFC 5321 §4.5.2 removes a leading period only when
+//! other characters follow); whoever sends the message on dot-stuffs it again. BDAT content
+//! (RFC 3030) gets the same line end rules, in the same decoder.
 //!
 //! Message content is never held whole: when DATA or BDAT starts the machine returns
 //! [`Event::DataStart`], then the content (dot-unstuffed, as it will be stored) in pieces of
@@ -60,6 +67,19 @@ pub const COMMAND_TIMEOUT_SECS: u64 = 300;
 /// minutes per read leaves a slow link ample room and still frees a dead session.
 pub const DATA_TIMEOUT_SECS: u64 = 600;
 
+/// What the server does with a line of message content that ends in a bare LF instead of
+/// CRLF (RFC 5321 §2.3.8), as Postfix's `smtpd_forbid_bare_newline`. Either way only CRLF "."
+/// CRLF ends DATA, and a bare CR is refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareNewline {
+    /// Store the line as if it ended in CRLF (Postfix ≥ 3.9's default).
+    #[default]
+    Normalize,
+    /// Refuse the whole message with 554 5.6.0 at its end.
+    Reject,
+}
+
 /// What this listener offers and requires.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -93,6 +113,8 @@ pub struct SessionConfig {
     /// The client is local from the start (a trusted network, `msend -bs`); otherwise it is
     /// local once it has authenticated. See [`Session::bare_domain`].
     pub local_client: bool,
+    /// What a bare LF line end in DATA or BDAT content gets.
+    pub bare_newline: BareNewline,
 }
 
 impl Default for SessionConfig {
@@ -111,6 +133,7 @@ impl Default for SessionConfig {
             require_auth: false,
             bare_domain: None,
             local_client: false,
+            bare_newline: BareNewline::Normalize,
         }
     }
 }
@@ -659,12 +682,12 @@ impl Session {
             return;
         }
         tx.size += take as u64;
-        tx.text.feed(bytes);
-        if let Some(err) = tx.count_hops(bytes, max_hops) {
+        let at = self.content.len();
+        tx.text
+            .feed(bytes, self.config.bare_newline, &mut self.content);
+        if let Some(err) = tx.count_hops(&self.content[at..], max_hops) {
             tx.data_error = Some(err);
-            return;
         }
-        self.content.extend_from_slice(bytes);
     }
 
     fn bdat_done(&mut self, last: bool) -> Option<Event> {
@@ -740,7 +763,7 @@ impl Session {
             let was_long = std::mem::take(&mut self.scan.in_long_line);
             self.scan.prev_crlf = crlf;
             if was_long {
-                if !crlf {
+                if !crlf && self.config.bare_newline == BareNewline::Reject {
                     // Bare LF ending a long line: record as framing error as well.
                     if let Some(tx) = self.tx.as_mut() {
                         tx.data_error.get_or_insert_with(bare_line_end);
@@ -766,7 +789,8 @@ impl Session {
                 continue;
             }
             let body_end = if crlf { nl - 1 } else { nl };
-            if !crlf || line[..body_end].contains(&b'\r') {
+            let bare_lf = !crlf && self.config.bare_newline == BareNewline::Reject;
+            if bare_lf || line[..body_end].contains(&b'\r') {
                 tx.data_error = Some(bare_line_end());
                 return None;
             }
@@ -774,22 +798,28 @@ impl Session {
                 tx.data_error = Some(line_too_long());
                 return None;
             }
-            // Dot-unstuffing (RFC 5321 §4.5.2).
-            let line = if line.first() == Some(&b'.') {
-                &line[1..]
+            // Dot-unstuffing (RFC 5321 §4.5.2): a leading period goes when other characters
+            // follow it; a lone one here is not the end (see the module doc) and stays.
+            let text = &line[..body_end];
+            let text = if text.len() > 1 && text[0] == b'.' {
+                &text[1..]
             } else {
-                line
+                text
             };
-            if tx.size + line.len() as u64 > max {
+            // The line as stored: its text and CRLF (a bare LF normalised).
+            let stored = text.len() as u64 + 2;
+            if tx.size + stored > max {
                 tx.data_error = Some(size_exceeded());
                 return None;
             }
-            tx.size += line.len() as u64;
-            if let Some(err) = tx.count_hops(line, max_hops) {
+            tx.size += stored;
+            let at = self.content.len();
+            self.content.extend_from_slice(text);
+            self.content.extend_from_slice(b"\r\n");
+            if let Some(err) = tx.count_hops(&self.content[at..], max_hops) {
                 tx.data_error = Some(err);
                 return None;
             }
-            self.content.extend_from_slice(line);
         }
     }
 
@@ -1163,8 +1193,9 @@ impl Transaction {
     }
 }
 
-/// Checks BDAT content, which has no line framing, for bare CR/LF and over-long lines, piece by
-/// piece (exact across pieces): the first problem is kept.
+/// The decoder of BDAT content, which has no line framing: checks it for bare CR and over-long
+/// lines and applies [`BareNewline`] to bare LF, piece by piece (exact across pieces); the
+/// first problem is kept.
 #[derive(Debug, Default)]
 struct TextCheck {
     prev_cr: bool,
@@ -1173,7 +1204,9 @@ struct TextCheck {
 }
 
 impl TextCheck {
-    fn feed(&mut self, bytes: &[u8]) {
+    /// Appends `bytes` to `out` as they are to be stored (a bare LF as CRLF when `bare`
+    /// normalises), up to the first problem.
+    fn feed(&mut self, bytes: &[u8], bare: BareNewline, out: &mut Vec<u8>) {
         if self.error.is_some() {
             return;
         }
@@ -1185,8 +1218,11 @@ impl TextCheck {
             self.line_len += 1;
             if b == b'\n' {
                 if !self.prev_cr {
-                    self.error = Some(bare_line_end());
-                    return;
+                    if bare == BareNewline::Reject {
+                        self.error = Some(bare_line_end());
+                        return;
+                    }
+                    out.push(b'\r');
                 }
                 if self.line_len > MAX_TEXT_LINE {
                     self.error = Some(line_too_long());
@@ -1194,6 +1230,7 @@ impl TextCheck {
                 }
                 self.line_len = 0;
             }
+            out.push(b);
             self.prev_cr = b == b'\r';
         }
     }
@@ -1414,27 +1451,96 @@ mod tests {
         assert!(!out.contains("PIPELINING"));
     }
 
-    /// SMTP smuggling: none of these sequences ends the data; the real CRLF.CRLF does, and the
-    /// message is refused. The smuggled MAIL/RCPT/DATA never execute.
+    /// The smuggling sequences: bare LF next to a "." line, and bare CR.
+    const SMUGGLING: [&str; 6] = [
+        "\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\n.\rX",
+    ];
+
+    fn reject_cfg() -> SessionConfig {
+        SessionConfig {
+            bare_newline: BareNewline::Reject,
+            ..SessionConfig::default()
+        }
+    }
+
+    /// SMTP smuggling: none of these sequences ends the data; the real CRLF.CRLF does. The
+    /// smuggled MAIL/RCPT/DATA never execute. A bare CR refuses the message; a bare LF does
+    /// with `reject`, and with `normalize` (the default) the one message holds it all, its
+    /// "." line as content, every line end CRLF.
     #[test]
     fn smuggling_is_refused() {
-        for bad in [
-            "\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\n.\rX",
-        ] {
-            let input = format!(
-                "{TX}hello{bad}MAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n"
-            );
-            for step in [1, 5, usize::MAX] {
-                let (out, msgs) = drive(SessionConfig::default(), input.as_bytes(), step);
-                assert!(msgs.is_empty(), "{bad:?}: {out}");
-                assert_eq!(
-                    codes(&out),
-                    ["220", "250", "250", "250", "354", "554", "221"],
-                    "{bad:?} {out}"
-                );
-                assert!(out.contains("554 5.6.0"));
+        let smuggled = "MAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\nsmuggled\r\n";
+        for bad in SMUGGLING {
+            let input = format!("{TX}hello{bad}{smuggled}.\r\nQUIT\r\n");
+            for cfg in [reject_cfg(), SessionConfig::default()] {
+                let refused = cfg.bare_newline == BareNewline::Reject
+                    || bad.replace("\r\n", "").contains('\r');
+                for step in [1, 5, usize::MAX] {
+                    let (out, msgs) = drive(cfg.clone(), input.as_bytes(), step);
+                    let end = if refused { "554" } else { "250" };
+                    assert_eq!(
+                        codes(&out),
+                        ["220", "250", "250", "250", "354", end, "221"],
+                        "{bad:?} {out}"
+                    );
+                    if refused {
+                        assert!(msgs.is_empty(), "{bad:?}: {out}");
+                        assert!(out.contains("554 5.6.0"));
+                    } else {
+                        assert_eq!(msgs.len(), 1, "{bad:?}: {out}");
+                        let want = format!("hello\r\n.\r\n{smuggled}");
+                        assert_eq!(String::from_utf8_lossy(&msgs[0].1), want, "{bad:?}");
+                    }
+                }
             }
         }
+    }
+
+    /// `normalize`: bare LF lines are stored with CRLF, dot-unstuffed as CRLF lines are, and
+    /// counted as stored (SIZE, hops); a bare-LF "." line is content, never the end.
+    #[test]
+    fn bare_lf_is_normalized() {
+        let input =
+            format!("{TX}Subject: a\n\nline1\n..dot\n.\nmixed\r\n.x\r\n\nlast\r\n.\r\nQUIT\r\n");
+        let (out, msgs) = same_at_every_split(&SessionConfig::default(), input.as_bytes());
+        assert_eq!(
+            codes(&out),
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{out}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&msgs[0].1),
+            "Subject: a\r\n\r\nline1\r\n.dot\r\n.\r\nmixed\r\nx\r\n\r\nlast\r\n"
+        );
+        // That was not the end: it comes at CRLF.CRLF only.
+        let input = format!("{TX}a\nlast\n.\r\n.\n.\r\n\r\n.\r\n");
+        let (_, msgs) = same_at_every_split(&SessionConfig::default(), input.as_bytes());
+        assert_eq!(msgs[0].1, b"a\r\nlast\r\n.\r\n.\r\n.\r\n\r\n");
+        // Hops are counted in the normalised header.
+        let cfg = SessionConfig {
+            max_hops: 2,
+            ..SessionConfig::default()
+        };
+        let input = format!("{TX}Received: a\nReceived: b\n\nx\r\n.\r\n");
+        let (out, msgs) = drive(cfg, input.as_bytes(), 3);
+        assert!(msgs.is_empty() && out.contains("554 5.4.6"), "{out}");
+        // Stored octets count against SIZE: 50 lines of 1 octet and LF are 150 stored.
+        let cfg = SessionConfig {
+            max_message_size: 120,
+            ..SessionConfig::default()
+        };
+        let input = format!("{TX}{}\r\n.\r\n", "x\n".repeat(50));
+        let (out, msgs) = drive(cfg, input.as_bytes(), 7);
+        assert!(msgs.is_empty() && out.contains("552 5.3.4"), "{out}");
+        // BDAT: the same, across chunks and at every split; a bare CR is still refused.
+        let input = "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 4\r\na\n.\rBDAT 4 LAST\r\n\nb\n\nQUIT\r\n";
+        let (out, msgs) = same_at_every_split(&SessionConfig::default(), input.as_bytes());
+        assert_eq!(msgs.len(), 1, "{out}");
+        assert_eq!(msgs[0].1, b"a\r\n.\r\nb\r\n\r\n");
+        let input =
+            "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 4 LAST\r\na\rb\nQUIT\r\n";
+        let (out, msgs) = same_at_every_split(&SessionConfig::default(), input.as_bytes());
+        assert!(msgs.is_empty() && out.contains("554 5.6.0"), "{out}");
     }
 
     /// `input` split in two at every byte position gives the same replies and messages as
@@ -1461,20 +1567,31 @@ mod tests {
 
     #[test]
     fn smuggling_is_refused_at_every_split() {
-        let cfg = SessionConfig::default();
-        for bad in [
-            "\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\n.\rX",
-        ] {
+        for cfg in [reject_cfg(), SessionConfig::default()] {
+            smuggling_at_every_split(&cfg);
+        }
+    }
+
+    fn smuggling_at_every_split(cfg: &SessionConfig) {
+        for bad in SMUGGLING {
             let data = format!("{TX}hello{bad}MAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n");
             let bdat = format!(
                 "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT {} LAST\r\nhello{bad}x\r\nQUIT\r\n",
                 bad.len() + 8
             );
+            let refused =
+                cfg.bare_newline == BareNewline::Reject || bad.replace("\r\n", "").contains('\r');
             for input in [data, bdat] {
-                let (out, msgs) = same_at_every_split(&cfg, input.as_bytes());
-                assert!(msgs.is_empty(), "{bad:?}: {out}");
-                assert!(out.contains("554 5.6.0"), "{bad:?}: {out}");
+                let (out, msgs) = same_at_every_split(cfg, input.as_bytes());
                 assert!(out.ends_with("221 2.0.0 Bye\r\n"), "{bad:?}: {out}");
+                if refused {
+                    assert!(msgs.is_empty(), "{bad:?}: {out}");
+                    assert!(out.contains("554 5.6.0"), "{bad:?}: {out}");
+                } else {
+                    // One message, smuggled commands inside it.
+                    assert_eq!(msgs.len(), 1, "{bad:?}: {out}");
+                    assert!(msgs[0].1.starts_with(b"hello\r\n.\r\n"), "{bad:?}: {out}");
+                }
             }
         }
         // The other inputs of the smuggling and BDAT tests, whole and split.
@@ -1485,7 +1602,7 @@ mod tests {
             &format!("{TX}Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n"),
             &format!("{TX}hello\n.\n"),
         ] {
-            same_at_every_split(&cfg, input.as_bytes());
+            same_at_every_split(cfg, input.as_bytes());
         }
     }
 
@@ -1563,7 +1680,7 @@ mod tests {
         // A framing error in a BDAT chunk, RSET after a chunk: aborted (drive() panics when a
         // DataStart comes while content is still open), nothing queued.
         let (out, msgs) = drive(
-            SessionConfig::default(),
+            reject_cfg(),
             b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 3\r\nab\nRSET\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 4\r\nab\r\nRSET\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 1 LAST\r\n\r",
             3,
         );
@@ -1634,9 +1751,11 @@ mod tests {
     fn bare_lf_terminator_is_not_end_of_data() {
         // A client that ends with LF.LF never gets a 250: we keep waiting (the I/O layer times out).
         let input = format!("{TX}hello\n.\n");
-        let (out, msgs) = drive(SessionConfig::default(), input.as_bytes(), usize::MAX);
-        assert!(msgs.is_empty());
-        assert_eq!(codes(&out), ["220", "250", "250", "250", "354"]);
+        for cfg in [reject_cfg(), SessionConfig::default()] {
+            let (out, msgs) = drive(cfg, input.as_bytes(), usize::MAX);
+            assert!(msgs.is_empty());
+            assert_eq!(codes(&out), ["220", "250", "250", "250", "354"]);
+        }
     }
 
     #[test]
@@ -1848,14 +1967,16 @@ mod tests {
     #[test]
     fn bdat_chunks() {
         let input = "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 6\r\nab\r\ncdBDAT 4 LAST\r\n\r\nx\nQUIT\r\n";
-        // "ab\r\ncd" + "\r\nx\n" has a bare LF: refused.
-        let (out, msgs) = drive(SessionConfig::default(), input.as_bytes(), 2);
+        // "ab\r\ncd" + "\r\nx\n" has a bare LF: refused with reject, else stored with CRLF.
+        let (out, msgs) = drive(reject_cfg(), input.as_bytes(), 2);
         assert!(msgs.is_empty());
         assert_eq!(
             codes(&out),
             ["220", "250", "250", "250", "250", "554", "221"],
             "{out}"
         );
+        let (out, msgs) = drive(SessionConfig::default(), input.as_bytes(), 2);
+        assert_eq!(msgs[0].1, b"ab\r\ncd\r\nx\r\n", "{out}");
         let input = "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 6\r\nab\r\ncdBDAT 5 LAST\r\n\r\n.\r\nQUIT\r\n";
         for step in [1, 4, usize::MAX] {
             let (out, msgs) = drive(SessionConfig::default(), input.as_bytes(), step);
