@@ -197,6 +197,7 @@ fn every_spelling_of_the_banner_user_logs_in() {
         ("PLAIN", "DEMO@LocalHost"),
         ("PLAIN", "Demo"),
         ("PLAIN", "demo"),
+        ("PLAIN", "demo@mail.localhost"),
     ];
     for (i, (mech, user)) in logins.iter().enumerate() {
         let (ok, out) = d.swaks_submit(mech, user, &format!("login {i}"));
@@ -229,7 +230,12 @@ fn every_spelling_of_the_banner_user_logs_in() {
     ]);
     assert!(!ok && out.contains("535 5.7.8"), "{out}");
     // POP3: curl (SASL AUTH when the server offers it) as every spelling.
-    for user in ["demo@localhost", "DEMO@localhost", "demo"] {
+    for user in [
+        "demo@localhost",
+        "DEMO@localhost",
+        "demo",
+        "demo@mail.localhost",
+    ] {
         let out = d.curl_pop3(user, "");
         assert!(
             out.status.success(),
@@ -648,6 +654,12 @@ fn readme_and_banner_commands_work_as_printed() {
         Installed::InPath,
     );
     assert!(ok, "{text}");
+    // The user's name for programs that want a dot in the domain (git send-email; used in
+    // mutt_s_nail_and_git_send_email_send_through_msend).
+    assert!(
+        banner.contains("demo@mail.localhost where a domain needs a dot (git send-email)"),
+        "{banner}"
+    );
     let tried = banner_commands(&banner);
     assert!(tried.len() >= 5, "{banner}");
     let demo = cwd.path().join("mailkit-demo");
@@ -824,7 +836,9 @@ fn curl_submits_as_the_man_page_says() {
 /// The MUAs msend(1) names, with msend as their sendmail and an account of msend.toml for the
 /// demo's submission port (STARTTLS, AUTH as `demo@localhost`): mutt (`set sendmail`, which
 /// splits at blanks, so the account carries the password command), s-nail (`-S mta=`) and git
-/// send-email (`--smtp-server=msend`, full addresses) all deliver to the demo Maildir.
+/// send-email (`--smtp-server=msend`, full addresses) all deliver to the demo Maildir, the
+/// quickstart as shipped. git refuses `demo@localhost` (its address check wants a dot in the
+/// domain); the banner's other name for the user, `demo@mail.localhost`, it takes.
 #[test]
 fn mutt_s_nail_and_git_send_email_send_through_msend() {
     let man =
@@ -833,13 +847,7 @@ fn mutt_s_nail_and_git_send_email_send_through_msend() {
         man.contains("mutt splits its sendmail command at blanks"),
         "msend(1) does not say how mutt must name the password command"
     );
-    // git send-email refuses an address whose domain has no dot (demo@localhost): serve one.
-    let d = Demo::start(|t| {
-        t.replace(
-            "domains = [\"localhost\"]",
-            "domains = [\"localhost\", \"example.org\"]",
-        )
-    });
+    let d = Demo::start(|t| t);
     let dir = d.demo.parent().unwrap().to_path_buf();
     let msend = common::bin("msend");
     let accounts = dir.join("msend.toml");
@@ -900,7 +908,12 @@ set record=\"\"\nset folder={dir}\n",
     let repo = dir.join("repo");
     let git = |args: &[&str]| {
         Command::new("git")
-            .args(["-c", "user.name=Demo", "-c", "user.email=demo@example.org"])
+            .args([
+                "-c",
+                "user.name=Demo",
+                "-c",
+                "user.email=demo@mail.localhost",
+            ])
             .args(args)
             .current_dir(&repo)
             .env("HOME", &dir)
@@ -914,22 +927,38 @@ set record=\"\"\nset folder={dir}\n",
             .status
             .success()
     );
-    let out = git(&[
-        "send-email",
-        "--confirm=never",
-        &format!("--smtp-server={}", msend.display()),
-        "--smtp-server-option=-C",
-        &format!("--smtp-server-option={}", accounts.display()),
-        "--from=demo@example.org",
-        "--to=demo@example.org",
-        "-1",
-    ]);
+    let send = |to: &str| {
+        git(&[
+            "send-email",
+            "--confirm=never",
+            &format!("--smtp-server={}", msend.display()),
+            "--smtp-server-option=-C",
+            &format!("--smtp-server-option={}", accounts.display()),
+            "--from=demo@mail.localhost",
+            &format!("--to={to}"),
+            "-1",
+        ])
+    };
+    let out = send("demo@localhost");
+    // git 2.47 says so and exits 0, sending nothing (the count of queued ones below is exact).
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unable to extract a valid address"),
+        "git send-email took demo@localhost: {out:?}"
+    );
+    let out = send("demo@mail.localhost");
     assert!(
         out.status.success(),
         "git send-email: {out:?}\n{}",
         d.logs()
     );
     let got = d.wait_mail(3);
+    // Three accepted: each client waited for its 250, so a demo@localhost one would be there.
+    assert_eq!(d.logs().matches(" queued\n").count(), 3, "{}", d.logs());
+    assert!(
+        got.iter()
+            .any(|m| m.contains("\nTo: demo@mail.localhost\n") && m.contains("via git send-email")),
+        "{got:?}"
+    );
     for subject in ["via mutt", "via s-nail", "via git send-email"] {
         assert!(
             got.iter().any(|m| m.contains(subject)),

@@ -1,7 +1,10 @@
 //! `mrelayd quickstart`: a demo setup in one directory, run on loopback.
 //!
 //! [`prepare`] writes (once; a rerun reuses the directory and its password) a config with
-//! paths relative to it, a passwd-file with user `demo` and a random password, an aliases file
+//! paths relative to it, serving the domains `localhost` and [`DOTTED_DOMAIN`] (programs such
+//! as git send-email refuse an address whose domain has no dot, so the demo user must have one
+//! they take: `demo@mail.localhost`, RFC 6761 §6.3 reserves `.localhost` names for loopback),
+//! a passwd-file with user `demo` and a random password, an aliases file
 //! sending `postmaster` and `abuse` to `demo` (RFC 5321 §4.5.1, RFC 2142), a self-signed
 //! certificate with its CA, and the demo Maildir. [`Demo::run`] then runs mrelayd `serve` in
 //! this process and supervises `mpopd serve` and `mimapd serve` next to it ([`supervise`]),
@@ -24,6 +27,17 @@ use super::RelayConfig;
 use crate::config::Config;
 use crate::exit;
 use crate::log;
+
+/// The demo's second domain, with a dot: the address `demo@mail.localhost` is one git
+/// send-email (which wants a dot in the domain) accepts. Mail for it is local, as for
+/// `localhost`; the name is never looked up (servers are named `localhost` or `127.0.0.1`).
+pub const DOTTED_DOMAIN: &str = "mail.localhost";
+
+/// The `[users]` domains line a demo written before [`DOTTED_DOMAIN`] has; a reused one gets
+/// [`DOMAINS_LINE`] instead.
+const OLD_DOMAINS_LINE: &str = "domains = [\"localhost\"]\n";
+/// The demo's `[users]` domains line.
+const DOMAINS_LINE: &str = "domains = [\"localhost\", \"mail.localhost\"]\n";
 
 /// The demo directory when none is given.
 pub const DEFAULT_DIR: &str = "mailkit-demo";
@@ -120,7 +134,7 @@ pub fn prepare(dir: Option<PathBuf>, user: Option<String>) -> Result<Demo> {
 hostname = \"localhost\"\n\
 state_dir = \"state\"\n\
 \n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
-\n[users]\npasswd_file = \"passwd\"\nmail_location = \"{mail}/%n/Maildir\"\ndomains = [\"localhost\"]\n\
+\n[users]\npasswd_file = \"passwd\"\nmail_location = \"{mail}/%n/Maildir\"\n{DOMAINS_LINE}\
 \n[mrelayd]\n# No network is trusted: relaying needs AUTH on the submission port.\n\
 trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0.0.1:{QUICKSTART_SMTP}\", role = \"smtp\" }},\n  {{ address = \"127.0.0.1:{QUICKSTART_SUBMISSION}\", role = \"submission\" }},\n]\n\
 \n[mpopd]\nlisten = [ {{ address = \"127.0.0.1:{QUICKSTART_POP3}\", role = \"plain\" }} ]\n\
@@ -135,6 +149,7 @@ trusted_networks = []\naliases = \"aliases\"\nlisten = [\n  {{ address = \"127.0
         write_new(&config_path, &config, 0o644)?;
     }
     if !fresh {
+        add_dotted_domain(&dir, &config_path)?;
         add_aliases(&dir, &config_path)?;
         add_imap(&dir, &config_path)?;
     }
@@ -180,6 +195,23 @@ fn add_aliases(dir: &Path, config_path: &Path) -> Result<()> {
     let text = text.replacen(OLD_RELAY_LINES, NEW_RELAY_LINES, 1);
     crate::durable::replace_path(dir, config_path, text.as_bytes(), 0o644)
         .with_context(|| format!("adding aliases to {}", config_path.display()))
+}
+
+/// A reused demo written before it served [`DOTTED_DOMAIN`] gets it, so the banner's
+/// `demo@mail.localhost` works there too; a domains line edited by hand is left alone.
+fn add_dotted_domain(dir: &Path, config_path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    if !text.contains(&format!("\n{OLD_DOMAINS_LINE}")) {
+        return Ok(());
+    }
+    let text = text.replacen(
+        &format!("\n{OLD_DOMAINS_LINE}"),
+        &format!("\n{DOMAINS_LINE}"),
+        1,
+    );
+    crate::durable::replace_path(dir, config_path, text.as_bytes(), 0o644)
+        .with_context(|| format!("adding {DOTTED_DOMAIN} to {}", config_path.display()))
 }
 
 /// The demo's `[mimapd]` section: IMAP with STARTTLS and IMAPS on loopback.
@@ -304,8 +336,8 @@ impl Demo {
         };
         format!(
             "mailkit demo in {d} ({})\n\
-\n  user:      demo@localhost\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n{runs_as}\
-\n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n  IMAP        127.0.0.1:{QUICKSTART_IMAP}   (mimapd, STARTTLS)\n  IMAPS       127.0.0.1:{QUICKSTART_IMAPS}   (mimapd)\n\
+\n  user:      demo@localhost, or demo@{DOTTED_DOMAIN} where a domain needs a dot (git send-email)\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n{runs_as}\
+\n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost and @{DOTTED_DOMAIN}, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n  IMAP        127.0.0.1:{QUICKSTART_IMAP}   (mimapd, STARTTLS)\n  IMAPS       127.0.0.1:{QUICKSTART_IMAPS}   (mimapd)\n\
 \nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  ls {d}/mail/demo/Maildir/new\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  {mrelayd} -c {c} queue\n",
             if self.fresh { "created" } else { "reused" }
         )
@@ -504,6 +536,16 @@ mod tests {
         assert_eq!(relay.aliases, Some(old.dir.join("aliases")));
         let aliases = std::fs::read_to_string(old.dir.join("aliases")).unwrap();
         assert!(aliases.contains("\npostmaster: demo\n"), "{aliases}");
+        // It serves the dotted domain its banner names, also when reused from before it did.
+        assert!(old.banner().contains(&format!("demo@{DOTTED_DOMAIN} ")));
+        let text = std::fs::read_to_string(&old.config).unwrap();
+        assert!(text.contains(DOMAINS_LINE), "{text}");
+        std::fs::write(&old.config, text.replace(DOMAINS_LINE, OLD_DOMAINS_LINE)).unwrap();
+        let older = prepare(Some(dir.clone()), None).unwrap();
+        let text = std::fs::read_to_string(&older.config).unwrap();
+        assert!(text.contains(DOMAINS_LINE), "{text}");
+        let config = Config::load(Some(&older.config)).unwrap();
+        assert_eq!(config.users.domains, ["localhost", DOTTED_DOMAIN]);
         // A second create of an existing file fails instead of overwriting it.
         assert!(write_new(&again.config, "x", 0o644).is_err());
     }
