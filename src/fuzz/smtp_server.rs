@@ -1,6 +1,7 @@
 //! Fuzz the SMTP server session: arbitrary client bytes, fed in arbitrary pieces, with every
 //! decision accepted. It must never panic or wait for a decision nobody asked for, and every
-//! accepted message must be CRLF text without bare CR or LF (no SMTP smuggling).
+//! accepted message must be CRLF text without bare CR or LF (no SMTP smuggling), whether
+//! bare LF is normalised or rejected ([`BareNewline`]).
 
 use crate::session::SessionHooks as _;
 use crate::smtp::server::{BareNewline, Decision, Event, Session, SessionConfig};
