@@ -1,4 +1,5 @@
-//! The one home for RFC 5322 message byte handling: where the header section ends, LF → CRLF,
+//! The one home for RFC 5322 message byte handling: where the header section ends, LF → CRLF
+//! (whole, [`to_crlf`], or streamed, [`CrlfStream`], and its length [`crlf_len`]),
 //! SMTP dot-stuffing, qualifying bare addresses in address header fields
 //! ([`qualify_header`], [`HeaderQualifier`]), and the one RFC 2047 encoder for header text we
 //! write ([`encode_words`]: msend's display names, Sieve vacation's Subject, From, Reply-To).
@@ -61,8 +62,69 @@ pub fn header_end(message: &[u8]) -> HeaderEnd {
 /// `data` with every line end as CRLF: LF and lone CR become CRLF, CRLF stays.
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 2);
-    crlf_into(data, false, &mut out);
+    CrlfStream::default().push(data, &mut out);
     out
+}
+
+/// How many bytes [`to_crlf`] makes of `data`, without building them: the size IMAP's
+/// RFC822.SIZE and BODYSTRUCTURE report (RFC 3501 §2.3.4: sizes count the CRLF form).
+pub fn crlf_len(data: &[u8]) -> u64 {
+    let mut len = data.len() as u64;
+    let mut prev_cr = false;
+    for &b in data {
+        match b {
+            b'\r' => {
+                len += 1;
+                prev_cr = true;
+            }
+            b'\n' => {
+                // CRLF: the CR already counted the pair; a bare LF gains its CR.
+                if prev_cr {
+                    len -= 1;
+                } else {
+                    len += 1;
+                }
+                prev_cr = false;
+            }
+            _ => prev_cr = false,
+        }
+    }
+    len
+}
+
+/// The LF → CRLF conversion of [`to_crlf`] over a stream of chunks (a message file read piece
+/// by piece): a CRLF split across two chunks stays one line end. Only the previous byte is
+/// state, so no byte is held back and output follows input at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrlfStream {
+    prev_cr: bool,
+}
+
+impl CrlfStream {
+    /// Appends `input` to `out` with every line end as CRLF.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut start = 0;
+        for (i, &b) in input.iter().enumerate() {
+            match b {
+                b'\r' => {
+                    out.extend_from_slice(&input[start..i]);
+                    out.extend_from_slice(b"\r\n");
+                    start = i + 1;
+                    self.prev_cr = true;
+                }
+                b'\n' => {
+                    out.extend_from_slice(&input[start..i]);
+                    if !self.prev_cr {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    start = i + 1;
+                    self.prev_cr = false;
+                }
+                _ => self.prev_cr = false,
+            }
+        }
+        out.extend_from_slice(&input[start..]);
+    }
 }
 
 /// The message as SMTP DATA content (RFC 5321 §4.5.2): line ends as in [`to_crlf`], a line
@@ -619,6 +681,20 @@ mod tests {
         assert_eq!(he(b"A: b\r\rB: c\r\n\r\nx"), (12, 14));
         assert_eq!(he(b"A: b\n\r"), (6, 6));
         assert_eq!(he(b"A: b\n\rx\n\ny"), (8, 9));
+    }
+
+    #[test]
+    fn crlf_stream_splits_anywhere_and_agrees_with_crlf_len() {
+        let data = b"a\nb\r\nc\rd\r\r\n\n\rx";
+        let whole = to_crlf(data);
+        assert_eq!(crlf_len(data), whole.len() as u64);
+        for cut in 0..data.len() {
+            let mut s = CrlfStream::default();
+            let mut out = Vec::new();
+            s.push(&data[..cut], &mut out);
+            s.push(&data[cut..], &mut out);
+            assert_eq!(out, whole, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! is the state machine on the one session pattern ([`crate::session`]): bytes in, events
 //! and responses out, the driver answering its questions. The rest runs it for real:
 //! [`config`] is the `[mimapd]` section and [`driver`] runs a session over a
-//! [`crate::server::Connection`] (the only module here that does I/O).
+//! [`crate::server::Connection`] (the only module here that does I/O). [`message`] is one
+//! message file as FETCH and SEARCH see it (MIME structure, ENVELOPE, BODYSTRUCTURE, sections,
+//! search keys), a pure library over the file's bytes.
 
 pub mod config;
 pub mod driver;
 pub mod framer;
+pub mod message;
 pub mod response;
 pub mod session;
 

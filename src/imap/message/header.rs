@@ -1,0 +1,369 @@
+//! Header fields of one MIME part (RFC 5322 §2.2) and the MIME fields' grammar (RFC 2045 §5.1
+//! Content-Type, RFC 2183 Content-Disposition, RFC 2231 parameter continuations).
+
+/// One header field: its name and its raw value (after the colon, folding and line end kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field name as written.
+    pub name: &'a [u8],
+    /// The value as written: everything after the colon, continuation lines included.
+    pub value: &'a [u8],
+    /// The whole field, name to final line end.
+    pub raw: &'a [u8],
+    /// Where `raw` starts in the header section.
+    pub at: usize,
+}
+
+impl Field<'_> {
+    /// Whether the field is named `lower` (a lowercase name; RFC 5322 §1.2.2: names are
+    /// case-insensitive).
+    pub fn is(&self, lower: &[u8]) -> bool {
+        self.name.eq_ignore_ascii_case(lower)
+    }
+
+    /// The value unfolded (RFC 5322 §2.2.3: CRLF before white space removed) and trimmed.
+    pub fn unfolded(&self) -> Vec<u8> {
+        unfold(self.value)
+    }
+}
+
+/// The fields of a header section in order. A line that is no field (no colon, or a
+/// continuation line before any field) is skipped, as Dovecot's parser does.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    rest: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of `header` (the header section without its empty line).
+    pub fn new(header: &'a [u8]) -> Fields<'a> {
+        Fields {
+            rest: header,
+            at: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            // A field is its first line plus every following line that starts with SP or HTAB.
+            let mut end = 0;
+            loop {
+                end = self.rest[end..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(self.rest.len(), |i| end + i + 1);
+                if end >= self.rest.len() || !matches!(self.rest[end], b' ' | b'\t') {
+                    break;
+                }
+            }
+            let raw = &self.rest[..end];
+            let at = self.at;
+            self.rest = &self.rest[end..];
+            self.at += end;
+            let Some(colon) = raw.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let name = trim(&raw[..colon]);
+            if name.is_empty() || name.iter().any(|&b| b == b' ' || b == b'\t') {
+                continue;
+            }
+            return Some(Field {
+                name,
+                value: &raw[colon + 1..],
+                raw,
+                at,
+            });
+        }
+    }
+}
+
+/// `data` without leading and trailing white space (SP, HTAB, CR, LF).
+pub fn trim(data: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = data.iter().position(|b| !ws(b)).unwrap_or(data.len());
+    let end = data.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    &data[start..end]
+}
+
+/// A field value unfolded (every CR and LF removed, RFC 5322 §2.2.3) and trimmed.
+pub fn unfold(value: &[u8]) -> Vec<u8> {
+    let out: Vec<u8> = value
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    trim(&out).to_vec()
+}
+
+/// A parsed Content-Type (or, with an empty subtype, Content-Disposition): lowercase type
+/// names and parameter names, parameter values as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType {
+    /// The type (`text`), or the disposition (`attachment`), lowercase.
+    pub kind: String,
+    /// The subtype (`plain`), lowercase; empty for a disposition.
+    pub subtype: String,
+    /// The parameters in order, names lowercase. RFC 2231 continuations (`name*0`,
+    /// `name*1*` ...) are joined into one `name` (or `name*` when any piece is extended,
+    /// with the value left encoded, as Dovecot sends it).
+    pub params: Vec<(String, Vec<u8>)>,
+}
+
+impl ContentType {
+    /// The default media type (RFC 2045 §5.2; RFC 2046 §5.1.5 inside multipart/digest).
+    pub fn default_for(in_digest: bool) -> ContentType {
+        if in_digest {
+            ContentType {
+                kind: "message".into(),
+                subtype: "rfc822".into(),
+                params: Vec::new(),
+            }
+        } else {
+            ContentType {
+                kind: "text".into(),
+                subtype: "plain".into(),
+                params: vec![("charset".into(), b"us-ascii".to_vec())],
+            }
+        }
+    }
+
+    /// Parses a Content-Type value; `None` when there is no `type/subtype`.
+    pub fn parse(value: &[u8]) -> Option<ContentType> {
+        let mut t = Tokens::new(value);
+        let kind = t.token()?.to_ascii_lowercase();
+        if !t.special(b'/') {
+            return None;
+        }
+        let subtype = t.token()?.to_ascii_lowercase();
+        Some(ContentType {
+            kind: String::from_utf8_lossy(&kind).into_owned(),
+            subtype: String::from_utf8_lossy(&subtype).into_owned(),
+            params: t.params(),
+        })
+    }
+
+    /// Parses a Content-Disposition value (RFC 2183 §2); `None` without a disposition type.
+    pub fn parse_disposition(value: &[u8]) -> Option<ContentType> {
+        let mut t = Tokens::new(value);
+        let kind = t.token()?.to_ascii_lowercase();
+        Some(ContentType {
+            kind: String::from_utf8_lossy(&kind).into_owned(),
+            subtype: String::new(),
+            params: t.params(),
+        })
+    }
+
+    /// The value of parameter `name` (lowercase) as text.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// The RFC 2045 §5.1 lexer: tokens, quoted strings, tspecials, comments skipped.
+struct Tokens<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(data: &'a [u8]) -> Tokens<'a> {
+        Tokens { data, pos: 0 }
+    }
+
+    /// Skips white space and (nested) comments.
+    fn skip_cfws(&mut self) {
+        while let Some(&b) = self.data.get(self.pos) {
+            match b {
+                b' ' | b'\t' | b'\r' | b'\n' => self.pos += 1,
+                b'(' => {
+                    let mut depth = 0usize;
+                    while let Some(&c) = self.data.get(self.pos) {
+                        self.pos += 1;
+                        match c {
+                            b'\\' => self.pos += 1,
+                            b'(' => depth += 1,
+                            b')' => {
+                                depth = depth.saturating_sub(1);
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn is_tspecial(b: u8) -> bool {
+        b"()<>@,;:\\\"/[]?=".contains(&b) || b <= b' ' || b == 0x7f
+    }
+
+    fn token(&mut self) -> Option<&'a [u8]> {
+        self.skip_cfws();
+        let start = self.pos;
+        while self
+            .data
+            .get(self.pos)
+            .is_some_and(|&b| !Self::is_tspecial(b))
+        {
+            self.pos += 1;
+        }
+        (self.pos > start).then(|| &self.data[start..self.pos])
+    }
+
+    fn special(&mut self, c: u8) -> bool {
+        self.skip_cfws();
+        if self.data.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A token or a quoted string (unquoted, backslash escapes resolved).
+    fn value(&mut self) -> Option<Vec<u8>> {
+        self.skip_cfws();
+        if self.data.get(self.pos) == Some(&b'"') {
+            self.pos += 1;
+            let mut out = Vec::new();
+            while let Some(&b) = self.data.get(self.pos) {
+                self.pos += 1;
+                match b {
+                    b'"' => return Some(out),
+                    b'\\' => {
+                        if let Some(&c) = self.data.get(self.pos) {
+                            out.push(c);
+                            self.pos += 1;
+                        }
+                    }
+                    b'\r' | b'\n' => {}
+                    _ => out.push(b),
+                }
+            }
+            Some(out)
+        } else {
+            self.token().map(<[u8]>::to_vec)
+        }
+    }
+
+    /// `*(";" attribute "=" value)`, RFC 2231 continuations joined. A malformed parameter is
+    /// skipped up to the next `;`.
+    fn params(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut raw: Vec<(String, Vec<u8>)> = Vec::new();
+        loop {
+            self.skip_cfws();
+            if self.pos >= self.data.len() {
+                break;
+            }
+            if !self.special(b';') {
+                // Garbage: resynchronise at the next ';'.
+                match self.data[self.pos..].iter().position(|&b| b == b';') {
+                    Some(i) => self.pos += i,
+                    None => break,
+                }
+                continue;
+            }
+            let Some(name) = self.token() else { continue };
+            if !self.special(b'=') {
+                continue;
+            }
+            let Some(value) = self.value() else { continue };
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            raw.push((name, value));
+        }
+        join_continuations(raw)
+    }
+}
+
+/// RFC 2231 §3: `name*0`, `name*1*` ... joined in number order into one parameter at the
+/// place of the first piece, `name*` when any piece is extended (value still encoded).
+fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    // (base name, its slot in `out`, whether any piece is extended, the numbered pieces)
+    type Group = (String, usize, bool, Vec<(u32, Vec<u8>)>);
+    let mut groups: Vec<Group> = Vec::new();
+    for (name, value) in raw {
+        let (base, rest) = match name.split_once('*') {
+            Some((b, r)) => (b.to_string(), r.to_string()),
+            None => {
+                out.push((name, value));
+                continue;
+            }
+        };
+        let extended = rest.ends_with('*') || rest.is_empty();
+        let number = rest.trim_end_matches('*');
+        let Ok(n) = (if number.is_empty() {
+            Ok(0)
+        } else {
+            number.parse::<u32>()
+        }) else {
+            out.push((name, value));
+            continue;
+        };
+        match groups.iter_mut().find(|g| g.0 == base) {
+            Some(g) => {
+                g.2 |= extended;
+                g.3.push((n, value));
+            }
+            None => {
+                out.push((String::new(), Vec::new()));
+                groups.push((base, out.len() - 1, extended, vec![(n, value)]));
+            }
+        }
+    }
+    for (base, at, extended, mut pieces) in groups {
+        pieces.sort_by_key(|p| p.0);
+        let value = pieces.into_iter().flat_map(|p| p.1).collect();
+        out[at] = (if extended { format!("{base}*") } else { base }, value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_follow_folding_and_skip_junk() {
+        let h = b"Subject: a\r\n b\r\nnot a field\r\nX-Y:z\n";
+        let f: Vec<_> = Fields::new(h).collect();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].name, b"Subject");
+        assert_eq!(f[0].unfolded(), b"a b");
+        assert_eq!(f[1].value, b"z\n");
+    }
+
+    #[test]
+    fn content_type_with_rfc2231() {
+        let ct = ContentType::parse(
+            b" Text/Plain; (c) charset=\"UTF-8\";\r\n name*0*=utf-8''a%20; name*1=b; FORMAT=flowed",
+        )
+        .unwrap();
+        assert_eq!(ct.kind, "text");
+        assert_eq!(ct.subtype, "plain");
+        assert_eq!(
+            ct.params,
+            vec![
+                ("charset".into(), b"UTF-8".to_vec()),
+                ("name*".into(), b"utf-8''a%20b".to_vec()),
+                ("format".into(), b"flowed".to_vec()),
+            ]
+        );
+        assert!(ContentType::parse(b"text").is_none());
+    }
+}
