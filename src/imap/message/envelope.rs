@@ -170,6 +170,26 @@ fn address(
     }
 }
 
+/// A mailbox (not a group marker): RFC 3501 §7.4.2 makes a NIL host a group, so a missing
+/// mailbox or domain is sent as Dovecot sends it, `MISSING_MAILBOX` / `MISSING_DOMAIN`.
+fn mailbox(
+    name: Option<Vec<u8>>,
+    route: Option<Vec<u8>>,
+    local: Vec<u8>,
+    host: Option<Vec<u8>>,
+) -> Address<'static> {
+    let local = if local.is_empty() {
+        b"MISSING_MAILBOX".to_vec()
+    } else {
+        local
+    };
+    let host = match host {
+        Some(h) if !h.is_empty() => h,
+        _ => b"MISSING_DOMAIN".to_vec(),
+    };
+    address(name, route, Some(local), Some(host))
+}
+
 /// The words of a phrase (display name) joined by single spaces.
 fn phrase(words: &[Vec<u8>]) -> Option<Vec<u8>> {
     (!words.is_empty()).then(|| words.join(&b' '))
@@ -239,10 +259,10 @@ pub fn parse_addresses(value: &[u8]) -> Vec<Address<'static>> {
                     }
                 }
                 let name = phrase(&words).or(comment);
-                out.push(address(
+                out.push(mailbox(
                     name,
                     (!route.is_empty()).then_some(route),
-                    Some(local),
+                    local,
                     host,
                 ));
                 // Skip to the separator.
@@ -257,7 +277,7 @@ pub fn parse_addresses(value: &[u8]) -> Vec<Address<'static>> {
             }
             _ => {
                 // addr-spec: local "@" domain (the words so far are the local part).
-                let mut local: Vec<u8> = words.concat();
+                let local: Vec<u8> = words.concat();
                 let mut host: Option<Vec<u8>> = None;
                 if toks.get(i) == Some(&Tok::Special(b'@')) {
                     i += 1;
@@ -278,8 +298,7 @@ pub fn parse_addresses(value: &[u8]) -> Vec<Address<'static>> {
                     i += 1;
                 }
                 if !local.is_empty() || host.is_some() {
-                    local.shrink_to_fit();
-                    out.push(address(comment, None, Some(local), host));
+                    out.push(mailbox(comment, None, local, host));
                 }
             }
         }

@@ -103,17 +103,20 @@ pub fn unfold(value: &[u8]) -> Vec<u8> {
     trim(&out).to_vec()
 }
 
-/// A parsed Content-Type (or, with an empty subtype, Content-Disposition): lowercase type
-/// names and parameter names, parameter values as written.
+/// A parsed Content-Type (or, with an empty subtype, Content-Disposition). BODYSTRUCTURE sends
+/// names as written (as Dovecot does; RFC 2045 §5.1 makes them case-insensitive), the
+/// lowercase forms are for decisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentType {
     /// The type (`text`), or the disposition (`attachment`), lowercase.
     pub kind: String,
     /// The subtype (`plain`), lowercase; empty for a disposition.
     pub subtype: String,
-    /// The parameters in order, names lowercase. RFC 2231 continuations (`name*0`,
+    /// Type and subtype as written.
+    pub written: (String, String),
+    /// The parameters in order, names as written. RFC 2231 continuations (`name*0`,
     /// `name*1*` ...) are joined into one `name` (or `name*` when any piece is extended,
-    /// with the value left encoded, as Dovecot sends it).
+    /// with the value left encoded) after the plain parameters, as Dovecot sends them.
     pub params: Vec<(String, Vec<u8>)>,
 }
 
@@ -124,12 +127,14 @@ impl ContentType {
             ContentType {
                 kind: "message".into(),
                 subtype: "rfc822".into(),
+                written: ("message".into(), "rfc822".into()),
                 params: Vec::new(),
             }
         } else {
             ContentType {
                 kind: "text".into(),
                 subtype: "plain".into(),
+                written: ("text".into(), "plain".into()),
                 params: vec![("charset".into(), b"us-ascii".to_vec())],
             }
         }
@@ -138,34 +143,44 @@ impl ContentType {
     /// Parses a Content-Type value; `None` when there is no `type/subtype`.
     pub fn parse(value: &[u8]) -> Option<ContentType> {
         let mut t = Tokens::new(value);
-        let kind = t.token()?.to_ascii_lowercase();
+        let kind = String::from_utf8_lossy(t.token()?).into_owned();
         if !t.special(b'/') {
             return None;
         }
-        let subtype = t.token()?.to_ascii_lowercase();
+        let subtype = String::from_utf8_lossy(t.token()?).into_owned();
+        let mut params = t.params();
+        // Dovecot (and UW imapd) name the charset of a text part that names none: RFC 2045
+        // §5.2's default, us-ascii.
+        if kind.eq_ignore_ascii_case("text")
+            && !params.iter().any(|p| p.0.eq_ignore_ascii_case("charset"))
+        {
+            params.insert(0, ("charset".into(), b"us-ascii".to_vec()));
+        }
         Some(ContentType {
-            kind: String::from_utf8_lossy(&kind).into_owned(),
-            subtype: String::from_utf8_lossy(&subtype).into_owned(),
-            params: t.params(),
+            kind: kind.to_ascii_lowercase(),
+            subtype: subtype.to_ascii_lowercase(),
+            written: (kind, subtype),
+            params,
         })
     }
 
     /// Parses a Content-Disposition value (RFC 2183 §2); `None` without a disposition type.
     pub fn parse_disposition(value: &[u8]) -> Option<ContentType> {
         let mut t = Tokens::new(value);
-        let kind = t.token()?.to_ascii_lowercase();
+        let kind = String::from_utf8_lossy(t.token()?).into_owned();
         Some(ContentType {
-            kind: String::from_utf8_lossy(&kind).into_owned(),
+            kind: kind.to_ascii_lowercase(),
             subtype: String::new(),
+            written: (kind, String::new()),
             params: t.params(),
         })
     }
 
-    /// The value of parameter `name` (lowercase) as text.
+    /// The value of parameter `name` (any case) as text.
     pub fn param(&self, name: &str) -> Option<String> {
         self.params
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
@@ -283,8 +298,7 @@ impl<'a> Tokens<'a> {
                 continue;
             }
             let Some(value) = self.value() else { continue };
-            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-            raw.push((name, value));
+            raw.push((String::from_utf8_lossy(name).into_owned(), value));
         }
         join_continuations(raw)
     }
@@ -294,11 +308,12 @@ impl<'a> Tokens<'a> {
 /// place of the first piece, `name*` when any piece is extended (value still encoded).
 fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    // (base name, its slot in `out`, whether any piece is extended, the numbered pieces)
+    // (base name, unused, whether any piece is extended, the numbered pieces)
     type Group = (String, usize, bool, Vec<(u32, Vec<u8>)>);
     let mut groups: Vec<Group> = Vec::new();
     for (name, value) in raw {
-        let (base, rest) = match name.split_once('*') {
+        let lower = name.to_ascii_lowercase();
+        let (base, rest) = match lower.split_once('*') {
             Some((b, r)) => (b.to_string(), r.to_string()),
             None => {
                 out.push((name, value));
@@ -315,21 +330,18 @@ fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
             out.push((name, value));
             continue;
         };
-        match groups.iter_mut().find(|g| g.0 == base) {
+        match groups.iter_mut().find(|g| g.0.eq_ignore_ascii_case(&base)) {
             Some(g) => {
                 g.2 |= extended;
                 g.3.push((n, value));
             }
-            None => {
-                out.push((String::new(), Vec::new()));
-                groups.push((base, out.len() - 1, extended, vec![(n, value)]));
-            }
+            None => groups.push((base, 0, extended, vec![(n, value)])),
         }
     }
-    for (base, at, extended, mut pieces) in groups {
+    for (base, _, extended, mut pieces) in groups {
         pieces.sort_by_key(|p| p.0);
         let value = pieces.into_iter().flat_map(|p| p.1).collect();
-        out[at] = (if extended { format!("{base}*") } else { base }, value);
+        out.push((if extended { format!("{base}*") } else { base }, value));
     }
     out
 }
@@ -356,12 +368,13 @@ mod tests {
         .unwrap();
         assert_eq!(ct.kind, "text");
         assert_eq!(ct.subtype, "plain");
+        assert_eq!(ct.written, ("Text".into(), "Plain".into()));
         assert_eq!(
             ct.params,
             vec![
                 ("charset".into(), b"UTF-8".to_vec()),
+                ("FORMAT".into(), b"flowed".to_vec()),
                 ("name*".into(), b"utf-8''a%20b".to_vec()),
-                ("format".into(), b"flowed".to_vec()),
             ]
         );
         assert!(ContentType::parse(b"text").is_none());

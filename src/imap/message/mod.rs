@@ -93,9 +93,10 @@ pub struct Part {
 /// What a part's body is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    /// A leaf: text, image, application ... (also a multipart without a usable boundary).
+    /// A leaf: text, image, application ...
     Single,
-    /// multipart/*: its parts in order (at least one).
+    /// multipart/*: its parts in order (at least one: a multipart without a boundary or
+    /// without parts gets one empty text/plain part).
     Multipart(Vec<Part>),
     /// message/rfc822 (and message/global): the encapsulated message.
     Message(Box<Part>),
@@ -182,12 +183,13 @@ fn parse_part(
                     parts.push(parse_part(raw, child, digest, depth + 1, limits, count)?);
                 }
                 if parts.is_empty() {
-                    Kind::Single
-                } else {
-                    Kind::Multipart(parts)
+                    parts.push(empty_part(body.end));
                 }
+                Kind::Multipart(parts)
             }
-            _ => Kind::Single,
+            // No boundary: a multipart of one empty text/plain part, as Dovecot shows it (the
+            // body cannot be split, and a multipart must have a part).
+            _ => Kind::Multipart(vec![empty_part(body.end)]),
         },
         "message" if matches!(media.subtype.as_str(), "rfc822" | "global") => {
             // An encoded message/rfc822 (base64, against RFC 2046 §5.2.1) is opaque bytes.
@@ -213,6 +215,17 @@ fn parse_part(
         media,
         kind,
     })
+}
+
+/// An empty text/plain part at `at` (stands for the parts of a multipart that has none).
+fn empty_part(at: usize) -> Part {
+    Part {
+        start: at,
+        header: at..at,
+        body: at..at,
+        media: header::ContentType::default_for(false),
+        kind: Kind::Single,
+    }
 }
 
 /// The byte ranges of the parts of a multipart body (RFC 2046 §5.1.1): between boundary

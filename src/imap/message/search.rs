@@ -17,9 +17,9 @@ use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
-use mail_parser::{DateTime, HeaderValue};
+use mail_parser::HeaderValue;
 
-use super::header::{unfold, Field};
+use super::header::unfold;
 use super::{Kind, Message, Part};
 
 /// What SEARCH knows of a message without reading its file.
@@ -71,8 +71,10 @@ pub fn needs_content(key: &SearchKey<'_>) -> bool {
 pub struct Content {
     /// The top-level header fields: lowercase name, decoded lowercase value.
     fields: Vec<(String, String)>,
-    /// The decoded, lowercased text of every part body (nested messages' headers too).
+    /// The decoded, lowercased text of every part body.
     body: String,
+    /// The decoded, lowercased header fields of encapsulated messages (searched by TEXT only).
+    nested: String,
     /// The Date: header's day as written (RFC 3501 §6.4.4: SENT* disregard time and zone).
     sent: Option<NaiveDate>,
 }
@@ -114,18 +116,23 @@ fn decoded_body(msg: &Message<'_>, part: &Part) -> String {
     }
 }
 
-fn collect_body(msg: &Message<'_>, part: &Part, out: &mut String) {
+fn collect_body(msg: &Message<'_>, part: &Part, out: &mut String, nested: &mut String) {
     match &part.kind {
         Kind::Multipart(children) => {
             for c in children {
-                collect_body(msg, c, out);
+                collect_body(msg, c, out, nested);
             }
         }
+        // Dovecot's BODY does not search an encapsulated message's header, its TEXT does:
+        // the header goes to `nested`, which only TEXT reads.
         Kind::Message(inner) => {
             for f in msg.fields(inner) {
-                push_field(&f, out);
+                nested.push_str(&fold_case(&String::from_utf8_lossy(f.name)));
+                nested.push_str(": ");
+                nested.push_str(&fold_case(&decode_header_value(f.value)));
+                nested.push('\n');
             }
-            collect_body(msg, inner, out);
+            collect_body(msg, inner, out, nested);
         }
         Kind::Single => {
             out.push_str(&fold_case(&decoded_body(msg, part)));
@@ -134,11 +141,31 @@ fn collect_body(msg: &Message<'_>, part: &Part, out: &mut String) {
     }
 }
 
-fn push_field(f: &Field<'_>, out: &mut String) {
-    out.push_str(&fold_case(&String::from_utf8_lossy(f.name)));
-    out.push_str(": ");
-    out.push_str(&fold_case(&decode_header_value(f.value)));
-    out.push('\n');
+/// The day of an RFC 5322 §3.3 date-time as written (`[day-of-week ","] day month year ...`,
+/// obsolete two-digit years as §4.3 reads them), time and zone ignored as RFC 3501 §6.4.4's
+/// SENT* keys want.
+pub fn date_as_written(value: &str) -> Option<NaiveDate> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let mut words = value
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .peekable();
+    if words.peek()?.chars().all(|c| c.is_ascii_alphabetic()) {
+        words.next();
+    }
+    let day: u32 = words.next()?.parse().ok()?;
+    let month = words.next()?.to_ascii_lowercase();
+    let month = MONTHS.iter().position(|m| month.starts_with(m))? as u32 + 1;
+    let year_text = words.next()?;
+    let mut year: i32 = year_text.parse().ok()?;
+    if year_text.len() <= 2 {
+        year += if year < 50 { 2000 } else { 1900 };
+    } else if year_text.len() == 3 {
+        year += 1900;
+    }
+    NaiveDate::from_ymd_opt(year, month, day)
 }
 
 impl Content {
@@ -157,13 +184,16 @@ impl Content {
         let sent = msg
             .fields(root)
             .find(|f| f.is(b"date"))
-            .and_then(|f| DateTime::parse_rfc822(&String::from_utf8_lossy(&unfold(f.value))))
-            .and_then(|d| {
-                NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
-            });
+            .and_then(|f| date_as_written(&String::from_utf8_lossy(&unfold(f.value))));
         let mut body = String::new();
-        collect_body(msg, root, &mut body);
-        Content { fields, body, sent }
+        let mut nested = String::new();
+        collect_body(msg, root, &mut body, &mut nested);
+        Content {
+            fields,
+            body,
+            nested,
+            sent,
+        }
     }
 
     fn header_has(&self, name: &str, needle: &str) -> bool {
@@ -265,6 +295,7 @@ pub fn matches(key: &SearchKey<'_>, meta: &Meta<'_>, content: Option<&Content>) 
                 .iter()
                 .any(|(name, v)| v.contains(&n) || name.contains(&n))
                 || c.body.contains(&n)
+                || c.nested.contains(&n)
         }),
     }
 }

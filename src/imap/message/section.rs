@@ -11,8 +11,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::num::NonZeroU32;
 use std::ops::Range;
 
-use imap_types::core::AString;
-use imap_types::fetch::{Part as PartNumbers, Section};
+use imap_types::core::{AString, IString, Literal, NString, Vec1};
+use imap_types::fetch::{MessageDataItem, MessageDataItemName, Part as PartNumbers, Section};
+use imap_types::IntoStatic;
 
 use super::{Kind, Message, Part};
 use crate::rfc5322::{self, CrlfStream};
@@ -160,9 +161,13 @@ fn resolve<'p>(
         for n in numbers.0.as_ref() {
             let i = n.get() as usize - 1;
             // Below the top, a message/rfc822 part's numbers count in its message's body.
+            // A leaf's part 1 is itself (Dovecot: BODY[1.1] of a text part in a multipart),
+            // except for the top of a non-multipart message, whose part 1 is already itself.
             let container = match (&node.kind, top) {
                 (Kind::Message(inner), false) => inner,
-                (Kind::Single, false) => return Err(SectionError::NoSuchPart),
+                (Kind::Single, false) if std::ptr::eq(node, root) => {
+                    return Err(SectionError::NoSuchPart);
+                }
                 _ => node,
             };
             node = match &container.kind {
@@ -246,5 +251,89 @@ impl Message<'_> {
             }
         };
         Ok(Plan::new(self.raw(), pieces, partial))
+    }
+}
+
+/// A literal holding `bytes` (RFC 3501 §4.3: message data goes as a literal; NUL, which no
+/// IMAP string may hold, is dropped).
+pub fn literal(bytes: Vec<u8>) -> NString<'static> {
+    let bytes = if bytes.contains(&0) {
+        bytes.into_iter().filter(|&b| b != 0).collect()
+    } else {
+        bytes
+    };
+    NString(Literal::try_from(bytes).ok().map(IString::Literal))
+}
+
+impl Message<'_> {
+    /// The data of the content FETCH item `name` (RFC 3501 §6.4.5), built in memory: ENVELOPE,
+    /// BODY, BODYSTRUCTURE, RFC822.SIZE, RFC822(.HEADER/.TEXT) and BODY[section]<partial>
+    /// (a section naming no part is an empty string, as Dovecot sends it; header field names
+    /// are echoed in upper case, as Dovecot does). `None` for the items the store
+    /// answers (FLAGS, UID, INTERNALDATE ...). A driver sending large sections streams
+    /// [`Message::section`]'s plan from the file instead.
+    pub fn fetch_item(&self, name: &MessageDataItemName<'_>) -> Option<MessageDataItem<'static>> {
+        let whole = |s: Option<Section<'static>>| {
+            literal(
+                self.section(s.as_ref(), None)
+                    .map_or(Vec::new(), |p| p.to_vec(self.raw())),
+            )
+        };
+        Some(match name {
+            MessageDataItemName::Envelope => MessageDataItem::Envelope(super::envelope::envelope(
+                self.bytes(&self.root().header),
+            )),
+            MessageDataItemName::Body => MessageDataItem::Body(self.body()),
+            MessageDataItemName::BodyStructure => {
+                MessageDataItem::BodyStructure(self.body_structure())
+            }
+            MessageDataItemName::Rfc822Size => {
+                MessageDataItem::Rfc822Size(u32::try_from(self.size()).unwrap_or(u32::MAX))
+            }
+            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(whole(None)),
+            MessageDataItemName::Rfc822Header => {
+                MessageDataItem::Rfc822Header(whole(Some(Section::Header(None))))
+            }
+            MessageDataItemName::Rfc822Text => {
+                MessageDataItem::Rfc822Text(whole(Some(Section::Text(None))))
+            }
+            MessageDataItemName::BodyExt {
+                section, partial, ..
+            } => {
+                let plan = self.section(section.as_ref(), *partial);
+                MessageDataItem::BodyExt {
+                    section: section.clone().map(|s| upper_names(s.into_static())),
+                    origin: partial.map(|p| p.0),
+                    data: literal(plan.map_or(Vec::new(), |p| p.to_vec(self.raw()))),
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// `section` with its HEADER.FIELDS names in upper case (field names are case-insensitive,
+/// RFC 5322 §1.2.2; Dovecot echoes them so).
+fn upper_names(section: Section<'static>) -> Section<'static> {
+    let up = |names: Vec1<AString<'static>>| {
+        let v: Vec<AString<'static>> = names
+            .into_iter()
+            .map(|n| {
+                let u = n.as_ref().to_ascii_uppercase();
+                AString::try_from(u).unwrap_or(n)
+            })
+            .collect();
+        Vec1::try_from(v).map_err(|_| ())
+    };
+    match section {
+        Section::HeaderFields(p, names) => match up(names.clone()) {
+            Ok(n) => Section::HeaderFields(p, n),
+            Err(()) => Section::HeaderFields(p, names),
+        },
+        Section::HeaderFieldsNot(p, names) => match up(names.clone()) {
+            Ok(n) => Section::HeaderFieldsNot(p, n),
+            Err(()) => Section::HeaderFieldsNot(p, names),
+        },
+        other => other,
     }
 }

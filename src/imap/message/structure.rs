@@ -25,11 +25,12 @@ impl Message<'_> {
     }
 }
 
-/// The number of lines of `body`: its line ends, plus a last line without one.
+/// The number of lines of `body` (RFC 3501 §7.4.2 "size of the body in text lines"): its
+/// line ends, as Dovecot counts them (a last line without one does not count; the line end
+/// before a boundary belongs to the boundary).
 pub fn lines(body: &[u8]) -> u32 {
     let ends = body.iter().filter(|&&b| b == b'\n').count();
-    let open = usize::from(body.last().is_some_and(|&b| b != b'\n'));
-    u32::try_from(ends + open).unwrap_or(u32::MAX)
+    u32::try_from(ends).unwrap_or(u32::MAX)
 }
 
 fn params(ct: &ContentType) -> Vec<(IString<'static>, IString<'static>)> {
@@ -52,7 +53,7 @@ fn disposition(msg: &Message<'_>, part: &Part) -> Disposition<'static> {
         .fields(part)
         .find(|f| f.is(b"content-disposition"))
         .and_then(|f| ContentType::parse_disposition(f.value))
-        .map(|d| (istring(d.kind.as_bytes()), params(&d)));
+        .map(|d| (istring(d.written.0.as_bytes()), params(&d)));
     let language: Vec<IString<'static>> = field(msg, part, b"content-language")
         .map(|v| {
             v.split(|&b| b == b',')
@@ -81,7 +82,7 @@ fn structure(msg: &Message<'_>, part: &Part, ext: bool) -> BodyStructure<'static
         if let Ok(bodies) = Vec1::try_from(bodies) {
             return BodyStructure::Multi {
                 bodies,
-                subtype: istring(part.media.subtype.as_bytes()),
+                subtype: istring(part.media.written.1.as_bytes()),
                 extension_data: ext.then(|| MultiPartExtensionData {
                     parameter_list: params(&part.media),
                     tail: Some(disposition(msg, part)),
@@ -108,12 +109,12 @@ fn structure(msg: &Message<'_>, part: &Part, ext: bool) -> BodyStructure<'static
             number_of_lines: lines(body_bytes),
         },
         _ if part.media.kind == "text" => SpecificFields::Text {
-            subtype: istring(part.media.subtype.as_bytes()),
+            subtype: istring(part.media.written.1.as_bytes()),
             number_of_lines: lines(body_bytes),
         },
         _ => SpecificFields::Basic {
-            r#type: istring(part.media.kind.as_bytes()),
-            subtype: istring(part.media.subtype.as_bytes()),
+            r#type: istring(part.media.written.0.as_bytes()),
+            subtype: istring(part.media.written.1.as_bytes()),
         },
     };
     BodyStructure::Single {

@@ -52,8 +52,13 @@ fn structure_offsets_and_sections() {
     assert!(m
         .section(Some(&Section::Part(numbers(&[3]))), None)
         .is_err());
+    // A leaf's part 1 is itself (as Dovecot answers); a part 2 of it is none.
+    assert_eq!(
+        sec(&m, Some(Section::Part(numbers(&[1, 1]))), None),
+        b"hello"
+    );
     assert!(m
-        .section(Some(&Section::Part(numbers(&[1, 1]))), None)
+        .section(Some(&Section::Part(numbers(&[1, 2]))), None)
         .is_err());
     let names =
         Vec1::try_from(vec![imap_types::core::AString::try_from("SUBJECT").unwrap()]).unwrap();
@@ -71,7 +76,7 @@ fn structure_offsets_and_sections() {
     });
     assert_eq!(
         String::from_utf8_lossy(&wire),
-        "* 1 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" NIL NIL NIL \"7bit\" 5 1 NIL NIL NIL NIL)(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7bit\" 28 (NIL \"inner\" NIL NIL NIL NIL NIL NIL NIL NIL) (\"TEXT\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"XX\") NIL NIL NIL))\r\n"
+        "* 1 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 NIL NIL NIL NIL)(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7bit\" 28 (NIL \"inner\" NIL NIL NIL NIL NIL NIL NIL NIL) (\"TEXT\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"XX\") NIL NIL NIL))\r\n"
     );
 }
 
