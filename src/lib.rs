@@ -27,7 +27,8 @@
 //! - [`pop3`]: POP3 protocol (sans-IO) and the mpopd session.
 //! - [`fetch`]: mfetch: accounts, the POP3 and IMAP clients (sans-IO protocol, driver over
 //!   [`net`]), the per-account state file, the Maildir or MDA destination.
-//! - [`imap`]: IMAP protocol (sans-IO framing and session over imap-codec) and the mimapd session.
+//! - [`imap`]: IMAP protocol (sans-IO framing and session over imap-codec), the mimapd session, and
+//!   the message layer (`imap::message`: MIME tree, ENVELOPE, BODYSTRUCTURE, sections, SEARCH).
 //! - [`queue`]: mrelayd's durable queue (crash-proof state machine, documented at its top).
 //! - [`outbound`]: the outbound SMTP client: next hop (MX walk or relayhost), TLS policy, AUTH,
 //!   session cache, limits, per-recipient outcomes; used by mrelayd and msend, knows neither.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dsn_build;
 pub mod imap_client;
 pub mod imap_command;
+pub mod imap_message;
 pub mod mda_headers;
 pub mod mdig;
 pub mod msend_headers;
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("dsn_build", dsn_build::run),
     ("imap_client", imap_client::run),
     ("imap_command", imap_command::run),
+    ("imap_message", imap_message::run),
     ("mda_headers", mda_headers::run),
     ("mdig", mdig::run),
     ("msend_headers", msend_headers::run),
