@@ -14,6 +14,14 @@
 //!   RFC 3501 sends encoded words undecoded). [`structure`]: BODY and BODYSTRUCTURE with the
 //!   extension data. [`section`]: what BODY[section]<partial> sends, as a [`section::Plan`] of
 //!   file ranges. [`search`]: one SEARCH key against one message, on decoded text.
+//!
+//! Caching (a design, not built yet): FETCH ENVELOPE/BODYSTRUCTURE over 10,000 messages must not
+//! re-parse each file. Everything those items and the section plans need is small and derived
+//! only from the file: the [`Part`] tree (offsets and media types, a few dozen bytes per part),
+//! RFC822.SIZE, and the ENVELOPE and BODYSTRUCTURE as imap-codec serialises them. The store
+//! would keep one such record per message, keyed by the file's base name and size (a Maildir
+//! file never changes content under one name), next to the uid list; a record whose key does
+//! not match the file is rebuilt, so deleting the cache loses nothing (issue 13, Storage).
 
 pub mod envelope;
 pub mod header;
