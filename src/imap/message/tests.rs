@@ -157,3 +157,23 @@ fn search_decodes_text() {
     assert!(!search::needs_content(&key("OR SEEN UID 1:4")));
     assert!(search::needs_content(&key("NOT BODY x")));
 }
+
+#[test]
+fn streamed_sections_cross_read_chunks() {
+    // A CRLF split across the 64 KiB read chunks, bare LFs, and a partial in the middle.
+    let mut raw = b"Subject: big\n\n".to_vec();
+    while raw.len() < 65_535 {
+        raw.push(b'x');
+    }
+    raw.extend_from_slice(b"\r\nline\nmore\r\n");
+    raw.extend(std::iter::repeat_n(b'y', 70_000));
+    let m = Message::parse(&raw, Limits::default()).unwrap();
+    let crlf = crate::rfc5322::to_crlf(&raw);
+    assert_eq!(sec(&m, None, None), crlf);
+    assert_eq!(
+        sec(&m, None, Some((65_530, 20))),
+        crlf[65_530..65_550].to_vec()
+    );
+    let text = sec(&m, Some(Section::Text(None)), None);
+    assert_eq!(text, crate::rfc5322::to_crlf(&raw[14..]));
+}
