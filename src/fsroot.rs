@@ -87,6 +87,11 @@ pub struct Meta {
     pub gid: u32,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Inode number: with `dev`, tells whether a name still names the same file (a dotlock
+    /// removes only its own lock file).
+    pub ino: u64,
+    /// Device number.
+    pub dev: u64,
 }
 
 impl Meta {
@@ -101,6 +106,8 @@ impl Meta {
             uid: st.st_uid,
             gid: st.st_gid,
             mode: st.st_mode & 0o7777,
+            ino: st.st_ino,
+            dev: st.st_dev,
         }
     }
 

@@ -41,8 +41,10 @@
 //! ASCII).
 //!
 //! # IMAP UIDs
-//! [`uidlist`]: per-folder UIDVALIDITY, UIDNEXT and message UIDs (`mailkit-uidlist`), keyword
-//! letters (`mailkit-keywords`), and [`uidlist::View`], a folder's messages in UID order.
+//! [`uidlist`]: per-folder UIDVALIDITY, UIDNEXT and message UIDs in Dovecot's own
+//! `dovecot-uidlist`, keyword letters in `dovecot-keywords`, both under Dovecot's dotlock
+//! protocol ([`dotlock`]), so Dovecot and mimapd can serve one Maildir; and [`uidlist::View`], a
+//! folder's messages in UID order.
 //!
 //! Errors are plain `std::io::Error`s; callers attach context and exit codes
 //! (`crate::exit::io_is_temporary` tells disk full from permanent failures).
@@ -59,6 +61,7 @@ use std::time::SystemTime;
 use crate::durable;
 use crate::fsroot::{Dir, Meta};
 
+pub mod dotlock;
 pub mod uidlist;
 
 /// Mode of every directory we create (Maildir spec: private to the user).

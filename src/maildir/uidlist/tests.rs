@@ -4,6 +4,8 @@
 use super::format::{valid_keyword, Keywords, UidList};
 use super::*;
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 fn maildir() -> (tempfile::TempDir, Maildir) {
@@ -24,37 +26,57 @@ fn list_file(md: &Maildir) -> std::path::PathBuf {
 }
 
 #[test]
-fn format_round_trips_and_every_truncation_is_corrupt() {
-    let list = UidList {
-        validity: 1_700_000_000,
-        next: 13,
-        records: vec![
-            (3, "1.M1P2.host,S=5,W=6".into()),
-            (12, "2.M3P4.host".into()),
-        ],
-    };
-    let bytes = list.serialise();
+fn dovecot_format_round_trips_keeps_unknown_fields_and_ignores_a_partial_line() {
+    // As the peers' Dovecot 2.3 wrote it (header N stale after appends), plus fields we do
+    // not use.
+    let text = "3 V1796304282 N1 G8b0b4b0c9a6d116b4642000083ecc375 Xkept\n\
+                1 :170000001.M1P1.host,S=20\n\
+                2 W22 S20 :170000002.M1P1.host,S=20\n\
+                5 :a b\n";
+    let list = UidList::parse(text.as_bytes()).unwrap();
+    assert_eq!(list.validity, 1_796_304_282);
+    assert_eq!(list.next, 6, "UIDNEXT past the last record");
+    assert_eq!(list.guid, "8b0b4b0c9a6d116b4642000083ecc375");
+    assert_eq!(list.header_ext, vec!["Xkept".to_string()]);
+    assert_eq!(list.records[1].ext, vec!["W22".to_string(), "S20".into()]);
+    assert_eq!(list.records[2].base, "a b");
+    assert!(list.complete);
     assert_eq!(
-        String::from_utf8_lossy(&bytes),
-        "mailkit-uidlist 1 V1700000000 N13\n3 1.M1P2.host,S=5,W=6\n12 2.M3P4.host\nend 2\n"
+        String::from_utf8(list.serialise()).unwrap(),
+        text.replace(" N1 ", " N6 ")
     );
-    assert_eq!(UidList::parse(&bytes), Ok(list.clone()));
-    for n in 0..bytes.len() {
-        assert!(UidList::parse(&bytes[..n]).is_err(), "prefix {n} parsed");
-    }
+    // An append in progress: the partial line is not a record (yet).
+    let partial = format!("{text}6 :xy");
+    let p = UidList::parse(partial.as_bytes()).unwrap();
+    assert_eq!(p.records.len(), 3);
+    assert!(!p.complete);
+    // A base name listed again has its later UID (Dovecot's rule).
+    let dup =
+        UidList::parse(b"3 V1 N1 G00000000000000000000000000000000\n1 :a\n2 :b\n3 :a\n").unwrap();
+    let got: Vec<(u32, &str)> = dup
+        .records
+        .iter()
+        .map(|r| (r.uid, r.base.as_str()))
+        .collect();
+    assert_eq!(got, vec![(2, "b"), (3, "a")]);
+    // No GUID (older Dovecot): parses, the writer adds one.
+    assert_eq!(UidList::parse(b"3 V1 N1\n").unwrap().guid, "");
     // The header's UIDVALIDITY survives in the error once the header line is whole.
-    let cut = UidList::parse(&bytes[..40]).unwrap_err();
-    assert_eq!(cut.validity, Some(1_700_000_000));
+    let cut = UidList::parse(b"3 V77 N1\n2 :a\n1 :b\n").unwrap_err();
+    assert_eq!(cut.validity, Some(77));
     for bad in [
-        "mailkit-uidlist 1 V0 N1\nend 0\n",
-        "mailkit-uidlist 2 V1 N1\nend 0\n",
-        "mailkit-uidlist 1 V1 N3\n2 a\n1 b\nend 2\n",
-        "mailkit-uidlist 1 V1 N3\n1 a\n2 a\nend 2\n",
-        "mailkit-uidlist 1 V1 N2\n2 a\nend 1\n",
-        "mailkit-uidlist 1 V1 N3\n1 a:2,S\nend 1\n",
-        "mailkit-uidlist 1 V1 N3\n01 a\nend 1\n",
-        "mailkit-uidlist 1 V1 N3\n1 a\nend 2\n",
-        "mailkit-uidlist 1 V1 N3\n1 a\nend 1\nextra\n",
+        "",
+        "3 V1 N1",
+        "1 1 1\n",
+        "3 V0 N1\n",
+        "3 V1 N0\n",
+        "3 V1 N1 Gxyz\n",
+        "3 V1 N3\n2 :a\n1 :b\n",
+        "3 V1 N3\n1 :a/b\n",
+        "3 V1 N3\n1 a\n",
+        "3 V1 N3\n0 :a\n",
+        "3 V1 N3\n1 :\n",
+        "3 V1 N3\n4294967295 :a\n",
     ] {
         assert!(UidList::parse(bad.as_bytes()).is_err(), "{bad:?}");
     }
@@ -65,13 +87,12 @@ fn format_round_trips_and_every_truncation_is_corrupt() {
     assert_eq!(k.assign("\\Seen", &[]), None);
     assert_eq!(k.assign("a b", &[]), None);
     let bytes = k.serialise();
-    assert_eq!(bytes, b"mailkit-keywords 1\na $Junk\nc work\nend 2\n");
-    assert_eq!(Keywords::parse(&bytes), Ok(k));
-    for n in 0..bytes.len() {
-        assert!(Keywords::parse(&bytes[..n]).is_err(), "prefix {n} parsed");
-    }
-    assert!(Keywords::parse(b"mailkit-keywords 1\na x\na y\nend 2\n").is_err());
-    assert!(Keywords::parse(b"mailkit-keywords 1\na x\nb x\nend 2\n").is_err());
+    assert_eq!(bytes, b"0 $Junk\n2 work\n");
+    assert_eq!(Keywords::parse(&bytes), k);
+    // Lines Dovecot would not use are skipped; the first of a repeated index or name counts.
+    let k = Keywords::parse(b"0 x\n0 y\n1 x\n26 z\nq\n3 Work\n2 ok");
+    let got: Vec<(char, &str)> = k.iter().collect();
+    assert_eq!(got, vec![('a', "x"), ('c', "ok"), ('d', "Work")]);
     assert!(valid_keyword("$Forwarded") && !valid_keyword("x(") && !valid_keyword(""));
 }
 
@@ -152,18 +173,20 @@ fn a_corrupt_or_lost_list_means_a_greater_uidvalidity_and_fresh_uids() {
     md.delete(&v.get(1).unwrap().entry).unwrap();
     let path = list_file(&md);
     let full = std::fs::read(&path).unwrap();
-    // Truncated: the trailer is missing.
-    std::fs::write(&path, &full[..full.len() - 6]).unwrap();
+    // Damaged: records out of order.
+    let mut damaged = full.clone();
+    damaged.extend_from_slice(b"1 :late\n");
+    std::fs::write(&path, &damaged).unwrap();
     let v = View::open(&md).unwrap();
     assert!(v.uid_validity() > old, "{} > {old}", v.uid_validity());
     assert_eq!(uids(&v), vec![(1, bases[1].clone()), (2, bases[2].clone())]);
-    // Garbage without a readable header: still greater (the lock file recorded the old value).
+    // Garbage without a readable header: still greater (the state file recorded the old value).
     let old = v.uid_validity();
     std::fs::write(&path, b"\x00garbage").unwrap();
     let v = View::open(&md).unwrap();
     assert!(v.uid_validity() > old);
     assert_eq!(v.uid_next(), 3);
-    // A lost list too: the lock file's record keeps the new value greater.
+    // A lost list too: the state file's record keeps the new value greater.
     let old = v.uid_validity();
     std::fs::remove_file(&path).unwrap();
     let v = View::open(&md).unwrap();
@@ -178,11 +201,13 @@ fn a_corrupt_or_lost_list_means_a_greater_uidvalidity_and_fresh_uids() {
 fn uids_running_out_renumber_under_a_new_uidvalidity() {
     let (_d, md) = maildir();
     let a = md.deliver(b"a\n").unwrap();
-    let list = UidList {
-        validity: 5,
-        next: MAX_UID,
-        records: vec![(MAX_UID - 1, a.unique.clone())],
-    };
+    let mut list = UidList::fresh(5, super::new_guid());
+    list.next = MAX_UID;
+    list.records.push(Record {
+        uid: MAX_UID - 1,
+        ext: vec!["W2".into()],
+        base: a.unique.clone(),
+    });
     std::fs::write(list_file(&md), list.serialise()).unwrap();
     let b = md.deliver(b"b\n").unwrap();
     let v = View::open(&md).unwrap();
@@ -196,6 +221,10 @@ fn uids_running_out_renumber_under_a_new_uidvalidity() {
     let v = View::open(&md).unwrap();
     assert!(v.uid_validity() > 5);
     assert_eq!(uids(&v), vec![(1, a.unique), (2, b.unique), (3, c.unique)]);
+    // The GUID and the record's fields survive the renumbering.
+    let again = read_unlocked(&md).unwrap().unwrap();
+    assert_eq!(again.guid, list.guid);
+    assert_eq!(again.records[0].ext, vec!["W2".to_string()]);
 }
 
 #[test]
@@ -252,19 +281,18 @@ fn a_symlink_at_the_list_keywords_or_lock_file_is_never_followed() {
         .file_type()
         .is_file());
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
-    // At the lock: an error, and neither the target nor a dangling link's target is created.
-    std::fs::remove_file(md.path().join(LOCK_FILE)).unwrap();
-    plant(&md, LOCK_FILE, &absent);
+    // At the lock (or the state file): the dotlock is created O_EXCL, so a planted link is
+    // an error, never followed, and neither its target nor a dangling link's target is made.
+    let lock_file = format!("{UIDLIST_FILE}.lock");
+    plant(&md, &lock_file, &absent);
     let err = View::open(&md).unwrap_err();
-    assert!(
-        crate::fsroot::is_refusal(&err) || err.raw_os_error() == Some(Errno::LOOP.raw_os_error()),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not a regular file"), "{err}");
     assert!(!absent.exists());
-    assert!(v.set_flags(1, &Flags::parse("S")).is_err());
-    std::fs::remove_file(md.path().join(LOCK_FILE)).unwrap();
-    plant(&md, LOCK_FILE, &victim);
-    assert!(View::open(&md).is_err());
+    std::fs::remove_file(md.path().join(&lock_file)).unwrap();
+    std::fs::remove_file(md.path().join(STATE_FILE)).unwrap();
+    plant(&md, STATE_FILE, &victim);
+    let v = View::open(&md).unwrap();
+    assert_eq!(v.uid_next(), 2);
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
 }
 
@@ -391,26 +419,57 @@ fn what_a_crashed_writer_leaves_is_harmless() {
     let a = md.deliver(b"a\n").unwrap();
     let v = View::open(&md).unwrap();
     let validity = v.uid_validity();
-    // A temporary list a writer died writing, and a lock record of a UIDVALIDITY whose list
-    // was never written (a crash between the two steps).
+    // A temporary list a writer died writing, a half-appended record, a dotlock of a dead
+    // process on this host, and a state record of a UIDVALIDITY whose list was never written.
+    std::fs::write(md.path().join("dovecot-uidlist.tmp"), b"3 V9").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(list_file(&md))
+        .unwrap();
+    f.write_all(b"7 :half").unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let host = gethostname::gethostname();
     std::fs::write(
-        md.path().join("mailkit-uidlist.123.deadbeef"),
-        b"mailkit-uidlist 1 V9",
+        md.path().join("dovecot-uidlist.lock"),
+        format!("{dead}:{}\n", host.to_string_lossy()),
     )
     .unwrap();
-    std::fs::write(md.path().join(LOCK_FILE), b"V4000000000\n").unwrap();
+    std::fs::write(md.path().join(STATE_FILE), b"V4000000000 R0:0\n").unwrap();
+    let b = md.deliver(b"b\n").unwrap();
     let v = View::open(&md).unwrap();
     assert_eq!(v.uid_validity(), validity);
-    assert_eq!(uids(&v), vec![(1, a.unique.clone())]);
+    assert_eq!(uids(&v), vec![(1, a.unique.clone()), (2, b.unique.clone())]);
+    let list = std::fs::read_to_string(list_file(&md)).unwrap();
+    assert!(!list.contains("half") && list.ends_with('\n'), "{list}");
     // The list is lost now: the new UIDVALIDITY is past the recorded one, and recorded itself.
     std::fs::remove_file(list_file(&md)).unwrap();
     let v = View::open(&md).unwrap();
     assert_eq!(v.uid_validity(), 4_000_000_001);
     assert_eq!(
-        std::fs::read(md.path().join(LOCK_FILE)).unwrap(),
-        b"V4000000001\n"
+        State::parse(&std::fs::read(md.path().join(STATE_FILE)).unwrap()).map(|s| s.validity),
+        Some(4_000_000_001)
     );
-    // A half-written record is ignored (the list, intact, still decides).
-    std::fs::write(md.path().join(LOCK_FILE), b"V40").unwrap();
+    // A damaged state file is ignored (the list, intact, still decides).
+    std::fs::write(md.path().join(STATE_FILE), b"V40").unwrap();
     assert_eq!(View::open(&md).unwrap().uid_validity(), 4_000_000_001);
+}
+
+#[test]
+fn new_records_are_appended_and_recent_goes_to_one_claimer() {
+    let (_d, md) = maildir();
+    md.deliver(b"a\n").unwrap();
+    let mut v = View::open(&md).unwrap();
+    let ino = std::fs::metadata(list_file(&md)).unwrap().ino();
+    md.deliver(b"b\n").unwrap();
+    let mut w = View::open(&md).unwrap();
+    assert_eq!(w.uid_next(), 3);
+    // Only records added: appended in place (Dovecot does the same), the header untouched.
+    assert_eq!(std::fs::metadata(list_file(&md)).unwrap().ino(), ino);
+    assert_eq!(v.sync_claiming(true).unwrap(), vec![1, 2]);
+    assert_eq!(w.sync_claiming(true).unwrap(), Vec::<u32>::new());
+    md.deliver(b"c\n").unwrap();
+    assert_eq!(w.sync_claiming(true).unwrap(), vec![3]);
+    assert_eq!(v.sync_claiming(true).unwrap(), Vec::<u32>::new());
 }
