@@ -18,6 +18,8 @@
 //!   `<unique>,S=<size>,W=<size with CRLF line ends>` (Dovecot's fields: `S=` is the byte size on
 //!   disk, `W=` the RFC 822 size that POP3 and IMAP report; [`SizeCounter`] counts it).
 //!   [`Maildir::deliver_tagged`] adds `,X=<tag>` before them: a fetcher's key ([`tag_of`]).
+//! - [`Maildir::stage`] a message written piecewise into `tmp/` (an IMAP APPEND literal) and
+//!   [`Staging::commit`] it with flags and an arrival time (into `cur/` as `:2,<flags>`).
 //! - [`Maildir::list`] one of `new/`/`cur/`, [`Maildir::list_all`] both (new first, deduplicated):
 //!   [`Entry`] carries the unique name (stable, for UIDL), flags, size (from `,S=` or stat),
 //!   RFC 822 size when known, path and mtime. Dot files are skipped as the spec requires.
@@ -62,6 +64,7 @@ use crate::durable;
 use crate::fsroot::{Dir, Meta};
 
 pub mod dotlock;
+pub mod mailbox;
 pub mod uidlist;
 
 /// Mode of every directory we create (Maildir spec: private to the user).
@@ -170,6 +173,121 @@ pub struct Delivered {
     pub unique: String,
     /// Bytes written.
     pub size: u64,
+}
+
+/// A message being written into `tmp/` ([`Maildir::stage`]): a [`Write`]r that counts the
+/// sizes for the file name. Dropped without [`Staging::commit`], the file is removed.
+#[derive(Debug)]
+pub struct Staging {
+    maildir: Maildir,
+    name: String,
+    file: Option<File>,
+    size: u64,
+    rfc822: SizeCounter,
+}
+
+impl Write for Staging {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("staged message already committed"))?;
+        let n = file.write(buf)?;
+        self.rfc822.push(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Staging {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the message durable under its final name and returns it: fdatasync, the arrival
+    /// time set to `mtime` when given (IMAP APPEND's date-time, RFC 3501 §6.3.11: the
+    /// INTERNALDATE), renamed without replacing into `new/` (no flags) or into `cur/` as
+    /// `<unique>:2,<flags>`, that directory fsynced. On an error nothing is left.
+    pub fn commit(self, flags: &Flags, mtime: Option<SystemTime>) -> io::Result<Delivered> {
+        self.finish(None, Some(flags), mtime)
+    }
+
+    fn finish(
+        mut self,
+        tag: Option<&str>,
+        flags: Option<&Flags>,
+        mtime: Option<SystemTime>,
+    ) -> io::Result<Delivered> {
+        let md = self.maildir.clone();
+        let tmp = &md.dirs.tmp;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("staged message already committed"))?;
+        let synced = (|| {
+            if let Some(t) = mtime {
+                file.set_modified(t)?;
+            }
+            file.sync_data()
+        })();
+        drop(file);
+        if let Err(e) = synced {
+            let _ = tmp.unlink(&self.name);
+            return Err(e);
+        }
+        let flags = flags.filter(|f| !f.as_str().is_empty());
+        let (sub, dest) = match flags {
+            Some(_) => ("cur", &md.dirs.cur),
+            None => ("new", &md.dirs.new),
+        };
+        let (size, rfc822) = (self.size, self.rfc822.size());
+        let mut base = self.name.clone();
+        let mut attempt = 0;
+        let (unique, name) = loop {
+            let unique = match tag {
+                Some(t) => format!("{base},X={t},S={size},W={rfc822}"),
+                None => format!("{base},S={size},W={rfc822}"),
+            };
+            let name = match flags {
+                Some(f) => format!("{unique}:2,{}", f.as_str()),
+                None => unique.clone(),
+            };
+            // Syncs the directory, and takes the message back out of it when that fails (not
+            // durable, so not delivered).
+            match durable::rename_noreplace(tmp, &self.name, dest, &name) {
+                Ok(()) => break (unique, name),
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && attempt + 1 < MAX_NAME_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    base = unique_base();
+                }
+                Err(e) => {
+                    let _ = tmp.unlink(&self.name);
+                    return Err(e);
+                }
+            }
+        };
+        // Renamed away: nothing for drop to remove.
+        self.name.clear();
+        let path = md.path.join(sub).join(&name);
+        Ok(Delivered { path, unique, size })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            self.file = None;
+            let _ = self.maildir.dirs.tmp.unlink(&self.name);
+        }
+    }
 }
 
 /// One message file found by [`Maildir::list`].
@@ -445,47 +563,22 @@ impl Maildir {
     }
 
     fn deliver_inner<R: Read>(&self, mut reader: R, tag: Option<&str>) -> io::Result<Delivered> {
-        let tmp = &self.dirs.tmp;
-        let new = &self.dirs.new;
-        let (tmp_name, mut file) = open_tmp(tmp)?;
-        let written = write_all_from(&mut file, &mut reader).and_then(|n| {
-            file.sync_data()?;
-            Ok(n)
-        });
-        drop(file);
-        let (size, rfc822) = match written {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tmp.unlink(&tmp_name);
-                return Err(e);
-            }
-        };
-        let mut base = tmp_name.clone();
-        let mut attempt = 0;
-        let unique = loop {
-            let unique = match tag {
-                Some(t) => format!("{base},X={t},S={size},W={rfc822}"),
-                None => format!("{base},S={size},W={rfc822}"),
-            };
-            // Syncs new/, and takes the message back out of it when that fails (not durable,
-            // so not delivered).
-            match durable::rename_noreplace(tmp, &tmp_name, new, &unique) {
-                Ok(()) => break unique,
-                Err(e)
-                    if e.kind() == io::ErrorKind::AlreadyExists
-                        && attempt + 1 < MAX_NAME_ATTEMPTS =>
-                {
-                    attempt += 1;
-                    base = unique_base();
-                }
-                Err(e) => {
-                    let _ = tmp.unlink(&tmp_name);
-                    return Err(e);
-                }
-            }
-        };
-        let path = self.path.join("new").join(&unique);
-        Ok(Delivered { path, unique, size })
+        let mut staged = self.stage()?;
+        copy_into(&mut staged, &mut reader)?;
+        staged.finish(tag, None, None)
+    }
+
+    /// A new message file in `tmp/` to write into (an IMAP APPEND literal streams there as it
+    /// arrives); [`Staging::commit`] gives it its final name, dropping it removes it.
+    pub fn stage(&self) -> io::Result<Staging> {
+        let (name, file) = open_tmp(&self.dirs.tmp)?;
+        Ok(Staging {
+            maildir: self.clone(),
+            name,
+            file: Some(file),
+            size: 0,
+            rfc822: SizeCounter::default(),
+        })
     }
 
     /// Removes a message [`Maildir::deliver`] stored (undoing a delivery that cannot be
@@ -755,24 +848,18 @@ fn open_tmp(tmp: &Dir) -> io::Result<(String, File)> {
     }
 }
 
-/// Copies `reader` into `file`; returns (bytes, bytes counting each bare LF as CRLF).
-fn write_all_from<R: Read>(file: &mut File, reader: &mut R) -> io::Result<(u64, u64)> {
+/// Copies `reader` into `staged` (which counts the sizes).
+fn copy_into<R: Read>(staged: &mut Staging, reader: &mut R) -> io::Result<()> {
     let mut buf = vec![0u8; COPY_BUFFER];
-    let mut size = 0u64;
-    let mut rfc822 = SizeCounter::default();
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let chunk = &buf[..n];
-        rfc822.push(chunk);
-        file.write_all(chunk)?;
-        size += n as u64;
+        staged.write_all(&buf[..n])?;
     }
-    Ok((size, rfc822.size()))
 }
 
 /// Streaming counter of the CRLF size of a file: its length plus one for each bare LF (the
