@@ -289,6 +289,15 @@ impl Dir {
             .map_err(|e| map_err(e, self.path.join(rel)))
     }
 
+    /// Removes the empty directory `rel` (a symlink there is an error, never followed).
+    pub fn remove_dir(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        let rel = rel.as_ref();
+        let (parent, name) = self.parent_of(rel)?;
+        let dirfd = parent.as_ref().map_or(self.fd.as_fd(), |d| d.fd.as_fd());
+        rustix::fs::unlinkat(dirfd, name.as_os_str(), AtFlags::REMOVEDIR)
+            .map_err(|e| map_err(e, self.path.join(rel)))
+    }
+
     /// Renames `from` (in this directory) to `to` in `to_dir` (the same directory, or another
     /// opened below the same root), never replacing anything: AlreadyExists when `to` exists.
     /// Uses `renameat2(RENAME_NOREPLACE)`, or `linkat` + `unlinkat` where the filesystem lacks

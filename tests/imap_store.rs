@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mailkit::maildir::uidlist::{read_unlocked, View};
-use mailkit::maildir::{Flags, Maildir};
+use mailkit::maildir::{folders, mutf7_encode, Flags, Maildir};
 
 /// Environment variable carrying the operations a re-executed child performs.
 const CHILD_OPS: &str = "MAILKIT_STORE_CHILD_OPS";
@@ -128,6 +128,30 @@ fn child_process() {
                     out.push_str(&format!("{} {s}\n", m.uid));
                 }
             }
+            "mkfolder" => {
+                folders::create(&md, arg).unwrap();
+                folders::set_subscribed(&md, arg, true).unwrap();
+            }
+            "special" => folders::create_special_use(&md).unwrap(),
+            "folders" => {
+                let wire = |n: &str| n.split('.').map(mutf7_encode).collect::<Vec<_>>().join(".");
+                let mut lines: Vec<String> = folders::list(&md)
+                    .unwrap()
+                    .iter()
+                    .map(|f| format!("F {} {}", wire(&f.name), f.selectable))
+                    .chain(
+                        folders::subscriptions(&md)
+                            .unwrap()
+                            .iter()
+                            .map(|n| format!("S {}", wire(n))),
+                    )
+                    .collect();
+                lines.sort();
+                for l in lines {
+                    out.push_str(&l);
+                    out.push('\n');
+                }
+            }
             other => panic!("unknown op {other}"),
         }
     }
@@ -199,6 +223,17 @@ for op in sys.argv[3:]:
     elif cmd == 'expunge':
         check(c.uid('STORE', arg, '+FLAGS', '(\\Deleted)'))
         check(c.expunge())
+    elif cmd == 'create':
+        check(c.create(arg)); check(c.subscribe(arg))
+    elif cmd == 'folders':
+        lines = []
+        for l in check(c.list()):
+            m = re.match(rb'\(([^)]*)\) "\." (.*)', l)
+            lines.append('F %s %s' % (m.group(2).decode().strip('"'), 'false' if b'Noselect' in m.group(1) else 'true'))
+        for l in check(c.lsub()):
+            m = re.match(rb'\(([^)]*)\) "\." (.*)', l)
+            lines.append('S %s' % m.group(2).decode().strip('"'))
+        out.extend(sorted(lines))
     elif cmd == 'list':
         check(c.noop())
         st = check(c.status('INBOX', '(UIDVALIDITY UIDNEXT)'))[0].decode()
@@ -481,4 +516,27 @@ fn mpopd_uidl_is_unchanged_when_our_store_changes_flags() {
         theirs.contains("\n1 $Junk,\\Seen one\n2 \\Answered two\n"),
         "{theirs}"
     );
+}
+
+#[test]
+fn folders_and_subscriptions_are_the_same_for_dovecot_and_our_store() {
+    let u = "store6";
+    fresh_maildir(u);
+    // Ours: the SPECIAL-USE folders, a nested one and a non-ASCII one; Dovecot: two more.
+    ours(u, "special\nmkfolder Lists.Rust\nmkfolder Ärger");
+    dovecot(u, &["create Projekte.&AMQ-2026", "create Work"]);
+    let mine = ours(u, "folders");
+    let theirs = dovecot(u, &["folders"]);
+    assert_eq!(mine, theirs);
+    for want in [
+        "F &AMQ-rger true",
+        "F Lists false",
+        "S Lists.Rust",
+        "S Projekte.&AMQ-2026",
+        "S Sent",
+    ] {
+        assert!(mine.lines().any(|l| l == want), "{want} in {mine}");
+    }
+    assert!(maildir_of(u).join(".&AMQ-rger").is_dir());
+    assert_eq!(dovecot_complaints(u), Vec::<String>::new());
 }

@@ -64,6 +64,7 @@ use crate::durable;
 use crate::fsroot::{Dir, Meta};
 
 pub mod dotlock;
+pub mod folders;
 pub mod mailbox;
 pub mod uidlist;
 
@@ -784,6 +785,54 @@ pub fn mutf7_encode(s: &str) -> String {
     }
     flush(&mut pending, &mut out);
     out
+}
+
+/// The text modified UTF-7 `s` stands for ([`mutf7_encode`] reversed); None when `s` is not
+/// modified UTF-7 (RFC 3501 §5.1.3: a bad base64 run, an unpaired surrogate, a run of
+/// printable ASCII that should not have been encoded is still accepted).
+pub fn mutf7_decode(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after.find('-')?;
+        let run = &after[..end];
+        rest = &after[end + 1..];
+        if run.is_empty() {
+            out.push('&');
+            continue;
+        }
+        let mut bits: u32 = 0;
+        let mut nbits = 0;
+        let mut units: Vec<u16> = Vec::new();
+        let mut bytes: Vec<u8> = Vec::new();
+        for c in run.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b',' => 63,
+                _ => return None,
+            };
+            bits = (bits << 6) | u32::from(v);
+            nbits += 6;
+            if nbits >= 8 {
+                nbits -= 8;
+                bytes.push(((bits >> nbits) & 0xff) as u8);
+            }
+        }
+        if !bytes.len().is_multiple_of(2) {
+            return None;
+        }
+        for pair in bytes.chunks(2) {
+            units.push(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        out.push_str(&String::from_utf16(&units).ok()?);
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// This host's name for unique names, with `/` as `\057` and `:` as `\072` (Maildir spec), and
