@@ -9,6 +9,10 @@
 //! - [`resolve_ids`], [`lookup_user`], [`lookup_group`]: the reentrant passwd/group lookups behind it.
 //! - [`readable_within`]: wait, with a time limit, until a blocking fd (msend `-bs`'s stdin)
 //!   has input (poll(2), through rustix: no unsafe needed).
+//! - [`inotify_dirs`], [`inotify_drain`], [`on_network_fs`]: the change notification behind
+//!   `maildir::watch` (inotify(7) and statfs(2), through rustix: no unsafe needed), and
+//!   [`async_fd`], which hands the inotify fd to tokio's reactor (its `register` is unsafe only
+//!   because it cannot know the fd is owned; an `OwnedFd` is).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -247,6 +251,75 @@ pub fn drop_privileges(user: &str, group: Option<&str>) -> io::Result<(u32, u32)
         ));
     }
     Ok((uid, gid))
+}
+
+/// An inotify instance (non-blocking, close-on-exec) watching the open directories `dirs` for
+/// entries created, removed, renamed in or out, or written (a Maildir's `new/` and `cur/`).
+/// Each is named as `/proc/self/fd/<fd>`, so the very directory opened (without following
+/// symlinks) is watched, not whatever its path names now.
+pub fn inotify_dirs(dirs: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<OwnedFd> {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    use std::os::fd::AsRawFd;
+    let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
+    let mask = WatchFlags::CREATE
+        | WatchFlags::DELETE
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::MOVED_TO
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::ONLYDIR;
+    for d in dirs {
+        inotify::add_watch(&fd, format!("/proc/self/fd/{}", d.as_raw_fd()), mask)?;
+    }
+    Ok(fd)
+}
+
+/// Reads every pending event of inotify fd `fd` (non-blocking); how many there were.
+pub fn inotify_drain(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut reader = rustix::fs::inotify::Reader::new(fd, &mut buf);
+    let mut n = 0;
+    loop {
+        match reader.next() {
+            Ok(_) => n += 1,
+            Err(rustix::io::Errno::AGAIN) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the open file or directory `fd` is on a network or FUSE filesystem, where inotify
+/// does not see changes made by other hosts (statfs(2) `f_type`: NFS, SMB/CIFS, Ceph, AFS,
+/// 9p, FUSE, GlusterFS through FUSE). Unknown (statfs fails): treated as remote.
+pub fn on_network_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    const REMOTE: &[i64] = &[
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x00C3_6400, // Ceph
+        0x5346_414F, // AFS
+        0x0102_1997, // 9p
+        0x6573_5546, // FUSE
+        0x0BD0_0BD0, // Lustre
+    ];
+    match rustix::fs::fstatfs(fd) {
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st) => REMOTE.contains(&(st.f_type as i64)),
+        Err(_) => true,
+    }
+}
+
+/// Registers the owned fd `fd` (an inotify instance) with the tokio reactor for readiness.
+/// Must be called within a tokio runtime.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: `OwnedFd` owns its descriptor exclusively: it is valid and open, stays open and
+    // refers to the same file description until the AsyncFd (which owns the OwnedFd) drops it,
+    // and `as_raw_fd` always returns that same descriptor — what `register` requires.
+    let registered = unsafe { tokio::io::unix::AsyncFd::register(fd) };
+    registered.map_err(io::Error::from)
 }
 
 #[cfg(test)]

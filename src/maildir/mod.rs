@@ -67,6 +67,7 @@ pub mod dotlock;
 pub mod folders;
 pub mod mailbox;
 pub mod uidlist;
+pub mod watch;
 
 /// Mode of every directory we create (Maildir spec: private to the user).
 pub const DIR_MODE: u32 = 0o700;
