@@ -10,7 +10,8 @@
 //! - [`durable`]: the one durable write/replace of a file (temp `O_EXCL` → fsync → rename →
 //!   fsync dir), through [`fsroot`] handles below a root, path based elsewhere; `fsync_dir`.
 //! - [`auth`]: users from a Dovecot-compatible passwd-file, password schemes, the one password check.
-//! - [`maildir`]: the one Maildir writer and reader (delivery, listing, flags, Maildir++ folders).
+//! - [`maildir`]: the one Maildir writer and reader (delivery, listing, flags, Maildir++ folders),
+//!   and the IMAP store over it (Dovecot-compatible UIDs, mailboxes, folders, change watching).
 //! - [`mda`]: local delivery of one message (headers, loop check, Sieve), used by mdeliver and mrelayd.
 //! - [`server`]: the only code that touches listening sockets: listeners, inetd, socket activation,
 //!   TLS and STARTTLS, limits, timeouts, shutdown, privilege drop (through [`os`]). Every daemon
