@@ -212,9 +212,13 @@ impl UidList {
         })
     }
 
-    /// The header line as Dovecot writes it: `3 V<v> N<n> G<guid>` and the kept fields.
+    /// The header line as Dovecot writes it: `3 V<v> N<n> G<guid>` and the kept fields (no
+    /// `G` while the GUID is unknown: an empty one would not parse back).
     pub fn header(&self) -> String {
-        let mut out = format!("3 V{} N{} G{}", self.validity, self.next, self.guid);
+        let mut out = format!("3 V{} N{}", self.validity, self.next);
+        if !self.guid.is_empty() {
+            out.push_str(&format!(" G{}", self.guid));
+        }
         for f in &self.header_ext {
             out.push(' ');
             out.push_str(f);
