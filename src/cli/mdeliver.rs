@@ -36,7 +36,8 @@ SIEVE
   lands, and what redirect and vacation send, is checked against Dovecot Pigeonhole
   (tests/sieve_reference.rs).
 
-  redirect (RFC 5228 section 4.2; :copy, RFC 3894, keeps the implicit keep) submits the
+  redirect (RFC 5228 section 4.2; :copy, RFC 3894, keeps the implicit keep) to a constant that
+  is no local@domain address is a script error, as in Pigeonhole. It submits the
   message through --sendmail (default msend) with the original envelope sender (<> or none: <>;
   no SRS) and without its Return-Path: line. Its Delivered-To: stays, so a redirected copy
   that comes back here is refused as a mail loop; a redirect to an address the message was

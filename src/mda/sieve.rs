@@ -400,6 +400,8 @@ impl Script {
 /// keeps its instructions private; its serde form (a flat list of externally tagged
 /// instructions) is the one structured view of them, so both steps work on that.
 fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve, ScriptError> {
+    // The script's text, for error lines (the match arms below name a JSON object `text`).
+    let script = text;
     let internal = |e: serde_json::Error| ScriptError {
         file: None,
         line: 0,
@@ -429,6 +431,9 @@ fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve
             *address = match address.take() {
                 serde_json::Value::Object(mut text) if text.contains_key("Text") => {
                     let t = text.get("Text").and_then(|t| t.as_str()).unwrap_or("");
+                    if !is_addr_spec(t) {
+                        return Err(invalid_redirect(t, script));
+                    }
                     let dotted = format!("{t}.");
                     text.insert("Text".into(), dotted.into());
                     serde_json::Value::Object(text)
@@ -455,6 +460,39 @@ fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve
         }
     }
     serde_json::from_value(tree).map_err(internal)
+}
+
+/// Whether a constant redirect address is an addr-spec, `local@domain` with both parts
+/// non-empty (RFC 5228 section 4.2: the address MUST be syntactically valid). Pigeonhole refuses
+/// such a script when it is compiled; sieve-rs would drop the redirect without a word.
+fn is_addr_spec(address: &str) -> bool {
+    let address = address.trim();
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains(|c: char| c.is_whitespace() || "<>@\"".contains(c))
+        }
+        None => false,
+    }
+}
+
+/// The error for a redirect to a constant that is no mail address, at the first line naming it
+/// (Pigeonhole's wording: "specified redirect address 'bob' is invalid").
+fn invalid_redirect(address: &str, text: &[u8]) -> ScriptError {
+    let quoted = format!("\"{address}\"");
+    let line = String::from_utf8_lossy(text)
+        .lines()
+        .position(|l| l.contains(&quoted))
+        .map_or(1, |i| i + 1);
+    ScriptError {
+        file: None,
+        line,
+        message: format!(
+            "specified redirect address '{address}' is invalid: expecting local-part@domain \
+             (RFC 5228 section 4.2)"
+        ),
+    }
 }
 
 /// The error for a required extension we do not carry out, at the first line naming it.

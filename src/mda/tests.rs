@@ -362,6 +362,30 @@ fn sieve_runtime_error_after_fileinto_still_keeps() {
     assert_eq!(folders, vec![Some("A".to_string()), None], "{r:?}");
 }
 
+/// RFC 5228 section 4.2: a redirect to a constant that is no `local@domain` is refused when
+/// the script is compiled, as Pigeonhole refuses it ("specified redirect address 'bob' is
+/// invalid"); sieve-rs alone would compile it and drop the redirect without a word.
+#[test]
+fn sieve_redirect_to_a_constant_that_is_no_address_is_refused_at_compile_time() {
+    for address in ["bob", "@example.org", "bob@", "bob@exa mple.org", ""] {
+        let script = format!("keep;\nredirect \"{address}\";\n");
+        let e = sieve::Script::compile(script.as_bytes()).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("redirect address '{address}' is invalid")),
+            "{script}: {e}"
+        );
+        assert_eq!(e.line, 2, "{script}: {e}");
+    }
+    for address in ["bob@localhost", "bob@example.org", "\"a b\"@example.org"] {
+        let script = format!("redirect \"{}\";\n", address.replace('"', "\\\""));
+        assert!(
+            sieve::Script::compile(script.as_bytes()).is_ok(),
+            "{script}"
+        );
+    }
+}
+
 #[test]
 fn sieve_unclaimed_extensions_are_refused_at_compile_time() {
     // sieve-rs compiles these, but mdeliver would then drop or fake their actions and tests
