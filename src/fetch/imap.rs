@@ -638,6 +638,56 @@ impl Tagger {
     }
 }
 
+/// The client's line that ends an IDLE (RFC 2177 §3).
+pub const IDLE_DONE: &[u8] = b"DONE\r\n";
+
+/// What an event means to a client waiting in IDLE (RFC 2177).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdleStep {
+    /// The server's `+` go-ahead: IDLE has begun.
+    Idling,
+    /// Nothing to act on (`* OK Still here`, flags, EXPUNGE): keep waiting.
+    Wait,
+    /// New mail (`* n EXISTS`, RFC 3501 §7.3.1): send [`IDLE_DONE`] and fetch.
+    NewMail,
+    /// The server ends the session (`* BYE`, RFC 3501 §7.1.5): reconnect.
+    Bye,
+    /// The IDLE command's tagged response: IDLE is over (after DONE, or refused).
+    Ended(Tagged),
+    /// Something no IDLE answer may be (a message body, SEARCH data).
+    Unexpected,
+}
+
+/// The IDLE command of one session: what each event read during it means (sans-IO; the
+/// caller sends [`IDLE_DONE`] on [`IdleStep::NewMail`] or when it wants to stop, and waits for
+/// [`IdleStep::Ended`]).
+#[derive(Debug)]
+pub struct Idle {
+    tag: String,
+}
+
+impl Idle {
+    /// Starts an IDLE: the tracker and the command's bytes.
+    pub fn start(t: &mut Tagger) -> (Idle, Vec<u8>) {
+        let (tag, bytes) = t.command("IDLE");
+        (Idle { tag }, bytes)
+    }
+
+    /// What `e` means.
+    pub fn step(&self, e: &Event) -> IdleStep {
+        match e {
+            Event::Continue(_) => IdleStep::Idling,
+            Event::Tagged(t) if t.tag == self.tag => IdleStep::Ended(t.clone()),
+            Event::Untagged(u) => match u.keyword().as_str() {
+                "EXISTS" => IdleStep::NewMail,
+                "BYE" => IdleStep::Bye,
+                _ => IdleStep::Wait,
+            },
+            _ => IdleStep::Unexpected,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,5 +814,50 @@ mod tests {
             fetch_number(b"1 FETCH (RFC822.SIZE 10 UID 4)", "RFC822.SIZE"),
             Some(10)
         );
+    }
+
+    #[test]
+    fn idle_new_mail_done_and_its_end_in_any_pieces() {
+        let script: &[u8] = b"+ idling\r\n* OK Still here\r\n* 3 EXPUNGE\r\n\
+            * 1 FETCH (FLAGS (\\Seen))\r\n* 4 EXISTS\r\n* 1 RECENT\r\nm1 OK Idle completed (0.001 + 5 secs).\r\n";
+        for step in [1, 3, 1000] {
+            let mut t = Tagger::default();
+            let (idle, bytes) = Idle::start(&mut t);
+            assert_eq!(bytes, b"m1 IDLE\r\n");
+            let mut r = Reader::new(1000);
+            let steps: Vec<IdleStep> = events(&mut r, script, step)
+                .unwrap()
+                .iter()
+                .map(|e| idle.step(e))
+                .collect();
+            assert_eq!(steps.len(), 7);
+            assert_eq!(steps[0], IdleStep::Idling);
+            assert_eq!(
+                &steps[1..4],
+                &[IdleStep::Wait, IdleStep::Wait, IdleStep::Wait]
+            );
+            assert_eq!(steps[4], IdleStep::NewMail);
+            assert_eq!(steps[5], IdleStep::Wait);
+            assert!(matches!(&steps[6], IdleStep::Ended(t) if t.cond == Cond::Ok));
+        }
+    }
+
+    #[test]
+    fn idle_refused_bye_and_a_body_are_told_apart() {
+        let mut t = Tagger::default();
+        let _ = t.command("SELECT INBOX");
+        let (idle, _) = Idle::start(&mut t);
+        let mut r = Reader::new(1000);
+        let evs = events(
+            &mut r,
+            b"m1 OK old\r\nm2 BAD no IDLE here\r\n* BYE shutting down\r\n\
+              * 1 FETCH (UID 5 BODY[] {1}\r\nx)\r\n",
+            1000,
+        )
+        .unwrap();
+        assert_eq!(idle.step(&evs[0]), IdleStep::Unexpected, "another tag");
+        assert!(matches!(idle.step(&evs[1]), IdleStep::Ended(t) if t.cond == Cond::Bad));
+        assert_eq!(idle.step(&evs[2]), IdleStep::Bye);
+        assert_eq!(idle.step(&evs[3]), IdleStep::Unexpected);
     }
 }
