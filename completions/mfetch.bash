@@ -23,7 +23,7 @@ _mfetch() {
 
     case "${cmd}" in
         mfetch)
-            opts="-c -a -q -v -h -V --config --account --all --keep --delete --mda --maildir --recipient --folder --since --limit --password-command --ca-file --fingerprint --allow-plaintext --state-dir --timeout --quiet --verbose --help --version"
+            opts="-c -a -q -v -h -V --config --account --all --keep --delete --mda --maildir --recipient --folder --since --limit --idle --poll --password-command --ca-file --fingerprint --allow-plaintext --state-dir --timeout --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,6 +66,10 @@ _mfetch() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --poll)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

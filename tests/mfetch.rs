@@ -63,21 +63,28 @@ impl Client {
         (out.status.code().unwrap_or(-1), text)
     }
 
-    /// mfetch with the peers' CA, the password from a command, into this client's Maildir.
-    fn fetch(&self, url: &str, extra: &[&str]) -> (i32, String) {
-        let ca = common::peer("PEER_CA_FILE");
+    /// The arguments for the peers' CA, the password from a command, this client's Maildir.
+    fn peer_args(&self) -> Vec<String> {
         let md = self.maildir();
-        let mut args = vec![
+        [
             "-v",
             "--ca-file",
-            ca.as_str(),
+            &common::peer("PEER_CA_FILE"),
             "--password-command",
             "echo password",
             "--maildir",
             md.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        args.push(url);
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// mfetch with [`Client::peer_args`].
+    fn fetch(&self, url: &str, extra: &[&str]) -> (i32, String) {
+        let mut args = self.peer_args();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push(url.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(&args)
     }
 }
@@ -909,4 +916,154 @@ fn hostile_imap_preauth_without_tls_and_a_huge_line_are_refused() {
     assert_eq!(code, 69, "{text}");
     assert!(text.contains("line over"), "{text}");
     assert_eq!(common::maildir_count(&c.maildir()), 0);
+}
+
+/// A TCP proxy on loopback to `upstream` whose connections the test can cut (a network
+/// failure without restarting the server).
+struct Proxy {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let list = std::sync::Arc::clone(&open);
+        std::thread::spawn(move || {
+            for down in l.incoming().flatten() {
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let mut g = list.lock().unwrap();
+                g.push(down.try_clone().unwrap());
+                g.push(up.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, open }
+    }
+
+    /// Cuts every connection made so far.
+    fn cut(&self) -> usize {
+        let mut g = self.open.lock().unwrap();
+        for s in g.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let n = g.len() / 2;
+        g.clear();
+        n
+    }
+}
+
+/// Waits (bounded: 30 s) until the Maildir holds each of `ids` (and fails the test if not),
+/// then checks that every message is there once.
+fn wait_for_ids(md: &Path, ids: &[String], log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = by_message_id(md);
+        if ids.iter().all(|id| got.contains_key(id)) {
+            for (id, copies) in &got {
+                assert_eq!(copies.len(), 1, "{id}: {} copies", copies.len());
+            }
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ids:?} not fetched; mfetch said:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `mfetch --idle` started in the background, its stderr in `log`.
+fn start_idle(c: &Client, url: &str, extra: &[&str], log: &Path) -> common::KillOnDrop {
+    let mut cmd = c.command(&["--idle"]);
+    cmd.args(c.peer_args())
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    common::KillOnDrop(cmd.spawn().expect("starting mfetch --idle"))
+}
+
+/// SIGTERM: mfetch logs out and exits 0 (bounded wait).
+fn terminate(child: &mut common::KillOnDrop, log: &Path) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mfetch --idle did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[test]
+fn imap_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection() {
+    let (root, _) = dovecot_box("fetch10", "idle", 1);
+    let proxy = Proxy::start(common::peer("PEER_IMAPS_PORT").parse().unwrap());
+    let url = format!("imaps://fetch10@localhost:{}/INBOX", proxy.port);
+    let c = Client::new();
+    let log = c.home().join("idle.log");
+    let md = c.maildir();
+    let id = |i: usize| format!("<idle-{i}@example.test>");
+    let mut child = start_idle(&c, &url, &[], &log);
+    wait_for_ids(&md, &[id(1)], &log);
+    add_messages(&root, "idle", 2..=2);
+    wait_for_ids(&md, &[id(1), id(2)], &log);
+    add_messages(&root, "idle", 3..=3);
+    wait_for_ids(&md, &[id(1), id(2), id(3)], &log);
+    assert!(proxy.cut() >= 1, "mfetch stayed connected");
+    add_messages(&root, "idle", 4..=4);
+    wait_for_ids(&md, &[id(1), id(2), id(3), id(4)], &log);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("trying again in"), "{said}");
+    // New mail came through IDLE, not by polling (the default poll is 5 minutes).
+    assert!(
+        said.matches("INBOX: waiting in IDLE").count() >= 3,
+        "{said}"
+    );
+    terminate(&mut child, &log);
+    assert_eq!(by_message_id(&md).len(), 4);
+}
+
+#[test]
+fn pop3_idle_polls_and_fetches_new_mail() {
+    let (root, _) = dovecot_box("fetch11", "poll", 1);
+    let c = Client::new();
+    let log = c.home().join("poll.log");
+    let md = c.maildir();
+    let id = |i: usize| format!("<poll-{i}@example.test>");
+    let mut child = start_idle(&c, &pop3s_url("fetch11"), &["--poll", "1"], &log);
+    wait_for_ids(&md, &[id(1)], &log);
+    add_messages(&root, "poll", 2..=3);
+    wait_for_ids(&md, &[id(1), id(2), id(3)], &log);
+    terminate(&mut child, &log);
+    assert_eq!(by_message_id(&md).len(), 3);
 }

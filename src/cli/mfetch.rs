@@ -43,7 +43,18 @@ IMAP
   \\Deleted and expunges them with UID EXPUNGE, or, on a server without UIDPLUS, with
   EXPUNGE only when no other message is flagged \\Deleted (else they stay flagged).
   --since DATE fetches what SEARCH SINCE finds; --limit N at most N messages per run.
-  Not yet: --idle, XOAUTH2/OAUTHBEARER.
+  Not yet: XOAUTH2/OAUTHBEARER.
+
+IDLE
+  --idle keeps mfetch running (a systemd service): after the normal fetch of an IMAP
+  account it EXAMINEs the first folder and waits in IDLE (RFC 2177); on * n EXISTS it sends
+  DONE, fetches exactly as a run does (same durability and state file) and IDLEs again,
+  renewing the IDLE every 29 minutes. A POP3 account, or an IMAP server without IDLE, is
+  fetched every --poll SECS (poll_secs =, default 300). After a network error or time limit
+  it reconnects, waiting 5 s, then twice as long each time up to 5 minutes; it never exits
+  on temporary trouble, but an account with 77, 78 or 69 stops (mfetch exits with that code
+  once no account is left). SIGTERM or SIGINT: a fetch in progress is finished durably, the
+  session logs out, exit 0.
 
 MDA
   --mda CMD runs sh -c CMD once per message, the message on stdin (LF line ends), with
@@ -119,6 +130,13 @@ pub struct Args {
     /// Fetch at most N messages per account and run
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Stay connected and fetch new mail as it comes (IMAP IDLE, else polling), until
+    /// SIGTERM/SIGINT
+    #[arg(long)]
+    pub idle: bool,
+    /// With --idle: seconds between fetches without IMAP IDLE (default: poll_secs, else 300)
+    #[arg(long, value_name = "SECS", requires = "idle")]
+    pub poll: Option<u64>,
     /// Password command for a URL (sh -c; first output line)
     #[arg(long, value_name = "CMD")]
     pub password_command: Option<String>,
@@ -236,6 +254,10 @@ impl super::Tool for Args {
         } else {
             Verbosity::Normal
         };
+        if self.idle {
+            let poll = self.poll.or(section.poll_secs).unwrap_or(300).max(1);
+            return fetch::run_idle(jobs, std::time::Duration::from_secs(poll), verbosity);
+        }
         fetch::run(jobs, section.concurrency.unwrap_or(4), verbosity)
     }
 }

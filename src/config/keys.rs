@@ -1011,6 +1011,13 @@ pub const TABLES: &[Table] = &[
                 "How many accounts are fetched at once.",
             ),
             key(
+                "poll_secs",
+                "integer",
+                Text("300"),
+                "With --idle: seconds between fetches of a POP3 account or of an IMAP server \
+                 without IDLE (--poll overrides).",
+            ),
+            key(
                 "accounts",
                 "table of tables",
                 Toml("{}"),

@@ -22,6 +22,9 @@ pub struct MfetchConfig {
     pub state_dir: Option<PathBuf>,
     /// How many accounts `--all` fetches at once.
     pub concurrency: Option<usize>,
+    /// `--idle`: seconds between two fetches of a POP3 account or an IMAP server without
+    /// IDLE (`--poll` overrides).
+    pub poll_secs: Option<u64>,
     /// The accounts.
     pub accounts: BTreeMap<String, Account>,
 }

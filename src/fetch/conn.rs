@@ -96,7 +96,13 @@ impl Conn {
     /// The next bytes from the server, within the time limit (a server that stalls, after
     /// STARTTLS or in the middle of a message, fails here); the end of input is an error.
     pub async fn read(&mut self) -> Result<&[u8]> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.read_within(self.timeout).await
+    }
+
+    /// [`Conn::read`] with another time limit: an IMAP IDLE waits longer than a command's
+    /// answer (RFC 2177 §3: up to 29 minutes).
+    pub async fn read_within(&mut self, limit: Duration) -> Result<&[u8]> {
+        let deadline = tokio::time::Instant::now() + limit;
         match self.stream.read(&mut self.buf, deadline).await {
             Ok(0) => Err(exit::fail(
                 exit::TEMPFAIL,
@@ -105,11 +111,7 @@ impl Conn {
             Ok(n) => Ok(&self.buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(exit::fail(
                 exit::TEMPFAIL,
-                format!(
-                    "{}: no answer within {}s",
-                    self.server,
-                    self.timeout.as_secs()
-                ),
+                format!("{}: no answer within {}s", self.server, limit.as_secs()),
             )),
             Err(e) => Err(exit::fail(
                 exit::TEMPFAIL,
@@ -121,6 +123,11 @@ impl Conn {
     /// Closes the connection, best effort.
     pub async fn close(mut self) {
         let _ = self.stream.shutdown(Duration::from_secs(2)).await;
+    }
+
+    /// The time limit of a connect or read.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The server as shown in messages.

@@ -33,6 +33,11 @@
 //!    other; otherwise ours stay flagged and the next run (or that client) expunges them.
 //! 7. A folder fetched completely records its UIDVALIDITY and UIDNEXT (step 1), and the state
 //!    forgets the UIDs the server no longer has (not with `--since`: SINCE lists only some).
+//!
+//! `--idle` ([`watch`]): the same session does all that, then `EXAMINE`s the first folder
+//! (read-only: waiting changes no flag) and waits in `IDLE` (RFC 2177, the exchange in
+//! [`imap::Idle`]); `* n EXISTS` ends it with `DONE` and the folders are fetched again by the
+//! same steps, so IDLE adds no second path to the state or the Maildir.
 
 use std::collections::HashSet;
 
@@ -81,13 +86,19 @@ fn refused(c: &Conn, what: &str, t: &Tagged) -> anyhow::Error {
 
 impl Session {
     async fn event(&mut self) -> Result<Event> {
+        let limit = self.c.timeout();
+        self.event_within(limit).await
+    }
+
+    /// The next event, each read within `limit` (longer than a command's during IDLE).
+    async fn event_within(&mut self, limit: std::time::Duration) -> Result<Event> {
         loop {
             match self.r.event() {
                 Ok(Some(e)) => return Ok(e),
                 Ok(None) => {}
                 Err(e) => return Err(hostile(&self.c, e)),
             }
-            let data = self.c.read().await?;
+            let data = self.c.read_within(limit).await?;
             self.r.push(data);
         }
     }
@@ -291,6 +302,163 @@ pub async fn run(
     progress: &Progress,
     verbose: bool,
 ) -> Result<Summary> {
+    let mut s = open(job, password, verbose).await?;
+    let sum = fetch_all(job, &mut s, state, dest, progress, verbose).await?;
+    let _ = s.command("LOGOUT").await;
+    s.c.close().await;
+    state.finish()?;
+    Ok(sum)
+}
+
+/// How a [`watch`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// Asked to stop (SIGTERM/SIGINT): logged out.
+    Stopped,
+    /// The server offers no IDLE (or refused it): the caller polls instead.
+    NoIdle,
+}
+
+/// An IDLE is ended and begun again after this long (RFC 2177 §3: servers may log a client
+/// out after 30 minutes of inactivity, so clients re-issue IDLE at least every 29 minutes).
+pub const IDLE_RENEW: std::time::Duration = std::time::Duration::from_secs(29 * 60);
+
+/// `mfetch --idle` on one IMAP account (RFC 2177): the normal fetch ([`fetch_all`], the same
+/// durability and state path as a run), then `EXAMINE` of the first folder and `IDLE` until
+/// the server says `* n EXISTS`, [`IDLE_RENEW`] passes or `stop` turns true; `DONE`, and
+/// again. `report` is told each round's summary. Errors are the run's (the caller reconnects
+/// after temporary ones).
+#[allow(clippy::too_many_arguments)]
+pub async fn watch(
+    job: &Job,
+    password: &str,
+    state: &mut State,
+    dest: &mut Destination,
+    progress: &Progress,
+    verbose: bool,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    report: &mut (dyn FnMut(&Summary) + Send),
+) -> Result<Watched> {
+    let mut s = open(job, password, verbose).await?;
+    let folder = job.folders.first().map_or("INBOX", String::as_str);
+    let ended = loop {
+        let sum = fetch_all(job, &mut s, state, dest, progress, verbose).await?;
+        state.finish()?;
+        report(&sum);
+        if *stop.borrow() {
+            break Watched::Stopped;
+        }
+        if !s.has("IDLE") {
+            break Watched::NoIdle;
+        }
+        let a = s
+            .command(&format!("EXAMINE {}", imap::mailbox(folder)))
+            .await?;
+        if a.tagged.cond != Cond::Ok {
+            return Err(refused(&s.c, &format!("EXAMINE {folder}"), &a.tagged));
+        }
+        // Mail that came between the fetch's STATUS and this EXAMINE raises no EXISTS during
+        // the IDLE: a UIDNEXT other than the one recorded means fetch again first.
+        let uidnext = a.untagged.iter().find_map(|u| u.code_number("UIDNEXT"));
+        let v = a.untagged.iter().find_map(|u| u.code_number("UIDVALIDITY"));
+        let recorded = state.imap_folder(folder);
+        if sum.later.is_none() && recorded.is_some() && (v.zip(uidnext)) != recorded {
+            continue;
+        }
+        if verbose {
+            crate::log::line(format!("{}: {folder}: waiting in IDLE", job.name));
+        }
+        match idle(job, &mut s, stop).await? {
+            IdleEnd::Again => {}
+            IdleEnd::Stop => break Watched::Stopped,
+            IdleEnd::Refused => break Watched::NoIdle,
+        }
+    };
+    let _ = s.command("LOGOUT").await;
+    s.c.close().await;
+    Ok(ended)
+}
+
+enum IdleEnd {
+    /// New mail, or time to renew: fetch and IDLE again.
+    Again,
+    /// Asked to stop; IDLE is over.
+    Stop,
+    /// The server refused IDLE.
+    Refused,
+}
+
+/// One IDLE command, to its end (module doc of [`imap::Idle`]).
+async fn idle(
+    job: &Job,
+    s: &mut Session,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<IdleEnd> {
+    let (idle, bytes) = imap::Idle::start(&mut s.t);
+    s.c.send(&bytes).await?;
+    let renew = tokio::time::Instant::now() + IDLE_RENEW;
+    let mut done_sent: Option<IdleEnd> = None;
+    loop {
+        let e = if done_sent.is_some() {
+            s.event().await?
+        } else {
+            let woke = tokio::select! {
+                e = s.event_within(IDLE_RENEW + job.timeout) => Ok(e?),
+                _ = tokio::time::sleep_until(renew) => Err(IdleEnd::Again),
+                _ = stopped(stop) => Err(IdleEnd::Stop),
+            };
+            match woke {
+                Ok(e) => e,
+                Err(end) => {
+                    s.c.send(imap::IDLE_DONE).await?;
+                    done_sent = Some(end);
+                    continue;
+                }
+            }
+        };
+        match idle.step(&e) {
+            imap::IdleStep::Idling | imap::IdleStep::Wait => {}
+            imap::IdleStep::NewMail => {
+                if done_sent.is_none() {
+                    s.c.send(imap::IDLE_DONE).await?;
+                    done_sent = Some(IdleEnd::Again);
+                }
+            }
+            imap::IdleStep::Bye => {
+                return Err(exit::fail(
+                    exit::TEMPFAIL,
+                    format!("{}: the server ended the session (BYE)", s.c.server()),
+                ))
+            }
+            imap::IdleStep::Ended(t) => {
+                return Ok(match done_sent {
+                    Some(end) if t.cond == Cond::Ok => end,
+                    Some(IdleEnd::Stop) => IdleEnd::Stop,
+                    _ => {
+                        crate::log::line(format!("{}: IDLE refused: {t}; polling", job.name));
+                        IdleEnd::Refused
+                    }
+                })
+            }
+            imap::IdleStep::Unexpected => {
+                return Err(exit::fail(
+                    exit::UNAVAILABLE,
+                    format!("{}: unexpected {e:?} during IDLE", s.c.server()),
+                ))
+            }
+        }
+    }
+}
+
+/// Returns once `stop` is true (never if its sender is gone without saying so).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Connects, secures and logs in (or accepts a PREAUTH over TLS).
+async fn open(job: &Job, password: &str, verbose: bool) -> Result<Session> {
     let c = Conn::open(job, verbose).await?;
     let mut s = Session {
         c,
@@ -349,19 +517,25 @@ pub async fn run(
         secure(job, &mut s).await?;
         login(job, password, &mut s).await?;
     }
+    Ok(s)
+}
+
+/// Every folder of the job, once.
+async fn fetch_all(
+    job: &Job,
+    s: &mut Session,
+    state: &mut State,
+    dest: &mut Destination,
+    progress: &Progress,
+    verbose: bool,
+) -> Result<Summary> {
     let mut sum = Summary::default();
     for folder in &job.folders {
-        fetch_folder(
-            job, &mut s, folder, state, dest, progress, verbose, &mut sum,
-        )
-        .await?;
+        fetch_folder(job, s, folder, state, dest, progress, verbose, &mut sum).await?;
         if job.limit.is_some_and(|l| sum.fetched >= l) {
             break;
         }
     }
-    let _ = s.command("LOGOUT").await;
-    s.c.close().await;
-    state.finish()?;
     Ok(sum)
 }
 

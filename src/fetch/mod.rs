@@ -7,6 +7,8 @@
 //! - [`imap`] (sans-IO): the IMAP client protocol, message bodies streamed; [`imap_fetch`]
 //!   runs it over a [`conn::Conn`].
 //! - [`conn`]: a connection over the one client transport ([`crate::net::client`]).
+//! - [`run_idle`] (`--idle`): each account fetched, then IMAP IDLE ([`imap_fetch::watch`]) or
+//!   polling, reconnecting after temporary failures with backoff, until SIGTERM/SIGINT.
 //! - [`state`]: the per-account state file (what was fetched), locked for the run.
 //! - [`dest`]: the Maildir (the one writer, with a tag per message so a rerun finds what a
 //!   killed run delivered) or the MDA.
@@ -31,6 +33,7 @@ pub mod state;
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -190,9 +193,22 @@ async fn password(job: &Job) -> Result<String> {
 
 /// One account from start to end: lock its state, log in, fetch, write the state.
 async fn fetch_one(job: &Job, progress: &Progress, verbose: bool) -> Result<Summary> {
+    let (mut state, mut dest, password) = prepare(job).await?;
+    match job.url.proto {
+        Proto::Pop3 => {
+            pop3_fetch::run(job, &password, &mut state, &mut dest, progress, verbose).await
+        }
+        Proto::Imap => {
+            imap_fetch::run(job, &password, &mut state, &mut dest, progress, verbose).await
+        }
+    }
+}
+
+/// The account's state (locked), destination and password.
+async fn prepare(job: &Job) -> Result<(state::State, dest::Destination, String)> {
     let state_dir = job.state_dir.clone();
     let name = job.state_name.clone();
-    let mut state = tokio::task::spawn_blocking(move || state::State::open(&state_dir, &name))
+    let state = tokio::task::spawn_blocking(move || state::State::open(&state_dir, &name))
         .await
         .map_err(|e| exit::fail(exit::SOFTWARE, e.to_string()))?
         .map_err(|e| {
@@ -203,7 +219,7 @@ async fn fetch_one(job: &Job, progress: &Progress, verbose: bool) -> Result<Summ
             };
             exit::fail(code, format!("state in {}: {e}", job.state_dir.display()))
         })?;
-    let mut dest = match &job.mda {
+    let dest = match &job.mda {
         Some(cmd) => dest::Destination::Mda {
             command: cmd.clone(),
             recipient: job.recipient.clone(),
@@ -211,14 +227,125 @@ async fn fetch_one(job: &Job, progress: &Progress, verbose: bool) -> Result<Summ
         None => dest::Destination::maildir(&job.maildir)?,
     };
     let password = password(job).await?;
-    match job.url.proto {
-        Proto::Pop3 => {
-            pop3_fetch::run(job, &password, &mut state, &mut dest, progress, verbose).await
-        }
-        Proto::Imap => {
-            imap_fetch::run(job, &password, &mut state, &mut dest, progress, verbose).await
+    Ok((state, dest, password))
+}
+
+/// `--idle`: the first wait after a temporary failure; doubled after each, up to
+/// [`BACKOFF_MAX`].
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait between reconnections.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// One account under `--idle`: fetch, then wait for new mail (IMAP IDLE, else `poll`) and
+/// fetch again, until `stop`; after a temporary failure (75) reconnect with exponential
+/// backoff; any other failure ends the account with its code.
+async fn idle_one(
+    job: &Job,
+    poll: Duration,
+    verbose: bool,
+    summaries: bool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let mut backoff = BACKOFF_FIRST;
+    let progress = Progress::none();
+    loop {
+        let mut report = |s: &Summary| {
+            backoff = BACKOFF_FIRST;
+            if summaries && (s.fetched > 0 || verbose) {
+                crate::log::line(summary_line(job, s));
+            }
+            if let Some(why) = &s.later {
+                crate::log::line(format!("{}: kept for the next round: {why}", job.name));
+            }
+        };
+        let round = async {
+            let (mut state, mut dest, password) = prepare(job).await?;
+            match job.url.proto {
+                Proto::Imap => {
+                    imap_fetch::watch(
+                        job,
+                        &password,
+                        &mut state,
+                        &mut dest,
+                        &progress,
+                        verbose,
+                        &mut stop.clone(),
+                        &mut report,
+                    )
+                    .await
+                }
+                Proto::Pop3 => {
+                    let s =
+                        pop3_fetch::run(job, &password, &mut state, &mut dest, &progress, verbose)
+                            .await?;
+                    report(&s);
+                    Ok(imap_fetch::Watched::NoIdle)
+                }
+            }
+        };
+        let wait = match round.await {
+            Ok(imap_fetch::Watched::Stopped) => return Ok(()),
+            Ok(imap_fetch::Watched::NoIdle) => poll,
+            Err(e) if exit::code_of(&e) == exit::TEMPFAIL => {
+                let wait = backoff;
+                crate::log::line(format!(
+                    "{}: {e:#}; trying again in {}s",
+                    job.name,
+                    wait.as_secs()
+                ));
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                wait
+            }
+            Err(e) => return Err(e),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = imap_fetch::stopped(&mut stop) => return Ok(()),
         }
     }
+}
+
+/// `--idle` for every job, concurrently, until SIGTERM or SIGINT (then exit 0 once each
+/// account has finished its message in progress and logged out) or until every account
+/// has failed for good (the most serious code of theirs).
+pub fn run_idle(jobs: Vec<Job>, poll: Duration, verbosity: Verbosity) -> Result<u8> {
+    let rt = crate::runtime::build(crate::runtime::Threads::Current)?;
+    let summaries = verbosity != Verbosity::Quiet;
+    let verbose = verbosity == Verbosity::Verbose;
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| exit::fail(exit::OSERR, format!("SIGTERM handler: {e}")))?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| exit::fail(exit::OSERR, format!("SIGINT handler: {e}")))?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for job in jobs {
+            let rx = rx.clone();
+            tasks.spawn(async move {
+                let r = idle_one(&job, poll, verbose, summaries, rx).await;
+                (job, r)
+            });
+        }
+        let mut code = exit::OK;
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    None => break,
+                    Some(Ok((_, Ok(())))) => {}
+                    Some(Ok((job, Err(e)))) => {
+                        crate::log::line(format!("{}: {e:#}", job.name));
+                        code = worse(code, exit::code_of(&e));
+                    }
+                    Some(Err(e)) => {
+                        return Err(exit::fail(exit::SOFTWARE, format!("account task: {e}")))
+                    }
+                },
+                _ = term.recv() => { let _ = tx.send(true); }
+                _ = int.recv() => { let _ = tx.send(true); }
+            }
+        }
+        Ok(code)
+    })
 }
 
 /// Fetches every job, at most `concurrency` at once; prints the summary and error lines;
