@@ -1066,4 +1066,16 @@ fn pop3_idle_polls_and_fetches_new_mail() {
     wait_for_ids(&md, &[id(1), id(2), id(3)], &log);
     terminate(&mut child, &log);
     assert_eq!(by_message_id(&md).len(), 3);
+    // A permanent failure is not retried: a wrong password exits 77.
+    let (code, text) = c.run(&[
+        "--idle",
+        "--ca-file",
+        &common::peer("PEER_CA_FILE"),
+        "--password-command",
+        "echo wrong",
+        "--maildir",
+        md.to_str().unwrap(),
+        &pop3s_url("fetch11"),
+    ]);
+    assert_eq!(code, 77, "{text}");
 }

@@ -53,8 +53,9 @@ IDLE
   fetched every --poll SECS (poll_secs =, default 300). After a network error or time limit
   it reconnects, waiting 5 s, then twice as long each time up to 5 minutes; it never exits
   on temporary trouble, but an account with 77, 78 or 69 stops (mfetch exits with that code
-  once no account is left). SIGTERM or SIGINT: a fetch in progress is finished durably, the
-  session logs out, exit 0.
+  once no account is left). SIGTERM or SIGINT: an IMAP fetch stops after its UID FETCH
+  batch in progress (at most 100 messages, each stored and recorded), a POP3 fetch in
+  progress is finished; the session logs out, exit 0.
 
 MDA
   --mda CMD runs sh -c CMD once per message, the message on stdin (LF line ends), with

@@ -62,6 +62,9 @@ struct Session {
     r: Reader,
     t: Tagger,
     caps: Vec<String>,
+    /// `--idle`: turns true on SIGTERM/SIGINT; the fetch stops after the batch in progress
+    /// (every message of it stored and recorded).
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The untagged responses, SEARCH numbers and tagged end of one command.
@@ -101,6 +104,11 @@ impl Session {
             let data = self.c.read_within(limit).await?;
             self.r.push(data);
         }
+    }
+
+    /// Whether to stop fetching (module doc of [`watch`]).
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|r| *r.borrow())
     }
 
     fn has(&self, cap: &str) -> bool {
@@ -340,6 +348,7 @@ pub async fn watch(
     report: &mut (dyn FnMut(&Summary) + Send),
 ) -> Result<Watched> {
     let mut s = open(job, password, verbose).await?;
+    s.stop = Some(stop.clone());
     let folder = job.folders.first().map_or("INBOX", String::as_str);
     let ended = loop {
         let sum = fetch_all(job, &mut s, state, dest, progress, verbose).await?;
@@ -465,6 +474,7 @@ async fn open(job: &Job, password: &str, verbose: bool) -> Result<Session> {
         r: Reader::new(MAX_MESSAGE as u64),
         t: Tagger::default(),
         caps: Vec::new(),
+        stop: None,
     };
     let greeting = match s.event().await? {
         Event::Untagged(u) => u,
@@ -532,7 +542,7 @@ async fn fetch_all(
     let mut sum = Summary::default();
     for folder in &job.folders {
         fetch_folder(job, s, folder, state, dest, progress, verbose, &mut sum).await?;
-        if job.limit.is_some_and(|l| sum.fetched >= l) {
+        if job.limit.is_some_and(|l| sum.fetched >= l) || s.stopping() {
             break;
         }
     }
@@ -905,6 +915,10 @@ async fn fetch_folder(
         sum.deleted += act(job, s, folder, &old).await?;
     }
     for batch in new.chunks(BATCH) {
+        if s.stopping() {
+            complete = false;
+            break;
+        }
         let got = fetch_batch(job, s, folder, v, batch, state, dest, progress, sum).await?;
         complete &= !got.incomplete;
         sum.deleted += if deleting {
