@@ -2,7 +2,8 @@
 //! ([`crate::net::client`]: connect with a time limit, implicit TLS or STARTTLS with the
 //! certificate checks of [`crate::tls`], reads against a deadline, writes bounded per chunk),
 //! with the exit codes mfetch gives its failures: network trouble and time limits 75,
-//! an untrusted certificate or a failed handshake 69.
+//! an untrusted certificate or a failed handshake 69, and those of what the server answers
+//! ([`Conn::refused`], [`Conn::login_failed`], [`Conn::hostile`], for POP3 and IMAP alike).
 
 use std::time::Duration;
 
@@ -16,6 +17,25 @@ use crate::net::client::{connect_host, Stream, TlsError, TlsTarget};
 
 /// Bytes read at most per read call.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// A server's negative answer (POP3 `-ERR`, IMAP tagged `NO`/`BAD`), as the exit code of a
+/// refusal needs it.
+pub trait Answer: std::fmt::Display {
+    /// Whether it says "try later" (its response code).
+    fn is_temporary(&self) -> bool;
+}
+
+impl Answer for super::pop3::Status {
+    fn is_temporary(&self) -> bool {
+        super::pop3::Status::is_temporary(self)
+    }
+}
+
+impl Answer for super::imap::Tagged {
+    fn is_temporary(&self) -> bool {
+        super::imap::Tagged::is_temporary(self)
+    }
+}
 
 /// A connection (module doc).
 pub struct Conn {
@@ -133,5 +153,31 @@ impl Conn {
     /// The server as shown in messages.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The server broke the protocol (a hostile or broken response): 69.
+    pub fn hostile(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        exit::fail(exit::UNAVAILABLE, format!("{}: {e}", self.server))
+    }
+
+    /// The server refused `what`: 75 when its answer says try later, else 69.
+    pub fn refused(&self, what: &str, answer: &impl Answer) -> anyhow::Error {
+        let code = if answer.is_temporary() {
+            exit::TEMPFAIL
+        } else {
+            exit::UNAVAILABLE
+        };
+        exit::fail(code, format!("{}: {what}: {answer}", self.server))
+    }
+
+    /// The server refused the login: 75 when its answer says try later, else 77.
+    pub fn login_failed(&self, answer: &impl Answer) -> anyhow::Error {
+        if answer.is_temporary() {
+            return exit::fail(exit::TEMPFAIL, format!("{}: login: {answer}", self.server));
+        }
+        exit::fail(
+            exit::NOPERM,
+            format!("{}: authentication failed: {answer}", self.server),
+        )
     }
 }

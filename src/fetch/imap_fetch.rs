@@ -74,19 +74,6 @@ struct Answer {
     search: Vec<u32>,
 }
 
-fn hostile(c: &Conn, e: imap::ProtoError) -> anyhow::Error {
-    exit::fail(exit::UNAVAILABLE, format!("{}: {e}", c.server()))
-}
-
-fn refused(c: &Conn, what: &str, t: &Tagged) -> anyhow::Error {
-    let code = if t.is_temporary() {
-        exit::TEMPFAIL
-    } else {
-        exit::UNAVAILABLE
-    };
-    exit::fail(code, format!("{}: {what}: {t}", c.server()))
-}
-
 impl Session {
     async fn event(&mut self) -> Result<Event> {
         let limit = self.c.timeout();
@@ -99,7 +86,7 @@ impl Session {
             match self.r.event() {
                 Ok(Some(e)) => return Ok(e),
                 Ok(None) => {}
-                Err(e) => return Err(hostile(&self.c, e)),
+                Err(e) => return Err(self.c.hostile(e)),
             }
             let data = self.c.read_within(limit).await?;
             self.r.push(data);
@@ -201,7 +188,7 @@ async fn secure(job: &Job, s: &mut Session) -> Result<()> {
         if job.allow_plaintext {
             return Ok(());
         }
-        return Err(refused(&s.c, "STARTTLS refused", &a.tagged));
+        return Err(s.c.refused("STARTTLS refused", &a.tagged));
     }
     if s.r.buffered() > 0 {
         // RFC 3501 §6.2.1 / RFC 2595 §3.1: what came in clear after the OK could be injected.
@@ -217,16 +204,6 @@ async fn secure(job: &Job, s: &mut Session) -> Result<()> {
     s.r = Reader::new(MAX_MESSAGE as u64);
     // Capabilities from before TLS are forgotten (RFC 3501 §6.2.1).
     s.capability().await
-}
-
-fn login_failed(c: &Conn, t: &Tagged) -> anyhow::Error {
-    if t.is_temporary() {
-        return exit::fail(exit::TEMPFAIL, format!("{}: login: {t}", c.server()));
-    }
-    exit::fail(
-        exit::NOPERM,
-        format!("{}: authentication failed: {t}", c.server()),
-    )
 }
 
 async fn login(job: &Job, password: &str, s: &mut Session) -> Result<()> {
@@ -297,7 +274,7 @@ async fn login(job: &Job, password: &str, s: &mut Session) -> Result<()> {
     };
     match t.cond {
         Cond::Ok => s.capabilities_after(&t).await,
-        _ => Err(login_failed(&s.c, &t)),
+        _ => Err(s.c.login_failed(&t)),
     }
 }
 
@@ -364,7 +341,7 @@ pub async fn watch(
             .command(&format!("EXAMINE {}", imap::mailbox(folder)))
             .await?;
         if a.tagged.cond != Cond::Ok {
-            return Err(refused(&s.c, &format!("EXAMINE {folder}"), &a.tagged));
+            return Err(s.c.refused(&format!("EXAMINE {folder}"), &a.tagged));
         }
         // Mail that came between the fetch's STATUS and this EXAMINE raises no EXISTS during
         // the IDLE: a UIDNEXT other than the one recorded means fetch again first.
@@ -688,13 +665,13 @@ async fn act(job: &Job, s: &mut Session, folder: &str, uids: &[u32]) -> Result<u
             }
             if verb == "MOVE" {
                 if a.tagged.cond != Cond::Ok {
-                    return Err(refused(&s.c, &format!("{folder}: UID MOVE"), &a.tagged));
+                    return Err(s.c.refused(&format!("{folder}: UID MOVE"), &a.tagged));
                 }
                 n += chunk.len();
                 continue;
             }
             if a.tagged.cond != Cond::Ok {
-                return Err(refused(&s.c, &format!("{folder}: UID COPY"), &a.tagged));
+                return Err(s.c.refused(&format!("{folder}: UID COPY"), &a.tagged));
             }
         }
         if !deleting {
@@ -702,7 +679,7 @@ async fn act(job: &Job, s: &mut Session, folder: &str, uids: &[u32]) -> Result<u
                 .command(&format!("UID STORE {set} +FLAGS.SILENT (\\Seen)"))
                 .await?;
             if a.tagged.cond != Cond::Ok {
-                return Err(refused(&s.c, &format!("{folder}: UID STORE"), &a.tagged));
+                return Err(s.c.refused(&format!("{folder}: UID STORE"), &a.tagged));
             }
             continue;
         }
@@ -710,12 +687,12 @@ async fn act(job: &Job, s: &mut Session, folder: &str, uids: &[u32]) -> Result<u
             .command(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))
             .await?;
         if a.tagged.cond != Cond::Ok {
-            return Err(refused(&s.c, &format!("{folder}: UID STORE"), &a.tagged));
+            return Err(s.c.refused(&format!("{folder}: UID STORE"), &a.tagged));
         }
         if s.has("UIDPLUS") {
             let a = s.command(&format!("UID EXPUNGE {set}")).await?;
             if a.tagged.cond != Cond::Ok {
-                return Err(refused(&s.c, &format!("{folder}: UID EXPUNGE"), &a.tagged));
+                return Err(s.c.refused(&format!("{folder}: UID EXPUNGE"), &a.tagged));
             }
             n += chunk.len();
             continue;
@@ -726,7 +703,7 @@ async fn act(job: &Job, s: &mut Session, folder: &str, uids: &[u32]) -> Result<u
         if flagged.iter().all(|u| ours.contains(u)) {
             let a = s.command("EXPUNGE").await?;
             if a.tagged.cond != Cond::Ok {
-                return Err(refused(&s.c, &format!("{folder}: EXPUNGE"), &a.tagged));
+                return Err(s.c.refused(&format!("{folder}: EXPUNGE"), &a.tagged));
             }
             n += chunk.len();
         } else {
@@ -751,7 +728,7 @@ async fn identities(s: &mut Session, uids: &[u32]) -> Result<Vec<(u32, u64, Opti
             ))
             .await?;
         if a.tagged.cond != Cond::Ok {
-            return Err(refused(&s.c, "UID FETCH of Message-IDs", &a.tagged));
+            return Err(s.c.refused("UID FETCH of Message-IDs", &a.tagged));
         }
         for u in a.untagged.iter().filter(|u| u.keyword() == "FETCH") {
             let uid = imap::fetch_number(&u.text, "UID").and_then(|n| u32::try_from(n).ok());
@@ -782,7 +759,7 @@ async fn fetch_folder(
         .command(&format!("STATUS {mbox} (UIDNEXT UIDVALIDITY MESSAGES)"))
         .await?;
     if a.tagged.cond != Cond::Ok {
-        return Err(refused(&s.c, &format!("STATUS {folder}"), &a.tagged));
+        return Err(s.c.refused(&format!("STATUS {folder}"), &a.tagged));
     }
     let status = a.untagged.iter().find(|u| u.keyword() == "STATUS");
     let item = |n: &str| status.and_then(|u| u.status_item(n));
@@ -806,7 +783,7 @@ async fn fetch_folder(
     };
     let a = s.command(&format!("{verb} {mbox}")).await?;
     if a.tagged.cond != Cond::Ok {
-        return Err(refused(&s.c, &format!("{verb} {folder}"), &a.tagged));
+        return Err(s.c.refused(&format!("{verb} {folder}"), &a.tagged));
     }
     let Some(v) = a
         .untagged
@@ -825,7 +802,7 @@ async fn fetch_folder(
     };
     let a = s.command(&search).await?;
     if a.tagged.cond != Cond::Ok {
-        return Err(refused(&s.c, &format!("{folder}: UID SEARCH"), &a.tagged));
+        return Err(s.c.refused(&format!("{folder}: UID SEARCH"), &a.tagged));
     }
     let mut uids = a.search;
     uids.sort_unstable();

@@ -31,12 +31,7 @@ async fn next(c: &mut Conn, r: &mut Reader) -> Result<Response> {
         match r.response() {
             Ok(Some(x)) => return Ok(x),
             Ok(None) => {}
-            Err(e) => {
-                return Err(exit::fail(
-                    exit::UNAVAILABLE,
-                    format!("{}: {e}", c.server()),
-                ))
-            }
+            Err(e) => return Err(c.hostile(e)),
         }
         let data = c.read().await?;
         r.push(data);
@@ -47,15 +42,6 @@ async fn command(c: &mut Conn, r: &mut Reader, bytes: &[u8], e: Expect) -> Resul
     r.expect(e);
     c.send(bytes).await?;
     next(c, r).await
-}
-
-fn refused(c: &Conn, what: &str, s: &Status) -> anyhow::Error {
-    let code = if s.is_temporary() {
-        exit::TEMPFAIL
-    } else {
-        exit::UNAVAILABLE
-    };
-    exit::fail(code, format!("{}: {what}: {s}", c.server()))
 }
 
 async fn ask_capa(c: &mut Conn, r: &mut Reader) -> Result<Capabilities> {
@@ -96,7 +82,7 @@ async fn secure(
         if job.allow_plaintext {
             return Ok(capa);
         }
-        return Err(refused(c, "STLS refused", &s));
+        return Err(c.refused("STLS refused", &s));
     }
     if r.buffered() > 0 {
         // RFC 2595 §4 / RFC 3207 §5: what came in clear after the go-ahead could be injected.
@@ -108,16 +94,6 @@ async fn secure(
     c.start_tls().await?;
     *r = Reader::after_tls();
     ask_capa(c, r).await
-}
-
-fn login_failed(c: &Conn, s: &Status) -> anyhow::Error {
-    if s.is_temporary() {
-        return exit::fail(exit::TEMPFAIL, format!("{}: login: {s}", c.server()));
-    }
-    exit::fail(
-        exit::NOPERM,
-        format!("{}: authentication failed: {s}", c.server()),
-    )
 }
 
 async fn login(
@@ -182,7 +158,7 @@ async fn login(
             )
             .await?;
             if !s.status().ok {
-                return Err(login_failed(c, s.status()));
+                return Err(c.login_failed(s.status()));
             }
             command(
                 c,
@@ -200,7 +176,7 @@ async fn login(
         if s.continuation {
             let _ = c.send(b"*\r\n").await;
         }
-        Err(login_failed(c, s))
+        Err(c.login_failed(s))
     }
 }
 
@@ -243,7 +219,7 @@ pub async fn run(
     let mut r = Reader::new();
     let greeting = next(&mut c, &mut r).await?.status().clone();
     if !greeting.ok || greeting.continuation {
-        return Err(refused(&c, "greeting", &greeting));
+        return Err(c.refused("greeting", &greeting));
     }
     let first = ask_capa(&mut c, &mut r).await?;
     let capa = secure(job, &mut c, &mut r, first).await?;
@@ -259,7 +235,7 @@ pub async fn run(
     let list = match command(&mut c, &mut r, &pop3::command("LIST", None), Expect::Lines).await? {
         Response::Lines(_, lines) => pop3::parse_numbered(&lines)
             .map_err(|e| exit::fail(exit::UNAVAILABLE, format!("{}: LIST: {e}", c.server())))?,
-        Response::Status(s) | Response::Message(s, _) => return Err(refused(&c, "LIST", &s)),
+        Response::Status(s) | Response::Message(s, _) => return Err(c.refused("LIST", &s)),
     };
     let mut msgs: Vec<Msg> = list
         .iter()

@@ -467,6 +467,10 @@ fn check_and_rewrite(compiled: sieve::Sieve, text: &[u8]) -> Result<sieve::Sieve
 /// such a script when it is compiled; sieve-rs would drop the redirect without a word.
 fn is_addr_spec(address: &str) -> bool {
     let address = address.trim();
+    // The one rule for "has a domain" (an `@` inside a quoted local part is none).
+    if !crate::envelope::has_domain(address) {
+        return false;
+    }
     match address.rsplit_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
