@@ -1,4 +1,6 @@
-//! The one home for RFC 5322 message byte handling: where the header section ends, LF → CRLF
+//! The one home for RFC 5322 message byte handling: where the header section ends, its fields
+//! ([`Fields`], the one field splitter: IMAP's message layer, address qualifying, mdeliver's
+//! and mfetch's header lookups), LF → CRLF
 //! (whole, [`to_crlf`], or streamed, [`CrlfStream`], and its length [`crlf_len`]),
 //! SMTP dot-stuffing, qualifying bare addresses in address header fields
 //! ([`qualify_header`], [`HeaderQualifier`]), and the one RFC 2047 encoder for header text we
@@ -57,6 +59,108 @@ pub fn header_end(message: &[u8]) -> HeaderEnd {
         header: message.len(),
         body: message.len(),
     }
+}
+
+/// One header field: its name and its raw value (after the colon, folding and line end kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field name as written.
+    pub name: &'a [u8],
+    /// The value as written: everything after the colon, continuation lines included.
+    pub value: &'a [u8],
+    /// The whole field, name to final line end.
+    pub raw: &'a [u8],
+    /// Where `raw` starts in the header section.
+    pub at: usize,
+}
+
+impl Field<'_> {
+    /// Whether the field is named `lower` (a lowercase name; RFC 5322 §1.2.2: names are
+    /// case-insensitive).
+    pub fn is(&self, lower: &[u8]) -> bool {
+        self.name.eq_ignore_ascii_case(lower)
+    }
+
+    /// The value unfolded (RFC 5322 §2.2.3: CRLF before white space removed) and trimmed.
+    pub fn unfolded(&self) -> Vec<u8> {
+        unfold(self.value)
+    }
+}
+
+/// The fields of a header section in order. A line that is no field (no colon, or a
+/// continuation line before any field) is skipped, as Dovecot's parser does.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    rest: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of `header` (the header section without its empty line).
+    pub fn new(header: &'a [u8]) -> Fields<'a> {
+        Fields {
+            rest: header,
+            at: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            // A field is its first line plus every following line that starts with SP or HTAB.
+            let mut end = 0;
+            loop {
+                end = self.rest[end..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(self.rest.len(), |i| end + i + 1);
+                if end >= self.rest.len() || !matches!(self.rest[end], b' ' | b'\t') {
+                    break;
+                }
+            }
+            let raw = &self.rest[..end];
+            let at = self.at;
+            self.rest = &self.rest[end..];
+            self.at += end;
+            let Some(colon) = raw.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let name = trim(&raw[..colon]);
+            if name.is_empty() || name.iter().any(|&b| b == b' ' || b == b'\t') {
+                continue;
+            }
+            return Some(Field {
+                name,
+                value: &raw[colon + 1..],
+                raw,
+                at,
+            });
+        }
+    }
+}
+
+/// `data` without leading and trailing white space (SP, HTAB, CR, LF).
+pub fn trim(data: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = data.iter().position(|b| !ws(b)).unwrap_or(data.len());
+    let end = data.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    &data[start..end]
+}
+
+/// A field value unfolded (every CR and LF removed, RFC 5322 §2.2.3) and trimmed.
+pub fn unfold(value: &[u8]) -> Vec<u8> {
+    let out: Vec<u8> = value
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    trim(&out).to_vec()
 }
 
 /// `data` with every line end as CRLF: LF and lone CR become CRLF, CRLF stays.
@@ -202,40 +306,19 @@ pub const MAX_QUALIFIED_HEADER: usize = 256 * 1024;
 /// cannot be read (an unterminated quote, comment or angle bracket) is left alone.
 pub fn qualify_header(header: &[u8], names: &[&str], domain: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(header.len() + 64);
-    let mut start = 0;
-    while start < header.len() {
-        // A field: its first line, then every line starting with SP or HTAB (RFC 5322 §2.2.3).
-        let mut end = start;
-        loop {
-            end = header[end..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(header.len(), |i| end + i + 1);
-            if end >= header.len() || !matches!(header[end], b' ' | b'\t') {
-                break;
-            }
+    let mut copied = 0;
+    for f in Fields::new(header) {
+        if !names.iter().any(|n| f.is(n.as_bytes())) {
+            continue;
         }
-        let field = &header[start..end];
-        let colon = field.iter().position(|&b| b == b':');
-        let named = colon.is_some_and(|c| {
-            // RFC 5322 §4.5 (obsolete): blanks may stand between the name and the colon.
-            let name = field[..c].trim_ascii_end();
-            names
-                .iter()
-                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
-        });
-        match colon.filter(|_| named) {
-            Some(c) => {
-                out.extend_from_slice(&field[..=c]);
-                match qualify_addresses(&field[c + 1..], domain) {
-                    Some(v) => out.extend_from_slice(&v),
-                    None => out.extend_from_slice(&field[c + 1..]),
-                }
-            }
-            None => out.extend_from_slice(field),
+        if let Some(v) = qualify_addresses(f.value, domain) {
+            let value_at = f.at + f.raw.len() - f.value.len();
+            out.extend_from_slice(&header[copied..value_at]);
+            out.extend_from_slice(&v);
+            copied = f.at + f.raw.len();
         }
-        start = end;
     }
+    out.extend_from_slice(&header[copied..]);
     out
 }
 
@@ -590,6 +673,16 @@ fn encoded_words(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_follow_folding_and_skip_junk() {
+        let h = b"Subject: a\r\n b\r\nnot a field\r\nX-Y:z\n";
+        let f: Vec<_> = Fields::new(h).collect();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].name, b"Subject");
+        assert_eq!(f[0].unfolded(), b"a b");
+        assert_eq!(f[1].value, b"z\n");
+    }
 
     fn q(field: &str) -> String {
         String::from_utf8(qualify_header(field.as_bytes(), ADDRESS_FIELDS, "ex.test")).unwrap()

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::exit;
 use crate::maildir::{tag_of, Links, Maildir};
 use crate::mda::memory::sha256_hex;
+use crate::rfc5322;
 
 /// How long an MDA may run for one message before it is killed (with its process group).
 pub const MDA_TIMEOUT: Duration = Duration::from_secs(600);
@@ -183,32 +184,10 @@ pub fn message_id_of(message: &[u8]) -> Option<String> {
 
 /// The unfolded value of the first header field `name` (lower case) in the header section.
 pub fn header_value(message: &[u8], name: &str) -> Option<String> {
-    let end = crate::rfc5322::header_end(message).header;
-    let header = &message[..end];
-    let mut lines = header.split(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        if !line[..colon]
-            .trim_ascii()
-            .eq_ignore_ascii_case(name.as_bytes())
-        {
-            continue;
-        }
-        let mut value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
-        while let Some(next) = lines.peek() {
-            if next.first().is_some_and(|&b| b == b' ' || b == b'\t') {
-                value.push(' ');
-                value.push_str(&String::from_utf8_lossy(next));
-                lines.next();
-            } else {
-                break;
-            }
-        }
-        return Some(value.trim_end_matches('\r').to_string());
-    }
-    None
+    let header = &message[..rfc5322::header_end(message).header];
+    rfc5322::Fields::new(header)
+        .find(|f| f.is(name.as_bytes()))
+        .map(|f| String::from_utf8_lossy(&f.unfolded()).into_owned())
 }
 
 impl Destination {

@@ -48,6 +48,7 @@ use anyhow::Context;
 
 use crate::exit;
 use crate::maildir::{Flags, Links, Maildir, Sub};
+use crate::rfc5322;
 
 /// Largest message accepted when the caller sets no `--max-size` (bytes). Messages are held in
 /// memory while being prepared, so there is always a cap.
@@ -269,42 +270,28 @@ pub fn crlf_to_lf(src: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(rest);
 }
 
-/// The values of all `Delivered-To:` fields in the header section of `raw` (unfolded, RFC 5322
-/// section 2.2.3), scanning at most [`MAX_HEADER_SCAN`] bytes.
+/// The values of all `Delivered-To:` fields in the header section of `raw` (fields split by
+/// [`rfc5322::Fields`]), unfolded with white space runs made one space, scanning at most
+/// [`MAX_HEADER_SCAN`] bytes. A line that is no field ends the header block even without an
+/// empty line (as Postfix's cleanup reads a message), except an mbox `From ` line.
 pub fn delivered_to(raw: &[u8]) -> Vec<String> {
     let head = &raw[..raw.len().min(MAX_HEADER_SCAN)];
-    let mut out: Vec<String> = Vec::new();
-    let mut current: Option<String> = None;
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break; // end of the header section
+    let header = &head[..rfc5322::header_end(head).header];
+    let mut out = Vec::new();
+    let mut next = 0;
+    for f in rfc5322::Fields::new(header) {
+        let skipped = &header[next..f.at];
+        if !skipped
+            .split_inclusive(|&b| b == b'\n')
+            .all(|line| line.starts_with(b"From "))
+        {
+            break;
         }
-        if matches!(line[0], b' ' | b'\t') {
-            if let Some(c) = current.as_mut() {
-                c.push(' ');
-                c.push_str(String::from_utf8_lossy(line).trim());
-            }
-            continue;
+        next = f.at + f.raw.len();
+        if f.is(b"delivered-to") {
+            let value = String::from_utf8_lossy(&f.unfolded()).into_owned();
+            out.push(value.split_whitespace().collect::<Vec<_>>().join(" "));
         }
-        if let Some(c) = current.take() {
-            out.push(c);
-        }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = &line[..colon];
-            if name.trim_ascii().eq_ignore_ascii_case(b"delivered-to") {
-                current = Some(
-                    String::from_utf8_lossy(&line[colon + 1..])
-                        .trim()
-                        .to_string(),
-                );
-            }
-        } else if !line.starts_with(b"From ") {
-            break; // not a header line: the header section ended without a blank line
-        }
-    }
-    if let Some(c) = current {
-        out.push(c);
     }
     out
 }

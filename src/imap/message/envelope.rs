@@ -6,7 +6,7 @@
 use imap_types::core::{IString, NString};
 use imap_types::envelope::{Address, Envelope};
 
-use super::header::{trim, unfold, Fields};
+use crate::rfc5322::{trim, unfold, Fields};
 
 /// An IMAP string for `bytes`: quoted when RFC 3501's quoted form can carry it (7-bit text),
 /// else a literal; NUL (which no IMAP string carries) is dropped.

@@ -1,107 +1,6 @@
 //! Header fields of one MIME part (RFC 5322 §2.2) and the MIME fields' grammar (RFC 2045 §5.1
-//! Content-Type, RFC 2183 Content-Disposition, RFC 2231 parameter continuations).
-
-/// One header field: its name and its raw value (after the colon, folding and line end kept).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field<'a> {
-    /// The field name as written.
-    pub name: &'a [u8],
-    /// The value as written: everything after the colon, continuation lines included.
-    pub value: &'a [u8],
-    /// The whole field, name to final line end.
-    pub raw: &'a [u8],
-    /// Where `raw` starts in the header section.
-    pub at: usize,
-}
-
-impl Field<'_> {
-    /// Whether the field is named `lower` (a lowercase name; RFC 5322 §1.2.2: names are
-    /// case-insensitive).
-    pub fn is(&self, lower: &[u8]) -> bool {
-        self.name.eq_ignore_ascii_case(lower)
-    }
-
-    /// The value unfolded (RFC 5322 §2.2.3: CRLF before white space removed) and trimmed.
-    pub fn unfolded(&self) -> Vec<u8> {
-        unfold(self.value)
-    }
-}
-
-/// The fields of a header section in order. A line that is no field (no colon, or a
-/// continuation line before any field) is skipped, as Dovecot's parser does.
-#[derive(Debug, Clone)]
-pub struct Fields<'a> {
-    rest: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Fields<'a> {
-    /// The fields of `header` (the header section without its empty line).
-    pub fn new(header: &'a [u8]) -> Fields<'a> {
-        Fields {
-            rest: header,
-            at: 0,
-        }
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Field<'a>;
-
-    fn next(&mut self) -> Option<Field<'a>> {
-        loop {
-            if self.rest.is_empty() {
-                return None;
-            }
-            // A field is its first line plus every following line that starts with SP or HTAB.
-            let mut end = 0;
-            loop {
-                end = self.rest[end..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(self.rest.len(), |i| end + i + 1);
-                if end >= self.rest.len() || !matches!(self.rest[end], b' ' | b'\t') {
-                    break;
-                }
-            }
-            let raw = &self.rest[..end];
-            let at = self.at;
-            self.rest = &self.rest[end..];
-            self.at += end;
-            let Some(colon) = raw.iter().position(|&b| b == b':') else {
-                continue;
-            };
-            let name = trim(&raw[..colon]);
-            if name.is_empty() || name.iter().any(|&b| b == b' ' || b == b'\t') {
-                continue;
-            }
-            return Some(Field {
-                name,
-                value: &raw[colon + 1..],
-                raw,
-                at,
-            });
-        }
-    }
-}
-
-/// `data` without leading and trailing white space (SP, HTAB, CR, LF).
-pub fn trim(data: &[u8]) -> &[u8] {
-    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let start = data.iter().position(|b| !ws(b)).unwrap_or(data.len());
-    let end = data.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
-    &data[start..end]
-}
-
-/// A field value unfolded (every CR and LF removed, RFC 5322 §2.2.3) and trimmed.
-pub fn unfold(value: &[u8]) -> Vec<u8> {
-    let out: Vec<u8> = value
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\r' && b != b'\n')
-        .collect();
-    trim(&out).to_vec()
-}
+//! Content-Type, RFC 2183 Content-Disposition, RFC 2231 parameter continuations). Fields are
+//! split by the one splitter, [`crate::rfc5322::Fields`].
 
 /// A parsed Content-Type (or, with an empty subtype, Content-Disposition). BODYSTRUCTURE sends
 /// names as written (as Dovecot does; RFC 2045 §5.1 makes them case-insensitive), the
@@ -349,16 +248,6 @@ fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fields_follow_folding_and_skip_junk() {
-        let h = b"Subject: a\r\n b\r\nnot a field\r\nX-Y:z\n";
-        let f: Vec<_> = Fields::new(h).collect();
-        assert_eq!(f.len(), 2);
-        assert_eq!(f[0].name, b"Subject");
-        assert_eq!(f[0].unfolded(), b"a b");
-        assert_eq!(f[1].value, b"z\n");
-    }
 
     #[test]
     fn content_type_with_rfc2231() {

@@ -148,8 +148,8 @@ impl<'a> Message<'a> {
     }
 
     /// The header fields of `part`, in order.
-    pub fn fields(&self, part: &Part) -> header::Fields<'a> {
-        header::Fields::new(self.bytes(&part.header))
+    pub fn fields(&self, part: &Part) -> rfc5322::Fields<'a> {
+        rfc5322::Fields::new(self.bytes(&part.header))
     }
 }
 
@@ -176,7 +176,7 @@ fn parse_part(
     }
     let header = range.start..range.start + end.header;
     let body = range.start + end.body..range.end;
-    let fields = header::Fields::new(&raw[header.clone()]);
+    let fields = rfc5322::Fields::new(&raw[header.clone()]);
     let media = fields
         .clone()
         .find(|f| f.is(b"content-type"))
@@ -203,7 +203,7 @@ fn parse_part(
             // An encoded message/rfc822 (base64, against RFC 2046 §5.2.1) is opaque bytes.
             let encoded = fields.clone().any(|f| {
                 f.is(b"content-transfer-encoding") && {
-                    let v = header::trim(f.value);
+                    let v = rfc5322::trim(f.value);
                     v.eq_ignore_ascii_case(b"base64") || v.eq_ignore_ascii_case(b"quoted-printable")
                 }
             });

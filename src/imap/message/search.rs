@@ -19,8 +19,8 @@ use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 use mail_parser::HeaderValue;
 
-use super::header::unfold;
 use super::{Kind, Message, Part};
+use crate::rfc5322::unfold;
 
 /// What SEARCH knows of a message without reading its file.
 #[derive(Debug, Clone)]

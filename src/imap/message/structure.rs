@@ -9,9 +9,10 @@ use imap_types::body::{
 use imap_types::core::{IString, Vec1};
 
 use super::envelope::{envelope, istring, nstring};
-use super::header::{unfold, ContentType};
+use super::header::ContentType;
 use super::{Kind, Message, Part};
 use crate::rfc5322;
+use crate::rfc5322::unfold;
 
 impl Message<'_> {
     /// BODYSTRUCTURE: the structure with extension data.
@@ -57,7 +58,7 @@ fn disposition(msg: &Message<'_>, part: &Part) -> Disposition<'static> {
     let language: Vec<IString<'static>> = field(msg, part, b"content-language")
         .map(|v| {
             v.split(|&b| b == b',')
-                .map(super::header::trim)
+                .map(crate::rfc5322::trim)
                 .filter(|l| !l.is_empty())
                 .map(istring)
                 .collect()
