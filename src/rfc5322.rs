@@ -322,9 +322,9 @@ pub fn qualify_header(header: &[u8], names: &[&str], domain: &str) -> Vec<u8> {
     out
 }
 
-/// One lexical token of an address list (RFC 5322 §3.2, §3.4).
+/// What a token of an address list is (RFC 5322 §3.2, §3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok {
+pub enum TokenKind {
     /// White space and line ends (FWS).
     Space,
     /// `( ... )`, nested.
@@ -333,93 +333,131 @@ enum Tok {
     Quoted,
     /// `[ ... ]`.
     Literal,
-    /// A run of atext and dots.
+    /// A run of atext and dots (and, read leniently, any stray byte that starts no other token).
     Atom,
     /// One of `< > , : ; @`.
     Special(u8),
 }
 
-/// Splits an address list into tokens `(kind, start, end)`; `None` when a quoted string,
-/// comment or domain literal does not end.
-fn tokens(v: &[u8]) -> Option<Vec<(Tok, usize, usize)>> {
+/// One token of an address list, as [`address_tokens`] splits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressToken {
+    /// What it is.
+    pub kind: TokenKind,
+    /// Where it starts in the text.
+    pub start: usize,
+    /// Where it ends (exclusive).
+    pub end: usize,
+    /// Whether a comment, quoted string or domain literal is closed (it runs to the end of the
+    /// text when not); always true for the other kinds.
+    pub closed: bool,
+}
+
+/// The one lexer of address lists (RFC 5322 §3.2.2 comments, §3.2.4 quoted strings, §3.4.1
+/// domain literals, backslash quoting in all three), used by [`qualify_header`] and by IMAP's
+/// ENVELOPE. It never fails: an unclosed comment, quoted string or literal runs to the end
+/// (`closed: false`), and a stray `)`, `]` or `\` is part of an atom, which is what a tolerant
+/// reader wants; a strict one checks [`AddressToken::closed`] and the atoms itself.
+pub fn address_tokens(v: &[u8]) -> Vec<AddressToken> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < v.len() {
         let start = i;
+        let mut closed = true;
         let kind = match v[i] {
             b' ' | b'\t' | b'\r' | b'\n' => {
                 while i < v.len() && matches!(v[i], b' ' | b'\t' | b'\r' | b'\n') {
                     i += 1;
                 }
-                Tok::Space
+                TokenKind::Space
             }
             b'(' => {
                 let mut depth = 0usize;
-                loop {
-                    match v.get(i)? {
+                closed = false;
+                while let Some(&c) = v.get(i) {
+                    i += 1;
+                    match c {
                         b'\\' => i += 1,
                         b'(' => depth += 1,
                         b')' => {
                             depth -= 1;
                             if depth == 0 {
+                                closed = true;
                                 break;
                             }
                         }
                         _ => {}
                     }
-                    i += 1;
                 }
-                i += 1;
-                Tok::Comment
+                TokenKind::Comment
             }
             open @ (b'"' | b'[') => {
                 let close = if open == b'"' { b'"' } else { b']' };
                 i += 1;
-                loop {
-                    match v.get(i)? {
-                        b'\\' => i += 1,
-                        &c if c == close => break,
-                        _ => {}
-                    }
+                closed = false;
+                while let Some(&c) = v.get(i) {
                     i += 1;
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == close {
+                        closed = true;
+                        break;
+                    }
                 }
-                i += 1;
                 if open == b'"' {
-                    Tok::Quoted
+                    TokenKind::Quoted
                 } else {
-                    Tok::Literal
+                    TokenKind::Literal
                 }
             }
             c @ (b'<' | b'>' | b',' | b':' | b';' | b'@') => {
                 i += 1;
-                Tok::Special(c)
+                TokenKind::Special(c)
             }
             _ => {
-                while i < v.len() && !b" \t\r\n()\"[]<>,:;@\\".contains(&v[i]) {
+                i += 1;
+                while i < v.len() && !b" \t\r\n(\"[<>,:;@".contains(&v[i]) {
                     i += 1;
                 }
-                if i == start {
-                    // A lone `\` or `]`: not an address list we can read.
-                    return None;
-                }
-                Tok::Atom
+                TokenKind::Atom
             }
         };
-        out.push((kind, start, i.min(v.len())));
+        let end = i.min(v.len());
+        out.push(AddressToken {
+            kind,
+            start,
+            end,
+            closed,
+        });
+        i = end;
     }
-    Some(out)
+    out
+}
+
+/// [`address_tokens`] as `(kind, start, end)` for [`qualify_addresses`], which reads only what
+/// RFC 5322 allows: `None` when a comment, quoted string or domain literal does not end, or a
+/// stray `)`, `]` or `\` stands outside them.
+fn tokens(v: &[u8]) -> Option<Vec<(TokenKind, usize, usize)>> {
+    address_tokens(v)
+        .into_iter()
+        .map(|t| {
+            let stray =
+                t.kind == TokenKind::Atom && v[t.start..t.end].iter().any(|b| b")]\\".contains(b));
+            (t.closed && !stray).then_some((t.kind, t.start, t.end))
+        })
+        .collect()
 }
 
 /// Where `@domain` goes after the significant tokens `sig` of one addr-spec, if it is a bare
 /// local part: exactly one dot-atom or one quoted string (RFC 5322 §3.4.1), nothing else.
-fn bare_local_end(v: &[u8], sig: &[(Tok, usize, usize)]) -> Option<usize> {
+fn bare_local_end(v: &[u8], sig: &[(TokenKind, usize, usize)]) -> Option<usize> {
     let [(kind, start, end)] = sig else {
         return None;
     };
     let text = &v[*start..*end];
     let ok = match kind {
-        Tok::Quoted => true,
-        Tok::Atom => text.split(|&b| b == b'.').all(|a| !a.is_empty()),
+        TokenKind::Quoted => true,
+        TokenKind::Atom => text.split(|&b| b == b'.').all(|a| !a.is_empty()),
         _ => false,
     };
     ok.then_some(*end)
@@ -431,41 +469,42 @@ fn qualify_addresses(v: &[u8], domain: &str) -> Option<Vec<u8>> {
     let toks = tokens(v)?;
     let mut inserts = Vec::new();
     // Significant tokens of the mailbox being read; inside `<...>` those of the angle-addr.
-    let mut unit: Vec<(Tok, usize, usize)> = Vec::new();
-    let mut angle: Option<Vec<(Tok, usize, usize)>> = None;
+    let mut unit: Vec<(TokenKind, usize, usize)> = Vec::new();
+    let mut angle: Option<Vec<(TokenKind, usize, usize)>> = None;
     let mut had_angle = false;
-    let finish =
-        |unit: &mut Vec<(Tok, usize, usize)>, had_angle: &mut bool, inserts: &mut Vec<usize>| {
-            if !*had_angle {
-                inserts.extend(bare_local_end(v, unit));
-            }
-            unit.clear();
-            *had_angle = false;
-        };
+    let finish = |unit: &mut Vec<(TokenKind, usize, usize)>,
+                  had_angle: &mut bool,
+                  inserts: &mut Vec<usize>| {
+        if !*had_angle {
+            inserts.extend(bare_local_end(v, unit));
+        }
+        unit.clear();
+        *had_angle = false;
+    };
     for &(kind, s, e) in &toks {
-        if matches!(kind, Tok::Space | Tok::Comment) {
+        if matches!(kind, TokenKind::Space | TokenKind::Comment) {
             continue;
         }
         if let Some(inner) = angle.as_mut() {
             match kind {
-                Tok::Special(b'>') => {
+                TokenKind::Special(b'>') => {
                     inserts.extend(bare_local_end(v, inner));
                     angle = None;
                     had_angle = true;
                 }
-                Tok::Special(b'<') => return None,
+                TokenKind::Special(b'<') => return None,
                 _ => inner.push((kind, s, e)),
             }
             continue;
         }
         match kind {
-            Tok::Special(b'<') => angle = Some(Vec::new()),
-            Tok::Special(b'>') => return None,
-            Tok::Special(b',') | Tok::Special(b';') => {
+            TokenKind::Special(b'<') => angle = Some(Vec::new()),
+            TokenKind::Special(b'>') => return None,
+            TokenKind::Special(b',') | TokenKind::Special(b';') => {
                 finish(&mut unit, &mut had_angle, &mut inserts)
             }
             // A group's display name (RFC 5322 §3.4): its members follow.
-            Tok::Special(b':') => {
+            TokenKind::Special(b':') => {
                 unit.clear();
                 had_angle = false;
             }
@@ -673,6 +712,37 @@ fn encoded_words(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_tokens_tolerate_what_qualifying_refuses() {
+        fn kinds(v: &[u8]) -> Vec<(TokenKind, &[u8], bool)> {
+            address_tokens(v)
+                .iter()
+                .map(|t| (t.kind, &v[t.start..t.end], t.closed))
+                .collect()
+        }
+        assert_eq!(
+            kinds(b"\"a\\\"b\" (c (d)) <x@[1.2]>"),
+            vec![
+                (TokenKind::Quoted, &b"\"a\\\"b\""[..], true),
+                (TokenKind::Space, b" ", true),
+                (TokenKind::Comment, b"(c (d))", true),
+                (TokenKind::Space, b" ", true),
+                (TokenKind::Special(b'<'), b"<", true),
+                (TokenKind::Atom, b"x", true),
+                (TokenKind::Special(b'@'), b"@", true),
+                (TokenKind::Literal, b"[1.2]", true),
+                (TokenKind::Special(b'>'), b">", true),
+            ]
+        );
+        assert_eq!(
+            kinds(b"(open \\"),
+            vec![(TokenKind::Comment, &b"(open \\"[..], false)]
+        );
+        assert_eq!(kinds(b"a)b"), vec![(TokenKind::Atom, &b"a)b"[..], true)]);
+        assert!(tokens(b"a)b").is_none() && tokens(b"\"open").is_none());
+        assert!(tokens(b"a <b>").is_some());
+    }
 
     #[test]
     fn fields_follow_folding_and_skip_junk() {

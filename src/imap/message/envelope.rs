@@ -6,7 +6,7 @@
 use imap_types::core::{IString, NString};
 use imap_types::envelope::{Address, Envelope};
 
-use crate::rfc5322::{trim, unfold, Fields};
+use crate::rfc5322::{self, trim, unfold, Fields, TokenKind};
 
 /// An IMAP string for `bytes`: quoted when RFC 3501's quoted form can carry it (7-bit text),
 /// else a literal; NUL (which no IMAP string carries) is dropped.
@@ -66,93 +66,40 @@ enum Tok {
     Comment(Vec<u8>),
 }
 
+/// The address list `value` as ENVELOPE's parser reads it: the one lexer's tokens
+/// ([`rfc5322::address_tokens`], unclosed ones tolerated) with quoting undone and space dropped.
 fn lex(value: &[u8]) -> Vec<Tok> {
-    let mut toks = Vec::new();
-    let mut i = 0;
-    while i < value.len() {
-        let b = value[i];
-        match b {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'"' => {
-                let mut out = Vec::new();
-                i += 1;
-                while i < value.len() && value[i] != b'"' {
-                    if value[i] == b'\\' && i + 1 < value.len() {
-                        i += 1;
-                    }
-                    out.push(value[i]);
-                    i += 1;
-                }
-                i += 1;
-                toks.push(Tok::Quoted(out));
+    rfc5322::address_tokens(value)
+        .into_iter()
+        .filter_map(|t| {
+            let text = &value[t.start..t.end];
+            // The text between the delimiters: the opening one, and the closing one if any.
+            let inner = || &text[1..text.len() - usize::from(t.closed)];
+            Some(match t.kind {
+                TokenKind::Space => return None,
+                TokenKind::Quoted => Tok::Quoted(unescape(inner())),
+                TokenKind::Comment => Tok::Comment(trim(&unescape(inner())).to_vec()),
+                TokenKind::Literal | TokenKind::Atom => Tok::Atom(text.to_vec()),
+                TokenKind::Special(c) => Tok::Special(c),
+            })
+        })
+        .collect()
+}
+
+/// `text` with RFC 5322 §3.2.1 quoted-pairs (`\x`) made `x`; a `\` at the very end stays.
+fn unescape(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.iter();
+    while let Some(&b) = bytes.next() {
+        match (b, bytes.clone().next()) {
+            (b'\\', Some(&next)) => {
+                out.push(next);
+                bytes.next();
             }
-            b'(' => {
-                let mut depth = 0usize;
-                let mut out = Vec::new();
-                while i < value.len() {
-                    let c = value[i];
-                    i += 1;
-                    match c {
-                        b'\\' if i < value.len() => {
-                            out.push(value[i]);
-                            i += 1;
-                        }
-                        b'(' => {
-                            if depth > 0 {
-                                out.push(c);
-                            }
-                            depth += 1;
-                        }
-                        b')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                            out.push(c);
-                        }
-                        _ => out.push(c),
-                    }
-                }
-                toks.push(Tok::Comment(trim(&out).to_vec()));
-            }
-            b'[' => {
-                let end = value[i..]
-                    .iter()
-                    .position(|&c| c == b']')
-                    .map_or(value.len(), |p| i + p + 1);
-                toks.push(Tok::Atom(value[i..end].to_vec()));
-                i = end;
-            }
-            b'<' | b'>' | b'@' | b',' | b';' | b':' => {
-                toks.push(Tok::Special(b));
-                i += 1;
-            }
-            _ => {
-                let start = i;
-                while i < value.len()
-                    && !matches!(
-                        value[i],
-                        b' ' | b'\t'
-                            | b'\r'
-                            | b'\n'
-                            | b'"'
-                            | b'('
-                            | b'['
-                            | b'<'
-                            | b'>'
-                            | b'@'
-                            | b','
-                            | b';'
-                            | b':'
-                    )
-                {
-                    i += 1;
-                }
-                toks.push(Tok::Atom(value[start..i].to_vec()));
-            }
+            _ => out.push(b),
         }
     }
-    toks
+    out
 }
 
 /// One address as ENVELOPE sends it.
