@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mailkit::maildir::Maildir;
+use mailkit::maildir::{Maildir, Sub};
 
 /// Every socket read and child wait is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -340,15 +340,14 @@ fn inetd_mode_over_stdin_stdout() {
     );
 }
 
-/// Until the store is wired, a mailbox command gets a tagged `NO [UNAVAILABLE]`, so clients
-/// fail at once instead of waiting (issue 13: the mailbox commands are still to come).
+/// APPEND is not served yet (the folder commands come next, issue 13): a tagged
+/// `NO [UNAVAILABLE]`, so clients fail at once instead of waiting. IDLE outside a mailbox
+/// just waits for DONE.
 #[test]
-fn mailbox_commands_are_refused_with_a_tagged_no_for_now() {
+fn append_is_refused_with_a_tagged_no_for_now_and_idle_outside_a_mailbox() {
     let s = Server::start("");
     let mut c = s.connect();
     c.run(b"a LOGIN alice password\r\n", "a");
-    let r = c.run(b"b SELECT INBOX\r\n", "b");
-    assert_eq!(r, "b NO [UNAVAILABLE] Mailbox access is not built yet.\r\n");
     let r = c.run(b"c APPEND INBOX {5}\r\n", "c");
     assert_eq!(r, "c NO [UNAVAILABLE] Mailbox access is not built yet.\r\n");
     let r = c.run(b"d IDLE\r\n", "+");
@@ -392,4 +391,431 @@ fn curl_logs_in_over_imap_starttls_and_imaps() {
     let out = curl(format!("imaps://localhost:{}/", s.tls), "alice:wrong");
     assert!(!out.status.success());
     assert!(s.log().contains("failed login user=alice"), "{}", s.log());
+}
+
+impl Server {
+    fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user)
+    }
+}
+
+/// Delivers `msg` to `user` with the real `mdeliver`, running as the daemon's user (nobody), as
+/// a delivery agent of that user would.
+fn mdeliver(s: &Server, user: &str, msg: &[u8]) {
+    let out = common::run_with_input(
+        Command::new("/usr/bin/timeout")
+            .arg("20")
+            .arg("setpriv")
+            .arg(format!("--reuid={}", common::NOBODY))
+            .arg(format!("--regid={}", common::NOBODY))
+            .arg("--clear-groups")
+            .arg(common::bin("mdeliver"))
+            .arg(s.maildir(user))
+            .env_remove("MAILDIR")
+            .env_remove("SENDER")
+            .env_remove("RECIPIENT"),
+        msg,
+    );
+    assert!(out.status.success(), "mdeliver: {out:?}");
+}
+
+/// A Maildir++ folder made as the Maildir's owner would (CREATE is not served yet).
+fn folder(s: &Server, user: &str, name: &str) {
+    Maildir::open(s.maildir(user))
+        .unwrap()
+        .folder(name)
+        .unwrap();
+    common::give_to_nobody(&s.maildir(user));
+}
+
+/// The info suffixes (`2,FS`) of the files in folder directory `dir` (`""` for INBOX).
+fn infos(s: &Server, user: &str, dir: &str) -> Vec<String> {
+    let md = Maildir::open(s.maildir(user).join(dir)).unwrap();
+    let mut v: Vec<String> = [Sub::New, Sub::Cur]
+        .into_iter()
+        .flat_map(|sub| md.list(sub).unwrap())
+        .map(|e| e.info.unwrap_or_default())
+        .collect();
+    v.sort();
+    v
+}
+
+const PLAIN_MSG: &str = "From: Ann Example <ann@example.org>\nTo: alice@localhost\n\
+Subject: Hello world\nDate: Mon, 02 Mar 2026 10:00:00 +0000\nX-Tag: foo-bar\n\n\
+first body line\nsecond line\n";
+
+const QP_MSG: &str = "From: bob@example.org\nTo: alice@localhost\n\
+Subject: =?UTF-8?Q?caf=C3=A9_talk?=\nDate: Tue, 03 Mar 2026 10:00:00 +0000\nMIME-Version: 1.0\n\
+Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n\
+Une cr=C3=A8me br=C3=BBl=C3=A9e au caf=C3=A9.\n";
+
+/// multipart/mixed: text, multipart/alternative (text, html), a message/rfc822 holding a
+/// multipart, and a base64 attachment whose decoded text is "the secretword inside".
+const NESTED_MSG: &str = "From: carol@example.org\nTo: alice@localhost\nSubject: nested\n\
+Date: Wed, 04 Mar 2026 10:00:00 +0000\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\n\npreamble\n\
+--outer\nContent-Type: text/plain; charset=us-ascii\n\nplain part\n\
+--outer\nContent-Type: multipart/alternative; boundary=\"alt\"\n\n\
+--alt\nContent-Type: text/plain\n\nalt text\n\
+--alt\nContent-Type: text/html\n\n<p>alt html</p>\n--alt--\n\
+--outer\nContent-Type: message/rfc822\n\nFrom: dave@example.org\nSubject: inner\n\
+MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"in\"\n\n\
+--in\nContent-Type: text/plain\n\ninner text\n\
+--in\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAw==\n--in--\n\
+--outer\nContent-Type: application/pdf; name=\"a.pdf\"\nContent-Disposition: attachment; filename=\"a.pdf\"\n\
+Content-Transfer-Encoding: base64\n\ndGhlIHNlY3JldHdvcmQgaW5zaWRl\n--outer--\nepilogue\n";
+
+/// A whole session with python3 imaplib over a Maildir that mdeliver filled: SELECT, FETCH
+/// items, macros and partials, BODYSTRUCTURE of a nested multipart against python's email
+/// parser, SEARCH keys, STORE (seen on disk as info letters), COPY and MOVE with COPYUID,
+/// EXPUNGE, EXAMINE, CLOSE.
+#[test]
+fn imaplib_session_over_a_maildir_filled_by_mdeliver() {
+    let s = Server::start("");
+    for m in [PLAIN_MSG, QP_MSG, NESTED_MSG] {
+        mdeliver(&s, "alice", m.as_bytes());
+    }
+    folder(&s, "alice", "Archive");
+    let code = format!(
+        "NESTED = {:?}\n{}",
+        NESTED_MSG,
+        r#"
+import email, email.policy, re
+def parse(b):
+    # IMAP data (atoms, quoted strings, literals {n}, lists) into python values.
+    pos = 0
+    def value():
+        nonlocal pos
+        while b[pos:pos+1] == b" ":
+            pos += 1
+        c = b[pos:pos+1]
+        if c == b"(":
+            pos += 1
+            out = []
+            while True:
+                while b[pos:pos+1] == b" ":
+                    pos += 1
+                if b[pos:pos+1] == b")":
+                    pos += 1
+                    return out
+                out.append(value())
+        if c == b'"':
+            pos += 1
+            s = b""
+            while b[pos:pos+1] != b'"':
+                if b[pos:pos+1] == b"\\":
+                    pos += 1
+                s += b[pos:pos+1]
+                pos += 1
+            pos += 1
+            return s.decode()
+        if c == b"{":
+            end = b.index(b"}", pos)
+            n = int(b[pos+1:end])
+            pos = end + 1
+            if b[pos:pos+2] == b"\r\n":
+                pos += 2
+            s = b[pos:pos+n]
+            pos += n
+            return s.decode()
+        start = pos
+        m = re.compile(rb"[^ ()]+").match(b, pos)
+        pos = m.end()
+        if b"[" in m.group() and b"]" not in m.group():
+            # BODY[HEADER.FIELDS (A B)]<n> is one name.
+            pos = re.compile(rb"[^ ()]*").match(b, b.index(b"]", pos) + 1).end()
+        t = b[start:pos].decode()
+        return None if t == "NIL" else t
+    return value()
+def flat(data):
+    out = b""
+    for d in data:
+        if isinstance(d, tuple):
+            out += d[0] + b"\r\n" + d[1]
+        else:
+            out += d
+    return out
+def items(data):
+    b = flat(data)
+    i = b.index(b"(")
+    v = parse(b[i:])
+    return dict(zip(v[0::2], v[1::2]))
+def types(bs):
+    # Pre-order (type, encoding) of a BODYSTRUCTURE, as email's walk() visits parts.
+    if isinstance(bs[0], list):
+        kids = []
+        i = 0
+        while isinstance(bs[i], list):
+            kids.append(bs[i])
+            i += 1
+        out = [("multipart/" + bs[i].lower(), None)]
+        for k in kids:
+            out += types(k)
+        return out
+    t = (bs[0] + "/" + bs[1]).lower()
+    out = [(t, bs[5].lower())]
+    if t == "message/rfc822":
+        out += types(bs[8])
+    return out
+
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.login("alice", "password")
+typ, data = M.capability()
+assert b" UIDPLUS" in data[0] and b" MOVE" in data[0], data
+typ, data = M.select("INBOX")
+assert typ == "OK" and data == [b"3"], (typ, data)
+assert M.untagged_responses.get("RECENT") == [b"3"], M.untagged_responses
+assert M.untagged_responses.get("UIDNEXT") == [b"4"], M.untagged_responses
+assert M.untagged_responses.get("UNSEEN") == [b"1"], M.untagged_responses
+validity = M.untagged_responses["UIDVALIDITY"][0]
+
+# FETCH: macros, UID, sizes, envelope, header fields, partials; PEEK keeps \Seen off.
+typ, data = M.fetch("1:*", "ALL")
+assert typ == "OK" and len(data) == 3, data
+it = items([data[0]])
+assert it["FLAGS"] == ["\\Recent"], it
+env = it["ENVELOPE"]
+assert env[1] == "Hello world" and env[2][0][0] == "Ann Example", env
+assert env[2][0][2] == "ann" and env[2][0][3] == "example.org", env
+typ, data = M.fetch("1", "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject X-Tag)] BODY.PEEK[TEXT]<6.4>)")
+it = items(data)
+assert it["BODY[HEADER.FIELDS (SUBJECT X-TAG)]"] == "Subject: Hello world\r\nX-Tag: foo-bar\r\n\r\n", it
+assert it["BODY[TEXT]<6>"] == "body", it
+size = int(it["RFC822.SIZE"])
+typ, data = M.fetch("1", "(FLAGS BODY.PEEK[])")
+it = items(data)
+assert it["FLAGS"] == ["\\Recent"], it
+assert len(it["BODY[]"].encode()) == size and it["BODY[]"].endswith("second line\r\n"), it
+typ, data = M.uid("FETCH", "1", "(BODY[TEXT])")
+it = items(data)
+assert it["UID"] == "1" and it["BODY[TEXT]"] == "first body line\r\nsecond line\r\n", it
+assert "\\Seen" in it["FLAGS"], it
+typ, data = M.fetch("1", "FAST")
+assert "\\Seen" in items(data)["FLAGS"], data
+
+# BODYSTRUCTURE of the nested message against python's email parser.
+typ, data = M.fetch("3", "(BODYSTRUCTURE BODY)")
+it = items(data)
+mine = types(it["BODYSTRUCTURE"])
+msg = email.message_from_string(NESTED, policy=email.policy.default)
+theirs = [(p.get_content_type(), None if p.is_multipart() and p.get_content_maintype() == "multipart" else p.get("Content-Transfer-Encoding", "7bit").lower()) for p in msg.walk()]
+assert mine == theirs, (mine, theirs)
+assert types(it["BODY"]) == theirs, it["BODY"]
+typ, data = M.fetch("3", "(BODY.PEEK[2.2] BODY.PEEK[3.1] BODY.PEEK[3.HEADER.FIELDS (SUBJECT)] BODY.PEEK[4.MIME] BODY.PEEK[4])")
+it = items(data)
+assert it["BODY[2.2]"] == "<p>alt html</p>", it
+assert it["BODY[3.1]"] == "inner text", it
+assert it["BODY[3.HEADER.FIELDS (SUBJECT)]"] == "Subject: inner\r\n\r\n", it
+assert it["BODY[4.MIME]"].startswith("Content-Type: application/pdf"), it
+assert it["BODY[4]"] == "dGhlIHNlY3JldHdvcmQgaW5zaWRl", it
+
+# SEARCH on decoded text, dates, sizes, flags, OR/NOT, CHARSET.
+def search(*keys, uid=False):
+    typ, data = M.uid("SEARCH", *keys) if uid else M.search(None, *keys)
+    assert typ == "OK", (typ, data)
+    return data[0].split()
+assert search("SUBJECT", "hello") == [b"1"]
+assert search("SUBJECT", "CAFE") == []
+assert search("HEADER", "X-Tag", "FOO-BAR") == [b"1"]
+assert search("FROM", "ann@example") == [b"1"]
+assert search("TEXT", "secretword") == [b"3"], "base64 attachment decoded"
+assert search("BODY", "secretword") == [b"3"]
+assert search("BODY", '"inner text"') == [b"3"]
+assert search("SENTON", "03-Mar-2026") == [b"2"]
+assert search("SENTBEFORE", "03-Mar-2026") == [b"1"]
+assert search("SENTSINCE", "04-Mar-2026") == [b"3"]
+assert search("SINCE", "1-Jan-2000") == [b"1", b"2", b"3"]
+assert search("BEFORE", "1-Jan-2000") == []
+assert search("LARGER", str(size - 1)) == [b"1", b"2", b"3"]
+assert b"1" not in search("LARGER", str(size))
+assert search("SMALLER", str(size + 1)) == [b"1"]
+assert search("OR", "SUBJECT", "hello", "SUBJECT", "nested") == [b"1", b"3"]
+assert search("NOT", "SEEN") == [b"2", b"3"]
+assert search("SEEN") == [b"1"]
+assert search("RECENT", "UNSEEN", "2:*") == [b"2", b"3"]
+assert search("UID", "2:3", "NOT", "UID", "3") == [b"2"]
+assert search("ALL", uid=True) == [b"1", b"2", b"3"]
+M.literal = "crème".encode()
+typ, data = M.search("UTF-8", "BODY")
+assert typ == "OK" and data == [b"2"], (typ, data)
+M.literal = "café".encode()
+typ, data = M.search("UTF-8", "SUBJECT")
+assert typ == "OK" and data == [b"2"], (typ, data)
+typ, data = M._simple_command("SEARCH", "CHARSET", "KOI8-R", "ALL")
+assert typ == "NO" and data[0].startswith(b"[BADCHARSET (UTF-8)]"), (typ, data)
+
+# STORE: visible on disk as info letters (checked by the test), keywords included.
+typ, data = M.store("1", "+FLAGS", "(\\Flagged $Work)")
+assert typ == "OK" and b"\\Flagged" in data[0] and b"$Work" in data[0], data
+typ, data = M.store("2", "FLAGS.SILENT", "(\\Answered \\Draft)")
+assert typ == "OK" and data == [None], data
+typ, data = M.store("1", "-FLAGS", "(\\Seen)")
+assert b"\\Seen" not in data[0] and b"\\Flagged" in data[0], data
+typ, data = M.fetch("1:2", "FLAGS")
+assert typ == "OK"
+
+# COPY and MOVE with COPYUID (RFC 4315, RFC 6851); EXPUNGE.
+typ, data = M.copy("1:2", "Archive")
+assert typ == "OK", (typ, data)
+copyuid = re.match(rb"\[COPYUID (\d+) (\S+) (\S+)\]", data[0]).groups()
+assert copyuid[1:] == (b"1:2", b"1:2"), copyuid
+typ, data = M.copy("1", "NoSuchFolder")
+assert typ == "NO" and b"TRYCREATE" in data[0], (typ, data)
+typ, data = M.uid("MOVE", "3", "Archive")
+assert typ == "OK", (typ, data)
+assert M.untagged_responses.pop("EXPUNGE") == [b"3"], M.untagged_responses
+copyuid = M.response("COPYUID")[1][-1].split()
+assert copyuid[1:] == [b"3", b"3"], copyuid
+M.store("2", "+FLAGS", "(\\Deleted)")
+typ, data = M.expunge()
+assert typ == "OK" and data == [b"2"], (typ, data)
+typ, data = M.fetch("1:*", "UID")
+assert data == [b"1 (UID 1)"], data
+try:
+    M.fetch("2", "UID")
+    raise SystemExit("FETCH 2 of a one-message mailbox was not BAD")
+except imaplib.IMAP4.error as e:
+    assert "sequence" in str(e).lower(), e
+
+# EXAMINE: read-only, no STORE; the Archive's copies are \Recent for the one who looks.
+typ, data = M.select("Archive", readonly=True)
+assert typ == "OK" and data == [b"3"], (typ, data)
+typ, data = M.store("1", "+FLAGS", "(\\Seen)")
+assert typ == "NO", (typ, data)
+typ, data = M.search(None, "KEYWORD", "$Work")
+assert data == [b"1"], data
+typ, data = M.close()
+assert typ == "OK", (typ, data)
+typ, data = M.select("NoSuchFolder")
+assert typ == "NO", (typ, data)
+M.logout()
+print("ok")
+"#
+    );
+    let out = python(&s, &code);
+    assert_eq!(out, "ok\n");
+    // STORE renamed the files: \Flagged is F, $Work a keyword letter, \Answered \Draft R D.
+    let inbox = infos(&s, "alice", "");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(
+        inbox[0].starts_with("2,F") && inbox[0].ends_with('a'),
+        "{inbox:?}"
+    );
+    let keywords = std::fs::read_to_string(s.maildir("alice").join("dovecot-keywords")).unwrap();
+    assert_eq!(keywords.trim(), "0 $Work", "{keywords}");
+    let archive = infos(&s, "alice", ".Archive");
+    assert_eq!(archive.len(), 3, "{archive:?}");
+    assert!(
+        archive.contains(&"2,DR".to_string()) && archive.contains(&"2,Fa".to_string()),
+        "{archive:?}"
+    );
+}
+
+/// Sequence sets: a number beyond the mailbox and any sequence number in an empty mailbox are
+/// BAD; UIDs that name nothing are ignored; SELECT of a missing mailbox deselects.
+#[test]
+fn bad_sequence_sets_and_the_empty_mailbox() {
+    let s = Server::start("");
+    let mut c = s.connect();
+    c.run(b"a LOGIN alice password\r\n", "a");
+    let r = c.run(b"b SELECT INBOX\r\n", "b");
+    assert!(
+        r.contains("* 0 EXISTS\r\n") && r.contains("[UIDNEXT 1]"),
+        "{r}"
+    );
+    assert!(
+        r.ends_with("b OK [READ-WRITE] SELECT completed.\r\n"),
+        "{r}"
+    );
+    let r = c.run(b"c FETCH 1:* FLAGS\r\n", "c");
+    assert_eq!(r, "c BAD Invalid sequence set.\r\n");
+    let r = c.run(b"d UID FETCH 1:* FLAGS\r\n", "d");
+    assert_eq!(r, "d OK FETCH completed.\r\n");
+    let r = c.run(b"e SEARCH ALL\r\n", "e");
+    assert_eq!(r, "* SEARCH\r\ne OK SEARCH completed.\r\n");
+    mdeliver(&s, "alice", PLAIN_MSG.as_bytes());
+    let r = c.run(b"f NOOP\r\n", "f");
+    assert_eq!(r, "* 1 EXISTS\r\n* 1 RECENT\r\nf OK NOOP completed.\r\n");
+    let r = c.run(b"g FETCH 2 FLAGS\r\n", "g");
+    assert_eq!(r, "g BAD Invalid sequence set.\r\n");
+    let r = c.run(b"h UID FETCH 5:7 FLAGS\r\n", "h");
+    assert_eq!(r, "h OK FETCH completed.\r\n");
+    // n:* with n beyond the largest UID still names the last message (RFC 3501 6.4.8).
+    let r = c.run(b"i UID FETCH 9:* FLAGS\r\n", "i");
+    assert_eq!(
+        r,
+        "* 1 FETCH (UID 1 FLAGS (\\Recent))\r\ni OK FETCH completed.\r\n"
+    );
+    let r = c.run(b"j SELECT Nope\r\n", "j");
+    assert_eq!(r, "j NO Mailbox doesn't exist.\r\n");
+    let r = c.run(b"k FETCH 1 FLAGS\r\n", "k");
+    assert_eq!(r, "k BAD No mailbox selected.\r\n");
+}
+
+/// IDLE (RFC 2177) over the raw protocol: an mdeliver delivery, a flag change and an expunge
+/// by a second session reach the idling client while it idles (each wait bounded by the
+/// socket timeout; no time is asserted).
+#[test]
+fn idle_sees_an_mdeliver_delivery_and_another_sessions_changes() {
+    let s = Server::start("");
+    mdeliver(&s, "alice", PLAIN_MSG.as_bytes());
+    let mut idler = s.connect();
+    idler.run(b"a LOGIN alice password\r\n", "a");
+    let r = idler.run(b"b SELECT INBOX\r\n", "b");
+    assert!(r.contains("* 1 EXISTS\r\n"), "{r}");
+    idler.send(b"c IDLE\r\n");
+    assert_eq!(idler.line(), "+ idling\r\n");
+    mdeliver(&s, "alice", QP_MSG.as_bytes());
+    assert_eq!(idler.line(), "* 2 EXISTS\r\n");
+    assert_eq!(idler.line(), "* 2 RECENT\r\n");
+    let mut other = s.connect();
+    other.run(b"a LOGIN alice@localhost password\r\n", "a");
+    other.run(b"b SELECT INBOX\r\n", "b");
+    let r = other.run(b"c STORE 1 +FLAGS.SILENT (\\Flagged)\r\n", "c");
+    assert_eq!(r, "c OK STORE completed.\r\n");
+    assert_eq!(
+        idler.line(),
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))\r\n"
+    );
+    let r = other.run(b"d STORE 2 +FLAGS.SILENT (\\Deleted)\r\ne EXPUNGE\r\n", "e");
+    assert!(
+        r.ends_with("* 2 EXPUNGE\r\ne OK EXPUNGE completed.\r\n"),
+        "{r}"
+    );
+    // The \Deleted flag may reach the idler before the expunge does, or not at all.
+    let mut l = idler.line();
+    if l.starts_with("* 2 FETCH ") {
+        assert_eq!(l, "* 2 FETCH (UID 2 FLAGS (\\Deleted \\Recent))\r\n");
+        l = idler.line();
+    }
+    assert_eq!(l, "* 2 EXPUNGE\r\n");
+    let r = idler.run(b"DONE\r\n", "c");
+    assert_eq!(r, "c OK IDLE terminated.\r\n");
+    let r = idler.run(b"d FETCH 1:* (UID FLAGS)\r\n", "d");
+    assert_eq!(
+        r,
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))\r\nd OK FETCH completed.\r\n"
+    );
+}
+
+/// curl fetches a message by UID (`imap://host/INBOX;UID=1`: SELECT, then UID FETCH BODY[]).
+#[test]
+fn curl_fetches_a_message_by_uid() {
+    let s = Server::start("");
+    mdeliver(&s, "alice", PLAIN_MSG.as_bytes());
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--user", "alice:password"])
+        .arg(format!("imap://127.0.0.1:{}/INBOX;UID=1", s.plain))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        PLAIN_MSG.replace('\n', "\r\n")
+    );
 }

@@ -20,9 +20,17 @@ CAPABILITIES
   IMAP4rev1 (RFC 3501), LITERAL+ (RFC 7888), SASL-IR (RFC 4959) with
   AUTH=PLAIN, STARTTLS, LOGINDISABLED before TLS where logins are not
   allowed, ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342), IDLE
-  (RFC 2177), UNSELECT (RFC 3691).
-  Not served yet (issue 13): the mailbox commands (SELECT, EXAMINE,
-  LIST, FETCH, STORE, APPEND, ...) answer NO [UNAVAILABLE].
+  (RFC 2177), UNSELECT (RFC 3691), UIDPLUS (RFC 4315: COPYUID, UID
+  EXPUNGE), MOVE (RFC 6851).
+  The selected state: SELECT, EXAMINE, CHECK, CLOSE, UNSELECT, EXPUNGE,
+  SEARCH (CHARSET UTF-8; decoded text), FETCH (every RFC 3501 item),
+  STORE (flags in the Maildir info, keywords in dovecot-keywords), COPY,
+  MOVE and their UID forms. Other processes' deliveries, flag changes
+  and expunges are reported at the next command, and at once while a
+  client idles (inotify on the folder; a poll on network filesystems).
+  Not served yet (issue 13): the folder commands (LIST, LSUB, CREATE,
+  DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS) and APPEND answer
+  NO [UNAVAILABLE].
 
 LIMITS
   A command with its literals is held to max_command_size octets: a
@@ -75,10 +83,11 @@ ENVIRONMENT
     version,
     about = "IMAP server over Maildir++",
     long_about = "IMAP server over Maildir++: RFC 3501 IMAP4rev1 with STARTTLS, AUTHENTICATE \
-PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE and UNSELECT. Users come from a \
+PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE, UNSELECT, UIDPLUS and MOVE. Users come from a \
 Dovecot-compatible passwd-file or a checkpassword program; the INBOX is the user's Maildir and \
-folders are Maildir++ folders (.NAME/). Being built: logins and the commands of any state \
-work; the mailbox commands (SELECT, FETCH, ...) answer NO [UNAVAILABLE] for now.",
+folders are Maildir++ folders (.NAME/). Being built: logins, the commands of any state and \
+of the selected state (SELECT, FETCH, SEARCH, STORE, COPY, MOVE, EXPUNGE, IDLE with push) work; \
+the folder commands (LIST, CREATE, STATUS, ...) and APPEND answer NO [UNAVAILABLE] for now.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mimapd")
 )]

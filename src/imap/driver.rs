@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::response;
-use super::session::{After, Event, LoginFailure, Policy, Session};
+use super::selected::Store;
+use super::session::{is_folder_command, After, Event, LoginFailure, Policy, Session};
 use super::ImapConfig;
 use crate::auth::{throttle_ip, Account, AuthResult, Authenticator};
 use crate::log;
+use crate::maildir::watch::Watch as MailboxWatch;
 use crate::server::goodbye::{Wait, Watch, Woke};
 use crate::server::Connection;
 
@@ -50,7 +52,7 @@ pub fn policy(conn: &Connection, config: &ImapConfig) -> Policy {
         limits: config.limits(),
         max_errors: config.max_errors.max(1),
         max_auth_failures: config.max_auth_failures.max(1),
-        mailbox_capabilities: Vec::new(),
+        mailbox_capabilities: vec!["UIDPLUS", "MOVE"],
     }
 }
 
@@ -63,6 +65,8 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
     let mut out = Vec::new();
     let mut watch = Watch::new(conn, span);
     let mut account: Option<Account> = None;
+    let mut store: Option<Store> = None;
+    let mut idle_watch: Option<MailboxWatch> = None;
     loop {
         let ev = session.poll();
         out.extend_from_slice(&session.take_output());
@@ -83,8 +87,32 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
                     waiting_for,
                     ..Wait::command(READ_CHUNK)
                 };
-                if watch.wait(conn, &mut session, wait).await? == Woke::Eof {
-                    return Ok(());
+                let woke = match idle_watch.as_mut() {
+                    // RFC 2177: while idling, the folder's changes wake the wait too.
+                    Some(w) if session.idling() => {
+                        let mut failed = None;
+                        let changed = async {
+                            if let Err(e) = w.changed().await {
+                                failed = Some(e);
+                            }
+                        };
+                        let woke = watch.wait_or(conn, &mut session, wait, changed).await?;
+                        if let Some(e) = failed {
+                            log::line(format_args!("mailbox watch: {e}"));
+                            idle_watch = None;
+                        }
+                        woke
+                    }
+                    _ => watch.wait(conn, &mut session, wait).await?,
+                };
+                match woke {
+                    Woke::Eof => return Ok(()),
+                    Woke::Event => {
+                        if let Some(s) = store.as_mut() {
+                            session.push_output(&s.pending());
+                        }
+                    }
+                    _ => {}
                 }
             }
             Event::Pending => return Err(io::Error::other("session waits for an answer")),
@@ -99,6 +127,7 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
                             show(peer)
                         ));
                         session.login_done(&a.user);
+                        store = Some(Store::new(a.maildir.clone()));
                         account = Some(a);
                     }
                     Err(why) => session.login_failed(why),
@@ -110,31 +139,41 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
                 conn.starttls().await?;
                 session.tls_started();
             }
-            Event::Command { tag, .. } => {
-                // The mailbox commands come with the storage and message layers (issue 13).
+            Event::Command { tag, body, .. } => {
                 let _ = &account;
-                let reply = response::status(
-                    Some(&tag),
-                    response::Kind::No,
-                    Some(response::other_code("UNAVAILABLE")),
-                    "Mailbox access is not built yet.",
-                );
-                session.command_done(&reply, After::Same);
+                let (reply, after) = match store.as_mut() {
+                    // The folder commands come with src/imap/folders.rs (issue 13).
+                    _ if is_folder_command(&body) => (unavailable(&tag), After::Same),
+                    // The selected state (src/imap/selected.rs).
+                    Some(s) => s.command(&tag, body),
+                    None => (unavailable(&tag), After::Same),
+                };
+                session.command_done(&reply, after);
             }
-            Event::AppendBegin { tag, .. } => {
-                let reply = response::status(
-                    Some(&tag),
-                    response::Kind::No,
-                    Some(response::other_code("UNAVAILABLE")),
-                    "Mailbox access is not built yet.",
-                );
-                session.append_refused(&reply);
+            Event::AppendBegin { tag, .. } => session.append_refused(&unavailable(&tag)),
+            Event::AppendData(_) | Event::AppendAbort => {}
+            Event::Idle { .. } => {
+                // The watch first, then the changes so far: none falls in between.
+                idle_watch = match store.as_ref().and_then(Store::watch) {
+                    Some(Ok(w)) => Some(w),
+                    Some(Err(e)) => {
+                        log::line(format_args!("mailbox watch: {e}"));
+                        None
+                    }
+                    None => None,
+                };
+                if let Some(s) = store.as_mut() {
+                    session.push_output(&s.pending());
+                }
             }
-            Event::AppendData(_) | Event::AppendAbort | Event::Idle { .. } => {}
             Event::AppendFinish { tag } => {
                 session.command_done(&response::no(&tag, "APPEND failed."), After::Same);
             }
-            Event::IdleDone { .. } => session.command_done(b"", After::Same),
+            Event::IdleDone { .. } => {
+                idle_watch = None;
+                let last = store.as_mut().map(Store::pending).unwrap_or_default();
+                session.command_done(&last, After::Same);
+            }
             Event::Close => {
                 // Queued, not written: close gives the slot back before the last reply.
                 conn.queue(&out);
@@ -186,6 +225,16 @@ async fn check(
             Err(LoginFailure::Temporary)
         }
     }
+}
+
+/// `NO [UNAVAILABLE]` for what is not served yet.
+fn unavailable(tag: &str) -> Vec<u8> {
+    response::status(
+        Some(tag),
+        response::Kind::No,
+        Some(response::other_code("UNAVAILABLE")),
+        "Mailbox access is not built yet.",
+    )
 }
 
 fn show(peer: Option<IpAddr>) -> String {

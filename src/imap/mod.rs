@@ -10,13 +10,15 @@
 //! [`config`] is the `[mimapd]` section and [`driver`] runs a session over a
 //! [`crate::server::Connection`] (the only module here that does I/O). [`message`] is one
 //! message file as FETCH and SEARCH see it (MIME structure, ENVELOPE, BODYSTRUCTURE, sections,
-//! search keys), a pure library over the file's bytes.
+//! search keys), a pure library over the file's bytes. [`selected`] is the selected mailbox:
+//! the commands of the selected state over the user's Maildir++ (the driver calls it).
 
 pub mod config;
 pub mod driver;
 pub mod framer;
 pub mod message;
 pub mod response;
+pub mod selected;
 pub mod session;
 
 pub use config::ImapConfig;

@@ -611,17 +611,9 @@ impl Session {
                 let mailbox_command = needs_selected
                     || matches!(
                         body,
-                        CommandBody::Select { .. }
-                            | CommandBody::Examine { .. }
-                            | CommandBody::Create { .. }
-                            | CommandBody::Delete { .. }
-                            | CommandBody::Rename { .. }
-                            | CommandBody::Subscribe { .. }
-                            | CommandBody::Unsubscribe { .. }
-                            | CommandBody::List { .. }
-                            | CommandBody::Lsub { .. }
-                            | CommandBody::Status { .. }
-                    );
+                        CommandBody::Select { .. } | CommandBody::Examine { .. }
+                    )
+                    || is_folder_command(&body);
                 if !mailbox_command {
                     return self.reply_bad(&tag, "Unknown command.");
                 }
@@ -966,6 +958,23 @@ fn namespace() -> Vec<u8> {
         other: Vec::new(),
         shared: Vec::new(),
     })
+}
+
+/// Whether `body` is a folder command of the authenticated state (RFC 3501 §6.3.3-§6.3.10:
+/// CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS), which work on the
+/// folder tree rather than the selected mailbox.
+pub fn is_folder_command(body: &CommandBody<'_>) -> bool {
+    matches!(
+        body,
+        CommandBody::Create { .. }
+            | CommandBody::Delete { .. }
+            | CommandBody::Rename { .. }
+            | CommandBody::Subscribe { .. }
+            | CommandBody::Unsubscribe { .. }
+            | CommandBody::List { .. }
+            | CommandBody::Lsub { .. }
+            | CommandBody::Status { .. }
+    )
 }
 
 /// Command names, for telling an unknown command from known one with bad arguments.

@@ -3,7 +3,8 @@
 //!
 //! - [`Mailbox::open`] a folder for SELECT ([`Access::ReadWrite`]: this session takes the
 //!   \Recent messages no other session was given, RFC 3501 §2.3.2) or EXAMINE
-//!   ([`Access::ReadOnly`]: no \Recent taken, no change allowed, RFC 3501 §6.3.2).
+//!   ([`Access::ReadOnly`]: no \Recent taken, no change allowed, RFC 3501 §6.3.2), or as the
+//!   destination of COPY/MOVE/APPEND ([`Access::Target`]: changes allowed, no \Recent taken).
 //! - [`Mailbox::sync`] the changes since the last sync: new messages (with their UIDs), flag
 //!   changes made by others, expunges (what the session reports as EXISTS, FETCH, EXPUNGE).
 //! - [`Mailbox::store`] flags (a rename of the info part, `:2,FLAGS`; keywords are letters
@@ -32,6 +33,9 @@ pub enum Access {
     ReadWrite,
     /// EXAMINE: read only.
     ReadOnly,
+    /// The destination of a COPY, MOVE or APPEND: changes allowed, no \Recent taken (the
+    /// messages stay \Recent for the session that selects the folder, RFC 3501 §6.4.7).
+    Target,
 }
 
 /// What changed since the previous [`Mailbox::sync`] (UIDs, ascending).
