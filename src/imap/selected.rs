@@ -21,7 +21,9 @@
 //!
 //! Bad sequence sets are `BAD` (a number beyond the mailbox, or any message sequence number in
 //! an empty mailbox, where `*` names nothing, RFC 3501 §6.4.8 and §9 `seq-number`); UIDs that
-//! name no message are ignored (§6.4.8). Message contents are read into memory per message
+//! name no message are ignored (§6.4.8); a FETCH of a message another session expunged meanwhile
+//! gets `NO` (RFC 2180 §4.1.2). A MOVE within the selected mailbox is a copy and an expunge.
+//! A STORE that creates a keyword sends the new FLAGS and PERMANENTFLAGS. Message contents are read into memory per message
 //! (the section [`Plan`](super::message::section::Plan) could stream them; not done yet).
 //! Folder commands (LIST, CREATE, STATUS ...) are not answered here.
 
@@ -99,6 +101,34 @@ fn imap_flags(mb: &Mailbox, flags: &Flags) -> Vec<Flag<'static>> {
             }
         }
     }
+    out
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for `mb` (RFC 3501 §7.2.6, §7.1): the
+/// system flags and the folder's keywords; nothing is permanent when read-only.
+fn flag_lists(mb: &Mailbox, read_only: bool) -> Vec<u8> {
+    let mut flags: Vec<Flag<'static>> = SYSTEM.iter().map(|(_, f)| f.clone()).collect();
+    for (_, name) in mb.view().keywords().iter() {
+        if let Ok(a) = Atom::try_from(name.to_string()) {
+            flags.push(Flag::Keyword(a));
+        }
+    }
+    let mut out = response::data(Data::Flags(flags.clone()));
+    let perm: Vec<FlagPerm<'static>> = if read_only {
+        Vec::new()
+    } else {
+        flags
+            .into_iter()
+            .map(FlagPerm::Flag)
+            .chain([FlagPerm::Asterisk])
+            .collect()
+    };
+    out.extend_from_slice(&status(
+        None,
+        StatusKind::Ok,
+        Some(Code::PermanentFlags(perm)),
+        "Flags permitted.",
+    ));
     out
 }
 
@@ -313,24 +343,8 @@ impl Store {
         };
         let uids: Vec<u32> = mb.view().messages().iter().map(|m| m.uid).collect();
         let mut out = Vec::new();
-        let mut flags: Vec<Flag<'static>> = SYSTEM.iter().map(|(_, f)| f.clone()).collect();
-        for (_, name) in mb.view().keywords().iter() {
-            if let Ok(a) = Atom::try_from(name.to_string()) {
-                flags.push(Flag::Keyword(a));
-            }
-        }
-        out.extend_from_slice(&response::data(Data::Flags(flags.clone())));
-        let perm: Vec<FlagPerm<'static>> = if examine {
-            Vec::new()
-        } else {
-            flags
-                .into_iter()
-                .map(FlagPerm::Flag)
-                .chain([FlagPerm::Asterisk])
-                .collect()
-        };
+        out.extend_from_slice(&flag_lists(&mb, examine));
         let untagged_ok = |code: Code<'_>, t: &str| status(None, StatusKind::Ok, Some(code), t);
-        out.extend_from_slice(&untagged_ok(Code::PermanentFlags(perm), "Flags permitted."));
         out.extend_from_slice(&response::data(Data::Exists(uids.len() as u32)));
         out.extend_from_slice(&response::data(Data::Recent(mb.recent_count() as u32)));
         let unseen = mb
@@ -618,17 +632,23 @@ impl Selected {
         out: &mut Vec<u8>,
     ) -> io::Result<Done> {
         let mut failed = false;
+        let mut missing = false;
         let seen = !self.read_only && names.iter().any(sets_seen);
         for &i in picked {
             let uid = self.uids[i];
             let Some(m) = self.mb.view().get(uid).cloned() else {
-                continue; // expunged by another session, not reported yet
+                // Expunged by another session, not reported yet (RFC 2180 4.1.2: NO).
+                missing = true;
+                continue;
             };
             let size_known = m.entry.rfc822_size.is_some() || self.sizes.contains_key(&uid);
             let data = if names.iter().any(|n| needs_file(n, size_known)) {
                 match self.read(uid)? {
                     Some(d) => Some(d),
-                    None => continue,
+                    None => {
+                        missing = true;
+                        continue;
+                    }
                 }
             } else {
                 None
@@ -691,6 +711,10 @@ impl Selected {
         }
         if failed {
             return Ok(Done::Tagged(no(tag, "Some messages could not be parsed.")));
+        }
+        if missing {
+            let text = "Some of the requested messages no longer exist.";
+            return Ok(Done::Tagged(no(tag, text)));
         }
         Ok(Done::Tagged(ok(tag, "FETCH completed.")))
     }
@@ -783,6 +807,7 @@ impl Selected {
         uid_cmd: bool,
         out: &mut Vec<u8>,
     ) -> io::Result<Done> {
+        let keywords_before = self.mb.view().keywords().iter().count();
         let mut letters = String::new();
         let mut refused = false;
         for f in flags {
@@ -800,6 +825,10 @@ impl Selected {
             }
         }
         let given = Flags::parse(&letters);
+        if self.mb.view().keywords().iter().count() != keywords_before {
+            // A new keyword: the new flag lists (RFC 3501 §7.2.6), before its FETCH.
+            out.extend_from_slice(&flag_lists(&self.mb, self.read_only));
+        }
         for &i in picked {
             let uid = self.uids[i];
             let Some(m) = self.mb.view().get(uid).cloned() else {
@@ -880,7 +909,15 @@ impl Selected {
             Err(e) => return Err(e),
         };
         let uids: Vec<u32> = picked.iter().map(|&i| self.uids[i]).collect();
-        let pairs = if moving {
+        let same = dst.view().maildir().path() == self.mb.view().maildir().path();
+        let pairs = if moving && same {
+            // A MOVE within the mailbox: new copies, the originals expunged (RFC 6851 §3.3
+            // asks for the same result as COPY, STORE \Deleted, EXPUNGE of those messages).
+            let pairs = self.mb.copy_to(&uids, &mut dst)?;
+            let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            self.mb.expunge(&moved)?;
+            pairs
+        } else if moving {
             self.mb.move_to(&uids, &mut dst)?
         } else {
             self.mb.copy_to(&uids, &mut dst)?
@@ -981,6 +1018,10 @@ mod tests {
         assert!(out.starts_with("* SEARCH 1\r\n"), "{out}");
         let (out, _) = say(&mut store, "STORE 1 +FLAGS (\\Deleted $Junk)");
         assert!(
+            out.starts_with("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk)\r\n"),
+            "{out}"
+        );
+        assert!(
             out.contains("* 1 FETCH (FLAGS (\\Deleted $Junk \\Recent))"),
             "{out}"
         );
@@ -1005,6 +1046,47 @@ mod tests {
         assert_eq!(
             (out.as_str(), after),
             ("t NO Mailbox doesn't exist.\r\n", After::Authenticated)
+        );
+    }
+
+    #[test]
+    fn expunges_wait_while_fetch_store_and_search_name_sequence_numbers() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("Maildir")).unwrap();
+        for m in [
+            &b"Subject: a\n\na\n"[..],
+            b"Subject: b\n\nb\n",
+            b"Subject: c\n\nc\n",
+        ] {
+            md.deliver(m).unwrap();
+        }
+        let mut store = Store::new(md.path().to_path_buf());
+        say(&mut store, "SELECT INBOX");
+        // Another session expunges message 1.
+        let mut other = Mailbox::open(&md, "INBOX", Access::ReadWrite).unwrap();
+        assert_eq!(other.expunge(&[1]).unwrap(), vec![1]);
+        // RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH; the numbers hold.
+        // (What the session knew of message 1 is still answered, RFC 2180 4.1.1.)
+        let (out, _) = say(&mut store, "FETCH 1:* (UID)");
+        assert_eq!(
+            out,
+            "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nt OK FETCH completed.\r\n"
+        );
+        let (out, _) = say(&mut store, "FETCH 1 (UID BODY.PEEK[TEXT])");
+        assert_eq!(
+            out,
+            "t NO Some of the requested messages no longer exist.\r\n"
+        );
+        let (out, _) = say(&mut store, "SEARCH ALL");
+        assert_eq!(out, "* SEARCH 2 3\r\nt OK SEARCH completed.\r\n");
+        let (out, _) = say(&mut store, "NOOP");
+        assert_eq!(out, "* 1 EXPUNGE\r\nt OK NOOP completed.\r\n");
+        // A MOVE within the mailbox is a copy and an expunge.
+        let (out, _) = say(&mut store, "UID MOVE 3 INBOX");
+        assert!(out.contains("[COPYUID "), "{out}");
+        assert!(
+            out.ends_with(" 3 4] Moved UIDs.\r\n* 2 EXPUNGE\r\n* 2 EXISTS\r\n* 2 RECENT\r\nt OK MOVE completed.\r\n"),
+            "{out}"
         );
     }
 
