@@ -819,3 +819,31 @@ fn curl_fetches_a_message_by_uid() {
         PLAIN_MSG.replace('\n', "\r\n")
     );
 }
+
+/// A FETCH of more than the driver's batch (256 KiB) arrives whole and in order.
+#[test]
+fn a_fetch_larger_than_one_batch_arrives_whole() {
+    let s = Server::start("");
+    // The same messages are made in python to compare (a command line holds no 600 KiB).
+    let make = |i: usize| {
+        let line = format!("message {i} line of text to fill the file\n");
+        format!("Subject: big {i}\n\n{}", line.repeat(3000))
+    };
+    for i in 0..5 {
+        mdeliver(&s, "alice", make(i).as_bytes());
+    }
+    let code = r#"
+SENT = [("Subject: big %d\n\n" % i + ("message %d line of text to fill the file\n" % i) * 3000).replace("\n", "\r\n") for i in range(5)]
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.login("alice", "password")
+M.select("INBOX")
+typ, data = M.fetch("1:*", "(BODY.PEEK[])")
+assert typ == "OK", (typ, data)
+got = [d[1].decode() for d in data if isinstance(d, tuple)]
+assert len(got) == 5 and sum(len(g) for g in got) > 512 * 1024, [len(g) for g in got]
+assert got == SENT, "contents differ"
+M.logout()
+print("ok")
+"#;
+    assert_eq!(python(&s, code), "ok\n");
+}

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::response;
-use super::selected::Store;
+use super::selected::{Reply, Store};
 use super::session::{is_folder_command, After, Event, LoginFailure, Policy, Session};
 use super::ImapConfig;
 use crate::auth::{throttle_ip, Account, AuthResult, Authenticator};
@@ -145,7 +145,17 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
                     // The folder commands come with src/imap/folders.rs (issue 13).
                     _ if is_folder_command(&body) => (unavailable(&tag), After::Same),
                     // The selected state (src/imap/selected.rs).
-                    Some(s) => s.command(&tag, body),
+                    Some(s) => match s.command(&tag, body) {
+                        Reply::Done(reply, after) => (reply, after),
+                        // Written as it goes: a FETCH of many messages is not held whole.
+                        Reply::Fetching(mut job) => loop {
+                            if let Some(done) = s.fetch_more(&mut job, &mut out, FLUSH_AT) {
+                                break done;
+                            }
+                            conn.write_all(&out).await?;
+                            out.clear();
+                        },
+                    },
                     None => (unavailable(&tag), After::Same),
                 };
                 session.command_done(&reply, after);

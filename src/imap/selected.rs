@@ -23,8 +23,12 @@
 //! an empty mailbox, where `*` names nothing, RFC 3501 §6.4.8 and §9 `seq-number`); UIDs that
 //! name no message are ignored (§6.4.8); a FETCH of a message another session expunged meanwhile
 //! gets `NO` (RFC 2180 §4.1.2). A MOVE within the selected mailbox is a copy and an expunge.
-//! A STORE that creates a keyword sends the new FLAGS and PERMANENTFLAGS. Message contents are read into memory per message
-//! (the section [`Plan`](super::message::section::Plan) could stream them; not done yet).
+//! A STORE that creates a keyword sends the new FLAGS and PERMANENTFLAGS.
+//!
+//! A FETCH is a job ([`Fetching`]) the driver runs a batch of messages at a time, writing each
+//! batch out, so `FETCH 1:* BODY[]` over a large mailbox holds one batch, not the mailbox; one
+//! message's content is still read into memory whole (the section
+//! [`Plan`](super::message::section::Plan) could stream it from the file; not done yet).
 //! Folder commands (LIST, CREATE, STATUS ...) are not answered here.
 
 use std::collections::{BTreeSet, HashMap};
@@ -269,8 +273,105 @@ impl Store {
     }
 
     /// Answers a mailbox command of the authenticated or selected state: the responses
-    /// (untagged ones, then the tagged one) and the state the session is in after it.
-    pub fn command(&mut self, tag: &str, body: CommandBody<'static>) -> (Vec<u8>, After) {
+    /// (untagged ones, then the tagged one) and the state the session is in after it, or for
+    /// FETCH a job the caller runs with [`Store::fetch_more`].
+    pub fn command(&mut self, tag: &str, body: CommandBody<'static>) -> Reply {
+        let CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            ..
+        } = body
+        else {
+            let (out, after) = self.command_now(tag, body);
+            return Reply::Done(out, after);
+        };
+        let picked = match &self.selected {
+            None => return Reply::Done(bad(Some(tag), "No mailbox selected."), After::Same),
+            Some(sel) => match sel.resolve(&sequence_set, uid) {
+                Ok(p) => p,
+                Err(BadSet) => {
+                    return Reply::Done(bad(Some(tag), "Invalid sequence set."), After::Same)
+                }
+            },
+        };
+        let names = match macro_or_item_names {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(|n| n.into_static()).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
+        };
+        Reply::Fetching(Fetching {
+            tag: tag.to_string(),
+            picked,
+            next: 0,
+            names,
+            uid,
+            failed: false,
+            missing: false,
+        })
+    }
+
+    /// Answers the next messages of `job` into `out`, until `out` holds `budget` bytes; when
+    /// the job is done, its last responses (pending changes, the tagged one) and the state.
+    pub fn fetch_more(
+        &mut self,
+        job: &mut Fetching,
+        out: &mut Vec<u8>,
+        budget: usize,
+    ) -> Option<(Vec<u8>, After)> {
+        let Some(sel) = self.selected.as_mut() else {
+            return Some((bad(Some(&job.tag), "No mailbox selected."), After::Same));
+        };
+        while job.next < job.picked.len() && out.len() < budget {
+            let i = job.picked[job.next];
+            job.next += 1;
+            match sel.fetch_one(i, &job.names, job.uid, out) {
+                Ok(Fetched::Sent) => {}
+                Ok(Fetched::Missing) => job.missing = true,
+                Ok(Fetched::Unparsed) => job.failed = true,
+                Err(e) => {
+                    log::line(format_args!("fetch: {e}"));
+                    job.next = job.picked.len();
+                    job.failed = true;
+                }
+            }
+        }
+        if job.next < job.picked.len() {
+            return None;
+        }
+        let mut end = Vec::new();
+        if let Err(e) = sel.report(&mut end, job.uid) {
+            log::line(format_args!("mailbox sync: {e}"));
+        }
+        let tagged = if job.failed {
+            no(&job.tag, "Some messages could not be fetched.")
+        } else if job.missing {
+            no(&job.tag, "Some of the requested messages no longer exist.")
+        } else {
+            ok(&job.tag, "FETCH completed.")
+        };
+        end.extend_from_slice(&tagged);
+        Some((end, After::Same))
+    }
+
+    /// [`Store::command`] run to its end, FETCH included, in memory.
+    pub fn answer(&mut self, tag: &str, body: CommandBody<'static>) -> (Vec<u8>, After) {
+        match self.command(tag, body) {
+            Reply::Done(out, after) => (out, after),
+            Reply::Fetching(mut job) => {
+                let mut out = Vec::new();
+                loop {
+                    if let Some((end, after)) = self.fetch_more(&mut job, &mut out, usize::MAX) {
+                        out.extend_from_slice(&end);
+                        return (out, after);
+                    }
+                }
+            }
+        }
+    }
+
+    fn command_now(&mut self, tag: &str, body: CommandBody<'static>) -> (Vec<u8>, After) {
         match body {
             CommandBody::Select { mailbox, .. } => self.select(tag, &mailbox, false),
             CommandBody::Examine { mailbox, .. } => self.select(tag, &mailbox, true),
@@ -381,6 +482,38 @@ impl Store {
         });
         (out, After::Selected { read_only: examine })
     }
+}
+
+/// What [`Store::command`] gives back.
+#[derive(Debug)]
+pub enum Reply {
+    /// The responses, and the state after the command.
+    Done(Vec<u8>, After),
+    /// A FETCH to answer with [`Store::fetch_more`] (or [`Store::answer`]).
+    Fetching(Fetching),
+}
+
+/// A FETCH in progress, answered a batch of messages at a time ([`Store::fetch_more`]), so a
+/// FETCH of a whole mailbox's messages is never held in memory at once.
+#[derive(Debug)]
+pub struct Fetching {
+    tag: String,
+    picked: Vec<usize>,
+    next: usize,
+    names: Vec<MessageDataItemName<'static>>,
+    uid: bool,
+    failed: bool,
+    missing: bool,
+}
+
+/// How one message of a FETCH went.
+enum Fetched {
+    /// Answered.
+    Sent,
+    /// Expunged meanwhile (RFC 2180 §4.1.2).
+    Missing,
+    /// Over the message layer's limits: only its flags and the like were sent.
+    Unparsed,
 }
 
 /// How a command of the selected state ended.
@@ -525,23 +658,6 @@ impl Selected {
                 self.mb.expunge(&deleted)?;
                 Ok(Done::Tagged(ok(tag, "UID EXPUNGE completed.")))
             }
-            CommandBody::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-                ..
-            } => {
-                let Ok(picked) = self.resolve(&sequence_set, uid) else {
-                    return bad_set();
-                };
-                let names = match macro_or_item_names {
-                    MacroOrMessageDataItemNames::Macro(m) => {
-                        m.expand().into_iter().map(|n| n.into_static()).collect()
-                    }
-                    MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
-                };
-                self.fetch(tag, &picked, &names, uid, out)
-            }
             CommandBody::Search {
                 charset,
                 criteria,
@@ -622,101 +738,87 @@ impl Selected {
         Some(s)
     }
 
-    /// FETCH / UID FETCH (RFC 3501 §6.4.5, §6.4.8: UID FETCH always includes UID).
-    fn fetch(
+    /// One message of a FETCH / UID FETCH (RFC 3501 §6.4.5, §6.4.8: UID FETCH always
+    /// includes UID): its `* n FETCH` response into `out`.
+    fn fetch_one(
         &mut self,
-        tag: &str,
-        picked: &[usize],
+        i: usize,
         names: &[MessageDataItemName<'static>],
         uid_cmd: bool,
         out: &mut Vec<u8>,
-    ) -> io::Result<Done> {
-        let mut failed = false;
-        let mut missing = false;
+    ) -> io::Result<Fetched> {
         let seen = !self.read_only && names.iter().any(sets_seen);
-        for &i in picked {
-            let uid = self.uids[i];
-            let Some(m) = self.mb.view().get(uid).cloned() else {
-                // Expunged by another session, not reported yet (RFC 2180 4.1.2: NO).
-                missing = true;
-                continue;
-            };
-            let size_known = m.entry.rfc822_size.is_some() || self.sizes.contains_key(&uid);
-            let data = if names.iter().any(|n| needs_file(n, size_known)) {
-                match self.read(uid)? {
-                    Some(d) => Some(d),
-                    None => {
-                        missing = true;
-                        continue;
+        let mut outcome = Fetched::Sent;
+        let uid = self.uids[i];
+        let Some(m) = self.mb.view().get(uid).cloned() else {
+            // Expunged by another session, not reported yet (RFC 2180 4.1.2: NO).
+            return Ok(Fetched::Missing);
+        };
+        let size_known = m.entry.rfc822_size.is_some() || self.sizes.contains_key(&uid);
+        let data = if names.iter().any(|n| needs_file(n, size_known)) {
+            match self.read(uid)? {
+                Some(d) => Some(d),
+                None => return Ok(Fetched::Missing),
+            }
+        } else {
+            None
+        };
+        let parsed = match &data {
+            Some(d) => match Message::parse(d, Limits::default()) {
+                Ok(msg) => Some(msg),
+                Err(e) => {
+                    log::line(format_args!("fetch uid {uid}: {e}"));
+                    outcome = Fetched::Unparsed;
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut flags = m.flags().clone();
+        let mut flags_changed = false;
+        if seen && !flags.contains(Flags::SEEN) {
+            let new = flags.with(Flags::SEEN);
+            if self.mb.store(uid, &new)? {
+                flags = new;
+                flags_changed = true;
+            }
+        }
+        let mut items = Vec::new();
+        if uid_cmd || names.contains(&MessageDataItemName::Uid) {
+            items.push(MessageDataItem::Uid(nz(uid)));
+        }
+        for name in names {
+            match name {
+                MessageDataItemName::Uid => {}
+                MessageDataItemName::Flags => {
+                    items.push(MessageDataItem::Flags(self.fetch_flags(uid, &flags)));
+                }
+                MessageDataItemName::InternalDate => {
+                    if let Some(d) = internal_date(mtime_secs(m.entry.mtime)) {
+                        items.push(MessageDataItem::InternalDate(d));
                     }
                 }
-            } else {
-                None
-            };
-            let parsed = match &data {
-                Some(d) => match Message::parse(d, Limits::default()) {
-                    Ok(msg) => Some(msg),
-                    Err(e) => {
-                        log::line(format_args!("fetch uid {uid}: {e}"));
-                        failed = true;
-                        None
+                MessageDataItemName::Rfc822Size => {
+                    if let Some(s) = self.rfc822_size(uid, data.as_deref()) {
+                        items.push(MessageDataItem::Rfc822Size(
+                            u32::try_from(s).unwrap_or(u32::MAX),
+                        ));
                     }
-                },
-                None => None,
-            };
-            let mut flags = m.flags().clone();
-            let mut flags_changed = false;
-            if seen && !flags.contains(Flags::SEEN) {
-                let new = flags.with(Flags::SEEN);
-                if self.mb.store(uid, &new)? {
-                    flags = new;
-                    flags_changed = true;
                 }
-            }
-            let mut items = Vec::new();
-            if uid_cmd || names.contains(&MessageDataItemName::Uid) {
-                items.push(MessageDataItem::Uid(nz(uid)));
-            }
-            for name in names {
-                match name {
-                    MessageDataItemName::Uid => {}
-                    MessageDataItemName::Flags => {
-                        items.push(MessageDataItem::Flags(self.fetch_flags(uid, &flags)));
-                    }
-                    MessageDataItemName::InternalDate => {
-                        if let Some(d) = internal_date(mtime_secs(m.entry.mtime)) {
-                            items.push(MessageDataItem::InternalDate(d));
-                        }
-                    }
-                    MessageDataItemName::Rfc822Size => {
-                        if let Some(s) = self.rfc822_size(uid, data.as_deref()) {
-                            items.push(MessageDataItem::Rfc822Size(
-                                u32::try_from(s).unwrap_or(u32::MAX),
-                            ));
-                        }
-                    }
-                    other => {
-                        if let Some(item) = parsed.as_ref().and_then(|msg| msg.fetch_item(other)) {
-                            items.push(item);
-                        }
+                other => {
+                    if let Some(item) = parsed.as_ref().and_then(|msg| msg.fetch_item(other)) {
+                        items.push(item);
                     }
                 }
             }
-            if flags_changed && !names.contains(&MessageDataItemName::Flags) {
-                items.push(MessageDataItem::Flags(self.fetch_flags(uid, &flags)));
-            }
-            if !items.is_empty() {
-                out.extend_from_slice(&fetch_response(i, items));
-            }
         }
-        if failed {
-            return Ok(Done::Tagged(no(tag, "Some messages could not be parsed.")));
+        if flags_changed && !names.contains(&MessageDataItemName::Flags) {
+            items.push(MessageDataItem::Flags(self.fetch_flags(uid, &flags)));
         }
-        if missing {
-            let text = "Some of the requested messages no longer exist.";
-            return Ok(Done::Tagged(no(tag, text)));
+        if !items.is_empty() {
+            out.extend_from_slice(&fetch_response(i, items));
         }
-        Ok(Done::Tagged(ok(tag, "FETCH completed.")))
+        Ok(outcome)
     }
 
     /// SEARCH / UID SEARCH (RFC 3501 §6.4.4).
@@ -972,7 +1074,7 @@ mod tests {
     }
 
     fn say(store: &mut Store, line: &str) -> (String, After) {
-        let (out, after) = store.command("t", cmd(line));
+        let (out, after) = store.answer("t", cmd(line));
         (String::from_utf8(out).unwrap(), after)
     }
 
