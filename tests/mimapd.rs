@@ -746,6 +746,23 @@ fn bad_sequence_sets_and_the_empty_mailbox() {
         r,
         "* 1 FETCH (UID 1 FLAGS (\\Recent))\r\ni OK FETCH completed.\r\n"
     );
+    // UID EXPUNGE (RFC 4315 2.1) removes only the \Deleted messages of its set.
+    mdeliver(&s, "alice", QP_MSG.as_bytes());
+    // Message 2 has no number for the client before its EXISTS.
+    let r = c.run(b"i1 STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\n", "i1");
+    assert_eq!(
+        r,
+        "* 2 EXISTS\r\n* 2 RECENT\r\ni1 BAD Invalid sequence set.\r\n"
+    );
+    let r = c.run(b"i2 STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\n", "i2");
+    assert_eq!(r, "i2 OK STORE completed.\r\n");
+    let r = c.run(b"i3 UID EXPUNGE 2:5\r\n", "i3");
+    assert_eq!(r, "* 2 EXPUNGE\r\ni3 OK UID EXPUNGE completed.\r\n");
+    let r = c.run(b"i4 UID FETCH 1:* FLAGS\r\n", "i4");
+    assert_eq!(
+        r,
+        "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))\r\ni4 OK FETCH completed.\r\n"
+    );
     let r = c.run(b"j SELECT Nope\r\n", "j");
     assert_eq!(r, "j NO Mailbox doesn't exist.\r\n");
     let r = c.run(b"k FETCH 1 FLAGS\r\n", "k");
