@@ -238,6 +238,12 @@ impl Store {
         self.selected.is_some()
     }
 
+    /// The user's Maildir++ (its INBOX; folders through [`Maildir::folder`]), for the folder
+    /// commands and APPEND (which then report to the selected mailbox with [`Store::pending`]).
+    pub fn maildir(&mut self) -> io::Result<Maildir> {
+        self.root()
+    }
+
     fn root(&mut self) -> io::Result<Maildir> {
         if let Some(r) = &self.root {
             return Ok(r.clone());
