@@ -16,6 +16,12 @@ _mimapd() {
             ",$1")
                 cmd="mimapd"
                 ;;
+            mimapd,__child)
+                cmd="mimapd__subcmd____child"
+                ;;
+            mimapd,__spawner)
+                cmd="mimapd__subcmd____spawner"
+                ;;
             mimapd,help)
                 cmd="mimapd__subcmd__help"
                 ;;
@@ -24,6 +30,12 @@ _mimapd() {
                 ;;
             mimapd,serve)
                 cmd="mimapd__subcmd__serve"
+                ;;
+            mimapd__subcmd__help,__child)
+                cmd="mimapd__subcmd__help__subcmd____child"
+                ;;
+            mimapd__subcmd__help,__spawner)
+                cmd="mimapd__subcmd__help__subcmd____spawner"
                 ;;
             mimapd__subcmd__help,help)
                 cmd="mimapd__subcmd__help__subcmd__help"
@@ -41,7 +53,7 @@ _mimapd() {
 
     case "${cmd}" in
         mimapd)
-            opts="-c -h -V --config --help --version serve inetd help"
+            opts="-c -h -V --config --help --version serve inetd __spawner __child help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,9 +74,81 @@ _mimapd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        mimapd__subcmd__help)
-            opts="serve inetd help"
+        mimapd__subcmd____child)
+            opts="-c -h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mimapd__subcmd____spawner)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mimapd__subcmd__help)
+            opts="serve inetd __spawner __child help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mimapd__subcmd__help__subcmd____child)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mimapd__subcmd__help__subcmd____spawner)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

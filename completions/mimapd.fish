@@ -29,12 +29,20 @@ complete -c mimapd -n "__fish_mimapd_needs_command" -s h -l help -d 'Print help 
 complete -c mimapd -n "__fish_mimapd_needs_command" -s V -l version -d 'Print version'
 complete -c mimapd -n "__fish_mimapd_needs_command" -f -a "serve" -d 'Listen on the configured addresses and serve until SIGTERM/SIGINT'
 complete -c mimapd -n "__fish_mimapd_needs_command" -f -a "inetd" -d 'Serve one session on stdin/stdout (inetd, tcpserver, systemd Accept=yes)'
+complete -c mimapd -n "__fish_mimapd_needs_command" -f -a "__spawner" -d 'Internal: the privileged spawner a daemon with system users starts (README "Privileges")'
+complete -c mimapd -n "__fish_mimapd_needs_command" -f -a "__child" -d 'Internal: a session child the spawner runs as a system user (`imap USER MAILDIR TAG PEER`)'
 complete -c mimapd -n "__fish_mimapd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mimapd -n "__fish_mimapd_using_subcommand serve" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mimapd -n "__fish_mimapd_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c mimapd -n "__fish_mimapd_using_subcommand inetd" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
 complete -c mimapd -n "__fish_mimapd_using_subcommand inetd" -l implicit-tls -d 'The connection is already TLS from the first byte (an IMAPS inetd entry)'
 complete -c mimapd -n "__fish_mimapd_using_subcommand inetd" -s h -l help -d 'Print help'
-complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd help" -f -a "serve" -d 'Listen on the configured addresses and serve until SIGTERM/SIGINT'
-complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd help" -f -a "inetd" -d 'Serve one session on stdin/stdout (inetd, tcpserver, systemd Accept=yes)'
-complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mimapd -n "__fish_mimapd_using_subcommand __spawner" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
+complete -c mimapd -n "__fish_mimapd_using_subcommand __spawner" -s h -l help -d 'Print help'
+complete -c mimapd -n "__fish_mimapd_using_subcommand __child" -s c -l config -d 'Configuration file (default: $MAILKIT_CONFIG, else /etc/mailkit/mailkit.toml)' -r -F
+complete -c mimapd -n "__fish_mimapd_using_subcommand __child" -s h -l help -d 'Print help'
+complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "serve" -d 'Listen on the configured addresses and serve until SIGTERM/SIGINT'
+complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "inetd" -d 'Serve one session on stdin/stdout (inetd, tcpserver, systemd Accept=yes)'
+complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "__spawner" -d 'Internal: the privileged spawner a daemon with system users starts (README "Privileges")'
+complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "__child" -d 'Internal: a session child the spawner runs as a system user (`imap USER MAILDIR TAG PEER`)'
+complete -c mimapd -n "__fish_mimapd_using_subcommand help; and not __fish_seen_subcommand_from serve inetd __spawner __child help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

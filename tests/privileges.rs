@@ -69,11 +69,13 @@ fn run_daemon(program: &str, config: &Path, args: &[&str]) -> (Option<i32>, Stri
     )
 }
 
-const DAEMONS: [(&str, &[&str]); 4] = [
+const DAEMONS: [(&str, &[&str]); 6] = [
     ("mrelayd", &["serve"]),
     ("mrelayd", &["inetd"]),
     ("mpopd", &["serve"]),
     ("mpopd", &["inetd"]),
+    ("mimapd", &["serve"]),
+    ("mimapd", &["inetd"]),
 ];
 
 #[test]
@@ -423,6 +425,22 @@ fn processes_of(uid: u32, word: &str) -> Vec<u32> {
     out
 }
 
+/// Runs a python3 `script` (at most 30 s) that must succeed (else the test fails with its
+/// stderr and the daemon's `log`) and returns its stdout.
+fn python(script: &str, log: &dyn Fn() -> String) -> String {
+    let out = Command::new("/usr/bin/timeout")
+        .args(["30", "/usr/bin/python3", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Reads one CRLF line from a raw POP3 socket.
 fn pop_line(r: &mut impl std::io::BufRead) -> String {
     let mut line = String::new();
@@ -644,18 +662,8 @@ print(p.quit().decode())
 "#,
         ca = common::peer("PEER_CA_FILE"),
     );
-    let out = Command::new("/usr/bin/timeout")
-        .args(["30", "/usr/bin/python3", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        text()
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        python(&script, &text),
         "+OK Logged in.\n1 1700000002.M2P2.test\nSubject: sys 1||body 1 26\n+OK Logging out.\n"
     );
 
@@ -856,4 +864,386 @@ fn a_system_users_sieve_redirect_and_vacation_go_through_the_daemons_queue() {
         "{r}"
     );
     assert!(!text().contains("msend"), "{}", text());
+}
+
+/// Reads one CRLF line from a raw IMAP socket.
+fn imap_line(r: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line
+}
+
+/// A raw IMAP connection to `port` past its greeting: (reader, writer).
+fn imap_connect(port: u16) -> (std::io::BufReader<std::net::TcpStream>, std::net::TcpStream) {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    assert!(imap_line(&mut r).starts_with("* OK [CAPABILITY "));
+    (r, s)
+}
+
+/// FETCH of the first message's Subject field.
+const SUBJECT: &str = "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])";
+
+/// Sends `tag command` on a raw IMAP connection and returns the responses up to and
+/// including its tagged one.
+fn imap_until(
+    r: &mut impl std::io::BufRead,
+    w: &mut impl std::io::Write,
+    tag: &str,
+    command: &str,
+) -> String {
+    w.write_all(format!("{tag} {command}\r\n").as_bytes())
+        .unwrap();
+    let mut all = String::new();
+    loop {
+        let line = imap_line(r);
+        assert!(!line.is_empty(), "connection closed after {all}");
+        all.push_str(&line);
+        if line.starts_with(&format!("{tag} ")) {
+            return all;
+        }
+    }
+}
+
+/// Waits until no process of `uid` has `__child` in its command line.
+fn wait_no_child(uid: u32, what: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !processes_of(uid, "__child").is_empty() {
+        assert!(Instant::now() < deadline, "the child outlived {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// System users' IMAP sessions are served by children running as them, while mimapd runs as
+/// nobody (issue 13, as Dovecot's imap processes): the child answers the login (pipelined
+/// commands after it reach it), SELECT/FETCH run in it on its user's Maildir (the uid list it
+/// creates is the user's), CAPABILITY/NOOP/IDLE framing/LOGOUT work through the relay,
+/// STARTTLS and implicit TLS stay in the daemon (python3 imaplib), two users' children run at
+/// once each as its own uid on its own Maildir, a child cannot open a Maildir that is not its
+/// user's, a wrong password is refused and throttled by the daemon without a child, a virtual
+/// user is served in process, and at SIGTERM the client gets `* BYE` and the child goes.
+#[test]
+fn mimapd_serves_system_users_in_children_running_as_them() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::MetadataExt as _;
+    assert_root();
+    let (u1, u2, u3) = (1511u32, 1512u32, 1513u32);
+    let _users = [
+        common::SystemUser::add("mkimap1511", u1),
+        common::SystemUser::add("mkimap1512", u2),
+        common::SystemUser::add("mkimap1513", u3),
+    ];
+    let dir = common::scratch();
+    let d = dir.path();
+    std::fs::write(
+        d.join("passwd"),
+        format!(
+            "sys1:{{PLAIN}}pw1:{u1}:100::::\nsys2:{{PLAIN}}pw2:{u2}:100::::\n\
+sys3:{{PLAIN}}pw3:{u3}:100::::\nalice:{{PLAIN}}password::::::\n"
+        ),
+    )
+    .unwrap();
+    let config = d.join("mailkit.toml");
+    std::fs::write(
+        &config,
+        common::with_run_as(&format!(
+            "hostname = \"localhost\"\n[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\n\
+[auth]\nfailure_delay_ms = 50\nmax_delay_ms = 100\n\
+[mimapd]\nlisten = [ {{ address = \"127.0.0.1:0\" }}, \
+{{ address = \"127.0.0.1:0\", role = \"implicit-tls\" }} ]\n",
+            cert = common::peer("PEER_CERT_FILE"),
+            key = common::peer("PEER_KEY_FILE"),
+            d = d.display()
+        )),
+    )
+    .unwrap();
+    let md = |u: &str| d.join("mail").join(u);
+    for u in ["sys1", "sys2", "sys3", "alice"] {
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(md(u).join(sub)).unwrap();
+        }
+    }
+    for u in ["sys1", "sys2"] {
+        std::fs::write(
+            md(u).join(format!("new/1700000001.M1P1.{u}")),
+            format!("Subject: {u} mail\n\nhi\n"),
+        )
+        .unwrap();
+    }
+    common::give_to_nobody(d);
+    give_to_user(&md("sys1"), u1);
+    give_to_user(&md("sys2"), u2);
+    // sys3's Maildir is sys1's: sys3's child (as uid 1513) cannot open it.
+    give_to_user(&md("sys3"), u1);
+    let log = d.join("mimapd.log");
+    let (mut daemon, listening) = common::start_daemon(
+        Command::new(common::bin("mimapd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("serve"),
+        &log,
+        &["imap", "imaps"],
+    );
+    let (plain, tls) = (listening.port("imap"), listening.port("imaps"));
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(proc_euid(daemon.id()), Some(common::NOBODY));
+
+    // sys1 on a raw socket (loopback: plaintext login allowed), CAPABILITY pipelined after
+    // the login: answered by the child, after the child's tagged OK of the login.
+    let (mut r1, mut w1) = imap_connect(plain);
+    w1.write_all(b"a LOGIN sys1 pw1\r\nb CAPABILITY\r\n")
+        .unwrap();
+    let ok = imap_line(&mut r1);
+    assert!(
+        ok.starts_with("a OK [CAPABILITY IMAP4rev1 ") && ok.ends_with("] Logged in.\r\n"),
+        "{ok}\n{}",
+        text()
+    );
+    assert!(imap_line(&mut r1).starts_with("* CAPABILITY IMAP4rev1 "));
+    assert_eq!(imap_line(&mut r1), "b OK CAPABILITY completed.\r\n");
+    w1.write_all(b"c NOOP\r\n").unwrap();
+    assert_eq!(imap_line(&mut r1), "c OK NOOP completed.\r\n");
+    // The mailbox commands run in the child, on sys1's Maildir, as sys1.
+    let sel = imap_until(&mut r1, &mut w1, "d", "SELECT INBOX");
+    assert!(
+        sel.contains("* 1 EXISTS\r\n") && sel.contains("d OK [READ-WRITE]"),
+        "{sel}"
+    );
+    let fetched = imap_until(&mut r1, &mut w1, "d2", SUBJECT);
+    assert!(fetched.contains("Subject: sys1 mail"), "{fetched}");
+    let uidlist = std::fs::symlink_metadata(md("sys1").join("dovecot-uidlist")).unwrap();
+    assert_eq!((uidlist.uid(), uidlist.gid()), (u1, 100));
+    // IDLE through the relay: the continuation comes at once (before DONE is sent), then
+    // DONE ends it.
+    w1.write_all(b"e IDLE\r\n").unwrap();
+    assert_eq!(imap_line(&mut r1), "+ idling\r\n");
+    w1.write_all(b"DONE\r\n").unwrap();
+    assert_eq!(imap_line(&mut r1), "e OK IDLE terminated.\r\n");
+    // A literal through the relay (synchronising: the child asks for it).
+    w1.write_all(b"f LOGIN {4}\r\n").unwrap();
+    assert_eq!(imap_line(&mut r1), "+ Ready for literal data.\r\n");
+    w1.write_all(b"sys1 pw1\r\n").unwrap();
+    assert!(imap_line(&mut r1).starts_with("f BAD Already"));
+
+    // The child runs as sys1 with sys1's Maildir, from the spawner's lookup.
+    let kids1 = processes_of(u1, "__child");
+    assert_eq!(kids1.len(), 1, "{kids1:?}\n{}", text());
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", kids1[0])).unwrap())
+            .replace('\0', " ");
+    assert!(
+        cmdline.contains(&format!(" __child imap sys1 {} a ", md("sys1").display())),
+        "{cmdline}"
+    );
+    assert!(
+        text().contains(&format!("login user=sys1 peer=127.0.0.1 uid={u1}\n")),
+        "{}",
+        text()
+    );
+
+    // sys2 at the same time: a child of its own, as its own uid, on its own Maildir, which
+    // sees its own mail only.
+    let (mut r2, mut w2) = imap_connect(plain);
+    w2.write_all(b"x LOGIN sys2 pw2\r\n").unwrap();
+    assert!(imap_line(&mut r2).starts_with("x OK [CAPABILITY "));
+    imap_until(&mut r2, &mut w2, "x1", "SELECT INBOX");
+    let fetched = imap_until(&mut r2, &mut w2, "x2", SUBJECT);
+    assert!(
+        fetched.contains("Subject: sys2 mail") && !fetched.contains("sys1"),
+        "{fetched}"
+    );
+    let kids2 = processes_of(u2, "__child");
+    assert_eq!(kids2.len(), 1, "{kids2:?}");
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", kids2[0])).unwrap())
+            .replace('\0', " ");
+    assert!(
+        cmdline.contains(&md("sys2").display().to_string()),
+        "{cmdline}"
+    );
+    assert!(
+        !cmdline.contains(&md("sys1").display().to_string()),
+        "{cmdline}"
+    );
+    assert_eq!(processes_of(u1, "__child"), kids1);
+
+    // sys3's child cannot open a Maildir that is not sys3's: the login is NO [UNAVAILABLE]
+    // and the session goes on in the daemon.
+    let (mut r3, mut w3) = imap_connect(plain);
+    w3.write_all(b"a LOGIN sys3 pw3\r\n").unwrap();
+    assert_eq!(
+        imap_line(&mut r3),
+        "a NO [UNAVAILABLE] Temporary failure, try again later.\r\n",
+        "{}",
+        text()
+    );
+    w3.write_all(b"b NOOP\r\nc LOGOUT\r\n").unwrap();
+    assert_eq!(imap_line(&mut r3), "b OK NOOP completed.\r\n");
+    assert_eq!(imap_line(&mut r3), "* BYE Logging out.\r\n");
+    wait_no_child(u3, "a refused login");
+    assert!(text().contains("Permission denied"), "{}", text());
+
+    // A wrong password: refused by the daemon with the throttle's delay, no child started.
+    w2.write_all(b"y NOOP\r\n").unwrap();
+    assert_eq!(imap_line(&mut r2), "y OK NOOP completed.\r\n");
+    let (mut r4, mut w4) = imap_connect(plain);
+    w4.write_all(b"a LOGIN sys3 wrong\r\nb LOGIN SYS3 wrong\r\n")
+        .unwrap();
+    assert_eq!(
+        imap_line(&mut r4),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    assert_eq!(
+        imap_line(&mut r4),
+        "b NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    assert!(
+        text().contains("failed login user=sys3 peer=127.0.0.1\n"),
+        "{}",
+        text()
+    );
+    assert_eq!(processes_of(u1, "__child"), kids1);
+    assert!(processes_of(u3, "__child").is_empty());
+    drop((r4, w4));
+
+    // A virtual user: served in process, no child.
+    let (mut r5, mut w5) = imap_connect(plain);
+    w5.write_all(b"a LOGIN alice password\r\nb LOGOUT\r\n")
+        .unwrap();
+    assert!(imap_line(&mut r5).starts_with("a OK [CAPABILITY "));
+    assert_eq!(imap_line(&mut r5), "* BYE Logging out.\r\n");
+    assert!(
+        text().contains("login user=alice peer=127.0.0.1\n"),
+        "{}",
+        text()
+    );
+
+    // LOGOUT ends sys1's child and the connection.
+    w1.write_all(b"z LOGOUT\r\n").unwrap();
+    assert_eq!(imap_line(&mut r1), "* BYE Logging out.\r\n");
+    assert_eq!(imap_line(&mut r1), "z OK LOGOUT completed.\r\n");
+    assert_eq!(imap_line(&mut r1), "");
+    wait_no_child(u1, "LOGOUT");
+    // A client gone (closed without LOGOUT) ends sys2's.
+    drop((r2, w2));
+    wait_no_child(u2, "its client");
+
+    // python3 imaplib over STARTTLS and over implicit TLS: each login served by a child.
+    let script = format!(
+        r#"import imaplib, ssl
+ctx = ssl.create_default_context(cafile={ca:?})
+m = imaplib.IMAP4("localhost", {plain}, timeout=10)
+m.starttls(ssl_context=ctx)
+print(m.login("sys1", "pw1")[0])
+print(b"NAMESPACE" in m.capability()[1][0], m.noop()[0])
+print(m.logout()[0])
+m = imaplib.IMAP4_SSL("localhost", {tls}, ssl_context=ctx, timeout=10)
+print(m.login("sys2", "pw2")[0])
+print(m.noop()[0])
+print(m.logout()[0])
+"#,
+        ca = common::peer("PEER_CA_FILE"),
+    );
+    assert_eq!(python(&script, &text), "OK\nTrue OK\nBYE\nOK\nOK\nBYE\n");
+    assert!(text().contains(&format!("login user=sys2 peer=127.0.0.1 uid={u2}\n")));
+
+    // SIGTERM while a system user's session is open: the daemon says * BYE, the child goes.
+    let (mut r6, mut w6) = imap_connect(plain);
+    w6.write_all(b"a LOGIN sys1 pw1\r\n").unwrap();
+    assert!(imap_line(&mut r6).starts_with("a OK [CAPABILITY "));
+    assert_eq!(processes_of(u1, "__child").len(), 1);
+    let st = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(imap_line(&mut r6), "* BYE Server shutting down.\r\n");
+    let mut rest = String::new();
+    let _ = r6.read_to_string(&mut rest);
+    assert_eq!(rest, "");
+    wait_no_child(u1, "the shutdown");
+    let st = daemon.wait().unwrap();
+    assert!(st.success(), "{st}: {}", text());
+}
+
+/// The daemon keeps a relayed session's clocks: a system user's client silent in IDLE for the
+/// idle timeout gets `* BYE Disconnected for inactivity.`, and one that only sends NOOPs (no
+/// progress, as in process) gets `* BYE Session deadline exceeded, ...`; both children go.
+#[test]
+fn mimapd_keeps_the_idle_timeout_and_deadline_of_a_system_users_session() {
+    use std::io::Write as _;
+    assert_root();
+    let uid = 1514u32;
+    let _user = common::SystemUser::add("mkimap1514", uid);
+    let dir = common::scratch();
+    let d = dir.path();
+    std::fs::write(d.join("passwd"), format!("sys:{{PLAIN}}pw:{uid}:100::::\n")).unwrap();
+    let config = d.join("mailkit.toml");
+    std::fs::write(
+        &config,
+        common::with_run_as(&format!(
+            "hostname = \"localhost\"\n\
+[users]\npasswd_file = \"{d}/passwd\"\nmail_location = \"{d}/mail/%n\"\n\
+[mimapd]\nlisten = [ {{ address = \"127.0.0.1:0\" }} ]\n\
+idle_timeout_secs = 1\nsession_deadline_secs = 2\n",
+            d = d.display()
+        )),
+    )
+    .unwrap();
+    let md = d.join("mail/sys");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    common::give_to_nobody(d);
+    give_to_user(&md, uid);
+    let log = d.join("mimapd.log");
+    let (_daemon, listening) = common::start_daemon(
+        Command::new(common::bin("mimapd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("serve"),
+        &log,
+        &["imap"],
+    );
+    let port = listening.port("imap");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let (mut r, mut w) = imap_connect(port);
+    w.write_all(b"a LOGIN sys pw\r\nb IDLE\r\n").unwrap();
+    assert!(
+        imap_line(&mut r).starts_with("a OK [CAPABILITY "),
+        "{}",
+        text()
+    );
+    assert_eq!(imap_line(&mut r), "+ idling\r\n");
+    assert_eq!(processes_of(uid, "__child").len(), 1, "{}", text());
+    assert_eq!(imap_line(&mut r), "* BYE Disconnected for inactivity.\r\n");
+    assert_eq!(imap_line(&mut r), "");
+    wait_no_child(uid, "the idle timeout");
+
+    let (mut r, mut w) = imap_connect(port);
+    w.write_all(b"a LOGIN sys pw\r\n").unwrap();
+    assert!(
+        imap_line(&mut r).starts_with("a OK [CAPABILITY "),
+        "{}",
+        text()
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no deadline: {}", text());
+        std::thread::sleep(Duration::from_millis(100));
+        if w.write_all(b"n NOOP\r\n").is_err() {
+            break;
+        }
+        let line = imap_line(&mut r);
+        if line.starts_with("* BYE") {
+            assert_eq!(line, "* BYE Session deadline exceeded, disconnecting.\r\n");
+            break;
+        }
+        assert_eq!(line, "n OK NOOP completed.\r\n");
+    }
+    wait_no_child(uid, "the deadline");
+    assert!(text().contains("session deadline exceeded"), "{}", text());
 }

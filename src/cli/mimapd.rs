@@ -1,10 +1,10 @@
 //! `mimapd`: IMAP server over Maildir++ (RFC 3501), run by the daemon frame
 //! ([`crate::server::daemon`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -12,8 +12,9 @@ use crate::exit;
 use crate::imap::config::Role;
 use crate::imap::driver::{self, Context};
 use crate::imap::ImapConfig;
+use crate::runtime::{self, Threads};
 use crate::server::daemon::{self, Frame};
-use crate::server::{self, Connection, Settings};
+use crate::server::{self, spawn, Connection, Settings};
 
 const AFTER_HELP: &str = "\
 CAPABILITIES
@@ -65,9 +66,16 @@ SIGNALS
 
 PRIVILEGES
   Started as root, mimapd binds its listeners and then runs as the
-  [run_as] user, which serves virtual users in process. System users
-  (passwd-file entries with their own uid and gid) are not served yet:
-  their login gets NO [UNAVAILABLE].
+  [run_as] user, which serves virtual users (passwd-file entries
+  without a uid/gid of their own) in process. When the passwd-file has
+  system users (entries with their own uid and gid), a small root
+  spawner is started first: once a system user's login is checked, a
+  child process running as that user (uid at least first_valid_uid,
+  never root) with a clean environment answers the login and serves
+  the rest of the session on the user's Maildir; mimapd keeps TLS, the
+  idle timeout, the session deadline and the shutdown * BYE and relays
+  the plaintext session to it. A system user's login to a mimapd not
+  started as root gets NO [UNAVAILABLE].
 
 ENVIRONMENT
   MAILKIT_CONFIG      configuration file when -c is not given
@@ -111,6 +119,12 @@ pub enum Mode {
         #[arg(long)]
         implicit_tls: bool,
     },
+    /// Internal: the privileged spawner a daemon with system users starts (README "Privileges").
+    #[command(name = "__spawner", hide = true)]
+    Spawner,
+    /// Internal: a session child the spawner runs as a system user (`imap USER MAILDIR TAG PEER`).
+    #[command(name = "__child", hide = true)]
+    Child(super::ChildArgs),
 }
 
 impl super::Tool for Args {
@@ -121,6 +135,17 @@ impl super::Tool for Args {
         let imap: ImapConfig = config.section("mimapd")?;
         // Before anything is opened: never serve as root.
         server::refuse_root(&config)?;
+        if let Mode::Spawner = self.mode {
+            // As root: children of the `imap` kind for the passwd-file's system users.
+            spawn::run_passwd_spawner(&config, driver::IMAP_CHILD, None)?;
+            return Ok(exit::OK);
+        }
+        if let Mode::Child(super::ChildArgs { kind, args }) = &self.mode {
+            let rt = runtime::build(Threads::PerCore)?;
+            let result = rt.block_on(child(imap, kind, args));
+            rt.shutdown_background();
+            return result.map(|()| exit::OK);
+        }
         let (served, mode) = match self.mode {
             Mode::Inetd { implicit_tls } => {
                 let role = if implicit_tls {
@@ -137,14 +162,40 @@ impl super::Tool for Args {
                     .collect(),
                 daemon::Mode::Serve,
             ),
+            Mode::Spawner | Mode::Child(_) => {
+                return Err(exit::fail(exit::SOFTWARE, "internal mode"))
+            }
         };
         imap.check(&config, &served)?;
         frame(&config, &imap)?.run(mode).map(|()| exit::OK)
     }
 }
 
+/// `__child imap USER MAILDIR TAG PEER` (as USER): the rest of one session, logged in, on the
+/// socket on stdin. SIGTERM and SIGINT (a signal to the whole process group) are left to the
+/// daemon, which says `* BYE` to the client and then closes the socket, which ends this child.
+async fn child(imap: ImapConfig, kind: &str, args: &[String]) -> Result<()> {
+    let [user, maildir, tag, peer] = args else {
+        return Err(exit::fail(
+            exit::USAGE,
+            "__child imap: USER MAILDIR TAG PEER",
+        ));
+    };
+    if kind != driver::IMAP_CHILD {
+        return Err(exit::fail(exit::USAGE, format!("unknown child {kind:?}")));
+    }
+    use tokio::signal::unix::{signal, SignalKind};
+    let _term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let _int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut conn = spawn::child_connection(driver::IMAP_CHILD).context("the session socket")?;
+    driver::run_child(&mut conn, user, Path::new(maildir), tag, peer, imap)
+        .await
+        .with_context(|| format!("session of {user}"))
+}
+
 /// mimapd as the daemon frame runs it: the `[mimapd]` listeners and limits, the shared
-/// `[tls]`/`[run_as]` keys, and the IMAP session over the password check.
+/// `[tls]`/`[run_as]` keys, and the IMAP session over the password check. System users are
+/// served by children of a root spawner, started here, before the frame drops root.
 fn frame(config: &Config, imap: &ImapConfig) -> Result<Frame> {
     let settings = Settings::from_config(
         config,
@@ -153,8 +204,10 @@ fn frame(config: &Config, imap: &ImapConfig) -> Result<Frame> {
         imap.per_ip_exempt()?,
         imap.idle_timeout_secs,
     )?;
+    let auth = Arc::new(Authenticator::from_config(config)?);
+    spawn::start_for(config, &auth)?;
     let ctx = Arc::new(Context {
-        auth: Arc::new(Authenticator::from_config(config)?),
+        auth: Some(auth),
         config: imap.clone(),
     });
     let handler = server::handler(move |mut conn: Connection| {

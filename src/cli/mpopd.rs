@@ -1,7 +1,6 @@
 //! `mpopd`: POP3 server over Maildir (RFC 1939 with CAPA, STLS, AUTH PLAIN, APOP), run by the
 //! daemon frame ([`crate::server::daemon`]).
 
-use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -163,14 +162,7 @@ async fn child(pop: Pop3Config, kind: &str, args: &[String]) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let _term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let _int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let fd = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("duplicating stdin")?;
-    let sock = std::os::unix::net::UnixStream::from(fd);
-    sock.set_nonblocking(true).context("the session socket")?;
-    let sock = tokio::net::UnixStream::from_std(sock).context("the session socket")?;
-    let mut conn = Connection::new(sock, driver::POP3_CHILD);
+    let mut conn = spawn::child_connection(driver::POP3_CHILD).context("the session socket")?;
     driver::run_child(&mut conn, user, Path::new(maildir), peer, pop)
         .await
         .with_context(|| format!("session of {user}"))

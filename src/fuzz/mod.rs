@@ -10,6 +10,7 @@ pub mod dsn_build;
 pub mod imap_client;
 pub mod imap_command;
 pub mod imap_message;
+pub mod imap_relay;
 pub mod mda_headers;
 pub mod mdig;
 pub mod msend_headers;
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("imap_client", imap_client::run),
     ("imap_command", imap_command::run),
     ("imap_message", imap_message::run),
+    ("imap_relay", imap_relay::run),
     ("mda_headers", mda_headers::run),
     ("mdig", mdig::run),
     ("msend_headers", msend_headers::run),

@@ -9,15 +9,29 @@
 //!
 //! Logins: `user` or `user@domain` (any served domain, any case), checked by
 //! [`crate::auth::Authenticator`] with its per-address and per-user throttle. A *system user*
-//! (README "Privileges": a passwd-file uid other than the one mimapd runs as) is not served
-//! yet: mpopd's per-session child is not built for IMAP, and serving the user's Maildir as
-//! another user would create files with the wrong owner, so such a login gets
-//! `NO [UNAVAILABLE]` and a log line.
+//! (README "Privileges": a passwd-file entry with its own uid/gid, when the daemon runs a
+//! spawner) is served by a process of its own, as Dovecot's imap processes run as the user and
+//! as mpopd does: once the daemon's session has checked the login, the daemon asks the spawner
+//! ([`crate::server::spawn::session_child`]) for an [`IMAP_CHILD`] of that user with the
+//! login's tag. The child ([`run_child`], running as the user with a clean environment, the
+//! Maildir of the spawner's own lookup) starts in the authenticated state
+//! ([`Session::authenticated`]), writes the login's tagged `OK [CAPABILITY ...]` itself and
+//! runs the rest of the session with this same loop ([`serve`]), so every command runs there
+//! as it runs in process. The daemon relays the plaintext both ways through the server
+//! layer's [`relay::relay`] (TLS stays in the daemon; the child's output goes out as it comes,
+//! so IDLE's untagged responses are not held back) and keeps the idle timeout, the session
+//! deadline (counted by [`super::relay::Commands`]) and the shutdown `* BYE`. LOGOUT ends the
+//! child and with it the relay; a client gone closes the child's socket, which ends it. A
+//! child that cannot start or serve gets the login `NO [UNAVAILABLE]` from the daemon. A
+//! system user with no spawner to serve it (mimapd not started as root) is refused the same
+//! way: serving the user's Maildir as another user would create files with the wrong owner.
 
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
 
 use super::response;
 use super::selected::{Reply, Store};
@@ -27,19 +41,28 @@ use crate::auth::{throttle_ip, Account, AuthResult, Authenticator};
 use crate::log;
 use crate::maildir::watch::Watch as MailboxWatch;
 use crate::server::goodbye::{Wait, Watch, Woke};
-use crate::server::Connection;
+use crate::server::spawn::{self, Spawner};
+use crate::server::{relay, Connection};
+use crate::session::SessionHooks as _;
 
 /// Output is written once this much is buffered, even while more commands are pending.
 pub const FLUSH_AT: usize = 256 * 1024;
 /// Bytes read at a time.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// The spawner child kind that serves one system user's session (module doc).
+pub const IMAP_CHILD: &str = "imap";
+/// A child's own idle timeout and deadline: far beyond the daemon's, which enforces the real
+/// ones on the client connection and closes the child's socket when they run out.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest first line (the login's tagged OK with its capabilities) read from a child.
+const MAX_CHILD_FIRST_LINE: usize = 16 * 1024;
 
 /// Everything a session needs besides its connection.
 pub struct Context {
     /// The `[mimapd]` section.
     pub config: ImapConfig,
-    /// The one password check.
-    pub auth: Arc<Authenticator>,
+    /// The one password check (`None` in a system user's child, which never checks one).
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 /// The policy of a session on `conn`.
@@ -61,11 +84,23 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
     let mut session = Session::new(policy(conn, &ctx.config));
     session.greeting();
     let span = Duration::from_secs(ctx.config.session_deadline_secs.max(1));
+    serve(conn, &ctx, session, None, span).await
+}
+
+/// The command loop of a session, from `session` in whatever state it is (not authenticated
+/// in the daemon, authenticated as `account` in a system user's child), its output sent first.
+async fn serve(
+    conn: &mut Connection,
+    ctx: &Context,
+    mut session: Session,
+    mut account: Option<Account>,
+    span: Duration,
+) -> io::Result<()> {
     let peer = conn.peer().map(|a| a.ip());
     let mut out = Vec::new();
     let mut watch = Watch::new(conn, span);
-    let mut account: Option<Account> = None;
-    let mut store: Option<Store> = None;
+    // A system user's child starts logged in, on its user's Maildir.
+    let mut store: Option<Store> = account.as_ref().map(|a| Store::new(a.maildir.clone()));
     let mut idle_watch: Option<MailboxWatch> = None;
     loop {
         let ev = session.poll();
@@ -119,7 +154,33 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
             Event::Authenticate(login) => {
                 conn.write_all(&out).await?;
                 out.clear();
-                match check(&ctx, &login.user, &login.password, peer).await {
+                match check(ctx, &login.user, &login.password, peer).await {
+                    Ok(a) if spawn::for_user(&a.user).is_some() => {
+                        // A system user: its own process serves the rest of the session.
+                        let tag = session.answering().unwrap_or_default().to_string();
+                        match login_in_child(&a, &tag, peer).await {
+                            Ok((child, first)) => {
+                                let mut relaying = Relaying {
+                                    base: session.progress() + 1,
+                                    commands: super::relay::Commands::new(),
+                                    pending: Vec::new(),
+                                    session,
+                                };
+                                let unframed = relaying.session.take_unframed();
+                                relay::Relayed::feed(&mut relaying, &unframed);
+                                return relay::relay(
+                                    conn,
+                                    child,
+                                    &first,
+                                    &mut relaying,
+                                    watch,
+                                    "a command",
+                                )
+                                .await;
+                            }
+                            Err(why) => session.login_failed(why),
+                        }
+                    }
                     Ok(a) => {
                         log::line(format_args!(
                             "login user={} peer={}",
@@ -194,27 +255,28 @@ pub async fn run(conn: &mut Connection, ctx: Arc<Context>) -> io::Result<()> {
 }
 
 /// Checks a login with the one auth check; an unknown peer (inetd on a pipe) is throttled
-/// as loopback. A system user is refused for now (module doc).
+/// as loopback. A system user without a spawner to serve it is refused (module doc).
 async fn check(
     ctx: &Context,
     user: &str,
     password: &[u8],
     peer: Option<IpAddr>,
 ) -> Result<Account, LoginFailure> {
-    match ctx
-        .auth
-        .check_async(user, password, throttle_ip(peer))
-        .await
-    {
+    let Some(auth) = &ctx.auth else {
+        return Err(LoginFailure::Temporary);
+    };
+    match auth.check_async(user, password, throttle_ip(peer)).await {
         AuthResult::Ok(u) => {
-            if u.uid.is_some_and(|uid| uid != crate::os::euid()) {
+            let other = u.uid.is_some_and(|uid| uid != crate::os::euid());
+            if other && spawn::for_user(&u.name).is_none() {
                 log::line(format_args!(
-                    "login user={}: system users are not served by mimapd yet",
+                    "login user={}: a system user, and no spawner runs to serve it \
+                     (start mimapd as root)",
                     log::sanitize(&u.name)
                 ));
                 return Err(LoginFailure::Temporary);
             }
-            match ctx.auth.account(&u) {
+            match auth.account(&u) {
                 Ok(account) => Ok(account),
                 Err(e) => {
                     log::line(format_args!("mailbox of {}: {e:#}", log::sanitize(&u.name)));
@@ -245,6 +307,132 @@ fn unavailable(tag: &str) -> Vec<u8> {
         Some(response::other_code("UNAVAILABLE")),
         "Mailbox access is not built yet.",
     )
+}
+
+/// Asks the spawner for `account`'s [`IMAP_CHILD`] (serving the login `tag`) and reads the
+/// child's first line: its tagged OK. Then the child's socket and what it wrote so far (to
+/// send on); anything else (it could not serve, the spawner refused: both logged) is a
+/// temporary failure the daemon's session answers.
+async fn login_in_child(
+    account: &Account,
+    tag: &str,
+    peer: Option<IpAddr>,
+) -> Result<(tokio::net::UnixStream, Vec<u8>), LoginFailure> {
+    let fail = |what: &str, e: io::Error| {
+        log::line(format_args!(
+            "imap child for {}: {what}: {e}",
+            log::sanitize(&account.user)
+        ));
+        LoginFailure::Temporary
+    };
+    let spawner: &Spawner = spawn::for_user(&account.user).ok_or(LoginFailure::Temporary)?;
+    let mut child = spawn::session_child(spawner, IMAP_CHILD, &account.user, &[tag, &show(peer)])
+        .map_err(|e| fail("asking the spawner", e))?;
+    let mut first = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !first.contains(&b'\n') && first.len() < MAX_CHILD_FIRST_LINE {
+        match child.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => first.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail("reading its reply", e)),
+        }
+    }
+    if first.starts_with(format!("{tag} OK ").as_bytes()) {
+        Ok((child, first))
+    } else {
+        Err(LoginFailure::Temporary)
+    }
+}
+
+/// The daemon's side of a system user's session relayed to its child ([`relay::relay`]): the
+/// client's bytes go to the child as they are, the daemon's session (which checked the login)
+/// says the goodbyes, and [`super::relay::Commands`] counts the progress after the login's.
+struct Relaying {
+    session: Session,
+    base: u64,
+    commands: super::relay::Commands,
+    pending: Vec<u8>,
+}
+
+impl relay::Relayed for Relaying {
+    type Session = Session;
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.commands.feed(bytes);
+        self.pending.extend_from_slice(bytes);
+    }
+
+    fn progress(&self) -> u64 {
+        self.base + self.commands.count()
+    }
+
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn for_child(&mut self, to_child: &mut Vec<u8>) -> bool {
+        to_child.append(&mut self.pending);
+        true
+    }
+
+    fn take_goodbye(&mut self) -> Vec<u8> {
+        self.session.take_output()
+    }
+}
+
+/// `mimapd __child imap USER MAILDIR TAG PEER` (running as USER, spawned for the daemon, which
+/// checked USER's login, command TAG): checks the Maildir at MAILDIR (the spawner's lookup) is
+/// a directory it can read (or not there yet: it is created as the user when first written),
+/// writes the login's tagged OK on `conn` (the daemon's socket) and serves the session in the
+/// authenticated state until LOGOUT or until the daemon closes the socket. PEER is the
+/// client, for the log. A Maildir it cannot serve: an error, and nothing written (the daemon
+/// answers `NO [UNAVAILABLE]`).
+pub async fn run_child(
+    conn: &mut Connection,
+    user: &str,
+    maildir: &std::path::Path,
+    tag: &str,
+    peer: &str,
+    config: ImapConfig,
+) -> io::Result<()> {
+    if super::framer::tag_of(tag.as_bytes()).as_deref() != Some(tag) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not an IMAP tag: {:?}", log::sanitize(tag)),
+        ));
+    }
+    match std::fs::read_dir(maildir) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("Maildir {}: {e}", maildir.display()),
+            ))
+        }
+    }
+    conn.set_idle_timeout(CHILD_TIMEOUT);
+    let policy = Policy {
+        tls_available: false,
+        // The daemon holds the TLS (or allowed the plaintext login).
+        tls_active: true,
+        plaintext_allowed: false,
+        ..policy(conn, &config)
+    };
+    let session = Session::authenticated(policy, user, tag);
+    log::line(format_args!(
+        "login user={} peer={} uid={}",
+        log::sanitize(user),
+        log::sanitize(peer),
+        crate::os::euid()
+    ));
+    let account = Account {
+        user: user.to_string(),
+        maildir: maildir.to_path_buf(),
+    };
+    let ctx = Context { config, auth: None };
+    serve(conn, &ctx, session, Some(account), CHILD_TIMEOUT).await
 }
 
 fn show(peer: Option<IpAddr>) -> String {

@@ -156,6 +156,12 @@ impl Framer {
         self.input.len()
     }
 
+    /// Takes the octets fed and not framed yet: what a client pipelined after the last
+    /// command framed (mimapd hands it to a system user's child with the rest of the session).
+    pub fn take_input(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.input)
+    }
+
     /// Forgets everything fed and collected (STARTTLS: input before the handshake is not
     /// carried over, RFC 3501 §6.2.1).
     pub fn clear(&mut self) {

@@ -282,6 +282,29 @@ impl Session {
         }
     }
 
+    /// A session that starts logged in as `user` (RFC 3501 §3.2, the authenticated state), for
+    /// a system user's child (README "Privileges"): no greeting (the daemon's session sent it
+    /// and checked the login), and the tagged OK of that login, command `tag`, queued first, so
+    /// the capabilities it lists are those of the process that serves the mailbox.
+    pub fn authenticated(policy: Policy, user: &str, tag: &str) -> Session {
+        let mut s = Session::new(policy);
+        s.answering = Some(tag.to_string());
+        s.login_done(user);
+        s
+    }
+
+    /// The tag of the login or command being answered (set while an event waits for its
+    /// answer, e.g. [`Event::Authenticate`]).
+    pub fn answering(&self) -> Option<&str> {
+        self.answering.as_deref()
+    }
+
+    /// Takes the input fed and not framed yet: after [`Event::Authenticate`], what the client
+    /// pipelined after its login (for a system user's child, which runs the rest).
+    pub fn take_unframed(&mut self) -> Vec<u8> {
+        self.framer.take_input()
+    }
+
     /// Queues the greeting `* OK [CAPABILITY ...] ...` (RFC 3501 §7.1.1).
     pub fn greeting(&mut self) {
         let caps = self.capabilities().join(" ");
@@ -1053,6 +1076,35 @@ mod tests {
         let out = String::from_utf8(s.take_output()).unwrap();
         assert!(out.starts_with("a OK [CAPABILITY IMAP4rev1 "), "{out}");
         s
+    }
+
+    #[test]
+    fn authenticated_session_answers_the_login_and_runs_commands() {
+        let mut s = Session::authenticated(plain(), "sys", "a1");
+        assert_eq!(s.user(), Some("sys"));
+        assert_eq!(s.poll(), Event::NeedInput);
+        let out = String::from_utf8(s.take_output()).unwrap();
+        assert!(out.starts_with("a1 OK [CAPABILITY IMAP4rev1 "), "{out}");
+        assert!(
+            out.ends_with("] Logged in.\r\n") && out.contains(" NAMESPACE "),
+            "{out}"
+        );
+        assert_eq!(out.matches("\r\n").count(), 1, "no greeting: {out}");
+        let (out, _) = say(&mut s, b"b LOGIN x y\r\n");
+        assert!(out.starts_with("b BAD Already"), "{out}");
+        let (_, ev) = say(&mut s, b"c SELECT INBOX\r\n");
+        assert!(matches!(ev, Event::Command { ref tag, .. } if tag == "c"));
+    }
+
+    #[test]
+    fn input_pipelined_after_a_login_is_left_unframed() {
+        let mut s = session(plain());
+        s.take_output();
+        let (_, ev) = say(&mut s, b"a LOGIN sys pw\r\nb NOOP\r\nc SEL");
+        assert!(matches!(ev, Event::Authenticate(_)));
+        assert_eq!(s.answering(), Some("a"));
+        assert_eq!(s.take_unframed(), b"b NOOP\r\nc SEL");
+        assert!(s.take_unframed().is_empty());
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! user with a clean environment) opens the maildrop at the path of the spawner's own lookup,
 //! takes the lock and writes the login's reply itself (`+OK`, or the same `-ERR [IN-USE]` /
 //! `[SYS/TEMP]` the daemon would send, which the daemon then sends from its own session), then
-//! runs TRANSACTION and UPDATE with this same loop. The daemon ([`proxy`]) relays plaintext
-//! lines (framed by its session) to the child and its replies to the client (TLS stays in the daemon) and keeps
+//! runs TRANSACTION and UPDATE with this same loop. The daemon relays plaintext lines (framed
+//! by its session, [`Relaying`]) to the child and its replies to the client through the server
+//! layer's [`relay::relay`] (TLS stays in the daemon, as for mimapd's children) and keeps
 //! enforcing the idle timeout, the session deadline (RETR and TOP count as progress) and the
 //! shutdown `-ERR`; closing the socket ends the child without UPDATE, as a dropped connection.
 
@@ -23,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 
 use super::command::{self, Command};
 use super::encode::Encoder;
@@ -33,9 +34,9 @@ use super::Pop3Config;
 use crate::auth::Account;
 use crate::lines::{Framed, Line};
 use crate::log;
-use crate::server::goodbye::{self, Wait, Watch, Woke};
-use crate::server::spawn::Spawner;
-use crate::server::Connection;
+use crate::server::goodbye::{Wait, Watch, Woke};
+use crate::server::spawn::{self, Spawner};
+use crate::server::{relay, Connection};
 use crate::session::SessionHooks as _;
 
 /// Output is sent once this much is buffered, even while more commands are pending, so a
@@ -46,8 +47,6 @@ pub const POP3_CHILD: &str = "pop3";
 /// A child's own idle timeout and deadline: far beyond the daemon's, which enforces the real
 /// ones on the client connection and closes the child's socket when they run out.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// Client lines the daemon holds for a child that is not reading before it stops reading more.
-const MAX_PENDING: usize = 64 * 1024;
 
 /// The verdict of a credential check.
 #[derive(Debug)]
@@ -154,7 +153,16 @@ async fn serve<A: LoginCheck>(
                         Some(spawner) => match login_in_child(spawner, &account, peer).await {
                             Ok((child, first)) => {
                                 let progress = session.progress() + 1;
-                                return proxy(conn, child, first, session, watch, progress).await;
+                                let mut relaying = Relaying { session, progress };
+                                return relay::relay(
+                                    conn,
+                                    child,
+                                    &first,
+                                    &mut relaying,
+                                    watch,
+                                    "a command",
+                                )
+                                .await;
                             }
                             Err(why) => session.login_failed(why),
                         },
@@ -253,33 +261,15 @@ async fn login_in_child(
     account: &Account,
     peer: Option<IpAddr>,
 ) -> Result<(tokio::net::UnixStream, Vec<u8>), LoginFailure> {
-    let user = log::sanitize(&account.user);
     let fail = |what: &str, e: io::Error| {
-        log::line(format_args!("pop3 child for {user}: {what}: {e}"));
+        log::line(format_args!(
+            "pop3 child for {}: {what}: {e}",
+            log::sanitize(&account.user)
+        ));
         LoginFailure::Temporary
     };
-    let (ours, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| fail("socketpair", e))?;
-    let theirs_out = theirs.try_clone().map_err(|e| fail("socketpair", e))?;
-    let pending = spawner
-        .spawn(
-            POP3_CHILD,
-            &account.user,
-            &[&show(peer)],
-            theirs.into(),
-            theirs_out.into(),
-        )
+    let mut child = spawn::session_child(spawner, POP3_CHILD, &account.user, &[&show(peer)])
         .map_err(|e| fail("asking the spawner", e))?;
-    // The child's exit (or the spawner's refusal) is logged whenever it comes.
-    let who = user.clone();
-    tokio::task::spawn_blocking(move || match pending.wait() {
-        Ok(0) => {}
-        Ok(code) => log::line(format_args!("pop3 child for {who} exited with {code}")),
-        Err(e) => log::line(format_args!("pop3 child for {who}: {e}")),
-    });
-    ours.set_nonblocking(true)
-        .map_err(|e| fail("socketpair", e))?;
-    let mut child = tokio::net::UnixStream::from_std(ours).map_err(|e| fail("socketpair", e))?;
     // Opening a big maildrop takes a while (the in-process open has no limit either).
     let mut first = Vec::new();
     let mut buf = [0u8; 512];
@@ -301,88 +291,54 @@ async fn login_in_child(
     }
 }
 
-/// Relays a system user's session between the client and its child (module doc) until the
-/// child closes its end: after QUIT, or once the client's end of input reaches it after the
-/// client's last line (answered first, as in process). `first` (the child's login reply) goes
-/// out first. The daemon keeps the idle timeout (no client line and no child output for that
-/// long), the session deadline (moved by RETR and TOP commands) and the shutdown `-ERR`; lines
-/// too long for the daemon reach the child as a line too long for POP3, so its reply and error
-/// count are the in-process ones. The daemon's `session` frames the client's lines (those it
-/// holds already came pipelined after the login) and says the goodbyes.
-async fn proxy(
-    conn: &mut Connection,
-    child: tokio::net::UnixStream,
-    first: Vec<u8>,
-    mut session: Session,
-    mut watch: Watch,
-    mut progress: u64,
-) -> io::Result<()> {
-    let (mut from_child, mut to_child) = child.into_split();
-    conn.write_all(&first).await?;
-    let mut buf = vec![0u8; READ_CHUNK];
-    // Client lines the child has not read yet; `None` once the child stopped reading.
-    let mut pending: Option<Vec<u8>> = Some(Vec::new());
-    // The client sent its last line: the child still answers every line before it (as the
-    // in-process loop does), then sees end of input.
-    let (mut client_done, mut child_told) = (false, false);
-    loop {
-        // The lines the session has framed go to the child.
-        while let Some(framed) = session.next_line() {
+/// The daemon's side of a system user's session relayed to its child (module doc,
+/// [`relay::relay`]): the daemon's `session` frames the client's lines (those it holds already
+/// came pipelined after the login) and says the goodbyes; RETR and TOP commands are the
+/// progress. Lines too long for the daemon reach the child as a line too long for POP3, so its
+/// reply and error count are the in-process ones.
+struct Relaying {
+    session: Session,
+    progress: u64,
+}
+
+impl relay::Relayed for Relaying {
+    type Session = Session;
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.session.feed(bytes);
+    }
+
+    fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn for_child(&mut self, to_child: &mut Vec<u8>) -> bool {
+        while let Some(framed) = self.session.next_line() {
             let text = match framed {
                 Framed::Line(Line::Complete { text, .. }) => text,
                 // Too long for POP3 anywhere (RFC 2449 §4): the child answers it.
                 Framed::Line(Line::TooLong) => vec![b'X'; command::MAX_COMMAND_LINE],
                 Framed::Line(Line::Eof) => continue,
-                Framed::NoLineEnd => return conn.close().await,
+                Framed::NoLineEnd => return false,
             };
             if matches!(
                 command::parse(&text),
                 Ok(Command::Retr(_) | Command::Top(..))
             ) {
-                progress += 1;
+                self.progress += 1;
             }
-            if let Some(p) = pending.as_mut() {
-                p.extend_from_slice(&text);
-                p.extend_from_slice(b"\r\n");
-            }
+            to_child.extend_from_slice(&text);
+            to_child.extend_from_slice(b"\r\n");
         }
-        watch.update(progress);
-        let waiting = pending.as_ref().is_some_and(|p| !p.is_empty());
-        if client_done && !waiting && !child_told {
-            let _ = to_child.shutdown().await;
-            child_told = true;
-        }
-        let room = !client_done && pending.as_ref().is_none_or(|p| p.len() < MAX_PENDING);
-        tokio::select! {
-            why = watch.ends() => {
-                watch.say(&mut session, why, "a command");
-                return say_goodbye(conn, &mut session).await;
-            }
-            got = from_child.read(&mut buf) => match got {
-                // The child is done (QUIT answered) or gone: so is the session.
-                Ok(0) | Err(_) => return conn.close().await,
-                Ok(n) => conn.write_all(&buf[..n]).await?,
-            },
-            wrote = to_child.write(pending.as_deref().unwrap_or_default()), if waiting => {
-                match wrote {
-                    Ok(n) => {
-                        if let Some(p) = pending.as_mut() {
-                            p.drain(..n);
-                        }
-                    }
-                    // Its replies (and its end) still come from `from_child`.
-                    Err(_) => pending = None,
-                }
-            }
-            read = conn.read_chunk(READ_CHUNK), if room => match read {
-                Ok(b) if b.is_empty() => client_done = true,
-                Ok(b) => session.feed(&b),
-                Err(e) => {
-                    watch.say(&mut session, goodbye::idle_timeout(e)?, "a command");
-                    return say_goodbye(conn, &mut session).await;
-                }
-            },
-        }
+        true
+    }
+
+    fn take_goodbye(&mut self) -> Vec<u8> {
+        self.session.take_output()
     }
 }
 

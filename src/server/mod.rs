@@ -77,6 +77,7 @@ mod conn;
 pub mod daemon;
 pub mod goodbye;
 pub mod pace;
+pub mod relay;
 pub mod spawn;
 
 pub use cidr::Cidr;

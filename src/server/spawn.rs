@@ -168,6 +168,39 @@ impl Pending {
     }
 }
 
+/// Asks `spawner` for a session child (mpopd's, mimapd's: README "Privileges") of `kind` for
+/// `user` with `args`, its stdin and stdout one end of a socketpair, and returns the other end
+/// for [`super::relay::relay`]. The child's exit (or the spawner's refusal) is logged whenever
+/// it comes, as `KIND child for USER ...`. Needs a tokio runtime.
+pub fn session_child(
+    spawner: &Spawner,
+    kind: &str,
+    user: &str,
+    args: &[&str],
+) -> io::Result<tokio::net::UnixStream> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let theirs_out = theirs.try_clone()?;
+    let pending = spawner.spawn(kind, user, args, theirs.into(), theirs_out.into())?;
+    let what = format!("{kind} child for {}", crate::log::sanitize(user));
+    tokio::task::spawn_blocking(move || match pending.wait() {
+        Ok(0) => {}
+        Ok(code) => crate::log::line(format_args!("{what} exited with {code}")),
+        Err(e) => crate::log::line(format_args!("{what}: {e}")),
+    });
+    ours.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(ours)
+}
+
+/// In a session child (`__child KIND ...`): the socket on stdin that [`session_child`] gave
+/// it, as a [`super::Connection`] of role `kind`. Needs a tokio runtime.
+pub fn child_connection(kind: &str) -> io::Result<super::Connection> {
+    let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let sock = UnixStream::from(fd);
+    sock.set_nonblocking(true)?;
+    let sock = tokio::net::UnixStream::from_std(sock)?;
+    Ok(super::Connection::new(sock, kind))
+}
+
 /// What the spawner's own lookup grants a request: the ids the child runs with and the
 /// arguments it gets first (e.g. the user's Maildir, so the child need not read the user table).
 #[derive(Debug, Clone, PartialEq, Eq)]
