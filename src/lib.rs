@@ -65,7 +65,7 @@
 //! | layer | what | modules | sans-IO |
 //! |---|---|---|---|
 //! | 6 | command lines, fuzz bodies | `cli`, `fuzz` | no |
-//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `fetch`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config`, `imap::driver`, `imap::config`, `imap::selected` | no |
+//! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `fetch`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config`, `imap::driver`, `imap::config`, `imap::selected`, `imap::folders` | no |
 //! | 4 | protocols | `smtp`, `pop3`, `imap`, `fetch::pop3` | yes |
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda` | no |

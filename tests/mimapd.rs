@@ -29,8 +29,18 @@ impl Server {
     /// `extra` is appended to `[mimapd]`. The listeners are on port 0; their ports come from
     /// the lines mimapd prints.
     fn start(extra: &str) -> Server {
+        Server::start_with(extra, None)
+    }
+
+    /// [`Server::start`] serving `user` (password "password") with the peers' Maildir of that
+    /// user, the one the peers' Dovecot serves.
+    fn start_for_peer_user(user: &str) -> Server {
+        Server::start_with("", Some(user))
+    }
+
+    fn start_with(extra: &str, peer_user: Option<&str>) -> Server {
         let dir = common::scratch();
-        let config = write_config(dir.path(), extra);
+        let config = write_config(dir.path(), extra, peer_user);
         common::give_to_nobody(dir.path());
         let (child, l) = common::start_daemon(
             Command::new(common::bin("mimapd"))
@@ -60,12 +70,28 @@ impl Server {
 
 /// passwd-file with alice and bob ({PLAIN}), their Maildirs, and a config using the peers'
 /// certificate, its two listeners on port 0.
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let passwd = "alice:{PLAIN}password::::::\nbob:{PLAIN}secret::::::\n";
-    std::fs::write(dir.join("passwd"), passwd).unwrap();
-    for u in ["alice", "bob"] {
-        Maildir::create(dir.join("mail").join(u)).unwrap();
+/// With `peer_user`, that user alone, with the peers' Maildir of that user (`mail_location`
+/// under `PEER_MAIL_DIR`). `extra` may set `max_message_size` instead of the default here.
+fn write_config(dir: &Path, extra: &str, peer_user: Option<&str>) -> PathBuf {
+    let mut passwd = "alice:{PLAIN}password::::::\nbob:{PLAIN}secret::::::\n".to_string();
+    let mut location = format!("{}/mail/%u", dir.display());
+    match peer_user {
+        Some(u) => {
+            passwd = format!("{u}:{{PLAIN}}password::::::\n");
+            location = format!("{}/%u", common::peer("PEER_MAIL_DIR"));
+        }
+        None => {
+            for u in ["alice", "bob"] {
+                Maildir::create(dir.join("mail").join(u)).unwrap();
+            }
+        }
     }
+    std::fs::write(dir.join("passwd"), passwd).unwrap();
+    let size = if extra.contains("max_message_size") {
+        ""
+    } else {
+        "max_message_size = 100000"
+    };
     let text = format!(
         r#"hostname = "localhost"
 [tls]
@@ -73,14 +99,14 @@ cert = "{cert}"
 key = "{key}"
 [users]
 passwd_file = "{d}/passwd"
-mail_location = "{d}/mail/%u"
+mail_location = "{location}"
 [auth]
 failure_delay_ms = 50
 max_delay_ms = 100
 [mimapd]
 listen = [ {{ address = "127.0.0.1:0" }}, {{ address = "127.0.0.1:0", role = "implicit-tls" }} ]
 max_command_size = 4096
-max_message_size = 100000
+{size}
 {extra}
 "#,
         cert = common::peer("PEER_CERT_FILE"),
@@ -340,16 +366,12 @@ fn inetd_mode_over_stdin_stdout() {
     );
 }
 
-/// APPEND is not served yet (the folder commands come next, issue 13): a tagged
-/// `NO [UNAVAILABLE]`, so clients fail at once instead of waiting. IDLE outside a mailbox
-/// just waits for DONE.
+/// IDLE outside a mailbox just waits for DONE.
 #[test]
-fn append_is_refused_with_a_tagged_no_for_now_and_idle_outside_a_mailbox() {
+fn idle_outside_a_mailbox_waits_for_done() {
     let s = Server::start("");
     let mut c = s.connect();
     c.run(b"a LOGIN alice password\r\n", "a");
-    let r = c.run(b"c APPEND INBOX {5}\r\n", "c");
-    assert_eq!(r, "c NO [UNAVAILABLE] Mailbox access is not built yet.\r\n");
     let r = c.run(b"d IDLE\r\n", "+");
     assert_eq!(r, "+ idling\r\n");
     let r = c.run(b"DONE\r\n", "d");
@@ -863,4 +885,390 @@ M.logout()
 print("ok")
 "#;
     assert_eq!(python(&s, code), "ok\n");
+}
+
+/// The folder directories (`.A.B`) of a Maildir, sorted.
+fn folder_dirs(md: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(md)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}
+
+/// LIST and LSUB with `*` and `%` against a tree, the SPECIAL-USE folders a first login
+/// makes, CREATE/DELETE/RENAME (INBOX too), SUBSCRIBE as Dovecot writes the file, STATUS not
+/// taking \Recent, and bad names refused without touching anything outside the Maildir;
+/// python3 imaplib.
+#[test]
+fn imaplib_list_lsub_create_delete_rename_subscribe_status() {
+    let s = Server::start("");
+    let md = s.maildir("alice");
+    let before = std::fs::read_dir(s.dir.path()).unwrap().count();
+    let out = python(
+        &s,
+        r#"
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.login("alice", "password")
+typ, data = M.capability()
+assert b" SPECIAL-USE" in data[0], data
+def ok(r):
+    assert r[0] == "OK", r
+    return r[1]
+def no(r, code):
+    assert r[0] == "NO" and code in r[1][0], r
+ok(M.create("Lists.Rust"))
+ok(M.create("Lists.Go."))
+ok(M.create("&AMQ-rger"))
+no(M.create("Lists"), b"ALREADYEXISTS")
+no(M.create("INBOX"), b"ALREADYEXISTS")
+for bad in ['"a..b"', '".hidden"', '"a/b"', '"../../x"', '"&AMQ"', "x" * 300]:
+    no(M.create(bad), b"CANNOT")
+print("LIST*", ok(M.list('""', "*")))
+print("LIST%", ok(M.list('""', "%")))
+print("LISTref", ok(M.list("Lists.", "%")))
+print("LISTempty", ok(M.list('""', '""')))
+print("LISTinbox", ok(M.list('""', "inbox")))
+try:
+    M.list('""', "%a" * 40 + "x")
+    sys.exit("a too complex pattern was accepted")
+except imaplib.IMAP4.error as e:
+    assert "Pattern too complex" in str(e), e
+ok(M.subscribe("Lists.Rust"))
+ok(M.subscribe("&AMQ-rger"))
+ok(M.unsubscribe("Junk"))
+print("LSUB%", ok(M.lsub('""', "%")))
+print("LSUB*", ok(M.lsub('""', "*")))
+print("STATUS", ok(M.status("INBOX", "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)")))
+ok(M.delete("Lists"))
+print("LISTdel", ok(M.list('""', "Lists*")))
+no(M.delete("Lists"), b"CANNOT")
+no(M.delete("INBOX"), b"CANNOT")
+no(M.delete("Nope"), b"NONEXISTENT")
+ok(M.rename("Lists", "Listen"))
+no(M.rename("Sent", "Drafts"), b"ALREADYEXISTS")
+print("LISTren", ok(M.list('""', "List*")))
+M.logout()
+print("ok")
+"#,
+    );
+    let line = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .unwrap_or_else(|| panic!("{k} in {out}"))
+            .to_string()
+    };
+    let all = line("LIST*");
+    for want in [
+        r#"b'(\\HasNoChildren) "." INBOX'"#,
+        r#"b'(\\HasNoChildren \\Sent) "." Sent'"#,
+        r#"b'(\\HasNoChildren \\Drafts) "." Drafts'"#,
+        r#"b'(\\HasNoChildren \\Trash) "." Trash'"#,
+        r#"b'(\\HasNoChildren \\Junk) "." Junk'"#,
+        r#"b'(\\HasNoChildren \\Archive) "." Archive'"#,
+        r#"b'(\\HasChildren) "." Lists'"#,
+        r#"b'(\\HasNoChildren) "." Lists.Rust'"#,
+        r#"b'(\\HasNoChildren) "." Lists.Go'"#,
+        r#"b'(\\HasNoChildren) "." &AMQ-rger'"#,
+    ] {
+        assert!(all.contains(want), "{want} in {all}");
+    }
+    assert!(!line("LIST%").contains("Lists.Rust") && line("LIST%").contains("Lists'"));
+    assert_eq!(
+        line("LISTref"),
+        r#"[b'(\\HasNoChildren) "." Lists.Go', b'(\\HasNoChildren) "." Lists.Rust']"#
+    );
+    assert_eq!(line("LISTempty"), r#"[b'(\\Noselect) "." ""']"#);
+    assert_eq!(line("LISTinbox"), r#"[b'(\\HasNoChildren) "." INBOX']"#);
+    let lsub = line("LSUB%");
+    assert!(lsub.contains(r#"b'(\\Noselect) "." Lists'"#), "{lsub}");
+    assert!(lsub.contains(r#"b'(\\Sent) "." Sent'"#), "{lsub}");
+    assert!(lsub.contains(r#""." &AMQ-rger'"#), "{lsub}");
+    assert!(!lsub.contains("Junk") && !lsub.contains("Rust"), "{lsub}");
+    assert!(line("LSUB*").contains(r#"b'() "." Lists.Rust'"#));
+    assert!(
+        line("STATUS").starts_with("[b'INBOX (MESSAGES 0 RECENT 0 UIDNEXT 1 UIDVALIDITY "),
+        "{}",
+        line("STATUS")
+    );
+    assert!(line("LISTdel").contains(r#"b'(\\Noselect \\HasChildren) "." Lists'"#));
+    let ren = line("LISTren");
+    assert!(
+        ren.contains("Listen.Rust") && ren.contains("Listen.Go"),
+        "{ren}"
+    );
+    assert!(!ren.contains("Lists"), "{ren}");
+    // The file as Dovecot writes it: TAB between levels, modified UTF-7.
+    assert_eq!(
+        std::fs::read_to_string(md.join("subscriptions")).unwrap(),
+        "V\t2\n\nSent\nDrafts\nTrash\nArchive\nLists\tRust\n&AMQ-rger\n"
+    );
+    assert_eq!(
+        folder_dirs(&md),
+        [
+            ".&AMQ-rger",
+            ".Archive",
+            ".Drafts",
+            ".Junk",
+            ".Listen.Go",
+            ".Listen.Rust",
+            ".Sent",
+            ".Trash"
+        ]
+    );
+    // Nothing was made outside the Maildir by the bad names.
+    assert_eq!(std::fs::read_dir(s.dir.path()).unwrap().count(), before);
+    assert!(out.ends_with("ok\n"), "{out}");
+}
+
+/// A folder CREATEd by mimapd is the one mdeliver's Sieve `fileinto` writes (modified UTF-7
+/// on disk, as Dovecot), STATUS counts what mdeliver delivered and takes no \Recent, and
+/// RENAME INBOX moves INBOX's messages into the new folder (RFC 3501 §6.3.5).
+#[test]
+fn folders_are_the_ones_mdeliver_files_into_and_status_and_inbox_rename() {
+    let s = Server::start("");
+    let md = s.maildir("alice");
+    let mut c = s.connect();
+    c.run(b"a LOGIN alice password\r\n", "a");
+    let r = c.run(b"b CREATE &AMQ-rger\r\n", "b");
+    assert_eq!(r, "b OK CREATE completed.\r\n");
+    let script = s.dir.path().join("filter.sieve");
+    std::fs::write(
+        &script,
+        "require \"fileinto\";\nif header :contains \"subject\" \"file\" { fileinto \"Ärger\"; }\n",
+    )
+    .unwrap();
+    common::give_to_nobody(&script);
+    for subject in ["file me", "keep me", "file me too"] {
+        let out = common::run_with_input(
+            Command::new("setpriv")
+                .arg(format!("--reuid={}", common::NOBODY))
+                .arg(format!("--regid={}", common::NOBODY))
+                .arg("--clear-groups")
+                .arg(common::bin("mdeliver"))
+                .args(["-f", "x@example.test", "-d", "alice@localhost", "--sieve"])
+                .arg(&script)
+                .arg(&md)
+                .env_remove("MAILDIR"),
+            format!("Subject: {subject}\n\nbody\n").as_bytes(),
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert_eq!(
+        folder_dirs(&md)
+            .iter()
+            .filter(|d| d.contains("rger"))
+            .count(),
+        1,
+        "{:?}",
+        folder_dirs(&md)
+    );
+    let r = c.run(
+        b"c STATUS &AMQ-rger (MESSAGES RECENT UIDNEXT UNSEEN)\r\n",
+        "c",
+    );
+    assert_eq!(
+        r,
+        "* STATUS &AMQ-rger (MESSAGES 2 RECENT 2 UIDNEXT 3 UNSEEN 2)\r\nc OK STATUS completed.\r\n"
+    );
+    let r = c.run(b"d STATUS &AMQ-rger (RECENT)\r\n", "d");
+    assert!(r.starts_with("* STATUS &AMQ-rger (RECENT 2)\r\n"), "{r}");
+    let r = c.run(b"e RENAME INBOX Old\r\n", "e");
+    assert_eq!(r, "e OK RENAME completed.\r\n");
+    let r = c.run(
+        b"f STATUS INBOX (MESSAGES)\r\ng STATUS Old (MESSAGES)\r\n",
+        "g",
+    );
+    assert!(r.contains("* STATUS INBOX (MESSAGES 0)\r\n"), "{r}");
+    assert!(r.contains("* STATUS Old (MESSAGES 1)\r\n"), "{r}");
+    assert_eq!(std::fs::read_dir(md.join(".Old/cur")).unwrap().count(), 1);
+}
+
+/// The process's peak resident memory (VmHWM), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// APPEND with flags and a date (imaplib), to a missing folder (`NO [TRYCREATE]`), and a
+/// 20 MB synchronising literal over a raw socket: the file lands whole with its UID in
+/// `APPENDUID`, and the server's peak memory does not grow by anything like the message.
+#[test]
+fn append_with_flags_date_trycreate_and_a_20_mb_literal() {
+    let s = Server::start("max_message_size = 30000000");
+    let md = s.maildir("alice");
+    let out = python(
+        &s,
+        r#"
+import time
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.login("alice", "password")
+date = imaplib.Time2Internaldate(time.mktime((2001, 9, 9, 3, 46, 40, 0, 0, -1)))
+typ, data = M.append("Sent", r"(\Seen $Label1)", date, b"Subject: sent\r\n\r\nhello\r\n")
+assert typ == "OK", (typ, data)
+print("APPEND", data)
+typ, data = M.append("Nope", None, None, b"Subject: x\r\n\r\nx\r\n")
+assert typ == "NO" and b"TRYCREATE" in data[0], (typ, data)
+print("STATUS", M.status("Sent", "(MESSAGES UNSEEN UIDNEXT)"))
+M.logout()
+"#,
+    );
+    assert!(out.contains("APPEND [b'[APPENDUID "), "{out}");
+    assert!(out.contains(" 1] APPEND completed.']"), "{out}");
+    assert!(
+        out.contains("STATUS ('OK', [b'Sent (MESSAGES 1 UNSEEN 0 UIDNEXT 2)'])"),
+        "{out}"
+    );
+    let cur: Vec<PathBuf> = std::fs::read_dir(md.join(".Sent/cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(cur.len(), 1);
+    let name = cur[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(":2,Sa"), "{name}");
+    let mtime = std::fs::metadata(&cur[0]).unwrap().modified().unwrap();
+    let secs = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 2001-09-09 03:46:40 local time: within a day of 1_000_000_000 whatever the zone.
+    assert!(secs.abs_diff(1_000_000_000) <= 14 * 3600 + 7200, "{secs}");
+    assert_eq!(
+        std::fs::read_to_string(md.join(".Sent/dovecot-keywords")).unwrap(),
+        "0 $Label1\n"
+    );
+
+    // 20 MB through a synchronising literal.
+    let pid = s._child.0.id();
+    let mut c = s.connect();
+    c.run(b"a LOGIN alice password\r\n", "a");
+    let base = peak_kib(pid);
+    let line = [b'x'; 98];
+    let mut msg = b"Subject: big\r\n\r\n".to_vec();
+    while msg.len() + 100 <= 20 * 1024 * 1024 {
+        msg.extend_from_slice(&line);
+        msg.extend_from_slice(b"\r\n");
+    }
+    c.send(format!("b APPEND INBOX (\\Flagged) {{{}}}\r\n", msg.len()).as_bytes());
+    assert_eq!(c.line(), "+ Ready for literal data.\r\n");
+    for chunk in msg.chunks(256 * 1024) {
+        c.send(chunk);
+    }
+    let r = c.run(b"\r\n", "b");
+    assert!(r.starts_with("b OK [APPENDUID "), "{r}");
+    assert!(r.ends_with(" 1] APPEND completed.\r\n"), "{r}");
+    let grown = peak_kib(pid).saturating_sub(base);
+    assert!(
+        grown < 8 * 1024,
+        "peak memory grew by {grown} KiB for a 20 MB APPEND"
+    );
+    let cur: Vec<PathBuf> = std::fs::read_dir(md.join("cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(cur.len(), 1, "{cur:?}");
+    assert_eq!(std::fs::read(&cur[0]).unwrap(), msg);
+    assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0);
+    // Over the limit: refused before the data.
+    let r = c.run(b"c APPEND INBOX {40000000}\r\n", "c");
+    assert_eq!(r, "c NO [TOOBIG] Message too big.\r\n");
+}
+
+/// curl's `imap://` URL with no mailbox lists the folders (`LIST "" *`).
+#[test]
+fn curl_lists_the_folders() {
+    let s = Server::start("");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--user", "alice:password"])
+        .arg(format!("imap://127.0.0.1:{}/", s.plain))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{out:?}\n{}", s.log());
+    for want in [
+        "* LIST (\\HasNoChildren) \".\" INBOX",
+        "* LIST (\\HasNoChildren \\Sent) \".\" Sent",
+        "* LIST (\\HasNoChildren \\Archive) \".\" Archive",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+}
+
+/// mimapd and the peers' Dovecot serving one Maildir list the same folders and the same
+/// subscriptions: the `subscriptions` file mimapd writes is the one Dovecot reads.
+#[test]
+fn dovecot_lists_the_folders_and_subscriptions_mimapd_made() {
+    let user = "imapfold1";
+    let path = Path::new(&common::peer("PEER_MAIL_DIR")).join(user);
+    let _ = std::fs::remove_dir_all(&path);
+    Maildir::create(&path).unwrap();
+    common::give_to_nobody(&path);
+    let s = Server::start_for_peer_user(user);
+    let script = r#"
+def run(M):
+    out = []
+    for verb in ("LIST", "LSUB"):
+        typ, data = M._simple_command(verb, '""', "*")
+        assert typ == "OK", (verb, typ, data)
+        for d in M.untagged_responses.pop(verb, []):
+            if d is None:
+                continue
+            d = d.decode()
+            name = d.rsplit(" ", 1)[1].strip('"')
+            out.append(verb + " " + name)
+    return sorted(out)
+"#;
+    let ours = python(
+        &s,
+        &format!(
+            r#"{script}
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.login("{user}", "password")
+for n in ["Lists.Rust", "&AMQ-rger", "Projekte.&AMQ-2026"]:
+    assert M.create(n)[0] == "OK", n
+for n in ["Lists.Rust", "&AMQ-rger", "Gone"]:
+    assert M.subscribe(n)[0] == "OK", n
+assert M.unsubscribe("Junk")[0] == "OK"
+for l in run(M):
+    print(l)
+M.logout()
+"#
+        ),
+    );
+    let theirs = python(
+        &s,
+        &format!(
+            r#"{script}
+M = imaplib.IMAP4("127.0.0.1", {port})
+M.login("{user}", "password")
+for l in run(M):
+    print(l)
+M.logout()
+"#,
+            port = common::peer("PEER_IMAP_PORT")
+        ),
+    );
+    assert_eq!(ours, theirs);
+    for want in [
+        "LIST &AMQ-rger",
+        "LIST Projekte",
+        "LIST Projekte.&AMQ-2026",
+        "LIST Sent",
+        "LSUB Lists.Rust",
+        "LSUB &AMQ-rger",
+        "LSUB Gone",
+        "LSUB Archive",
+    ] {
+        assert!(ours.lines().any(|l| l == want), "{want} in {ours}");
+    }
+    assert!(!ours.contains("LSUB Junk"), "{ours}");
 }

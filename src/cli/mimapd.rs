@@ -21,17 +21,22 @@ CAPABILITIES
   IMAP4rev1 (RFC 3501), LITERAL+ (RFC 7888), SASL-IR (RFC 4959) with
   AUTH=PLAIN, STARTTLS, LOGINDISABLED before TLS where logins are not
   allowed, ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342), IDLE
-  (RFC 2177), UNSELECT (RFC 3691), UIDPLUS (RFC 4315: COPYUID, UID
-  EXPUNGE), MOVE (RFC 6851).
+  (RFC 2177), UNSELECT (RFC 3691), UIDPLUS (RFC 4315: APPENDUID,
+  COPYUID, UID EXPUNGE), MOVE (RFC 6851), SPECIAL-USE (RFC 6154).
   The selected state: SELECT, EXAMINE, CHECK, CLOSE, UNSELECT, EXPUNGE,
   SEARCH (CHARSET UTF-8; decoded text), FETCH (every RFC 3501 item),
   STORE (flags in the Maildir info, keywords in dovecot-keywords), COPY,
   MOVE and their UID forms. Other processes' deliveries, flag changes
   and expunges are reported at the next command, and at once while a
   client idles (inotify on the folder; a poll on network filesystems).
-  Not served yet (issue 13): the folder commands (LIST, LSUB, CREATE,
-  DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS) and APPEND answer
-  NO [UNAVAILABLE].
+  The folder commands: LIST and LSUB (wildcards * and %, delimiter
+  \".\", modified UTF-7 names, \\Noselect, \\HasChildren/\\HasNoChildren,
+  \\Sent \\Drafts \\Trash \\Junk \\Archive), CREATE, DELETE, RENAME (INBOX:
+  its messages move to the new folder), SUBSCRIBE, UNSUBSCRIBE (Dovecot's
+  subscriptions file), STATUS (takes no \\Recent), APPEND (streamed into
+  tmp/, flags and date, OK [APPENDUID] after fsync, NO [TRYCREATE]).
+  A first login (no subscriptions file) creates and subscribes Sent,
+  Drafts, Trash, Junk and Archive.
 
 LIMITS
   A command with its literals is held to max_command_size octets: a
@@ -91,11 +96,12 @@ ENVIRONMENT
     version,
     about = "IMAP server over Maildir++",
     long_about = "IMAP server over Maildir++: RFC 3501 IMAP4rev1 with STARTTLS, AUTHENTICATE \
-PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE, UNSELECT, UIDPLUS and MOVE. Users come from a \
-Dovecot-compatible passwd-file or a checkpassword program; the INBOX is the user's Maildir and \
-folders are Maildir++ folders (.NAME/). Being built: logins, the commands of any state and \
-of the selected state (SELECT, FETCH, SEARCH, STORE, COPY, MOVE, EXPUNGE, IDLE with push) work; \
-the folder commands (LIST, CREATE, STATUS, ...) and APPEND answer NO [UNAVAILABLE] for now.",
+PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE, UNSELECT, UIDPLUS, MOVE and SPECIAL-USE. \
+Users come from a Dovecot-compatible passwd-file or a checkpassword program; the INBOX is the \
+user's Maildir and folders are Maildir++ folders (.NAME/). Being built: logins, the commands of \
+any state, of the selected state (SELECT, FETCH, SEARCH, STORE, COPY, MOVE, EXPUNGE, IDLE with \
+push) and the folder commands (LIST, LSUB, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS, \
+APPEND) work.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mimapd")
 )]

@@ -33,6 +33,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 
+use imap_codec::imap_types::command::CommandBody;
+
+use super::folders::{self, Append};
 use super::response;
 use super::selected::{Reply, Store};
 use super::session::{is_folder_command, After, Event, LoginFailure, Policy, Session};
@@ -40,6 +43,7 @@ use super::ImapConfig;
 use crate::auth::{throttle_ip, Account, AuthResult, Authenticator};
 use crate::log;
 use crate::maildir::watch::Watch as MailboxWatch;
+use crate::maildir::{Links, Maildir};
 use crate::server::goodbye::{Wait, Watch, Woke};
 use crate::server::spawn::{self, Spawner};
 use crate::server::{relay, Connection};
@@ -75,7 +79,8 @@ pub fn policy(conn: &Connection, config: &ImapConfig) -> Policy {
         limits: config.limits(),
         max_errors: config.max_errors.max(1),
         max_auth_failures: config.max_auth_failures.max(1),
-        mailbox_capabilities: vec!["UIDPLUS", "MOVE"],
+        // RFC 6154 §5: LIST shows the folders' special-use attributes (imap::folders).
+        mailbox_capabilities: vec!["UIDPLUS", "MOVE", "SPECIAL-USE"],
     }
 }
 
@@ -102,6 +107,13 @@ async fn serve(
     // A system user's child starts logged in, on its user's Maildir.
     let mut store: Option<Store> = account.as_ref().map(|a| Store::new(a.maildir.clone()));
     let mut idle_watch: Option<MailboxWatch> = None;
+    // The user's Maildir++ for the folder commands and APPEND (imap::folders), opened at login
+    // (in a system user's child: now).
+    let mut root: Option<Maildir> = match account.as_ref() {
+        Some(a) => open_store(ctx, a).await,
+        None => None,
+    };
+    let mut append: Option<Append> = None;
     loop {
         let ev = session.poll();
         out.extend_from_slice(&session.take_output());
@@ -187,6 +199,7 @@ async fn serve(
                             log::sanitize(&a.user),
                             show(peer)
                         ));
+                        root = open_store(ctx, &a).await;
                         session.login_done(&a.user);
                         store = Some(Store::new(a.maildir.clone()));
                         account = Some(a);
@@ -202,9 +215,14 @@ async fn serve(
             }
             Event::Command { tag, body, .. } => {
                 let _ = &account;
+                if let Some(reply) = mailbox_level(&root, &tag, &body).await {
+                    // Then what it changed in the selected mailbox (RFC 3501 §7.3.1 EXISTS).
+                    let mut out = store.as_mut().map(Store::pending).unwrap_or_default();
+                    out.extend_from_slice(&reply);
+                    session.command_done(&out, After::Same);
+                    continue;
+                }
                 let (reply, after) = match store.as_mut() {
-                    // The folder commands come with src/imap/folders.rs (issue 13).
-                    _ if is_folder_command(&body) => (unavailable(&tag), After::Same),
                     // The selected state (src/imap/selected.rs).
                     Some(s) => match s.command(&tag, body) {
                         Reply::Done(reply, after) => (reply, after),
@@ -221,8 +239,34 @@ async fn serve(
                 };
                 session.command_done(&reply, after);
             }
-            Event::AppendBegin { tag, .. } => session.append_refused(&unavailable(&tag)),
-            Event::AppendData(_) | Event::AppendAbort => {}
+            Event::AppendBegin {
+                tag,
+                mailbox,
+                flags,
+                date,
+                ..
+            } => {
+                let t = tag.clone();
+                let begun = blocking(root.clone(), move |st| {
+                    Append::begin(st, &t, &mailbox, &flags, date.as_ref())
+                })
+                .await;
+                match begun {
+                    Some(Ok(a)) => {
+                        append = Some(a);
+                        session.append_ready();
+                    }
+                    Some(Err(reply)) => session.append_refused(&reply),
+                    None => session.append_refused(&unavailable(&tag)),
+                }
+            }
+            // Local file writes are short; they run inline (as mpopd's reads do).
+            Event::AppendData(data) => {
+                if let Some(a) = append.as_mut() {
+                    a.write(&data);
+                }
+            }
+            Event::AppendAbort => append = None,
             Event::Idle { .. } => {
                 // The watch first, then the changes so far: none falls in between.
                 idle_watch = match store.as_ref().and_then(Store::watch) {
@@ -238,7 +282,18 @@ async fn serve(
                 }
             }
             Event::AppendFinish { tag } => {
-                session.command_done(&response::no(&tag, "APPEND failed."), After::Same);
+                let reply = match append.take() {
+                    Some(a) => {
+                        let t = tag.clone();
+                        tokio::task::spawn_blocking(move || a.finish(&t))
+                            .await
+                            .unwrap_or_else(|_| response::no(&tag, "APPEND failed."))
+                    }
+                    None => response::no(&tag, "APPEND failed."),
+                };
+                let mut out = store.as_mut().map(Store::pending).unwrap_or_default();
+                out.extend_from_slice(&reply);
+                session.command_done(&out, After::Same);
             }
             Event::IdleDone { .. } => {
                 idle_watch = None;
@@ -252,6 +307,55 @@ async fn serve(
             }
         }
     }
+}
+
+/// The user's store, opened (and made, with the SPECIAL-USE folders on a first login) off the
+/// async threads; None (logged) when it cannot be opened.
+async fn open_store(ctx: &Context, account: &Account) -> Option<Maildir> {
+    let path = account.maildir.clone();
+    let links = Links::allowing(ctx.config.allow_symlinked_maildir);
+    let opened = tokio::task::spawn_blocking(move || folders::open_store(&path, links)).await;
+    match opened {
+        Ok(Ok(md)) => Some(md),
+        Ok(Err(e)) => {
+            log::line(format_args!(
+                "mailbox of {}: {e}",
+                log::sanitize(&account.user)
+            ));
+            None
+        }
+        Err(e) => {
+            log::line(format_args!(
+                "mailbox of {}: {e}",
+                log::sanitize(&account.user)
+            ));
+            None
+        }
+    }
+}
+
+/// The answer to a mailbox-level command ([`folders::answer`], off the async threads); None
+/// for the other commands. Without a store: `NO [UNAVAILABLE]`.
+async fn mailbox_level(
+    store: &Option<Maildir>,
+    tag: &str,
+    body: &CommandBody<'static>,
+) -> Option<Vec<u8>> {
+    if !is_folder_command(body) {
+        return None;
+    }
+    let (t, b) = (tag.to_string(), body.clone());
+    let reply = blocking(store.clone(), move |st| folders::answer(st, &t, &b)).await;
+    Some(reply.flatten().unwrap_or_else(|| unavailable(tag)))
+}
+
+/// Runs `f` on the store off the async threads; None without a store (or when `f` panicked).
+async fn blocking<T: Send + 'static>(
+    store: Option<Maildir>,
+    f: impl FnOnce(&Maildir) -> T + Send + 'static,
+) -> Option<T> {
+    let store = store?;
+    tokio::task::spawn_blocking(move || f(&store)).await.ok()
 }
 
 /// Checks a login with the one auth check; an unknown peer (inetd on a pipe) is throttled
@@ -299,7 +403,7 @@ async fn check(
     }
 }
 
-/// `NO [UNAVAILABLE]` for what is not served yet.
+/// `NO [UNAVAILABLE]` for what is not served yet (or a store that cannot be opened).
 fn unavailable(tag: &str) -> Vec<u8> {
     response::status(
         Some(tag),

@@ -435,6 +435,18 @@ impl View {
         Ok(recent)
     }
 
+    /// How many messages of this view no session was given as \Recent yet (STATUS RECENT,
+    /// RFC 3501 §6.3.10), read from the state file without claiming them (§2.3.2).
+    pub fn unclaimed_recent(&self) -> io::Result<usize> {
+        let state = load_state(self.maildir.root_dir())?;
+        let claimed = if state.recent_validity == self.validity {
+            state.recent_upto
+        } else {
+            0
+        };
+        Ok(self.messages.iter().filter(|m| m.uid > claimed).count())
+    }
+
     /// UIDVALIDITY (RFC 3501 §2.3.1.1).
     pub fn uid_validity(&self) -> u32 {
         self.validity
