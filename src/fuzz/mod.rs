@@ -9,6 +9,7 @@ pub mod config;
 pub mod dsn_build;
 pub mod imap_client;
 pub mod imap_command;
+pub mod imap_list;
 pub mod imap_message;
 pub mod imap_relay;
 pub mod mda_headers;
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("dsn_build", dsn_build::run),
     ("imap_client", imap_client::run),
     ("imap_command", imap_command::run),
+    ("imap_list", imap_list::run),
     ("imap_message", imap_message::run),
     ("imap_relay", imap_relay::run),
     ("mda_headers", mda_headers::run),

@@ -1,0 +1,7 @@
+//! The `imap_list` fuzz target; its body is [`mailkit::fuzz::imap_list`] so it compiles and is
+//! tested with the crate.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mailkit::fuzz::imap_list::run(data));
