@@ -1107,10 +1107,9 @@ fn append_with_flags_date_trycreate_and_a_20_mb_literal() {
     let out = python(
         &s,
         r#"
-import time
 M = imaplib.IMAP4("127.0.0.1", PORT)
 M.login("alice", "password")
-date = imaplib.Time2Internaldate(time.mktime((2001, 9, 9, 3, 46, 40, 0, 0, -1)))
+date = '"09-Sep-2001 03:46:40 +0200"'
 typ, data = M.append("Sent", r"(\Seen $Label1)", date, b"Subject: sent\r\n\r\nhello\r\n")
 assert typ == "OK", (typ, data)
 print("APPEND", data)
