@@ -1271,3 +1271,20 @@ M.logout()
     }
     assert!(!ours.contains("LSUB Junk"), "{ours}");
 }
+
+/// An APPEND to the selected mailbox is reported to it (`* 1 EXISTS` before the tagged OK,
+/// RFC 3501 §6.3.11), and a folder CREATEd by mimapd can be selected.
+#[test]
+fn append_to_the_selected_mailbox_reports_exists() {
+    let s = Server::start("");
+    let mut c = s.connect();
+    c.run(b"a LOGIN alice password\r\n", "a");
+    let r = c.run(b"b CREATE Work\r\nc SELECT Work\r\n", "c");
+    assert!(
+        r.contains("* 0 EXISTS\r\n") && r.contains("c OK [READ-WRITE]"),
+        "{r}"
+    );
+    let r = c.run(b"d APPEND Work {10+}\r\nSubject: x\r\n", "d");
+    assert!(r.starts_with("* 1 EXISTS\r\n"), "{r}");
+    assert!(r.contains("d OK [APPENDUID "), "{r}");
+}
