@@ -748,7 +748,7 @@ fn mutt_mimapd() {
 
 // ---- 4. Dovecot and mimapd on one Maildir ----------------------------------------------------
 
-/// python3 imaplib against `port` as `user`: `state` prints `V<uidvalidity>` then `<uid>
+/// python3 imaplib against `port` as `user`: `state` prints `V<uidvalidity>` (SELECT's) then `<uid>
 /// <flags> <subject>` per INBOX message (flags sorted, \Recent left out: it belongs to one
 /// session); `store <uid> <flags>` replaces a message's flags (comma separated).
 const IMAPLIB: &str = r#"
@@ -760,15 +760,14 @@ def check(r):
     assert r[0] == 'OK', r
     return r[1]
 check(c.select('INBOX'))
+validity = c.response('UIDVALIDITY')[1][0].decode()
 for op in sys.argv[3:]:
     cmd, _, arg = op.partition(' ')
     if cmd == 'store':
         uid, _, flags = arg.partition(' ')
         check(c.uid('STORE', uid, 'FLAGS', '(' + flags.replace(',', ' ') + ')'))
     elif cmd == 'state':
-        st = check(c.status('INBOX', '(UIDVALIDITY)'))[0].decode()
-        v = re.search(r'UIDVALIDITY (\d+)', st).group(1)
-        print('V' + v)
+        print('V' + validity)
         typ, data = c.uid('FETCH', '1:*', '(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
         assert typ == 'OK', data
         for item in data:
