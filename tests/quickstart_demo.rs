@@ -20,8 +20,10 @@ struct Demo {
     smtp: u16,
     submission: u16,
     pop3: u16,
+    imaps: u16,
     _relay: common::KillOnDrop,
     _pop: common::KillOnDrop,
+    _imap: common::KillOnDrop,
 }
 
 /// `mrelayd quickstart DIR --no-run` into a scratch directory: the directory and DIR.
@@ -41,7 +43,8 @@ impl Demo {
     }
 
     /// Serves the quickstart directory `demo` (made by `mrelayd quickstart`) as the quickstart
-    /// does, on port 0 instead of 2525/2587/1110: `mrelayd serve` and `mpopd serve` from its
+    /// does, on port 0 instead of 2525/2587/1110/1143/1993: `mrelayd serve`, `mpopd serve` and
+    /// `mimapd serve` from its
     /// config, with `edit` applied to it first.
     fn serve(dir: tempfile::TempDir, demo: PathBuf, edit: impl FnOnce(String) -> String) -> Demo {
         let config = demo.join("mailkit.toml");
@@ -64,6 +67,14 @@ impl Demo {
             &dir.path().join("mpopd.log"),
             &["pop3"],
         );
+        let (imap, i) = common::start_daemon(
+            Command::new(common::bin("mimapd"))
+                .arg("-c")
+                .arg(&config)
+                .arg("serve"),
+            &dir.path().join("mimapd.log"),
+            &["imap", "imaps"],
+        );
         let password = std::fs::read_to_string(demo.join("demo-password"))
             .unwrap()
             .trim()
@@ -75,8 +86,10 @@ impl Demo {
             smtp: l.port("smtp"),
             submission: l.port("submission"),
             pop3: p.port("pop3"),
+            imaps: i.port("imaps"),
             _relay: relay,
             _pop: pop,
+            _imap: imap,
         }
     }
 
@@ -84,6 +97,7 @@ impl Demo {
         let dir = self.demo.parent().unwrap();
         std::fs::read_to_string(dir.join("mrelayd.log")).unwrap_or_default()
             + &std::fs::read_to_string(dir.join("mpopd.log")).unwrap_or_default()
+            + &std::fs::read_to_string(dir.join("mimapd.log")).unwrap_or_default()
     }
 
     fn new_mail(&self) -> PathBuf {
@@ -670,6 +684,7 @@ fn readme_and_banner_commands_work_as_printed() {
         ("localhost:2587", d.submission),
         ("127.0.0.1:2587", d.submission),
         ("127.0.0.1:1110", d.pop3),
+        ("localhost:1993", d.imaps),
     ]
     .iter()
     .map(|(from, port)| {
@@ -689,7 +704,7 @@ fn readme_and_banner_commands_work_as_printed() {
             mails += 1;
             assert_eq!(d.wait_mail(mails).len(), mails, "{text}\n{}", d.logs());
         }
-        if cmd.contains("pop3://") {
+        if cmd.contains("pop3://") || cmd.contains("imaps://") {
             assert!(stdout.contains("Subject: "), "{text}");
         }
         if cmd.starts_with("ls ") {

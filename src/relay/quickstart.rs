@@ -338,7 +338,7 @@ impl Demo {
             "mailkit demo in {d} ({})\n\
 \n  user:      demo@localhost, or demo@{DOTTED_DOMAIN} where a domain needs a dot (git send-email)\n  password:  {password}   (also in {d}/demo-password)\n  config:    {c}\n  CA cert:   {d}/ca.pem\n{runs_as}\
 \n  SMTP        127.0.0.1:{QUICKSTART_SMTP}   (mail for @localhost and @{DOTTED_DOMAIN}, no relaying)\n  submission  127.0.0.1:{QUICKSTART_SUBMISSION}   (STARTTLS, then AUTH)\n  POP3        127.0.0.1:{QUICKSTART_POP3}   (mpopd)\n  IMAP        127.0.0.1:{QUICKSTART_IMAP}   (mimapd, STARTTLS)\n  IMAPS       127.0.0.1:{QUICKSTART_IMAPS}   (mimapd)\n\
-\nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  ls {d}/mail/demo/Maildir/new\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  {mrelayd} -c {c} queue\n",
+\nTry:\n  swaks --server 127.0.0.1:{QUICKSTART_SMTP} --to demo@localhost\n  swaks --server localhost:{QUICKSTART_SUBMISSION} --tls --tls-ca-path {d}/ca.pem --auth PLAIN \\\n        --auth-user demo --auth-password '{password}' --from demo@localhost --to demo@localhost\n  ls {d}/mail/demo/Maildir/new\n  curl --user 'demo:{password}' pop3://127.0.0.1:{QUICKSTART_POP3}/1\n  curl --cacert {d}/ca.pem --user 'demo:{password}' 'imaps://localhost:{QUICKSTART_IMAPS}/INBOX;UID=1'\n  {mrelayd} -c {c} queue\n",
             if self.fresh { "created" } else { "reused" }
         )
     }

@@ -563,7 +563,7 @@ pub fn quickstart_no_run(demo: &Path) -> PathBuf {
 /// Replaces the quickstart config's fixed ports 2525/2587/1110 by 0, so tests run in parallel.
 pub fn quickstart_config_on_port_zero(config: &Path) {
     let mut text = std::fs::read_to_string(config).unwrap();
-    for port in ["2525", "2587", "1110"] {
+    for port in ["2525", "2587", "1110", "1143", "1993"] {
         let fixed = format!("127.0.0.1:{port}");
         assert!(text.contains(&fixed), "{text}");
         text = text.replace(&fixed, "127.0.0.1:0");
