@@ -10,7 +10,9 @@
 //! leaves the group (`setsid`) and keeps our pipes open is not waited for after the deadline.
 //!
 //! [`run`] blocks (call it from a thread or the blocking pool); [`run_async`] runs it on
-//! tokio's blocking pool so no async worker waits for a child.
+//! tokio's blocking pool so no async worker waits for a child. [`run_file`] and
+//! [`run_file_async`] give the child an open file as its stdin instead (mrelayd's content
+//! filter reads the spooled message that way, so no message is held in memory).
 
 use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
@@ -96,12 +98,23 @@ fn take(buf: &Arc<Mutex<Vec<u8>>>) -> Vec<u8> {
 
 /// Runs `cmd` (module doc). Its stdin, stdout and stderr settings and process group are set
 /// here; arguments and environment are the caller's. Blocks up to about the timeout.
-pub fn run(mut cmd: Command, opts: &Options) -> io::Result<Outcome> {
+pub fn run(cmd: Command, opts: &Options) -> io::Result<Outcome> {
+    run_inner(cmd, opts, None)
+}
+
+/// [`run`] with `stdin` as the child's standard input (read from its current offset);
+/// `opts.stdin` is not used.
+pub fn run_file(cmd: Command, stdin: std::fs::File, opts: &Options) -> io::Result<Outcome> {
+    run_inner(cmd, opts, Some(stdin))
+}
+
+fn run_inner(mut cmd: Command, opts: &Options, file: Option<std::fs::File>) -> io::Result<Outcome> {
+    let from_file = file.is_some();
     cmd.process_group(0)
-        .stdin(if opts.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        .stdin(match file {
+            Some(f) => Stdio::from(f),
+            None if opts.stdin.is_some() => Stdio::piped(),
+            None => Stdio::null(),
         })
         .stdout(Stdio::piped())
         .stderr(if opts.capture_stderr {
@@ -113,7 +126,8 @@ pub fn run(mut cmd: Command, opts: &Options) -> io::Result<Outcome> {
     let deadline = start + opts.timeout;
     let mut child = cmd.spawn()?;
     let pgid = rustix::process::Pid::from_child(&child);
-    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), opts.stdin.clone()) {
+    let input = if from_file { None } else { opts.stdin.clone() };
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
         // Never joined: a child that does not read gets EPIPE when it (or the kill) closes the
         // pipe; what it does not read is its own business.
         std::thread::spawn(move || {
@@ -188,6 +202,17 @@ pub fn run(mut cmd: Command, opts: &Options) -> io::Result<Outcome> {
 /// [`run`] on tokio's blocking pool, for async callers.
 pub async fn run_async(cmd: Command, opts: Options) -> io::Result<Outcome> {
     tokio::task::spawn_blocking(move || run(cmd, &opts))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// [`run_file`] on tokio's blocking pool, for async callers.
+pub async fn run_file_async(
+    cmd: Command,
+    stdin: std::fs::File,
+    opts: Options,
+) -> io::Result<Outcome> {
+    tokio::task::spawn_blocking(move || run_file(cmd, stdin, &opts))
         .await
         .map_err(io::Error::other)?
 }
@@ -285,6 +310,19 @@ mod tests {
         let o = run(sh("sleep 100 & echo started"), &opts(300)).unwrap();
         assert_eq!(o.status, Status::Exited(0));
         assert_eq!(o.stdout, b"started\n");
+    }
+
+    #[test]
+    fn stdin_from_a_file_at_its_offset() {
+        use std::io::{Seek as _, SeekFrom};
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"skip\nread me\n").unwrap();
+        f.seek(SeekFrom::Start(5)).unwrap();
+        let o = run_file(sh("cat"), f, &opts(10_000)).unwrap();
+        assert_eq!(
+            (o.status, o.stdout),
+            (Status::Exited(0), b"read me\n".to_vec())
+        );
     }
 
     #[tokio::test]

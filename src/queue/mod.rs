@@ -444,6 +444,8 @@ impl Queue {
             queue: self.clone(),
             writer: Some(io::BufWriter::with_capacity(WRITE_BUFFER, file)),
             size: 0,
+            envelope_len: json.len() as u64,
+            header_len: header.len() as u64,
         };
         // Marks the file live for recover() in every process; released when the file closes.
         // A fresh O_EXCL file cannot be locked by anyone else, so only an error can stop this.
@@ -770,6 +772,10 @@ pub struct Incoming {
     /// `None` once committed.
     writer: Option<io::BufWriter<File>>,
     size: u64,
+    /// Octets of the envelope line at the start of the file.
+    envelope_len: u64,
+    /// Octets of the header given to [`Queue::begin`] (our Received: line) after it.
+    header_len: u64,
 }
 
 impl Incoming {
@@ -792,6 +798,70 @@ impl Incoming {
         w.write_all(data)?;
         self.size += data.len() as u64;
         Ok(())
+    }
+
+    /// The message written so far (our Received: header, then the content), for reading:
+    /// the buffer is flushed and `tmp/ID` opened read-only at the first octet after the
+    /// envelope line. mrelayd's content filter reads it as its stdin.
+    pub fn message_file(&mut self) -> io::Result<File> {
+        use std::io::{Seek as _, SeekFrom};
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("message already committed"))?;
+        w.flush()?;
+        let mut f = self.queue.dir("tmp")?.open_read(&self.id)?;
+        f.seek(SeekFrom::Start(self.envelope_len))?;
+        Ok(f)
+    }
+
+    /// Puts `extra` (complete header lines, CRLF) into the message right after the header
+    /// given to [`Queue::begin`] (our Received: line), before the content: the file is copied
+    /// with them to `tmp/ID.ins` (created and locked as `tmp/ID` was), which then replaces
+    /// `tmp/ID`; receiving goes on in the new file. On an error `tmp/ID` is as it was. The
+    /// copy costs one read and write of the message; mrelayd does it only for a content
+    /// filter's header lines, at the end of the content.
+    pub fn insert_after_header(&mut self, extra: &[u8]) -> io::Result<()> {
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("message already committed"))?;
+        w.flush()?;
+        let tmp = self.queue.dir("tmp")?;
+        let name = format!("{}.ins", self.id);
+        let file = tmp.create_new(&name, QUEUE_FILE_MODE)?;
+        let copied = (|| -> io::Result<io::BufWriter<File>> {
+            // As in begin(): marks the file live for recover() while it is being written.
+            match file.try_lock() {
+                Ok(()) | Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+            let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+            let mut old = tmp.open_read(&self.id)?;
+            let head = self.envelope_len + self.header_len;
+            let n = io::copy(&mut (&mut old).take(head), &mut out)?;
+            if n != head {
+                return Err(io::Error::other("queue file shorter than its header"));
+            }
+            out.write_all(extra)?;
+            io::copy(&mut old, &mut out)?;
+            out.flush()?;
+            tmp.rename_replace(&name, tmp, &self.id)?;
+            Ok(out)
+        })();
+        match copied {
+            Ok(out) => {
+                // The old file (replaced, so unlinked) closes here, its lock with it.
+                self.writer = Some(out);
+                self.header_len += extra.len() as u64;
+                self.size += extra.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = tmp.unlink(&name);
+                Err(e)
+            }
+        }
     }
 
     /// Makes the message durable and accepted (transition 2): flush, `fsync` the file, rename
@@ -964,6 +1034,51 @@ mod tests {
             q.begin(&id, &env(1), b"").unwrap_err().kind(),
             io::ErrorKind::AlreadyExists
         );
+    }
+
+    #[test]
+    fn message_file_and_inserted_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let tmp_count = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        let id = new_id();
+        let mut m = q.begin(&id, &env(1), b"Received: x\r\n").unwrap();
+        let body = vec![b'a'; 100_000];
+        m.write(b"Subject: s\r\n\r\n").unwrap();
+        m.write(&body).unwrap();
+        // What a filter reads: the message without the envelope line, buffer included.
+        let mut seen = Vec::new();
+        m.message_file().unwrap().read_to_end(&mut seen).unwrap();
+        assert!(seen.starts_with(b"Received: x\r\nSubject: s\r\n\r\naaa"));
+        assert_eq!(seen.len(), 13 + 14 + 100_000);
+        m.insert_after_header(b"X-A: 1\r\n").unwrap();
+        m.insert_after_header(b"X-B: 2\r\n").unwrap();
+        // Receiving goes on in the new file; the old one is gone.
+        m.write(b"zz").unwrap();
+        assert_eq!(tmp_count(), 1);
+        assert_eq!(
+            q.recover(Duration::ZERO).unwrap(),
+            0,
+            "the new file is live"
+        );
+        m.commit().unwrap();
+        assert_eq!(tmp_count(), 0);
+        let mut l = q.lock(&id).unwrap().unwrap();
+        let data = l.read_message().unwrap();
+        let mut want = b"Received: x\r\nX-A: 1\r\nX-B: 2\r\nSubject: s\r\n\r\n".to_vec();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b"zz");
+        assert_eq!(data, want);
+        drop(l);
+        // A failed insert (its name taken) leaves the message as it was.
+        let id = new_id();
+        let mut m = q.begin(&id, &env(1), b"R: y\r\n").unwrap();
+        m.write(b"S: t\r\n\r\nb").unwrap();
+        fs::write(dir.path().join("tmp").join(format!("{id}.ins")), b"").unwrap();
+        assert!(m.insert_after_header(b"X-C: 3\r\n").is_err());
+        m.commit().unwrap();
+        let data = q.lock(&id).unwrap().unwrap().read_message().unwrap();
+        assert_eq!(data, b"R: y\r\nS: t\r\n\r\nb");
     }
 
     #[test]
