@@ -26,7 +26,8 @@ EXIT STATUS:
       submissions listener without [tls] cert (AUTH is only offered over TLS), relayhost_user
       with relayhost_tls = \"none\" or without relayhost_password_command (every message
       would be deferred 4.7.0); doubtful ones (relayhost_tls = \"may\" with relayhost_user,
-      credentials without a relayhost) get one warning line at start
+      credentials without a relayhost) get one warning line at start; a content filter without
+      a command, or two filters for one listener role
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared
@@ -82,6 +83,29 @@ MESSAGE CONTENT:
          smtp://localhost:2587          (the quickstart's submission port, DEMO its directory)
   (curl dot-stuffs only lines after a CRLF: give it --crlf when a line of the file starts
   with \".\", or that period is taken for stuffing and removed, RFC 5321 §4.5.2.)
+
+CONTENT FILTER:
+  [mrelayd.filter.NAME], the unix way (as qmail-qfilter and Postfix's before-queue filters):
+  a command (an argv, no shell) runs for each message of its listener roles (roles, default
+  smtp; the role of the listener or of inetd) when the content has ended and is on disk,
+  before the reply: it reads our Received: header and the message on stdin, in a clean
+  environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=/, SENDER, RECIPIENTS (one per line),
+  RECIPIENT (with exactly one recipient), CLIENT_ADDRESS, HELO, AUTH_USER, QUEUE_ID. One
+  decision per message, whatever the recipients, by its exit code:
+    0    accepted: queued (fsynced) and 250
+    1    550 5.7.1 and the filter's first stderr line (printable ASCII, at most 200 chars)
+    75   451 4.7.1 (its first stderr line, if any)
+    else 451 4.7.1: any other exit, a signal, timeout_secs passed (60; its whole process
+         group is killed), a filter that cannot start
+  Refused or tempfailed, nothing is queued: the client keeps the message and retries. With
+  headers = true its stdout must be header lines ending with an empty line (each a valid
+  field, folded lines allowed, at most 16 KiB, nothing after the empty line; else 451
+  4.7.1); they are stored after our Received: header. Without, stdout is ignored.
+  SpamAssassin from Debian (offline, local tests only, nothing written to $HOME):
+    [mrelayd.filter.spam]
+    command = [\"spamassassin\", \"-L\", \"-x\", \"-e\", \"1\", \"--cf=use_bayes 0\"]
+  Replies keep their order under PIPELINING and CHUNKING: the session reads no further
+  command until the filter has decided.
 
 PIPE COMMANDS:
   An alias |command runs under /bin/sh -c with the message on stdin and a clean environment
@@ -153,7 +177,7 @@ and an aliases file. Other domains are relayed to their MX hosts (or a relayhost
 opportunistic or required STARTTLS, cached connections and concurrency limits; temporary failures \
 are retried with exponential back-off (5 minutes doubling to 1 hour, for 5 days by default), \
 permanent ones and expired messages bounce to the sender as RFC 3464 DSNs honouring NOTIFY, RET \
-and ENVID, and a delay warning goes out after 4 hours.",
+and ENVID, and a delay warning goes out after 4 hours. A content filter command per listener role ([mrelayd.filter.NAME], e.g. SpamAssassin) can accept, reject (550 5.7.1) or tempfail (451 4.7.1) each message before the reply, and add header lines.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

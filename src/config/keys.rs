@@ -457,6 +457,55 @@ pub const TABLES: &[Table] = &[
                 Text("see [mrelayd.remote]"),
                 "Remote delivery.",
             ),
+            key(
+                "filter",
+                "table of tables",
+                Toml("{}"),
+                "Content filters by name, see [mrelayd.filter.NAME].",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd.filter.NAME",
+        header: "[mrelayd.filter.NAME]",
+        programs: &["mrelayd"],
+        about: "A content filter: a command that reads each message of its listener roles on \
+                stdin before the final reply to DATA/BDAT (as qmail-qfilter and Postfix's \
+                before-queue filters) and decides by exit code: 0 accept (queued, fsynced, \
+                then 250), 1 reject (550 5.7.1 with its first stderr line), 75 tempfail \
+                (451 4.7.1); any other exit, a signal or the timeout: 451 4.7.1. One decision \
+                per message; refused or tempfailed, nothing is queued. Its environment: PATH, \
+                HOME=/, SENDER, RECIPIENTS (one per line), RECIPIENT (with one recipient), \
+                CLIENT_ADDRESS, HELO, AUTH_USER, QUEUE_ID.",
+        keys: &[
+            key(
+                "command",
+                "list of strings",
+                Text("required"),
+                "The program and its arguments, no shell (e.g. [\"spamassassin\", \"-L\", \
+                 \"-e\", \"1\"]); it gets our Received: header and the message on stdin.",
+            ),
+            key(
+                "roles",
+                "list of \"smtp\" | \"submission\" | \"submissions\"",
+                Toml("[\"smtp\"]"),
+                "The listener roles (of [[mrelayd.listen]], or inetd's role) whose messages it \
+                 sees; a role has at most one filter (else exit 78 at start).",
+            ),
+            key(
+                "timeout_secs",
+                "integer",
+                Toml("60"),
+                "Then its whole process group is killed and the client gets 451 4.7.1.",
+            ),
+            key(
+                "headers",
+                "boolean",
+                Toml("false"),
+                "true: its stdout is header lines to add after our Received: header, ending \
+                 with an empty line (each a valid RFC 5322 field, at most 16 KiB in all, \
+                 nothing after the empty line; else 451 4.7.1); false: stdout is ignored.",
+            ),
         ],
     },
     Table {

@@ -7,6 +7,7 @@
 pub mod aliases;
 pub mod config;
 pub mod dsn_build;
+pub mod filter_headers;
 pub mod imap_client;
 pub mod imap_command;
 pub mod imap_list;
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("aliases", aliases::run),
     ("config", config::run),
     ("dsn_build", dsn_build::run),
+    ("filter_headers", filter_headers::run),
     ("imap_client", imap_client::run),
     ("imap_command", imap_command::run),
     ("imap_list", imap_list::run),

@@ -9,6 +9,8 @@
 //!   `"may"` a warning (it works only while the relayhost offers STARTTLS).
 //! - `relayhost_user` without `relayhost_password_command`: the same endless 4.7.0. Error.
 //! - `relayhost_user` or `relayhost_password_command` with no relayhost to use them: warning.
+//! - A content filter without a command, or two filters for one listener role
+//!   ([`super::filter::check`]): error.
 //! - `postmaster@` a local domain that resolves to no mailbox ([`postmaster`], once the router
 //!   is built): error, or a warning with `require_postmaster = false`.
 
@@ -25,6 +27,7 @@ use crate::tls::Mode;
 /// `listen` entry's for `serve`, the one `--role` for `inetd`): an error names the key (exit
 /// 78); warnings are logged here, once.
 pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()> {
+    super::filter::check(config, relay)?;
     if config.tls.cert.is_none() {
         if let Some(role) = roles.iter().find(|r| **r != Role::Smtp) {
             let name = crate::server::daemon::ListenerRole::name(*role);

@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use super::deliver::Deliverer;
+use super::filter::{self, Filter};
 use super::runner::{self, Runner};
 use super::{Client, RelayConfig, Role, Router};
 use crate::auth::{AuthResult, Authenticator};
@@ -352,6 +353,7 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         },
         receiving: None,
         refused: 0,
+        filter: filter::for_role(relay, role),
     };
     let r = driver::run(conn, config, &limits, &mut policy).await;
     if policy.refused > LOGGED_REFUSALS {
@@ -375,6 +377,8 @@ struct SessionPolicy {
     receiving: Option<std::result::Result<Receiving, ()>>,
     /// Recipients refused so far.
     refused: u64,
+    /// The listener role's content filter.
+    filter: Option<Filter>,
 }
 
 impl driver::Policy for SessionPolicy {
@@ -482,7 +486,18 @@ impl driver::Policy for SessionPolicy {
                 }
             }
         }
-        commit(&self.d, &self.who, self.receiving.take()).await
+        let receiving = match (&self.filter, self.receiving.take()) {
+            // The content filter decides before anything is committed (issue 15).
+            (Some(f), Some(Ok(r))) => {
+                let Receiving { incoming, env, .. } = r;
+                match filter::apply(f, incoming, &env, &self.who).await {
+                    Ok(incoming) => Some(Ok(Receiving { incoming, env, ..r })),
+                    Err(reply) => return Decision::Reject(reply),
+                }
+            }
+            (_, receiving) => receiving,
+        };
+        commit(&self.d, &self.who, receiving).await
     }
 }
 
@@ -494,6 +509,8 @@ struct Receiving {
     qualifier: Option<HeaderQualifier>,
     from: String,
     nrcpt: usize,
+    /// The envelope as a content filter is told it.
+    env: filter::Env,
 }
 
 /// Opens the queue file for a message whose content starts now (DATA or the first BDAT), with
@@ -548,8 +565,17 @@ fn begin_message(
         single_rcpt: single.as_deref(),
         date: &crate::clock::rfc5322_date(now),
     });
+    let env = filter::Env {
+        sender: qenv.sender.clone(),
+        recipients: qenv.recipients.iter().map(|r| r.address.clone()).collect(),
+        client: qenv.client.clone(),
+        helo: qenv.helo.clone(),
+        user: qenv.auth_user.clone(),
+        queue_id: id.clone(),
+    };
     match d.queue.begin(&id, &qenv, header.as_bytes()) {
         Ok(incoming) => Ok(Receiving {
+            env,
             incoming,
             qualifier: s
                 .bare_domain()

@@ -6,6 +6,7 @@
 //! - [`deliver`]: one queue entry: local targets ([`local`]: Maildir, pipe), remote hops
 //!   ([`crate::outbound`]: MX or relayhost, TLS policy, cached sessions, limits), retries, and
 //!   bounces and delay warnings ([`dsn`], RFC 3464).
+//! - [`filter`]: the content filter command per listener role, run at the end of the content.
 //! - [`admin`]: `queue`, `flush`, `explain`; [`quickstart`]: the demo mail system.
 //!
 //! # Config
@@ -53,6 +54,12 @@
 //!                                        # `sieve =`; %u %n %d %h as in mail_location)
 //!
 //! [mrelayd.remote]                       # remote delivery, see outbound::config
+//!
+//! [mrelayd.filter.spam]                  # content filter before the final reply, see filter
+//! command = ["spamassassin", "-L", "-e", "1"]   # argv: exit 0 accept, 1 550, 75 451
+//! roles = ["smtp"]                       # the listener roles it runs on (one filter per role)
+//! timeout_secs = 60                      # then killed (its process group): 451 4.7.1
+//! headers = false                        # true: stdout is header lines to add + empty line
 //! ```
 
 pub mod admin;
@@ -61,11 +68,12 @@ pub mod checks;
 pub mod daemon;
 pub mod deliver;
 pub mod dsn;
+pub mod filter;
 pub mod local;
 pub mod quickstart;
 pub mod runner;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -214,6 +222,8 @@ pub struct RelayConfig {
     pub sieve: Option<String>,
     /// Remote delivery (`[mrelayd.remote]`).
     pub remote: crate::outbound::config::RemoteConfig,
+    /// Content filters by name (`[mrelayd.filter.NAME]`, [`filter`]).
+    pub filter: BTreeMap<String, filter::FilterConfig>,
 }
 
 impl crate::config::Section for RelayConfig {
@@ -266,6 +276,7 @@ impl Default for RelayConfig {
             allow_symlinked_maildir: false,
             sieve: None,
             remote: crate::outbound::config::RemoteConfig::default(),
+            filter: BTreeMap::new(),
         }
     }
 }
