@@ -88,10 +88,11 @@ CONTENT FILTER:
   [mrelayd.filter.NAME], the unix way (as qmail-qfilter and Postfix's before-queue filters):
   a command (an argv, no shell) runs for each message of its listener roles (roles, default
   smtp; the role of the listener or of inetd) when the content has ended and is on disk,
-  before the reply: it reads our Received: header and the message on stdin, in a clean
-  environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=/, SENDER, RECIPIENTS (one per line),
-  RECIPIENT (with exactly one recipient), CLIENT_ADDRESS, HELO, AUTH_USER, QUEUE_ID. One
-  decision per message, whatever the recipients, by its exit code:
+  before the reply, as the [run_as] user: it reads our Received: header and the message on
+  stdin (the queue's file itself, never a copy in memory), in a clean environment:
+  PATH=/usr/local/bin:/usr/bin:/bin, HOME=/, SENDER, RECIPIENTS (one per line), RECIPIENT
+  (with exactly one recipient), CLIENT_ADDRESS, HELO, AUTH_USER, QUEUE_ID. One decision
+  per message, whatever the recipients, by its exit code:
     0    accepted: queued (fsynced) and 250
     1    550 5.7.1 and the filter's first stderr line (printable ASCII, at most 200 chars)
     75   451 4.7.1 (its first stderr line, if any)
