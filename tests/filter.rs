@@ -507,3 +507,32 @@ fn bad_filter_settings_refuse_to_start() {
         assert!(text.contains(want), "{want}: {text}");
     }
 }
+
+/// `mrelayd inetd --role smtp` (one session on stdin/stdout) runs the smtp role's filter too.
+#[test]
+fn inetd_sessions_get_their_roles_filter() {
+    let dir = common::scratch();
+    let f = script(
+        dir.path(),
+        "refuse",
+        "echo 'inetd filter said no' >&2\nexit 1\n",
+    );
+    let config = write_config(dir.path(), &command(&[f.to_str().unwrap()]));
+    // As the daemon's user (nobody), as serve would run.
+    common::give_to_nobody(dir.path());
+    let mut cmd = std::process::Command::new(common::bin("mrelayd"));
+    cmd.arg("-c").arg(&config).args(["inetd", "--role", "smtp"]);
+    cmd.env("TCPREMOTEIP", "127.0.0.1");
+    let out = common::run_with_input(
+        &mut cmd,
+        b"EHLO client.remote.test\r\nMAIL FROM:<s@remote.test>\r\n\
+RCPT TO:<alice@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("550 5.7.1 inetd filter said no\r\n"),
+        "{text}\n{out:?}"
+    );
+    assert!(text.contains("221 "), "{text}");
+    assert_eq!(common::maildir_count(&dir.path().join("mail/alice")), 0);
+}
