@@ -32,6 +32,7 @@
 
 pub mod checkpassword;
 pub mod sasl;
+pub mod sasl_client;
 pub mod scheme;
 pub mod throttle;
 
@@ -45,9 +46,9 @@ use anyhow::{Context as _, Result};
 
 pub use checkpassword::{Checkpassword, CheckpasswordResult};
 pub use sasl::{
-    sasl_login_decode, sasl_login_encode, sasl_plain_decode, sasl_plain_encode, Credentials,
-    SaslError, SaslServer, SaslStep,
+    sasl_login_decode, sasl_plain_decode, Credentials, SaslError, SaslServer, SaslStep,
 };
+pub use sasl_client::{Mechanism, SaslClient};
 pub use scheme::{hash_password, PasswordError, Scheme, StoredPassword};
 pub use throttle::{LoginThrottle, ThrottleConfig};
 

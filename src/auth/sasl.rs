@@ -1,5 +1,6 @@
 //! SASL PLAIN (RFC 4616) and LOGIN, sans-IO, shared by the SMTP (RFC 4954), POP3 (RFC 5034) and
-//! IMAP (RFC 3501 section 6.2.2) servers, plus the client-side encoders msend and mfetch use.
+//! IMAP (RFC 3501 section 6.2.2) servers. The client side (msend, mfetch, the relayhost) is
+//! [`super::sasl_client`].
 //!
 //! A server drives [`SaslServer`]: [`SaslServer::start`] with the mechanism name and the optional
 //! initial response, then [`SaslServer::step`] with each line the client sends, until it yields
@@ -154,17 +155,6 @@ pub fn sasl_plain_parse(raw: &[u8]) -> Result<Credentials, SaslError> {
     })
 }
 
-/// Base64 PLAIN message for a client (`AUTH PLAIN <this>`).
-pub fn sasl_plain_encode(authzid: &str, authcid: &str, password: &str) -> String {
-    let mut raw = Vec::with_capacity(authzid.len() + authcid.len() + password.len() + 2);
-    raw.extend_from_slice(authzid.as_bytes());
-    raw.push(0);
-    raw.extend_from_slice(authcid.as_bytes());
-    raw.push(0);
-    raw.extend_from_slice(password.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
-
 /// Decodes one LOGIN response (user name or password): base64 of UTF-8 text, no NUL.
 pub fn sasl_login_decode(b64: &[u8]) -> Result<String, SaslError> {
     let raw = sasl_decode_b64(b64)?;
@@ -172,11 +162,6 @@ pub fn sasl_login_decode(b64: &[u8]) -> Result<String, SaslError> {
         return Err(SaslError::Malformed("NUL in LOGIN response"));
     }
     field(&raw, "LOGIN response is not UTF-8")
-}
-
-/// Base64 of one LOGIN response for a client.
-pub fn sasl_login_encode(text: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// The mechanisms the servers offer (advertise only those allowed at the moment, e.g. after TLS).
@@ -265,6 +250,16 @@ impl SaslServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client's base64 PLAIN message, with an authzid (the client never sends one).
+    fn sasl_plain_encode(authzid: &str, authcid: &str, password: &str) -> String {
+        let raw = [authzid.as_bytes(), authcid.as_bytes(), password.as_bytes()].join(&0u8);
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    }
+
+    fn sasl_login_encode(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
 
     fn b64(s: &[u8]) -> Vec<u8> {
         base64::engine::general_purpose::STANDARD

@@ -43,7 +43,14 @@ IMAP
   \\Deleted and expunges them with UID EXPUNGE, or, on a server without UIDPLUS, with
   EXPUNGE only when no other message is flagged \\Deleted (else they stay flagged).
   --since DATE fetches what SEARCH SINCE finds; --limit N at most N messages per run.
-  Not yet: XOAUTH2/OAUTHBEARER.
+
+OAUTH 2.0
+  auth = \"xoauth2\" or \"oauthbearer\" (RFC 7628) logs in with an OAuth 2.0 token, as Gmail
+  and Microsoft 365 require: the password command prints the token (e.g. a helper that
+  refreshes it), sent with IMAP AUTHENTICATE (the initial response inline with SASL-IR) or
+  POP3 AUTH, never in clear (as a password). A refused token is exit 77, with the server's
+  JSON error. Under --idle a refused token makes mfetch rerun the password command once, at
+  once, for a fresh one; refused again, the account stops with 77.
 
 IDLE
   --idle keeps mfetch running (a systemd service): after the normal fetch of an IMAP

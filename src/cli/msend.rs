@@ -151,7 +151,8 @@ BARE NAMES
     version,
     about = "sendmail-compatible submission client: a message on stdin, SMTP out",
     long_about = "msend reads a message on stdin and submits it to an SMTP server (port 587 with \
-STARTTLS by default, 465 with --tls, AUTH PLAIN/LOGIN only over TLS), or delivers it directly to \
+STARTTLS by default, 465 with --tls, AUTH PLAIN/LOGIN, or XOAUTH2/OAUTHBEARER with an OAuth 2.0 \
+token from the password command (an account's auth key), only over TLS), or delivers it directly to \
 each recipient domain's MX hosts (--direct). It can be installed as /usr/sbin/sendmail: cron, \
 mail/s-nail, mutt and git send-email work with it. With --queue DIR a temporary failure spools \
 the message durably and --flush retries it later. Compose mode (--to/--subject/--attach) builds \

@@ -582,7 +582,15 @@ pub const TABLES: &[Table] = &[
                 "relayhost_password_command",
                 "string",
                 Text("unset"),
-                "Command (sh -c) whose first output line is the relayhost password.",
+                "Command (sh -c) whose first output line is the relayhost password (the OAuth \
+                 2.0 token with relayhost_auth = \"xoauth2\" or \"oauthbearer\").",
+            ),
+            key(
+                "relayhost_auth",
+                "\"plain\" | \"login\" | \"xoauth2\" | \"oauthbearer\"",
+                Text("unset: PLAIN when offered, else LOGIN"),
+                "SASL mechanism of AUTH at the relayhost (RFC 4954; XOAUTH2 as Google and \
+                 Microsoft define it, OAUTHBEARER RFC 7628).",
             ),
             key(
                 "relayhost_password_timeout_secs",
@@ -705,6 +713,12 @@ pub const TABLES: &[Table] = &[
                 "string",
                 Text("unset"),
                 "Command printing that AUTH password.",
+            ),
+            key(
+                "relayhost_auth",
+                "\"plain\" | \"login\" | \"xoauth2\" | \"oauthbearer\"",
+                Text("[mrelayd.remote] relayhost_auth"),
+                "SASL mechanism of AUTH at this domain's relayhost.",
             ),
         ],
     },
@@ -984,6 +998,13 @@ pub const TABLES: &[Table] = &[
                 "Command (sh -c) whose first output line is the password.",
             ),
             key(
+                "auth",
+                "\"plain\" | \"login\" | \"xoauth2\" | \"oauthbearer\"",
+                Text("unset: PLAIN when offered, else LOGIN"),
+                "SASL mechanism of AUTH (RFC 4954); with xoauth2 or oauthbearer (RFC 7628) the \
+                 password command prints the OAuth 2.0 token.",
+            ),
+            key(
                 "password_command_timeout",
                 "integer",
                 Text("30"),
@@ -1127,10 +1148,12 @@ pub const TABLES: &[Table] = &[
             ),
             key(
                 "auth",
-                "\"any\" | \"sasl-plain\" | \"user\" | \"apop\"",
+                "\"any\" | \"sasl-plain\" | \"user\" | \"apop\" | \"xoauth2\" | \"oauthbearer\"",
                 Text("\"any\""),
                 "Login: any (SASL PLAIN when offered, else USER/PASS or LOGIN), sasl-plain, \
-                 user (USER/PASS, IMAP LOGIN), apop (POP3).",
+                 user (USER/PASS, IMAP LOGIN), apop (POP3), xoauth2 or oauthbearer (RFC 7628; \
+                 the password command prints the OAuth 2.0 token; under --idle a refused token \
+                 is fetched afresh once).",
             ),
             key(
                 "folders",

@@ -65,7 +65,8 @@ pub struct Account {
     pub tls_fingerprint: Option<tls::SpkiPin>,
     /// Send the password without TLS.
     pub allow_plaintext: bool,
-    /// Login method: `any`, `sasl-plain`, `user` (POP3 USER/PASS, IMAP LOGIN), `apop`.
+    /// Login method: `any`, `sasl-plain`, `user` (POP3 USER/PASS, IMAP LOGIN), `apop`,
+    /// `xoauth2`, `oauthbearer` (the password command prints the OAuth 2.0 token).
     pub auth: Option<String>,
     /// IMAP folders (default: the URL's, else INBOX).
     pub folders: Vec<String>,
@@ -105,10 +106,39 @@ pub enum Auth {
     User,
     /// POP3 APOP (RFC 1939 §7).
     Apop,
+    /// SASL XOAUTH2 with an OAuth 2.0 token from the password command.
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth 2.0 token from the password command.
+    Oauthbearer,
+}
+
+impl Auth {
+    /// The SASL mechanism this login method uses, if it is one.
+    pub fn sasl(self) -> Option<crate::auth::Mechanism> {
+        use crate::auth::Mechanism;
+        match self {
+            Auth::SaslPlain => Some(Mechanism::Plain),
+            Auth::Xoauth2 => Some(Mechanism::Xoauth2),
+            Auth::Oauthbearer => Some(Mechanism::Oauthbearer),
+            Auth::Any | Auth::User | Auth::Apop => None,
+        }
+    }
+
+    /// The secret is an OAuth 2.0 token (it expires: `--idle` fetches a fresh one when refused).
+    pub fn uses_token(self) -> bool {
+        self.sasl().is_some_and(|m| m.uses_token())
+    }
 }
 
 /// The `auth` keywords.
-pub const AUTH_KEYWORDS: &[&str] = &["any", "sasl-plain", "user", "apop"];
+pub const AUTH_KEYWORDS: &[&str] = &[
+    "any",
+    "sasl-plain",
+    "user",
+    "apop",
+    "xoauth2",
+    "oauthbearer",
+];
 
 fn auth_of(s: &str) -> Option<Auth> {
     Some(match s {
@@ -116,6 +146,8 @@ fn auth_of(s: &str) -> Option<Auth> {
         "sasl-plain" => Auth::SaslPlain,
         "user" => Auth::User,
         "apop" => Auth::Apop,
+        "xoauth2" => Auth::Xoauth2,
+        "oauthbearer" => Auth::Oauthbearer,
         _ => return None,
     })
 }

@@ -49,6 +49,7 @@ use super::dest::{self, Delivery, Destination, Sink};
 use super::imap::{self, Cond, Event, Reader, Tagged, Tagger, Untagged};
 use super::state::{Record, State};
 use super::{Progress, Summary, MAX_MESSAGE};
+use crate::auth::{Mechanism, SaslClient};
 use crate::exit;
 
 /// Messages per `UID FETCH`.
@@ -221,26 +222,32 @@ async fn login(job: &Job, password: &str, s: &mut Session) -> Result<()> {
         Auth::Any => Auth::User,
         other => other,
     };
+    // The JSON error of a refused token (RFC 7628 §3.2.2).
+    let mut refused = None;
     let t = match how {
-        Auth::SaslPlain => {
-            let b64 = crate::auth::sasl_plain_encode("", &job.user, password);
-            let ir = s.has("SASL-IR");
-            let text = if ir {
-                format!("AUTHENTICATE PLAIN {b64}")
-            } else {
-                "AUTHENTICATE PLAIN".to_string()
+        Auth::SaslPlain | Auth::Xoauth2 | Auth::Oauthbearer => {
+            let mech = how.sasl().unwrap_or(Mechanism::Plain);
+            if !s.has(&format!("AUTH={mech}")) && mech != Mechanism::Plain {
+                return Err(exit::fail(
+                    exit::UNAVAILABLE,
+                    format!("{}: the server does not offer AUTH={mech}", s.c.server()),
+                ));
+            }
+            let mut sasl = SaslClient::new(mech, &job.user, password, &job.url.host, job.url.port);
+            // RFC 4959: the initial response goes with the command when SASL-IR is offered.
+            let text = match s.has("SASL-IR").then(|| sasl.initial_response()).flatten() {
+                Some(ir) => format!("AUTHENTICATE {mech} {ir}"),
+                None => format!("AUTHENTICATE {mech}"),
             };
             let (tag, bytes) = s.t.command(&text);
             s.c.send(&bytes).await?;
-            let mut sent = ir;
-            loop {
+            let t = loop {
                 match s.event().await? {
-                    Event::Continue(_) if !sent => {
-                        // An empty challenge: the response follows (RFC 3501 §6.2.2).
-                        s.c.send(format!("{b64}\r\n").as_bytes()).await?;
-                        sent = true;
+                    // RFC 3501 §6.2.2: each challenge gets one response line.
+                    Event::Continue(challenge) => {
+                        let r = sasl.step(challenge.as_bytes());
+                        s.c.send(format!("{}\r\n", r.line).as_bytes()).await?;
                     }
-                    Event::Continue(_) => s.c.send(b"*\r\n").await?,
                     Event::Tagged(t) if t.tag == tag => break t,
                     Event::Untagged(_) => {}
                     other => {
@@ -250,7 +257,9 @@ async fn login(job: &Job, password: &str, s: &mut Session) -> Result<()> {
                         ))
                     }
                 }
-            }
+            };
+            refused = sasl.server_error().map(str::to_string);
+            t
         }
         Auth::User | Auth::Any | Auth::Apop => {
             if s.has("LOGINDISABLED") {
@@ -272,9 +281,13 @@ async fn login(job: &Job, password: &str, s: &mut Session) -> Result<()> {
             s.command(&format!("LOGIN {u} {p}")).await?.tagged
         }
     };
-    match t.cond {
-        Cond::Ok => s.capabilities_after(&t).await,
-        _ => Err(s.c.login_failed(&t)),
+    match (t.cond, refused) {
+        (Cond::Ok, _) => s.capabilities_after(&t).await,
+        (_, None) => Err(s.c.login_failed(&t)),
+        (_, Some(why)) => Err(s
+            .c
+            .login_failed(&t)
+            .context(format!("token refused: {why}"))),
     }
 }
 

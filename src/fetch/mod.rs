@@ -238,7 +238,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// One account under `--idle`: fetch, then wait for new mail (IMAP IDLE, else `poll`) and
 /// fetch again, until `stop`; after a temporary failure (75) reconnect with exponential
-/// backoff; any other failure ends the account with its code.
+/// backoff; any other failure ends the account with its code. OAuth 2.0 tokens expire: a
+/// token refused at login (77) makes the next round at once, which reruns the password command
+/// for a fresh token; refused again, the account ends with 77.
 async fn idle_one(
     job: &Job,
     poll: Duration,
@@ -247,10 +249,13 @@ async fn idle_one(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let mut backoff = BACKOFF_FIRST;
+    // A refused token was replaced by a fresh one since the last successful round.
+    let mut refreshed = false;
     let progress = Progress::none();
     loop {
         let mut report = |s: &Summary| {
             backoff = BACKOFF_FIRST;
+            refreshed = false;
             if summaries && (s.fetched > 0 || verbose) {
                 crate::log::line(summary_line(job, s));
             }
@@ -286,6 +291,14 @@ async fn idle_one(
         let wait = match round.await {
             Ok(imap_fetch::Watched::Stopped) => return Ok(()),
             Ok(imap_fetch::Watched::NoIdle) => poll,
+            Err(e) if exit::code_of(&e) == exit::NOPERM && job.auth.uses_token() && !refreshed => {
+                crate::log::line(format!(
+                    "{}: {e:#}; getting a fresh token from the password command",
+                    job.name
+                ));
+                refreshed = true;
+                continue;
+            }
             Err(e) if exit::code_of(&e) == exit::TEMPFAIL => {
                 let wait = backoff;
                 crate::log::line(format!(

@@ -21,6 +21,7 @@ use super::dest::{self, Delivery, Destination};
 use super::pop3::{self, Capabilities, Expect, Reader, Response, Status};
 use super::state::{Record, State};
 use super::{Progress, Summary, MAX_MESSAGE};
+use crate::auth::{Mechanism, SaslClient};
 use crate::exit;
 
 /// Most commands outstanding when the server pipelines.
@@ -119,6 +120,8 @@ async fn login(
         Auth::Any => Auth::User,
         other => other,
     };
+    // The JSON error of a refused token (RFC 7628 §3.2.2).
+    let mut refused = None;
     let s = match how {
         Auth::Apop => {
             let Some(stamp) = pop3::apop_timestamp(&greeting.text) else {
@@ -133,21 +136,40 @@ async fn login(
             let cmd = pop3::apop_command(&job.user, stamp, password);
             command(c, r, &cmd, Expect::Status).await?
         }
-        Auth::SaslPlain => {
-            let b64 = crate::auth::sasl_plain_encode("", &job.user, password);
-            let s = command(
+        Auth::SaslPlain | Auth::Xoauth2 | Auth::Oauthbearer => {
+            let mech = how.sasl().unwrap_or(Mechanism::Plain);
+            if mech != Mechanism::Plain && !capa.sasl.iter().any(|m| m == mech.name()) {
+                return Err(exit::fail(
+                    exit::UNAVAILABLE,
+                    format!("{}: the server does not offer SASL {mech}", c.server()),
+                ));
+            }
+            let mut sasl = SaslClient::new(mech, &job.user, password, &job.url.host, job.url.port);
+            // RFC 5034 §4: AUTH with the initial response.
+            let ir = sasl.initial_response().unwrap_or_default();
+            let mut s = command(
                 c,
                 r,
-                format!("AUTH PLAIN {b64}\r\n").as_bytes(),
+                format!("AUTH {mech} {ir}\r\n").as_bytes(),
                 Expect::Status,
             )
             .await?;
-            if s.status().continuation {
-                // The server wants the response after an empty challenge (RFC 5034 §4).
-                command(c, r, format!("{b64}\r\n").as_bytes(), Expect::Status).await?
-            } else {
-                s
+            // Each `+ challenge` gets one response line; at most a few rounds.
+            for _ in 0..4 {
+                if !s.status().continuation {
+                    break;
+                }
+                let step = sasl.step(s.status().text.as_bytes());
+                s = command(
+                    c,
+                    r,
+                    format!("{}\r\n", step.line).as_bytes(),
+                    Expect::Status,
+                )
+                .await?;
             }
+            refused = sasl.server_error().map(str::to_string);
+            s
         }
         Auth::User | Auth::Any => {
             let s = command(
@@ -176,7 +198,10 @@ async fn login(
         if s.continuation {
             let _ = c.send(b"*\r\n").await;
         }
-        Err(c.login_failed(s))
+        match refused {
+            Some(why) => Err(c.login_failed(s).context(format!("token refused: {why}"))),
+            None => Err(c.login_failed(s)),
+        }
     }
 }
 

@@ -23,6 +23,13 @@ pub fn run(data: &[u8]) {
         auth: (ctl & 4 != 0).then(|| Credentials {
             user: "fuzz".into(),
             password: "secret".into(),
+            mechanism: [
+                None,
+                Some(crate::auth::Mechanism::Xoauth2),
+                Some(crate::auth::Mechanism::Oauthbearer),
+                Some(crate::auth::Mechanism::Login),
+            ][usize::from(ctl >> 6)],
+            server: ("mx.fuzz.test".into(), 25),
         }),
         quit_after: match (ctl >> 3) & 7 {
             1 => Some(Stage::Mail),

@@ -351,7 +351,12 @@ fn server_route(flags: &Flags, account: &Account) -> Result<Route> {
                 ));
             }
             let password = password(flags, account, &host, &user)?;
-            Some(Credentials { user, password })
+            Some(Credentials {
+                user,
+                password,
+                mechanism: account.auth,
+                server: (host.clone(), port),
+            })
         }
     };
     Ok(Route::Server {

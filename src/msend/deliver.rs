@@ -152,6 +152,7 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
                 tls: tls.clone(),
                 user: None,
                 password_command: None,
+                mechanism: None,
             });
             options.credentials = auth.clone();
         }

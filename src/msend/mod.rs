@@ -99,6 +99,9 @@ pub struct Account {
     pub user: Option<String>,
     /// Command printing the password (run with `sh -c`).
     pub password_command: Option<String>,
+    /// AUTH mechanism (`plain`, `login`, `xoauth2`, `oauthbearer`); unset: PLAIN when offered,
+    /// else LOGIN. With XOAUTH2/OAUTHBEARER the password command prints the OAuth 2.0 token.
+    pub auth: Option<crate::auth::Mechanism>,
     /// Seconds the password command may run (default
     /// [`crate::outbound::password::PASSWORD_COMMAND_TIMEOUT`]).
     pub password_command_timeout: Option<u64>,

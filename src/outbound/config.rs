@@ -168,6 +168,8 @@ pub struct DomainPolicy {
     pub relayhost_user: Option<String>,
     /// Command printing the AUTH password.
     pub relayhost_password_command: Option<String>,
+    /// AUTH mechanism for this domain's relayhost (else `relayhost_auth`).
+    pub relayhost_auth: Option<crate::auth::Mechanism>,
 }
 
 /// The `[mrelayd.remote]` section.
@@ -192,8 +194,10 @@ pub struct RemoteConfig {
     pub relayhost_tls: Policy,
     /// AUTH user for the relayhost.
     pub relayhost_user: Option<String>,
-    /// Command whose first output line is the relayhost AUTH password.
+    /// Command whose first output line is the relayhost AUTH password (or OAuth token).
     pub relayhost_password_command: Option<String>,
+    /// AUTH mechanism; unset: PLAIN when offered, else LOGIN.
+    pub relayhost_auth: Option<crate::auth::Mechanism>,
     /// Seconds a password command may run before it is killed and the delivery deferred.
     pub relayhost_password_timeout_secs: u64,
     /// First retry after a temporary failure (doubling per attempt).
@@ -236,6 +240,7 @@ impl Default for RemoteConfig {
             relayhost_tls: default_relayhost_tls(),
             relayhost_user: None,
             relayhost_password_command: None,
+            relayhost_auth: None,
             relayhost_password_timeout_secs: PASSWORD_COMMAND_TIMEOUT.as_secs(),
             retry_initial_secs: DEFAULT_RETRY_INITIAL_SECS,
             retry_max_secs: DEFAULT_RETRY_MAX_SECS,

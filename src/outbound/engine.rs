@@ -594,10 +594,13 @@ impl Engine {
                 tls,
                 user,
                 password_command,
+                mechanism,
             }) => {
                 let auth = match (user, password_command) {
                     _ if self.options.credentials.is_some() => self.options.credentials.clone(),
                     (Some(u), Some(cmd)) => Some(Credentials {
+                        mechanism: *mechanism,
+                        server: (relayhost.host.clone(), relayhost.port),
                         user: u.clone(),
                         password: password_from_command_async(
                             cmd,

@@ -48,8 +48,10 @@ pub struct RelayRoute {
     pub tls: Policy,
     /// AUTH user.
     pub user: Option<String>,
-    /// Command printing the password.
+    /// Command printing the password (or the OAuth 2.0 token).
     pub password_command: Option<String>,
+    /// AUTH mechanism (`relayhost_auth`); `None`: PLAIN when offered, else LOGIN.
+    pub mechanism: Option<crate::auth::Mechanism>,
 }
 
 /// Where a group of recipients goes.
@@ -157,6 +159,7 @@ impl RemoteConfig {
                 tls: with_ca(&self.relayhost_tls),
                 user: self.relayhost_user.clone(),
                 password_command: self.relayhost_password_command.clone(),
+                mechanism: self.relayhost_auth,
             }),
             None => None,
         };
@@ -175,6 +178,7 @@ impl RemoteConfig {
                         .relayhost_password_command
                         .clone()
                         .or_else(|| self.relayhost_password_command.clone()),
+                    mechanism: p.relayhost_auth.or(self.relayhost_auth),
                 }),
                 None => match &p.tls {
                     Some(t) => DomainRoute::MxTls(with_ca(t)),
@@ -297,6 +301,7 @@ mod tests {
                 tls: relayhost_tls(tls).unwrap(),
                 user: user.map(str::to_string),
                 password_command: None,
+                mechanism: None,
             })
         };
         let a = hop(Some("a"), "starttls").key();

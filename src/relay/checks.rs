@@ -47,6 +47,7 @@ pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()>
         relayhost_tls: Some(remote.relayhost_tls.clone()),
         relayhost_user: remote.relayhost_user.clone(),
         relayhost_password_command: remote.relayhost_password_command.clone(),
+        relayhost_auth: remote.relayhost_auth,
     };
     let mut credentials_used = false;
     let routes = std::iter::once((None, &global)).chain(

@@ -3,7 +3,8 @@
 //! [`Client`] is a sans-IO state machine (RFC 5321 §3-4): feed it each server [`Reply`] with
 //! [`Client::on_reply`] and perform the [`Action`]s it returns (bytes to send, a TLS upgrade to do,
 //! "session ready", "transaction done", failure). It handles the greeting, EHLO with HELO fallback,
-//! the EHLO extensions, STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), and transactions with
+//! the EHLO extensions, STARTTLS (RFC 3207), AUTH (RFC 4954: PLAIN, LOGIN, XOAUTH2, OAUTHBEARER
+//! through the one SASL client, [`crate::auth::sasl_client`]), and transactions with
 //! MAIL/RCPT/DATA, pipelined when the server offers PIPELINING (RFC 2920). A session can carry
 //! several transactions (persistent connections). The async driver that runs it over a socket
 //! is [`crate::net::smtp`].
@@ -12,7 +13,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use super::reply::Reply;
-use crate::auth::{sasl_login_encode, sasl_plain_encode};
+use crate::auth::{Mechanism, SaslClient};
 use crate::rfc5322;
 use crate::tls;
 
@@ -143,14 +144,24 @@ impl Extensions {
 pub struct Credentials {
     /// Authentication identity.
     pub user: String,
-    /// Password (never shown in transcripts).
+    /// Password, or the OAuth 2.0 token of XOAUTH2/OAUTHBEARER (never shown in transcripts).
     pub password: String,
+    /// The mechanism to use; `None`: PLAIN when offered, else LOGIN.
+    pub mechanism: Option<Mechanism>,
+    /// The server's host name and port, sent by OAUTHBEARER (RFC 7628 §3.1).
+    pub server: (String, u16),
 }
 
 impl Credentials {
-    /// The `AUTH PLAIN` response (RFC 4616), without an authorization identity.
-    fn plain(&self) -> String {
-        sasl_plain_encode("", &self.user, &self.password)
+    /// PLAIN-or-LOGIN credentials (the mechanism chosen by what the server offers), for
+    /// `host`:`port`.
+    pub fn password(user: String, password: String, host: &str, port: u16) -> Credentials {
+        Credentials {
+            user,
+            password,
+            mechanism: None,
+            server: (host.to_string(), port),
+        }
     }
 }
 
@@ -158,8 +169,8 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Credentials {{ user: {:?}, password: <redacted> }}",
-            self.user
+            "Credentials {{ user: {:?}, password: <redacted>, mechanism: {:?} }}",
+            self.user, self.mechanism
         )
     }
 }
@@ -319,10 +330,7 @@ enum Expect {
     Ehlo,
     Helo,
     StartTls,
-    AuthPlain,
-    AuthLoginUser,
-    AuthLoginPass,
-    AuthLoginDone,
+    Auth,
     Mail,
     Rcpt(usize),
     Data,
@@ -353,6 +361,8 @@ pub struct Client {
     ext: Extensions,
     tls_active: bool,
     authenticated: bool,
+    /// The SASL exchange of AUTH in progress.
+    sasl: Option<SaslClient>,
     ready: bool,
     closed: bool,
     greeting: Option<Reply>,
@@ -402,6 +412,7 @@ impl Client {
             ext: Extensions::default(),
             tls_active,
             authenticated: false,
+            sasl: None,
             ready: false,
             closed: false,
             greeting: None,
@@ -466,10 +477,7 @@ impl Client {
             Expect::Greeting => Stage::Banner,
             Expect::Ehlo | Expect::Helo => Stage::Ehlo,
             Expect::StartTls => Stage::Tls,
-            Expect::AuthPlain
-            | Expect::AuthLoginUser
-            | Expect::AuthLoginPass
-            | Expect::AuthLoginDone => Stage::Auth,
+            Expect::Auth => Stage::Auth,
             Expect::Mail => Stage::Mail,
             Expect::Rcpt(_) => Stage::Rcpt,
             Expect::Data => Stage::Data,
@@ -621,10 +629,7 @@ impl Client {
             Expect::Ehlo => self.on_ehlo(reply),
             Expect::Helo => self.on_helo(reply),
             Expect::StartTls => self.on_starttls(reply),
-            Expect::AuthPlain
-            | Expect::AuthLoginUser
-            | Expect::AuthLoginPass
-            | Expect::AuthLoginDone => self.on_auth(expect, reply),
+            Expect::Auth => self.on_auth(reply),
             Expect::Mail => self.on_mail(reply),
             Expect::Rcpt(i) => self.on_rcpt(i, reply),
             Expect::Data => self.on_data(reply),
@@ -795,60 +800,62 @@ impl Client {
         let Some(creds) = &self.settings.auth else {
             return self.session_ready(); // not reached: called only with credentials
         };
-        if self.ext.auth.iter().any(|m| m == "PLAIN") {
-            let bytes = format!("AUTH PLAIN {}\r\n", creds.plain()).into_bytes();
-            self.expect.push_back(Expect::AuthPlain);
-            return vec![Action::Send {
-                bytes,
-                shown: Some("AUTH PLAIN <redacted>".into()),
-            }];
-        }
-        if self.ext.auth.iter().any(|m| m == "LOGIN") {
-            self.expect.push_back(Expect::AuthLoginUser);
-            return vec![cmd("AUTH LOGIN".into())];
-        }
-        let offered = self.ext.auth.clone();
-        self.fail(Error::AuthUnsupported(offered))
+        let offered = |m: Mechanism| self.ext.auth.iter().any(|a| a == m.name());
+        let mech = match creds.mechanism {
+            Some(m) if offered(m) => m,
+            None if offered(Mechanism::Plain) => Mechanism::Plain,
+            None if offered(Mechanism::Login) => Mechanism::Login,
+            _ => {
+                let offered = self.ext.auth.clone();
+                return self.fail(Error::AuthUnsupported(offered));
+            }
+        };
+        let (host, port) = &creds.server;
+        let mut sasl = SaslClient::new(mech, &creds.user, &creds.password, host, *port);
+        // RFC 4954 §4: the initial response goes with the command.
+        let action = match sasl.initial_response() {
+            Some(ir) => Action::Send {
+                bytes: format!("AUTH {mech} {ir}\r\n").into_bytes(),
+                shown: Some(format!("AUTH {mech} <redacted>")),
+            },
+            None => cmd(format!("AUTH {mech}")),
+        };
+        self.sasl = Some(sasl);
+        self.expect.push_back(Expect::Auth);
+        vec![action]
     }
 
-    fn on_auth(&mut self, step: Expect, reply: Reply) -> Vec<Action> {
-        let Some(creds) = &self.settings.auth else {
+    fn on_auth(&mut self, reply: Reply) -> Vec<Action> {
+        let Some(sasl) = self.sasl.as_mut() else {
             return self.fail(Error::Protocol("AUTH reply without credentials".into()));
         };
         if reply.code == 334 {
-            let (next, bytes, shown) = match step {
-                // PLAIN with an empty challenge: the server wants the response now.
-                Expect::AuthPlain => (
-                    Expect::AuthLoginDone,
-                    creds.plain(),
-                    "<redacted>".to_string(),
-                ),
-                Expect::AuthLoginUser => {
-                    let user = sasl_login_encode(&creds.user);
-                    (Expect::AuthLoginPass, user.clone(), user)
-                }
-                Expect::AuthLoginPass => (
-                    Expect::AuthLoginDone,
-                    sasl_login_encode(&creds.password),
-                    "<redacted>".to_string(),
-                ),
-                _ => {
-                    // Another challenge after the password: cancel (RFC 4954 §4).
-                    self.expect.push_back(Expect::AuthLoginDone);
-                    return vec![cmd("*".into())];
-                }
+            let challenge = reply.lines.first().map(String::as_str).unwrap_or("");
+            let r = sasl.step(challenge.as_bytes());
+            let shown = if r.secret {
+                "<redacted>".to_string()
+            } else {
+                r.line.clone()
             };
-            self.expect.push_back(next);
-            let mut bytes = bytes.into_bytes();
+            self.expect.push_back(Expect::Auth);
+            let mut bytes = r.line.into_bytes();
             bytes.extend_from_slice(b"\r\n");
             return vec![Action::Send {
                 bytes,
                 shown: Some(shown),
             }];
         }
+        let sasl = self.sasl.take();
         if reply.code == 235 {
             self.authenticated = true;
             return self.session_ready();
+        }
+        let mut reply = reply;
+        if let Some(e) = sasl.as_ref().and_then(|s| s.server_error()) {
+            // RFC 7628 §3.2.2: say why the token was refused.
+            if let Some(last) = reply.lines.last_mut() {
+                last.push_str(&format!(" (server said: {})", e.trim()));
+            }
         }
         self.fail(Error::Rejected {
             stage: Stage::Auth,
@@ -1053,10 +1060,8 @@ mod tests {
         Settings {
             ehlo_name: "client.test".into(),
             tls,
-            auth: auth.then(|| Credentials {
-                user: "alice".into(),
-                password: "secret".into(),
-            }),
+            auth: auth
+                .then(|| Credentials::password("alice".into(), "secret".into(), "mx.test", 25)),
             quit_after: None,
         }
     }
