@@ -22,6 +22,9 @@ _mrelayd() {
             mrelayd,__spawner)
                 cmd="mrelayd__subcmd____spawner"
                 ;;
+            mrelayd,dkim)
+                cmd="mrelayd__subcmd__dkim"
+                ;;
             mrelayd,explain)
                 cmd="mrelayd__subcmd__explain"
                 ;;
@@ -43,11 +46,26 @@ _mrelayd() {
             mrelayd,serve)
                 cmd="mrelayd__subcmd__serve"
                 ;;
+            mrelayd__subcmd__dkim,help)
+                cmd="mrelayd__subcmd__dkim__subcmd__help"
+                ;;
+            mrelayd__subcmd__dkim,keygen)
+                cmd="mrelayd__subcmd__dkim__subcmd__keygen"
+                ;;
+            mrelayd__subcmd__dkim__subcmd__help,help)
+                cmd="mrelayd__subcmd__dkim__subcmd__help__subcmd__help"
+                ;;
+            mrelayd__subcmd__dkim__subcmd__help,keygen)
+                cmd="mrelayd__subcmd__dkim__subcmd__help__subcmd__keygen"
+                ;;
             mrelayd__subcmd__help,__child)
                 cmd="mrelayd__subcmd__help__subcmd____child"
                 ;;
             mrelayd__subcmd__help,__spawner)
                 cmd="mrelayd__subcmd__help__subcmd____spawner"
+                ;;
+            mrelayd__subcmd__help,dkim)
+                cmd="mrelayd__subcmd__help__subcmd__dkim"
                 ;;
             mrelayd__subcmd__help,explain)
                 cmd="mrelayd__subcmd__help__subcmd__explain"
@@ -69,6 +87,9 @@ _mrelayd() {
                 ;;
             mrelayd__subcmd__help,serve)
                 cmd="mrelayd__subcmd__help__subcmd__serve"
+                ;;
+            mrelayd__subcmd__help__subcmd__dkim,keygen)
+                cmd="mrelayd__subcmd__help__subcmd__dkim__subcmd__keygen"
                 ;;
             mrelayd__subcmd__help__subcmd__queue,hold)
                 cmd="mrelayd__subcmd__help__subcmd__queue__subcmd__hold"
@@ -128,7 +149,7 @@ _mrelayd() {
 
     case "${cmd}" in
         mrelayd)
-            opts="-c -h -V --config --help --version serve inetd queue flush quickstart __spawner __child explain help"
+            opts="-c -h -V --config --help --version serve inetd queue flush quickstart __spawner __child dkim explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +199,108 @@ _mrelayd() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__dkim)
+            opts="-c -h --config --help keygen help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__dkim__subcmd__help)
+            opts="keygen help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__dkim__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__dkim__subcmd__help__subcmd__keygen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__dkim__subcmd__keygen)
+            opts="-o -c -h --algorithm --bits --output --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --algorithm)
+                    COMPREPLY=($(compgen -W "rsa ed25519" -- "${cur}"))
+                    return 0
+                    ;;
+                --bits)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -258,7 +381,7 @@ _mrelayd() {
             return 0
             ;;
         mrelayd__subcmd__help)
-            opts="serve inetd queue flush quickstart __spawner __child explain help"
+            opts="serve inetd queue flush quickstart __spawner __child dkim explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -288,6 +411,34 @@ _mrelayd() {
         mrelayd__subcmd__help__subcmd____spawner)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__help__subcmd__dkim)
+            opts="keygen"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mrelayd__subcmd__help__subcmd__dkim__subcmd__keygen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

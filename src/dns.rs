@@ -207,6 +207,40 @@ fn fqdn(name: &str) -> String {
     }
 }
 
+/// The one resolver setup of mailkit (server, port, timeouts, attempts), for [`MxResolver`]
+/// and for libraries that bring their own hickory resolver (mail-auth's, in [`crate::dkim`]):
+/// `server` (from `--resolver` or `resolver =`), else the system's `/etc/resolv.conf`. With a
+/// server given, every name is asked of it: `/etc/hosts` is not read (it would answer
+/// `localhost`, this host's name and whatever else it lists in place of the server the admin
+/// named); only the special-use `localhost` zone stays loopback without a query (RFC 6761
+/// §6.3). Every query has [`QUERY_TIMEOUT`] and [`QUERY_ATTEMPTS`].
+pub fn resolver_setup(
+    server: Option<SocketAddr>,
+) -> Result<(ResolverConfig, ResolverOpts), String> {
+    let mut opts = ResolverOpts::default();
+    opts.timeout = QUERY_TIMEOUT;
+    opts.attempts = QUERY_ATTEMPTS;
+    let config = match server {
+        Some(addr) => {
+            opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+            ns.trust_negative_responses = true;
+            ns.connections = vec![udp, tcp];
+            ResolverConfig::from_name_servers(vec![ns])
+        }
+        None => {
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| format!("reading the system resolver configuration: {e}"))?
+                .0
+        }
+    };
+    Ok((config, opts))
+}
+
 /// The MX resolver: hickory over the system configuration or one given server.
 #[derive(Clone)]
 pub struct MxResolver {
@@ -214,34 +248,10 @@ pub struct MxResolver {
 }
 
 impl MxResolver {
-    /// A resolver using `server` (from `--resolver` or `resolver =`), else the system's
-    /// `/etc/resolv.conf`. With a server given, every name is asked of it: `/etc/hosts` is not
-    /// read (it would answer `localhost`, this host's name and whatever else it lists in place
-    /// of the server the admin named); only the special-use `localhost` zone stays loopback
-    /// without a query (RFC 6761 §6.3).
+    /// A resolver using `server`, else the system's `/etc/resolv.conf` ([`resolver_setup`]).
     pub fn new(server: Option<SocketAddr>) -> Result<MxResolver, String> {
-        let mut opts = ResolverOpts::default();
-        opts.timeout = QUERY_TIMEOUT;
-        opts.attempts = QUERY_ATTEMPTS;
-        if server.is_some() {
-            opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-        }
-        let builder = match server {
-            Some(addr) => {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                ns.trust_negative_responses = true;
-                ns.connections = vec![udp, tcp];
-                let config = ResolverConfig::from_name_servers(vec![ns]);
-                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            }
-            None => TokioResolver::builder_tokio()
-                .map_err(|e| format!("reading the system resolver configuration: {e}"))?,
-        };
-        let resolver = builder
+        let (config, opts) = resolver_setup(server)?;
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()
             .map_err(|e| format!("setting up the DNS resolver: {e}"))?;

@@ -616,6 +616,7 @@ fn parser_fields(table: &str) -> std::collections::BTreeSet<&'static str> {
         "mrelayd.remote" => fields_of::<mailkit::outbound::config::RemoteConfig>(),
         "mrelayd.remote.domains.DOMAIN" => fields_of::<mailkit::outbound::config::DomainPolicy>(),
         "mrelayd.filter.NAME" => fields_of::<mailkit::relay::filter::FilterConfig>(),
+        "mrelayd.dkim.DOMAIN" => fields_of::<mailkit::dkim::DomainKeys>(),
         "mpopd" => fields_of::<mailkit::pop3::Pop3Config>(),
         "mpopd.listen[]" => fields_of::<Listener<mailkit::pop3::config::Role>>(),
         "mimapd" => fields_of::<mailkit::imap::ImapConfig>(),

@@ -3,7 +3,8 @@
 //!
 //! This file is the command line only. The daemon is [`crate::relay::daemon`] (with the queue
 //! runner in [`crate::relay::runner`]), the queue commands and `explain` are
-//! [`crate::relay::admin`], and `quickstart` is [`crate::relay::quickstart`].
+//! [`crate::relay::admin`], `quickstart` is [`crate::relay::quickstart`] and `dkim keygen`
+//! is [`crate::relay::sender_auth::keygen`].
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -21,19 +22,23 @@ EXIT STATUS:
   64  usage error
   67  queue show/remove/hold/release: no such queue entry
   71  cannot bind, cannot drop privileges
+  73  dkim keygen: the key file exists already or cannot be written
   75  temporary failure (address in use: quickstart checks its ports before the banner; I/O error)
   78  configuration error, also a setup that cannot work, found at start: a submission or
       submissions listener without [tls] cert (AUTH is only offered over TLS), relayhost_user
       with relayhost_tls = \"none\" or without relayhost_password_command (every message
       would be deferred 4.7.0); doubtful ones (relayhost_tls = \"may\" with relayhost_user,
       credentials without a relayhost) get one warning line at start; a content filter without
-      a command, or two filters for one listener role
+      a command, or two filters for one listener role; a DKIM key in
+      [mrelayd.dkim] that cannot be read, is no RSA or Ed25519 key, or is readable by others
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared
                               [users], [tls], [auth], [run_as]; every key under
                               CONFIGURATION below
   <state_dir>/queue/          the queue: tmp/, msg/, hold/, state/ (see the queue module docs)
+  <state_dir>/dkim/           where dkim keygen writes DOMAIN.SELECTOR.pem (0600) when neither
+                              -o nor the config names the key file
   aliases file                name: target, target2, |command, /path/to/Maildir/ (re-read
                               when it changes; a broken edit is logged, the last good one kept);
                               postmaster (RFC 5321 4.5.1) must resolve at every local domain,
@@ -178,7 +183,14 @@ and an aliases file. Other domains are relayed to their MX hosts (or a relayhost
 opportunistic or required STARTTLS, cached connections and concurrency limits; temporary failures \
 are retried with exponential back-off (5 minutes doubling to 1 hour, for 5 days by default), \
 permanent ones and expired messages bounce to the sender as RFC 3464 DSNs honouring NOTIFY, RET \
-and ENVID, and a delay warning goes out after 4 hours. A content filter command per listener role ([mrelayd.filter.NAME], e.g. SpamAssassin) can accept, reject (550 5.7.1) or tempfail (451 4.7.1) each message before the reply, and add header lines.",
+and ENVID, and a delay warning goes out after 4 hours. A content filter command per listener role ([mrelayd.filter.NAME], e.g. SpamAssassin) can accept, reject (550 5.7.1) or tempfail (451 4.7.1) each message before the reply, and add header lines. \
+DKIM (RFC 6376): mail from authenticated \
+users and trusted networks whose From: domain has keys in [mrelayd.dkim.\"DOMAIN\"] is signed \
+once, when it is queued (relaxed/relaxed, RSA-SHA256 and Ed25519-SHA256, both when both keys \
+exist; `mrelayd dkim keygen` makes keys and prints the DNS record); every DKIM-Signature of mail \
+on the smtp listener is verified and the result added in an Authentication-Results: field \
+(RFC 8601) at the top, after removing any that claim our authserv-id; a DNS failure is \
+dkim=temperror, never a rejection.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]
@@ -230,6 +242,12 @@ pub enum Cmd {
     /// Internal: a child the spawner runs as a system user (`deliver USER MAILDIR SENDER RCPT`).
     #[command(name = "__child", hide = true)]
     Child(super::ChildArgs),
+    /// DKIM keys: `mrelayd dkim keygen DOMAIN SELECTOR`.
+    Dkim {
+        /// What to do.
+        #[command(subcommand)]
+        action: DkimCmd,
+    },
     /// Print what the running config would answer to a client, stage by stage, and why.
     Explain {
         /// The client's IP address.
@@ -250,6 +268,28 @@ pub enum Cmd {
         /// Recipients.
         #[arg(required = true, value_name = "RCPT")]
         rcpts: Vec<String>,
+    },
+}
+
+/// `mrelayd dkim` actions.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum DkimCmd {
+    /// Write a new DKIM private key (0600) and print the DNS TXT record to publish.
+    Keygen {
+        /// The signing domain (d=).
+        domain: String,
+        /// The selector (s=): the key's DNS name is SELECTOR._domainkey.DOMAIN.
+        selector: String,
+        /// Key algorithm: rsa (rsa-sha256) or ed25519 (ed25519-sha256, RFC 8463).
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: crate::dkim::Algorithm,
+        /// RSA key size in bits (2048 to 4096).
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Key file to write (default: the config's path for DOMAIN and SELECTOR, else
+        /// STATE_DIR/dkim/DOMAIN.SELECTOR.pem); an existing file is never replaced.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -330,6 +370,25 @@ impl super::Tool for Args {
                     QueueCmd::Hold { id } => admin::hold(&queue, &id)?,
                     QueueCmd::Release { id } => admin::release(&queue, &id)?,
                 }
+            }
+            Cmd::Dkim {
+                action:
+                    DkimCmd::Keygen {
+                        domain,
+                        selector,
+                        algorithm,
+                        bits,
+                        output,
+                    },
+            } => {
+                let k = crate::relay::sender_auth::Keygen {
+                    domain,
+                    selector,
+                    algorithm,
+                    bits,
+                    output,
+                };
+                crate::relay::sender_auth::keygen(&config, &relay, &k, &mut out())?;
             }
             Cmd::Flush => {
                 let flushed = admin::flush(&config, &relay)?;

@@ -452,6 +452,27 @@ pub const TABLES: &[Table] = &[
                  redirects and vacation replies go into mrelayd's own queue (no msend needed).",
             ),
             key(
+                "authserv_id",
+                "string",
+                Text("hostname"),
+                "authserv-id of the Authentication-Results: field mrelayd adds (RFC 8601); \
+                 such fields of incoming mail claiming it are removed first.",
+            ),
+            key(
+                "dkim_verify",
+                "boolean",
+                Toml("true"),
+                "Verify every DKIM-Signature of mail on the smtp listener (keys by DNS through \
+                 [mrelayd.remote] resolver) and add Authentication-Results: dkim=... at the top; \
+                 a DNS failure is dkim=temperror, never a rejection.",
+            ),
+            key(
+                "dkim",
+                "table of tables",
+                Toml("{}"),
+                "DKIM signing keys per domain, see [mrelayd.dkim.\"DOMAIN\"].",
+            ),
+            key(
                 "remote",
                 "table",
                 Text("see [mrelayd.remote]"),
@@ -677,6 +698,22 @@ pub const TABLES: &[Table] = &[
                 "Per destination domain, see [mrelayd.remote.domains.\"DOMAIN\"].",
             ),
         ],
+    },
+    Table {
+        name: "mrelayd.dkim.DOMAIN",
+        header: "[mrelayd.dkim.\"DOMAIN\"]",
+        programs: &["mrelayd"],
+        about: "DKIM signing (RFC 6376) of mail whose From: is in DOMAIN, when it comes from an \
+                authenticated submitter or a trusted network: relaxed/relaxed, no l=, From \
+                over-signed.",
+        keys: &[key(
+            "keys",
+            "table of paths",
+            Toml("{}"),
+            "Selector = private key file (PEM, 0600; from mrelayd dkim keygen). The algorithm \
+             comes from the key (RSA: rsa-sha256, Ed25519: ed25519-sha256); every key of the \
+             domain signs, so an RSA and an Ed25519 key give two signatures.",
+        )],
     },
     Table {
         name: "mrelayd.remote.domains.DOMAIN",

@@ -5,6 +5,7 @@
 //! same body in an ordinary `cargo test`.
 
 pub mod aliases;
+pub mod authres;
 pub mod config;
 pub mod dsn_build;
 pub mod filter_headers;
@@ -33,6 +34,7 @@ pub type Body = fn(&[u8]);
 /// Every fuzz target by name (the `[[bin]]` names in `fuzz/Cargo.toml`) with its body.
 pub const TARGETS: &[(&str, Body)] = &[
     ("aliases", aliases::run),
+    ("authres", authres::run),
     ("config", config::run),
     ("dsn_build", dsn_build::run),
     ("filter_headers", filter_headers::run),

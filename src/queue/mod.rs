@@ -816,19 +816,69 @@ impl Incoming {
     }
 
     /// Puts `extra` (complete header lines, CRLF) into the message right after the header
-    /// given to [`Queue::begin`] (our Received: line), before the content: the file is copied
-    /// with them to `tmp/ID.ins` (created and locked as `tmp/ID` was), which then replaces
-    /// `tmp/ID`; receiving goes on in the new file. On an error `tmp/ID` is as it was. The
-    /// copy costs one read and write of the message; mrelayd does it only for a content
-    /// filter's header lines, at the end of the content.
+    /// given to [`Queue::begin`] (our Received: line), before the content ([`Self::splice`]);
+    /// mrelayd does it only for a content filter's header lines, at the end of the content.
     pub fn insert_after_header(&mut self, extra: &[u8]) -> io::Result<()> {
+        self.splice(self.header_len, 0, extra)?;
+        self.header_len += extra.len() as u64;
+        Ok(())
+    }
+
+    /// Replaces the first `old_len` octets of the message (its header section, as
+    /// [`Self::header_section`] gave it) with `head`, before the commit: header fields added
+    /// on top or removed at the end of DATA (DKIM, [`crate::relay::sender_auth`]).
+    pub fn rewrite_header(&mut self, head: &[u8], old_len: u64) -> io::Result<()> {
+        self.splice(0, old_len, head)?;
+        // Our Received: line is inside the rewritten head, wherever it went.
+        self.header_len = 0;
+        Ok(())
+    }
+
+    /// The message written so far (our Received: header first), read back whole, for checks
+    /// that need all of it at the end of DATA (DKIM). In memory: the message size limit bounds it.
+    pub fn content(&mut self) -> io::Result<Vec<u8>> {
+        let mut data = Vec::new();
+        self.message_file()?.read_to_end(&mut data)?;
+        Ok(data)
+    }
+
+    /// The start of the message (our Received: header first) up to the end of its header
+    /// section (the empty line not included), at most `max` octets: what the checks at the
+    /// end of DATA look at before deciding whether they need all of it ([`Self::content`]).
+    pub fn header_section(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut f = self.message_file()?;
+        let mut head = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        while head.len() < max {
+            let n = f.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+            // header_end says `len` while no empty line has arrived yet.
+            let end = crate::rfc5322::header_end(&head);
+            if end.header < head.len() {
+                head.truncate(end.header.min(max));
+                return Ok(head);
+            }
+        }
+        head.truncate(max);
+        Ok(head)
+    }
+
+    /// Replaces the `old_len` octets of the message at `at` with `new`, before the commit: the
+    /// file is copied with the change to `tmp/ID.splice` (created and locked as `tmp/ID` was),
+    /// which then replaces `tmp/ID`; receiving goes on in the new file. The file is never
+    /// acknowledged before the commit, so a crash halfway leaves only what [`Queue::recover`]
+    /// removes; on an error `tmp/ID` is as it was. It costs one read and write of the message.
+    fn splice(&mut self, at: u64, old_len: u64, new: &[u8]) -> io::Result<()> {
         let w = self
             .writer
             .as_mut()
             .ok_or_else(|| io::Error::other("message already committed"))?;
         w.flush()?;
         let tmp = self.queue.dir("tmp")?;
-        let name = format!("{}.ins", self.id);
+        let name = format!("{}.splice", self.id);
         let file = tmp.create_new(&name, QUEUE_FILE_MODE)?;
         let copied = (|| -> io::Result<io::BufWriter<File>> {
             // As in begin(): marks the file live for recover() while it is being written.
@@ -838,12 +888,14 @@ impl Incoming {
             }
             let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
             let mut old = tmp.open_read(&self.id)?;
-            let head = self.envelope_len + self.header_len;
-            let n = io::copy(&mut (&mut old).take(head), &mut out)?;
-            if n != head {
+            let keep = self.envelope_len + at;
+            if io::copy(&mut (&mut old).take(keep), &mut out)? != keep {
                 return Err(io::Error::other("queue file shorter than its header"));
             }
-            out.write_all(extra)?;
+            if io::copy(&mut (&mut old).take(old_len), &mut io::sink())? != old_len {
+                return Err(io::Error::other("queue file shorter than its header"));
+            }
+            out.write_all(new)?;
             io::copy(&mut old, &mut out)?;
             out.flush()?;
             tmp.rename_replace(&name, tmp, &self.id)?;
@@ -853,8 +905,7 @@ impl Incoming {
             Ok(out) => {
                 // The old file (replaced, so unlinked) closes here, its lock with it.
                 self.writer = Some(out);
-                self.header_len += extra.len() as u64;
-                self.size += extra.len() as u64;
+                self.size = (self.size + new.len() as u64).saturating_sub(old_len);
                 Ok(())
             }
             Err(e) => {
@@ -1037,6 +1088,37 @@ mod tests {
     }
 
     #[test]
+    fn content_read_back_and_header_rewritten_before_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let id = new_id();
+        let mut inc = q.begin(&id, &env(1), b"Received: x\r\n").unwrap();
+        inc.write(b"Subject: a\r\n\r\nbody\r\n").unwrap();
+        let all = b"Received: x\r\nSubject: a\r\n\r\nbody\r\n";
+        assert_eq!(inc.content().unwrap(), all);
+        let head = inc.header_section(1 << 20).unwrap();
+        assert_eq!(head, b"Received: x\r\nSubject: a\r\n");
+        assert_eq!(inc.header_section(5).unwrap(), b"Recei");
+        inc.rewrite_header(b"X-New: 1\r\nReceived: x\r\n", head.len() as u64)
+            .unwrap();
+        inc.write(b"more\r\n").unwrap();
+        assert_eq!(q.dir("tmp").unwrap().list().unwrap().len(), 1);
+        inc.commit().unwrap();
+        let (e, mut r) = q.open_message(&id).unwrap();
+        assert_eq!(e, env(1));
+        let mut m = Vec::new();
+        r.read_to_end(&mut m).unwrap();
+        assert_eq!(m, b"X-New: 1\r\nReceived: x\r\n\r\nbody\r\nmore\r\n");
+        // Without an empty line the whole message is header.
+        let mut inc = q.begin(&new_id(), &env(1), b"").unwrap();
+        inc.write(b"A: b\nC: d\n").unwrap();
+        assert_eq!(inc.header_section(1 << 20).unwrap(), b"A: b\nC: d\n");
+        let mut inc = q.begin(&new_id(), &env(1), b"").unwrap();
+        inc.write(b"A: b\n\nC: d\n").unwrap();
+        assert_eq!(inc.header_section(1 << 20).unwrap(), b"A: b\n");
+    }
+
+    #[test]
     fn message_file_and_inserted_headers() {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path()).unwrap();
@@ -1074,7 +1156,7 @@ mod tests {
         let id = new_id();
         let mut m = q.begin(&id, &env(1), b"R: y\r\n").unwrap();
         m.write(b"S: t\r\n\r\nb").unwrap();
-        fs::write(dir.path().join("tmp").join(format!("{id}.ins")), b"").unwrap();
+        fs::write(dir.path().join("tmp").join(format!("{id}.splice")), b"").unwrap();
         assert!(m.insert_after_header(b"X-C: 3\r\n").is_err());
         m.commit().unwrap();
         let data = q.lock(&id).unwrap().unwrap().read_message().unwrap();

@@ -117,6 +117,8 @@ struct Daemon {
     accepted: Mutex<Vec<String>>,
     /// Whether to collect `accepted` (inetd mode).
     collect_accepted: bool,
+    /// DKIM signing and verification at the end of DATA.
+    sender_auth: super::sender_auth::SenderAuth,
 }
 
 /// What mrelayd hands the [`Frame`]: the session handler over the shared [`Daemon`], and the
@@ -146,7 +148,13 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         relay.per_ip_exempt()?,
         relay.idle_timeout_secs,
     )?;
+    let sender_auth = super::sender_auth::SenderAuth::new(
+        &config.hostname,
+        relay,
+        relay.remote.resolver_addr().map_err(anyhow::Error::msg)?,
+    )?;
     let daemon = Arc::new(Daemon {
+        sender_auth,
         hostname: config.hostname.clone(),
         relay: relay.clone(),
         router: router.clone(),
@@ -497,7 +505,23 @@ impl driver::Policy for SessionPolicy {
             }
             (_, receiving) => receiving,
         };
-        commit(&self.d, &self.who, receiving).await
+        self.receiving = receiving;
+        // DKIM signing and verification on the whole message, before the fsync (one call;
+        // relay::sender_auth).
+        if let Some(Ok(r)) = self.receiving.as_mut() {
+            let checks = super::sender_auth::Checks {
+                verify: self.client.role == Role::Smtp,
+                sign: self.client.user.is_some()
+                    || self.d.router.trusted_network(self.client.ip).is_some(),
+            };
+            let auth = &self.d.sender_auth;
+            if let Err(e) = auth.end_of_data(&mut r.incoming, checks, &self.who).await {
+                let who = &self.who;
+                log::line(format_args!("{who}: writing a message to the queue: {e}"));
+                self.receiving = Some(Err(()));
+            }
+        }
+        commit(&self.d, &self.who, self.receiving.take()).await
     }
 }
 

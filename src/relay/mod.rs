@@ -72,6 +72,7 @@ pub mod filter;
 pub mod local;
 pub mod quickstart;
 pub mod runner;
+pub mod sender_auth;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -224,15 +225,25 @@ pub struct RelayConfig {
     pub remote: crate::outbound::config::RemoteConfig,
     /// Content filters by name (`[mrelayd.filter.NAME]`, [`filter`]).
     pub filter: BTreeMap<String, filter::FilterConfig>,
+    /// The authserv-id of our `Authentication-Results:` fields (RFC 8601 §2.5); unset: the
+    /// hostname.
+    pub authserv_id: Option<String>,
+    /// Verify the DKIM signatures of mail on the `smtp` listener and say so in an
+    /// `Authentication-Results:` field (RFC 6376 §6, RFC 8601).
+    pub dkim_verify: bool,
+    /// DKIM signing keys per domain (`[mrelayd.dkim."DOMAIN"]`, [`crate::dkim`]).
+    pub dkim: std::collections::BTreeMap<String, crate::dkim::DomainKeys>,
 }
 
 impl crate::config::Section for RelayConfig {
     fn paths(&mut self) -> Vec<&mut PathBuf> {
         let remote = self.remote.ca_file.iter_mut();
+        let dkim = self.dkim.values_mut().flat_map(|d| d.keys.values_mut());
         self.queue_dir
             .iter_mut()
             .chain(self.aliases.iter_mut())
             .chain(remote)
+            .chain(dkim)
             .collect()
     }
     fn templates(&mut self) -> Vec<&mut String> {
@@ -277,6 +288,9 @@ impl Default for RelayConfig {
             sieve: None,
             remote: crate::outbound::config::RemoteConfig::default(),
             filter: BTreeMap::new(),
+            authserv_id: None,
+            dkim_verify: true,
+            dkim: std::collections::BTreeMap::new(),
         }
     }
 }
