@@ -70,33 +70,43 @@ impl AuthResults {
         self.results.push(r);
     }
 
-    /// The whole header field, CRLF-terminated, one result per folded line; `none` when no
-    /// method ran (RFC 8601 §2.2: `authserv-id [CFWS authres-version] ( no-result / 1*resinfo )`).
+    /// The whole header field, CRLF-terminated: on one line when it fits in 78 characters
+    /// (RFC 5322 §2.1.1), else one result per folded line; `none` when no method ran (RFC 8601
+    /// §2.2: `authserv-id [CFWS authres-version] ( no-result / 1*resinfo )`).
     pub fn header(&self) -> String {
-        let mut h = format!("Authentication-Results: {}", self.authserv_id);
+        let head = format!("Authentication-Results: {}", self.authserv_id);
         if self.results.is_empty() {
-            h.push_str("; none\r\n");
-            return h;
+            return format!("{head}; none\r\n");
         }
-        for r in &self.results {
+        let parts: Vec<String> = self.results.iter().map(resinfo).collect();
+        let one_line = format!("{head}; {}", parts.join("; "));
+        if one_line.len() <= 78 {
+            return one_line + "\r\n";
+        }
+        let mut h = head;
+        for p in parts {
             h.push_str(";\r\n\t");
-            h.push_str(&r.method);
-            h.push('=');
-            h.push_str(&r.result);
-            if let Some(reason) = &r.reason {
-                h.push_str(" reason=");
-                h.push_str(&quoted(reason));
-            }
-            for (name, value) in &r.props {
-                h.push(' ');
-                h.push_str(name);
-                h.push('=');
-                h.push_str(&pvalue(value));
-            }
+            h.push_str(&p);
         }
         h.push_str("\r\n");
         h
     }
+}
+
+/// One `method=result reason="..." ptype.property=value ...`.
+fn resinfo(r: &MethodResult) -> String {
+    let mut h = format!("{}={}", r.method, r.result);
+    if let Some(reason) = &r.reason {
+        h.push_str(" reason=");
+        h.push_str(&quoted(reason));
+    }
+    for (name, value) in &r.props {
+        h.push(' ');
+        h.push_str(name);
+        h.push('=');
+        h.push_str(&pvalue(value));
+    }
+    h
 }
 
 /// A `value` (RFC 2045 token or quoted-string) as RFC 8601 §2.2 `pvalue` allows: a domain or
@@ -230,6 +240,12 @@ mod tests {
         assert_eq!(
             AuthResults::new("h").header(),
             "Authentication-Results: h; none\r\n"
+        );
+        let mut short = AuthResults::new("mx.example.net");
+        short.push(MethodResult::new("dkim", "none"));
+        assert_eq!(
+            short.header(),
+            "Authentication-Results: mx.example.net; dkim=none\r\n"
         );
     }
 

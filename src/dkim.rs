@@ -242,6 +242,9 @@ pub fn has_field(message: &[u8], name: &str) -> bool {
     })
 }
 
+/// The longest the DKIM checks of one message may take: then `dkim=temperror`.
+pub const VERIFY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Verifies DKIM signatures with the shared resolver settings.
 pub struct Verifier {
     auth: MessageAuthenticator,
@@ -265,7 +268,17 @@ impl Verifier {
         if parsed.dkim_headers.is_empty() && parsed.errors.is_empty() {
             return vec![MethodResult::new("dkim", "none")];
         }
-        let outputs = self.auth.verify_dkim(&parsed).await;
+        // Each key look-up has the resolver's timeouts; many signatures on silent servers
+        // must still end well inside the client's wait for the reply to DATA (RFC 5321
+        // §4.5.3.2.6: 10 minutes).
+        let outputs =
+            match tokio::time::timeout(VERIFY_DEADLINE, self.auth.verify_dkim(&parsed)).await {
+                Ok(o) => o,
+                Err(_) => {
+                    let why = format!("verification took over {} s", VERIFY_DEADLINE.as_secs());
+                    return vec![MethodResult::new("dkim", "temperror").reason(why)];
+                }
+            };
         outputs
             .iter()
             .map(|o| {

@@ -74,7 +74,9 @@ fn txt_line(name: &str, value: &str) -> String {
 }
 
 impl Relay {
-    fn start(dir: &Path, resolver: &str, keys: &[(&str, &Path)]) -> Relay {
+    /// `trusted`: loopback is a trusted network (its mail is signed, not verified); else
+    /// every client is from outside (verified, never signed).
+    fn start(dir: &Path, resolver: &str, keys: &[(&str, &Path)], trusted: bool) -> Relay {
         let passwd = dir.join("passwd");
         std::fs::write(&passwd, "bob:{PLAIN}password::::::\n").unwrap();
         let aliases = dir.join("aliases");
@@ -87,7 +89,7 @@ impl Relay {
         let text = format!(
             "hostname = \"mx.example.test\"\nstate_dir = \"{state}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"{DOMAIN}\"]\n\
-[mrelayd]\naliases = \"{aliases}\"\nlisten = [{{ address = \"127.0.0.1:0\", role = \"smtp\" }}]\n\
+[mrelayd]\naliases = \"{aliases}\"\n{trust}listen = [{{ address = \"127.0.0.1:0\", role = \"smtp\" }}]\n\
 [mrelayd.dkim.\"{DOMAIN}\"]\nkeys = {{ {keys} }}\n\
 [mrelayd.remote]\nresolver = \"{resolver}\"\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             state = dir.join("state").display(),
@@ -95,6 +97,7 @@ impl Relay {
             mail = dir.join("mail").display(),
             aliases = aliases.display(),
             keys = keys.join(", "),
+            trust = if trusted { "" } else { "trusted_networks = []\n" },
         );
         std::fs::write(&config, common::with_run_as(&text)).unwrap();
         let (child, l) = common::start_mrelayd(&config, &dir.join("mrelayd.log"), &["smtp"]);
@@ -105,8 +108,8 @@ impl Relay {
         }
     }
 
-    /// Sends `message` from 127.0.0.1 (a trusted network: signed when From: is ours) to bob
-    /// and returns what was delivered into bob's Maildir.
+    /// Sends `message` from 127.0.0.1 to bob and returns what was delivered into bob's
+    /// Maildir, with CRLF line ends.
     fn deliver(&self, message: &str) -> String {
         let before = common::maildir_count(&self.dir.join("mail/bob"));
         let file = self.dir.join(format!("msg{before}.eml"));
@@ -201,6 +204,7 @@ fn mrelayd_signatures_verify_with_dkimpy_and_opendkim() {
         dir.path(),
         &dns.addr(),
         &[("r1", &rsa.path), ("e1", &ed.path)],
+        true,
     );
     let got = relay.deliver(&message("alice@example.test", "signed1"));
     assert_eq!(got.matches("DKIM-Signature:").count(), 2, "{got}");
@@ -240,7 +244,7 @@ fn ed25519_signature_verifies_with_opendkim() {
     let ed = keygen(dir.path(), "e1", "ed25519");
     let zone = txt_line(&format!("e1._domainkey.{DOMAIN}"), &ed.txt);
     let dns = common::Dns::start(&zone);
-    let relay = Relay::start(dir.path(), &dns.addr(), &[("e1", &ed.path)]);
+    let relay = Relay::start(dir.path(), &dns.addr(), &[("e1", &ed.path)], true);
     let got = relay.deliver(&message("alice@example.test", "signed2"));
     assert_eq!(got.matches("DKIM-Signature:").count(), 1, "{got}");
     let (ok, out) = in_dns_namespace(&zone, "opendkim-testmsg", got.as_bytes());
@@ -283,7 +287,9 @@ fn mrelayd_verifies_dkimsign_signatures() {
         )
     );
     let dns = common::Dns::start(&zone);
-    let relay = Relay::start(dir.path(), &dns.addr(), &[]);
+    // Keys for example.test too: mail from outside is never signed, whatever its From: says.
+    let own = keygen(dir.path(), "r1", "rsa");
+    let relay = Relay::start(dir.path(), &dns.addr(), &[("r1", &own.path)], false);
     let sign = |msg: &str, args: &[&str]| -> String {
         let mut cmd = Command::new("dkimsign");
         cmd.args(args);
@@ -341,6 +347,12 @@ fn mrelayd_verifies_dkimsign_signatures() {
     assert!(auth_results(&got).contains("dkim=fail"), "{got}");
     let unsigned = relay.deliver(&message(from, "unsigned"));
     assert!(auth_results(&unsigned).contains("dkim=none"), "{unsigned}");
+    let forged_from = relay.deliver(&message("alice@example.test", "forged-from"));
+    assert!(!forged_from.contains("DKIM-Signature:"), "{forged_from}");
+    assert!(
+        auth_results(&forged_from).contains("dkim=none"),
+        "{forged_from}"
+    );
 }
 
 /// A resolver that never answers: dkim=temperror, and the message is accepted.
@@ -351,7 +363,7 @@ fn dns_timeout_is_temperror_not_rejection() {
     // A UDP socket nobody reads: every query times out (TCP to it is refused).
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let resolver = silent.local_addr().unwrap().to_string();
-    let relay = Relay::start(dir.path(), &resolver, &[]);
+    let relay = Relay::start(dir.path(), &resolver, &[], false);
     let out = common::run_with_input(
         Command::new("dkimsign").args(["r9", "signer.test", rsa.path.to_str().unwrap()]),
         message("carol@signer.test", "timeout").as_bytes(),

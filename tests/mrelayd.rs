@@ -279,7 +279,8 @@ fn swaks_smtp_pipelining_and_received_header() {
     let text = String::from_utf8_lossy(&msgs[0]);
     assert!(
         text.starts_with(
-            "Return-Path: <sender@remote.test>\nDelivered-To: alice@example.test\nReceived: from "
+            "Return-Path: <sender@remote.test>\nDelivered-To: alice@example.test\n\
+             Authentication-Results: mx.example.test; dkim=none\nReceived: from "
         ),
         "{text}"
     );
@@ -961,7 +962,7 @@ fn smtp_source_2000_messages_land_in_dovecot() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // Byte-exact: our three headers, then exactly what smtp-source sent (CRLF stored as LF).
+    // Byte-exact: our four headers, then exactly what smtp-source sent (CRLF stored as LF).
     let body: String = {
         // smtp-source's body: numbered 'X' lines filling -l 4096 bytes (see postfix smtp-source.c).
         let first = String::from_utf8_lossy(&msgs[0]).into_owned();
@@ -974,6 +975,11 @@ fn smtp_source_2000_messages_land_in_dovecot() {
         let mut lines = text.lines();
         assert_eq!(lines.next().unwrap(), format!("Return-Path: <{from}>"));
         assert_eq!(lines.next().unwrap(), "Delivered-To: load@example.test");
+        // The smtp listener's DKIM verdict (issue 15), then our Received: line.
+        assert_eq!(
+            lines.next().unwrap(),
+            "Authentication-Results: mx.example.test; dkim=none"
+        );
         assert!(lines.next().unwrap().starts_with("Received: from "));
         let (head, b) = text.split_once("\n\n").unwrap();
         assert_eq!(b, body, "bodies differ");

@@ -188,7 +188,7 @@ DKIM (RFC 6376): mail from authenticated \
 users and trusted networks whose From: domain has keys in [mrelayd.dkim.\"DOMAIN\"] is signed \
 once, when it is queued (relaxed/relaxed, RSA-SHA256 and Ed25519-SHA256, both when both keys \
 exist; `mrelayd dkim keygen` makes keys and prints the DNS record); every DKIM-Signature of mail \
-on the smtp listener is verified and the result added in an Authentication-Results: field \
+from other clients on the smtp listener is verified and the result added in an Authentication-Results: field \
 (RFC 8601) at the top, after removing any that claim our authserv-id; a DNS failure is \
 dkim=temperror, never a rejection.",
     after_help = AFTER_HELP,

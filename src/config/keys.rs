@@ -462,8 +462,9 @@ pub const TABLES: &[Table] = &[
                 "dkim_verify",
                 "boolean",
                 Toml("true"),
-                "Verify every DKIM-Signature of mail on the smtp listener (keys by DNS through \
-                 [mrelayd.remote] resolver) and add Authentication-Results: dkim=... at the top; \
+                "Verify every DKIM-Signature of mail on the smtp listener from clients neither \
+                 authenticated nor in trusted_networks (keys by DNS through [mrelayd.remote] \
+                 resolver) and add Authentication-Results: dkim=... at the top; \
                  a DNS failure is dkim=temperror, never a rejection.",
             ),
             key(

@@ -509,10 +509,13 @@ impl driver::Policy for SessionPolicy {
         // DKIM signing and verification on the whole message, before the fsync (one call;
         // relay::sender_auth).
         if let Some(Ok(r)) = self.receiving.as_mut() {
+            // Our own users' mail is signed; mail from outside on the smtp listener is
+            // verified (an A-R on relayed outgoing mail would only leak our verdicts).
+            let ours = self.client.user.is_some()
+                || self.d.router.trusted_network(self.client.ip).is_some();
             let checks = super::sender_auth::Checks {
-                verify: self.client.role == Role::Smtp,
-                sign: self.client.user.is_some()
-                    || self.d.router.trusted_network(self.client.ip).is_some(),
+                verify: self.client.role == Role::Smtp && !ours,
+                sign: ours,
             };
             let auth = &self.d.sender_auth;
             if let Err(e) = auth.end_of_data(&mut r.incoming, checks, &self.who).await {

@@ -13,8 +13,9 @@
 //! - **Signed** ([`crate::dkim::Signers::sign`]): mail from an authenticated client or a
 //!   trusted network (`trusted_networks`), when its From: domain has keys in
 //!   `[mrelayd.dkim."DOMAIN"]`. Mail from anyone else is never signed, whatever its From: says.
-//! - **Verified** ([`crate::dkim::Verifier::verify`]): mail on the `smtp` listener
-//!   (`dkim_verify`, on by default). Every `Authentication-Results:` field claiming our
+//! - **Verified** ([`crate::dkim::Verifier::verify`]): mail on the `smtp` listener from
+//!   everyone else, unauthenticated clients outside `trusted_networks` (`dkim_verify`, on by
+//!   default); our own users' mail, signed or relayed out, gets no verdict to carry along. Every `Authentication-Results:` field claiming our
 //!   authserv-id is removed first ([`crate::authres::strip_ours`]), then ours is added.
 
 use std::net::SocketAddr;
