@@ -217,7 +217,12 @@ fn spamassassin_rejects_gtube_and_accepts_clean_mail() {
     assert_eq!(msgs.len(), 1, "only the clean message is delivered");
     assert_eq!(
         added_fields(&msgs[0], CLEAN),
-        ["Return-Path", "Delivered-To", "Received"],
+        [
+            "Return-Path",
+            "Delivered-To",
+            "Authentication-Results",
+            "Received"
+        ],
         "{}",
         msgs[0]
     );
@@ -258,9 +263,17 @@ fn spamassassin_headers_are_added_to_clean_mail() {
     let msgs = common::wait_maildir(&r.maildir(), 1);
     assert_eq!(msgs.len(), 1);
     let fields = added_fields(&msgs[0], CLEAN);
-    assert_eq!(fields[..3], ["Return-Path", "Delivered-To", "Received"]);
+    assert_eq!(
+        fields[..4],
+        [
+            "Return-Path",
+            "Delivered-To",
+            "Authentication-Results",
+            "Received"
+        ]
+    );
     assert!(
-        fields[3..].iter().all(|f| f.starts_with("X-Spam-")) && fields.len() > 3,
+        fields[4..].iter().all(|f| f.starts_with("X-Spam-")) && fields.len() > 4,
         "{fields:?}\n{}",
         msgs[0]
     );
@@ -297,7 +310,13 @@ fn a_header_filter_sees_the_message_and_the_envelope() {
     assert_eq!(msgs.len(), 1);
     assert_eq!(
         added_fields(&msgs[0], CLEAN),
-        ["Return-Path", "Delivered-To", "Received", "X-Filter"],
+        [
+            "Return-Path",
+            "Delivered-To",
+            "Authentication-Results",
+            "Received",
+            "X-Filter"
+        ],
         "{}",
         msgs[0]
     );
