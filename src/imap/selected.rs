@@ -714,17 +714,13 @@ impl Selected {
 
     /// The file of message `uid`, read whole; None when it is gone.
     fn read(&self, uid: u32) -> io::Result<Option<Vec<u8>>> {
-        let Some(m) = self.mb.view().get(uid) else {
-            return Ok(None);
-        };
-        match self.mb.view().maildir().open_message(&m.entry) {
-            Ok(mut f) => {
+        match self.mb.view().open_message(uid)? {
+            Some(mut f) => {
                 let mut data = Vec::new();
                 f.read_to_end(&mut data)?;
                 Ok(Some(data))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            None => Ok(None),
         }
     }
 

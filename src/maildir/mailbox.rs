@@ -248,17 +248,15 @@ impl Mailbox {
         if dst.access == Access::ReadOnly {
             return Err(read_only());
         }
-        let md = self.view.maildir().clone();
         let mut bases = Vec::new();
         for &uid in uids {
             let Some(m) = self.view.get(uid).cloned() else {
                 continue;
             };
-            let mut src = match md.open_message(&m.entry) {
-                Ok(f) => f,
-                // Expunged by another session meanwhile: not copied (RFC 3501 §6.4.7 allows it).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            // Renamed by another program since the scan: found by its base name. Expunged by
+            // another session meanwhile: not copied (RFC 3501 §6.4.7 allows it).
+            let Some(mut src) = self.view.open_message(uid)? else {
+                continue;
             };
             let flags = self.flags_for(m.flags(), dst)?;
             let mut staged = dst.stage()?;

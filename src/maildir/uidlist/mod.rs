@@ -478,6 +478,34 @@ impl View {
         &self.maildir
     }
 
+    /// Opens message `uid` for reading: its file as last seen, or, when another program renamed
+    /// it since our scan (moved it from `new/` to `cur/`, as mpopd and every other mimapd
+    /// process do, or changed its flags), the file with the same base name. None when the
+    /// message is not in this view or its file is gone (expunged by another process).
+    pub fn open_message(&self, uid: u32) -> io::Result<Option<File>> {
+        let Some(m) = self.get(uid) else {
+            return Ok(None);
+        };
+        match self.maildir.open_message(&m.entry) {
+            Ok(f) => return Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let Some(now) = self
+            .maildir
+            .list_all()?
+            .into_iter()
+            .find(|e| e.unique == m.entry.unique)
+        else {
+            return Ok(None);
+        };
+        match self.maildir.open_message(&now) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets the flags of message `uid` to `flags` (system flags and keyword letters): renames
     /// its file's info to `:2,<flags>` and fsyncs, so it is durable when this returns; the base
     /// name, hence the UID (and mpopd's UIDL), stays. Ok(false) when the message is no longer

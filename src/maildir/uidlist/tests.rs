@@ -4,7 +4,7 @@
 use super::format::{valid_keyword, Keywords, UidList};
 use super::*;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -158,6 +158,38 @@ fn flag_renames_keep_the_uid_and_expunged_uids_are_never_reused() {
     std::fs::write(&gone.path, bytes).unwrap();
     v.sync().unwrap();
     assert_eq!(uids(&v), vec![(2, b.unique.clone()), (3, a.unique.clone())]);
+}
+
+/// A message another process renamed after our scan (a `new/` file moved to `cur/` by the
+/// other mimapd process or mpopd, or a flag rename) is still opened by its base name.
+#[test]
+fn open_message_follows_a_rename_by_another_process() {
+    let (_d, md) = maildir();
+    let a = md.deliver(b"a\n").unwrap();
+    let b = md.deliver(b"b\n").unwrap();
+    let v = View::open(&md).unwrap();
+    // Both files are in cur/ now; one goes elsewhere under its base name (into new/, as a
+    // view that listed it in new/ would find it moved to cur/), one gets new flags.
+    let cur = md.path().join("cur");
+    std::fs::rename(
+        cur.join(format!("{}:2,", b.unique)),
+        md.path().join("new").join(&b.unique),
+    )
+    .unwrap();
+    std::fs::rename(
+        cur.join(format!("{}:2,", a.unique)),
+        cur.join(format!("{}:2,F", a.unique)),
+    )
+    .unwrap();
+    let mut text = String::new();
+    for uid in [1, 2] {
+        let mut f = v.open_message(uid).unwrap().unwrap();
+        f.read_to_string(&mut text).unwrap();
+    }
+    assert_eq!(text, "a\nb\n");
+    std::fs::remove_file(cur.join(format!("{}:2,F", a.unique))).unwrap();
+    assert!(v.open_message(1).unwrap().is_none());
+    assert!(v.open_message(3).unwrap().is_none());
 }
 
 #[test]
