@@ -443,6 +443,21 @@ fn mpopd_and_mimapd_on_one_maildir() {
         .all(|e| e.info.as_deref() == Some("2,FRS")));
     let mut p = Pop::login(pop);
     assert_eq!(p.multi("UIDL"), uidl, "UIDL changed with the flags");
+    assert!(p.cmd("QUIT").starts_with("+OK"));
+    // mimapd changes a message's flags during an mpopd session: RETR and DELE still find it.
+    mdeliver(&site.maildir(), message(3).as_bytes());
+    let mut p = Pop::login(pop);
+    let r = c.run(b"n NOOP\r\n", "n");
+    assert!(r.contains("* 4 EXISTS"), "{r}");
+    let r = c.run(b"t STORE 4 +FLAGS.SILENT (\\Flagged)\r\n", "t");
+    assert_eq!(r, "t OK STORE completed.\r\n");
+    assert!(p.multi("RETR 4").contains(&"body 3\r\n".to_string()));
+    assert!(p.cmd("DELE 4").starts_with("+OK"));
+    assert!(p.cmd("QUIT").starts_with("+OK"));
+    let r = c.run(b"n NOOP\r\n", "n");
+    assert!(r.starts_with("* 4 EXPUNGE\r\n"), "{r}");
+    let mut p = Pop::login(pop);
+    assert_eq!(p.multi("UIDL"), uidl, "{}", site.logs());
     // mpopd deletes message 2 while mimapd's session idles.
     c.send(b"i IDLE\r\n");
     assert_eq!(c.line(), "+ idling\r\n");

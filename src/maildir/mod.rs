@@ -590,10 +590,24 @@ impl Maildir {
         self.dirs.new.sync()
     }
 
-    /// Opens a listed message for reading (NotFound if another process moved or deleted it; a
-    /// symlink planted in its place is refused).
+    /// Opens a listed message for reading; when another program renamed it since it was
+    /// listed (moved it from `new/` to `cur/`, changed its flags: the base name stays), the
+    /// file with the same base name. NotFound when it was deleted; a symlink planted in its
+    /// place is refused.
     pub fn open_message(&self, entry: &Entry) -> io::Result<File> {
-        self.sub_dir(entry.sub).open_read(&entry.name)
+        match self.sub_dir(entry.sub).open_read(&entry.name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.find(&entry.unique)? {
+                Some(now) => self.sub_dir(now.sub).open_read(&now.name),
+                None => Err(e),
+            },
+            r => r,
+        }
+    }
+
+    /// The message whose base name (before `:2,`) is `unique`, wherever it is now (one listing
+    /// of `new/` and `cur/`).
+    pub fn find(&self, unique: &str) -> io::Result<Option<Entry>> {
+        Ok(self.list_all()?.into_iter().find(|e| e.unique == unique))
     }
 
     /// The messages in `new/` or `cur/`, oldest first (by mtime, then name). Files that vanish

@@ -183,7 +183,17 @@ impl Maildrop {
         let mut first_err = None;
         for &i in indices {
             if let Some(e) = self.entries.get(i) {
-                if let Err(err) = maildir.delete(e) {
+                // Renamed meanwhile (mimapd or mutt changed its flags): the same message,
+                // found by its base name; gone: removed by another reader.
+                let removed = match maildir.delete(e) {
+                    Ok(false) => match maildir.find(&e.unique) {
+                        Ok(Some(now)) => maildir.delete(&now),
+                        Ok(None) => Ok(false),
+                        Err(err) => Err(err),
+                    },
+                    r => r,
+                };
+                if let Err(err) = removed {
                     first_err.get_or_insert(err);
                 }
             }

@@ -487,19 +487,6 @@ impl View {
             return Ok(None);
         };
         match self.maildir.open_message(&m.entry) {
-            Ok(f) => return Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let Some(now) = self
-            .maildir
-            .list_all()?
-            .into_iter()
-            .find(|e| e.unique == m.entry.unique)
-        else {
-            return Ok(None);
-        };
-        match self.maildir.open_message(&now) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -522,9 +509,7 @@ impl View {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !retried => {
                     // Renamed by another program since our scan: find it by its base name.
                     retried = true;
-                    let base = entry.unique.clone();
-                    let again = self.maildir.list_all()?;
-                    match again.into_iter().find(|e| e.unique == base) {
+                    match self.maildir.find(&entry.unique)? {
                         Some(e) => entry = e,
                         None => return Ok(false),
                     }
