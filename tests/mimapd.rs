@@ -1288,3 +1288,36 @@ fn append_to_the_selected_mailbox_reports_exists() {
     assert!(r.starts_with("* 1 EXISTS\r\n"), "{r}");
     assert!(r.contains("d OK [APPENDUID "), "{r}");
 }
+
+/// `allow_symlinked_maildir = true` (a Maildir root that is a symlink, as some sites move
+/// mail stores) holds for the whole session: the folder commands and the selected state open
+/// the same Maildir with the same rule, so SELECT works where LIST does.
+#[test]
+fn a_symlinked_maildir_allowed_by_the_config_serves_select_and_list() {
+    let s = Server::start("allow_symlinked_maildir = true");
+    let mail = s.dir.path().join("mail");
+    std::fs::rename(mail.join("alice"), mail.join("alice-real")).unwrap();
+    std::os::unix::fs::symlink(mail.join("alice-real"), mail.join("alice")).unwrap();
+    let out = python(
+        &s,
+        r#"
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.login("alice", "password")
+typ, data = M.list()
+assert typ == "OK" and any(b"INBOX" in l for l in data), (typ, data)
+typ, data = M.select("INBOX")
+assert typ == "OK", (typ, data)
+typ, data = M.append("INBOX", None, None, b"Subject: via link\r\n\r\nhi\r\n")
+assert typ == "OK", (typ, data)
+typ, data = M.search(None, "SUBJECT", "link")
+print(typ, data[0].decode())
+M.logout()
+"#,
+    );
+    assert_eq!(out.trim(), "OK 1", "{}", s.log());
+    assert_eq!(
+        std::fs::read_dir(mail.join("alice-real/cur")).unwrap().count()
+            + std::fs::read_dir(mail.join("alice-real/new")).unwrap().count(),
+        1
+    );
+}

@@ -104,15 +104,14 @@ async fn serve(
     let peer = conn.peer().map(|a| a.ip());
     let mut out = Vec::new();
     let mut watch = Watch::new(conn, span);
-    // A system user's child starts logged in, on its user's Maildir.
-    let mut store: Option<Store> = account.as_ref().map(|a| Store::new(a.maildir.clone()));
-    let mut idle_watch: Option<MailboxWatch> = None;
-    // The user's Maildir++ for the folder commands and APPEND (imap::folders), opened at login
-    // (in a system user's child: now).
+    // The user's Maildir++, opened at login (in a system user's child: now): the folder
+    // commands and APPEND (imap::folders) work on `root`, the selected state on `store`.
     let mut root: Option<Maildir> = match account.as_ref() {
         Some(a) => open_store(ctx, a).await,
         None => None,
     };
+    let mut store: Option<Store> = root.clone().map(Store::new);
+    let mut idle_watch: Option<MailboxWatch> = None;
     let mut append: Option<Append> = None;
     loop {
         let ev = session.poll();
@@ -200,8 +199,8 @@ async fn serve(
                             show(peer)
                         ));
                         root = open_store(ctx, &a).await;
+                        store = root.clone().map(Store::new);
                         session.login_done(&a.user);
-                        store = Some(Store::new(a.maildir.clone()));
                         account = Some(a);
                     }
                     Err(why) => session.login_failed(why),

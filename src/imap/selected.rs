@@ -34,7 +34,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read as _};
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use imap_codec::imap_types::command::CommandBody;
@@ -71,8 +70,7 @@ const SYSTEM: [(char, Flag<'static>); 5] = [
 /// One session's mailbox store: the user's Maildir++ and the selected mailbox (module doc).
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    root: Option<Maildir>,
+    root: Maildir,
     selected: Option<Selected>,
 }
 
@@ -224,11 +222,11 @@ fn may_expunge(body: &CommandBody<'_>) -> bool {
 }
 
 impl Store {
-    /// The store of the Maildir++ at `path` (opened, or created when missing, at first use).
-    pub fn new(path: PathBuf) -> Store {
+    /// The store of the user's Maildir++ `root`, opened by the driver as the folder commands
+    /// see it ([`super::folders::open_store`]: created when missing, symlink policy applied).
+    pub fn new(root: Maildir) -> Store {
         Store {
-            path,
-            root: None,
+            root,
             selected: None,
         }
     }
@@ -236,26 +234,6 @@ impl Store {
     /// Whether a mailbox is selected.
     pub fn is_selected(&self) -> bool {
         self.selected.is_some()
-    }
-
-    /// The user's Maildir++ (its INBOX; folders through [`Maildir::folder`]), for the folder
-    /// commands and APPEND (which then report to the selected mailbox with [`Store::pending`]).
-    pub fn maildir(&mut self) -> io::Result<Maildir> {
-        self.root()
-    }
-
-    fn root(&mut self) -> io::Result<Maildir> {
-        if let Some(r) = &self.root {
-            return Ok(r.clone());
-        }
-        let md = match Maildir::open(&self.path) {
-            Ok(md) => md,
-            // A user who never got mail has no Maildir yet; mimapd runs as its owner.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Maildir::create(&self.path)?,
-            Err(e) => return Err(e),
-        };
-        self.root = Some(md.clone());
-        Ok(md)
     }
 
     /// A watch on the selected folder for IDLE (RFC 2177); `None` when nothing is selected.
@@ -382,17 +360,13 @@ impl Store {
             CommandBody::Select { mailbox, .. } => self.select(tag, &mailbox, false),
             CommandBody::Examine { mailbox, .. } => self.select(tag, &mailbox, true),
             body => {
-                let root = self.root();
+                let root = self.root.clone();
                 let Some(sel) = self.selected.as_mut() else {
                     return (bad(Some(tag), "No mailbox selected."), After::Same);
                 };
                 let expunge_ok = may_expunge(&body);
                 let mut out = Vec::new();
-                let result = match root {
-                    Ok(root) => sel.run(tag, body, &root, &mut out),
-                    Err(e) => Err(e),
-                };
-                match result {
+                match sel.run(tag, body, &root, &mut out) {
                     Ok(Done::Tagged(tagged)) => {
                         if let Err(e) = sel.report(&mut out, expunge_ok) {
                             log::line(format_args!("mailbox sync: {e}"));
@@ -430,10 +404,7 @@ impl Store {
             Access::ReadWrite
         };
         let folder = folder_name(name);
-        let opened = self
-            .root()
-            .and_then(|root| Mailbox::open(&root, &folder, access));
-        let mb = match opened {
+        let mb = match Mailbox::open(&self.root, &folder, access) {
             Ok(mb) => mb,
             Err(e) => {
                 let text = match e.kind() {
@@ -1087,7 +1058,7 @@ mod tests {
         md.deliver(b"Subject: one\nFrom: a@example.org\n\nhello\n")
             .unwrap();
         md.deliver(b"Subject: two\n\nworld\n").unwrap();
-        let mut store = Store::new(md.path().to_path_buf());
+        let mut store = Store::new(md.clone());
         let (out, after) = say(&mut store, "FETCH 1 FLAGS");
         assert!(out.starts_with("t BAD"), "{out}");
         assert_eq!(after, After::Same);
@@ -1164,7 +1135,7 @@ mod tests {
         ] {
             md.deliver(m).unwrap();
         }
-        let mut store = Store::new(md.path().to_path_buf());
+        let mut store = Store::new(md.clone());
         say(&mut store, "SELECT INBOX");
         // Another session expunges message 1.
         let mut other = Mailbox::open(&md, "INBOX", Access::ReadWrite).unwrap();
