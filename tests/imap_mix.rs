@@ -563,9 +563,26 @@ fn deep_nesting_and_wildcard_patterns_are_answered_and_overlong_lines_end_the_se
     assert!(c.run(b"o NOOP\r\n", "o").contains("o OK "));
     let cmd = format!("p LIST \"\" \"{}\"\r\n", "*%".repeat(500));
     let r = c.run(cmd.as_bytes(), "p");
-    let last = r.lines().next_back().unwrap_or_default();
+    // A run of wildcards is one (`*%*%` is `*`): every folder matches, at once.
+    assert!(r.contains("* LIST ") && r.contains("p OK"), "{r}");
+    // Over imap::folders' limit of wildcards (MAX_WILDCARDS after collapsing): refused.
+    let cmd = format!("p2 LIST \"\" \"{}\"\r\n", "*a".repeat(40));
+    let r = c.run(cmd.as_bytes(), "p2");
     assert!(
-        last.starts_with("p OK") || last.starts_with("p NO") || last.starts_with("p BAD"),
+        r.lines()
+            .next_back()
+            .unwrap_or_default()
+            .starts_with("p2 BAD"),
+        "{r}"
+    );
+    // Within it, matched without backtracking blow-up against every folder name.
+    let cmd = format!("p3 LIST \"\" \"{}\"\r\n", "*a%".repeat(10));
+    let r = c.run(cmd.as_bytes(), "p3");
+    assert!(
+        r.lines()
+            .next_back()
+            .unwrap_or_default()
+            .starts_with("p3 OK"),
         "{r}"
     );
     let cmd = format!("q ID ({})\r\n", "\"k\" \"v\" ".repeat(500));

@@ -1316,8 +1316,12 @@ M.logout()
     );
     assert_eq!(out.trim(), "OK 1", "{}", s.log());
     assert_eq!(
-        std::fs::read_dir(mail.join("alice-real/cur")).unwrap().count()
-            + std::fs::read_dir(mail.join("alice-real/new")).unwrap().count(),
+        std::fs::read_dir(mail.join("alice-real/cur"))
+            .unwrap()
+            .count()
+            + std::fs::read_dir(mail.join("alice-real/new"))
+                .unwrap()
+                .count(),
         1
     );
 }
