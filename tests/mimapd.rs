@@ -1325,3 +1325,92 @@ M.logout()
         1
     );
 }
+
+/// `mimapd serve` under systemd socket activation (LISTEN_FDS, the real
+/// systemd-socket-activate): the passed sockets are matched to the listeners by name
+/// (`imaps:imap`, the other order than the config's), the config's own port-0 addresses are
+/// not bound, and both serve a mailbox (IMAPS and plain with STARTTLS).
+#[test]
+fn serve_under_systemd_socket_activation() {
+    let dir = common::scratch();
+    let config = write_config(dir.path(), "", None);
+    common::give_to_nobody(dir.path());
+    let log = dir.path().join("mimapd.log");
+    // systemd-socket-activate needs its ports before it starts (it cannot bind port 0): one
+    // taken meanwhile by a parallel test makes it exit, and other ports are tried.
+    let (child, [tls, plain]) = common::with_unused_ports(|[tls, plain]| {
+        let from = common::log_len(&log);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = common::KillOnDrop(
+            Command::new("systemd-socket-activate")
+                .arg(format!("--listen=127.0.0.1:{tls}"))
+                .arg(format!("--listen=127.0.0.1:{plain}"))
+                .arg("--fdname=imaps:imap")
+                .arg(common::bin("mimapd"))
+                .arg("-c")
+                .arg(&config)
+                .arg("serve")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(out)
+                .spawn()
+                .unwrap(),
+        );
+        let want = [tls, plain].map(|p| format!("Listening on 127.0.0.1:{p} as "));
+        let deadline = std::time::Instant::now() + common::START_TIMEOUT;
+        loop {
+            let text = common::log_since(&log, from);
+            if want.iter().all(|w| text.contains(w.as_str())) {
+                return Some((child, [tls, plain]));
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                assert!(common::port_taken(&text), "exited ({st}): {text}");
+                return None;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "systemd-socket-activate did not listen: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let s = Server {
+        _child: child,
+        dir,
+        plain,
+        tls,
+        config,
+    };
+    let out = python(
+        &s,
+        r#"
+ctx = ssl.create_default_context(cafile=CA)
+M = imaplib.IMAP4_SSL("localhost", TLSPORT, ssl_context=ctx)
+M.login("alice", "password")
+typ, data = M.append("INBOX", None, None, b"Subject: activated\r\n\r\nhi\r\n")
+assert typ == "OK", (typ, data)
+M.logout()
+M = imaplib.IMAP4("127.0.0.1", PORT)
+M.starttls(ssl_context=ctx)
+M.login("alice", "password")
+M.select("INBOX")
+typ, data = M.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print(data[0][1].decode().strip())
+M.logout()
+"#,
+    );
+    assert_eq!(out.trim(), "Subject: activated", "{}", s.log());
+    let text = s.log();
+    for l in [
+        format!("listening on 127.0.0.1:{plain} (imap)"),
+        format!("listening on 127.0.0.1:{tls} (imaps)"),
+    ] {
+        assert!(text.contains(&l), "{l}: {text}");
+    }
+    let listening: Vec<_> = text.lines().filter_map(common::listening_line).collect();
+    assert_eq!(listening.len(), 2, "{text}");
+}
