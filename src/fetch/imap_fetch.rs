@@ -900,7 +900,7 @@ async fn fetch_folder(
             new.len()
         ));
     }
-    progress.start(new.len() as u64, 0);
+    progress.start(new.len() as u64);
     if deleting {
         sum.deleted += act(job, s, folder, &old).await?;
     }

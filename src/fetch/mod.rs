@@ -62,40 +62,61 @@ pub struct Summary {
     pub later: Option<String>,
 }
 
-/// The progress bar of one account (indicatif, only on a terminal).
+/// The progress bar of one account (indicatif, only on a terminal): messages done of those to
+/// fetch, and the bytes stored with their rate (IMAP does not say sizes before the fetch, so the
+/// bar counts messages and the bytes are told beside it).
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    bytes: std::sync::atomic::AtomicU64,
+    since: std::time::Instant,
 }
 
 impl Progress {
     /// No bar.
     pub fn none() -> Progress {
-        Progress { bar: None }
+        Progress::with(None)
+    }
+
+    fn with(bar: Option<indicatif::ProgressBar>) -> Progress {
+        Progress {
+            bar,
+            bytes: std::sync::atomic::AtomicU64::new(0),
+            since: std::time::Instant::now(),
+        }
     }
 
     fn bar(multi: &indicatif::MultiProgress, name: &str) -> Progress {
         let bar = multi.add(indicatif::ProgressBar::new(0));
         let style = indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} msgs {bytes} {binary_bytes_per_sec} {wide_msg}",
+            "{prefix} [{bar:30}] {pos}/{len} msgs {wide_msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(name.to_string());
-        Progress { bar: Some(bar) }
+        Progress::with(Some(bar))
     }
 
-    /// `messages` to fetch, `bytes` in all (more may be added by later folders).
-    pub fn start(&self, messages: u64, _bytes: u64) {
+    /// `messages` more to fetch (a later folder adds its own).
+    pub fn start(&self, messages: u64) {
         if let Some(b) = &self.bar {
             b.inc_length(messages);
         }
     }
 
-    /// One message of `bytes` done.
+    /// One message of `bytes` stored.
     pub fn inc(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Some(b) = &self.bar {
             b.inc(1);
-            b.set_message(format!("{}", indicatif::HumanBytes(bytes)));
+            let secs = self.since.elapsed().as_secs_f64().max(0.001);
+            // Whole bytes per second: the fraction is noise in a progress line.
+            let rate = (total as f64 / secs) as u64;
+            b.set_message(format!(
+                "{} {}/s",
+                indicatif::HumanBytes(total),
+                indicatif::HumanBytes(rate)
+            ));
         }
     }
 

@@ -320,10 +320,7 @@ pub async fn run(
     if let Some(limit) = job.limit {
         wanted.truncate(limit);
     }
-    progress.start(
-        wanted.len() as u64,
-        wanted.iter().map(|&i| msgs[i].size).sum(),
-    );
+    progress.start(wanted.len() as u64);
 
     let window = if capa.pipelining { WINDOW } else { 1 };
     let mut pending: VecDeque<Pending> = VecDeque::new();
