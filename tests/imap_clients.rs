@@ -74,41 +74,7 @@ impl Server {
                 log: Path::new(&common::peer("PEER_LOG_DIR")).join("dovecot.log"),
             },
             Server::Mimapd => {
-                let dir = common::scratch();
-                let d = dir.path();
-                let passwd: String = USERS
-                    .iter()
-                    .map(|u| format!("{u}:{{PLAIN}}password::::::\n"))
-                    .collect();
-                std::fs::write(d.join("passwd"), passwd).unwrap();
-                let text = format!(
-                    r#"hostname = "localhost"
-[tls]
-cert = "{cert}"
-key = "{key}"
-[users]
-passwd_file = "{d}/passwd"
-mail_location = "{mail}/%u"
-[mimapd]
-listen = [ {{ address = "127.0.0.1:0" }}, {{ address = "127.0.0.1:0", role = "implicit-tls" }} ]
-"#,
-                    cert = common::peer("PEER_CERT_FILE"),
-                    key = common::peer("PEER_KEY_FILE"),
-                    d = d.display(),
-                    mail = common::peer("PEER_MAIL_DIR"),
-                );
-                let config = d.join("mailkit.toml");
-                std::fs::write(&config, common::with_run_as(&text)).unwrap();
-                common::give_to_nobody(d);
-                let log = d.join("mimapd.log");
-                let (child, l) = common::start_daemon(
-                    Command::new(common::bin("mimapd"))
-                        .arg("-c")
-                        .arg(&config)
-                        .arg("serve"),
-                    &log,
-                    &["imap", "imaps"],
-                );
+                let (child, l, dir, log) = common::start_mimapd_on_peer_maildirs(USERS);
                 Running {
                     server: self,
                     plain: l.port("imap"),

@@ -1,7 +1,9 @@
 //! mfetch against real servers on loopback: the peers' Dovecot (POP3 and IMAP, each test its
 //! own passwd-file user `fetchN` and Maildir), mpopd (POP3), and scripted hostile servers for
-//! what no real server does (100 KB lines, stalls, a PREAUTH greeting in clear). IMAP is
-//! tested against Dovecot only until mimapd serves mail.
+//! what no real server does (100 KB lines, stalls, a PREAUTH greeting in clear). Every IMAP
+//! test body runs once per [`Imapd`]: against the peers' Dovecot (which proves the test right)
+//! and against our mimapd serving the same kind of Maildir (issue 14, "The same against mpopd
+//! and mimapd").
 
 mod common;
 
@@ -616,35 +618,90 @@ fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
 #[test]
 fn imap_kill_nine_twenty_times_leaves_every_message_exactly_once() {
     let (_root, sent) = dovecot_box("fetch9", "k9", 1000);
-    kill_nine(&imaps_url("fetch9", "INBOX"), &sent, 20, 3);
+    let s = Imapd::Dovecot.start("fetch9");
+    kill_nine(&s.imaps_url("fetch9", "INBOX"), &sent, 20, 3);
 }
 
-fn imaps_url(user: &str, folder: &str) -> String {
-    format!(
-        "imaps://{user}@localhost:{}/{folder}",
-        common::peer("PEER_IMAPS_PORT")
-    )
+/// The IMAP server a test fetches from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Imapd {
+    /// The peers' Dovecot (tests/peers/templates/dovecot.conf.in), users `fetchN`.
+    Dovecot,
+    /// Our `mimapd serve`, started by the test on the peers' Maildir of its user.
+    Mimapd,
 }
 
-fn imap_url(user: &str, folder: &str) -> String {
-    format!(
-        "imap://{user}@localhost:{}/{folder}",
-        common::peer("PEER_IMAP_PORT")
-    )
+/// An IMAP server listening: its STARTTLS port and its implicit-TLS port.
+struct ImapServer {
+    plain: u16,
+    tls: u16,
+    _child: Option<common::KillOnDrop>,
+    _dir: Option<tempfile::TempDir>,
 }
 
-#[test]
-fn imap_dovecot_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new() {
-    let (root, mut sent) = dovecot_box("fetch6", "i6", 1000);
+impl Imapd {
+    /// The test's user on this server: Dovecot's `fetchN` itself (in the peers' users), or
+    /// `fetchN-mimapd` for mimapd (its own passwd-file), so the two never share a Maildir.
+    fn user(self, base: &str) -> String {
+        match self {
+            Imapd::Dovecot => base.to_string(),
+            Imapd::Mimapd => format!("{base}-mimapd"),
+        }
+    }
+
+    /// The server for `user` (password "password"), whose Maildir is `PEER_MAIL_DIR/user`
+    /// (see [`dovecot_box`]). Dovecot is the peers'; mimapd is started here.
+    fn start(self, user: &str) -> ImapServer {
+        match self {
+            Imapd::Dovecot => ImapServer {
+                plain: common::peer("PEER_IMAP_PORT").parse().unwrap(),
+                tls: common::peer("PEER_IMAPS_PORT").parse().unwrap(),
+                _child: None,
+                _dir: None,
+            },
+            Imapd::Mimapd => {
+                let (child, l, dir, _log) = common::start_mimapd_on_peer_maildirs(&[user]);
+                ImapServer {
+                    plain: l.port("imap"),
+                    tls: l.port("imaps"),
+                    _child: Some(child),
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+impl ImapServer {
+    fn imaps_url(&self, user: &str, folder: &str) -> String {
+        format!("imaps://{user}@localhost:{}/{folder}", self.tls)
+    }
+
+    fn imap_url(&self, user: &str, folder: &str) -> String {
+        format!("imap://{user}@localhost:{}/{folder}", self.plain)
+    }
+}
+
+/// 1,000 messages over imaps://, nothing new, only the new over STARTTLS, all of it over
+/// STARTTLS, and all of it through mdeliver.
+fn imap_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new(
+    server: Imapd,
+) {
+    let user = server.user("fetch6");
+    let user = user.as_str();
+    let (root, mut sent) = dovecot_box(user, "i6", 1000);
+    let s = server.start(user);
+    let imaps_url = |u: &str, f: &str| s.imaps_url(u, f);
+    let imap_url = |u: &str, f: &str| s.imap_url(u, f);
     let c = Client::new();
-    let (code, text) = c.fetch(&imaps_url("fetch6", "INBOX"), &[]);
+    let (code, text) = c.fetch(&imaps_url(user, "INBOX"), &[]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("1000 messages fetched"), "{text}");
     assert_exact(&c.maildir(), &sent);
     // Kept on the server by default.
     assert_eq!(common::maildir_count(&root), 1000);
     // Nothing new: STATUS shows it, the folder is not even selected.
-    let (code, text) = c.fetch(&imaps_url("fetch6", "INBOX"), &[]);
+    let (code, text) = c.fetch(&imaps_url(user, "INBOX"), &[]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(" 0 messages fetched"), "{text}");
     assert!(text.contains("1 folders unchanged"), "{text}");
@@ -653,14 +710,14 @@ fn imap_dovecot_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_
         sent.insert(format!("<i6-{i}@example.test>"), message("i6", i));
     }
     // The same account over imap:// with STARTTLS fetches only the new.
-    let (code, text) = c.fetch(&imap_url("fetch6", "INBOX"), &[]);
+    let (code, text) = c.fetch(&imap_url(user, "INBOX"), &[]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("TLS started"), "STARTTLS is used: {text}");
     assert!(text.contains(" 3 messages fetched"), "{text}");
     assert_exact(&c.maildir(), &sent);
     // Another client, all of it over STARTTLS.
     let c2 = Client::new();
-    let (code, text) = c2.fetch(&imap_url("fetch6", ""), &[]);
+    let (code, text) = c2.fetch(&imap_url(user, ""), &[]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("1003 messages fetched"), "{text}");
     assert_exact(&c2.maildir(), &sent);
@@ -669,8 +726,13 @@ fn imap_dovecot_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_
     let dest = c3.home().join("viamda");
     let mda = format!("{} {}", common::bin("mdeliver").display(), dest.display());
     let (code, text) = c3.fetch(
-        &imaps_url("fetch6", "INBOX"),
-        &["--mda", &mda, "--recipient", "fetch6@example.test"],
+        &imaps_url(user, "INBOX"),
+        &[
+            "--mda",
+            &mda,
+            "--recipient",
+            &format!("{user}@example.test"),
+        ],
     );
     assert_eq!(code, 0, "{text}");
     let got = by_message_id(&dest);
@@ -679,13 +741,27 @@ fn imap_dovecot_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_
         assert_eq!(got[id].len(), 1, "{id}");
         let stored = &got[id][0];
         assert!(
-            String::from_utf8_lossy(stored).starts_with(
-                "Return-Path: <bob@example.test>\nDelivered-To: fetch6@example.test\n"
-            ),
+            String::from_utf8_lossy(stored).starts_with(&format!(
+                "Return-Path: <bob@example.test>\nDelivered-To: {user}@example.test\n"
+            )),
             "{id}"
         );
         assert!(stored.ends_with(&bytes[bytes.len() - 40..]));
     }
+}
+
+#[test]
+fn imap_dovecot_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new() {
+    imap_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new(
+        Imapd::Dovecot,
+    );
+}
+
+#[test]
+fn imap_mimapd_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new() {
+    imap_thousand_messages_over_imaps_starttls_and_mdeliver_then_nothing_then_the_new(
+        Imapd::Mimapd,
+    );
 }
 
 /// Files in a Dovecot Maildir whose flags contain `flag`.
@@ -702,16 +778,18 @@ fn flagged(md: &Path, flag: char) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn imap_keep_limit_seen_move_and_delete() {
-    let (root, sent) = dovecot_box("fetch7", "i7", 30);
+/// Keep with --limit, \\Seen only when asked, MOVE to a folder, --delete later.
+fn imap_keep_limit_seen_move_and_delete(server: Imapd) {
+    let user = server.user("fetch7");
+    let (root, sent) = dovecot_box(&user, "i7", 30);
+    let s = server.start(&user);
     let c = Client::new();
     let config = c.home().join("mailkit.toml");
     let account = |name: &str, extra: &str| {
         format!(
             "[mfetch.accounts.{name}]\nserver = \"{}\"\npassword_command = \"echo password\"\n\
              ca_file = \"{}\"\nmaildir = \"{}\"\n{extra}\n",
-            imaps_url("fetch7", "INBOX"),
+            s.imaps_url(&user, "INBOX"),
             common::peer("PEER_CA_FILE"),
             c.home().join(name).display()
         )
@@ -737,7 +815,7 @@ fn imap_keep_limit_seen_move_and_delete() {
     let (code, text) = c.run(&["-c", cfg, "-v", "-a", "seen"]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(flagged(&root, 'S'), 30, "{text}");
-    // Move 5 to Archive (Dovecot has MOVE).
+    // Move 5 to Archive (Dovecot and mimapd have MOVE).
     let (code, text) = c.run(&["-c", cfg, "-v", "-a", "mv", "--limit", "5"]);
     assert_eq!(code, 0, "{text}");
     assert!(
@@ -756,6 +834,16 @@ fn imap_keep_limit_seen_move_and_delete() {
     assert_eq!(common::maildir_count(&root), 0);
     assert_exact(&c.home().join("keep"), &sent);
     assert_eq!(common::maildir_count(&c.home().join("mv")), 5);
+}
+
+#[test]
+fn imap_dovecot_keep_limit_seen_move_and_delete() {
+    imap_keep_limit_seen_move_and_delete(Imapd::Dovecot);
+}
+
+#[test]
+fn imap_mimapd_keep_limit_seen_move_and_delete() {
+    imap_keep_limit_seen_move_and_delete(Imapd::Mimapd);
 }
 
 /// Gives Dovecot's INBOX of `root` a new UIDVALIDITY (RFC 3501 §2.3.1.1): the uidlist's `V`
@@ -779,9 +867,11 @@ fn new_uidvalidity(root: &Path) {
     common::give_to_nobody(root);
 }
 
-#[test]
-fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing() {
-    let (root, mut sent) = dovecot_box("fetch8", "i8", 20);
+/// Two folders into Maildir++ folders, a UIDVALIDITY change, a 100 MB message streamed.
+fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing(server: Imapd) {
+    let user = server.user("fetch8");
+    let (root, mut sent) = dovecot_box(&user, "i8", 20);
+    let s = server.start(&user);
     let lists = Maildir::open(&root).unwrap().folder("Lists.Rust").unwrap();
     let mut in_lists = HashMap::new();
     for i in 1..=10 {
@@ -791,7 +881,7 @@ fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing
     }
     common::give_to_nobody(&root);
     let c = Client::new();
-    let url = imaps_url("fetch8", "");
+    let url = s.imaps_url(&user, "");
     let folders = ["--folder", "INBOX", "--folder", "Lists.Rust"];
     let (code, text) = c.fetch(&url, &folders);
     assert_eq!(code, 0, "{text}");
@@ -864,6 +954,16 @@ fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing
         got["<big@example.test>"][0] == m,
         "the 100 MB message is not byte-exact"
     );
+}
+
+#[test]
+fn imap_dovecot_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing() {
+    imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing(Imapd::Dovecot);
+}
+
+#[test]
+fn imap_mimapd_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing() {
+    imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing(Imapd::Mimapd);
 }
 
 /// A scripted IMAP server on port 0 that sends `greeting` and then answers each command line
@@ -1024,11 +1124,13 @@ fn terminate(child: &mut common::KillOnDrop, log: &Path) {
     );
 }
 
-#[test]
-fn imap_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection() {
-    let (root, _) = dovecot_box("fetch10", "idle", 1);
-    let proxy = Proxy::start(common::peer("PEER_IMAPS_PORT").parse().unwrap());
-    let url = format!("imaps://fetch10@localhost:{}/INBOX", proxy.port);
+/// `--idle`: new mail through IDLE, a cut connection survived, SIGTERM exits 0.
+fn imap_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection(server: Imapd) {
+    let user = server.user("fetch10");
+    let (root, _) = dovecot_box(&user, "idle", 1);
+    let s = server.start(&user);
+    let proxy = Proxy::start(s.tls);
+    let url = format!("imaps://{user}@localhost:{}/INBOX", proxy.port);
     let c = Client::new();
     let log = c.home().join("idle.log");
     let md = c.maildir();
@@ -1051,6 +1153,16 @@ fn imap_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection() {
     );
     terminate(&mut child, &log);
     assert_eq!(by_message_id(&md).len(), 4);
+}
+
+#[test]
+fn imap_dovecot_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection() {
+    imap_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection(Imapd::Dovecot);
+}
+
+#[test]
+fn imap_mimapd_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection() {
+    imap_idle_fetches_new_mail_as_it_comes_and_survives_a_cut_connection(Imapd::Mimapd);
 }
 
 #[test]

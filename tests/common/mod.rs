@@ -433,6 +433,51 @@ pub fn start_daemon(cmd: &mut Command, log: &Path, roles: &[&str]) -> (KillOnDro
     try_start_daemon(cmd, log, roles).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A `mimapd serve` on the peers' Maildirs: a passwd-file of `users` (password `password`),
+/// `mail_location` at `PEER_MAIL_DIR/%u` (the Maildirs the peers' Dovecot serves), the peers'
+/// certificate, a plain/STARTTLS and an implicit-TLS listener on port 0. Returns the child,
+/// its listeners (roles `imap` and `imaps`), its directory (keep it alive) and its log.
+pub fn start_mimapd_on_peer_maildirs(
+    users: &[&str],
+) -> (KillOnDrop, Listening, tempfile::TempDir, PathBuf) {
+    let dir = scratch();
+    let d = dir.path();
+    let passwd: String = users
+        .iter()
+        .map(|u| format!("{u}:{{PLAIN}}password::::::\n"))
+        .collect();
+    std::fs::write(d.join("passwd"), passwd).unwrap();
+    let text = format!(
+        r#"hostname = "localhost"
+[tls]
+cert = "{cert}"
+key = "{key}"
+[users]
+passwd_file = "{d}/passwd"
+mail_location = "{mail}/%u"
+[mimapd]
+listen = [ {{ address = "127.0.0.1:0" }}, {{ address = "127.0.0.1:0", role = "implicit-tls" }} ]
+"#,
+        cert = peer("PEER_CERT_FILE"),
+        key = peer("PEER_KEY_FILE"),
+        d = d.display(),
+        mail = peer("PEER_MAIL_DIR"),
+    );
+    let config = d.join("mailkit.toml");
+    std::fs::write(&config, with_run_as(&text)).unwrap();
+    give_to_nobody(d);
+    let log = d.join("mimapd.log");
+    let (child, l) = start_daemon(
+        Command::new(bin("mimapd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("serve"),
+        &log,
+        &["imap", "imaps"],
+    );
+    (child, l, dir, log)
+}
+
 /// `mrelayd -c CONFIG serve`. The config (written through [`with_run_as`]) makes it run as
 /// nobody, so the config's directory, where the tests keep its state, queue and Maildirs, is
 /// handed to nobody first ([`give_to_nobody`]).
