@@ -615,11 +615,22 @@ fn pop3_kill_nine_twenty_times_leaves_every_message_exactly_once() {
     kill_nine(&pop3s_url("fetch5"), &sent, 20, 3);
 }
 
+/// [`kill_nine`] over imaps:// from `server`.
+fn imap_kill_nine_twenty_times(server: Imapd) {
+    let user = server.user("fetch9");
+    let (_root, sent) = dovecot_box(&user, "k9", 1000);
+    let s = server.start(&user);
+    kill_nine(&s.imaps_url(&user, "INBOX"), &sent, 20, 3);
+}
+
 #[test]
 fn imap_kill_nine_twenty_times_leaves_every_message_exactly_once() {
-    let (_root, sent) = dovecot_box("fetch9", "k9", 1000);
-    let s = Imapd::Dovecot.start("fetch9");
-    kill_nine(&s.imaps_url("fetch9", "INBOX"), &sent, 20, 3);
+    imap_kill_nine_twenty_times(Imapd::Dovecot);
+}
+
+#[test]
+fn imap_mimapd_kill_nine_twenty_times_leaves_every_message_exactly_once() {
+    imap_kill_nine_twenty_times(Imapd::Mimapd);
 }
 
 /// The IMAP server a test fetches from.
