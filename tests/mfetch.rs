@@ -878,7 +878,8 @@ fn new_uidvalidity(root: &Path) {
     common::give_to_nobody(root);
 }
 
-/// Two folders into Maildir++ folders, a UIDVALIDITY change, a 100 MB message streamed.
+/// Two folders into Maildir++ folders, a UIDVALIDITY change, a 100 MB message streamed, a
+/// message with a 2 MB header.
 fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing(server: Imapd) {
     let user = server.user("fetch8");
     let (root, mut sent) = dovecot_box(&user, "i8", 20);
@@ -964,6 +965,28 @@ fn imap_folders_into_maildir_folders_and_a_uidvalidity_change_duplicates_nothing
     assert!(
         got["<big@example.test>"][0] == m,
         "the 100 MB message is not byte-exact"
+    );
+    // A 2 MB header section (20,000 fields, one folded over 1,000 lines, its Message-ID
+    // last): stored as sent, found again by that Message-ID.
+    let huge = Maildir::open(&root).unwrap().folder("Huge").unwrap();
+    let mut m = b"From: bob@example.test\nSubject: huge header\n".to_vec();
+    for i in 0..20_000 {
+        m.extend_from_slice(format!("X-Filler-{i}: {}\n", "h".repeat(90)).as_bytes());
+    }
+    m.extend_from_slice(b"X-Folded: start\n");
+    for _ in 0..1_000 {
+        m.extend_from_slice(b"\tcontinued\n");
+    }
+    m.extend_from_slice(b"Message-ID: <huge@example.test>\n\nbody\n");
+    huge.deliver(&m).unwrap();
+    common::give_to_nobody(&root);
+    let (code, text) = c.fetch(&url, &["--folder", "Huge"]);
+    assert_eq!(code, 0, "{text}");
+    let got = by_message_id(&md.join(".Huge"));
+    assert_eq!(got.len(), 1, "{:?} {text}", got.keys());
+    assert!(
+        got["<huge@example.test>"][0] == m,
+        "the 2 MB header message is not byte-exact"
     );
 }
 
@@ -1201,4 +1224,108 @@ fn pop3_idle_polls_and_fetches_new_mail() {
         &pop3s_url("fetch11"),
     ]);
     assert_eq!(code, 77, "{text}");
+}
+
+/// Certificates with a NUL in their names (the CVE-2009-2666 class fetchmail had): a TLS server
+/// whose certificate, signed by a CA mfetch trusts, names `localhost\0.evil.test` in its SAN, or
+/// `localhost\0` in its CN only, is refused for `localhost` before any command or password is
+/// sent, with the certificate error told and exit 69 (a setup problem retrying cannot fix).
+#[test]
+fn certificate_names_with_a_nul_are_refused_before_anything_is_sent() {
+    let c = Client::new();
+    let dir = c.home().join("nulcert");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The CA and the two server certificates, by python3's cryptography (Debian's).
+    let make = r#"
+import datetime, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+d = sys.argv[1]
+now = datetime.datetime.utcnow()
+def cert(subject, issuer, key, sign_key, ca, san):
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(days=1))
+         .not_valid_after(now + datetime.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if san is not None:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+    return b.sign(sign_key, hashes.SHA256())
+def pem(path, data):
+    open(f"{d}/{path}", "wb").write(data)
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nul test CA")])
+ca = cert(ca_name, ca_name, ca_key, ca_key, True, None)
+pem("ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+for kind, cn, san in [("san", "evil.test", "localhost\x00.evil.test"), ("cn", "localhost\x00", None),
+                      ("ok", "localhost", "localhost")]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    pem(f"{kind}.pem", cert(name, ca_name, key, ca_key, False, san).public_bytes(serialization.Encoding.PEM))
+    pem(f"{kind}.key", key.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+    let st = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(make)
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "making the certificates");
+    // An implicit-TLS IMAP server that says whether anything came after the handshake.
+    let serve = r#"
+import socket, ssl, sys
+d, kind = sys.argv[1], sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(f"{d}/{kind}.pem", f"{d}/{kind}.key")
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+print(l.getsockname()[1], flush=True)
+l.settimeout(60)
+s, _ = l.accept()
+s.settimeout(20)
+try:
+    t = ctx.wrap_socket(s, server_side=True)
+    t.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+    got = t.recv(4096)
+    print("SPOKE" if got else "SILENT", flush=True)
+except Exception as e:
+    print("REFUSED", type(e).__name__, flush=True)
+"#;
+    // "ok" (SAN localhost from the same CA) is the control: the same setup passes TLS.
+    for kind in ["san", "cn", "ok"] {
+        let mut server = common::KillOnDrop(
+            Command::new("/usr/bin/timeout")
+                .args(["90", "/usr/bin/python3", "-c", serve])
+                .arg(&dir)
+                .arg(kind)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = BufReader::new(server.0.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap();
+        let md = c.maildir();
+        let (code, text) = c.run(&[
+            "--ca-file",
+            dir.join("ca.pem").to_str().unwrap(),
+            "--password-command",
+            "echo password",
+            "--maildir",
+            md.to_str().unwrap(),
+            &format!("imaps://u@localhost:{port}/INBOX"),
+        ]);
+        let mut verdict = String::new();
+        out.read_line(&mut verdict).unwrap();
+        if kind == "ok" {
+            assert!(verdict.starts_with("SPOKE"), "{verdict} {text}");
+            continue;
+        }
+        assert_eq!(code, 69, "{kind}: {text}");
+        assert!(text.contains("certificate"), "{kind}: {text}");
+        assert!(verdict.starts_with("REFUSED"), "{kind}: {verdict} {text}");
+    }
 }

@@ -313,7 +313,6 @@ impl Store {
             match sel.fetch_one(i, &job.names, job.uid, out) {
                 Ok(Fetched::Sent) => {}
                 Ok(Fetched::Missing) => job.missing = true,
-                Ok(Fetched::Unparsed) => job.failed = true,
                 Err(e) => {
                     log::line(format_args!("fetch: {e}"));
                     job.next = job.picked.len();
@@ -489,8 +488,6 @@ enum Fetched {
     Sent,
     /// Expunged meanwhile (RFC 2180 §4.1.2).
     Missing,
-    /// Over the message layer's limits: only its flags and the like were sent.
-    Unparsed,
 }
 
 /// How a command of the selected state ended.
@@ -721,7 +718,6 @@ impl Selected {
         out: &mut Vec<u8>,
     ) -> io::Result<Fetched> {
         let seen = !self.read_only && names.iter().any(sets_seen);
-        let mut outcome = Fetched::Sent;
         let uid = self.uids[i];
         let Some(m) = self.mb.view().get(uid).cloned() else {
             // Expunged by another session, not reported yet (RFC 2180 4.1.2: NO).
@@ -737,14 +733,13 @@ impl Selected {
             None
         };
         let parsed = match &data {
-            Some(d) => match Message::parse(d, Limits::default()) {
-                Ok(msg) => Some(msg),
-                Err(e) => {
-                    log::line(format_args!("fetch uid {uid}: {e}"));
-                    outcome = Fetched::Unparsed;
-                    None
+            Some(d) => {
+                let (msg, over) = Message::parse_or_flat(d, Limits::default());
+                if let Some(e) = over {
+                    log::line(format_args!("fetch uid {uid}: {e}: served as one part"));
                 }
-            },
+                Some(msg)
+            }
             None => None,
         };
         let mut flags = m.flags().clone();
@@ -791,7 +786,7 @@ impl Selected {
         if !items.is_empty() {
             out.extend_from_slice(&fetch_response(i, items));
         }
-        Ok(outcome)
+        Ok(Fetched::Sent)
     }
 
     /// SEARCH / UID SEARCH (RFC 3501 §6.4.4).
@@ -845,7 +840,7 @@ impl Selected {
             let size = self.rfc822_size(uid, data.as_deref()).unwrap_or(0);
             let content = if needs {
                 data.as_deref()
-                    .and_then(|d| Message::parse(d, Limits::default()).ok())
+                    .map(|d| Message::parse_or_flat(d, Limits::default()).0)
                     .map(|msg| search::Content::new(&msg))
             } else {
                 None

@@ -127,6 +127,27 @@ impl<'a> Message<'a> {
         Ok(Message { raw, root })
     }
 
+    /// [`Message::parse`], or for a message over `limits` the message as one text/plain part
+    /// whose MIME structure is not read ([`ParseError`] says why): its bytes (BODY[], RFC822,
+    /// HEADER, TEXT, header fields) are still served and searched, as Dovecot serves such a
+    /// message, while its structure costs nothing.
+    pub fn parse_or_flat(raw: &'a [u8], limits: Limits) -> (Message<'a>, Option<ParseError>) {
+        match Message::parse(raw, limits) {
+            Ok(m) => (m, None),
+            Err(e) => {
+                let end = rfc5322::header_end(raw);
+                let root = Part {
+                    start: 0,
+                    header: 0..end.header,
+                    body: end.body..raw.len(),
+                    media: header::ContentType::default_for(false),
+                    kind: Kind::Single,
+                };
+                (Message { raw, root }, Some(e))
+            }
+        }
+    }
+
     /// The raw file bytes.
     pub fn raw(&self) -> &'a [u8] {
         self.raw
