@@ -276,7 +276,50 @@ fn pop3_errors_have_their_exit_codes() {
     // No password anywhere (no terminal, no netrc, no command).
     let (code, text) = c.run(&["--ca-file", &ca, &pop3s_url("fetch4")]);
     assert_eq!(code, 78, "{text}");
-    // ~/.netrc is read as msend reads it.
+    // On a terminal mfetch asks (the password not echoed), as for `mfetch URL` by hand.
+    let prompt = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen, deadline = b"", time.time() + 60
+while b"Password for" not in seen and time.time() < deadline:
+    try:
+        seen += os.read(fd, 1024)
+    except OSError:
+        break
+os.write(fd, b"password\n")
+rest = b""
+while True:
+    try:
+        d = os.read(fd, 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    rest += d
+_, st = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(st))
+print((seen + rest).decode(errors="replace"))
+"#;
+    let out = Command::new("/usr/bin/timeout")
+        .args(["120", "/usr/bin/python3", "-c", prompt])
+        .arg(common::bin("mfetch"))
+        .args(["--ca-file", &ca, "--maildir", md.to_str().unwrap()])
+        .arg(pop3s_url("fetch4"))
+        .env("HOME", c.home())
+        .env("XDG_STATE_HOME", c.home().join("prompt-state"))
+        .env_remove("MAILKIT_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, text) = said.split_once('\n').unwrap_or((&said, ""));
+    assert_eq!(code.trim(), "0", "{said}");
+    assert!(text.contains("Password for fetch4@localhost: "), "{said}");
+    assert!(!text.contains("password\r\n"), "echoed: {said}");
+    assert_eq!(common::maildir_count(&md), 1, "{said}");
+    // ~/.netrc is read as msend reads it (a second account state: it fetches again).
+    std::fs::remove_dir_all(&md).unwrap();
     std::fs::write(
         c.home().join(".netrc"),
         "machine localhost login fetch4 password password\n",
