@@ -98,10 +98,10 @@ ENVIRONMENT
     long_about = "IMAP server over Maildir++: RFC 3501 IMAP4rev1 with STARTTLS, AUTHENTICATE \
 PLAIN (SASL-IR), LITERAL+, ID, ENABLE, NAMESPACE, IDLE, UNSELECT, UIDPLUS, MOVE and SPECIAL-USE. \
 Users come from a Dovecot-compatible passwd-file or a checkpassword program; the INBOX is the \
-user's Maildir and folders are Maildir++ folders (.NAME/). Being built: logins, the commands of \
-any state, of the selected state (SELECT, FETCH, SEARCH, STORE, COPY, MOVE, EXPUNGE, IDLE with \
-push) and the folder commands (LIST, LSUB, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS, \
-APPEND) work.",
+user's Maildir and folders are Maildir++ folders (.NAME/), with UIDs in Dovecot's own \
+dovecot-uidlist, so Dovecot, mpopd and mdeliver can work on the same Maildir. Every RFC 3501 \
+command works; IDLE pushes deliveries and other sessions' changes as they happen (inotify). \
+COMPRESS, ESEARCH, LIST-EXTENDED, CONDSTORE/QRESYNC and IMAP4rev2 are not built yet.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mimapd")
 )]
