@@ -661,3 +661,62 @@ fn mime_bombs_are_answered_within_limits() {
     assert!(c.run(b"o NOOP\r\n", "o").contains("o OK "));
     assert!(!site.logs().contains("panicked"), "{}", site.logs());
 }
+
+/// RFC 2231 parameter bombs (the parameter-count class of Dovecot's CVEs): a Content-Type of
+/// 35,000 distinct `name*0` continuations and a Content-Disposition of 25,000 pieces of one
+/// name, both under the header limit so they are parsed. BODYSTRUCTURE answers with at most
+/// the parser's 1000 parameters (the first ones, in order) and the session goes on.
+#[test]
+fn rfc2231_parameter_bombs_are_answered_within_limits() {
+    let mut site = Site::new();
+    let port = site.serve("mimapd");
+    let mut msg =
+        String::from("Subject: params\nMIME-Version: 1.0\nContent-Type: application/octet-stream");
+    for i in 0..35_000 {
+        msg.push_str(&format!(";\n xq{i}*0=v"));
+    }
+    msg.push_str("\nContent-Disposition: attachment");
+    for i in 0..25_000 {
+        msg.push_str(&format!(";\n f*{i}=z"));
+    }
+    msg.push_str("\n\nbody\n");
+    assert!(
+        msg.len() < 1024 * 1024,
+        "{} bytes: over the header limit",
+        msg.len()
+    );
+    site.put(msg.as_bytes());
+    let (mut c, r) = Imap::selected(port);
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    let r = c.run(b"b FETCH 1 (BODYSTRUCTURE)\r\n", "b");
+    assert!(
+        r.ends_with("b OK FETCH completed.\r\n"),
+        "{}",
+        &r[r.len().saturating_sub(300)..]
+    );
+    let lower = r.to_ascii_lowercase();
+    assert!(
+        lower.contains("bodystructure (\"application\" \"octet-stream\""),
+        "{}",
+        &r[..300.min(r.len())]
+    );
+    let listed = r.matches("\"xq").count();
+    assert!(
+        (500..=1000).contains(&listed),
+        "{listed} Content-Type parameters listed"
+    );
+    assert!(
+        r.contains("(\"xq0\" \"v\" \"xq1\" \"v\""),
+        "{}",
+        &r[..300.min(r.len())]
+    );
+    // One joined file name of at most 1000 pieces.
+    let joined = r
+        .split_once("\"f\" \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(v, _)| v.len())
+        .unwrap_or(0);
+    assert!((1..=1000).contains(&joined), "file name of {joined} octets");
+    assert!(c.run(b"o NOOP\r\n", "o").contains("o OK "));
+    assert!(!site.logs().contains("panicked"), "{}", site.logs());
+}

@@ -3,13 +3,18 @@
 //! serialised, every section (HEADER, HEADER.FIELDS(.NOT), TEXT, MIME and part numbers up to
 //! three levels) with and without a partial, and SEARCH's decoding. Nothing panics, sizes
 //! agree: RFC822.SIZE is the length of BODY[], every plan's length is what it sends, and a
-//! partial is the matching slice of the whole section.
+//! partial is the matching slice of the whole section. ENVELOPE, BODY and BODYSTRUCTURE make
+//! the parse → serialise → parse round trip: the FETCH response mimapd writes, decoded by
+//! imap-codec's response parser, is the very item that was serialised (so no message can make
+//! mimapd send a response a client cannot parse).
 
 use std::num::NonZeroU32;
 
+use imap_codec::decode::Decoder as _;
+use imap_codec::ResponseCodec;
 use imap_types::core::{AString, Vec1};
 use imap_types::fetch::{MessageDataItemName, Part, Section};
-use imap_types::response::Data;
+use imap_types::response::{Data, Response};
 
 use crate::imap::message::{search, Limits, Message};
 use crate::imap::response;
@@ -68,11 +73,20 @@ pub fn run(data: &[u8]) {
         MessageDataItemName::Rfc822Header,
     ] {
         let item = msg.fetch_item(&name).expect("a content item");
-        let wire = response::data(Data::Fetch {
+        let sent = Data::Fetch {
             seq: NonZeroU32::MIN,
             items: Vec1::from(item),
-        });
+        };
+        let wire = response::data(sent.clone());
         assert!(wire.ends_with(b"\r\n"));
+        match ResponseCodec::default().decode(&wire) {
+            Ok((rest, Response::Data(got))) => {
+                assert!(rest.is_empty(), "{name:?}: bytes after the response");
+                assert_eq!(got, sent, "{name:?} round trip");
+            }
+            Ok((_, other)) => panic!("{name:?} decoded as {other:?}"),
+            Err(e) => panic!("{name:?}: {e:?} for {:?}", String::from_utf8_lossy(&wire)),
+        }
     }
     let mut all: Vec<Section<'static>> = sections(None);
     for n in all_numbers() {

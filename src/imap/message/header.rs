@@ -176,10 +176,11 @@ impl<'a> Tokens<'a> {
     }
 
     /// `*(";" attribute "=" value)`, RFC 2231 continuations joined. A malformed parameter is
-    /// skipped up to the next `;`.
+    /// skipped up to the next `;`. Only the first [`MAX_PARAMS`] parameters (continuation
+    /// pieces counted one by one) are read; the rest of the field is ignored.
     fn params(&mut self) -> Vec<(String, Vec<u8>)> {
         let mut raw: Vec<(String, Vec<u8>)> = Vec::new();
-        loop {
+        while raw.len() < MAX_PARAMS {
             self.skip_cfws();
             if self.pos >= self.data.len() {
                 break;
@@ -203,13 +204,23 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// The most parameters read from one Content-Type or Content-Disposition field, each RFC 2231
+/// continuation piece counted. A bound against the parameter-count class of IMAP
+/// denial-of-service bugs (Dovecot's CVE-2024-23184 class: header structures whose parsing
+/// grows faster than their size); real mail has a handful, and a long file name split by
+/// Thunderbird into 78-octet pieces stays far below it.
+pub const MAX_PARAMS: usize = 1000;
+
 /// RFC 2231 §3: `name*0`, `name*1*` ... joined in number order into one parameter at the
 /// place of the first piece, `name*` when any piece is extended (value still encoded).
+/// Pieces find their group through a map keyed by the lowercase base name, so the join is
+/// linear in the number of pieces whatever their names.
 fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    // (base name, unused, whether any piece is extended, the numbered pieces)
-    type Group = (String, usize, bool, Vec<(u32, Vec<u8>)>);
+    // (base name, whether any piece is extended, the numbered pieces), in first-seen order
+    type Group = (String, bool, Vec<(u32, Vec<u8>)>);
     let mut groups: Vec<Group> = Vec::new();
+    let mut by_base: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (name, value) in raw {
         let lower = name.to_ascii_lowercase();
         let (base, rest) = match lower.split_once('*') {
@@ -229,15 +240,18 @@ fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
             out.push((name, value));
             continue;
         };
-        match groups.iter_mut().find(|g| g.0.eq_ignore_ascii_case(&base)) {
+        match by_base.get(&base).and_then(|&i| groups.get_mut(i)) {
             Some(g) => {
-                g.2 |= extended;
-                g.3.push((n, value));
+                g.1 |= extended;
+                g.2.push((n, value));
             }
-            None => groups.push((base, 0, extended, vec![(n, value)])),
+            None => {
+                by_base.insert(base.clone(), groups.len());
+                groups.push((base, extended, vec![(n, value)]));
+            }
         }
     }
-    for (base, _, extended, mut pieces) in groups {
+    for (base, extended, mut pieces) in groups {
         pieces.sort_by_key(|p| p.0);
         let value = pieces.into_iter().flat_map(|p| p.1).collect();
         out.push((if extended { format!("{base}*") } else { base }, value));
@@ -267,5 +281,20 @@ mod tests {
             ]
         );
         assert!(ContentType::parse(b"text").is_none());
+    }
+
+    #[test]
+    fn parameters_are_read_up_to_the_limit_and_continuations_joined_by_name() {
+        let mut value = String::from("text/plain");
+        for i in 0..MAX_PARAMS + 500 {
+            value.push_str(&format!("; p{i}*0=v; q*{i}=z"));
+        }
+        let ct = ContentType::parse(value.as_bytes()).unwrap();
+        // charset us-ascii first, then the joined groups in first-seen order.
+        assert_eq!(ct.params[0].0, "charset");
+        assert_eq!(ct.params[1], ("p0".into(), b"v".to_vec()));
+        assert_eq!(ct.params[2].0, "q");
+        assert_eq!(ct.params[2].1.len(), MAX_PARAMS / 2);
+        assert_eq!(ct.params.len(), 2 + MAX_PARAMS / 2);
     }
 }
