@@ -5,17 +5,13 @@
 
 mod common;
 
+use common::raw::{Imap, Pop};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use mailkit::maildir::{Maildir, Sub};
-
-/// Every socket read and child wait is bounded by this.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One scratch site: a passwd-file, alice's Maildir and a config with `[mimapd]` and `[mpopd]`
 /// (listeners on port 0), served by as many daemons as a test starts.
@@ -130,78 +126,24 @@ fn message(i: usize) -> String {
     format!("From: bob@example.test\nSubject: m {i}\nMessage-ID: <m{i}@example.test>\n\nbody {i}\n")
 }
 
-/// A raw IMAP client.
-struct Imap {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+/// Connects, logs in as alice and selects the INBOX; the SELECT response.
+fn selected(port: u16) -> (Imap, String) {
+    let mut c = Imap::connect(port);
+    let r = c.run(b"l LOGIN alice password\r\n", "l");
+    assert!(r.contains("l OK "), "{r}");
+    let r = c.run(b"s SELECT INBOX\r\n", "s");
+    assert!(r.contains("s OK [READ-WRITE]"), "{r}");
+    (c, r)
 }
 
-impl Imap {
-    fn connect(port: u16) -> Imap {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut c = Imap {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        let g = c.line();
-        assert!(g.starts_with("* OK [CAPABILITY IMAP4rev1 "), "{g}");
-        c
-    }
-
-    /// Connects, logs in as alice and selects the INBOX; the SELECT response.
-    fn selected(port: u16) -> (Imap, String) {
-        let mut c = Imap::connect(port);
-        let r = c.run(b"l LOGIN alice password\r\n", "l");
-        assert!(r.contains("l OK "), "{r}");
-        let r = c.run(b"s SELECT INBOX\r\n", "s");
-        assert!(r.contains("s OK [READ-WRITE]"), "{r}");
-        (c, r)
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
-        l
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).unwrap();
-    }
-
-    /// Sends `bytes` and reads up to and including the line starting with `tag `.
-    fn run(&mut self, bytes: &[u8], tag: &str) -> String {
-        self.send(bytes);
-        self.until(tag)
-    }
-
-    fn until(&mut self, tag: &str) -> String {
-        let mut all = String::new();
-        loop {
-            let l = self.line();
-            assert!(!l.is_empty(), "closed before {tag}: {all}");
-            all.push_str(&l);
-            if l.starts_with(&format!("{tag} ")) {
-                return all;
-            }
-        }
-    }
-
-    /// UID → Message-ID of every message, by UID FETCH 1:* (in the order the server sent).
-    fn message_ids(&mut self) -> Vec<(u32, String)> {
-        let r = self.run(
-            b"f UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n",
-            "f",
-        );
-        assert!(r.contains("f OK "), "{r}");
-        fetched_ids(&r)
-    }
-
-    /// True when the server closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.r.read(&mut b), Ok(0))
-    }
+/// UID → Message-ID of every message, by UID FETCH 1:* (in the order the server sent).
+fn message_ids(c: &mut Imap) -> Vec<(u32, String)> {
+    let r = c.run(
+        b"f UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n",
+        "f",
+    );
+    assert!(r.contains("f OK "), "{r}");
+    fetched_ids(&r)
 }
 
 /// The (UID, Message-ID) of each FETCH response in `r`.
@@ -268,8 +210,8 @@ fn two_mimapd_processes_agree_on_every_uid_while_mdeliver_delivers() {
     let mut site = Site::new();
     let p1 = site.serve("mimapd");
     let p2 = site.serve("mimapd");
-    let (mut a, _) = Imap::selected(p1);
-    let (mut b, _) = Imap::selected(p2);
+    let (mut a, _) = selected(p1);
+    let (mut b, _) = selected(p2);
     let md = site.maildir();
     let delivering = std::thread::spawn(move || {
         for i in 0..N {
@@ -288,8 +230,8 @@ fn two_mimapd_processes_agree_on_every_uid_while_mdeliver_delivers() {
         }
     };
     while !delivering.is_finished() {
-        check(a.message_ids(), &mut seen);
-        check(b.message_ids(), &mut seen);
+        check(message_ids(&mut a), &mut seen);
+        check(message_ids(&mut b), &mut seen);
     }
     delivering.join().unwrap();
     // A UID FETCH names only messages the session was told of (EXISTS comes after it).
@@ -297,7 +239,7 @@ fn two_mimapd_processes_agree_on_every_uid_while_mdeliver_delivers() {
         let r = c.run(b"n NOOP\r\n", "n");
         assert!(r.contains("n OK "), "{r}");
     }
-    let (ia, ib) = (a.message_ids(), b.message_ids());
+    let (ia, ib) = (message_ids(&mut a), message_ids(&mut b));
     assert_eq!(ia, ib, "{}", site.logs());
     assert_eq!(ia.len(), N);
     let want: Vec<(u32, String)> = (0..N)
@@ -331,8 +273,8 @@ fn recent_goes_to_exactly_one_session_across_processes() {
     for i in 0..3 {
         mdeliver(&site.maildir(), message(i).as_bytes());
     }
-    let (mut a, ra) = Imap::selected(p1);
-    let (mut b, rb) = Imap::selected(p2);
+    let (mut a, ra) = selected(p1);
+    let (mut b, rb) = selected(p2);
     assert_eq!((recent(&ra), recent(&rb)), (3, 0), "{ra}{rb}");
     for i in 3..8 {
         mdeliver(&site.maildir(), message(i).as_bytes());
@@ -354,55 +296,8 @@ fn recent_goes_to_exactly_one_session_across_processes() {
     assert_eq!(all, (1..=8).collect(), "{ua:?} {ub:?}");
     assert!((1..=3).all(|u| ua.contains(&u)), "{ua:?}");
     // A later session gets none.
-    let (_c, rc) = Imap::selected(p2);
+    let (_c, rc) = selected(p2);
     assert_eq!(recent(&rc), 0, "{rc}");
-}
-
-/// A raw POP3 client.
-struct Pop {
-    r: BufReader<TcpStream>,
-}
-
-impl Pop {
-    fn login(port: u16) -> Pop {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut p = Pop {
-            r: BufReader::new(s),
-        };
-        assert!(p.line().starts_with("+OK"));
-        assert!(p.cmd("USER alice").starts_with("+OK"));
-        let r = p.cmd("PASS password");
-        assert!(r.starts_with("+OK"), "PASS: {r}");
-        p
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
-        l
-    }
-
-    fn cmd(&mut self, cmd: &str) -> String {
-        let s = self.r.get_mut();
-        s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        self.line()
-    }
-
-    /// The lines of a multi-line answer after its +OK line, without the terminator.
-    fn multi(&mut self, cmd: &str) -> Vec<String> {
-        let first = self.cmd(cmd);
-        assert!(first.starts_with("+OK"), "{cmd}: {first}");
-        let mut out = Vec::new();
-        loop {
-            let l = self.line();
-            assert!(!l.is_empty(), "closed in {cmd}");
-            if l == ".\r\n" {
-                return out;
-            }
-            out.push(l);
-        }
-    }
 }
 
 /// mpopd on the same Maildir: its UIDLs survive mimapd's flag renames, its move of `new/` to
@@ -416,10 +311,10 @@ fn mpopd_and_mimapd_on_one_maildir() {
     for i in 0..3 {
         mdeliver(&site.maildir(), message(i).as_bytes());
     }
-    let mut p = Pop::login(pop);
-    let uidl = p.multi("UIDL");
+    let mut p = Pop::logged_in(pop, "alice");
+    let uidl = p.lines("UIDL");
     assert_eq!(uidl.len(), 3, "{uidl:?}");
-    let body = p.multi("RETR 2");
+    let body = p.lines("RETR 2");
     assert!(body.contains(&"body 1\r\n".to_string()), "{body:?}");
     assert!(p.cmd("QUIT").starts_with("+OK"));
     let md = Maildir::open(site.maildir()).unwrap();
@@ -427,7 +322,7 @@ fn mpopd_and_mimapd_on_one_maildir() {
         md.list(Sub::New).unwrap().is_empty(),
         "mpopd moved new/ to cur/"
     );
-    let (mut c, r) = Imap::selected(imap);
+    let (mut c, r) = selected(imap);
     assert!(r.contains("* 3 EXISTS"), "{r}");
     assert_eq!(
         recent(&r),
@@ -441,23 +336,23 @@ fn mpopd_and_mimapd_on_one_maildir() {
         .unwrap()
         .iter()
         .all(|e| e.info.as_deref() == Some("2,FRS")));
-    let mut p = Pop::login(pop);
-    assert_eq!(p.multi("UIDL"), uidl, "UIDL changed with the flags");
+    let mut p = Pop::logged_in(pop, "alice");
+    assert_eq!(p.lines("UIDL"), uidl, "UIDL changed with the flags");
     assert!(p.cmd("QUIT").starts_with("+OK"));
     // mimapd changes a message's flags during an mpopd session: RETR and DELE still find it.
     mdeliver(&site.maildir(), message(3).as_bytes());
-    let mut p = Pop::login(pop);
+    let mut p = Pop::logged_in(pop, "alice");
     let r = c.run(b"n NOOP\r\n", "n");
     assert!(r.contains("* 4 EXISTS"), "{r}");
     let r = c.run(b"t STORE 4 +FLAGS.SILENT (\\Flagged)\r\n", "t");
     assert_eq!(r, "t OK STORE completed.\r\n");
-    assert!(p.multi("RETR 4").contains(&"body 3\r\n".to_string()));
+    assert!(p.lines("RETR 4").contains(&"body 3\r\n".to_string()));
     assert!(p.cmd("DELE 4").starts_with("+OK"));
     assert!(p.cmd("QUIT").starts_with("+OK"));
     let r = c.run(b"n NOOP\r\n", "n");
     assert!(r.starts_with("* 4 EXPUNGE\r\n"), "{r}");
-    let mut p = Pop::login(pop);
-    assert_eq!(p.multi("UIDL"), uidl, "{}", site.logs());
+    let mut p = Pop::logged_in(pop, "alice");
+    assert_eq!(p.lines("UIDL"), uidl, "{}", site.logs());
     // mpopd deletes message 2 while mimapd's session idles.
     c.send(b"i IDLE\r\n");
     assert_eq!(c.line(), "+ idling\r\n");
@@ -465,7 +360,7 @@ fn mpopd_and_mimapd_on_one_maildir() {
     assert!(p.cmd("QUIT").starts_with("+OK"));
     assert_eq!(c.line(), "* 2 EXPUNGE\r\n", "{}", site.logs());
     assert_eq!(c.run(b"DONE\r\n", "i"), "i OK IDLE terminated.\r\n");
-    let ids = c.message_ids();
+    let ids = message_ids(&mut c);
     assert_eq!(
         ids,
         vec![
@@ -473,8 +368,8 @@ fn mpopd_and_mimapd_on_one_maildir() {
             (3, "<m2@example.test>".to_string())
         ]
     );
-    let mut p = Pop::login(pop);
-    let left = p.multi("UIDL");
+    let mut p = Pop::logged_in(pop, "alice");
+    let left = p.lines("UIDL");
     assert_eq!(left.len(), 2);
     // Same unique-ids as before for the two left (`n uid`, renumbered).
     let ids_of = |v: &[String]| -> Vec<String> {
@@ -496,8 +391,8 @@ fn a_lost_or_corrupt_uid_list_means_a_new_uidvalidity_and_a_returning_file_a_new
         site.put(message(i).as_bytes());
     }
     let select = || {
-        let (mut c, r) = Imap::selected(port);
-        let ids = c.message_ids();
+        let (mut c, r) = selected(port);
+        let ids = message_ids(&mut c);
         (uidvalidity(&r), ids)
     };
     let (v1, ids1) = select();
@@ -552,7 +447,7 @@ fn deep_nesting_and_wildcard_patterns_are_answered_and_overlong_lines_end_the_se
     let mut site = Site::new();
     let port = site.serve("mimapd");
     site.put(message(0).as_bytes());
-    let (mut c, _) = Imap::selected(port);
+    let (mut c, _) = selected(port);
     let cmd = format!("n SEARCH {}ALL{}\r\n", "(".repeat(1000), ")".repeat(1000));
     let r = c.run(cmd.as_bytes(), "n");
     assert!(r.starts_with("n BAD "), "{r}");
@@ -590,8 +485,7 @@ fn deep_nesting_and_wildcard_patterns_are_answered_and_overlong_lines_end_the_se
     assert!(r.contains("q OK ") || r.contains("q BAD "), "{r}");
     assert!(c.run(b"o NOOP\r\n", "o").contains("o OK "));
     c.send(&vec![b'x'; 100_000]);
-    let mut rest = String::new();
-    let _ = c.r.read_to_string(&mut rest);
+    let rest = c.rest();
     assert_eq!(rest, "* BYE Command line too long.\r\n");
     assert!(c.closed());
     assert!(!site.logs().contains("panicked"), "{}", site.logs());
@@ -620,7 +514,7 @@ fn mime_bombs_are_answered_within_limits() {
     }
     big.push_str("\nbody\n");
     site.put(big.as_bytes());
-    let (mut c, r) = Imap::selected(port);
+    let (mut c, r) = selected(port);
     assert!(r.contains("* 2 EXISTS"), "{r}");
     for n in [1, 2] {
         let r = c.run(format!("b FETCH {n} (BODYSTRUCTURE)\r\n").as_bytes(), "b");
@@ -686,7 +580,7 @@ fn rfc2231_parameter_bombs_are_answered_within_limits() {
         msg.len()
     );
     site.put(msg.as_bytes());
-    let (mut c, r) = Imap::selected(port);
+    let (mut c, r) = selected(port);
     assert!(r.contains("* 1 EXISTS"), "{r}");
     let r = c.run(b"b FETCH 1 (BODYSTRUCTURE)\r\n", "b");
     assert!(

@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use common::raw::Imap;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use mailkit::maildir::{Maildir, Sub};
-
-/// Every socket read and child wait is bounded by this.
-const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running `mimapd serve` with its own passwd-file, Maildirs and config (killed on drop).
 struct Server {
@@ -116,60 +113,6 @@ max_command_size = 4096
     let path = dir.join("mailkit.toml");
     std::fs::write(&path, common::with_run_as(&text)).unwrap();
     path
-}
-
-/// A raw IMAP client for what imaplib will not send.
-struct Imap {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Imap {
-    fn connect(port: u16) -> Imap {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut c = Imap {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        let g = c.line();
-        assert!(g.starts_with("* OK [CAPABILITY IMAP4rev1 "), "{g}");
-        c
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
-        l
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).unwrap();
-    }
-
-    /// Sends `bytes` and reads up to and including the line starting with `tag `.
-    fn run(&mut self, bytes: &[u8], tag: &str) -> String {
-        self.send(bytes);
-        self.until(tag)
-    }
-
-    fn until(&mut self, tag: &str) -> String {
-        let mut all = String::new();
-        loop {
-            let l = self.line();
-            assert!(!l.is_empty(), "closed before {tag}: {all}");
-            all.push_str(&l);
-            if l.starts_with(&format!("{tag} ")) {
-                return all;
-            }
-        }
-    }
-
-    /// True when the server closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.r.read(&mut b), Ok(0))
-    }
 }
 
 /// Runs python3 code with `imaplib`, `ssl`, `PORT`, `TLSPORT`, `CA` defined; its stdout.

@@ -4,8 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use common::raw::Pop;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,67 +137,6 @@ fn crlf(msg: &[u8]) -> Vec<u8> {
         .replace("\r\n", "\n")
         .replace('\n', "\r\n")
         .into_bytes()
-}
-
-/// A minimal raw POP3 client for the edge cases real clients never produce.
-struct Pop {
-    r: BufReader<TcpStream>,
-}
-
-impl Pop {
-    fn connect(port: u16) -> Pop {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut p = Pop {
-            r: BufReader::new(s),
-        };
-        let g = p.line();
-        assert!(g.starts_with("+OK"), "greeting {g}");
-        p
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
-        l
-    }
-
-    fn send(&mut self, cmd: &[u8]) {
-        let s = self.r.get_mut();
-        s.write_all(cmd).unwrap();
-        s.write_all(b"\r\n").unwrap();
-    }
-
-    fn cmd(&mut self, cmd: &str) -> String {
-        self.send(cmd.as_bytes());
-        self.line()
-    }
-
-    /// Reads a multi-line body after its +OK line, raw (stuffing kept), terminator included.
-    fn multi(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let mut l = Vec::new();
-            self.r.read_until(b'\n', &mut l).unwrap();
-            assert!(!l.is_empty(), "connection closed in a multi-line reply");
-            out.extend_from_slice(&l);
-            if l == b".\r\n" {
-                return out;
-            }
-        }
-    }
-
-    fn login(&mut self, user: &str) {
-        assert!(self.cmd(&format!("USER {user}")).starts_with("+OK"));
-        let r = self.cmd("PASS password");
-        assert!(r.starts_with("+OK"), "PASS: {r}");
-    }
-
-    /// True when the server closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.r.read(&mut b), Ok(0))
-    }
 }
 
 /// Runs python3 poplib code with `PORT`, `TLSPORT`, `CA` variables defined.
@@ -821,7 +761,7 @@ fn noop_does_not_keep_a_session_past_its_deadline() {
     for _ in 0..100 {
         // The server closes at the deadline on its own, possibly while we sleep: read what it
         // sent before writing into a closed socket.
-        let sock = p.r.get_ref();
+        let sock = p.socket();
         sock.set_nonblocking(true).unwrap();
         let mut one = [0u8; 1];
         let pending = matches!(sock.peek(&mut one), Ok(n) if n > 0);

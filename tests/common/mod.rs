@@ -2,6 +2,8 @@
 //! binaries, and scratch directories. Every test binary includes this with `mod common;`.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
