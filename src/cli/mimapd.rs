@@ -47,6 +47,12 @@ LIMITS
   to max_message_size. max_errors BAD responses or max_auth_failures
   failed logins end the session with * BYE; failed logins are delayed
   and throttled per address and per user (mrelayd(1) LOGIN THROTTLE).
+  ID takes at most 30 pairs (RFC 2971 3.3), a LIST pattern at most 1024
+  octets and 32 wildcards (else BAD); parenthesis nesting is bounded by
+  the command parser. A message's structure is read up to 2000 MIME
+  parts, 50 levels, a 1 MiB header and 1000 RFC 2231 parameters per
+  field: a message over the first three is served as one text/plain part
+  (BODY[] still whole, as Dovecot does), parameters past 1000 are ignored.
 
 EXIT STATUS
   0   serve: stopped by SIGTERM/SIGINT; inetd: the session ended
