@@ -125,3 +125,26 @@ pub fn run(data: &[u8]) {
     let key = imap_types::search::SearchKey::Text(AString::try_from("a").expect("an atom"));
     let _ = search::matches(&key, &meta, Some(&content));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+
+    const MIXED: &[u8] = b"From: a@b\nSubject: hi\nContent-Type: multipart/mixed; boundary=XX\n\npre\n--XX\nContent-Type: text/plain\n\nhello\n--XX\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body\n--XX--\nepilogue\n";
+
+    /// The fuzz target's properties (sizes, partials, and the FETCH response round trip through
+    /// imap-codec's decoder) hold on real-looking messages, not only on what the fuzzer finds.
+    #[test]
+    fn fuzz_properties_hold_on_sample_messages() {
+        let encoded = b"From: =?utf-8?q?J=C3=BCrgen?= <j@x>, \"Q \\\"x\\\"\" <q@y>\nTo: undisclosed-recipients:;\nSubject: =?iso-8859-1?b?R3L832Vu?=\nDate: Mon, 2 Jan 2023 10:00:00 +0100\nMessage-ID: <a@b>\nIn-Reply-To: <c@d>\nContent-Type: text/plain; charset=utf-8; name*0*=utf-8''a%20; name*1=b\nContent-Disposition: attachment; filename=\"x y\"\nContent-Language: de, en\nContent-Transfer-Encoding: quoted-printable\n\nStra=C3=9Fe\n";
+        for m in [
+            MIXED,
+            &encoded[..],
+            b"",
+            b"\n\n",
+            b"Subject: \xff\xfe\n\n\x00",
+        ] {
+            run(m);
+        }
+    }
+}
