@@ -255,6 +255,12 @@ impl Verifier {
         Ok(Verifier { auth })
     }
 
+    /// mail-auth's authenticator with this resolver, for the other checks that look up keys
+    /// the same way (ARC, [`crate::arc`]).
+    pub fn authenticator(&self) -> &MessageAuthenticator {
+        &self.auth
+    }
+
     /// One result per DKIM-Signature of `message` (none when it has none, RFC 8601 §2.7.1:
     /// `dkim=none` is written then).
     pub async fn verify(&self, message: &[u8]) -> Vec<MethodResult> {

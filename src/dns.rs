@@ -11,6 +11,7 @@
 //! - Address records of a host: [`MxResolver::host_records`] (A and AAAA with TTLs, CNAME,
 //!   partial failures, for reports) and [`MxResolver::addresses`] on top of it (addresses to
 //!   connect to).
+//! - A records of a DNSBL query ([`MxResolver::ipv4`]).
 //! - TXT records ([`MxResolver::txt`]) and picking SPF/DMARC/MTA-STS records out of them by
 //!   their version tag ([`records_with_tag`]).
 //!
@@ -345,6 +346,25 @@ impl MxResolver {
             }
         }
         out
+    }
+
+    /// The A records of `name` (a DNSBL query, RFC 5782 §2.1). NXDOMAIN and "no records"
+    /// give an empty list; only temporary failures are errors.
+    pub async fn ipv4(&self, name: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsError> {
+        match self.resolver.lookup(fqdn(name), RecordType::A).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|rec| match &rec.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => match classify(name, &e) {
+                DnsError::Temporary(t) => Err(DnsError::Temporary(t)),
+                _ => Ok(Vec::new()),
+            },
+        }
     }
 
     /// All TXT strings of `name`, each record's character-strings joined without separator

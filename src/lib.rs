@@ -20,6 +20,7 @@
 //!   or a key pin), the client TLS policy types (`Mode`, `Verify`), certificate checks and parsing.
 //! - [`dkim`]: DKIM (RFC 6376) keys, signing and verification over mail-auth, with the [`dns`]
 //!   resolver settings; key generation for `mrelayd dkim keygen`.
+//! - [`arc`]: ARC (RFC 8617) chain verification over mail-auth, with [`dkim`]'s resolver.
 //! - [`authres`]: the one `Authentication-Results:` writer (RFC 8601) and the removal of such
 //!   fields claiming our authserv-id (sans-IO).
 //! - [`dns`]: every DNS lookup (MX routing, A/AAAA with TTLs, TXT) with hickory-resolver, shared by
@@ -72,11 +73,12 @@
 //! | 5 | programs and protocol drivers | `relay`, `msend`, `mdig`, `fetch`, `smtp::driver`, `pop3::driver`, `pop3::login`, `pop3::config`, `imap::driver`, `imap::config`, `imap::selected`, `imap::folders` | no |
 //! | 4 | protocols | `smtp`, `pop3`, `imap`, `fetch::pop3` | yes |
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
-//! | 3 | services | `server`, `auth`, `queue`, `mda`, `dkim` | no |
+//! | 3 | services | `server`, `auth`, `queue`, `mda`, `dkim`, `arc` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
 //! | 1 | leaf modules | `clock`, `fsroot`, `durable`, `envelope`, `lines`, `session`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `authres`, `exit` | no |
 #![deny(unsafe_code)]
 
+pub mod arc;
 pub mod auth;
 pub mod authres;
 pub mod cli;

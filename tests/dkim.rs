@@ -13,6 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::{auth_results, txt_line};
+
 /// The signing domain of mrelayd's users (a local domain).
 const DOMAIN: &str = "example.test";
 
@@ -61,16 +63,6 @@ fn keygen(dir: &Path, selector: &str, algo: &str) -> MadeKey {
     let txt: String = quoted.split('"').skip(1).step_by(2).collect();
     assert!(txt.starts_with("v=DKIM1; k="), "{txt}");
     MadeKey { path, txt }
-}
-
-/// dnsmasq's `txt-record=NAME,"part","part"` for a record value (255-octet strings).
-fn txt_line(name: &str, value: &str) -> String {
-    let parts: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    format!("txt-record={name},{}", parts.join(","))
 }
 
 impl Relay {
@@ -372,16 +364,4 @@ fn dns_timeout_is_temperror_not_rejection() {
     assert!(signed.contains("DKIM-Signature:"), "dkimsign: {signed}");
     let got = relay.deliver(&signed);
     assert!(auth_results(&got).contains("dkim=temperror"), "{got}");
-}
-
-/// The Authentication-Results: field of ours (mx.example.test), unfolded.
-fn auth_results(message: &str) -> String {
-    let message = message.replace("\r\n", "\n");
-    let header = message.split("\n\n").next().unwrap_or(&message);
-    let unfolded = header.replace("\n\t", " ").replace("\n ", " ");
-    unfolded
-        .lines()
-        .find(|l| l.starts_with("Authentication-Results: mx.example.test;"))
-        .unwrap_or_else(|| panic!("no Authentication-Results of ours in {message}"))
-        .to_string()
 }

@@ -190,7 +190,11 @@ once, when it is queued (relaxed/relaxed, RSA-SHA256 and Ed25519-SHA256, both wh
 exist; `mrelayd dkim keygen` makes keys and prints the DNS record); every DKIM-Signature of mail \
 from other clients on the smtp listener is verified and the result added in an Authentication-Results: field \
 (RFC 8601) at the top, after removing any that claim our authserv-id; a DNS failure is \
-dkim=temperror, never a rejection.",
+dkim=temperror, never a rejection. The ARC chain (RFC 8617) of the same mail is verified \
+too (arc=pass, fail or none with smtp.remote-ip; arc_verify). DNSBL zones (dnsbl, RFC 5782) \
+refuse a listed smtp client at RCPT with 554 5.7.1 Service unavailable; Client host [IP] \
+blocked using ZONE; a DNS failure never refuses, trusted networks and authenticated clients \
+are not looked up.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

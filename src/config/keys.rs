@@ -468,6 +468,31 @@ pub const TABLES: &[Table] = &[
                  a DNS failure is dkim=temperror, never a rejection.",
             ),
             key(
+                "arc_verify",
+                "boolean",
+                Toml("true"),
+                "Verify the ARC chain (RFC 8617) of the same mail as dkim_verify and add \
+                 arc=pass|fail|none smtp.remote-ip=IP to its Authentication-Results:; \
+                 a DNS failure is arc=temperror, never a rejection.",
+            ),
+            key(
+                "dnsbl",
+                "list of strings",
+                Toml("[]"),
+                "DNSBL zones (RFC 5782) the smtp listener's clients are looked up in, at the \
+                 first RCPT, as Postfix's reject_rbl_client (trusted_networks and \
+                 authenticated clients are not): a client listed in one (an A record in \
+                 127.0.0.0/8) gets 554 5.7.1 Service unavailable; Client host [IP] blocked \
+                 using ZONE for each recipient. A DNS failure is logged and lets it through.",
+            ),
+            key(
+                "dnsbl_reply",
+                "table of strings",
+                Toml("{}"),
+                "Text after a DNSBL refusal per zone (\"zen.example\" = \"see \
+                 https://...\"); unset for a zone: the listing's TXT record.",
+            ),
+            key(
                 "dkim",
                 "table of tables",
                 Toml("{}"),

@@ -119,6 +119,8 @@ struct Daemon {
     collect_accepted: bool,
     /// DKIM signing and verification at the end of DATA.
     sender_auth: super::sender_auth::SenderAuth,
+    /// DNSBL zones, if any (`dnsbl`).
+    dnsbl: Option<super::dnsbl::Dnsbl>,
 }
 
 /// What mrelayd hands the [`Frame`]: the session handler over the shared [`Daemon`], and the
@@ -153,8 +155,10 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         relay,
         relay.remote.resolver_addr().map_err(anyhow::Error::msg)?,
     )?;
+    let resolver = relay.remote.resolver_addr().map_err(anyhow::Error::msg)?;
     let daemon = Arc::new(Daemon {
         sender_auth,
+        dnsbl: super::dnsbl::Dnsbl::new(relay, resolver),
         hostname: config.hostname.clone(),
         relay: relay.clone(),
         router: router.clone(),
@@ -362,6 +366,7 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         receiving: None,
         refused: 0,
         filter: filter::for_role(relay, role),
+        dnsbl: None,
     };
     let r = driver::run(conn, config, &limits, &mut policy).await;
     if policy.refused > LOGGED_REFUSALS {
@@ -387,6 +392,28 @@ struct SessionPolicy {
     refused: u64,
     /// The listener role's content filter.
     filter: Option<Filter>,
+    /// The DNSBL verdict once looked up (at the first RCPT): the refusal, if listed.
+    dnsbl: Option<Option<Reply>>,
+}
+
+impl SessionPolicy {
+    /// The DNSBL refusal of this client ([`super::dnsbl`]): only on the `smtp` listener, never
+    /// for trusted networks or authenticated clients; looked up once per session.
+    async fn dnsbl_refusal(&mut self) -> Option<Reply> {
+        let (Some(dnsbl), Some(ip)) = (self.d.dnsbl.as_ref(), self.client.ip) else {
+            return None;
+        };
+        if self.client.role != Role::Smtp
+            || self.client.user.is_some()
+            || self.d.router.trusted_network(Some(ip)).is_some()
+        {
+            return None;
+        }
+        if self.dnsbl.is_none() {
+            self.dnsbl = Some(dnsbl.check(ip, &self.who).await);
+        }
+        self.dnsbl.clone().flatten()
+    }
 }
 
 impl driver::Policy for SessionPolicy {
@@ -402,7 +429,15 @@ impl driver::Policy for SessionPolicy {
         }
     }
 
-    fn rcpt(&mut self, to: &Mailbox, _: &RcptParams) -> Decision {
+    async fn rcpt(&mut self, to: &Mailbox, _: &RcptParams) -> Decision {
+        if let Some(r) = self.dnsbl_refusal().await {
+            self.refused += 1;
+            if self.refused <= LOGGED_REFUSALS {
+                let who = &self.who;
+                log::line(format_args!("{who}: RCPT <{to}> refused: {r} (DNSBL)"));
+            }
+            return Decision::Reject(r);
+        }
         let v = self.d.router.check_rcpt(&self.client, to);
         match v.refusal {
             None => Decision::Accept,
@@ -516,6 +551,7 @@ impl driver::Policy for SessionPolicy {
             let checks = super::sender_auth::Checks {
                 verify: self.client.role == Role::Smtp && !ours,
                 sign: ours,
+                client: self.client.ip,
             };
             let auth = &self.d.sender_auth;
             if let Err(e) = auth.end_of_data(&mut r.incoming, checks, &self.who).await {

@@ -6,6 +6,7 @@
 //! - [`deliver`]: one queue entry: local targets ([`local`]: Maildir, pipe), remote hops
 //!   ([`crate::outbound`]: MX or relayhost, TLS policy, cached sessions, limits), retries, and
 //!   bounces and delay warnings ([`dsn`], RFC 3464).
+//! - [`dnsbl`]: DNSBL checks of the `smtp` listener's clients (RFC 5782), at RCPT.
 //! - [`filter`]: the content filter command per listener role, run at the end of the content.
 //! - [`admin`]: `queue`, `flush`, `explain`; [`quickstart`]: the demo mail system.
 //!
@@ -67,6 +68,7 @@ pub mod aliases;
 pub mod checks;
 pub mod daemon;
 pub mod deliver;
+pub mod dnsbl;
 pub mod dsn;
 pub mod filter;
 pub mod local;
@@ -233,6 +235,13 @@ pub struct RelayConfig {
     pub dkim_verify: bool,
     /// DKIM signing keys per domain (`[mrelayd.dkim."DOMAIN"]`, [`crate::dkim`]).
     pub dkim: std::collections::BTreeMap<String, crate::dkim::DomainKeys>,
+    /// Verify the ARC chain (RFC 8617) of the same mail as `dkim_verify` ([`crate::arc`]).
+    pub arc_verify: bool,
+    /// DNSBL zones the `smtp` listener's clients are looked up in ([`dnsbl`], RFC 5782).
+    pub dnsbl: Vec<String>,
+    /// Text added to the refusal of a client listed in a zone, per zone; unset: the
+    /// listing's TXT record, if any.
+    pub dnsbl_reply: BTreeMap<String, String>,
 }
 
 impl crate::config::Section for RelayConfig {
@@ -291,6 +300,9 @@ impl Default for RelayConfig {
             authserv_id: None,
             dkim_verify: true,
             dkim: std::collections::BTreeMap::new(),
+            arc_verify: true,
+            dnsbl: Vec::new(),
+            dnsbl_reply: BTreeMap::new(),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! mail from our own users, DKIM verification of mail from outside and the
 //! `Authentication-Results:` field saying what it found. The daemon calls [`SenderAuth::
 //! end_of_data`] once per message; SPF, DMARC and ARC are meant to add their results to the
-//! same [`AuthResults`] here.
+//! same [`AuthResults`] here. ARC ([`crate::arc`], `arc_verify`) is checked on the same
+//! messages as DKIM, with the same resolver: `arc=` with `smtp.remote-ip`.
 //!
 //! Why here, on the spooled file, and not in the outbound client: the signature is made once,
 //! when the message is accepted, so every delivery attempt (and local delivery) sends the same
@@ -32,6 +33,8 @@ pub struct Checks {
     pub verify: bool,
     /// Sign it, if its From: domain has keys (an authenticated or trusted client).
     pub sign: bool,
+    /// The client's address (`smtp.remote-ip` of the `arc=` result, RFC 8617 §10).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// The daemon's sender-authentication setup: keys, resolver, authserv-id.
@@ -40,6 +43,10 @@ pub struct SenderAuth {
     authserv_id: String,
     signers: Signers,
     verifier: Option<VerifierSlot>,
+    /// Verify DKIM signatures (`dkim_verify`).
+    dkim: bool,
+    /// Verify ARC chains (`arc_verify`, [`crate::arc`]).
+    arc: bool,
     /// Permits to hold a whole message in memory ([`WHOLE_MESSAGE_JOBS`]).
     whole: tokio::sync::Semaphore,
 }
@@ -63,7 +70,7 @@ impl SenderAuth {
     ) -> anyhow::Result<SenderAuth> {
         let signers =
             Signers::load(&relay.dkim).map_err(|e| crate::exit::fail(crate::exit::CONFIG, e))?;
-        let verifier = if relay.dkim_verify {
+        let verifier = if relay.dkim_verify || relay.arc_verify {
             match Verifier::new(resolver) {
                 Ok(v) => Some(VerifierSlot(v)),
                 // Like remote delivery without a resolver: a warning, and temperror results.
@@ -82,11 +89,13 @@ impl SenderAuth {
                 .unwrap_or_else(|| hostname.to_string()),
             signers,
             verifier,
+            dkim: relay.dkim_verify,
+            arc: relay.arc_verify,
             whole: tokio::sync::Semaphore::new(WHOLE_MESSAGE_JOBS),
         })
     }
 
-    /// Whether verification runs at all (`dkim_verify`).
+    /// Whether verification runs at all (`dkim_verify` or `arc_verify`).
     pub fn verifies(&self) -> bool {
         self.verifier.is_some()
     }
@@ -98,7 +107,7 @@ impl SenderAuth {
 
     /// The checks on the message in `incoming`, with the new header fields written on top
     /// ([`Incoming::rewrite_header`]: the body is copied on disk, not held). Only the header
-    /// section is read, unless a signature is to be verified or made: then the whole message
+    /// section is read, unless a signature or an ARC chain is to be verified or made: then the whole message
     /// is, by at most [`WHOLE_MESSAGE_JOBS`] sessions at once (mail-auth works on a slice), so
     /// memory stays bounded by that many `max_message_size`s. An error (reading or rewriting
     /// the queue file) refuses the message with a temporary reply, as any queue error does; a
@@ -116,14 +125,20 @@ impl SenderAuth {
         }
         let head = incoming.header_section(MAX_HEADER)?;
         let complete = head.len() < MAX_HEADER;
-        let signed = verify && crate::dkim::has_field(&head, "DKIM-Signature");
+        let signed = verify && self.dkim && crate::dkim::has_field(&head, "DKIM-Signature");
+        let arc = verify && self.arc;
+        let chained = arc
+            && crate::arc::ARC_FIELDS
+                .iter()
+                .any(|f| crate::dkim::has_field(&head, f));
         let mut probe = head.clone();
         probe.extend_from_slice(b"\r\n\r\n");
         let signing =
             sign && crate::dkim::from_domain(&probe).is_some_and(|d| self.signers.has_domain(&d));
         let mut top = String::new();
         let mut results = Vec::new();
-        if signed || signing {
+        let mut arc_result = None;
+        if signed || signing || chained {
             let _permit = self.whole.acquire().await;
             let message = incoming.content()?;
             if signing {
@@ -135,15 +150,29 @@ impl SenderAuth {
             if let (true, Some(VerifierSlot(v))) = (signed, self.verifier.as_ref()) {
                 results = v.verify(&message).await;
             }
+            if let (true, Some(VerifierSlot(v))) = (chained, self.verifier.as_ref()) {
+                arc_result =
+                    Some(crate::arc::verify(v.authenticator(), &message, checks.client).await);
+            }
         }
         if verify {
             let mut ar = AuthResults::new(&self.authserv_id);
-            if !signed {
+            if self.dkim && !signed {
                 // RFC 8601 §2.7.1: "none: The message was not signed."
                 ar.push(crate::authres::MethodResult::new("dkim", "none"));
             }
             for r in results {
                 ar.push(r);
+            }
+            if arc {
+                // RFC 8617 §4.4: no ARC header fields, chain validation status "none".
+                ar.push(arc_result.unwrap_or_else(|| {
+                    let none = crate::authres::MethodResult::new("arc", "none");
+                    match checks.client {
+                        Some(ip) => none.prop("smtp.remote-ip", ip.to_string()),
+                        None => none,
+                    }
+                }));
             }
             let header = ar.header();
             log::line(format_args!(

@@ -64,7 +64,8 @@ pub trait Policy: Send {
     fn mail(&mut self, from: Option<&Mailbox>, params: &MailParams) -> Decision;
 
     /// Is this recipient acceptable (local user, relay allowed)? (RFC 5321 §4.1.1.3)
-    fn rcpt(&mut self, to: &Mailbox, params: &RcptParams) -> Decision;
+    /// Async: a check may look the client up in DNS (mrelayd's DNSBL, RFC 5782).
+    fn rcpt(&mut self, to: &Mailbox, params: &RcptParams) -> impl Future<Output = Decision> + Send;
 
     /// Check these credentials (Accept, or Reject with 535 5.7.8 / 454 4.7.0, RFC 4954 §6).
     fn auth(
@@ -231,7 +232,7 @@ pub async fn run<P: Policy>(
                 s.decide(d);
             }
             Event::Rcpt { to, params } => {
-                let d = policy.rcpt(&to, &params);
+                let d = policy.rcpt(&to, &params).await;
                 s.decide(d);
             }
             Event::Auth {

@@ -719,3 +719,27 @@ pub fn wait_maildir(maildir: &Path, n: usize) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// dnsmasq's `txt-record=NAME,"part","part"` for a record value (255-octet strings, RFC 1035
+/// §3.3.14), for [`Dns::start`]'s zone.
+pub fn txt_line(name: &str, value: &str) -> String {
+    let parts: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!("txt-record={name},{}", parts.join(","))
+}
+
+/// The Authentication-Results: field of the test relays' authserv-id (mx.example.test) in a
+/// delivered message's header, unfolded.
+pub fn auth_results(message: &str) -> String {
+    let message = message.replace("\r\n", "\n");
+    let header = message.split("\n\n").next().unwrap_or(&message);
+    let unfolded = header.replace("\n\t", " ").replace("\n ", " ");
+    unfolded
+        .lines()
+        .find(|l| l.starts_with("Authentication-Results: mx.example.test;"))
+        .unwrap_or_else(|| panic!("no Authentication-Results of ours in {message}"))
+        .to_string()
+}
