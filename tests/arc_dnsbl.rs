@@ -11,7 +11,7 @@
 //!   (A 127.0.0.2, with a TXT reason); a client bound to 127.0.0.2 (swaks
 //!   `--local-interface`, any 127/8 address is loopback) is refused at RCPT with Postfix's
 //!   `554 5.7.1 Service unavailable; Client host [127.0.0.2] blocked using zen.example`,
-//!   127.0.0.3 (not listed) is not, nor is 127.0.0.2 when in `trusted_networks`; IPv6 `::1`
+//!   127.0.0.3 (not listed) is not, nor is 127.0.0.2 after AUTH or when in `trusted_networks`; IPv6 `::1`
 //!   in nibble form; a resolver that answers SERVFAIL lets the listed client through, logged.
 
 mod common;
@@ -40,11 +40,14 @@ impl Relay {
         let config = dir.join("mailkit.toml");
         let text = format!(
             "hostname = \"mx.example.test\"\nstate_dir = \"{state}\"\n\
+[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"example.test\"]\n\
 [mrelayd]\naliases = \"{aliases}\"\ntrusted_networks = [{trusted}]\n{extra}\n\
 listen = [{{ address = \"{listen}\", role = \"smtp\" }}]\n\
 [mrelayd.remote]\nresolver = \"{resolver}\"\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             state = dir.join("state").display(),
+            cert = common::peer("PEER_CERT_FILE"),
+            key = common::peer("PEER_KEY_FILE"),
             passwd = passwd.display(),
             mail = dir.join("mail").display(),
             aliases = aliases.display(),
@@ -63,12 +66,24 @@ listen = [{{ address = \"{listen}\", role = \"smtp\" }}]\n\
     /// swaks from `from_ip` (its local address) to the relay at `server`, `message` to bob:
     /// (success, swaks's transcript).
     fn send(&self, server: &str, from_ip: &str, message: &str) -> (bool, String) {
+        self.send_with(server, from_ip, message, &[])
+    }
+
+    /// [`Relay::send`] with more swaks options (`--tls --auth ...`).
+    fn send_with(
+        &self,
+        server: &str,
+        from_ip: &str,
+        message: &str,
+        extra: &[&str],
+    ) -> (bool, String) {
         let n = common::rand_u64();
         let file = self.dir.join(format!("msg{n}.eml"));
         std::fs::write(&file, message).unwrap();
         let port = self.port.to_string();
         let data = format!("@{}", file.display());
-        common::swaks(&[
+        // `extra` last: swaks takes an option's last value (`--from`).
+        let mut args = vec![
             "--server",
             server,
             "--port",
@@ -81,7 +96,9 @@ listen = [{{ address = \"{listen}\", role = \"smtp\" }}]\n\
             "bob@example.test",
             "--data",
             &data,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        common::swaks(&args)
     }
 
     /// Sends `message` from 127.0.0.1 and returns it as delivered to bob, CRLF line ends.
@@ -298,6 +315,24 @@ fn dnsbl_refuses_listed_clients() {
         before + 1
     );
     assert!(relay.log().contains("listed in DNSBL zen.example"));
+    // The listed address, authenticated (AUTH after STARTTLS, before MAIL): not looked up.
+    let (ok, out) = relay.send_with(
+        "127.0.0.1",
+        "127.0.0.2",
+        &message("authenticated"),
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob",
+            "--auth-password",
+            "password",
+            "--from",
+            "bob@example.test",
+        ],
+    );
+    assert!(ok, "an authenticated client was refused: {out}");
 
     // The same client from a trusted network is never looked up; a configured reply text.
     let trusted = common::scratch();
