@@ -53,6 +53,9 @@
 //! allow_symlinked_maildir = false        # follow a symlink at a Maildir or its tmp/new/cur
 //! sieve = "%h/.dovecot.sieve"            # optional: each user's Sieve script (as Dovecot's
 //!                                        # `sieve =`; %u %n %d %h as in mail_location)
+//! arc_verify = true                      # smtp role, untrusted clients: arc= in A-R (RFC 8617)
+//! dnsbl = ["zen.example"]                # smtp role: 554 5.7.1 at RCPT if listed (RFC 5782)
+//! dnsbl_reply = { "zen.example" = "see https://zen.example/" }  # else the listing's TXT
 //!
 //! [mrelayd.remote]                       # remote delivery, see outbound::config
 //!
