@@ -35,7 +35,7 @@ use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::common::verify::VerifySignature as _;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
+use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, MessageAuthenticator};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivateKeyDer;
 use serde::Deserialize;
@@ -256,7 +256,7 @@ impl Verifier {
     }
 
     /// mail-auth's authenticator with this resolver, for the other checks that look up keys
-    /// the same way (ARC, [`crate::arc`]).
+    /// the same way (ARC in [`crate::arc`], SPF and DMARC in [`crate::relay::spf_dmarc`]).
     pub fn authenticator(&self) -> &MessageAuthenticator {
         &self.auth
     }
@@ -270,40 +270,55 @@ impl Verifier {
         if parsed.dkim_headers.is_empty() && parsed.errors.is_empty() {
             return vec![MethodResult::new("dkim", "none")];
         }
+        match self.outputs(&parsed).await {
+            Ok(outputs) => results(&outputs),
+            Err(r) => vec![r],
+        }
+    }
+
+    /// mail-auth's output for each DKIM-Signature of `parsed` (DMARC needs them as they are),
+    /// or the one `temperror` result when they took over [`VERIFY_DEADLINE`].
+    pub async fn outputs<'x>(
+        &self,
+        parsed: &'x AuthenticatedMessage<'x>,
+    ) -> Result<Vec<DkimOutput<'x>>, MethodResult> {
         // Each key look-up has the resolver's timeouts; many signatures on silent servers
         // must still end well inside the client's wait for the reply to DATA (RFC 5321
         // §4.5.3.2.6: 10 minutes).
-        let outputs =
-            match tokio::time::timeout(VERIFY_DEADLINE, self.auth.verify_dkim(&parsed)).await {
-                Ok(o) => o,
-                Err(_) => {
-                    let why = format!("verification took over {} s", VERIFY_DEADLINE.as_secs());
-                    return vec![MethodResult::new("dkim", "temperror").reason(why)];
-                }
-            };
-        outputs
-            .iter()
-            .map(|o| {
-                let (result, reason) = result_words(o.result());
-                let mut r = MethodResult::new("dkim", result);
-                if let Some(reason) = reason {
-                    r = r.reason(reason);
-                }
-                if let Some(sig) = o.signature() {
-                    r = r
-                        .prop("header.d", sig.domain())
-                        .prop("header.s", sig.selector());
-                    let algo = match sig.algorithm() {
-                        mail_auth::common::crypto::Algorithm::Ed25519Sha256 => "ed25519-sha256",
-                        mail_auth::common::crypto::Algorithm::RsaSha256 => "rsa-sha256",
-                        mail_auth::common::crypto::Algorithm::RsaSha1 => "rsa-sha1",
-                    };
-                    r = r.prop("header.a", algo);
-                }
-                r
-            })
-            .collect()
+        match tokio::time::timeout(VERIFY_DEADLINE, self.auth.verify_dkim(parsed)).await {
+            Ok(o) => Ok(o),
+            Err(_) => {
+                let why = format!("verification took over {} s", VERIFY_DEADLINE.as_secs());
+                Err(MethodResult::new("dkim", "temperror").reason(why))
+            }
+        }
     }
+}
+
+/// The RFC 8601 results of mail-auth's DKIM outputs, one per signature.
+pub fn results(outputs: &[DkimOutput<'_>]) -> Vec<MethodResult> {
+    outputs
+        .iter()
+        .map(|o| {
+            let (result, reason) = result_words(o.result());
+            let mut r = MethodResult::new("dkim", result);
+            if let Some(reason) = reason {
+                r = r.reason(reason);
+            }
+            if let Some(sig) = o.signature() {
+                r = r
+                    .prop("header.d", sig.domain())
+                    .prop("header.s", sig.selector());
+                let algo = match sig.algorithm() {
+                    mail_auth::common::crypto::Algorithm::Ed25519Sha256 => "ed25519-sha256",
+                    mail_auth::common::crypto::Algorithm::RsaSha256 => "rsa-sha256",
+                    mail_auth::common::crypto::Algorithm::RsaSha1 => "rsa-sha1",
+                };
+                r = r.prop("header.a", algo);
+            }
+            r
+        })
+        .collect()
 }
 
 /// The RFC 8601 §2.7.1 result keyword of a mail-auth result and the reason, if any. A body

@@ -311,7 +311,7 @@ fn mrelayd_verifies_dkimsign_signatures() {
          Authentication-Results: other.test; dkim=none\r\n{rsa_signed}"
     );
     let got = relay.deliver(&forged);
-    let ar = auth_results(&got);
+    let ar = common::auth_results(&got);
     assert!(
         ar.contains("dkim=pass header.d=signer.test header.s=r9"),
         "{got}"
@@ -328,7 +328,7 @@ fn mrelayd_verifies_dkimsign_signatures() {
 
     let got = relay.deliver(&ed_signed);
     assert!(
-        auth_results(&got)
+        common::auth_results(&got)
             .contains("dkim=pass header.d=signer.test header.s=e9 header.a=ed25519-sha256"),
         "{got}"
     );
@@ -336,13 +336,16 @@ fn mrelayd_verifies_dkimsign_signatures() {
         .replace("dkimpy-rsa", "dkimpy-tampered")
         .replace("Hello  Bob", "Hello  Eve");
     let got = relay.deliver(&tampered);
-    assert!(auth_results(&got).contains("dkim=fail"), "{got}");
+    assert!(common::auth_results(&got).contains("dkim=fail"), "{got}");
     let unsigned = relay.deliver(&message(from, "unsigned"));
-    assert!(auth_results(&unsigned).contains("dkim=none"), "{unsigned}");
+    assert!(
+        common::auth_results(&unsigned).contains("dkim=none"),
+        "{unsigned}"
+    );
     let forged_from = relay.deliver(&message("alice@example.test", "forged-from"));
     assert!(!forged_from.contains("DKIM-Signature:"), "{forged_from}");
     assert!(
-        auth_results(&forged_from).contains("dkim=none"),
+        common::auth_results(&forged_from).contains("dkim=none"),
         "{forged_from}"
     );
 }

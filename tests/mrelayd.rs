@@ -61,12 +61,15 @@ impl Mrelayd {
             std::fs::write(&aliases, text).unwrap();
         }
         let config = dir.join("mailkit.toml");
+        // SPF and DMARC off (tests/spf_dmarc.rs has them): these tests must not ask the
+        // system resolver about their .test senders, and expect a bare `dkim=none`.
         let text = format!(
             "hostname = \"mx.example.test\"\nstate_dir = \"{state}\"\n{top_extra}\n\
 [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
 [users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"example.test\"]\n\
 [mrelayd]\ntrusted_networks = []\naliases = \"{aliases}\"\n\
 {listen}\n{mrelayd_extra}\n\
+[mrelayd.spf_dmarc]\nspf = false\ndmarc = false\n\
 [mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
             state = dir.join("state").display(),
             cert = common::peer("PEER_CERT_FILE"),

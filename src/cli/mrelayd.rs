@@ -194,7 +194,12 @@ dkim=temperror, never a rejection. The ARC chain (RFC 8617) of the same mail is 
 too (arc=pass, fail or none with smtp.remote-ip; arc_verify). DNSBL zones (dnsbl, RFC 5782) \
 refuse a listed smtp client at RCPT with 554 5.7.1 Service unavailable; Client host [IP] \
 blocked using ZONE; a DNS failure never refuses, trusted networks and authenticated clients \
-are not looked up.",
+are not looked up. SPF (RFC 7208, HELO and MAIL FROM) and DMARC (RFC 7489, \
+relaxed or strict alignment of SPF and DKIM with From:) results join that field \
+([mrelayd.spf_dmarc]); a failed p=reject policy is refused with 550 5.7.1 at the end of DATA \
+(dmarc_reject = \"mark\" accepts and marks it), p=quarantine is marked, an SPF fail is marked \
+or refused (spf_fail = \"reject\": 550 5.7.23), and a DNS temporary failure is marked \
+temperror or tempfailed (451), never a 5xx.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

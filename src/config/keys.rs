@@ -499,6 +499,12 @@ pub const TABLES: &[Table] = &[
                 "DKIM signing keys per domain, see [mrelayd.dkim.\"DOMAIN\"].",
             ),
             key(
+                "spf_dmarc",
+                "table",
+                Text("see [mrelayd.spf_dmarc]"),
+                "SPF and DMARC checks of the mail dkim_verify covers.",
+            ),
+            key(
                 "remote",
                 "table",
                 Text("see [mrelayd.remote]"),
@@ -509,6 +515,55 @@ pub const TABLES: &[Table] = &[
                 "table of tables",
                 Toml("{}"),
                 "Content filters by name, see [mrelayd.filter.NAME].",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd.spf_dmarc",
+        header: "[mrelayd.spf_dmarc]",
+        programs: &["mrelayd"],
+        about: "SPF (RFC 7208) and DMARC (RFC 7489) for mail on the smtp listener from clients \
+                neither authenticated nor in trusted_networks, at the end of DATA; DNS through \
+                [mrelayd.remote] resolver; results in the Authentication-Results: field \
+                (spf=... smtp.helo=..., spf=... smtp.mailfrom=..., dmarc=... header.from=...). \
+                A DNS temporary failure is never a 5xx.",
+        keys: &[
+            key(
+                "spf",
+                "boolean",
+                Toml("true"),
+                "Check SPF for the HELO name and for MAIL FROM (a null sender: postmaster@ the \
+                 HELO name); more than 2 void lookups (NXDOMAIN or no answer) are permerror.",
+            ),
+            key(
+                "dmarc",
+                "boolean",
+                Toml("true"),
+                "Evaluate the From: domain's DMARC policy, with the SPF MAIL FROM result and the \
+                 DKIM results aligned as its aspf/adkim say (relaxed or strict).",
+            ),
+            key(
+                "spf_fail",
+                "\"mark\" | \"reject\"",
+                Toml("\"mark\""),
+                "An SPF fail of MAIL FROM: mark (accepted, spf=fail in the field) or reject \
+                 (550 5.7.23 at the end of DATA).",
+            ),
+            key(
+                "dmarc_reject",
+                "\"reject\" | \"mark\"",
+                Toml("\"reject\""),
+                "A DMARC fail under p=reject: reject (550 5.7.1 at the end of DATA) or mark \
+                 (accepted, dmarc=fail reason=\"p=reject\"); p=quarantine and p=none failures \
+                 are always marked.",
+            ),
+            key(
+                "temperror",
+                "\"mark\" | \"tempfail\"",
+                Toml("\"mark\""),
+                "A DNS temporary failure (timeout, SERVFAIL): mark (accepted, spf=temperror or \
+                 dmarc=temperror) or tempfail (451 4.7.24 for SPF, 451 4.7.1 for DMARC; the \
+                 client retries).",
             ),
         ],
     },

@@ -551,13 +551,25 @@ impl driver::Policy for SessionPolicy {
             let checks = super::sender_auth::Checks {
                 verify: self.client.role == Role::Smtp && !ours,
                 sign: ours,
-                client: self.client.ip,
+                client: self.client.ip.map(|ip| super::spf_dmarc::Client {
+                    ip,
+                    helo: r.env.helo.clone().unwrap_or_default(),
+                    mail_from: r.env.sender.clone(),
+                }),
             };
             let auth = &self.d.sender_auth;
-            if let Err(e) = auth.end_of_data(&mut r.incoming, checks, &self.who).await {
-                let who = &self.who;
-                log::line(format_args!("{who}: writing a message to the queue: {e}"));
-                self.receiving = Some(Err(()));
+            match auth.end_of_data(&mut r.incoming, &checks, &self.who).await {
+                Ok(None) => {}
+                // Refused by SPF or DMARC: the tmp file goes with the Incoming.
+                Ok(Some(reply)) => {
+                    self.receiving = None;
+                    return Decision::Reject(reply);
+                }
+                Err(e) => {
+                    let who = &self.who;
+                    log::line(format_args!("{who}: writing a message to the queue: {e}"));
+                    self.receiving = Some(Err(()));
+                }
             }
         }
         commit(&self.d, &self.who, self.receiving.take()).await

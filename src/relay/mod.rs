@@ -78,6 +78,7 @@ pub mod local;
 pub mod quickstart;
 pub mod runner;
 pub mod sender_auth;
+pub mod spf_dmarc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -236,6 +237,8 @@ pub struct RelayConfig {
     /// Verify the DKIM signatures of mail on the `smtp` listener and say so in an
     /// `Authentication-Results:` field (RFC 6376 §6, RFC 8601).
     pub dkim_verify: bool,
+    /// SPF and DMARC checks of the same mail (`[mrelayd.spf_dmarc]`, [`spf_dmarc`]).
+    pub spf_dmarc: spf_dmarc::Config,
     /// DKIM signing keys per domain (`[mrelayd.dkim."DOMAIN"]`, [`crate::dkim`]).
     pub dkim: std::collections::BTreeMap<String, crate::dkim::DomainKeys>,
     /// Verify the ARC chain (RFC 8617) of the same mail as `dkim_verify` ([`crate::arc`]).
@@ -302,6 +305,7 @@ impl Default for RelayConfig {
             filter: BTreeMap::new(),
             authserv_id: None,
             dkim_verify: true,
+            spf_dmarc: spf_dmarc::Config::default(),
             dkim: std::collections::BTreeMap::new(),
             arc_verify: true,
             dnsbl: Vec::new(),

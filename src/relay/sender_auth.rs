@@ -1,9 +1,10 @@
 //! Sender authentication at the end of DATA, before the commit (issue 15): DKIM signing of
 //! mail from our own users, DKIM verification of mail from outside and the
 //! `Authentication-Results:` field saying what it found. The daemon calls [`SenderAuth::
-//! end_of_data`] once per message; SPF, DMARC and ARC are meant to add their results to the
-//! same [`AuthResults`] here. ARC ([`crate::arc`], `arc_verify`) is checked on the same
-//! messages as DKIM, with the same resolver: `arc=` with `smtp.remote-ip`.
+//! end_of_data`] once per message; SPF and DMARC ([`super::spf_dmarc`]) add their results to
+//! the same [`AuthResults`] here, and may refuse the message. ARC ([`crate::arc`],
+//! `arc_verify`) is checked on the same messages as DKIM, with the same resolver: `arc=` with
+//! `smtp.remote-ip`.
 //!
 //! Why here, on the spooled file, and not in the outbound client: the signature is made once,
 //! when the message is accepted, so every delivery attempt (and local delivery) sends the same
@@ -21,20 +22,25 @@
 
 use std::net::SocketAddr;
 
-use crate::authres::{self, AuthResults};
+use mail_auth::AuthenticatedMessage;
+
+use super::spf_dmarc;
+use crate::authres::{self, AuthResults, MethodResult};
 use crate::dkim::{Signers, Verifier};
 use crate::log;
 use crate::queue::Incoming;
+use crate::smtp::reply::Reply;
 
 /// What to do with one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checks {
     /// Verify its signatures and add Authentication-Results: (the `smtp` listener).
     pub verify: bool,
     /// Sign it, if its From: domain has keys (an authenticated or trusted client).
     pub sign: bool,
-    /// The client's address (`smtp.remote-ip` of the `arc=` result, RFC 8617 §10).
-    pub client: Option<std::net::IpAddr>,
+    /// The SMTP identities for SPF and DMARC (with `verify`; None: the client's address is
+    /// not known, and neither runs).
+    pub client: Option<spf_dmarc::Client>,
 }
 
 /// The daemon's sender-authentication setup: keys, resolver, authserv-id.
@@ -43,10 +49,14 @@ pub struct SenderAuth {
     authserv_id: String,
     signers: Signers,
     verifier: Option<VerifierSlot>,
-    /// Verify DKIM signatures (`dkim_verify`).
-    dkim: bool,
+    /// `dkim_verify`.
+    dkim_verify: bool,
     /// Verify ARC chains (`arc_verify`, [`crate::arc`]).
     arc: bool,
+    /// `[mrelayd.spf_dmarc]`.
+    policy: spf_dmarc::Config,
+    /// Our host name (SPF's `%{r}`, RFC 7208 §7.3).
+    hostname: String,
     /// Permits to hold a whole message in memory ([`WHOLE_MESSAGE_JOBS`]).
     whole: tokio::sync::Semaphore,
 }
@@ -70,12 +80,13 @@ impl SenderAuth {
     ) -> anyhow::Result<SenderAuth> {
         let signers =
             Signers::load(&relay.dkim).map_err(|e| crate::exit::fail(crate::exit::CONFIG, e))?;
-        let verifier = if relay.dkim_verify || relay.arc_verify {
+        let policy = relay.spf_dmarc.clone();
+        let verifier = if relay.dkim_verify || relay.arc_verify || policy.spf || policy.dmarc {
             match Verifier::new(resolver) {
                 Ok(v) => Some(VerifierSlot(v)),
                 // Like remote delivery without a resolver: a warning, and temperror results.
                 Err(e) => {
-                    log::line(format_args!("DKIM verification: {e}"));
+                    log::line(format_args!("DKIM, SPF and DMARC verification: {e}"));
                     None
                 }
             }
@@ -89,13 +100,15 @@ impl SenderAuth {
                 .unwrap_or_else(|| hostname.to_string()),
             signers,
             verifier,
-            dkim: relay.dkim_verify,
+            dkim_verify: relay.dkim_verify,
             arc: relay.arc_verify,
+            policy,
+            hostname: hostname.to_string(),
             whole: tokio::sync::Semaphore::new(WHOLE_MESSAGE_JOBS),
         })
     }
 
-    /// Whether verification runs at all (`dkim_verify` or `arc_verify`).
+    /// Whether verification runs at all (`dkim_verify`, `arc_verify`, or SPF or DMARC).
     pub fn verifies(&self) -> bool {
         self.verifier.is_some()
     }
@@ -109,24 +122,28 @@ impl SenderAuth {
     /// ([`Incoming::rewrite_header`]: the body is copied on disk, not held). Only the header
     /// section is read, unless a signature or an ARC chain is to be verified or made: then the whole message
     /// is, by at most [`WHOLE_MESSAGE_JOBS`] sessions at once (mail-auth works on a slice), so
-    /// memory stays bounded by that many `max_message_size`s. An error (reading or rewriting
-    /// the queue file) refuses the message with a temporary reply, as any queue error does; a
-    /// signing failure is logged and the message goes unsigned (the key was checked at start).
+    /// memory stays bounded by that many `max_message_size`s. `Ok(Some(reply))`: SPF or DMARC
+    /// refuse the message ([`spf_dmarc::decide`]) and nothing is rewritten. An error (reading
+    /// or rewriting the queue file) refuses the message with a temporary reply, as any queue
+    /// error does; a signing failure is logged and the message goes unsigned (the key was
+    /// checked at start).
     pub async fn end_of_data(
         &self,
         incoming: &mut Incoming,
-        checks: Checks,
+        checks: &Checks,
         who: &str,
-    ) -> std::io::Result<()> {
-        let verify = checks.verify && self.verifier.is_some();
+    ) -> std::io::Result<Option<Reply>> {
+        let verifier = self.verifier.as_ref().filter(|_| checks.verify);
         let sign = checks.sign && !self.signers.is_empty();
-        if !verify && !sign {
-            return Ok(());
+        if verifier.is_none() && !sign {
+            return Ok(None);
         }
         let head = incoming.header_section(MAX_HEADER)?;
         let complete = head.len() < MAX_HEADER;
-        let signed = verify && self.dkim && crate::dkim::has_field(&head, "DKIM-Signature");
-        let arc = verify && self.arc;
+        let signed = verifier.is_some()
+            && self.dkim_verify
+            && crate::dkim::has_field(&head, "DKIM-Signature");
+        let arc = verifier.is_some() && self.arc;
         let chained = arc
             && crate::arc::ARC_FIELDS
                 .iter()
@@ -136,65 +153,96 @@ impl SenderAuth {
         let signing =
             sign && crate::dkim::from_domain(&probe).is_some_and(|d| self.signers.has_domain(&d));
         let mut top = String::new();
-        let mut results = Vec::new();
-        let mut arc_result = None;
-        if signed || signing || chained {
-            let _permit = self.whole.acquire().await;
-            let message = incoming.content()?;
-            if signing {
-                match self.signers.sign(&message) {
-                    Ok(h) => top.push_str(&h),
-                    Err(e) => log::line(format_args!("{who}: {e}")),
-                }
-            }
-            if let (true, Some(VerifierSlot(v))) = (signed, self.verifier.as_ref()) {
-                results = v.verify(&message).await;
-            }
-            if let (true, Some(VerifierSlot(v))) = (chained, self.verifier.as_ref()) {
-                arc_result =
-                    Some(crate::arc::verify(v.authenticator(), &message, checks.client).await);
+        let whole = if signed || signing || chained {
+            let permit = self.whole.acquire().await;
+            Some((permit, incoming.content()?))
+        } else {
+            None
+        };
+        if let (true, Some((_, message))) = (signing, whole.as_ref()) {
+            match self.signers.sign(message) {
+                Ok(h) => top.push_str(&h),
+                Err(e) => log::line(format_args!("{who}: {e}")),
             }
         }
-        if verify {
+        let mut reply = None;
+        if let Some(VerifierSlot(v)) = verifier {
             let mut ar = AuthResults::new(&self.authserv_id);
-            if self.dkim && !signed {
+            let bytes: &[u8] = whole.as_ref().map_or(&probe, |(_, m)| m);
+            let parsed = AuthenticatedMessage::parse(bytes);
+            let mut dkim = Vec::new();
+            match (&parsed, signed) {
+                _ if !self.dkim_verify => {}
                 // RFC 8601 §2.7.1: "none: The message was not signed."
-                ar.push(crate::authres::MethodResult::new("dkim", "none"));
-            }
-            for r in results {
-                ar.push(r);
+                (_, false) => ar.push(MethodResult::new("dkim", "none")),
+                (None, true) => {
+                    ar.push(MethodResult::new("dkim", "permerror").reason("unparsable message"))
+                }
+                (Some(p), true) if p.dkim_headers.is_empty() && p.errors.is_empty() => {
+                    ar.push(MethodResult::new("dkim", "none"))
+                }
+                (Some(p), true) => match v.outputs(p).await {
+                    Ok(outputs) => {
+                        ar.results.extend(crate::dkim::results(&outputs));
+                        dkim = outputs;
+                    }
+                    Err(r) => ar.push(r),
+                },
             }
             if arc {
-                // RFC 8617 §4.4: no ARC header fields, chain validation status "none".
-                ar.push(arc_result.unwrap_or_else(|| {
-                    let none = crate::authres::MethodResult::new("arc", "none");
-                    match checks.client {
-                        Some(ip) => none.prop("smtp.remote-ip", ip.to_string()),
-                        None => none,
+                let ip = checks.client.as_ref().map(|c| c.ip);
+                ar.push(match whole.as_ref().filter(|_| chained) {
+                    Some((_, message)) => crate::arc::verify(v.authenticator(), message, ip).await,
+                    // RFC 8617 §4.4: no ARC header fields, chain validation status "none".
+                    None => {
+                        let none = MethodResult::new("arc", "none");
+                        match ip {
+                            Some(ip) => none.prop("smtp.remote-ip", ip.to_string()),
+                            None => none,
+                        }
                     }
-                }));
+                });
+            }
+            let policy = &self.policy;
+            if let (true, Some(client)) = (policy.spf || policy.dmarc, checks.client.as_ref()) {
+                let out = spf_dmarc::check(
+                    v.authenticator(),
+                    policy,
+                    &self.hostname,
+                    client,
+                    parsed.as_ref(),
+                    &dkim,
+                )
+                .await;
+                ar.results.extend(out.results);
+                reply = out.reply;
             }
             let header = ar.header();
             log::line(format_args!(
-                "{who}: {}",
+                "{who}: {}{}",
                 header
                     .trim_end()
                     .replace("\r\n\t", " ")
-                    .trim_start_matches("Authentication-Results: ")
+                    .trim_start_matches("Authentication-Results: "),
+                if reply.is_some() { " (refused)" } else { "" }
             ));
             top.push_str(&header);
         }
-        let stripped = if verify && complete {
+        if reply.is_some() {
+            return Ok(reply);
+        }
+        let stripped = if verifier.is_some() && complete {
             authres::strip_ours(&head, &self.authserv_id)
         } else {
             None
         };
         if top.is_empty() && stripped.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let mut new = top.into_bytes();
         new.extend_from_slice(stripped.as_deref().unwrap_or(&head));
-        incoming.rewrite_header(&new, head.len() as u64)
+        incoming.rewrite_header(&new, head.len() as u64)?;
+        Ok(None)
     }
 }
 
