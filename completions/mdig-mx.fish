@@ -3,6 +3,7 @@ complete -c mdig-mx -l port -d 'SMTP port to probe' -r
 complete -c mdig-mx -l ehlo -d 'Name to send in EHLO when probing (default: this host\'s name)' -r
 complete -c mdig-mx -l ca-file -d 'Verify server certificates against this PEM CA file instead of the webpki roots' -r -F
 complete -c mdig-mx -l timeout -d 'Time limit in seconds of each probe step (connect, each reply, TLS handshake)' -r
+complete -c mdig-mx -l selector -d 'Also check the DKIM key NAME._domainkey.DOMAIN (repeatable)' -r
 complete -c mdig-mx -l probe -d 'Connect to every MX address and check SMTP and STARTTLS'
 complete -c mdig-mx -l json -d 'Print one JSON document (field names under JSON FIELDS in the manual)'
 complete -c mdig-mx -s h -l help -d 'Print help (see more with \'--help\')'

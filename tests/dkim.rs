@@ -34,33 +34,10 @@ struct MadeKey {
 
 fn keygen(dir: &Path, selector: &str, algo: &str) -> MadeKey {
     let path = dir.join(format!("{selector}.pem"));
-    let config = dir.join("keygen.toml");
-    std::fs::write(&config, format!("state_dir = \"{}\"\n", dir.display())).unwrap();
-    let out = common::mrelayd_cli(
-        &config,
-        &[
-            "dkim",
-            "keygen",
-            DOMAIN,
-            selector,
-            "--algorithm",
-            algo,
-            "-o",
-            path.to_str().unwrap(),
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "keygen: {text} {:?}", out);
+    let txt = common::dkim_keygen(dir, DOMAIN, selector, algo, &path);
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "key file mode");
-    // `SEL._domainkey.DOMAIN. IN TXT "part" "part"`: the record is the parts joined.
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{selector}._domainkey.{DOMAIN}. IN TXT ")))
-        .unwrap_or_else(|| panic!("no TXT line in {text}"));
-    let quoted = line.split_once(" IN TXT ").unwrap().1;
-    let txt: String = quoted.split('"').skip(1).step_by(2).collect();
     assert!(txt.starts_with("v=DKIM1; k="), "{txt}");
     MadeKey { path, txt }
 }

@@ -24,8 +24,28 @@ OUTPUT:
   for an MX address on loopback (127.0.0.0/8, ::1: a sender would
   deliver to itself; it does not change the exit status), the SPF
   (v=spf1 TXT), DMARC (_dmarc TXT) and MTA-STS (_mta-sts TXT) records,
+  the SPF check, the DMARC policy, the DKIM key of each --selector,
   the probe results with --probe, and the problems found, listed
-  plainly at the end. A spinner runs on stderr while stdout is a
+  plainly at the end.
+
+SPF, DMARC, DKIM:
+  SPF check: exactly one v=spf1 record (RFC 7208 4.5), its syntax
+  (an unknown mechanism is an error, unknown modifiers are ignored),
+  and every DNS-querying term (include, a, mx, ptr, exists, redirect)
+  counted through includes and redirects, with the chain shown: more
+  than 10 look-ups or more than 2 void look-ups (NXDOMAIN or no
+  answer) is a permanent error (RFC 7208 4.6.4), as is an include or
+  redirect target without an SPF record. The count is the one an
+  evaluation for a client address that matches nothing makes; names
+  built from macros that depend on the message (%{i}, %{s}, ...) are
+  counted, not followed. DMARC: the _dmarc record's p, sp, pct,
+  adkim, aspf, rua and ruf (RFC 7489 6.3), defaults filled in; a
+  missing or bad p, a bad value or report URI is a problem. DKIM:
+  with --selector NAME (repeatable), the TXT record at
+  NAME._domainkey.DOMAIN (RFC 6376 3.6.1): key type (rsa, ed25519),
+  bits (RSA modulus; 256 for Ed25519), revoked (empty p=), testing
+  (t=y). No record, a revoked or unparsable key, or an RSA key under
+  1024 bits (RFC 8301 3.2) is a problem. A spinner runs on stderr while stdout is a
   terminal (never with --json).
 
 JSON FIELDS:
@@ -41,6 +61,20 @@ JSON FIELDS:
                  family \"ipv4\"/\"ipv6\", ttl, loopback (bool))
     spf, dmarc, mta_sts
                  lists of TXT strings (v=spf1, v=DMARC1, v=STSv1)
+    spf_check    null without exactly one SPF record, or: status
+                 (valid, permerror, temperror), error (string or
+                 null), lookups, lookup_limit (10), void_lookups,
+                 void_limit (2), chain (list of depth, term, domain
+                 (null for a macro), lookup (its number; 0 when not
+                 evaluated), void (bool), record (the include or
+                 redirect target's SPF record), note)
+    dmarc_policy null without exactly one DMARC record, or: record,
+                 valid (bool), p, sp (null when missing or bad), pct,
+                 adkim, aspf (r or s), rua, ruf (lists of URIs),
+                 problems
+    dkim         list, one per --selector: selector, name, record
+                 (null when none), key_type, bits, revoked, testing
+                 (bools), problems (absent when there is no record)
     probes       list (empty without --probe): host, ip, port,
                  connect_ms (null if no connection), banner
                  (\"CODE text\"), ehlo_name, extensions (EHLO lines
@@ -76,10 +110,12 @@ ENVIRONMENT:
 #[command(
     name = "mdig-mx",
     version,
-    about = "Show a domain's mail route (MX, addresses, SPF, DMARC, MTA-STS) and probe its SMTP servers",
+    about = "Show a domain's mail route (MX, addresses), check its SPF, DMARC and DKIM records, and probe its SMTP servers",
     long_about = "Show the mail route of each DOMAIN the way mrelayd uses it: MX records by \
 preference with TTL, each host's A and AAAA records, and what applies when there are none \
-(implicit MX, null MX, NXDOMAIN). Also the domain's SPF, DMARC and MTA-STS records. With --probe, \
+(implicit MX, null MX, NXDOMAIN). Also the domain's SPF, DMARC and MTA-STS records: the SPF record \
+checked with its DNS look-ups counted through includes (RFC 7208 limits: 10, and 2 void), the DMARC \
+policy parsed, and with --selector the DKIM key's type, size and flags. With --probe, \
 connect to every MX address in parallel and report connect time, banner, EHLO name and \
 extensions, STARTTLS with TLS version, cipher and certificate, and whether the certificate \
 verifies for the MX name.",
@@ -105,12 +141,25 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
+    /// Also check the DKIM key NAME._domainkey.DOMAIN (repeatable).
+    #[arg(long = "selector", value_name = "NAME", value_parser = parse_selector)]
+    pub selectors: Vec<String>,
     /// Print one JSON document (field names under JSON FIELDS in the manual).
     #[arg(long)]
     pub json: bool,
     /// Domains to look up.
     #[arg(value_name = "DOMAIN", required = true)]
     pub domains: Vec<String>,
+}
+
+fn parse_selector(s: &str) -> Result<String, String> {
+    if mdig::valid_domain(s) && !s.ends_with('.') {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is not a DKIM selector (labels of letters, digits, '-', '_')"
+        ))
+    }
 }
 
 fn parse_resolver(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -173,6 +222,7 @@ impl Args {
                 s.set_message(format!("looking up {d}"));
             }
             let mut r = mdig::lookup_domain(&resolver, d).await;
+            mdig::auth::check(&resolver, &mut r, &self.selectors).await;
             if self.probe && !r.mx.is_empty() {
                 if let Some(s) = &spinner {
                     s.set_message(format!("probing the MX hosts of {d}"));

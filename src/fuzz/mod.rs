@@ -16,6 +16,7 @@ pub mod imap_message;
 pub mod imap_relay;
 pub mod mda_headers;
 pub mod mdig;
+pub mod mdig_auth;
 pub mod msend_headers;
 pub mod passwd;
 pub mod pop3;
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("imap_relay", imap_relay::run),
     ("mda_headers", mda_headers::run),
     ("mdig", mdig::run),
+    ("mdig_auth", mdig_auth::run),
     ("msend_headers", msend_headers::run),
     ("passwd", passwd::run),
     ("pop3", pop3::run),

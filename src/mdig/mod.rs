@@ -8,6 +8,8 @@
 //! builds the report from them ([`lookup_domain`], [`probe_domain`]) and formats it
 //! ([`render_text`]; `--json` serializes [`Report`]); [`probe`] runs the probe sessions.
 
+pub mod auth;
+pub mod authrec;
 pub mod probe;
 
 use std::fmt::Write as _;
@@ -83,6 +85,9 @@ pub struct DomainReport {
     pub dmarc: Vec<String>,
     /// `v=STSv1` TXT records of `_mta-sts.<domain>`.
     pub mta_sts: Vec<String>,
+    /// SPF check, DMARC policy and DKIM keys ([`auth::check`]; flattened in the JSON).
+    #[serde(flatten)]
+    pub auth: auth::AuthReport,
     /// Probe results per address (empty without `--probe`).
     pub probes: Vec<probe::Probe>,
     /// Everything wrong, plain sentences (DNS and probe problems).
@@ -139,6 +144,7 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
         spf: Vec::new(),
         dmarc: Vec::new(),
         mta_sts: Vec::new(),
+        auth: auth::AuthReport::default(),
         probes: Vec::new(),
         problems: Vec::new(),
         warnings: Vec::new(),
@@ -359,6 +365,7 @@ pub fn render_text(r: &DomainReport) -> String {
             }
         }
     }
+    auth::render_text(&mut o, &r.auth);
     for p in &r.probes {
         let _ = writeln!(o, "  probe {} [{}]:{}", p.host, p.ip, p.port);
         match p.connect_ms {

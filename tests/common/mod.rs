@@ -720,6 +720,36 @@ pub fn wait_maildir(maildir: &Path, n: usize) -> Vec<String> {
     }
 }
 
+/// Runs `mrelayd dkim keygen DOMAIN SELECTOR --algorithm ALGO -o KEY` (a config with only
+/// `state_dir = DIR`) and returns the TXT record value it prints for
+/// `SELECTOR._domainkey.DOMAIN.` (its quoted parts joined). Fails the test if keygen fails.
+pub fn dkim_keygen(dir: &Path, domain: &str, selector: &str, algo: &str, key: &Path) -> String {
+    let config = dir.join("keygen.toml");
+    std::fs::write(&config, format!("state_dir = \"{}\"\n", dir.display())).unwrap();
+    let out = mrelayd_cli(
+        &config,
+        &[
+            "dkim",
+            "keygen",
+            domain,
+            selector,
+            "--algorithm",
+            algo,
+            "-o",
+            key.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "keygen: {text} {out:?}");
+    // `SEL._domainkey.DOMAIN. IN TXT "part" "part"`: the record is the parts joined.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{selector}._domainkey.{domain}. IN TXT ")))
+        .unwrap_or_else(|| panic!("no TXT line in {text}"));
+    let quoted = line.split_once(" IN TXT ").unwrap().1;
+    quoted.split('"').skip(1).step_by(2).collect()
+}
+
 /// dnsmasq's `txt-record=NAME,"part","part"` for a record value (255-octet strings, RFC 1035
 /// §3.3.14), for [`Dns::start`]'s zone.
 pub fn txt_line(name: &str, value: &str) -> String {

@@ -1,0 +1,7 @@
+//! The `mdig_auth` fuzz target; its body is [`mailkit::fuzz::mdig_auth`] so it compiles and is
+//! tested with the crate.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mailkit::fuzz::mdig_auth::run(data));
