@@ -479,3 +479,28 @@ fn bad_selector_is_a_usage_error() {
     );
     assert_eq!(out.status.code(), Some(64), "{out:?}");
 }
+
+#[test]
+fn dns_failure_in_the_spf_walk_is_temperror_not_permerror() {
+    // dnsmasq forwards dead.test to a refused loopback port: those queries time out, the rest
+    // of the zone answers.
+    let zone = format!(
+        "server=/dead.test/127.0.0.1#{}\nhost-record=temp.test,127.0.0.10\n\
+         txt-record=temp.test,\"v=spf1 include:x.dead.test -all\"\n",
+        common::refused_port()
+    );
+    let dns = common::Dns::start(&zone);
+    let (code, json) = mdig(&dns, &["--json", "temp.test"]);
+    assert_eq!(code, 75, "a DNS failure is worth a retry\n{json}");
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    let r = &doc["domains"][0];
+    assert_eq!(r["route"], "implicit_mx");
+    assert_eq!(r["spf_check"]["status"], "temperror", "{r:#}");
+    assert!(
+        r["spf_check"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("x.dead.test")),
+        "{r:#}"
+    );
+    assert_eq!(r["exit"], 75);
+}
