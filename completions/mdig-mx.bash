@@ -23,7 +23,7 @@ _mdig__mx() {
 
     case "${cmd}" in
         mdig__mx)
-            opts="-h -V --resolver --probe --port --ehlo --ca-file --timeout --selector --json --help --version"
+            opts="-h -V --resolver --probe --port --ehlo --ca-file --mta-sts-port --timeout --selector --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,10 @@ _mdig__mx() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mta-sts-port)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -175,6 +175,10 @@ fn json_report_matches_the_zone() {
     assert_eq!(d["spf"], serde_json::json!(["v=spf1 ip4:127.0.0.0/8 -all"]));
     assert_eq!(d["dmarc"], serde_json::json!(["v=DMARC1; p=reject"]));
     assert_eq!(d["mta_sts"], serde_json::json!(["v=STSv1; id=20261123"]));
+    // No policy host behind the record (RFC 8461 §3.3): a warning, and why.
+    assert_eq!(d["mta_sts_policy"]["id"], "20261123");
+    assert!(d["mta_sts_policy"]["policy"].is_null());
+    assert!(d["mta_sts_policy"]["error"].is_string());
     assert_eq!(d["probes"], serde_json::json!([]));
     assert_eq!(d["problems"], serde_json::json!([]));
     assert_eq!(d["exit"], 0);
@@ -551,7 +555,8 @@ fn an_mx_on_loopback_is_flagged() {
     let out = mdig(&["--resolver", &r, "--json", "two.test", "public.test"]);
     let doc = out.json();
     let two = domain(&doc, 0);
-    assert_eq!(two["warnings"].as_array().map(Vec::len), Some(2), "{two}");
+    // Two loopback MX warnings and the MTA-STS record without a policy host.
+    assert_eq!(two["warnings"].as_array().map(Vec::len), Some(3), "{two}");
     assert_eq!(two["mx"][0]["addresses"][0]["loopback"], true);
     let public = domain(&doc, 1);
     assert_eq!(public["warnings"], serde_json::json!([]), "{public}");

@@ -11,10 +11,10 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -30,38 +30,15 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`; `None` on timeout.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Loopback address 127.55.`test`.`host`: one third octet per test.
 fn ip(test: u8, host: u8) -> String {
     format!("127.55.{test}.{host}")
 }
 
-/// A TCP port nobody uses on any address (bound on the wildcard address, then released), so
-/// that "nothing listens on 127.55.T.1:PORT" holds and receivers can bind it on their address.
+/// A TCP port nobody uses on any address, so that "nothing listens on 127.55.T.1:PORT" holds
+/// and receivers can bind it on their address.
 fn remote_port() -> u16 {
-    for _ in 0..50 {
-        let port = TcpListener::bind("0.0.0.0:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
+    common::port_free_everywhere()
 }
 
 fn token(tag: &str) -> String {
@@ -168,7 +145,7 @@ impl Receiver {
             .stderr(log)
             .spawn()
             .unwrap();
-        let ready = wait_for(Duration::from_secs(20), || {
+        let ready = common::wait_for(Duration::from_secs(20), || {
             if let Ok(Some(st)) = child.try_wait() {
                 panic!(
                     "receiver on {listen:?} exited ({st}): {}",
@@ -211,7 +188,7 @@ impl Receiver {
 
     /// Waits until at least `n` messages arrived; returns all records.
     fn wait_messages(&self, n: usize) -> Vec<Value> {
-        wait_for(WAIT, || {
+        common::wait_for(WAIT, || {
             let v = self.envelopes();
             (v.len() >= n).then_some(v)
         })
@@ -264,7 +241,7 @@ impl Receiver {
 
     /// Waits until at least `n` RCPT commands for `addr` were seen; false on timeout.
     fn wait_rcpt_attempts(&self, addr: &str, n: usize) -> bool {
-        wait_for(WAIT, || (self.rcpt_attempts(addr) >= n).then_some(())).is_some()
+        common::wait_for(WAIT, || (self.rcpt_attempts(addr) >= n).then_some(())).is_some()
     }
 }
 
@@ -302,7 +279,7 @@ impl Sink {
             .stderr(Stdio::null())
             .spawn()
             .expect("smtp-sink (postfix) must be installed");
-        let up = wait_for(Duration::from_secs(10), || {
+        let up = common::wait_for(Duration::from_secs(10), || {
             // A probe connection; smtp-sink dumps nothing for a session without DATA.
             TcpStream::connect((ip, port)).ok().map(|_| ())
         });
@@ -454,7 +431,7 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
 
     /// Waits until `mrelayd queue` says the queue is empty.
     fn wait_queue_empty(&self) {
-        let q = wait_for(WAIT, || {
+        let q = common::wait_for(WAIT, || {
             let q = self.queue();
             q.contains("Mail queue is empty").then_some(q)
         });
@@ -468,7 +445,7 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
 
     /// Waits until `mrelayd queue` output satisfies `ok`; returns it, or fails with `what`.
     fn wait_queue(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        wait_for(WAIT, || {
+        common::wait_for(WAIT, || {
             let q = self.queue();
             ok(&q).then_some(q)
         })
@@ -477,7 +454,7 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
 
     /// Waits until the log contains `needle`.
     fn wait_log(&self, needle: &str) -> String {
-        wait_for(WAIT, || {
+        common::wait_for(WAIT, || {
             let t = self.log_text();
             t.contains(needle).then_some(t)
         })
@@ -562,7 +539,7 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
     /// Waits until alice's Maildir holds at least `n` messages, then returns them parsed.
     fn wait_dsns(&self, n: usize) -> Vec<Value> {
         let dir = self.maildir("alice");
-        wait_for(WAIT, || (maildir_files(&dir).len() >= n).then_some(()));
+        common::wait_for(WAIT, || (maildir_files(&dir).len() >= n).then_some(()));
         let v = parsed(&dir);
         assert!(
             v.len() >= n,
@@ -576,7 +553,7 @@ listen = [ {{ address = \"{smtp}\", role = \"smtp\" }}, {{ address = \"127.0.0.1
 
     /// Waits until a DSN returning the message with subject `tok` is in alice's Maildir.
     fn wait_dsn_for(&self, tok: &str) -> Value {
-        wait_for(WAIT, || {
+        common::wait_for(WAIT, || {
             self.dsns()
                 .into_iter()
                 .find(|d| d["returned"]["subject"] == tok)
@@ -995,14 +972,15 @@ fn relays_to_a_second_mrelayd_into_its_maildir() {
     let a = w.mrelayd("");
     let sent = a.mail(&["bob@b.test"]).body("hello b\r\n").send("a2b");
     assert_eq!(sent.ids.len(), 1);
-    let got = wait_for(WAIT, || maildir_files(&b.maildir("bob")).pop()).unwrap_or_else(|| {
-        panic!(
-            "not in B's Maildir\nA queue: {}\nA log:\n{}\nB log:\n{}",
-            a.queue(),
-            a.log_tail(),
-            b.log_tail()
-        )
-    });
+    let got =
+        common::wait_for(WAIT, || maildir_files(&b.maildir("bob")).pop()).unwrap_or_else(|| {
+            panic!(
+                "not in B's Maildir\nA queue: {}\nA log:\n{}\nB log:\n{}",
+                a.queue(),
+                a.log_tail(),
+                b.log_tail()
+            )
+        });
     let text = String::from_utf8_lossy(&got).into_owned();
     assert!(
         text.starts_with("Return-Path: <alice@example.test>\nDelivered-To: bob@b.test\n"),
@@ -1258,7 +1236,7 @@ fn partial_success_delivers_the_rest_and_bounces_only_the_failed() {
 /// DSN that should NOT exist for an earlier message would have arrived by then as well.
 fn control_bounce(m: &Mrelayd) -> String {
     let sent = m.mail(&["bad@a.test"]).body("control\r\n").send("control");
-    let found = wait_for(WAIT, || {
+    let found = common::wait_for(WAIT, || {
         m.dsns()
             .iter()
             .any(|d| d["returned"]["subject"] == sent.tok.as_str())
@@ -1457,7 +1435,7 @@ fn implicit_mx_delivers_to_smtp_sink() {
         .mail(&["user@implicit.test"])
         .body("to the sink\r\n")
         .send("implicit");
-    let dump = wait_for(WAIT, || {
+    let dump = common::wait_for(WAIT, || {
         sink.dumps().into_iter().find(|d| d.contains(&sent.tok))
     })
     .unwrap_or_else(|| panic!("smtp-sink got nothing:\n{}", m.log_tail()));
@@ -1590,7 +1568,7 @@ fn relayhost_postfix_submission_with_starttls_and_auth() {
         .body("via postfix\r\n")
         .send("smarthost");
     let carol = PathBuf::from(common::peer("PEER_MAIL_DIR")).join("carol");
-    let got = wait_for(WAIT, || {
+    let got = common::wait_for(WAIT, || {
         maildir_files(&carol)
             .into_iter()
             .find(|b| String::from_utf8_lossy(b).contains(&sent.tok))
@@ -1763,7 +1741,7 @@ fn per_domain_tls_encrypt_defers_without_starttls() {
     );
     let enc = m.mail(&["u@enc.test"]).send("enc");
     let plain = m.mail(&["u@plain.test"]).send("plain");
-    let delivered = wait_for(WAIT, || {
+    let delivered = common::wait_for(WAIT, || {
         sink.dumps().into_iter().find(|d| d.contains(&plain.tok))
     });
     assert!(
@@ -2166,7 +2144,7 @@ fn success_notifications_delivered_relayed_and_passed_on() {
 /// Messages in bob's Maildir (waits for the first).
 fn wait_bob(m: &Mrelayd) -> usize {
     let dir = m.maildir("bob");
-    wait_for(WAIT, || (!maildir_files(&dir).is_empty()).then_some(()));
+    common::wait_for(WAIT, || (!maildir_files(&dir).is_empty()).then_some(()));
     maildir_files(&dir).len()
 }
 
@@ -2362,7 +2340,7 @@ fn another_server_on_our_address_at_another_port_is_not_a_loop() {
     );
     m.wait_queue_empty();
     let dir = PathBuf::from(common::peer("PEER_CAPTURE_DIR"));
-    let found = wait_for(WAIT, || {
+    let found = common::wait_for(WAIT, || {
         ["new", "cur"]
             .iter()
             .flat_map(|s| {

@@ -25,7 +25,9 @@ OUTPUT:
   deliver to itself; it does not change the exit status), the SPF
   (v=spf1 TXT), DMARC (_dmarc TXT) and MTA-STS (_mta-sts TXT) records,
   the SPF check, the DMARC policy, the DKIM key of each --selector,
-  the probe results with --probe, and the problems found, listed
+  the MTA-STS policy (fetched over HTTPS from mta-sts.DOMAIN, port
+  --mta-sts-port, verified with --ca-file or the webpki roots) and
+  whether each MX matches it, the probe results with --probe, and the problems found, listed
   plainly at the end.
 
 SPF, DMARC, DKIM:
@@ -75,6 +77,12 @@ JSON FIELDS:
     dkim         list, one per --selector: selector, name, record
                  (null when none), key_type, bits, revoked, testing
                  (bools), problems (absent when there is no record)
+    mta_sts_policy
+                 null without an MTA-STS record, else: id (the
+                 record's, or null), url, policy (null, or: mode
+                 enforce/testing/none, mx (patterns), max_age),
+                 error (why there is no policy, or null), mx (list
+                 of host, matches (bool): RFC 8461 4.1)
     probes       list (empty without --probe): host, ip, port,
                  connect_ms (null if no connection), banner
                  (\"CODE text\"), ehlo_name, extensions (EHLO lines
@@ -115,7 +123,9 @@ ENVIRONMENT:
 preference with TTL, each host's A and AAAA records, and what applies when there are none \
 (implicit MX, null MX, NXDOMAIN). Also the domain's SPF, DMARC and MTA-STS records: the SPF record \
 checked with its DNS look-ups counted through includes (RFC 7208 limits: 10, and 2 void), the DMARC \
-policy parsed, and with --selector the DKIM key's type, size and flags. With --probe, \
+policy parsed, and with --selector the DKIM key's type, size and flags; with an \
+MTA-STS record, the policy fetched from https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461: \
+mode, mx patterns, max_age) and whether each MX host matches it. With --probe, \
 connect to every MX address in parallel and report connect time, banner, EHLO name and \
 extensions, STARTTLS with TLS version, cipher and certificate, and whether the certificate \
 verifies for the MX name.",
@@ -134,9 +144,13 @@ pub struct Args {
     /// Name to send in EHLO when probing (default: this host's name).
     #[arg(long, value_name = "NAME")]
     pub ehlo: Option<String>,
-    /// Verify server certificates against this PEM CA file instead of the webpki roots.
+    /// Verify server certificates (the probed MX hosts and the MTA-STS policy host) against
+    /// this PEM CA file instead of the webpki roots.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// HTTPS port of mta-sts.DOMAIN, where the MTA-STS policy is fetched from.
+    #[arg(long, value_name = "N", default_value_t = crate::outbound::mta_sts::DEFAULT_PORT)]
+    pub mta_sts_port: u16,
     /// Time limit in seconds of each probe step (connect, each reply, TLS handshake).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
@@ -216,6 +230,11 @@ impl Args {
             ca_file: self.ca_file.clone(),
             timeout: Duration::from_secs(self.timeout),
         });
+        let fetcher = crate::outbound::mta_sts::Fetcher::new(
+            self.mta_sts_port,
+            self.ca_file.as_deref(),
+            Duration::from_secs(self.timeout),
+        )?;
         let mut domains = Vec::new();
         for d in &self.domains {
             if let Some(s) = &spinner {
@@ -223,6 +242,10 @@ impl Args {
             }
             let mut r = mdig::lookup_domain(&resolver, d).await;
             mdig::auth::check(&resolver, &mut r, &self.selectors).await;
+            mdig::mta_sts::check(&mut r, &resolver, &fetcher).await;
+            if r.exit == crate::exit::OK && !r.problems.is_empty() {
+                r.exit = mdig::EXIT_PROBLEMS;
+            }
             if self.probe && !r.mx.is_empty() {
                 if let Some(s) = &spinner {
                     s.set_message(format!("probing the MX hosts of {d}"));

@@ -199,7 +199,12 @@ relaxed or strict alignment of SPF and DKIM with From:) results join that field 
 ([mrelayd.spf_dmarc]); a failed p=reject policy is refused with 550 5.7.1 at the end of DATA \
 (dmarc_reject = \"mark\" accepts and marks it), p=quarantine is marked, an SPF fail is marked \
 or refused (spf_fail = \"reject\": 550 5.7.23), and a DNS temporary failure is marked \
-temperror or tempfailed (451), never a 5xx.",
+temperror or tempfailed (451), never a 5xx. \
+MTA-STS (RFC 8461, [mrelayd.remote] mta_sts = true): a recipient domain's policy from \
+https://mta-sts.DOMAIN/.well-known/mta-sts.txt, cached in <state_dir>/mta-sts/ until its max_age \
+(and used when a later fetch fails), restricts MX delivery in enforce mode to the MX hosts it names, \
+over STARTTLS with a certificate valid for the MX name, else the mail is deferred (4.7.5) and the \
+queue and DSNs say which policy; testing mode delivers anyway and logs what enforce would refuse.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

@@ -773,6 +773,37 @@ pub const TABLES: &[Table] = &[
                 "Recipients per transaction; more go in further transactions.",
             ),
             key(
+                "mta_sts",
+                "boolean",
+                Toml("false"),
+                "Apply recipient domains' MTA-STS policies (RFC 8461) to MX delivery: the \
+                 _mta-sts TXT record, the policy from https://mta-sts.DOMAIN/.well-known/\
+                 mta-sts.txt, cached in <state_dir>/mta-sts/ until max_age (also across \
+                 restarts; used when a fetch fails). enforce: only MX hosts the policy names, \
+                 only over STARTTLS with a certificate valid for the MX name (ca_file or the \
+                 webpki roots), else deferred (4.7.5); testing: delivered anyway, the failure \
+                 logged; none: nothing.",
+            ),
+            key(
+                "mta_sts_ca_file",
+                "path",
+                Text("the webpki roots"),
+                "Trust anchors for the HTTPS policy hosts (mta-sts.DOMAIN).",
+            ),
+            key(
+                "mta_sts_port",
+                "integer",
+                Toml("443"),
+                "HTTPS port of the policy hosts.",
+            ),
+            key(
+                "mta_sts_timeout_secs",
+                "integer",
+                Toml("30"),
+                "Time limit of one policy fetch (connect, TLS, request, response of at most \
+                 64 KiB; redirects are not followed, RFC 8461 §3.3).",
+            ),
+            key(
                 "domains",
                 "table of tables",
                 Toml("{}"),

@@ -18,6 +18,8 @@ pub mod mda_headers;
 pub mod mdig;
 pub mod mdig_auth;
 pub mod msend_headers;
+pub mod mta_sts_http;
+pub mod mta_sts_policy;
 pub mod passwd;
 pub mod pop3;
 pub mod queue_files;
@@ -48,6 +50,8 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("mdig", mdig::run),
     ("mdig_auth", mdig_auth::run),
     ("msend_headers", msend_headers::run),
+    ("mta_sts_http", mta_sts_http::run),
+    ("mta_sts_policy", mta_sts_policy::run),
     ("passwd", passwd::run),
     ("pop3", pop3::run),
     ("queue_files", queue_files::run),

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod authrec;
+pub mod mta_sts;
 pub mod probe;
 
 use std::fmt::Write as _;
@@ -88,6 +89,8 @@ pub struct DomainReport {
     /// SPF check, DMARC policy and DKIM keys ([`auth::check`]; flattened in the JSON).
     #[serde(flatten)]
     pub auth: auth::AuthReport,
+    /// The MTA-STS policy behind them and the MX match ([`mta_sts`]); null without a record.
+    pub mta_sts_policy: Option<mta_sts::StsReport>,
     /// Probe results per address (empty without `--probe`).
     pub probes: Vec<probe::Probe>,
     /// Everything wrong, plain sentences (DNS and probe problems).
@@ -145,6 +148,7 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
         dmarc: Vec::new(),
         mta_sts: Vec::new(),
         auth: auth::AuthReport::default(),
+        mta_sts_policy: None,
         probes: Vec::new(),
         problems: Vec::new(),
         warnings: Vec::new(),
@@ -366,6 +370,9 @@ pub fn render_text(r: &DomainReport) -> String {
         }
     }
     auth::render_text(&mut o, &r.auth);
+    if let Some(p) = &r.mta_sts_policy {
+        mta_sts::render(p, &mut o);
+    }
     for p in &r.probes {
         let _ = writeln!(o, "  probe {} [{}]:{}", p.host, p.ip, p.port);
         match p.connect_ms {

@@ -25,6 +25,10 @@
 //! connection_idle_secs = 5                 # keep a session this long for the next message
 //! max_messages_per_connection = 100
 //! max_recipients_per_transaction = 50       # more go in further transactions
+//! mta_sts = true                           # apply MTA-STS policies (RFC 8461)
+//! mta_sts_ca_file = "/etc/ssl/ca.pem"      # trust anchors of policy hosts (default: webpki-roots)
+//! mta_sts_port = 443                       # HTTPS port of mta-sts.DOMAIN
+//! mta_sts_timeout_secs = 30                # one policy fetch
 //!
 //! [mrelayd.remote.domains."example.net"]   # per destination domain
 //! relayhost = "[10.0.0.1]:25"              # route it to a smarthost instead of its MX
@@ -224,6 +228,15 @@ pub struct RemoteConfig {
     pub max_messages_per_connection: u32,
     /// Recipients per transaction; more go in further transactions.
     pub max_recipients_per_transaction: usize,
+    /// Apply recipient domains' MTA-STS policies to MX delivery (RFC 8461;
+    /// [`super::mta_sts`]).
+    pub mta_sts: bool,
+    /// Trust anchors for the HTTPS policy hosts (default: webpki-roots).
+    pub mta_sts_ca_file: Option<PathBuf>,
+    /// HTTPS port of `mta-sts.DOMAIN`.
+    pub mta_sts_port: u16,
+    /// Time limit of one policy fetch.
+    pub mta_sts_timeout_secs: u64,
     /// Per destination domain overrides.
     pub domains: BTreeMap<String, DomainPolicy>,
 }
@@ -254,6 +267,10 @@ impl Default for RemoteConfig {
             connection_idle_secs: DEFAULT_CONNECTION_IDLE_SECS,
             max_messages_per_connection: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             max_recipients_per_transaction: DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION,
+            mta_sts: false,
+            mta_sts_ca_file: None,
+            mta_sts_port: super::mta_sts::DEFAULT_PORT,
+            mta_sts_timeout_secs: super::mta_sts::DEFAULT_TIMEOUT_SECS,
             domains: BTreeMap::new(),
         }
     }

@@ -15,6 +15,7 @@ use super::config::RemoteConfig;
 use super::failure::{
     dns_failure, one_line, reply_failure, session_failure, Failure, RcptOutcome, Sent, What,
 };
+use super::mta_sts::{self, MtaSts};
 use super::password::password_from_command_async;
 use super::route::{Myself, NextHop, RelayRoute, Routes};
 use crate::dns::MxResolver;
@@ -73,6 +74,9 @@ pub struct Engine {
     options: ClientOptions,
     /// Our own listeners and names, when loops are to be refused (mrelayd, not msend).
     myself: Option<Myself>,
+    /// MTA-STS (`mta_sts = true`), and the rustls config its enforce mode verifies MX hosts
+    /// with (`ca_file` or webpki-roots).
+    mta_sts: Option<(MtaSts, Arc<ClientConfig>)>,
 }
 
 /// Session options for interactive use (msend): transcript, `--quit-after`, credentials given
@@ -131,6 +135,17 @@ impl Engine {
                 trust.insert(v.clone(), v.client_config()?);
             }
         }
+        let mta_sts = if config.mta_sts {
+            let fetcher = mta_sts::Fetcher::new(
+                config.mta_sts_port,
+                config.mta_sts_ca_file.as_deref(),
+                Duration::from_secs(config.mta_sts_timeout_secs.max(1)),
+            )?;
+            let verify = Verify::WebPki.with_ca_file(config.ca_file.as_deref());
+            Some((MtaSts::new(fetcher, None), verify.client_config()?))
+        } else {
+            None
+        };
         let timeouts = options.timeouts.unwrap_or(Timeouts {
             connect: Duration::from_secs(config.connect_timeout_secs.max(1)),
             command: Duration::from_secs(config.command_timeout_secs.max(1)),
@@ -153,7 +168,17 @@ impl Engine {
             options,
             config,
             myself: None,
+            mta_sts,
         })
+    }
+
+    /// MTA-STS policies are cached in `dir` (mrelayd: `<state_dir>/mta-sts`), so they
+    /// outlive a restart (RFC 8461 §5.1). Without it every delivery fetches.
+    pub fn with_mta_sts_cache(mut self, dir: std::path::PathBuf) -> Engine {
+        if let Some((m, verify)) = self.mta_sts.take() {
+            self.mta_sts = Some((m.with_cache_dir(dir), verify));
+        }
+        self
     }
 
     /// This engine refuses next hops that are `myself` (RFC 5321 §5.1; see the module doc).
@@ -640,9 +665,21 @@ impl Engine {
                     let kind = if route.implicit { "implicit MX" } else { "MX" };
                     eprintln!("=== {domain}: {kind} {}", hosts.join(", "));
                 }
-                let choice = self.tls_choice(tls, None)?;
-                Ok(route
-                    .hosts
+                let mut choice = self.tls_choice(tls, None)?;
+                let mut hosts = route.hosts;
+                if let Some((sts, verify)) = &self.mta_sts {
+                    if let Some(active) = sts.policy(self.resolver()?, domain).await {
+                        self.say(format_args!(
+                            "{domain}: MTA-STS policy {} ({}): mode {}, mx {}",
+                            active.id,
+                            active.source,
+                            active.policy.mode.as_str(),
+                            active.policy.mx.join(" ")
+                        ));
+                        hosts = apply_sts(domain, &active, hosts, &mut choice, verify)?;
+                    }
+                }
+                Ok(hosts
                     .into_iter()
                     .map(|h| (h.name, self.config.port, choice.clone()))
                     .collect())
@@ -668,6 +705,7 @@ impl Engine {
             mode: policy.mode,
             config,
             auth,
+            sts: None,
         })
     }
 
@@ -676,6 +714,8 @@ impl Engine {
     async fn open(&self, host: &str, addr: SocketAddr, tls: TlsChoice) -> Result<Opened, Failure> {
         let where_ = format!("{host}[{}]:{}", addr.ip(), addr.port());
         let mut mode = tls.mode;
+        let mut config = tls.config.clone();
+        let mut sts = tls.sts.clone();
         loop {
             let stream = connect_tcp(addr, self.timeouts.connect)
                 .await
@@ -686,7 +726,6 @@ impl Engine {
             self.opened
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.say(format_args!("Connected to {where_}"));
-            let config = tls.config.clone();
             // The certificate must match the name we looked up (MX target or relayhost).
             let name = ServerName::try_from(host.to_string())
                 .or_else(|_| ServerName::try_from("invalid.invalid".to_string()))
@@ -705,7 +744,7 @@ impl Engine {
             let mut conn = Connection::new(
                 stream,
                 settings,
-                Some((config, name)),
+                Some((config.clone(), name)),
                 self.timeouts,
                 transcript,
             );
@@ -744,10 +783,38 @@ impl Engine {
                     }
                     mode = tls::Mode::Off;
                 }
-                Err(e) => return Err(session_failure(&e, host, &where_)),
+                Err(e) => match sts.take() {
+                    // testing (RFC 8461 §5): report, then deliver as without a policy.
+                    Some(StsNote {
+                        what,
+                        fallback: Some((m, c)),
+                    }) if is_tls_failure(&e) => {
+                        crate::log::line(format_args!(
+                            "mta-sts: {what}: {where_}: {e}; delivering anyway (testing)"
+                        ));
+                        (mode, config) = (m, c);
+                    }
+                    // enforce: deferred; the queue and the DSN name the policy.
+                    Some(StsNote { what, .. }) => {
+                        let mut f = session_failure(&e, host, &where_);
+                        f.message = format!("{what}: {}", f.message);
+                        return Err(f);
+                    }
+                    None => return Err(session_failure(&e, host, &where_)),
+                },
             }
         }
     }
+}
+
+/// Whether a session failed for TLS: handshake, certificate, or no STARTTLS offered.
+fn is_tls_failure(e: &DriverError) -> bool {
+    matches!(
+        e,
+        DriverError::Tls(_)
+            | DriverError::Trust(_)
+            | DriverError::Smtp(crate::smtp::client::Error::TlsUnavailable)
+    )
 }
 
 /// A session ready for a transaction, stopped by `--quit-after`, or closed because the
@@ -856,6 +923,95 @@ struct TlsChoice {
     mode: tls::Mode,
     config: Arc<ClientConfig>,
     auth: Option<Credentials>,
+    /// The MTA-STS policy that set `mode` and `config`.
+    sts: Option<StsNote>,
+}
+
+/// What an MTA-STS policy made of a candidate's TLS.
+#[derive(Clone)]
+struct StsNote {
+    /// `MTA-STS policy ID of DOMAIN (MODE)`, for logs and DSNs.
+    what: String,
+    /// `testing`: the TLS the config asks for, used (after a log line) when the policy's
+    /// verified STARTTLS fails. `enforce`: none, the failure defers.
+    fallback: Option<(tls::Mode, Arc<ClientConfig>)>,
+}
+
+/// What policy `active` of `domain` makes of the MX walk (RFC 8461 §5): `enforce` keeps only
+/// matching hosts (none left: deferred, 4.7.5) and requires STARTTLS verified with `verify`;
+/// `testing` keeps every host and tries the policy's TLS first, the configured TLS after a
+/// logged failure; `none` changes nothing.
+fn apply_sts(
+    domain: &str,
+    active: &mta_sts::Active,
+    hosts: Vec<crate::dns::MxHost>,
+    choice: &mut TlsChoice,
+    verify: &Arc<ClientConfig>,
+) -> Result<Vec<crate::dns::MxHost>, Failure> {
+    let p = &active.policy;
+    let what = format!(
+        "MTA-STS policy {} of {domain} ({})",
+        active.id,
+        p.mode.as_str()
+    );
+    let (matching, other): (Vec<_>, Vec<_>) = hosts.into_iter().partition(|h| p.matches(&h.name));
+    let names = |v: &[crate::dns::MxHost]| {
+        v.iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match p.mode {
+        mta_sts::Mode::None => Ok(matching.into_iter().chain(other).collect()),
+        mta_sts::Mode::Enforce => {
+            if !other.is_empty() {
+                crate::log::line(format_args!(
+                    "mta-sts: {what}: MX {} not in the policy, skipped",
+                    names(&other)
+                ));
+            }
+            if matching.is_empty() {
+                return Err(Failure::new(
+                    true,
+                    format!(
+                        "{what}: no MX host matches the policy (MX {}; policy mx {})",
+                        names(&other),
+                        p.mx.join(", ")
+                    ),
+                    "4.7.5",
+                )
+                .because(What::CertificateTrust));
+            }
+            *choice = TlsChoice {
+                mode: tls::Mode::Starttls,
+                config: verify.clone(),
+                auth: None,
+                sts: Some(StsNote {
+                    what,
+                    fallback: None,
+                }),
+            };
+            Ok(matching)
+        }
+        mta_sts::Mode::Testing => {
+            if !other.is_empty() {
+                crate::log::line(format_args!(
+                    "mta-sts: {what}: MX {} not in the policy; delivering anyway (testing)",
+                    names(&other)
+                ));
+            }
+            *choice = TlsChoice {
+                mode: tls::Mode::Starttls,
+                config: verify.clone(),
+                auth: None,
+                sts: Some(StsNote {
+                    what,
+                    fallback: Some((choice.mode, choice.config.clone())),
+                }),
+            };
+            Ok(matching.into_iter().chain(other).collect())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@
 pub mod config;
 pub mod engine;
 pub mod failure;
+pub mod mta_sts;
 pub mod password;
 pub mod route;
 

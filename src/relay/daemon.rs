@@ -80,6 +80,7 @@ pub fn deliverer(
         &config.hostname,
         relay.remote.clone(),
         myself(config, relay),
+        config.state_dir.join("mta-sts"),
     )
     .map(|d| Deliverer {
         maildir_links: crate::maildir::Links::allowing(relay.allow_symlinked_maildir),
@@ -140,6 +141,7 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
     let (auth, router, queue) = open(config, relay)?;
     super::checks::postmaster(config, relay, &router)?;
     chown_queue(config, &queue)?;
+    mta_sts_cache_dir(config, relay)?;
     // System users are delivered to by children of a root spawner, started before the drop.
     server::spawn::start_for(config, &auth)?;
     // The driver switches between the command and data timeouts itself ([`driver::run`]).
@@ -305,6 +307,25 @@ fn chown_queue(config: &Config, queue: &Queue) -> Result<()> {
             .with_context(|| format!("chown {}", p.display()))?;
     }
     Ok(())
+}
+
+/// Creates the MTA-STS policy cache `<state_dir>/mta-sts` (0700) when `mta_sts` is on and,
+/// as [`chown_queue`], hands it to the `[run_as]` user, who writes it after the drop.
+fn mta_sts_cache_dir(config: &Config, relay: &RelayConfig) -> Result<()> {
+    if !relay.remote.mta_sts {
+        return Ok(());
+    }
+    let dir = config.state_dir.join("mta-sts");
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let Some(run_as) = config.run_as.as_ref().filter(|_| crate::os::euid() == 0) else {
+        return Ok(());
+    };
+    let (uid, gid) = crate::os::resolve_ids(&run_as.user, run_as.group.as_deref())
+        .map_err(|e| exit::fail(exit::CONFIG, format!("run_as: {e}")))?;
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", dir.display()))
 }
 
 /// Refused recipients logged one by one per session; the rest only in the session's summary

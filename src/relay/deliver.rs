@@ -79,7 +79,7 @@ struct RemoteJob {
 
 impl Deliverer {
     /// A deliverer with its own runtime for remote sessions, refusing next hops that are
-    /// `myself` (mail loops, [`super::remote`]).
+    /// `myself` (mail loops, [`super::remote`]), caching MTA-STS policies in `mta_sts_cache`.
     pub fn new(
         router: Arc<Router>,
         queue: Queue,
@@ -87,12 +87,17 @@ impl Deliverer {
         hostname: &str,
         remote: RemoteConfig,
         myself: Myself,
+        mta_sts_cache: std::path::PathBuf,
     ) -> anyhow::Result<Deliverer> {
         let runtime = crate::runtime::build(crate::runtime::Threads::Workers {
             count: 2,
             name: "mrelayd-remote",
         })?;
-        let remote = Arc::new(Engine::new(remote, hostname)?.with_loop_check(myself));
+        let remote = Arc::new(
+            Engine::new(remote, hostname)?
+                .with_loop_check(myself)
+                .with_mta_sts_cache(mta_sts_cache),
+        );
         {
             let _guard = runtime.enter();
             remote.start_reaper();

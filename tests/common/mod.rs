@@ -773,3 +773,34 @@ pub fn auth_results(message: &str) -> String {
         .unwrap_or_else(|| panic!("no Authentication-Results of ours in {message}"))
         .to_string()
 }
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`; `None` on timeout.
+#[allow(dead_code)]
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A TCP port nobody uses on any address (bound on the wildcard address, then released), so
+/// that a test's own loopback addresses (127.X.T.N) can all bind it.
+#[allow(dead_code)]
+pub fn port_free_everywhere() -> u16 {
+    for _ in 0..50 {
+        let port = std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
