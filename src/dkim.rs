@@ -112,10 +112,9 @@ impl std::fmt::Debug for Signers {
     }
 }
 
-/// Reads one PEM private key and tells its algorithm from its form (module doc).
-/// A key readable by group or others is refused, as OpenDKIM's `RequireSafeKeys` does: the
-/// key signs for the whole domain.
-pub fn load_key(path: &Path) -> Result<(Algorithm, DkimKey), String> {
+/// Reads a file holding a secret (a DKIM key, the SRS secret): refused when group or others
+/// may read it (mode 0600 wanted). The error names the file.
+pub fn read_private_file(path: &Path) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::PermissionsExt as _;
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -125,7 +124,14 @@ pub fn load_key(path: &Path) -> Result<(Algorithm, DkimKey), String> {
             meta.permissions().mode() & 0o777
         ));
     }
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads one PEM private key and tells its algorithm from its form (module doc).
+/// A key readable by group or others is refused, as OpenDKIM's `RequireSafeKeys` does: the
+/// key signs for the whole domain.
+pub fn load_key(path: &Path) -> Result<(Algorithm, DkimKey), String> {
+    let pem = read_private_file(path)?;
     let der = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("{}: no PEM private key ({e})", path.display()))?;
     let bad = |e: mail_auth::Error| format!("{}: {e}", path.display());

@@ -23,6 +23,8 @@
 //! - [`arc`]: ARC (RFC 8617) chain verification over mail-auth, with [`dkim`]'s resolver.
 //! - [`authres`]: the one `Authentication-Results:` writer (RFC 8601) and the removal of such
 //!   fields claiming our authserv-id (sans-IO).
+//! - [`srs`]: the Sender Rewriting Scheme's addresses (libsrs2/postsrsd format), forward and
+//!   reverse (sans-IO); mrelayd's use of it is `relay::srs`.
 //! - [`dns`]: every DNS lookup (MX routing, A/AAAA with TTLs, TXT) with hickory-resolver, shared by
 //!   msend `--direct`, mrelayd and mdig-mx.
 //! - [`mdig`]: mdig-mx's report: route, addresses, SPF/DMARC/MTA-STS, SMTP/TLS probes.
@@ -75,7 +77,7 @@
 //! | 4 | the outbound client, the client transport and the SMTP client's driver | `outbound`, `net` | no |
 //! | 3 | services | `server`, `auth`, `queue`, `mda`, `dkim`, `arc` | no |
 //! | 2 | stores and lookups | `maildir`, `config`, `dns`, `tls` | no |
-//! | 1 | leaf modules | `clock`, `fsroot`, `durable`, `envelope`, `lines`, `session`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `authres`, `exit` | no |
+//! | 1 | leaf modules | `clock`, `fsroot`, `durable`, `envelope`, `lines`, `session`, `log`, `os`, `runtime`, `proc`, `rfc5322`, `authres`, `srs`, `exit` | no |
 #![deny(unsafe_code)]
 
 pub mod arc;
@@ -113,4 +115,5 @@ pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod srs;
 pub mod tls;

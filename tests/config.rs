@@ -618,6 +618,7 @@ fn parser_fields(table: &str) -> std::collections::BTreeSet<&'static str> {
         "mrelayd.filter.NAME" => fields_of::<mailkit::relay::filter::FilterConfig>(),
         "mrelayd.dkim.DOMAIN" => fields_of::<mailkit::dkim::DomainKeys>(),
         "mrelayd.spf_dmarc" => fields_of::<mailkit::relay::spf_dmarc::Config>(),
+        "mrelayd.srs" => fields_of::<mailkit::relay::srs::SrsConfig>(),
         "mpopd" => fields_of::<mailkit::pop3::Pop3Config>(),
         "mpopd.listen[]" => fields_of::<Listener<mailkit::pop3::config::Role>>(),
         "mimapd" => fields_of::<mailkit::imap::ImapConfig>(),

@@ -204,7 +204,11 @@ MTA-STS (RFC 8461, [mrelayd.remote] mta_sts = true): a recipient domain's policy
 https://mta-sts.DOMAIN/.well-known/mta-sts.txt, cached in <state_dir>/mta-sts/ until its max_age \
 (and used when a later fetch fails), restricts MX delivery in enforce mode to the MX hosts it names, \
 over STARTTLS with a certificate valid for the MX name, else the mail is deferred (4.7.5) and the \
-queue and DSNs say which policy; testing mode delivers anyway and logs what enforce would refuse.",
+queue and DSNs say which policy; testing mode delivers anyway and logs what enforce would refuse. \
+SRS ([mrelayd.srs], the format of libsrs2 and postsrsd, which shares the secret file): mail that \
+an alias or a Sieve redirect forwards to a remote domain goes out from an SRS0 address at our \
+domain, so it passes SPF at the next hop; bounces to such an address are relayed back to the \
+original sender, and a forged or expired one is refused with 550 5.1.1 at RCPT.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

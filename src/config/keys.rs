@@ -505,6 +505,12 @@ pub const TABLES: &[Table] = &[
                 "SPF and DMARC checks of the mail dkim_verify covers.",
             ),
             key(
+                "srs",
+                "table",
+                Text("see [mrelayd.srs]"),
+                "SRS (Sender Rewriting Scheme) for forwarded mail.",
+            ),
+            key(
                 "remote",
                 "table",
                 Text("see [mrelayd.remote]"),
@@ -826,6 +832,45 @@ pub const TABLES: &[Table] = &[
              comes from the key (RSA: rsa-sha256, Ed25519: ed25519-sha256); every key of the \
              domain signs, so an RSA and an Ed25519 key give two signatures.",
         )],
+    },
+    Table {
+        name: "mrelayd.srs",
+        header: "[mrelayd.srs]",
+        programs: &["mrelayd"],
+        about: "SRS, the Sender Rewriting Scheme (libsrs2's and postsrsd's format): mail an \
+                alias or a Sieve redirect forwards to a remote domain goes out from \
+                SRS0=HASH=TT=domain=local@DOMAIN (SRS1=... for an SRS0 sender), so SPF at the \
+                next hop checks our domain; RCPT TO such an address with a good hash and an \
+                unexpired timestamp is relayed back to the original sender, a forged or \
+                expired one refused with 550 5.1.1. The null sender, senders in local domains \
+                and mail relayed for clients keep their sender.",
+        keys: &[
+            key(
+                "enable",
+                "boolean",
+                Toml("false"),
+                "Rewrite and reverse SRS addresses.",
+            ),
+            key(
+                "secret_file",
+                "path",
+                Text("unset (required with enable)"),
+                "The secrets, one a line, mode 0600: the first signs, every one verifies \
+                 (rotate by adding a new first line); postsrsd's secret file works as it is.",
+            ),
+            key(
+                "domain",
+                "string",
+                Text("the first of [users] domains, else the host name"),
+                "The domain of our SRS addresses; its SPF record must allow this host.",
+            ),
+            key(
+                "max_age_days",
+                "integer",
+                Toml("21"),
+                "An SRS0 address older than this many days is refused (550 5.1.1).",
+            ),
+        ],
     },
     Table {
         name: "mrelayd.remote.domains.DOMAIN",

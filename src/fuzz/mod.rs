@@ -29,6 +29,7 @@ pub mod smtp_client;
 pub mod smtp_command;
 pub mod smtp_reply;
 pub mod smtp_server;
+pub mod srs;
 pub mod uidlist;
 
 /// A fuzz body: any bytes in, a panic only on a bug.
@@ -61,6 +62,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("smtp_command", smtp_command::run),
     ("smtp_reply", smtp_reply::run),
     ("smtp_server", smtp_server::run),
+    ("srs", srs::run),
     ("uidlist", uidlist::run),
 ];
 

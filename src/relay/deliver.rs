@@ -116,10 +116,11 @@ impl Deliverer {
     }
 
     /// Where Sieve's redirect and vacation of local deliveries go: this queue, each new entry
-    /// announced to the runner like a bounce ([`crate::mda::send::ToQueue`]).
+    /// announced to the runner like a bounce ([`crate::mda::send::ToQueue`]); a redirect to a
+    /// remote address is sent from an SRS address when SRS is on ([`super::srs`]).
     pub fn submitter(&self) -> Arc<dyn crate::mda::send::Submit> {
         let wake = self.wake.clone();
-        Arc::new(crate::mda::send::ToQueue {
+        let queue = Arc::new(crate::mda::send::ToQueue {
             queue: self.queue.clone(),
             hostname: self.hostname.clone(),
             announce: Box::new(move |id| {
@@ -127,6 +128,11 @@ impl Deliverer {
                     let _ = tx.send(id.to_string());
                 }
             }),
+        });
+        // A redirect to a remote address gets an SRS sender (super::srs).
+        Arc::new(super::srs::RewritingSubmit {
+            inner: queue,
+            router: self.router.clone(),
         })
     }
 
@@ -366,22 +372,34 @@ impl Deliverer {
         if jobs.is_empty() {
             return Vec::new();
         }
-        let rcpts: Vec<Rcpt> = jobs
-            .iter()
-            .map(|job| Rcpt {
-                address: job.address.clone(),
-                params: dsn_rcpt_params(env, job),
-            })
-            .collect();
+        // Copies forwarded for our recipients may go out with an SRS sender (super::srs):
+        // one delivery per sender, results put back in job order.
+        let mut by_sender: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (k, job) in jobs.iter().enumerate() {
+            let forwarded = self.router.forwards(&env.recipients[job.index].address);
+            let sender = self.router.forward_sender(&env.sender, forwarded);
+            by_sender.entry(sender).or_default().push(k);
+        }
         let message: Arc<[u8]> = Arc::from(message);
-        let (remote, params) = (self.remote.clone(), dsn_mail_params(env));
-        let done = self.runtime.block_on(async move {
-            remote
-                .deliver_all(&env.sender, &params, &rcpts, &message)
-                .await
-        });
-        done.rcpts
-            .into_iter()
+        let params = dsn_mail_params(env);
+        let mut out: Vec<Option<RcptOutcome>> = jobs.iter().map(|_| None).collect();
+        for (sender, ks) in by_sender {
+            let rcpts: Vec<Rcpt> = ks
+                .iter()
+                .map(|&k| Rcpt {
+                    address: jobs[k].address.clone(),
+                    params: dsn_rcpt_params(env, &jobs[k]),
+                })
+                .collect();
+            let (remote, params, message) = (self.remote.clone(), params.clone(), message.clone());
+            let done = self.runtime.block_on(async move {
+                remote.deliver_all(&sender, &params, &rcpts, &message).await
+            });
+            for (&k, r) in ks.iter().zip(done.rcpts) {
+                out[k] = r;
+            }
+        }
+        out.into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Failure::temp("not attempted"))))
             .collect()
     }

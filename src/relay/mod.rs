@@ -59,6 +59,10 @@
 //!
 //! [mrelayd.remote]                       # remote delivery, see outbound::config
 //!
+//! [mrelayd.srs]                         # SRS for forwarded mail, see srs
+//! enable = true
+//! secret_file = "/etc/mailkit/srs.secret"
+//!
 //! [mrelayd.filter.spam]                  # content filter before the final reply, see filter
 //! command = ["spamassassin", "-L", "-e", "1"]   # argv: exit 0 accept, 1 550, 75 451
 //! roles = ["smtp"]                       # the listener roles it runs on (one filter per role)
@@ -79,6 +83,7 @@ pub mod quickstart;
 pub mod runner;
 pub mod sender_auth;
 pub mod spf_dmarc;
+pub mod srs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -248,6 +253,8 @@ pub struct RelayConfig {
     /// Text added to the refusal of a client listed in a zone, per zone; unset: the
     /// listing's TXT record, if any.
     pub dnsbl_reply: BTreeMap<String, String>,
+    /// SRS for forwarded mail (`[mrelayd.srs]`, [`srs`]).
+    pub srs: srs::SrsConfig,
 }
 
 impl crate::config::Section for RelayConfig {
@@ -259,6 +266,7 @@ impl crate::config::Section for RelayConfig {
             .chain(self.aliases.iter_mut())
             .chain(remote)
             .chain(dkim)
+            .chain(self.srs.secret_file.iter_mut())
             .collect()
     }
     fn templates(&mut self) -> Vec<&mut String> {
@@ -310,6 +318,7 @@ impl Default for RelayConfig {
             arc_verify: true,
             dnsbl: Vec::new(),
             dnsbl_reply: BTreeMap::new(),
+            srs: srs::SrsConfig::default(),
         }
     }
 }
@@ -434,6 +443,8 @@ pub struct Router {
     sieve: Option<String>,
     trusted: Vec<Cidr>,
     any_sender: bool,
+    /// `[mrelayd.srs]`, when enabled.
+    srs: Option<Arc<crate::srs::Srs>>,
 }
 
 /// The domain of an address in its canonical form, or `default` when the address has none.
@@ -468,6 +479,9 @@ impl Router {
         if domains.is_empty() {
             domains.push(config.hostname.to_ascii_lowercase());
         }
+        let srs = srs::load(&relay.srs, &domains[0])
+            .map_err(|e| crate::exit::fail(crate::exit::CONFIG, e))?
+            .map(Arc::new);
         Ok(Router {
             domains,
             hostname: config.hostname.clone(),
@@ -478,7 +492,29 @@ impl Router {
             sieve: relay.sieve.clone(),
             trusted,
             any_sender: relay.any_sender,
+            srs,
         })
+    }
+
+    /// The sender a copy to a remote target goes out with: SRS-rewritten when SRS is on and
+    /// the copy is `forwarded` (one of our recipients sends it there), else `sender`
+    /// ([`srs::forward_sender`]).
+    pub fn forward_sender(&self, sender: &str, forwarded: bool) -> String {
+        match &self.srs {
+            Some(s) => srs::forward_sender(s, sender, forwarded, |d| self.is_local_domain(d)),
+            None => sender.to_string(),
+        }
+    }
+
+    /// Whether a remote copy for envelope recipient `recipient` is forwarded by us: the
+    /// recipient is ours (a local domain, or an SRS address of ours), not relayed for a client.
+    pub fn forwards(&self, recipient: &str) -> bool {
+        self.is_local_domain(split(recipient).1) || self.is_srs_address(recipient)
+    }
+
+    /// Whether `address` is an SRS address at our SRS domain (SRS on).
+    fn is_srs_address(&self, address: &str) -> bool {
+        self.srs.as_ref().is_some_and(|s| srs::is_ours(s, address))
     }
 
     /// The aliases file in use.
@@ -557,6 +593,20 @@ impl Router {
     /// looked up by the unquoted local part, without case; a remote address keeps its local
     /// part as written.
     pub fn resolve(&self, address: &str) -> Resolution {
+        // SRS addresses of ours go back to where they came from ([`srs`]): checked first, as
+        // the SRS domain is usually a local one.
+        if let Some(back) = self.srs.as_ref().and_then(|s| srs::reverse(s, address)) {
+            return match back {
+                Ok(original) => match self.resolve(&original) {
+                    Resolution::Targets { targets, mut trace } => {
+                        trace.insert(0, format!("SRS address: back to {original}"));
+                        Resolution::Targets { targets, trace }
+                    }
+                    other => other,
+                },
+                Err(e) => Resolution::Unknown(format!("{address}: {e}")),
+            };
+        }
         let (local, domain) = split(address);
         let domain = domain_or(domain, self.domains.first().map_or("", String::as_str));
         if !self.is_local_domain(&domain) {
@@ -800,7 +850,7 @@ impl Router {
                 resolution: None,
             };
         }
-        if !self.is_local_domain(&domain) {
+        if !self.is_local_domain(&domain) && !self.is_srs_address(&addr) {
             let why = if let Some(u) = &client.user {
                 Some(format!("authenticated as {u}"))
             } else if client.role == Role::Smtp {
