@@ -208,7 +208,11 @@ queue and DSNs say which policy; testing mode delivers anyway and logs what enfo
 SRS ([mrelayd.srs], the format of libsrs2 and postsrsd, which shares the secret file): mail that \
 an alias or a Sieve redirect forwards to a remote domain goes out from an SRS0 address at our \
 domain, so it passes SPF at the next hop; bounces to such an address are relayed back to the \
-original sender, and a forged or expired one is refused with 550 5.1.1 at RCPT.",
+original sender, and a forged or expired one is refused with 550 5.1.1 at RCPT. \
+Rate limits ([mrelayd.rate_limit], off by default) cap the \
+messages and recipients per hour of each authenticated user and each client address (IPv6 by \
+/64) on the submission listeners: over a limit MAIL or RCPT gets 450 4.7.1, the counters are \
+shared by all sessions and survive a clean restart.",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

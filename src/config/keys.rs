@@ -522,6 +522,72 @@ pub const TABLES: &[Table] = &[
                 Toml("{}"),
                 "Content filters by name, see [mrelayd.filter.NAME].",
             ),
+            key(
+                "rate_limit",
+                "table",
+                Text("see [mrelayd.rate_limit]"),
+                "Submission rate limits per user and per client address.",
+            ),
+        ],
+    },
+    Table {
+        name: "mrelayd.rate_limit",
+        header: "[mrelayd.rate_limit]",
+        programs: &["mrelayd"],
+        about: "Rate limits on the submission path (a compromised account is the usual spam \
+                cannon): messages and recipients per hour per authenticated user and per client \
+                address, counted when a message is accepted (with its accepted recipients). A \
+                leaky bucket per key drains at the limit per hour, a sliding hour. Over a limit \
+                the client gets 450 4.7.1 (a temporary refusal, as Postfix's anvil limits) at \
+                MAIL or at the RCPT that would pass it. The counters are shared by every session \
+                of the daemon and kept in QUEUE_DIR/rate-limits over a clean restart. 0 is no \
+                limit.",
+        keys: &[
+            key(
+                "messages_per_hour_per_user",
+                "integer",
+                Toml("0"),
+                "Messages per hour one authenticated user may send (every spelling of the \
+                 login counts as one user).",
+            ),
+            key(
+                "recipients_per_hour_per_user",
+                "integer",
+                Toml("0"),
+                "Recipients per hour one authenticated user may send to.",
+            ),
+            key(
+                "messages_per_hour_per_address",
+                "integer",
+                Toml("0"),
+                "Messages per hour from one client address (IPv6: its /64), whoever logs in.",
+            ),
+            key(
+                "recipients_per_hour_per_address",
+                "integer",
+                Toml("0"),
+                "Recipients per hour from one client address (IPv6: its /64).",
+            ),
+            key(
+                "roles",
+                "list of \"smtp\" | \"submission\" | \"submissions\"",
+                Toml("[\"submission\", \"submissions\"]"),
+                "The listener roles whose sessions are limited; add \"smtp\" to hold port 25 \
+                 clients (and users who authenticate there) to the limits too.",
+            ),
+            key(
+                "exceptions",
+                "list of strings",
+                Toml("[]"),
+                "Networks (CIDR) without per-address limits; their users' limits still apply.",
+            ),
+            key(
+                "max_tracked",
+                "integer",
+                Toml("100000"),
+                "Memory bound: users and addresses counted at most; when full, idle counters go \
+                 first, then the least recently used.",
+            ),
         ],
     },
     Table {

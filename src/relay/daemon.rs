@@ -24,6 +24,7 @@ use anyhow::{Context as _, Result};
 
 use super::deliver::Deliverer;
 use super::filter::{self, Filter};
+use super::rate_limit::{self, Limiter};
 use super::runner::{self, Runner};
 use super::{Client, RelayConfig, Role, Router};
 use crate::auth::{AuthResult, Authenticator};
@@ -122,6 +123,48 @@ struct Daemon {
     sender_auth: super::sender_auth::SenderAuth,
     /// DNSBL zones, if any (`dnsbl`).
     dnsbl: Option<super::dnsbl::Dnsbl>,
+    /// Submission rate limits, shared by all sessions.
+    rate_limit: Limiter,
+}
+
+impl Daemon {
+    /// Where the rate-limit table is kept between runs.
+    fn rate_limit_file(&self) -> PathBuf {
+        self.queue.root().join(rate_limit::STATE_FILE)
+    }
+
+    /// Reads the rate-limit table saved by the last run (none: a fresh table).
+    fn load_rate_limits(&self) {
+        if !self.relay.rate_limit.enabled() {
+            return;
+        }
+        let path = self.rate_limit_file();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let n = self.rate_limit.load(&text, crate::clock::since_epoch());
+                log::line(format_args!(
+                    "rate limits: {n} counters read from {}",
+                    path.display()
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::line(format_args!("rate limits: {}: {e}", path.display())),
+        }
+    }
+
+    /// Saves the rate-limit table for the next run (fsynced, replacing the last one).
+    fn save_rate_limits(&self) {
+        if !self.relay.rate_limit.enabled() {
+            return;
+        }
+        let text = self.rate_limit.save(crate::clock::since_epoch());
+        let path = self.rate_limit_file();
+        if let Err(e) =
+            crate::durable::replace_path(self.queue.root(), &path, text.as_bytes(), 0o600)
+        {
+            log::line(format_args!("rate limits: {e}"));
+        }
+    }
 }
 
 /// What mrelayd hands the [`Frame`]: the session handler over the shared [`Daemon`], and the
@@ -158,9 +201,11 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         relay.remote.resolver_addr().map_err(anyhow::Error::msg)?,
     )?;
     let resolver = relay.remote.resolver_addr().map_err(anyhow::Error::msg)?;
+    let rate_limit = Limiter::new(&relay.rate_limit, &router.domains)?;
     let daemon = Arc::new(Daemon {
         sender_auth,
         dnsbl: super::dnsbl::Dnsbl::new(relay, resolver),
+        rate_limit,
         hostname: config.hostname.clone(),
         relay: relay.clone(),
         router: router.clone(),
@@ -170,6 +215,7 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         accepted: Mutex::new(Vec::new()),
         collect_accepted: inetd,
     });
+    daemon.load_rate_limits();
     let deliverer = deliverer(config, relay, router, &queue)?;
     let d = daemon.clone();
     let handler = server::handler(move |conn: Connection| {
@@ -227,6 +273,7 @@ impl Background for DeliverAccepted {
             }
         }
         self.deliverer.close();
+        self.daemon.save_rate_limits();
     }
 }
 
@@ -287,6 +334,7 @@ impl Background for QueueRunner {
             runner.join();
         }
         self.deliverer.close();
+        self.daemon.save_rate_limits();
     }
 }
 
@@ -388,6 +436,8 @@ async fn session(conn: Connection, d: Arc<Daemon>) -> Result<()> {
         refused: 0,
         filter: filter::for_role(relay, role),
         dnsbl: None,
+        limited: d.rate_limit.applies(role),
+        pending_rcpts: 0,
     };
     let r = driver::run(conn, config, &limits, &mut policy).await;
     if policy.refused > LOGGED_REFUSALS {
@@ -415,6 +465,10 @@ struct SessionPolicy {
     filter: Option<Filter>,
     /// The DNSBL verdict once looked up (at the first RCPT): the refusal, if listed.
     dnsbl: Option<Option<Reply>>,
+    /// Whether this session is held to the rate limits ([`Limiter::applies`]).
+    limited: bool,
+    /// Recipients accepted in the transaction in progress (for the recipient limits).
+    pending_rcpts: usize,
 }
 
 impl SessionPolicy {
@@ -435,12 +489,31 @@ impl SessionPolicy {
         }
         self.dnsbl.clone().flatten()
     }
+
+    /// Who the rate limits count this session's mail against.
+    fn sender(&self) -> rate_limit::Sender {
+        self.d
+            .rate_limit
+            .sender(self.client.user.as_deref(), self.client.ip)
+    }
 }
 
 impl driver::Policy for SessionPolicy {
     fn mail(&mut self, from: Option<&Mailbox>, _: &MailParams) -> Decision {
         let v = self.d.router.check_sender(&self.client, from);
+        self.pending_rcpts = 0;
         match v.refusal {
+            None if self.limited => {
+                let now = crate::clock::since_epoch();
+                match self.d.rate_limit.check_mail(&self.sender(), now) {
+                    None => Decision::Accept,
+                    Some(r) => {
+                        let who = &self.who;
+                        log::line(format_args!("{who}: MAIL refused: {r} (rate limit)"));
+                        Decision::Reject(r)
+                    }
+                }
+            }
             None => Decision::Accept,
             Some(r) => {
                 let who = &self.who;
@@ -459,9 +532,23 @@ impl driver::Policy for SessionPolicy {
             }
             return Decision::Reject(r);
         }
-        let v = self.d.router.check_rcpt(&self.client, to);
+        let mut v = self.d.router.check_rcpt(&self.client, to);
+        if v.refusal.is_none() && self.limited {
+            let now = crate::clock::since_epoch();
+            let limit = self
+                .d
+                .rate_limit
+                .check_rcpt(&self.sender(), self.pending_rcpts, now);
+            if let Some(r) = limit {
+                v.refusal = Some(r);
+                v.reason = "rate limit".into();
+            }
+        }
         match v.refusal {
-            None => Decision::Accept,
+            None => {
+                self.pending_rcpts += 1;
+                Decision::Accept
+            }
             Some(r) => {
                 self.refused += 1;
                 if self.refused <= LOGGED_REFUSALS {
@@ -593,7 +680,16 @@ impl driver::Policy for SessionPolicy {
                 }
             }
         }
-        commit(&self.d, &self.who, self.receiving.take()).await
+        let nrcpt = match &self.receiving {
+            Some(Ok(r)) => r.nrcpt,
+            _ => 0,
+        };
+        let decision = commit(&self.d, &self.who, self.receiving.take()).await;
+        if self.limited && matches!(decision, Decision::Queued(_)) {
+            let now = crate::clock::since_epoch();
+            self.d.rate_limit.record(&self.sender(), nrcpt, now);
+        }
+        decision
     }
 }
 

@@ -68,6 +68,9 @@
 //! roles = ["smtp"]                       # the listener roles it runs on (one filter per role)
 //! timeout_secs = 60                      # then killed (its process group): 451 4.7.1
 //! headers = false                        # true: stdout is header lines to add + empty line
+//!
+//! [mrelayd.rate_limit]                   # per hour, 0 = none; over: 450 4.7.1, see rate_limit
+//! messages_per_hour_per_user = 100       # recipients_per_hour_per_user, ..._per_address too
 //! ```
 
 pub mod admin;
@@ -80,6 +83,7 @@ pub mod dsn;
 pub mod filter;
 pub mod local;
 pub mod quickstart;
+pub mod rate_limit;
 pub mod runner;
 pub mod sender_auth;
 pub mod spf_dmarc;
@@ -255,6 +259,8 @@ pub struct RelayConfig {
     pub dnsbl_reply: BTreeMap<String, String>,
     /// SRS for forwarded mail (`[mrelayd.srs]`, [`srs`]).
     pub srs: srs::SrsConfig,
+    /// Submission rate limits (`[mrelayd.rate_limit]`, [`rate_limit`]).
+    pub rate_limit: rate_limit::RateLimitConfig,
 }
 
 impl crate::config::Section for RelayConfig {
@@ -319,6 +325,7 @@ impl Default for RelayConfig {
             dnsbl: Vec::new(),
             dnsbl_reply: BTreeMap::new(),
             srs: srs::SrsConfig::default(),
+            rate_limit: rate_limit::RateLimitConfig::default(),
         }
     }
 }
