@@ -345,3 +345,92 @@ fn dns_timeout_is_temperror_not_rejection() {
     let got = relay.deliver(&signed);
     assert!(auth_results(&got).contains("dkim=temperror"), "{got}");
 }
+/// Mail mrelayd writes itself is signed once, when queued (relay::own_mail): a bounce (From
+/// MAILER-DAEMON@mx.example.test, the hostname's keys) and a Sieve vacation reply (From
+/// bob@example.test) are verified by dkimverify; the Sieve redirect of mail from outside,
+/// whose From: claims example.test, is not signed.
+#[test]
+fn bounces_and_vacation_replies_are_signed_redirects_of_outside_mail_are_not() {
+    let dir = common::scratch();
+    let ed = keygen(dir.path(), "e1", "ed25519");
+    let host = "mx.example.test";
+    let zone = format!(
+        "{}\n{}",
+        txt_line(&format!("e1._domainkey.{DOMAIN}"), &ed.txt),
+        txt_line(&format!("e1._domainkey.{host}"), &ed.txt)
+    );
+    let d = dir.path();
+    std::fs::write(
+        d.join("passwd"),
+        "bob:{PLAIN}password::::::\ncarol:{PLAIN}password::::::\ndave:{PLAIN}password::::::\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("aliases"), "postmaster: dave\nfail: \"|exit 67\"\n").unwrap();
+    std::fs::create_dir_all(d.join("sieve")).unwrap();
+    std::fs::write(
+        d.join("sieve/bob.sieve"),
+        "require \"vacation\";\nvacation :days 1 :subject \"away\" \"I am away.\";\n\
+         redirect \"dave@example.test\";\nkeep;\n",
+    )
+    .unwrap();
+    let key = ed.path.display();
+    let config = d.join("mailkit.toml");
+    let text = format!(
+        "hostname = \"{host}\"\nstate_dir = \"{state}\"\n\
+[users]\npasswd_file = \"{dir}/passwd\"\nmail_location = \"{dir}/mail/%n\"\ndomains = [\"{DOMAIN}\"]\n\
+[mrelayd]\naliases = \"{dir}/aliases\"\ntrusted_networks = []\ndkim_verify = false\n\
+sieve = \"{dir}/sieve/%n.sieve\"\nlisten = [{{ address = \"127.0.0.1:0\", role = \"smtp\" }}]\n\
+[mrelayd.dkim.\"{DOMAIN}\"]\nkeys = {{ e1 = \"{key}\" }}\n\
+[mrelayd.dkim.\"{host}\"]\nkeys = {{ e1 = \"{key}\" }}\n\
+[mrelayd.remote]\nrelayhost = \"[127.0.0.1]:1\"\nrelayhost_tls = \"none\"\n",
+        state = d.join("state").display(),
+        dir = d.display(),
+    );
+    std::fs::write(&config, common::with_run_as(&text)).unwrap();
+    let (_child, l) = common::start_mrelayd(&config, &d.join("mrelayd.log"), &["smtp"]);
+    let port = l.port("smtp").to_string();
+    // From outside (no trusted network): carol@example.test to bob (vacation, redirect) and
+    // to fail (a pipe exiting 67: a bounce to carol).
+    for (to, subject) in [
+        ("bob@example.test", "to bob"),
+        ("fail@example.test", "to fail"),
+    ] {
+        let header = format!("Subject: {subject}");
+        let (ok, out) = common::swaks(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "carol@example.test",
+            "--to",
+            to,
+            "--header",
+            &header,
+        ]);
+        assert!(ok, "swaks: {out}");
+    }
+    let crlf = |m: &String| m.replace("\r\n", "\n").replace('\n', "\r\n");
+    let carol = common::wait_maildir(&d.join("mail/carol"), 2);
+    let find = |needle: &str| {
+        carol
+            .iter()
+            .find(|m| m.contains(needle))
+            .map(crlf)
+            .unwrap_or_else(|| panic!("no {needle} in carol's mail: {carol:#?}"))
+    };
+    let bounce = find("MAILER-DAEMON@mx.example.test");
+    let vacation = find("I am away.");
+    for (what, m, d) in [("bounce", &bounce, host), ("vacation", &vacation, DOMAIN)] {
+        assert_eq!(m.matches("DKIM-Signature:").count(), 1, "{what}: {m}");
+        assert!(m.contains(&format!("d={d};")), "{what}: {m}");
+        let (ok, out) = in_dns_namespace(&zone, "dkimverify", m.as_bytes());
+        assert!(ok, "dkimverify {what}: {out}\n{m}");
+    }
+    let dave = common::wait_maildir(&d.join("mail/dave"), 1);
+    let redirected = dave
+        .iter()
+        .find(|m| m.contains("Subject: to bob"))
+        .unwrap_or_else(|| panic!("no redirect in dave's mail: {dave:#?}"));
+    assert!(!redirected.contains("DKIM-Signature:"), "{redirected}");
+}

@@ -209,7 +209,9 @@ SRS ([mrelayd.srs], the format of libsrs2 and postsrsd, which shares the secret 
 an alias or a Sieve redirect forwards to a remote domain goes out from an SRS0 address at our \
 domain, so it passes SPF at the next hop; bounces to such an address are relayed back to the \
 original sender, and a forged or expired one is refused with 550 5.1.1 at RCPT. \
-Rate limits ([mrelayd.rate_limit], off by default) cap the \
+Bounces (From: MAILER-DAEMON@hostname, with the hostname's \
+keys) and Sieve vacation replies and redirects (by their From: domain; a redirect of mail from \
+outside never) are signed as they are queued. Rate limits ([mrelayd.rate_limit], off by default) cap the \
 messages and recipients per hour of each authenticated user and each client address (IPv6 by \
 /64) on the submission listeners: over a limit MAIL or RCPT gets 450 4.7.1, the counters are \
 shared by all sessions and survive a clean restart.",

@@ -889,7 +889,10 @@ pub const TABLES: &[Table] = &[
         programs: &["mrelayd"],
         about: "DKIM signing (RFC 6376) of mail whose From: is in DOMAIN, when it comes from an \
                 authenticated submitter or a trusted network: relaxed/relaxed, no l=, From \
-                over-signed.",
+                over-signed. Mail mrelayd writes is signed too, when queued: bounces and delay \
+                warnings with the keys of the hostname's domain (From: MAILER-DAEMON@HOSTNAME), \
+                Sieve vacation replies and redirects by their From: domain (never a redirect \
+                of mail from outside).",
         keys: &[key(
             "keys",
             "table of paths",

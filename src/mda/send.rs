@@ -61,7 +61,13 @@ pub struct ToQueue {
     pub hostname: String,
     /// Called with each queued id.
     pub announce: Box<dyn Fn(&str) + Send + Sync>,
+    /// Header fields to put on top of a message (CRLF line ends) before it is queued: its
+    /// DKIM signature, when mrelayd has keys for it.
+    pub sign: Option<Sign>,
 }
+
+/// What [`ToQueue::sign`] is: the header fields to add on top of a message (CRLF line ends).
+pub type Sign = Box<dyn Fn(&[u8]) -> String + Send + Sync>;
 
 impl std::fmt::Debug for ToQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +117,11 @@ impl Submit for ToQueue {
             crate::clock::rfc5322_date(now)
         );
         let data = crate::rfc5322::to_crlf(message);
+        // The signature on top, above our Received: line (as at the end of DATA).
+        let header = match &self.sign {
+            Some(sign) => sign(&data) + &header,
+            None => header,
+        };
         match self
             .queue
             .enqueue_with_id(&id, &envelope, header.as_bytes(), &data)

@@ -74,6 +74,9 @@ pub fn deliverer(
     router: Arc<Router>,
     queue: &Queue,
 ) -> Result<Deliverer> {
+    // Bounces and Sieve's submissions are signed with the users' keys (relay::own_mail).
+    let signers =
+        crate::dkim::Signers::load(&relay.dkim).map_err(|e| exit::fail(exit::CONFIG, e))?;
     Deliverer::new(
         router,
         queue.clone(),
@@ -86,6 +89,7 @@ pub fn deliverer(
     .map(|d| Deliverer {
         maildir_links: crate::maildir::Links::allowing(relay.allow_symlinked_maildir),
         max_hops: relay.max_hops.max(1),
+        signers: Arc::new(signers),
         ..d
     })
     .context("setting up delivery")

@@ -64,6 +64,8 @@ pub struct Deliverer {
     pub runtime: Arc<tokio::runtime::Runtime>,
     /// Where ids of queued bounces are announced, so the runner delivers them at once.
     pub wake: Arc<Mutex<Option<mpsc::Sender<String>>>>,
+    /// DKIM keys for the mail we write (bounces, Sieve's submissions; [`super::own_mail`]).
+    pub signers: Arc<crate::dkim::Signers>,
 }
 
 fn log(id: &str, msg: impl std::fmt::Display) {
@@ -112,15 +114,26 @@ impl Deliverer {
             remote,
             runtime: Arc::new(runtime),
             wake: Arc::new(Mutex::new(None)),
+            signers: Arc::new(crate::dkim::Signers::default()),
         })
     }
 
-    /// Where Sieve's redirect and vacation of local deliveries go: this queue, each new entry
-    /// announced to the runner like a bounce ([`crate::mda::send::ToQueue`]); a redirect to a
-    /// remote address is sent from an SRS address when SRS is on ([`super::srs`]).
-    pub fn submitter(&self) -> Arc<dyn crate::mda::send::Submit> {
+    /// Where Sieve's redirect and vacation of local deliveries of `message` go: this queue,
+    /// each new entry announced to the runner like a bounce ([`crate::mda::send::ToQueue`]),
+    /// DKIM-signed as [`super::own_mail::sieve_signer`] says (`env`: who sent `message`); a
+    /// redirect to a remote address is sent from an SRS address when SRS is on ([`super::srs`]).
+    pub fn submitter(
+        &self,
+        message: &[u8],
+        env: &queue::Envelope,
+    ) -> Arc<dyn crate::mda::send::Submit> {
         let wake = self.wake.clone();
+        let ip = env.client.as_deref().and_then(|c| c.parse().ok());
+        let ours = env.auth_user.is_some() || self.router.trusted_network(ip).is_some();
+        let sign = (!self.signers.is_empty())
+            .then(|| super::own_mail::sieve_signer(self.signers.clone(), message, ours));
         let queue = Arc::new(crate::mda::send::ToQueue {
+            sign,
             queue: self.queue.clone(),
             hostname: self.hostname.clone(),
             announce: Box::new(move |id| {
@@ -168,7 +181,7 @@ impl Deliverer {
         // NOTIFY=SUCCESS owed: `delivered` locally or `relayed` to a hop without DSN.
         let mut success: BTreeMap<usize, (DsnAction, Option<String>)> = BTreeMap::new();
         let looped = self.hop_loop(&message);
-        let submit = self.submitter();
+        let submit = self.submitter(&message, &env);
 
         for (i, rcpt) in env.recipients.iter().enumerate() {
             if status.rcpts[i] != RcptState::Pending {
@@ -564,7 +577,11 @@ impl Deliverer {
             smtputf8: env.smtputf8,
             ..Default::default()
         };
-        let bid = self.queue.enqueue(&bounce_env, b"", &dsn)?;
+        // Signed when the hostname's domain has keys (From: MAILER-DAEMON@hostname).
+        let signature = super::own_mail::signature(&self.signers, &dsn, id);
+        let bid = self
+            .queue
+            .enqueue(&bounce_env, signature.as_bytes(), &dsn)?;
         log(id, format_args!("sender {what}: {bid} to <{}>", env.sender));
         if let Some(tx) = self.wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = tx.send(bid);

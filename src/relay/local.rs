@@ -718,6 +718,7 @@ mod tests {
             queue: queue.clone(),
             hostname: "mx.test".into(),
             announce: Box::new(|_| {}),
+            sign: None,
         });
         let (daemon, child) = std::os::unix::net::UnixStream::pair().unwrap();
         let server = std::thread::spawn(move || {

@@ -82,6 +82,7 @@ pub mod dnsbl;
 pub mod dsn;
 pub mod filter;
 pub mod local;
+pub mod own_mail;
 pub mod quickstart;
 pub mod rate_limit;
 pub mod runner;
