@@ -23,6 +23,7 @@ pub mod mta_sts_policy;
 pub mod passwd;
 pub mod pop3;
 pub mod queue_files;
+pub mod rate_limit_state;
 pub mod relayhost;
 pub mod server_lines;
 pub mod smtp_client;
@@ -56,6 +57,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("passwd", passwd::run),
     ("pop3", pop3::run),
     ("queue_files", queue_files::run),
+    ("rate_limit_state", rate_limit_state::run),
     ("relayhost", relayhost::run),
     ("server_lines", server_lines::run),
     ("smtp_client", smtp_client::run),
