@@ -200,7 +200,12 @@ impl Srs {
                 if let (Some(_), Some(host), Some(rest)) = (it.next(), it.next(), it.next()) {
                     if !host.is_empty() {
                         let h = self.hash(0, &[host, rest]);
-                        return format!("SRS1={h}={host}={rest}@{}", self.domain);
+                        let srs1 = format!("SRS1={h}={host}={rest}");
+                        // Only an address our own reverse reads back (found by the srs fuzz
+                        // target: `SRS1=x=host=` has no SRS0 part to return to).
+                        if self.reverse(&srs1, now).is_ok() {
+                            return format!("{srs1}@{}", self.domain);
+                        }
                     }
                 }
                 // Not a well-formed SRS1: treated as a plain address.
