@@ -192,7 +192,14 @@ impl Srs {
                 // SRS0=rest@fwd1 → SRS1=HHHH=fwd1==rest (the separator kept with the rest).
                 let rest = &local[4..];
                 let h = self.hash(0, &[domain, rest]);
-                format!("SRS1={h}={domain}={rest}@{}", self.domain)
+                let srs1 = format!("SRS1={h}={domain}={rest}");
+                // Only when the way back gives this very address (found by the srs fuzz
+                // target: a malformed SRS0 local part came back changed); else plain SRS0.
+                let back = self.reverse(&srs1, now);
+                if back.is_ok_and(|b| b == format!("{local}@{domain}")) {
+                    return format!("{srs1}@{}", self.domain);
+                }
+                self.srs0(local, domain, now)
             }
             Some(_) => {
                 // SRS1=hash=fwd1=rest@fwd2 → SRS1=HHHH=fwd1=rest: the way back skips fwd2.
