@@ -1,9 +1,14 @@
-//! The `uidlist` fuzz target: `dovecot-uidlist` and `dovecot-keywords` files of any shape.
-//! Parsing returns an error or a value that keeps the invariants the view relies on (UIDs
-//! nonzero, strictly increasing and below UIDNEXT, base names valid and distinct, keywords
-//! valid and distinct) and that serialises to bytes parsing back to the very same value.
+//! The `uidlist` fuzz target: mimapd's per-folder files of any shape — `dovecot-uidlist`,
+//! `dovecot-keywords`, `mailkit-imapstate`, `subscriptions` — and the modified UTF-7 folder
+//! names in them. Parsing returns an error or a value that keeps the invariants the view
+//! relies on (UIDs nonzero, strictly increasing and below UIDNEXT, base names valid and
+//! distinct, keywords valid and distinct) and that serialises to bytes parsing back to the
+//! very same value (parse → serialise → parse).
 
+use crate::maildir::folders::{parse_subscriptions, serialise_subscriptions};
 use crate::maildir::uidlist::format::{valid_base, valid_keyword, Keywords, UidList};
+use crate::maildir::uidlist::State;
+use crate::maildir::{mutf7_decode, mutf7_encode};
 
 /// The fuzz body: panics only on a real bug.
 pub fn run(data: &[u8]) {
@@ -37,4 +42,26 @@ pub fn run(data: &[u8]) {
     assert_eq!(added.is_some(), k.letter("$Fuzz").is_some());
     assert!(k.iter().count() <= before + 1);
     assert_eq!(Keywords::parse(&k.serialise()), k);
+    if let Some(state) = State::parse(data) {
+        assert_eq!(
+            State::parse(&state.serialise()),
+            Some(state),
+            "imapstate round trip"
+        );
+    }
+    let names = parse_subscriptions(data);
+    assert_eq!(
+        parse_subscriptions(&serialise_subscriptions(&names)),
+        names,
+        "subscriptions round trip"
+    );
+    let text = String::from_utf8_lossy(data);
+    assert_eq!(
+        mutf7_decode(&mutf7_encode(&text)).as_deref(),
+        Some(&*text),
+        "mUTF-7 round trip"
+    );
+    if let Some(name) = mutf7_decode(&text) {
+        assert_eq!(mutf7_decode(&mutf7_encode(&name)), Some(name));
+    }
 }

@@ -377,5 +377,8 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
         assert_eq!(mutf7_decode("&AMQ-rger&-x").as_deref(), Some("Ärger&x"));
         assert_eq!(mutf7_decode("&AMQ"), None);
+        // Base64 bits that make no UTF-16 unit, or spare bits set (found by fuzz uidlist).
+        assert_eq!(mutf7_decode("&Z-"), None);
+        assert_eq!(mutf7_decode("&AMR-"), None);
     }
 }

@@ -838,7 +838,9 @@ pub fn mutf7_decode(s: &str) -> Option<String> {
                 bytes.push(((bits >> nbits) & 0xff) as u8);
             }
         }
-        if !bytes.len().is_multiple_of(2) {
+        // RFC 2152 (modified by RFC 3501 §5.1.3): the run ends on a whole UTF-16 unit, its
+        // spare bits (fewer than 6) zero; "&Z-" would decode to nothing and not come back.
+        if !bytes.len().is_multiple_of(2) || nbits >= 6 || bits & ((1 << nbits) - 1) != 0 {
             return None;
         }
         for pair in bytes.chunks(2) {
