@@ -15,6 +15,9 @@
 //! - TXT records ([`MxResolver::txt`]) and picking SPF/DMARC/MTA-STS records out of them by
 //!   their version tag ([`records_with_tag`]).
 //!
+//! - DNSSEC-aware look-ups for DANE ([`secure`]): raw queries with the AD bit, trusting a
+//!   validating resolver's verdict (RFC 6840 §5.7).
+//!
 //! mdig-mx's report building stays in [`crate::mdig`]; it only calls these.
 
 use std::fmt;
@@ -27,6 +30,8 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use rand::seq::SliceRandom;
+
+pub mod secure;
 
 /// DNS port used when `--resolver IP` names no port.
 pub const DEFAULT_DNS_PORT: u16 = 53;

@@ -13,6 +13,8 @@
 //!   webpki-roots, a CA file, a key pin, or not at all for opportunistic MX delivery), together
 //!   a [`Policy`]. msend, mrelayd's outbound engine, mdig-mx and the SMTP client session use
 //!   them; the config keys keep their own spellings (`outbound::config`, `msend`).
+//! - DANE (RFC 7672): TLSA records and the verifier that checks a server against them
+//!   ([`dane`]).
 //! - A throwaway CA and server certificate for the quickstart and tests.
 //! - A one-line description of a session's TLS parameters ([`TlsInfo`]) for `Received:` headers
 //!   and logs.
@@ -37,6 +39,8 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::Serialize;
+
+pub mod dane;
 
 /// The crypto provider every mailkit config is built with.
 fn provider() -> Arc<CryptoProvider> {
@@ -153,6 +157,14 @@ fn key_checked_config(pin: Option<SpkiPin>) -> Arc<ClientConfig> {
         provider: provider.clone(),
         pin,
     });
+    config_with_verifier(provider, verifier)
+}
+
+/// A client config over `provider` whose server check is `verifier`.
+fn config_with_verifier(
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Arc<ClientConfig> {
     // The safe default versions always exist for the ring provider; fall back to the plain
     // builder's defaults if that ever changes rather than panicking.
     let builder =

@@ -214,7 +214,11 @@ keys) and Sieve vacation replies and redirects (by their From: domain; a redirec
 outside never) are signed as they are queued. Rate limits ([mrelayd.rate_limit], off by default) cap the \
 messages and recipients per hour of each authenticated user and each client address (IPv6 by \
 /64) on the submission listeners: over a limit MAIL or RCPT gets 450 4.7.1, the counters are \
-shared by all sessions and survive a clean restart.",
+shared by all sessions and survive a clean restart. \
+DANE (RFC 7672, [mrelayd.remote] dane, on by default): when a validating resolver (AD bit) says \
+an MX host's MX, address and TLSA answers are DNSSEC-secure and a DANE-TA or DANE-EE record is \
+usable, TLS is required (ahead of any MTA-STS policy, RFC 8461 §2) and the certificate must match a record, else the mail is deferred \
+(4.7.5) with the reason; the log says relay=HOST[IP]:PORT (DANE).",
     after_help = AFTER_HELP,
     after_long_help = super::with_config(AFTER_HELP, "mrelayd")
 )]

@@ -732,6 +732,16 @@ pub const TABLES: &[Table] = &[
                 "Trust anchors for verify and relayhost TLS.",
             ),
             key(
+                "dane",
+                "boolean",
+                Toml("true"),
+                "DANE (RFC 7672) for MX hosts under tls = may or encrypt: when the resolver \
+                 says (AD bit) the MX, address and _PORT._tcp TLSA answers are DNSSEC-validated \
+                 and a TLSA record is usable (DANE-TA or DANE-EE), TLS is required and the \
+                 certificate must match a record, else the mail is deferred (4.7.5). Insecure \
+                 answers: tls as configured. Needs a validating resolver (unbound) on this host.",
+            ),
+            key(
                 "relayhost",
                 "string",
                 Text("unset: deliver by MX"),

@@ -8,6 +8,7 @@
 //! helo_name = "mx.example.org"  # default: hostname
 //! tls = "may"                   # none | may | encrypt | verify
 //! ca_file = "/etc/ssl/ca.pem"   # trust anchors for verify (default: webpki-roots)
+//! dane = true                   # DANE (RFC 7672) when DNSSEC says so (see outbound::dane)
 //! relayhost = "smtp.example.net:587"       # smarthost for everything (optional)
 //! relayhost_tls = "starttls"               # none | may | starttls | tls (implicit)
 //! relayhost_user = "me"                    # AUTH, only over TLS
@@ -191,6 +192,8 @@ pub struct RemoteConfig {
     pub tls: Policy,
     /// Trust anchors for `verify` and relayhost TLS (default: webpki-roots).
     pub ca_file: Option<PathBuf>,
+    /// DANE for MX hosts (RFC 7672; [`super::dane`]).
+    pub dane: bool,
     /// Smarthost for every remote recipient: `host`, `host:port` or `[host]:port`.
     pub relayhost: Option<String>,
     /// TLS for the relayhost ([`RELAYHOST_TLS`]).
@@ -249,6 +252,7 @@ impl Default for RemoteConfig {
             helo_name: None,
             tls: default_mx_tls(),
             ca_file: None,
+            dane: true,
             relayhost: None,
             relayhost_tls: default_relayhost_tls(),
             relayhost_user: None,

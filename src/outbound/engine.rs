@@ -77,6 +77,8 @@ pub struct Engine {
     /// MTA-STS (`mta_sts = true`), and the rustls config its enforce mode verifies MX hosts
     /// with (`ca_file` or webpki-roots).
     mta_sts: Option<(MtaSts, Arc<ClientConfig>)>,
+    /// DNSSEC-aware look-ups for DANE ([`super::dane`]); `None` when `dane` is off.
+    secure: Option<crate::dns::secure::SecureResolver>,
 }
 
 /// Session options for interactive use (msend): transcript, `--quit-after`, credentials given
@@ -125,6 +127,7 @@ impl Engine {
         };
         let routes = config.routes().map_err(anyhow::Error::msg)?;
         let dns = MxResolver::new(server);
+        let secure = super::dane::resolver(config.dane, server);
         let mut trust = HashMap::new();
         let policies = routes
             .policies()
@@ -169,6 +172,7 @@ impl Engine {
             config,
             myself: None,
             mta_sts,
+            secure,
         })
     }
 
@@ -536,6 +540,14 @@ impl Engine {
         };
         let mut last = Failure::temp(format!("{hop}: no host reachable"));
         for (n, (host, port, tls)) in candidates.into_iter().enumerate() {
+            let tls = match self.dane_host(hop, &host, port, tls).await {
+                Ok(t) => t,
+                Err(f) => {
+                    self.say(format_args!("{host}: {}", f.message));
+                    last = f;
+                    continue;
+                }
+            };
             let looked_up = match (host.parse::<std::net::IpAddr>(), self.resolver()) {
                 (Ok(ip), _) => Ok(vec![ip]),
                 (Err(_), Ok(dns)) => dns.addresses(&host).await,
@@ -557,7 +569,9 @@ impl Engine {
             let backup = n > 0;
             for ip in addrs {
                 let addr = SocketAddr::new(ip, port);
-                let relay = format!("{host}[{ip}]:{port}");
+                // A DANE-authenticated session says so in the log and DSN (RFC 7672 §3).
+                let dane = if tls.dane_verified { " (DANE)" } else { "" };
+                let relay = format!("{host}[{ip}]:{port}{dane}");
                 if self.myself.as_ref().is_some_and(|m| m.listens_on(addr)) {
                     let why = format!("{hop}: {relay} is one of our own listeners");
                     let earlier = backup.then_some(&last);
@@ -666,6 +680,14 @@ impl Engine {
                     eprintln!("=== {domain}: {kind} {}", hosts.join(", "));
                 }
                 let mut choice = self.tls_choice(tls, None)?;
+                // RFC 7672 §2.2.1: DANE needs a DNSSEC-secure MX RRset; decided before MTA-STS
+                // so that usable TLSA records take precedence over its policy (RFC 8461 §2).
+                choice.dane = match &self.secure {
+                    Some(r) if tls.mode != tls::Mode::Off && tls.verify == Verify::None => {
+                        super::dane::mx_secure(r, domain).await?
+                    }
+                    _ => false,
+                };
                 let mut hosts = route.hosts;
                 if let Some((sts, verify)) = &self.mta_sts {
                     if let Some(active) = sts.policy(self.resolver()?, domain).await {
@@ -706,7 +728,48 @@ impl Engine {
             config,
             auth,
             sts: None,
+            dane: false,
+            dane_verified: false,
         })
+    }
+
+    /// `tls` for MX host `host` after its DANE look-ups (RFC 7672 §2.2, [`super::dane`]):
+    /// unchanged unless the MX answer was secure and the host's TLSA records are.
+    async fn dane_host(
+        &self,
+        hop: &NextHop,
+        host: &str,
+        port: u16,
+        mut tls: TlsChoice,
+    ) -> Result<TlsChoice, Failure> {
+        let (Some(r), true, NextHop::Mx { domain, .. }) = (&self.secure, tls.dane, hop) else {
+            return Ok(tls);
+        };
+        match super::dane::host(r, host, port).await? {
+            super::dane::HostDane::Insecure => {}
+            super::dane::HostDane::Unusable => {
+                self.say(format_args!(
+                    "{host}: DANE: TLSA records unusable, TLS required"
+                ));
+                tls.mode = tls::Mode::Starttls;
+                // An MTA-STS `testing` fallback must not go back to clear text either.
+                if let Some((mode, _)) = tls.sts.as_mut().and_then(|n| n.fallback.as_mut()) {
+                    *mode = tls::Mode::Starttls;
+                }
+            }
+            super::dane::HostDane::Verify(records) => {
+                self.say(format_args!(
+                    "{host}: DANE: {} usable TLSA record(s), TLS required",
+                    records.len()
+                ));
+                tls.mode = tls::Mode::Starttls;
+                tls.config = super::dane::config(records, host, domain);
+                tls.dane_verified = true;
+                // RFC 8461 §2: DANE, where usable, takes precedence over an MTA-STS policy.
+                tls.sts = None;
+            }
+        }
+        Ok(tls)
     }
 
     /// Connects and runs the session up to "ready"; opportunistic TLS that fails to handshake
@@ -925,6 +988,10 @@ struct TlsChoice {
     auth: Option<Credentials>,
     /// The MTA-STS policy that set `mode` and `config`.
     sts: Option<StsNote>,
+    /// The MX answer was DNSSEC-secure: look up the host's TLSA records (RFC 7672 §2.2).
+    dane: bool,
+    /// The certificate is checked against the host's usable TLSA records.
+    dane_verified: bool,
 }
 
 /// What an MTA-STS policy made of a candidate's TLS.
@@ -990,6 +1057,8 @@ fn apply_sts(
                     what,
                     fallback: None,
                 }),
+                dane: choice.dane,
+                dane_verified: false,
             };
             Ok(matching)
         }
@@ -1008,6 +1077,8 @@ fn apply_sts(
                     what,
                     fallback: Some((choice.mode, choice.config.clone())),
                 }),
+                dane: choice.dane,
+                dane_verified: false,
             };
             Ok(matching.into_iter().chain(other).collect())
         }

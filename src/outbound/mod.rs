@@ -11,6 +11,8 @@
 //! - TLS per destination: `none`, `may` (opportunistic STARTTLS; a failed handshake is retried in
 //!   clear, RFC 7435 §3), `encrypt` (STARTTLS required) or `verify` (required, and the
 //!   certificate must verify for the MX name against webpki-roots or `ca_file`).
+//! - DANE (RFC 7672, [`dane`]): with DNSSEC-validated MX, address and TLSA answers TLS is
+//!   required and the certificate must match a TLSA record; otherwise the policy above.
 //! - Connections are cached: after a transaction the session goes back to a per-destination pool
 //!   for `connection_idle_secs`, and the next message for that destination uses it (RSET/MAIL
 //!   again). A cached session the server closed meanwhile is replaced by a fresh one.
@@ -32,6 +34,7 @@
 //! - [`password`]: the password command of a relayhost or an msend account.
 
 pub mod config;
+pub mod dane;
 pub mod engine;
 pub mod failure;
 pub mod mta_sts;

@@ -1,0 +1,390 @@
+//! DANE for SMTP (RFC 7672, issue 15) end to end: mrelayd delivers by MX through a validating
+//! resolver (unbound, with the test zone's DS as its only trust anchor) in front of an
+//! authoritative server (nsd) serving a zone signed with ldnsutils' `ldns-keygen` and
+//! `ldns-signzone`, and an unsigned one. Every daemon listens on its own loopback port.
+//!
+//! The MX hosts all point at one aiosmtpd capture server (tests/peers/lib/capture.py) offering
+//! STARTTLS with a throwaway CA's certificate and the CA in its chain, named for
+//! `mx-ta.dane.test` only:
+//! - `ee.dane.test`: TLSA 3 1 1 (DANE-EE, the key's SHA-256) for a host the certificate does
+//!   not name: delivered over TLS (DANE-EE ignores names, RFC 7672 §3.1.1).
+//! - `ta.dane.test`: TLSA 2 0 1 (DANE-TA, the CA certificate's SHA-256): delivered over TLS.
+//! - `bad.dane.test`: a TLSA 3 1 1 that matches nothing: deferred (4.7.5), nothing sent.
+//! - `plain.test` (unsigned): the same mismatching TLSA is not trusted; delivered as
+//!   opportunistic TLS.
+//!
+//! With `dane = false` the mismatching domain is delivered opportunistically.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(t) = f() {
+            return Some(t);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("pem")
+        .to_vec()
+}
+
+fn spki_sha256(cert_der: &[u8]) -> String {
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der).expect("cert");
+    hex(&sha2::Sha256::digest(c.tbs_certificate.subject_pki.raw))
+}
+
+/// Runs `cmd` in `dir`, failing the test with its output unless it succeeds; its stdout.
+fn run(dir: &Path, cmd: &mut Command) -> String {
+    let out = cmd
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (ldnsutils, nsd and unbound must be installed)"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether `dig @127.0.0.1 -p PORT NAME TYPE` answers (any data).
+fn dig(port: u16, name: &str, rtype: &str, ad: bool) -> String {
+    let out = Command::new("dig")
+        .args(["+time=1", "+tries=1", "@127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .arg(if ad { "+adflag" } else { "+noadflag" })
+        .args([name, rtype])
+        .output()
+        .expect("dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts a daemon on fixed ports picked by [`common::with_unused_ports`]; ready when `ready`.
+fn start(cmd: &mut Command, log: &Path, ready: impl Fn() -> bool) -> Option<common::KillOnDrop> {
+    let file = std::fs::File::create(log).unwrap();
+    let mut child = common::KillOnDrop(
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+    );
+    let up = wait_for(Duration::from_secs(10), || {
+        if let Ok(Some(_)) = child.0.try_wait() {
+            return Some(false);
+        }
+        ready().then_some(true)
+    });
+    if up == Some(true) {
+        Some(child)
+    } else {
+        eprintln!(
+            "{cmd:?} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        None
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    capture_dir: PathBuf,
+    resolver: u16,
+    smtp_port: u16,
+    _daemons: Vec<common::KillOnDrop>,
+}
+
+fn world() -> World {
+    let dir = common::scratch();
+    let d = dir.path().to_path_buf();
+    // The receiver's certificate: a throwaway CA and a leaf for mx-ta.dane.test only.
+    let pair = mailkit::tls::self_signed(&["mx-ta.dane.test".to_string()]).unwrap();
+    std::fs::write(
+        d.join("chain.pem"),
+        format!("{}{}", pair.cert_pem, pair.ca_pem),
+    )
+    .unwrap();
+    std::fs::write(d.join("key.pem"), &pair.key_pem).unwrap();
+    let leaf_key = spki_sha256(&der(&pair.cert_pem));
+    let ca_cert = hex(&sha2::Sha256::digest(der(&pair.ca_pem)));
+    let wrong = hex(&sha2::Sha256::digest(b"no such key"));
+
+    let capture_dir = d.join("capture");
+    std::fs::create_dir_all(&capture_dir).unwrap();
+    common::give_to_nobody(&capture_dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/lib/capture.py");
+    let (capture, smtp_port) = common::with_unused_ports(|[port]| {
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(&script)
+            .arg("127.0.0.1")
+            .arg(port.to_string())
+            .arg(&capture_dir)
+            .arg(d.join("chain.pem"))
+            .arg(d.join("key.pem"));
+        start(&mut cmd, &d.join("capture.log"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .map(|c| (c, port))
+    });
+
+    let p = smtp_port;
+    let signed = format!(
+        "$ORIGIN dane.test.\n$TTL 300\n\
+@ IN SOA ns.dane.test. hostmaster.dane.test. 1 3600 600 86400 300\n\
+@ IN NS ns.dane.test.\nns IN A 127.0.0.1\n\
+ee IN MX 10 mx-ee.dane.test.\nmx-ee IN A 127.0.0.1\n\
+_{p}._tcp.mx-ee IN TLSA 3 1 1 {leaf_key}\n\
+ta IN MX 10 mx-ta.dane.test.\nmx-ta IN A 127.0.0.1\n\
+_{p}._tcp.mx-ta IN TLSA 2 0 1 {ca_cert}\n\
+bad IN MX 10 mx-bad.dane.test.\nmx-bad IN A 127.0.0.1\n\
+_{p}._tcp.mx-bad IN TLSA 3 1 1 {wrong}\n"
+    );
+    let unsigned = format!(
+        "$ORIGIN plain.test.\n$TTL 300\n\
+@ IN SOA ns.plain.test. hostmaster.plain.test. 1 3600 600 86400 300\n\
+@ IN NS ns.plain.test.\nns IN A 127.0.0.1\n\
+@ IN MX 10 mx.plain.test.\nmx IN A 127.0.0.1\n\
+_{p}._tcp.mx IN TLSA 3 1 1 {wrong}\n"
+    );
+    std::fs::write(d.join("dane.test.zone"), signed).unwrap();
+    std::fs::write(d.join("plain.test.zone"), unsigned).unwrap();
+    let key = run(
+        &d,
+        Command::new("ldns-keygen").args(["-k", "-a", "ECDSAP256SHA256", "dane.test"]),
+    );
+    run(
+        &d,
+        Command::new("ldns-signzone").args(["dane.test.zone", key.as_str()]),
+    );
+
+    let (nsd, nsd_port) = common::with_unused_ports(|[port]| {
+        std::fs::write(
+            d.join("nsd.conf"),
+            format!(
+                "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  zonesdir: \"{dir}\"\n\
+  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{dir}/zone.list\"\n\
+  xfrdfile: \"{dir}/xfrd.state\"\n  username: \"\"\n  chroot: \"\"\n  do-ip6: no\n\
+remote-control:\n  control-enable: no\n\
+zone:\n  name: dane.test\n  zonefile: dane.test.zone.signed\n\
+zone:\n  name: plain.test\n  zonefile: plain.test.zone\n",
+                dir = d.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("nsd");
+        cmd.arg("-d").arg("-c").arg(d.join("nsd.conf"));
+        start(&mut cmd, &d.join("nsd.log"), || {
+            dig(port, "mx.plain.test", "A", false).contains("127.0.0.1")
+        })
+        .map(|c| (c, port))
+    });
+    let (unbound, resolver) = common::with_unused_ports(|[port]| {
+        std::fs::write(
+            d.join("unbound.conf"),
+            format!(
+                "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-ip6: no\n\
+  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"{dir}/unbound.pid\"\n\
+  use-syslog: no\n  logfile: \"\"\n  do-not-query-localhost: no\n\
+  access-control: 127.0.0.0/8 allow\n  module-config: \"validator iterator\"\n\
+  trust-anchor-file: \"{dir}/{key}.ds\"\n  local-zone: \"test.\" nodefault\n\
+  qname-minimisation: no\n  val-log-level: 2\n\
+stub-zone:\n  name: \"dane.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\n\
+stub-zone:\n  name: \"plain.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\n\
+remote-control:\n  control-enable: no\n",
+                dir = d.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("unbound");
+        cmd.arg("-d").arg("-c").arg(d.join("unbound.conf"));
+        start(&mut cmd, &d.join("unbound.log"), || {
+            dig(port, "mx-ee.dane.test", "A", true).contains("127.0.0.1")
+        })
+        .map(|c| (c, port))
+    });
+    // The setup itself: the signed zone validates (AD), the unsigned one does not.
+    let signed = dig(
+        resolver,
+        &format!("_{p}._tcp.mx-ee.dane.test"),
+        "TLSA",
+        true,
+    );
+    assert!(
+        signed.contains(" ad;") || signed.contains(" ad "),
+        "unbound does not validate dane.test: {signed}"
+    );
+    let plain = dig(resolver, &format!("_{p}._tcp.mx.plain.test"), "TLSA", true);
+    assert!(
+        plain.contains("TLSA") && !plain.contains(" ad;"),
+        "plain.test: {plain}"
+    );
+    World {
+        dir,
+        capture_dir,
+        resolver,
+        smtp_port,
+        _daemons: vec![capture, nsd, unbound],
+    }
+}
+
+/// A running mrelayd relaying for loopback, MX look-ups through `w`'s unbound.
+struct Relay {
+    config: PathBuf,
+    log: PathBuf,
+    port: u16,
+    _child: common::KillOnDrop,
+}
+
+impl Relay {
+    fn start(w: &World, extra: &str) -> Relay {
+        let d = w.dir.path().join("relay");
+        std::fs::create_dir_all(&d).unwrap();
+        let passwd = d.join("passwd");
+        std::fs::write(&passwd, "alice:{PLAIN}password::::::\n").unwrap();
+        let aliases = d.join("aliases");
+        std::fs::write(&aliases, "postmaster: alice\nmailer-daemon: alice\n").unwrap();
+        let config = d.join("mailkit.toml");
+        let text = format!(
+            "hostname = \"relay.example.test\"\nstate_dir = \"{state}\"\n\
+[users]\npasswd_file = \"{passwd}\"\nmail_location = \"{mail}/%n\"\ndomains = [\"example.test\"]\n\
+[mrelayd]\ntrusted_networks = [\"127.0.0.0/8\"]\naliases = \"{aliases}\"\n\
+listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
+[mrelayd.remote]\nresolver = \"127.0.0.1:{resolver}\"\nport = {port}\nretry_initial_secs = 3600\n{extra}\n",
+            state = d.join("state").display(),
+            passwd = passwd.display(),
+            mail = d.join("mail").display(),
+            aliases = aliases.display(),
+            resolver = w.resolver,
+            port = w.smtp_port,
+        );
+        std::fs::write(&config, common::with_run_as(&text)).unwrap();
+        common::give_to_nobody(&d);
+        let log = d.join("mrelayd.log");
+        let (child, l) = common::start_mrelayd(&config, &log, &["smtp"]);
+        Relay {
+            config,
+            log,
+            port: l.port("smtp"),
+            _child: child,
+        }
+    }
+
+    fn send(&self, rcpt: &str, token: &str) {
+        let port = self.port.to_string();
+        let (ok, out) = common::swaks(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "alice@example.test",
+            "--to",
+            rcpt,
+            "--header",
+            &format!("Subject: {token}"),
+            "--body",
+            token,
+        ]);
+        assert!(ok, "swaks: {out}");
+    }
+
+    fn queue(&self) -> String {
+        let o = common::mrelayd_cli(&self.config, &["queue"]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[test]
+fn dane_ee_ta_mismatch_and_unsigned_zone() {
+    let w = world();
+    let relay = Relay::start(&w, "");
+    let cases = [
+        ("user@ee.dane.test", true),
+        ("user@ta.dane.test", true),
+        ("user@plain.test", true),
+        ("user@bad.dane.test", false),
+    ];
+    let tokens: Vec<String> = cases.iter().map(|_| common::token()).collect();
+    for ((rcpt, _), tok) in cases.iter().zip(&tokens) {
+        relay.send(rcpt, tok);
+    }
+    for ((rcpt, delivered), tok) in cases.iter().zip(&tokens) {
+        if !delivered {
+            continue;
+        }
+        let (_, env) = common::captured(&w.capture_dir, tok).unwrap_or_else(|| {
+            panic!(
+                "{rcpt} not delivered; queue: {}\nlog: {}",
+                relay.queue(),
+                relay.log()
+            )
+        });
+        assert_eq!(env["rcpt_tos"][0], *rcpt, "{env}");
+        assert_eq!(env["tls"], true, "{rcpt} delivered without TLS: {env}");
+    }
+    // Authenticated by DANE where the zone is signed, not where it is not.
+    let log = relay.log();
+    for (rcpt, host, dane) in [
+        ("user@ee.dane.test", "mx-ee.dane.test", true),
+        ("user@ta.dane.test", "mx-ta.dane.test", true),
+        ("user@plain.test", "mx.plain.test", false),
+    ] {
+        let sent = format!(
+            "to=<{rcpt}> status=sent (<{rcpt}> relay={host}[127.0.0.1]:{}{}",
+            w.smtp_port,
+            if dane { " (DANE) (" } else { " (" }
+        );
+        assert!(log.contains(&sent), "{sent} not in {log}");
+    }
+    // The mismatching TLSA: deferred with the reason (in the queue, as a DSN would say it),
+    // with TLS status 4.7.5, and never sent.
+    let q = wait_for(WAIT, || {
+        let q = relay.queue();
+        (q.contains("<user@bad.dane.test>") && q.contains("TLSA")).then_some(q)
+    })
+    .unwrap_or_else(|| panic!("no TLSA deferral: {}\n{}", relay.queue(), relay.log()));
+    assert!(q.contains("no TLSA record matches"), "{q}");
+    let log = relay.log();
+    assert!(
+        log.contains("status=deferred") && log.contains("dsn=4.7.5"),
+        "{log}"
+    );
+    let bad = &tokens[3];
+    assert!(
+        common::captured_now(&w.capture_dir, bad).is_empty(),
+        "the mismatching host got the message"
+    );
+}
+
+/// `dane = false`: the same mismatching TLSA is ignored and the mail goes out opportunistically.
+#[test]
+fn dane_off_ignores_tlsa() {
+    let w = world();
+    let relay = Relay::start(&w, "dane = false");
+    let tok = common::token();
+    relay.send("user@bad.dane.test", &tok);
+    let (_, env) = common::captured(&w.capture_dir, &tok)
+        .unwrap_or_else(|| panic!("not delivered: {}\n{}", relay.queue(), relay.log()));
+    assert_eq!(env["tls"], true, "{env}");
+}
