@@ -108,6 +108,8 @@ struct World {
     capture_dir: PathBuf,
     resolver: u16,
     smtp_port: u16,
+    /// The TLSA data of `ee.dane.test`'s host: the receiver key's SHA-256.
+    leaf_key: String,
     _daemons: Vec<common::KillOnDrop>,
 }
 
@@ -240,6 +242,7 @@ remote-control:\n  control-enable: no\n",
         capture_dir,
         resolver,
         smtp_port,
+        leaf_key,
         _daemons: vec![capture, nsd, unbound],
     }
 }
@@ -387,4 +390,68 @@ fn dane_off_ignores_tlsa() {
     let (_, env) = common::captured(&w.capture_dir, &tok)
         .unwrap_or_else(|| panic!("not delivered: {}\n{}", relay.queue(), relay.log()));
     assert_eq!(env["tls"], true, "{env}");
+}
+
+/// mdig-mx reports each MX host's TLSA records and whether they were validated, as text and
+/// JSON; the unsigned zone's record is flagged as ignored by senders.
+#[test]
+fn mdig_mx_reports_tlsa() {
+    let w = world();
+    let resolver = format!("127.0.0.1:{}", w.resolver);
+    let port = w.smtp_port.to_string();
+    let mdig = |args: &[&str]| {
+        let out = Command::new(common::bin("mdig-mx"))
+            .args(["--resolver", &resolver, "--port", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, json) = mdig(&["--json", "ee.dane.test", "ta.dane.test", "plain.test"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let p = w.smtp_port;
+    let ee = &v["domains"][0]["tlsa"][0];
+    assert_eq!(ee["name"], format!("_{p}._tcp.mx-ee.dane.test"), "{json}");
+    assert_eq!(
+        (
+            &ee["mx_authenticated"],
+            &ee["addresses_authenticated"],
+            &ee["authenticated"]
+        ),
+        (&true.into(), &true.into(), &true.into()),
+        "{json}"
+    );
+    assert_eq!(ee["dane"], "dane", "{json}");
+    let rec = &ee["records"][0];
+    assert_eq!(
+        (
+            &rec["usage"],
+            &rec["selector"],
+            &rec["matching"],
+            &rec["usable"]
+        ),
+        (&3.into(), &1.into(), &1.into(), &true.into()),
+        "{json}"
+    );
+    assert_eq!(rec["data"], w.leaf_key.as_str());
+    assert_eq!(
+        v["domains"][1]["tlsa"][0]["records"][0]["usage"], 2,
+        "{json}"
+    );
+    let plain = &v["domains"][2]["tlsa"][0];
+    assert_eq!(plain["authenticated"], false, "{json}");
+    assert_eq!(plain["dane"], "none", "{json}");
+    assert_eq!(plain["records"].as_array().map(Vec::len), Some(1), "{json}");
+    let warnings = v["domains"][2]["warnings"].to_string();
+    assert!(warnings.contains("not DNSSEC-validated"), "{json}");
+    // MX hosts on loopback are warnings only: exit 0.
+    assert_eq!(code, Some(0), "{json}");
+
+    let (_, text) = mdig(&["ee.dane.test"]);
+    let want = format!("  TLSA _{p}._tcp.mx-ee.dane.test (DNSSEC-validated):\n    3 1 1 {}\n    DANE: TLS required", w.leaf_key);
+    assert!(text.contains(&want), "{text}");
 }

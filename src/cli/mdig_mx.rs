@@ -27,7 +27,11 @@ OUTPUT:
   the SPF check, the DMARC policy, the DKIM key of each --selector,
   the MTA-STS policy (fetched over HTTPS from mta-sts.DOMAIN, port
   --mta-sts-port, verified with --ca-file or the webpki roots) and
-  whether each MX matches it, the probe results with --probe, and the problems found, listed
+  whether each MX matches it,
+  each MX host's TLSA records (_PORT._tcp.HOST, RFC 7672) and whether
+  the resolver validated them with DNSSEC (the AD bit; DANE needs the
+  MX, address and TLSA answers all validated),
+  the probe results with --probe, and the problems found, listed
   plainly at the end.
 
 SPF, DMARC, DKIM:
@@ -83,6 +87,12 @@ JSON FIELDS:
                  enforce/testing/none, mx (patterns), max_age),
                  error (why there is no policy, or null), mx (list
                  of host, matches (bool): RFC 8461 4.1)
+    tlsa         list per MX host: host, name (_PORT._tcp.HOST),
+                 mx_authenticated, addresses_authenticated,
+                 authenticated (bools: the resolver set AD), records
+                 (list of usage, selector, matching, data (hex),
+                 usable), dane (\"dane\", \"encrypt\" or \"none\": what
+                 a DANE client does), error (string or null)
     probes       list (empty without --probe): host, ip, port,
                  connect_ms (null if no connection), banner
                  (\"CODE text\"), ehlo_name, extensions (EHLO lines
@@ -125,7 +135,8 @@ preference with TTL, each host's A and AAAA records, and what applies when there
 checked with its DNS look-ups counted through includes (RFC 7208 limits: 10, and 2 void), the DMARC \
 policy parsed, and with --selector the DKIM key's type, size and flags; with an \
 MTA-STS record, the policy fetched from https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461: \
-mode, mx patterns, max_age) and whether each MX host matches it. With --probe, \
+mode, mx patterns, max_age) and whether each MX host matches it; each MX \
+host's TLSA records (DANE, RFC 7672) with whether they are DNSSEC-validated. With --probe, \
 connect to every MX address in parallel and report connect time, banner, EHLO name and \
 extensions, STARTTLS with TLS version, cipher and certificate, and whether the certificate \
 verifies for the MX name.",
@@ -216,6 +227,8 @@ impl Args {
     async fn collect(&self) -> anyhow::Result<mdig::Report> {
         let resolver = crate::dns::MxResolver::new(self.resolver)
             .map_err(|e| crate::exit::fail(crate::exit::TEMPFAIL, e))?;
+        let secure = crate::dns::secure::SecureResolver::new(self.resolver)
+            .map_err(|e| crate::exit::fail(crate::exit::TEMPFAIL, e))?;
         let spinner = (std::io::stdout().is_terminal() && !self.json).then(|| {
             let s = indicatif::ProgressBar::new_spinner();
             s.enable_steady_tick(Duration::from_millis(100));
@@ -243,6 +256,7 @@ impl Args {
             let mut r = mdig::lookup_domain(&resolver, d).await;
             mdig::auth::check(&resolver, &mut r, &self.selectors).await;
             mdig::mta_sts::check(&mut r, &resolver, &fetcher).await;
+            mdig::tlsa::add_to(&mut r, &secure, self.port).await;
             if r.exit == crate::exit::OK && !r.problems.is_empty() {
                 r.exit = mdig::EXIT_PROBLEMS;
             }

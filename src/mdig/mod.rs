@@ -1,5 +1,5 @@
 //! mdig-mx: a domain's mail route as mrelayd sees it, the SPF/DMARC/MTA-STS records next to it,
-//! and optionally an SMTP/TLS probe of every MX address.
+//! the MX hosts' TLSA records ([`tlsa`]), and optionally an SMTP/TLS probe of every MX address.
 //!
 //! What lives where: every DNS look-up is in [`crate::dns`] (the route from
 //! [`MxResolver::route`], so what mdig-mx prints is what mrelayd and `msend --direct` do; address
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authrec;
 pub mod mta_sts;
 pub mod probe;
+pub mod tlsa;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -91,6 +92,8 @@ pub struct DomainReport {
     pub auth: auth::AuthReport,
     /// The MTA-STS policy behind them and the MX match ([`mta_sts`]); null without a record.
     pub mta_sts_policy: Option<mta_sts::StsReport>,
+    /// TLSA records per MX host, with their DNSSEC status ([`tlsa`]).
+    pub tlsa: Vec<tlsa::HostTlsa>,
     /// Probe results per address (empty without `--probe`).
     pub probes: Vec<probe::Probe>,
     /// Everything wrong, plain sentences (DNS and probe problems).
@@ -149,6 +152,7 @@ pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport 
         mta_sts: Vec::new(),
         auth: auth::AuthReport::default(),
         mta_sts_policy: None,
+        tlsa: Vec::new(),
         probes: Vec::new(),
         problems: Vec::new(),
         warnings: Vec::new(),
@@ -373,6 +377,7 @@ pub fn render_text(r: &DomainReport) -> String {
     if let Some(p) = &r.mta_sts_policy {
         mta_sts::render(p, &mut o);
     }
+    tlsa::render_text(&mut o, &r.tlsa);
     for p in &r.probes {
         let _ = writeln!(o, "  probe {} [{}]:{}", p.host, p.ip, p.port);
         match p.connect_ms {
