@@ -7,6 +7,7 @@
 pub mod aliases;
 pub mod authres;
 pub mod config;
+pub mod dane;
 pub mod dsn_build;
 pub mod filter_headers;
 pub mod imap_client;
@@ -41,6 +42,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("aliases", aliases::run),
     ("authres", authres::run),
     ("config", config::run),
+    ("dane", dane::run),
     ("dsn_build", dsn_build::run),
     ("filter_headers", filter_headers::run),
     ("imap_client", imap_client::run),
