@@ -14,6 +14,11 @@
 //!   opportunistic TLS.
 //!
 //! With `dane = false` the mismatching domain is delivered opportunistically.
+//!
+//! DANE ahead of MTA-STS (RFC 8461 §2): `ee.dane.test` and `sts.dane.test` also publish an
+//! MTA-STS `enforce` policy (served by tests/mta_sts/https.py) whose CA did not issue the
+//! receiver's certificate: `ee.dane.test`, with usable TLSA records, is delivered by DANE;
+//! `sts.dane.test`, with a secure MX but no TLSA records, follows the policy and is deferred.
 
 mod common;
 
@@ -156,7 +161,10 @@ _{p}._tcp.mx-ee IN TLSA 3 1 1 {leaf_key}\n\
 ta IN MX 10 mx-ta.dane.test.\nmx-ta IN A 127.0.0.1\n\
 _{p}._tcp.mx-ta IN TLSA 2 0 1 {ca_cert}\n\
 bad IN MX 10 mx-bad.dane.test.\nmx-bad IN A 127.0.0.1\n\
-_{p}._tcp.mx-bad IN TLSA 3 1 1 {wrong}\n"
+_{p}._tcp.mx-bad IN TLSA 3 1 1 {wrong}\n\
+_mta-sts.ee IN TXT \"v=STSv1; id=dane1\"\nmta-sts.ee IN A 127.0.0.1\n\
+sts IN MX 10 mx-sts.dane.test.\nmx-sts IN A 127.0.0.1\n\
+_mta-sts.sts IN TXT \"v=STSv1; id=dane1\"\nmta-sts.sts IN A 127.0.0.1\n"
     );
     let unsigned = format!(
         "$ORIGIN plain.test.\n$TTL 300\n\
@@ -454,4 +462,102 @@ fn mdig_mx_reports_tlsa() {
     let (_, text) = mdig(&["ee.dane.test"]);
     let want = format!("  TLSA _{p}._tcp.mx-ee.dane.test (DNSSEC-validated):\n    3 1 1 {}\n    DANE: TLS required", w.leaf_key);
     assert!(text.contains(&want), "{text}");
+}
+
+/// An MTA-STS `enforce` policy and usable DANE TLSA records for the same MX: DANE decides the
+/// certificate check (RFC 8461 §2); where there are no TLSA records the policy does.
+#[test]
+fn dane_takes_precedence_over_mta_sts() {
+    let w = world();
+    let d = w.dir.path().join("sts");
+    std::fs::create_dir_all(&d).unwrap();
+    // The policy server's own CA, which the MX receiver's certificate does not chain to.
+    let names = [
+        "mta-sts.ee.dane.test".to_string(),
+        "mta-sts.sts.dane.test".to_string(),
+    ];
+    let pair = mailkit::tls::self_signed(&names).unwrap();
+    std::fs::write(
+        d.join("cert.pem"),
+        format!("{}{}", pair.cert_pem, pair.ca_pem),
+    )
+    .unwrap();
+    std::fs::write(d.join("key.pem"), &pair.key_pem).unwrap();
+    std::fs::write(d.join("ca.pem"), &pair.ca_pem).unwrap();
+    let policies = d.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for (host, mx) in [
+        ("mta-sts.ee.dane.test", "mx-ee.dane.test"),
+        ("mta-sts.sts.dane.test", "mx-sts.dane.test"),
+    ] {
+        std::fs::write(
+            policies.join(format!("{host}.txt")),
+            format!("version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 86400\n"),
+        )
+        .unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mta_sts/https.py");
+    let (_https, https_port) = common::with_unused_ports(|[port]| {
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(&script)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--cert")
+            .arg(d.join("cert.pem"))
+            .arg("--key")
+            .arg(d.join("key.pem"))
+            .arg("--dir")
+            .arg(&policies);
+        let ready = policies.join("ready");
+        start(&mut cmd, &d.join("https.log"), || ready.exists()).map(|c| (c, port))
+    });
+    let relay = Relay::start(
+        &w,
+        &format!(
+            "mta_sts = true\nmta_sts_ca_file = \"{}\"\nmta_sts_port = {https_port}\nmta_sts_timeout_secs = 10",
+            d.join("ca.pem").display()
+        ),
+    );
+    let (ee, sts) = (common::token(), common::token());
+    relay.send("user@ee.dane.test", &ee);
+    relay.send("user@sts.dane.test", &sts);
+    let (_, env) = common::captured(&w.capture_dir, &ee).unwrap_or_else(|| {
+        panic!(
+            "ee.dane.test not delivered: {}\n{}",
+            relay.queue(),
+            relay.log()
+        )
+    });
+    assert_eq!(env["tls"], true, "{env}");
+    let sent = format!(
+        "to=<user@ee.dane.test> status=sent (<user@ee.dane.test> relay=mx-ee.dane.test[127.0.0.1]:{} (DANE) (",
+        w.smtp_port
+    );
+    let log = relay.log();
+    assert!(log.contains(&sent), "{sent} not in {log}");
+    // The policy was there (fetched for both domains) and decides where DANE does not apply.
+    let q = wait_for(WAIT, || {
+        let q = relay.queue();
+        (q.contains("<user@sts.dane.test>") && q.contains("MTA-STS")).then_some(q)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "sts.dane.test not deferred by its policy: {}\n{}",
+            relay.queue(),
+            relay.log()
+        )
+    });
+    assert!(
+        q.contains("MTA-STS policy dane1 of sts.dane.test (enforce)"),
+        "{q}"
+    );
+    let requests = std::fs::read_to_string(policies.join("requests.log")).unwrap_or_default();
+    assert!(
+        requests.contains("mta-sts.ee.dane.test /.well-known/mta-sts.txt"),
+        "no policy fetch for ee.dane.test: {requests}"
+    );
+    assert!(
+        common::captured_now(&w.capture_dir, &sts).is_empty(),
+        "sts.dane.test was delivered despite its enforce policy"
+    );
 }
