@@ -561,3 +561,65 @@ fn dane_takes_precedence_over_mta_sts() {
         "sts.dane.test was delivered despite its enforce policy"
     );
 }
+
+/// `msend --direct` walks MX hosts with mrelayd's engine, DANE included: the DANE-EE host is
+/// delivered to (exit 0), the mismatching TLSA is an untrusted certificate (exit 69, as
+/// msend(1) documents: mrelayd defers it, msend says so at once) with nothing sent, in one
+/// readable line.
+#[test]
+fn msend_direct_uses_dane() {
+    let w = world();
+    let home = w.dir.path().join("msend-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let send = |rcpt: &str, tok: &str| {
+        let mut child = Command::new(common::bin("msend"))
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("MAILKIT_CONFIG")
+            .args(["-v", "--direct", "--resolver"])
+            .arg(format!("127.0.0.1:{}", w.resolver))
+            .args(["--smtp-port", &w.smtp_port.to_string()])
+            .args(["-f", "alice@example.test", rcpt])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("Subject: {tok}\n\n{tok}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (good, bad) = (common::token(), common::token());
+    let (code, err) = send("user@ee.dane.test", &good);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("DANE: 1 usable TLSA record(s), TLS required"),
+        "{err}"
+    );
+    let (_, env) = common::captured(&w.capture_dir, &good).expect("ee.dane.test delivered");
+    assert_eq!(env["tls"], true, "{env}");
+    let (code, err) = send("user@bad.dane.test", &bad);
+    assert_eq!(code, Some(69), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("msend: user@bad.dane.test: "))
+        .unwrap_or_else(|| panic!("no failure line: {err}"));
+    assert!(
+        line.contains("certificate not trusted: mx-bad.dane.test: invalid peer certificate: no TLSA record matches the server's certificate"),
+        "{line}"
+    );
+    assert!(!line.contains("OtherError"), "{line}");
+    assert!(
+        common::captured_now(&w.capture_dir, &bad).is_empty(),
+        "the mismatching host got the message"
+    );
+}

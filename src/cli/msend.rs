@@ -247,7 +247,9 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     pub password_command: Option<String>,
 
-    /// Deliver directly to each recipient domain's MX hosts instead of a server.
+    /// Deliver directly to each recipient domain's MX hosts instead of a server, as mrelayd
+    /// does: STARTTLS when offered, and DANE (RFC 7672) where a validating resolver says the
+    /// MX host's TLSA records are DNSSEC-secure (TLS then required, the certificate checked).
     #[arg(long, conflicts_with = "server")]
     pub direct: bool,
 

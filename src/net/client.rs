@@ -112,6 +112,21 @@ fn is_trust_failure(e: &io::Error) -> bool {
         })
 }
 
+/// A handshake error as one readable phrase: a reason our own verifier gave (DANE's "no TLSA
+/// record matches ...") as it is, where rustls would print its `Debug` form
+/// (`Other(OtherError(...))`), anything else as rustls or the OS says it.
+fn handshake_reason(e: &io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+            format!("invalid peer certificate: {}", o.0)
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// One client connection: plain, or TLS over it.
 pub struct Stream<S = TcpStream> {
     inner: Inner<S>,
@@ -185,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream<S> {
                 Ok(())
             }
             Ok(Err(e)) => {
-                let why = format!("{}: {e}", name.to_str());
+                let why = format!("{}: {}", name.to_str(), handshake_reason(&e));
                 Err(if is_trust_failure(&e) {
                     TlsError::Trust(why)
                 } else {
