@@ -2,8 +2,10 @@
 //! loopback: swaks submitting (STARTTLS, AUTH PLAIN) as one user until refused with
 //! `450 4.7.1`, a second user unaffected, the per-address limit from another loopback address
 //! (127.0.0.2), the recipient limit at the RCPT that passes it, msend exiting 75
-//! (EX_TEMPFAIL) when refused, and a restart that keeps the counters. Each test runs its own
-//! `mrelayd serve` (as nobody) with a submission listener.
+//! (EX_TEMPFAIL) when refused, a restart and a `kill -9` that keep the counters, and
+//! concurrent `mrelayd inetd` processes under a real superserver (systemd-socket-activate
+//! --accept --inetd, python3's smtplib as client) sharing one count through the queue's journal.
+//! Each test runs its own `mrelayd` (as nobody) with a submission listener.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -22,8 +24,15 @@ struct Relay {
 
 impl Relay {
     /// mrelayd with `limits` (the body of `[mrelayd.rate_limit]`), local delivery to
-    /// `mail/USER`.
+    /// `mail/USER`, serving.
     fn start(dir: &Path, limits: &str) -> Relay {
+        let mut r = Relay::configure(dir, limits);
+        r.restart();
+        r
+    }
+
+    /// The config of [`Relay::start`], written, nothing started.
+    fn configure(dir: &Path, limits: &str) -> Relay {
         let passwd = dir.join("passwd");
         std::fs::write(&passwd, PASSWD).unwrap();
         let aliases = dir.join("aliases");
@@ -45,15 +54,13 @@ listen = [ {{ address = \"127.0.0.1:0\", role = \"submission\" }} ]\n\
             aliases = aliases.display(),
         );
         std::fs::write(&config, common::with_run_as(&text)).unwrap();
-        let mut r = Relay {
+        Relay {
             dir: dir.to_path_buf(),
             config,
             log: dir.join("mrelayd.log"),
             port: 0,
             child: None,
-        };
-        r.restart();
-        r
+        }
     }
 
     fn restart(&mut self) {
@@ -62,17 +69,25 @@ listen = [ {{ address = \"127.0.0.1:0\", role = \"submission\" }} ]\n\
         self.child = Some(child);
     }
 
-    /// SIGTERM, and wait until it exited (a clean stop saves the counters).
+    /// SIGTERM, and wait until it exited (a clean stop compacts the journal).
     fn stop(&mut self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends `signal` (`-TERM`, `-KILL`) and waits until mrelayd exited.
+    fn signal(&mut self, signal: &str) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         let pid = child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let st = Command::new("kill").args([signal, &pid]).status().unwrap();
         assert!(st.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "mrelayd did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "mrelayd did not stop on {signal}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -182,11 +197,6 @@ fn messages_per_user_until_refused_other_user_unaffected_msend_75_and_restart_ke
     r.stop();
     assert!(r.dir.join("state/queue/rate-limits").exists());
     r.restart();
-    assert!(
-        r.log_text().contains("rate limits: 2 counters read"),
-        "{}",
-        r.log_text()
-    );
     let (ok, out) = r.swaks("127.0.0.1", "alice", "bob@example.test", "a4");
     assert!(
         !ok && refused(&out, "too much mail from user alice"),
@@ -249,4 +259,139 @@ fn recipients_per_user_refused_at_the_rcpt_that_passes_the_limit() {
     assert!(!ok && refused(&out, "too many recipients"), "{out}");
     let (ok, out) = r.swaks("127.0.0.1", "bob", &to(&["a", "b", "c", "d", "e"]), "bob's");
     assert!(ok, "{out}");
+}
+
+#[test]
+fn a_killed_daemon_keeps_its_counts() {
+    let dir = common::scratch();
+    let mut r = Relay::start(dir.path(), "messages_per_hour_per_user = 3\n");
+    for i in 0..3 {
+        let (ok, out) = r.swaks("127.0.0.1", "alice", "bob@example.test", &format!("k{i}"));
+        assert!(ok, "message {i} refused: {out}");
+    }
+    // kill -9: no clean stop, nothing saved at the end; what was counted is in the journal.
+    r.signal("-KILL");
+    r.restart();
+    let (ok, out) = r.swaks("127.0.0.1", "alice", "bob@example.test", "k3");
+    assert!(
+        !ok && refused(&out, "too much mail from user alice"),
+        "accepted after kill -9: {out}"
+    );
+    let (ok, out) = r.swaks("127.0.0.1", "bob", "alice@example.test", "b");
+    assert!(ok, "{out}");
+    assert!(!r.log_text().contains("counting in this process only"));
+}
+
+/// python3 smtplib: opens `sessions` submission sessions at once to `port` (STARTTLS, AUTH
+/// PLAIN as alice), then sends one message on each in turn; prints a line per session,
+/// `ok` or the refusal.
+const CONCURRENT_CLIENT: &str = r#"
+import smtplib, ssl, sys
+port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+sessions = []
+for i in range(n):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    s.ehlo("client.test")
+    s.starttls(context=ctx)
+    s.ehlo("client.test")
+    s.login("alice", "password")
+    sessions.append(s)
+for i, s in enumerate(sessions):
+    msg = "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: inetd %d\r\n\r\nhi\r\n" % i
+    try:
+        s.sendmail("alice@example.test", ["bob@example.test"], msg)
+        print("ok")
+    except smtplib.SMTPSenderRefused as e:
+        print(e.smtp_code, e.smtp_error.decode())
+for s in sessions:
+    s.quit()
+"#;
+
+#[test]
+fn inetd_processes_share_one_count() {
+    let dir = common::scratch();
+    let r = Relay::configure(dir.path(), "messages_per_hour_per_user = 3\n");
+    common::give_to_nobody(dir.path());
+    // systemd-socket-activate --accept --inetd: one `mrelayd inetd` process a connection, as
+    // inetd and tcpserver run it (on a port picked up front, again when it was taken).
+    let (_superserver, port) = common::with_unused_ports(|[port]| {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&r.log)
+            .unwrap();
+        let from = common::log_len(&r.log);
+        let mut child = common::KillOnDrop(
+            Command::new("systemd-socket-activate")
+                .arg(format!("--listen=127.0.0.1:{port}"))
+                .args(["--accept", "--inetd"])
+                .arg(common::bin("mrelayd"))
+                .arg("-c")
+                .arg(&r.config)
+                .args(["inetd", "--role", "submission"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + common::START_TIMEOUT;
+        loop {
+            let text = common::log_since(&r.log, from);
+            if text.contains(&format!("Listening on 127.0.0.1:{port}")) {
+                return Some((child, port));
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                assert!(common::port_taken(&text), "exited ({st}): {text}");
+                return None;
+            }
+            assert!(Instant::now() < deadline, "did not listen: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    // Four processes, each looking at the count before any of them sent: three messages fit,
+    // the fourth is refused at MAIL although its process never saw the others' sessions.
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", CONCURRENT_CLIENT])
+        .arg(port.to_string())
+        .arg(common::peer("PEER_CA_FILE"))
+        .arg("4")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}; log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        r.log_text()
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        &lines[..3],
+        ["ok", "ok", "ok"],
+        "{text}; log: {}",
+        r.log_text()
+    );
+    assert!(
+        lines[3].starts_with("450 4.7.1 Error: too much mail from user alice"),
+        "{text}; log: {}",
+        r.log_text()
+    );
+    // A session opened afterwards is refused too, and bob got the three.
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", CONCURRENT_CLIENT])
+        .arg(port.to_string())
+        .arg(common::peer("PEER_CA_FILE"))
+        .arg("1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("450 4.7.1"), "{text}");
+    assert_eq!(
+        common::wait_maildir(&dir.path().join("mail/bob"), 3).len(),
+        3
+    );
+    assert!(!r.log_text().contains("counting in this process only"));
 }

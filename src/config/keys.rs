@@ -540,8 +540,10 @@ pub const TABLES: &[Table] = &[
                 leaky bucket per key drains at the limit per hour, a sliding hour. Over a limit \
                 the client gets 450 4.7.1 (a temporary refusal, as Postfix's anvil limits) at \
                 MAIL or at the RCPT that would pass it. The counters are shared by every session \
-                of the daemon and kept in QUEUE_DIR/rate-limits over a clean restart. 0 is no \
-                limit.",
+                and every mrelayd process of the queue (inetd and socket-activated ones too) \
+                through the journal QUEUE_DIR/rate-limits, which each accepted message is \
+                appended to, so a restart or a kill -9 keeps them (a power loss may forget the \
+                last ones: the journal is not fsynced). 0 is no limit.",
         keys: &[
             key(
                 "messages_per_hour_per_user",

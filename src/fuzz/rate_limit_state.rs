@@ -1,5 +1,5 @@
-//! The `rate_limit_state` fuzz target: the rate-limit table mrelayd reads back at start
-//! (`relay::rate_limit`, `QUEUE_DIR/rate-limits`) on any text. It must never panic; what
+//! The `rate_limit_state` fuzz target: the rate-limit journal every mrelayd process reads
+//! (`relay::rate_limit`, `relay::rate_journal`, `QUEUE_DIR/rate-limits`) on any text. It must never panic; what
 //! is read and saved again reads back to the same table (the lines of two saves at one time
 //! are the same), and the limits can be asked about any key afterwards.
 
@@ -30,13 +30,17 @@ pub fn run(data: &[u8]) {
     let Ok(first) = Limiter::new(&config, &domains) else {
         panic!("the config is valid");
     };
-    let n = first.load(text, now);
+    let n = first.apply(text, now);
     assert!(n <= text.lines().count());
     let saved = first.save(now);
     let Ok(second) = Limiter::new(&config, &domains) else {
         panic!("the config is valid");
     };
-    assert_eq!(second.load(&saved, now), saved.lines().count(), "{saved:?}");
+    assert_eq!(
+        second.apply(&saved, now),
+        saved.lines().count(),
+        "{saved:?}"
+    );
     assert_eq!(sorted(second.save(now)), sorted(saved.clone()));
     for line in text.lines().take(8) {
         let name = line.split(' ').nth(1).unwrap_or("");

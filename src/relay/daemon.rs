@@ -24,6 +24,7 @@ use anyhow::{Context as _, Result};
 
 use super::deliver::Deliverer;
 use super::filter::{self, Filter};
+use super::rate_journal::SharedLimits;
 use super::rate_limit::{self, Limiter};
 use super::runner::{self, Runner};
 use super::{Client, RelayConfig, Role, Router};
@@ -127,48 +128,9 @@ struct Daemon {
     sender_auth: super::sender_auth::SenderAuth,
     /// DNSBL zones, if any (`dnsbl`).
     dnsbl: Option<super::dnsbl::Dnsbl>,
-    /// Submission rate limits, shared by all sessions.
-    rate_limit: Limiter,
-}
-
-impl Daemon {
-    /// Where the rate-limit table is kept between runs.
-    fn rate_limit_file(&self) -> PathBuf {
-        self.queue.root().join(rate_limit::STATE_FILE)
-    }
-
-    /// Reads the rate-limit table saved by the last run (none: a fresh table).
-    fn load_rate_limits(&self) {
-        if !self.relay.rate_limit.enabled() {
-            return;
-        }
-        let path = self.rate_limit_file();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let n = self.rate_limit.load(&text, crate::clock::since_epoch());
-                log::line(format_args!(
-                    "rate limits: {n} counters read from {}",
-                    path.display()
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => log::line(format_args!("rate limits: {}: {e}", path.display())),
-        }
-    }
-
-    /// Saves the rate-limit table for the next run (fsynced, replacing the last one).
-    fn save_rate_limits(&self) {
-        if !self.relay.rate_limit.enabled() {
-            return;
-        }
-        let text = self.rate_limit.save(crate::clock::since_epoch());
-        let path = self.rate_limit_file();
-        if let Err(e) =
-            crate::durable::replace_path(self.queue.root(), &path, text.as_bytes(), 0o600)
-        {
-            log::line(format_args!("rate limits: {e}"));
-        }
-    }
+    /// Submission rate limits, shared by all sessions and (through the queue's journal) with
+    /// every other mrelayd process of the queue.
+    rate_limit: SharedLimits,
 }
 
 /// What mrelayd hands the [`Frame`]: the session handler over the shared [`Daemon`], and the
@@ -205,7 +167,10 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         relay.remote.resolver_addr().map_err(anyhow::Error::msg)?,
     )?;
     let resolver = relay.remote.resolver_addr().map_err(anyhow::Error::msg)?;
-    let rate_limit = Limiter::new(&relay.rate_limit, &router.domains)?;
+    let rate_limit = SharedLimits::new(
+        Limiter::new(&relay.rate_limit, &router.domains)?,
+        queue.root().to_path_buf(),
+    );
     let daemon = Arc::new(Daemon {
         sender_auth,
         dnsbl: super::dnsbl::Dnsbl::new(relay, resolver),
@@ -219,7 +184,6 @@ fn setup(config: &Config, relay: &RelayConfig, inetd: bool) -> Result<Setup> {
         accepted: Mutex::new(Vec::new()),
         collect_accepted: inetd,
     });
-    daemon.load_rate_limits();
     let deliverer = deliverer(config, relay, router, &queue)?;
     let d = daemon.clone();
     let handler = server::handler(move |conn: Connection| {
@@ -277,7 +241,9 @@ impl Background for DeliverAccepted {
             }
         }
         self.deliverer.close();
-        self.daemon.save_rate_limits();
+        if self.daemon.relay.rate_limit.enabled() {
+            self.daemon.rate_limit.stop(crate::clock::since_epoch());
+        }
     }
 }
 
@@ -338,7 +304,9 @@ impl Background for QueueRunner {
             runner.join();
         }
         self.deliverer.close();
-        self.daemon.save_rate_limits();
+        if self.daemon.relay.rate_limit.enabled() {
+            self.daemon.rate_limit.stop(crate::clock::since_epoch());
+        }
     }
 }
 

@@ -84,6 +84,7 @@ pub mod filter;
 pub mod local;
 pub mod own_mail;
 pub mod quickstart;
+pub mod rate_journal;
 pub mod rate_limit;
 pub mod runner;
 pub mod sender_auth;

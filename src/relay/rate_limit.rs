@@ -1,7 +1,8 @@
 //! Submission rate limits (issue 15): messages and recipients per hour per authenticated user
 //! and per client address, since a compromised account is the usual spam cannon. Sans-IO: the
 //! caller passes the time; the daemon ([`super::daemon`]) asks at MAIL and RCPT and records at
-//! the commit, and loads and saves the table ([`Limiter::load`], [`Limiter::save`]).
+//! the commit, through [`super::rate_journal::SharedLimits`], which keeps the table in step
+//! with the queue's journal file.
 //!
 //! - **What counts**: a message when it is accepted (queued and fsynced, the 250 after DATA),
 //!   with its accepted recipients. Refused commands, aborted transactions and tempfailed
@@ -17,13 +18,16 @@
 //! - **Keys**: the user by [`crate::auth::throttle::canonical_user`] (every spelling of a
 //!   login shares one bucket); the address by [`crate::auth::throttle::throttle_key`] (IPv6 by
 //!   /64, which one host owns). Addresses in `exceptions` have no address limit.
-//! - **Shared** by every session of one daemon (one table under a mutex). Two sessions checking
-//!   at once may both pass and go over by the messages in flight, as with Postfix's anvil.
+//! - **Shared** by every session of one daemon (one table under a mutex) and, through the
+//!   journal file [`super::rate_journal`], by every mrelayd process of one queue (inetd and
+//!   socket-activated processes, a restarted or killed daemon). Two sessions checking at once
+//!   may both pass and go over by the messages in flight, as with Postfix's anvil.
 //! - **Bounded**: at most `max_tracked` keys; when full, drained buckets go first, then the
 //!   least recently filled.
-//! - **Persisted** in the queue directory (`rate-limits`, [`Limiter::save`]) when the daemon
-//!   stops and read when it starts, so a restart does not give a spammer a fresh hour. A crash
-//!   loses what was counted since the start (the file is only written at a clean stop).
+//! - **As text** ([`Limiter::record_lines`], [`Limiter::apply`], [`Limiter::save`]): one line
+//!   a key, `user NAME` or `addr IP`, then the messages and recipients added and the time. A
+//!   line adds to the key's bucket drained to that time, so a table saved whole and a journal
+//!   of what each message added read back the same way.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,9 +43,6 @@ use crate::smtp::reply::Reply;
 
 /// Default memory bound of the table (keys).
 pub const DEFAULT_MAX_TRACKED: usize = 100_000;
-
-/// The file in the queue directory the table is saved in.
-pub const STATE_FILE: &str = "rate-limits";
 
 /// One hour, the window of every limit.
 const HOUR: f64 = 3600.0;
@@ -247,27 +248,42 @@ impl Limiter {
         None
     }
 
-    /// At the commit of a message with `recipients` accepted recipients: fills `sender`'s
-    /// buckets.
-    pub fn record(&self, sender: &Sender, recipients: usize, now: Duration) {
+    /// At the commit of a message with `recipients` accepted recipients: what it adds to
+    /// `sender`'s buckets, as lines for [`Limiter::apply`] (the journal's records).
+    pub fn record_lines(&self, sender: &Sender, recipients: usize, now: Duration) -> String {
         let now = now.as_secs_f64();
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
         for (key, limits, _) in self.keys(sender) {
-            let (m, r) = table
-                .get(&key)
-                .map(|b| b.drained(limits, now))
-                .unwrap_or((0.0, 0.0));
-            let count = |level: f64, n: f64, limit: u64| if limit > 0 { level + n } else { 0.0 };
-            let bucket = Bucket {
-                messages: count(m, 1.0, limits.messages),
-                recipients: count(r, recipients as f64, limits.recipients),
-                at: now,
+            // A dimension without a limit is not counted (as in [`Bucket::drained`]).
+            let messages = if limits.messages > 0 { 1.0 } else { 0.0 };
+            let recipients = if limits.recipients > 0 {
+                recipients as f64
+            } else {
+                0.0
             };
-            if !table.contains_key(&key) {
-                self.make_room(&mut table, now);
-            }
-            table.insert(key, bucket);
+            out.push_str(&line(&key, messages, recipients, now));
         }
+        out
+    }
+
+    /// [`Limiter::record_lines`] applied to this table alone (a limiter without a journal).
+    pub fn record(&self, sender: &Sender, recipients: usize, now: Duration) {
+        self.apply(&self.record_lines(sender, recipients, now), now);
+    }
+
+    /// Forgets every bucket (the journal was replaced and is read again from its start).
+    pub fn clear(&self) {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The keys in the table.
+    pub fn len(&self) -> usize {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The limits of a key in the table.
@@ -305,59 +321,51 @@ impl Limiter {
         }
     }
 
-    /// The table as text, one bucket a line (`user NAME` or `addr IP`, then the message and
-    /// recipient levels and the time they were filled), drained buckets left out.
+    /// The table as text: one line a bucket that is not drained, its levels at `now`, sorted
+    /// (read back by [`Limiter::apply`] into an empty table: the same buckets).
     pub fn save(&self, now: Duration) -> String {
         let now = now.as_secs_f64();
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::new();
-        for (key, b) in table.iter() {
-            let (m, r) = b.drained(self.limits_of(key), now);
-            if (m, r) == (0.0, 0.0) {
-                continue;
-            }
-            let name = match key {
-                // A name with white space or a control character cannot be one line: not kept.
-                Key::User(u) if u.chars().any(|c| c.is_whitespace() || c.is_control()) => continue,
-                Key::User(u) => format!("user {u}"),
-                Key::Addr(a) => format!("addr {a}"),
-            };
-            out.push_str(&format!("{name} {m} {r} {now}\n"));
-        }
-        out
+        let mut lines: Vec<String> = table
+            .iter()
+            .filter_map(|(key, b)| {
+                let (m, r) = b.drained(self.limits_of(key), now);
+                ((m, r) != (0.0, 0.0)).then(|| line(key, m, r, now))
+            })
+            .collect();
+        // In one order, so that two saves of one table are the same text.
+        lines.sort_unstable();
+        lines.concat()
     }
 
-    /// Reads a table written by [`Limiter::save`]; lines that do not parse are skipped (the
-    /// file is ours, a damaged line only forgets one bucket). Returns the buckets read.
-    pub fn load(&self, text: &str, now: Duration) -> usize {
+    /// Adds the lines of `text` ([`Limiter::record_lines`], [`Limiter::save`]) to the table,
+    /// in order: each to its key's bucket drained to the line's time. Lines that do not parse
+    /// are skipped (the file is ours: a damaged line only forgets what it added). Returns the
+    /// lines applied.
+    pub fn apply(&self, text: &str, now: Duration) -> usize {
         let now = now.as_secs_f64();
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let [kind, name, m, r, at] = f[..] else {
+        for text_line in text.lines() {
+            let Some((key, m, r, at)) = parse_line(text_line) else {
                 continue;
             };
-            let key = match kind {
-                "user" if !name.is_empty() => Key::User(name.to_string()),
-                "addr" => match name.parse() {
-                    Ok(a) => Key::Addr(a),
-                    Err(_) => continue,
-                },
-                _ => continue,
-            };
-            let (Ok(m), Ok(r), Ok(at)) = (m.parse::<f64>(), r.parse::<f64>(), at.parse::<f64>())
-            else {
-                continue;
-            };
-            if ![m, r, at].iter().all(|v| v.is_finite() && *v >= 0.0) {
-                continue;
-            }
             // A clock that went back does not make a bucket fuller for longer.
+            let at = at.min(now);
+            let limits = self.limits_of(&key);
+            let (m0, r0, at0) = match table.get(&key) {
+                Some(b) => {
+                    let (m0, r0) = b.drained(limits, at);
+                    (m0, r0, b.at)
+                }
+                None => (0.0, 0.0, 0.0),
+            };
+            // Lines of other processes may be a little out of time order: a bucket is never
+            // drained backwards (`drained` takes no negative time) nor dated back.
             let bucket = Bucket {
-                messages: m,
-                recipients: r,
-                at: at.min(now),
+                messages: (m0 + m).min(MAX_LEVEL),
+                recipients: (r0 + r).min(MAX_LEVEL),
+                at: at.max(at0),
             };
             if !table.contains_key(&key) {
                 self.make_room(&mut table, now);
@@ -367,6 +375,78 @@ impl Limiter {
         }
         n
     }
+}
+
+/// Levels are capped here, far above any limit, so that sums stay finite and print as they
+/// read back.
+const MAX_LEVEL: f64 = 1e15;
+
+/// One line of the table's text: the key, the messages and recipients added, the time.
+fn line(key: &Key, messages: f64, recipients: f64, at: f64) -> String {
+    match key {
+        Key::User(u) => format!("user {} {messages} {recipients} {at}\n", escape(u)),
+        Key::Addr(a) => format!("addr {a} {messages} {recipients} {at}\n"),
+    }
+}
+
+/// A line of [`line`]'s form, or `None`.
+fn parse_line(text: &str) -> Option<(Key, f64, f64, f64)> {
+    let f: Vec<&str> = text.split(' ').collect();
+    let [kind, name, m, r, at] = f[..] else {
+        return None;
+    };
+    let key = match kind {
+        "user" => Key::User(unescape(name).filter(|u| !u.is_empty())?),
+        "addr" => Key::Addr(name.parse().ok()?),
+        _ => return None,
+    };
+    let (m, r, at) = (
+        m.parse::<f64>().ok()?,
+        r.parse::<f64>().ok()?,
+        at.parse().ok()?,
+    );
+    [m, r, at]
+        .iter()
+        .all(|v| v.is_finite() && *v >= 0.0)
+        .then_some((key, m.min(MAX_LEVEL), r.min(MAX_LEVEL), at))
+}
+
+/// A user name as one field: `%`, white space and control characters as `%XX` (their UTF-8
+/// bytes), so any login keeps its bucket across processes.
+fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c == '%' || c.is_whitespace() || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`escape`] undone; `None` for a bad `%` sequence or bytes that are not UTF-8.
+fn unescape(field: &str) -> Option<String> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -482,14 +562,69 @@ mod tests {
         // A restart reads what was saved: still over the limits.
         let text = l.save(secs(6));
         let again = limiter(l.config.clone());
-        assert!(again.load(&text, secs(7)) >= 2, "{text}");
+        assert!(again.apply(&text, secs(7)) >= 2, "{text}");
         assert!(again.check_mail(&last, secs(7)).is_some());
         assert!(again.check_rcpt(&u, 0, secs(7)).is_some());
         // Damaged lines are skipped.
         let bad = "user\naddr nonsense 1 1 1\nuser x NaN 1 1\nuser y 1 1\n\u{0}\nuser z 1 inf 2\n";
-        assert_eq!(again.load(bad, secs(7)), 0);
+        assert_eq!(again.apply(bad, secs(7)), 0);
         // Drained buckets are not saved.
         assert_eq!(again.save(secs(7 + 4 * 3600)), "");
+    }
+
+    #[test]
+    fn lines_of_two_processes_add_up_in_one_table() {
+        let config = RateLimitConfig {
+            messages_per_hour_per_user: 3,
+            recipients_per_hour_per_address: 10,
+            ..Default::default()
+        };
+        // Two processes record; a third reads both journals' lines in their order.
+        let (one, two, reader) = (
+            limiter(config.clone()),
+            limiter(config.clone()),
+            limiter(config),
+        );
+        let ip = Some("192.0.2.7".parse().unwrap());
+        let s = one.sender(Some("alice"), ip);
+        let mut journal = one.record_lines(&s, 4, secs(0));
+        journal += &two.record_lines(&s, 4, secs(1));
+        assert_eq!(journal.lines().count(), 4, "{journal}");
+        assert_eq!(reader.apply(&journal, secs(1)), 4);
+        // Two messages counted: one more fits, then none.
+        assert_eq!(reader.check_mail(&s, secs(1)), None);
+        reader.apply(&two.record_lines(&s, 1, secs(2)), secs(2));
+        assert!(reader.check_mail(&s, secs(2)).is_some());
+        // 9 recipients from the address: one more, not two.
+        assert_eq!(reader.check_rcpt(&s, 0, secs(2)), None);
+        assert!(reader.check_rcpt(&s, 1, secs(2)).is_some());
+        // A line dated before the bucket neither drains it backwards nor dates it back.
+        reader.apply(&one.record_lines(&s, 0, secs(0)), secs(3));
+        let saved = reader.save(secs(3));
+        let again = limiter(reader.config.clone());
+        again.apply(&saved, secs(3));
+        assert_eq!(again.save(secs(3)), saved);
+        assert!(again.check_mail(&s, secs(3)).is_some());
+    }
+
+    #[test]
+    fn any_login_keeps_its_bucket_as_text() {
+        let l = limiter(RateLimitConfig {
+            messages_per_hour_per_user: 1,
+            ..Default::default()
+        });
+        for name in ["a b", "tab\there", "100%", "ü ü", "line\nbreak"] {
+            let s = l.sender(Some(name), None);
+            let text = l.record_lines(&s, 1, secs(0));
+            assert_eq!(text.lines().count(), 1, "{text:?}");
+            let other = limiter(l.config.clone());
+            assert_eq!(other.apply(&text, secs(0)), 1, "{text:?}");
+            assert!(other.check_mail(&s, secs(0)).is_some(), "{name:?}");
+        }
+        assert_eq!(unescape("%4"), None);
+        assert_eq!(unescape("%+1"), None);
+        assert_eq!(unescape("%C3"), None);
+        assert_eq!(unescape("%C3%BC").as_deref(), Some("ü"));
     }
 
     #[test]
