@@ -292,7 +292,7 @@ impl Verifier {
         // must still end well inside the client's wait for the reply to DATA (RFC 5321
         // §4.5.3.2.6: 10 minutes).
         match tokio::time::timeout(VERIFY_DEADLINE, self.auth.verify_dkim(parsed)).await {
-            Ok(o) => Ok(o),
+            Ok(o) => Ok(o.into_iter().map(|o| refuse_rsa_sha1(parsed, o)).collect()),
             Err(_) => {
                 let why = format!("verification took over {} s", VERIFY_DEADLINE.as_secs());
                 Err(MethodResult::new("dkim", "temperror").reason(why))
@@ -301,12 +301,52 @@ impl Verifier {
     }
 }
 
+/// RFC 8301 §3.1: "rsa-sha1 MUST NOT be used for signing or verifying". mail-auth still
+/// verifies it (ring's legacy SHA-1), so a signature of that algorithm is made a `permerror`
+/// here, before DMARC or the header see it: it never counts as a pass. [`results`] writes it
+/// as `dkim=policy` (RFC 8601 §2.7.1: signed, but not acceptable to us).
+fn refuse_rsa_sha1<'x>(
+    parsed: &'x AuthenticatedMessage<'x>,
+    output: DkimOutput<'x>,
+) -> DkimOutput<'x> {
+    use mail_auth::common::crypto::Algorithm;
+    let Some(sha1) = output
+        .signature()
+        .filter(|s| s.algorithm() == Algorithm::RsaSha1)
+        .map(|s| s as *const mail_auth::dkim::Signature)
+    else {
+        return output;
+    };
+    let refused = DkimOutput::perm_err(mail_auth::Error::Dkim(
+        mail_auth::dkim::DkimError::UnsupportedAlgorithm,
+    ));
+    // The output's signature is one of the message's (same address), borrowed for 'x.
+    match parsed
+        .dkim_headers
+        .iter()
+        .map(|h| &h.header)
+        .find(|s| std::ptr::eq(*s, sha1))
+    {
+        Some(sig) => refused.with_signature(sig),
+        None => refused,
+    }
+}
+
 /// The RFC 8601 results of mail-auth's DKIM outputs, one per signature.
 pub fn results(outputs: &[DkimOutput<'_>]) -> Vec<MethodResult> {
     outputs
         .iter()
         .map(|o| {
-            let (result, reason) = result_words(o.result());
+            let sha1 = o
+                .signature()
+                .is_some_and(|s| s.algorithm() == mail_auth::common::crypto::Algorithm::RsaSha1);
+            let (result, reason) = match o.result() {
+                DkimResult::PermError(_) if sha1 => (
+                    "policy",
+                    Some("rsa-sha1 is not accepted (RFC 8301 3.1)".to_string()),
+                ),
+                other => result_words(other),
+            };
             let mut r = MethodResult::new("dkim", result);
             if let Some(reason) = reason {
                 r = r.reason(reason);

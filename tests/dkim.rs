@@ -309,6 +309,28 @@ fn mrelayd_verifies_dkimsign_signatures() {
             .contains("dkim=pass header.d=signer.test header.s=e9 header.a=ed25519-sha256"),
         "{got}"
     );
+    // OpenDKIM's opendkim-testmsg signs too, with rsa-sha1 only (it has no algorithm
+    // option; Ed25519 signing fails in it): RFC 8301 §3.1 forbids verifying rsa-sha1, so
+    // the same key that passes with dkimsign's rsa-sha256 gives dkim=policy, and DMARC
+    // does not count it.
+    let mut cmd = Command::new("opendkim-testmsg");
+    cmd.args(["-C", "-d", signer, "-s", "r9", "-k"])
+        .arg(&rsa.path);
+    let out = common::run_with_input(&mut cmd, message(from, "opendkim-rsa").as_bytes());
+    let (ok, text) = common::status_and_text(&out);
+    assert!(ok, "opendkim-testmsg signing: {text}");
+    let odk_signed = String::from_utf8(out.stdout).unwrap();
+    assert!(odk_signed.contains("a=rsa-sha1;"), "{odk_signed}");
+    let got = relay.deliver(&odk_signed);
+    let ar = common::auth_results(&got);
+    assert!(
+        ar.contains(
+            "dkim=policy reason=\"rsa-sha1 is not accepted (RFC 8301 3.1)\" \
+             header.d=signer.test header.s=r9 header.a=rsa-sha1"
+        ),
+        "{got}"
+    );
+    assert!(!ar.contains("dkim=pass"), "rsa-sha1 passed: {got}");
     let tampered = rsa_signed
         .replace("dkimpy-rsa", "dkimpy-tampered")
         .replace("Hello  Bob", "Hello  Eve");

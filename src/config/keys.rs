@@ -465,7 +465,8 @@ pub const TABLES: &[Table] = &[
                 "Verify every DKIM-Signature of mail on the smtp listener from clients neither \
                  authenticated nor in trusted_networks (keys by DNS through [mrelayd.remote] \
                  resolver) and add Authentication-Results: dkim=... at the top; \
-                 a DNS failure is dkim=temperror, never a rejection.",
+                 a DNS failure is dkim=temperror, never a rejection. rsa-sha1 signatures are \
+                 dkim=policy and never count for DMARC (RFC 8301 §3.1).",
             ),
             key(
                 "arc_verify",
