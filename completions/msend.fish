@@ -38,7 +38,7 @@ complete -c msend -s v -l verbose -d 'Print the SMTP dialogue on stderr (passwor
 complete -c msend -l tls -d 'Implicit TLS (port 465 by default)'
 complete -c msend -l starttls -d 'STARTTLS, required (the default; port 587)'
 complete -c msend -l no-tls -d 'No TLS (AUTH is then refused)'
-complete -c msend -l direct -d 'Deliver directly to each recipient domain\'s MX hosts instead of a server, as mrelayd does: STARTTLS when offered, and DANE (RFC 7672) where a validating resolver says the MX host\'s TLSA records are DNSSEC-secure (TLS then required, the certificate checked)'
+complete -c msend -l direct -d 'Deliver directly to each recipient domain\'s MX hosts instead of a server, as mrelayd does: STARTTLS when offered, and DANE (RFC 7672) where a validating resolver says the MX host\'s TLSA records are DNSSEC-secure (TLS then required, the certificate checked). MTA-STS policies (RFC 8461) are not applied: they need mrelayd\'s policy cache'
 complete -c msend -l flush -d 'Retry every spooled message, oldest first'
 complete -c msend -l list -d 'List the spool'
 complete -c msend -l dry-run -d 'Print the message instead of sending it'

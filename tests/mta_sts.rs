@@ -255,8 +255,14 @@ impl World {
             .count()
     }
 
-    /// mrelayd relaying for loopback by MX with MTA-STS on, DNS from `dns`, state in `m/`.
+    /// mrelayd relaying for loopback by MX with MTA-STS on (the default: the config does not
+    /// say `mta_sts`), DNS from `dns`, state in `m/`.
     fn mrelayd(&self, dns: &common::Dns) -> Mrelayd {
+        self.mrelayd_with(dns, "")
+    }
+
+    /// [`World::mrelayd`] with `extra` lines in `[mrelayd.remote]`.
+    fn mrelayd_with(&self, dns: &common::Dns, extra: &str) -> Mrelayd {
         let dir = self.dir.path().join("m");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("passwd"), "alice:{PLAIN}password::::::\n").unwrap();
@@ -274,7 +280,7 @@ impl World {
 listen = [ {{ address = \"127.0.0.1:0\", role = \"smtp\" }} ]\n\
 [mrelayd.remote]\nresolver = \"{resolver}\"\nport = {port}\nca_file = \"{peer_ca}\"\n\
 retry_initial_secs = 3600\nconnect_timeout_secs = 10\n\
-mta_sts = true\nmta_sts_ca_file = \"{ca}\"\nmta_sts_port = {https}\nmta_sts_timeout_secs = 10\n",
+mta_sts_ca_file = \"{ca}\"\nmta_sts_port = {https}\nmta_sts_timeout_secs = 10\n{extra}",
             state = dir.join("state").display(),
             cert = common::peer("PEER_CERT_FILE"),
             key = common::peer("PEER_KEY_FILE"),
@@ -484,6 +490,24 @@ fn enforce_mx_not_in_policy_defers() {
         text.contains("    MX mx2.example.test: NOT in the policy\n"),
         "{text}"
     );
+}
+
+/// `mta_sts = false`: the same enforce policy that defers above is not looked at (no TXT
+/// query's policy fetched), the mail goes to the MX the policy does not name.
+#[test]
+fn mta_sts_false_ignores_policies() {
+    let w = World::new(
+        7,
+        "off.test",
+        "mx2.example.test",
+        &policy("enforce", &["mx.elsewhere.test"]),
+    );
+    let rx = w.receiver(2);
+    let m = w.mrelayd_with(&w.dns, "mta_sts = false\n");
+    let tok = m.send("user@off.test");
+    wait_delivered(&rx, &tok, &m);
+    assert_eq!(w.fetches(), 0, "policy fetched with mta_sts = false");
+    assert!(!m.log_text().contains("mta-sts:"), "{}", m.log_text());
 }
 
 /// enforce, the MX in the policy but its certificate not valid for its name: deferred with

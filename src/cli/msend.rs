@@ -250,6 +250,7 @@ pub struct Args {
     /// Deliver directly to each recipient domain's MX hosts instead of a server, as mrelayd
     /// does: STARTTLS when offered, and DANE (RFC 7672) where a validating resolver says the
     /// MX host's TLSA records are DNSSEC-secure (TLS then required, the certificate checked).
+    /// MTA-STS policies (RFC 8461) are not applied: they need mrelayd's policy cache.
     #[arg(long, conflicts_with = "server")]
     pub direct: bool,
 

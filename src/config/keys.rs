@@ -860,7 +860,7 @@ pub const TABLES: &[Table] = &[
             key(
                 "mta_sts",
                 "boolean",
-                Toml("false"),
+                Toml("true"),
                 "Apply recipient domains' MTA-STS policies (RFC 8461) to MX delivery: the \
                  _mta-sts TXT record, the policy from https://mta-sts.DOMAIN/.well-known/\
                  mta-sts.txt, cached in <state_dir>/mta-sts/ until max_age (also across \

@@ -160,6 +160,9 @@ pub async fn send(opts: &Options, from: &str, rcpts: &[String], message: &[u8]) 
             options.resolver = *resolver;
             config.port = *port;
             config.tls = default_mx_tls();
+            // One-shot and without a state directory to cache policies in (RFC 8461 §5.1):
+            // msend does DANE (no cache needed) but leaves MTA-STS to mrelayd.
+            config.mta_sts = false;
         }
     }
     let options = ClientOptions {

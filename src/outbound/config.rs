@@ -271,7 +271,7 @@ impl Default for RemoteConfig {
             connection_idle_secs: DEFAULT_CONNECTION_IDLE_SECS,
             max_messages_per_connection: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             max_recipients_per_transaction: DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION,
-            mta_sts: false,
+            mta_sts: true,
             mta_sts_ca_file: None,
             mta_sts_port: super::mta_sts::DEFAULT_PORT,
             mta_sts_timeout_secs: super::mta_sts::DEFAULT_TIMEOUT_SECS,
