@@ -118,16 +118,15 @@ impl SharedLimits {
         if lines.is_empty() {
             return;
         }
-        let journaled = self.with_journal(|j, l| {
-            j.append(l, lines.as_bytes(), now)?;
-            if j.wants_compaction(l) {
-                j.compact(l, now)?;
-            }
-            Ok(())
-        });
-        if !journaled {
+        if !self.with_journal(|j, l| j.append(l, lines.as_bytes(), now)) {
             self.limiter.apply(&lines, now);
+            return;
         }
+        // Apart from the append: a failed compaction must not count the message twice.
+        self.with_journal(|j, l| match j.wants_compaction(l) {
+            true => j.compact(l, now),
+            false => Ok(()),
+        });
     }
 
     /// At a clean stop: the journal compacted to the table (a smaller file to read next).
