@@ -2,6 +2,7 @@
 //! not wrap. Each function is small, checks its inputs, and states why its unsafe blocks are
 //! sound. A leaf module, so every layer may use it.
 //!
+//! - [`default_sigchld`]: undo an inherited `SIGCHLD` ignore, so children can be waited for.
 //! - [`take_listen_fd`]: adopt a listening socket inherited through systemd socket activation
 //!   (`sd_listen_fds(3)`: fds 3, 4, ... are ours once `LISTEN_PID` names us).
 //! - [`drop_privileges`]: after binding, switch from root to the configured user and group
@@ -109,6 +110,20 @@ pub fn readable_within(
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Sets `SIGCHLD` back to its default action. An ignored `SIGCHLD` survives exec(2), and a
+/// parent that ignores it (swaks `--pipe`, some supervisors and inetd-like wrappers) would make
+/// the kernel reap our children itself (POSIX: SA_NOCLDWAIT semantics), so every wait for a
+/// content filter, pipe alias or password command fails with ECHILD and the mail is
+/// tempfailed or lost. Postfix and qmail reset it the same way at start.
+pub fn default_sigchld() {
+    // SAFETY: signal(2) with a valid signal number and SIG_DFL has no memory effects; it runs
+    // first thing in main, and the previous handler (SIG_IGN or SIG_DFL, nothing of ours) is
+    // not needed.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
 }
 

@@ -555,3 +555,64 @@ RCPT TO:<alice@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
     assert!(text.contains("221 "), "{text}");
     assert_eq!(common::maildir_count(&dir.path().join("mail/alice")), 0);
 }
+
+/// A parent that ignores SIGCHLD (swaks `--pipe` does; the ignore survives exec) must not
+/// break the filter: mrelayd sets SIGCHLD back to its default at start, else the kernel reaps
+/// the filter itself, the wait fails with ECHILD and every message is tempfailed 451.
+#[test]
+fn inetd_under_a_parent_ignoring_sigchld_still_runs_its_filter() {
+    let dir = common::scratch();
+    let f = script(
+        dir.path(),
+        "mark",
+        "cat >/dev/null\nprintf 'X-Checked: yes\\n\\n'\nexit 0\n",
+    );
+    let config = write_config(
+        dir.path(),
+        &format!("{}\nheaders = true", command(&[f.to_str().unwrap()])),
+    );
+    common::give_to_nobody(dir.path());
+    let inetd = format!(
+        "{} -c {} inetd --role smtp",
+        common::bin("mrelayd").display(),
+        config.display()
+    );
+    // The parent's SIGCHLD ignore is what swaks --pipe gives its child: checked here, so the
+    // test keeps testing what it says.
+    let probe = std::process::Command::new("swaks")
+        .args([
+            "--pipe",
+            "grep SigIgn /proc/self/status",
+            "--quit-after",
+            "CONNECT",
+        ])
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    let mask = probe
+        .split("SigIgn:")
+        .nth(1)
+        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no SigIgn in {probe}"));
+    assert_ne!(
+        mask & (1 << (17 - 1)),
+        0,
+        "swaks --pipe does not ignore SIGCHLD: {probe}"
+    );
+    let out = std::process::Command::new("swaks")
+        .args(["--timeout", "15", "--hide-informational", "--pipe", &inetd])
+        .args([
+            "--ehlo",
+            "client.remote.test",
+            "--from",
+            "sender@remote.test",
+        ])
+        .args(["--to", "alice@example.test"])
+        .env("TCPREMOTEIP", "127.0.0.1")
+        .output()
+        .unwrap();
+    let (_, text) = common::status_and_text(&out);
+    assert!(last_reply_to_data(&text).starts_with("250 "), "{text}");
+    let stored = common::wait_maildir(&dir.path().join("mail/alice"), 1);
+    assert!(stored[0].contains("X-Checked: yes"), "{}", stored[0]);
+}

@@ -32,6 +32,8 @@ pub trait Tool: clap::Parser {
 
 /// The whole `main` of a mailkit binary: parse arguments (usage errors exit 64), run, map errors.
 pub fn main<T: Tool>() -> ExitCode {
+    // Before any child is spawned: an inherited SIGCHLD ignore breaks every wait (os.rs).
+    crate::os::default_sigchld();
     match crate::exit::parse_args::<T>() {
         Ok(tool) => crate::exit::run_main(T::NAME, || tool.run()),
         Err(code) => code,
