@@ -508,11 +508,29 @@ fn pipelined_bdat_and_data_get_their_replies_in_order() {
     );
 }
 
-/// A filter without a command, or two filters for one role, is a config error at start.
+/// A filter without a command, one whose program is not there (a bare name is looked up in
+/// the filter's PATH, not the daemon's), a timeout of 0, or two filters for one role, is a
+/// config error at start: each would tempfail every message.
 #[test]
 fn bad_filter_settings_refuse_to_start() {
     for (extra, want) in [
         ("command = []", "mrelayd.filter.f.command"),
+        (
+            "command = [\"/nonexistent/filter\"]",
+            "mrelayd.filter.f.command`: /nonexistent/filter: No such file",
+        ),
+        (
+            "command = [\"/etc/passwd\"]",
+            "/etc/passwd: not an executable file",
+        ),
+        (
+            "command = [\"no-such-filter-r15\"]",
+            "no-such-filter-r15: no such program in the filter's PATH",
+        ),
+        (
+            "command = [\"/bin/true\"]\ntimeout_secs = 0",
+            "mrelayd.filter.f.timeout_secs`: must be at least 1",
+        ),
         (
             "command = [\"/bin/true\"]\n[mrelayd.filter.g]\ncommand = [\"/bin/true\"]",
             "mrelayd.filter.g.roles",

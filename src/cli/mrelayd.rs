@@ -29,7 +29,9 @@ EXIT STATUS:
       with relayhost_tls = \"none\" or without relayhost_password_command (every message
       would be deferred 4.7.0); doubtful ones (relayhost_tls = \"may\" with relayhost_user,
       credentials without a relayhost) get one warning line at start; a content filter without
-      a command, or two filters for one listener role; a DKIM key in
+      a command, whose program is not found (a bare name is looked up in the filter's PATH,
+      /usr/local/bin:/usr/bin:/bin), with timeout_secs = 0, or two filters for one listener
+      role; a DKIM key in
       [mrelayd.dkim] that cannot be read, is no RSA or Ed25519 key, or is readable by others
 
 FILES:

@@ -660,7 +660,9 @@ pub const TABLES: &[Table] = &[
                 "list of strings",
                 Text("required"),
                 "The program and its arguments, no shell (e.g. [\"spamassassin\", \"-L\", \
-                 \"-e\", \"1\"]); it gets our Received: header and the message on stdin.",
+                 \"-e\", \"1\"]); it gets our Received: header and the message on stdin. A \
+                 bare program name is looked up in PATH=/usr/local/bin:/usr/bin:/bin; a \
+                 program that is not there is refused at start (exit 78).",
             ),
             key(
                 "roles",
@@ -673,7 +675,8 @@ pub const TABLES: &[Table] = &[
                 "timeout_secs",
                 "integer",
                 Toml("60"),
-                "Then its whole process group is killed and the client gets 451 4.7.1.",
+                "Then its whole process group is killed and the client gets 451 4.7.1 (at \
+                 least 1).",
             ),
             key(
                 "headers",

@@ -23,7 +23,9 @@
 //! qmail-qfilter and Postfix's pipe give it: `SENDER`, `RECIPIENTS` (one per line),
 //! `RECIPIENT` (only when there is exactly one), `CLIENT_ADDRESS`, `HELO`, `AUTH_USER`,
 //! `QUEUE_ID`, each only when known. `roles` names the listener roles it runs on (default
-//! smtp); a role has at most one filter (checked at start, exit 78).
+//! smtp); a role has at most one filter, and its program must exist (a bare name in that
+//! `PATH`) and `timeout_secs` be at least 1 (checked at start, exit 78: else every message
+//! would be tempfailed).
 //!
 //! Its stdout is read and dropped, unless `headers = true`: then stdout must be a block of
 //! header lines ending with an empty line (`X-Spam-Status: No ...` + blank line), which
@@ -116,6 +118,16 @@ pub fn check(config: &Config, relay: &RelayConfig) -> Result<()> {
                  [\"spamassassin\", \"-L\", \"-e\", \"1\"]",
             ));
         }
+        if let Err(why) = findable(&f.command[0]) {
+            return Err(config.key_error(&["mrelayd", "filter", name, "command"], &why));
+        }
+        if f.timeout_secs == 0 {
+            // 0 would kill every filter before it read the message: all mail tempfailed.
+            return Err(config.key_error(
+                &["mrelayd", "filter", name, "timeout_secs"],
+                "must be at least 1 (seconds a filter may take)",
+            ));
+        }
         for role in &f.roles {
             if let Some((_, other)) = seen.iter().find(|(r, _)| r == role) {
                 return Err(config.key_error(
@@ -130,6 +142,35 @@ pub fn check(config: &Config, relay: &RelayConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `program` can be started as the filter runs it (no shell): a name with a `/` is
+/// that file, a bare name is looked up in the filter's own `PATH` ([`super::local::PIPE_PATH`],
+/// not the daemon's). A filter that cannot start would tempfail every message forever, so it
+/// is refused at start; the error says why.
+fn findable(program: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = std::path::Path::new(program);
+        return match std::fs::metadata(path) {
+            Err(e) => Err(format!("{program}: {e}")),
+            Ok(_) if !executable(path) => Err(format!("{program}: not an executable file")),
+            Ok(_) => Ok(()),
+        };
+    }
+    let path = super::local::PIPE_PATH;
+    if path
+        .split(':')
+        .any(|dir| executable(&std::path::Path::new(dir).join(program)))
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "{program}: no such program in the filter's PATH ({path}); give its full path"
+    ))
 }
 
 /// What the filter is told about the message (its environment, module doc).
