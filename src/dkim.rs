@@ -119,7 +119,7 @@ pub fn read_private_file(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
-            "{}: readable by others (mode {:o}); chmod 600 it",
+            "{}: readable by group or others (mode {:o}); chmod 600 it",
             path.display(),
             meta.permissions().mode() & 0o777
         ));
@@ -134,7 +134,7 @@ pub fn load_key(path: &Path) -> Result<(Algorithm, DkimKey), String> {
     let pem = read_private_file(path)?;
     let der = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("{}: no PEM private key ({e})", path.display()))?;
-    let bad = |e: mail_auth::Error| format!("{}: {e}", path.display());
+    let bad = |e: mail_auth::Error| format!("{}: {}", path.display(), key_error(&e));
     match der {
         PrivateKeyDer::Pkcs1(_) => RsaKey::<Sha256>::from_key_der(der)
             .map(|k| (Algorithm::Rsa, DkimKey::Rsa(k)))
@@ -154,6 +154,23 @@ pub fn load_key(path: &Path) -> Result<(Algorithm, DkimKey), String> {
     }
 }
 
+/// Why a key was refused, in words: ring (which signs) refuses RSA keys outside 2048 to 8192
+/// bits, and mail-auth passes on only its terse reason (`TooSmall`).
+fn key_error(e: &mail_auth::Error) -> String {
+    use mail_auth::common::crypto::CryptoError;
+    match e {
+        mail_auth::Error::Crypto(CryptoError::Library(why)) if why == "TooSmall" => {
+            "an RSA key under 2048 bits: mrelayd signs with 2048 to 8192 bit keys (make one \
+             with mrelayd dkim keygen)"
+                .into()
+        }
+        mail_auth::Error::Crypto(CryptoError::Library(why)) if why == "TooLarge" => {
+            "an RSA key over 8192 bits: mrelayd signs with 2048 to 8192 bit keys".into()
+        }
+        e => e.to_string(),
+    }
+}
+
 impl Signers {
     /// Loads every key of `[mrelayd.dkim]`; an unreadable or unusable key is an error naming
     /// its file (checked at start, so a typo never silently stops signing).
@@ -161,8 +178,8 @@ impl Signers {
         let mut keys = Vec::new();
         for (domain, dk) in domains {
             for (selector, path) in &dk.keys {
-                let (_, key) =
-                    load_key(path).map_err(|e| format!("mrelayd.dkim.{domain}.{selector}: {e}"))?;
+                let (_, key) = load_key(path)
+                    .map_err(|e| format!("mrelayd.dkim.{domain:?}.keys.{selector}: {e}"))?;
                 keys.push(Key {
                     domain: domain.trim_end_matches('.').to_ascii_lowercase(),
                     selector: selector.clone(),
@@ -500,7 +517,7 @@ mod tests {
             assert!(load_key(&p)
                 .err()
                 .expect("refused")
-                .contains("readable by others"));
+                .contains("readable by group or others"));
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
             assert_eq!(load_key(&p).expect("load").0, *algo);
             keys.insert(sel.to_string(), p);

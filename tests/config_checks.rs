@@ -157,3 +157,84 @@ fn a_pop3_setup_where_no_one_can_log_in_is_refused() {
         why,
     );
 }
+
+/// A DKIM key that cannot sign (an RSA key under 2048 bits made by OpenSSL, a key file
+/// readable by its group, a missing file) and an SRS secret file that cannot be used (empty,
+/// missing) or a bad SRS domain are refused at start with the line of their key.
+#[test]
+fn unusable_dkim_keys_and_srs_secrets_are_refused_with_their_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = common::scratch();
+    let d = dir.path();
+    let small = d.join("small.pem");
+    let out = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&small)
+        .arg("1024")
+        .output()
+        .expect("openssl (Debian's openssl package)");
+    assert!(out.status.success(), "{out:?}");
+    let shared = d.join("shared.pem");
+    let out = Command::new(common::bin("mrelayd"))
+        .args(["dkim", "keygen", "example.test", "s1", "-o"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let listen = "[mrelayd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\n";
+    let key = "mrelayd.dkim.\"example.test\".keys.s1";
+    for (file, why) in [
+        (small.clone(), "an RSA key under 2048 bits"),
+        (
+            shared,
+            "readable by group or others (mode 640); chmod 600 it",
+        ),
+        (d.join("missing.pem"), "missing.pem: No such file"),
+    ] {
+        let text = format!(
+            "{listen}[mrelayd.dkim.\"example.test\"]\nkeys = {{ s1 = \"{}\" }}\n",
+            file.display()
+        );
+        let config = write(d, &text);
+        assert_refused("mrelayd", &config, &["serve"], 9, key, why);
+    }
+    let empty = d.join("empty.secret");
+    std::fs::write(&empty, "").unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let good = d.join("srs.secret");
+    std::fs::write(&good, "s3cret\n").unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (secret, domain, line, key, why) in [
+        (
+            &empty,
+            "",
+            10,
+            "secret_file",
+            "no SRS secret (the file is empty)",
+        ),
+        (
+            &d.join("missing.secret"),
+            "",
+            10,
+            "secret_file",
+            "No such file",
+        ),
+        (
+            &good,
+            "domain = \"a b\"\n",
+            11,
+            "domain",
+            "bad SRS domain \"a b\"",
+        ),
+    ] {
+        let text = format!(
+            "{listen}[mrelayd.srs]\nenable = true\nsecret_file = \"{}\"\n{domain}",
+            secret.display()
+        );
+        let config = write(d, &text);
+        let key = format!("mrelayd.srs.{key}");
+        assert_refused("mrelayd", &config, &["serve"], line, &key, why);
+    }
+}

@@ -32,7 +32,9 @@ EXIT STATUS:
       a command, whose program is not found (a bare name is looked up in the filter's PATH,
       /usr/local/bin:/usr/bin:/bin), with timeout_secs = 0, or two filters for one listener
       role; a DKIM key in
-      [mrelayd.dkim] that cannot be read, is no RSA or Ed25519 key, or is readable by others
+      [mrelayd.dkim] that cannot be read, is no RSA or Ed25519 key, is an RSA key under 2048
+      bits (or over 8192), or is readable by group or others; an [mrelayd.srs] secret file
+      that cannot be read, is empty or is readable by group or others
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared

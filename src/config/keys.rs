@@ -913,9 +913,11 @@ pub const TABLES: &[Table] = &[
             "keys",
             "table of paths",
             Toml("{}"),
-            "Selector = private key file (PEM, 0600; from mrelayd dkim keygen). The algorithm \
-             comes from the key (RSA: rsa-sha256, Ed25519: ed25519-sha256); every key of the \
-             domain signs, so an RSA and an Ed25519 key give two signatures.",
+            "Selector = private key file (PEM, 0600; from mrelayd dkim keygen, or PKCS#1 or \
+             PKCS#8 from openssl). The algorithm comes from the key (RSA, 2048 to 8192 bits: \
+             rsa-sha256, Ed25519: ed25519-sha256); every key of the domain signs, so an RSA \
+             and an Ed25519 key give two signatures. A key that cannot be used is refused at \
+             start (exit 78).",
         )],
     },
     Table {

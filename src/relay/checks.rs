@@ -11,6 +11,9 @@
 //! - `relayhost_user` or `relayhost_password_command` with no relayhost to use them: warning.
 //! - A content filter without a command, or two filters for one listener role
 //!   ([`super::filter::check`]): error.
+//! - A DKIM key of `[mrelayd.dkim."DOMAIN"] keys` or the `[mrelayd.srs]` secret file that
+//!   cannot be read or used ([`keys_and_secrets`]): error, naming the line of its key (the
+//!   loaders check again, but know no line).
 //! - `postmaster@` a local domain that resolves to no mailbox ([`postmaster`], once the router
 //!   is built): error, or a warning with `require_postmaster = false`.
 
@@ -28,6 +31,7 @@ use crate::tls::Mode;
 /// 78); warnings are logged here, once.
 pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()> {
     super::filter::check(config, relay)?;
+    keys_and_secrets(config, relay)?;
     if config.tls.cert.is_none() {
         if let Some(role) = roles.iter().find(|r| **r != Role::Smtp) {
             let name = crate::server::daemon::ListenerRole::name(*role);
@@ -169,5 +173,28 @@ pub fn postmaster(config: &Config, relay: &RelayConfig, router: &Router) -> Resu
         ));
     }
     log::line(format_args!("warning: {text} (require_postmaster = false)"));
+    Ok(())
+}
+
+/// Every DKIM signing key loads ([`crate::dkim::load_key`]: readable, 0600, RSA of 2048 bits
+/// or more, or Ed25519) and the SRS secrets and domain are usable, each error naming its key
+/// and line (exit 78).
+pub fn keys_and_secrets(config: &Config, relay: &RelayConfig) -> Result<()> {
+    for (domain, keys) in &relay.dkim {
+        for (selector, path) in &keys.keys {
+            if let Err(why) = crate::dkim::load_key(path) {
+                return Err(config.key_error(&["mrelayd", "dkim", domain, "keys", selector], &why));
+            }
+        }
+    }
+    let first = config
+        .users
+        .domains
+        .first()
+        .unwrap_or(&config.hostname)
+        .to_ascii_lowercase();
+    if let Err((key, why)) = super::srs::load_keyed(&relay.srs, &first) {
+        return Err(config.key_error(&["mrelayd", "srs", key], &why));
+    }
     Ok(())
 }

@@ -55,24 +55,41 @@ impl Default for SrsConfig {
 
 /// The rewriter `config` asks for (`None` when off); `default_domain` is the first local
 /// domain. A missing, unreadable, empty or group/other-readable secret file is an error
-/// naming it (the caller makes it exit 78).
+/// naming the key and the file (the caller makes it exit 78).
 pub fn load(config: &SrsConfig, default_domain: &str) -> Result<Option<crate::srs::Srs>, String> {
+    load_keyed(config, default_domain).map_err(|(key, why)| format!("mrelayd.srs.{key}: {why}"))
+}
+
+/// [`load`], its error as the key of `[mrelayd.srs]` it is about and why, so the start-time
+/// checks ([`super::checks`]) can name the file's line.
+pub fn load_keyed(
+    config: &SrsConfig,
+    default_domain: &str,
+) -> Result<Option<crate::srs::Srs>, (&'static str, String)> {
     if !config.enable {
         return Ok(None);
     }
     let path = config
         .secret_file
         .as_ref()
-        .ok_or("[mrelayd.srs] enable = true needs secret_file")?;
-    let text = crate::dkim::read_private_file(path)?;
+        .ok_or(("enable", "enable = true needs secret_file".to_string()))?;
+    let text = crate::dkim::read_private_file(path).map_err(|e| ("secret_file", e))?;
+    let secrets = crate::srs::parse_secrets(&text);
+    if secrets.is_empty() {
+        return Err((
+            "secret_file",
+            format!("{}: no SRS secret (the file is empty)", path.display()),
+        ));
+    }
     let domain = config.domain.as_deref().unwrap_or(default_domain);
-    crate::srs::Srs::new(
-        crate::srs::parse_secrets(&text),
-        domain,
-        config.max_age_days,
-    )
-    .map(Some)
-    .map_err(|e| format!("[mrelayd.srs] {}: {e}", path.display()))
+    let key = if config.domain.is_some() {
+        "domain"
+    } else {
+        "enable"
+    };
+    crate::srs::Srs::new(secrets, domain, config.max_age_days)
+        .map(Some)
+        .map_err(|e| (key, e))
 }
 
 /// Whether `address` (local@domain) is an SRS address at our SRS domain.
