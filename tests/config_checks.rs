@@ -238,3 +238,47 @@ fn unusable_dkim_keys_and_srs_secrets_are_refused_with_their_line() {
         assert_refused("mrelayd", &config, &["serve"], line, &key, why);
     }
 }
+
+/// `[mrelayd.remote]` values the delivery engine cannot use are configuration errors (exit
+/// 78, as EXIT STATUS says; they were 70): a resolver given by name, CA files without a PEM
+/// certificate, a relayhost that does not parse.
+#[test]
+fn unusable_remote_settings_are_configuration_errors() {
+    let dir = common::scratch();
+    let d = dir.path();
+    let garbage = d.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let head = "[mrelayd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\n[mrelayd.remote]\n";
+    for (line, key, why) in [
+        (
+            "resolver = \"localhost:53\"".to_string(),
+            "resolver",
+            "\"localhost:53\" is not IP or IP:PORT",
+        ),
+        (
+            format!("ca_file = \"{}\"", garbage.display()),
+            "ca_file",
+            "no PEM certificate found",
+        ),
+        (
+            format!(
+                "mta_sts = true\nmta_sts_ca_file = \"{}/missing.pem\"",
+                d.display()
+            ),
+            "mta_sts_ca_file",
+            "No such file",
+        ),
+    ] {
+        let config = write(d, &format!("{head}{line}\n"));
+        let n = if key == "mta_sts_ca_file" { 10 } else { 9 };
+        let key = format!("mrelayd.remote.{key}");
+        assert_refused("mrelayd", &config, &["serve"], n, &key, why);
+    }
+    let config = write(d, &format!("{head}relayhost = \"[bad:host\"\n"));
+    let (code, err) = run("mrelayd", &config, &["serve"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("mrelayd.remote.relayhost: \"[bad:host\""),
+        "{err}"
+    );
+}

@@ -34,7 +34,9 @@ EXIT STATUS:
       role; a DKIM key in
       [mrelayd.dkim] that cannot be read, is no RSA or Ed25519 key, is an RSA key under 2048
       bits (or over 8192), or is readable by group or others; an [mrelayd.srs] secret file
-      that cannot be read, is empty or is readable by group or others
+      that cannot be read, is empty or is readable by group or others; an [mrelayd.remote]
+      resolver that is no IP[:PORT], a relayhost that does not parse, a ca_file or
+      mta_sts_ca_file without a PEM certificate
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared

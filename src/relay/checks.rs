@@ -14,6 +14,9 @@
 //! - A DKIM key of `[mrelayd.dkim."DOMAIN"] keys` or the `[mrelayd.srs]` secret file that
 //!   cannot be read or used ([`keys_and_secrets`]): error, naming the line of its key (the
 //!   loaders check again, but know no line).
+//! - A `[mrelayd.remote]` resolver that is no IP\[:PORT\], or a `ca_file` or
+//!   `mta_sts_ca_file` without a readable PEM certificate ([`remote_files`]): error, naming
+//!   the line (the delivery engine would refuse them too, without one).
 //! - `postmaster@` a local domain that resolves to no mailbox ([`postmaster`], once the router
 //!   is built): error, or a warning with `require_postmaster = false`.
 
@@ -32,6 +35,7 @@ use crate::tls::Mode;
 pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()> {
     super::filter::check(config, relay)?;
     keys_and_secrets(config, relay)?;
+    remote_files(config, relay)?;
     if config.tls.cert.is_none() {
         if let Some(role) = roles.iter().find(|r| **r != Role::Smtp) {
             let name = crate::server::daemon::ListenerRole::name(*role);
@@ -195,6 +199,28 @@ pub fn keys_and_secrets(config: &Config, relay: &RelayConfig) -> Result<()> {
         .to_ascii_lowercase();
     if let Err((key, why)) = super::srs::load_keyed(&relay.srs, &first) {
         return Err(config.key_error(&["mrelayd", "srs", key], &why));
+    }
+    Ok(())
+}
+
+/// The resolver address and the CA files of `[mrelayd.remote]` are usable, each error naming
+/// its key and line (exit 78).
+pub fn remote_files(config: &Config, relay: &RelayConfig) -> Result<()> {
+    let remote = &relay.remote;
+    if let Some(server) = &remote.resolver {
+        if let Err(why) = crate::dns::parse_server(server) {
+            return Err(config.key_error(&["mrelayd", "remote", "resolver"], &why));
+        }
+    }
+    for (key, file) in [
+        ("ca_file", &remote.ca_file),
+        ("mta_sts_ca_file", &remote.mta_sts_ca_file),
+    ] {
+        if let Some(path) = file {
+            if let Err(e) = crate::tls::load_certs(path) {
+                return Err(config.key_error(&["mrelayd", "remote", key], &format!("{e:#}")));
+            }
+        }
     }
     Ok(())
 }

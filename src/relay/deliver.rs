@@ -96,7 +96,10 @@ impl Deliverer {
             name: "mrelayd-remote",
         })?;
         let remote = Arc::new(
-            Engine::new(remote, hostname)?
+            // Everything the engine can refuse is the config's (resolver, relayhost syntax,
+            // CA files): exit 78, as the manual's EXIT STATUS says, not 70.
+            Engine::new(remote, hostname)
+                .map_err(|e| crate::exit::fail(crate::exit::CONFIG, format!("{e:#}")))?
                 .with_loop_check(myself)
                 .with_mta_sts_cache(mta_sts_cache),
         );
