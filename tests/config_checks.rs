@@ -282,3 +282,37 @@ fn unusable_remote_settings_are_configuration_errors() {
         "{err}"
     );
 }
+
+/// A `dnsbl` entry that is no zone name (an empty label, a CIDR) is refused at start: every
+/// look-up in it would fail, and a DNS failure lets the client through, so the check would be
+/// off unnoticed. A `dnsbl_reply` for a zone not in `dnsbl` is one warning.
+#[test]
+fn dnsbl_zones_that_are_no_domain_names_are_refused() {
+    let dir = common::scratch();
+    let head = "[mrelayd]\nlisten = [ { address = \"127.0.0.1:0\" } ]\n";
+    for zone in ["zen..example", "192.0.2.0/24", ""] {
+        let config = write(
+            dir.path(),
+            &format!("{head}dnsbl = [\"zen.example\", \"{zone}\"]\n"),
+        );
+        let why = format!("{zone:?} is not a DNSBL zone");
+        assert_refused("mrelayd", &config, &["serve"], 8, "mrelayd.dnsbl", &why);
+    }
+    let config = write(
+        dir.path(),
+        &format!(
+            "{head}dnsbl = [\"zen.example.\"]\n\
+             dnsbl_reply = {{ \"ZEN.example\" = \"see one\", \"other.example\" = \"see two\" }}\n"
+        ),
+    );
+    let log = dir.path().join("mrelayd.log");
+    let (_child, _l) = common::start_mrelayd(&config, &log, &["smtp"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    let want = format!(
+        "mrelayd: warning: {}:9: key `mrelayd.dnsbl_reply.\"other.example\"`: \"other.example\" is not in dnsbl",
+        config.display()
+    );
+    assert!(warnings[0].starts_with(&want), "{text}");
+}

@@ -36,7 +36,7 @@ EXIT STATUS:
       bits (or over 8192), or is readable by group or others; an [mrelayd.srs] secret file
       that cannot be read, is empty or is readable by group or others; an [mrelayd.remote]
       resolver that is no IP[:PORT], a relayhost that does not parse, a ca_file or
-      mta_sts_ca_file without a PEM certificate
+      mta_sts_ca_file without a PEM certificate; a dnsbl zone that is no domain name
 
 FILES:
   /etc/mailkit/mailkit.toml   configuration: [mrelayd], [mrelayd.remote] and the shared

@@ -484,14 +484,16 @@ pub const TABLES: &[Table] = &[
                  first RCPT, as Postfix's reject_rbl_client (trusted_networks and \
                  authenticated clients are not): a client listed in one (an A record in \
                  127.0.0.0/8) gets 554 5.7.1 Service unavailable; Client host [IP] blocked \
-                 using ZONE for each recipient. A DNS failure is logged and lets it through.",
+                 using ZONE for each recipient. A DNS failure is logged and lets it through. \
+                 A zone that is no domain name is refused at start (exit 78).",
             ),
             key(
                 "dnsbl_reply",
                 "table of strings",
                 Toml("{}"),
                 "Text after a DNSBL refusal per zone (\"zen.example\" = \"see \
-                 https://...\"); unset for a zone: the listing's TXT record.",
+                 https://...\"); unset for a zone: the listing's TXT record. A zone not in \
+                 dnsbl gets a warning at start.",
             ),
             key(
                 "dkim",

@@ -17,6 +17,9 @@
 //! - A `[mrelayd.remote]` resolver that is no IP\[:PORT\], or a `ca_file` or
 //!   `mta_sts_ca_file` without a readable PEM certificate ([`remote_files`]): error, naming
 //!   the line (the delivery engine would refuse them too, without one).
+//! - A `dnsbl` zone that is no domain name (`zen..example`, a CIDR): error, since every
+//!   look-up in it would fail and, as a DNS failure, let every client through unnoticed; a
+//!   `dnsbl_reply` for a zone not in `dnsbl` ([`dnsbl_zones`]): warning.
 //! - `postmaster@` a local domain that resolves to no mailbox ([`postmaster`], once the router
 //!   is built): error, or a warning with `require_postmaster = false`.
 
@@ -36,6 +39,7 @@ pub fn check(config: &Config, relay: &RelayConfig, roles: &[Role]) -> Result<()>
     super::filter::check(config, relay)?;
     keys_and_secrets(config, relay)?;
     remote_files(config, relay)?;
+    dnsbl_zones(config, relay)?;
     if config.tls.cert.is_none() {
         if let Some(role) = roles.iter().find(|r| **r != Role::Smtp) {
             let name = crate::server::daemon::ListenerRole::name(*role);
@@ -221,6 +225,41 @@ pub fn remote_files(config: &Config, relay: &RelayConfig) -> Result<()> {
                 return Err(config.key_error(&["mrelayd", "remote", key], &format!("{e:#}")));
             }
         }
+    }
+    Ok(())
+}
+
+/// Each `dnsbl` zone is a domain name (RFC 1035 §2.3.4: labels of 1 to 63 octets, 253 in all,
+/// with room for the 72 octets of an IPv6 query's nibbles, RFC 5782 §2.4; letters, digits,
+/// `-` and `_`): error (exit 78) naming the line. A `dnsbl_reply` for a zone that is not
+/// looked up is one warning.
+pub fn dnsbl_zones(config: &Config, relay: &RelayConfig) -> Result<()> {
+    for zone in &relay.dnsbl {
+        let name = zone.trim_end_matches('.');
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.is_empty() || name.len() > 253 - 72 || !name.split('.').all(label_ok) {
+            return Err(config.key_error(
+                &["mrelayd", "dnsbl"],
+                &format!("{zone:?} is not a DNSBL zone (a domain name such as \"zen.example\")"),
+            ));
+        }
+    }
+    let looked_up = |z: &str| {
+        relay.dnsbl.iter().any(|d| {
+            d.trim_end_matches('.')
+                .eq_ignore_ascii_case(z.trim_end_matches('.'))
+        })
+    };
+    for zone in relay.dnsbl_reply.keys().filter(|z| !looked_up(z)) {
+        config.key_warning(
+            &["mrelayd", "dnsbl_reply", zone],
+            &format!("{zone:?} is not in dnsbl: this reply is never given"),
+        );
     }
     Ok(())
 }
