@@ -6,7 +6,7 @@
 //! 127.0.0.1, which is not a trusted network here, so every message is checked.
 //!
 //! - Each SPF result (pass, fail, softfail, neutral, none, permerror, temperror; void lookups
-//!   under and over the limit; a null sender) is the one python3-spf (Debian's python3-spf,
+//!   of a:, mx: and exists: under and over the limit; a null sender) is the one python3-spf (Debian's python3-spf,
 //!   an independent implementation) gives for the same records and identities.
 //! - A forged From: under `p=reject` is refused with 550 5.7.1, and accepted with
 //!   `dmarc=fail` under `dmarc_reject = "mark"`; `p=quarantine` is marked; SPF alignment is
@@ -43,6 +43,12 @@ txt-record=permerror.test,"v=spf1 include:none.test -all"
 txt-record=include.test,"v=spf1 include:pass.test -all"
 txt-record=void2.test,"v=spf1 a:nx1.void2.test mx:nx2.void2.test ip4:127.0.0.1 -all"
 txt-record=void3.test,"v=spf1 a:nx1.void3.test a:nx2.void3.test a:nx3.void3.test ip4:127.0.0.1 -all"
+txt-record=exists2.test,"v=spf1 exists:a.%{d} exists:b.%{d} ip4:127.0.0.1 -all"
+txt-record=exists3.test,"v=spf1 exists:a.%{d} exists:b.%{d} exists:c.%{d} ip4:127.0.0.1 -all"
+txt-record=existsmix.test,"v=spf1 a:nx1.%{d} exists:a.%{d} include:exists2.test -all"
+txt-record=existsok.test,"v=spf1 exists:ok.%{d} -all"
+host-record=ok.existsok.test,127.0.0.2
+txt-record=existstemp.test,"v=spf1 exists:a.%{d} exists:b.%{d} exists:x.servfail.test ip4:127.0.0.1 -all"
 txt-record=_dmarc.pass.test,"v=DMARC1; p=reject"
 txt-record=forged.test,"v=spf1 ip4:192.0.2.1 -all"
 txt-record=_dmarc.forged.test,"v=DMARC1; p=reject"
@@ -287,6 +293,14 @@ fn spf_results_match_python3_spf() {
         ("helo.test", "alice@void2.test", "pass"),
         ("helo.test", "alice@void3.test", "permerror"),
         ("helo.test", "alice@x.servfail.test", "temperror"),
+        // exists: look-ups are counted too: two void ones pass, a third is a permerror, also
+        // with an a: void and an include's exists: voids; an exists: name that has an
+        // address matches; a SERVFAIL after two voids stays a temperror.
+        ("helo.test", "alice@exists2.test", "pass"),
+        ("helo.test", "alice@exists3.test", "permerror"),
+        ("helo.test", "alice@existsmix.test", "permerror"),
+        ("helo.test", "alice@existsok.test", "pass"),
+        ("helo.test", "alice@existstemp.test", "temperror"),
         // A null sender is checked as postmaster@HELO (RFC 7208 §2.4).
         ("fail.test", "", "fail"),
         ("softfail.test", "", "softfail"),

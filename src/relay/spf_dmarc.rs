@@ -6,7 +6,9 @@
 //!   identity (§2.4; a null reverse-path is `postmaster@` the HELO name, so its result is the
 //!   HELO's), by mail-auth with the shared resolver ([`crate::dkim::Verifier::authenticator`]).
 //!   mail-auth does not count void lookups; [`VoidCount`] does (§4.6.4: more than
-//!   [`MAX_VOID_LOOKUPS`] look-ups answered NXDOMAIN or with no records are a `permerror`).
+//!   [`MAX_VOID_LOOKUPS`] look-ups answered NXDOMAIN or with no records are a `permerror`),
+//!   and for the `exists:` names, whose look-ups no cache sees the answer of, [`spf`] asks
+//!   the same resolver again ([`VoidCount::exists_names`]).
 //!   Results go into our `Authentication-Results:` as `spf=... smtp.helo=...` and
 //!   `spf=... smtp.mailfrom=...` (RFC 8601 §2.7.2).
 //! - **DMARC**: the policy of the RFC 5322.From domain, with relaxed or strict alignment
@@ -300,8 +302,27 @@ async fn spf(
         .with_ipv4_cache(&v4)
         .with_ipv6_cache(&v6)
         .with_ptr_cache(&ptr);
-    let out = match tokio::time::timeout(CHECK_DEADLINE, auth.check_host(params)).await {
-        Ok(out) => out,
+    let check = async {
+        let out = auth.check_host(params).await;
+        let mut exists_voids = 0;
+        // A temperror needs no count (below); else each exists: name asked (§5.7), again
+        // through the same resolver, from its cache: void when no address record answers,
+        // as mail-auth's own exists look-up decides. A failure now is not counted: a
+        // temporary DNS failure must never make a permerror.
+        if out.result() != SpfResult::TempError {
+            for (name, asked) in VoidCount::exists_names(&v4, &v6) {
+                let found = auth
+                    .exists(name.as_str(), None::<&VoidCount>, None::<&VoidCount>)
+                    .await;
+                if let Ok(false) = found {
+                    exists_voids += asked;
+                }
+            }
+        }
+        (out, exists_voids)
+    };
+    let (out, exists_voids) = match tokio::time::timeout(CHECK_DEADLINE, check).await {
+        Ok(done) => done,
         Err(_) => {
             return (
                 SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError),
@@ -309,7 +330,8 @@ async fn spf(
             )
         }
     };
-    let voids = txt.voids() + mx.voids() + ptr.voids() + VoidCount::address_voids(&v4, &v6);
+    let voids =
+        txt.voids() + mx.voids() + ptr.voids() + VoidCount::address_voids(&v4, &v6) + exists_voids;
     // A temperror stays one: the look-up that failed was not void, and a retry may pass.
     let over = voids > MAX_VOID_LOOKUPS && out.result() != SpfResult::TempError;
     (out, over)
@@ -320,18 +342,36 @@ async fn spf(
 /// name asked and never filled was a void look-up (RFC 7208 §4.6.4: NXDOMAIN or no answer).
 #[derive(Default)]
 pub struct VoidCount {
-    /// Name hash → asked minus filled.
-    open: Mutex<HashMap<u64, i64>>,
+    /// Name (as [`KeyBytes`] records it) → asked minus filled.
+    open: Mutex<HashMap<Vec<u8>, i64>>,
+}
+
+/// A [`Hasher`] that keeps what is written to it: the key of a name in [`VoidCount`]. The
+/// cache is asked for `&Q`, of which only `Hash` and `Eq` are known, so this is how a name
+/// asked for can be read back ([`VoidCount::exists_names`]): a `str` hashes as its bytes and
+/// then 0xff (`Hasher::write_str`), as the unit test below checks.
+#[derive(Default)]
+struct KeyBytes(Vec<u8>);
+
+impl Hasher for KeyBytes {
+    fn finish(&self) -> u64 {
+        // Never used as a hash: the bytes are the key.
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
 }
 
 impl VoidCount {
-    fn key<Q: Hash + ?Sized>(name: &Q) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+    fn key<Q: Hash + ?Sized>(name: &Q) -> Vec<u8> {
+        let mut h = KeyBytes::default();
         name.hash(&mut h);
-        h.finish()
+        h.0
     }
 
-    fn counts(&self) -> HashMap<u64, i64> {
+    fn counts(&self) -> HashMap<Vec<u8>, i64> {
         self.open.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
@@ -340,13 +380,14 @@ impl VoidCount {
         self.counts().values().map(|&n| n.max(0) as usize).sum()
     }
 
-    /// The void A and AAAA look-ups. An `exists:` asks both caches for its name and fills
-    /// neither whatever it finds (mail-auth asks for any address), so a name open in both
-    /// counts once less in each: such look-ups go uncounted.
+    /// The void A and AAAA look-ups of `a` and `mx` (and `ptr`'s addresses). An `exists:`
+    /// asks both caches for its name and fills neither whatever it finds (mail-auth asks for
+    /// any address), so a name open in both counts once less in each: those look-ups are
+    /// [`Self::exists_names`]'.
     pub fn address_voids(v4: &VoidCount, v6: &VoidCount) -> usize {
         let (a, b) = (v4.counts(), v6.counts());
         // Each side's open look-ups, less those the other side has open for the same name.
-        let side = |one: &HashMap<u64, i64>, other: &HashMap<u64, i64>| -> usize {
+        let side = |one: &HashMap<Vec<u8>, i64>, other: &HashMap<Vec<u8>, i64>| -> usize {
             one.iter()
                 .map(|(k, &c)| {
                     let c = c.max(0);
@@ -357,7 +398,26 @@ impl VoidCount {
         side(&a, &b) + side(&b, &a)
     }
 
-    fn add(&self, k: u64, d: i64) {
+    /// The `exists:` names (open in both address caches) and how often each was asked: their
+    /// answers reach no cache, so whether they were void is for the caller to find out. A
+    /// key that does not read back as a name is left out (uncounted, never a permerror).
+    pub fn exists_names(v4: &VoidCount, v6: &VoidCount) -> Vec<(String, usize)> {
+        let b = v6.counts();
+        let mut names: Vec<(String, usize)> = v4
+            .counts()
+            .into_iter()
+            .filter_map(|(k, c)| {
+                let both = c.min(b.get(&k).copied().unwrap_or(0));
+                let name = k.strip_suffix(&[0xff])?;
+                let name = String::from_utf8(name.to_vec()).ok()?;
+                (both > 0).then_some((name, both as usize))
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn add(&self, k: Vec<u8>, d: i64) {
         if let Ok(mut m) = self.open.lock() {
             *m.entry(k).or_insert(0) += d;
         }
@@ -370,7 +430,7 @@ impl<K: Hash + Eq, V> ResolverCache<K, V> for VoidCount {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Borrow's contract: a key and its borrowed form hash alike.
+        // Borrow's contract: a key and its borrowed form hash alike, so write the same bytes.
         self.add(Self::key(name), 1);
         None
     }
@@ -445,6 +505,7 @@ fn policy_word(p: Policy) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn dmarc(result: &'static str, policy: Policy) -> Dmarc {
         Dmarc {
@@ -500,17 +561,31 @@ mod tests {
         let c = VoidCount::default();
         let get = |n: &str| ResolverCache::<Box<str>, u8>::get::<str>(&c, n);
         assert!(get("a.test.").is_none());
-        ResolverCache::<Box<str>, u8>::insert(&c, "a.test.".into(), 1, std::time::Instant::now());
+        ResolverCache::<Box<str>, u8>::insert(&c, "a.test.".into(), 1, Instant::now());
         assert_eq!(c.voids(), 0);
         get("nx1.test.");
         get("nx1.test.");
         assert_eq!(c.voids(), 2);
-        // exists: both address caches asked for the name, neither filled: not counted.
+        // exists: both address caches asked for the name, neither filled: not an address
+        // void, but an exists: name, read back from its key.
         let (v4, v6) = (VoidCount::default(), VoidCount::default());
-        ResolverCache::<Box<str>, u8>::get::<str>(&v4, "e.test.");
-        ResolverCache::<Box<str>, u8>::get::<str>(&v6, "e.test.");
+        for _ in 0..2 {
+            ResolverCache::<Box<str>, u8>::get::<str>(&v4, "e.test.");
+            ResolverCache::<Box<str>, u8>::get::<str>(&v6, "e.test.");
+        }
         ResolverCache::<Box<str>, u8>::get::<str>(&v4, "nx.test.");
+        ResolverCache::<Box<str>, u8>::get::<str>(&v6, "nx6.test.");
+        ResolverCache::<Box<str>, u8>::insert(&v6, "nx6.test.".into(), 1, Instant::now());
         assert_eq!(VoidCount::address_voids(&v4, &v6), 1);
+        assert_eq!(
+            VoidCount::exists_names(&v4, &v6),
+            [("e.test.".to_string(), 2)]
+        );
+        // A name filled (found) under its owned form is the name asked under its borrowed one.
+        assert_eq!(
+            VoidCount::key("x.test."),
+            VoidCount::key(&Box::<str>::from("x.test."))
+        );
         assert!(is_domain("mail.example.org") && !is_domain("[192.0.2.1]"));
         assert!(!is_domain("localhost") && !is_domain("192.0.2.1"));
     }
