@@ -2,7 +2,9 @@
 //! serving good and broken records. SPF validity and look-up counts are cross-checked with
 //! python3-spf (Debian's pyspf, asked through dnspython pointed at the same dnsmasq) for a
 //! client address that matches nothing, so both walk every term; python3's json reads
-//! mdig-mx's `--json` in that same script. DKIM keys are the ones `mrelayd dkim keygen` prints
+//! mdig-mx's `--json` in that same script. A subdomain without a DMARC record reports its
+//! organizational domain's policy and `sp=` (mrelayd's verdict for the same records is in
+//! tests/spf_dmarc.rs). DKIM keys are the ones `mrelayd dkim keygen` prints
 //! (RSA and Ed25519) and OpenSSL-made RSA keys of 512 and 1024 bits, whose length OpenSSL
 //! itself states.
 
@@ -35,6 +37,10 @@ txt-record=noinc.test,\"v=spf1 include:missing.noinc.test -all\"
 txt-record=badp.test,\"v=spf1 -all\"
 txt-record=_dmarc.badp.test,\"v=DMARC1; p=maybe; pct=200\"
 txt-record=deep.test,\"v=spf1 include:d1.deep.test -all\"
+txt-record=_dmarc.org.test,\"v=DMARC1; p=reject; sp=quarantine\"
+host-record=org.test,127.0.0.30
+host-record=sub.org.test,127.0.0.31
+host-record=a.b.sub.org.test,127.0.0.32
 txt-record=d6.deep.test,\"v=spf1 a:h.deep.test -all\"
 host-record=h.deep.test,127.0.0.13
 ",
@@ -395,6 +401,75 @@ fn dmarc_policy_parsed_and_invalid_policy_is_a_problem() {
     assert!(doc["domains"][0]["dmarc_policy"].is_null());
 }
 
+/// A subdomain without a `_dmarc` record gets its organizational domain's policy, whose `sp=`
+/// applies (RFC 7489 §6.6.3), in text and JSON; the organizational domain's own mail gets `p=`.
+#[test]
+fn dmarc_policy_of_the_organizational_domain() {
+    let dns = start_dns();
+    let (code, json) = mdig(
+        &dns,
+        &[
+            "--json",
+            "sub.org.test",
+            "a.b.sub.org.test",
+            "org.test",
+            "good.test",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    for (i, sub) in ["sub.org.test", "a.b.sub.org.test"].iter().enumerate() {
+        let r = &doc["domains"][i];
+        assert_eq!(r["domain"], *sub);
+        assert_eq!(
+            r["dmarc"],
+            serde_json::json!([]),
+            "no record of its own: {r:#}"
+        );
+        let d = &r["dmarc_policy"];
+        assert_eq!(d["source"], "organizational_domain", "{sub}: {d:#}");
+        assert_eq!(d["policy_domain"], "org.test", "{sub}: {d:#}");
+        assert_eq!(d["organizational_domain"], "org.test", "{sub}: {d:#}");
+        assert_eq!(d["record"], "v=DMARC1; p=reject; sp=quarantine");
+        assert_eq!(
+            (d["p"].as_str(), d["sp"].as_str()),
+            (Some("reject"), Some("quarantine"))
+        );
+        assert_eq!(
+            (d["applied_tag"].as_str(), d["applied_policy"].as_str()),
+            (Some("sp"), Some("quarantine")),
+            "{sub}: {d:#}"
+        );
+    }
+    // The organizational domain itself, and a domain with its own record: p applies.
+    for (i, domain, p) in [(2, "org.test", "reject"), (3, "good.test", "quarantine")] {
+        let d = &doc["domains"][i]["dmarc_policy"];
+        assert_eq!(d["source"], "domain", "{domain}: {d:#}");
+        assert_eq!(d["policy_domain"], domain);
+        assert!(d["organizational_domain"].is_null(), "{d:#}");
+        assert_eq!(
+            (d["applied_tag"].as_str(), d["applied_policy"].as_str()),
+            (Some("p"), Some(p)),
+            "{domain}: {d:#}"
+        );
+    }
+
+    let (code, text) = mdig(&dns, &["sub.org.test"]);
+    assert_eq!(code, 0, "{text}");
+    for line in [
+        "  DMARC: none\n",
+        "  DMARC policy of the organizational domain org.test (_dmarc.org.test): \
+         v=DMARC1; p=reject; sp=quarantine\n",
+        "  DMARC policy: valid, p=reject sp=quarantine pct=100",
+        "    applies: sp=quarantine (a subdomain of org.test, RFC 7489 §6.6.3)\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    let (_, text) = mdig(&dns, &["org.test"]);
+    assert!(text.contains("    applies: p=reject\n"), "{text}");
+    assert!(!text.contains("organizational domain"), "{text}");
+}
+
 #[test]
 fn dkim_keys_from_keygen_and_openssl() {
     let dns = start_dns();
@@ -485,9 +560,10 @@ fn dns_failure_in_the_spf_walk_is_temperror_not_permerror() {
     // dnsmasq forwards dead.test to a refused loopback port: those queries time out, the rest
     // of the zone answers.
     let zone = format!(
-        "server=/dead.test/127.0.0.1#{}\nhost-record=temp.test,127.0.0.10\n\
-         txt-record=temp.test,\"v=spf1 include:x.dead.test -all\"\n",
-        common::refused_port()
+        "server=/dead.test/127.0.0.1#{port}\nhost-record=temp.test,127.0.0.10\n\
+         txt-record=temp.test,\"v=spf1 include:x.dead.test -all\"\n\
+         server=/_dmarc.org.test/127.0.0.1#{port}\nhost-record=sub.org.test,127.0.0.11\n",
+        port = common::refused_port()
     );
     let dns = common::Dns::start(&zone);
     let (code, json) = mdig(&dns, &["--json", "temp.test"]);
@@ -503,4 +579,17 @@ fn dns_failure_in_the_spf_walk_is_temperror_not_permerror() {
         "{r:#}"
     );
     assert_eq!(r["exit"], 75);
+    // The DMARC tree walk's look-up of the organizational domain fails: a retry, not "no
+    // policy".
+    let (code, json) = mdig(&dns, &["--json", "sub.org.test"]);
+    assert_eq!(code, 75, "{json}");
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    let r = &doc["domains"][0];
+    assert!(r["dmarc_policy"].is_null(), "{r:#}");
+    assert!(
+        r["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.starts_with("TXT look-up of _dmarc.org.test failed")),
+        "{r:#}"
+    );
 }

@@ -9,7 +9,8 @@
 //!   of a:, mx: and exists: under and over the limit; a null sender) is the one python3-spf (Debian's python3-spf,
 //!   an independent implementation) gives for the same records and identities.
 //! - A forged From: under `p=reject` is refused with 550 5.7.1, and accepted with
-//!   `dmarc=fail` under `dmarc_reject = "mark"`; `p=quarantine` is marked; SPF alignment is
+//!   `dmarc=fail` under `dmarc_reject = "mark"`; `p=quarantine` is marked, as is a subdomain
+//!   under its organizational domain's `sp=quarantine`; SPF alignment is
 //!   strict or relaxed as `aspf` says; a DKIM signature (python3-dkim's dkimsign) aligned with
 //!   From: passes DMARC when SPF fails.
 //! - The DNS outcome table: timeout, SERVFAIL, NXDOMAIN and void lookups over the limit, and
@@ -54,6 +55,7 @@ txt-record=forged.test,"v=spf1 ip4:192.0.2.1 -all"
 txt-record=_dmarc.forged.test,"v=DMARC1; p=reject"
 txt-record=quarantine.test,"v=spf1 ip4:192.0.2.1 -all"
 txt-record=_dmarc.quarantine.test,"v=DMARC1; p=quarantine"
+txt-record=_dmarc.org.test,"v=DMARC1; p=reject; sp=quarantine"
 txt-record=mail.strict.test,"v=spf1 ip4:127.0.0.1 -all"
 txt-record=_dmarc.strict.test,"v=DMARC1; p=reject; aspf=s"
 txt-record=mail.relaxed.test,"v=spf1 ip4:127.0.0.1 -all"
@@ -377,14 +379,25 @@ fn dmarc_policy_and_alignment() {
         .expect_err("forged From: accepted");
     assert!(e.contains("550 5.7.1"), "{e}");
     assert!(e.contains("DMARC"), "{e}");
-    // p=quarantine: accepted and marked.
-    let ar = relay
-        .send("helo.test", "bounce@pass.test", "ceo@quarantine.test", None)
-        .expect("p=quarantine accepted");
-    assert!(
-        ar.contains("dmarc=fail reason=\"p=quarantine\" header.from=quarantine.test"),
-        "{ar}"
-    );
+    // p=quarantine: accepted and marked. So is a subdomain without a record of its own under
+    // its organizational domain's sp=quarantine (RFC 7489 §6.6.3; the policy mdig-mx reports
+    // for it, tests/mdig_auth.rs), while that domain's own mail gets its p=reject.
+    for domain in ["quarantine.test", "sub.org.test"] {
+        let ar = relay
+            .send(
+                "helo.test",
+                "bounce@pass.test",
+                &format!("ceo@{domain}"),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{domain}: quarantine refused: {e}"));
+        let want = format!("dmarc=fail reason=\"p=quarantine\" header.from={domain}");
+        assert!(ar.contains(&want), "{ar}");
+    }
+    let e = relay
+        .send("helo.test", "bounce@pass.test", "ceo@org.test", None)
+        .expect_err("forged org.test accepted");
+    assert!(e.contains("550 5.7.1"), "{e}");
     // Aligned SPF pass.
     let ar = relay
         .send("helo.test", "alice@pass.test", "alice@pass.test", None)

@@ -46,7 +46,12 @@ SPF, DMARC, DKIM:
   built from macros that depend on the message (%{i}, %{s}, ...) are
   counted, not followed. DMARC: the _dmarc record's p, sp, pct,
   adkim, aspf, rua and ruf (RFC 7489 6.3), defaults filled in; a
-  missing or bad p, a bad value or report URI is a problem. DKIM:
+  missing or bad p, a bad value or report URI is a problem. A domain
+  without a _dmarc record gets its organizational domain's policy
+  (RFC 7489 6.6.3), whose sp applies to it; the organizational domain
+  is found as mrelayd finds it, by the DNS tree walk of RFC 9989 4.10
+  (_dmarc of each parent name up to the top-level domain; no public
+  suffix list), and shown with the record. DKIM:
   with --selector NAME (repeatable), the TXT record at
   NAME._domainkey.DOMAIN (RFC 6376 3.6.1): key type (rsa, ed25519),
   bits (RSA modulus; 256 for Ed25519), revoked (empty p=), testing
@@ -74,10 +79,16 @@ JSON FIELDS:
                  (null for a macro), lookup (its number; 0 when not
                  evaluated), void (bool), record (the include or
                  redirect target's SPF record), note)
-    dmarc_policy null without exactly one DMARC record, or: record,
-                 valid (bool), p, sp (null when missing or bad), pct,
-                 adkim, aspf (r or s), rua, ruf (lists of URIs),
-                 problems
+    dmarc_policy null without exactly one DMARC record of the domain
+                 and without one of its organizational domain, or:
+                 record, valid (bool), p, sp (null when missing or
+                 bad), pct, adkim, aspf (r or s), rua, ruf (lists of
+                 URIs), problems, source (domain, or
+                 organizational_domain when the domain has no record
+                 of its own), policy_domain (whose _dmarc record it
+                 is), organizational_domain (null for source domain),
+                 applied_tag (p, or sp for a subdomain),
+                 applied_policy (that tag's value, or null)
     dkim         list, one per --selector: selector, name, record
                  (null when none), key_type, bits, revoked, testing
                  (bools), problems (absent when there is no record)
@@ -133,7 +144,7 @@ ENVIRONMENT:
 preference with TTL, each host's A and AAAA records, and what applies when there are none \
 (implicit MX, null MX, NXDOMAIN). Also the domain's SPF, DMARC and MTA-STS records: the SPF record \
 checked with its DNS look-ups counted through includes (RFC 7208 limits: 10, and 2 void), the DMARC \
-policy parsed, and with --selector the DKIM key's type, size and flags; with an \
+policy parsed (the organizational domain's when the domain has none), and with --selector the DKIM key's type, size and flags; with an \
 MTA-STS record, the policy fetched from https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461: \
 mode, mx patterns, max_age) and whether each MX host matches it; each MX \
 host's TLSA records (DANE, RFC 7672) with whether they are DNSSEC-validated. With --probe, \

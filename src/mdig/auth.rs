@@ -1,6 +1,8 @@
 //! mdig-mx's sender-authentication report: the SPF record checked and its DNS look-ups counted
-//! through includes and redirects (RFC 7208 §4.6.4), the DMARC policy parsed (RFC 7489 §6.3),
-//! and the DKIM key of each `--selector` (RFC 6376 §3.6.1).
+//! through includes and redirects (RFC 7208 §4.6.4), the DMARC policy parsed (RFC 7489 §6.3)
+//! with, for a domain without its own, its organizational domain's ([`DmarcReport`],
+//! §6.6.3, found by mrelayd's tree walk: [`authrec::org_policy`]), and the DKIM key of each
+//! `--selector` (RFC 6376 §3.6.1).
 //!
 //! The record parsers are sans-IO in [`super::authrec`] (SPF: mail-auth's parser for the
 //! mechanisms, [`authrec::spf_terms`] for the unknown-mechanism rule); the look-ups are
@@ -19,6 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use mail_auth::common::parse::TxtRecordParser as _;
+use mail_auth::dmarc::Psd;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf, Variable};
 use serde::Serialize;
 
@@ -89,13 +92,35 @@ pub struct DkimKey {
     pub key: Option<DkimKeyInfo>,
 }
 
+/// The DMARC policy that applies to a domain and where it came from.
+#[derive(Clone, Debug, Serialize)]
+pub struct DmarcReport {
+    /// The record's tags.
+    #[serde(flatten)]
+    pub policy: DmarcPolicy,
+    /// `domain` (its own `_dmarc` record) or `organizational_domain` (it has none, so its
+    /// organizational domain's applies, RFC 7489 §6.6.3).
+    pub source: &'static str,
+    /// The domain whose `_dmarc` record it is.
+    pub policy_domain: String,
+    /// The organizational domain, found by the DNS tree walk mrelayd does (null for a
+    /// domain's own record: not looked up).
+    pub organizational_domain: Option<String>,
+    /// The tag that applies to mail from this domain: `p` for its own record, `sp` for a
+    /// subdomain of the organizational domain (§6.6.3).
+    pub applied_tag: &'static str,
+    /// That tag's policy (`sp` defaults to `p`), null when the record has no valid one.
+    pub applied_policy: Option<String>,
+}
+
 /// The sender-authentication part of a domain's report.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AuthReport {
     /// The SPF check, null when the domain has no SPF record or was not looked up.
     pub spf_check: Option<SpfCheck>,
-    /// The DMARC policy, null without exactly one DMARC record.
-    pub dmarc_policy: Option<DmarcPolicy>,
+    /// The DMARC policy, null without exactly one DMARC record of the domain's own and
+    /// without one of its organizational domain.
+    pub dmarc_policy: Option<DmarcReport>,
     /// One entry per `--selector`.
     pub dkim: Vec<DkimKey>,
 }
@@ -129,12 +154,40 @@ pub async fn check(resolver: &MxResolver, r: &mut DomainReport, selectors: &[Str
         }
         r.auth.spf_check = Some(c);
     }
-    if let [record] = r.dmarc.as_slice() {
-        let d = authrec::parse_dmarc(record);
+    // The record that applies: the domain's own, else its organizational domain's (RFC 7489
+    // §6.6.3; several records of its own are no policy at all, reported in lookup_domain).
+    let applies = match r.dmarc.as_slice() {
+        [record] => Some((record.clone(), r.domain.clone(), None)),
+        [] => match org_dmarc(resolver, &r.domain).await {
+            Err((name, e)) => {
+                temporary = true;
+                r.problems
+                    .push(format!("TXT look-up of _dmarc.{name} failed: {e}"));
+                None
+            }
+            Ok(o) => o.map(|o| (o.record, o.domain, Some(o.organizational_domain))),
+        },
+        _ => None,
+    };
+    if let Some((record, policy_domain, org)) = applies {
+        let d = authrec::parse_dmarc(&record);
         for p in &d.problems {
-            r.problems.push(format!("DMARC of {}: {p}", r.domain));
+            r.problems.push(format!("DMARC of {policy_domain}: {p}"));
         }
-        r.auth.dmarc_policy = Some(d);
+        // Under its organizational domain's record this domain is a subdomain: sp (np, RFC
+        // 9989, would be for a name that does not exist, and NXDOMAIN is not checked here).
+        let (source, applied_tag, applied_policy) = match org {
+            None => ("domain", "p", d.p.clone()),
+            Some(_) => ("organizational_domain", "sp", d.sp.clone()),
+        };
+        r.auth.dmarc_policy = Some(DmarcReport {
+            policy: d,
+            source,
+            policy_domain,
+            organizational_domain: org,
+            applied_tag,
+            applied_policy,
+        });
     }
     for s in selectors {
         let name = format!("{s}._domainkey.{}", r.domain);
@@ -179,6 +232,36 @@ pub async fn check(resolver: &MxResolver, r: &mut DomainReport, selectors: &[Str
     } else if r.exit == exit::OK && !r.problems.is_empty() {
         r.exit = super::EXIT_PROBLEMS;
     }
+}
+
+/// The DMARC record of `domain`'s organizational domain: the tree walk above it as
+/// mail-auth does it for mrelayd ([`authrec::dmarc_walk_names`]; a name's first TXT record
+/// mail-auth's parser takes is its record, `psd=y` or `n` ends the walk), then
+/// [`authrec::org_policy`]. Err: the name whose look-up failed temporarily, and why.
+async fn org_dmarc(
+    resolver: &MxResolver,
+    domain: &str,
+) -> Result<Option<authrec::OrgPolicy>, (String, DnsError)> {
+    let mut found = Vec::new();
+    for name in authrec::dmarc_walk_names(domain) {
+        let txt = resolver
+            .txt(&format!("_dmarc.{name}"))
+            .await
+            .map_err(|e| (name.clone(), e))?;
+        let record = txt.into_iter().find_map(|t| {
+            mail_auth::dmarc::Dmarc::parse(t.as_bytes())
+                .ok()
+                .map(|d| (t, d.psd))
+        });
+        if let Some((record, psd)) = record {
+            let stop = matches!(psd, Psd::Yes | Psd::No);
+            found.push(authrec::WalkRecord { name, psd, record });
+            if stop {
+                break;
+            }
+        }
+    }
+    Ok(authrec::org_policy(domain, &found))
 }
 
 /// The SPF walk's running state.
@@ -577,17 +660,41 @@ pub fn render_text(o: &mut String, a: &AuthReport) {
                 l.join(",")
             }
         };
+        if d.source == "organizational_domain" {
+            let _ = writeln!(
+                o,
+                "  DMARC policy of the organizational domain {} (_dmarc.{}): {}",
+                d.organizational_domain.as_deref().unwrap_or("-"),
+                d.policy_domain,
+                d.policy.record
+            );
+        }
+        let p = &d.policy;
         let _ = writeln!(
             o,
             "  DMARC policy: {}, p={} sp={} pct={} adkim={} aspf={} rua={} ruf={}",
-            if d.valid { "valid" } else { "invalid" },
-            d.p.as_deref().unwrap_or("-"),
-            d.sp.as_deref().unwrap_or("-"),
-            d.pct,
-            d.adkim,
-            d.aspf,
-            list(&d.rua),
-            list(&d.ruf)
+            if p.valid { "valid" } else { "invalid" },
+            p.p.as_deref().unwrap_or("-"),
+            p.sp.as_deref().unwrap_or("-"),
+            p.pct,
+            p.adkim,
+            p.aspf,
+            list(&p.rua),
+            list(&p.ruf)
+        );
+        let why = if d.source == "organizational_domain" {
+            format!(
+                " (a subdomain of {}, RFC 7489 §6.6.3)",
+                d.organizational_domain.as_deref().unwrap_or("-")
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "    applies: {}={}{why}",
+            d.applied_tag,
+            d.applied_policy.as_deref().unwrap_or("-")
         );
     }
     for k in &a.dkim {

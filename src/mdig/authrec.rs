@@ -7,6 +7,10 @@
 //! - [`tag_list`]: the `tag=value; ...` syntax shared by DMARC (RFC 7489 §6.4) and DKIM key
 //!   records (RFC 6376 §3.2).
 //! - [`parse_dmarc`]: a DMARC record's policy tags (RFC 7489 §6.3).
+//! - [`dmarc_walk_names`], [`org_policy`]: the DMARC record that applies to a domain without
+//!   its own (RFC 7489 §6.6.3: its organizational domain's), found as mrelayd finds it:
+//!   mail-auth 0.13.3 determines the organizational domain by a DNS tree walk (RFC 9989
+//!   §4.10), not by a public suffix list, so these do the same walk.
 //! - [`parse_dkim_key`]: a DKIM key record (RFC 6376 §3.6.1, RFC 8463 §4.2): key type, RSA
 //!   modulus length, revoked (`p=` empty), testing (`t=y`).
 
@@ -296,6 +300,73 @@ pub fn parse_dmarc(record: &str) -> DmarcPolicy {
     d
 }
 
+/// The names whose `_dmarc` record a DNS tree walk asks for after `domain`'s own, in order
+/// (RFC 9989 §4.10.1, as mail-auth 0.13.3's `dmarc_tree_walk` does: from 8 labels or more
+/// straight to 7, then one label less each time, down to the top-level domain; nothing for a
+/// one-label name).
+pub fn dmarc_walk_names(domain: &str) -> Vec<String> {
+    let labels: Vec<&str> = domain.split('.').filter(|l| !l.is_empty()).collect();
+    let total = labels.len();
+    let mut names = Vec::new();
+    let mut count = total;
+    while total >= 2 && count > 1 {
+        count = if count >= 8 { 7 } else { count - 1 };
+        names.push(labels[total - count..].join("."));
+    }
+    names
+}
+
+/// One DMARC record a tree walk found: the name it is at (without `_dmarc.`), its `psd` tag
+/// as mail-auth reads it, and the record as published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkRecord {
+    /// The domain whose `_dmarc` record it is.
+    pub name: String,
+    /// `psd=y`, `psd=n` or neither (RFC 9989 §4.7); `y` or `n` ends the walk.
+    pub psd: mail_auth::dmarc::Psd,
+    /// The TXT record.
+    pub record: String,
+}
+
+/// The record of a domain's organizational domain that applies to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgPolicy {
+    /// The organizational domain (RFC 7489 §3.2; by the tree walk, RFC 9989 §4.10.2).
+    pub organizational_domain: String,
+    /// The domain whose `_dmarc` record applies: the organizational domain's, or, when that
+    /// has none, the shortest name the walk found one at (a public suffix domain's).
+    pub domain: String,
+    /// That record.
+    pub record: String,
+}
+
+/// The policy for `start`, which has no DMARC record, from the records its walk found above
+/// it (longest name first): mail-auth 0.13.3's choice, so that mdig-mx says what mrelayd does.
+/// The organizational domain is the first `psd=n` name, or the name one label below the first
+/// `psd=y` one, else the shortest name with a record; None when the walk found nothing.
+pub fn org_policy(start: &str, found: &[WalkRecord]) -> Option<OrgPolicy> {
+    use mail_auth::dmarc::Psd;
+    let last = found.last()?;
+    let org = found
+        .iter()
+        .find_map(|w| match w.psd {
+            Psd::No => Some(w.name.clone()),
+            Psd::Yes if w.name != start => {
+                let depth = w.name.split('.').filter(|l| !l.is_empty()).count() + 1;
+                let labels: Vec<&str> = start.split('.').filter(|l| !l.is_empty()).collect();
+                Some(labels[labels.len().saturating_sub(depth)..].join("."))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| last.name.clone());
+    let applies = found.iter().find(|w| w.name == org).unwrap_or(last);
+    Some(OrgPolicy {
+        organizational_domain: org,
+        domain: applies.name.clone(),
+        record: applies.record.clone(),
+    })
+}
+
 /// What a DKIM key record says (RFC 6376 §3.6.1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DkimKeyInfo {
@@ -472,6 +543,53 @@ mod tests {
         assert!(tag_list("v=DMARC1; p").is_err());
         assert!(tag_list("v=DMARC1; p=none; p=reject").is_err());
         assert!(tag_list("v=DMARC1; 1p=none").is_err());
+    }
+
+    #[test]
+    fn dmarc_tree_walk_and_organizational_domain() {
+        use mail_auth::dmarc::Psd;
+        assert_eq!(
+            dmarc_walk_names("a.b.example.test"),
+            ["b.example.test", "example.test", "test"]
+        );
+        assert!(dmarc_walk_names("test").is_empty());
+        // Eight labels or more: straight to seven (the eight-query cap).
+        assert_eq!(
+            dmarc_walk_names("1.2.3.4.5.6.7.8.9.test")
+                .first()
+                .map(String::as_str),
+            Some("4.5.6.7.8.9.test")
+        );
+        assert_eq!(dmarc_walk_names("1.2.3.4.5.6.7.8.9.test").len(), 7);
+        let rec = |name: &str, psd: Psd| WalkRecord {
+            name: name.into(),
+            psd,
+            record: format!("v=DMARC1; p=reject; at {name}"),
+        };
+        assert_eq!(org_policy("sub.org.test", &[]), None);
+        // No psd tags: the shortest name with a record.
+        let o = org_policy(
+            "a.sub.org.test",
+            &[
+                rec("sub.org.test", Psd::Default),
+                rec("org.test", Psd::Default),
+            ],
+        )
+        .expect("found");
+        assert_eq!(
+            (o.organizational_domain.as_str(), o.domain.as_str()),
+            ("org.test", "org.test")
+        );
+        // A public suffix's record (psd=y): the name below it on the way to the domain is the
+        // organizational domain; without a record there, the PSD's applies.
+        let o = org_policy("a.sub.org.test", &[rec("test", Psd::Yes)]).expect("found");
+        assert_eq!(
+            (o.organizational_domain.as_str(), o.domain.as_str()),
+            ("org.test", "test")
+        );
+        // psd=n: that name.
+        let o = org_policy("a.sub.org.test", &[rec("sub.org.test", Psd::No)]).expect("found");
+        assert_eq!(o.organizational_domain, "sub.org.test");
     }
 
     #[test]
