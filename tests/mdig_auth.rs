@@ -31,6 +31,12 @@ txt-record=_inner.good.test,\"v=spf1 a:host.good.test ~all\"
 txt-record=_dmarc.good.test,\"v=DMARC1; p=quarantine; sp=reject; pct=50; adkim=s; aspf=r; rua=mailto:agg@good.test; ruf=mailto:fail@good.test\"
 txt-record=void.test,\"v=spf1 a:n1.void.test a:n2.void.test a:n3.void.test -all\"
 txt-record=void2.test,\"v=spf1 a:n1.void.test a:n2.void.test -all\"
+txt-record=exists.test,\"v=spf1 exists:a.%{d} exists:b.%{d} exists:c.%{d} -all\"
+txt-record=exists2.test,\"v=spf1 exists:a.%{d} exists:b.%{d} -all\"
+txt-record=existsok.test,\"v=spf1 -exists:ok.%{d} -all\"
+host-record=ok.existsok.test,127.0.0.21
+txt-record=existsv6.test,\"v=spf1 exists:v6.%{d} exists:n.%{d} -all\"
+host-record=v6.existsv6.test,2001:db8::1
 txt-record=syntax.test,\"v=spf1 ip4:192.0.2.300 -all\"
 txt-record=unknown.test,\"v=spf1 foo:bar.test -all\"
 txt-record=noinc.test,\"v=spf1 include:missing.noinc.test -all\"
@@ -46,7 +52,8 @@ host-record=h.deep.test,127.0.0.13
 ",
     );
     for d in [
-        "void", "void2", "syntax", "unknown", "noinc", "badp", "deep", "many", "ten",
+        "void", "void2", "syntax", "unknown", "noinc", "badp", "deep", "many", "ten", "exists",
+        "exists2", "existsok", "existsv6",
     ] {
         z.push_str(&format!("host-record={d}.test,127.0.0.20\n"));
     }
@@ -290,6 +297,12 @@ fn spf_validity_and_lookup_counts_match_python3_spf() {
         ("syntax.test", "permerror", 0, 0),
         ("unknown.test", "permerror", 0, 0),
         ("noinc.test", "permerror", 1, 1),
+        // exists: asks for A only (RFC 7208 §5.7): a name without one is void, also when it
+        // has an AAAA record; a third void is a permerror as for a:.
+        ("exists2.test", "valid", 2, 2),
+        ("exists.test", "permerror", 3, 3),
+        ("existsok.test", "valid", 1, 0),
+        ("existsv6.test", "valid", 2, 2),
     ];
     let domains: Vec<&str> = expected.iter().map(|e| e.0).collect();
     let mut args = vec!["--json"];
