@@ -402,6 +402,25 @@ pub fn result_words(r: &DkimResult) -> (&'static str, Option<String>) {
     }
 }
 
+/// The PKCS#8 v1 form (RFC 8410 §7: the seed alone) of ring's PKCS#8 v2 Ed25519 document,
+/// whose `[1]` public key OpenSSL 3 and python's cryptography cannot read: the v1 file is
+/// one an admin can share with OpenDKIM or check with `openssl pkey`. ring's document is
+/// fixed: a 16-byte prefix, the 32-byte seed, the public key.
+fn ed25519_pkcs8_v1(v2: &[u8]) -> Result<Vec<u8>, String> {
+    const V2_PREFIX: [u8; 16] = [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    match (v2.get(..16), v2.get(16..48)) {
+        (Some(prefix), Some(seed)) if prefix == V2_PREFIX => Ok([&V1_PREFIX[..], seed].concat()),
+        _ => Err("internal: unexpected Ed25519 PKCS#8 document from ring".into()),
+    }
+}
+
 /// A new key: its PEM private key and the `p=`-tagged TXT record value to publish.
 #[derive(Debug)]
 pub struct NewKey {
@@ -430,7 +449,7 @@ pub fn generate(algorithm: Algorithm, bits: usize) -> Result<NewKey, String> {
         Algorithm::Ed25519 => {
             let pair = DkimKeyPair::generate_ed25519().map_err(|e| e.to_string())?;
             Ok(NewKey {
-                pem: pem("PRIVATE KEY", pair.private_key()),
+                pem: pem("PRIVATE KEY", &ed25519_pkcs8_v1(pair.private_key())?),
                 txt: format!("v=DKIM1; k=ed25519; p={}", b64(pair.public_key())),
             })
         }

@@ -205,6 +205,8 @@ zone:\n  name: plain.test\n  zonefile: plain.test.zone\n",
         })
         .map(|c| (c, port))
     });
+    // test. is answered by unbound itself (NXDOMAIN: offline, asking the root would be a
+    // SERVFAIL, e.g. for the DMARC tree walk's _dmarc.test); the two zones go to their stubs.
     let (unbound, resolver) = common::with_unused_ports(|[port]| {
         std::fs::write(
             d.join("unbound.conf"),
@@ -213,7 +215,8 @@ zone:\n  name: plain.test\n  zonefile: plain.test.zone\n",
   username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"{dir}/unbound.pid\"\n\
   use-syslog: no\n  logfile: \"\"\n  do-not-query-localhost: no\n\
   access-control: 127.0.0.0/8 allow\n  module-config: \"validator iterator\"\n\
-  trust-anchor-file: \"{dir}/{key}.ds\"\n  local-zone: \"test.\" nodefault\n\
+  trust-anchor-file: \"{dir}/{key}.ds\"\n  local-zone: \"test.\" static\n\
+  local-zone: \"dane.test.\" transparent\n  local-zone: \"plain.test.\" transparent\n\
   qname-minimisation: no\n  val-log-level: 2\n\
 stub-zone:\n  name: \"dane.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\n\
 stub-zone:\n  name: \"plain.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\n\

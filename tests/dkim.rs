@@ -223,6 +223,23 @@ fn ed25519_signature_verifies_with_opendkim() {
     );
     let (ok, out) = in_dns_namespace(&zone, "dkimverify", got.as_bytes());
     assert!(ok, "dkimverify ed25519: {out}");
+    // The key file is one OpenSSL reads (PKCS#8 v1, RFC 8410), with the published public key:
+    // the last 32 bytes of its SubjectPublicKeyInfo are the TXT record's p=.
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&ed.path)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl cannot read the keygen key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spki = out.stdout;
+    assert_eq!(spki.len(), 44, "{spki:?}");
+    let p = ed.txt.rsplit("p=").next().unwrap();
+    let out = common::run_with_input(Command::new("base64").arg("-w0"), &spki[12..]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), p, "{}", ed.txt);
 }
 
 /// python3-dkim's dkimsign signs (RSA with a key of ours, Ed25519 with one of PyNaCl's);

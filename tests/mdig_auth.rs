@@ -53,7 +53,7 @@ host-record=h.deep.test,127.0.0.13
     );
     for d in [
         "void", "void2", "syntax", "unknown", "noinc", "badp", "deep", "many", "ten", "exists",
-        "exists2", "existsok", "existsv6",
+        "exists2", "existsok", "existsv6", "incvoid",
     ] {
         z.push_str(&format!("host-record={d}.test,127.0.0.20\n"));
     }
@@ -76,6 +76,12 @@ host-record=h.deep.test,127.0.0.13
     z.push_str(&format!(
         "txt-record=ten.test,\"v=spf1 {} -all\"\n",
         includes(10)
+    ));
+    // An include without a record is a permerror (RFC 7208 §5.2), where a receiver stops; the
+    // walk goes on and counts the whole record's 11 look-ups (mdig-mx(1)).
+    z.push_str(&format!(
+        "txt-record=incvoid.test,\"v=spf1 include:i1.many.test include:none.incvoid.test {} -all\"\n",
+        includes(9)
     ));
     for i in 1..=11 {
         z.push_str(&format!(
@@ -297,6 +303,7 @@ fn spf_validity_and_lookup_counts_match_python3_spf() {
         ("syntax.test", "permerror", 0, 0),
         ("unknown.test", "permerror", 0, 0),
         ("noinc.test", "permerror", 1, 1),
+        ("incvoid.test", "permerror", 11, 1),
         // exists: asks for A only (RFC 7208 §5.7): a name without one is void, also when it
         // has an AAAA record; a third void is a permerror as for a:.
         ("exists2.test", "valid", 2, 2),

@@ -44,7 +44,9 @@ SPF, DMARC, DKIM:
   redirect target without an SPF record. The count is the one an
   evaluation for a client address that matches nothing makes; names
   built from macros that depend on the message (%{i}, %{s}, ...) are
-  counted, not followed. DMARC: the _dmarc record's p, sp, pct,
+  counted, not followed. A receiver stops at the first permanent
+  error; the walk goes on past it (up to 30 look-ups), so the count
+  shows what the whole record costs. DMARC: the _dmarc record's p, sp, pct,
   adkim, aspf, rua and ruf (RFC 7489 6.3), defaults filled in; a
   missing or bad p, a bad value or report URI is a problem. A domain
   without a _dmarc record gets its organizational domain's policy
@@ -139,7 +141,7 @@ ENVIRONMENT:
 #[command(
     name = "mdig-mx",
     version,
-    about = "Show a domain's mail route (MX, addresses), check its SPF, DMARC and DKIM records, and probe its SMTP servers",
+    about = "Show a domain's mail route (MX, addresses), check its SPF, DMARC, DKIM, MTA-STS and TLSA records, and probe its SMTP servers",
     long_about = "Show the mail route of each DOMAIN the way mrelayd uses it: MX records by \
 preference with TTL, each host's A and AAAA records, and what applies when there are none \
 (implicit MX, null MX, NXDOMAIN). Also the domain's SPF, DMARC and MTA-STS records: the SPF record \

@@ -294,7 +294,11 @@ pub async fn check_spf(resolver: &MxResolver, domain: &str, record: &str) -> Spf
     };
     match parse_spf(record) {
         Ok(spf) => walk(&mut w, domain.to_string(), spf, 0).await,
-        Err(e) => stop(&mut w.check, "permerror", format!("the record {e}")),
+        Err(e) => stop(
+            &mut w.check,
+            "permerror",
+            format!("the record does not parse: {e}"),
+        ),
     }
     w.check
 }

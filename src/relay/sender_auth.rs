@@ -327,7 +327,17 @@ pub fn keygen(
         f.sync_all()?;
         crate::durable::fsync_dir(&dir)
     };
-    write().map_err(|e| exit::fail(exit::CANTCREAT, format!("{}: {e}", path.display())))?;
+    write().map_err(|e| {
+        let why = match e.kind() {
+            // A key in use must never be replaced by accident: its DNS record is published.
+            std::io::ErrorKind::AlreadyExists => {
+                "a key is there already (remove it first, or choose -o FILE or another selector)"
+                    .to_string()
+            }
+            _ => e.to_string(),
+        };
+        exit::fail(exit::CANTCREAT, format!("{}: {why}", path.display()))
+    })?;
     let algo = match k.algorithm {
         crate::dkim::Algorithm::Rsa => format!("rsa, {} bits", k.bits),
         crate::dkim::Algorithm::Ed25519 => "ed25519".to_string(),
