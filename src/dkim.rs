@@ -272,7 +272,11 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier asking `server` (the `resolver` key), else the system's resolver.
     pub fn new(server: Option<SocketAddr>) -> Result<Verifier, String> {
-        let (config, opts) = crate::dns::resolver_setup(server)?;
+        let (config, mut opts) = crate::dns::resolver_setup(server)?;
+        // mail-auth's SPF `exists:` is its only address look-up by lookup_ip (a: and mx: ask
+        // A or AAAA by the client's family): A only, as RFC 7208 §5.7 says ("even when the
+        // connection type is IPv6"); hickory's default would take an AAAA-only name.
+        opts.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4Only;
         let auth = MessageAuthenticator::new(config, opts)
             .map_err(|e| format!("setting up the DNS resolver: {e}"))?;
         Ok(Verifier { auth })

@@ -49,6 +49,8 @@ txt-record=exists3.test,"v=spf1 exists:a.%{d} exists:b.%{d} exists:c.%{d} ip4:12
 txt-record=existsmix.test,"v=spf1 a:nx1.%{d} exists:a.%{d} include:exists2.test -all"
 txt-record=existsok.test,"v=spf1 exists:ok.%{d} -all"
 host-record=ok.existsok.test,127.0.0.2
+txt-record=existsv6.test,"v=spf1 exists:v6.%{d} -all"
+host-record=v6.existsv6.test,::2
 txt-record=existstemp.test,"v=spf1 exists:a.%{d} exists:b.%{d} exists:x.servfail.test ip4:127.0.0.1 -all"
 txt-record=_dmarc.pass.test,"v=DMARC1; p=reject"
 txt-record=forged.test,"v=spf1 ip4:192.0.2.1 -all"
@@ -303,6 +305,8 @@ fn spf_results_match_python3_spf() {
         ("helo.test", "alice@existsmix.test", "permerror"),
         ("helo.test", "alice@existsok.test", "pass"),
         ("helo.test", "alice@existstemp.test", "temperror"),
+        // exists: asks for A records only (RFC 7208 §5.7): a name with only AAAA matches not.
+        ("helo.test", "alice@existsv6.test", "fail"),
         // A null sender is checked as postmaster@HELO (RFC 7208 §2.4).
         ("fail.test", "", "fail"),
         ("softfail.test", "", "softfail"),
