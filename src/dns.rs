@@ -213,6 +213,20 @@ fn fqdn(name: &str) -> String {
     }
 }
 
+/// Whether `name` looks like a domain name (letters, digits, hyphens, dots, underscores, no
+/// empty labels, at most 253 octets, labels at most 63: RFC 1035 §2.3.4).
+pub fn valid_domain(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// The one resolver setup of mailkit (server, port, timeouts, attempts), for [`MxResolver`]
 /// and for libraries that bring their own hickory resolver (mail-auth's, in [`crate::dkim`]):
 /// `server` (from `--resolver` or `resolver =`), else the system's `/etc/resolv.conf`. With a

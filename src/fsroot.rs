@@ -220,8 +220,20 @@ impl Dir {
     /// file there (a FIFO, a device; a symlink is refused by the open) is an error. The one
     /// way mpopd's maildrop lock, the Sieve memory lock and the uid-list lock are opened.
     pub fn open_lock(&self, rel: impl AsRef<Path>, mode: u32) -> io::Result<File> {
+        self.open_lock_with(rel, OFlags::empty(), mode)
+    }
+
+    /// [`Dir::open_lock`] with `extra` flags too (`O_APPEND` for the rate-limit journal, whose
+    /// appends are atomic only so).
+    pub fn open_lock_with(
+        &self,
+        rel: impl AsRef<Path>,
+        extra: OFlags,
+        mode: u32,
+    ) -> io::Result<File> {
         let rel = rel.as_ref();
-        let file = self.open_file(rel, OFlags::RDWR | OFlags::CREATE | OFlags::NONBLOCK, mode)?;
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NONBLOCK | extra;
+        let file = self.open_file(rel, flags, mode)?;
         if !file.metadata()?.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

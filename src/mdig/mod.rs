@@ -125,19 +125,7 @@ pub fn overall_exit(codes: &[u8]) -> u8 {
     codes.iter().copied().max().unwrap_or(exit::OK)
 }
 
-/// Whether `name` looks like a domain name (letters, digits, hyphens, dots, underscores, no
-/// empty labels, at most 253 octets, labels at most 63: RFC 1035 §2.3.4).
-pub fn valid_domain(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
+pub use crate::dns::valid_domain;
 
 /// Looks up one domain: route, per-host addresses and TXT records.
 pub async fn lookup_domain(resolver: &MxResolver, domain: &str) -> DomainReport {

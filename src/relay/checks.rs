@@ -236,13 +236,7 @@ pub fn remote_files(config: &Config, relay: &RelayConfig) -> Result<()> {
 pub fn dnsbl_zones(config: &Config, relay: &RelayConfig) -> Result<()> {
     for zone in &relay.dnsbl {
         let name = zone.trim_end_matches('.');
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if name.is_empty() || name.len() > 253 - 72 || !name.split('.').all(label_ok) {
+        if !crate::dns::valid_domain(name) || name.len() > 253 - 72 {
             return Err(config.key_error(
                 &["mrelayd", "dnsbl"],
                 &format!("{zone:?} is not a DNSBL zone (a domain name such as \"zen.example\")"),

@@ -173,16 +173,11 @@ impl Journal {
 
     /// The journal under its name now: `(file, identity)`, created when missing.
     fn open_current(&mut self) -> io::Result<(File, (u64, u64))> {
-        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::APPEND | OFlags::NONBLOCK;
-        let file = self.dir()?.open_file(STATE_FILE, flags, 0o600)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a regular file",
-            ));
-        }
-        Ok((file, identity(&meta)))
+        let file = self
+            .dir()?
+            .open_lock_with(STATE_FILE, OFlags::APPEND, 0o600)?;
+        let id = identity(&file.metadata()?);
+        Ok((file, id))
     }
 
     /// Whether the name still names the file this process has open.
